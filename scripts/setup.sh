@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Create or refresh .venv from the pinned lock. Usage: scripts/setup.sh [runtime|dev]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+profile="${1:-dev}"
+case "$profile" in
+  runtime) lock=requirements/lock.txt ;;
+  dev) lock=requirements/lock-dev.txt ;;
+  *) echo "setup: unknown profile '$profile' (expected runtime or dev)" >&2; exit 2 ;;
+esac
+python_bin="${PYTHON:-python3.11}"
+if ! command -v "$python_bin" >/dev/null 2>&1; then
+  echo "setup: $python_bin not found; ml-assets-core needs CPython 3.11" >&2; exit 2
+fi
+stamp=".venv/.stamp-$profile"
+want="$(cat "$lock" pyproject.toml | sha256sum | cut -c1-16)"
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  exit 0
+fi
+[[ -x .venv/bin/python ]] || "$python_bin" -m venv .venv
+echo "setup: installing pinned dependencies ($lock) into .venv ..." >&2
+# pip's local-index notices are noise here; real errors still fail the script.
+.venv/bin/python -m pip install --quiet --no-deps -r "$lock" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+.venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e . 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+rm -f .venv/.stamp-*
+echo "$want" > "$stamp"
+echo "setup: done" >&2

@@ -1,0 +1,35 @@
+"""Structured JSON-lines logging (structlog) to stderr."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Send JSON-lines logs at ``level`` and above to stderr."""
+    name = level.upper()
+    if name not in _LEVELS:
+        raise ValueError(f"LOG_LEVEL must be one of {sorted(_LEVELS)}, got {level!r}")
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.dict_tracebacks,
+            structlog.processors.JSONRenderer(sort_keys=True),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[name]),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    logging.basicConfig(level=_LEVELS[name], stream=sys.stderr, format="%(message)s")
+
+
+def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
+    """Return a structured logger bound to ``component=name``."""
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(component=name)
+    return logger

@@ -1,0 +1,121 @@
+"""The whole validated configuration for one environment, loaded at start-up."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlcore.config._env import EnvSettings, read_env
+from mlcore.config._loader import load_policy
+from mlcore.config._schemas import (
+    DataRetentionPolicy,
+    MlCoreStoragePolicy,
+    PipelinePolicy,
+    SourcesPolicy,
+    StoragePolicy,
+    UniversePolicy,
+)
+from mlcore.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class StoragePaths:
+    """Absolute roots of every data layer."""
+
+    archive: Path
+    raw: Path
+    canonical: Path
+    features: Path
+    snapshots: Path
+    catalog: Path
+    models: Path
+    reports: Path
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Every policy file and ENV, validated; paths resolved."""
+
+    env_name: str
+    config_root: Path
+    env: EnvSettings
+    storage: StoragePolicy
+    ml_core_storage: MlCoreStoragePolicy
+    pipeline: PipelinePolicy
+    sources: SourcesPolicy
+    data_retention: DataRetentionPolicy
+    universe: UniversePolicy
+    paths: StoragePaths
+
+
+def _resolve(base: Path, value: str) -> Path:
+    p = Path(value)
+    return p if p.is_absolute() else (base / p)
+
+
+def find_config_root(start: Path | None = None) -> Path:
+    """Find ``configs/`` from ``MLCORE_CONFIG_ROOT`` or by walking up from ``start`` (cwd)."""
+    explicit = os.environ.get("MLCORE_CONFIG_ROOT")
+    if explicit:
+        root = Path(explicit)
+        if not (root / "base").is_dir():
+            raise ConfigError(
+                "CONFIG_ROOT_MISSING",
+                f"MLCORE_CONFIG_ROOT={explicit} has no base/ folder of policy files",
+            )
+        return root.resolve()
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "configs" / "base").is_dir():
+            return d / "configs"
+    raise ConfigError(
+        "CONFIG_ROOT_MISSING",
+        f"no configs/base folder found from {here} upwards; set MLCORE_CONFIG_ROOT",
+    )
+
+
+def load_config(config_root: Path | None = None, env_name: str | None = None) -> AppConfig:
+    """Validate ENV and every policy file of the environment; stop on the first bad one."""
+    env = read_env(service_env=env_name)
+    root = (config_root or find_config_root()).resolve()
+    name = env.service_env
+    storage = load_policy(root, "storage", name, StoragePolicy)
+    layout = load_policy(root, "ml_core_storage", name, MlCoreStoragePolicy)
+    pipeline = load_policy(root, "pipeline_policy", name, PipelinePolicy)
+    sources = load_policy(root, "sources", name, SourcesPolicy)
+    retention = load_policy(root, "data_retention", name, DataRetentionPolicy)
+    universe = load_policy(root, "universe", name, UniversePolicy)
+    if env.storage_backend is not None:
+        storage = storage.model_copy(update={"backend": env.storage_backend})
+    if storage.backend != "local":
+        raise ConfigError(
+            "CONFIG_STORAGE_UNSUPPORTED",
+            f"storage backend {storage.backend!r} is configured, but this build stores "
+            "canonical data on the local backend only",
+            details={"file": str(root / "base" / "storage.yaml"), "key": "backend"},
+        )
+    # Relative archive paths are relative to the project folder holding configs/.
+    archive = _resolve(root.parent, env.archive_path or storage.archive_path)
+    paths = StoragePaths(
+        archive=archive,
+        raw=_resolve(archive, layout.raw_root),
+        canonical=_resolve(archive, layout.canonical_root),
+        features=_resolve(archive, layout.features_root),
+        snapshots=_resolve(archive, layout.snapshots_root),
+        catalog=_resolve(archive, layout.catalog_root),
+        models=_resolve(archive, layout.models_root),
+        reports=_resolve(archive, layout.reports_root),
+    )
+    return AppConfig(
+        env_name=name,
+        config_root=root,
+        env=env,
+        storage=storage,
+        ml_core_storage=layout,
+        pipeline=pipeline,
+        sources=sources,
+        data_retention=retention,
+        universe=universe,
+        paths=paths,
+    )

@@ -1,0 +1,102 @@
+"""ENV variables, validated per SERVICE_ENV (spec: 設定/ENV)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from mlcore.errors import ConfigError
+
+ServiceEnv = Literal["dev", "stg", "prod"]
+
+# The spec's rule, not a policy value: which variables each environment must set.
+REQUIRED_ENV: dict[str, tuple[str, ...]] = {
+    "dev": (),
+    "stg": (
+        "POSTGRES_URL",
+        "REDIS_URL",
+        "TWELVEDATA_API_KEY",
+        "STORAGE_BACKEND",
+        "ARCHIVE_PATH",
+        "SLACK_WEBHOOK_URL",
+    ),
+    "prod": (
+        "POSTGRES_URL",
+        "REDIS_URL",
+        "TWELVEDATA_API_KEY",
+        "STORAGE_BACKEND",
+        "ARCHIVE_PATH",
+        "SLACK_WEBHOOK_URL",
+        "PAGERDUTY_INTEGRATION_KEY",
+    ),
+}
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class EnvSettings(BaseModel):
+    """The ENV values ml-assets-core reads. Secrets are never logged."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    service_env: ServiceEnv
+    log_level: str | None
+    postgres_url: str | None
+    redis_url: str | None
+    twelvedata_api_key: str | None
+    storage_backend: Literal["local", "s3"] | None
+    archive_path: str | None
+    slack_webhook_url: str | None
+    pagerduty_integration_key: str | None
+
+
+def read_env(environ: Mapping[str, str] | None = None, *, service_env: str | None = None) -> EnvSettings:
+    """Read and validate ENV for ``service_env`` (default: ``SERVICE_ENV``, or ``dev`` when unset).
+
+    Raises ConfigError naming every missing or invalid variable at once.
+    """
+    env = os.environ if environ is None else environ
+    name = service_env or env.get("SERVICE_ENV") or "dev"
+    problems: list[str] = []
+    if name not in REQUIRED_ENV:
+        raise ConfigError(
+            "CONFIG_ENV_INVALID",
+            f"SERVICE_ENV={name!r} is not one of {sorted(REQUIRED_ENV)}",
+            details={"variable": "SERVICE_ENV"},
+        )
+    missing = [v for v in REQUIRED_ENV[name] if not env.get(v)]
+    if missing:
+        problems.append(f"missing required for SERVICE_ENV={name}: {', '.join(missing)}")
+    tz = env.get("TZ")
+    if tz and tz not in ("UTC", "Etc/UTC", ":UTC"):
+        problems.append(f"TZ must be UTC, got {tz!r}")
+    level = env.get("LOG_LEVEL")
+    if level and level.upper() not in _LOG_LEVELS:
+        problems.append(f"LOG_LEVEL must be one of {list(_LOG_LEVELS)}, got {level!r}")
+    backend = env.get("STORAGE_BACKEND") or None
+    if backend is not None and backend not in ("local", "s3"):
+        problems.append(f"STORAGE_BACKEND must be 'local' or 's3', got {backend!r}")
+    for var in ("POSTGRES_URL", "REDIS_URL"):
+        val = env.get(var)
+        scheme = "postgresql" if var == "POSTGRES_URL" else "redis"
+        if val and not val.startswith(scheme):
+            problems.append(f"{var} must be a {scheme}:// URL")
+    if problems:
+        raise ConfigError(
+            "CONFIG_ENV_INVALID",
+            "ENV refused: " + "; ".join(problems),
+            details={"service_env": name, "missing": missing},
+        )
+    return EnvSettings(
+        service_env=name,  # type: ignore[arg-type]
+        log_level=level.upper() if level else None,
+        postgres_url=env.get("POSTGRES_URL") or None,
+        redis_url=env.get("REDIS_URL") or None,
+        twelvedata_api_key=env.get("TWELVEDATA_API_KEY") or None,
+        storage_backend=backend,  # type: ignore[arg-type]
+        archive_path=env.get("ARCHIVE_PATH") or None,
+        slack_webhook_url=env.get("SLACK_WEBHOOK_URL") or None,
+        pagerduty_integration_key=env.get("PAGERDUTY_INTEGRATION_KEY") or None,
+    )

@@ -1,0 +1,235 @@
+"""Typed schemas of the policy YAMLs. Frozen, strict, unknown keys rejected; no defaults."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Rate = Annotated[float, Field(ge=0, le=1)]
+
+TIMEFRAMES: dict[str, int] = {
+    "1min": 60,
+    "5min": 300,
+    "15min": 900,
+    "30min": 1800,
+    "1h": 3600,
+    "4h": 14400,
+    "1day": 86400,
+}
+Timeframe = Literal["1min", "5min", "15min", "30min", "1h", "4h", "1day"]
+_SYMBOL_RE = re.compile(r"^[A-Z0-9.]{1,12}(/[A-Z0-9.]{1,12})?$")
+
+
+class Policy(BaseModel):
+    """Base of every policy schema."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+# storage.yaml ---------------------------------------------------------------------------
+class S3Location(Policy):
+    endpoint_url: str
+    bucket: str
+    prefix: str
+
+
+class StoragePolicy(Policy):
+    """storage.yaml: where the archive lives (ENV STORAGE_BACKEND / ARCHIVE_PATH override)."""
+
+    backend: Literal["local", "s3"]
+    archive_path: str
+    s3: S3Location | None
+
+    @model_validator(mode="after")
+    def _s3_needs_location(self) -> StoragePolicy:
+        if self.backend == "s3" and self.s3 is None:
+            raise ValueError("backend 's3' needs the 's3' location (endpoint_url, bucket, prefix)")
+        return self
+
+
+# ml_core_storage.yaml -------------------------------------------------------------------
+class MlCoreStoragePolicy(Policy):
+    """ml_core_storage.yaml: roots under the archive for each kind of data."""
+
+    raw_root: str
+    canonical_root: str
+    features_root: str
+    snapshots_root: str
+    catalog_root: str
+    models_root: str
+    reports_root: str
+
+
+# pipeline_policy.yaml -------------------------------------------------------------------
+class RateLimit(Policy):
+    requests_per_minute: PositiveInt
+    burst: PositiveInt
+
+
+class CircuitBreakerPolicy(Policy):
+    fail_max: PositiveInt
+    reset_timeout_s: PositiveFloat
+
+
+class DQThresholds(Policy):
+    """Data-quality thresholds (spec: データ取得・前処理パイプライン連携)."""
+
+    max_fill_bars: NonNegInt
+    outlier_sigma: PositiveFloat
+    sigma_window_bars: PositiveInt
+    sigma_min_bars: PositiveInt
+    spike_retrace_ratio: Rate
+    missing_rate: Rate
+    outlier_rate: Rate
+    price_abs_tolerance: Annotated[float, Field(ge=0)]
+
+    @model_validator(mode="after")
+    def _min_within_window(self) -> DQThresholds:
+        if self.sigma_min_bars > self.sigma_window_bars:
+            raise ValueError("sigma_min_bars must not exceed sigma_window_bars")
+        return self
+
+
+class PipelinePolicy(Policy):
+    """pipeline_policy.yaml: fetching, retries, freshness and DQ thresholds."""
+
+    timeframe_default: Timeframe
+    timeframe_allowed: list[Timeframe]
+    history_lookback_months: PositiveInt
+    retry_max: NonNegInt
+    backoff_initial_s: PositiveFloat
+    backoff_max_s: PositiveFloat
+    backoff_jitter_s: Annotated[float, Field(ge=0)]
+    request_timeout_s: PositiveFloat
+    page_size: Annotated[int, Field(gt=0, le=5000)]
+    freshness_budget_seconds: PositiveInt
+    rate_limit: RateLimit
+    circuit_breaker: CircuitBreakerPolicy
+    dq_thresholds: DQThresholds
+    quarantine_owner: str
+
+    @model_validator(mode="after")
+    def _default_allowed(self) -> PipelinePolicy:
+        if self.timeframe_default not in self.timeframe_allowed:
+            raise ValueError(
+                f"timeframe_default {self.timeframe_default!r} is not in timeframe_allowed"
+            )
+        return self
+
+
+# sources.yaml ---------------------------------------------------------------------------
+class ProviderSpec(Policy):
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+    kind: Literal["twelvedata", "file"]
+    priority: NonNegInt
+    enabled: bool
+    base_url: str | None
+    api_key_env: str | None
+
+    @model_validator(mode="after")
+    def _rest_needs_url(self) -> ProviderSpec:
+        if self.kind == "twelvedata" and (not self.base_url or not self.api_key_env):
+            raise ValueError(f"provider '{self.name}': kind twelvedata needs base_url and api_key_env")
+        return self
+
+
+class SourcesPolicy(Policy):
+    """sources.yaml: data providers by priority (lower number is tried first)."""
+
+    providers: Annotated[list[ProviderSpec], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique(self) -> SourcesPolicy:
+        names = [p.name for p in self.providers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"provider names must be unique, got {names}")
+        prios = [p.priority for p in self.providers if p.enabled]
+        if len(set(prios)) != len(prios):
+            raise ValueError(f"enabled providers need distinct priorities, got {prios}")
+        return self
+
+
+# data_retention.yaml --------------------------------------------------------------------
+class DataRetentionPolicy(Policy):
+    """data_retention.yaml: how long each layer is kept, in months."""
+
+    raw_months: PositiveInt
+    canonical_months: PositiveInt
+    features_months: PositiveInt
+    snapshots_months: PositiveInt
+    ingest_reports_days: PositiveInt
+
+
+# universe.yaml --------------------------------------------------------------------------
+class AlwaysOpen(Policy):
+    kind: Literal["always"]
+
+
+class WeeklySession(Policy):
+    """Open from ``open_weekday open_time`` to ``close_weekday close_time`` in ``timezone``."""
+
+    kind: Literal["weekly"]
+    timezone: str
+    open_weekday: Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    open_time: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+    close_weekday: Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    close_time: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+    holidays_mmdd: list[Annotated[str, Field(pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")]]
+
+
+class ExchangeSession(Policy):
+    """A calendar from the exchange_calendars package, e.g. XNYS."""
+
+    kind: Literal["exchange"]
+    exchange: str
+
+
+CalendarSpec = Annotated[AlwaysOpen | WeeklySession | ExchangeSession, Field(discriminator="kind")]
+
+
+class InstrumentSpec(Policy):
+    asset_class: Literal["fx", "metal", "crypto", "equity", "index", "commodity"]
+    calendar: str
+    quote_currency: Annotated[str, Field(pattern=r"^[A-Z]{3,4}$")]
+
+
+class PairSpec(Policy):
+    pair_id: Annotated[str, Field(pattern=r"^[A-Z0-9]+_[A-Z0-9]+$")]
+    leg_a: str
+    leg_b: str
+
+
+class UniversePolicy(Policy):
+    """universe.yaml: instruments, their trading calendars, and the pairs traded."""
+
+    calendars: dict[str, CalendarSpec]
+    instruments: dict[str, InstrumentSpec]
+    pairs: list[PairSpec]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> UniversePolicy:
+        for sym, spec in self.instruments.items():
+            if not _SYMBOL_RE.match(sym):
+                raise ValueError(f"instrument {sym!r} is not a normalized symbol like 'XAU/USD'")
+            if spec.calendar not in self.calendars:
+                raise ValueError(f"instrument {sym!r} names unknown calendar {spec.calendar!r}")
+        for pair in self.pairs:
+            for leg in (pair.leg_a, pair.leg_b):
+                if leg not in self.instruments:
+                    raise ValueError(f"pair {pair.pair_id!r} names unknown instrument {leg!r}")
+        return self
+
+
+POLICY_SCHEMAS: dict[str, type[Policy]] = {
+    "storage": StoragePolicy,
+    "ml_core_storage": MlCoreStoragePolicy,
+    "pipeline_policy": PipelinePolicy,
+    "sources": SourcesPolicy,
+    "data_retention": DataRetentionPolicy,
+    "universe": UniversePolicy,
+}
