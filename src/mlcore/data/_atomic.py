@@ -1,0 +1,101 @@
+"""Crash-safe replacement of a whole partition folder.
+
+A partition is written into a hidden sibling ``.NAME.tmp-ID`` (each file fsynced, then a
+``__complete`` marker), the old folder is renamed to ``.NAME.old-ID`` and the new one renamed
+into place. A crash at any point leaves either the old or the new complete partition;
+:func:`recover` finishes or undoes an interrupted swap.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from mlcore.errors import FatalError
+
+_MARK = "__complete"
+FaultHook = Callable[[str], None]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def recover(parent: Path) -> None:
+    """Finish or roll back interrupted swaps under ``parent``; drop incomplete temp folders."""
+    if not parent.is_dir():
+        return
+    entries = list(parent.iterdir())
+    for old in (e for e in entries if e.name.startswith(".") and ".old-" in e.name):
+        name = old.name[1:].split(".old-")[0]
+        final = parent / name
+        token = old.name.split(".old-")[1]
+        tmp = parent / f".{name}.tmp-{token}"
+        if final.exists():
+            shutil.rmtree(old)
+        elif tmp.is_dir() and (tmp / _MARK).exists():
+            os.rename(tmp, final)
+            shutil.rmtree(old)
+        else:
+            os.rename(old, final)
+    for tmp in (e for e in parent.iterdir() if e.name.startswith(".") and ".tmp-" in e.name):
+        name = tmp.name[1:].split(".tmp-")[0]
+        final = parent / name
+        if not final.exists() and (tmp / _MARK).exists():
+            os.rename(tmp, final)
+        else:
+            shutil.rmtree(tmp)
+
+
+def replace_dir(final: Path, files: Mapping[str, bytes], fault: FaultHook | None = None) -> None:
+    """Atomically make ``final`` a folder holding exactly ``files`` (name -> bytes)."""
+    parent = final.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    recover(parent)
+    token = uuid.uuid4().hex[:12]
+    tmp = parent / f".{final.name}.tmp-{token}"
+    old = parent / f".{final.name}.old-{token}"
+    hook = fault or (lambda _step: None)
+    try:
+        tmp.mkdir()
+        for name, data in files.items():
+            if "/" in name or name.startswith(".") or name == _MARK:
+                raise ValueError(f"invalid partition file name {name!r}")
+            _write_file(tmp / name, data)
+            hook(f"wrote:{name}")
+        _write_file(tmp / _MARK, b"")
+        _fsync_dir(tmp)
+        hook("complete")
+        if final.exists():
+            os.rename(final, old)
+            hook("moved-old")
+        os.rename(tmp, final)
+        hook("swapped")
+        _fsync_dir(parent)
+        if old.exists():
+            shutil.rmtree(old)
+    except OSError as exc:
+        raise FatalError(
+            "STORAGE_WRITE_FAILED",
+            f"{final}: partition write failed ({exc.strerror or exc}); previous contents kept",
+            details={"path": str(final)},
+        ) from exc
+
+
+def read_files(folder: Path) -> list[str]:
+    """List the data files of a partition folder (without the completion marker)."""
+    return sorted(p.name for p in folder.iterdir() if p.name != _MARK)

@@ -1,0 +1,151 @@
+"""Partitioned Parquet stores: raw accepted bars and canonical bars, by timeframe/symbol/month."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mlcore.data._atomic import FaultHook, recover, replace_dir
+from mlcore.errors import DataQualityError
+
+RAW_FILE = "raw.parquet"
+CONFLICTS_FILE = "__conflicts.parquet"
+BARS_FILE = "bars.parquet"
+META_FILE = "__meta.json"
+QUARANTINE_FILE = "__quarantine.json"
+EXCLUDED_FILE = "__excluded.parquet"
+PRICE_COLS = ("open", "high", "low", "close", "volume")
+
+
+def symbol_dirname(symbol: str) -> str:
+    """Folder name of a normalized symbol (``XAU/USD`` -> ``XAU_USD``)."""
+    return symbol.replace("/", "_")
+
+
+def dirname_symbol(name: str) -> str:
+    """Inverse of :func:`symbol_dirname`."""
+    return name.replace("_", "/")
+
+
+def month_key(ts: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    """``YYYY-MM`` of each UTC timestamp."""
+    idx = pd.DatetimeIndex(ts)
+    return np.asarray(idx.strftime("%Y-%m"))
+
+
+def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """Serialize deterministically: Snappy, no pandas index, fixed schema order."""
+    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="snappy", write_statistics=True)
+    return buf.getvalue()
+
+
+def json_bytes(obj: Mapping[str, Any]) -> bytes:
+    """Serialize JSON deterministically (sorted keys, UTF-8, trailing newline)."""
+    return (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def bars_hash(bars: pd.DataFrame) -> str:
+    """SHA256 over the content of canonical bars (timestamps, prices, volume, flags)."""
+    h = hashlib.sha256()
+    ts = pd.DatetimeIndex(bars["ts"]).as_unit("ns").asi8
+    h.update(np.ascontiguousarray(ts, dtype="<i8").tobytes())
+    for col in PRICE_COLS:
+        h.update(np.ascontiguousarray(bars[col].to_numpy(dtype="float64"), dtype="<f8").tobytes())
+    if "quality_flag" in bars:
+        h.update("\n".join(bars["quality_flag"].astype(str).tolist()).encode())
+    return h.hexdigest()
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        frame = pq.read_table(path).to_pandas()
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise DataQualityError(
+            "STORAGE_PARTITION_CORRUPT",
+            f"{path}: cannot read partition file ({exc})",
+            details={"path": str(path)},
+        ) from exc
+    if "ts" in frame:
+        frame["ts"] = pd.to_datetime(frame["ts"], utc=True).astype("datetime64[ns, UTC]")
+    return frame
+
+
+class PartitionStore:
+    """One layer (raw or canonical) laid out as ``{root}/{timeframe}/{SYMBOL}/{YYYY-MM}/``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def symbol_dir(self, timeframe: str, symbol: str) -> Path:
+        """Folder holding every month of one symbol."""
+        return self.root / timeframe / symbol_dirname(symbol)
+
+    def partition_dir(self, timeframe: str, symbol: str, month: str) -> Path:
+        """Folder of one month."""
+        return self.symbol_dir(timeframe, symbol) / month
+
+    def months(self, timeframe: str, symbol: str) -> list[str]:
+        """Months present for a symbol, recovering interrupted writes first."""
+        sdir = self.symbol_dir(timeframe, symbol)
+        recover(sdir)
+        if not sdir.is_dir():
+            return []
+        return sorted(p.name for p in sdir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def read_file(self, timeframe: str, symbol: str, month: str, name: str) -> pd.DataFrame | None:
+        """Read one Parquet file of a partition, or None when absent."""
+        path = self.partition_dir(timeframe, symbol, month) / name
+        return _read_parquet(path) if path.exists() else None
+
+    def read_json(self, timeframe: str, symbol: str, month: str, name: str) -> dict[str, Any] | None:
+        """Read one JSON file of a partition, or None when absent."""
+        path = self.partition_dir(timeframe, symbol, month) / name
+        if not path.exists():
+            return None
+        try:
+            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DataQualityError(
+                "STORAGE_PARTITION_CORRUPT", f"{path}: unreadable JSON ({exc})"
+            ) from exc
+        return data
+
+    def current_bytes(self, timeframe: str, symbol: str, month: str) -> dict[str, bytes]:
+        """Every file of a partition as bytes (empty when the partition does not exist)."""
+        pdir = self.partition_dir(timeframe, symbol, month)
+        if not pdir.is_dir():
+            return {}
+        return {p.name: p.read_bytes() for p in pdir.iterdir() if not p.name.startswith("__complete")}
+
+    def write(
+        self,
+        timeframe: str,
+        symbol: str,
+        month: str,
+        files: Mapping[str, bytes],
+        fault: FaultHook | None = None,
+    ) -> bool:
+        """Atomically replace a partition with ``files``; return False when nothing changed."""
+        if self.current_bytes(timeframe, symbol, month) == dict(files):
+            return False
+        replace_dir(self.partition_dir(timeframe, symbol, month), files, fault)
+        return True
+
+    def iter_symbols(self) -> Iterator[tuple[str, str]]:
+        """Yield (timeframe, symbol) for every symbol folder in the store."""
+        if not self.root.is_dir():
+            return
+        for tf_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            for sym_dir in sorted(p for p in tf_dir.iterdir() if p.is_dir()):
+                yield tf_dir.name, dirname_symbol(sym_dir.name)
