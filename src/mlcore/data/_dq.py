@@ -141,7 +141,7 @@ def _fill_gaps(
     missing_pos = np.flatnonzero(~present)
     gaps: list[Gap] = []
     fills: list[pd.DataFrame] = []
-    ts_arr = bars["ts"].to_numpy()
+    ts_arr = pd.DatetimeIndex(bars["ts"]).as_unit("ns").asi8
     close_arr = bars["close"].to_numpy()
     for a, b in _runs(missing_pos):
         run = grid[missing_pos[a:b]]
@@ -149,7 +149,7 @@ def _fill_gaps(
         fill = n_missing <= th.max_fill_bars
         gaps.append(Gap(run[0], run[-1], n_missing, fill))
         if fill:
-            i_next = int(np.searchsorted(ts_arr, run[-1].to_datetime64(), side="right"))
+            i_next = int(np.searchsorted(ts_arr, run[-1].as_unit("ns").value, side="right"))
             fills.append(_fill_run(close_arr[i_next - 1], close_arr[i_next], run))
     out = pd.concat([bars, *fills], ignore_index=True) if fills else bars
     return out.sort_values("ts", kind="stable").reset_index(drop=True), gaps, grid[~present]

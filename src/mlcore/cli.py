@@ -1,0 +1,254 @@
+"""The ``mlcore`` command. Exit codes: 0 ok, 1 failed, 2 bad usage or config,
+65 data refused (data-quality), 70 internal error, 75 temporary failure (retry later)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlcore._logging import configure_logging, get_logger
+from mlcore.config import AppConfig, load_config
+from mlcore.data import FileProvider, IngestReport, build_catalog, ingest, normalize_symbol
+from mlcore.demo import DemoResult, run_demo
+from mlcore.errors import ConfigError, DataQualityError, MlcoreError, RetryableError
+
+app = typer.Typer(
+    name="mlcore",
+    help="ml-assets-core: market bars to trusted ML trading signals.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Validate and show the policy configuration.", no_args_is_help=True)
+catalog_app = typer.Typer(help="Build and inspect the dataset catalog.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(catalog_app, name="catalog")
+
+# Wide enough for the summary tables when output is piped (rich assumes 80 columns).
+out = Console(width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EnvOpt = Annotated[
+    str | None,
+    typer.Option("--config-env", envvar="SERVICE_ENV", help="dev | stg | prod (default dev)."),
+]
+RootOpt = Annotated[
+    Path | None,
+    typer.Option("--config-root", help="Folder holding base/ and envs/ (default: ./configs)."),
+]
+
+
+class Source(StrEnum):
+    """Where ``ingest`` takes bars from."""
+
+    file = "file"
+    twelvedata = "twelvedata"
+    auto = "auto"
+
+
+def _exit_code(exc: MlcoreError) -> int:
+    if isinstance(exc, ConfigError):
+        return 2
+    if isinstance(exc, RetryableError):
+        return 75
+    if isinstance(exc, DataQualityError):
+        return 65
+    return 1
+
+
+def guarded(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn every error into one clear line on stderr and an exit code; never a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except MlcoreError as exc:
+            get_logger("cli").error("command_failed", **exc.payload())
+            err.print(f"[bold red]error[/] {exc.code}: {exc.message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(_exit_code(exc)) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            get_logger("cli").exception("internal_error", error=repr(exc))
+            err.print(f"[bold red]internal error[/] {type(exc).__name__}: {exc}", highlight=False)
+            raise typer.Exit(70) from None
+
+    return wrapper
+
+
+def _config(env: str | None, root: Path | None) -> AppConfig:
+    cfg = load_config(root, env)
+    configure_logging(cfg.env.log_level or "WARNING")
+    return cfg
+
+
+@config_app.command("check")
+@guarded
+def config_check(config_env: EnvOpt = None, config_root: RootOpt = None) -> None:
+    """Validate ENV and every policy file; print what is in force."""
+    cfg = _config(config_env, config_root)
+    out.print(f"config OK for SERVICE_ENV={cfg.env_name} ({cfg.config_root})")
+    out.print(f"archive: {cfg.paths.archive} (backend {cfg.storage.backend})")
+    out.print(f"timeframes: {', '.join(cfg.pipeline.timeframe_allowed)}")
+    out.print(f"instruments: {', '.join(cfg.universe.instruments)}")
+    enabled = [p.name for p in sorted(cfg.sources.providers, key=lambda p: p.priority) if p.enabled]
+    out.print(f"providers (by priority): {', '.join(enabled)}")
+
+
+def _print_ingest(report: IngestReport) -> None:
+    out.print(
+        f"ingested {report.symbol} {report.timeframe} from {report.source}: "
+        f"{report.rows_read} rows read, {report.rows_rejected} rejected, "
+        f"{report.new_bars} new, {report.updated_bars} updated, {report.unchanged_bars} unchanged"
+    )
+    for rule, n in sorted(report.rejects_by_rule.items()):
+        out.print(f"  rejected {n} row(s): {rule}")
+    for r in report.rejects[:10]:
+        out.print(f"    {r['origin']}: row {r['row']}: field '{r['field']}': {r['rule']} (got {r['raw']!r})")
+    if report.duplicates_dropped or report.conflicting_rows:
+        out.print(
+            f"  duplicates dropped: {report.duplicates_dropped}; conflicting deliveries: "
+            f"{report.conflicting_rows}"
+        )
+    flagged = {k: v for k, v in report.flags.items() if k != "ok" and v}
+    out.print(f"  flagged bars: {flagged or 'none'}; missing bars: {report.missing_bars}")
+    for month, (reason, detail) in sorted(report.quarantined.items()):
+        out.print(f"  [yellow]quarantined[/] {month}: {reason}: {detail}")
+    out.print(
+        f"  canonical partitions written: {len(report.canonical_partitions_written)} "
+        f"{report.canonical_partitions_written}; unchanged: {report.canonical_partitions_unchanged}"
+    )
+    out.print(f"  report: {report.report_path}")
+
+
+def _parse_time(value: str | None, name: str) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except ValueError as exc:
+        raise ConfigError("CLI_ARGUMENT_INVALID", f"{name}: cannot read {value!r} as a time") from exc
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+@app.command("ingest")
+@guarded
+def ingest_cmd(
+    symbol: Annotated[str, typer.Option(help="Symbol, e.g. XAU/USD (xauusd is normalized).")],
+    timeframe: Annotated[str, typer.Option(help="Bar timeframe, e.g. 1h.")],
+    source: Annotated[Source, typer.Option(help="file, twelvedata, or auto (sources.yaml failover).")] = Source.file,
+    path: Annotated[Path | None, typer.Option(help="CSV or Parquet file (source file).")] = None,
+    start: Annotated[str | None, typer.Option(help="UTC start (REST; default: watermark).")] = None,
+    end: Annotated[str | None, typer.Option(help="UTC end (REST; default: now).")] = None,
+    tz: Annotated[str, typer.Option(help="Time zone of timestamps without one (file).")] = "UTC",
+    calendar: Annotated[str | None, typer.Option(help="Calendar name from universe.yaml.")] = None,
+    config_env: EnvOpt = None,
+    config_root: RootOpt = None,
+) -> None:
+    """Fetch bars, check their quality, and store them as canonical partitions."""
+    cfg = _config(config_env, config_root)
+    sym = normalize_symbol(symbol, list(cfg.universe.instruments))
+    if source is Source.file:
+        if path is None:
+            raise ConfigError("CLI_ARGUMENT_MISSING", "--source file needs --path FILE")
+        provider = FileProvider(path, tz=tz, price_abs_tolerance=cfg.pipeline.dq_thresholds.price_abs_tolerance)
+        fetched = provider.read(timeframe)
+        lo, hi = _parse_time(start, "--start"), _parse_time(end, "--end")
+        if lo is not None or hi is not None:
+            fetched = provider.fetch(sym, timeframe, lo or pd.Timestamp.min.tz_localize("UTC"), hi or pd.Timestamp.max.tz_localize("UTC"))
+    else:
+        fetched = _fetch_rest(cfg, source, sym, timeframe, start, end)
+    report = ingest(cfg, fetched, sym, timeframe, calendar=calendar)
+    _print_ingest(report)
+
+
+def _fetch_rest(
+    cfg: AppConfig, source: Source, symbol: str, timeframe: str, start: str | None, end: str | None
+) -> object:
+    raise ConfigError("CLI_SOURCE_UNAVAILABLE", f"source {source} is not wired yet")
+
+
+@catalog_app.command("build")
+@guarded
+def catalog_build(config_env: EnvOpt = None, config_root: RootOpt = None) -> None:
+    """Collect every partition's __meta.json into the index and apply the DQ filter."""
+    cfg = _config(config_env, config_root)
+    summary = build_catalog(cfg)
+    out.print(
+        f"catalog: {summary.partitions} partitions, {summary.included} included, "
+        f"{summary.excluded} excluded"
+    )
+    out.print(f"  index: {summary.index_path}")
+    out.print(f"  filtered: {summary.filtered_path} (catalog_hash {summary.catalog_hash[:12]})")
+
+
+def _print_demo(result: DemoResult) -> None:
+    table = Table(title="ingest (first pass)")
+    for col in ("symbol", "rows", "rejected", "dups", "conflict", "filled", "outlier", "spike", "quarantined"):
+        table.add_column(col, justify="right" if col != "symbol" else "left")
+    for r in result.reports:
+        table.add_row(
+            r.symbol,
+            str(r.rows_read),
+            str(r.rows_rejected),
+            str(r.duplicates_dropped),
+            str(r.flags["conflict"]),
+            str(r.flags["filled"]),
+            str(r.flags["outlier"]),
+            str(r.flags["spike"]),
+            ", ".join(sorted(r.quarantined)) or "-",
+        )
+    out.print(table)
+    rewritten = sum(len(r.canonical_partitions_written) for r in result.rerun_reports)
+    out.print(f"re-ingest of the same files rewrote {rewritten} partition(s) (idempotent)")
+    c = result.catalog
+    out.print(f"catalog: {c.partitions} partitions, {c.included} included, {c.excluded} excluded")
+    caught = sum(ch.caught for ch in result.checks)
+    out.print(f"planted faults caught: {caught}/{len(result.checks)}")
+    for ch in result.checks:
+        if not ch.caught:
+            out.print(f"  [red]missed[/] {ch.fault.symbol} {ch.fault.kind} at {ch.fault.ts}: {ch.seen}")
+    t = result.timings_s
+    out.print(
+        f"time: generate {t['generate_s']:.1f}s, ingest {t['ingest_s']:.1f}s, "
+        f"re-ingest {t['reingest_s']:.1f}s, catalog {t['catalog_s']:.1f}s, total {t['total_s']:.1f}s"
+    )
+    out.print(f"summary: {result.report_path}")
+
+
+@app.command("demo")
+@guarded
+def demo(
+    seed: Annotated[int, typer.Option(help="Seed of the generated market.")] = 7,
+    config_env: EnvOpt = None,
+    config_root: RootOpt = None,
+) -> None:
+    """Run the whole pipeline built so far on the embedded default with generated data."""
+    cfg = _config(config_env, config_root)
+    out.print(f"ml-assets-core demo — SERVICE_ENV={cfg.env_name}, archive {cfg.paths.archive}")
+    out.print(f"started {datetime.now(UTC).isoformat(timespec='seconds')}")
+    result = run_demo(cfg, seed=seed)
+    _print_demo(result)
+    if not result.all_caught:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Entry point of the ``mlcore`` console script."""
+    try:
+        app()
+    except SystemExit as exc:
+        sys.exit(exc.code)

@@ -1,0 +1,54 @@
+"""Data stage: providers, canonical bars, data-quality rules, Parquet store and catalog."""
+
+from mlcore.data._calendar import expected_grid
+from mlcore.data._catalog import Catalog, CatalogSummary, build_catalog, exclusion_reasons
+from mlcore.data._dq import FLAGS, DQResult, Gap, classify_moves, run_dq
+from mlcore.data._file import FileProvider, read_table
+from mlcore.data._ingest import IngestReport, ingest, normalize_symbol, read_watermark, resolve_calendar
+from mlcore.data._parse import BAR_COLUMNS, parse_table
+from mlcore.data._provider import FetchResult, MarketDataProvider, Reject
+from mlcore.data._store import PartitionStore, bars_hash, symbol_dirname
+from mlcore.data._synthetic import (
+    PlantedFault,
+    SyntheticMarket,
+    SyntheticPair,
+    default_pairs,
+    generate_market,
+    generate_pair,
+    malformed_rows,
+)
+
+__all__ = [
+    "BAR_COLUMNS",
+    "FLAGS",
+    "Catalog",
+    "CatalogSummary",
+    "DQResult",
+    "FetchResult",
+    "FileProvider",
+    "Gap",
+    "IngestReport",
+    "MarketDataProvider",
+    "PartitionStore",
+    "PlantedFault",
+    "Reject",
+    "SyntheticMarket",
+    "SyntheticPair",
+    "bars_hash",
+    "build_catalog",
+    "classify_moves",
+    "default_pairs",
+    "exclusion_reasons",
+    "expected_grid",
+    "generate_market",
+    "generate_pair",
+    "ingest",
+    "malformed_rows",
+    "normalize_symbol",
+    "parse_table",
+    "read_table",
+    "read_watermark",
+    "resolve_calendar",
+    "run_dq",
+    "symbol_dirname",
+]

@@ -1,0 +1,220 @@
+"""Dataset catalog: every canonical ``__meta.json`` in one index, a DQ filter, and the reader
+through which later stages get bars."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlcore.config import AppConfig
+from mlcore.data._store import (
+    BARS_FILE,
+    META_FILE,
+    QUARANTINE_FILE,
+    PartitionStore,
+    bars_hash,
+    json_bytes,
+    symbol_dirname,
+)
+from mlcore.errors import DataQualityError, FatalError
+
+INDEX_FILE = "dataset_index.parquet"
+FILTERED_FILE = "dataset_index_filtered.json"
+INDEX_COLUMNS = (
+    "timeframe",
+    "symbol",
+    "year",
+    "month",
+    "last_ts",
+    "bars_written",
+    "missing_gaps",
+    "filled_bars",
+    "outlier_bars",
+    "spike_flags",
+    "conflict_bars",
+    "quarantine_flag",
+    "data_hash",
+    "path",
+)
+
+
+@dataclass(frozen=True)
+class CatalogSummary:
+    """What ``catalog build`` wrote."""
+
+    partitions: int
+    included: int
+    excluded: int
+    index_path: Path
+    filtered_path: Path
+    catalog_hash: str
+
+
+def _index_row(meta: dict[str, Any], pdir: Path, root: Path) -> dict[str, Any]:
+    counts = meta["counts"]
+    year, month = (int(x) for x in meta["month"].split("-"))
+    return {
+        "timeframe": meta["timeframe"],
+        "symbol": meta["symbol"],
+        "year": year,
+        "month": month,
+        "last_ts": pd.Timestamp(meta["last_ts"]) if meta["last_ts"] else pd.NaT,
+        "bars_written": int(counts["bars_written"]),
+        "missing_gaps": int(counts["missing_gaps"]),
+        "filled_bars": int(counts["filled_bars"]),
+        "outlier_bars": int(counts["outlier_bars"]),
+        "spike_flags": int(counts["spike_flags"]),
+        "conflict_bars": int(counts["conflict_bars"]),
+        "quarantine_flag": (pdir / QUARANTINE_FILE).exists(),
+        "data_hash": meta["data_hash"],
+        "path": str(pdir.relative_to(root)),
+    }
+
+
+def _scan(root: Path) -> list[dict[str, Any]]:
+    store = PartitionStore(root)
+    rows = []
+    for timeframe, symbol in store.iter_symbols():
+        for month in store.months(timeframe, symbol):
+            pdir = store.partition_dir(timeframe, symbol, month)
+            meta = store.read_json(timeframe, symbol, month, META_FILE)
+            if meta is None:
+                raise DataQualityError(
+                    "CATALOG_META_MISSING", f"{pdir}: partition has no {META_FILE}"
+                )
+            try:
+                rows.append(_index_row(meta, pdir, root))
+            except (KeyError, ValueError, TypeError) as exc:
+                raise DataQualityError(
+                    "CATALOG_META_INVALID", f"{pdir / META_FILE}: missing or bad field ({exc})"
+                ) from exc
+    return rows
+
+
+def exclusion_reasons(row: pd.Series, missing_rate: float, outlier_rate: float) -> list[str]:
+    """Why a partition is excluded from training (empty list: included)."""
+    reasons = []
+    if row["quarantine_flag"]:
+        reasons.append("quarantined")
+    bars = int(row["bars_written"])
+    if bars == 0:
+        reasons.append("no bars")
+        return reasons
+    miss = row["missing_gaps"] / bars
+    if miss > missing_rate:
+        reasons.append(f"missing_rate {miss:.4f} > {missing_rate}")
+    out = row["outlier_bars"] / bars
+    if out > outlier_rate:
+        reasons.append(f"outlier_rate {out:.4f} > {outlier_rate}")
+    return reasons
+
+
+def build_catalog(cfg: AppConfig) -> CatalogSummary:
+    """Collect every canonical partition into the index and write the DQ-filtered list."""
+    rows = _scan(cfg.paths.canonical)
+    index = pd.DataFrame(rows, columns=list(INDEX_COLUMNS))
+    if len(index):
+        index = index.sort_values(["timeframe", "symbol", "year", "month"]).reset_index(drop=True)
+    index["last_ts"] = pd.to_datetime(index["last_ts"], utc=True).astype("datetime64[ns, UTC]")
+    th = cfg.pipeline.dq_thresholds
+    included, excluded = [], []
+    for _, row in index.iterrows():
+        key = {
+            "timeframe": row["timeframe"],
+            "symbol": row["symbol"],
+            "month": f"{row['year']:04d}-{row['month']:02d}",
+            "data_hash": row["data_hash"],
+        }
+        reasons = exclusion_reasons(row, th.missing_rate, th.outlier_rate)
+        (excluded if reasons else included).append({**key, "reasons": reasons} if reasons else key)
+    catalog_hash = hashlib.sha256(
+        "\n".join(f"{r['timeframe']}|{r['symbol']}|{r['month']}|{r['data_hash']}" for r in included).encode()
+    ).hexdigest()
+    filtered = {
+        "filters": {"missing_rate": th.missing_rate, "outlier_rate": th.outlier_rate, "quarantine": True},
+        "included": included,
+        "excluded": excluded,
+        "catalog_hash": catalog_hash,
+    }
+    cfg.paths.catalog.mkdir(parents=True, exist_ok=True)
+    index_path = cfg.paths.catalog / INDEX_FILE
+    filtered_path = cfg.paths.catalog / FILTERED_FILE
+    tmp_idx = index_path.with_name(f".{INDEX_FILE}.tmp")
+    index.to_parquet(tmp_idx, compression="snappy", index=False)
+    tmp_idx.replace(index_path)
+    tmp_f = filtered_path.with_name(f".{FILTERED_FILE}.tmp")
+    tmp_f.write_bytes(json_bytes(filtered))
+    tmp_f.replace(filtered_path)
+    return CatalogSummary(len(index), len(included), len(excluded), index_path, filtered_path, catalog_hash)
+
+
+class Catalog:
+    """Read access to canonical bars, only through the filtered index."""
+
+    def __init__(self, cfg: AppConfig) -> None:
+        self._root = cfg.paths.canonical
+        path = cfg.paths.catalog / FILTERED_FILE
+        if not path.exists():
+            raise FatalError(
+                "CATALOG_INDEX_MISSING",
+                f"{path} does not exist; run `mlcore catalog build` first",
+            )
+        self.filtered: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+
+    @property
+    def catalog_hash(self) -> str:
+        """SHA256 over the included partitions and their data hashes."""
+        return str(self.filtered["catalog_hash"])
+
+    def partitions(self, timeframe: str, symbol: str) -> list[dict[str, Any]]:
+        """Included partitions of one symbol, oldest first."""
+        return [
+            p for p in self.filtered["included"] if p["timeframe"] == timeframe and p["symbol"] == symbol
+        ]
+
+    def excluded(self, timeframe: str, symbol: str) -> list[dict[str, Any]]:
+        """Excluded partitions of one symbol, with reasons."""
+        return [
+            p for p in self.filtered["excluded"] if p["timeframe"] == timeframe and p["symbol"] == symbol
+        ]
+
+    def data_hash(self, parts: list[dict[str, Any]]) -> str:
+        """One SHA256 over a set of partitions (the training run's ``data_hash``)."""
+        text = "\n".join(f"{p['timeframe']}|{p['symbol']}|{p['month']}|{p['data_hash']}" for p in parts)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def load_bars(
+        self,
+        timeframe: str,
+        symbol: str,
+        start: pd.Timestamp | None = None,
+        end: pd.Timestamp | None = None,
+    ) -> pd.DataFrame:
+        """Canonical bars of the included partitions, each verified against its data hash."""
+        frames = []
+        for part in self.partitions(timeframe, symbol):
+            pdir = self._root / timeframe / symbol_dirname(symbol) / part["month"]
+            frame = pd.read_parquet(pdir / BARS_FILE)
+            frame["ts"] = pd.to_datetime(frame["ts"], utc=True).astype("datetime64[ns, UTC]")
+            got = bars_hash(frame)
+            if got != part["data_hash"]:
+                raise DataQualityError(
+                    "CATALOG_HASH_MISMATCH",
+                    f"{pdir}: data hash {got[:12]} does not match the catalog's "
+                    f"{part['data_hash'][:12]}; rebuild the catalog or re-ingest",
+                    details={"path": str(pdir)},
+                )
+            frames.append(frame)
+        if not frames:
+            return pd.DataFrame(columns=["ts", "symbol", "timeframe", "open", "high", "low", "close", "volume", "quality_flag"])
+        bars = pd.concat(frames, ignore_index=True)
+        if start is not None:
+            bars = bars[bars["ts"] >= start]
+        if end is not None:
+            bars = bars[bars["ts"] <= end]
+        return bars.reset_index(drop=True)
