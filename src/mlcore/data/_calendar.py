@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
+
+import exchange_calendars as xcals
 
 import numpy as np
 import pandas as pd
@@ -20,7 +23,7 @@ def _week_minute(weekday: str, hhmm: str) -> int:
 
 
 def _weekly_open_mask(local: pd.DatetimeIndex, spec: WeeklySession) -> np.ndarray:
-    wm = local.dayofweek.to_numpy() * 1440 + local.hour.to_numpy() * 60 + local.minute.to_numpy()
+    wm = local.day_of_week.to_numpy() * 1440 + local.hour.to_numpy() * 60 + local.minute.to_numpy()
     start = _week_minute(spec.open_weekday, spec.open_time)
     end = _week_minute(spec.close_weekday, spec.close_time)
     # Open span may wrap the week (e.g. Sun 17:00 -> Fri 17:00).
@@ -46,7 +49,7 @@ def _weekly_daily(start: pd.Timestamp, end: pd.Timestamp, spec: WeeklySession) -
     first = open_day if int(spec.open_time[:2]) < 12 else (open_day + 1) % 7
     last = close_day if int(spec.close_time[:2]) >= 12 else (close_day - 1) % 7
     span = (last - first) % 7
-    rel = (days.dayofweek.to_numpy() - first) % 7
+    rel = (days.day_of_week.to_numpy() - first) % 7
     keep = rel <= span
     keep &= ~np.asarray(days.strftime("%m-%d").isin(spec.holidays_mmdd))
     return days[keep]
@@ -54,9 +57,12 @@ def _weekly_daily(start: pd.Timestamp, end: pd.Timestamp, spec: WeeklySession) -
 
 @lru_cache(maxsize=16)
 def _exchange_calendar(name: str, first_year: int, last_year: int) -> object:
-    import exchange_calendars as xcals
-
-    return xcals.get_calendar(name, start=f"{first_year}-01-01", end=f"{last_year}-12-31")
+    # exchange_calendars 4.x trips a pandas 3.1 deprecation inside its own code; not ours to fix.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=FutureWarning)
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
+        return xcals.get_calendar(name, start=f"{first_year}-01-01", end=f"{last_year}-12-31")
 
 
 def _exchange_grid(

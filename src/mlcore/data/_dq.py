@@ -6,9 +6,11 @@ Rules (thresholds from ``pipeline_policy.dq_thresholds``):
   close, close linearly interpolated, high/low spanning them, volume 0 — and flagged ``filled``;
 - longer runs are left empty and reported so the partition is quarantined;
 - a close-to-close log move beyond ``outlier_sigma`` robust sigmas of the trailing
-  ``sigma_window_bars`` moves is a bad print when the next bar retraces at least
-  ``spike_retrace_ratio`` of it: the bar is excluded (kept in the excluded rows), refilled by
-  interpolation and flagged ``outlier``; a move that holds is a real jump, kept and flagged ``spike``;
+  ``sigma_window_bars`` moves is a bad print when the price stays at the wrong level for at
+  most ``max_fill_bars`` bars and then comes back by at least ``spike_retrace_ratio`` of the
+  move: those bars are excluded (kept in
+  the excluded rows), refilled by interpolation and flagged ``outlier``; a move that holds is
+  a real jump, kept and flagged ``spike``;
 - a timestamp delivered twice with different values is flagged ``conflict`` (last delivery kept).
 """
 
@@ -68,7 +70,7 @@ def classify_moves(close: np.ndarray, th: DQThresholds) -> tuple[np.ndarray, np.
     with np.errstate(invalid="ignore"):
         cand = np.flatnonzero(np.abs(ret) > th.outlier_sigma * sigma)
     for t in cand:
-        if t == 0 or sigma[t] <= 0 or not np.isfinite(sigma[t]):
+        if t == 0 or outlier[t] or sigma[t] <= 0 or not np.isfinite(sigma[t]):
             continue
         prev = t - 1
         while prev >= 0 and outlier[prev]:
@@ -76,16 +78,34 @@ def classify_moves(close: np.ndarray, th: DQThresholds) -> tuple[np.ndarray, np.
         if prev < 0:
             continue
         move = logc[t] - logc[prev]
-        limit = th.outlier_sigma * sigma[t]
-        if abs(move) <= limit:
+        if abs(move) <= th.outlier_sigma * sigma[t]:
             continue  # the move was only large against a bad print just excluded
-        if t + 1 < n:
-            retrace = -(logc[t + 1] - logc[t]) / move
-            if retrace >= th.spike_retrace_ratio:
-                outlier[t] = True
-                continue
-        spike[t] = True
+        run = _bad_print_run(logc, t, prev, move, th)
+        if run:
+            outlier[t : t + run] = True
+        else:
+            spike[t] = True
     return outlier, spike
+
+
+def _bad_print_run(logc: np.ndarray, t: int, prev: int, move: float, th: DQThresholds) -> int:
+    """Length of a bad print starting at ``t`` (0 when the move holds: a real jump).
+
+    A bad print is a plateau of up to ``max_fill_bars`` bars at the wrong level, after which
+    the price is back: the next bar retraces at least ``spike_retrace_ratio`` of the move.
+    Bars of the plateau must stay within ``1 - spike_retrace_ratio`` of the move from the
+    bad level, so a real move that unwinds over several bars is not taken for one.
+    """
+    band = (1.0 - th.spike_retrace_ratio) * abs(move)
+    for k in range(1, max(1, th.max_fill_bars) + 1):
+        j = t + k
+        if j >= len(logc):
+            return 0
+        if (logc[j] - logc[prev]) / move <= 1.0 - th.spike_retrace_ratio:
+            return k
+        if abs(logc[j] - logc[t]) > band:
+            return 0
+    return 0
 
 
 def _fill_run(prev_close: float, next_close: float, run: pd.DatetimeIndex) -> pd.DataFrame:

@@ -343,7 +343,9 @@ class TwelveDataProvider:
             )
         return key
 
-    def _clip(self, bars: pd.DataFrame, symbol: str, start: datetime, end: datetime) -> pd.DataFrame:
+    def _clip(
+        self, bars: pd.DataFrame, symbol: str, start: datetime, end: datetime
+    ) -> pd.DataFrame:
         in_range = (bars["ts"] >= pd.Timestamp(start)) & (bars["ts"] <= pd.Timestamp(end))
         clipped = bars[in_range]
         unique = clipped.drop_duplicates("ts", keep="first").reset_index(drop=True)
@@ -387,7 +389,8 @@ class TwelveDataProvider:
         self, values: list[dict[str, Any]], symbol: str, interval: str, lo: datetime, hi: datetime
     ) -> tuple[datetime, datetime]:
         span = _page_span(values)
-        if span is None or span[0] < lo or span[1] > hi:
+        # Progress needs the page to overlap the window; bars outside it are clipped later.
+        if span is None or span[1] < lo or span[0] > hi:
             got = "no parsable datetime" if span is None else f"{span[0]} .. {span[1]}"
             raise FatalError(
                 "DATA_API_PAGING",
@@ -432,7 +435,9 @@ class TwelveDataProvider:
         exc = state.outcome.exception() if state.outcome is not None else None
         if isinstance(exc, RetryableError) and exc.retry_after_s is not None:
             backoff_s = max(backoff_s, exc.retry_after_s)
-        return min(policy.backoff_max_s, backoff_s) + self._rng.uniform(0.0, policy.backoff_jitter_s)
+        return min(policy.backoff_max_s, backoff_s) + self._rng.uniform(
+            0.0, policy.backoff_jitter_s
+        )
 
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None

@@ -1,0 +1,227 @@
+"""Policy files and ENV: valid everywhere, and every bad value stops start-up with one message."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mlcore.config import ENVIRONMENTS, POLICY_SCHEMAS, load_config, load_policy, read_env
+from mlcore.config._schemas import PipelinePolicy
+from mlcore.errors import ConfigError
+from tests.conftest import CONFIG_ROOT
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    dst = tmp_path / "configs"
+    shutil.copytree(CONFIG_ROOT, dst)
+    return dst
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+@pytest.mark.parametrize("name", sorted(POLICY_SCHEMAS))
+def test_every_shipped_policy_validates(env: str, name: str) -> None:
+    policy = load_policy(CONFIG_ROOT, name, env, POLICY_SCHEMAS[name])
+    assert policy.model_config["extra"] == "forbid"
+
+
+def test_dev_config_loads_with_archive_under_project(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = load_config(CONFIG_ROOT, "dev")
+    assert cfg.env_name == "dev"
+    assert cfg.paths.canonical == CONFIG_ROOT.parent / "var" / "archive" / "canonical"
+    assert cfg.pipeline.dq_thresholds.max_fill_bars == 2
+    assert cfg.pipeline.dq_thresholds.outlier_sigma == 8.0
+
+
+def test_overlay_changes_only_what_it_names() -> None:
+    dev = load_policy(CONFIG_ROOT, "pipeline_policy", "dev", PipelinePolicy)
+    prod = load_policy(CONFIG_ROOT, "pipeline_policy", "prod", PipelinePolicy)
+    assert prod.rate_limit.requests_per_minute == 55
+    assert dev.rate_limit.requests_per_minute == 8
+    assert prod.dq_thresholds == dev.dq_thresholds
+
+
+def test_missing_key_names_file_and_key(root: Path) -> None:
+    path = root / "base" / "pipeline_policy.yaml"
+    _edit(path, "retry_max: {value: 4,", "# retry_max: {value: 4,")
+    with pytest.raises(ConfigError) as exc:
+        load_policy(root, "pipeline_policy", "dev", PipelinePolicy)
+    assert str(path) in exc.value.message
+    assert "'retry_max'" in exc.value.message
+    assert "Field required" in exc.value.message
+
+
+def test_wrong_type_is_refused_not_coerced(root: Path) -> None:
+    path = root / "base" / "pipeline_policy.yaml"
+    _edit(path, "retry_max: {value: 4,", 'retry_max: {value: "4",')
+    with pytest.raises(ConfigError, match=r"key 'retry_max': Input should be a valid integer"):
+        load_policy(root, "pipeline_policy", "dev", PipelinePolicy)
+
+
+def test_out_of_range_nested_value_names_full_key(root: Path) -> None:
+    path = root / "base" / "pipeline_policy.yaml"
+    _edit(path, "missing_rate: 0.02", "missing_rate: 1.5")
+    with pytest.raises(ConfigError) as exc:
+        load_policy(root, "pipeline_policy", "dev", PipelinePolicy)
+    assert "key 'dq_thresholds.missing_rate'" in exc.value.message
+    assert "less than or equal to 1" in exc.value.message
+    assert exc.value.code == "CONFIG_SCHEMA_INVALID"
+
+
+def test_unknown_key_is_rejected(root: Path) -> None:
+    path = root / "base" / "pipeline_policy.yaml"
+    path.write_text(path.read_text() + "\nretry_maxx: {value: 3}\n")
+    with pytest.raises(ConfigError, match=r"key 'retry_maxx': Extra inputs are not permitted"):
+        load_policy(root, "pipeline_policy", "dev", PipelinePolicy)
+
+
+def test_unknown_nested_key_is_rejected(root: Path) -> None:
+    path = root / "base" / "pipeline_policy.yaml"
+    _edit(path, "max_fill_bars: 2", "max_fill_bars: 2\n    max_fil_bars: 3")
+    with pytest.raises(ConfigError, match=r"dq_thresholds.max_fil_bars"):
+        load_policy(root, "pipeline_policy", "dev", PipelinePolicy)
+
+
+def test_cross_field_rule(root: Path) -> None:
+    path = root / "base" / "pipeline_policy.yaml"
+    _edit(path, "timeframe_default: {value: 1h,", "timeframe_default: {value: 1min,")
+    _edit(path, "value: [1min, 5min,", "value: [5min,")
+    with pytest.raises(ConfigError, match="timeframe_default '1min' is not in timeframe_allowed"):
+        load_policy(root, "pipeline_policy", "dev", PipelinePolicy)
+
+
+def test_bad_yaml_names_line(root: Path) -> None:
+    path = root / "base" / "pipeline_policy.yaml"
+    path.write_text("retry_max: {value: 4\npage_size: [\n")
+    with pytest.raises(ConfigError) as exc:
+        load_policy(root, "pipeline_policy", "dev", PipelinePolicy)
+    assert exc.value.code == "CONFIG_YAML_INVALID"
+    assert str(path) in exc.value.message
+    assert "line" in exc.value.message
+
+
+def test_entry_must_have_value_form(root: Path) -> None:
+    path = root / "base" / "pipeline_policy.yaml"
+    _edit(path, "retry_max: {value: 4,", "retry_max: {valeu: 4,")
+    with pytest.raises(ConfigError, match=r"key 'retry_max': must be an entry"):
+        load_policy(root, "pipeline_policy", "dev", PipelinePolicy)
+
+
+def test_missing_policy_file(root: Path) -> None:
+    (root / "base" / "pipeline_policy.yaml").unlink()
+    with pytest.raises(ConfigError, match=r"pipeline_policy.yaml: cannot read"):
+        load_config(root, "dev")
+
+
+def test_overlay_key_must_exist_in_base(root: Path) -> None:
+    path = root / "envs" / "stg" / "pipeline_policy.yaml"
+    path.write_text(path.read_text() + "\nnew_knob: {value: 1}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_policy(root, "pipeline_policy", "stg", PipelinePolicy)
+    assert exc.value.code == "CONFIG_OVERLAY_UNKNOWN_KEY"
+    assert str(path) in exc.value.message
+
+
+def test_overlay_must_hold_only_differences(root: Path) -> None:
+    path = root / "envs" / "dev" / "pipeline_policy.yaml"
+    path.write_text("retry_max: {value: 4}\n")
+    with pytest.raises(ConfigError, match="repeats the base value"):
+        load_policy(root, "pipeline_policy", "dev", PipelinePolicy)
+
+
+def test_overlay_error_is_attributed_to_overlay_file(root: Path) -> None:
+    path = root / "envs" / "stg" / "pipeline_policy.yaml"
+    path.write_text("rate_limit: {value: {requests_per_minute: -1}}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_policy(root, "pipeline_policy", "stg", PipelinePolicy)
+    assert exc.value.message.startswith(str(path))
+    assert "rate_limit.requests_per_minute" in exc.value.message
+
+
+def test_unknown_environment() -> None:
+    with pytest.raises(ConfigError, match="environment 'qa'"):
+        load_policy(CONFIG_ROOT, "pipeline_policy", "qa", PipelinePolicy)
+
+
+def test_universe_cross_references(root: Path) -> None:
+    path = root / "base" / "universe.yaml"
+    _edit(path, "{pair_id: XAU_XAG, leg_a: XAU/USD,", "{pair_id: XAU_XAG, leg_a: XPT/USD,")
+    with pytest.raises(ConfigError, match="pair 'XAU_XAG' names unknown instrument 'XPT/USD'"):
+        load_config(root, "dev")
+
+
+def test_s3_backend_is_refused_clearly(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+    monkeypatch.setenv("STORAGE_BACKEND", "s3")
+    with pytest.raises(ConfigError) as exc:
+        load_config(root, "dev")
+    assert exc.value.code == "CONFIG_STORAGE_UNSUPPORTED"
+
+
+# ENV -------------------------------------------------------------------------------------
+
+
+def test_dev_needs_no_env() -> None:
+    env = read_env({})
+    assert env.service_env == "dev"
+
+
+@pytest.mark.parametrize(
+    ("env", "missing"),
+    [
+        ("stg", ["POSTGRES_URL", "REDIS_URL", "TWELVEDATA_API_KEY", "STORAGE_BACKEND", "ARCHIVE_PATH", "SLACK_WEBHOOK_URL"]),
+        ("prod", ["PAGERDUTY_INTEGRATION_KEY"]),
+    ],
+)
+def test_missing_env_names_every_variable(env: str, missing: list[str]) -> None:
+    with pytest.raises(ConfigError) as exc:
+        read_env({"SERVICE_ENV": env})
+    for var in missing:
+        assert var in exc.value.message
+    assert exc.value.code == "CONFIG_ENV_INVALID"
+
+
+def test_full_prod_env_accepted() -> None:
+    env = read_env(
+        {
+            "SERVICE_ENV": "prod",
+            "POSTGRES_URL": "postgresql://127.0.0.1/test",
+            "REDIS_URL": "redis://127.0.0.1:6379/0",
+            "TWELVEDATA_API_KEY": "k",
+            "STORAGE_BACKEND": "local",
+            "ARCHIVE_PATH": "/srv/archive",
+            "SLACK_WEBHOOK_URL": "https://hooks.invalid/x",
+            "PAGERDUTY_INTEGRATION_KEY": "p",
+            "TZ": "UTC",
+        }
+    )
+    assert env.service_env == "prod"
+    assert env.archive_path == "/srv/archive"
+
+
+@pytest.mark.parametrize(
+    ("environ", "fragment"),
+    [
+        ({"SERVICE_ENV": "qa"}, "SERVICE_ENV='qa'"),
+        ({"TZ": "Asia/Tokyo"}, "TZ must be UTC"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of"),
+        ({"STORAGE_BACKEND": "nfs"}, "STORAGE_BACKEND must be"),
+        ({"POSTGRES_URL": "mysql://x"}, "POSTGRES_URL must be a postgresql:// URL"),
+    ],
+)
+def test_bad_env_values(environ: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")):
+        read_env(environ)
+
+
+def test_env_archive_path_overrides_storage_yaml(archive: Path) -> None:
+    cfg = load_config(CONFIG_ROOT, "dev")
+    assert cfg.paths.archive == archive
+    assert cfg.paths.raw == archive / "raw"
