@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import backtesting
@@ -43,9 +42,9 @@ def archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def cfg(archive: Path) -> Iterator[AppConfig]:
+def cfg(archive: Path) -> AppConfig:
     """The dev configuration from configs/, with its archive in a temp folder."""
-    yield load_config(CONFIG_ROOT, "dev")
+    return load_config(CONFIG_ROOT, "dev")
 
 
 def third_party_csv(name: str) -> Path:

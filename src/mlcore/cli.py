@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,8 +18,18 @@ from rich.console import Console
 from rich.table import Table
 
 from mlcore._logging import configure_logging, get_logger
-from mlcore.config import AppConfig, load_config
-from mlcore.data import FileProvider, IngestReport, build_catalog, ingest, normalize_symbol
+from mlcore.config import TIMEFRAMES, AppConfig, load_config
+from mlcore.data import (
+    FailoverProvider,
+    FetchResult,
+    FileProvider,
+    IngestReport,
+    build_catalog,
+    build_providers,
+    ingest,
+    normalize_symbol,
+    read_watermark,
+)
 from mlcore.demo import DemoResult, run_demo
 from mlcore.errors import ConfigError, DataQualityError, MlcoreError, RetryableError
 
@@ -38,6 +49,7 @@ app.add_typer(catalog_app, name="catalog")
 out = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 P = ParamSpec("P")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 R = TypeVar("R")
 
 EnvOpt = Annotated[
@@ -73,11 +85,15 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
 
     @wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        level = os.environ.get("LOG_LEVEL", "WARNING").upper()
+        configure_logging(level if level in _LOG_LEVELS else "WARNING")
         try:
             return fn(*args, **kwargs)
         except MlcoreError as exc:
             get_logger("cli").error("command_failed", **exc.payload())
-            err.print(f"[bold red]error[/] {exc.code}: {exc.message}", highlight=False, soft_wrap=True)
+            err.print(
+                f"[bold red]error[/] {exc.code}: {exc.message}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(_exit_code(exc)) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
@@ -90,9 +106,7 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def _config(env: str | None, root: Path | None) -> AppConfig:
-    cfg = load_config(root, env)
-    configure_logging(cfg.env.log_level or "WARNING")
-    return cfg
+    return load_config(root, env)
 
 
 @config_app.command("check")
@@ -117,7 +131,10 @@ def _print_ingest(report: IngestReport) -> None:
     for rule, n in sorted(report.rejects_by_rule.items()):
         out.print(f"  rejected {n} row(s): {rule}")
     for r in report.rejects[:10]:
-        out.print(f"    {r['origin']}: row {r['row']}: field '{r['field']}': {r['rule']} (got {r['raw']!r})")
+        out.print(
+            f"    {r['origin']}: row {r['row']}: field '{r['field']}': {r['rule']} "
+            f"(got {r['raw']!r})"
+        )
     if report.duplicates_dropped or report.conflicting_rows:
         out.print(
             f"  duplicates dropped: {report.duplicates_dropped}; conflicting deliveries: "
@@ -140,7 +157,9 @@ def _parse_time(value: str | None, name: str) -> pd.Timestamp | None:
     try:
         ts = pd.Timestamp(value)
     except ValueError as exc:
-        raise ConfigError("CLI_ARGUMENT_INVALID", f"{name}: cannot read {value!r} as a time") from exc
+        raise ConfigError(
+            "CLI_ARGUMENT_INVALID", f"{name}: cannot read {value!r} as a time"
+        ) from exc
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
@@ -149,7 +168,9 @@ def _parse_time(value: str | None, name: str) -> pd.Timestamp | None:
 def ingest_cmd(
     symbol: Annotated[str, typer.Option(help="Symbol, e.g. XAU/USD (xauusd is normalized).")],
     timeframe: Annotated[str, typer.Option(help="Bar timeframe, e.g. 1h.")],
-    source: Annotated[Source, typer.Option(help="file, twelvedata, or auto (sources.yaml failover).")] = Source.file,
+    source: Annotated[
+        Source, typer.Option(help="file, twelvedata, or auto (sources.yaml failover).")
+    ] = Source.file,
     path: Annotated[Path | None, typer.Option(help="CSV or Parquet file (source file).")] = None,
     start: Annotated[str | None, typer.Option(help="UTC start (REST; default: watermark).")] = None,
     end: Annotated[str | None, typer.Option(help="UTC end (REST; default: now).")] = None,
@@ -164,21 +185,57 @@ def ingest_cmd(
     if source is Source.file:
         if path is None:
             raise ConfigError("CLI_ARGUMENT_MISSING", "--source file needs --path FILE")
-        provider = FileProvider(path, tz=tz, price_abs_tolerance=cfg.pipeline.dq_thresholds.price_abs_tolerance)
+        provider = FileProvider(
+            path, tz=tz, price_abs_tolerance=cfg.pipeline.dq_thresholds.price_abs_tolerance
+        )
         fetched = provider.read(timeframe)
         lo, hi = _parse_time(start, "--start"), _parse_time(end, "--end")
         if lo is not None or hi is not None:
-            fetched = provider.fetch(sym, timeframe, lo or pd.Timestamp.min.tz_localize("UTC"), hi or pd.Timestamp.max.tz_localize("UTC"))
+            fetched = provider.fetch(
+                sym,
+                timeframe,
+                lo or pd.Timestamp.min.tz_localize("UTC"),
+                hi or pd.Timestamp.max.tz_localize("UTC"),
+            )
     else:
         fetched = _fetch_rest(cfg, source, sym, timeframe, start, end)
     report = ingest(cfg, fetched, sym, timeframe, calendar=calendar)
     _print_ingest(report)
 
 
+def _rest_window(
+    cfg: AppConfig, symbol: str, timeframe: str, start: str | None, end: str | None
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    step = pd.Timedelta(seconds=TIMEFRAMES[timeframe])
+    hi = _parse_time(end, "--end") or pd.Timestamp.now(tz="UTC").floor(step)
+    lo = _parse_time(start, "--start")
+    if lo is None:
+        mark = read_watermark(cfg, symbol, timeframe)
+        months = cfg.pipeline.history_lookback_months
+        lo = mark + step if mark is not None else hi - pd.DateOffset(months=months)
+    if lo > hi:
+        raise ConfigError(
+            "CLI_ARGUMENT_INVALID", f"start {lo.isoformat()} is after end {hi.isoformat()}"
+        )
+    return lo, hi
+
+
 def _fetch_rest(
     cfg: AppConfig, source: Source, symbol: str, timeframe: str, start: str | None, end: str | None
-) -> object:
-    raise ConfigError("CLI_SOURCE_UNAVAILABLE", f"source {source} is not wired yet")
+) -> FetchResult:
+    lo, hi = _rest_window(cfg, symbol, timeframe, start, end)
+    providers = build_providers(cfg.sources, cfg.pipeline)
+    if source is Source.twelvedata:
+        providers = [p for p in providers if p.name == "twelvedata"]
+        if not providers:
+            raise ConfigError(
+                "CLI_SOURCE_UNAVAILABLE", "sources.yaml has no enabled provider named 'twelvedata'"
+            )
+    provider = FailoverProvider(providers)
+    try:
+        return provider.fetch(symbol, timeframe, lo.to_pydatetime(), hi.to_pydatetime())
+    finally:
+        provider.close()
 
 
 @catalog_app.command("build")
@@ -197,7 +254,17 @@ def catalog_build(config_env: EnvOpt = None, config_root: RootOpt = None) -> Non
 
 def _print_demo(result: DemoResult) -> None:
     table = Table(title="ingest (first pass)")
-    for col in ("symbol", "rows", "rejected", "dups", "conflict", "filled", "outlier", "spike", "quarantined"):
+    for col in (
+        "symbol",
+        "rows",
+        "rejected",
+        "dups",
+        "conflict",
+        "filled",
+        "outlier",
+        "spike",
+        "quarantined",
+    ):
         table.add_column(col, justify="right" if col != "symbol" else "left")
     for r in result.reports:
         table.add_row(
@@ -220,11 +287,14 @@ def _print_demo(result: DemoResult) -> None:
     out.print(f"planted faults caught: {caught}/{len(result.checks)}")
     for ch in result.checks:
         if not ch.caught:
-            out.print(f"  [red]missed[/] {ch.fault.symbol} {ch.fault.kind} at {ch.fault.ts}: {ch.seen}")
+            out.print(
+                f"  [red]missed[/] {ch.fault.symbol} {ch.fault.kind} at {ch.fault.ts}: {ch.seen}"
+            )
     t = result.timings_s
     out.print(
         f"time: generate {t['generate_s']:.1f}s, ingest {t['ingest_s']:.1f}s, "
-        f"re-ingest {t['reingest_s']:.1f}s, catalog {t['catalog_s']:.1f}s, total {t['total_s']:.1f}s"
+        f"re-ingest {t['reingest_s']:.1f}s, catalog {t['catalog_s']:.1f}s, "
+        f"total {t['total_s']:.1f}s"
     )
     out.print(f"summary: {result.report_path}")
 

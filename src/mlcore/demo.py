@@ -68,7 +68,14 @@ def write_incoming(market: SyntheticMarket, folder: Path, malformed_symbol: str)
         if sym == malformed_symbol:
             frame = pd.concat([frame, malformed_rows(bars)], ignore_index=True)
         frame = frame.rename(
-            columns={"ts": "Datetime", "open": "Open", "high": "High", "low": "Low", "close": "Close", "volume": "Volume"}
+            columns={
+                "ts": "Datetime",
+                "open": "Open",
+                "high": "High",
+                "low": "Low",
+                "close": "Close",
+                "volume": "Volume",
+            }
         )
         path = folder / f"{sym.replace('/', '')}_{DEMO_TIMEFRAME}.csv"
         tmp = path.with_name(f".{path.name}.tmp")
@@ -83,7 +90,9 @@ def _flag_at(cat: Catalog, sym: str, ts: pd.Timestamp, n: int) -> list[str]:
     return [str(x) for x in bars["quality_flag"]]
 
 
-def check_faults(cfg: AppConfig, market: SyntheticMarket, reports: list[IngestReport]) -> list[FaultCheck]:
+def check_faults(
+    cfg: AppConfig, market: SyntheticMarket, reports: list[IngestReport]
+) -> list[FaultCheck]:
     """Compare what ingestion flagged with what was planted."""
     cat = Catalog(cfg)
     by_sym = {r.symbol: r for r in reports}
@@ -118,13 +127,23 @@ def run_demo(cfg: AppConfig, seed: int = 7) -> DemoResult:
     t1 = time.perf_counter()
     tol = cfg.pipeline.dq_thresholds.price_abs_tolerance
     reports = [
-        ingest(cfg, FileProvider(path, price_abs_tolerance=tol).read(DEMO_TIMEFRAME), sym, DEMO_TIMEFRAME)
+        ingest(
+            cfg,
+            FileProvider(path, price_abs_tolerance=tol).read(DEMO_TIMEFRAME),
+            sym,
+            DEMO_TIMEFRAME,
+        )
         for sym, path in incoming.items()
     ]
     timings["ingest_s"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     rerun = [
-        ingest(cfg, FileProvider(path, price_abs_tolerance=tol).read(DEMO_TIMEFRAME), sym, DEMO_TIMEFRAME)
+        ingest(
+            cfg,
+            FileProvider(path, price_abs_tolerance=tol).read(DEMO_TIMEFRAME),
+            sym,
+            DEMO_TIMEFRAME,
+        )
         for sym, path in incoming.items()
     ]
     timings["reingest_s"] = time.perf_counter() - t2
@@ -157,7 +176,13 @@ def summary_dict(result: DemoResult, market: SyntheticMarket) -> dict[str, Any]:
             "catalog_hash": result.catalog.catalog_hash,
         },
         "faults": [
-            {"symbol": c.fault.symbol, "kind": c.fault.kind, "ts": c.fault.ts, "caught": c.caught, "seen": c.seen}
+            {
+                "symbol": c.fault.symbol,
+                "kind": c.fault.kind,
+                "ts": c.fault.ts,
+                "caught": c.caught,
+                "seen": c.seen,
+            }
             for c in result.checks
         ],
         "truth": market.manifest(),

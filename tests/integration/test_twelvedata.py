@@ -249,7 +249,8 @@ def test_daily_fx_bars_without_volume(
 ) -> None:
     values = make_values(T0, 30, timedelta(days=1), volume=False, daily=True)
     server = servers(values)
-    result = providers(server.url).fetch("EUR/USD", "1day", T0, T0 + timedelta(days=29))
+    start, end = pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-01-30 12:00", tz="UTC")
+    result = providers(server.url).fetch("EUR/USD", "1day", start, end)
 
     expected = pd.Series(pd.date_range(T0, periods=30, freq="D", unit="ns"), name="ts")
     pd.testing.assert_series_equal(result.bars["ts"], expected)

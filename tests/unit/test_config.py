@@ -176,7 +176,17 @@ def test_dev_needs_no_env() -> None:
 @pytest.mark.parametrize(
     ("env", "missing"),
     [
-        ("stg", ["POSTGRES_URL", "REDIS_URL", "TWELVEDATA_API_KEY", "STORAGE_BACKEND", "ARCHIVE_PATH", "SLACK_WEBHOOK_URL"]),
+        (
+            "stg",
+            [
+                "POSTGRES_URL",
+                "REDIS_URL",
+                "TWELVEDATA_API_KEY",
+                "STORAGE_BACKEND",
+                "ARCHIVE_PATH",
+                "SLACK_WEBHOOK_URL",
+            ],
+        ),
         ("prod", ["PAGERDUTY_INTEGRATION_KEY"]),
     ],
 )

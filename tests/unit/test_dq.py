@@ -34,7 +34,9 @@ def _series(n: int, seed: int = 0, sigma: float = 0.002) -> pd.DataFrame:
 
 
 def _run(cfg: AppConfig, raw: pd.DataFrame):  # type: ignore[no-untyped-def]
-    grid = expected_grid(cfg.universe.calendars["crypto"], "1h", raw["ts"].iloc[0], raw["ts"].iloc[-1])
+    grid = expected_grid(
+        cfg.universe.calendars["crypto"], "1h", raw["ts"].iloc[0], raw["ts"].iloc[-1]
+    )
     return run_dq(raw, grid, _th(cfg))
 
 
@@ -147,7 +149,9 @@ def test_conflict_flag_carried(cfg: AppConfig) -> None:
 
 def test_weekend_is_not_a_gap_for_fx(cfg: AppConfig) -> None:
     cal = cfg.universe.calendars["fx"]
-    grid = expected_grid(cal, "1h", pd.Timestamp("2024-03-04", tz="UTC"), pd.Timestamp("2024-03-15", tz="UTC"))
+    grid = expected_grid(
+        cal, "1h", pd.Timestamp("2024-03-04", tz="UTC"), pd.Timestamp("2024-03-15", tz="UTC")
+    )
     raw = _series(len(grid))
     raw["ts"] = grid
     res = run_dq(raw, grid, _th(cfg))

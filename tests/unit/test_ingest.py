@@ -63,7 +63,15 @@ def test_partitions_meta_and_quarantine(cfg: AppConfig) -> None:
     assert meta["last_ts"] == "2024-01-31T23:00:00+00:00"
     frame = pd.read_parquet(jan / "bars.parquet")
     assert list(frame.columns) == [
-        "ts", "symbol", "timeframe", "open", "high", "low", "close", "volume", "quality_flag"
+        "ts",
+        "symbol",
+        "timeframe",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "quality_flag",
     ]
     assert str(frame["ts"].dtype) == "datetime64[ns, UTC]"
     assert set(frame["symbol"]) == {SYM} and set(frame["timeframe"]) == {"1h"}
@@ -117,7 +125,9 @@ def test_incremental_ingest_fills_gap_at_the_seam(cfg: AppConfig) -> None:
     assert report.quarantined == {}
     assert read_watermark(cfg, SYM, "1h") == bars["ts"].iloc[-1]
     frame = pd.read_parquet(_pdir(cfg, "2024-01") / "bars.parquet")
-    assert list(frame.loc[frame["quality_flag"] == "filled", "ts"]) == list(bars["ts"].iloc[500:502])
+    assert list(frame.loc[frame["quality_flag"] == "filled", "ts"]) == list(
+        bars["ts"].iloc[500:502]
+    )
 
 
 def test_duplicates_and_conflicts(cfg: AppConfig) -> None:
@@ -164,7 +174,7 @@ def test_crash_mid_ingest_then_rerun_completes(cfg: AppConfig) -> None:
 
 
 def test_unknown_symbol_and_timeframe(cfg: AppConfig) -> None:
-    with pytest.raises(FatalError, match="symbol 'XPT/USD' is not in universe.yaml"):
+    with pytest.raises(FatalError, match=r"symbol 'XPT/USD' is not in universe\.yaml"):
         ingest(cfg, _fetch(_bars("2024-01-01", 10)), "XPT/USD", "1h")
     with pytest.raises(FatalError, match="timeframe '2h' is not allowed"):
         ingest(cfg, _fetch(_bars("2024-01-01", 10)), SYM, "2h")

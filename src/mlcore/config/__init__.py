@@ -37,6 +37,7 @@ __all__ = [
     "Policy",
     "ProviderSpec",
     "SourcesPolicy",
+    "StoragePaths",
     "StoragePolicy",
     "UniversePolicy",
     "find_config_root",

@@ -52,7 +52,9 @@ class EnvSettings(BaseModel):
     pagerduty_integration_key: str | None
 
 
-def read_env(environ: Mapping[str, str] | None = None, *, service_env: str | None = None) -> EnvSettings:
+def read_env(
+    environ: Mapping[str, str] | None = None, *, service_env: str | None = None
+) -> EnvSettings:
     """Read and validate ENV for ``service_env`` (default: ``SERVICE_ENV``, or ``dev`` when unset).
 
     Raises ConfigError naming every missing or invalid variable at once.
@@ -90,12 +92,12 @@ def read_env(environ: Mapping[str, str] | None = None, *, service_env: str | Non
             details={"service_env": name, "missing": missing},
         )
     return EnvSettings(
-        service_env=name,  # type: ignore[arg-type]
+        service_env=name,
         log_level=level.upper() if level else None,
         postgres_url=env.get("POSTGRES_URL") or None,
         redis_url=env.get("REDIS_URL") or None,
         twelvedata_api_key=env.get("TWELVEDATA_API_KEY") or None,
-        storage_backend=backend,  # type: ignore[arg-type]
+        storage_backend=backend,
         archive_path=env.get("ARCHIVE_PATH") or None,
         slack_webhook_url=env.get("SLACK_WEBHOOK_URL") or None,
         pagerduty_integration_key=env.get("PAGERDUTY_INTEGRATION_KEY") or None,

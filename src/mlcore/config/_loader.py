@@ -22,7 +22,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(
-            "CONFIG_FILE_UNREADABLE", f"{path}: cannot read ({exc.strerror})", details={"file": str(path)}
+            "CONFIG_FILE_UNREADABLE",
+            f"{path}: cannot read ({exc.strerror})",
+            details={"file": str(path)},
         ) from exc
     try:
         data = yaml.safe_load(text)

@@ -134,7 +134,9 @@ class ProviderSpec(Policy):
     @model_validator(mode="after")
     def _rest_needs_url(self) -> ProviderSpec:
         if self.kind == "twelvedata" and (not self.base_url or not self.api_key_env):
-            raise ValueError(f"provider '{self.name}': kind twelvedata needs base_url and api_key_env")
+            raise ValueError(
+                f"provider '{self.name}': kind twelvedata needs base_url and api_key_env"
+            )
         return self
 
 

@@ -3,8 +3,15 @@
 from mlcore.data._calendar import expected_grid
 from mlcore.data._catalog import Catalog, CatalogSummary, build_catalog, exclusion_reasons
 from mlcore.data._dq import FLAGS, DQResult, Gap, classify_moves, run_dq
+from mlcore.data._failover import FailoverProvider, build_providers
 from mlcore.data._file import FileProvider, read_table
-from mlcore.data._ingest import IngestReport, ingest, normalize_symbol, read_watermark, resolve_calendar
+from mlcore.data._ingest import (
+    IngestReport,
+    ingest,
+    normalize_symbol,
+    read_watermark,
+    resolve_calendar,
+)
 from mlcore.data._parse import BAR_COLUMNS, parse_table
 from mlcore.data._provider import FetchResult, MarketDataProvider, Reject
 from mlcore.data._store import PartitionStore, bars_hash, symbol_dirname
@@ -17,6 +24,7 @@ from mlcore.data._synthetic import (
     generate_pair,
     malformed_rows,
 )
+from mlcore.data._twelvedata import TokenBucket, TwelveDataProvider
 
 __all__ = [
     "BAR_COLUMNS",
@@ -24,6 +32,7 @@ __all__ = [
     "Catalog",
     "CatalogSummary",
     "DQResult",
+    "FailoverProvider",
     "FetchResult",
     "FileProvider",
     "Gap",
@@ -34,8 +43,11 @@ __all__ = [
     "Reject",
     "SyntheticMarket",
     "SyntheticPair",
+    "TokenBucket",
+    "TwelveDataProvider",
     "bars_hash",
     "build_catalog",
+    "build_providers",
     "classify_moves",
     "default_pairs",
     "exclusion_reasons",

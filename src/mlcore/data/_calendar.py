@@ -6,12 +6,11 @@ import warnings
 from functools import lru_cache
 
 import exchange_calendars as xcals
-
 import numpy as np
 import pandas as pd
 
 from mlcore.config import TIMEFRAMES, CalendarSpec
-from mlcore.config._schemas import AlwaysOpen, ExchangeSession, WeeklySession
+from mlcore.config._schemas import ExchangeSession, WeeklySession
 
 _WEEKDAYS = {"Mon": 0, "Tue": 1, "Wed": 2, "Thu": 3, "Fri": 4, "Sat": 5, "Sun": 6}
 _MIN_PER_WEEK = 7 * 24 * 60
@@ -92,6 +91,4 @@ def expected_grid(
         if isinstance(spec, WeeklySession):
             local = grid.tz_convert(spec.timezone)
             grid = grid[_weekly_open_mask(local, spec) & ~_holiday_mask(local, spec)]
-        else:
-            assert isinstance(spec, AlwaysOpen)
     return grid[(grid >= start) & (grid <= end)]

@@ -122,7 +122,8 @@ def build_catalog(cfg: AppConfig) -> CatalogSummary:
         index = index.sort_values(["timeframe", "symbol", "year", "month"]).reset_index(drop=True)
     index["last_ts"] = pd.to_datetime(index["last_ts"], utc=True).astype("datetime64[ns, UTC]")
     th = cfg.pipeline.dq_thresholds
-    included, excluded = [], []
+    included: list[dict[str, Any]] = []
+    excluded: list[dict[str, Any]] = []
     for _, row in index.iterrows():
         key = {
             "timeframe": row["timeframe"],
@@ -133,10 +134,16 @@ def build_catalog(cfg: AppConfig) -> CatalogSummary:
         reasons = exclusion_reasons(row, th.missing_rate, th.outlier_rate)
         (excluded if reasons else included).append({**key, "reasons": reasons} if reasons else key)
     catalog_hash = hashlib.sha256(
-        "\n".join(f"{r['timeframe']}|{r['symbol']}|{r['month']}|{r['data_hash']}" for r in included).encode()
+        "\n".join(
+            f"{r['timeframe']}|{r['symbol']}|{r['month']}|{r['data_hash']}" for r in included
+        ).encode()
     ).hexdigest()
     filtered = {
-        "filters": {"missing_rate": th.missing_rate, "outlier_rate": th.outlier_rate, "quarantine": True},
+        "filters": {
+            "missing_rate": th.missing_rate,
+            "outlier_rate": th.outlier_rate,
+            "quarantine": True,
+        },
         "included": included,
         "excluded": excluded,
         "catalog_hash": catalog_hash,
@@ -150,7 +157,9 @@ def build_catalog(cfg: AppConfig) -> CatalogSummary:
     tmp_f = filtered_path.with_name(f".{FILTERED_FILE}.tmp")
     tmp_f.write_bytes(json_bytes(filtered))
     tmp_f.replace(filtered_path)
-    return CatalogSummary(len(index), len(included), len(excluded), index_path, filtered_path, catalog_hash)
+    return CatalogSummary(
+        len(index), len(included), len(excluded), index_path, filtered_path, catalog_hash
+    )
 
 
 class Catalog:
@@ -174,18 +183,24 @@ class Catalog:
     def partitions(self, timeframe: str, symbol: str) -> list[dict[str, Any]]:
         """Included partitions of one symbol, oldest first."""
         return [
-            p for p in self.filtered["included"] if p["timeframe"] == timeframe and p["symbol"] == symbol
+            p
+            for p in self.filtered["included"]
+            if p["timeframe"] == timeframe and p["symbol"] == symbol
         ]
 
     def excluded(self, timeframe: str, symbol: str) -> list[dict[str, Any]]:
         """Excluded partitions of one symbol, with reasons."""
         return [
-            p for p in self.filtered["excluded"] if p["timeframe"] == timeframe and p["symbol"] == symbol
+            p
+            for p in self.filtered["excluded"]
+            if p["timeframe"] == timeframe and p["symbol"] == symbol
         ]
 
     def data_hash(self, parts: list[dict[str, Any]]) -> str:
         """One SHA256 over a set of partitions (the training run's ``data_hash``)."""
-        text = "\n".join(f"{p['timeframe']}|{p['symbol']}|{p['month']}|{p['data_hash']}" for p in parts)
+        text = "\n".join(
+            f"{p['timeframe']}|{p['symbol']}|{p['month']}|{p['data_hash']}" for p in parts
+        )
         return hashlib.sha256(text.encode()).hexdigest()
 
     def load_bars(
@@ -211,7 +226,19 @@ class Catalog:
                 )
             frames.append(frame)
         if not frames:
-            return pd.DataFrame(columns=["ts", "symbol", "timeframe", "open", "high", "low", "close", "volume", "quality_flag"])
+            return pd.DataFrame(
+                columns=[
+                    "ts",
+                    "symbol",
+                    "timeframe",
+                    "open",
+                    "high",
+                    "low",
+                    "close",
+                    "volume",
+                    "quality_flag",
+                ]
+            )
         bars = pd.concat(frames, ignore_index=True)
         if start is not None:
             bars = bars[bars["ts"] >= start]

@@ -69,7 +69,7 @@ def classify_moves(close: np.ndarray, th: DQThresholds) -> tuple[np.ndarray, np.
     sigma = _robust_sigma(ret, th.sigma_window_bars, th.sigma_min_bars)
     with np.errstate(invalid="ignore"):
         cand = np.flatnonzero(np.abs(ret) > th.outlier_sigma * sigma)
-    for t in cand:
+    for t in (int(x) for x in cand):
         if t == 0 or outlier[t] or sigma[t] <= 0 or not np.isfinite(sigma[t]):
             continue
         prev = t - 1

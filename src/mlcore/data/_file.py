@@ -27,13 +27,16 @@ def _sniff_delimiter(path: Path) -> str:
 def read_table(path: Path) -> pd.DataFrame:
     """Read a CSV (any delimiter, optional BOM) or Parquet file as raw columns."""
     if not path.exists():
-        raise FatalError("DATA_FILE_NOT_FOUND", f"{path}: no such file", details={"path": str(path)})
+        raise FatalError(
+            "DATA_FILE_NOT_FOUND", f"{path}: no such file", details={"path": str(path)}
+        )
     if path.is_dir():
         raise FatalError("DATA_FILE_UNREADABLE", f"{path}: is a folder, not a file")
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
-            return pq.read_table(path).to_pandas()
+            table: pd.DataFrame = pq.read_table(path).to_pandas()
+            return table
         return pd.read_csv(
             path,
             sep=_sniff_delimiter(path),
@@ -46,7 +49,9 @@ def read_table(path: Path) -> pd.DataFrame:
         raise FatalError("DATA_FILE_EMPTY", f"{path}: the file is empty") from exc
     except pd.errors.ParserError as exc:
         raise FatalError(
-            "DATA_FILE_MALFORMED", f"{path}: not a well-formed CSV ({exc})", details={"path": str(path)}
+            "DATA_FILE_MALFORMED",
+            f"{path}: not a well-formed CSV ({exc})",
+            details={"path": str(path)},
         ) from exc
     except UnicodeDecodeError as exc:
         raise FatalError(

@@ -113,9 +113,7 @@ def _normalize_raw(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _merge_month(
-    old: pd.DataFrame | None, new: pd.DataFrame, counts: _MergeCounts
-) -> pd.DataFrame:
+def _merge_month(old: pd.DataFrame | None, new: pd.DataFrame, counts: _MergeCounts) -> pd.DataFrame:
     if old is None or old.empty:
         counts.new += len(new)
         return _normalize_raw(new)
@@ -167,7 +165,9 @@ def _write_raw(
     return written, counts
 
 
-def _read_raw_history(store: PartitionStore, timeframe: str, symbol: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _read_raw_history(
+    store: PartitionStore, timeframe: str, symbol: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     raws, confs = [], []
     for month in store.months(timeframe, symbol):
         raw = store.read_file(timeframe, symbol, month, RAW_FILE)
@@ -196,8 +196,14 @@ def _quarantine_for(month: str, gaps: list[Gap], cfg: AppConfig) -> dict[str, An
         "detail": f"{len(hits)} unfilled gap(s); longest {worst.n_bars} bars "
         f"from {worst.start.isoformat()} to {worst.end.isoformat()}",
         "threshold": {"max_fill_bars": th.max_fill_bars},
-        "period": {"start": min(g.start for g in hits).isoformat(), "end": max(g.end for g in hits).isoformat()},
-        "gaps": [{"start": g.start.isoformat(), "end": g.end.isoformat(), "n_bars": g.n_bars} for g in hits],
+        "period": {
+            "start": min(g.start for g in hits).isoformat(),
+            "end": max(g.end for g in hits).isoformat(),
+        },
+        "gaps": [
+            {"start": g.start.isoformat(), "end": g.end.isoformat(), "n_bars": g.n_bars}
+            for g in hits
+        ],
         "owner": cfg.pipeline.quarantine_owner,
     }
 
@@ -245,7 +251,11 @@ def _month_files(
     files = {BARS_FILE: to_parquet_bytes(out), META_FILE: json_bytes(meta)}
     exc = dq.excluded[month_key(dq.excluded["ts"]) == month] if len(dq.excluded) else dq.excluded
     conf = conflicts[month_key(conflicts["ts"]) == month] if len(conflicts) else conflicts
-    excluded = pd.concat([x for x in (exc, conf) if len(x)], ignore_index=True) if len(exc) or len(conf) else None
+    excluded = (
+        pd.concat([x for x in (exc, conf) if len(x)], ignore_index=True)
+        if len(exc) or len(conf)
+        else None
+    )
     if excluded is not None:
         excluded = excluded.sort_values(["ts", "reason"], kind="stable").reset_index(drop=True)
         files[EXCLUDED_FILE] = to_parquet_bytes(excluded[["ts", *PRICE_COLS, "reason"]])

@@ -14,7 +14,16 @@ from mlcore.errors import FatalError
 BAR_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 
 _ALIASES: dict[str, tuple[str, ...]] = {
-    "ts": ("timestamp", "datetime", "ts", "time_utc", "gmttime", "localtime", "date_time", "unnamed0"),
+    "ts": (
+        "timestamp",
+        "datetime",
+        "ts",
+        "time_utc",
+        "gmttime",
+        "localtime",
+        "date_time",
+        "unnamed0",
+    ),
     "open": ("open", "o", "openprice", "open_price"),
     "high": ("high", "h", "highprice", "high_price"),
     "low": ("low", "l", "lowprice", "low_price"),
@@ -87,8 +96,9 @@ def _epoch_unit(values: pd.Series) -> str:
 
 def _to_utc(parsed: pd.Series, tz: str) -> pd.Series:
     if parsed.dt.tz is None:
-        return parsed.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
-    return parsed.dt.tz_convert("UTC")
+        parsed = parsed.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+    out: pd.Series = parsed.dt.tz_convert("UTC")
+    return out
 
 
 def _parse_text(text: pd.Series, tz: str) -> pd.Series:
@@ -129,7 +139,8 @@ def _parse_ts(col: pd.Series, time_col: pd.Series | None, tz: str) -> pd.Series:
     numeric = pd.to_numeric(text, errors="coerce")
     if len(text) and numeric.notna().mean() > 0.99 and not text.str.fullmatch(r"\d{8}").all():
         unit = _epoch_unit(numeric)
-        return pd.to_datetime(numeric, unit=unit, utc=True, errors="coerce")
+        epoch: pd.Series = pd.to_datetime(numeric, unit=unit, utc=True, errors="coerce")  # type: ignore[call-overload]
+        return epoch
     return _parse_text(text, tz)
 
 
@@ -167,10 +178,14 @@ def parse_table(
     if timeframe == "1day":
         # A daily bar is labelled by its trading date, whatever clock time the vendor stamped.
         local = ts.dt.tz_convert(tz) if tz != "UTC" else ts
-        ts = pd.to_datetime(local.dt.strftime("%Y-%m-%d"), format="%Y-%m-%d", errors="coerce", utc=True)
+        ts = pd.to_datetime(
+            local.dt.strftime("%Y-%m-%d"), format="%Y-%m-%d", errors="coerce", utc=True
+        )
     prices = {c: _to_float(frame[mapping[c]]) for c in ("open", "high", "low", "close")}
     has_volume = "volume" in mapping
-    volume = _to_float(frame[mapping["volume"]]) if has_volume else pd.Series(0.0, index=frame.index)
+    volume = (
+        _to_float(frame[mapping["volume"]]) if has_volume else pd.Series(0.0, index=frame.index)
+    )
     step_ns = TIMEFRAMES[timeframe] * 1_000_000_000
     ts_ns = ts.to_numpy(dtype="datetime64[ns]").view("int64")
     o, h, lo, c = (prices[k].to_numpy() for k in ("open", "high", "low", "close"))

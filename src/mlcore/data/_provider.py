@@ -21,7 +21,9 @@ class Reject:
 
     def describe(self) -> str:
         """Return a one-line description naming file, row, field and rule."""
-        return f"{self.origin}: row {self.row}: field '{self.field}': {self.rule} (got {self.raw!r})"
+        return (
+            f"{self.origin}: row {self.row}: field '{self.field}': {self.rule} (got {self.raw!r})"
+        )
 
 
 @dataclass

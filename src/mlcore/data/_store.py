@@ -78,7 +78,8 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         ) from exc
     if "ts" in frame:
         frame["ts"] = pd.to_datetime(frame["ts"], utc=True).astype("datetime64[ns, UTC]")
-    return frame
+    out: pd.DataFrame = frame
+    return out
 
 
 class PartitionStore:
@@ -108,7 +109,9 @@ class PartitionStore:
         path = self.partition_dir(timeframe, symbol, month) / name
         return _read_parquet(path) if path.exists() else None
 
-    def read_json(self, timeframe: str, symbol: str, month: str, name: str) -> dict[str, Any] | None:
+    def read_json(
+        self, timeframe: str, symbol: str, month: str, name: str
+    ) -> dict[str, Any] | None:
         """Read one JSON file of a partition, or None when absent."""
         path = self.partition_dir(timeframe, symbol, month) / name
         if not path.exists():
@@ -126,7 +129,9 @@ class PartitionStore:
         pdir = self.partition_dir(timeframe, symbol, month)
         if not pdir.is_dir():
             return {}
-        return {p.name: p.read_bytes() for p in pdir.iterdir() if not p.name.startswith("__complete")}
+        return {
+            p.name: p.read_bytes() for p in pdir.iterdir() if not p.name.startswith("__complete")
+        }
 
     def write(
         self,

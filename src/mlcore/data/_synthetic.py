@@ -90,7 +90,9 @@ def _ou_spread(
     return s
 
 
-def _ohlc(rng: np.random.Generator, ts: pd.DatetimeIndex, logc: np.ndarray, sigma_bar: float) -> pd.DataFrame:
+def _ohlc(
+    rng: np.random.Generator, ts: pd.DatetimeIndex, logc: np.ndarray, sigma_bar: float
+) -> pd.DataFrame:
     close = np.exp(logc)
     open_ = np.concatenate([[close[0]], close[:-1]])
     wick = np.abs(rng.normal(0.0, 0.35 * sigma_bar, size=(2, len(close))))
@@ -156,7 +158,9 @@ def _iso(frame: pd.DataFrame, i: int) -> str:
     return pd.Timestamp(frame["ts"].iloc[i]).isoformat()
 
 
-def plant_faults(frame: pd.DataFrame, symbol: str, rng: np.random.Generator) -> tuple[pd.DataFrame, list[PlantedFault]]:
+def plant_faults(
+    frame: pd.DataFrame, symbol: str, rng: np.random.Generator
+) -> tuple[pd.DataFrame, list[PlantedFault]]:
     """Plant one of each fault into a clean leg at recorded, well-separated places."""
     n = len(frame)
     if n < 2000:
@@ -188,7 +192,9 @@ def plant_faults(frame: pd.DataFrame, symbol: str, rng: np.random.Generator) -> 
     return out, faults
 
 
-def plant_quarantine_gap(frame: pd.DataFrame, symbol: str, month: str, n_bars: int) -> tuple[pd.DataFrame, PlantedFault]:
+def plant_quarantine_gap(
+    frame: pd.DataFrame, symbol: str, month: str, n_bars: int
+) -> tuple[pd.DataFrame, PlantedFault]:
     """Remove ``n_bars`` consecutive bars in the middle of ``month`` (a gap to quarantine)."""
     months = pd.DatetimeIndex(frame["ts"]).strftime("%Y-%m")
     idx = np.flatnonzero(np.asarray(months == month))
@@ -202,9 +208,15 @@ def plant_quarantine_gap(frame: pd.DataFrame, symbol: str, month: str, n_bars: i
 def default_pairs() -> list[SyntheticPair]:
     """The demo universe: metals, FX and crypto pairs with known truth."""
     return [
-        SyntheticPair("XAU_XAG", "XAU/USD", "XAG/USD", 0.85, 5.0, 24.0, 25.0, 0.22, 0.004, 0.7, 400),
-        SyntheticPair("EUR_GBP", "EUR/USD", "GBP/USD", 0.9, -0.05, 36.0, 1.27, 0.08, 0.0012, 0.6, 300),
-        SyntheticPair("BTC_ETH", "BTC/USD", "ETH/USD", 1.1, 1.4, 18.0, 2500.0, 0.6, 0.006, 0.75, 500),
+        SyntheticPair(
+            "XAU_XAG", "XAU/USD", "XAG/USD", 0.85, 5.0, 24.0, 25.0, 0.22, 0.004, 0.7, 400
+        ),
+        SyntheticPair(
+            "EUR_GBP", "EUR/USD", "GBP/USD", 0.9, -0.05, 36.0, 1.27, 0.08, 0.0012, 0.6, 300
+        ),
+        SyntheticPair(
+            "BTC_ETH", "BTC/USD", "ETH/USD", 1.1, 1.4, 18.0, 2500.0, 0.6, 0.006, 0.75, 500
+        ),
     ]
 
 
@@ -246,7 +258,13 @@ def malformed_rows(frame: pd.DataFrame) -> pd.DataFrame:
     fmt = "%Y-%m-%d %H:%M:%S"
     rows = [
         ("2024-13-45 25:00:00", base["open"], base["high"], base["low"], base["close"]),
-        ((t + pd.Timedelta(minutes=7)).strftime(fmt), base["open"], base["high"], base["low"], base["close"]),
+        (
+            (t + pd.Timedelta(minutes=7)).strftime(fmt),
+            base["open"],
+            base["high"],
+            base["low"],
+            base["close"],
+        ),
         (t.strftime(fmt), -1.0, base["high"], base["low"], base["close"]),
         (t.strftime(fmt), base["open"], base["low"] * 0.99, base["high"], base["close"]),
         (t.strftime(fmt), base["open"], base["high"], base["low"], float("nan")),

@@ -181,7 +181,9 @@ class _Circuit:
 def _utc(value: datetime, name: str) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"{name} must be timezone-aware, got naive {value.isoformat()}")
-    return value.astimezone(UTC)
+    utc = value.astimezone(UTC)
+    # A plain datetime: pandas Timestamps would carry nanoseconds into the window arithmetic.
+    return datetime(*utc.timetuple()[:6], utc.microsecond, tzinfo=UTC)
 
 
 def _ceil_second(value: datetime) -> datetime:

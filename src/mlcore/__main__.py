@@ -1,0 +1,5 @@
+"""``python -m mlcore`` runs the command line."""
+
+from mlcore.cli import main
+
+main()

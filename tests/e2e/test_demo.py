@@ -1,0 +1,60 @@
+"""The README's main job, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.e2e
+
+
+def _demo(archive: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("SERVICE_ENV", "ARCHIVE_PATH")}
+    env["ARCHIVE_PATH"] = str(archive)
+    return subprocess.run(
+        [sys.executable, "-m", "mlcore", "demo"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_demo_catches_every_planted_fault_and_is_idempotent(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    first = _demo(archive)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Traceback" not in first.stderr
+    out = first.stdout
+    assert "planted faults caught: 37/37" in out
+    assert "re-ingest of the same files rewrote 0 partition(s)" in out
+    assert "catalog: 144 partitions, 143 included, 1 excluded" in out
+    summary = json.loads((archive / "reports" / "demo_summary.json").read_text())
+    assert all(f["caught"] for f in summary["faults"])
+    eur = next(r for r in summary["ingest"] if r["symbol"] == "EUR/USD")
+    assert eur["rows_rejected"] == 5
+    assert set(eur["rejects_by_rule"]) == {
+        "unparsable timestamp",
+        "timestamp off the 1h grid",
+        "non-positive price",
+        "high < low",
+        "not a finite number",
+    }
+    filtered = json.loads((archive / "catalog" / "dataset_index_filtered.json").read_text())
+    [excluded] = filtered["excluded"]
+    assert (excluded["symbol"], excluded["month"]) == ("XAG/USD", "2024-05")
+    meta_before = {p: p.read_bytes() for p in (archive / "canonical").rglob("__meta.json")}
+    second = _demo(archive)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert {p: p.read_bytes() for p in (archive / "canonical").rglob("__meta.json")} == meta_before
+    index = json.loads((archive / "catalog" / "dataset_index_filtered.json").read_text())
+    assert index["catalog_hash"] == filtered["catalog_hash"]

@@ -1,0 +1,124 @@
+"""`mlcore ingest --source auto|twelvedata` end to end against loopback TwelveData servers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mlcore.cli import app
+from tests.conftest import CONFIG_ROOT
+from tests.integration._http_server import API_KEY, FakeTwelveData, Reply, make_values
+
+pytestmark = pytest.mark.integration
+runner = CliRunner()
+
+
+@pytest.fixture
+def two_servers() -> Iterator[tuple[FakeTwelveData, FakeTwelveData]]:
+    values = make_values(datetime(2024, 3, 4, tzinfo=UTC), 24 * 10)  # crypto: every hour
+    primary = FakeTwelveData(values).start()
+    secondary = FakeTwelveData(values).start()
+    yield primary, secondary
+    primary.stop()
+    secondary.stop()
+
+
+def _config_root(tmp_path: Path, primary: str, secondary: str) -> Path:
+    root = tmp_path / "configs"
+    shutil.copytree(CONFIG_ROOT, root)
+    (root / "base" / "sources.yaml").write_text(
+        "providers:\n"
+        "  value:\n"
+        f"    - {{name: twelvedata, kind: twelvedata, priority: 10, enabled: true,"
+        f" base_url: '{primary}', api_key_env: TWELVEDATA_API_KEY}}\n"
+        f"    - {{name: secondary_rest, kind: twelvedata, priority: 20, enabled: true,"
+        f" base_url: '{secondary}', api_key_env: TWELVEDATA_API_KEY}}\n"
+        "  description: loopback test servers\n"
+    )
+    (root / "envs" / "prod" / "sources.yaml").unlink()
+    policy = root / "base" / "pipeline_policy.yaml"
+    text = policy.read_text()
+    text = text.replace("backoff_initial_s: {value: 0.5,", "backoff_initial_s: {value: 0.01,")
+    text = text.replace("backoff_jitter_s: {value: 0.5,", "backoff_jitter_s: {value: 0.0,")
+    text = text.replace("requests_per_minute: 8, burst: 8", "requests_per_minute: 6000, burst: 100")
+    policy.write_text(text)
+    return root
+
+
+def _ingest(root: Path, source: str, *extra: str) -> tuple[int, str]:
+    result = runner.invoke(
+        app,
+        [
+            "ingest",
+            "--config-root",
+            str(root),
+            "--source",
+            source,
+            "--symbol",
+            "btcusd",
+            "--timeframe",
+            "1h",
+            *extra,
+        ],
+    )
+    return result.exit_code, result.output
+
+
+def test_auto_fails_over_and_watermark_drives_next_run(
+    two_servers: tuple[FakeTwelveData, FakeTwelveData],
+    tmp_path: Path,
+    archive: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    primary, secondary = two_servers
+    monkeypatch.setenv("TWELVEDATA_API_KEY", API_KEY)
+    root = _config_root(tmp_path, primary.url, secondary.url)
+    primary.script(
+        *[Reply(status=503, json_body={"status": "error", "code": 503, "message": "down"})] * 5
+    )
+    code, out = _ingest(root, "auto", "--start", "2024-03-04", "--end", "2024-03-13 23:00")
+    assert code == 0, out
+    assert "from secondary_rest" in out
+    assert "240 rows read, 0 rejected, 240 new" in out
+    assert len(primary.requests) == 5  # first try + retry_max retries, then failover
+    mark = json.loads((archive / "raw" / "1h" / "BTC_USD" / "_watermark.json").read_text())
+    assert mark["last_ts"] == "2024-03-13T23:00:00+00:00"
+    # Next run without --start continues after the watermark: the primary is healthy again.
+    code, out = _ingest(root, "twelvedata", "--end", "2024-03-14 05:00")
+    assert code == 0, out
+    assert primary.requests[-1].params["start_date"] == "2024-03-14 00:00:00"
+    assert "0 rows read" in out
+    assert "canonical partitions written: 0" in out
+
+
+def test_missing_api_key_is_a_clear_error(
+    two_servers: tuple[FakeTwelveData, FakeTwelveData], tmp_path: Path, archive: Path
+) -> None:
+    primary, secondary = two_servers
+    root = _config_root(tmp_path, primary.url, secondary.url)
+    code, out = _ingest(root, "twelvedata", "--start", "2024-03-04", "--end", "2024-03-05")
+    assert code == 75
+    assert "DATA_PROVIDER_ALL_FAILED" in out
+    assert "DATA_API_AUTH_MISSING" in out
+    assert primary.requests == []
+
+
+def test_inverted_window_is_refused(
+    two_servers: tuple[FakeTwelveData, FakeTwelveData],
+    tmp_path: Path,
+    archive: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    primary, secondary = two_servers
+    monkeypatch.setenv("TWELVEDATA_API_KEY", API_KEY)
+    root = _config_root(tmp_path, primary.url, secondary.url)
+    code, out = _ingest(root, "auto", "--start", "2024-03-06", "--end", "2024-03-05")
+    assert code == 2
+    assert "is after end" in out
+    assert primary.requests == [] and secondary.requests == []

@@ -1,0 +1,161 @@
+"""The command line: help everywhere, clear errors with exit codes, never a traceback."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mlcore.cli import app
+from tests.conftest import CONFIG_ROOT, third_party_csv
+
+runner = CliRunner()
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output + (result.stderr if result.stderr_bytes else "")
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [[], ["demo"], ["ingest"], ["catalog"], ["catalog", "build"], ["config"], ["config", "check"]],
+)
+def test_help_everywhere(cmd: list[str]) -> None:
+    code, out = _run(*cmd, "--help")
+    assert code == 0
+    assert "Usage" in out
+
+
+def test_config_check_ok(archive: Path) -> None:
+    code, out = _run("config", "check", "--config-root", str(CONFIG_ROOT))
+    assert code == 0
+    assert "config OK for SERVICE_ENV=dev" in out
+    assert str(archive) in out
+
+
+def test_config_error_exit_2_names_file_and_key(tmp_path: Path, archive: Path) -> None:
+    root = tmp_path / "configs"
+    shutil.copytree(CONFIG_ROOT, root)
+    path = root / "base" / "pipeline_policy.yaml"
+    path.write_text(path.read_text().replace("outlier_sigma: 8.0", "outlier_sigma: -8.0"))
+    code, out = _run("config", "check", "--config-root", str(root))
+    assert code == 2
+    assert "CONFIG_SCHEMA_INVALID" in out
+    assert "dq_thresholds.outlier_sigma" in out
+    assert str(path) in out.replace("\n", "")
+    assert "Traceback" not in out
+
+
+def test_env_refused_names_missing(archive: Path) -> None:
+    code, out = _run("config", "check", "--config-root", str(CONFIG_ROOT), "--config-env", "prod")
+    assert code == 2
+    assert "PAGERDUTY_INTEGRATION_KEY" in out and "POSTGRES_URL" in out
+
+
+def test_ingest_missing_file(archive: Path, tmp_path: Path) -> None:
+    code, out = _run(
+        "ingest",
+        "--config-root",
+        str(CONFIG_ROOT),
+        "--symbol",
+        "EURUSD",
+        "--timeframe",
+        "1h",
+        "--path",
+        str(tmp_path / "nope.csv"),
+    )
+    assert code == 1
+    assert "DATA_FILE_NOT_FOUND" in out and "nope.csv" in out
+    assert "Traceback" not in out
+
+
+def test_ingest_needs_path(archive: Path) -> None:
+    code, out = _run(
+        "ingest", "--config-root", str(CONFIG_ROOT), "--symbol", "EURUSD", "--timeframe", "1h"
+    )
+    assert code == 2
+    assert "--path" in out
+
+
+def test_ingest_real_file_then_again(archive: Path) -> None:
+    args = (
+        "ingest",
+        "--config-root",
+        str(CONFIG_ROOT),
+        "--symbol",
+        "eurusd",
+        "--timeframe",
+        "1h",
+        "--path",
+        str(third_party_csv("EURUSD.csv")),
+    )
+    code, out = _run(*args)
+    assert code == 0, out
+    assert "ingested EUR/USD 1h" in out
+    assert "5000 rows read, 0 rejected, 5000 new" in out
+    assert "canonical partitions written: 11" in out
+    code, out = _run(*args)
+    assert code == 0
+    assert "canonical partitions written: 0 []; unchanged: 11" in out
+    code, out = _run("catalog", "build", "--config-root", str(CONFIG_ROOT))
+    assert code == 0
+    assert "catalog: 11 partitions, 11 included, 0 excluded" in out
+
+
+def test_ingest_reports_bad_rows_by_line(archive: Path, tmp_path: Path) -> None:
+    src = third_party_csv("EURUSD.csv").read_text().splitlines()
+    src[3] = src[3].split(",")[0] + ",1.07,1.06,1.08,1.07,10"  # high < low on line 4
+    src[7] = "2017-04-19 99:00:00,1.07,1.08,1.06,1.07,10"  # line 8
+    path = tmp_path / "eurusd.csv"
+    path.write_text("\n".join(src) + "\n")
+    code, out = _run(
+        "ingest",
+        "--config-root",
+        str(CONFIG_ROOT),
+        "--symbol",
+        "EUR/USD",
+        "--timeframe",
+        "1h",
+        "--path",
+        str(path),
+    )
+    assert code == 0, out
+    assert "2 rejected" in out
+    assert "row 4: field 'high': high < low" in out
+    assert "row 8: field 'ts': unparsable timestamp" in out
+    assert "flagged bars:" in out
+
+
+def test_unknown_symbol(archive: Path) -> None:
+    code, out = _run(
+        "ingest",
+        "--config-root",
+        str(CONFIG_ROOT),
+        "--symbol",
+        "XPTUSD",
+        "--timeframe",
+        "1h",
+        "--path",
+        str(third_party_csv("EURUSD.csv")),
+    )
+    assert code == 1
+    assert "DATA_SYMBOL_UNKNOWN" in out and "--calendar" in out
+
+
+def test_bad_timeframe_value(archive: Path) -> None:
+    code, out = _run(
+        "ingest",
+        "--config-root",
+        str(CONFIG_ROOT),
+        "--symbol",
+        "EURUSD",
+        "--timeframe",
+        "7h",
+        "--path",
+        str(third_party_csv("EURUSD.csv")),
+    )
+    assert code != 0
+    assert "Traceback" not in out
