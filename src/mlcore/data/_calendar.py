@@ -61,7 +61,10 @@ def _exchange_calendar(name: str, first_year: int, last_year: int) -> object:
         warnings.simplefilter("ignore", category=FutureWarning)
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
-        return xcals.get_calendar(name, start=f"{first_year}-01-01", end=f"{last_year}-12-31")
+        # One spare year each side: a range may begin before the year's first session.
+        return xcals.get_calendar(
+            name, start=f"{first_year - 1}-01-01", end=f"{last_year + 1}-12-31"
+        )
 
 
 def _exchange_grid(
@@ -69,7 +72,9 @@ def _exchange_grid(
 ) -> pd.DatetimeIndex:
     cal = _exchange_calendar(spec.exchange, start.year, end.year)
     if step_s == 86400:
-        sessions = cal.sessions_in_range(start.tz_convert(None).normalize(), end.tz_convert(None))  # type: ignore[attr-defined]
+        sessions = cal.sessions_in_range(  # type: ignore[attr-defined]
+            start.tz_convert(None).normalize(), end.tz_convert(None).normalize()
+        )
         return pd.DatetimeIndex(sessions).tz_localize("UTC")
     minutes = pd.DatetimeIndex(cal.minutes_in_range(start, end))  # type: ignore[attr-defined]
     return minutes.floor(f"{step_s}s").unique()

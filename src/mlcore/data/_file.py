@@ -44,6 +44,7 @@ def read_table(path: Path) -> pd.DataFrame:
             keep_default_na=False,
             encoding="utf-8-sig",
             skipinitialspace=True,
+            skip_blank_lines=False,
         )
     except pd.errors.EmptyDataError as exc:
         raise FatalError("DATA_FILE_EMPTY", f"{path}: the file is empty") from exc

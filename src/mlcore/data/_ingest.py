@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,16 +27,18 @@ from mlcore.data._store import (
     PRICE_COLS,
     QUARANTINE_FILE,
     RAW_FILE,
+    RAW_META_FILE,
     PartitionStore,
     bars_hash,
     json_bytes,
-    month_key,
+    month_groups,
     to_parquet_bytes,
 )
 from mlcore.errors import FatalError
 
 _RAW_COLS = ["ts", *PRICE_COLS, "conflict"]
 _META_SCHEMA_VERSION = 1
+_EMPTY = np.array([], dtype=np.int64)
 
 
 @dataclass
@@ -105,30 +108,41 @@ class _MergeCounts:
 
 
 def _normalize_raw(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame[_RAW_COLS].sort_values("ts", kind="stable").reset_index(drop=True)
-    out["ts"] = out["ts"].astype("datetime64[ns, UTC]")
+    """Raw rows in one exact layout (column order, dtypes, sorted), so bytes compare equal."""
+    out = frame[_RAW_COLS]
+    if not out["ts"].is_monotonic_increasing:
+        out = out.sort_values("ts", kind="stable")
+    out = out.reset_index(drop=True)
+    if str(out["ts"].dtype) != "datetime64[ns, UTC]":
+        out["ts"] = out["ts"].astype("datetime64[ns, UTC]")
     for col in PRICE_COLS:
-        out[col] = out[col].astype("float64")
-    out["conflict"] = out["conflict"].astype(bool)
+        if out[col].dtype != np.float64:
+            out[col] = out[col].astype("float64")
+    if out["conflict"].dtype != np.bool_:
+        out["conflict"] = out["conflict"].astype(bool)
     return out
 
 
 def _merge_month(old: pd.DataFrame | None, new: pd.DataFrame, counts: _MergeCounts) -> pd.DataFrame:
+    """New deliveries replace stored bars at the same timestamp; other stored bars stay."""
+    new = _normalize_raw(new)
     if old is None or old.empty:
         counts.new += len(new)
-        return _normalize_raw(new)
-    joined = old.merge(new, on="ts", how="outer", suffixes=("_old", ""), indicator=True)
-    both = joined["_merge"] == "both"
-    same = np.ones(len(joined), dtype=bool)
+        return new
+    old = _normalize_raw(old)
+    old_ts = pd.DatetimeIndex(old["ts"]).asi8
+    new_ts = pd.DatetimeIndex(new["ts"]).asi8
+    pos = np.minimum(np.searchsorted(old_ts, new_ts), len(old_ts) - 1)
+    matched = old_ts[pos] == new_ts
+    same = matched.copy()
     for col in (*PRICE_COLS, "conflict"):
-        same &= joined[f"{col}_old"].to_numpy() == joined[col].to_numpy()
-    counts.updated += int((both & ~same).sum())
-    counts.unchanged += int((both & same).sum())
-    counts.new += int((joined["_merge"] == "right_only").sum())
-    left_only = (joined["_merge"] == "left_only").to_numpy()
-    for col in (*PRICE_COLS, "conflict"):
-        joined.loc[left_only, col] = joined.loc[left_only, f"{col}_old"]
-    return _normalize_raw(joined)
+        same &= old[col].to_numpy()[pos] == new[col].to_numpy()
+    counts.unchanged += int(same.sum())
+    counts.updated += int((matched & ~same).sum())
+    counts.new += int((~matched).sum())
+    keep_old = np.ones(len(old_ts), dtype=bool)
+    keep_old[pos[matched]] = False
+    return _normalize_raw(pd.concat([old[keep_old], new], ignore_index=True))
 
 
 def _merge_conflicts(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
@@ -142,39 +156,68 @@ def _write_raw(
     store: PartitionStore,
     timeframe: str,
     symbol: str,
-    unique: pd.DataFrame,
-    superseded: pd.DataFrame,
+    incoming: tuple[pd.DataFrame, pd.DataFrame],
+    force: bool,
     fault: FaultHook | None,
-) -> tuple[list[str], _MergeCounts]:
+) -> tuple[list[str], _MergeCounts, dict[str, tuple[pd.DataFrame, pd.DataFrame]]]:
+    """Merge incoming rows into the raw months they touch; return those months in memory."""
+    unique, superseded = incoming
     counts = _MergeCounts()
     written: list[str] = []
-    months = month_key(unique["ts"])
-    sup_months = month_key(superseded["ts"]) if len(superseded) else np.array([], dtype=object)
+    touched: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
+    months = month_groups(unique["ts"])
+    sup_months = month_groups(superseded["ts"]) if len(superseded) else {}
     for month in sorted(set(months) | set(sup_months)):
-        new = unique[months == month]
-        old = store.read_file(timeframe, symbol, month, RAW_FILE)
-        merged = _merge_month(old, new, counts)
-        files = {RAW_FILE: to_parquet_bytes(merged)}
+        new = unique.iloc[months.get(month, _EMPTY)]
+        merged = _merge_month(store.read_file(timeframe, symbol, month, RAW_FILE), new, counts)
         old_conf = store.read_file(timeframe, symbol, month, CONFLICTS_FILE)
-        conf_new = superseded[sup_months == month][["ts", *PRICE_COLS, "reason"]]
+        conf_new = superseded.iloc[sup_months.get(month, _EMPTY)][["ts", *PRICE_COLS, "reason"]]
         conflicts = _merge_conflicts(old_conf, conf_new)
-        if len(conflicts):
-            files[CONFLICTS_FILE] = to_parquet_bytes(conflicts)
-        if store.write(timeframe, symbol, month, files, fault):
+        touched[month] = (merged, conflicts)
+        manifest = {
+            "schema_version": _META_SCHEMA_VERSION,
+            "rows": len(merged),
+            "raw_hash": bars_hash(merged, ("conflict",)),
+            "conflicts_hash": bars_hash(conflicts, ("reason",)),
+        }
+
+        def build(m: pd.DataFrame = merged, c: pd.DataFrame = conflicts) -> dict[str, bytes]:
+            files = {RAW_FILE: to_parquet_bytes(m)}
+            if len(c):
+                files[CONFLICTS_FILE] = to_parquet_bytes(c)
+            return files
+
+        if store.write_unless_same(
+            timeframe,
+            symbol,
+            month,
+            (RAW_META_FILE, json_bytes(manifest)),
+            build,
+            force=force,
+            fault=fault,
+        ):
             written.append(month)
-    return written, counts
+    return written, counts, touched
 
 
 def _read_raw_history(
-    store: PartitionStore, timeframe: str, symbol: str
+    store: PartitionStore,
+    timeframe: str,
+    symbol: str,
+    touched: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     raws, confs = [], []
+    raw: pd.DataFrame | None
+    conf: pd.DataFrame | None
     for month in store.months(timeframe, symbol):
-        raw = store.read_file(timeframe, symbol, month, RAW_FILE)
+        if month in touched:
+            raw, conf = touched[month]
+        else:
+            raw = store.read_file(timeframe, symbol, month, RAW_FILE)
+            conf = store.read_file(timeframe, symbol, month, CONFLICTS_FILE)
         if raw is not None:
             raws.append(raw)
-        conf = store.read_file(timeframe, symbol, month, CONFLICTS_FILE)
-        if conf is not None:
+        if conf is not None and len(conf):
             confs.append(conf)
     raw_all = pd.concat(raws, ignore_index=True) if raws else pd.DataFrame(columns=_RAW_COLS)
     conf_all = (
@@ -185,17 +228,13 @@ def _read_raw_history(
     return raw_all.sort_values("ts", kind="stable").reset_index(drop=True), conf_all
 
 
-def _quarantine_for(month: str, gaps: list[Gap], cfg: AppConfig) -> dict[str, Any] | None:
-    th = cfg.pipeline.dq_thresholds
-    hits = [g for g in gaps if not g.filled and _gap_touches(g, month)]
-    if not hits:
-        return None
+def _quarantine_record(hits: list[Gap], cfg: AppConfig) -> dict[str, Any]:
     worst = max(hits, key=lambda g: g.n_bars)
     return {
         "reason": "missing_run_exceeds_max_fill_bars",
         "detail": f"{len(hits)} unfilled gap(s); longest {worst.n_bars} bars "
         f"from {worst.start.isoformat()} to {worst.end.isoformat()}",
-        "threshold": {"max_fill_bars": th.max_fill_bars},
+        "threshold": {"max_fill_bars": cfg.pipeline.dq_thresholds.max_fill_bars},
         "period": {
             "start": min(g.start for g in hits).isoformat(),
             "end": max(g.end for g in hits).isoformat(),
@@ -208,8 +247,25 @@ def _quarantine_for(month: str, gaps: list[Gap], cfg: AppConfig) -> dict[str, An
     }
 
 
-def _gap_touches(gap: Gap, month: str) -> bool:
-    return gap.start.strftime("%Y-%m") <= month <= gap.end.strftime("%Y-%m")
+@dataclass
+class _MonthSlices:
+    """Row positions per month of everything DQ produced, computed once."""
+
+    bars: dict[str, np.ndarray]
+    missing: dict[str, np.ndarray]
+    off_calendar: dict[str, np.ndarray]
+    excluded: dict[str, np.ndarray]
+    conflicts: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, dq: DQResult, conflicts: pd.DataFrame) -> _MonthSlices:
+        return cls(
+            bars=month_groups(dq.bars["ts"]),
+            missing=month_groups(dq.missing_ts),
+            off_calendar=month_groups(dq.off_calendar_ts),
+            excluded=month_groups(dq.excluded["ts"]) if len(dq.excluded) else {},
+            conflicts=month_groups(conflicts["ts"]) if len(conflicts) else {},
+        )
 
 
 def _month_files(
@@ -218,16 +274,23 @@ def _month_files(
     timeframe: str,
     dq: DQResult,
     conflicts: pd.DataFrame,
+    slices: _MonthSlices,
+    quarantine: dict[str, Any] | None,
     cfg: AppConfig,
-) -> tuple[dict[str, bytes], dict[str, Any] | None]:
-    bars = dq.bars[month_key(dq.bars["ts"]) == month].reset_index(drop=True)
+) -> tuple[bytes, Callable[[], dict[str, bytes]]]:
+    """The month's ``__meta.json`` bytes, and a function building its other files."""
+    bars = dq.bars.iloc[slices.bars.get(month, _EMPTY)].reset_index(drop=True)
     flags = bars["quality_flag"].astype(str)
-    missing_in_month = int((month_key(dq.missing_ts) == month).sum()) if len(dq.missing_ts) else 0
-    off_cal = int((month_key(dq.off_calendar_ts) == month).sum()) if len(dq.off_calendar_ts) else 0
-    out = bars.copy()
-    out.insert(1, "symbol", symbol)
-    out.insert(2, "timeframe", timeframe)
-    quarantine = _quarantine_for(month, dq.gaps, cfg)
+    parts = []
+    if month in slices.excluded:
+        parts.append(dq.excluded.iloc[slices.excluded[month]])
+    if month in slices.conflicts:
+        parts.append(conflicts.iloc[slices.conflicts[month]])
+    excluded = None
+    if parts:
+        excluded = pd.concat(parts, ignore_index=True)
+        excluded = excluded.sort_values(["ts", "reason"], kind="stable").reset_index(drop=True)
+        excluded = excluded[["ts", *PRICE_COLS, "reason"]]
     meta = {
         "schema_version": _META_SCHEMA_VERSION,
         "timeframe": timeframe,
@@ -235,33 +298,43 @@ def _month_files(
         "month": month,
         "counts": {
             "bars_written": len(bars),
-            "missing_gaps": missing_in_month,
+            "missing_gaps": len(slices.missing.get(month, _EMPTY)),
             "filled_bars": int((flags == "filled").sum()),
             "outlier_bars": int((flags == "outlier").sum()),
             "spike_flags": int((flags == "spike").sum()),
             "conflict_bars": int((flags == "conflict").sum()),
-            "off_calendar_bars": off_cal,
+            "off_calendar_bars": len(slices.off_calendar.get(month, _EMPTY)),
         },
         "first_ts": bars["ts"].iloc[0].isoformat() if len(bars) else None,
         "last_ts": bars["ts"].iloc[-1].isoformat() if len(bars) else None,
         "data_hash": bars_hash(bars),
+        "excluded_hash": bars_hash(excluded, ("reason",)) if excluded is not None else None,
         "quarantined": quarantine is not None,
+        "quarantine": quarantine,
         "dq_thresholds": cfg.pipeline.dq_thresholds.model_dump(),
     }
-    files = {BARS_FILE: to_parquet_bytes(out), META_FILE: json_bytes(meta)}
-    exc = dq.excluded[month_key(dq.excluded["ts"]) == month] if len(dq.excluded) else dq.excluded
-    conf = conflicts[month_key(conflicts["ts"]) == month] if len(conflicts) else conflicts
-    excluded = (
-        pd.concat([x for x in (exc, conf) if len(x)], ignore_index=True)
-        if len(exc) or len(conf)
-        else None
-    )
-    if excluded is not None:
-        excluded = excluded.sort_values(["ts", "reason"], kind="stable").reset_index(drop=True)
-        files[EXCLUDED_FILE] = to_parquet_bytes(excluded[["ts", *PRICE_COLS, "reason"]])
-    if quarantine is not None:
-        files[QUARANTINE_FILE] = json_bytes(quarantine)
-    return files, quarantine
+
+    def build() -> dict[str, bytes]:
+        out = bars.copy()
+        out.insert(1, "symbol", symbol)
+        out.insert(2, "timeframe", timeframe)
+        files = {BARS_FILE: to_parquet_bytes(out)}
+        if excluded is not None:
+            files[EXCLUDED_FILE] = to_parquet_bytes(excluded)
+        if quarantine is not None:
+            files[QUARANTINE_FILE] = json_bytes(quarantine)
+        return files
+
+    return json_bytes(meta), build
+
+
+def _quarantines(gaps: list[Gap], cfg: AppConfig) -> dict[str, dict[str, Any]]:
+    """Quarantine record per month touched by an unfilled gap."""
+    by_month: dict[str, list[Gap]] = {}
+    for g in (g for g in gaps if not g.filled):
+        for month in pd.period_range(g.start.tz_convert(None), g.end.tz_convert(None), freq="M"):
+            by_month.setdefault(str(month), []).append(g)
+    return {m: _quarantine_record(hits, cfg) for m, hits in by_month.items()}
 
 
 def _write_atomic_json(path: Path, obj: dict[str, Any]) -> None:
@@ -293,25 +366,36 @@ def resolve_calendar(cfg: AppConfig, symbol: str, calendar: str | None) -> Calen
 
 
 def _rebuild_canonical(
-    cfg: AppConfig, symbol: str, timeframe: str, cal: CalendarSpec, fault: FaultHook | None
+    cfg: AppConfig,
+    symbol: str,
+    timeframe: str,
+    cal: CalendarSpec,
+    touched: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
+    force: bool,
+    fault: FaultHook | None,
 ) -> tuple[DQResult, list[str], int, dict[str, list[str]]]:
     raw_store = PartitionStore(cfg.paths.raw)
     canon = PartitionStore(cfg.paths.canonical)
-    raw, conflicts = _read_raw_history(raw_store, timeframe, symbol)
+    raw, conflicts = _read_raw_history(raw_store, timeframe, symbol, touched)
     if raw.empty:
         grid = pd.DatetimeIndex([], tz="UTC")
     else:
         grid = expected_grid(cal, timeframe, raw["ts"].iloc[0], raw["ts"].iloc[-1])
     dq = run_dq(raw, grid, cfg.pipeline.dq_thresholds)
-    months = set(month_key(dq.bars["ts"])) | set(month_key(dq.missing_ts))
+    slices = _MonthSlices.of(dq, conflicts)
+    quarantines = _quarantines(dq.gaps, cfg)
+    months = set(slices.bars) | set(slices.missing)
     written: list[str] = []
     unchanged = 0
     quarantined: dict[str, list[str]] = {}
     for month in sorted(months):
-        files, q = _month_files(month, symbol, timeframe, dq, conflicts, cfg)
+        q = quarantines.get(month)
+        meta, build = _month_files(month, symbol, timeframe, dq, conflicts, slices, q, cfg)
         if q is not None:
             quarantined[month] = [q["reason"], q["detail"]]
-        if canon.write(timeframe, symbol, month, files, fault):
+        if canon.write_unless_same(
+            timeframe, symbol, month, (META_FILE, meta), build, force=force, fault=fault
+        ):
             written.append(month)
         else:
             unchanged += 1
@@ -325,11 +409,13 @@ def ingest(
     timeframe: str,
     *,
     calendar: str | None = None,
+    rewrite: bool = False,
     fault: FaultHook | None = None,
 ) -> IngestReport:
     """Store fetched bars: merge into the raw layer, run DQ, rewrite changed canonical months.
 
-    Idempotent: ingesting the same rows again writes nothing.
+    Idempotent: ingesting the same rows again writes nothing. ``rewrite`` rewrites every
+    touched partition even when its manifest is unchanged (to repair damaged files).
     """
     if timeframe not in TIMEFRAMES or timeframe not in cfg.pipeline.timeframe_allowed:
         raise FatalError(
@@ -340,8 +426,12 @@ def ingest(
     cal = resolve_calendar(cfg, symbol, calendar)
     raw_store = PartitionStore(cfg.paths.raw)
     unique, superseded, repeats = _dedupe_incoming(fetched.bars)
-    raw_written, counts = _write_raw(raw_store, timeframe, symbol, unique, superseded, fault)
-    dq, written, unchanged, quarantined = _rebuild_canonical(cfg, symbol, timeframe, cal, fault)
+    raw_written, counts, touched = _write_raw(
+        raw_store, timeframe, symbol, (unique, superseded), rewrite, fault
+    )
+    dq, written, unchanged, quarantined = _rebuild_canonical(
+        cfg, symbol, timeframe, cal, touched, rewrite, fault
+    )
     last_ts = dq.bars["ts"].iloc[-1].isoformat() if len(dq.bars) else None
     _write_atomic_json(
         raw_store.symbol_dir(timeframe, symbol) / "_watermark.json",

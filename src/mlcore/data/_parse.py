@@ -22,7 +22,6 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "gmttime",
         "localtime",
         "date_time",
-        "unnamed0",
     ),
     "open": ("open", "o", "openprice", "open_price"),
     "high": ("high", "h", "highprice", "high_price"),
@@ -72,6 +71,10 @@ def _resolve_columns(frame: pd.DataFrame, origin: str) -> dict[str, object]:
             mapping["time"] = normalized["time"]
     elif "ts" not in mapping and "time" in normalized:
         mapping["ts"] = normalized["time"]
+    elif "ts" not in mapping and "unnamed0" in normalized:
+        # A leading unnamed column holds the timestamps only when nothing else does
+        # (pandas writes its DatetimeIndex there; a RangeIndex column is ignored otherwise).
+        mapping["ts"] = normalized["unnamed0"]
     missing = [c for c in ("ts", "open", "high", "low", "close") if c not in mapping]
     if missing:
         raise FatalError(
@@ -101,13 +104,16 @@ def _to_utc(parsed: pd.Series, tz: str) -> pd.Series:
     return out
 
 
-def _parse_text(text: pd.Series, tz: str) -> pd.Series:
-    """Parse text timestamps with the single format that explains the most rows."""
-    sample = text[text != ""].head(_SAMPLE)
+_OFFSET_RE = r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s?(?:Z|[+-]\d{2}:?\d{2})$"
+_EPOCH_MIN_S = 1e8  # 1973-03-03: smaller numbers are row numbers or dates, not epochs
+
+
+def _best_format(sample: pd.Series) -> str | None:
+    """The single text format that explains the most rows of ``sample``."""
     best: tuple[int, int, str] | None = None
     for fmt in _TEXT_FORMATS:
         try:
-            got = pd.to_datetime(sample, format=fmt, errors="coerce", utc=False)
+            got = pd.to_datetime(sample, format=fmt, errors="coerce", utc=True)
         except (ValueError, TypeError):
             continue
         ok = int(got.notna().sum())
@@ -115,39 +121,80 @@ def _parse_text(text: pd.Series, tz: str) -> pd.Series:
             continue
         # Among formats parsing the same count (e.g. M/D vs D/M), prefer the one in time order.
         monotonic = int((got.dropna().diff().dt.total_seconds() > 0).sum())
-        score = (ok, monotonic, fmt)
-        if best is None or score[:2] > best[:2]:
-            best = score
-    if best is None:
-        return pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
-    try:
-        parsed = pd.to_datetime(text, format=best[2], errors="coerce")
-    except (ValueError, TypeError):
-        # Mixed offsets / naive values: parse one by one, each to UTC.
-        parsed = pd.to_datetime(text, format=best[2], errors="coerce", utc=True)
-    if parsed.dtype == object:
-        parsed = pd.to_datetime(text, format=best[2], errors="coerce", utc=True)
-    return _to_utc(parsed, tz)
+        if best is None or (ok, monotonic) > best[:2]:
+            best = (ok, monotonic, fmt)
+    return None if best is None else best[2]
 
 
-def _parse_ts(col: pd.Series, time_col: pd.Series | None, tz: str) -> pd.Series:
+def _parse_text(text: pd.Series, tz: str, *, wall: bool) -> pd.Series:
+    """Parse text timestamps with one format.
+
+    Stamps with an offset are exact instants; stamps without one are wall-clock times in
+    ``tz``. With ``wall`` the naive wall-clock time as written is returned instead (offsets
+    dropped), which is what labels a daily bar.
+    """
+    has_offset = text.str.contains(_OFFSET_RE, regex=True).to_numpy(dtype=bool)
+    fmt = _best_format(text[text != ""].head(_SAMPLE))
+    out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
+    if fmt is None:
+        return out.dt.tz_localize(None) if wall else out
+    if wall:
+        stripped = text.str.replace(r"\s?(?:Z|[+-]\d{2}:?\d{2})$", "", regex=True)
+        naive = pd.to_datetime(stripped, format=fmt, errors="coerce")
+        return pd.Series(naive, index=text.index).astype("datetime64[ns]")
+    if has_offset.any():
+        aware = pd.to_datetime(text[has_offset], format=fmt, errors="coerce", utc=True)
+        out[has_offset] = aware.astype("datetime64[ns, UTC]")
+    if (~has_offset).any():
+        naive = pd.to_datetime(text[~has_offset], format=fmt, errors="coerce")
+        out[~has_offset] = _to_utc(pd.Series(naive).astype("datetime64[ns]"), tz)
+    return out
+
+
+def _looks_like_epoch(text: pd.Series) -> pd.Series | None:
+    numeric = pd.to_numeric(text, errors="coerce")
+    filled = text != ""
+    if not filled.any() or text.str.fullmatch(r"\d{8}").all():
+        return None  # YYYYMMDD is a date, not an epoch
+    share = float(numeric[filled].notna().mean())
+    if share < 0.5 or float(numeric.abs().median()) < _EPOCH_MIN_S:
+        return None
+    return numeric
+
+
+def _parse_ts(
+    col: pd.Series, time_col: pd.Series | None, tz: str, *, wall: bool = False
+) -> pd.Series:
+    """Timestamps as UTC instants, or (``wall``) as naive wall-clock times in ``tz``."""
     if pd.api.types.is_datetime64_any_dtype(col):
-        return _to_utc(pd.Series(col), tz)
+        series = pd.Series(col)
+        if wall:
+            local = series.dt.tz_convert(tz) if series.dt.tz is not None else series
+            return local.dt.tz_localize(None).astype("datetime64[ns]")
+        return _to_utc(series, tz)
     text = col.astype("string").fillna("").str.strip()
     if time_col is not None:
         text = (text + " " + time_col.astype("string").fillna("").str.strip()).str.strip()
-    numeric = pd.to_numeric(text, errors="coerce")
-    if len(text) and numeric.notna().mean() > 0.99 and not text.str.fullmatch(r"\d{8}").all():
+    numeric = _looks_like_epoch(text)
+    if numeric is not None:
         unit = _epoch_unit(numeric)
         epoch: pd.Series = pd.to_datetime(numeric, unit=unit, utc=True, errors="coerce")  # type: ignore[call-overload]
-        return epoch
-    return _parse_text(text, tz)
+        epoch = epoch.astype("datetime64[ns, UTC]")
+        return epoch.dt.tz_convert(tz).dt.tz_localize(None) if wall else epoch
+    return _parse_text(text, tz, wall=wall)
 
 
 def _to_float(col: pd.Series) -> pd.Series:
     if pd.api.types.is_numeric_dtype(col):
         return col.astype("float64")
     return pd.to_numeric(col.astype("string").str.strip(), errors="coerce").astype("float64")
+
+
+def _blank_rows(frame: pd.DataFrame) -> np.ndarray:
+    if frame.empty:
+        return np.zeros(0, dtype=bool)
+    text = frame.astype("string").fillna("")
+    return np.asarray((text.apply(lambda c: c.str.strip()) == "").all(axis=1))
 
 
 def _raw_text(frame: pd.DataFrame, col: object, idx: np.ndarray) -> list[str]:
@@ -171,16 +218,20 @@ def parse_table(
     """
     if timeframe not in TIMEFRAMES:
         raise ValueError(f"timeframe must be one of {sorted(TIMEFRAMES)}, got {timeframe!r}")
+    row_numbers = np.arange(len(frame)) + row_offset
+    blank = _blank_rows(frame)
+    if blank.any():
+        # Blank lines carry no data; they are dropped but still count for row numbers.
+        frame, row_numbers = frame[~blank], row_numbers[~blank]
     frame = frame.reset_index(drop=True)
     mapping = _resolve_columns(frame, origin)
     time_col = frame[mapping["time"]] if "time" in mapping else None
-    ts = _parse_ts(frame[mapping["ts"]], time_col, tz).reset_index(drop=True)
     if timeframe == "1day":
-        # A daily bar is labelled by its trading date, whatever clock time the vendor stamped.
-        local = ts.dt.tz_convert(tz) if tz != "UTC" else ts
-        ts = pd.to_datetime(
-            local.dt.strftime("%Y-%m-%d"), format="%Y-%m-%d", errors="coerce", utc=True
-        )
+        # A daily bar is labelled by the date written on it, whatever clock time or offset.
+        wall = _parse_ts(frame[mapping["ts"]], time_col, tz, wall=True).reset_index(drop=True)
+        ts = wall.dt.normalize().dt.tz_localize("UTC")
+    else:
+        ts = _parse_ts(frame[mapping["ts"]], time_col, tz).reset_index(drop=True)
     prices = {c: _to_float(frame[mapping[c]]) for c in ("open", "high", "low", "close")}
     has_volume = "volume" in mapping
     volume = (
@@ -214,7 +265,7 @@ def parse_table(
                 src_col = mapping["ts"] if field == "ts" else mapping[field]
                 raws = _raw_text(frame, src_col, idx)
                 rejects.extend(
-                    Reject(origin, int(i) + row_offset, field, rule, raw)
+                    Reject(origin, int(row_numbers[i]), field, rule, raw)
                     for i, raw in zip(idx, raws, strict=True)
                 )
                 bad |= new

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from mlcore.data._atomic import FaultHook, recover, replace_dir
 from mlcore.errors import DataQualityError
 
 RAW_FILE = "raw.parquet"
+RAW_META_FILE = "__raw_meta.json"
 CONFLICTS_FILE = "__conflicts.parquet"
 BARS_FILE = "bars.parquet"
 META_FILE = "__meta.json"
@@ -37,9 +38,22 @@ def dirname_symbol(name: str) -> str:
 
 
 def month_key(ts: pd.Series | pd.DatetimeIndex) -> np.ndarray:
-    """``YYYY-MM`` of each UTC timestamp."""
+    """``YYYY-MM`` of each UTC timestamp (formats each distinct month once)."""
     idx = pd.DatetimeIndex(ts)
-    return np.asarray(idx.strftime("%Y-%m"))
+    if len(idx) == 0:
+        return np.array([], dtype=object)
+    codes = idx.year.to_numpy() * 12 + idx.month.to_numpy() - 1
+    uniq, inverse = np.unique(codes, return_inverse=True)
+    names = np.array([f"{c // 12:04d}-{c % 12 + 1:02d}" for c in uniq], dtype=object)
+    return np.asarray(names[inverse])
+
+
+def month_groups(ts: pd.Series | pd.DatetimeIndex) -> dict[str, np.ndarray]:
+    """Row positions of each ``YYYY-MM``."""
+    keys = month_key(ts)
+    if len(keys) == 0:
+        return {}
+    return {str(k): np.asarray(v) for k, v in pd.Series(keys).groupby(keys).indices.items()}
 
 
 def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
@@ -55,15 +69,17 @@ def json_bytes(obj: Mapping[str, Any]) -> bytes:
     return (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
 
 
-def bars_hash(bars: pd.DataFrame) -> str:
-    """SHA256 over the content of canonical bars (timestamps, prices, volume, flags)."""
+def bars_hash(bars: pd.DataFrame, text_cols: tuple[str, ...] = ("quality_flag",)) -> str:
+    """SHA256 over bar content: timestamps, prices, volume, and the given text/bool columns."""
     h = hashlib.sha256()
     ts = pd.DatetimeIndex(bars["ts"]).as_unit("ns").asi8
     h.update(np.ascontiguousarray(ts, dtype="<i8").tobytes())
     for col in PRICE_COLS:
         h.update(np.ascontiguousarray(bars[col].to_numpy(dtype="float64"), dtype="<f8").tobytes())
-    if "quality_flag" in bars:
-        h.update("\n".join(bars["quality_flag"].astype(str).tolist()).encode())
+    for col in text_cols:
+        if col in bars:
+            h.update(col.encode() + b"\0")
+            h.update("\n".join(bars[col].astype(str).tolist()).encode())
     return h.hexdigest()
 
 
@@ -144,6 +160,30 @@ class PartitionStore:
         """Atomically replace a partition with ``files``; return False when nothing changed."""
         if self.current_bytes(timeframe, symbol, month) == dict(files):
             return False
+        replace_dir(self.partition_dir(timeframe, symbol, month), files, fault)
+        return True
+
+    def write_unless_same(
+        self,
+        timeframe: str,
+        symbol: str,
+        month: str,
+        manifest: tuple[str, bytes],
+        build: Callable[[], dict[str, bytes]],
+        *,
+        force: bool = False,
+        fault: FaultHook | None = None,
+    ) -> bool:
+        """Write ``build()`` unless the stored manifest file already has these exact bytes.
+
+        The manifest holds content hashes of every other file, so equal manifests mean an
+        equal partition and the (costly) serialization is skipped. ``force`` always rewrites.
+        """
+        name, data = manifest
+        path = self.partition_dir(timeframe, symbol, month) / name
+        if not force and path.is_file() and path.read_bytes() == data:
+            return False
+        files = {**build(), name: data}
         replace_dir(self.partition_dir(timeframe, symbol, month), files, fault)
         return True
 
