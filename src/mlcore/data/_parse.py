@@ -170,7 +170,8 @@ def _parse_ts(
         series = pd.Series(col)
         if wall:
             local = series.dt.tz_convert(tz) if series.dt.tz is not None else series
-            return local.dt.tz_localize(None).astype("datetime64[ns]")
+            naive: pd.Series = local.dt.tz_localize(None).astype("datetime64[ns]")
+            return naive
         return _to_utc(series, tz)
     text = col.astype("string").fillna("").str.strip()
     if time_col is not None:
