@@ -232,13 +232,8 @@ def test_xnys_daily_around_independence_day(xnys: CalendarSpec) -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _calendar.py:_exchange_grid normalizes `start` but passes `end` un-normalized "
-    "to exchange_calendars.sessions_in_range, which raises ValueError for an end that is "
-    "not midnight (e.g. 2024-07-10 15:00 UTC)",
-)
 def test_xnys_daily_accepts_an_intraday_end(xnys: CalendarSpec) -> None:
+    # Regression: an end that was not midnight used to raise inside exchange_calendars.
     grid = expected_grid(xnys, "1day", _t("2024-07-01"), _t("2024-07-08 15:00"))
     assert list(grid) == [
         _t("2024-07-01"),
@@ -249,13 +244,6 @@ def test_xnys_daily_accepts_an_intraday_end(xnys: CalendarSpec) -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _calendar.py:_exchange_calendar builds the exchange calendar bounded by exactly "
-    "[first_year-01-01, last_year-12-31], so a range starting before the year's first session "
-    "/ first trading minute (e.g. 1day from 2024-01-01, or 1h from the 14:00 UTC bar that holds "
-    "the 14:30 open of 2024-01-02) raises DateOutOfBounds / MinuteOutOfBounds",
-)
 @pytest.mark.parametrize(
     ("timeframe", "start", "end", "first"),
     [
@@ -268,6 +256,8 @@ def test_xnys_daily_accepts_an_intraday_end(xnys: CalendarSpec) -> None:
 def test_xnys_grid_at_the_edges_of_a_year(
     xnys: CalendarSpec, timeframe: str, start: str, end: str, first: str
 ) -> None:
+    # Regression: the exchange calendar used to be bounded by exactly the years of the range,
+    # so these raised DateOutOfBounds / MinuteOutOfBounds.
     grid = expected_grid(xnys, timeframe, _t(start), _t(end))
     assert grid[0] == _t(first)
 

@@ -72,15 +72,29 @@ def test_iso_timestamps_with_and_without_offset_become_utc(
     assert str(bars["ts"].dt.tz) == UTC
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _parse.py:_parse_text scores formats with pd.to_datetime(utc=False), which "
-    "raises on mixed UTC offsets, so every row of a file spanning a DST change "
-    "(-05:00 and -04:00) is rejected as 'unparsable timestamp'",
-)
 def test_iso_timestamps_with_mixed_offsets_across_dst_become_utc() -> None:
+    # Regression: scoring formats with utc=False used to reject every row of such a file.
     bars = _parse(_frame(["2024-03-08T10:00:00-05:00", "2024-03-11T10:00:00-04:00"]))
     assert bars["ts"].tolist() == _utc("2024-03-08 15:00", "2024-03-11 14:00")
+
+
+def test_offset_and_naive_rows_mixed_each_converted() -> None:
+    bars = _parse(_frame(["2024-07-02T10:00:00+02:00", "2024-07-02 10:00"]), tz="America/New_York")
+    assert bars["ts"].tolist() == _utc("2024-07-02 08:00", "2024-07-02 14:00")
+
+
+@pytest.mark.parametrize(
+    ("stamps", "expected"),
+    [
+        (["2024-01-02T10:00:00.000Z", "2024-01-02T11:00:00.000Z"], ["10:00", "11:00"]),
+        (["2024-01-02T10:00:00+0200", "2024-01-02T11:00:00+0200"], ["08:00", "09:00"]),
+        (["2024-01-02 10:00:00 +02:00", "2024-01-02 11:00:00 +02:00"], ["08:00", "09:00"]),
+    ],
+    ids=["millis-zulu", "offset-no-colon", "space-before-offset"],
+)
+def test_iso_offset_variants(stamps: list[str], expected: list[str]) -> None:
+    bars = _parse(_frame(stamps))
+    assert bars["ts"].tolist() == _utc(*(f"2024-01-02 {hm}" for hm in expected))
 
 
 @pytest.mark.parametrize(
@@ -153,13 +167,8 @@ def test_epoch_seconds_and_milliseconds(values: list[object], expected: list[str
     assert _parse(_frame(values))["ts"].tolist() == _utc(*expected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _parse.py:_parse_ts only treats the column as epoch numbers when > 99% of "
-    "the rows are numeric; one unparsable value in a 20-row epoch file sends the column to "
-    "text parsing and every row is rejected instead of just the bad one",
-)
 def test_one_bad_epoch_value_rejects_only_that_row() -> None:
+    # Regression: a >99%-numeric threshold used to send the whole column to text parsing.
     values = [str(1704189600 + 3600 * i) for i in range(20)]
     values[5] = "oops"
     result = parse_table(_frame(values), origin="t", timeframe="1h")
@@ -203,14 +212,9 @@ def test_leading_unnamed_column_holding_the_timestamps() -> None:
     assert bars["ts"].tolist() == _utc("2024-01-02 10:00", "2024-01-02 11:00")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _parse.py:_ALIASES lists 'unnamed0' as a timestamp alias checked before the "
-    "'date' fallback, so a pandas-exported CSV with a RangeIndex column (',Date,Open,...') "
-    "takes the row numbers 0,1,2 as epoch seconds: every daily bar becomes 1970-01-01, "
-    "with no reject",
-)
 def test_leading_unnamed_row_number_column_is_ignored() -> None:
+    # Regression: the RangeIndex column of `df.to_csv()` used to be read as epoch seconds
+    # (every daily bar on 1970-01-01, with no reject).
     frame = pd.DataFrame(
         {
             "Unnamed: 0": ["0", "1", "2"],
@@ -278,6 +282,14 @@ def test_naive_local_timestamps_converted_from_tz(local: str, utc: str) -> None:
 def test_offset_timestamps_ignore_tz_argument() -> None:
     bars = _parse(_frame(["2024-01-02T10:00:00+02:00"]), tz="America/New_York")
     assert bars["ts"].tolist() == _utc("2024-01-02 08:00")
+
+
+def test_dst_ambiguous_local_time_is_rejected() -> None:
+    # 2024-11-03 01:00 happens twice in New York (EDT, then EST): no guessing.
+    frame = _frame(["2024-11-03 00:00", "2024-11-03 01:00", "2024-11-03 02:00"])
+    result = parse_table(frame, origin="t", timeframe="1h", tz="America/New_York")
+    assert _rejects(result) == [(2, "ts", "unparsable timestamp")]
+    assert result.bars["ts"].tolist() == _utc("2024-11-03 04:00", "2024-11-03 07:00")
 
 
 def test_dst_nonexistent_local_time_is_rejected() -> None:
@@ -354,6 +366,15 @@ def test_several_bad_rows_each_reported_once_and_good_rows_kept() -> None:
     assert result.bars["ts"].tolist() == _utc(*(_GOOD_TS[i] for i in (0, 3, 4, 7)))
 
 
+def test_blank_rows_are_skipped_but_still_counted() -> None:
+    frame = _frame(["2024-01-02 10:00", "", "2024-01-02 11:00", "2024-01-02 12:00"])
+    frame.loc[1, ["open", "high", "low", "close", "volume"]] = ["", " ", "", "", ""]
+    frame.loc[3, "close"] = "-1"
+    result = parse_table(frame, origin="t", timeframe="1h", row_offset=2)
+    assert _rejects(result) == [(5, "close", "non-positive price")]
+    assert result.bars["ts"].tolist() == _utc("2024-01-02 10:00", "2024-01-02 11:00")
+
+
 def test_price_abs_tolerance_allows_open_close_just_outside() -> None:
     frame = _frame(["2024-01-02 10:00", "2024-01-02 11:00"])
     frame.loc[0, "open"] = "2.005"
@@ -421,14 +442,30 @@ def test_daily_bars_labelled_by_trading_date(stamp: str, tz: str) -> None:
     assert bars["ts"].tolist() == _utc("2024-01-02")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _parse.py:parse_table (1day branch) converts offset-bearing stamps to the "
-    "`tz` argument (UTC by default) before taking the date, so a daily bar stamped "
-    "'2024-01-02T00:00:00+09:00' is labelled 2024-01-01 (every bar one day early)",
-)
 def test_daily_bar_with_positive_offset_keeps_its_written_date() -> None:
+    # Regression: the stamp used to be converted to UTC first (every bar one day early).
     bars = _parse(_frame(["2024-01-02T00:00:00+09:00", "2024-01-03T00:00:00+09:00"]), "1day")
+    assert bars["ts"].tolist() == _utc("2024-01-02", "2024-01-03")
+
+
+def test_daily_bars_from_a_tz_aware_datetime_column_keep_their_written_date(
+    tmp_path: Path,
+) -> None:
+    stamps = pd.DatetimeIndex(["2024-01-02", "2024-01-03"]).tz_localize("Asia/Tokyo")
+    frame = pd.DataFrame(
+        {
+            "ts": stamps,
+            "open": [1.0, 1.0],
+            "high": [2.0, 2.0],
+            "low": [0.5, 0.5],
+            "close": [1.5, 1.5],
+        }
+    )
+    as_text = frame.assign(ts=[t.isoformat() for t in stamps])
+    assert _parse(as_text, "1day")["ts"].tolist() == _utc("2024-01-02", "2024-01-03")
+    path = tmp_path / "tokyo.parquet"
+    frame.to_parquet(path, index=False)
+    bars = FileProvider(path).read("1day").bars
     assert bars["ts"].tolist() == _utc("2024-01-02", "2024-01-03")
 
 
@@ -488,12 +525,8 @@ def test_csv_reject_rows_match_editor_lines(tmp_path: Path, newline: str) -> Non
         assert str(path) in r.origin
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _file.py:read_table lets pandas skip blank lines (skip_blank_lines=True), so "
-    "after a blank line in a CSV the reject row numbers no longer match the editor line",
-)
 def test_csv_reject_rows_match_editor_lines_after_a_blank_line(tmp_path: Path) -> None:
+    # Regression: pandas used to skip blank lines, shifting every later row number.
     lines = (_HEADER + _rows(4)).splitlines()
     lines.insert(2, "")  # a blank line 3
     lines[4] = lines[4].replace(",1.5,10", ",-1,10")  # editor line 5: negative close

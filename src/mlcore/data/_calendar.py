@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
 import exchange_calendars as xcals
@@ -54,13 +56,17 @@ def _weekly_daily(start: pd.Timestamp, end: pd.Timestamp, spec: WeeklySession) -
     return days[keep]
 
 
-@lru_cache(maxsize=16)
-def _exchange_calendar(name: str, first_year: int, last_year: int) -> object:
+@contextmanager
+def _quiet_xcals() -> Iterator[None]:
     # exchange_calendars 4.x trips a pandas 3.1 deprecation inside its own code; not ours to fix.
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=FutureWarning)
-        warnings.simplefilter("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
+        warnings.filterwarnings("ignore", message=r".*values returning an ndarray")
+        yield
+
+
+@lru_cache(maxsize=16)
+def _exchange_calendar(name: str, first_year: int, last_year: int) -> object:
+    with _quiet_xcals():
         # One spare year each side: a range may begin before the year's first session.
         return xcals.get_calendar(
             name, start=f"{first_year - 1}-01-01", end=f"{last_year + 1}-12-31"
@@ -71,12 +77,13 @@ def _exchange_grid(
     start: pd.Timestamp, end: pd.Timestamp, spec: ExchangeSession, step_s: int
 ) -> pd.DatetimeIndex:
     cal = _exchange_calendar(spec.exchange, start.year, end.year)
-    if step_s == 86400:
-        sessions = cal.sessions_in_range(  # type: ignore[attr-defined]
-            start.tz_convert(None).normalize(), end.tz_convert(None).normalize()
-        )
-        return pd.DatetimeIndex(sessions).tz_localize("UTC")
-    minutes = pd.DatetimeIndex(cal.minutes_in_range(start, end))  # type: ignore[attr-defined]
+    with _quiet_xcals():
+        if step_s == 86400:
+            sessions = cal.sessions_in_range(  # type: ignore[attr-defined]
+                start.tz_convert(None).normalize(), end.tz_convert(None).normalize()
+            )
+            return pd.DatetimeIndex(sessions).tz_localize("UTC")
+        minutes = pd.DatetimeIndex(cal.minutes_in_range(start, end))  # type: ignore[attr-defined]
     return minutes.floor(f"{step_s}s").unique()
 
 

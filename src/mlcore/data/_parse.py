@@ -169,8 +169,9 @@ def _parse_ts(
     if pd.api.types.is_datetime64_any_dtype(col):
         series = pd.Series(col)
         if wall:
-            local = series.dt.tz_convert(tz) if series.dt.tz is not None else series
-            naive: pd.Series = local.dt.tz_localize(None).astype("datetime64[ns]")
+            # An aware column keeps its own zone: the wall clock as written, as for text.
+            local = series.dt.tz_localize(None) if series.dt.tz is not None else series
+            naive: pd.Series = local.astype("datetime64[ns]")
             return naive
         return _to_utc(series, tz)
     text = col.astype("string").fillna("").str.strip()
