@@ -114,6 +114,19 @@ def check_faults(
     return checks
 
 
+def _ingest_all(cfg: AppConfig, incoming: dict[str, Path]) -> list[IngestReport]:
+    tol = cfg.pipeline.dq_thresholds.price_abs_tolerance
+    return [
+        ingest(
+            cfg,
+            FileProvider(path, price_abs_tolerance=tol).read(DEMO_TIMEFRAME),
+            sym,
+            DEMO_TIMEFRAME,
+        )
+        for sym, path in incoming.items()
+    ]
+
+
 def run_demo(cfg: AppConfig, seed: int = 7) -> DemoResult:
     """Run the pipeline built so far on generated data and return what happened."""
     timings: dict[str, float] = {}
@@ -125,27 +138,10 @@ def run_demo(cfg: AppConfig, seed: int = 7) -> DemoResult:
     incoming = write_incoming(market, cfg.paths.archive / "incoming", malformed_symbol="EUR/USD")
     timings["generate_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    tol = cfg.pipeline.dq_thresholds.price_abs_tolerance
-    reports = [
-        ingest(
-            cfg,
-            FileProvider(path, price_abs_tolerance=tol).read(DEMO_TIMEFRAME),
-            sym,
-            DEMO_TIMEFRAME,
-        )
-        for sym, path in incoming.items()
-    ]
+    reports = _ingest_all(cfg, incoming)
     timings["ingest_s"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    rerun = [
-        ingest(
-            cfg,
-            FileProvider(path, price_abs_tolerance=tol).read(DEMO_TIMEFRAME),
-            sym,
-            DEMO_TIMEFRAME,
-        )
-        for sym, path in incoming.items()
-    ]
+    rerun = _ingest_all(cfg, incoming)
     timings["reingest_s"] = time.perf_counter() - t2
     t3 = time.perf_counter()
     catalog = build_catalog(cfg)

@@ -13,26 +13,20 @@ from mlcore.errors import ConfigError
 ServiceEnv = Literal["dev", "stg", "prod"]
 
 # The spec's rule, not a policy value: which variables each environment must set.
+_STG_REQUIRED = (
+    "POSTGRES_URL",
+    "REDIS_URL",
+    "TWELVEDATA_API_KEY",
+    "STORAGE_BACKEND",
+    "ARCHIVE_PATH",
+    "SLACK_WEBHOOK_URL",
+)
 REQUIRED_ENV: dict[str, tuple[str, ...]] = {
     "dev": (),
-    "stg": (
-        "POSTGRES_URL",
-        "REDIS_URL",
-        "TWELVEDATA_API_KEY",
-        "STORAGE_BACKEND",
-        "ARCHIVE_PATH",
-        "SLACK_WEBHOOK_URL",
-    ),
-    "prod": (
-        "POSTGRES_URL",
-        "REDIS_URL",
-        "TWELVEDATA_API_KEY",
-        "STORAGE_BACKEND",
-        "ARCHIVE_PATH",
-        "SLACK_WEBHOOK_URL",
-        "PAGERDUTY_INTEGRATION_KEY",
-    ),
+    "stg": _STG_REQUIRED,
+    "prod": (*_STG_REQUIRED, "PAGERDUTY_INTEGRATION_KEY"),
 }
+
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
