@@ -9,6 +9,7 @@ from pathlib import Path
 from mlcore.config._env import EnvSettings, read_env
 from mlcore.config._loader import load_policy
 from mlcore.config._schemas import (
+    CorePolicy,
     DataRetentionPolicy,
     MlCoreStoragePolicy,
     PipelinePolicy,
@@ -46,6 +47,7 @@ class AppConfig:
     sources: SourcesPolicy
     data_retention: DataRetentionPolicy
     universe: UniversePolicy
+    core: CorePolicy
     paths: StoragePaths
 
 
@@ -86,6 +88,7 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
     sources = load_policy(root, "sources", name, SourcesPolicy)
     retention = load_policy(root, "data_retention", name, DataRetentionPolicy)
     universe = load_policy(root, "universe", name, UniversePolicy)
+    core = load_policy(root, "core_policy", name, CorePolicy)
     if env.storage_backend is not None:
         storage = storage.model_copy(update={"backend": env.storage_backend})
     if storage.backend != "local":
@@ -117,5 +120,6 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
         sources=sources,
         data_retention=retention,
         universe=universe,
+        core=core,
         paths=paths,
     )

@@ -235,3 +235,60 @@ POLICY_SCHEMAS: dict[str, type[Policy]] = {
     "data_retention": DataRetentionPolicy,
     "universe": UniversePolicy,
 }
+
+
+# core_policy.yaml -----------------------------------------------------------------------
+class ThetaRange(Policy):
+    theta1: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=2, max_length=2)]
+    theta2: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=2, max_length=2)]
+
+
+class AI1LabelPolicy(Policy):
+    """AI1 reversion events: open at |z| >= entry_z, success when |z| <= exit_z within M bars."""
+
+    entry_z: PositiveFloat
+    exit_z: Annotated[float, Field(ge=0)]
+    horizon_bars: PositiveInt
+    max_dz_ema: PositiveFloat
+
+    @model_validator(mode="after")
+    def _exit_inside_entry(self) -> AI1LabelPolicy:
+        if self.exit_z >= self.entry_z:
+            raise ValueError("exit_z must be below entry_z")
+        return self
+
+
+class AI2LabelPolicy(Policy):
+    """AI2 risk: 1 when any condition holds within the next horizon_bars."""
+
+    rho_var_max: PositiveFloat
+    atr_ratio_max: PositiveFloat
+    dz_ema_max: PositiveFloat
+    dd_recent_max: PositiveFloat
+    horizon_bars: PositiveInt
+    class_weight_cap: PositiveFloat
+
+
+class DirectionLabelPolicy(Policy):
+    """3-class direction (003): BUY/HOLD/SELL by the forward return over horizon_bars."""
+
+    threshold: PositiveFloat
+    horizon_bars: PositiveInt
+
+
+class LabelPolicy(Policy):
+    ai1: AI1LabelPolicy
+    ai2: AI2LabelPolicy
+    direction: DirectionLabelPolicy
+
+
+class CorePolicy(Policy):
+    """core_policy.yaml: thresholds in force and the label definitions."""
+
+    theta1_initial: Rate
+    theta2_initial: Rate
+    theta_search_range: ThetaRange
+    labels: LabelPolicy
+
+
+POLICY_SCHEMAS["core_policy"] = CorePolicy
