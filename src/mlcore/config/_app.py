@@ -11,6 +11,7 @@ from mlcore.config._loader import load_policy
 from mlcore.config._schemas import (
     CorePolicy,
     DataRetentionPolicy,
+    FeaturePolicy,
     MlCoreStoragePolicy,
     PipelinePolicy,
     SourcesPolicy,
@@ -48,6 +49,7 @@ class AppConfig:
     data_retention: DataRetentionPolicy
     universe: UniversePolicy
     core: CorePolicy
+    features: FeaturePolicy
     paths: StoragePaths
 
 
@@ -89,6 +91,7 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
     retention = load_policy(root, "data_retention", name, DataRetentionPolicy)
     universe = load_policy(root, "universe", name, UniversePolicy)
     core = load_policy(root, "core_policy", name, CorePolicy)
+    features = load_policy(root, "feature_policy", name, FeaturePolicy)
     if env.storage_backend is not None:
         storage = storage.model_copy(update={"backend": env.storage_backend})
     if storage.backend != "local":
@@ -121,5 +124,6 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
         data_retention=retention,
         universe=universe,
         core=core,
+        features=features,
         paths=paths,
     )

@@ -292,3 +292,44 @@ class CorePolicy(Policy):
 
 
 POLICY_SCHEMAS["core_policy"] = CorePolicy
+
+
+# feature_policy.yaml --------------------------------------------------------------------
+Window = Annotated[int, Field(ge=2, le=5000)]
+
+
+class PairFeatureWindows(Policy):
+    """Window lengths (bars) and spans of the pair features."""
+
+    beta_window: Window
+    z_window: Window
+    z_ema_span: Window
+    dz_ema_span: Window
+    atr_window: Window
+    atr_long_window: Window
+    half_life_window: Window
+    half_life_cap_bars: PositiveFloat
+    rho_window: Window
+    rho_var_window: Window
+    beta_stability_window: Window
+    ema_fast_span: Window
+    ema_slow_span: Window
+    slope_window: Window
+    rsi_window: Window
+    dd_window: Window
+
+    @model_validator(mode="after")
+    def _fast_below_slow(self) -> PairFeatureWindows:
+        if self.ema_fast_span >= self.ema_slow_span:
+            raise ValueError("ema_fast_span must be below ema_slow_span")
+        return self
+
+
+class FeaturePolicy(Policy):
+    """feature_policy.yaml: feature windows and the robust scaler."""
+
+    pair: PairFeatureWindows
+    scaler_clip: PositiveFloat
+
+
+POLICY_SCHEMAS["feature_policy"] = FeaturePolicy

@@ -1,0 +1,132 @@
+"""Pair feature engines over the one compiled definition: batch over history, streaming per bar."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+
+from mlcore.config import PairFeatureWindows
+from mlcore.features._pair import (
+    N_PAIR,
+    PAIR_FEATURES,
+    empty_state,
+    pair_run,
+    pair_step,
+    params,
+    ring_windows,
+)
+
+_LEG_COLS = ("high", "low", "close")
+_STATE_KEYS = ("buf", "meta", "ema", "sc")
+
+
+def longest_window(w: PairFeatureWindows) -> int:
+    """Bars needed before every pair feature is defined (the warm-up)."""
+    # z needs a full beta window of spreads; rho_var a full rho window of correlations; the
+    # ATR ratio a full long window of ATRs; half-life a full window of spread changes.
+    return max(
+        w.beta_window + w.z_window,
+        w.beta_window + w.half_life_window + 1,
+        w.beta_window + w.atr_window + w.atr_long_window,
+        w.rho_window + w.rho_var_window,
+        w.beta_window + w.beta_stability_window,
+        w.beta_window + w.dd_window,
+    )
+
+
+class PairFeatureEngine:
+    """Incremental pair features: :meth:`update` costs O(1) per bar, :meth:`run` loops it.
+
+    The state can be saved with :meth:`save` and restored with :meth:`load`, so a worker that
+    restarts continues exactly where it stopped.
+    """
+
+    def __init__(self, windows: PairFeatureWindows) -> None:
+        self.windows = windows
+        self._win = ring_windows(windows)
+        self._p = params(windows)
+        self._state = empty_state(self._win)
+        self._row = np.empty(N_PAIR)
+        self._bar = np.empty(6)
+
+    @property
+    def bars_seen(self) -> int:
+        """Bars processed since the state was created."""
+        return int(self._state["sc"][-1])
+
+    def update(self, bar: tuple[float, float, float, float, float, float]) -> np.ndarray:
+        """Add one aligned bar (high_A, low_A, close_A, high_B, low_B, close_B); return features."""
+        self._bar[:] = bar
+        s = self._state
+        pair_step(self._bar, s["buf"], s["meta"], self._win, s["ema"], s["sc"], self._p, self._row)
+        return self._row.copy()
+
+    def run(self, bars: np.ndarray) -> np.ndarray:
+        """Add many aligned bars (n x 6); return the n x features matrix."""
+        s = self._state
+        arr = np.ascontiguousarray(bars, dtype=np.float64)
+        out: np.ndarray = pair_run(arr, s["buf"], s["meta"], self._win, s["ema"], s["sc"], self._p)
+        return out
+
+    def save(self) -> bytes:
+        """The whole state as bytes (NumPy .npz, no pickle)."""
+        buf = io.BytesIO()
+        np.savez(buf, allow_pickle=False, win=self._win, p=self._p, **self._state)
+        return buf.getvalue()
+
+    @classmethod
+    def load(cls, windows: PairFeatureWindows, data: bytes) -> PairFeatureEngine:
+        """Restore an engine saved with :meth:`save` under the same windows."""
+        engine = cls(windows)
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            if not (np.array_equal(z["win"], engine._win) and np.array_equal(z["p"], engine._p)):
+                raise ValueError("saved pair-feature state was made with other windows")
+            engine._state = {k: z[k].copy() for k in _STATE_KEYS}
+        return engine
+
+
+def align_legs(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Inner-join two legs on ``ts``; count the bars each leg had that the other lacked."""
+    for name, leg in (("A", a), ("B", b)):
+        missing = [c for c in ("ts", *_LEG_COLS) if c not in leg]
+        if missing:
+            raise ValueError(f"leg {name}: missing column(s) {missing}")
+        vals = leg[list(_LEG_COLS)].to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(vals).all(axis=1) | (vals <= 0).any(axis=1)
+        if bad.any():
+            first = leg["ts"].iloc[int(np.flatnonzero(bad)[0])]
+            raise ValueError(
+                f"leg {name}: {int(bad.sum())} bar(s) with NaN, inf or non-positive prices, "
+                f"first at {first}"
+            )
+        if not leg["ts"].is_monotonic_increasing or leg["ts"].duplicated().any():
+            raise ValueError(f"leg {name}: timestamps must be unique and increasing")
+    cols = ["ts", *_LEG_COLS]
+    joined = a[cols].merge(b[cols], on="ts", how="inner", suffixes=("_a", "_b"))
+    if joined.empty:
+        raise ValueError("legs do not overlap: no common timestamp")
+    dropped = {"A": len(a) - len(joined), "B": len(b) - len(joined)}
+    return joined.reset_index(drop=True), dropped
+
+
+def pair_features(
+    a: pd.DataFrame, b: pd.DataFrame, windows: PairFeatureWindows
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """All pair features in batch for two legs (columns ts, high, low, close).
+
+    Returns a frame with ``ts`` and one column per feature (NaN during the warm-up of the
+    first :func:`longest_window` bars), and the bars dropped from each leg by alignment.
+    """
+    joined, dropped = align_legs(a, b)
+    need = longest_window(windows)
+    if len(joined) < need:
+        raise ValueError(
+            f"pair history too short: {len(joined)} aligned bars, the windows need {need}"
+        )
+    bars = joined[["high_a", "low_a", "close_a", "high_b", "low_b", "close_b"]].to_numpy()
+    values = PairFeatureEngine(windows).run(bars)
+    frame = pd.DataFrame(values, columns=list(PAIR_FEATURES))
+    frame.insert(0, "ts", joined["ts"].to_numpy())
+    return frame, dropped
