@@ -107,7 +107,7 @@ def _std(meta: np.ndarray, win: np.ndarray, rx: int, rxx: int) -> float:
 
 @nb.njit(cache=True)
 def _chronological(buf: np.ndarray, meta: np.ndarray, win: np.ndarray, r: int, i: int) -> float:
-    return buf[r, (int(meta[r, 0]) + i) % win[r]]
+    return float(buf[r, (int(meta[r, 0]) + i) % win[r]])
 
 
 @nb.njit(cache=True)
@@ -120,7 +120,7 @@ def _slope(buf: np.ndarray, meta: np.ndarray, win: np.ndarray, r: int) -> float:
     num = 0.0
     for i in range(w):
         num += (i - mean_t) * (_chronological(buf, meta, win, r, i) - mean_s)
-    return num / (w * (w * w - 1) / 12.0)
+    return float(num / (w * (w * w - 1) / 12.0))
 
 
 @nb.njit(cache=True)

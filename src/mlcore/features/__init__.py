@@ -1,0 +1,14 @@
+"""Features stage: pair features (batch and a streaming twin over one compiled definition)."""
+
+from mlcore.features._engine import PairFeatureEngine, align_legs, longest_window, pair_features
+from mlcore.features._pair import PAIR_FEATURES
+from mlcore.features._reference import reference_pair_features
+
+__all__ = [
+    "PAIR_FEATURES",
+    "PairFeatureEngine",
+    "align_legs",
+    "longest_window",
+    "pair_features",
+    "reference_pair_features",
+]

@@ -1,0 +1,137 @@
+"""Pair features: equal to an independent pandas version, streaming equal to batch across
+restarts, no look-ahead, clear errors on bad legs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mlcore.config import AppConfig, PairFeatureWindows
+from mlcore.features import (
+    PAIR_FEATURES,
+    PairFeatureEngine,
+    longest_window,
+    pair_features,
+    reference_pair_features,
+)
+
+COLS = ["high_a", "low_a", "close_a", "high_b", "low_b", "close_b"]
+
+
+def _bars(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    lb = np.cumsum(rng.normal(0, 0.002, n))
+    spread = np.zeros(n)
+    eps = rng.normal(0, 0.001, n)
+    for t in range(1, n):
+        spread[t] = 0.97 * spread[t - 1] + eps[t]
+    la = 0.8 * lb + spread
+    ca, cb = np.exp(la + 3.0), np.exp(lb + 2.0)
+    wick = np.abs(rng.normal(0, 0.0007, (4, n)))
+    return np.column_stack(
+        [ca * (1 + wick[0]), ca * (1 - wick[1]), ca, cb * (1 + wick[2]), cb * (1 - wick[3]), cb]
+    )
+
+
+def _leg(bars: np.ndarray, k: int, ts: pd.DatetimeIndex) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"ts": ts, "high": bars[:, k], "low": bars[:, k + 1], "close": bars[:, k + 2]}
+    )
+
+
+@pytest.fixture
+def w(cfg: AppConfig) -> PairFeatureWindows:
+    return cfg.features.pair
+
+
+def test_equal_to_independent_pandas_version(w: PairFeatureWindows) -> None:
+    bars = _bars(20_000)
+    got = PairFeatureEngine(w).run(bars)
+    ref = reference_pair_features(pd.DataFrame(bars, columns=COLS), w)
+    for i, name in enumerate(PAIR_FEATURES):
+        r = ref[name].to_numpy()
+        np.testing.assert_array_equal(np.isnan(got[:, i]), np.isnan(r), err_msg=name)
+        np.testing.assert_allclose(got[:, i], r, rtol=1e-8, atol=1e-10, err_msg=name)
+
+
+def test_every_feature_defined_after_warm_up(w: PairFeatureWindows) -> None:
+    bars = _bars(5_000)
+    got = PairFeatureEngine(w).run(bars)
+    need = longest_window(w)
+    assert np.isfinite(got[need:]).all()
+    assert np.isnan(got[: w.beta_window - 1, PAIR_FEATURES.index("beta")]).all()
+
+
+def test_streaming_equals_batch_across_gaps_and_restarts(w: PairFeatureWindows) -> None:
+    n = 30_000
+    bars = _bars(n, seed=1)
+    ts = pd.date_range("2020-01-01", periods=n, freq="h", tz="UTC")
+    a, b = _leg(bars, 0, ts), _leg(bars, 3, ts)
+    # Gaps: each leg misses bars the other has (dropped by alignment), a block missing in both.
+    rng = np.random.default_rng(7)
+    a = a.drop(index=rng.choice(n, 300, replace=False)).reset_index(drop=True)
+    b = b.drop(index=rng.choice(n, 300, replace=False)).reset_index(drop=True)
+    keep = ~((ts >= "2021-03-01") & (ts < "2021-03-04"))
+    a, b = a[a["ts"].isin(ts[keep])], b[b["ts"].isin(ts[keep])]
+    batch, dropped = pair_features(a, b, w)
+    assert dropped["A"] > 0 and dropped["B"] > 0
+    aligned = a.merge(b, on="ts", suffixes=("_a", "_b"))
+    rows = aligned[["high_a", "low_a", "close_a", "high_b", "low_b", "close_b"]].to_numpy()
+    engine = PairFeatureEngine(w)
+    stream = np.empty((len(rows), len(PAIR_FEATURES)))
+    for t, row in enumerate(rows):
+        if t and t % 4_999 == 0:  # restart from the saved state
+            engine = PairFeatureEngine.load(w, engine.save())
+        stream[t] = engine.update(tuple(row))
+    values = batch[list(PAIR_FEATURES)].to_numpy()
+    np.testing.assert_array_equal(np.isnan(stream), np.isnan(values))
+    assert np.nanmax(np.abs(stream - values)) <= 1e-9
+    assert engine.bars_seen == len(rows)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(t=st.integers(min_value=0, max_value=2_999), seed=st.integers(0, 10_000))
+def test_no_look_ahead(w: PairFeatureWindows, t: int, seed: int) -> None:
+    bars = _bars(3_000, seed=3)
+    base = PairFeatureEngine(w).run(bars)
+    changed = bars.copy()
+    rng = np.random.default_rng(seed)
+    changed[t + 1 :] *= np.exp(rng.normal(0, 0.05, (len(bars) - t - 1, 1)))
+    after = PairFeatureEngine(w).run(changed)
+    np.testing.assert_array_equal(base[: t + 1], after[: t + 1])
+
+
+def test_state_from_other_windows_is_refused(w: PairFeatureWindows) -> None:
+    saved = PairFeatureEngine(w).save()
+    other = w.model_copy(update={"z_window": w.z_window + 1})
+    with pytest.raises(ValueError, match="other windows"):
+        PairFeatureEngine.load(other, saved)
+
+
+def test_bad_legs_are_refused_clearly(w: PairFeatureWindows) -> None:
+    n = longest_window(w) + 10
+    bars = _bars(n)
+    ts = pd.date_range("2020-01-01", periods=n, freq="h", tz="UTC")
+    a, b = _leg(bars, 0, ts), _leg(bars, 3, ts)
+    bad = a.copy()
+    bad.loc[5, "close"] = np.nan
+    with pytest.raises(ValueError, match=r"leg A: 1 bar\(s\) with NaN, inf or non-positive"):
+        pair_features(bad, b, w)
+    bad = b.copy()
+    bad.loc[7, "low"] = np.inf
+    with pytest.raises(ValueError, match="leg B"):
+        pair_features(a, bad, w)
+    later = b.assign(ts=b["ts"] + pd.Timedelta(days=3650))
+    with pytest.raises(ValueError, match="legs do not overlap"):
+        pair_features(a, later, w)
+    with pytest.raises(
+        ValueError, match=f"history too short: 100 aligned bars, the windows need {n - 10}"
+    ):
+        pair_features(a.iloc[:100], b.iloc[:100], w)
+    with pytest.raises(ValueError, match="unique and increasing"):
+        pair_features(pd.concat([a, a.iloc[[3]]]), b, w)
