@@ -14,6 +14,7 @@ from mlcore.features import (
     PAIR_FEATURES,
     PairFeatureEngine,
     longest_window,
+    pair_batch_values,
     pair_features,
     reference_pair_features,
 )
@@ -49,7 +50,7 @@ def w(cfg: AppConfig) -> PairFeatureWindows:
 
 def test_equal_to_independent_pandas_version(w: PairFeatureWindows) -> None:
     bars = _bars(20_000)
-    got = PairFeatureEngine(w).run(bars)
+    got = pair_batch_values(bars, w)
     ref = reference_pair_features(pd.DataFrame(bars, columns=COLS), w)
     for i, name in enumerate(PAIR_FEATURES):
         r = ref[name].to_numpy()
@@ -59,7 +60,7 @@ def test_equal_to_independent_pandas_version(w: PairFeatureWindows) -> None:
 
 def test_every_feature_defined_after_warm_up(w: PairFeatureWindows) -> None:
     bars = _bars(5_000)
-    got = PairFeatureEngine(w).run(bars)
+    got = pair_batch_values(bars, w)
     need = longest_window(w)
     assert np.isfinite(got[need:]).all()
     assert np.isnan(got[: w.beta_window - 1, PAIR_FEATURES.index("beta")]).all()
@@ -98,11 +99,11 @@ def test_streaming_equals_batch_across_gaps_and_restarts(w: PairFeatureWindows) 
 @given(t=st.integers(min_value=0, max_value=2_999), seed=st.integers(0, 10_000))
 def test_no_look_ahead(w: PairFeatureWindows, t: int, seed: int) -> None:
     bars = _bars(3_000, seed=3)
-    base = PairFeatureEngine(w).run(bars)
+    base = pair_batch_values(bars, w)
     changed = bars.copy()
     rng = np.random.default_rng(seed)
     changed[t + 1 :] *= np.exp(rng.normal(0, 0.05, (len(bars) - t - 1, 1)))
-    after = PairFeatureEngine(w).run(changed)
+    after = pair_batch_values(changed, w)
     np.testing.assert_array_equal(base[: t + 1], after[: t + 1])
 
 

@@ -1,6 +1,12 @@
 """Features stage: pair features (batch and a streaming twin over one compiled definition)."""
 
-from mlcore.features._engine import PairFeatureEngine, align_legs, longest_window, pair_features
+from mlcore.features._engine import (
+    PairFeatureEngine,
+    align_legs,
+    longest_window,
+    pair_batch_values,
+    pair_features,
+)
 from mlcore.features._pair import PAIR_FEATURES
 from mlcore.features._reference import reference_pair_features
 
@@ -9,6 +15,7 @@ __all__ = [
     "PairFeatureEngine",
     "align_legs",
     "longest_window",
+    "pair_batch_values",
     "pair_features",
     "reference_pair_features",
 ]

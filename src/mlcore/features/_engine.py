@@ -12,14 +12,16 @@ from mlcore.features._pair import (
     N_PAIR,
     PAIR_FEATURES,
     empty_state,
-    pair_run,
+    pair_batch,
     pair_step,
+    pair_stream_run,
     params,
     ring_windows,
+    windows_array,
 )
 
 _LEG_COLS = ("high", "low", "close")
-_STATE_KEYS = ("buf", "meta", "ema", "sc")
+_STATE_KEYS = ("buf", "meta", "sums", "ema", "sc", "tmp")
 
 
 def longest_window(w: PairFeatureWindows) -> int:
@@ -37,15 +39,17 @@ def longest_window(w: PairFeatureWindows) -> int:
 
 
 class PairFeatureEngine:
-    """Incremental pair features: :meth:`update` costs O(1) per bar, :meth:`run` loops it.
+    """Streaming pair features: :meth:`update` costs O(1) per bar.
 
     The state can be saved with :meth:`save` and restored with :meth:`load`, so a worker that
-    restarts continues exactly where it stopped.
+    restarts continues exactly where it stopped. :meth:`warm` feeds a history through the same
+    step. :func:`pair_batch_values` computes the same values for a whole history at once.
     """
 
     def __init__(self, windows: PairFeatureWindows) -> None:
         self.windows = windows
-        self._win = ring_windows(windows)
+        self._wa = windows_array(windows)
+        self._win = ring_windows(self._wa)
         self._p = params(windows)
         self._state = empty_state(self._win)
         self._row = np.empty(N_PAIR)
@@ -60,20 +64,26 @@ class PairFeatureEngine:
         """Add one aligned bar (high_A, low_A, close_A, high_B, low_B, close_B); return features."""
         self._bar[:] = bar
         s = self._state
-        pair_step(self._bar, s["buf"], s["meta"], self._win, s["ema"], s["sc"], self._p, self._row)
+        pair_step(
+            self._bar, s["buf"], s["meta"], s["sums"], self._win, self._wa, s["ema"], s["sc"],
+            self._p, s["tmp"], self._row,
+        )  # fmt: skip
         return self._row.copy()
 
-    def run(self, bars: np.ndarray) -> np.ndarray:
-        """Add many aligned bars (n x 6); return the n x features matrix."""
+    def warm(self, bars: np.ndarray) -> np.ndarray:
+        """Add many aligned bars (n x 6) one by one; return the n x features matrix."""
         s = self._state
         arr = np.ascontiguousarray(bars, dtype=np.float64)
-        out: np.ndarray = pair_run(arr, s["buf"], s["meta"], self._win, s["ema"], s["sc"], self._p)
+        out: np.ndarray = pair_stream_run(
+            arr, s["buf"], s["meta"], s["sums"], self._win, self._wa, s["ema"], s["sc"],
+            self._p, s["tmp"],
+        )  # fmt: skip
         return out
 
     def save(self) -> bytes:
         """The whole state as bytes (NumPy .npz, no pickle)."""
         buf = io.BytesIO()
-        np.savez(buf, allow_pickle=False, win=self._win, p=self._p, **self._state)
+        np.savez(buf, allow_pickle=False, wa=self._wa, p=self._p, **self._state)
         return buf.getvalue()
 
     @classmethod
@@ -81,10 +91,17 @@ class PairFeatureEngine:
         """Restore an engine saved with :meth:`save` under the same windows."""
         engine = cls(windows)
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            if not (np.array_equal(z["win"], engine._win) and np.array_equal(z["p"], engine._p)):
+            if not (np.array_equal(z["wa"], engine._wa) and np.array_equal(z["p"], engine._p)):
                 raise ValueError("saved pair-feature state was made with other windows")
             engine._state = {k: z[k].copy() for k in _STATE_KEYS}
         return engine
+
+
+def pair_batch_values(bars: np.ndarray, windows: PairFeatureWindows) -> np.ndarray:
+    """Every pair feature for a whole aligned history (n x 6 array), in one compiled pass."""
+    arr = np.ascontiguousarray(bars, dtype=np.float64)
+    out: np.ndarray = pair_batch(arr, windows_array(windows), params(windows))
+    return out
 
 
 def align_legs(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -126,7 +143,7 @@ def pair_features(
             f"pair history too short: {len(joined)} aligned bars, the windows need {need}"
         )
     bars = joined[["high_a", "low_a", "close_a", "high_b", "low_b", "close_b"]].to_numpy()
-    values = PairFeatureEngine(windows).run(bars)
+    values = pair_batch_values(bars, windows)
     frame = pd.DataFrame(values, columns=list(PAIR_FEATURES))
     frame.insert(0, "ts", joined["ts"].to_numpy())
     return frame, dropped
