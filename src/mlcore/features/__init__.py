@@ -7,7 +7,7 @@ from mlcore.features._engine import (
     pair_batch_values,
     pair_features,
 )
-from mlcore.features._pair import PAIR_FEATURES
+from mlcore.features._kernels import PAIR_FEATURES
 from mlcore.features._reference import reference_pair_features
 
 __all__ = [

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from mlcore.config import PairFeatureWindows
-from mlcore.features._pair import (
+from mlcore.features._kernels import (
     N_PAIR,
     PAIR_FEATURES,
     empty_state,

@@ -1,0 +1,643 @@
+"""Compiled pair-feature kernels: window primitives, the formulas, the streaming step and the
+batch passes, in one module so numba's on-disk cache is invalidated whenever any of them changes.
+
+- Window primitives come in two forms with the same arithmetic, step for step: the ring form
+  (:func:`ring_push`, streaming) and the array form (:func:`rolling_sum`, :func:`ema_array`,
+  batch). Both keep a running sum (``s = s + (v - old)``, missing values counting as 0), count
+  missing values in the window, and re-add the window oldest first once per window length, so
+  rounding drift stays bounded and both forms give bit-identical sums. A window sum is NaN until
+  the window is full and holds no missing value. An EMA is ``pandas.Series.ewm(alpha,
+  adjust=False)``: it starts at the first finite value.
+- The formulas are written once, as scalar functions both engines call.
+- A feature at bar t depends on bars <= t only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from mlcore.config import PairFeatureWindows
+
+# --- window primitives -------------------------------------------------------------------
+
+# Columns of the integer ring metadata; running sums live in their own float array.
+R_POS, R_COUNT, R_NAN, R_SINCE = 0, 1, 2, 3
+R_META = 4
+# Columns of the EMA array.
+E_VALUE, E_STARTED = 0, 1
+
+
+@nb.njit(cache=True, inline="always")
+def zero_nan(v: float) -> float:
+    """Missing values add nothing to a window sum."""
+    return v if v == v else 0.0
+
+
+@nb.njit(cache=True, inline="always")
+def ring_push(
+    buf: np.ndarray, meta: np.ndarray, sums: np.ndarray, win: np.ndarray, r: int, v: float
+) -> float:
+    """Push ``v`` into ring ``r``; return the window sum (NaN until full and clean).
+
+    Arithmetic, shared with the batch passes: ``s = s + (v - old)`` once the window is full
+    (``s = s + v`` while it fills), missing values counting as 0, and every ``w`` pushes the
+    window is re-added oldest first.
+    """
+    w = win[r]
+    pos = meta[r, R_POS]
+    count = meta[r, R_COUNT]
+    if count == w:
+        old = buf[r, pos]
+        if old != old:
+            meta[r, R_NAN] -= 1
+        s = sums[r] + (zero_nan(v) - zero_nan(old))
+    else:
+        count += 1
+        meta[r, R_COUNT] = count
+        s = sums[r] + zero_nan(v)
+    buf[r, pos] = v
+    if v != v:
+        meta[r, R_NAN] += 1
+    pos += 1
+    if pos == w:
+        pos = 0
+    meta[r, R_POS] = pos
+    since = meta[r, R_SINCE] + 1
+    if since == w:
+        start = pos if count == w else 0
+        s = 0.0
+        for i in range(count):
+            j = start + i
+            s = s + zero_nan(buf[r, j - w if j >= w else j])
+        since = 0
+    meta[r, R_SINCE] = since
+    sums[r] = s
+    if count == w and meta[r, R_NAN] == 0:
+        return float(s)
+    return np.nan
+
+
+@nb.njit(cache=True)
+def rolling_sum(x: np.ndarray, w: int) -> np.ndarray:
+    """Window sums of ``x`` over ``w`` values, as successive :func:`ring_push` calls give."""
+    n = x.shape[0]
+    out = np.empty(n)
+    s = 0.0
+    last_nan = -1 - w
+    since = 0
+    for t in range(n):
+        if x[t] != x[t]:
+            last_nan = t
+        if t >= w:
+            s = s + (zero_nan(x[t]) - zero_nan(x[t - w]))
+        else:
+            s = s + zero_nan(x[t])
+        since += 1
+        if since == w:
+            since = 0
+            s = 0.0
+            for i in range(t - w + 1, t + 1):
+                s = s + zero_nan(x[i])
+        out[t] = s if (t >= w - 1 and t - last_nan >= w) else np.nan
+    return out
+
+
+@nb.njit(cache=True, inline="always")
+def ema_update(value: float, started: bool, alpha: float, v: float) -> tuple[float, bool]:
+    """One EMA step: (new value, started). NaN inputs leave it unchanged."""
+    if np.isnan(v):
+        return value, started
+    if started:
+        return alpha * v + (1.0 - alpha) * value, True
+    return v, True
+
+
+@nb.njit(cache=True, inline="always")
+def ema_push(ema: np.ndarray, e: int, alpha: float, v: float) -> float:
+    """Update the stored EMA ``e`` with ``v`` and return it (NaN before its first input)."""
+    value, started = ema_update(ema[e, E_VALUE], ema[e, E_STARTED] != 0.0, alpha, v)
+    ema[e, E_VALUE] = value
+    ema[e, E_STARTED] = 1.0 if started else 0.0
+    return float(value) if started else np.nan
+
+
+@nb.njit(cache=True)
+def ema_array(x: np.ndarray, alpha: float) -> np.ndarray:
+    """EMA of a whole series, as successive :func:`ema_push` calls give."""
+    out = np.empty(x.shape[0])
+    value = 0.0
+    started = False
+    for t in range(x.shape[0]):
+        value, started = ema_update(value, started, alpha, x[t])
+        out[t] = value if started else np.nan
+    return out
+
+
+@nb.njit(cache=True)
+def ring_window(
+    buf: np.ndarray, meta: np.ndarray, win: np.ndarray, r: int, out: np.ndarray
+) -> bool:
+    """Copy ring ``r`` oldest-first into ``out``; False unless the window is full and clean."""
+    w = win[r]
+    if meta[r, R_COUNT] != w or meta[r, R_NAN] != 0:
+        return False
+    pos = meta[r, R_POS]
+    for i in range(w):
+        j = pos + i
+        out[i] = buf[r, j - w if j >= w else j]
+    return True
+
+
+@nb.njit(cache=True)
+def rolling_extremes(x: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Window max and min (NaN unless the window is full and clean), O(n) with deques."""
+    n = x.shape[0]
+    hi = np.full(n, np.nan)
+    lo = np.full(n, np.nan)
+    qmax = np.empty(n, dtype=np.int64)
+    qmin = np.empty(n, dtype=np.int64)
+    hmax = tmax = hmin = tmin = 0
+    last_nan = -1
+    for t in range(n):
+        v = x[t]
+        if np.isnan(v):
+            last_nan = t
+            hmax = tmax = hmin = tmin = 0
+            continue
+        while tmax > hmax and x[qmax[tmax - 1]] <= v:
+            tmax -= 1
+        qmax[tmax] = t
+        tmax += 1
+        while tmin > hmin and x[qmin[tmin - 1]] >= v:
+            tmin -= 1
+        qmin[tmin] = t
+        tmin += 1
+        while qmax[hmax] <= t - w:
+            hmax += 1
+        while qmin[hmin] <= t - w:
+            hmin += 1
+        if t - last_nan >= w:
+            hi[t] = x[qmax[hmax]]
+            lo[t] = x[qmin[hmin]]
+    return hi, lo
+
+
+# --- formulas ------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True, inline="always")
+def f_cov(sx: float, sy: float, sxy: float, n: int) -> float:
+    """Sample covariance (ddof=1) from window sums."""
+    return (sxy - sx * sy / n) / (n - 1)
+
+
+@nb.njit(cache=True, inline="always")
+def f_std(sx: float, sxx: float, n: int) -> float:
+    """Sample standard deviation (ddof=1) from window sums; NaN when not positive."""
+    v = f_cov(sx, sx, sxx, n)
+    return math.sqrt(v) if v > 0 else np.nan
+
+
+@nb.njit(cache=True, inline="always")
+def f_ols(
+    x: float, y: float, sx: float, sy: float, sxx: float, sxy: float, n: int
+) -> tuple[float, float]:
+    """Rolling OLS of y on x: (beta, residual of the current point = the spread)."""
+    vx = f_cov(sx, sx, sxx, n)
+    if not vx > 0:
+        return np.nan, np.nan
+    beta = f_cov(sx, sy, sxy, n) / vx
+    alpha = sy / n - beta * (sx / n)
+    return beta, y - beta * x - alpha
+
+
+@nb.njit(cache=True, inline="always")
+def f_zscore(v: float, s: float, ss: float, n: int) -> float:
+    """(v - window mean) / window std."""
+    sd = f_std(s, ss, n)
+    return (v - s / n) / sd
+
+
+@nb.njit(cache=True, inline="always")
+def f_half_life(sx: float, sy: float, sxx: float, sxy: float, n: int, cap: float) -> float:
+    """Half-life (bars) from the AR(1) fit ds_t = a + b s_{t-1}: -ln2 / ln(1 + b), capped."""
+    vx = f_cov(sx, sx, sxx, n)
+    if not vx > 0:
+        return np.nan
+    b = f_cov(sx, sy, sxy, n) / vx
+    if b >= 0.0:
+        return cap
+    if b <= -1.0:
+        return 0.0
+    return min(cap, -math.log(2.0) / math.log1p(b))
+
+
+@nb.njit(cache=True, inline="always")
+def f_corr(sa: float, sb: float, saa: float, sbb: float, sab: float, n: int) -> float:
+    """Pearson correlation from window sums."""
+    va = f_cov(sa, sa, saa, n)
+    vb = f_cov(sb, sb, sbb, n)
+    if not (va > 0 and vb > 0):
+        return np.nan
+    return f_cov(sa, sb, sab, n) / math.sqrt(va * vb)
+
+
+@nb.njit(cache=True, inline="always")
+def f_true_range(h: float, lo: float, prev_close: float) -> float:
+    """Wilder's true range; the first bar has only high - low."""
+    if np.isnan(prev_close):
+        return h - lo
+    return max(h - lo, abs(h - prev_close), abs(lo - prev_close))
+
+
+@nb.njit(cache=True, inline="always")
+def f_rsi(gain_ema: float, loss_ema: float) -> float:
+    """RSI from smoothed gains and losses (100 when there were no losses)."""
+    if np.isnan(loss_ema):
+        return np.nan
+    if loss_ema == 0.0:
+        return 100.0
+    return 100.0 - 100.0 / (1.0 + gain_ema / loss_ema)
+
+
+@nb.njit(cache=True)
+def f_slope(window: np.ndarray) -> float:
+    """OLS slope of the window's values against 0..n-1 (per bar)."""
+    n = window.shape[0]
+    mean_t = (n - 1) / 2.0
+    mean_s = 0.0
+    for i in range(n):
+        mean_s += window[i]
+    mean_s /= n
+    num = 0.0
+    for i in range(n):
+        num += (i - mean_t) * (window[i] - mean_s)
+    return float(num / (n * (n * n - 1) / 12.0))
+
+
+@nb.njit(cache=True, inline="always")
+def f_drawdown(hi: float, lo: float, now: float) -> float:
+    """Distance of the spread from its recent extreme: max(high - now, now - low)."""
+    return max(hi - now, now - lo)
+
+
+@nb.njit(cache=True, inline="always")
+def f_diff(a: float, b: float) -> float:
+    """a - b (NaN if either is)."""
+    return a - b
+
+
+# --- pair features -------------------------------------------------------------------------
+
+
+PAIR_FEATURES = (
+    "beta",
+    "spread",
+    "z",
+    "dz",
+    "z_ema",
+    "dz_abs_ema",
+    "atr_spread",
+    "half_life",
+    "rho_rolling",
+    "rho_var",
+    "beta_stability",
+    "atr_A",
+    "atr_B",
+    "atr_ratio",
+    "ema_gap_spread",
+    "slope_spread",
+    "rsi_spread",
+    "dd_recent",
+)
+N_PAIR = len(PAIR_FEATURES)
+(
+    F_BETA, F_SPREAD, F_Z, F_DZ, F_ZEMA, F_DZEMA, F_ATRS, F_HL, F_RHO, F_RHOVAR, F_BSTAB,
+    F_ATRA, F_ATRB, F_ATRR, F_EGAP, F_SLOPE, F_RSI, F_DD,
+) = range(N_PAIR)  # fmt: skip
+
+# Rings of the streaming engine (one per windowed series).
+(
+    R_BX, R_BY, R_BXX, R_BXY, R_ZS, R_ZSS, R_ATRS, R_ATRL, R_HX, R_HY, R_HXX, R_HXY,
+    R_RA, R_RB, R_RAA, R_RBB, R_RAB, R_RHO, R_RHO2, R_B, R_B2, R_TRA, R_TRB, R_SL, R_DD,
+) = range(25)  # fmt: skip
+N_RINGS = 25
+E_Z, E_DZ, E_FAST, E_SLOW, E_GAIN, E_LOSS = range(6)
+N_EMAS = 6
+# Scalars carried from bar to bar.
+S_LA, S_LB, S_CA, S_CB, S_SPREAD, S_Z, S_AX, S_AY, S_ANCHORED, S_BARS = range(10)
+N_SCALARS = 10
+# Window lengths (W_*) and parameters (P_*), packed into one array for the kernels.
+(
+    W_BETA, W_Z, W_ATR, W_ATRL, W_HL, W_RHO, W_RV, W_BS, W_SL, W_DD,
+) = range(10)  # fmt: skip
+P_HL_CAP, P_A_Z, P_A_DZ, P_A_FAST, P_A_SLOW, P_A_RSI = range(6)
+
+
+def windows_array(w: PairFeatureWindows) -> np.ndarray:
+    """Window lengths in the order of the W_* indices."""
+    return np.array(
+        [
+            w.beta_window,
+            w.z_window,
+            w.atr_window,
+            w.atr_long_window,
+            w.half_life_window,
+            w.rho_window,
+            w.rho_var_window,
+            w.beta_stability_window,
+            w.slope_window,
+            w.dd_window,
+        ],
+        dtype=np.int64,
+    )
+
+
+def params(w: PairFeatureWindows) -> np.ndarray:
+    """Scalar parameters in the order of the P_* indices."""
+    return np.array(
+        [
+            w.half_life_cap_bars,
+            2.0 / (w.z_ema_span + 1),
+            2.0 / (w.dz_ema_span + 1),
+            2.0 / (w.ema_fast_span + 1),
+            2.0 / (w.ema_slow_span + 1),
+            1.0 / w.rsi_window,
+        ]
+    )
+
+
+def ring_windows(wa: np.ndarray) -> np.ndarray:
+    """Window length of each streaming ring."""
+    win = np.empty(N_RINGS, dtype=np.int64)
+    win[[R_BX, R_BY, R_BXX, R_BXY]] = wa[W_BETA]
+    win[[R_ZS, R_ZSS]] = wa[W_Z]
+    win[[R_ATRS, R_TRA, R_TRB]] = wa[W_ATR]
+    win[R_ATRL] = wa[W_ATRL]
+    win[[R_HX, R_HY, R_HXX, R_HXY]] = wa[W_HL]
+    win[[R_RA, R_RB, R_RAA, R_RBB, R_RAB]] = wa[W_RHO]
+    win[[R_RHO, R_RHO2]] = wa[W_RV]
+    win[[R_B, R_B2]] = wa[W_BS]
+    win[R_SL] = wa[W_SL]
+    win[R_DD] = wa[W_DD]
+    return win
+
+
+def empty_state(win: np.ndarray) -> dict[str, np.ndarray]:
+    """A fresh streaming state: ring buffers and metadata, sums, EMAs, scalars, a scratch row."""
+    sc = np.zeros(N_SCALARS)
+    sc[[S_LA, S_LB, S_CA, S_CB, S_SPREAD, S_Z]] = np.nan
+    return {
+        "buf": np.full((N_RINGS, int(win.max())), np.nan),
+        "meta": np.zeros((N_RINGS, R_META), dtype=np.int64),
+        "sums": np.zeros(N_RINGS),
+        "ema": np.zeros((N_EMAS, 2)),
+        "sc": sc,
+        "tmp": np.empty(int(win.max())),
+    }
+
+
+# --- streaming -----------------------------------------------------------------------------
+
+
+@nb.njit(cache=True)
+def _stream_spread(buf, meta, sums, win, wa, sc, la, lb, out):  # type: ignore[no-untyped-def]
+    if sc[S_ANCHORED] == 0.0:
+        # Anchoring the logs keeps window sums small (no cancellation); beta is unchanged.
+        sc[S_AX], sc[S_AY], sc[S_ANCHORED] = lb, la, 1.0
+    x = lb - sc[S_AX]
+    y = la - sc[S_AY]
+    sx = ring_push(buf, meta, sums, win, R_BX, x)
+    sy = ring_push(buf, meta, sums, win, R_BY, y)
+    sxx = ring_push(buf, meta, sums, win, R_BXX, x * x)
+    sxy = ring_push(buf, meta, sums, win, R_BXY, x * y)
+    beta, spread = f_ols(x, y, sx, sy, sxx, sxy, wa[W_BETA])
+    out[F_BETA] = beta
+    out[F_SPREAD] = spread
+    sb = ring_push(buf, meta, sums, win, R_B, beta)
+    sbb = ring_push(buf, meta, sums, win, R_B2, beta * beta)
+    out[F_BSTAB] = f_std(sb, sbb, wa[W_BS])
+
+
+@nb.njit(cache=True)
+def _stream_z(buf, meta, sums, win, wa, ema, sc, p, out):  # type: ignore[no-untyped-def]
+    spread = out[F_SPREAD]
+    s = ring_push(buf, meta, sums, win, R_ZS, spread)
+    ss = ring_push(buf, meta, sums, win, R_ZSS, spread * spread)
+    z = f_zscore(spread, s, ss, wa[W_Z])
+    dz = f_diff(z, sc[S_Z])
+    out[F_Z] = z
+    out[F_DZ] = dz
+    out[F_ZEMA] = ema_push(ema, E_Z, p[P_A_Z], z)
+    out[F_DZEMA] = ema_push(ema, E_DZ, p[P_A_DZ], abs(dz))
+    sc[S_Z] = z
+
+
+@nb.njit(cache=True)
+def _stream_dynamics(buf, meta, sums, win, wa, ema, sc, p, out):  # type: ignore[no-untyped-def]
+    spread = out[F_SPREAD]
+    prev = sc[S_SPREAD]
+    ds = f_diff(spread, prev)
+    atr_s = ring_push(buf, meta, sums, win, R_ATRS, abs(ds)) / wa[W_ATR]
+    out[F_ATRS] = atr_s
+    out[F_ATRR] = atr_s / (ring_push(buf, meta, sums, win, R_ATRL, atr_s) / wa[W_ATRL])
+    hx = ring_push(buf, meta, sums, win, R_HX, prev)
+    hy = ring_push(buf, meta, sums, win, R_HY, ds)
+    hxx = ring_push(buf, meta, sums, win, R_HXX, prev * prev)
+    hxy = ring_push(buf, meta, sums, win, R_HXY, prev * ds)
+    out[F_HL] = f_half_life(hx, hy, hxx, hxy, wa[W_HL], p[P_HL_CAP])
+    fast = ema_push(ema, E_FAST, p[P_A_FAST], spread)
+    out[F_EGAP] = fast - ema_push(ema, E_SLOW, p[P_A_SLOW], spread)
+    gain = max(ds, 0.0) if not np.isnan(ds) else np.nan
+    loss = max(-ds, 0.0) if not np.isnan(ds) else np.nan
+    g = ema_push(ema, E_GAIN, p[P_A_RSI], gain)
+    out[F_RSI] = f_rsi(g, ema_push(ema, E_LOSS, p[P_A_RSI], loss))
+    sc[S_SPREAD] = spread
+
+
+@nb.njit(cache=True)
+def _stream_windows(buf, meta, sums, win, wa, tmp, out):  # type: ignore[no-untyped-def]
+    spread = out[F_SPREAD]
+    ring_push(buf, meta, sums, win, R_SL, spread)
+    w_sl = wa[W_SL]
+    if ring_window(buf, meta, win, R_SL, tmp[:w_sl]):
+        out[F_SLOPE] = f_slope(tmp[:w_sl])
+    else:
+        out[F_SLOPE] = np.nan
+    ring_push(buf, meta, sums, win, R_DD, spread)
+    w_dd = wa[W_DD]
+    if ring_window(buf, meta, win, R_DD, tmp[:w_dd]):
+        out[F_DD] = f_drawdown(tmp[:w_dd].max(), tmp[:w_dd].min(), spread)
+    else:
+        out[F_DD] = np.nan
+
+
+@nb.njit(cache=True)
+def _stream_legs(buf, meta, sums, win, wa, sc, la, lb, bar, out):  # type: ignore[no-untyped-def]
+    ra = f_diff(la, sc[S_LA])
+    rb = f_diff(lb, sc[S_LB])
+    sa = ring_push(buf, meta, sums, win, R_RA, ra)
+    sb = ring_push(buf, meta, sums, win, R_RB, rb)
+    saa = ring_push(buf, meta, sums, win, R_RAA, ra * ra)
+    sbb = ring_push(buf, meta, sums, win, R_RBB, rb * rb)
+    sab = ring_push(buf, meta, sums, win, R_RAB, ra * rb)
+    rho = f_corr(sa, sb, saa, sbb, sab, wa[W_RHO])
+    out[F_RHO] = rho
+    s1 = ring_push(buf, meta, sums, win, R_RHO, rho)
+    s2 = ring_push(buf, meta, sums, win, R_RHO2, rho * rho)
+    out[F_RHOVAR] = f_cov(s1, s1, s2, wa[W_RV])
+    tra = ring_push(buf, meta, sums, win, R_TRA, f_true_range(bar[0], bar[1], sc[S_CA]))
+    trb = ring_push(buf, meta, sums, win, R_TRB, f_true_range(bar[3], bar[4], sc[S_CB]))
+    out[F_ATRA] = tra / wa[W_ATR] / bar[2]
+    out[F_ATRB] = trb / wa[W_ATR] / bar[5]
+    sc[S_LA], sc[S_LB], sc[S_CA], sc[S_CB] = la, lb, bar[2], bar[5]
+
+
+@nb.njit(cache=True)
+def pair_step(bar, buf, meta, sums, win, wa, ema, sc, p, tmp, out):  # type: ignore[no-untyped-def]
+    """Add one aligned bar (high_A, low_A, close_A, high_B, low_B, close_B); write ``out``."""
+    la = math.log(bar[2])
+    lb = math.log(bar[5])
+    _stream_spread(buf, meta, sums, win, wa, sc, la, lb, out)
+    _stream_z(buf, meta, sums, win, wa, ema, sc, p, out)
+    _stream_dynamics(buf, meta, sums, win, wa, ema, sc, p, out)
+    _stream_windows(buf, meta, sums, win, wa, tmp, out)
+    _stream_legs(buf, meta, sums, win, wa, sc, la, lb, bar, out)
+    sc[S_BARS] += 1.0
+
+
+# --- batch ---------------------------------------------------------------------------------
+# ``out`` is feature-major (features x bars) so every pass reads and writes contiguous memory.
+
+
+@nb.njit(cache=True)
+def _batch_spread(la, lb, wa, out):  # type: ignore[no-untyped-def]
+    x = lb - lb[0]
+    y = la - la[0]
+    w = wa[W_BETA]
+    sx, sy = rolling_sum(x, w), rolling_sum(y, w)
+    sxx, sxy = rolling_sum(x * x, w), rolling_sum(x * y, w)
+    beta, spread = out[F_BETA], out[F_SPREAD]
+    for t in range(la.shape[0]):
+        beta[t], spread[t] = f_ols(x[t], y[t], sx[t], sy[t], sxx[t], sxy[t], w)
+    sb, sbb = rolling_sum(beta, wa[W_BS]), rolling_sum(beta * beta, wa[W_BS])
+    bstab = out[F_BSTAB]
+    for t in range(la.shape[0]):
+        bstab[t] = f_std(sb[t], sbb[t], wa[W_BS])
+
+
+@nb.njit(cache=True)
+def _batch_z(wa, p, out):  # type: ignore[no-untyped-def]
+    spread = out[F_SPREAD]
+    n = spread.shape[0]
+    s, ss = rolling_sum(spread, wa[W_Z]), rolling_sum(spread * spread, wa[W_Z])
+    z, dz = out[F_Z], out[F_DZ]
+    prev = np.nan
+    for t in range(n):
+        zt = f_zscore(spread[t], s[t], ss[t], wa[W_Z])
+        z[t] = zt
+        dz[t] = f_diff(zt, prev)
+        prev = zt
+    out[F_ZEMA] = ema_array(z, p[P_A_Z])
+    out[F_DZEMA] = ema_array(np.abs(dz), p[P_A_DZ])
+
+
+@nb.njit(cache=True)
+def _batch_dynamics(wa, p, out):  # type: ignore[no-untyped-def]
+    spread = out[F_SPREAD]
+    n = spread.shape[0]
+    prev = np.empty(n)
+    prev[0] = np.nan
+    prev[1:] = spread[:-1]
+    ds = spread - prev
+    atr_s = rolling_sum(np.abs(ds), wa[W_ATR]) / wa[W_ATR]
+    out[F_ATRS] = atr_s
+    out[F_ATRR] = atr_s / (rolling_sum(atr_s, wa[W_ATRL]) / wa[W_ATRL])
+    w = wa[W_HL]
+    hx, hy = rolling_sum(prev, w), rolling_sum(ds, w)
+    hxx, hxy = rolling_sum(prev * prev, w), rolling_sum(prev * ds, w)
+    hl = out[F_HL]
+    for t in range(n):
+        hl[t] = f_half_life(hx[t], hy[t], hxx[t], hxy[t], w, p[P_HL_CAP])
+    out[F_EGAP] = ema_array(spread, p[P_A_FAST]) - ema_array(spread, p[P_A_SLOW])
+    gain = np.where(np.isnan(ds), np.nan, np.maximum(ds, 0.0))
+    loss = np.where(np.isnan(ds), np.nan, np.maximum(-ds, 0.0))
+    g, lo = ema_array(gain, p[P_A_RSI]), ema_array(loss, p[P_A_RSI])
+    rsi = out[F_RSI]
+    for t in range(n):
+        rsi[t] = f_rsi(g[t], lo[t])
+
+
+@nb.njit(cache=True)
+def _batch_windows(wa, out):  # type: ignore[no-untyped-def]
+    spread = out[F_SPREAD]
+    w_sl = wa[W_SL]
+    full = rolling_sum(spread, w_sl)
+    slope = out[F_SLOPE]
+    for t in range(spread.shape[0]):
+        clean = not np.isnan(full[t])
+        slope[t] = f_slope(spread[t - w_sl + 1 : t + 1]) if clean else np.nan
+    hi, lo = rolling_extremes(spread, wa[W_DD])
+    dd = out[F_DD]
+    for t in range(spread.shape[0]):
+        dd[t] = f_drawdown(hi[t], lo[t], spread[t])
+
+
+@nb.njit(cache=True)
+def _batch_legs(bars, la, lb, wa, out):  # type: ignore[no-untyped-def]
+    n = la.shape[0]
+    ra = np.empty(n)
+    rb = np.empty(n)
+    ra[0] = rb[0] = np.nan
+    ra[1:] = la[1:] - la[:-1]
+    rb[1:] = lb[1:] - lb[:-1]
+    w = wa[W_RHO]
+    sa, sb = rolling_sum(ra, w), rolling_sum(rb, w)
+    saa, sbb, sab = rolling_sum(ra * ra, w), rolling_sum(rb * rb, w), rolling_sum(ra * rb, w)
+    rho = out[F_RHO]
+    for t in range(n):
+        rho[t] = f_corr(sa[t], sb[t], saa[t], sbb[t], sab[t], w)
+    s1, s2 = rolling_sum(rho, wa[W_RV]), rolling_sum(rho * rho, wa[W_RV])
+    rv = out[F_RHOVAR]
+    for t in range(n):
+        rv[t] = f_cov(s1[t], s1[t], s2[t], wa[W_RV])
+    tra = np.empty(n)
+    trb = np.empty(n)
+    ha, lo_a, ca = bars[:, 0].copy(), bars[:, 1].copy(), bars[:, 2].copy()
+    hb, lo_b, cb = bars[:, 3].copy(), bars[:, 4].copy(), bars[:, 5].copy()
+    for t in range(n):
+        tra[t] = f_true_range(ha[t], lo_a[t], ca[t - 1] if t else np.nan)
+        trb[t] = f_true_range(hb[t], lo_b[t], cb[t - 1] if t else np.nan)
+    out[F_ATRA] = rolling_sum(tra, wa[W_ATR]) / wa[W_ATR] / ca
+    out[F_ATRB] = rolling_sum(trb, wa[W_ATR]) / wa[W_ATR] / cb
+
+
+@nb.njit(cache=True)
+def pair_batch(bars, wa, p):  # type: ignore[no-untyped-def]
+    """Every pair feature for every row of ``bars`` (n x 6), from a fresh state (n x features)."""
+    n = bars.shape[0]
+    out = np.empty((N_PAIR, n))
+    la = np.empty(n)
+    lb = np.empty(n)
+    for t in range(n):
+        # Scalar log, as the streaming step uses: vectorised logs may differ in the last bit.
+        la[t] = math.log(bars[t, 2])
+        lb[t] = math.log(bars[t, 5])
+    _batch_spread(la, lb, wa, out)
+    _batch_z(wa, p, out)
+    _batch_dynamics(wa, p, out)
+    _batch_windows(wa, out)
+    _batch_legs(bars, la, lb, wa, out)
+    return out.T
+
+
+@nb.njit(cache=True)
+def pair_stream_run(bars, buf, meta, sums, win, wa, ema, sc, p, tmp):  # type: ignore[no-untyped-def]
+    """Run the streaming step over every row of ``bars`` (warming a worker's state)."""
+    out = np.empty((bars.shape[0], N_PAIR))
+    for t in range(bars.shape[0]):
+        pair_step(bars[t], buf, meta, sums, win, wa, ema, sc, p, tmp, out[t])
+    return out
