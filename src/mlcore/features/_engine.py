@@ -99,8 +99,8 @@ class PairFeatureEngine:
 
 def pair_batch_values(bars: np.ndarray, windows: PairFeatureWindows) -> np.ndarray:
     """Every pair feature for a whole aligned history (n x 6 array), in one compiled pass."""
-    arr = np.ascontiguousarray(bars, dtype=np.float64)
-    out: np.ndarray = pair_batch(arr, windows_array(windows), params(windows))
+    cols = np.ascontiguousarray(np.asarray(bars, dtype=np.float64).T)
+    out: np.ndarray = pair_batch(cols, windows_array(windows), params(windows))
     return out
 
 

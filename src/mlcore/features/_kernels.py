@@ -81,14 +81,11 @@ def ring_push(
 
 
 @nb.njit(cache=True)
-def rolling_sum(x: np.ndarray, w: int) -> np.ndarray:
-    """Window sums of ``x`` over ``w`` values, as successive :func:`ring_push` calls give."""
-    n = x.shape[0]
-    out = np.empty(n)
+def _rolling_sum_general(x: np.ndarray, w: int, out: np.ndarray) -> None:
     s = 0.0
     last_nan = -1 - w
     since = 0
-    for t in range(n):
+    for t in range(x.shape[0]):
         if x[t] != x[t]:
             last_nan = t
         if t >= w:
@@ -102,6 +99,50 @@ def rolling_sum(x: np.ndarray, w: int) -> np.ndarray:
             for i in range(t - w + 1, t + 1):
                 s = s + zero_nan(x[i])
         out[t] = s if (t >= w - 1 and t - last_nan >= w) else np.nan
+
+
+@nb.njit(cache=True)
+def _rolling_sum_prefix(x: np.ndarray, w: int, first: int, out: np.ndarray) -> None:
+    # Missing values only before ``first`` (a warm-up): the same arithmetic as the general
+    # loop, without per-value checks. Missing values add 0, and v - 0.0 == v exactly.
+    n = x.shape[0]
+    s = 0.0
+    for b in range(0, n, w):
+        end = min(b + w, n)
+        lo = max(b, first)
+        for t in range(lo, end):
+            if t - w >= first:
+                break
+            s = s + x[t]
+            out[t] = s
+        else:
+            t = end
+        for u in range(max(t, lo), end):
+            s = s + (x[u] - x[u - w])
+            out[u] = s
+        if end == b + w:
+            # The window is re-added once per window length (the ring's schedule).
+            s = 0.0
+            for i in range(max(b, first), end):
+                s = s + x[i]
+            out[end - 1] = s
+    for t in range(min(n, first + w - 1)):
+        out[t] = np.nan
+
+
+@nb.njit(cache=True)
+def rolling_sum(x: np.ndarray, w: int) -> np.ndarray:
+    """Window sums of ``x`` over ``w`` values, as successive :func:`ring_push` calls give."""
+    n = x.shape[0]
+    out = np.empty(n)
+    first = 0
+    while first < n and x[first] != x[first]:
+        first += 1
+    for t in range(first, n):
+        if x[t] != x[t]:
+            _rolling_sum_general(x, w, out)
+            return out
+    _rolling_sum_prefix(x, w, first, out)
     return out
 
 
@@ -587,7 +628,7 @@ def _batch_windows(wa, out):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True)
-def _batch_legs(bars, la, lb, wa, out):  # type: ignore[no-untyped-def]
+def _batch_legs(cols, la, lb, wa, out):  # type: ignore[no-untyped-def]
     n = la.shape[0]
     ra = np.empty(n)
     rb = np.empty(n)
@@ -606,8 +647,8 @@ def _batch_legs(bars, la, lb, wa, out):  # type: ignore[no-untyped-def]
         rv[t] = f_cov(s1[t], s1[t], s2[t], wa[W_RV])
     tra = np.empty(n)
     trb = np.empty(n)
-    ha, lo_a, ca = bars[:, 0].copy(), bars[:, 1].copy(), bars[:, 2].copy()
-    hb, lo_b, cb = bars[:, 3].copy(), bars[:, 4].copy(), bars[:, 5].copy()
+    ha, lo_a, ca = cols[0], cols[1], cols[2]
+    hb, lo_b, cb = cols[3], cols[4], cols[5]
     for t in range(n):
         tra[t] = f_true_range(ha[t], lo_a[t], ca[t - 1] if t else np.nan)
         trb[t] = f_true_range(hb[t], lo_b[t], cb[t - 1] if t else np.nan)
@@ -616,21 +657,23 @@ def _batch_legs(bars, la, lb, wa, out):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True)
-def pair_batch(bars, wa, p):  # type: ignore[no-untyped-def]
-    """Every pair feature for every row of ``bars`` (n x 6), from a fresh state (n x features)."""
-    n = bars.shape[0]
+def pair_batch(cols, wa, p):  # type: ignore[no-untyped-def]
+    """Every pair feature for a history given column-wise (6 x n: high_A, low_A, close_A,
+    high_B, low_B, close_B), from a fresh state; returns n x features."""
+    n = cols.shape[1]
     out = np.empty((N_PAIR, n))
     la = np.empty(n)
     lb = np.empty(n)
+    ca, cb = cols[2], cols[5]
     for t in range(n):
         # Scalar log, as the streaming step uses: vectorised logs may differ in the last bit.
-        la[t] = math.log(bars[t, 2])
-        lb[t] = math.log(bars[t, 5])
+        la[t] = math.log(ca[t])
+        lb[t] = math.log(cb[t])
     _batch_spread(la, lb, wa, out)
     _batch_z(wa, p, out)
     _batch_dynamics(wa, p, out)
     _batch_windows(wa, out)
-    _batch_legs(bars, la, lb, wa, out)
+    _batch_legs(cols, la, lb, wa, out)
     return out.T
 
 
