@@ -290,10 +290,30 @@ def _print_demo(result: DemoResult) -> None:
             out.print(
                 f"  [red]missed[/] {ch.fault.symbol} {ch.fault.kind} at {ch.fault.ts}: {ch.seen}"
             )
+    pairs = Table(title="features and labels (from the catalog)")
+    for col in ("pair", "bars", "dropped A/B", "warm-up", "AI1 events", "excl.", "AI1 = 1",
+                "AI3 mean", "AI2 = 1", "SELL/HOLD/BUY"):  # fmt: skip
+        pairs.add_column(col, justify="right" if col != "pair" else "left")
+    for p in result.pairs:
+        d = p.direction_counts
+        pairs.add_row(
+            p.pair_id,
+            str(p.aligned_bars),
+            f"{p.dropped_bars['A']}/{p.dropped_bars['B']}",
+            str(p.warm_up_bars),
+            str(p.ai1_events),
+            str(p.ai1_excluded),
+            f"{p.ai1_positive_rate:.0%}",
+            f"{p.ai3_mean_target:.2f}",
+            f"{p.ai2_positive_rate:.0%}",
+            f"{d['SELL']}/{d['HOLD']}/{d['BUY']}",
+        )
+    out.print(pairs)
     t = result.timings_s
     out.print(
         f"time: generate {t['generate_s']:.1f}s, ingest {t['ingest_s']:.1f}s, "
         f"re-ingest {t['reingest_s']:.1f}s, catalog {t['catalog_s']:.1f}s, "
+        f"features+labels {t['features_labels_s']:.1f}s, "
         f"total {t['total_s']:.1f}s"
     )
     out.print(f"summary: {result.report_path}")

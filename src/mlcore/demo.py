@@ -4,10 +4,11 @@ and check that every planted fault was caught."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlcore.config import AppConfig
@@ -24,6 +25,8 @@ from mlcore.data import (
     malformed_rows,
 )
 from mlcore.data._store import json_bytes
+from mlcore.features import pair_features
+from mlcore.labels import BUY, HOLD, SELL, ai1_events, ai2_labels, ai3_targets, direction_labels
 
 DEMO_TIMEFRAME = "1h"
 DEMO_START = pd.Timestamp("2023-01-01", tz="UTC")
@@ -41,6 +44,23 @@ class FaultCheck:
 
 
 @dataclass
+class PairSummary:
+    """Features and labels of one pair, as the demo reports them."""
+
+    pair_id: str
+    aligned_bars: int
+    dropped_bars: dict[str, int]
+    warm_up_bars: int
+    ai1_events: int
+    ai1_excluded: int
+    ai1_censored: int
+    ai1_positive_rate: float
+    ai3_mean_target: float
+    ai2_positive_rate: float
+    direction_counts: dict[str, int]
+
+
+@dataclass
 class DemoResult:
     """Everything the demo did, for the printed summary and the JSON report."""
 
@@ -49,6 +69,7 @@ class DemoResult:
     rerun_reports: list[IngestReport]
     catalog: CatalogSummary
     checks: list[FaultCheck]
+    pairs: list[PairSummary] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     report_path: Path | None = None
 
@@ -114,6 +135,48 @@ def check_faults(
     return checks
 
 
+def _leg(cat: Catalog, symbol: str) -> pd.DataFrame:
+    return cat.load_bars(DEMO_TIMEFRAME, symbol)[["ts", "high", "low", "close"]]
+
+
+def summarize_pair(
+    cfg: AppConfig, cat: Catalog, pair_id: str, leg_a: str, leg_b: str
+) -> PairSummary:
+    """Build the pair's features from the catalog and label them (AI1, AI2, AI3, direction)."""
+    feats, dropped = pair_features(_leg(cat, leg_a), _leg(cat, leg_b), cfg.features.pair)
+    lab = cfg.core.labels
+    ts = pd.DatetimeIndex(feats["ts"]).asi8
+    # The spec's speed |dz|EMA: the size of the smoothed velocity of z.
+    speed = np.abs(feats["dz_ema"].to_numpy())
+    events = ai1_events(ts, feats["z"].to_numpy(), speed, lab.ai1)
+    labelled = events[(events["label"] >= 0)]
+    targets = ai3_targets(events, feats["z"].to_numpy(), lab.ai1)
+    risk, _ = ai2_labels(
+        feats["rho_var"].to_numpy(),
+        feats["atr_ratio"].to_numpy(),
+        speed,
+        feats["dd_recent"].to_numpy(),
+        lab.ai2,
+    )
+    close_a = _leg(cat, leg_a).set_index("ts")["close"].reindex(feats["ts"]).to_numpy()
+    direction, _ = direction_labels(close_a, lab.direction)
+    names = {SELL: "SELL", HOLD: "HOLD", BUY: "BUY"}
+    known = risk[risk >= 0]
+    return PairSummary(
+        pair_id=pair_id,
+        aligned_bars=len(feats),
+        dropped_bars=dropped,
+        warm_up_bars=int(feats.drop(columns="ts").isna().any(axis=1).sum()),
+        ai1_events=len(events),
+        ai1_excluded=int(events["excluded"].sum()),
+        ai1_censored=int(events["censored"].sum()),
+        ai1_positive_rate=float((labelled["label"] == 1).mean()) if len(labelled) else float("nan"),
+        ai3_mean_target=float(pd.Series(targets).mean()),
+        ai2_positive_rate=float((known == 1).mean()) if len(known) else float("nan"),
+        direction_counts={names[k]: int((direction == k).sum()) for k in names},
+    )
+
+
 def _ingest_all(cfg: AppConfig, incoming: dict[str, Path]) -> list[IngestReport]:
     tol = cfg.pipeline.dq_thresholds.price_abs_tolerance
     return [
@@ -147,8 +210,12 @@ def run_demo(cfg: AppConfig, seed: int = 7) -> DemoResult:
     catalog = build_catalog(cfg)
     timings["catalog_s"] = time.perf_counter() - t3
     checks = check_faults(cfg, market, reports)
+    t4 = time.perf_counter()
+    cat = Catalog(cfg)
+    pairs = [summarize_pair(cfg, cat, p.pair_id, p.leg_a, p.leg_b) for p in cfg.universe.pairs]
+    timings["features_labels_s"] = time.perf_counter() - t4
     timings["total_s"] = time.perf_counter() - t0
-    result = DemoResult(incoming, reports, rerun, catalog, checks, timings)
+    result = DemoResult(incoming, reports, rerun, catalog, checks, pairs, timings)
     path = cfg.paths.reports / "demo_summary.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(json_bytes(summary_dict(result, market)))
@@ -181,6 +248,7 @@ def summary_dict(result: DemoResult, market: SyntheticMarket) -> dict[str, Any]:
             }
             for c in result.checks
         ],
+        "pairs": [asdict(p) for p in result.pairs],
         "truth": market.manifest(),
         "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},
     }

@@ -49,6 +49,16 @@ def test_demo_catches_every_planted_fault_and_is_idempotent(tmp_path: Path) -> N
         "high < low",
         "not a finite number",
     }
+    pairs = {p["pair_id"]: p for p in summary["pairs"]}
+    assert set(pairs) == {"XAU_XAG", "EUR_GBP", "BTC_ETH"}
+    # XAG/USD's quarantined month is excluded, so XAU/USD bars of that month find no partner.
+    assert pairs["XAU_XAG"]["dropped_bars"]["A"] > 0
+    for p in pairs.values():
+        assert p["aligned_bars"] > 10_000
+        assert p["ai1_events"] > p["ai1_excluded"] >= 0
+        assert 0.0 <= p["ai1_positive_rate"] <= 1.0
+        assert 0.0 <= p["ai3_mean_target"] <= 1.0
+        assert sum(p["direction_counts"].values()) > 0
     filtered = json.loads((archive / "catalog" / "dataset_index_filtered.json").read_text())
     [excluded] = filtered["excluded"]
     assert (excluded["symbol"], excluded["month"]) == ("XAG/USD", "2024-05")

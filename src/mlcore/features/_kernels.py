@@ -340,7 +340,7 @@ PAIR_FEATURES = (
     "z",
     "dz",
     "z_ema",
-    "dz_abs_ema",
+    "dz_ema",
     "atr_spread",
     "half_life",
     "rho_rolling",
@@ -473,7 +473,7 @@ def _stream_z(buf, meta, sums, win, wa, ema, sc, p, out):  # type: ignore[no-unt
     out[F_Z] = z
     out[F_DZ] = dz
     out[F_ZEMA] = ema_push(ema, E_Z, p[P_A_Z], z)
-    out[F_DZEMA] = ema_push(ema, E_DZ, p[P_A_DZ], abs(dz))
+    out[F_DZEMA] = ema_push(ema, E_DZ, p[P_A_DZ], dz)
     sc[S_Z] = z
 
 
@@ -583,7 +583,7 @@ def _batch_z(wa, p, out):  # type: ignore[no-untyped-def]
         dz[t] = f_diff(zt, prev)
         prev = zt
     out[F_ZEMA] = ema_array(z, p[P_A_Z])
-    out[F_DZEMA] = ema_array(np.abs(dz), p[P_A_DZ])
+    out[F_DZEMA] = ema_array(dz, p[P_A_DZ])
 
 
 @nb.njit(cache=True)

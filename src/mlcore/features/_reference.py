@@ -70,7 +70,7 @@ def reference_pair_features(bars: pd.DataFrame, w: PairFeatureWindows) -> pd.Dat
             "z": z,
             "dz": dz,
             "z_ema": _ema(z, w.z_ema_span),
-            "dz_abs_ema": _ema(dz.abs(), w.dz_ema_span),
+            "dz_ema": _ema(dz, w.dz_ema_span),
             "atr_spread": atr_s,
             "half_life": hl,
             "rho_rolling": rho,
