@@ -1,4 +1,5 @@
-"""Features stage: pair features (batch and a streaming twin over one compiled definition)."""
+"""Features stage: pair features (batch and a streaming twin over one compiled definition),
+robust scaling and the feature schema."""
 
 from mlcore.features._engine import (
     PairFeatureEngine,
@@ -9,13 +10,17 @@ from mlcore.features._engine import (
 )
 from mlcore.features._kernels import PAIR_FEATURES
 from mlcore.features._reference import reference_pair_features
+from mlcore.features._scaler import RobustScaler, feature_hash, schema_bytes
 
 __all__ = [
     "PAIR_FEATURES",
     "PairFeatureEngine",
+    "RobustScaler",
     "align_legs",
+    "feature_hash",
     "longest_window",
     "pair_batch_values",
     "pair_features",
     "reference_pair_features",
+    "schema_bytes",
 ]
