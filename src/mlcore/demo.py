@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlcore.config import AppConfig
+from mlcore.config import AppConfig, PairSpec
 from mlcore.data import (
     Catalog,
     CatalogSummary,
@@ -25,7 +25,7 @@ from mlcore.data import (
     malformed_rows,
 )
 from mlcore.data._store import json_bytes
-from mlcore.features import pair_features
+from mlcore.features import build_pair_features, load_pair_features
 from mlcore.labels import BUY, HOLD, SELL, ai1_events, ai2_labels, ai3_targets, direction_labels
 
 DEMO_TIMEFRAME = "1h"
@@ -58,6 +58,8 @@ class PairSummary:
     ai3_mean_target: float
     ai2_positive_rate: float
     direction_counts: dict[str, int]
+    months_computed: int
+    months_cached: int
 
 
 @dataclass
@@ -139,11 +141,11 @@ def _leg(cat: Catalog, symbol: str) -> pd.DataFrame:
     return cat.load_bars(DEMO_TIMEFRAME, symbol)[["ts", "high", "low", "close"]]
 
 
-def summarize_pair(
-    cfg: AppConfig, cat: Catalog, pair_id: str, leg_a: str, leg_b: str
-) -> PairSummary:
-    """Build the pair's features from the catalog and label them (AI1, AI2, AI3, direction)."""
-    feats, dropped = pair_features(_leg(cat, leg_a), _leg(cat, leg_b), cfg.features.pair)
+def summarize_pair(cfg: AppConfig, cat: Catalog, pair: PairSpec) -> PairSummary:
+    """Build (or reuse) the pair's cached features and label them (AI1, AI2, AI3, direction)."""
+    built = build_pair_features(cfg, cat, pair, DEMO_TIMEFRAME)
+    feats = load_pair_features(cfg, pair.pair_id, DEMO_TIMEFRAME)
+    pair_id, leg_a, dropped = pair.pair_id, pair.leg_a, built.dropped_bars
     lab = cfg.core.labels
     ts = pd.DatetimeIndex(feats["ts"]).asi8
     # The spec's speed |dz|EMA: the size of the smoothed velocity of z.
@@ -166,7 +168,9 @@ def summarize_pair(
         pair_id=pair_id,
         aligned_bars=len(feats),
         dropped_bars=dropped,
-        warm_up_bars=int(feats.drop(columns="ts").isna().any(axis=1).sum()),
+        warm_up_bars=built.warm_up_bars,
+        months_computed=len(built.months_computed),
+        months_cached=len(built.months_cached),
         ai1_events=len(events),
         ai1_excluded=int(events["excluded"].sum()),
         ai1_censored=int(events["censored"].sum()),
@@ -212,7 +216,7 @@ def run_demo(cfg: AppConfig, seed: int = 7) -> DemoResult:
     checks = check_faults(cfg, market, reports)
     t4 = time.perf_counter()
     cat = Catalog(cfg)
-    pairs = [summarize_pair(cfg, cat, p.pair_id, p.leg_a, p.leg_b) for p in cfg.universe.pairs]
+    pairs = [summarize_pair(cfg, cat, p) for p in cfg.universe.pairs]
     timings["features_labels_s"] = time.perf_counter() - t4
     timings["total_s"] = time.perf_counter() - t0
     result = DemoResult(incoming, reports, rerun, catalog, checks, pairs, timings)

@@ -63,8 +63,10 @@ def test_demo_catches_every_planted_fault_and_is_idempotent(tmp_path: Path) -> N
     [excluded] = filtered["excluded"]
     assert (excluded["symbol"], excluded["month"]) == ("XAG/USD", "2024-05")
     meta_before = {p: p.read_bytes() for p in (archive / "canonical").rglob("__meta.json")}
+    assert "feature months computed 71, from cache 0" in out
     second = _demo(archive)
     assert second.returncode == 0, second.stdout + second.stderr
+    assert "feature months computed 0, from cache 71" in second.stdout
     assert {p: p.read_bytes() for p in (archive / "canonical").rglob("__meta.json")} == meta_before
     index = json.loads((archive / "catalog" / "dataset_index_filtered.json").read_text())
     assert index["catalog_hash"] == filtered["catalog_hash"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from mlcore._logging import configure_logging, get_logger
 from mlcore.cli import app
 from tests.conftest import CONFIG_ROOT, third_party_csv
 
@@ -159,3 +160,26 @@ def test_bad_timeframe_value(archive: Path) -> None:
     )
     assert code != 0
     assert "Traceback" not in out
+
+
+def test_features_build_needs_a_catalog_and_a_known_pair(archive: Path) -> None:
+    code, out = _run("features", "build", "--config-root", str(CONFIG_ROOT), "--timeframe", "1h")
+    assert code == 1
+    assert "CATALOG_INDEX_MISSING" in out
+    code, out = _run(
+        "features", "build", "--config-root", str(CONFIG_ROOT), "--timeframe", "1h", "--pair", "X_Y"
+    )
+    assert code == 2
+    assert "pair 'X_Y' is not in universe.yaml" in out
+
+
+def test_internal_error_log_has_no_local_variables(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("WARNING")
+    secret = "tok-" + "s3cr3t"  # a local variable a traceback with locals would print
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        get_logger("test").exception("failed")
+    err = capsys.readouterr().err
+    assert "boom" in err
+    assert secret not in err

@@ -1,6 +1,12 @@
 """Features stage: pair features (batch and a streaming twin over one compiled definition),
 robust scaling and the feature schema."""
 
+from mlcore.features._cache import (
+    FeatureBuildReport,
+    build_pair_features,
+    load_pair_features,
+    pair_feature_hash,
+)
 from mlcore.features._engine import (
     PairFeatureEngine,
     align_legs,
@@ -14,12 +20,16 @@ from mlcore.features._scaler import RobustScaler, feature_hash, schema_bytes
 
 __all__ = [
     "PAIR_FEATURES",
+    "FeatureBuildReport",
     "PairFeatureEngine",
     "RobustScaler",
     "align_legs",
+    "build_pair_features",
     "feature_hash",
+    "load_pair_features",
     "longest_window",
     "pair_batch_values",
+    "pair_feature_hash",
     "pair_features",
     "reference_pair_features",
     "schema_bytes",

@@ -1,0 +1,192 @@
+"""Feature cache: pair features per month under ``{features_root}/{timeframe}/{PAIR}/{YYYY-MM}/``.
+
+Files per month, named by the feature hash (the configuration of the features):
+``{feature_hash}.parquet`` (the features), ``{feature_hash}.state.npz`` (the streaming state at
+the month's end) and ``{feature_hash}.meta.json`` (written last: the month is complete).
+
+A pair feature depends on all earlier bars, so each month carries a chain key,
+sha256(previous month's key, feature hash, hash of the month's aligned input bars): a month is
+reused only when its key matches, i.e. when neither its bars nor any earlier bar changed.
+A missing or stale month is computed by the streaming engine from the previous month's saved
+state, so a cached history equals a full recomputation bar for bar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlcore.config import AppConfig, PairSpec
+from mlcore.data import Catalog
+from mlcore.data._store import json_bytes, month_groups, to_parquet_bytes
+from mlcore.features._engine import PairFeatureEngine, align_legs
+from mlcore.features._kernels import PAIR_FEATURES
+
+_LEG_COLS = ["ts", "open", "high", "low", "close", "volume", "quality_flag"]
+_FLAGGED = ("filled", "outlier", "conflict")
+_INPUT_COLS = ["high_a", "low_a", "close_a", "high_b", "low_b", "close_b"]
+CACHE_VERSION = 1
+
+
+@dataclass
+class FeatureBuildReport:
+    """What ``features build`` computed and what it took from the cache."""
+
+    pair_id: str
+    timeframe: str
+    feature_hash: str
+    aligned_bars: int
+    dropped_bars: dict[str, int]
+    warm_up_bars: int
+    flagged_input_bars: dict[str, int]
+    months_computed: list[str] = field(default_factory=list)
+    months_cached: list[str] = field(default_factory=list)
+    report_path: str = ""
+
+
+def pair_feature_hash(cfg: AppConfig) -> str:
+    """Hash of everything that defines the pair features (names, order, dtypes, windows)."""
+    spec = {
+        "cache_version": CACHE_VERSION,
+        "features": [{"name": f, "dtype": "float64"} for f in PAIR_FEATURES],
+        "windows": cfg.features.pair.model_dump(),
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _month_dir(cfg: AppConfig, timeframe: str, pair_id: str, month: str) -> Path:
+    return cfg.paths.features / timeframe / pair_id / month
+
+
+def _read_meta(folder: Path, fhash: str) -> dict[str, Any] | None:
+    path = folder / f"{fhash}.meta.json"
+    if not path.exists():
+        return None
+    try:
+        meta: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return None  # unreadable: treated as missing and recomputed
+    return meta
+
+
+def _aligned(cat: Catalog, pair: PairSpec, timeframe: str) -> tuple[pd.DataFrame, dict[str, int]]:
+    legs = []
+    for sym in (pair.leg_a, pair.leg_b):
+        bars = cat.load_bars(timeframe, sym)
+        if bars.empty:
+            raise ValueError(
+                f"pair {pair.pair_id}: no included bars for {sym} {timeframe} in the catalog"
+            )
+        legs.append(bars[_LEG_COLS])
+    joined, dropped = align_legs(legs[0], legs[1])
+    flags = legs[0][["ts", "quality_flag"]].merge(
+        legs[1][["ts", "quality_flag"]], on="ts", suffixes=("_a", "_b")
+    )
+    joined = joined.merge(flags, on="ts", how="left")
+    return joined, dropped
+
+
+def _chain_keys(aligned: pd.DataFrame, months: dict[str, np.ndarray], fhash: str) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    prev = fhash
+    ts = pd.DatetimeIndex(aligned["ts"]).as_unit("ns").asi8
+    values = aligned[_INPUT_COLS].to_numpy(dtype=np.float64)
+    for month in sorted(months):
+        idx = months[month]
+        h = hashlib.sha256(prev.encode())
+        h.update(np.ascontiguousarray(ts[idx], dtype="<i8").tobytes())
+        h.update(np.ascontiguousarray(values[idx], dtype="<f8").tobytes())
+        prev = keys[month] = h.hexdigest()
+    return keys
+
+
+def build_pair_features(
+    cfg: AppConfig, cat: Catalog, pair: PairSpec, timeframe: str
+) -> FeatureBuildReport:
+    """Compute the pair's features for every month not already cached with the same chain key."""
+    fhash = pair_feature_hash(cfg)
+    aligned, dropped = _aligned(cat, pair, timeframe)
+    months = month_groups(aligned["ts"])
+    keys = _chain_keys(aligned, months, fhash)
+    report = FeatureBuildReport(pair.pair_id, timeframe, fhash, len(aligned), dropped, 0, {})
+    engine: PairFeatureEngine | None = PairFeatureEngine(cfg.features.pair)
+    prev_dir: Path | None = None
+    for month in sorted(months):
+        folder = _month_dir(cfg, timeframe, pair.pair_id, month)
+        meta = _read_meta(folder, fhash)
+        if meta is not None and meta.get("chain_key") == keys[month]:
+            report.months_cached.append(month)
+            report.warm_up_bars += int(meta["warm_up_bars"])
+            engine, prev_dir = None, folder  # state loaded only if a later month is computed
+            continue
+        if engine is None and prev_dir is not None:
+            state = (prev_dir / f"{fhash}.state.npz").read_bytes()
+            engine = PairFeatureEngine.load(cfg.features.pair, state)
+        if engine is None:
+            engine = PairFeatureEngine(cfg.features.pair)
+        rows = aligned.iloc[months[month]]
+        values = engine.warm(rows[_INPUT_COLS].to_numpy())
+        frame = pd.DataFrame(values, columns=list(PAIR_FEATURES))
+        frame.insert(0, "ts", rows["ts"].to_numpy())
+        warm = int(np.isnan(values).any(axis=1).sum())
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomic(folder / f"{fhash}.parquet", to_parquet_bytes(frame))
+        _write_atomic(folder / f"{fhash}.state.npz", engine.save())
+        meta = {
+            "pair_id": pair.pair_id,
+            "timeframe": timeframe,
+            "month": month,
+            "feature_hash": fhash,
+            "chain_key": keys[month],
+            "bars": len(rows),
+            "warm_up_bars": warm,
+            "features": list(PAIR_FEATURES),
+        }
+        _write_atomic(folder / f"{fhash}.meta.json", json_bytes(meta))
+        report.months_computed.append(month)
+        report.warm_up_bars += warm
+        prev_dir = folder
+    for flag in _FLAGGED:
+        report.flagged_input_bars[flag] = int(
+            ((aligned["quality_flag_a"] == flag) | (aligned["quality_flag_b"] == flag)).sum()
+        )
+    path = cfg.paths.features / timeframe / pair.pair_id / "preprocess_report.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, json_bytes(asdict(report) | {"report_path": str(path)}))
+    report.report_path = str(path)
+    return report
+
+
+def load_pair_features(cfg: AppConfig, pair_id: str, timeframe: str) -> pd.DataFrame:
+    """The cached features of a pair (all months of the current feature hash), oldest first."""
+    fhash = pair_feature_hash(cfg)
+    root = cfg.paths.features / timeframe / pair_id
+    months = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    frames = [
+        pd.read_parquet(io.BytesIO((root / m / f"{fhash}.parquet").read_bytes()))
+        for m in months
+        if (root / m / f"{fhash}.meta.json").exists()
+    ]
+    if not frames:
+        raise ValueError(
+            f"no cached features for {pair_id} {timeframe}; run `mlcore features build`"
+        )
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,124 @@
+"""Feature cache: months reused only when nothing before them changed; equal to a full run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlcore.config import AppConfig, PairSpec
+from mlcore.data import Catalog, FetchResult, build_catalog, ingest
+from mlcore.features import (
+    PAIR_FEATURES,
+    build_pair_features,
+    load_pair_features,
+    pair_batch_values,
+    pair_feature_hash,
+)
+
+PAIR = PairSpec(pair_id="BTC_ETH", leg_a="BTC/USD", leg_b="ETH/USD")
+
+
+def _legs(n: int = 24 * 120, seed: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    ts = pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC")
+    lb = 7.5 + np.cumsum(rng.normal(0, 0.004, n))
+    s = np.zeros(n)
+    for t in range(1, n):
+        s[t] = 0.96 * s[t - 1] + rng.normal(0, 0.002)
+    la = 3.0 + 1.1 * lb + s
+
+    def frame(logc: np.ndarray) -> pd.DataFrame:
+        c = np.exp(logc)
+        o = np.concatenate([[c[0]], c[:-1]])
+        return pd.DataFrame(
+            {
+                "ts": ts,
+                "open": o,
+                "high": np.maximum(o, c) * 1.001,
+                "low": np.minimum(o, c) * 0.999,
+                "close": c,
+                "volume": 1.0,
+            }
+        )
+
+    return frame(la), frame(lb)
+
+
+def _ingest(cfg: AppConfig, a: pd.DataFrame, b: pd.DataFrame) -> Catalog:
+    for sym, bars in ((PAIR.leg_a, a), (PAIR.leg_b, b)):
+        ingest(cfg, FetchResult(bars=bars, source="t", rows_read=len(bars)), sym, "1h")
+    build_catalog(cfg)
+    return Catalog(cfg)
+
+
+def _full(cat: Catalog, cfg: AppConfig) -> np.ndarray:
+    a, b = cat.load_bars("1h", PAIR.leg_a), cat.load_bars("1h", PAIR.leg_b)
+    bars = np.column_stack([a.high, a.low, a.close, b.high, b.low, b.close])
+    return pair_batch_values(bars, cfg.features.pair)
+
+
+def test_build_then_reuse_equals_full_batch(cfg: AppConfig) -> None:
+    cat = _ingest(cfg, *_legs())
+    first = build_pair_features(cfg, cat, PAIR, "1h")
+    assert first.months_computed == ["2024-01", "2024-02", "2024-03", "2024-04"]
+    assert first.months_cached == []
+    assert first.aligned_bars == 24 * 120
+    again = build_pair_features(cfg, cat, PAIR, "1h")
+    assert again.months_computed == []
+    assert again.months_cached == first.months_computed
+    got = load_pair_features(cfg, PAIR.pair_id, "1h")
+    np.testing.assert_array_equal(got[list(PAIR_FEATURES)].to_numpy(), _full(cat, cfg))
+    folder = cfg.paths.features / "1h" / "BTC_ETH" / "2024-02"
+    fhash = pair_feature_hash(cfg)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        f"{fhash}{ext}" for ext in (".meta.json", ".parquet", ".state.npz")
+    )
+    assert (cfg.paths.features / "1h" / "BTC_ETH" / "preprocess_report.json").exists()
+
+
+def test_changed_bar_recomputes_its_month_and_later_only(cfg: AppConfig) -> None:
+    a, b = _legs()
+    _ingest(cfg, a, b)
+    build_pair_features(cfg, Catalog(cfg), PAIR, "1h")
+    i = int(np.flatnonzero(a["ts"] == pd.Timestamp("2024-03-10 05:00", tz="UTC"))[0])
+    a.loc[i, "close"] *= 1.0003
+    a.loc[i, "high"] = max(a.loc[i, "high"], a.loc[i, "close"])
+    cat = _ingest(cfg, a.iloc[[i]], b.iloc[[i]])
+    report = build_pair_features(cfg, cat, PAIR, "1h")
+    assert report.months_cached == ["2024-01", "2024-02"]
+    assert report.months_computed == ["2024-03", "2024-04"]
+    got = load_pair_features(cfg, PAIR.pair_id, "1h")
+    np.testing.assert_array_equal(got[list(PAIR_FEATURES)].to_numpy(), _full(cat, cfg))
+
+
+def test_lost_month_is_rebuilt_from_the_previous_state(cfg: AppConfig) -> None:
+    cat = _ingest(cfg, *_legs())
+    build_pair_features(cfg, cat, PAIR, "1h")
+    fhash = pair_feature_hash(cfg)
+    (cfg.paths.features / "1h" / "BTC_ETH" / "2024-02" / f"{fhash}.meta.json").unlink()
+    report = build_pair_features(cfg, cat, PAIR, "1h")
+    assert report.months_computed == ["2024-02"]
+    got = load_pair_features(cfg, PAIR.pair_id, "1h")
+    np.testing.assert_array_equal(got[list(PAIR_FEATURES)].to_numpy(), _full(cat, cfg))
+
+
+def test_other_windows_get_their_own_hash(cfg: AppConfig) -> None:
+    cat = _ingest(cfg, *_legs())
+    build_pair_features(cfg, cat, PAIR, "1h")
+    other = cfg.features.model_copy(
+        update={"pair": cfg.features.pair.model_copy(update={"z_window": 48})}
+    )
+    cfg2 = type(cfg)(**{**cfg.__dict__, "features": other})
+    assert pair_feature_hash(cfg2) != pair_feature_hash(cfg)
+    report = build_pair_features(cfg2, cat, PAIR, "1h")
+    assert report.months_cached == []
+    assert len(report.months_computed) == 4
+
+
+def test_missing_leg_is_a_clear_error(cfg: AppConfig) -> None:
+    a, _ = _legs()
+    ingest(cfg, FetchResult(bars=a, source="t", rows_read=len(a)), PAIR.leg_a, "1h")
+    build_catalog(cfg)
+    with pytest.raises(ValueError, match=r"no included bars for ETH/USD 1h"):
+        build_pair_features(cfg, Catalog(cfg), PAIR, "1h")
