@@ -147,7 +147,7 @@ def summarize_pair(cfg: AppConfig, cat: Catalog, pair: PairSpec) -> PairSummary:
     feats = load_pair_features(cfg, pair.pair_id, DEMO_TIMEFRAME)
     pair_id, leg_a, dropped = pair.pair_id, pair.leg_a, built.dropped_bars
     lab = cfg.core.labels
-    ts = pd.DatetimeIndex(feats["ts"]).asi8
+    ts = pd.DatetimeIndex(feats["ts"]).as_unit("ns").asi8
     # The spec's speed |dz|EMA: the size of the smoothed velocity of z.
     speed = np.abs(feats["dz_ema"].to_numpy())
     events = ai1_events(ts, feats["z"].to_numpy(), speed, lab.ai1)

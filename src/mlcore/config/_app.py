@@ -11,6 +11,7 @@ from mlcore.config._loader import load_policy
 from mlcore.config._schemas import (
     CorePolicy,
     DataRetentionPolicy,
+    FeatureOrderPolicy,
     FeaturePolicy,
     MlCoreStoragePolicy,
     PipelinePolicy,
@@ -50,6 +51,7 @@ class AppConfig:
     universe: UniversePolicy
     core: CorePolicy
     features: FeaturePolicy
+    feature_order: FeatureOrderPolicy
     paths: StoragePaths
 
 
@@ -92,6 +94,7 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
     universe = load_policy(root, "universe", name, UniversePolicy)
     core = load_policy(root, "core_policy", name, CorePolicy)
     features = load_policy(root, "feature_policy", name, FeaturePolicy)
+    feature_order = load_policy(root, "feature_order", name, FeatureOrderPolicy)
     if env.storage_backend is not None:
         storage = storage.model_copy(update={"backend": env.storage_backend})
     if storage.backend != "local":
@@ -125,5 +128,6 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
         universe=universe,
         core=core,
         features=features,
+        feature_order=feature_order,
         paths=paths,
     )

@@ -333,3 +333,33 @@ class FeaturePolicy(Policy):
 
 
 POLICY_SCHEMAS["feature_policy"] = FeaturePolicy
+
+
+# feature_order.yaml ---------------------------------------------------------------------
+FeatureName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+
+
+class FeatureLevels(Policy):
+    """The three feature levels of 003, each adding to the one below it."""
+
+    level3_basic: Annotated[list[FeatureName], Field(min_length=1)]
+    level2_strategy_signals: list[FeatureName]
+    level1_external: list[Annotated[str, Field(pattern=r"^ext_[a-z0-9_]+$")]]
+
+    @model_validator(mode="after")
+    def _no_repeats(self) -> FeatureLevels:
+        names = self.level3_basic + self.level2_strategy_signals + self.level1_external
+        seen: set[str] = set()
+        repeats = sorted({n for n in names if n in seen or seen.add(n)})  # type: ignore[func-returns-value]
+        if repeats:
+            raise ValueError(f"features listed twice: {repeats}")
+        return self
+
+
+class FeatureOrderPolicy(Policy):
+    """feature_order.yaml: the single source of truth for feature column order per level."""
+
+    single: FeatureLevels
+
+
+POLICY_SCHEMAS["feature_order"] = FeatureOrderPolicy

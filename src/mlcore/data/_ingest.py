@@ -130,8 +130,8 @@ def _merge_month(old: pd.DataFrame | None, new: pd.DataFrame, counts: _MergeCoun
         counts.new += len(new)
         return new
     old = _normalize_raw(old)
-    old_ts = pd.DatetimeIndex(old["ts"]).asi8
-    new_ts = pd.DatetimeIndex(new["ts"]).asi8
+    old_ts = pd.DatetimeIndex(old["ts"]).as_unit("ns").asi8
+    new_ts = pd.DatetimeIndex(new["ts"]).as_unit("ns").asi8
     pos = np.minimum(np.searchsorted(old_ts, new_ts), len(old_ts) - 1)
     matched = old_ts[pos] == new_ts
     same = matched.copy()

@@ -9,23 +9,30 @@ from mlcore.features._cache import (
 )
 from mlcore.features._engine import (
     PairFeatureEngine,
+    SingleFeatureEngine,
     align_legs,
     longest_window,
     pair_batch_values,
     pair_features,
+    single_features,
 )
-from mlcore.features._kernels import PAIR_FEATURES
+from mlcore.features._kernels import PAIR_FEATURES, SINGLE_FEATURES
+from mlcore.features._levels import LEVELS, feature_levels
 from mlcore.features._reference import reference_pair_features
 from mlcore.features._scaler import RobustScaler, feature_hash, schema_bytes
 
 __all__ = [
+    "LEVELS",
     "PAIR_FEATURES",
+    "SINGLE_FEATURES",
     "FeatureBuildReport",
     "PairFeatureEngine",
     "RobustScaler",
+    "SingleFeatureEngine",
     "align_legs",
     "build_pair_features",
     "feature_hash",
+    "feature_levels",
     "load_pair_features",
     "longest_window",
     "pair_batch_values",
@@ -33,4 +40,5 @@ __all__ = [
     "pair_features",
     "reference_pair_features",
     "schema_bytes",
+    "single_features",
 ]

@@ -10,13 +10,19 @@ import pandas as pd
 from mlcore.config import PairFeatureWindows
 from mlcore.features._kernels import (
     N_PAIR,
+    N_SINGLE,
     PAIR_FEATURES,
+    SINGLE_FEATURES,
+    SINGLE_RING_WINDOWS,
+    empty_single_state,
     empty_state,
     pair_batch,
     pair_step,
     pair_stream_run,
     params,
     ring_windows,
+    single_run,
+    single_step,
     windows_array,
 )
 
@@ -147,3 +153,68 @@ def pair_features(
     frame = pd.DataFrame(values, columns=list(PAIR_FEATURES))
     frame.insert(0, "ts", joined["ts"].to_numpy())
     return frame, dropped
+
+
+class SingleFeatureEngine:
+    """Single-instrument features for one symbol: :meth:`update` per bar, :meth:`warm` for many.
+
+    One compiled step is the definition; :func:`single_features` runs the same step over a
+    history, so streaming and batch agree on every bar.
+    """
+
+    def __init__(self) -> None:
+        self._state = empty_single_state()
+        self._row = np.empty(N_SINGLE)
+        self._bar = np.empty(5)
+
+    def update(self, ts_ns: int, bar: tuple[float, float, float, float, float]) -> np.ndarray:
+        """Add one bar (open, high, low, close, volume) stamped ``ts_ns`` (UTC ns)."""
+        self._bar[:] = bar
+        s = self._state
+        single_step(
+            self._bar, np.int64(ts_ns), s["buf"], s["meta"], s["sums"], SINGLE_RING_WINDOWS,
+            s["ema"], s["sc"], self._row,
+        )  # fmt: skip
+        return self._row.copy()
+
+    def warm(self, ts_ns: np.ndarray, bars: np.ndarray) -> np.ndarray:
+        """Add many bars (n x 5) with their timestamps; return the n x features matrix."""
+        s = self._state
+        out: np.ndarray = single_run(
+            np.ascontiguousarray(bars, dtype=np.float64), np.asarray(ts_ns, dtype=np.int64),
+            s["buf"], s["meta"], s["sums"], SINGLE_RING_WINDOWS, s["ema"], s["sc"],
+        )  # fmt: skip
+        return out
+
+    def save(self) -> bytes:
+        """The whole state as bytes (NumPy .npz, no pickle)."""
+        buf = io.BytesIO()
+        np.savez(buf, allow_pickle=False, **self._state)
+        return buf.getvalue()
+
+    @classmethod
+    def load(cls, data: bytes) -> SingleFeatureEngine:
+        """Restore an engine saved with :meth:`save`."""
+        engine = cls()
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            engine._state = {k: z[k].copy() for k in engine._state}
+        return engine
+
+
+def single_features(bars: pd.DataFrame) -> pd.DataFrame:
+    """Single-instrument features of one symbol's bars (ts, open, high, low, close, volume)."""
+    missing = [c for c in ("ts", "open", "high", "low", "close", "volume") if c not in bars]
+    if missing:
+        raise ValueError(f"bars: missing column(s) {missing}")
+    vals = bars[["open", "high", "low", "close", "volume"]].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(vals).all(axis=1) | (vals[:, :4] <= 0).any(axis=1) | (vals[:, 4] < 0)
+    if bad.any():
+        first = bars["ts"].iloc[int(np.flatnonzero(bad)[0])]
+        raise ValueError(
+            f"{int(bad.sum())} bar(s) with NaN, inf or non-positive values, first at {first}"
+        )
+    ts = pd.DatetimeIndex(bars["ts"]).as_unit("ns").asi8
+    out = SingleFeatureEngine().warm(ts, vals)
+    frame = pd.DataFrame(out, columns=list(SINGLE_FEATURES))
+    frame.insert(0, "ts", bars["ts"].to_numpy())
+    return frame

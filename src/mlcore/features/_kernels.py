@@ -684,3 +684,229 @@ def pair_stream_run(bars, buf, meta, sums, win, wa, ema, sc, p, tmp):  # type: i
     for t in range(bars.shape[0]):
         pair_step(bars[t], buf, meta, sums, win, wa, ema, sc, p, tmp, out[t])
     return out
+
+
+# --- single-instrument features ------------------------------------------------------------
+# One streaming step is the definition; the batch form runs the same step over an array, so the
+# two agree by construction (the pair features have a separate fast batch form).
+
+SINGLE_FEATURES = (
+    "ret_1", "ret_5", "ret_20", "zscore_20", "zscore_50", "rsi_14", "macd", "macd_signal",
+    "macd_hist", "atr_14", "hv_20", "hv_60", "bb_pos", "bb_width", "donchian_pos", "adx_14",
+    "di_plus_14", "di_minus_14", "ema_gap_20", "sma_gap_50", "roll_vwap_gap_20", "stoch_k_14",
+    "stoch_d_3", "volume_ratio_20", "approx_spread", "regime", "vol_bucket", "session_flag",
+    "sig_ema_cross", "sig_macd", "sig_bb_revert", "sig_donchian_break", "sig_rsi",
+)  # fmt: skip
+N_SINGLE = len(SINGLE_FEATURES)
+(
+    G_R1, G_R5, G_R20, G_Z20, G_Z50, G_RSI, G_MACD, G_MACDS, G_MACDH, G_ATR, G_HV20, G_HV60,
+    G_BBP, G_BBW, G_DON, G_ADX, G_DIP, G_DIM, G_EGAP, G_SGAP, G_VWAP, G_STK, G_STD, G_VOLR,
+    G_SPRD, G_REG, G_VOLB, G_SESS, G_S_EMA, G_S_MACD, G_S_BB, G_S_DON, G_S_RSI,
+) = range(N_SINGLE)  # fmt: skip
+
+# Rings of the single-instrument state and their windows.
+(
+    Q_LC, Q_C20, Q_C20S, Q_C50, Q_C50S, Q_R20, Q_R20S, Q_R60, Q_R60S, Q_TR, Q_H20, Q_L20,
+    Q_TPV, Q_V, Q_TP, Q_H14, Q_L14, Q_K, Q_DC, Q_DCP, Q_DCC,
+) = range(21)  # fmt: skip
+N_QRINGS = 21
+SINGLE_RING_WINDOWS = np.array(
+    [21, 20, 20, 50, 50, 20, 20, 60, 60, 14, 20, 20, 20, 20, 20, 14, 14, 3, 20, 20, 20],
+    dtype=np.int64,
+)
+# EMAs: rsi gain/loss, ema12, ema26, macd signal, ema20, +DM, -DM, TR, ADX.
+(
+    X_GAIN, X_LOSS, X_E12, X_E26, X_SIG, X_E20, X_PDM, X_MDM, X_TR, X_ADX,
+) = range(10)  # fmt: skip
+N_XEMAS = 10
+# Scalars: previous close/high/low, previous log close, previous close change, bars seen.
+T_C, T_H, T_L, T_DC, T_BARS = range(5)
+N_TSCALARS = 5
+_ADX_TREND = 25.0
+
+
+@nb.njit(cache=True)
+def _ring_ago(buf: np.ndarray, meta: np.ndarray, win: np.ndarray, r: int, k: int) -> float:
+    """The value pushed ``k`` pushes before the newest (NaN when the ring holds fewer)."""
+    if meta[r, R_COUNT] <= k:
+        return np.nan
+    j = meta[r, R_POS] - 1 - k
+    return float(buf[r, j + win[r] if j < 0 else j])
+
+
+@nb.njit(cache=True)
+def _ring_extreme(buf: np.ndarray, meta: np.ndarray, win: np.ndarray, r: int, hi: bool) -> float:
+    """Max (``hi``) or min of a full, clean ring; NaN otherwise."""
+    if meta[r, R_COUNT] != win[r] or meta[r, R_NAN] != 0:
+        return np.nan
+    v = buf[r, 0]
+    for i in range(1, win[r]):
+        v = max(v, buf[r, i]) if hi else min(v, buf[r, i])
+    return float(v)
+
+
+@nb.njit(cache=True, inline="always")
+def _sign(v: float) -> float:
+    if v != v:
+        return np.nan
+    return 1.0 if v > 0 else (-1.0 if v < 0 else 0.0)
+
+
+@nb.njit(cache=True)
+def _single_trend(buf, meta, sums, win, ema, sc, c, out):  # type: ignore[no-untyped-def]
+    lc = math.log(c)
+    ring_push(buf, meta, sums, win, Q_LC, lc)
+    for g, k in ((G_R1, 1), (G_R5, 5), (G_R20, 20)):
+        out[g] = lc - _ring_ago(buf, meta, win, Q_LC, k)
+    s20 = ring_push(buf, meta, sums, win, Q_C20, c)
+    ss20 = ring_push(buf, meta, sums, win, Q_C20S, c * c)
+    s50 = ring_push(buf, meta, sums, win, Q_C50, c)
+    ss50 = ring_push(buf, meta, sums, win, Q_C50S, c * c)
+    out[G_Z20] = f_zscore(c, s20, ss20, 20)
+    out[G_Z50] = f_zscore(c, s50, ss50, 50)
+    sd20 = f_std(s20, ss20, 20)
+    out[G_BBP] = (c - s20 / 20) / (2.0 * sd20)
+    out[G_BBW] = 4.0 * sd20 / (s20 / 20)
+    out[G_SGAP] = (c - s50 / 50) / c
+    e12 = ema_push(ema, X_E12, 2.0 / 13.0, c)
+    e26 = ema_push(ema, X_E26, 2.0 / 27.0, c)
+    macd = (e12 - e26) / c
+    sig = ema_push(ema, X_SIG, 2.0 / 10.0, macd)
+    out[G_MACD] = macd
+    out[G_MACDS] = sig
+    out[G_MACDH] = macd - sig
+    out[G_EGAP] = (c - ema_push(ema, X_E20, 2.0 / 21.0, c)) / c
+    r = lc - _ring_ago(buf, meta, win, Q_LC, 1)
+    out[G_HV20] = f_std(
+        ring_push(buf, meta, sums, win, Q_R20, r),
+        ring_push(buf, meta, sums, win, Q_R20S, r * r),
+        20,
+    )
+    out[G_HV60] = f_std(
+        ring_push(buf, meta, sums, win, Q_R60, r),
+        ring_push(buf, meta, sums, win, Q_R60S, r * r),
+        60,
+    )
+
+
+@nb.njit(cache=True)
+def _single_range(buf, meta, sums, win, ema, sc, h, lo, c, out):  # type: ignore[no-untyped-def]
+    pc, ph, pl = sc[T_C], sc[T_H], sc[T_L]
+    tr = f_true_range(h, lo, pc)
+    out[G_ATR] = ring_push(buf, meta, sums, win, Q_TR, tr) / 14.0 / c
+    ring_push(buf, meta, sums, win, Q_H20, h)
+    ring_push(buf, meta, sums, win, Q_L20, lo)
+    hh = _ring_extreme(buf, meta, win, Q_H20, True)
+    ll = _ring_extreme(buf, meta, win, Q_L20, False)
+    out[G_DON] = (c - ll) / (hh - ll) if hh > ll else np.nan
+    ring_push(buf, meta, sums, win, Q_H14, h)
+    ring_push(buf, meta, sums, win, Q_L14, lo)
+    h14 = _ring_extreme(buf, meta, win, Q_H14, True)
+    l14 = _ring_extreme(buf, meta, win, Q_L14, False)
+    k = 100.0 * (c - l14) / (h14 - l14) if h14 > l14 else np.nan
+    out[G_STK] = k
+    out[G_STD] = ring_push(buf, meta, sums, win, Q_K, k) / 3.0
+    up, down = h - ph, pl - lo
+    pdm = up if (up > down and up > 0) else 0.0
+    mdm = down if (down > up and down > 0) else 0.0
+    if pc != pc:
+        pdm = mdm = np.nan
+    a = 1.0 / 14.0
+    str_ = ema_push(ema, X_TR, a, tr if pc == pc else np.nan)
+    dip = 100.0 * ema_push(ema, X_PDM, a, pdm) / str_
+    dim = 100.0 * ema_push(ema, X_MDM, a, mdm) / str_
+    out[G_DIP] = dip
+    out[G_DIM] = dim
+    dx = 100.0 * abs(dip - dim) / (dip + dim) if (dip + dim) > 0 else np.nan
+    adx = ema_push(ema, X_ADX, a, dx)
+    out[G_ADX] = adx
+    out[G_REG] = np.nan if adx != adx else (1.0 if adx > _ADX_TREND else 0.0)
+
+
+@nb.njit(cache=True)
+def _single_flow(buf, meta, sums, win, ema, sc, h, lo, c, v, ts_ns, out):  # type: ignore[no-untyped-def]
+    tp = (h + lo + c) / 3.0
+    stpv = ring_push(buf, meta, sums, win, Q_TPV, tp * v)
+    sv = ring_push(buf, meta, sums, win, Q_V, v)
+    stp = ring_push(buf, meta, sums, win, Q_TP, tp)
+    # Without traded volume (FX), the VWAP is the plain mean typical price.
+    vwap = stpv / sv if sv > 0 else stp / 20.0
+    out[G_VWAP] = (c - vwap) / c
+    mean_v = sv / 20.0
+    out[G_VOLR] = v / mean_v if mean_v > 0 else (1.0 if mean_v == 0 else np.nan)
+    dc = c - sc[T_C]
+    dcp = sc[T_DC]
+    s1 = ring_push(buf, meta, sums, win, Q_DC, dc)
+    s2 = ring_push(buf, meta, sums, win, Q_DCP, dcp)
+    s12 = ring_push(buf, meta, sums, win, Q_DCC, dc * dcp)
+    cv = f_cov(s1, s2, s12, 20)
+    out[G_SPRD] = 2.0 * math.sqrt(-cv) / c if cv < 0 else (0.0 if cv == cv else np.nan)
+    ratio = out[G_HV20] / out[G_HV60]
+    out[G_VOLB] = (
+        np.nan if ratio != ratio else (0.0 if ratio < 0.8 else (1.0 if ratio < 1.25 else 2.0))
+    )
+    hour = (ts_ns // 3_600_000_000_000) % 24
+    out[G_SESS] = 0.0 if hour < 7 else (1.0 if hour < 13 else (2.0 if hour < 21 else 3.0))
+    sc[T_DC] = dc
+
+
+@nb.njit(cache=True)
+def _single_signals(buf, meta, win, sc, h, lo, c, out):  # type: ignore[no-untyped-def]
+    out[G_S_EMA] = _sign(out[G_MACD])
+    out[G_S_MACD] = _sign(out[G_MACDH])
+    bbp = out[G_BBP]
+    out[G_S_BB] = np.nan if bbp != bbp else (-1.0 if bbp > 1.0 else (1.0 if bbp < -1.0 else 0.0))
+    rsi = out[G_RSI]
+    out[G_S_RSI] = np.nan if rsi != rsi else (1.0 if rsi < 30 else (-1.0 if rsi > 70 else 0.0))
+    # Breakout against the channel of the 19 bars before this one.
+    prev_hi = np.nan
+    prev_lo = np.nan
+    if meta[Q_H20, R_COUNT] == win[Q_H20] and sc[T_BARS] >= 20:
+        prev_hi = -np.inf
+        prev_lo = np.inf
+        for k in range(1, win[Q_H20]):
+            prev_hi = max(prev_hi, _ring_ago(buf, meta, win, Q_H20, k))
+            prev_lo = min(prev_lo, _ring_ago(buf, meta, win, Q_L20, k))
+    if prev_hi != prev_hi:
+        out[G_S_DON] = np.nan
+    else:
+        out[G_S_DON] = 1.0 if c > prev_hi else (-1.0 if c < prev_lo else 0.0)
+
+
+@nb.njit(cache=True)
+def single_step(bar, ts_ns, buf, meta, sums, win, ema, sc, out):  # type: ignore[no-untyped-def]
+    """Add one bar (open, high, low, close, volume) at ``ts_ns``; write every single feature."""
+    h, lo, c, v = bar[1], bar[2], bar[3], bar[4]
+    _single_trend(buf, meta, sums, win, ema, sc, c, out)
+    dc = c - sc[T_C]
+    gain = max(dc, 0.0) if dc == dc else np.nan
+    loss = max(-dc, 0.0) if dc == dc else np.nan
+    g = ema_push(ema, X_GAIN, 1.0 / 14.0, gain)
+    out[G_RSI] = f_rsi(g, ema_push(ema, X_LOSS, 1.0 / 14.0, loss))
+    _single_range(buf, meta, sums, win, ema, sc, h, lo, c, out)
+    _single_flow(buf, meta, sums, win, ema, sc, h, lo, c, v, ts_ns, out)
+    _single_signals(buf, meta, win, sc, h, lo, c, out)
+    sc[T_C], sc[T_H], sc[T_L] = c, h, lo
+    sc[T_BARS] += 1.0
+
+
+@nb.njit(cache=True)
+def single_run(bars, ts_ns, buf, meta, sums, win, ema, sc):  # type: ignore[no-untyped-def]
+    """Run :func:`single_step` over every row of ``bars`` (n x 5: OHLC and volume)."""
+    out = np.empty((bars.shape[0], N_SINGLE))
+    for t in range(bars.shape[0]):
+        single_step(bars[t], ts_ns[t], buf, meta, sums, win, ema, sc, out[t])
+    return out
+
+
+def empty_single_state() -> dict[str, np.ndarray]:
+    """A fresh single-instrument state."""
+    sc = np.zeros(N_TSCALARS)
+    sc[[T_C, T_H, T_L, T_DC]] = np.nan
+    return {
+        "buf": np.full((N_QRINGS, int(SINGLE_RING_WINDOWS.max())), np.nan),
+        "meta": np.zeros((N_QRINGS, R_META), dtype=np.int64),
+        "sums": np.zeros(N_QRINGS),
+        "ema": np.zeros((N_XEMAS, 2)),
+        "sc": sc,
+    }
