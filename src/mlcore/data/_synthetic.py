@@ -209,13 +209,13 @@ def default_pairs() -> list[SyntheticPair]:
     """The demo universe: metals, FX and crypto pairs with known truth."""
     return [
         SyntheticPair(
-            "XAU_XAG", "XAU/USD", "XAG/USD", 0.85, 5.0, 24.0, 25.0, 0.22, 0.004, 0.7, 400
+            "XAU_XAG", "XAU/USD", "XAG/USD", 0.85, 5.0, 48.0, 25.0, 0.22, 0.004, 0.7, 400
         ),
         SyntheticPair(
-            "EUR_GBP", "EUR/USD", "GBP/USD", 0.9, -0.05, 36.0, 1.27, 0.08, 0.0012, 0.6, 300
+            "EUR_GBP", "EUR/USD", "GBP/USD", 0.9, -0.05, 72.0, 1.27, 0.08, 0.0012, 0.6, 300
         ),
         SyntheticPair(
-            "BTC_ETH", "BTC/USD", "ETH/USD", 1.1, 1.4, 18.0, 2500.0, 0.6, 0.006, 0.75, 500
+            "BTC_ETH", "BTC/USD", "ETH/USD", 1.1, 1.4, 36.0, 2500.0, 0.6, 0.006, 0.75, 500
         ),
     ]
 
