@@ -33,7 +33,7 @@ from mlcore.data import (
 )
 from mlcore.demo import DemoResult, run_demo
 from mlcore.errors import ConfigError, DataQualityError, MlcoreError, RetryableError
-from mlcore.features import build_pair_features
+from mlcore.features import build_pair_features, build_symbol_features
 
 app = typer.Typer(
     name="mlcore",
@@ -260,31 +260,42 @@ def catalog_build(config_env: EnvOpt = None, config_root: RootOpt = None) -> Non
 @guarded
 def features_build(
     timeframe: Annotated[str, typer.Option(help="Bar timeframe, e.g. 1h.")],
-    pair: Annotated[
-        str | None, typer.Option(help="Pair id from universe.yaml (default: every pair).")
-    ] = None,
+    pair: Annotated[str | None, typer.Option(help="Pair id from universe.yaml.")] = None,
+    symbol: Annotated[str | None, typer.Option(help="Symbol (single-instrument features).")] = None,
     config_env: EnvOpt = None,
     config_root: RootOpt = None,
 ) -> None:
-    """Compute pair features for every month not already cached; print what came from cache."""
+    """Build features from the catalog into the cache (default: every pair and every leg)."""
     cfg = _config(config_env, config_root)
-    pairs = [p for p in cfg.universe.pairs if pair is None or p.pair_id == pair]
-    if not pairs:
-        known = [p.pair_id for p in cfg.universe.pairs]
+    known = [p.pair_id for p in cfg.universe.pairs]
+    if pair is not None and pair not in known:
         raise ConfigError("CLI_ARGUMENT_INVALID", f"pair {pair!r} is not in universe.yaml {known}")
+    pairs = [
+        p for p in cfg.universe.pairs if (pair is None and symbol is None) or p.pair_id == pair
+    ]
+    if symbol is not None:
+        symbols = [normalize_symbol(symbol, list(cfg.universe.instruments))]
+    elif pair is None:
+        symbols = sorted({s for p in cfg.universe.pairs for s in (p.leg_a, p.leg_b)})
+    else:
+        symbols = []
     cat = Catalog(cfg)
-    for spec in pairs:
-        try:
-            r = build_pair_features(cfg, cat, spec, timeframe)
-        except ValueError as exc:
-            raise DataQualityError("FEATURES_INPUT_INVALID", str(exc)) from exc
+    try:
+        reports = [build_pair_features(cfg, cat, p, timeframe) for p in pairs]
+        reports += [build_symbol_features(cfg, cat, s, timeframe) for s in symbols]
+    except ValueError as exc:
+        raise DataQualityError("FEATURES_INPUT_INVALID", str(exc)) from exc
+    for r in reports:
+        dropped = (
+            f", dropped A {r.dropped_bars['A']}, B {r.dropped_bars['B']}" if r.dropped_bars else ""
+        )
         out.print(
             f"features {r.pair_id} {r.timeframe} (hash {r.feature_hash[:12]}): "
-            f"{r.aligned_bars} aligned bars (dropped A {r.dropped_bars['A']}, "
-            f"B {r.dropped_bars['B']}), warm-up {r.warm_up_bars}"
+            f"{r.aligned_bars} bars{dropped}, warm-up {r.warm_up_bars}; "
+            f"computed {len(r.months_computed)} month(s), from cache {len(r.months_cached)}"
         )
-        out.print(f"  computed {len(r.months_computed)} month(s) {r.months_computed}")
-        out.print(f"  from cache {len(r.months_cached)} month(s)")
+        if r.months_computed:
+            out.print(f"  computed: {', '.join(r.months_computed)}")
         out.print(f"  report: {r.report_path}")
 
 

@@ -167,6 +167,21 @@ def test_features_build_needs_a_catalog_and_a_known_pair(archive: Path) -> None:
     assert code == 1
     assert "CATALOG_INDEX_MISSING" in out
     code, out = _run(
+        "ingest", "--config-root", str(CONFIG_ROOT), "--symbol", "EURUSD", "--timeframe", "1h",
+        "--path", str(third_party_csv("EURUSD.csv")),
+    )  # fmt: skip
+    assert code == 0
+    assert _run("catalog", "build", "--config-root", str(CONFIG_ROOT))[0] == 0
+    args = ("features", "build", "--config-root", str(CONFIG_ROOT), "--timeframe", "1h")
+    code, out = _run(*args, "--symbol", "eurusd")
+    assert code == 0, out
+    assert "features EUR_USD 1h" in out and "computed 11 month(s), from cache 0" in out
+    code, out = _run(*args, "--symbol", "eurusd")
+    assert "computed 0 month(s), from cache 11" in out
+    code, out = _run(*args, "--pair", "EUR_GBP")
+    assert code == 65
+    assert "no included bars for GBP/USD 1h" in out
+    code, out = _run(
         "features", "build", "--config-root", str(CONFIG_ROOT), "--timeframe", "1h", "--pair", "X_Y"
     )
     assert code == 2

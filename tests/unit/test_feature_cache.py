@@ -10,10 +10,14 @@ from mlcore.config import AppConfig, PairSpec
 from mlcore.data import Catalog, FetchResult, build_catalog, ingest
 from mlcore.features import (
     PAIR_FEATURES,
+    SINGLE_FEATURES,
     build_pair_features,
+    build_symbol_features,
     load_pair_features,
+    load_symbol_features,
     pair_batch_values,
     pair_feature_hash,
+    single_features,
 )
 
 PAIR = PairSpec(pair_id="BTC_ETH", leg_a="BTC/USD", leg_b="ETH/USD")
@@ -122,3 +126,17 @@ def test_missing_leg_is_a_clear_error(cfg: AppConfig) -> None:
     build_catalog(cfg)
     with pytest.raises(ValueError, match=r"no included bars for ETH/USD 1h"):
         build_pair_features(cfg, Catalog(cfg), PAIR, "1h")
+
+
+def test_symbol_features_cache_equals_a_full_run(cfg: AppConfig) -> None:
+    a, b = _legs()
+    cat = _ingest(cfg, a, b)
+    first = build_symbol_features(cfg, cat, "BTC/USD", "1h")
+    assert len(first.months_computed) == 4
+    assert build_symbol_features(cfg, cat, "BTC/USD", "1h").months_cached == first.months_computed
+    got = load_symbol_features(cfg, "BTC/USD", "1h")
+    full = single_features(cat.load_bars("1h", "BTC/USD"))
+    np.testing.assert_array_equal(
+        got[list(SINGLE_FEATURES)].to_numpy(), full[list(SINGLE_FEATURES)].to_numpy()
+    )
+    assert (cfg.paths.features / "1h" / "BTC_USD" / "preprocess_report.json").exists()

@@ -4,8 +4,11 @@ robust scaling and the feature schema."""
 from mlcore.features._cache import (
     FeatureBuildReport,
     build_pair_features,
+    build_symbol_features,
     load_pair_features,
+    load_symbol_features,
     pair_feature_hash,
+    single_feature_hash,
 )
 from mlcore.features._engine import (
     PairFeatureEngine,
@@ -31,14 +34,17 @@ __all__ = [
     "SingleFeatureEngine",
     "align_legs",
     "build_pair_features",
+    "build_symbol_features",
     "feature_hash",
     "feature_levels",
     "load_pair_features",
+    "load_symbol_features",
     "longest_window",
     "pair_batch_values",
     "pair_feature_hash",
     "pair_features",
     "reference_pair_features",
     "schema_bytes",
+    "single_feature_hash",
     "single_features",
 ]

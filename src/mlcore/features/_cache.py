@@ -18,6 +18,7 @@ import io
 import json
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,9 @@ import pandas as pd
 
 from mlcore.config import AppConfig, PairSpec
 from mlcore.data import Catalog
-from mlcore.data._store import json_bytes, month_groups, to_parquet_bytes
-from mlcore.features._engine import PairFeatureEngine, align_legs
-from mlcore.features._kernels import PAIR_FEATURES
+from mlcore.data._store import json_bytes, month_groups, symbol_dirname, to_parquet_bytes
+from mlcore.features._engine import PairFeatureEngine, SingleFeatureEngine, align_legs
+from mlcore.features._kernels import PAIR_FEATURES, SINGLE_FEATURES
 
 _LEG_COLS = ["ts", "open", "high", "low", "close", "volume", "quality_flag"]
 _FLAGGED = ("filled", "outlier", "conflict")
@@ -53,14 +54,66 @@ class FeatureBuildReport:
     report_path: str = ""
 
 
-def pair_feature_hash(cfg: AppConfig) -> str:
-    """Hash of everything that defines the pair features (names, order, dtypes, windows)."""
+def _hash_spec(kind: str, names: tuple[str, ...], params: dict[str, Any]) -> str:
     spec = {
         "cache_version": CACHE_VERSION,
-        "features": [{"name": f, "dtype": "float64"} for f in PAIR_FEATURES],
-        "windows": cfg.features.pair.model_dump(),
+        "kind": kind,
+        "features": [{"name": f, "dtype": "float64"} for f in names],
+        "params": params,
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def pair_feature_hash(cfg: AppConfig) -> str:
+    """Hash of everything that defines the pair features (names, order, dtypes, windows)."""
+    return _hash_spec("pair", PAIR_FEATURES, cfg.features.pair.model_dump())
+
+
+def single_feature_hash() -> str:
+    """Hash of everything that defines the single-instrument features."""
+    return _hash_spec("single", SINGLE_FEATURES, {})
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """How one family of features is computed month by month from a saved state."""
+
+    fhash: str
+    names: tuple[str, ...]
+    input_cols: tuple[str, ...]
+    new_engine: Callable[[], Any]
+    load_engine: Callable[[bytes], Any]
+    compute: Callable[[Any, pd.DataFrame], np.ndarray]
+
+
+def _pair_kind(cfg: AppConfig) -> _Kind:
+    w = cfg.features.pair
+    return _Kind(
+        pair_feature_hash(cfg),
+        PAIR_FEATURES,
+        tuple(_INPUT_COLS),
+        lambda: PairFeatureEngine(w),
+        lambda data: PairFeatureEngine.load(w, data),
+        lambda engine, rows: engine.warm(rows[_INPUT_COLS].to_numpy()),
+    )
+
+
+def _single_kind() -> _Kind:
+    cols = ["open", "high", "low", "close", "volume"]
+
+    def compute(engine: Any, rows: pd.DataFrame) -> np.ndarray:
+        ts = pd.DatetimeIndex(rows["ts"]).as_unit("ns").asi8
+        out: np.ndarray = engine.warm(ts, rows[cols].to_numpy(dtype=np.float64))
+        return out
+
+    return _Kind(
+        single_feature_hash(),
+        SINGLE_FEATURES,
+        tuple(cols),
+        SingleFeatureEngine,
+        SingleFeatureEngine.load,
+        compute,
+    )
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -104,11 +157,13 @@ def _aligned(cat: Catalog, pair: PairSpec, timeframe: str) -> tuple[pd.DataFrame
     return joined, dropped
 
 
-def _chain_keys(aligned: pd.DataFrame, months: dict[str, np.ndarray], fhash: str) -> dict[str, str]:
+def _chain_keys(
+    aligned: pd.DataFrame, months: dict[str, np.ndarray], fhash: str, cols: list[str]
+) -> dict[str, str]:
     keys: dict[str, str] = {}
     prev = fhash
     ts = pd.DatetimeIndex(aligned["ts"]).as_unit("ns").asi8
-    values = aligned[_INPUT_COLS].to_numpy(dtype=np.float64)
+    values = aligned[cols].to_numpy(dtype=np.float64)
     for month in sorted(months):
         idx = months[month]
         h = hashlib.sha256(prev.encode())
@@ -118,67 +173,104 @@ def _chain_keys(aligned: pd.DataFrame, months: dict[str, np.ndarray], fhash: str
     return keys
 
 
-def build_pair_features(
-    cfg: AppConfig, cat: Catalog, pair: PairSpec, timeframe: str
-) -> FeatureBuildReport:
-    """Compute the pair's features for every month not already cached with the same chain key."""
-    fhash = pair_feature_hash(cfg)
-    aligned, dropped = _aligned(cat, pair, timeframe)
-    months = month_groups(aligned["ts"])
-    keys = _chain_keys(aligned, months, fhash)
-    report = FeatureBuildReport(pair.pair_id, timeframe, fhash, len(aligned), dropped, 0, {})
-    engine: PairFeatureEngine | None = PairFeatureEngine(cfg.features.pair)
+def _build_months(
+    cfg: AppConfig, timeframe: str, key: str, inputs: pd.DataFrame, kind: _Kind,
+    report: FeatureBuildReport,
+) -> None:  # fmt: skip
+    months = month_groups(inputs["ts"])
+    keys = _chain_keys(inputs, months, kind.fhash, list(kind.input_cols))
+    engine: Any = None
     prev_dir: Path | None = None
     for month in sorted(months):
-        folder = _month_dir(cfg, timeframe, pair.pair_id, month)
-        meta = _read_meta(folder, fhash)
+        folder = _month_dir(cfg, timeframe, key, month)
+        meta = _read_meta(folder, kind.fhash)
         if meta is not None and meta.get("chain_key") == keys[month]:
             report.months_cached.append(month)
             report.warm_up_bars += int(meta["warm_up_bars"])
             engine, prev_dir = None, folder  # state loaded only if a later month is computed
             continue
-        if engine is None and prev_dir is not None:
-            state = (prev_dir / f"{fhash}.state.npz").read_bytes()
-            engine = PairFeatureEngine.load(cfg.features.pair, state)
         if engine is None:
-            engine = PairFeatureEngine(cfg.features.pair)
-        rows = aligned.iloc[months[month]]
-        values = engine.warm(rows[_INPUT_COLS].to_numpy())
-        frame = pd.DataFrame(values, columns=list(PAIR_FEATURES))
+            engine = (
+                kind.load_engine((prev_dir / f"{kind.fhash}.state.npz").read_bytes())
+                if prev_dir is not None
+                else kind.new_engine()
+            )
+        rows = inputs.iloc[months[month]]
+        values = kind.compute(engine, rows)
+        frame = pd.DataFrame(values, columns=list(kind.names))
         frame.insert(0, "ts", rows["ts"].to_numpy())
         warm = int(np.isnan(values).any(axis=1).sum())
         folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(folder / f"{fhash}.parquet", to_parquet_bytes(frame))
-        _write_atomic(folder / f"{fhash}.state.npz", engine.save())
+        _write_atomic(folder / f"{kind.fhash}.parquet", to_parquet_bytes(frame))
+        _write_atomic(folder / f"{kind.fhash}.state.npz", engine.save())
         meta = {
-            "pair_id": pair.pair_id,
+            "key": key,
             "timeframe": timeframe,
             "month": month,
-            "feature_hash": fhash,
+            "feature_hash": kind.fhash,
             "chain_key": keys[month],
             "bars": len(rows),
             "warm_up_bars": warm,
-            "features": list(PAIR_FEATURES),
+            "features": list(kind.names),
         }
-        _write_atomic(folder / f"{fhash}.meta.json", json_bytes(meta))
+        _write_atomic(folder / f"{kind.fhash}.meta.json", json_bytes(meta))
         report.months_computed.append(month)
         report.warm_up_bars += warm
         prev_dir = folder
+
+
+def _finish(cfg: AppConfig, timeframe: str, key: str, report: FeatureBuildReport) -> None:
+    path = cfg.paths.features / timeframe / key / "preprocess_report.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, json_bytes(asdict(report) | {"report_path": str(path)}))
+    report.report_path = str(path)
+
+
+def build_pair_features(
+    cfg: AppConfig, cat: Catalog, pair: PairSpec, timeframe: str
+) -> FeatureBuildReport:
+    """Compute the pair's features for every month not already cached with the same chain key."""
+    kind = _pair_kind(cfg)
+    aligned, dropped = _aligned(cat, pair, timeframe)
+    report = FeatureBuildReport(pair.pair_id, timeframe, kind.fhash, len(aligned), dropped, 0, {})
+    _build_months(cfg, timeframe, pair.pair_id, aligned, kind, report)
     for flag in _FLAGGED:
         report.flagged_input_bars[flag] = int(
             ((aligned["quality_flag_a"] == flag) | (aligned["quality_flag_b"] == flag)).sum()
         )
-    path = cfg.paths.features / timeframe / pair.pair_id / "preprocess_report.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, json_bytes(asdict(report) | {"report_path": str(path)}))
-    report.report_path = str(path)
+    _finish(cfg, timeframe, pair.pair_id, report)
     return report
+
+
+def build_symbol_features(
+    cfg: AppConfig, cat: Catalog, symbol: str, timeframe: str
+) -> FeatureBuildReport:
+    """Compute one symbol's single-instrument features for every month not already cached."""
+    kind = _single_kind()
+    bars = cat.load_bars(timeframe, symbol)
+    if bars.empty:
+        raise ValueError(f"no included bars for {symbol} {timeframe} in the catalog")
+    key = symbol_dirname(symbol)
+    report = FeatureBuildReport(key, timeframe, kind.fhash, len(bars), {}, 0, {})
+    _build_months(cfg, timeframe, key, bars, kind, report)
+    for flag in _FLAGGED:
+        report.flagged_input_bars[flag] = int((bars["quality_flag"] == flag).sum())
+    _finish(cfg, timeframe, key, report)
+    return report
+
+
+def load_symbol_features(cfg: AppConfig, symbol: str, timeframe: str) -> pd.DataFrame:
+    """The cached single-instrument features of a symbol, oldest first."""
+    return _load(cfg, symbol_dirname(symbol), timeframe, single_feature_hash())
 
 
 def load_pair_features(cfg: AppConfig, pair_id: str, timeframe: str) -> pd.DataFrame:
     """The cached features of a pair (all months of the current feature hash), oldest first."""
-    fhash = pair_feature_hash(cfg)
-    root = cfg.paths.features / timeframe / pair_id
+    return _load(cfg, pair_id, timeframe, pair_feature_hash(cfg))
+
+
+def _load(cfg: AppConfig, key: str, timeframe: str, fhash: str) -> pd.DataFrame:
+    root = cfg.paths.features / timeframe / key
     months = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     frames = [
         pd.read_parquet(io.BytesIO((root / m / f"{fhash}.parquet").read_bytes()))
@@ -186,7 +278,5 @@ def load_pair_features(cfg: AppConfig, pair_id: str, timeframe: str) -> pd.DataF
         if (root / m / f"{fhash}.meta.json").exists()
     ]
     if not frames:
-        raise ValueError(
-            f"no cached features for {pair_id} {timeframe}; run `mlcore features build`"
-        )
+        raise ValueError(f"no cached features for {key} {timeframe}; run `mlcore features build`")
     return pd.concat(frames, ignore_index=True)
