@@ -17,6 +17,11 @@ want="$(cat "$lock" pyproject.toml | sha256sum | cut -c1-16)"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   exit 0
 fi
+# The dev lock holds every runtime pin, so an up-to-date dev environment serves the demo too.
+dev_want="$(cat requirements/lock-dev.txt pyproject.toml | sha256sum | cut -c1-16)"
+if [[ "$profile" == runtime && -f .venv/.stamp-dev && "$(cat .venv/.stamp-dev)" == "$dev_want" ]]; then
+  exit 0
+fi
 [[ -x .venv/bin/python ]] || "$python_bin" -m venv .venv
 echo "setup: installing pinned dependencies ($lock) into .venv ..." >&2
 # pip's local-index notices are noise here; real errors still fail the script.
