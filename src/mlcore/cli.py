@@ -267,6 +267,18 @@ def features_build(
 ) -> None:
     """Build features from the catalog into the cache (default: every pair and every leg)."""
     cfg = _config(config_env, config_root)
+    if timeframe not in cfg.pipeline.timeframe_allowed:
+        raise ConfigError(
+            "CLI_ARGUMENT_INVALID",
+            f"--timeframe {timeframe!r} is not one of {cfg.pipeline.timeframe_allowed}",
+        )
+    if symbol is not None and normalize_symbol(symbol, list(cfg.universe.instruments)) not in (
+        cfg.universe.instruments
+    ):
+        raise ConfigError(
+            "CLI_ARGUMENT_INVALID",
+            f"--symbol {symbol!r} is not in universe.yaml {sorted(cfg.universe.instruments)}",
+        )
     known = [p.pair_id for p in cfg.universe.pairs]
     if pair is not None and pair not in known:
         raise ConfigError("CLI_ARGUMENT_INVALID", f"pair {pair!r} is not in universe.yaml {known}")

@@ -60,6 +60,7 @@ class PairSummary:
     direction_counts: dict[str, int]
     months_computed: int
     months_cached: int
+    segments: int
 
 
 @dataclass
@@ -141,18 +142,21 @@ def _leg(cat: Catalog, symbol: str) -> pd.DataFrame:
     return cat.load_bars(DEMO_TIMEFRAME, symbol)[["ts", "high", "low", "close"]]
 
 
-def summarize_pair(cfg: AppConfig, cat: Catalog, pair: PairSpec) -> PairSummary:
-    """Build (or reuse) the pair's cached features and label them (AI1, AI2, AI3, direction)."""
-    built = build_pair_features(cfg, cat, pair, DEMO_TIMEFRAME)
-    feats = load_pair_features(cfg, pair.pair_id, DEMO_TIMEFRAME)
-    pair_id, leg_a, dropped = pair.pair_id, pair.leg_a, built.dropped_bars
+@dataclass
+class _SegmentLabels:
+    events: pd.DataFrame
+    targets: np.ndarray
+    risk: np.ndarray
+    direction: np.ndarray
+
+
+def _label_segment(cfg: AppConfig, feats: pd.DataFrame, close_a: np.ndarray) -> _SegmentLabels:
     lab = cfg.core.labels
     ts = pd.DatetimeIndex(feats["ts"]).as_unit("ns").asi8
     # The spec's speed |dz|EMA: the size of the smoothed velocity of z.
     speed = np.abs(feats["dz_ema"].to_numpy())
-    events = ai1_events(ts, feats["z"].to_numpy(), speed, lab.ai1)
-    labelled = events[(events["label"] >= 0)]
-    targets = ai3_targets(events, feats["z"].to_numpy(), lab.ai1)
+    z = feats["z"].to_numpy()
+    events = ai1_events(ts, z, speed, lab.ai1)
     risk, _ = ai2_labels(
         feats["rho_var"].to_numpy(),
         feats["atr_ratio"].to_numpy(),
@@ -160,14 +164,33 @@ def summarize_pair(cfg: AppConfig, cat: Catalog, pair: PairSpec) -> PairSummary:
         feats["dd_recent"].to_numpy(),
         lab.ai2,
     )
-    close_a = _leg(cat, leg_a).set_index("ts")["close"].reindex(feats["ts"]).to_numpy()
     direction, _ = direction_labels(close_a, lab.direction)
+    return _SegmentLabels(events, ai3_targets(events, z, lab.ai1), risk, direction)
+
+
+def summarize_pair(cfg: AppConfig, cat: Catalog, pair: PairSpec) -> PairSummary:
+    """Build (or reuse) the pair's cached features and label them (AI1, AI2, AI3, direction).
+
+    Labels are computed per segment of unbroken history, so no horizon spans an excluded month.
+    """
+    built = build_pair_features(cfg, cat, pair, DEMO_TIMEFRAME)
+    feats = load_pair_features(cfg, pair.pair_id, DEMO_TIMEFRAME)
+    close = _leg(cat, pair.leg_a).set_index("ts")["close"].reindex(feats["ts"]).to_numpy()
+    parts = [
+        _label_segment(cfg, seg, close[seg.index.to_numpy()])
+        for _, seg in feats.groupby("segment", sort=True)
+    ]
+    events = pd.concat([p.events for p in parts], ignore_index=True)
+    targets = np.concatenate([p.targets for p in parts])
+    risk = np.concatenate([p.risk for p in parts])
+    direction = np.concatenate([p.direction for p in parts])
+    labelled = events[events["label"] >= 0]
     names = {SELL: "SELL", HOLD: "HOLD", BUY: "BUY"}
     known = risk[risk >= 0]
     return PairSummary(
-        pair_id=pair_id,
+        pair_id=pair.pair_id,
         aligned_bars=len(feats),
-        dropped_bars=dropped,
+        dropped_bars=built.dropped_bars,
         warm_up_bars=built.warm_up_bars,
         months_computed=len(built.months_computed),
         months_cached=len(built.months_cached),
@@ -178,6 +201,7 @@ def summarize_pair(cfg: AppConfig, cat: Catalog, pair: PairSpec) -> PairSummary:
         ai3_mean_target=float(pd.Series(targets).mean()),
         ai2_positive_rate=float((known == 1).mean()) if len(known) else float("nan"),
         direction_counts={names[k]: int((direction == k).sum()) for k in names},
+        segments=len(parts),
     )
 
 

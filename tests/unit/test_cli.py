@@ -198,3 +198,16 @@ def test_internal_error_log_has_no_local_variables(capsys: pytest.CaptureFixture
     err = capsys.readouterr().err
     assert "boom" in err
     assert secret not in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [(["--timeframe", "bogus"], "--timeframe 'bogus' is not one of"),
+     (["--timeframe", "1h", "--symbol", "FOO/BAR"], "--symbol 'FOO/BAR' is not in universe.yaml")],
+)  # fmt: skip
+def test_features_build_refuses_bad_arguments(
+    archive: Path, extra: list[str], fragment: str
+) -> None:
+    code, out = _run("features", "build", "--config-root", str(CONFIG_ROOT), *extra)
+    assert code == 2
+    assert fragment in out

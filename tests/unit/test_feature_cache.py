@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -140,3 +142,46 @@ def test_symbol_features_cache_equals_a_full_run(cfg: AppConfig) -> None:
         got[list(SINGLE_FEATURES)].to_numpy(), full[list(SINGLE_FEATURES)].to_numpy()
     )
     assert (cfg.paths.features / "1h" / "BTC_USD" / "preprocess_report.json").exists()
+
+
+def _quarantine_march(a: pd.DataFrame) -> pd.DataFrame:
+    march = a["ts"].dt.month == 3
+    drop = a.index[march][100:106]  # a 6-bar gap quarantines March for BTC/USD
+    return a.drop(index=drop).reset_index(drop=True)
+
+
+def test_month_leaving_the_catalog_splits_the_history(cfg: AppConfig) -> None:
+    a, b = _legs()
+    cat = _ingest(cfg, a, b)
+    build_pair_features(cfg, cat, PAIR, "1h")
+    # Re-ingest leg A with a long gap in March: the month is quarantined and leaves the catalog.
+    for sub in (cfg.paths.raw, cfg.paths.canonical):
+        shutil.rmtree(sub / "1h" / "BTC_USD")
+    cat = _ingest(cfg, _quarantine_march(a), b)
+    report = build_pair_features(cfg, cat, PAIR, "1h")
+    assert report.months_cached == ["2024-01", "2024-02"]
+    assert report.months_computed == ["2024-04"]
+    got = load_pair_features(cfg, PAIR.pair_id, "1h")
+    assert not (got["ts"].dt.month == 3).any()  # stale March files are not returned
+    assert got.groupby("segment")["ts"].min().dt.month.tolist() == [1, 4]
+    april = got[got["segment"] == 1]
+    # April starts a new segment with its own warm-up, as a fresh engine would compute it.
+    a2, b2 = cat.load_bars("1h", PAIR.leg_a), cat.load_bars("1h", PAIR.leg_b)
+    a2, b2 = a2[a2["ts"].dt.month == 4], b2[b2["ts"].dt.month == 4]
+    bars = np.column_stack([a2.high, a2.low, a2.close, b2.high, b2.low, b2.close])
+    np.testing.assert_array_equal(
+        april[list(PAIR_FEATURES)].to_numpy(), pair_batch_values(bars, cfg.features.pair)
+    )
+
+
+def test_damaged_state_is_rebuilt(cfg: AppConfig) -> None:
+    a, b = _legs()
+    cat = _ingest(cfg, a, b)
+    build_pair_features(cfg, cat, PAIR, "1h")
+    fhash = pair_feature_hash(cfg)
+    (cfg.paths.features / "1h" / "BTC_ETH" / "2024-02" / f"{fhash}.state.npz").write_bytes(b"junk")
+    (cfg.paths.features / "1h" / "BTC_ETH" / "2024-03" / f"{fhash}.meta.json").unlink()
+    report = build_pair_features(cfg, cat, PAIR, "1h")
+    assert report.months_computed == ["2024-01", "2024-02", "2024-03", "2024-04"]
+    got = load_pair_features(cfg, PAIR.pair_id, "1h")
+    np.testing.assert_array_equal(got[list(PAIR_FEATURES)].to_numpy(), _full(cat, cfg))

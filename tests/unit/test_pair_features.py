@@ -137,3 +137,28 @@ def test_bad_legs_are_refused_clearly(w: PairFeatureWindows) -> None:
         pair_features(a.iloc[:100], b.iloc[:100], w)
     with pytest.raises(ValueError, match="unique and increasing"):
         pair_features(pd.concat([a, a.iloc[[3]]]), b, w)
+
+
+@pytest.mark.parametrize("flat_leg", [0, 3])
+def test_a_flat_leg_gives_nan_not_noise_and_both_engines_agree(
+    w: PairFeatureWindows, flat_leg: int
+) -> None:
+    bars = _bars(2_000, seed=9)
+    bars[:800, flat_leg : flat_leg + 3] = bars[0, flat_leg + 2]  # a pegged or halted leg
+    batch = pair_batch_values(bars, w)
+    engine = PairFeatureEngine(w)
+    stream = engine.warm(bars)
+    np.testing.assert_array_equal(stream, batch)
+    early = batch[w.beta_window : 700]
+    names = ["beta", "z", "atr_ratio", "rsi_spread"] if flat_leg == 3 else ["z", "atr_ratio"]
+    for name in names:
+        assert np.isnan(early[:, PAIR_FEATURES.index(name)]).all(), name
+    assert not np.isinf(batch).any()
+
+
+def test_warm_up_covers_every_window(w: PairFeatureWindows) -> None:
+    long_slope = w.model_copy(update={"slope_window": 400})
+    n = longest_window(long_slope)
+    assert n >= long_slope.beta_window + 400
+    got = pair_batch_values(_bars(n + 5), long_slope)
+    assert np.isfinite(got[n:]).all()

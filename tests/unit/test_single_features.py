@@ -137,3 +137,17 @@ def test_feature_order_errors(tmp_path: Path, archive: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         feature_levels(load_config(root, "dev").feature_order.single)
     assert "['sig_rsii'] are not computed features" in exc.value.message
+
+
+def test_flat_or_zero_range_bars_do_not_crash() -> None:
+    bars = _bars(300)
+    bars.loc[1, ["open", "high", "low", "close"]] = bars.loc[0, "close"]  # no trade in bar 1
+    flat = bars.copy()
+    flat[["open", "high", "low", "close"]] = 1.2345
+    flat["volume"] = 0.0
+    for frame in (bars, flat):
+        out = single_features(frame).drop(columns="ts").to_numpy()
+        assert not np.isinf(out).any()
+    assert np.isnan(single_features(flat)["rsi_14"]).all()
+    with pytest.raises(ValueError, match="unique and increasing"):
+        single_features(pd.concat([bars, bars.iloc[[5]]]))

@@ -29,6 +29,7 @@ import pandas as pd
 from mlcore.config import AppConfig, PairSpec
 from mlcore.data import Catalog
 from mlcore.data._store import json_bytes, month_groups, symbol_dirname, to_parquet_bytes
+from mlcore.features import _kernels as _kernels_module
 from mlcore.features._engine import PairFeatureEngine, SingleFeatureEngine, align_legs
 from mlcore.features._kernels import PAIR_FEATURES, SINGLE_FEATURES
 
@@ -54,9 +55,14 @@ class FeatureBuildReport:
     report_path: str = ""
 
 
+# The compiled formulas are part of what defines a feature: a change to them invalidates the cache.
+_KERNELS_SHA = hashlib.sha256(Path(_kernels_module.__file__).read_bytes()).hexdigest()
+
+
 def _hash_spec(kind: str, names: tuple[str, ...], params: dict[str, Any]) -> str:
     spec = {
         "cache_version": CACHE_VERSION,
+        "kernels_sha256": _KERNELS_SHA,
         "kind": kind,
         "features": [{"name": f, "dtype": "float64"} for f in names],
         "params": params,
@@ -173,28 +179,59 @@ def _chain_keys(
     return keys
 
 
+def segment_starts(months: list[str]) -> set[str]:
+    """Months that start a new segment: the first, and any after a missing month.
+
+    A month that left the catalog (quarantined, excluded) breaks the history: features restart
+    their warm-up after it, and labels must not look across it.
+    """
+    starts: set[str] = set()
+    prev: pd.Period | None = None
+    for month in sorted(months):
+        cur = pd.Period(month, freq="M")
+        if prev is None or cur != prev + 1:
+            starts.add(month)
+        prev = cur
+    return starts
+
+
+def _cached(folder: Path, fhash: str, chain: str) -> dict[str, Any] | None:
+    meta = _read_meta(folder, fhash)
+    files_ok = all((folder / f"{fhash}{ext}").is_file() for ext in (".parquet", ".state.npz"))
+    if meta is not None and meta.get("chain_key") == chain and files_ok:
+        return meta
+    return None
+
+
 def _build_months(
     cfg: AppConfig, timeframe: str, key: str, inputs: pd.DataFrame, kind: _Kind,
-    report: FeatureBuildReport,
+    report: FeatureBuildReport, *, force: bool = False,
 ) -> None:  # fmt: skip
     months = month_groups(inputs["ts"])
     keys = _chain_keys(inputs, months, kind.fhash, list(kind.input_cols))
+    starts = segment_starts(list(months))
     engine: Any = None
     prev_dir: Path | None = None
     for month in sorted(months):
         folder = _month_dir(cfg, timeframe, key, month)
-        meta = _read_meta(folder, kind.fhash)
-        if meta is not None and meta.get("chain_key") == keys[month]:
+        meta = None if force else _cached(folder, kind.fhash, keys[month])
+        if meta is not None:
             report.months_cached.append(month)
             report.warm_up_bars += int(meta["warm_up_bars"])
             engine, prev_dir = None, folder  # state loaded only if a later month is computed
             continue
-        if engine is None:
-            engine = (
-                kind.load_engine((prev_dir / f"{kind.fhash}.state.npz").read_bytes())
-                if prev_dir is not None
-                else kind.new_engine()
-            )
+        if month in starts:
+            engine = kind.new_engine()
+        elif engine is None:
+            try:
+                engine = kind.load_engine((prev_dir / f"{kind.fhash}.state.npz").read_bytes())  # type: ignore[operator]
+            except (OSError, ValueError, KeyError):
+                # A damaged saved state: rebuild this history from the start.
+                report.months_cached.clear()
+                report.months_computed.clear()
+                report.warm_up_bars = 0
+                _build_months(cfg, timeframe, key, inputs, kind, report, force=True)
+                return
         rows = inputs.iloc[months[month]]
         values = kind.compute(engine, rows)
         frame = pd.DataFrame(values, columns=list(kind.names))
@@ -209,6 +246,7 @@ def _build_months(
             "month": month,
             "feature_hash": kind.fhash,
             "chain_key": keys[month],
+            "segment_start": month in starts,
             "bars": len(rows),
             "warm_up_bars": warm,
             "features": list(kind.names),
@@ -217,6 +255,16 @@ def _build_months(
         report.months_computed.append(month)
         report.warm_up_bars += warm
         prev_dir = folder
+    _write_index(cfg, timeframe, key, kind.fhash, keys)
+
+
+def _write_index(
+    cfg: AppConfig, timeframe: str, key: str, fhash: str, keys: dict[str, str]
+) -> None:
+    # The months of the latest build, in order; loading reads only these (a month that left the
+    # catalog keeps its old files on disk but is no longer part of the history).
+    path = cfg.paths.features / timeframe / key / f"{fhash}.index.json"
+    _write_atomic(path, json_bytes({"feature_hash": fhash, "months": keys}))
 
 
 def _finish(cfg: AppConfig, timeframe: str, key: str, report: FeatureBuildReport) -> None:
@@ -265,18 +313,32 @@ def load_symbol_features(cfg: AppConfig, symbol: str, timeframe: str) -> pd.Data
 
 
 def load_pair_features(cfg: AppConfig, pair_id: str, timeframe: str) -> pd.DataFrame:
-    """The cached features of a pair (all months of the current feature hash), oldest first."""
+    """The cached features of a pair from the latest build, oldest first.
+
+    A ``segment`` column numbers the unbroken stretches of history (a month missing from the
+    catalog starts a new one, with its own warm-up); labels must not span segments.
+    """
     return _load(cfg, pair_id, timeframe, pair_feature_hash(cfg))
 
 
 def _load(cfg: AppConfig, key: str, timeframe: str, fhash: str) -> pd.DataFrame:
     root = cfg.paths.features / timeframe / key
-    months = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    frames = [
-        pd.read_parquet(io.BytesIO((root / m / f"{fhash}.parquet").read_bytes()))
-        for m in months
-        if (root / m / f"{fhash}.meta.json").exists()
-    ]
-    if not frames:
+    index_path = root / f"{fhash}.index.json"
+    if not index_path.exists():
         raise ValueError(f"no cached features for {key} {timeframe}; run `mlcore features build`")
+    months: dict[str, str] = json.loads(index_path.read_text(encoding="utf-8"))["months"]
+    frames = []
+    starts = segment_starts(list(months))
+    segment = -1
+    for month, chain in sorted(months.items()):
+        meta = _read_meta(root / month, fhash)
+        if meta is None or meta.get("chain_key") != chain:
+            raise ValueError(
+                f"feature cache for {key} {timeframe} {month} is missing or stale; "
+                "run `mlcore features build`"
+            )
+        frame = pd.read_parquet(io.BytesIO((root / month / f"{fhash}.parquet").read_bytes()))
+        segment += month in starts
+        frame["segment"] = segment
+        frames.append(frame)
     return pd.concat(frames, ignore_index=True)

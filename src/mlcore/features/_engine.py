@@ -41,6 +41,7 @@ def longest_window(w: PairFeatureWindows) -> int:
         w.rho_window + w.rho_var_window,
         w.beta_window + w.beta_stability_window,
         w.beta_window + w.dd_window,
+        w.beta_window + w.slope_window,
     )
 
 
@@ -213,6 +214,8 @@ def single_features(bars: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(
             f"{int(bad.sum())} bar(s) with NaN, inf or non-positive values, first at {first}"
         )
+    if not bars["ts"].is_monotonic_increasing or bars["ts"].duplicated().any():
+        raise ValueError("bars: timestamps must be unique and increasing")
     ts = pd.DatetimeIndex(bars["ts"]).as_unit("ns").asi8
     out = SingleFeatureEngine().warm(ts, vals)
     frame = pd.DataFrame(out, columns=list(SINGLE_FEATURES))

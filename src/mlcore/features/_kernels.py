@@ -235,11 +235,41 @@ def f_cov(sx: float, sy: float, sxy: float, n: int) -> float:
     return (sxy - sx * sy / n) / (n - 1)
 
 
+# A window variance is taken as zero (the series is flat) when it is below the rounding noise
+# of its sums (relative to the mean square) or below an absolute floor; features that divide by
+# it are then NaN instead of amplified rounding noise.
+_VAR_REL = 1e-10
+_VAR_FLOOR = 1e-24
+
+
+@nb.njit(cache=True, inline="always")
+def f_var(sx: float, sxx: float, n: int) -> float:
+    """Sample variance (ddof=1) from window sums; NaN when the window is flat."""
+    v = f_cov(sx, sx, sxx, n)
+    return v if v > max(_VAR_FLOOR, _VAR_REL * sxx / n) else np.nan
+
+
+# Moves smaller than this (log units or price units) are rounding noise, not market moves.
+_MOVE_FLOOR = 1e-12
+
+
+@nb.njit(cache=True, inline="always")
+def f_ratio(a: float, b: float) -> float:
+    """a / b for sizes of moves: NaN when b is rounding noise."""
+    return a / b if b > _MOVE_FLOOR else np.nan
+
+
+@nb.njit(cache=True, inline="always")
+def f_div(a: float, b: float) -> float:
+    """a / b, NaN when b is 0 (compiled float division would raise)."""
+    return a / b if b != 0.0 else np.nan
+
+
 @nb.njit(cache=True, inline="always")
 def f_std(sx: float, sxx: float, n: int) -> float:
-    """Sample standard deviation (ddof=1) from window sums; NaN when not positive."""
-    v = f_cov(sx, sx, sxx, n)
-    return math.sqrt(v) if v > 0 else np.nan
+    """Sample standard deviation (ddof=1) from window sums; NaN when the window is flat."""
+    v = f_var(sx, sxx, n)
+    return math.sqrt(v) if v == v else np.nan
 
 
 @nb.njit(cache=True, inline="always")
@@ -247,8 +277,8 @@ def f_ols(
     x: float, y: float, sx: float, sy: float, sxx: float, sxy: float, n: int
 ) -> tuple[float, float]:
     """Rolling OLS of y on x: (beta, residual of the current point = the spread)."""
-    vx = f_cov(sx, sx, sxx, n)
-    if not vx > 0:
+    vx = f_var(sx, sxx, n)
+    if vx != vx:
         return np.nan, np.nan
     beta = f_cov(sx, sy, sxy, n) / vx
     alpha = sy / n - beta * (sx / n)
@@ -265,8 +295,8 @@ def f_zscore(v: float, s: float, ss: float, n: int) -> float:
 @nb.njit(cache=True, inline="always")
 def f_half_life(sx: float, sy: float, sxx: float, sxy: float, n: int, cap: float) -> float:
     """Half-life (bars) from the AR(1) fit ds_t = a + b s_{t-1}: -ln2 / ln(1 + b), capped."""
-    vx = f_cov(sx, sx, sxx, n)
-    if not vx > 0:
+    vx = f_var(sx, sxx, n)
+    if vx != vx:
         return np.nan
     b = f_cov(sx, sy, sxy, n) / vx
     if b >= 0.0:
@@ -279,9 +309,9 @@ def f_half_life(sx: float, sy: float, sxx: float, sxy: float, n: int, cap: float
 @nb.njit(cache=True, inline="always")
 def f_corr(sa: float, sb: float, saa: float, sbb: float, sab: float, n: int) -> float:
     """Pearson correlation from window sums."""
-    va = f_cov(sa, sa, saa, n)
-    vb = f_cov(sb, sb, sbb, n)
-    if not (va > 0 and vb > 0):
+    va = f_var(sa, saa, n)
+    vb = f_var(sb, sbb, n)
+    if va != va or vb != vb:
         return np.nan
     return f_cov(sa, sb, sab, n) / math.sqrt(va * vb)
 
@@ -296,8 +326,8 @@ def f_true_range(h: float, lo: float, prev_close: float) -> float:
 
 @nb.njit(cache=True, inline="always")
 def f_rsi(gain_ema: float, loss_ema: float) -> float:
-    """RSI from smoothed gains and losses (100 when there were no losses)."""
-    if np.isnan(loss_ema):
+    """RSI from smoothed gains and losses (100 when there were no losses; NaN when flat)."""
+    if np.isnan(loss_ema) or gain_ema + loss_ema <= _MOVE_FLOOR:
         return np.nan
     if loss_ema == 0.0:
         return 100.0
@@ -484,7 +514,7 @@ def _stream_dynamics(buf, meta, sums, win, wa, ema, sc, p, out):  # type: ignore
     ds = f_diff(spread, prev)
     atr_s = ring_push(buf, meta, sums, win, R_ATRS, abs(ds)) / wa[W_ATR]
     out[F_ATRS] = atr_s
-    out[F_ATRR] = atr_s / (ring_push(buf, meta, sums, win, R_ATRL, atr_s) / wa[W_ATRL])
+    out[F_ATRR] = f_ratio(atr_s, ring_push(buf, meta, sums, win, R_ATRL, atr_s) / wa[W_ATRL])
     hx = ring_push(buf, meta, sums, win, R_HX, prev)
     hy = ring_push(buf, meta, sums, win, R_HY, ds)
     hxx = ring_push(buf, meta, sums, win, R_HXX, prev * prev)
@@ -596,7 +626,10 @@ def _batch_dynamics(wa, p, out):  # type: ignore[no-untyped-def]
     ds = spread - prev
     atr_s = rolling_sum(np.abs(ds), wa[W_ATR]) / wa[W_ATR]
     out[F_ATRS] = atr_s
-    out[F_ATRR] = atr_s / (rolling_sum(atr_s, wa[W_ATRL]) / wa[W_ATRL])
+    long_mean = rolling_sum(atr_s, wa[W_ATRL]) / wa[W_ATRL]
+    ratio = out[F_ATRR]
+    for t in range(n):
+        ratio[t] = f_ratio(atr_s[t], long_mean[t])
     w = wa[W_HL]
     hx, hy = rolling_sum(prev, w), rolling_sum(ds, w)
     hxx, hxy = rolling_sum(prev * prev, w), rolling_sum(prev * ds, w)
@@ -813,8 +846,8 @@ def _single_range(buf, meta, sums, win, ema, sc, h, lo, c, out):  # type: ignore
         pdm = mdm = np.nan
     a = 1.0 / 14.0
     str_ = ema_push(ema, X_TR, a, tr if pc == pc else np.nan)
-    dip = 100.0 * ema_push(ema, X_PDM, a, pdm) / str_
-    dim = 100.0 * ema_push(ema, X_MDM, a, mdm) / str_
+    dip = f_div(100.0 * ema_push(ema, X_PDM, a, pdm), str_)
+    dim = f_div(100.0 * ema_push(ema, X_MDM, a, mdm), str_)
     out[G_DIP] = dip
     out[G_DIM] = dim
     dx = 100.0 * abs(dip - dim) / (dip + dim) if (dip + dim) > 0 else np.nan
