@@ -53,6 +53,10 @@ def test_demo_catches_every_planted_fault_and_is_idempotent(tmp_path: Path) -> N
     assert set(pairs) == {"XAU_XAG", "EUR_GBP", "BTC_ETH"}
     # XAG/USD's quarantined month is excluded, so XAU/USD bars of that month find no partner.
     assert pairs["XAU_XAG"]["dropped_bars"]["A"] > 0
+    # ... and the history splits there: two segments, each with its own warm-up.
+    assert pairs["XAU_XAG"]["segments"] == 2
+    assert pairs["EUR_GBP"]["segments"] == 1
+    assert pairs["XAU_XAG"]["warm_up_bars"] == 2 * pairs["EUR_GBP"]["warm_up_bars"]
     for p in pairs.values():
         assert p["aligned_bars"] > 10_000
         assert p["ai1_events"] > p["ai1_excluded"] >= 0
