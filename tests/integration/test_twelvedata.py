@@ -52,6 +52,7 @@ _POLICY: dict[str, Any] = {
         "outlier_sigma": 8.0,
         "sigma_window_bars": 500,
         "sigma_min_bars": 50,
+        "sigma_short_bars": 20,
         "spike_retrace_ratio": 0.75,
         "missing_rate": 0.02,
         "outlier_rate": 0.005,

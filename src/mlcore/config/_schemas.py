@@ -83,6 +83,7 @@ class DQThresholds(Policy):
     outlier_sigma: PositiveFloat
     sigma_window_bars: PositiveInt
     sigma_min_bars: PositiveInt
+    sigma_short_bars: Annotated[int, Field(ge=5)]
     spike_retrace_ratio: Rate
     missing_rate: Rate
     outlier_rate: Rate

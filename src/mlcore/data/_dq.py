@@ -66,7 +66,12 @@ def classify_moves(close: np.ndarray, th: DQThresholds) -> tuple[np.ndarray, np.
     ret = np.empty(n)
     ret[0] = 0.0
     ret[1:] = np.diff(logc)
-    sigma = _robust_sigma(ret, th.sigma_window_bars, th.sigma_min_bars)
+    # The larger of a long and a short trailing sigma: in a calm market a bad print stands out
+    # against both; in a crash (whipsaw days of ±10%) the short window has caught up with the
+    # regime, so real moves are not taken for bad prints.
+    long_sigma = _robust_sigma(ret, th.sigma_window_bars, th.sigma_min_bars)
+    short_sigma = _robust_sigma(ret, th.sigma_short_bars, th.sigma_short_bars)
+    sigma = np.fmax(long_sigma, short_sigma)
     with np.errstate(invalid="ignore"):
         cand = np.flatnonzero(np.abs(ret) > th.outlier_sigma * sigma)
     for t in (int(x) for x in cand):
