@@ -23,6 +23,7 @@ from mlcore.data import (
     generate_market,
     ingest,
     malformed_rows,
+    write_atomic,
 )
 from mlcore.data._store import json_bytes
 from mlcore.features import build_pair_features, load_pair_features
@@ -102,9 +103,7 @@ def write_incoming(market: SyntheticMarket, folder: Path, malformed_symbol: str)
             }
         )
         path = folder / f"{sym.replace('/', '')}_{DEMO_TIMEFRAME}.csv"
-        tmp = path.with_name(f".{path.name}.tmp")
-        frame.to_csv(tmp, index=False, float_format="%.10g")
-        tmp.replace(path)
+        write_atomic(path, frame.to_csv(index=False, float_format="%.10g").encode())
         paths[sym] = path
     return paths
 

@@ -35,6 +35,22 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write one file atomically: a fsynced hidden temp file renamed over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        _write_file(tmp, data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise FatalError(
+            "STORAGE_WRITE_FAILED",
+            f"{path}: write failed ({exc.strerror or exc}); previous contents kept",
+            details={"path": str(path)},
+        ) from exc
+
+
 def recover(parent: Path) -> None:
     """Finish or roll back interrupted swaps under ``parent``; drop incomplete temp folders."""
     if not parent.is_dir():

@@ -12,14 +12,17 @@ from typing import Any
 import pandas as pd
 
 from mlcore.config import AppConfig
+from mlcore.data._atomic import write_atomic
 from mlcore.data._store import (
     BARS_FILE,
+    CANONICAL_COLUMNS,
     META_FILE,
     QUARANTINE_FILE,
     PartitionStore,
     bars_hash,
     json_bytes,
     symbol_dirname,
+    to_parquet_bytes,
 )
 from mlcore.errors import DataQualityError, FatalError
 
@@ -151,12 +154,8 @@ def build_catalog(cfg: AppConfig) -> CatalogSummary:
     cfg.paths.catalog.mkdir(parents=True, exist_ok=True)
     index_path = cfg.paths.catalog / INDEX_FILE
     filtered_path = cfg.paths.catalog / FILTERED_FILE
-    tmp_idx = index_path.with_name(f".{INDEX_FILE}.tmp")
-    index.to_parquet(tmp_idx, compression="snappy", index=False)
-    tmp_idx.replace(index_path)
-    tmp_f = filtered_path.with_name(f".{FILTERED_FILE}.tmp")
-    tmp_f.write_bytes(json_bytes(filtered))
-    tmp_f.replace(filtered_path)
+    write_atomic(index_path, to_parquet_bytes(index))
+    write_atomic(filtered_path, json_bytes(filtered))
     return CatalogSummary(
         len(index), len(included), len(excluded), index_path, filtered_path, catalog_hash
     )
@@ -226,19 +225,7 @@ class Catalog:
                 )
             frames.append(frame)
         if not frames:
-            return pd.DataFrame(
-                columns=[
-                    "ts",
-                    "symbol",
-                    "timeframe",
-                    "open",
-                    "high",
-                    "low",
-                    "close",
-                    "volume",
-                    "quality_flag",
-                ]
-            )
+            return pd.DataFrame(columns=list(CANONICAL_COLUMNS))
         bars = pd.concat(frames, ignore_index=True)
         if start is not None:
             bars = bars[bars["ts"] >= start]

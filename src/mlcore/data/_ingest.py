@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -15,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from mlcore.config import TIMEFRAMES, AppConfig, CalendarSpec
-from mlcore.data._atomic import FaultHook
+from mlcore.data._atomic import FaultHook, write_atomic
 from mlcore.data._calendar import expected_grid
 from mlcore.data._dq import DQResult, Gap, run_dq
 from mlcore.data._provider import FetchResult, Reject
@@ -338,10 +337,7 @@ def _quarantines(gaps: list[Gap], cfg: AppConfig) -> dict[str, dict[str, Any]]:
 
 
 def _write_atomic_json(path: Path, obj: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_bytes(json_bytes(obj))
-    os.replace(tmp, path)
+    write_atomic(path, json_bytes(obj))
 
 
 def resolve_calendar(cfg: AppConfig, symbol: str, calendar: str | None) -> CalendarSpec:

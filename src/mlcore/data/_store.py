@@ -25,6 +25,8 @@ META_FILE = "__meta.json"
 QUARANTINE_FILE = "__quarantine.json"
 EXCLUDED_FILE = "__excluded.parquet"
 PRICE_COLS = ("open", "high", "low", "close", "volume")
+# Column order of a canonical bars.parquet.
+CANONICAL_COLUMNS = ("ts", "symbol", "timeframe", *PRICE_COLS, "quality_flag")
 
 
 def symbol_dirname(symbol: str) -> str:

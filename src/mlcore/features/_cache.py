@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from mlcore.config import AppConfig, PairSpec
-from mlcore.data import Catalog
+from mlcore.data import Catalog, write_atomic
 from mlcore.data._store import json_bytes, month_groups, symbol_dirname, to_parquet_bytes
 from mlcore.features import _kernels as _kernels_module
 from mlcore.features._engine import PairFeatureEngine, SingleFeatureEngine, align_legs
@@ -120,15 +118,6 @@ def _single_kind() -> _Kind:
         SingleFeatureEngine.load,
         compute,
     )
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _month_dir(cfg: AppConfig, timeframe: str, pair_id: str, month: str) -> Path:
@@ -238,8 +227,8 @@ def _build_months(
         frame.insert(0, "ts", rows["ts"].to_numpy())
         warm = int(np.isnan(values).any(axis=1).sum())
         folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(folder / f"{kind.fhash}.parquet", to_parquet_bytes(frame))
-        _write_atomic(folder / f"{kind.fhash}.state.npz", engine.save())
+        write_atomic(folder / f"{kind.fhash}.parquet", to_parquet_bytes(frame))
+        write_atomic(folder / f"{kind.fhash}.state.npz", engine.save())
         meta = {
             "key": key,
             "timeframe": timeframe,
@@ -251,7 +240,7 @@ def _build_months(
             "warm_up_bars": warm,
             "features": list(kind.names),
         }
-        _write_atomic(folder / f"{kind.fhash}.meta.json", json_bytes(meta))
+        write_atomic(folder / f"{kind.fhash}.meta.json", json_bytes(meta))
         report.months_computed.append(month)
         report.warm_up_bars += warm
         prev_dir = folder
@@ -264,13 +253,13 @@ def _write_index(
     # The months of the latest build, in order; loading reads only these (a month that left the
     # catalog keeps its old files on disk but is no longer part of the history).
     path = cfg.paths.features / timeframe / key / f"{fhash}.index.json"
-    _write_atomic(path, json_bytes({"feature_hash": fhash, "months": keys}))
+    write_atomic(path, json_bytes({"feature_hash": fhash, "months": keys}))
 
 
 def _finish(cfg: AppConfig, timeframe: str, key: str, report: FeatureBuildReport) -> None:
     path = cfg.paths.features / timeframe / key / "preprocess_report.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, json_bytes(asdict(report) | {"report_path": str(path)}))
+    write_atomic(path, json_bytes(asdict(report) | {"report_path": str(path)}))
     report.report_path = str(path)
 
 
