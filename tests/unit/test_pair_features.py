@@ -94,6 +94,25 @@ def test_streaming_equals_batch_across_gaps_and_restarts(w: PairFeatureWindows) 
     assert engine.bars_seen == len(rows)
 
 
+def test_streaming_equals_batch_through_flat_stretches(w: PairFeatureWindows) -> None:
+    # Flat prices make window variances zero: beta, spread and everything after them are
+    # missing for a while, mid-series, and must come back identically in both engines.
+    bars = _bars(6_000, seed=4)
+    bars[2_000:2_400] = bars[2_000]
+    bars[4_000:4_030, 3:] = bars[4_000, 3:]
+    batch = pair_batch_values(bars, w)
+    spread = PAIR_FEATURES.index("spread")
+    assert np.isnan(batch[2_300:2_400, spread]).all()
+    assert np.isfinite(batch[-1]).all()
+    engine = PairFeatureEngine(w)
+    stream = np.array([engine.update(tuple(row)) for row in bars])
+    np.testing.assert_array_equal(stream, batch)
+    warmed = PairFeatureEngine(w)
+    np.testing.assert_array_equal(
+        np.vstack([warmed.warm(bars[:777]), warmed.warm(bars[777:])]), batch
+    )
+
+
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -9,6 +9,7 @@ import pandas as pd
 
 from mlcore.config import PairFeatureWindows
 from mlcore.features._kernels import (
+    I_T,
     N_PAIR,
     N_SINGLE,
     PAIR_FEATURES,
@@ -16,18 +17,15 @@ from mlcore.features._kernels import (
     SINGLE_RING_WINDOWS,
     empty_single_state,
     empty_state,
-    pair_batch,
-    pair_step,
-    pair_stream_run,
+    pair_run,
     params,
-    ring_windows,
     single_run,
     single_step,
     windows_array,
 )
 
 _LEG_COLS = ("high", "low", "close")
-_STATE_KEYS = ("buf", "meta", "sums", "ema", "sc", "tmp")
+_STATE_KEYS = ("hist", "sums", "last_nan", "ema", "carry", "istate", "extremes")
 
 
 def longest_window(w: PairFeatureWindows) -> int:
@@ -50,42 +48,44 @@ class PairFeatureEngine:
 
     The state can be saved with :meth:`save` and restored with :meth:`load`, so a worker that
     restarts continues exactly where it stopped. :meth:`warm` feeds a history through the same
-    step. :func:`pair_batch_values` computes the same values for a whole history at once.
+    compiled step, and so does :func:`pair_batch_values`: the three agree bit for bit.
     """
 
     def __init__(self, windows: PairFeatureWindows) -> None:
         self.windows = windows
         self._wa = windows_array(windows)
-        self._win = ring_windows(self._wa)
         self._p = params(windows)
-        self._state = empty_state(self._win)
-        self._row = np.empty(N_PAIR)
-        self._bar = np.empty(6)
+        self._state = empty_state(self._wa)
+        self._out = np.empty((N_PAIR, 1))
+        self._bar = np.empty((1, 6))
 
     @property
     def bars_seen(self) -> int:
         """Bars processed since the state was created."""
-        return int(self._state["sc"][-1])
+        return int(self._state["istate"][I_T])
+
+    def _run(self, bars: np.ndarray, out: np.ndarray) -> None:
+        s = self._state
+        pair_run(
+            bars, s["hist"], s["sums"], s["last_nan"], s["ema"], s["carry"], s["istate"],
+            s["extremes"], self._wa, self._p, out,
+        )  # fmt: skip
 
     def update(self, bar: tuple[float, float, float, float, float, float]) -> np.ndarray:
         """Add one aligned bar (high_A, low_A, close_A, high_B, low_B, close_B); return features."""
-        self._bar[:] = bar
-        s = self._state
-        pair_step(
-            self._bar, s["buf"], s["meta"], s["sums"], self._win, self._wa, s["ema"], s["sc"],
-            self._p, s["tmp"], self._row,
-        )  # fmt: skip
-        return self._row.copy()
+        self._bar[0] = bar
+        self._run(self._bar, self._out)
+        return self._out[:, 0].copy()
 
     def warm(self, bars: np.ndarray) -> np.ndarray:
-        """Add many aligned bars (n x 6) one by one; return the n x features matrix."""
-        s = self._state
+        """Add many aligned bars (n x 6); return the n x features matrix."""
         arr = np.ascontiguousarray(bars, dtype=np.float64)
-        out: np.ndarray = pair_stream_run(
-            arr, s["buf"], s["meta"], s["sums"], self._win, self._wa, s["ema"], s["sc"],
-            self._p, s["tmp"],
-        )  # fmt: skip
-        return out
+        if arr.ndim != 2 or arr.shape[1] != 6:
+            raise ValueError(f"bars must be n x 6, got shape {arr.shape}")
+        # Allocated by NumPy, which asks the kernel for huge pages on large arrays.
+        out = np.empty((N_PAIR, arr.shape[0]))
+        self._run(arr, out)
+        return out.T
 
     def save(self) -> bytes:
         """The whole state as bytes (NumPy .npz, no pickle)."""
@@ -105,10 +105,8 @@ class PairFeatureEngine:
 
 
 def pair_batch_values(bars: np.ndarray, windows: PairFeatureWindows) -> np.ndarray:
-    """Every pair feature for a whole aligned history (n x 6 array), in one compiled pass."""
-    cols = np.ascontiguousarray(np.asarray(bars, dtype=np.float64).T)
-    out: np.ndarray = pair_batch(cols, windows_array(windows), params(windows))
-    return out
+    """Every pair feature for a whole aligned history (n x 6 array), from a fresh state."""
+    return PairFeatureEngine(windows).warm(bars)
 
 
 def align_legs(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:

@@ -1,14 +1,12 @@
-"""Compiled pair-feature kernels: window primitives, the formulas, the streaming step and the
-batch passes, in one module so numba's on-disk cache is invalidated whenever any of them changes.
+"""Compiled feature kernels: window primitives, the formulas and the per-bar steps of the pair
+and single-instrument features, in one module so numba's on-disk cache is invalidated whenever
+any of them changes.
 
-- Window primitives come in two forms with the same arithmetic, step for step: the ring form
-  (:func:`ring_push`, streaming) and the array form (:func:`rolling_sum`, :func:`ema_array`,
-  batch). Both keep a running sum (``s = s + (v - old)``, missing values counting as 0), count
-  missing values in the window, and re-add the window oldest first once per window length, so
-  rounding drift stays bounded and both forms give bit-identical sums. A window sum is NaN until
-  the window is full and holds no missing value. An EMA is ``pandas.Series.ewm(alpha,
-  adjust=False)``: it starts at the first finite value.
-- The formulas are written once, as scalar functions both engines call.
+- The formulas are written once, as scalar functions the steps call.
+- Each feature set has one per-bar step that is its definition; batch and streaming run that
+  same step, so they agree bit for bit.
+- An EMA is ``pandas.Series.ewm(alpha, adjust=False)``: it starts at the first finite value and
+  NaN inputs leave it unchanged.
 - A feature at bar t depends on bars <= t only.
 """
 
@@ -42,9 +40,9 @@ def ring_push(
 ) -> float:
     """Push ``v`` into ring ``r``; return the window sum (NaN until full and clean).
 
-    Arithmetic, shared with the batch passes: ``s = s + (v - old)`` once the window is full
-    (``s = s + v`` while it fills), missing values counting as 0, and every ``w`` pushes the
-    window is re-added oldest first.
+    ``s = s + (v - old)`` once the window is full (``s = s + v`` while it fills), missing
+    values counting as 0; every ``w`` pushes the window is re-added oldest first, so rounding
+    drift stays bounded. Used by the single-instrument step.
     """
     w = win[r]
     pos = meta[r, R_POS]
@@ -80,72 +78,6 @@ def ring_push(
     return np.nan
 
 
-@nb.njit(cache=True)
-def _rolling_sum_general(x: np.ndarray, w: int, out: np.ndarray) -> None:
-    s = 0.0
-    last_nan = -1 - w
-    since = 0
-    for t in range(x.shape[0]):
-        if x[t] != x[t]:
-            last_nan = t
-        if t >= w:
-            s = s + (zero_nan(x[t]) - zero_nan(x[t - w]))
-        else:
-            s = s + zero_nan(x[t])
-        since += 1
-        if since == w:
-            since = 0
-            s = 0.0
-            for i in range(t - w + 1, t + 1):
-                s = s + zero_nan(x[i])
-        out[t] = s if (t >= w - 1 and t - last_nan >= w) else np.nan
-
-
-@nb.njit(cache=True)
-def _rolling_sum_prefix(x: np.ndarray, w: int, first: int, out: np.ndarray) -> None:
-    # Missing values only before ``first`` (a warm-up): the same arithmetic as the general
-    # loop, without per-value checks. Missing values add 0, and v - 0.0 == v exactly.
-    n = x.shape[0]
-    s = 0.0
-    for b in range(0, n, w):
-        end = min(b + w, n)
-        lo = max(b, first)
-        for t in range(lo, end):
-            if t - w >= first:
-                break
-            s = s + x[t]
-            out[t] = s
-        else:
-            t = end
-        for u in range(max(t, lo), end):
-            s = s + (x[u] - x[u - w])
-            out[u] = s
-        if end == b + w:
-            # The window is re-added once per window length (the ring's schedule).
-            s = 0.0
-            for i in range(max(b, first), end):
-                s = s + x[i]
-            out[end - 1] = s
-    for t in range(min(n, first + w - 1)):
-        out[t] = np.nan
-
-
-@nb.njit(cache=True)
-def rolling_sum(x: np.ndarray, w: int) -> np.ndarray:
-    """Window sums of ``x`` over ``w`` values, as successive :func:`ring_push` calls give."""
-    n = x.shape[0]
-    out = np.empty(n)
-    first = 0
-    while first < n and x[first] != x[first]:
-        first += 1
-    for t in range(first, n):
-        if x[t] != x[t]:
-            _rolling_sum_general(x, w, out)
-            return out
-    _rolling_sum_prefix(x, w, first, out)
-    return out
-
-
 @nb.njit(cache=True, inline="always")
 def ema_update(value: float, started: bool, alpha: float, v: float) -> tuple[float, bool]:
     """One EMA step: (new value, started). NaN inputs leave it unchanged."""
@@ -165,74 +97,13 @@ def ema_push(ema: np.ndarray, e: int, alpha: float, v: float) -> float:
     return float(value) if started else np.nan
 
 
-@nb.njit(cache=True)
-def ema_array(x: np.ndarray, alpha: float) -> np.ndarray:
-    """EMA of a whole series, as successive :func:`ema_push` calls give."""
-    out = np.empty(x.shape[0])
-    value = 0.0
-    started = False
-    for t in range(x.shape[0]):
-        value, started = ema_update(value, started, alpha, x[t])
-        out[t] = value if started else np.nan
-    return out
-
-
-@nb.njit(cache=True)
-def ring_window(
-    buf: np.ndarray, meta: np.ndarray, win: np.ndarray, r: int, out: np.ndarray
-) -> bool:
-    """Copy ring ``r`` oldest-first into ``out``; False unless the window is full and clean."""
-    w = win[r]
-    if meta[r, R_COUNT] != w or meta[r, R_NAN] != 0:
-        return False
-    pos = meta[r, R_POS]
-    for i in range(w):
-        j = pos + i
-        out[i] = buf[r, j - w if j >= w else j]
-    return True
-
-
-@nb.njit(cache=True)
-def rolling_extremes(x: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Window max and min (NaN unless the window is full and clean), O(n) with deques."""
-    n = x.shape[0]
-    hi = np.full(n, np.nan)
-    lo = np.full(n, np.nan)
-    qmax = np.empty(n, dtype=np.int64)
-    qmin = np.empty(n, dtype=np.int64)
-    hmax = tmax = hmin = tmin = 0
-    last_nan = -1
-    for t in range(n):
-        v = x[t]
-        if np.isnan(v):
-            last_nan = t
-            hmax = tmax = hmin = tmin = 0
-            continue
-        while tmax > hmax and x[qmax[tmax - 1]] <= v:
-            tmax -= 1
-        qmax[tmax] = t
-        tmax += 1
-        while tmin > hmin and x[qmin[tmin - 1]] >= v:
-            tmin -= 1
-        qmin[tmin] = t
-        tmin += 1
-        while qmax[hmax] <= t - w:
-            hmax += 1
-        while qmin[hmin] <= t - w:
-            hmin += 1
-        if t - last_nan >= w:
-            hi[t] = x[qmax[hmax]]
-            lo[t] = x[qmin[hmin]]
-    return hi, lo
-
-
 # --- formulas ------------------------------------------------------------------------------
 
 
 @nb.njit(cache=True, inline="always")
-def f_cov(sx: float, sy: float, sxy: float, n: int) -> float:
-    """Sample covariance (ddof=1) from window sums."""
-    return (sxy - sx * sy / n) / (n - 1)
+def f_cov(sx: float, sy: float, sxy: float, inv_n: float, inv_n1: float) -> float:
+    """Sample covariance (ddof=1) from window sums over n values (given 1/n and 1/(n-1))."""
+    return (sxy - sx * sy * inv_n) * inv_n1
 
 
 # A window variance is taken as zero (the series is flat) when it is below the rounding noise
@@ -243,10 +114,10 @@ _VAR_FLOOR = 1e-24
 
 
 @nb.njit(cache=True, inline="always")
-def f_var(sx: float, sxx: float, n: int) -> float:
+def f_var(sx: float, sxx: float, inv_n: float, inv_n1: float) -> float:
     """Sample variance (ddof=1) from window sums; NaN when the window is flat."""
-    v = f_cov(sx, sx, sxx, n)
-    return v if v > max(_VAR_FLOOR, _VAR_REL * sxx / n) else np.nan
+    v = f_cov(sx, sx, sxx, inv_n, inv_n1)
+    return v if v > max(_VAR_FLOOR, _VAR_REL * sxx * inv_n) else np.nan
 
 
 # Moves smaller than this (log units or price units) are rounding noise, not market moves.
@@ -266,54 +137,61 @@ def f_div(a: float, b: float) -> float:
 
 
 @nb.njit(cache=True, inline="always")
-def f_std(sx: float, sxx: float, n: int) -> float:
+def f_std(sx: float, sxx: float, inv_n: float, inv_n1: float) -> float:
     """Sample standard deviation (ddof=1) from window sums; NaN when the window is flat."""
-    v = f_var(sx, sxx, n)
+    v = f_var(sx, sxx, inv_n, inv_n1)
     return math.sqrt(v) if v == v else np.nan
 
 
 @nb.njit(cache=True, inline="always")
 def f_ols(
-    x: float, y: float, sx: float, sy: float, sxx: float, sxy: float, n: int
+    x: float, y: float, sx: float, sy: float, sxx: float, sxy: float, inv_n: float, inv_n1: float
 ) -> tuple[float, float]:
     """Rolling OLS of y on x: (beta, residual of the current point = the spread)."""
-    vx = f_var(sx, sxx, n)
+    vx = f_var(sx, sxx, inv_n, inv_n1)
     if vx != vx:
         return np.nan, np.nan
-    beta = f_cov(sx, sy, sxy, n) / vx
-    alpha = sy / n - beta * (sx / n)
+    beta = f_cov(sx, sy, sxy, inv_n, inv_n1) / vx
+    alpha = (sy - beta * sx) * inv_n
     return beta, y - beta * x - alpha
 
 
 @nb.njit(cache=True, inline="always")
-def f_zscore(v: float, s: float, ss: float, n: int) -> float:
+def f_zscore(v: float, s: float, ss: float, inv_n: float, inv_n1: float) -> float:
     """(v - window mean) / window std."""
-    sd = f_std(s, ss, n)
-    return (v - s / n) / sd
+    sd = f_std(s, ss, inv_n, inv_n1)
+    return (v - s * inv_n) / sd
+
+
+_LN2 = math.log(2.0)
 
 
 @nb.njit(cache=True, inline="always")
-def f_half_life(sx: float, sy: float, sxx: float, sxy: float, n: int, cap: float) -> float:
+def f_half_life(
+    sx: float, sy: float, sxx: float, sxy: float, inv_n: float, inv_n1: float, cap: float
+) -> float:
     """Half-life (bars) from the AR(1) fit ds_t = a + b s_{t-1}: -ln2 / ln(1 + b), capped."""
-    vx = f_var(sx, sxx, n)
+    vx = f_var(sx, sxx, inv_n, inv_n1)
     if vx != vx:
         return np.nan
-    b = f_cov(sx, sy, sxy, n) / vx
+    b = f_cov(sx, sy, sxy, inv_n, inv_n1) / vx
     if b >= 0.0:
         return cap
     if b <= -1.0:
         return 0.0
-    return min(cap, -math.log(2.0) / math.log1p(b))
+    return min(cap, -_LN2 / math.log1p(b))
 
 
 @nb.njit(cache=True, inline="always")
-def f_corr(sa: float, sb: float, saa: float, sbb: float, sab: float, n: int) -> float:
+def f_corr(
+    sa: float, sb: float, saa: float, sbb: float, sab: float, inv_n: float, inv_n1: float
+) -> float:
     """Pearson correlation from window sums."""
-    va = f_var(sa, saa, n)
-    vb = f_var(sb, sbb, n)
+    va = f_var(sa, saa, inv_n, inv_n1)
+    vb = f_var(sb, sbb, inv_n, inv_n1)
     if va != va or vb != vb:
         return np.nan
-    return f_cov(sa, sb, sab, n) / math.sqrt(va * vb)
+    return f_cov(sa, sb, sab, inv_n, inv_n1) / math.sqrt(va * vb)
 
 
 @nb.njit(cache=True, inline="always")
@@ -334,21 +212,6 @@ def f_rsi(gain_ema: float, loss_ema: float) -> float:
     return 100.0 - 100.0 / (1.0 + gain_ema / loss_ema)
 
 
-@nb.njit(cache=True)
-def f_slope(window: np.ndarray) -> float:
-    """OLS slope of the window's values against 0..n-1 (per bar)."""
-    n = window.shape[0]
-    mean_t = (n - 1) / 2.0
-    mean_s = 0.0
-    for i in range(n):
-        mean_s += window[i]
-    mean_s /= n
-    num = 0.0
-    for i in range(n):
-        num += (i - mean_t) * (window[i] - mean_s)
-    return float(num / (n * (n * n - 1) / 12.0))
-
-
 @nb.njit(cache=True, inline="always")
 def f_drawdown(hi: float, lo: float, now: float) -> float:
     """Distance of the spread from its recent extreme: max(high - now, now - low)."""
@@ -362,7 +225,15 @@ def f_diff(a: float, b: float) -> float:
 
 
 # --- pair features -------------------------------------------------------------------------
-
+# One compiled step, :func:`pair_step`, is the definition; the batch and the streaming engine
+# both run it through :func:`pair_run`, so they agree bit for bit. The step keeps, per series, a
+# ring of the last ``RING`` values (a power of two longer than the longest window) and running
+# window sums: a value leaving a window is read back from its ring (products are recomputed
+# from their factors, giving the same bits). Every window length ``w`` bars each of its sums is
+# re-added oldest first, so rounding drift stays bounded. A window is clean when it is full and
+# holds no missing value (tracked as the bar of the latest missing value per series); features
+# over windows that are not clean are NaN. Every feature costs O(1) per bar: the slope uses an
+# age-weighted running sum, the drawdown block prefix/suffix extremes.
 
 PAIR_FEATURES = (
     "beta",
@@ -390,22 +261,84 @@ N_PAIR = len(PAIR_FEATURES)
     F_ATRA, F_ATRB, F_ATRR, F_EGAP, F_SLOPE, F_RSI, F_DD,
 ) = range(N_PAIR)  # fmt: skip
 
-# Rings of the streaming engine (one per windowed series).
+# Series kept in rings: anchored logs, beta, spread, its change, its ATR, leg returns, rho,
+# leg true ranges.
 (
-    R_BX, R_BY, R_BXX, R_BXY, R_ZS, R_ZSS, R_ATRS, R_ATRL, R_HX, R_HY, R_HXX, R_HXY,
-    R_RA, R_RB, R_RAA, R_RBB, R_RAB, R_RHO, R_RHO2, R_B, R_B2, R_TRA, R_TRB, R_SL, R_DD,
-) = range(25)  # fmt: skip
-N_RINGS = 25
-E_Z, E_DZ, E_FAST, E_SLOW, E_GAIN, E_LOSS = range(6)
-N_EMAS = 6
-# Scalars carried from bar to bar.
-S_LA, S_LB, S_CA, S_CB, S_SPREAD, S_Z, S_AX, S_AY, S_ANCHORED, S_BARS = range(10)
-N_SCALARS = 10
-# Window lengths (W_*) and parameters (P_*), packed into one array for the kernels.
+    H_X, H_Y, H_BETA, H_SPREAD, H_DS, H_ATRS, H_RA, H_RB, H_RHO, H_TRA, H_TRB,
+) = range(11)  # fmt: skip
+N_HIST = 11
+# The step runs in stages, each a pass over a chunk of bars: the spread (from the logs), then
+# from the spread its z-score, its dynamics and its shape, and the legs (from the logs). Short
+# passes let the processor overlap consecutive bars; a chunk of one bar is the streaming step.
+ST_SPREAD, ST_Z, ST_DYN, ST_SHAPE, ST_LEGS = range(5)
+N_STAGES = 5
+CHUNK = 256
+# Bar of the latest missing value per series, as each stage sees it (a stage only reads what
+# it tracks, so later chunks of earlier stages never leak into it).
+(
+    L_X, L_Y, L_BETA, L_SPREAD_Z, L_DS, L_ATRS, L_SPREAD_SHAPE, L_RA, L_RB, L_RHO, L_TRA, L_TRB,
+) = range(12)  # fmt: skip
+N_LAST = 12
+# Window lengths (W_*) and parameters (P_*), packed into one array each for the kernels.
 (
     W_BETA, W_Z, W_ATR, W_ATRL, W_HL, W_RHO, W_RV, W_BS, W_SL, W_DD,
 ) = range(10)  # fmt: skip
-P_HL_CAP, P_A_Z, P_A_DZ, P_A_FAST, P_A_SLOW, P_A_RSI = range(6)
+N_WINDOWS = 10
+# Parameters: the half-life cap, EMA alphas, the slope's normaliser 12 / (w (w^2 - 1)), then
+# 1/w and 1/(w - 1) of every window (P_INV + 2 * W_*, + 1): multiplications, not divisions.
+P_HL_CAP, P_A_Z, P_A_DZ, P_A_FAST, P_A_SLOW, P_A_RSI, P_SLOPE_K, P_INV = range(8)
+# Running window sums.
+(
+    M_BX, M_BY, M_BXX, M_BXY, M_B, M_B2, M_ZS, M_ZSS, M_ATRS, M_TRA, M_TRB, M_ATRL,
+    M_HX, M_HY, M_HXX, M_HXY, M_RA, M_RB, M_RAA, M_RBB, M_RAB, M_RHO, M_RHO2, M_SL, M_SLU,
+) = range(25)  # fmt: skip
+N_SUMS = 25
+# How each sum's terms are made from the rings, for the periodic re-add:
+# (stage, window, series a, lag of a, series b, lag of b, kind). Kinds: the value, its absolute
+# value, the product a*b, or the value weighted by its age in bars (the slope's second sum).
+K_ONE, K_ABS, K_PROD, K_AGE = range(4)
+SUM_TERMS = np.array(
+    [
+        (ST_SPREAD, W_BETA, H_X, 0, 0, 0, K_ONE),
+        (ST_SPREAD, W_BETA, H_Y, 0, 0, 0, K_ONE),
+        (ST_SPREAD, W_BETA, H_X, 0, H_X, 0, K_PROD),
+        (ST_SPREAD, W_BETA, H_X, 0, H_Y, 0, K_PROD),
+        (ST_SPREAD, W_BS, H_BETA, 0, 0, 0, K_ONE),
+        (ST_SPREAD, W_BS, H_BETA, 0, H_BETA, 0, K_PROD),
+        (ST_Z, W_Z, H_SPREAD, 0, 0, 0, K_ONE),
+        (ST_Z, W_Z, H_SPREAD, 0, H_SPREAD, 0, K_PROD),
+        (ST_DYN, W_ATR, H_DS, 0, 0, 0, K_ABS),
+        (ST_LEGS, W_ATR, H_TRA, 0, 0, 0, K_ONE),
+        (ST_LEGS, W_ATR, H_TRB, 0, 0, 0, K_ONE),
+        (ST_DYN, W_ATRL, H_ATRS, 0, 0, 0, K_ONE),
+        (ST_DYN, W_HL, H_SPREAD, 1, 0, 0, K_ONE),
+        (ST_DYN, W_HL, H_DS, 0, 0, 0, K_ONE),
+        (ST_DYN, W_HL, H_SPREAD, 1, H_SPREAD, 1, K_PROD),
+        (ST_DYN, W_HL, H_SPREAD, 1, H_DS, 0, K_PROD),
+        (ST_LEGS, W_RHO, H_RA, 0, 0, 0, K_ONE),
+        (ST_LEGS, W_RHO, H_RB, 0, 0, 0, K_ONE),
+        (ST_LEGS, W_RHO, H_RA, 0, H_RA, 0, K_PROD),
+        (ST_LEGS, W_RHO, H_RB, 0, H_RB, 0, K_PROD),
+        (ST_LEGS, W_RHO, H_RA, 0, H_RB, 0, K_PROD),
+        (ST_LEGS, W_RV, H_RHO, 0, 0, 0, K_ONE),
+        (ST_LEGS, W_RV, H_RHO, 0, H_RHO, 0, K_PROD),
+        (ST_SHAPE, W_SL, H_SPREAD, 0, 0, 0, K_ONE),
+        (ST_SHAPE, W_SL, H_SPREAD, 0, 0, 0, K_AGE),
+    ],
+    dtype=np.int64,
+)
+E_Z, E_DZ, E_FAST, E_SLOW, E_GAIN, E_LOSS = range(6)
+N_EMAS = 6
+# Float scalars carried from bar to bar: previous z, previous closes, log anchors, the
+# spread's max and min so far in the current block of dd_window bars.
+C_Z, C_CA, C_CB, C_AX, C_AY, C_ANCHORED, C_HI, C_LO = range(8)
+N_CARRY = 8
+# Integer state: bars seen, position in the current block of dd_window bars, per stage the
+# next bar at which some of its sums are re-added (I_NEXT + stage), and per stage and window
+# that bar (I_DUE + stage * N_WINDOWS + window; -1 when the stage has no sum over that window).
+I_T, I_DDPOS, I_NEXT = range(3)
+I_DUE = I_NEXT + N_STAGES
+N_ISTATE = I_DUE + N_STAGES * N_WINDOWS
 
 
 def windows_array(w: PairFeatureWindows) -> np.ndarray:
@@ -429,294 +362,348 @@ def windows_array(w: PairFeatureWindows) -> np.ndarray:
 
 def params(w: PairFeatureWindows) -> np.ndarray:
     """Scalar parameters in the order of the P_* indices."""
-    return np.array(
-        [
-            w.half_life_cap_bars,
-            2.0 / (w.z_ema_span + 1),
-            2.0 / (w.dz_ema_span + 1),
-            2.0 / (w.ema_fast_span + 1),
-            2.0 / (w.ema_slow_span + 1),
-            1.0 / w.rsi_window,
-        ]
-    )
+    sl = w.slope_window
+    head = [
+        w.half_life_cap_bars,
+        2.0 / (w.z_ema_span + 1),
+        2.0 / (w.dz_ema_span + 1),
+        2.0 / (w.ema_fast_span + 1),
+        2.0 / (w.ema_slow_span + 1),
+        1.0 / w.rsi_window,
+        12.0 / (sl * (sl * sl - 1)),
+    ]
+    inv = [(1.0 / n, 1.0 / (n - 1)) for n in windows_array(w).tolist()]
+    return np.array(head + [v for pair in inv for v in pair])
 
 
-def ring_windows(wa: np.ndarray) -> np.ndarray:
-    """Window length of each streaming ring."""
-    win = np.empty(N_RINGS, dtype=np.int64)
-    win[[R_BX, R_BY, R_BXX, R_BXY]] = wa[W_BETA]
-    win[[R_ZS, R_ZSS]] = wa[W_Z]
-    win[[R_ATRS, R_TRA, R_TRB]] = wa[W_ATR]
-    win[R_ATRL] = wa[W_ATRL]
-    win[[R_HX, R_HY, R_HXX, R_HXY]] = wa[W_HL]
-    win[[R_RA, R_RB, R_RAA, R_RBB, R_RAB]] = wa[W_RHO]
-    win[[R_RHO, R_RHO2]] = wa[W_RV]
-    win[[R_B, R_B2]] = wa[W_BS]
-    win[R_SL] = wa[W_SL]
-    win[R_DD] = wa[W_DD]
-    return win
+def ring_size(wa: np.ndarray) -> int:
+    """Ring length: a power of two holding the longest window, one lagged value and a chunk
+    (a later stage reads values an earlier stage wrote up to a chunk ahead)."""
+    return 1 << int(int(wa.max()) + CHUNK + 2 - 1).bit_length()
 
 
-def empty_state(win: np.ndarray) -> dict[str, np.ndarray]:
-    """A fresh streaming state: ring buffers and metadata, sums, EMAs, scalars, a scratch row."""
-    sc = np.zeros(N_SCALARS)
-    sc[[S_LA, S_LB, S_CA, S_CB, S_SPREAD, S_Z]] = np.nan
+def empty_state(wa: np.ndarray) -> dict[str, np.ndarray]:
+    """A fresh streaming state: rings, sums, latest-missing bars, EMAs, carried scalars."""
+    ring = ring_size(wa)
+    carry = np.zeros(N_CARRY)
+    carry[[C_Z, C_CA, C_CB]] = np.nan
+    istate = np.zeros(N_ISTATE, dtype=np.int64)
+    for st in range(N_STAGES):
+        due = np.full(N_WINDOWS, -1, dtype=np.int64)
+        used = np.unique(SUM_TERMS[SUM_TERMS[:, 0] == st, 1])
+        due[used] = wa[used] - 1  # first re-added when the window is first full
+        istate[I_DUE + st * N_WINDOWS : I_DUE + (st + 1) * N_WINDOWS] = due
+        istate[I_NEXT + st] = due[used].min()
     return {
-        "buf": np.full((N_RINGS, int(win.max())), np.nan),
-        "meta": np.zeros((N_RINGS, R_META), dtype=np.int64),
-        "sums": np.zeros(N_RINGS),
+        "hist": np.full((N_HIST, ring), np.nan),
+        "sums": np.zeros(N_SUMS),
+        "last_nan": np.full(N_LAST, -1, dtype=np.int64),
         "ema": np.zeros((N_EMAS, 2)),
-        "sc": sc,
-        "tmp": np.empty(int(win.max())),
+        "carry": carry,
+        "istate": istate,
+        "extremes": np.full((2, int(wa[W_DD])), np.nan),
     }
 
 
-# --- streaming -----------------------------------------------------------------------------
+@nb.njit(cache=True, inline="always", _nrt=False)
+def _inv(p, g):  # type: ignore[no-untyped-def]
+    """(1/w, 1/(w - 1)) of window ``g``."""
+    return p[P_INV + 2 * g], p[P_INV + 2 * g + 1]
 
 
-@nb.njit(cache=True)
-def _stream_spread(buf, meta, sums, win, wa, sc, la, lb, out):  # type: ignore[no-untyped-def]
-    if sc[S_ANCHORED] == 0.0:
-        # Anchoring the logs keeps window sums small (no cancellation); beta is unchanged.
-        sc[S_AX], sc[S_AY], sc[S_ANCHORED] = lb, la, 1.0
-    x = lb - sc[S_AX]
-    y = la - sc[S_AY]
-    sx = ring_push(buf, meta, sums, win, R_BX, x)
-    sy = ring_push(buf, meta, sums, win, R_BY, y)
-    sxx = ring_push(buf, meta, sums, win, R_BXX, x * x)
-    sxy = ring_push(buf, meta, sums, win, R_BXY, x * y)
-    beta, spread = f_ols(x, y, sx, sy, sxx, sxy, wa[W_BETA])
-    out[F_BETA] = beta
-    out[F_SPREAD] = spread
-    sb = ring_push(buf, meta, sums, win, R_B, beta)
-    sbb = ring_push(buf, meta, sums, win, R_B2, beta * beta)
-    out[F_BSTAB] = f_std(sb, sbb, wa[W_BS])
+@nb.njit(cache=True, inline="always", _nrt=False)
+def _put(hist, last_nan, h, li, j, t, v):  # type: ignore[no-untyped-def]
+    hist[h, j] = v
+    if v != v:
+        last_nan[li] = t
 
 
-@nb.njit(cache=True)
-def _stream_z(buf, meta, sums, win, wa, ema, sc, p, out):  # type: ignore[no-untyped-def]
-    spread = out[F_SPREAD]
-    s = ring_push(buf, meta, sums, win, R_ZS, spread)
-    ss = ring_push(buf, meta, sums, win, R_ZSS, spread * spread)
-    z = f_zscore(spread, s, ss, wa[W_Z])
-    dz = f_diff(z, sc[S_Z])
-    out[F_Z] = z
-    out[F_DZ] = dz
-    out[F_ZEMA] = ema_push(ema, E_Z, p[P_A_Z], z)
-    out[F_DZEMA] = ema_push(ema, E_DZ, p[P_A_DZ], dz)
-    sc[S_Z] = z
+@nb.njit(cache=True, inline="always", _nrt=False)
+def _seen(last_nan, li, t, v):  # type: ignore[no-untyped-def]
+    """Track a value a stage reads from another stage's ring."""
+    if v != v:
+        last_nan[li] = t
 
 
-@nb.njit(cache=True)
-def _stream_dynamics(buf, meta, sums, win, wa, ema, sc, p, out):  # type: ignore[no-untyped-def]
-    spread = out[F_SPREAD]
-    prev = sc[S_SPREAD]
-    ds = f_diff(spread, prev)
-    atr_s = ring_push(buf, meta, sums, win, R_ATRS, abs(ds)) / wa[W_ATR]
-    out[F_ATRS] = atr_s
-    out[F_ATRR] = f_ratio(atr_s, ring_push(buf, meta, sums, win, R_ATRL, atr_s) / wa[W_ATRL])
-    hx = ring_push(buf, meta, sums, win, R_HX, prev)
-    hy = ring_push(buf, meta, sums, win, R_HY, ds)
-    hxx = ring_push(buf, meta, sums, win, R_HXX, prev * prev)
-    hxy = ring_push(buf, meta, sums, win, R_HXY, prev * ds)
-    out[F_HL] = f_half_life(hx, hy, hxx, hxy, wa[W_HL], p[P_HL_CAP])
-    fast = ema_push(ema, E_FAST, p[P_A_FAST], spread)
-    out[F_EGAP] = fast - ema_push(ema, E_SLOW, p[P_A_SLOW], spread)
-    gain = max(ds, 0.0) if not np.isnan(ds) else np.nan
-    loss = max(-ds, 0.0) if not np.isnan(ds) else np.nan
-    g = ema_push(ema, E_GAIN, p[P_A_RSI], gain)
-    out[F_RSI] = f_rsi(g, ema_push(ema, E_LOSS, p[P_A_RSI], loss))
-    sc[S_SPREAD] = spread
+@nb.njit(cache=True, inline="always", _nrt=False)
+def _roll(sums, i, new, old):  # type: ignore[no-untyped-def]
+    s = sums[i] + (zero_nan(new) - zero_nan(old))
+    sums[i] = s
+    return s
 
 
-@nb.njit(cache=True)
-def _stream_windows(buf, meta, sums, win, wa, tmp, out):  # type: ignore[no-untyped-def]
-    spread = out[F_SPREAD]
-    ring_push(buf, meta, sums, win, R_SL, spread)
-    w_sl = wa[W_SL]
-    if ring_window(buf, meta, win, R_SL, tmp[:w_sl]):
-        out[F_SLOPE] = f_slope(tmp[:w_sl])
-    else:
-        out[F_SLOPE] = np.nan
-    ring_push(buf, meta, sums, win, R_DD, spread)
+@nb.njit(cache=True, inline="always", _nrt=False)
+def _clean(last_nan, li, t, w):  # type: ignore[no-untyped-def]
+    return t - last_nan[li] >= w
+
+
+@nb.njit(cache=True, _nrt=False)
+def _window_sum(hist, m, t, w, row):  # type: ignore[no-untyped-def]
+    """One sum's window re-added oldest first, its terms made as in the step."""
+    a, la, b, lb, kind = row[2], row[3], row[4], row[5], row[6]
+    s = 0.0
+    for u in range(t - w + 1, t + 1):
+        v = hist[a, (u - la) & m]
+        if kind == K_ABS:
+            v = abs(v)
+        elif kind == K_PROD:
+            v = v * hist[b, (u - lb) & m]
+        v = zero_nan(v)
+        s = s + (v * (t - u) if kind == K_AGE else v)
+    return s
+
+
+@nb.njit(cache=True, _nrt=False)
+def _readd(hist, sums, istate, wa, t, st):  # type: ignore[no-untyped-def]
+    """Re-add stage ``st``'s sums of every window due at bar ``t`` and schedule the next."""
+    m = hist.shape[1] - 1
+    base = I_DUE + st * N_WINDOWS
+    nxt = -1
+    for g in range(N_WINDOWS):
+        due = istate[base + g]
+        if due < 0:
+            continue
+        if due == t:
+            for i in range(N_SUMS):
+                if SUM_TERMS[i, 0] == st and SUM_TERMS[i, 1] == g:
+                    sums[i] = _window_sum(hist, m, t, wa[g], SUM_TERMS[i])
+            due = t + wa[g]
+            istate[base + g] = due
+        if nxt < 0 or due < nxt:
+            nxt = due
+    istate[I_NEXT + st] = nxt
+
+
+@nb.njit(cache=True, _nrt=False)
+def _block_suffixes(hist, ext, t, w, m):  # type: ignore[no-untyped-def]
+    """At the end of a block of ``w`` bars (ending at ``t``), its suffix maxima and minima:
+    ``ext[0, i]`` / ``ext[1, i]`` = max / min of the block's values from position i on."""
+    hi = -np.inf
+    lo = np.inf
+    for i in range(w - 1, -1, -1):
+        v = hist[H_SPREAD, (t - w + 1 + i) & m]
+        if v > hi:
+            hi = v
+        if v < lo:
+            lo = v
+        ext[0, i] = hi
+        ext[1, i] = lo
+
+
+@nb.njit(cache=True, _nrt=False)
+def _stage_spread(bars, hist, sums, last_nan, carry, istate, wa, p, out, r0, r1, t0):  # type: ignore[no-untyped-def]
+    """Logs, the rolling OLS (beta, spread) and beta stability."""
+    m = hist.shape[1] - 1
+    for r in range(r0, r1):
+        t = t0 + r - r0
+        j = t & m
+        la = math.log(bars[r, 2])
+        lb = math.log(bars[r, 5])
+        if carry[C_ANCHORED] == 0.0:
+            # Anchored logs keep window sums small (no cancellation); beta is unchanged.
+            carry[C_AX], carry[C_AY], carry[C_ANCHORED] = lb, la, 1.0
+        x = lb - carry[C_AX]
+        y = la - carry[C_AY]
+        _put(hist, last_nan, H_X, L_X, j, t, x)
+        _put(hist, last_nan, H_Y, L_Y, j, t, y)
+        w = wa[W_BETA]
+        k = (t - w) & m
+        xo, yo = hist[H_X, k], hist[H_Y, k]
+        sx = _roll(sums, M_BX, x, xo)
+        sy = _roll(sums, M_BY, y, yo)
+        sxx = _roll(sums, M_BXX, x * x, xo * xo)
+        sxy = _roll(sums, M_BXY, x * y, xo * yo)
+        beta = spread = np.nan
+        if _clean(last_nan, L_X, t, w) and _clean(last_nan, L_Y, t, w):
+            iv, iv1 = _inv(p, W_BETA)
+            beta, spread = f_ols(x, y, sx, sy, sxx, sxy, iv, iv1)
+        out[F_BETA, r] = beta
+        out[F_SPREAD, r] = spread
+        hist[H_SPREAD, j] = spread
+        _put(hist, last_nan, H_BETA, L_BETA, j, t, beta)
+        w = wa[W_BS]
+        bo = hist[H_BETA, (t - w) & m]
+        sb = _roll(sums, M_B, beta, bo)
+        sbb = _roll(sums, M_B2, beta * beta, bo * bo)
+        iv, iv1 = _inv(p, W_BS)
+        clean = _clean(last_nan, L_BETA, t, w)
+        out[F_BSTAB, r] = f_std(sb, sbb, iv, iv1) if clean else np.nan
+        if t == istate[I_NEXT + ST_SPREAD]:
+            _readd(hist, sums, istate, wa, t, ST_SPREAD)
+
+
+@nb.njit(cache=True, _nrt=False)
+def _stage_z(hist, sums, last_nan, ema, carry, istate, wa, p, out, r0, r1, t0):  # type: ignore[no-untyped-def]
+    """z-score of the spread, its change and their EMAs."""
+    m = hist.shape[1] - 1
+    w = wa[W_Z]
+    iv, iv1 = _inv(p, W_Z)
+    for r in range(r0, r1):
+        t = t0 + r - r0
+        spread = hist[H_SPREAD, t & m]
+        _seen(last_nan, L_SPREAD_Z, t, spread)
+        so = hist[H_SPREAD, (t - w) & m]
+        s = _roll(sums, M_ZS, spread, so)
+        ss = _roll(sums, M_ZSS, spread * spread, so * so)
+        z = f_zscore(spread, s, ss, iv, iv1) if _clean(last_nan, L_SPREAD_Z, t, w) else np.nan
+        dz = f_diff(z, carry[C_Z])
+        carry[C_Z] = z
+        out[F_Z, r] = z
+        out[F_DZ, r] = dz
+        out[F_ZEMA, r] = ema_push(ema, E_Z, p[P_A_Z], z)
+        out[F_DZEMA, r] = ema_push(ema, E_DZ, p[P_A_DZ], dz)
+        if t == istate[I_NEXT + ST_Z]:
+            _readd(hist, sums, istate, wa, t, ST_Z)
+
+
+@nb.njit(cache=True, _nrt=False)
+def _stage_dynamics(hist, sums, last_nan, ema, istate, wa, p, out, r0, r1, t0):  # type: ignore[no-untyped-def]
+    """Spread ATR and ATR ratio, half-life, EMA gap and RSI of the spread."""
+    m = hist.shape[1] - 1
+    for r in range(r0, r1):
+        t = t0 + r - r0
+        j = t & m
+        spread = hist[H_SPREAD, j]
+        prev = hist[H_SPREAD, (t - 1) & m]
+        ds = f_diff(spread, prev)
+        _put(hist, last_nan, H_DS, L_DS, j, t, ds)
+        w = wa[W_ATR]
+        a = _roll(sums, M_ATRS, abs(ds), abs(hist[H_DS, (t - w) & m]))
+        atr_s = a * p[P_INV + 2 * W_ATR] if _clean(last_nan, L_DS, t, w) else np.nan
+        out[F_ATRS, r] = atr_s
+        _put(hist, last_nan, H_ATRS, L_ATRS, j, t, atr_s)
+        w = wa[W_ATRL]
+        al = _roll(sums, M_ATRL, atr_s, hist[H_ATRS, (t - w) & m])
+        clean = _clean(last_nan, L_ATRS, t, w)
+        out[F_ATRR, r] = f_ratio(atr_s, al * p[P_INV + 2 * W_ATRL]) if clean else np.nan
+        w = wa[W_HL]
+        po = hist[H_SPREAD, (t - w - 1) & m]
+        dso = hist[H_DS, (t - w) & m]
+        hx = _roll(sums, M_HX, prev, po)
+        hy = _roll(sums, M_HY, ds, dso)
+        hxx = _roll(sums, M_HXX, prev * prev, po * po)
+        hxy = _roll(sums, M_HXY, prev * ds, po * dso)
+        # A clean window of changes implies a clean window of the spreads they came from.
+        hl = np.nan
+        if _clean(last_nan, L_DS, t, w):
+            iv, iv1 = _inv(p, W_HL)
+            hl = f_half_life(hx, hy, hxx, hxy, iv, iv1, p[P_HL_CAP])
+        out[F_HL, r] = hl
+        fast = ema_push(ema, E_FAST, p[P_A_FAST], spread)
+        out[F_EGAP, r] = fast - ema_push(ema, E_SLOW, p[P_A_SLOW], spread)
+        gain = max(ds, 0.0) if ds == ds else np.nan
+        loss = max(-ds, 0.0) if ds == ds else np.nan
+        g = ema_push(ema, E_GAIN, p[P_A_RSI], gain)
+        out[F_RSI, r] = f_rsi(g, ema_push(ema, E_LOSS, p[P_A_RSI], loss))
+        if t == istate[I_NEXT + ST_DYN]:
+            _readd(hist, sums, istate, wa, t, ST_DYN)
+
+
+@nb.njit(cache=True, _nrt=False)
+def _stage_shape(hist, sums, last_nan, carry, istate, ext, wa, p, out, r0, r1, t0):  # type: ignore[no-untyped-def]
+    """Slope of the spread (O(1) per bar) and its distance from the window extremes."""
+    m = hist.shape[1] - 1
+    w = wa[W_SL]
     w_dd = wa[W_DD]
-    if ring_window(buf, meta, win, R_DD, tmp[:w_dd]):
-        out[F_DD] = f_drawdown(tmp[:w_dd].max(), tmp[:w_dd].min(), spread)
-    else:
-        out[F_DD] = np.nan
+    for r in range(r0, r1):
+        t = t0 + r - r0
+        spread = hist[H_SPREAD, t & m]
+        _seen(last_nan, L_SPREAD_SHAPE, t, spread)
+        so = hist[H_SPREAD, (t - w) & m]
+        # Age-weighted sum U_t = sum_k k * s_{t-k}: every value ages by one bar and the
+        # leaving one (age w) drops out: U_t = U_{t-1} + S_{t-1} - w * s_{t-w}.
+        u = sums[M_SLU] + (sums[M_SL] - w * zero_nan(so))
+        sums[M_SLU] = u
+        s = _roll(sums, M_SL, spread, so)
+        slope = ((w - 1) * 0.5 * s - u) * p[P_SLOPE_K]
+        out[F_SLOPE, r] = slope if _clean(last_nan, L_SPREAD_SHAPE, t, w) else np.nan
+        # Window extremes from blocks of w_dd bars (van Herk / Gil-Werman): the window is the
+        # tail of the previous block (its suffix extremes) plus the current block so far.
+        pos = istate[I_DDPOS]
+        if pos == 0:
+            carry[C_HI], carry[C_LO] = -np.inf, np.inf
+        if spread > carry[C_HI]:
+            carry[C_HI] = spread
+        if spread < carry[C_LO]:
+            carry[C_LO] = spread
+        hi, lo = carry[C_HI], carry[C_LO]
+        if pos < w_dd - 1:
+            hi = max(hi, ext[0, pos + 1])
+            lo = min(lo, ext[1, pos + 1])
+        else:
+            _block_suffixes(hist, ext, t, w_dd, m)
+        istate[I_DDPOS] = pos + 1 if pos < w_dd - 1 else 0
+        clean = _clean(last_nan, L_SPREAD_SHAPE, t, w_dd)
+        out[F_DD, r] = f_drawdown(hi, lo, spread) if clean else np.nan
+        if t == istate[I_NEXT + ST_SHAPE]:
+            _readd(hist, sums, istate, wa, t, ST_SHAPE)
 
 
-@nb.njit(cache=True)
-def _stream_legs(buf, meta, sums, win, wa, sc, la, lb, bar, out):  # type: ignore[no-untyped-def]
-    ra = f_diff(la, sc[S_LA])
-    rb = f_diff(lb, sc[S_LB])
-    sa = ring_push(buf, meta, sums, win, R_RA, ra)
-    sb = ring_push(buf, meta, sums, win, R_RB, rb)
-    saa = ring_push(buf, meta, sums, win, R_RAA, ra * ra)
-    sbb = ring_push(buf, meta, sums, win, R_RBB, rb * rb)
-    sab = ring_push(buf, meta, sums, win, R_RAB, ra * rb)
-    rho = f_corr(sa, sb, saa, sbb, sab, wa[W_RHO])
-    out[F_RHO] = rho
-    s1 = ring_push(buf, meta, sums, win, R_RHO, rho)
-    s2 = ring_push(buf, meta, sums, win, R_RHO2, rho * rho)
-    out[F_RHOVAR] = f_cov(s1, s1, s2, wa[W_RV])
-    tra = ring_push(buf, meta, sums, win, R_TRA, f_true_range(bar[0], bar[1], sc[S_CA]))
-    trb = ring_push(buf, meta, sums, win, R_TRB, f_true_range(bar[3], bar[4], sc[S_CB]))
-    out[F_ATRA] = tra / wa[W_ATR] / bar[2]
-    out[F_ATRB] = trb / wa[W_ATR] / bar[5]
-    sc[S_LA], sc[S_LB], sc[S_CA], sc[S_CB] = la, lb, bar[2], bar[5]
+@nb.njit(cache=True, _nrt=False)
+def _stage_legs(bars, hist, sums, last_nan, carry, istate, wa, p, out, r0, r1, t0):  # type: ignore[no-untyped-def]
+    """Correlation of the leg returns and its variance, and each leg's ATR."""
+    m = hist.shape[1] - 1
+    for r in range(r0, r1):
+        t = t0 + r - r0
+        j = t & m
+        jp = (t - 1) & m
+        ra = f_diff(hist[H_Y, j], hist[H_Y, jp])
+        rb = f_diff(hist[H_X, j], hist[H_X, jp])
+        _put(hist, last_nan, H_RA, L_RA, j, t, ra)
+        _put(hist, last_nan, H_RB, L_RB, j, t, rb)
+        w = wa[W_RHO]
+        k = (t - w) & m
+        rao, rbo = hist[H_RA, k], hist[H_RB, k]
+        sa = _roll(sums, M_RA, ra, rao)
+        sb = _roll(sums, M_RB, rb, rbo)
+        saa = _roll(sums, M_RAA, ra * ra, rao * rao)
+        sbb = _roll(sums, M_RBB, rb * rb, rbo * rbo)
+        sab = _roll(sums, M_RAB, ra * rb, rao * rbo)
+        rho = np.nan
+        if _clean(last_nan, L_RA, t, w) and _clean(last_nan, L_RB, t, w):
+            iv, iv1 = _inv(p, W_RHO)
+            rho = f_corr(sa, sb, saa, sbb, sab, iv, iv1)
+        out[F_RHO, r] = rho
+        _put(hist, last_nan, H_RHO, L_RHO, j, t, rho)
+        w = wa[W_RV]
+        ro = hist[H_RHO, (t - w) & m]
+        s1 = _roll(sums, M_RHO, rho, ro)
+        s2 = _roll(sums, M_RHO2, rho * rho, ro * ro)
+        iv, iv1 = _inv(p, W_RV)
+        clean = _clean(last_nan, L_RHO, t, w)
+        out[F_RHOVAR, r] = f_cov(s1, s1, s2, iv, iv1) if clean else np.nan
+        ca, cb = bars[r, 2], bars[r, 5]
+        tra = f_true_range(bars[r, 0], bars[r, 1], carry[C_CA])
+        trb = f_true_range(bars[r, 3], bars[r, 4], carry[C_CB])
+        carry[C_CA], carry[C_CB] = ca, cb
+        _put(hist, last_nan, H_TRA, L_TRA, j, t, tra)
+        _put(hist, last_nan, H_TRB, L_TRB, j, t, trb)
+        w = wa[W_ATR]
+        k = (t - w) & m
+        sta = _roll(sums, M_TRA, tra, hist[H_TRA, k])
+        stb = _roll(sums, M_TRB, trb, hist[H_TRB, k])
+        iw = p[P_INV + 2 * W_ATR]
+        out[F_ATRA, r] = sta * iw / ca if _clean(last_nan, L_TRA, t, w) else np.nan
+        out[F_ATRB, r] = stb * iw / cb if _clean(last_nan, L_TRB, t, w) else np.nan
+        if t == istate[I_NEXT + ST_LEGS]:
+            _readd(hist, sums, istate, wa, t, ST_LEGS)
 
 
-@nb.njit(cache=True)
-def pair_step(bar, buf, meta, sums, win, wa, ema, sc, p, tmp, out):  # type: ignore[no-untyped-def]
-    """Add one aligned bar (high_A, low_A, close_A, high_B, low_B, close_B); write ``out``."""
-    la = math.log(bar[2])
-    lb = math.log(bar[5])
-    _stream_spread(buf, meta, sums, win, wa, sc, la, lb, out)
-    _stream_z(buf, meta, sums, win, wa, ema, sc, p, out)
-    _stream_dynamics(buf, meta, sums, win, wa, ema, sc, p, out)
-    _stream_windows(buf, meta, sums, win, wa, tmp, out)
-    _stream_legs(buf, meta, sums, win, wa, sc, la, lb, bar, out)
-    sc[S_BARS] += 1.0
-
-
-# --- batch ---------------------------------------------------------------------------------
-# ``out`` is feature-major (features x bars) so every pass reads and writes contiguous memory.
-
-
-@nb.njit(cache=True)
-def _batch_spread(la, lb, wa, out):  # type: ignore[no-untyped-def]
-    x = lb - lb[0]
-    y = la - la[0]
-    w = wa[W_BETA]
-    sx, sy = rolling_sum(x, w), rolling_sum(y, w)
-    sxx, sxy = rolling_sum(x * x, w), rolling_sum(x * y, w)
-    beta, spread = out[F_BETA], out[F_SPREAD]
-    for t in range(la.shape[0]):
-        beta[t], spread[t] = f_ols(x[t], y[t], sx[t], sy[t], sxx[t], sxy[t], w)
-    sb, sbb = rolling_sum(beta, wa[W_BS]), rolling_sum(beta * beta, wa[W_BS])
-    bstab = out[F_BSTAB]
-    for t in range(la.shape[0]):
-        bstab[t] = f_std(sb[t], sbb[t], wa[W_BS])
-
-
-@nb.njit(cache=True)
-def _batch_z(wa, p, out):  # type: ignore[no-untyped-def]
-    spread = out[F_SPREAD]
-    n = spread.shape[0]
-    s, ss = rolling_sum(spread, wa[W_Z]), rolling_sum(spread * spread, wa[W_Z])
-    z, dz = out[F_Z], out[F_DZ]
-    prev = np.nan
-    for t in range(n):
-        zt = f_zscore(spread[t], s[t], ss[t], wa[W_Z])
-        z[t] = zt
-        dz[t] = f_diff(zt, prev)
-        prev = zt
-    out[F_ZEMA] = ema_array(z, p[P_A_Z])
-    out[F_DZEMA] = ema_array(dz, p[P_A_DZ])
-
-
-@nb.njit(cache=True)
-def _batch_dynamics(wa, p, out):  # type: ignore[no-untyped-def]
-    spread = out[F_SPREAD]
-    n = spread.shape[0]
-    prev = np.empty(n)
-    prev[0] = np.nan
-    prev[1:] = spread[:-1]
-    ds = spread - prev
-    atr_s = rolling_sum(np.abs(ds), wa[W_ATR]) / wa[W_ATR]
-    out[F_ATRS] = atr_s
-    long_mean = rolling_sum(atr_s, wa[W_ATRL]) / wa[W_ATRL]
-    ratio = out[F_ATRR]
-    for t in range(n):
-        ratio[t] = f_ratio(atr_s[t], long_mean[t])
-    w = wa[W_HL]
-    hx, hy = rolling_sum(prev, w), rolling_sum(ds, w)
-    hxx, hxy = rolling_sum(prev * prev, w), rolling_sum(prev * ds, w)
-    hl = out[F_HL]
-    for t in range(n):
-        hl[t] = f_half_life(hx[t], hy[t], hxx[t], hxy[t], w, p[P_HL_CAP])
-    out[F_EGAP] = ema_array(spread, p[P_A_FAST]) - ema_array(spread, p[P_A_SLOW])
-    gain = np.where(np.isnan(ds), np.nan, np.maximum(ds, 0.0))
-    loss = np.where(np.isnan(ds), np.nan, np.maximum(-ds, 0.0))
-    g, lo = ema_array(gain, p[P_A_RSI]), ema_array(loss, p[P_A_RSI])
-    rsi = out[F_RSI]
-    for t in range(n):
-        rsi[t] = f_rsi(g[t], lo[t])
-
-
-@nb.njit(cache=True)
-def _batch_windows(wa, out):  # type: ignore[no-untyped-def]
-    spread = out[F_SPREAD]
-    w_sl = wa[W_SL]
-    full = rolling_sum(spread, w_sl)
-    slope = out[F_SLOPE]
-    for t in range(spread.shape[0]):
-        clean = not np.isnan(full[t])
-        slope[t] = f_slope(spread[t - w_sl + 1 : t + 1]) if clean else np.nan
-    hi, lo = rolling_extremes(spread, wa[W_DD])
-    dd = out[F_DD]
-    for t in range(spread.shape[0]):
-        dd[t] = f_drawdown(hi[t], lo[t], spread[t])
-
-
-@nb.njit(cache=True)
-def _batch_legs(cols, la, lb, wa, out):  # type: ignore[no-untyped-def]
-    n = la.shape[0]
-    ra = np.empty(n)
-    rb = np.empty(n)
-    ra[0] = rb[0] = np.nan
-    ra[1:] = la[1:] - la[:-1]
-    rb[1:] = lb[1:] - lb[:-1]
-    w = wa[W_RHO]
-    sa, sb = rolling_sum(ra, w), rolling_sum(rb, w)
-    saa, sbb, sab = rolling_sum(ra * ra, w), rolling_sum(rb * rb, w), rolling_sum(ra * rb, w)
-    rho = out[F_RHO]
-    for t in range(n):
-        rho[t] = f_corr(sa[t], sb[t], saa[t], sbb[t], sab[t], w)
-    s1, s2 = rolling_sum(rho, wa[W_RV]), rolling_sum(rho * rho, wa[W_RV])
-    rv = out[F_RHOVAR]
-    for t in range(n):
-        rv[t] = f_cov(s1[t], s1[t], s2[t], wa[W_RV])
-    tra = np.empty(n)
-    trb = np.empty(n)
-    ha, lo_a, ca = cols[0], cols[1], cols[2]
-    hb, lo_b, cb = cols[3], cols[4], cols[5]
-    for t in range(n):
-        tra[t] = f_true_range(ha[t], lo_a[t], ca[t - 1] if t else np.nan)
-        trb[t] = f_true_range(hb[t], lo_b[t], cb[t - 1] if t else np.nan)
-    out[F_ATRA] = rolling_sum(tra, wa[W_ATR]) / wa[W_ATR] / ca
-    out[F_ATRB] = rolling_sum(trb, wa[W_ATR]) / wa[W_ATR] / cb
-
-
-@nb.njit(cache=True)
-def pair_batch(cols, wa, p):  # type: ignore[no-untyped-def]
-    """Every pair feature for a history given column-wise (6 x n: high_A, low_A, close_A,
-    high_B, low_B, close_B), from a fresh state; returns n x features."""
-    n = cols.shape[1]
-    out = np.empty((N_PAIR, n))
-    la = np.empty(n)
-    lb = np.empty(n)
-    ca, cb = cols[2], cols[5]
-    for t in range(n):
-        # Scalar log, as the streaming step uses: vectorised logs may differ in the last bit.
-        la[t] = math.log(ca[t])
-        lb[t] = math.log(cb[t])
-    _batch_spread(la, lb, wa, out)
-    _batch_z(wa, p, out)
-    _batch_dynamics(wa, p, out)
-    _batch_windows(wa, out)
-    _batch_legs(cols, la, lb, wa, out)
-    return out.T
-
-
-@nb.njit(cache=True)
-def pair_stream_run(bars, buf, meta, sums, win, wa, ema, sc, p, tmp):  # type: ignore[no-untyped-def]
-    """Run the streaming step over every row of ``bars`` (warming a worker's state)."""
-    out = np.empty((bars.shape[0], N_PAIR))
-    for t in range(bars.shape[0]):
-        pair_step(bars[t], buf, meta, sums, win, wa, ema, sc, p, tmp, out[t])
-    return out
+@nb.njit(cache=True, _nrt=False)
+def pair_run(bars, hist, sums, last_nan, ema, carry, istate, ext, wa, p, out):  # type: ignore[no-untyped-def]
+    """Add aligned bars (n x 6: high_A, low_A, close_A, high_B, low_B, close_B) in order,
+    writing each bar's features to the same row of ``out``. This is the one definition of the
+    pair features: batch, warm-up and the per-bar streaming update all call it."""
+    n = bars.shape[0]
+    for r0 in range(0, n, CHUNK):
+        r1 = min(n, r0 + CHUNK)
+        t0 = istate[I_T]
+        _stage_spread(bars, hist, sums, last_nan, carry, istate, wa, p, out, r0, r1, t0)
+        _stage_z(hist, sums, last_nan, ema, carry, istate, wa, p, out, r0, r1, t0)
+        _stage_dynamics(hist, sums, last_nan, ema, istate, wa, p, out, r0, r1, t0)
+        _stage_shape(hist, sums, last_nan, carry, istate, ext, wa, p, out, r0, r1, t0)
+        _stage_legs(bars, hist, sums, last_nan, carry, istate, wa, p, out, r0, r1, t0)
+        istate[I_T] = t0 + (r1 - r0)
 
 
 # --- single-instrument features ------------------------------------------------------------
@@ -795,9 +782,9 @@ def _single_trend(buf, meta, sums, win, ema, sc, c, out):  # type: ignore[no-unt
     ss20 = ring_push(buf, meta, sums, win, Q_C20S, c * c)
     s50 = ring_push(buf, meta, sums, win, Q_C50, c)
     ss50 = ring_push(buf, meta, sums, win, Q_C50S, c * c)
-    out[G_Z20] = f_zscore(c, s20, ss20, 20)
-    out[G_Z50] = f_zscore(c, s50, ss50, 50)
-    sd20 = f_std(s20, ss20, 20)
+    out[G_Z20] = f_zscore(c, s20, ss20, 1.0 / 20, 1.0 / 19)
+    out[G_Z50] = f_zscore(c, s50, ss50, 1.0 / 50, 1.0 / 49)
+    sd20 = f_std(s20, ss20, 1.0 / 20, 1.0 / 19)
     out[G_BBP] = (c - s20 / 20) / (2.0 * sd20)
     out[G_BBW] = 4.0 * sd20 / (s20 / 20)
     out[G_SGAP] = (c - s50 / 50) / c
@@ -813,12 +800,14 @@ def _single_trend(buf, meta, sums, win, ema, sc, c, out):  # type: ignore[no-unt
     out[G_HV20] = f_std(
         ring_push(buf, meta, sums, win, Q_R20, r),
         ring_push(buf, meta, sums, win, Q_R20S, r * r),
-        20,
+        1.0 / 20,
+        1.0 / 19,
     )
     out[G_HV60] = f_std(
         ring_push(buf, meta, sums, win, Q_R60, r),
         ring_push(buf, meta, sums, win, Q_R60S, r * r),
-        60,
+        1.0 / 60,
+        1.0 / 59,
     )
 
 
@@ -872,7 +861,7 @@ def _single_flow(buf, meta, sums, win, ema, sc, h, lo, c, v, ts_ns, out):  # typ
     s1 = ring_push(buf, meta, sums, win, Q_DC, dc)
     s2 = ring_push(buf, meta, sums, win, Q_DCP, dcp)
     s12 = ring_push(buf, meta, sums, win, Q_DCC, dc * dcp)
-    cv = f_cov(s1, s2, s12, 20)
+    cv = f_cov(s1, s2, s12, 1.0 / 20, 1.0 / 19)
     out[G_SPRD] = 2.0 * math.sqrt(-cv) / c if cv < 0 else (0.0 if cv == cv else np.nan)
     ratio = out[G_HV20] / out[G_HV60]
     out[G_VOLB] = (
