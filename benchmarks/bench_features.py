@@ -1,6 +1,9 @@
 """Pair-feature speed on N bars of a pair (default 1,000,000): compiled batch vs a plain pandas
 version in the same run (and their agreement), streaming update latency, peak memory.
 
+The batch runs as a two-thread pipeline; its one-thread form (the same passes) is timed too.
+Times are the best of several runs after an untimed one; the batch's median is reported too.
+
 Run: .venv/bin/python benchmarks/bench_features.py [--bars N]
 """
 
@@ -38,13 +41,16 @@ def _bars(n: int, seed: int) -> np.ndarray:
     )
 
 
-def _best(fn, repeat: int) -> tuple[float, object]:  # type: ignore[no-untyped-def]
-    best, out = float("inf"), None
+def _timed(fn, repeat: int) -> tuple[float, float, object]:  # type: ignore[no-untyped-def]
+    """Best and median wall time of ``repeat`` runs after one untimed run (compilation, first
+    touch of the allocator's memory), and the last result."""
+    out = fn()
+    times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+        times.append(time.perf_counter() - t0)
+    return min(times), float(np.median(times)), out
 
 
 def main() -> None:
@@ -54,10 +60,10 @@ def main() -> None:
     args = ap.parse_args()
     w = load_config(REPO / "configs", "dev").features.pair
     bars = _bars(args.bars, 1)
-    pair_batch_values(bars[:2000], w)  # compile outside the timing
-    t_batch, got = _best(lambda: pair_batch_values(bars, w), 3)
+    t_batch, t_batch_med, got = _timed(lambda: pair_batch_values(bars, w), 7)
+    t_serial, _, _ = _timed(lambda: pair_batch_values(bars, w, threads=1), 3)
     frame = pd.DataFrame(bars, columns=COLS)
-    t_pandas, ref = _best(lambda: reference_pair_features(frame, w), 2)
+    t_pandas, _, ref = _timed(lambda: reference_pair_features(frame, w), 3)
     ref_values = ref[list(PAIR_FEATURES)].to_numpy()  # type: ignore[union-attr]
     same_nan = bool((np.isnan(got) == np.isnan(ref_values)).all())  # type: ignore[arg-type]
     rel = np.abs(got - ref_values) / np.maximum(1.0, np.abs(ref_values))  # type: ignore[operator]
@@ -75,7 +81,9 @@ def main() -> None:
                 "bars": args.bars,
                 "features": len(PAIR_FEATURES),
                 "batch_s": round(t_batch, 4),
+                "batch_median_s": round(t_batch_med, 4),
                 "batch_M_pair_bars_per_s": round(args.bars / t_batch / 1e6, 2),
+                "batch_one_thread_s": round(t_serial, 4),
                 "pandas_s": round(t_pandas, 4),
                 "speedup_vs_pandas": round(t_pandas / t_batch, 2),
                 "equal_to_pandas_nan_pattern": same_nan,

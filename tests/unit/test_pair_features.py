@@ -113,6 +113,27 @@ def test_streaming_equals_batch_through_flat_stretches(w: PairFeatureWindows) ->
     )
 
 
+@pytest.mark.parametrize("chunk", [300, 1024])
+def test_pipelined_batch_equals_the_serial_run_and_leaves_the_same_state(
+    w: PairFeatureWindows, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    from mlcore.features import _engine
+
+    bars = _bars(9_000, seed=5)
+    bars[4_000:4_300] = bars[4_000]  # missing values mid-series cross chunk boundaries
+    serial = PairFeatureEngine(w)
+    want = np.vstack([serial.warm(bars[:5_000], threads=1), serial.warm(bars[5_000:], threads=1)])
+    monkeypatch.setattr(_engine, "PIPELINE_CHUNK", chunk)
+    monkeypatch.setattr(_engine, "PIPELINE_MIN_BARS", 2 * chunk)
+    piped = PairFeatureEngine(w)
+    got = np.vstack([piped.warm(bars[:5_000]), piped.warm(bars[5_000:])])
+    np.testing.assert_array_equal(got, want)
+    for key, value in serial._state.items():
+        np.testing.assert_array_equal(piped._state[key], value, err_msg=key)
+    row = tuple(bars[-1] * 1.001)
+    np.testing.assert_array_equal(piped.update(row), serial.update(row))
+
+
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -125,6 +146,18 @@ def test_no_look_ahead(w: PairFeatureWindows, t: int, seed: int) -> None:
     changed[t + 1 :] *= np.exp(rng.normal(0, 0.05, (len(bars) - t - 1, 1)))
     after = pair_batch_values(changed, w)
     np.testing.assert_array_equal(base[: t + 1], after[: t + 1])
+
+
+def test_bad_bars_are_refused_before_they_reach_the_state(w: PairFeatureWindows) -> None:
+    engine = PairFeatureEngine(w)
+    engine.warm(_bars(300))
+    with pytest.raises(ValueError, match="finite and positive"):
+        engine.update((1.0, 1.0, 0.0, 1.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match="first at row 2"):
+        engine.warm(np.r_[_bars(2), [[1.0, 1.0, np.nan, 1.0, 1.0, 1.0]]])
+    with pytest.raises(ValueError, match="n x 6"):
+        engine.warm(np.ones((3, 5)))
+    assert engine.bars_seen == 300
 
 
 def test_state_from_other_windows_is_refused(w: PairFeatureWindows) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import itertools
+import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -17,14 +20,20 @@ from mlcore.features._kernels import (
     SINGLE_RING_WINDOWS,
     empty_single_state,
     empty_state,
+    front_masks,
+    pair_back,
+    pair_front,
     pair_run,
     params,
+    resize_ring,
+    ring_size,
     single_run,
     single_step,
     windows_array,
 )
 
 _LEG_COLS = ("high", "low", "close")
+_BAR_FIELDS = "high_A, low_A, close_A, high_B, low_B, close_B"
 _STATE_KEYS = ("hist", "sums", "last_nan", "ema", "carry", "istate", "extremes")
 
 
@@ -64,8 +73,11 @@ class PairFeatureEngine:
         """Bars processed since the state was created."""
         return int(self._state["istate"][I_T])
 
-    def _run(self, bars: np.ndarray, out: np.ndarray) -> None:
+    def _run(self, bars: np.ndarray, out: np.ndarray, threads: int = 1) -> None:
         s = self._state
+        if threads == 2 and len(bars) >= PIPELINE_MIN_BARS:
+            self._state = _run_pipelined(s, self._wa, self._p, bars, out)
+            return
         pair_run(
             bars, s["hist"], s["sums"], s["last_nan"], s["ema"], s["carry"], s["istate"],
             s["extremes"], self._wa, self._p, out,
@@ -73,18 +85,35 @@ class PairFeatureEngine:
 
     def update(self, bar: tuple[float, float, float, float, float, float]) -> np.ndarray:
         """Add one aligned bar (high_A, low_A, close_A, high_B, low_B, close_B); return features."""
+        # Plain-Python checks: NumPy calls on six values would cost microseconds. A sum of
+        # positive values is finite only when none is NaN or infinite.
+        if not (min(bar) > 0.0 and math.isfinite(sum(bar))):
+            raise ValueError(f"bar {bar!r}: prices must be finite and positive ({_BAR_FIELDS})")
         self._bar[0] = bar
         self._run(self._bar, self._out)
         return self._out[:, 0].copy()
 
-    def warm(self, bars: np.ndarray) -> np.ndarray:
-        """Add many aligned bars (n x 6); return the n x features matrix."""
+    def warm(self, bars: np.ndarray, threads: int = 2) -> np.ndarray:
+        """Add many aligned bars (n x 6); return the n x features matrix.
+
+        With ``threads=2`` a long history runs as a two-thread pipeline of the same passes
+        (same results, bit for bit); ``threads=1`` keeps it on the calling thread.
+        """
+        if threads not in (1, 2):
+            raise ValueError(f"threads must be 1 or 2, got {threads!r}")
         arr = np.ascontiguousarray(bars, dtype=np.float64)
         if arr.ndim != 2 or arr.shape[1] != 6:
-            raise ValueError(f"bars must be n x 6, got shape {arr.shape}")
+            raise ValueError(f"bars must be n x 6 ({_BAR_FIELDS}), got shape {arr.shape}")
+        bad = ~(np.isfinite(arr) & (arr > 0)).all(axis=1)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{int(bad.sum())} bar(s) with NaN, inf or non-positive prices, first at row "
+                f"{first}: {arr[first].tolist()} ({_BAR_FIELDS})"
+            )
         # Allocated by NumPy, which asks the kernel for huge pages on large arrays.
         out = np.empty((N_PAIR, arr.shape[0]))
-        self._run(arr, out)
+        self._run(arr, out, threads)
         return out.T
 
     def save(self) -> bytes:
@@ -104,9 +133,76 @@ class PairFeatureEngine:
         return engine
 
 
-def pair_batch_values(bars: np.ndarray, windows: PairFeatureWindows) -> np.ndarray:
+# Long inputs run as a two-thread pipeline over chunks of PIPELINE_CHUNK bars (the passes
+# release the GIL): the front passes on chunk k while the back passes work on chunk k - 1.
+PIPELINE_CHUNK = 16384
+PIPELINE_MIN_BARS = 4 * PIPELINE_CHUNK
+_SMALL_KEYS = ("sums", "last_nan", "ema", "carry", "istate")
+_FRONT = front_masks()
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pair-features")
+    return _POOL
+
+
+def _padded_copy(a: np.ndarray) -> np.ndarray:
+    """A copy with 64 bytes of padding on each side, so two threads' copies never share a cache
+    line."""
+    pad = 64 // a.itemsize
+    buf = np.zeros(a.size + 2 * pad, dtype=a.dtype)
+    view = buf[pad : pad + a.size].reshape(a.shape)
+    view[...] = a
+    return view
+
+
+def _run_pipelined(
+    state: dict[str, np.ndarray], wa: np.ndarray, p: np.ndarray, bars: np.ndarray, out: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Run ``bars`` through the same passes as :func:`pair_run`, the front and the back on two
+    threads; return the state after them (bit for bit what the serial run leaves)."""
+    t_base = int(state["istate"][I_T])
+    ring = ring_size(wa, 2 * PIPELINE_CHUNK)  # the front runs up to a chunk ahead of the back
+    hist = resize_ring(state["hist"], t_base, ring)
+    ext = state["extremes"].copy()
+    fr = {k: _padded_copy(state[k]) for k in _SMALL_KEYS}
+    bk = {k: _padded_copy(state[k]) for k in _SMALL_KEYS}
+
+    def front(r0: int, r1: int) -> None:
+        pair_front(
+            bars, hist, fr["sums"], fr["last_nan"], fr["carry"], fr["istate"], wa, p, out,
+            r0, r1, t_base + r0,
+        )  # fmt: skip
+
+    def back(r0: int, r1: int) -> None:
+        pair_back(
+            hist, bk["sums"], bk["last_nan"], bk["ema"], bk["carry"], bk["istate"], ext, wa, p,
+            out, r0, r1, t_base + r0,
+        )  # fmt: skip
+
+    n = len(bars)
+    chunks = [(r0, min(n, r0 + PIPELINE_CHUNK)) for r0 in range(0, n, PIPELINE_CHUNK)]
+    front(*chunks[0])
+    for prev, cur in itertools.pairwise(chunks):
+        pending = _pool().submit(back, *prev)
+        front(*cur)
+        pending.result()
+    back(*chunks[-1])
+    merged = {k: np.where(_FRONT[k], fr[k], bk[k]) for k in _SMALL_KEYS}
+    merged["istate"][I_T] = t_base + n
+    merged["hist"] = resize_ring(hist, t_base + n, state["hist"].shape[1])
+    merged["extremes"] = ext
+    return merged
+
+
+def pair_batch_values(
+    bars: np.ndarray, windows: PairFeatureWindows, threads: int = 2
+) -> np.ndarray:
     """Every pair feature for a whole aligned history (n x 6 array), from a fresh state."""
-    return PairFeatureEngine(windows).warm(bars)
+    return PairFeatureEngine(windows).warm(bars, threads)
 
 
 def align_legs(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:

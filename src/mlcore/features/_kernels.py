@@ -238,8 +238,15 @@ def f_diff(a: float, b: float) -> float:
 
 # The pair kernels neither allocate nor return arrays, so they are compiled without numba's
 # reference counting: that removes atomic increments and decrements of every array argument on
-# every call (measured: 1.5x faster).
-_NO_REFCOUNT: dict[str, Any] = {"cache": True, "_nrt": False}
+# every call (measured: 1.5x faster). They release the GIL (the pipelined batch runs two passes
+# at once) and divide as IEEE floats (no zero-divisor check: every divisor is guarded by the
+# formulas, and bars are checked to be finite and positive before they get here).
+_NO_REFCOUNT: dict[str, Any] = {
+    "cache": True,
+    "_nrt": False,
+    "nogil": True,
+    "error_model": "numpy",
+}
 
 PAIR_FEATURES = (
     "beta",
@@ -386,10 +393,10 @@ def params(w: PairFeatureWindows) -> np.ndarray:
     return np.array(head + [v for pair in inv for v in pair])
 
 
-def ring_size(wa: np.ndarray) -> int:
+def ring_size(wa: np.ndarray, chunk: int = CHUNK) -> int:
     """Ring length: a power of two holding the longest window, one lagged value and a chunk
-    (a later stage reads values an earlier stage wrote up to a chunk ahead)."""
-    return 1 << int(int(wa.max()) + CHUNK + 2 - 1).bit_length()
+    (a later pass reads values an earlier pass wrote up to a chunk ahead)."""
+    return 1 << int(int(wa.max()) + chunk + 2 - 1).bit_length()
 
 
 def empty_state(wa: np.ndarray) -> dict[str, np.ndarray]:
@@ -413,6 +420,43 @@ def empty_state(wa: np.ndarray) -> dict[str, np.ndarray]:
         "istate": istate,
         "extremes": np.full((2, int(wa[W_DD])), np.nan),
     }
+
+
+# Two threads can run the passes as a pipeline over chunks: the front (spread, legs) on chunk k
+# while the back (z, ATR, half-life, momentum, shape) works on chunk k - 1. Each thread works on
+# its own copy of the small state arrays; these masks say which elements the front owns, so the
+# copies can be merged afterwards (everything else belongs to the back).
+FRONT_STAGES = (ST_SPREAD, ST_LEGS)
+
+
+def front_masks() -> dict[str, np.ndarray]:
+    """Per small state array, True where the front passes own the element."""
+    sums = np.isin(SUM_TERMS[:, 0], FRONT_STAGES)
+    last_nan = np.zeros(N_LAST, dtype=bool)
+    last_nan[[L_X, L_Y, L_BETA, L_RA, L_RB, L_RHO, L_TRA, L_TRB]] = True
+    carry = np.zeros(N_CARRY, dtype=bool)
+    carry[[C_AX, C_AY, C_ANCHORED, C_CA, C_CB]] = True
+    istate = np.zeros(N_ISTATE, dtype=bool)
+    for st in FRONT_STAGES:
+        istate[I_NEXT + st] = True
+        istate[I_DUE + st * N_WINDOWS : I_DUE + (st + 1) * N_WINDOWS] = True
+    return {
+        "sums": sums,
+        "last_nan": last_nan,
+        "ema": np.zeros((N_EMAS, 2), dtype=bool),
+        "carry": carry,
+        "istate": istate,
+    }
+
+
+def resize_ring(hist: np.ndarray, bars_seen: int, ring: int) -> np.ndarray:
+    """The same ring contents in a ring of another length (a power of two): the last
+    min(old, new) bars keep their values, every other slot is NaN."""
+    out = np.full((hist.shape[0], ring), np.nan)
+    keep = min(hist.shape[1], ring, bars_seen)
+    u = np.arange(bars_seen - keep, bars_seen)
+    out[:, u & (ring - 1)] = hist[:, u & (hist.shape[1] - 1)]
+    return out
 
 
 @nb.njit(inline="always", **_NO_REFCOUNT)
@@ -720,21 +764,34 @@ def _stage_legs(bars, hist, sums, last_nan, carry, istate, wa, p, out, r0, r1, t
 
 
 @nb.njit(**_NO_REFCOUNT)
+def pair_front(bars, hist, sums, last_nan, carry, istate, wa, p, out, r0, r1, t0):  # type: ignore[no-untyped-def]
+    """The passes that read the bars: spread (with beta stability) and the legs."""
+    _stage_spread(bars, hist, sums, last_nan, carry, istate, wa, p, out, r0, r1, t0)
+    _stage_legs(bars, hist, sums, last_nan, carry, istate, wa, p, out, r0, r1, t0)
+
+
+@nb.njit(**_NO_REFCOUNT)
+def pair_back(hist, sums, last_nan, ema, carry, istate, ext, wa, p, out, r0, r1, t0):  # type: ignore[no-untyped-def]
+    """The passes over the spread: z, ATR, half-life, momentum, shape."""
+    _stage_z(hist, sums, last_nan, ema, carry, istate, wa, p, out, r0, r1, t0)
+    _stage_atr(hist, sums, last_nan, istate, wa, p, out, r0, r1, t0)
+    _stage_half_life(hist, sums, last_nan, istate, wa, p, out, r0, r1, t0)
+    _stage_momentum(hist, ema, p, out, r0, r1, t0)
+    _stage_shape(hist, sums, last_nan, carry, istate, ext, wa, p, out, r0, r1, t0)
+
+
+@nb.njit(**_NO_REFCOUNT)
 def pair_run(bars, hist, sums, last_nan, ema, carry, istate, ext, wa, p, out):  # type: ignore[no-untyped-def]
     """Add aligned bars (n x 6: high_A, low_A, close_A, high_B, low_B, close_B) in order,
-    writing each bar's features to the same row of ``out``. This is the one definition of the
-    pair features: batch, warm-up and the per-bar streaming update all call it."""
+    writing each bar's features to column r of ``out`` (features x bars). This is the one
+    definition of the pair features: batch, warm-up and the per-bar streaming update all run
+    these passes (a pipelined batch runs the same front and back on two threads)."""
     n = bars.shape[0]
     for r0 in range(0, n, CHUNK):
         r1 = min(n, r0 + CHUNK)
         t0 = istate[I_T]
-        _stage_spread(bars, hist, sums, last_nan, carry, istate, wa, p, out, r0, r1, t0)
-        _stage_z(hist, sums, last_nan, ema, carry, istate, wa, p, out, r0, r1, t0)
-        _stage_atr(hist, sums, last_nan, istate, wa, p, out, r0, r1, t0)
-        _stage_half_life(hist, sums, last_nan, istate, wa, p, out, r0, r1, t0)
-        _stage_momentum(hist, ema, p, out, r0, r1, t0)
-        _stage_shape(hist, sums, last_nan, carry, istate, ext, wa, p, out, r0, r1, t0)
-        _stage_legs(bars, hist, sums, last_nan, carry, istate, wa, p, out, r0, r1, t0)
+        pair_front(bars, hist, sums, last_nan, carry, istate, wa, p, out, r0, r1, t0)
+        pair_back(hist, sums, last_nan, ema, carry, istate, ext, wa, p, out, r0, r1, t0)
         istate[I_T] = t0 + (r1 - r0)
 
 
