@@ -1,0 +1,76 @@
+"""Metrics: equal to scikit-learn's where it has them, ECE checked by hand, undefined metrics
+reported as missing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import brier_score_loss, roc_auc_score
+
+from mlcore.validation import binary_metrics, expected_calibration_error, missing_metrics
+
+
+def _sample(n: int = 5_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0, 1, n)
+    y = (rng.uniform(0, 1, n) < p**1.5).astype(int)  # miscalibrated on purpose
+    return y, p
+
+
+def test_brier_auc_and_calibration_equal_sklearn() -> None:
+    y, p = _sample()
+    m = binary_metrics(y, p)
+    assert m["brier"] == brier_score_loss(y, p)
+    assert m["auc"] == roc_auc_score(y, p)
+    prob_true, prob_pred = calibration_curve(y, p, n_bins=10, strategy="uniform")
+    assert m["calibration_curve"]["prob_true"] == prob_true.tolist()
+    assert m["calibration_curve"]["prob_pred"] == prob_pred.tolist()
+    assert missing_metrics(m) == []
+
+
+def test_ece_by_hand() -> None:
+    # Bins [0, .5) and [.5, 1]: bin 0 predicts 0.2 and 0.4 (mean 0.3), observes 0 and 1 (0.5);
+    # bin 1 predicts 0.9 twice and observes 1 and 1.
+    y = np.array([0, 1, 1, 1])
+    p = np.array([0.2, 0.4, 0.9, 0.9])
+    assert expected_calibration_error(y, p, n_bins=2) == pytest.approx(0.5 * 0.2 + 0.5 * 0.1)
+
+
+def test_ece_is_the_weighted_gap_of_the_reported_curve() -> None:
+    y, p = _sample(seed=1)
+    m = binary_metrics(y, p, n_bins=10)
+    counts = np.bincount(np.minimum((p * 10).astype(int), 9), minlength=10)
+    weights = counts[counts > 0] / len(p)
+    gaps = np.abs(
+        np.array(m["calibration_curve"]["prob_pred"]) - m["calibration_curve"]["prob_true"]
+    )
+    assert m["ece"] == pytest.approx(float((weights * gaps).sum()), rel=1e-12)
+    assert m["ece"] > 0.05  # the sample is miscalibrated
+    y_cal = (
+        np.random.default_rng(2).uniform(0, 1, 200_000)
+        < (q := np.random.default_rng(3).uniform(0, 1, 200_000))
+    ).astype(int)
+    assert expected_calibration_error(y_cal, q) < 0.01
+
+
+def test_one_class_makes_auc_missing_and_the_run_blocked() -> None:
+    m = binary_metrics(np.zeros(50, dtype=int), np.full(50, 0.3))
+    assert m["auc"] is None and m["pr_auc"] is None
+    assert set(missing_metrics(m)) == {"auc", "pr_auc", "f1"}
+    assert missing_metrics({"auc": 0.7}) == ["pr_auc", "logloss", "brier", "ece", "f1"]
+    assert "brier" in missing_metrics({**binary_metrics(*_sample()), "brier": float("nan")})
+
+
+@pytest.mark.parametrize(
+    ("y", "p", "message"),
+    [
+        ([0, 1], [0.5], "same non-zero length"),
+        ([0, 2], [0.5, 0.5], "0 or 1"),
+        ([0, 1], [0.5, 1.5], "within \\[0, 1\\]"),
+        ([0, 1], [0.5, np.nan], "finite"),
+    ],
+)
+def test_bad_inputs_are_refused(y: list[int], p: list[float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        binary_metrics(np.array(y), np.array(p))
