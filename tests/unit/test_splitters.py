@@ -41,8 +41,12 @@ def test_no_training_label_touches_a_test_block_or_its_embargo(
     setup: tuple[PurgedGroupedKFold, np.ndarray, np.ndarray],
 ) -> None:
     cv, t0, t1 = setup
-    if len(np.unique(t0)) // cv.n_folds < cv.min_block_bars:
-        with pytest.raises(ValueError, match="min_block_bars"):
+    bars = np.unique(t0)
+    size = len(bars) // cv.n_folds
+    starts = np.arange(cv.n_folds) * size
+    stops = np.r_[starts[1:], len(bars)] - 1
+    if size == 0 or (bars[stops] - bars[starts] + 1 < cv.min_block_bars).any():
+        with pytest.raises(ValueError, match=r"min_block_bars|cannot make"):
             list(cv.split(t0, groups=t0, label_end=t1))
         return
     splits = list(cv.split(t0, groups=t0, label_end=t1))
@@ -111,8 +115,16 @@ def test_bad_parameters_are_refused_clearly(kwargs: dict[str, int], message: str
 
 
 def test_too_few_bars_for_the_blocks_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"blocks of 199 bars.*min_block_bars=240"):
+    with pytest.raises(ValueError, match=r"spans 199 bars \(0..198\).*min_block_bars=240"):
         list(PurgedGroupedKFold().split(np.zeros((999, 1))))
+
+
+def test_sparse_events_are_blocked_by_their_span_in_bars() -> None:
+    # 300 events spread over 6,000 bars: blocks of 60 events span ~1,200 bars each.
+    t0 = np.sort(np.random.default_rng(0).choice(6_000, 300, replace=False))
+    splits = list(PurgedGroupedKFold().split(t0, groups=t0, label_end=t0 + 48))
+    assert len(splits) == 5
+    assert all(len(test) == 60 for _, test in splits)
 
 
 def test_bad_label_intervals_are_refused() -> None:

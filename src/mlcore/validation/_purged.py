@@ -2,12 +2,13 @@
 
 Samples are ordered in time and carry a label interval [t0, t1] in bars: t0 is the sample's bar
 (``groups``, default its position) and t1 the bar its label ends (``label_end``, default
-t0 + ``purge_bars``: a fixed horizon). The bars are cut into ``n_folds`` contiguous blocks, never
-splitting a bar; each split tests ``n_test_folds`` of them (all combinations, so 1 is K-fold and
-more is combinatorial purged CV). For each test block, with span [first t0, last t1] of its
-labels, a training sample is purged when its own label interval touches that span (inclusive),
-and embargoed when it starts within ``embargo_bars`` after the span: the embargo is added to the
-purge.
+t0 + ``purge_bars``: a fixed horizon). The distinct bars are cut into ``n_folds`` contiguous
+blocks of equally many bars with samples (samples of one bar stay together), each spanning at
+least ``min_block_bars`` bars of time; each split tests ``n_test_folds`` of them (all
+combinations, so 1 is K-fold and more is combinatorial purged CV). For each test block, with span
+[first t0, last t1] of its labels, a training sample is purged when its own label interval
+touches that span (inclusive), and embargoed when it starts within ``embargo_bars`` after the
+span: the embargo is added to the purge.
 """
 
 from __future__ import annotations
@@ -125,16 +126,23 @@ class PurgedGroupedKFold:
         return t0, t1
 
     def _blocks(self, bars: np.ndarray) -> np.ndarray:
-        """First bar of each block: the first n_folds - 1 blocks hold n // n_folds bars each and
-        the last the rest."""
+        """First bar of each block: the first n_folds - 1 blocks hold n // n_folds of the
+        distinct bars each and the last the rest; every block must span min_block_bars bars."""
         size = len(bars) // self.n_folds
-        if size < self.min_block_bars:
+        if size == 0:
+            raise ValueError(f"{len(bars)} distinct bars cannot make {self.n_folds} blocks")
+        starts = np.arange(self.n_folds) * size
+        stops = np.r_[starts[1:], len(bars)] - 1
+        spans = bars[stops] - bars[starts] + 1
+        short = int(np.argmin(spans))
+        if spans[short] < self.min_block_bars:
             raise ValueError(
-                f"{len(bars)} bars make blocks of {size} bars for n_folds={self.n_folds}; each "
-                f"block needs at least min_block_bars={self.min_block_bars} (and more than "
-                f"purge + embargo = {self.purge_bars + self.embargo_bars})"
+                f"block {short} of {self.n_folds} spans {spans[short]} bars "
+                f"({bars[starts[short]]}..{bars[stops[short]]}); each block needs at least "
+                f"min_block_bars={self.min_block_bars} (and more than purge + embargo = "
+                f"{self.purge_bars + self.embargo_bars})"
             )
-        return bars[np.arange(self.n_folds) * size]
+        return bars[starts]
 
 
 def _ints(values: ArrayLike, name: str, n: int) -> np.ndarray:
