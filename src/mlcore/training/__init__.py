@@ -1,0 +1,7 @@
+"""Training stage: calibration that is stored without pickle, the leakage canary's control
+target, and (next) the AI1/AI2/AI3 trainers."""
+
+from mlcore.training._calibration import IsotonicCalibrator
+from mlcore.training._canary import permute_within_blocks
+
+__all__ = ["IsotonicCalibrator", "permute_within_blocks"]

@@ -1,0 +1,57 @@
+"""Isotonic calibration of a fitted binary model, fitted by scikit-learn and replayed without it.
+
+Fitting goes through ``CalibratedClassifierCV(FrozenEstimator(model), method="isotonic")`` on
+held-out data (the model is not refitted). scikit-learn calibrates the model's
+``decision_function`` when it has one (for LightGBM and XGBoost: the raw score, in log-odds), so
+that score is the calibrator's input. The fitted map is a step function given by its thresholds;
+it is stored as JSON (no pickle) and applied with ``numpy.interp``, which is what scikit-learn's
+``IsotonicRegression(out_of_bounds="clip").predict`` computes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
+
+
+class IsotonicCalibrator:
+    """Monotone map from a model's decision score (raw log-odds) to a calibrated probability."""
+
+    def __init__(self, x_thresholds: ArrayLike, y_thresholds: ArrayLike) -> None:
+        self.x_ = np.asarray(x_thresholds, dtype=np.float64)
+        self.y_ = np.asarray(y_thresholds, dtype=np.float64)
+        if self.x_.ndim != 1 or self.x_.shape != self.y_.shape or len(self.x_) == 0:
+            raise ValueError("calibrator thresholds must be two 1-D arrays of the same length")
+        if np.any(np.diff(self.x_) < 0) or np.any(np.diff(self.y_) < 0):
+            raise ValueError("calibrator thresholds must be non-decreasing")
+
+    @classmethod
+    def fit(cls, model: Any, X: ArrayLike, y: ArrayLike) -> IsotonicCalibrator:
+        """Fit on held-out ``X, y`` with scikit-learn; ``model`` is a fitted classifier with a
+        ``decision_function`` (the score :meth:`predict` expects)."""
+        if not hasattr(model, "decision_function"):
+            raise ValueError(f"{type(model).__name__} has no decision_function to calibrate")
+        cal = CalibratedClassifierCV(FrozenEstimator(model), method="isotonic")
+        cal.fit(X, y)
+        iso = cal.calibrated_classifiers_[0].calibrators[0]
+        return cls(iso.X_thresholds_, iso.y_thresholds_)
+
+    def predict(self, score: ArrayLike) -> np.ndarray:
+        """Calibrated probabilities for decision scores (clipped to the fitted range)."""
+        return np.interp(np.asarray(score, dtype=np.float64), self.x_, self.y_)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """JSON-ready thresholds."""
+        return {"x_thresholds": self.x_.tolist(), "y_thresholds": self.y_.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IsotonicCalibrator:
+        """Rebuild from :meth:`to_dict` output."""
+        try:
+            return cls(data["x_thresholds"], data["y_thresholds"])
+        except KeyError as exc:
+            raise ValueError(f"calibrator data lacks {exc.args[0]!r}") from None
