@@ -15,6 +15,7 @@ from typing import Annotated, ParamSpec, TypeVar
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mlcore._logging import configure_logging, get_logger
@@ -96,14 +97,19 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
         except MlcoreError as exc:
             get_logger("cli").error("command_failed", **exc.payload())
             err.print(
-                f"[bold red]error[/] {exc.code}: {exc.message}", highlight=False, soft_wrap=True
+                f"[bold red]error[/] {exc.code}: {escape(exc.message)}",
+                highlight=False,
+                soft_wrap=True,
             )
             raise typer.Exit(_exit_code(exc)) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except Exception as exc:
             get_logger("cli").exception("internal_error", error=repr(exc))
-            err.print(f"[bold red]internal error[/] {type(exc).__name__}: {exc}", highlight=False)
+            err.print(
+                f"[bold red]internal error[/] {type(exc).__name__}: {escape(str(exc))}",
+                highlight=False,
+            )
             raise typer.Exit(70) from None
 
     return wrapper
@@ -147,7 +153,7 @@ def _print_ingest(report: IngestReport) -> None:
     flagged = {k: v for k, v in report.flags.items() if k != "ok" and v}
     out.print(f"  flagged bars: {flagged or 'none'}; missing bars: {report.missing_bars}")
     for month, (reason, detail) in sorted(report.quarantined.items()):
-        out.print(f"  [yellow]quarantined[/] {month}: {reason}: {detail}")
+        out.print(f"  [yellow]quarantined[/] {month}: {escape(f'{reason}: {detail}')}")
     out.print(
         f"  canonical partitions written: {len(report.canonical_partitions_written)} "
         f"{report.canonical_partitions_written}; unchanged: {report.canonical_partitions_unchanged}"

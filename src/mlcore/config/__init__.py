@@ -26,6 +26,7 @@ from mlcore.config._schemas import (
     ProviderSpec,
     SourcesPolicy,
     StoragePolicy,
+    TrainingPolicy,
     UniversePolicy,
 )
 
@@ -57,6 +58,7 @@ __all__ = [
     "SourcesPolicy",
     "StoragePaths",
     "StoragePolicy",
+    "TrainingPolicy",
     "UniversePolicy",
     "find_config_root",
     "load_config",

@@ -17,6 +17,7 @@ from mlcore.config._schemas import (
     PipelinePolicy,
     SourcesPolicy,
     StoragePolicy,
+    TrainingPolicy,
     UniversePolicy,
 )
 from mlcore.errors import ConfigError
@@ -52,6 +53,7 @@ class AppConfig:
     core: CorePolicy
     features: FeaturePolicy
     feature_order: FeatureOrderPolicy
+    training: TrainingPolicy
     paths: StoragePaths
 
 
@@ -95,6 +97,7 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
     core = load_policy(root, "core_policy", name, CorePolicy)
     features = load_policy(root, "feature_policy", name, FeaturePolicy)
     feature_order = load_policy(root, "feature_order", name, FeatureOrderPolicy)
+    training = load_policy(root, "training_policy", name, TrainingPolicy)
     if env.storage_backend is not None:
         storage = storage.model_copy(update={"backend": env.storage_backend})
     if storage.backend != "local":
@@ -129,5 +132,6 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
         core=core,
         features=features,
         feature_order=feature_order,
+        training=training,
         paths=paths,
     )

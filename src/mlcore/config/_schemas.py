@@ -357,10 +357,91 @@ class FeatureLevels(Policy):
         return self
 
 
+# Pair feature names keep the issue's leg suffixes (atr_A, atr_B).
+PairColumn = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(_[AB])?$")]
+
+
+class PairModelFeatures(Policy):
+    """Input columns, in order, of the pair models."""
+
+    ai1: Annotated[list[PairColumn], Field(min_length=1)]
+    ai2: Annotated[list[PairColumn], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique(self) -> PairModelFeatures:
+        for name in ("ai1", "ai2"):
+            cols = getattr(self, name)
+            if len(set(cols)) != len(cols):
+                raise ValueError(f"{name}: a column is listed twice")
+        return self
+
+
 class FeatureOrderPolicy(Policy):
     """feature_order.yaml: the single source of truth for feature column order per level."""
 
     single: FeatureLevels
+    pair_models: PairModelFeatures
 
 
 POLICY_SCHEMAS["feature_order"] = FeatureOrderPolicy
+
+
+# training_policy.yaml -------------------------------------------------------------------
+Share = Annotated[float, Field(gt=0, lt=0.5)]
+
+
+class CVPolicy(Policy):
+    """Purged grouped K-fold settings."""
+
+    n_folds: Annotated[int, Field(ge=2, le=20)]
+    purge_bars: Annotated[int, Field(ge=0)]
+    embargo_bars: Annotated[int, Field(ge=0)]
+    min_block_bars: PositiveInt
+
+    @model_validator(mode="after")
+    def _block_outlasts_gaps(self) -> CVPolicy:
+        if self.min_block_bars < self.purge_bars + self.embargo_bars + 1:
+            raise ValueError(
+                f"min_block_bars ({self.min_block_bars}) must be at least purge_bars + "
+                f"embargo_bars + 1 ({self.purge_bars + self.embargo_bars + 1})"
+            )
+        return self
+
+
+class SplitPolicy(Policy):
+    """Shares of the time-ordered events."""
+
+    test_share: Share
+    calibration_share: Share
+    early_stopping_share: Share
+
+
+class LightGBMPolicy(Policy):
+    """LightGBM settings."""
+
+    max_rounds: Annotated[int, Field(ge=1, le=100_000)]
+    early_stopping_rounds: PositiveInt
+    learning_rate: Annotated[float, Field(gt=0, le=1)]
+    num_leaves: Annotated[int, Field(ge=2, le=4096)]
+    min_child_samples: PositiveInt
+
+
+class CanaryPolicy(Policy):
+    """Leakage canary settings."""
+
+    block_bars: PositiveInt
+    repeats: Annotated[int, Field(ge=1, le=100)]
+    tolerance: Annotated[float, Field(gt=0, lt=0.5)]
+
+
+class TrainingPolicy(Policy):
+    """training_policy.yaml: CV, splits, model settings, the canary and the seed."""
+
+    cv: CVPolicy
+    split: SplitPolicy
+    lightgbm: LightGBMPolicy
+    canary: CanaryPolicy
+    seed: Annotated[int, Field(ge=0)]
+
+
+POLICY_SCHEMAS["training_policy"] = TrainingPolicy
