@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from mlcore.config import AppConfig, PairSpec
@@ -26,8 +25,8 @@ from mlcore.data import (
     write_atomic,
 )
 from mlcore.data._store import json_bytes
-from mlcore.features import build_pair_features, load_pair_features
-from mlcore.labels import BUY, HOLD, SELL, ai1_events, ai2_labels, ai3_targets, direction_labels
+from mlcore.labels import BUY, HOLD, SELL
+from mlcore.training import label_pair
 
 DEMO_TIMEFRAME = "1h"
 DEMO_START = pd.Timestamp("2023-01-01", tz="UTC")
@@ -137,70 +136,31 @@ def check_faults(
     return checks
 
 
-def _leg(cat: Catalog, symbol: str) -> pd.DataFrame:
-    return cat.load_bars(DEMO_TIMEFRAME, symbol)[["ts", "high", "low", "close"]]
-
-
-@dataclass
-class _SegmentLabels:
-    events: pd.DataFrame
-    targets: np.ndarray
-    risk: np.ndarray
-    direction: np.ndarray
-
-
-def _label_segment(cfg: AppConfig, feats: pd.DataFrame, close_a: np.ndarray) -> _SegmentLabels:
-    lab = cfg.core.labels
-    ts = pd.DatetimeIndex(feats["ts"]).as_unit("ns").asi8
-    # The spec's speed |dz|EMA: the size of the smoothed velocity of z.
-    speed = np.abs(feats["dz_ema"].to_numpy())
-    z = feats["z"].to_numpy()
-    events = ai1_events(ts, z, speed, lab.ai1)
-    risk, _ = ai2_labels(
-        feats["rho_var"].to_numpy(),
-        feats["atr_ratio"].to_numpy(),
-        speed,
-        feats["dd_recent"].to_numpy(),
-        lab.ai2,
-    )
-    direction, _ = direction_labels(close_a, lab.direction)
-    return _SegmentLabels(events, ai3_targets(events, z, lab.ai1), risk, direction)
-
-
 def summarize_pair(cfg: AppConfig, cat: Catalog, pair: PairSpec) -> PairSummary:
     """Build (or reuse) the pair's cached features and label them (AI1, AI2, AI3, direction).
 
     Labels are computed per segment of unbroken history, so no horizon spans an excluded month.
     """
-    built = build_pair_features(cfg, cat, pair, DEMO_TIMEFRAME)
-    feats = load_pair_features(cfg, pair.pair_id, DEMO_TIMEFRAME)
-    close = _leg(cat, pair.leg_a).set_index("ts")["close"].reindex(feats["ts"]).to_numpy()
-    parts = [
-        _label_segment(cfg, seg, close[seg.index.to_numpy()])
-        for _, seg in feats.groupby("segment", sort=True)
-    ]
-    events = pd.concat([p.events for p in parts], ignore_index=True)
-    targets = np.concatenate([p.targets for p in parts])
-    risk = np.concatenate([p.risk for p in parts])
-    direction = np.concatenate([p.direction for p in parts])
+    lp = label_pair(cfg, cat, pair, DEMO_TIMEFRAME)
+    events, risk, direction = lp.events, lp.risk, lp.direction
     labelled = events[events["label"] >= 0]
     names = {SELL: "SELL", HOLD: "HOLD", BUY: "BUY"}
     known = risk[risk >= 0]
     return PairSummary(
         pair_id=pair.pair_id,
-        aligned_bars=len(feats),
-        dropped_bars=built.dropped_bars,
-        warm_up_bars=built.warm_up_bars,
-        months_computed=len(built.months_computed),
-        months_cached=len(built.months_cached),
+        aligned_bars=len(lp.features),
+        dropped_bars=lp.build.dropped_bars,
+        warm_up_bars=lp.build.warm_up_bars,
+        months_computed=len(lp.build.months_computed),
+        months_cached=len(lp.build.months_cached),
         ai1_events=len(events),
         ai1_excluded=int(events["excluded"].sum()),
         ai1_censored=int(events["censored"].sum()),
         ai1_positive_rate=float((labelled["label"] == 1).mean()) if len(labelled) else float("nan"),
-        ai3_mean_target=float(pd.Series(targets).mean()),
+        ai3_mean_target=float(events["ai3"].mean()),
         ai2_positive_rate=float((known == 1).mean()) if len(known) else float("nan"),
         direction_counts={names[k]: int((direction == k).sum()) for k in names},
-        segments=len(parts),
+        segments=int(lp.features["segment"].nunique()),
     )
 
 

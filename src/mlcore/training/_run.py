@@ -1,0 +1,196 @@
+"""A training run: the universe's AI1 events from the catalog, scaled, trained, calibrated and
+checked, written as a model version with checksums.
+
+``{models_root}/{model_version}/`` holds ``ai1.lgbm.txt`` (LightGBM text model),
+``ai1_calibration.json``, ``feature_schema.json``, ``params.yaml``, ``metrics.json``,
+``dataset_index_filtered.json``, ``preprocess_report.json`` and ``checksums.json`` (SHA256 of each
+of those). These files depend only on the data, the configuration and the seed: the same inputs
+give the same bytes. ``run.json`` adds what differs between runs (when, which code) and is
+listed in the checksums too. ``model_version = yyyyMMdd_HHmm + "_" + short code hash``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from mlcore.config import AppConfig
+from mlcore.data import Catalog, write_atomic
+from mlcore.features import PAIR_FEATURES, schema_bytes
+from mlcore.training._binary import (
+    BinaryTrainConfig,
+    BinaryTrainResult,
+    split_points,
+    train_binary,
+)
+from mlcore.training._dataset import ai1_rows, bar_numbers, label_pair
+from mlcore.training._inputs import ModelInputs
+
+
+@dataclass
+class TrainReport:
+    """What a run wrote and measured."""
+
+    model_version: str
+    folder: Path
+    status: str
+    blocked_reasons: list[str]
+    metrics: dict[str, Any]
+    events: dict[str, int]
+
+
+def binary_config(cfg: AppConfig, seed: int | None = None) -> BinaryTrainConfig:
+    """The binary trainer's settings from ``training_policy.yaml``."""
+    t = cfg.training
+    return BinaryTrainConfig(
+        n_folds=t.cv.n_folds, purge_bars=t.cv.purge_bars, embargo_bars=t.cv.embargo_bars,
+        min_block_bars=t.cv.min_block_bars, test_share=t.split.test_share,
+        calibration_share=t.split.calibration_share,
+        early_stopping_share=t.split.early_stopping_share,
+        early_stopping_rounds=t.lightgbm.early_stopping_rounds, max_rounds=t.lightgbm.max_rounds,
+        learning_rate=t.lightgbm.learning_rate, num_leaves=t.lightgbm.num_leaves,
+        min_child_samples=t.lightgbm.min_child_samples, canary_block_bars=t.canary.block_bars,
+        canary_repeats=t.canary.repeats, canary_tolerance=t.canary.tolerance,
+        seed=t.seed if seed is None else seed,
+    )  # fmt: skip
+
+
+def code_hash(repo: Path) -> str:
+    """The git commit of the code (``unknown`` outside a checkout), ``+dirty`` if modified."""
+    try:
+        head = subprocess.run(  # noqa: S603
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],  # noqa: S607
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(  # noqa: S603
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def _json(data: Any) -> bytes:
+    return (json.dumps(data, sort_keys=True, indent=2, allow_nan=False) + "\n").encode()
+
+
+def _clean_floats(obj: Any) -> Any:
+    """NaN/inf (never valid JSON) become None."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _clean_floats(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean_floats(v) for v in obj]
+    return obj
+
+
+def _artifacts(
+    cfg: AppConfig, timeframe: str, seed: int, result: BinaryTrainResult, inputs: ModelInputs
+) -> dict[str, bytes]:
+    lab = cfg.core.labels.ai1
+    params = {
+        "theta1": cfg.core.theta1_initial,
+        "theta2": cfg.core.theta2_initial,
+        "ai1": lab.model_dump(),
+        "timeframe": timeframe,
+        "seed": seed,
+    }
+    metrics = {
+        "ai1": result.metrics,
+        "retrain_status": result.status,
+        "blocked_reasons": result.blocked_reasons,
+    }
+    return {
+        "ai1.lgbm.txt": result.model.booster_.model_to_string().encode(),
+        "ai1_calibration.json": _json(result.calibrator.to_dict()),
+        "feature_schema.json": schema_bytes(inputs.to_schema()),
+        "params.yaml": yaml.safe_dump(params, sort_keys=True).encode(),
+        "metrics.json": _json(_clean_floats(metrics)),
+    }
+
+
+def train_ai1(
+    cfg: AppConfig, cat: Catalog, timeframe: str, *, seed: int | None = None,
+    now: datetime | None = None,
+) -> TrainReport:  # fmt: skip
+    """Train AI1 on every pair of the universe (events pooled in time order) and write the
+    model version."""
+    columns = list(cfg.feature_order.pair_models.ai1)
+    pairs = list(cfg.universe.pairs)
+    frames, parts, per_pair = [], [], {}
+    for pair in pairs:
+        lp = label_pair(cfg, cat, pair, timeframe)
+        rows = ai1_rows(lp, columns)
+        frames.append(rows)
+        per_pair[pair.pair_id] = len(rows)
+        for sym in (pair.leg_a, pair.leg_b):
+            parts += cat.partitions(timeframe, sym)
+    rows = pd.concat(frames, ignore_index=True)
+    finite = np.isfinite(rows[columns].to_numpy(dtype=np.float64)).all(axis=1)
+    dropped = int((~finite).sum())
+    rows = rows[finite].sort_values(["t0_ts", "pair_id"], kind="stable").reset_index(drop=True)
+    if len(rows) < 50:
+        raise ValueError(f"only {len(rows)} labelled AI1 events in the universe: too few to train")
+
+    bcfg = binary_config(cfg, seed)
+    cal_start, _ = split_points(len(rows), bcfg)
+    scalable = [c for c in columns if c in PAIR_FEATURES]
+    inputs = ModelInputs.fit(rows.iloc[:cal_start], columns, scalable, cfg.features.scaler_clip)
+    X, clipped = inputs.transform(rows)
+    t0 = bar_numbers(rows["t0_ts"].to_numpy(), timeframe)
+    t1 = bar_numbers(rows["t1_ts"].to_numpy(), timeframe)
+    result = train_binary(X, rows["label"].to_numpy(), t0, t1, bcfg, feature_names=columns)
+
+    data_hash = cat.data_hash(parts)
+    code = code_hash(cfg.config_root.parent)
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d_%H%M")
+    version = f"{stamp}_{code[:7] if code != 'unknown' else 'nocode'}"
+    folder = cfg.paths.models / version
+    files = _artifacts(cfg, timeframe, bcfg.seed, result, inputs)
+    files["dataset_index_filtered.json"] = _json(
+        {
+            "timeframe": timeframe,
+            "data_hash": data_hash,
+            "partitions": [{k: p[k] for k in ("symbol", "month", "data_hash")} for p in parts],
+            "events_per_pair": per_pair,
+        }
+    )
+    files["preprocess_report.json"] = _json(
+        {
+            "events": len(rows),
+            "dropped_events_with_missing_features": dropped,
+            "clip": cfg.features.scaler_clip,
+            "clipped_values": clipped,
+            "scaled_columns": list(inputs.scaler.features),
+            "passthrough_columns": list(inputs.passthrough),
+        }
+    )
+    files["run.json"] = _json(
+        {
+            "model_version": version,
+            "created_at": (now or datetime.now(UTC)).isoformat(),
+            "code_hash": code,
+            "data_hash": data_hash,
+            "seed": bcfg.seed,
+            "retrain_status": result.status,
+        }
+    )
+    checksums = {name: hashlib.sha256(body).hexdigest() for name, body in sorted(files.items())}
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, body in files.items():
+        write_atomic(folder / name, body)
+    write_atomic(folder / "checksums.json", _json(checksums))
+    return TrainReport(
+        version, folder, result.status, result.blocked_reasons, result.metrics, per_pair
+    )
