@@ -35,6 +35,7 @@ from mlcore.data import (
 from mlcore.demo import DemoResult, run_demo
 from mlcore.errors import ConfigError, DataQualityError, MlcoreError, RetryableError
 from mlcore.features import build_pair_features, build_symbol_features
+from mlcore.training import TrainReport, train_ai1
 
 app = typer.Typer(
     name="mlcore",
@@ -377,14 +378,72 @@ def _print_demo(result: DemoResult) -> None:
     computed = sum(p.months_computed for p in result.pairs)
     cached = sum(p.months_cached for p in result.pairs)
     out.print(f"feature months computed {computed}, from cache {cached}")
+
+
+def _print_demo_end(result: DemoResult) -> None:
     t = result.timings_s
     out.print(
         f"time: generate {t['generate_s']:.1f}s, ingest {t['ingest_s']:.1f}s, "
         f"re-ingest {t['reingest_s']:.1f}s, catalog {t['catalog_s']:.1f}s, "
-        f"features+labels {t['features_labels_s']:.1f}s, "
+        f"features+labels {t['features_labels_s']:.1f}s, train AI1 {t['train_ai1_s']:.1f}s, "
         f"total {t['total_s']:.1f}s"
     )
     out.print(f"summary: {result.report_path}")
+
+
+@app.command("train")
+@guarded
+def train(
+    timeframe: Annotated[str, typer.Option(help="Bar timeframe, e.g. 1h.")],
+    pair: Annotated[
+        list[str] | None, typer.Option(help="Pair id from universe.yaml (repeat; default all).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: training_policy.yaml).")] = None,
+    config_env: EnvOpt = None,
+    config_root: RootOpt = None,
+) -> None:
+    """Train AI1 from the catalog's features and labels and write a model version."""
+    cfg = _config(config_env, config_root)
+    if timeframe not in cfg.pipeline.timeframe_allowed:
+        raise ConfigError(
+            "CLI_ARGUMENT_INVALID",
+            f"--timeframe {timeframe!r} is not one of {cfg.pipeline.timeframe_allowed}",
+        )
+    known = [p.pair_id for p in cfg.universe.pairs]
+    unknown = [p for p in pair or [] if p not in known]
+    if unknown:
+        raise ConfigError("CLI_ARGUMENT_INVALID", f"pair(s) {unknown} not in universe.yaml {known}")
+    cat = Catalog(cfg)
+    try:
+        report = train_ai1(cfg, cat, timeframe, pair_ids=pair or None, seed=seed)
+    except ValueError as exc:
+        raise DataQualityError("TRAIN_INPUT_INVALID", str(exc)) from exc
+    _print_train(report)
+
+
+def _print_train(report: TrainReport) -> None:
+    m = report.metrics
+    table = Table(title=f"AI1 model {report.model_version}")
+    for col in ("set", "events", "positive", "AUC", "PR-AUC", "logloss", "Brier", "ECE"):
+        table.add_column(col, justify="left" if col == "set" else "right")
+    for name, key in (("CV out-of-fold", "cv_out_of_fold"), ("test, raw", "oos_raw"),
+                      ("test, calibrated", "oos_calibrated")):  # fmt: skip
+        part = m[key]
+        table.add_row(
+            name, str(part["n"]), f"{part['positive_rate']:.0%}",
+            *(f"{part[k]:.3f}" if part[k] is not None else "-"
+              for k in ("auc", "pr_auc", "logloss", "brier", "ece")),
+        )  # fmt: skip
+    out.print(table)
+    canary = m["canary"]
+    out.print(
+        f"CV per-fold AUC mean {m['cv_fold_auc_mean']:.3f}; leakage canary (shuffled labels): "
+        f"AUC {canary['auc_mean']:.3f} ({'pass' if canary['passed'] else 'FAIL'}, "
+        f"0.5 +- {canary['tolerance']})"
+    )
+    status = "[green]ok[/]" if report.status == "ok" else "[red]blocked[/]"
+    out.print(f"retrain_status={status} {escape('; '.join(report.blocked_reasons))}")
+    out.print(f"model: {report.folder}")
 
 
 @app.command("demo")
@@ -400,6 +459,9 @@ def demo(
     out.print(f"started {datetime.now(UTC).isoformat(timespec='seconds')}")
     result = run_demo(cfg, seed=seed)
     _print_demo(result)
+    if result.training is not None:
+        _print_train(result.training)
+    _print_demo_end(result)
     if not result.all_caught:
         raise typer.Exit(1)
 

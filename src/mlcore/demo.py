@@ -1,5 +1,5 @@
 """The main job on the embedded default: generate a market, ingest it, build the catalog,
-and check that every planted fault was caught."""
+check that every planted fault was caught, build features and labels, and train AI1."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from mlcore.data import (
 )
 from mlcore.data._store import json_bytes
 from mlcore.labels import BUY, HOLD, SELL
-from mlcore.training import label_pair
+from mlcore.training import TrainReport, label_pair, train_ai1
 
 DEMO_TIMEFRAME = "1h"
 DEMO_START = pd.Timestamp("2023-01-01", tz="UTC")
@@ -75,6 +75,7 @@ class DemoResult:
     pairs: list[PairSummary] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     report_path: Path | None = None
+    training: TrainReport | None = None
 
     @property
     def all_caught(self) -> bool:
@@ -201,8 +202,12 @@ def run_demo(cfg: AppConfig, seed: int = 7) -> DemoResult:
     cat = Catalog(cfg)
     pairs = [summarize_pair(cfg, cat, p) for p in cfg.universe.pairs]
     timings["features_labels_s"] = time.perf_counter() - t4
+    t5 = time.perf_counter()
+    training = train_ai1(cfg, cat, DEMO_TIMEFRAME)
+    timings["train_ai1_s"] = time.perf_counter() - t5
     timings["total_s"] = time.perf_counter() - t0
     result = DemoResult(incoming, reports, rerun, catalog, checks, pairs, timings)
+    result.training = training
     path = cfg.paths.reports / "demo_summary.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(json_bytes(summary_dict(result, market)))
@@ -236,6 +241,25 @@ def summary_dict(result: DemoResult, market: SyntheticMarket) -> dict[str, Any]:
             for c in result.checks
         ],
         "pairs": [asdict(p) for p in result.pairs],
+        "training": None
+        if result.training is None
+        else {
+            "model_version": result.training.model_version,
+            "folder": str(result.training.folder),
+            "retrain_status": result.training.status,
+            "blocked_reasons": result.training.blocked_reasons,
+            "events": result.training.events,
+            "ai1": {
+                k: result.training.metrics[k]["auc"]
+                for k in ("cv_out_of_fold", "oos_raw", "oos_calibrated")
+            }
+            | {
+                "cv_fold_auc_mean": result.training.metrics["cv_fold_auc_mean"],
+                "canary_auc": result.training.metrics["canary"]["auc_mean"],
+                "oos_calibrated_brier": result.training.metrics["oos_calibrated"]["brier"],
+                "oos_calibrated_ece": result.training.metrics["oos_calibrated"]["ece"],
+            },
+        },
         "truth": market.manifest(),
         "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},
     }

@@ -36,6 +36,7 @@ def test_demo_catches_every_planted_fault_and_is_idempotent(tmp_path: Path) -> N
     assert "Traceback" not in first.stderr
     out = first.stdout
     assert "planted faults caught: 37/37" in out
+    assert "retrain_status=ok" in out
     assert "re-ingest of the same files rewrote 0 partition(s)" in out
     assert "catalog: 144 partitions, 143 included, 1 excluded" in out
     summary = json.loads((archive / "reports" / "demo_summary.json").read_text())

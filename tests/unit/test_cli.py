@@ -22,7 +22,16 @@ def _run(*args: str) -> tuple[int, str]:
 
 @pytest.mark.parametrize(
     "cmd",
-    [[], ["demo"], ["ingest"], ["catalog"], ["catalog", "build"], ["config"], ["config", "check"]],
+    [
+        [],
+        ["demo"],
+        ["ingest"],
+        ["catalog"],
+        ["catalog", "build"],
+        ["config"],
+        ["config", "check"],
+        ["train"],
+    ],
 )
 def test_help_everywhere(cmd: list[str]) -> None:
     code, out = _run(*cmd, "--help")
@@ -211,3 +220,20 @@ def test_features_build_refuses_bad_arguments(
     code, out = _run("features", "build", "--config-root", str(CONFIG_ROOT), *extra)
     assert code == 2
     assert fragment in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "fragment"),
+    [
+        (["--timeframe", "7m"], 2, "--timeframe '7m'"),
+        (["--timeframe", "1h", "--pair", "NOPE"], 2, "['NOPE'] not in universe.yaml"),
+        (["--timeframe", "1h"], 1, "CATALOG_INDEX_MISSING"),
+    ],
+)
+def test_train_refuses_bad_arguments_and_a_missing_catalog(
+    archive: Path, extra: list[str], code: int, fragment: str
+) -> None:
+    got, out = _run("train", "--config-root", str(CONFIG_ROOT), *extra)
+    assert got == code, out
+    assert fragment in out
+    assert "Traceback" not in out

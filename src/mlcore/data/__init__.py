@@ -1,6 +1,6 @@
 """Data stage: providers, canonical bars, data-quality rules, Parquet store and catalog."""
 
-from mlcore.data._atomic import write_atomic
+from mlcore.data._atomic import replace_dir, write_atomic
 from mlcore.data._calendar import expected_grid
 from mlcore.data._catalog import Catalog, CatalogSummary, build_catalog, exclusion_reasons
 from mlcore.data._dq import FLAGS, DQResult, Gap, classify_moves, run_dq
@@ -61,6 +61,7 @@ __all__ = [
     "parse_table",
     "read_table",
     "read_watermark",
+    "replace_dir",
     "resolve_calendar",
     "run_dq",
     "symbol_dirname",

@@ -24,7 +24,7 @@ import pandas as pd
 import yaml
 
 from mlcore.config import AppConfig
-from mlcore.data import Catalog, write_atomic
+from mlcore.data import Catalog, replace_dir
 from mlcore.features import PAIR_FEATURES, schema_bytes
 from mlcore.training._binary import (
     BinaryTrainConfig,
@@ -80,6 +80,15 @@ def code_hash(repo: Path) -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def _free_version(root: Path, base: str) -> str:
+    """``base``, or ``base_2``, ``base_3`` ... when runs share a minute and a commit."""
+    version, k = base, 1
+    while (root / version).exists():
+        k += 1
+        version = f"{base}_{k}"
+    return version
+
+
 def _json(data: Any) -> bytes:
     return (json.dumps(data, sort_keys=True, indent=2, allow_nan=False) + "\n").encode()
 
@@ -121,13 +130,17 @@ def _artifacts(
 
 
 def train_ai1(
-    cfg: AppConfig, cat: Catalog, timeframe: str, *, seed: int | None = None,
-    now: datetime | None = None,
+    cfg: AppConfig, cat: Catalog, timeframe: str, *, pair_ids: list[str] | None = None,
+    seed: int | None = None, now: datetime | None = None,
 ) -> TrainReport:  # fmt: skip
-    """Train AI1 on every pair of the universe (events pooled in time order) and write the
-    model version."""
+    """Train AI1 on the universe's pairs (or ``pair_ids``), events pooled in time order, and
+    write the model version."""
     columns = list(cfg.feature_order.pair_models.ai1)
-    pairs = list(cfg.universe.pairs)
+    known = [p.pair_id for p in cfg.universe.pairs]
+    unknown = sorted(set(pair_ids or []) - set(known))
+    if unknown:
+        raise ValueError(f"pair(s) {unknown} are not in universe.yaml {known}")
+    pairs = [p for p in cfg.universe.pairs if pair_ids is None or p.pair_id in pair_ids]
     frames, parts, per_pair = [], [], {}
     for pair in pairs:
         lp = label_pair(cfg, cat, pair, timeframe)
@@ -155,7 +168,9 @@ def train_ai1(
     data_hash = cat.data_hash(parts)
     code = code_hash(cfg.config_root.parent)
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d_%H%M")
-    version = f"{stamp}_{code[:7] if code != 'unknown' else 'nocode'}"
+    version = _free_version(
+        cfg.paths.models, f"{stamp}_{code[:7] if code != 'unknown' else 'nocode'}"
+    )
     folder = cfg.paths.models / version
     files = _artifacts(cfg, timeframe, bcfg.seed, result, inputs)
     files["dataset_index_filtered.json"] = _json(
@@ -187,10 +202,9 @@ def train_ai1(
         }
     )
     checksums = {name: hashlib.sha256(body).hexdigest() for name, body in sorted(files.items())}
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, body in files.items():
-        write_atomic(folder / name, body)
-    write_atomic(folder / "checksums.json", _json(checksums))
+    files["checksums.json"] = _json(checksums)
+    # All files appear at once or not at all: no half-written model version.
+    replace_dir(folder, files)
     return TrainReport(
         version, folder, result.status, result.blocked_reasons, result.metrics, per_pair
     )

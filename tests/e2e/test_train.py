@@ -1,0 +1,111 @@
+"""AI1 training on the demo universe: a model version with native files and checksums, the same
+bytes for the same data and seed, a model that reloads without pickle and scores the same."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from mlcore.config import AppConfig, load_config
+from mlcore.data import Catalog
+from mlcore.demo import run_demo
+from mlcore.training import IsotonicCalibrator, ModelInputs, TrainReport, train_ai1
+from tests.conftest import CONFIG_ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def demo_cfg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppConfig, TrainReport]]:
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("SERVICE_ENV", "ARCHIVE_PATH", "MLCORE_CONFIG_ROOT"):
+            mp.delenv(var, raising=False)
+        mp.setenv("TZ", "UTC")
+        mp.setenv("ARCHIVE_PATH", str(tmp_path_factory.mktemp("demo") / "archive"))
+        cfg = load_config(CONFIG_ROOT, "dev")
+        result = run_demo(cfg)
+        assert result.training is not None
+        yield cfg, result.training
+
+
+def test_demo_trains_ai1_with_full_metrics_and_a_passing_canary(
+    demo_cfg: tuple[AppConfig, TrainReport],
+) -> None:
+    _, report = demo_cfg
+    assert report.status == "ok", report.blocked_reasons
+    m = report.metrics
+    for part in ("cv_out_of_fold", "oos_raw", "oos_calibrated"):
+        for key in ("auc", "pr_auc", "logloss", "brier", "ece", "f1"):
+            assert m[part][key] is not None, (part, key)
+    assert m["canary"]["passed"]
+    assert m["oos_raw"]["auc"] > 0.5
+    assert set(report.events) == {"XAU_XAG", "EUR_GBP", "BTC_ETH"}
+
+
+def test_model_version_files_and_checksums(demo_cfg: tuple[AppConfig, TrainReport]) -> None:
+    _, report = demo_cfg
+    # __complete is the atomic folder writer's completion mark.
+    names = sorted(p.name for p in report.folder.iterdir() if p.name != "__complete")
+    assert names == sorted(
+        [
+            "ai1.lgbm.txt", "ai1_calibration.json", "checksums.json",
+            "dataset_index_filtered.json", "feature_schema.json", "metrics.json", "params.yaml",
+            "preprocess_report.json", "run.json",
+        ]
+    )  # fmt: skip
+    sums = json.loads((report.folder / "checksums.json").read_text())
+    assert set(sums) == set(names) - {"checksums.json"}
+    for name, digest in sums.items():
+        assert hashlib.sha256((report.folder / name).read_bytes()).hexdigest() == digest
+    run = json.loads((report.folder / "run.json").read_text())
+    assert run["model_version"] == report.model_version
+    assert report.model_version.startswith(datetime.now(UTC).strftime("%Y%m%d"))
+    assert len(run["data_hash"]) == 64 and run["seed"] == 7
+    params = yaml.safe_load((report.folder / "params.yaml").read_text())
+    assert params["ai1"]["horizon_bars"] == 48 and 0.6 <= params["theta1"] <= 0.85
+    prep = json.loads((report.folder / "preprocess_report.json").read_text())
+    assert prep["passthrough_columns"] == ["event_direction", "event_abs_z0"]
+    assert sum(prep["clipped_values"].values()) > 0
+
+
+def test_same_data_and_seed_give_the_same_bytes(demo_cfg: tuple[AppConfig, TrainReport]) -> None:
+    cfg, first = demo_cfg
+    again = train_ai1(cfg, Catalog(cfg), "1h", now=datetime(2030, 1, 1, tzinfo=UTC))
+    assert again.folder != first.folder
+    for path in sorted(first.folder.iterdir()):
+        if path.name in ("run.json", "checksums.json", "__complete"):
+            continue
+        assert (again.folder / path.name).read_bytes() == path.read_bytes(), path.name
+    other = train_ai1(cfg, Catalog(cfg), "1h", seed=8, now=datetime(2030, 1, 1, tzinfo=UTC))
+    assert other.folder.name.endswith("_2")  # same minute and commit: a new folder, no overwrite
+    assert (other.folder / "ai1.lgbm.txt").read_bytes() != (
+        first.folder / "ai1.lgbm.txt"
+    ).read_bytes()
+
+
+def test_the_stored_model_reloads_natively_and_scores_the_same(
+    demo_cfg: tuple[AppConfig, TrainReport],
+) -> None:
+    cfg, report = demo_cfg
+    folder = report.folder
+    booster = lgb.Booster(model_str=(folder / "ai1.lgbm.txt").read_text())
+    inputs = ModelInputs.from_schema(json.loads((folder / "feature_schema.json").read_text()))
+    calib = IsotonicCalibrator.from_dict(json.loads((folder / "ai1_calibration.json").read_text()))
+    assert list(inputs.columns) == list(cfg.feature_order.pair_models.ai1)
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(50, len(inputs.columns))), columns=list(inputs.columns))
+    X, _ = inputs.transform(frame)
+    p = calib.predict(booster.predict(X, raw_score=True))
+    assert ((p >= 0) & (p <= 1)).all()
+    # The stored raw scores are the in-memory model's.
+    stored = booster.predict(X, raw_score=True)
+    again = lgb.Booster(model_str=booster.model_to_string()).predict(X, raw_score=True)
+    np.testing.assert_array_equal(stored, again)
