@@ -35,7 +35,7 @@ from mlcore.data import (
 from mlcore.demo import DemoResult, run_demo
 from mlcore.errors import ConfigError, DataQualityError, MlcoreError, RetryableError
 from mlcore.features import build_pair_features, build_symbol_features
-from mlcore.training import TrainReport, train_ai1
+from mlcore.training import TrainReport, train_models
 
 app = typer.Typer(
     name="mlcore",
@@ -385,7 +385,7 @@ def _print_demo_end(result: DemoResult) -> None:
     out.print(
         f"time: generate {t['generate_s']:.1f}s, ingest {t['ingest_s']:.1f}s, "
         f"re-ingest {t['reingest_s']:.1f}s, catalog {t['catalog_s']:.1f}s, "
-        f"features+labels {t['features_labels_s']:.1f}s, train AI1 {t['train_ai1_s']:.1f}s, "
+        f"features+labels {t['features_labels_s']:.1f}s, train {t['train_s']:.1f}s, "
         f"total {t['total_s']:.1f}s"
     )
     out.print(f"summary: {result.report_path}")
@@ -402,7 +402,7 @@ def train(
     config_env: EnvOpt = None,
     config_root: RootOpt = None,
 ) -> None:
-    """Train AI1 from the catalog's features and labels and write a model version."""
+    """Train AI1 and AI2 from the catalog's features and labels; write a model version."""
     cfg = _config(config_env, config_root)
     if timeframe not in cfg.pipeline.timeframe_allowed:
         raise ConfigError(
@@ -415,32 +415,36 @@ def train(
         raise ConfigError("CLI_ARGUMENT_INVALID", f"pair(s) {unknown} not in universe.yaml {known}")
     cat = Catalog(cfg)
     try:
-        report = train_ai1(cfg, cat, timeframe, pair_ids=pair or None, seed=seed)
+        report = train_models(cfg, cat, timeframe, pair_ids=pair or None, seed=seed)
     except ValueError as exc:
         raise DataQualityError("TRAIN_INPUT_INVALID", str(exc)) from exc
     _print_train(report)
 
 
 def _print_train(report: TrainReport) -> None:
-    m = report.metrics
-    table = Table(title=f"AI1 model {report.model_version}")
-    for col in ("set", "events", "positive", "AUC", "PR-AUC", "logloss", "Brier", "ECE"):
-        table.add_column(col, justify="left" if col == "set" else "right")
-    for name, key in (("CV out-of-fold", "cv_out_of_fold"), ("test, raw", "oos_raw"),
-                      ("test, calibrated", "oos_calibrated")):  # fmt: skip
-        part = m[key]
-        table.add_row(
-            name, str(part["n"]), f"{part['positive_rate']:.0%}",
-            *(f"{part[k]:.3f}" if part[k] is not None else "-"
-              for k in ("auc", "pr_auc", "logloss", "brier", "ece")),
-        )  # fmt: skip
+    table = Table(title=f"model version {report.model_version}")
+    for col in ("model", "set", "rows", "positive", "AUC", "PR-AUC", "logloss", "Brier", "ECE"):
+        table.add_column(col, justify="left" if col in ("model", "set") else "right")
+    sets = (("CV out-of-fold", "cv_out_of_fold"), ("test, raw", "oos_raw"),
+            ("test, calibrated", "oos_calibrated"))  # fmt: skip
+    for model, m in report.metrics.items():
+        for name, key in sets:
+            part = m[key]
+            table.add_row(
+                model.upper() if key == "cv_out_of_fold" else "", name, str(part["n"]),
+                f"{part['positive_rate']:.0%}",
+                *(f"{part[k]:.3f}" if part[k] is not None else "-"
+                  for k in ("auc", "pr_auc", "logloss", "brier", "ece")),
+            )  # fmt: skip
     out.print(table)
-    canary = m["canary"]
-    out.print(
-        f"CV per-fold AUC mean {m['cv_fold_auc_mean']:.3f}; leakage canary (shuffled labels): "
-        f"AUC {canary['auc_mean']:.3f} ({'pass' if canary['passed'] else 'FAIL'}, "
-        f"0.5 +- {canary['tolerance']})"
-    )
+    for model, m in report.metrics.items():
+        canary = m["canary"]
+        verdict = "pass" if canary["passed"] else "FAIL"
+        out.print(
+            f"{model.upper()}: CV per-fold AUC mean {m['cv_fold_auc_mean']:.3f}; leakage canary "
+            f"(shuffled labels) AUC {canary['auc_mean']:.3f} ({verdict}, "
+            f"0.5 +- {canary['tolerance']})"
+        )
     status = "[green]ok[/]" if report.status == "ok" else "[red]blocked[/]"
     out.print(f"retrain_status={status} {escape('; '.join(report.blocked_reasons))}")
     out.print(f"model: {report.folder}")

@@ -26,7 +26,7 @@ from mlcore.data import (
 )
 from mlcore.data._store import json_bytes
 from mlcore.labels import BUY, HOLD, SELL
-from mlcore.training import TrainReport, label_pair, train_ai1
+from mlcore.training import TrainReport, label_pair, train_models
 
 DEMO_TIMEFRAME = "1h"
 DEMO_START = pd.Timestamp("2023-01-01", tz="UTC")
@@ -203,8 +203,8 @@ def run_demo(cfg: AppConfig, seed: int = 7) -> DemoResult:
     pairs = [summarize_pair(cfg, cat, p) for p in cfg.universe.pairs]
     timings["features_labels_s"] = time.perf_counter() - t4
     t5 = time.perf_counter()
-    training = train_ai1(cfg, cat, DEMO_TIMEFRAME)
-    timings["train_ai1_s"] = time.perf_counter() - t5
+    training = train_models(cfg, cat, DEMO_TIMEFRAME)
+    timings["train_s"] = time.perf_counter() - t5
     timings["total_s"] = time.perf_counter() - t0
     result = DemoResult(incoming, reports, rerun, catalog, checks, pairs, timings)
     result.training = training
@@ -248,16 +248,19 @@ def summary_dict(result: DemoResult, market: SyntheticMarket) -> dict[str, Any]:
             "folder": str(result.training.folder),
             "retrain_status": result.training.status,
             "blocked_reasons": result.training.blocked_reasons,
-            "events": result.training.events,
-            "ai1": {
-                k: result.training.metrics[k]["auc"]
-                for k in ("cv_out_of_fold", "oos_raw", "oos_calibrated")
-            }
-            | {
-                "cv_fold_auc_mean": result.training.metrics["cv_fold_auc_mean"],
-                "canary_auc": result.training.metrics["canary"]["auc_mean"],
-                "oos_calibrated_brier": result.training.metrics["oos_calibrated"]["brier"],
-                "oos_calibrated_ece": result.training.metrics["oos_calibrated"]["ece"],
+            "rows_per_pair": result.training.events,
+            "models": {
+                name: {
+                    "cv_out_of_fold_auc": m["cv_out_of_fold"]["auc"],
+                    "cv_fold_auc_mean": m["cv_fold_auc_mean"],
+                    "oos_raw_auc": m["oos_raw"]["auc"],
+                    "oos_calibrated_auc": m["oos_calibrated"]["auc"],
+                    "oos_calibrated_pr_auc": m["oos_calibrated"]["pr_auc"],
+                    "oos_calibrated_brier": m["oos_calibrated"]["brier"],
+                    "oos_calibrated_ece": m["oos_calibrated"]["ece"],
+                    "canary_auc": m["canary"]["auc_mean"],
+                }
+                for name, m in result.training.metrics.items()
             },
         },
         "truth": market.manifest(),

@@ -17,7 +17,7 @@ import yaml
 from mlcore.config import AppConfig, load_config
 from mlcore.data import Catalog
 from mlcore.demo import run_demo
-from mlcore.training import IsotonicCalibrator, ModelInputs, TrainReport, train_ai1
+from mlcore.training import IsotonicCalibrator, ModelInputs, TrainReport, train_models
 from tests.conftest import CONFIG_ROOT
 
 pytestmark = pytest.mark.e2e
@@ -41,13 +41,15 @@ def test_demo_trains_ai1_with_full_metrics_and_a_passing_canary(
 ) -> None:
     _, report = demo_cfg
     assert report.status == "ok", report.blocked_reasons
-    m = report.metrics
-    for part in ("cv_out_of_fold", "oos_raw", "oos_calibrated"):
-        for key in ("auc", "pr_auc", "logloss", "brier", "ece", "f1"):
-            assert m[part][key] is not None, (part, key)
-    assert m["canary"]["passed"]
-    assert m["oos_raw"]["auc"] > 0.5
-    assert set(report.events) == {"XAU_XAG", "EUR_GBP", "BTC_ETH"}
+    for model, m in report.metrics.items():
+        for part in ("cv_out_of_fold", "oos_raw", "oos_calibrated"):
+            for key in ("auc", "pr_auc", "logloss", "brier", "ece", "f1"):
+                assert m[part][key] is not None, (model, part, key)
+        assert m["canary"]["passed"], model
+        assert set(report.events[model]) == {"XAU_XAG", "EUR_GBP", "BTC_ETH"}
+    assert report.metrics["ai1"]["oos_raw"]["auc"] > 0.5
+    # Risk persists: AI2 predicts the next 24 bars' risk flags well.
+    assert report.metrics["ai2"]["oos_calibrated"]["auc"] > 0.8
 
 
 def test_model_version_files_and_checksums(demo_cfg: tuple[AppConfig, TrainReport]) -> None:
@@ -56,7 +58,8 @@ def test_model_version_files_and_checksums(demo_cfg: tuple[AppConfig, TrainRepor
     names = sorted(p.name for p in report.folder.iterdir() if p.name != "__complete")
     assert names == sorted(
         [
-            "ai1.lgbm.txt", "ai1_calibration.json", "checksums.json",
+            "ai1.lgbm.txt", "ai1_calibration.json", "ai2.lgbm.txt", "ai2_calibration.json",
+            "checksums.json",
             "dataset_index_filtered.json", "feature_schema.json", "metrics.json", "params.yaml",
             "preprocess_report.json", "run.json",
         ]
@@ -70,21 +73,23 @@ def test_model_version_files_and_checksums(demo_cfg: tuple[AppConfig, TrainRepor
     assert report.model_version.startswith(datetime.now(UTC).strftime("%Y%m%d"))
     assert len(run["data_hash"]) == 64 and run["seed"] == 7
     params = yaml.safe_load((report.folder / "params.yaml").read_text())
-    assert params["ai1"]["horizon_bars"] == 48 and 0.6 <= params["theta1"] <= 0.85
+    assert params["labels"]["ai1"]["horizon_bars"] == 48 and 0.6 <= params["theta1"] <= 0.85
     prep = json.loads((report.folder / "preprocess_report.json").read_text())
-    assert prep["passthrough_columns"] == ["event_direction", "event_abs_z0"]
-    assert sum(prep["clipped_values"].values()) > 0
+    assert prep["ai1"]["passthrough_columns"] == ["event_direction", "event_abs_z0"]
+    assert sum(prep["ai1"]["clipped_values"].values()) > 0
+    metrics = json.loads((report.folder / "metrics.json").read_text())
+    assert metrics["retrain_status"] == "ok" and set(metrics) >= {"ai1", "ai2"}
 
 
 def test_same_data_and_seed_give_the_same_bytes(demo_cfg: tuple[AppConfig, TrainReport]) -> None:
     cfg, first = demo_cfg
-    again = train_ai1(cfg, Catalog(cfg), "1h", now=datetime(2030, 1, 1, tzinfo=UTC))
+    again = train_models(cfg, Catalog(cfg), "1h", now=datetime(2030, 1, 1, tzinfo=UTC))
     assert again.folder != first.folder
     for path in sorted(first.folder.iterdir()):
         if path.name in ("run.json", "checksums.json", "__complete"):
             continue
         assert (again.folder / path.name).read_bytes() == path.read_bytes(), path.name
-    other = train_ai1(cfg, Catalog(cfg), "1h", seed=8, now=datetime(2030, 1, 1, tzinfo=UTC))
+    other = train_models(cfg, Catalog(cfg), "1h", seed=8, now=datetime(2030, 1, 1, tzinfo=UTC))
     assert other.folder.name.endswith("_2")  # same minute and commit: a new folder, no overwrite
     assert (other.folder / "ai1.lgbm.txt").read_bytes() != (
         first.folder / "ai1.lgbm.txt"
@@ -97,7 +102,8 @@ def test_the_stored_model_reloads_natively_and_scores_the_same(
     cfg, report = demo_cfg
     folder = report.folder
     booster = lgb.Booster(model_str=(folder / "ai1.lgbm.txt").read_text())
-    inputs = ModelInputs.from_schema(json.loads((folder / "feature_schema.json").read_text()))
+    schema = json.loads((folder / "feature_schema.json").read_text())
+    inputs = ModelInputs.from_schema(schema["models"]["ai1"])
     calib = IsotonicCalibrator.from_dict(json.loads((folder / "ai1_calibration.json").read_text()))
     assert list(inputs.columns) == list(cfg.feature_order.pair_models.ai1)
     rng = np.random.default_rng(0)

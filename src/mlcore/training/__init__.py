@@ -9,9 +9,9 @@ from mlcore.training._binary import (
 )
 from mlcore.training._calibration import IsotonicCalibrator
 from mlcore.training._canary import permute_within_blocks
-from mlcore.training._dataset import LabelledPair, ai1_rows, bar_numbers, label_pair
+from mlcore.training._dataset import LabelledPair, ai1_rows, ai2_rows, bar_numbers, label_pair
 from mlcore.training._inputs import ModelInputs
-from mlcore.training._run import TrainReport, binary_config, train_ai1
+from mlcore.training._run import TrainReport, binary_config, train_models
 
 __all__ = [
     "BinaryTrainConfig",
@@ -21,11 +21,12 @@ __all__ = [
     "ModelInputs",
     "TrainReport",
     "ai1_rows",
+    "ai2_rows",
     "bar_numbers",
     "binary_config",
     "label_pair",
     "permute_within_blocks",
     "recent_hit_rate",
-    "train_ai1",
     "train_binary",
+    "train_models",
 ]

@@ -8,9 +8,9 @@ last ``early_stopping_share``, purged), calibrated isotonically on the calibrati
 scored on the test part, raw and calibrated.
 
 The leakage canary runs the CV again on control targets shuffled within blocks of bars
-(several seeded shuffles): the mean of their per-fold ROC AUCs must stay within 0.5 +-
-tolerance. A higher score means labels reach the model through the pipeline, and the run is
-blocked.
+(several seeded shuffles): their out-of-fold ROC AUC, compared within strata of (CV fold,
+block), must stay within 0.5 +- tolerance. A higher score means labels reach the model through
+the pipeline, and the run is blocked.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 from numpy.typing import ArrayLike
+from sklearn.metrics import roc_auc_score
 
 from mlcore.training._calibration import IsotonicCalibrator
 from mlcore.training._canary import permute_within_blocks
@@ -119,20 +120,37 @@ def _fit(
 def _cross_validate(
     X: np.ndarray, y: np.ndarray, t0: np.ndarray, t1: np.ndarray, idx: np.ndarray,
     cfg: BinaryTrainConfig,
-) -> tuple[list[dict[str, Any]], np.ndarray]:  # fmt: skip
-    """Per-fold metrics and out-of-fold scores (raw probabilities) over ``idx``."""
+) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:  # fmt: skip
+    """Per-fold metrics, out-of-fold scores (raw probabilities) and the fold of each sample,
+    over ``idx``."""
     cv = PurgedGroupedKFold(cfg.n_folds, 1, cfg.purge_bars, cfg.embargo_bars, cfg.min_block_bars)
     oof = np.full(len(idx), np.nan)
+    fold_of = np.full(len(idx), -1)
     folds = []
     for k, (tr, te) in enumerate(cv.split(X[idx], groups=t0[idx], label_end=t1[idx])):
         model = _fit(X, y, t0, t1, idx[tr], cfg)
         p = np.asarray(model.predict_proba(X[idx[te]]))[:, 1]
         oof[te] = p
+        fold_of[te] = k
         folds.append(
             {"fold": k, "train": len(tr), "test": len(te), "best_iteration": model.best_iteration_}
             | binary_metrics(y[idx[te]], p)
         )
-    return folds, oof
+    return folds, oof, fold_of
+
+
+def stratified_auc(y: np.ndarray, score: np.ndarray, strata: np.ndarray) -> float | None:
+    """ROC AUC over the (positive, negative) pairs that share a stratum: the mean of each
+    stratum's AUC weighted by its number of such pairs (None when no stratum has both)."""
+    total = weight = 0.0
+    for s in np.unique(strata):
+        m = strata == s
+        n_pos = int(y[m].sum())
+        n_neg = int(m.sum()) - n_pos
+        if n_pos and n_neg:
+            total += float(roc_auc_score(y[m], score[m])) * n_pos * n_neg
+            weight += n_pos * n_neg
+    return total / weight if weight else None
 
 
 LabelFeatures = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -192,7 +210,7 @@ def train_binary(
     cal = dev[dev >= cal_start]
     test = np.arange(test_start, n)
 
-    folds, oof = _cross_validate(X_arr, y_arr, t0_arr, t1_arr, dev, cfg)
+    folds, oof, _ = _cross_validate(X_arr, y_arr, t0_arr, t1_arr, dev, cfg)
     model = _fit(X_arr, y_arr, t0_arr, t1_arr, train, cfg)
     calibrator = IsotonicCalibrator.fit(model, X_arr[cal], y_arr[cal])
     score = model.decision_function(X_arr[test])
@@ -231,18 +249,22 @@ def _canary(
     t1: np.ndarray, dev: np.ndarray, cfg: BinaryTrainConfig,
 ) -> dict[str, Any]:  # fmt: skip
     rng = np.random.default_rng(cfg.seed)
+    block = (t0[dev] - t0[dev].min()) // cfg.canary_block_bars
     aucs = []
     for _ in range(cfg.canary_repeats):
         y_ctl = y.copy()
         y_ctl[dev] = permute_within_blocks(y[dev], t0[dev], cfg.canary_block_bars, rng)
-        folds, _ = _cross_validate(features(y_ctl), y_ctl, t0, t1, dev, cfg)
-        # Per-fold AUCs: pooling out-of-fold scores would mix each fold's offset (its training
-        # label rate) into the ranking and bias a control below 0.5.
-        aucs += [f["auc"] for f in folds if f["auc"] is not None]
+        _, oof, fold_of = _cross_validate(features(y_ctl), y_ctl, t0, t1, dev, cfg)
+        # Compared only within (fold, block) strata: the shuffle keeps each block's label rate,
+        # and each fold's model has its own offset, so rankings across strata carry structure
+        # that is not a leak. Within a stratum the shuffled labels are exchangeable: 0.5.
+        auc = stratified_auc(y_ctl[dev], oof, fold_of * (block.max() + 1) + block)
+        if auc is not None:
+            aucs.append(auc)
     mean = float(np.mean(aucs)) if aucs else float("nan")
     return {
         "control": f"labels shuffled within blocks of {cfg.canary_block_bars} bars",
-        "statistic": "mean ROC AUC over the CV folds of every shuffle",
+        "statistic": "ROC AUC within (CV fold, block) strata, one per shuffle",
         "aucs": aucs,
         "auc_mean": mean,
         "tolerance": cfg.canary_tolerance,

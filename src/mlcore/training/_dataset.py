@@ -102,3 +102,20 @@ def bar_numbers(ts_ns: np.ndarray, timeframe: str) -> np.ndarray:
         raise ValueError(f"unknown timeframe {timeframe!r}; known: {sorted(NS_PER_BAR)}")
     out: np.ndarray = np.asarray(ts_ns, dtype=np.int64) // (NS_PER_BAR[timeframe] * 1_000_000_000)
     return out
+
+
+def ai2_rows(pair: LabelledPair, columns: list[str]) -> pd.DataFrame:
+    """One row per bar with a known AI2 label: ``pair_id``, ``t0_ts`` (the bar), ``t1_ts`` (the
+    end of its forward risk window), ``label`` and the model columns at that bar."""
+    known = np.flatnonzero(pair.risk >= 0)
+    at = pair.features.iloc[known].reset_index(drop=True)
+    missing = [c for c in columns if c not in at]
+    if missing:
+        raise ValueError(f"AI2 model columns {missing} are not pair features")
+    ts = pd.DatetimeIndex(pair.features["ts"]).as_unit("ns").asi8
+    rows = at[columns].copy()
+    rows.insert(0, "label", pair.risk[known].astype(np.int64))
+    rows.insert(0, "t1_ts", ts[pair.risk_t1[known]])
+    rows.insert(0, "t0_ts", ts[known])
+    rows.insert(0, "pair_id", pair.pair_id)
+    return rows

@@ -1,12 +1,13 @@
-"""A training run: the universe's AI1 events from the catalog, scaled, trained, calibrated and
-checked, written as a model version with checksums.
+"""A training run: AI1 on the universe's events and AI2 on its bars, from the catalog, scaled,
+trained, calibrated and checked, written as one model version with checksums.
 
-``{models_root}/{model_version}/`` holds ``ai1.lgbm.txt`` (LightGBM text model),
-``ai1_calibration.json``, ``feature_schema.json``, ``params.yaml``, ``metrics.json``,
-``dataset_index_filtered.json``, ``preprocess_report.json`` and ``checksums.json`` (SHA256 of each
-of those). These files depend only on the data, the configuration and the seed: the same inputs
-give the same bytes. ``run.json`` adds what differs between runs (when, which code) and is
-listed in the checksums too. ``model_version = yyyyMMdd_HHmm + "_" + short code hash``.
+``{models_root}/{model_version}/`` holds ``ai1.lgbm.txt`` / ``ai2.lgbm.txt`` (LightGBM text
+models), ``ai1_calibration.json`` / ``ai2_calibration.json``, ``feature_schema.json``,
+``params.yaml``, ``metrics.json``, ``dataset_index_filtered.json``, ``preprocess_report.json``
+and ``checksums.json`` (SHA256 of each of those). These files depend only on the data, the
+configuration and the seed: the same inputs give the same bytes. ``run.json`` adds what
+differs between runs (when, which code) and is listed in the checksums too.
+``model_version = yyyyMMdd_HHmm + "_" + short code hash``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,14 @@ import yaml
 from mlcore.config import AppConfig
 from mlcore.data import Catalog, replace_dir
 from mlcore.features import PAIR_FEATURES, schema_bytes
+from mlcore.labels import ai2_class_weights
 from mlcore.training._binary import (
     BinaryTrainConfig,
     BinaryTrainResult,
     split_points,
     train_binary,
 )
-from mlcore.training._dataset import ai1_rows, bar_numbers, label_pair
+from mlcore.training._dataset import ai1_rows, ai2_rows, bar_numbers, label_pair
 from mlcore.training._inputs import ModelInputs
 
 
@@ -44,8 +46,8 @@ class TrainReport:
     folder: Path
     status: str
     blocked_reasons: list[str]
-    metrics: dict[str, Any]
-    events: dict[str, int]
+    metrics: dict[str, dict[str, Any]]
+    events: dict[str, dict[str, int]]
 
 
 def binary_config(cfg: AppConfig, seed: int | None = None) -> BinaryTrainConfig:
@@ -104,59 +106,29 @@ def _clean_floats(obj: Any) -> Any:
     return obj
 
 
-def _artifacts(
-    cfg: AppConfig, timeframe: str, seed: int, result: BinaryTrainResult, inputs: ModelInputs
-) -> dict[str, bytes]:
-    lab = cfg.core.labels.ai1
-    params = {
-        "theta1": cfg.core.theta1_initial,
-        "theta2": cfg.core.theta2_initial,
-        "ai1": lab.model_dump(),
-        "timeframe": timeframe,
-        "seed": seed,
-    }
-    metrics = {
-        "ai1": result.metrics,
-        "retrain_status": result.status,
-        "blocked_reasons": result.blocked_reasons,
-    }
-    return {
-        "ai1.lgbm.txt": result.model.booster_.model_to_string().encode(),
-        "ai1_calibration.json": _json(result.calibrator.to_dict()),
-        "feature_schema.json": schema_bytes(inputs.to_schema()),
-        "params.yaml": yaml.safe_dump(params, sort_keys=True).encode(),
-        "metrics.json": _json(_clean_floats(metrics)),
-    }
+@dataclass
+class _Fitted:
+    """One model's training outcome and what went into it."""
+
+    result: BinaryTrainResult
+    inputs: ModelInputs
+    per_pair: dict[str, int]
+    dropped: int
+    clipped: dict[str, int]
+    rows: int
 
 
-def train_ai1(
-    cfg: AppConfig, cat: Catalog, timeframe: str, *, pair_ids: list[str] | None = None,
-    seed: int | None = None, now: datetime | None = None,
-) -> TrainReport:  # fmt: skip
-    """Train AI1 on the universe's pairs (or ``pair_ids``), events pooled in time order, and
-    write the model version."""
-    columns = list(cfg.feature_order.pair_models.ai1)
-    known = [p.pair_id for p in cfg.universe.pairs]
-    unknown = sorted(set(pair_ids or []) - set(known))
-    if unknown:
-        raise ValueError(f"pair(s) {unknown} are not in universe.yaml {known}")
-    pairs = [p for p in cfg.universe.pairs if pair_ids is None or p.pair_id in pair_ids]
-    frames, parts, per_pair = [], [], {}
-    for pair in pairs:
-        lp = label_pair(cfg, cat, pair, timeframe)
-        rows = ai1_rows(lp, columns)
-        frames.append(rows)
-        per_pair[pair.pair_id] = len(rows)
-        for sym in (pair.leg_a, pair.leg_b):
-            parts += cat.partitions(timeframe, sym)
-    rows = pd.concat(frames, ignore_index=True)
+def _fit_model(
+    cfg: AppConfig, timeframe: str, frames: dict[str, pd.DataFrame], columns: list[str],
+    bcfg: BinaryTrainConfig, what: str,
+) -> _Fitted:  # fmt: skip
+    rows = pd.concat(list(frames.values()), ignore_index=True)
     finite = np.isfinite(rows[columns].to_numpy(dtype=np.float64)).all(axis=1)
-    dropped = int((~finite).sum())
     rows = rows[finite].sort_values(["t0_ts", "pair_id"], kind="stable").reset_index(drop=True)
     if len(rows) < 50:
-        raise ValueError(f"only {len(rows)} labelled AI1 events in the universe: too few to train")
-
-    bcfg = binary_config(cfg, seed)
+        raise ValueError(
+            f"only {len(rows)} labelled {what} with complete features: too few to train"
+        )
     cal_start, _ = split_points(len(rows), bcfg)
     scalable = [c for c in columns if c in PAIR_FEATURES]
     inputs = ModelInputs.fit(rows.iloc[:cal_start], columns, scalable, cfg.features.scaler_clip)
@@ -164,33 +136,103 @@ def train_ai1(
     t0 = bar_numbers(rows["t0_ts"].to_numpy(), timeframe)
     t1 = bar_numbers(rows["t1_ts"].to_numpy(), timeframe)
     result = train_binary(X, rows["label"].to_numpy(), t0, t1, bcfg, feature_names=columns)
+    return _Fitted(
+        result, inputs, {k: len(v) for k, v in frames.items()}, int((~finite).sum()), clipped,
+        len(rows),
+    )  # fmt: skip
 
+
+def _model_files(name: str, fitted: _Fitted) -> dict[str, bytes]:
+    return {
+        f"{name}.lgbm.txt": fitted.result.model.booster_.model_to_string().encode(),
+        f"{name}_calibration.json": _json(fitted.result.calibrator.to_dict()),
+    }
+
+
+def _shared_files(
+    cfg: AppConfig, timeframe: str, seed: int, fitted: dict[str, _Fitted],
+    status: str, reasons: list[str], data_hash: str, parts: list[dict[str, Any]],
+) -> dict[str, bytes]:  # fmt: skip
+    params = {
+        "theta1": cfg.core.theta1_initial,
+        "theta2": cfg.core.theta2_initial,
+        "labels": cfg.core.labels.model_dump(),
+        "timeframe": timeframe,
+        "seed": seed,
+    }
+    metrics: dict[str, Any] = {name: f.result.metrics for name, f in fitted.items()}
+    metrics |= {"retrain_status": status, "blocked_reasons": reasons}
+    schema = {
+        "schema_version": 1,
+        "models": {name: f.inputs.to_schema() for name, f in fitted.items()},
+    }
+    prep = {
+        name: {
+            "rows": f.rows,
+            "dropped_rows_with_missing_features": f.dropped,
+            "clip": cfg.features.scaler_clip,
+            "clipped_values": f.clipped,
+            "scaled_columns": list(f.inputs.scaler.features),
+            "passthrough_columns": list(f.inputs.passthrough),
+        }
+        for name, f in fitted.items()
+    }
+    index = {
+        "timeframe": timeframe,
+        "data_hash": data_hash,
+        "partitions": [{k: p[k] for k in ("symbol", "month", "data_hash")} for p in parts],
+        "rows_per_pair": {name: f.per_pair for name, f in fitted.items()},
+    }
+    return {
+        "feature_schema.json": schema_bytes(schema),
+        "params.yaml": yaml.safe_dump(params, sort_keys=True).encode(),
+        "metrics.json": _json(_clean_floats(metrics)),
+        "preprocess_report.json": _json(prep),
+        "dataset_index_filtered.json": _json(index),
+    }
+
+
+def train_models(
+    cfg: AppConfig, cat: Catalog, timeframe: str, *, pair_ids: list[str] | None = None,
+    seed: int | None = None, now: datetime | None = None,
+) -> TrainReport:  # fmt: skip
+    """Train AI1 (reversion probability, on the pooled AI1 events) and AI2 (risk, on every
+    labelled bar, class weights capped at 1:class_weight_cap) for the universe's pairs (or
+    ``pair_ids``), and write them as one model version."""
+    known = [p.pair_id for p in cfg.universe.pairs]
+    unknown = sorted(set(pair_ids or []) - set(known))
+    if unknown:
+        raise ValueError(f"pair(s) {unknown} are not in universe.yaml {known}")
+    pairs = [p for p in cfg.universe.pairs if pair_ids is None or p.pair_id in pair_ids]
+    cols = cfg.feature_order.pair_models
+    ai1: dict[str, pd.DataFrame] = {}
+    ai2: dict[str, pd.DataFrame] = {}
+    parts: list[dict[str, Any]] = []
+    for pair in pairs:
+        lp = label_pair(cfg, cat, pair, timeframe)
+        ai1[pair.pair_id] = ai1_rows(lp, list(cols.ai1))
+        ai2[pair.pair_id] = ai2_rows(lp, list(cols.ai2))
+        for sym in (pair.leg_a, pair.leg_b):
+            parts += cat.partitions(timeframe, sym)
+    bcfg = binary_config(cfg, seed)
+    labels = pd.concat(list(ai2.values()))["label"].to_numpy()
+    weights = ai2_class_weights(labels, cfg.core.labels.ai2.class_weight_cap)
+    fitted = {
+        "ai1": _fit_model(cfg, timeframe, ai1, list(cols.ai1), bcfg, "AI1 events"),
+        "ai2": _fit_model(
+            cfg, timeframe, ai2, list(cols.ai2), replace(bcfg, class_weight=weights), "AI2 bars"
+        ),
+    }
+    reasons = [f"{name}: {r}" for name, f in fitted.items() for r in f.result.blocked_reasons]
+    status = "blocked" if reasons else "ok"
     data_hash = cat.data_hash(parts)
     code = code_hash(cfg.config_root.parent)
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d_%H%M")
-    version = _free_version(
-        cfg.paths.models, f"{stamp}_{code[:7] if code != 'unknown' else 'nocode'}"
-    )
-    folder = cfg.paths.models / version
-    files = _artifacts(cfg, timeframe, bcfg.seed, result, inputs)
-    files["dataset_index_filtered.json"] = _json(
-        {
-            "timeframe": timeframe,
-            "data_hash": data_hash,
-            "partitions": [{k: p[k] for k in ("symbol", "month", "data_hash")} for p in parts],
-            "events_per_pair": per_pair,
-        }
-    )
-    files["preprocess_report.json"] = _json(
-        {
-            "events": len(rows),
-            "dropped_events_with_missing_features": dropped,
-            "clip": cfg.features.scaler_clip,
-            "clipped_values": clipped,
-            "scaled_columns": list(inputs.scaler.features),
-            "passthrough_columns": list(inputs.passthrough),
-        }
-    )
+    short = code[:7] if code != "unknown" else "nocode"
+    version = _free_version(cfg.paths.models, f"{stamp}_{short}")
+    files = _shared_files(cfg, timeframe, bcfg.seed, fitted, status, reasons, data_hash, parts)
+    for name, f in fitted.items():
+        files |= _model_files(name, f)
     files["run.json"] = _json(
         {
             "model_version": version,
@@ -198,13 +240,17 @@ def train_ai1(
             "code_hash": code,
             "data_hash": data_hash,
             "seed": bcfg.seed,
-            "retrain_status": result.status,
+            "retrain_status": status,
         }
     )
-    checksums = {name: hashlib.sha256(body).hexdigest() for name, body in sorted(files.items())}
-    files["checksums.json"] = _json(checksums)
+    files["checksums.json"] = _json(
+        {name: hashlib.sha256(body).hexdigest() for name, body in sorted(files.items())}
+    )
     # All files appear at once or not at all: no half-written model version.
+    folder = cfg.paths.models / version
     replace_dir(folder, files)
     return TrainReport(
-        version, folder, result.status, result.blocked_reasons, result.metrics, per_pair
-    )
+        version, folder, status, reasons,
+        {name: f.result.metrics for name, f in fitted.items()},
+        {name: f.per_pair for name, f in fitted.items()},
+    )  # fmt: skip
