@@ -421,6 +421,10 @@ def train(
     _print_train(report)
 
 
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _print_train(report: TrainReport) -> None:
     table = Table(title=f"model version {report.model_version}")
     for col in ("model", "set", "rows", "positive", "AUC", "PR-AUC", "logloss", "Brier", "ECE"):
@@ -445,6 +449,13 @@ def _print_train(report: TrainReport) -> None:
             f"(shuffled labels) AUC {canary['auc_mean']:.3f} ({verdict}, "
             f"0.5 +- {canary['tolerance']})"
         )
+    a3 = report.ai3
+    oos = a3["oos"]
+    out.print(
+        f"AI3 (position scale in [0, 1]) on {oos['n']} test events: RMSE {oos['rmse']:.3f} "
+        f"(predicting the training mean: {a3['oos_mean_baseline_rmse']:.3f}), MAE "
+        f"{oos['mae']:.3f}, Spearman {_fmt(oos['spearman'])}, R2 {_fmt(oos['r2'])}"
+    )
     status = "[green]ok[/]" if report.status == "ok" else "[red]blocked[/]"
     out.print(f"retrain_status={status} {escape('; '.join(report.blocked_reasons))}")
     out.print(f"model: {report.folder}")

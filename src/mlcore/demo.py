@@ -262,6 +262,10 @@ def summary_dict(result: DemoResult, market: SyntheticMarket) -> dict[str, Any]:
                 }
                 for name, m in result.training.metrics.items()
             },
+            "ai3": {
+                "oos": result.training.ai3["oos"],
+                "oos_mean_baseline_rmse": result.training.ai3["oos_mean_baseline_rmse"],
+            },
         },
         "truth": market.manifest(),
         "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},

@@ -50,6 +50,9 @@ def test_demo_trains_ai1_with_full_metrics_and_a_passing_canary(
     assert report.metrics["ai1"]["oos_raw"]["auc"] > 0.5
     # Risk persists: AI2 predicts the next 24 bars' risk flags well.
     assert report.metrics["ai2"]["oos_calibrated"]["auc"] > 0.8
+    oos = report.ai3["oos"]
+    assert all(oos[k] is not None for k in ("rmse", "mae", "r2", "spearman"))
+    assert 0 <= oos["mae"] <= oos["rmse"] <= 1
 
 
 def test_model_version_files_and_checksums(demo_cfg: tuple[AppConfig, TrainReport]) -> None:
@@ -59,6 +62,7 @@ def test_model_version_files_and_checksums(demo_cfg: tuple[AppConfig, TrainRepor
     assert names == sorted(
         [
             "ai1.lgbm.txt", "ai1_calibration.json", "ai2.lgbm.txt", "ai2_calibration.json",
+            "ai3.lgbm.txt",
             "checksums.json",
             "dataset_index_filtered.json", "feature_schema.json", "metrics.json", "params.yaml",
             "preprocess_report.json", "run.json",

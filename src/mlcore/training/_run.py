@@ -1,10 +1,11 @@
-"""A training run: AI1 on the universe's events and AI2 on its bars, from the catalog, scaled,
-trained, calibrated and checked, written as one model version with checksums.
+"""A training run: AI1 and AI3 on the universe's events and AI2 on its bars, from the
+catalog, scaled, trained, calibrated and checked, written as one model version with checksums.
 
-``{models_root}/{model_version}/`` holds ``ai1.lgbm.txt`` / ``ai2.lgbm.txt`` (LightGBM text
-models), ``ai1_calibration.json`` / ``ai2_calibration.json``, ``feature_schema.json``,
-``params.yaml``, ``metrics.json``, ``dataset_index_filtered.json``, ``preprocess_report.json``
-and ``checksums.json`` (SHA256 of each of those). These files depend only on the data, the
+``{models_root}/{model_version}/`` holds ``ai1.lgbm.txt``, ``ai2.lgbm.txt`` and ``ai3.lgbm.txt``
+(LightGBM text models; AI3 = position scale on AI1's events and inputs),
+``ai1_calibration.json`` / ``ai2_calibration.json``, ``feature_schema.json``, ``params.yaml``,
+``metrics.json``, ``dataset_index_filtered.json``, ``preprocess_report.json`` and
+``checksums.json`` (SHA256 of each of those). These files depend only on the data, the
 configuration and the seed: the same inputs give the same bytes. ``run.json`` adds what
 differs between runs (when, which code) and is listed in the checksums too.
 ``model_version = yyyyMMdd_HHmm + "_" + short code hash``.
@@ -36,6 +37,7 @@ from mlcore.training._binary import (
 )
 from mlcore.training._dataset import ai1_rows, ai2_rows, bar_numbers, label_pair
 from mlcore.training._inputs import ModelInputs
+from mlcore.training._regress import RegressorResult, train_regressor
 
 
 @dataclass
@@ -48,6 +50,7 @@ class TrainReport:
     blocked_reasons: list[str]
     metrics: dict[str, dict[str, Any]]
     events: dict[str, dict[str, int]]
+    ai3: dict[str, Any]
 
 
 def binary_config(cfg: AppConfig, seed: int | None = None) -> BinaryTrainConfig:
@@ -116,6 +119,7 @@ class _Fitted:
     dropped: int
     clipped: dict[str, int]
     rows: int
+    frame: pd.DataFrame
 
 
 def _fit_model(
@@ -138,7 +142,7 @@ def _fit_model(
     result = train_binary(X, rows["label"].to_numpy(), t0, t1, bcfg, feature_names=columns)
     return _Fitted(
         result, inputs, {k: len(v) for k, v in frames.items()}, int((~finite).sum()), clipped,
-        len(rows),
+        len(rows), rows,
     )  # fmt: skip
 
 
@@ -149,8 +153,17 @@ def _model_files(name: str, fitted: _Fitted) -> dict[str, bytes]:
     }
 
 
+def _fit_ai3(ai1: _Fitted, timeframe: str, bcfg: BinaryTrainConfig) -> RegressorResult:
+    """AI3 (position scale) on AI1's events and inputs, where the target is defined."""
+    rows = ai1.frame[np.isfinite(ai1.frame["ai3"].to_numpy(dtype=np.float64))]
+    X, _ = ai1.inputs.transform(rows)
+    t0 = bar_numbers(rows["t0_ts"].to_numpy(), timeframe)
+    t1 = bar_numbers(rows["t1_ts"].to_numpy(), timeframe)
+    return train_regressor(X, rows["ai3"].to_numpy(dtype=np.float64), t0, t1, bcfg)
+
+
 def _shared_files(
-    cfg: AppConfig, timeframe: str, seed: int, fitted: dict[str, _Fitted],
+    cfg: AppConfig, timeframe: str, seed: int, fitted: dict[str, _Fitted], ai3: RegressorResult,
     status: str, reasons: list[str], data_hash: str, parts: list[dict[str, Any]],
 ) -> dict[str, bytes]:  # fmt: skip
     params = {
@@ -161,7 +174,7 @@ def _shared_files(
         "seed": seed,
     }
     metrics: dict[str, Any] = {name: f.result.metrics for name, f in fitted.items()}
-    metrics |= {"retrain_status": status, "blocked_reasons": reasons}
+    metrics |= {"ai3": ai3.metrics, "retrain_status": status, "blocked_reasons": reasons}
     schema = {
         "schema_version": 1,
         "models": {name: f.inputs.to_schema() for name, f in fitted.items()},
@@ -223,16 +236,21 @@ def train_models(
             cfg, timeframe, ai2, list(cols.ai2), replace(bcfg, class_weight=weights), "AI2 bars"
         ),
     }
+    ai3 = _fit_ai3(fitted["ai1"], timeframe, bcfg)
     reasons = [f"{name}: {r}" for name, f in fitted.items() for r in f.result.blocked_reasons]
+    reasons += [f"ai3: {r}" for r in ai3.blocked_reasons]
     status = "blocked" if reasons else "ok"
     data_hash = cat.data_hash(parts)
     code = code_hash(cfg.config_root.parent)
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d_%H%M")
     short = code[:7] if code != "unknown" else "nocode"
     version = _free_version(cfg.paths.models, f"{stamp}_{short}")
-    files = _shared_files(cfg, timeframe, bcfg.seed, fitted, status, reasons, data_hash, parts)
+    files = _shared_files(
+        cfg, timeframe, bcfg.seed, fitted, ai3, status, reasons, data_hash, parts
+    )  # fmt: skip
     for name, f in fitted.items():
         files |= _model_files(name, f)
+    files["ai3.lgbm.txt"] = ai3.model.booster_.model_to_string().encode()
     files["run.json"] = _json(
         {
             "model_version": version,
@@ -253,4 +271,5 @@ def train_models(
         version, folder, status, reasons,
         {name: f.result.metrics for name, f in fitted.items()},
         {name: f.per_pair for name, f in fitted.items()},
+        ai3.metrics,
     )  # fmt: skip
