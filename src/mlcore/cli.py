@@ -274,11 +274,7 @@ def features_build(
 ) -> None:
     """Build features from the catalog into the cache (default: every pair and every leg)."""
     cfg = _config(config_env, config_root)
-    if timeframe not in cfg.pipeline.timeframe_allowed:
-        raise ConfigError(
-            "CLI_ARGUMENT_INVALID",
-            f"--timeframe {timeframe!r} is not one of {cfg.pipeline.timeframe_allowed}",
-        )
+    _check_timeframe(cfg, timeframe)
     if symbol is not None and normalize_symbol(symbol, list(cfg.universe.instruments)) not in (
         cfg.universe.instruments
     ):
@@ -404,11 +400,7 @@ def train(
 ) -> None:
     """Train AI1 and AI2 from the catalog's features and labels; write a model version."""
     cfg = _config(config_env, config_root)
-    if timeframe not in cfg.pipeline.timeframe_allowed:
-        raise ConfigError(
-            "CLI_ARGUMENT_INVALID",
-            f"--timeframe {timeframe!r} is not one of {cfg.pipeline.timeframe_allowed}",
-        )
+    _check_timeframe(cfg, timeframe)
     known = [p.pair_id for p in cfg.universe.pairs]
     unknown = [p for p in pair or [] if p not in known]
     if unknown:
@@ -419,6 +411,14 @@ def train(
     except ValueError as exc:
         raise DataQualityError("TRAIN_INPUT_INVALID", str(exc)) from exc
     _print_train(report)
+
+
+def _check_timeframe(cfg: AppConfig, timeframe: str) -> None:
+    if timeframe not in cfg.pipeline.timeframe_allowed:
+        raise ConfigError(
+            "CLI_ARGUMENT_INVALID",
+            f"--timeframe {timeframe!r} is not one of {cfg.pipeline.timeframe_allowed}",
+        )
 
 
 def _fmt(value: float | None) -> str:

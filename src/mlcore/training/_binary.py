@@ -96,25 +96,42 @@ def _purged_before(t0: np.ndarray, t1: np.ndarray, idx: np.ndarray, start: int) 
     return kept
 
 
+def early_stopping_split(
+    t0: np.ndarray, t1: np.ndarray, idx: np.ndarray, cfg: BinaryTrainConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, early-stopping) parts of a time-ordered training window: the last share stops
+    early; fitting samples whose label reaches into it are purged."""
+    cut = int(len(idx) * (1.0 - cfg.early_stopping_share))
+    return _purged_before(t0, t1, idx[:cut], int(t0[idx[cut]])), idx[cut:]
+
+
+def fit_early_stopped(
+    model: Any, X: np.ndarray, y: np.ndarray, parts: tuple[np.ndarray, np.ndarray],
+    cfg: BinaryTrainConfig, eval_metric: str,
+) -> Any:  # fmt: skip
+    """Fit a LightGBM scikit-learn estimator on the fitting part, stopping on the other."""
+    fit_idx, val_idx = parts
+    model.fit(
+        X[fit_idx], y[fit_idx], eval_X=X[val_idx], eval_y=y[val_idx], eval_metric=eval_metric,
+        callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
+    )  # fmt: skip
+    return model
+
+
 def _fit(
     X: np.ndarray, y: np.ndarray, t0: np.ndarray, t1: np.ndarray, idx: np.ndarray,
     cfg: BinaryTrainConfig,
 ) -> lgb.LGBMClassifier:  # fmt: skip
     """Fit on ``idx`` (time-ordered), early stopping on its last share (purged)."""
-    cut = int(len(idx) * (1.0 - cfg.early_stopping_share))
-    fit_idx = _purged_before(t0, t1, idx[:cut], int(t0[idx[cut]]))
-    val_idx = idx[cut:]
+    fit_idx, val_idx = parts = early_stopping_split(t0, t1, idx, cfg)
     if len(np.unique(y[fit_idx])) < 2 or len(np.unique(y[val_idx])) < 2:
         raise ValueError(
             f"a training window of {len(idx)} events has a single class in its fitting or "
             "early-stopping part: too few events or labels of one kind"
         )
     model = lgb.LGBMClassifier(**cfg.lgbm_params())
-    model.fit(
-        X[fit_idx], y[fit_idx], eval_X=X[val_idx], eval_y=y[val_idx], eval_metric="binary_logloss",
-        callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
-    )  # fmt: skip
-    return model
+    fitted: lgb.LGBMClassifier = fit_early_stopped(model, X, y, parts, cfg, "binary_logloss")
+    return fitted
 
 
 def _cross_validate(

@@ -18,7 +18,12 @@ from numpy.typing import ArrayLike
 from scipy.stats import spearmanr
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-from mlcore.training._binary import BinaryTrainConfig, split_points
+from mlcore.training._binary import (
+    BinaryTrainConfig,
+    early_stopping_split,
+    fit_early_stopped,
+    split_points,
+)
 from mlcore.validation import PurgedGroupedKFold
 
 REGRESSION_METRICS = ("rmse", "mae", "r2", "spearman")
@@ -61,15 +66,10 @@ def _fit(
     X: np.ndarray, y: np.ndarray, t0: np.ndarray, t1: np.ndarray, idx: np.ndarray,
     cfg: BinaryTrainConfig,
 ) -> lgb.LGBMRegressor:  # fmt: skip
-    cut = int(len(idx) * (1.0 - cfg.early_stopping_share))
-    start = int(t0[idx[cut]])
-    fit_idx = idx[:cut][t1[idx[:cut]] < start]
     model = lgb.LGBMRegressor(**_params(cfg))
-    model.fit(
-        X[fit_idx], y[fit_idx], eval_X=X[idx[cut:]], eval_y=y[idx[cut:]], eval_metric="l2",
-        callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
-    )  # fmt: skip
-    return model
+    parts = early_stopping_split(t0, t1, idx, cfg)
+    fitted: lgb.LGBMRegressor = fit_early_stopped(model, X, y, parts, cfg, "l2")
+    return fitted
 
 
 def _predict(model: lgb.LGBMRegressor, X: np.ndarray) -> np.ndarray:
