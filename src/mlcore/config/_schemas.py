@@ -434,13 +434,25 @@ class CanaryPolicy(Policy):
     tolerance: Annotated[float, Field(gt=0, lt=0.5)]
 
 
+Trials = Annotated[int, Field(ge=0, le=1000)]
+
+
+class OptunaPolicy(Policy):
+    """Optuna trials per model (0: no tuning)."""
+
+    ai1_trials: Trials
+    ai2_trials: Trials
+    ai3_trials: Trials
+
+
 class TrainingPolicy(Policy):
-    """training_policy.yaml: CV, splits, model settings, the canary and the seed."""
+    """training_policy.yaml: CV, splits, model settings, the canary, tuning and the seed."""
 
     cv: CVPolicy
     split: SplitPolicy
     lightgbm: LightGBMPolicy
     canary: CanaryPolicy
+    optuna: OptunaPolicy
     seed: Annotated[int, Field(ge=0)]
 
 

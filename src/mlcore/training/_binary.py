@@ -50,6 +50,9 @@ class BinaryTrainConfig:
     canary_repeats: int = 5
     canary_tolerance: float = 0.03
     seed: int = 7
+    # Tuned regularisation (Optuna): column subsampling share and L2 penalty on leaf values.
+    colsample_bytree: float = 1.0
+    reg_lambda: float = 0.0
 
     def lgbm_params(self) -> dict[str, Any]:
         """LightGBM parameters; deterministic, one thread, seeded: same data, same bytes."""
@@ -59,6 +62,8 @@ class BinaryTrainConfig:
             "learning_rate": self.learning_rate,
             "num_leaves": self.num_leaves,
             "min_child_samples": self.min_child_samples,
+            "colsample_bytree": self.colsample_bytree,
+            "reg_lambda": self.reg_lambda,
             "class_weight": self.class_weight,
             "random_state": self.seed,
             "deterministic": True,

@@ -76,6 +76,24 @@ def _predict(model: lgb.LGBMRegressor, X: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(model.predict(X), dtype=np.float64), 0.0, 1.0)
 
 
+def cross_validate_regressor(
+    X: np.ndarray, y: np.ndarray, t0: np.ndarray, t1: np.ndarray, dev: np.ndarray,
+    cfg: BinaryTrainConfig,
+) -> tuple[list[dict[str, Any]], np.ndarray]:  # fmt: skip
+    """Per-fold metrics and out-of-fold predictions over ``dev``."""
+    cv = PurgedGroupedKFold(cfg.n_folds, 1, cfg.purge_bars, cfg.embargo_bars, cfg.min_block_bars)
+    oof = np.full(len(dev), np.nan)
+    folds = []
+    for k, (tr, te) in enumerate(cv.split(X[dev], groups=t0[dev], label_end=t1[dev])):
+        model = _fit(X, y, t0, t1, dev[tr], cfg)
+        oof[te] = _predict(model, X[dev[te]])
+        folds.append(
+            {"fold": k, "best_iteration": model.best_iteration_}
+            | regression_metrics(y[dev[te]], oof[te])
+        )
+    return folds, oof
+
+
 def train_regressor(
     X: ArrayLike, y: ArrayLike, t0: ArrayLike, t1: ArrayLike, cfg: BinaryTrainConfig
 ) -> RegressorResult:
@@ -95,14 +113,7 @@ def train_regressor(
     dev = np.arange(test_start)
     dev = dev[t1_arr[dev] < t0_arr[test_start]]
     test = np.arange(test_start, n)
-    cv = PurgedGroupedKFold(cfg.n_folds, 1, cfg.purge_bars, cfg.embargo_bars, cfg.min_block_bars)
-    oof = np.full(len(dev), np.nan)
-    folds = []
-    for k, (tr, te) in enumerate(cv.split(X_arr[dev], groups=t0_arr[dev], label_end=t1_arr[dev])):
-        model = _fit(X_arr, y_arr, t0_arr, t1_arr, dev[tr], cfg)
-        oof[te] = _predict(model, X_arr[dev[te]])
-        folds.append({"fold": k, "best_iteration": model.best_iteration_}
-                     | regression_metrics(y_arr[dev[te]], oof[te]))  # fmt: skip
+    folds, oof = cross_validate_regressor(X_arr, y_arr, t0_arr, t1_arr, dev, cfg)
     model = _fit(X_arr, y_arr, t0_arr, t1_arr, dev, cfg)
     metrics: dict[str, Any] = {
         "events": {"train": len(dev), "test": len(test)},

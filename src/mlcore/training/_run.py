@@ -38,6 +38,7 @@ from mlcore.training._binary import (
 from mlcore.training._dataset import ai1_rows, ai2_rows, bar_numbers, label_pair
 from mlcore.training._inputs import ModelInputs
 from mlcore.training._regress import RegressorResult, train_regressor
+from mlcore.training._tune import Goal, tune
 
 
 @dataclass
@@ -124,7 +125,7 @@ class _Fitted:
 
 def _fit_model(
     cfg: AppConfig, timeframe: str, frames: dict[str, pd.DataFrame], columns: list[str],
-    bcfg: BinaryTrainConfig, what: str,
+    bcfg: BinaryTrainConfig, what: str, tuning: tuple[Goal, int, str],
 ) -> _Fitted:  # fmt: skip
     rows = pd.concat(list(frames.values()), ignore_index=True)
     finite = np.isfinite(rows[columns].to_numpy(dtype=np.float64)).all(axis=1)
@@ -139,7 +140,11 @@ def _fit_model(
     X, clipped = inputs.transform(rows)
     t0 = bar_numbers(rows["t0_ts"].to_numpy(), timeframe)
     t1 = bar_numbers(rows["t1_ts"].to_numpy(), timeframe)
-    result = train_binary(X, rows["label"].to_numpy(), t0, t1, bcfg, feature_names=columns)
+    y = rows["label"].to_numpy()
+    goal, trials, label = tuning
+    bcfg, tuned = tune(X, y, t0, t1, bcfg, goal, trials, label)
+    result = train_binary(X, y, t0, t1, bcfg, feature_names=columns)
+    result.metrics["tuning"] = tuned
     return _Fitted(
         result, inputs, {k: len(v) for k, v in frames.items()}, int((~finite).sum()), clipped,
         len(rows), rows,
@@ -153,13 +158,17 @@ def _model_files(name: str, fitted: _Fitted) -> dict[str, bytes]:
     }
 
 
-def _fit_ai3(ai1: _Fitted, timeframe: str, bcfg: BinaryTrainConfig) -> RegressorResult:
+def _fit_ai3(ai1: _Fitted, timeframe: str, bcfg: BinaryTrainConfig, trials: int) -> RegressorResult:
     """AI3 (position scale) on AI1's events and inputs, where the target is defined."""
     rows = ai1.frame[np.isfinite(ai1.frame["ai3"].to_numpy(dtype=np.float64))]
     X, _ = ai1.inputs.transform(rows)
     t0 = bar_numbers(rows["t0_ts"].to_numpy(), timeframe)
     t1 = bar_numbers(rows["t1_ts"].to_numpy(), timeframe)
-    return train_regressor(X, rows["ai3"].to_numpy(dtype=np.float64), t0, t1, bcfg)
+    y = rows["ai3"].to_numpy(dtype=np.float64)
+    bcfg, tuned = tune(X, y, t0, t1, bcfg, "rmse", trials, "AI3")
+    result = train_regressor(X, y, t0, t1, bcfg)
+    result.metrics["tuning"] = tuned
+    return result
 
 
 def _shared_files(
@@ -230,13 +239,18 @@ def train_models(
     bcfg = binary_config(cfg, seed)
     labels = pd.concat(list(ai2.values()))["label"].to_numpy()
     weights = ai2_class_weights(labels, cfg.core.labels.ai2.class_weight_cap)
+    trials = cfg.training.optuna
     fitted = {
-        "ai1": _fit_model(cfg, timeframe, ai1, list(cols.ai1), bcfg, "AI1 events"),
-        "ai2": _fit_model(
-            cfg, timeframe, ai2, list(cols.ai2), replace(bcfg, class_weight=weights), "AI2 bars"
+        "ai1": _fit_model(
+            cfg, timeframe, ai1, list(cols.ai1), bcfg, "AI1 events",
+            ("logloss", trials.ai1_trials, "AI1"),
         ),
-    }
-    ai3 = _fit_ai3(fitted["ai1"], timeframe, bcfg)
+        "ai2": _fit_model(
+            cfg, timeframe, ai2, list(cols.ai2), replace(bcfg, class_weight=weights), "AI2 bars",
+            ("pr_auc", trials.ai2_trials, "AI2"),
+        ),
+    }  # fmt: skip
+    ai3 = _fit_ai3(fitted["ai1"], timeframe, bcfg, trials.ai3_trials)
     reasons = [f"{name}: {r}" for name, f in fitted.items() for r in f.result.blocked_reasons]
     reasons += [f"ai3: {r}" for r in ai3.blocked_reasons]
     status = "blocked" if reasons else "ok"

@@ -1,0 +1,77 @@
+"""Hyperparameter search with Optuna (TPE, seeded) inside the purged CV of the development part.
+
+Each trial trains the model on every purged fold of the events before the out-of-sample test
+part and scores the folds it did not see: mean log loss for AI1 (lower is better), mean
+PR-AUC for AI2 (higher), mean RMSE for AI3 (lower). The test part is never looked at, so the
+out-of-sample metrics of the final model stay honest. Same data and seed, same trials.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any, Literal
+
+import numpy as np
+import optuna
+from rich.progress import Progress
+
+from mlcore.training._binary import BinaryTrainConfig, _cross_validate, split_points
+from mlcore.training._regress import cross_validate_regressor
+
+Goal = Literal["logloss", "pr_auc", "rmse"]
+
+
+def _suggest(
+    trial: optuna.Trial | optuna.trial.FixedTrial, cfg: BinaryTrainConfig
+) -> BinaryTrainConfig:
+    return replace(
+        cfg,
+        learning_rate=trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
+        num_leaves=trial.suggest_int("num_leaves", 4, 63, log=True),
+        min_child_samples=trial.suggest_int("min_child_samples", 5, 200, log=True),
+        colsample_bytree=trial.suggest_float("colsample_bytree", 0.5, 1.0),
+        reg_lambda=trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
+    )
+
+
+def tune(
+    X: np.ndarray, y: np.ndarray, t0: np.ndarray, t1: np.ndarray, cfg: BinaryTrainConfig,
+    goal: Goal, n_trials: int, label: str = "",
+) -> tuple[BinaryTrainConfig, dict[str, Any]]:  # fmt: skip
+    """Search ``n_trials`` settings; return ``cfg`` with the best ones and a summary."""
+    if n_trials < 1:
+        return cfg, {"trials": 0}
+    _, test_start = split_points(len(y), cfg)
+    dev = np.arange(test_start)
+    dev = dev[t1[dev] < t0[test_start]]
+    sign = 1.0 if goal == "pr_auc" else -1.0
+
+    def objective(trial: optuna.Trial) -> float:
+        trial_cfg = _suggest(trial, cfg)
+        if goal == "rmse":
+            folds, _ = cross_validate_regressor(X, y, t0, t1, dev, trial_cfg)
+        else:
+            folds, _, _ = _cross_validate(X, y, t0, t1, dev, trial_cfg)
+        values = [f[goal] for f in folds if f[goal] is not None]
+        return float(np.mean(values)) if values else -math.inf * sign
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="maximize" if sign > 0 else "minimize",
+        sampler=optuna.samplers.TPESampler(seed=cfg.seed),
+    )
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"tuning {label} ({goal})", total=n_trials)
+        study.optimize(objective, n_trials=n_trials, callbacks=[lambda *_: progress.advance(task)])
+    best = study.best_trial
+    tuned = _suggest(optuna.trial.FixedTrial(best.params), cfg)
+    summary = {
+        "trials": n_trials,
+        "sampler": f"TPE(seed={cfg.seed})",
+        "goal": f"{'max' if sign > 0 else 'min'} mean CV {goal}",
+        "best_value": best.value,
+        "best_params": best.params,
+        "values": [t.value for t in study.trials],
+    }
+    return tuned, summary
