@@ -36,7 +36,7 @@ def demo_cfg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppConf
         yield cfg, result.training
 
 
-def test_demo_trains_ai1_with_full_metrics_and_a_passing_canary(
+def test_demo_trains_every_model_with_full_metrics_and_a_passing_canary(
     demo_cfg: tuple[AppConfig, TrainReport],
 ) -> None:
     _, report = demo_cfg
@@ -47,7 +47,6 @@ def test_demo_trains_ai1_with_full_metrics_and_a_passing_canary(
                 assert m[part][key] is not None, (model, part, key)
         assert m["canary"]["passed"], model
         assert set(report.events[model]) == {"XAU_XAG", "EUR_GBP", "BTC_ETH"}
-    assert report.metrics["ai1"]["oos_raw"]["auc"] > 0.5
     # Risk persists: AI2 predicts the next 24 bars' risk flags well.
     assert report.metrics["ai2"]["oos_calibrated"]["auc"] > 0.8
     oos = report.ai3["oos"]
