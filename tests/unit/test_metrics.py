@@ -74,3 +74,13 @@ def test_one_class_makes_auc_missing_and_the_run_blocked() -> None:
 def test_bad_inputs_are_refused(y: list[int], p: list[float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         binary_metrics(np.array(y), np.array(p))
+
+
+def test_ece_bins_probabilities_on_an_edge_as_the_calibration_curve_does() -> None:
+    # 0.5 sits on the edge of two bins: scikit-learn puts it in the lower one.
+    y = np.array([0, 1, 1, 1])
+    p = np.array([0.2, 0.5, 0.5, 0.9])
+    prob_true, prob_pred = calibration_curve(y, p, n_bins=2, strategy="uniform")
+    assert prob_pred.tolist() == pytest.approx([0.4, 0.9])
+    want = 0.75 * abs(prob_pred[0] - prob_true[0]) + 0.25 * abs(prob_pred[1] - prob_true[1])
+    assert expected_calibration_error(y, p, n_bins=2) == pytest.approx(want)

@@ -92,3 +92,11 @@ def test_bad_inputs_are_refused() -> None:
         train_binary(X, y, t0[::-1], t1, FAST)
     with pytest.raises(ValueError, match="n x features"):
         train_binary(X[:10], y, t0, t1, FAST)
+
+
+def test_a_calibration_part_without_both_classes_is_refused_clearly() -> None:
+    X, y, t0, t1 = _events(n=1_000, seed=6)
+    y = y.copy()
+    y[600:800] = 1  # the calibration part (60%-80%) holds a single class
+    with pytest.raises(ValueError, match=r"calibration part .* at least 5 of each class"):
+        train_binary(X, y, t0, t1, FAST)

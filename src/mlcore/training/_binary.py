@@ -107,7 +107,15 @@ def early_stopping_split(
     """(fit, early-stopping) parts of a time-ordered training window: the last share stops
     early; fitting samples whose label reaches into it are purged."""
     cut = int(len(idx) * (1.0 - cfg.early_stopping_share))
-    return _purged_before(t0, t1, idx[:cut], int(t0[idx[cut]])), idx[cut:]
+    if cut < 1 or cut >= len(idx):
+        raise ValueError(f"a training window of {len(idx)} samples is too small to fit and stop")
+    fit_idx = _purged_before(t0, t1, idx[:cut], int(t0[idx[cut]]))
+    if len(fit_idx) == 0:
+        raise ValueError(
+            f"a training window of {len(idx)} samples has nothing left to fit after purging "
+            "the labels that reach its early-stopping part"
+        )
+    return fit_idx, idx[cut:]
 
 
 def fit_early_stopped(
@@ -232,6 +240,12 @@ def train_binary(
     cal = dev[dev >= cal_start]
     test = np.arange(test_start, n)
 
+    n_cal_pos = int(y_arr[cal].sum())
+    if min(n_cal_pos, len(cal) - n_cal_pos) < 5:
+        raise ValueError(
+            f"the calibration part ({len(cal)} events, {n_cal_pos} positive) needs at least 5 of "
+            "each class to fit an isotonic calibration"
+        )
     folds, oof, _ = _cross_validate(X_arr, y_arr, t0_arr, t1_arr, dev, cfg)
     model = _fit(X_arr, y_arr, t0_arr, t1_arr, train, cfg)
     calibrator = IsotonicCalibrator.fit(model, X_arr[cal], y_arr[cal])

@@ -126,6 +126,7 @@ class _Fitted:
 def _fit_model(
     cfg: AppConfig, timeframe: str, frames: dict[str, pd.DataFrame], columns: list[str],
     bcfg: BinaryTrainConfig, what: str, tuning: tuple[Goal, int, str],
+    class_weight_cap: float | None = None,
 ) -> _Fitted:  # fmt: skip
     rows = pd.concat(list(frames.values()), ignore_index=True)
     finite = np.isfinite(rows[columns].to_numpy(dtype=np.float64)).all(axis=1)
@@ -135,6 +136,10 @@ def _fit_model(
             f"only {len(rows)} labelled {what} with complete features: too few to train"
         )
     cal_start, _ = split_points(len(rows), bcfg)
+    if class_weight_cap is not None:
+        # From the training part only: the test part's label rate must not shape the fit.
+        train_labels = rows["label"].to_numpy()[:cal_start]
+        bcfg = replace(bcfg, class_weight=ai2_class_weights(train_labels, class_weight_cap))
     scalable = [c for c in columns if c in PAIR_FEATURES]
     inputs = ModelInputs.fit(rows.iloc[:cal_start], columns, scalable, cfg.features.scaler_clip)
     X, clipped = inputs.transform(rows)
@@ -237,8 +242,6 @@ def train_models(
         for sym in (pair.leg_a, pair.leg_b):
             parts += cat.partitions(timeframe, sym)
     bcfg = binary_config(cfg, seed)
-    labels = pd.concat(list(ai2.values()))["label"].to_numpy()
-    weights = ai2_class_weights(labels, cfg.core.labels.ai2.class_weight_cap)
     trials = cfg.training.optuna
     fitted = {
         "ai1": _fit_model(
@@ -246,8 +249,8 @@ def train_models(
             ("logloss", trials.ai1_trials, "AI1"),
         ),
         "ai2": _fit_model(
-            cfg, timeframe, ai2, list(cols.ai2), replace(bcfg, class_weight=weights), "AI2 bars",
-            ("pr_auc", trials.ai2_trials, "AI2"),
+            cfg, timeframe, ai2, list(cols.ai2), bcfg, "AI2 bars",
+            ("pr_auc", trials.ai2_trials, "AI2"), cfg.core.labels.ai2.class_weight_cap,
         ),
     }  # fmt: skip
     ai3 = _fit_ai3(fitted["ai1"], timeframe, bcfg, trials.ai3_trials)

@@ -68,6 +68,7 @@ def tune(
     tuned = _suggest(optuna.trial.FixedTrial(best.params), cfg)
     summary = {
         "trials": n_trials,
+        "note": "the CV metrics reported with the model are those of the selected settings",
         "sampler": f"TPE(seed={cfg.seed})",
         "goal": f"{'max' if sign > 0 else 'min'} mean CV {goal}",
         "best_value": best.value,

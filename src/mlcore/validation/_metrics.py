@@ -29,8 +29,9 @@ def expected_calibration_error(y: ArrayLike, p: ArrayLike, n_bins: int = 10) -> 
     """Sum over equal-width bins of (share of samples) * |mean predicted - observed rate|."""
     y_arr, p_arr = _check(y, p)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    # Same binning as sklearn's calibration_curve: right-open bins, the last one closed.
-    idx = np.searchsorted(edges[1:-1], p_arr, side="right")
+    # Same binning as sklearn's calibration_curve (searchsorted on the inner edges, left side):
+    # a probability on an edge belongs to the bin below it.
+    idx = np.searchsorted(edges[1:-1], p_arr)
     total = 0.0
     for b in range(n_bins):
         in_bin = idx == b

@@ -5,7 +5,9 @@ start to the first sample of the next month (a last, incomplete month is not tes
 is tested once the data reach back at least ``min_train_days`` before its start. Training is
 every earlier sample (an expanding window) whose label ends before the test window starts:
 with fixed-horizon labels (the default, ``purge_bars`` bars) the last ``purge_bars`` samples
-before the test window are purged.
+before the test window are purged. Positions count samples, so this assumes one sample per bar
+and labels no longer than ``purge_bars`` (as skfolio's ``WalkForward``); for pooled or sparse
+samples use :class:`PurgedGroupedKFold`, which purges by label intervals.
 """
 
 from __future__ import annotations
