@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -140,13 +141,15 @@ PIPELINE_MIN_BARS = 4 * PIPELINE_CHUNK
 _SMALL_KEYS = ("sums", "last_nan", "ema", "carry", "istate")
 _FRONT = front_masks()
 _POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 
 
 def _pool() -> ThreadPoolExecutor:
     global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pair-features")
-    return _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pair-features")
+        return _POOL
 
 
 def _padded_copy(a: np.ndarray) -> np.ndarray:
