@@ -82,6 +82,17 @@ def test_same_data_and_seed_give_the_same_model_bytes() -> None:
     b = train_binary(X, y, t0, t1, cfg)
     assert a.model.booster_.model_to_string() == b.model.booster_.model_to_string()
     assert a.calibrator.to_dict() == b.calibrator.to_dict()
+    # The stored model (up to the best iteration) scores as the in-memory one.
+    import lightgbm as lgb
+
+    from mlcore.training._binary import model_bytes
+
+    suffix, body = model_bytes(a.model)
+    stored = lgb.Booster(model_str=body.decode())
+    assert suffix == "lgbm.txt"
+    np.testing.assert_array_equal(
+        stored.predict(X[:100], raw_score=True), a.model.decision_function(X[:100])
+    )
 
 
 def test_bad_inputs_are_refused() -> None:
@@ -100,3 +111,52 @@ def test_a_calibration_part_without_both_classes_is_refused_clearly() -> None:
     y[600:800] = 1  # the calibration part (60%-80%) holds a single class
     with pytest.raises(ValueError, match=r"calibration part .* at least 5 of each class"):
         train_binary(X, y, t0, t1, FAST)
+
+
+def test_xgboost_is_selectable_calibrated_and_reproducible() -> None:
+    import xgboost as xgb
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    from mlcore.training._binary import model_bytes
+
+    X, y, t0, t1 = _events(n=2_000, seed=7)
+    cfg = BinaryTrainConfig(max_rounds=150, canary_repeats=1, seed=3, library="xgboost")
+    a = train_binary(X, y, t0, t1, cfg)
+    assert isinstance(a.model, xgb.XGBClassifier)
+    assert a.metrics["library"] == "xgboost" and a.metrics["oos_raw"]["auc"] > 0.7
+    assert a.calibrator.response == "predict_proba"
+    # The stored calibration replays scikit-learn's on the model's probabilities.
+    cal = CalibratedClassifierCV(FrozenEstimator(a.model), method="isotonic")
+    Xc, yc = X[1_200:1_600], y[1_200:1_600]
+    cal.fit(Xc, yc)
+    iso = cal.calibrated_classifiers_[0].calibrators[0]
+    np.testing.assert_allclose(
+        np.interp(a.model.predict_proba(X[:50])[:, 1], iso.X_thresholds_, iso.y_thresholds_),
+        cal.predict_proba(X[:50])[:, 1],
+        atol=1e-15,
+    )
+    suffix, body = model_bytes(a.model)
+    b = train_binary(X, y, t0, t1, cfg)
+    assert suffix == "xgb.json" and body == model_bytes(b.model)[1]
+    booster = xgb.Booster()
+    booster.load_model(bytearray(body))
+    np.testing.assert_allclose(
+        booster.inplace_predict(X[:50]), a.model.predict_proba(X[:50])[:, 1], rtol=1e-6
+    )
+
+
+def test_unknown_library_is_refused() -> None:
+    X, y, t0, t1 = _events(n=600)
+    with pytest.raises(ValueError, match="library must be"):
+        train_binary(X, y, t0, t1, BinaryTrainConfig(library="catboost"))
+
+
+def test_bar_numbers_follow_the_configured_timeframes() -> None:
+    from mlcore.training import bar_numbers
+
+    ts = np.array([0, 3_600_000_000_000, 7_200_000_000_000])
+    assert bar_numbers(ts, "1h").tolist() == [0, 1, 2]
+    assert bar_numbers(ts, "1min").tolist() == [0, 60, 120]
+    with pytest.raises(ValueError, match="unknown timeframe"):
+        bar_numbers(ts, "1m")

@@ -445,6 +445,16 @@ class OptunaPolicy(Policy):
     ai3_trials: Trials
 
 
+Library = Literal["lightgbm", "xgboost"]
+
+
+class LibraryPolicy(Policy):
+    """Gradient-boosting library per classifier."""
+
+    ai1: Library
+    ai2: Library
+
+
 class TrainingPolicy(Policy):
     """training_policy.yaml: CV, splits, model settings, the canary, tuning and the seed."""
 
@@ -453,6 +463,7 @@ class TrainingPolicy(Policy):
     lightgbm: LightGBMPolicy
     canary: CanaryPolicy
     optuna: OptunaPolicy
+    library: LibraryPolicy
     seed: Annotated[int, Field(ge=0)]
 
 

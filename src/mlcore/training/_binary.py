@@ -21,6 +21,7 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
+import xgboost as xgb
 from numpy.typing import ArrayLike
 from sklearn.metrics import roc_auc_score
 
@@ -53,6 +54,7 @@ class BinaryTrainConfig:
     # Tuned regularisation (Optuna): column subsampling share and L2 penalty on leaf values.
     colsample_bytree: float = 1.0
     reg_lambda: float = 0.0
+    library: str = "lightgbm"  # or "xgboost"
 
     def lgbm_params(self) -> dict[str, Any]:
         """LightGBM parameters; deterministic, one thread, seeded: same data, same bytes."""
@@ -72,12 +74,49 @@ class BinaryTrainConfig:
             "verbose": -1,
         }
 
+    def xgb_params(self) -> dict[str, Any]:
+        """The same settings for XGBoost (hist trees grown leaf-wise like LightGBM's)."""
+        return {
+            "objective": "binary:logistic",
+            "n_estimators": self.max_rounds,
+            "learning_rate": self.learning_rate,
+            "max_leaves": self.num_leaves,
+            "grow_policy": "lossguide",
+            "max_depth": 0,
+            "min_child_weight": float(self.min_child_samples) / 10.0,
+            "colsample_bytree": self.colsample_bytree,
+            "reg_lambda": self.reg_lambda,
+            "tree_method": "hist",
+            "early_stopping_rounds": self.early_stopping_rounds,
+            "eval_metric": "logloss",
+            "random_state": self.seed,
+            "n_jobs": 1,
+        }
+
+
+def best_iteration(model: Any) -> int:
+    """Rounds kept after early stopping (LightGBM or XGBoost)."""
+    it = getattr(model, "best_iteration_", None)
+    if it is None:
+        it = getattr(model, "best_iteration", 0) + 1  # XGBoost counts from 0
+    return int(it)
+
+
+def model_bytes(model: Any) -> tuple[str, bytes]:
+    """The model in its library's native format: (file suffix, bytes)."""
+    if isinstance(model, xgb.XGBModel):
+        # Only the rounds early stopping kept, so the stored booster predicts as the model does.
+        kept = model.get_booster()[: best_iteration(model)]
+        return "xgb.json", bytes(kept.save_raw("json"))
+    # LightGBM saves up to its best iteration by default.
+    return "lgbm.txt", model.booster_.model_to_string().encode()
+
 
 @dataclass
 class BinaryTrainResult:
     """The fitted model, its calibrator and everything measured on the way."""
 
-    model: lgb.LGBMClassifier
+    model: Any  # lightgbm.LGBMClassifier or xgboost.XGBClassifier
     calibrator: IsotonicCalibrator
     metrics: dict[str, Any]
     blocked_reasons: list[str] = field(default_factory=list)
@@ -134,7 +173,7 @@ def fit_early_stopped(
 def _fit(
     X: np.ndarray, y: np.ndarray, t0: np.ndarray, t1: np.ndarray, idx: np.ndarray,
     cfg: BinaryTrainConfig,
-) -> lgb.LGBMClassifier:  # fmt: skip
+) -> Any:  # fmt: skip
     """Fit on ``idx`` (time-ordered), early stopping on its last share (purged)."""
     fit_idx, val_idx = parts = early_stopping_split(t0, t1, idx, cfg)
     if len(np.unique(y[fit_idx])) < 2 or len(np.unique(y[val_idx])) < 2:
@@ -142,6 +181,18 @@ def _fit(
             f"a training window of {len(idx)} events has a single class in its fitting or "
             "early-stopping part: too few events or labels of one kind"
         )
+    if cfg.library == "xgboost":
+        weights = None
+        if cfg.class_weight is not None:
+            weights = np.array([cfg.class_weight[int(v)] for v in y[fit_idx]])
+        xmodel = xgb.XGBClassifier(**cfg.xgb_params())
+        xmodel.fit(
+            X[fit_idx], y[fit_idx], sample_weight=weights,
+            eval_set=[(X[val_idx], y[val_idx])], verbose=False,
+        )  # fmt: skip
+        return xmodel
+    if cfg.library != "lightgbm":
+        raise ValueError(f"library must be 'lightgbm' or 'xgboost', got {cfg.library!r}")
     model = lgb.LGBMClassifier(**cfg.lgbm_params())
     fitted: lgb.LGBMClassifier = fit_early_stopped(model, X, y, parts, cfg, "binary_logloss")
     return fitted
@@ -163,7 +214,7 @@ def _cross_validate(
         oof[te] = p
         fold_of[te] = k
         folds.append(
-            {"fold": k, "train": len(tr), "test": len(te), "best_iteration": model.best_iteration_}
+            {"fold": k, "train": len(tr), "test": len(te), "best_iteration": best_iteration(model)}
             | binary_metrics(y[idx[te]], p)
         )
     return folds, oof, fold_of
@@ -249,7 +300,7 @@ def train_binary(
     folds, oof, _ = _cross_validate(X_arr, y_arr, t0_arr, t1_arr, dev, cfg)
     model = _fit(X_arr, y_arr, t0_arr, t1_arr, train, cfg)
     calibrator = IsotonicCalibrator.fit(model, X_arr[cal], y_arr[cal])
-    score = model.decision_function(X_arr[test])
+    score = calibrator.score(model, X_arr[test])
     raw = np.asarray(model.predict_proba(X_arr[test]))[:, 1]
     metrics: dict[str, Any] = {
         "events": {"train": len(train), "calibration": len(cal), "test": len(test)},
@@ -258,7 +309,8 @@ def train_binary(
         "cv_fold_auc_mean": _mean_auc(folds),
         "oos_raw": binary_metrics(y_arr[test], raw),
         "oos_calibrated": binary_metrics(y_arr[test], calibrator.predict(score)),
-        "best_iteration": model.best_iteration_,
+        "best_iteration": best_iteration(model),
+        "library": cfg.library,
         "feature_importance": _importance(model, _names(feature_names, X_arr.shape[1])),
     }
     if cfg.canary_repeats > 0:
@@ -316,7 +368,11 @@ def _mean_auc(folds: list[dict[str, Any]]) -> float | None:
     return float(np.mean(aucs)) if aucs else None
 
 
-def _importance(model: lgb.LGBMClassifier, names: list[str]) -> dict[str, float]:
-    gain = model.booster_.feature_importance(importance_type="gain")
+def _importance(model: Any, names: list[str]) -> dict[str, float]:
+    if isinstance(model, xgb.XGBModel):
+        scores = model.get_booster().get_score(importance_type="total_gain")
+        gain = np.array([scores.get(f"f{i}", 0.0) for i in range(len(names))])
+    else:
+        gain = model.booster_.feature_importance(importance_type="gain")
     total = float(gain.sum()) or 1.0
     return {name: float(g) / total for name, g in zip(names, gain, strict=True)}

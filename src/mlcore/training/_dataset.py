@@ -8,12 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlcore.config import AppConfig, PairSpec
+from mlcore.config import TIMEFRAMES, AppConfig, PairSpec
 from mlcore.data import Catalog
 from mlcore.features import FeatureBuildReport, build_pair_features, load_pair_features
 from mlcore.labels import ai1_events, ai2_labels, ai3_targets, direction_labels
-
-NS_PER_BAR = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "4h": 14_400, "1d": 86_400}
 
 
 @dataclass
@@ -98,9 +96,9 @@ def ai1_rows(pair: LabelledPair, columns: list[str]) -> pd.DataFrame:
 def bar_numbers(ts_ns: np.ndarray, timeframe: str) -> np.ndarray:
     """Timestamps as bar numbers on the timeframe's clock (shared by every pair), so purging
     and embargo count bars across pairs."""
-    if timeframe not in NS_PER_BAR:
-        raise ValueError(f"unknown timeframe {timeframe!r}; known: {sorted(NS_PER_BAR)}")
-    out: np.ndarray = np.asarray(ts_ns, dtype=np.int64) // (NS_PER_BAR[timeframe] * 1_000_000_000)
+    if timeframe not in TIMEFRAMES:
+        raise ValueError(f"unknown timeframe {timeframe!r}; known: {sorted(TIMEFRAMES)}")
+    out: np.ndarray = np.asarray(ts_ns, dtype=np.int64) // (TIMEFRAMES[timeframe] * 1_000_000_000)
     return out
 
 

@@ -32,6 +32,7 @@ from mlcore.labels import ai2_class_weights
 from mlcore.training._binary import (
     BinaryTrainConfig,
     BinaryTrainResult,
+    model_bytes,
     split_points,
     train_binary,
 )
@@ -157,8 +158,9 @@ def _fit_model(
 
 
 def _model_files(name: str, fitted: _Fitted) -> dict[str, bytes]:
+    suffix, body = model_bytes(fitted.result.model)
     return {
-        f"{name}.lgbm.txt": fitted.result.model.booster_.model_to_string().encode(),
+        f"{name}.{suffix}": body,
         f"{name}_calibration.json": _json(fitted.result.calibrator.to_dict()),
     }
 
@@ -243,13 +245,14 @@ def train_models(
             parts += cat.partitions(timeframe, sym)
     bcfg = binary_config(cfg, seed)
     trials = cfg.training.optuna
+    libs = cfg.training.library
     fitted = {
         "ai1": _fit_model(
-            cfg, timeframe, ai1, list(cols.ai1), bcfg, "AI1 events",
+            cfg, timeframe, ai1, list(cols.ai1), replace(bcfg, library=libs.ai1), "AI1 events",
             ("logloss", trials.ai1_trials, "AI1"),
         ),
         "ai2": _fit_model(
-            cfg, timeframe, ai2, list(cols.ai2), bcfg, "AI2 bars",
+            cfg, timeframe, ai2, list(cols.ai2), replace(bcfg, library=libs.ai2), "AI2 bars",
             ("pr_auc", trials.ai2_trials, "AI2"), cfg.core.labels.ai2.class_weight_cap,
         ),
     }  # fmt: skip
