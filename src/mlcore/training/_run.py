@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+from rich.console import Console
+from rich.progress import Progress
 
 from mlcore.config import AppConfig
 from mlcore.data import Catalog, replace_dir
@@ -246,17 +248,23 @@ def train_models(
     bcfg = binary_config(cfg, seed)
     trials = cfg.training.optuna
     libs = cfg.training.library
-    fitted = {
-        "ai1": _fit_model(
-            cfg, timeframe, ai1, list(cols.ai1), replace(bcfg, library=libs.ai1), "AI1 events",
-            ("logloss", trials.ai1_trials, "AI1"),
-        ),
-        "ai2": _fit_model(
+    # Transient bars on the console (stderr): the printed summary stays the record.
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        step = progress.add_task("training AI1 (tuning, CV, fit, calibration, canary)", total=3)
+        fitted = {
+            "ai1": _fit_model(
+                cfg, timeframe, ai1, list(cols.ai1), replace(bcfg, library=libs.ai1),
+                "AI1 events", ("logloss", trials.ai1_trials, "AI1"),
+            )
+        }  # fmt: skip
+        progress.update(step, advance=1, description="training AI2")
+        fitted["ai2"] = _fit_model(
             cfg, timeframe, ai2, list(cols.ai2), replace(bcfg, library=libs.ai2), "AI2 bars",
             ("pr_auc", trials.ai2_trials, "AI2"), cfg.core.labels.ai2.class_weight_cap,
-        ),
-    }  # fmt: skip
-    ai3 = _fit_ai3(fitted["ai1"], timeframe, bcfg, trials.ai3_trials)
+        )  # fmt: skip
+        progress.update(step, advance=1, description="training AI3")
+        ai3 = _fit_ai3(fitted["ai1"], timeframe, bcfg, trials.ai3_trials)
+        progress.advance(step)
     reasons = [f"{name}: {r}" for name, f in fitted.items() for r in f.result.blocked_reasons]
     reasons += [f"ai3: {r}" for r in ai3.blocked_reasons]
     status = "blocked" if reasons else "ok"

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 import optuna
+from rich.console import Console
 from rich.progress import Progress
 
 from mlcore.training._binary import BinaryTrainConfig, _cross_validate, split_points
@@ -61,7 +62,7 @@ def tune(
         direction="maximize" if sign > 0 else "minimize",
         sampler=optuna.samplers.TPESampler(seed=cfg.seed),
     )
-    with Progress(transient=True) as progress:
+    with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(f"tuning {label} ({goal})", total=n_trials)
         study.optimize(objective, n_trials=n_trials, callbacks=[lambda *_: progress.advance(task)])
     best = study.best_trial
