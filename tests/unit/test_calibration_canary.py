@@ -40,7 +40,7 @@ def test_replayed_calibration_equals_sklearn() -> None:
     again = IsotonicCalibrator.from_dict(json.loads(json.dumps(cal.to_dict())))
     np.testing.assert_array_equal(again.predict(raw), cal.predict(raw))
     assert np.all(np.diff(cal.predict(np.linspace(-10, 10, 101))) >= 0)
-    with pytest.raises(ValueError, match="no decision_function"):
+    with pytest.raises(ValueError, match="not a fitted probabilistic classifier"):
         IsotonicCalibrator.fit(object(), X[:10], y[:10])
 
 
