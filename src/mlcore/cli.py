@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import pandas as pd
 import typer
@@ -395,10 +395,13 @@ def train(
         list[str] | None, typer.Option(help="Pair id from universe.yaml (repeat; default all).")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (default: training_policy.yaml).")] = None,
+    direction: Annotated[
+        bool, typer.Option(help="Also train the direction ensemble on the pairs' legs.")
+    ] = True,
     config_env: EnvOpt = None,
     config_root: RootOpt = None,
 ) -> None:
-    """Train AI1 and AI2 from the catalog's features and labels; write a model version."""
+    """Train AI1, AI2, AI3 and the direction ensemble from the catalog; write a model version."""
     cfg = _config(config_env, config_root)
     _check_timeframe(cfg, timeframe)
     known = [p.pair_id for p in cfg.universe.pairs]
@@ -407,7 +410,9 @@ def train(
         raise ConfigError("CLI_ARGUMENT_INVALID", f"pair(s) {unknown} not in universe.yaml {known}")
     cat = Catalog(cfg)
     try:
-        report = train_models(cfg, cat, timeframe, pair_ids=pair or None, seed=seed)
+        report = train_models(
+            cfg, cat, timeframe, pair_ids=pair or None, seed=seed, direction=direction
+        )
     except ValueError as exc:
         raise DataQualityError("TRAIN_INPUT_INVALID", str(exc)) from exc
     _print_train(report)
@@ -423,6 +428,35 @@ def _check_timeframe(cfg: AppConfig, timeframe: str) -> None:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def _print_direction(direction: dict[str, Any]) -> None:
+    """The direction ensemble's levels: soft-vote scores next to the no-skill baseline."""
+    if not direction:
+        return
+    table = Table(title="direction ensemble (SELL/HOLD/BUY, soft vote)")
+    cols = ("level", "set", "rows", "AUC", "PR-AUC", "logloss", "prior logloss", "F1", "ECE")
+    keys = ("auc", "pr_auc", "logloss", "prior_logloss", "f1", "ece")
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("level", "set") else "right")
+    for level, m in direction["levels"].items():
+        for name, key in (("CV out-of-fold", "cv_out_of_fold"), ("test", "oos")):
+            part = m[key]
+            table.add_row(
+                f"{level} ({len(m['columns'])} features)" if key == "cv_out_of_fold" else "",
+                name, str(part["n"]),
+                *(_fmt(part[k]) for k in keys),
+            )  # fmt: skip
+    out.print(table)
+    for level, m in direction["levels"].items():
+        canary = m["canary"]
+        verdict = "pass" if canary["passed"] else "FAIL"
+        out.print(
+            f"direction level {level}: leakage canary AUC {_fmt(canary['auc_mean'])} ({verdict}, "
+            f"0.5 +- {canary['tolerance']})"
+        )
+    for level, reason in direction["skipped_levels"].items():
+        out.print(f"direction level {level}: not trained: {escape(reason)}")
 
 
 def _print_train(report: TrainReport) -> None:
@@ -449,6 +483,7 @@ def _print_train(report: TrainReport) -> None:
             f"(shuffled labels) AUC {canary['auc_mean']:.3f} ({verdict}, "
             f"0.5 +- {canary['tolerance']})"
         )
+    _print_direction(report.direction)
     a3 = report.ai3
     oos = a3["oos"]
     out.print(

@@ -262,6 +262,17 @@ def summary_dict(result: DemoResult, market: SyntheticMarket) -> dict[str, Any]:
                 }
                 for name, m in result.training.metrics.items()
             },
+            "direction": {
+                "levels": {
+                    level: {
+                        k: m["oos"][k]
+                        for k in ("n", "auc", "pr_auc", "logloss", "prior_logloss", "f1", "ece")
+                    }
+                    | {"canary_auc": m["canary"]["auc_mean"]}
+                    for level, m in result.training.direction["levels"].items()
+                },
+                "skipped_levels": result.training.direction["skipped_levels"],
+            },
             "ai3": {
                 "oos": result.training.ai3["oos"],
                 "oos_mean_baseline_rmse": result.training.ai3["oos_mean_baseline_rmse"],

@@ -443,6 +443,7 @@ class OptunaPolicy(Policy):
     ai1_trials: Trials
     ai2_trials: Trials
     ai3_trials: Trials
+    direction_trials: Trials
 
 
 Library = Literal["lightgbm", "xgboost"]
@@ -455,6 +456,44 @@ class LibraryPolicy(Policy):
     ai2: Library
 
 
+Weight = Annotated[float, Field(ge=0, le=1)]
+
+
+class EnsembleWeights(Policy):
+    """Soft-vote weights of the direction ensemble's components (at least one > 0)."""
+
+    lightgbm: Weight
+    xgboost: Weight
+    random_forest: Weight
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> EnsembleWeights:
+        if self.lightgbm + self.xgboost + self.random_forest <= 0:
+            raise ValueError("at least one weight must be > 0")
+        return self
+
+
+class RandomForestPolicy(Policy):
+    """scikit-learn RandomForestClassifier settings of the direction ensemble."""
+
+    n_estimators: Annotated[int, Field(ge=1, le=5000)]
+    max_depth: Annotated[int, Field(ge=1, le=64)]
+    min_samples_leaf: PositiveInt
+    max_features: Annotated[float, Field(gt=0, le=1)]
+    max_samples: Annotated[float, Field(gt=0, le=1)]
+
+
+class DirectionPolicy(Policy):
+    """The 3-class direction ensemble (spec 003)."""
+
+    weights: EnsembleWeights
+    random_forest: RandomForestPolicy
+    smote: bool
+    smote_k_neighbors: Annotated[int, Field(ge=1, le=100)]
+    threads: Annotated[int, Field(ge=1, le=64)]
+    canary_repeats: Annotated[int, Field(ge=1, le=100)]
+
+
 class TrainingPolicy(Policy):
     """training_policy.yaml: CV, splits, model settings, the canary, tuning and the seed."""
 
@@ -464,6 +503,7 @@ class TrainingPolicy(Policy):
     canary: CanaryPolicy
     optuna: OptunaPolicy
     library: LibraryPolicy
+    direction: DirectionPolicy
     seed: Annotated[int, Field(ge=0)]
 
 

@@ -1,5 +1,6 @@
-"""Training stage: calibration that is stored without pickle, the leakage canary's control
-target, and (next) the AI1/AI2/AI3 trainers."""
+"""Training stage: the AI1/AI2/AI3 trainers with purged CV, Optuna and isotonic calibration,
+the direction ensemble per feature level, the leakage canary, and the training run that writes
+a model version."""
 
 from mlcore.training._binary import (
     BinaryTrainConfig,
@@ -9,13 +10,28 @@ from mlcore.training._binary import (
 )
 from mlcore.training._calibration import IsotonicCalibrator
 from mlcore.training._canary import permute_within_blocks
-from mlcore.training._dataset import LabelledPair, ai1_rows, ai2_rows, bar_numbers, label_pair
+from mlcore.training._dataset import (
+    LabelledPair,
+    ai1_rows,
+    ai2_rows,
+    bar_numbers,
+    direction_rows,
+    label_pair,
+)
+from mlcore.training._direction import (
+    DirectionTrainConfig,
+    DirectionTrainResult,
+    train_direction,
+    tune_direction,
+)
 from mlcore.training._inputs import ModelInputs
-from mlcore.training._run import TrainReport, binary_config, train_models
+from mlcore.training._run import TrainReport, binary_config, direction_config, train_models
 
 __all__ = [
     "BinaryTrainConfig",
     "BinaryTrainResult",
+    "DirectionTrainConfig",
+    "DirectionTrainResult",
     "IsotonicCalibrator",
     "LabelledPair",
     "ModelInputs",
@@ -24,9 +40,13 @@ __all__ = [
     "ai2_rows",
     "bar_numbers",
     "binary_config",
+    "direction_config",
+    "direction_rows",
     "label_pair",
     "permute_within_blocks",
     "recent_hit_rate",
     "train_binary",
+    "train_direction",
     "train_models",
+    "tune_direction",
 ]

@@ -10,7 +10,13 @@ import pandas as pd
 
 from mlcore.config import TIMEFRAMES, AppConfig, PairSpec
 from mlcore.data import Catalog
-from mlcore.features import FeatureBuildReport, build_pair_features, load_pair_features
+from mlcore.features import (
+    FeatureBuildReport,
+    build_pair_features,
+    build_symbol_features,
+    load_pair_features,
+    load_symbol_features,
+)
 from mlcore.labels import ai1_events, ai2_labels, ai3_targets, direction_labels
 
 
@@ -116,4 +122,31 @@ def ai2_rows(pair: LabelledPair, columns: list[str]) -> pd.DataFrame:
     rows.insert(0, "t1_ts", ts[pair.risk_t1[known]])
     rows.insert(0, "t0_ts", ts[known])
     rows.insert(0, "pair_id", pair.pair_id)
+    return rows
+
+
+def direction_rows(cfg: AppConfig, cat: Catalog, symbol: str, timeframe: str) -> pd.DataFrame:
+    """One row per bar of ``symbol`` with a known 3-class direction label: ``symbol``,
+    ``t0_ts`` (the bar), ``t1_ts`` (the bar the forward return ends), ``label`` (0 SELL,
+    1 HOLD, 2 BUY) and every cached single-instrument feature at that bar. Labels are computed
+    per segment of unbroken history, so no return spans an excluded month."""
+    build_symbol_features(cfg, cat, symbol, timeframe)
+    feats = load_symbol_features(cfg, symbol, timeframe)
+    close = (
+        cat.load_bars(timeframe, symbol).set_index("ts")["close"].reindex(feats["ts"])
+    ).to_numpy()
+    ts = pd.DatetimeIndex(feats["ts"]).as_unit("ns").asi8
+    labels = np.full(len(feats), -1, dtype=np.int64)
+    ends = np.full(len(feats), -1, dtype=np.int64)
+    for _, seg in feats.groupby("segment", sort=True):
+        at = seg.index.to_numpy()
+        lab, t1 = direction_labels(close[at], cfg.core.labels.direction)
+        labels[at] = lab
+        ends[at] = np.where(t1 >= 0, at[0] + t1, -1)
+    known = np.flatnonzero(labels >= 0)
+    rows = feats.iloc[known].drop(columns=["ts", "segment"]).reset_index(drop=True)
+    rows.insert(0, "label", labels[known])
+    rows.insert(0, "t1_ts", ts[ends[known]])
+    rows.insert(0, "t0_ts", ts[known])
+    rows.insert(0, "symbol", symbol)
     return rows

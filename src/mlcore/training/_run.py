@@ -1,9 +1,12 @@
-"""A training run: AI1 and AI3 on the universe's events and AI2 on its bars, from the
-catalog, scaled, trained, calibrated and checked, written as one model version with checksums.
+"""A training run: AI1 and AI3 on the universe's events, AI2 on its bars and the direction
+ensemble on its instruments' bars, from the catalog, trained, calibrated and checked, written
+as one model version with checksums.
 
 ``{models_root}/{model_version}/`` holds ``ai1.lgbm.txt``, ``ai2.lgbm.txt`` and ``ai3.lgbm.txt``
 (LightGBM text models; AI3 = position scale on AI1's events and inputs),
-``ai1_calibration.json`` / ``ai2_calibration.json``, ``feature_schema.json``, ``params.yaml``,
+``ai1_calibration.json`` / ``ai2_calibration.json``, the direction ensemble's
+``ensemble_level{k}.*`` files per trained feature level (see :mod:`mlcore.models`),
+``feature_schema.json``, ``params.yaml``,
 ``metrics.json``, ``dataset_index_filtered.json``, ``preprocess_report.json`` and
 ``checksums.json`` (SHA256 of each of those). These files depend only on the data, the
 configuration and the seed: the same inputs give the same bytes. ``run.json`` adds what
@@ -29,7 +32,7 @@ from rich.progress import Progress
 
 from mlcore.config import AppConfig
 from mlcore.data import Catalog, replace_dir
-from mlcore.features import PAIR_FEATURES, schema_bytes
+from mlcore.features import PAIR_FEATURES, feature_levels, schema_bytes
 from mlcore.labels import ai2_class_weights
 from mlcore.training._binary import (
     BinaryTrainConfig,
@@ -38,7 +41,19 @@ from mlcore.training._binary import (
     split_points,
     train_binary,
 )
-from mlcore.training._dataset import ai1_rows, ai2_rows, bar_numbers, label_pair
+from mlcore.training._dataset import (
+    ai1_rows,
+    ai2_rows,
+    bar_numbers,
+    direction_rows,
+    label_pair,
+)
+from mlcore.training._direction import (
+    DirectionTrainConfig,
+    DirectionTrainResult,
+    train_direction,
+    tune_direction,
+)
 from mlcore.training._inputs import ModelInputs
 from mlcore.training._regress import RegressorResult, train_regressor
 from mlcore.training._tune import Goal, tune
@@ -55,6 +70,7 @@ class TrainReport:
     metrics: dict[str, dict[str, Any]]
     events: dict[str, dict[str, int]]
     ai3: dict[str, Any]
+    direction: dict[str, Any]
 
 
 def binary_config(cfg: AppConfig, seed: int | None = None) -> BinaryTrainConfig:
@@ -70,6 +86,19 @@ def binary_config(cfg: AppConfig, seed: int | None = None) -> BinaryTrainConfig:
         min_child_samples=t.lightgbm.min_child_samples, canary_block_bars=t.canary.block_bars,
         canary_repeats=t.canary.repeats, canary_tolerance=t.canary.tolerance,
         seed=t.seed if seed is None else seed,
+    )  # fmt: skip
+
+
+def direction_config(cfg: AppConfig, seed: int | None = None) -> DirectionTrainConfig:
+    """The direction ensemble's settings from ``training_policy.yaml``."""
+    d = cfg.training.direction
+    return DirectionTrainConfig(
+        base=binary_config(cfg, seed), weights=d.weights.model_dump(),
+        rf_n_estimators=d.random_forest.n_estimators, rf_max_depth=d.random_forest.max_depth,
+        rf_min_samples_leaf=d.random_forest.min_samples_leaf,
+        rf_max_features=d.random_forest.max_features, rf_max_samples=d.random_forest.max_samples,
+        smote=d.smote, smote_k_neighbors=d.smote_k_neighbors, threads=d.threads,
+        canary_repeats=d.canary_repeats,
     )  # fmt: skip
 
 
@@ -180,9 +209,71 @@ def _fit_ai3(ai1: _Fitted, timeframe: str, bcfg: BinaryTrainConfig, trials: int)
     return result
 
 
+@dataclass
+class _Direction:
+    """The direction ensemble's levels: trained, or skipped with the reason."""
+
+    trained: dict[int, DirectionTrainResult]
+    skipped: dict[int, str]
+    rows_per_symbol: dict[str, int]
+    tuning: dict[str, Any]
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "levels": {str(k): r.metrics for k, r in sorted(self.trained.items())},
+            "skipped_levels": {str(k): v for k, v in sorted(self.skipped.items())},
+            "rows_per_symbol": self.rows_per_symbol,
+            "tuning": self.tuning,
+        }
+
+
+def _fit_direction(
+    cfg: AppConfig, cat: Catalog, symbols: list[str], timeframe: str, dcfg: DirectionTrainConfig,
+    progress: Progress,
+) -> _Direction:  # fmt: skip
+    """The ensemble at each feature level whose columns exist, on the symbols' pooled bars;
+    tuned once on level 3 (always computable), its settings shared by every level."""
+    frames = {s: direction_rows(cfg, cat, s, timeframe) for s in symbols}
+    rows = pd.concat(list(frames.values()), ignore_index=True)
+    rows = rows.sort_values(["t0_ts", "symbol"], kind="stable").reset_index(drop=True)
+    levels = feature_levels(cfg.feature_order.single)
+    skipped: dict[int, str] = {}
+    usable: dict[int, pd.DataFrame] = {}
+    for level, cols in sorted(levels.items(), reverse=True):
+        absent = [c for c in cols if c not in rows]
+        if absent:
+            skipped[level] = (
+                f"features {absent} are not computed here (no external feature source is "
+                "configured); served by the next level"
+            )
+            continue
+        finite = np.isfinite(rows[list(cols)].to_numpy(dtype=np.float64)).all(axis=1)
+        usable[level] = rows[finite].reset_index(drop=True)
+
+    def arrays(level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        r = usable[level]
+        return (
+            r[list(levels[level])].to_numpy(dtype=np.float64), r["label"].to_numpy(),
+            bar_numbers(r["t0_ts"].to_numpy(), timeframe),
+            bar_numbers(r["t1_ts"].to_numpy(), timeframe),
+        )  # fmt: skip
+
+    tuning: dict[str, Any] = {"trials": 0}
+    if 3 in usable:
+        dcfg, tuning = tune_direction(*arrays(3), dcfg, cfg.training.optuna.direction_trials)
+        tuning["tuned_on_level"] = 3
+    trained = {}
+    for level in sorted(usable):
+        step = progress.add_task(f"training direction ensemble level {level}", total=None)
+        trained[level] = train_direction(*arrays(level), dcfg, level, list(levels[level]))
+        progress.remove_task(step)
+    return _Direction(trained, skipped, {s: len(f) for s, f in frames.items()}, tuning)
+
+
 def _shared_files(
     cfg: AppConfig, timeframe: str, seed: int, fitted: dict[str, _Fitted], ai3: RegressorResult,
-    status: str, reasons: list[str], data_hash: str, parts: list[dict[str, Any]],
+    direction: _Direction, status: str, reasons: list[str], data_hash: str,
+    parts: list[dict[str, Any]],
 ) -> dict[str, bytes]:  # fmt: skip
     params = {
         "theta1": cfg.core.theta1_initial,
@@ -192,10 +283,12 @@ def _shared_files(
         "seed": seed,
     }
     metrics: dict[str, Any] = {name: f.result.metrics for name, f in fitted.items()}
-    metrics |= {"ai3": ai3.metrics, "retrain_status": status, "blocked_reasons": reasons}
+    metrics |= {"ai3": ai3.metrics, "direction": direction.metrics()}
+    metrics |= {"retrain_status": status, "blocked_reasons": reasons}
     schema = {
         "schema_version": 1,
         "models": {name: f.inputs.to_schema() for name, f in fitted.items()},
+        "direction_levels": {str(k): r.columns for k, r in sorted(direction.trained.items())},
     }
     prep = {
         name: {
@@ -213,6 +306,7 @@ def _shared_files(
         "data_hash": data_hash,
         "partitions": [{k: p[k] for k in ("symbol", "month", "data_hash")} for p in parts],
         "rows_per_pair": {name: f.per_pair for name, f in fitted.items()},
+        "direction_rows_per_symbol": direction.rows_per_symbol,
     }
     return {
         "feature_schema.json": schema_bytes(schema),
@@ -225,11 +319,12 @@ def _shared_files(
 
 def train_models(
     cfg: AppConfig, cat: Catalog, timeframe: str, *, pair_ids: list[str] | None = None,
-    seed: int | None = None, now: datetime | None = None,
+    seed: int | None = None, now: datetime | None = None, direction: bool = True,
 ) -> TrainReport:  # fmt: skip
-    """Train AI1 (reversion probability, on the pooled AI1 events) and AI2 (risk, on every
-    labelled bar, class weights capped at 1:class_weight_cap) for the universe's pairs (or
-    ``pair_ids``), and write them as one model version."""
+    """Train AI1 (reversion probability, on the pooled AI1 events), AI2 (risk, on every
+    labelled bar, class weights capped at 1:class_weight_cap), AI3 (position scale) and,
+    unless ``direction`` is False, the direction ensemble on the legs' bars, for the
+    universe's pairs (or ``pair_ids``), and write them as one model version."""
     known = [p.pair_id for p in cfg.universe.pairs]
     unknown = sorted(set(pair_ids or []) - set(known))
     if unknown:
@@ -250,7 +345,7 @@ def train_models(
     libs = cfg.training.library
     # Transient bars on the console (stderr): the printed summary stays the record.
     with Progress(console=Console(stderr=True), transient=True) as progress:
-        step = progress.add_task("training AI1 (tuning, CV, fit, calibration, canary)", total=3)
+        step = progress.add_task("training AI1 (tuning, CV, fit, calibration, canary)", total=4)
         fitted = {
             "ai1": _fit_model(
                 cfg, timeframe, ai1, list(cols.ai1), replace(bcfg, library=libs.ai1),
@@ -264,9 +359,17 @@ def train_models(
         )  # fmt: skip
         progress.update(step, advance=1, description="training AI3")
         ai3 = _fit_ai3(fitted["ai1"], timeframe, bcfg, trials.ai3_trials)
+        progress.update(step, advance=1, description="training the direction ensemble")
+        symbols = list(dict.fromkeys(s for p in pairs for s in (p.leg_a, p.leg_b)))
+        ensemble = _Direction({}, dict.fromkeys((1, 2, 3), "not requested"), {}, {})
+        if direction:
+            ensemble = _fit_direction(
+                cfg, cat, symbols, timeframe, direction_config(cfg, seed), progress
+            )  # fmt: skip
         progress.advance(step)
     reasons = [f"{name}: {r}" for name, f in fitted.items() for r in f.result.blocked_reasons]
     reasons += [f"ai3: {r}" for r in ai3.blocked_reasons]
+    reasons += [f"direction: {r}" for d in ensemble.trained.values() for r in d.blocked_reasons]
     status = "blocked" if reasons else "ok"
     data_hash = cat.data_hash(parts)
     code = code_hash(cfg.config_root.parent)
@@ -274,10 +377,12 @@ def train_models(
     short = code[:7] if code != "unknown" else "nocode"
     version = _free_version(cfg.paths.models, f"{stamp}_{short}")
     files = _shared_files(
-        cfg, timeframe, bcfg.seed, fitted, ai3, status, reasons, data_hash, parts
+        cfg, timeframe, bcfg.seed, fitted, ai3, ensemble, status, reasons, data_hash, parts
     )  # fmt: skip
     for name, f in fitted.items():
         files |= _model_files(name, f)
+    for d in ensemble.trained.values():
+        files |= d.files()
     files["ai3.lgbm.txt"] = ai3.model.booster_.model_to_string().encode()
     files["run.json"] = _json(
         {
@@ -299,5 +404,5 @@ def train_models(
         version, folder, status, reasons,
         {name: f.result.metrics for name, f in fitted.items()},
         {name: f.per_pair for name, f in fitted.items()},
-        ai3.metrics,
+        ai3.metrics, ensemble.metrics(),
     )  # fmt: skip

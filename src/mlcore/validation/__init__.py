@@ -7,6 +7,7 @@ from mlcore.validation._metrics import (
     binary_metrics,
     expected_calibration_error,
     missing_metrics,
+    multiclass_metrics,
 )
 from mlcore.validation._purged import PurgedGroupedKFold
 from mlcore.validation._walk_forward import MonthlyWalkForward
@@ -18,4 +19,5 @@ __all__ = [
     "binary_metrics",
     "expected_calibration_error",
     "missing_metrics",
+    "multiclass_metrics",
 ]

@@ -70,6 +70,71 @@ def binary_metrics(
     return out
 
 
+def multiclass_metrics(
+    y: ArrayLike, proba: ArrayLike, prior: ArrayLike | None = None, n_bins: int = 10
+) -> dict[str, Any]:
+    """The same metrics for a K-class model (labels 0..K-1, ``proba`` n x K): one-vs-rest
+    macro AUC and PR-AUC, log loss, multi-class Brier (sklearn's), top-label ECE (equal-width
+    bins), macro F1 of the argmax, accuracy, balanced accuracy, and a one-vs-rest calibration
+    curve per class. ``prior`` (class shares of the training data) adds the log loss of always
+    predicting it, the no-skill baseline. Metrics needing every class present are None
+    otherwise."""
+    y_arr = np.asarray(y)
+    p_arr = np.asarray(proba, dtype=np.float64)
+    if p_arr.ndim != 2 or y_arr.shape != (p_arr.shape[0],) or len(y_arr) == 0:
+        raise ValueError(
+            f"labels must be 1-D and probabilities n x K with the same n > 0, got shapes "
+            f"{y_arr.shape} and {p_arr.shape}"
+        )
+    k = p_arr.shape[1]
+    labels = list(range(k))
+    if not np.isin(y_arr, labels).all():
+        got = np.unique(y_arr)[:5].tolist()
+        raise ValueError(f"labels must be in 0..{k - 1}, got values {got}")
+    if not np.isfinite(p_arr).all() or (p_arr < 0).any() or (p_arr > 1).any():
+        raise ValueError("probabilities must be finite and within [0, 1]")
+    y_arr = y_arr.astype(np.int64)
+    every = len(np.unique(y_arr)) == k
+    onehot = np.eye(k, dtype=np.int64)[y_arr]
+    pred = np.argmax(p_arr, axis=1)
+    top = p_arr[np.arange(len(y_arr)), pred]
+    out: dict[str, Any] = {
+        "n": len(y_arr),
+        "class_shares": [float(v) for v in onehot.mean(axis=0)],
+        "auc": float(roc_auc_score(y_arr, p_arr, multi_class="ovr", average="macro", labels=labels))
+        if every
+        else None,
+        "pr_auc": float(
+            np.mean([average_precision_score(onehot[:, c], p_arr[:, c]) for c in labels])
+        )
+        if every
+        else None,
+        "logloss": float(log_loss(y_arr, p_arr, labels=labels)),
+        "brier": float(brier_score_loss(y_arr, p_arr, labels=labels)),
+        "ece": expected_calibration_error((pred == y_arr).astype(np.int64), top, n_bins),
+        "ece_kind": "top-label",
+        "f1": float(f1_score(y_arr, pred, labels=labels, average="macro", zero_division=0.0)),
+        "accuracy": float((pred == y_arr).mean()),
+        "balanced_accuracy": float(
+            np.mean([(pred[y_arr == c] == c).mean() for c in labels if (y_arr == c).any()])
+        ),
+    }
+    if prior is not None:
+        base = np.tile(np.asarray(prior, dtype=np.float64), (len(y_arr), 1))
+        out["prior_logloss"] = float(log_loss(y_arr, base, labels=labels))
+    curves = {}
+    for c in labels:
+        prob_true, prob_pred = calibration_curve(
+            onehot[:, c], p_arr[:, c], n_bins=n_bins, strategy="uniform"
+        )
+        curves[str(c)] = {
+            "prob_pred": [float(v) for v in prob_pred],
+            "prob_true": [float(v) for v in prob_true],
+        }
+    out["calibration_curve"] = {"bins": "equal-width", "n_bins": n_bins, "one_vs_rest": curves}
+    return out
+
+
 def missing_metrics(metrics: dict[str, Any]) -> list[str]:
     """Names of required metrics that are absent, None or not finite (a blocked run)."""
     missing = []
