@@ -18,6 +18,7 @@ from mlcore.data import (
     IngestReport,
     PlantedFault,
     SyntheticMarket,
+    SyntheticPair,
     build_catalog,
     generate_market,
     ingest,
@@ -83,7 +84,9 @@ class DemoResult:
         return all(c.caught for c in self.checks)
 
 
-def write_incoming(market: SyntheticMarket, folder: Path, malformed_symbol: str) -> dict[str, Path]:
+def write_incoming(
+    market: SyntheticMarket, folder: Path, malformed_symbol: str | None
+) -> dict[str, Path]:
     """Write each symbol's bars as a vendor-style CSV (with broken rows in one file)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
@@ -176,6 +179,23 @@ def _ingest_all(cfg: AppConfig, incoming: dict[str, Path]) -> list[IngestReport]
         )
         for sym, path in incoming.items()
     ]
+
+
+def train_generated(
+    cfg: AppConfig, pairs: list[SyntheticPair], years: int, seed: int = 7
+) -> TrainReport:
+    """Generate clean bars of ``pairs`` over ``years`` from the demo's start, ingest them,
+    build the catalog and train AI1, AI2 and AI3 on them: the demo's pipeline on a market of
+    one's choosing (such as :func:`mlcore.data.regime_pairs`)."""
+    cals = {s: cfg.universe.calendars[i.calendar] for s, i in cfg.universe.instruments.items()}
+    end = DEMO_START + pd.DateOffset(years=years) - pd.Timedelta(hours=1)
+    market = generate_market(
+        cals, DEMO_TIMEFRAME, DEMO_START, end, seed, pairs=pairs, with_faults=False
+    )
+    incoming = write_incoming(market, cfg.paths.archive / "incoming", malformed_symbol=None)
+    _ingest_all(cfg, incoming)
+    build_catalog(cfg)
+    return train_models(cfg, Catalog(cfg), DEMO_TIMEFRAME, seed=seed, direction=False)
 
 
 def run_demo(cfg: AppConfig, seed: int = 7) -> DemoResult:

@@ -1,5 +1,6 @@
-"""AI1 training on the demo universe: a model version with native files and checksums, the same
-bytes for the same data and seed, a model that reloads without pickle and scores the same."""
+"""Training on the demo universe (AI1, AI2, AI3, the direction ensemble): a model version with
+native files and checksums, the same bytes for the same data and seed, models that reload
+without pickle and score the same, and the ensemble's level fallback on real bars."""
 
 from __future__ import annotations
 
@@ -17,7 +18,14 @@ import yaml
 from mlcore.config import AppConfig, load_config
 from mlcore.data import Catalog
 from mlcore.demo import run_demo
-from mlcore.training import IsotonicCalibrator, ModelInputs, TrainReport, train_models
+from mlcore.models import HOLD_LEVEL, DirectionModel
+from mlcore.training import (
+    IsotonicCalibrator,
+    ModelInputs,
+    TrainReport,
+    direction_rows,
+    train_models,
+)
 from tests.conftest import CONFIG_ROOT
 
 pytestmark = pytest.mark.e2e
@@ -49,6 +57,19 @@ def test_demo_trains_every_model_with_full_metrics_and_a_passing_canary(
         assert set(report.events[model]) == {"XAU_XAG", "EUR_GBP", "BTC_ETH"}
     # Risk persists: AI2 predicts the next 24 bars' risk flags well.
     assert report.metrics["ai2"]["oos_calibrated"]["auc"] > 0.8
+    direction = report.direction
+    assert set(direction["levels"]) == {"2", "3"}
+    assert "no external feature source" in direction["skipped_levels"]["1"]
+    assert set(direction["rows_per_symbol"]) == {
+        "XAU/USD", "XAG/USD", "EUR/USD", "GBP/USD", "BTC/USD", "ETH/USD",
+    }  # fmt: skip
+    for m in direction["levels"].values():
+        for part in ("cv_out_of_fold", "oos"):
+            for key in ("auc", "pr_auc", "logloss", "brier", "ece", "f1"):
+                assert m[part][key] is not None, (part, key)
+        assert m["canary"]["passed"]
+        # Volatility tells a 0.5% move from none: better than the class shares alone.
+        assert m["oos"]["logloss"] < m["oos"]["prior_logloss"]
     oos = report.ai3["oos"]
     assert all(oos[k] is not None for k in ("rmse", "mae", "r2", "spearman"))
     assert 0 <= oos["mae"] <= oos["rmse"] <= 1
@@ -62,6 +83,8 @@ def test_model_version_files_and_checksums(demo_cfg: tuple[AppConfig, TrainRepor
         [
             "ai1.lgbm.txt", "ai1_calibration.json", "ai2.lgbm.txt", "ai2_calibration.json",
             "ai3.lgbm.txt",
+            *(f"ensemble_level{k}.{s}" for k in (2, 3)
+              for s in ("json", "lightgbm.txt", "xgboost.json", "random_forest.json")),
             "checksums.json",
             "dataset_index_filtered.json", "feature_schema.json", "metrics.json", "params.yaml",
             "preprocess_report.json", "run.json",
@@ -92,7 +115,9 @@ def test_same_data_and_seed_give_the_same_bytes(demo_cfg: tuple[AppConfig, Train
         if path.name in ("run.json", "checksums.json", "__complete"):
             continue
         assert (again.folder / path.name).read_bytes() == path.read_bytes(), path.name
-    other = train_models(cfg, Catalog(cfg), "1h", seed=8, now=datetime(2030, 1, 1, tzinfo=UTC))
+    other = train_models(
+        cfg, Catalog(cfg), "1h", seed=8, now=datetime(2030, 1, 1, tzinfo=UTC), direction=False
+    )
     assert other.folder.name.endswith("_2")  # same minute and commit: a new folder, no overwrite
     assert (other.folder / "ai1.lgbm.txt").read_bytes() != (
         first.folder / "ai1.lgbm.txt"
@@ -120,3 +145,19 @@ def test_the_stored_model_reloads_natively_and_scores_the_same(
         booster.num_trees()
         == json.loads((folder / "metrics.json").read_text())["ai1"]["best_iteration"]
     )
+
+
+def test_the_direction_ensemble_serves_real_bars_from_level_2(
+    demo_cfg: tuple[AppConfig, TrainReport],
+) -> None:
+    cfg, report = demo_cfg
+    model = DirectionModel.load(report.folder)
+    assert set(model.levels) == {2, 3}
+    assert "ensemble_level1.json" in model.unavailable[1]
+    rows = direction_rows(cfg, Catalog(cfg), "BTC/USD", "1h").tail(500)
+    pred = model.predict(rows)
+    assert (pred.level == 2).all()  # warm bars: every level-2 feature is there
+    assert model.fallbacks == {f"level1: {model.unavailable[1]}": 500}
+    # The first bars of the history lack the 60-bar features: HOLD, counted.
+    cold = model.predict(direction_rows(cfg, Catalog(cfg), "BTC/USD", "1h").head(5))
+    assert (cold.level == HOLD_LEVEL).all() and (cold.label == 1).all()

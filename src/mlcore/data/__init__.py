@@ -24,6 +24,7 @@ from mlcore.data._synthetic import (
     generate_market,
     generate_pair,
     malformed_rows,
+    regime_pairs,
 )
 from mlcore.data._twelvedata import TokenBucket, TwelveDataProvider
 
@@ -61,6 +62,7 @@ __all__ = [
     "parse_table",
     "read_table",
     "read_watermark",
+    "regime_pairs",
     "replace_dir",
     "resolve_calendar",
     "run_dq",

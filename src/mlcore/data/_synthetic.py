@@ -1,11 +1,12 @@
 """Synthetic markets for the demo and tests: cointegrated pairs with known beta and half-life,
-a regime break where the relation fails, GARCH volatility clustering, and faults planted at
-recorded places so that every data-quality rule is exercised."""
+a regime break where the relation fails, optionally spreads whose reversion speed switches
+between regimes, GARCH volatility clustering, and faults planted at recorded places so that
+every data-quality rule is exercised."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,10 @@ class SyntheticPair:
     spread_sigma: float
     break_start_frac: float
     break_len_bars: int
+    # Optional reversion regimes: the spread's half-life switches between these two (0 = no
+    # reversion, a random walk) as a Markov chain with this mean regime length in bars.
+    regime_half_lives: tuple[float, float] | None = None
+    regime_mean_bars: int = 0
 
 
 @dataclass
@@ -76,16 +81,25 @@ def _garch_returns(rng: np.random.Generator, n: int, sigma_bar: float) -> np.nda
     return r
 
 
+def _phi(half_life: float) -> float:
+    return 0.5 ** (1.0 / half_life) if half_life > 0 else 1.0
+
+
 def _ou_spread(
-    rng: np.random.Generator, n: int, half_life: float, sigma: float, brk: tuple[int, int]
+    rng: np.random.Generator, n: int, spec: SyntheticPair, brk: tuple[int, int]
 ) -> np.ndarray:
-    phi = 0.5 ** (1.0 / half_life)
-    eps = rng.normal(0.0, sigma, size=n)
+    eps = rng.normal(0.0, spec.spread_sigma, size=n)
+    phi = np.full(n, _phi(spec.half_life_bars))
+    if spec.regime_half_lives is not None:
+        if spec.regime_mean_bars < 1:
+            raise ValueError("regime_mean_bars must be >= 1 when regime_half_lives is set")
+        state = np.cumsum(rng.uniform(size=n) < 1.0 / spec.regime_mean_bars) % 2
+        phi = np.where(state == 0, *(_phi(h) for h in spec.regime_half_lives))
     s = np.empty(n)
     s[0] = 0.0
     for t in range(1, n):
         # Inside the regime break the spread is a random walk: the relation fails.
-        k = 1.0 if brk[0] <= t < brk[1] else phi
+        k = 1.0 if brk[0] <= t < brk[1] else phi[t]
         s[t] = k * s[t - 1] + eps[t]
     return s
 
@@ -120,7 +134,7 @@ def generate_pair(
     log_b = math.log(spec.price_b0) + np.cumsum(_garch_returns(rng, n, sigma_bar))
     b0 = int(n * spec.break_start_frac)
     brk = (b0, min(n, b0 + spec.break_len_bars))
-    spread = _ou_spread(rng, n, spec.half_life_bars, spec.spread_sigma, brk)
+    spread = _ou_spread(rng, n, spec, brk)
     log_a = spec.alpha + spec.beta * log_b + spread
     sig_a = max(sigma_bar * spec.beta, spec.spread_sigma)
     bars_a = _ohlc(rng, ts, log_a, sig_a)
@@ -217,6 +231,16 @@ def default_pairs() -> list[SyntheticPair]:
         SyntheticPair(
             "BTC_ETH", "BTC/USD", "ETH/USD", 1.1, 1.4, 36.0, 2500.0, 0.6, 0.006, 0.75, 500
         ),
+    ]
+
+
+def regime_pairs(mean_bars: int = 600) -> list[SyntheticPair]:
+    """The demo universe with reversion regimes: each spread alternates between a fast half-life
+    of 12 bars and no reversion at all, regimes lasting ``mean_bars`` on average. Whether a
+    stretched spread comes back depends on the regime, which the pair features can see."""
+    return [
+        replace(p, regime_half_lives=(12.0, 0.0), regime_mean_bars=mean_bars)
+        for p in default_pairs()
     ]
 
 
