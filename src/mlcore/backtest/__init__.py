@@ -1,0 +1,6 @@
+"""Backtest stage: the compiled β-neutral pair engine (more to come: costs from the cost table,
+stress scenarios, θ search, adoption gates, the report)."""
+
+from mlcore.backtest._engine import PairBacktest, PairStrategy, simulate_pair
+
+__all__ = ["PairBacktest", "PairStrategy", "simulate_pair"]

@@ -1,0 +1,203 @@
+"""The compiled bar loop of a β-neutral two-leg pair strategy (one pass, no Python per bar).
+
+At the close of bar t the strategy decides; the order fills at the close of bar
+``t + latency_bars`` (0: at the same close).
+
+- Entry, when flat and not halted: ``|z| >= entry_z``, ``prob > theta1``, ``risk < theta2`` and
+  ``scale > 0``. It sells the spread when z > 0 (short A, long β·B) and buys it when z < 0. The
+  gross notional is ``equity * risk_fraction * scale``, split so that the B leg's notional is
+  |β| times the A leg's. Each leg's units are rounded down to its lot step; an entry whose leg
+  rounds to nothing or falls below its minimum lot or minimum notional is refused (and
+  counted).
+- Exit: ``|z| <= exit_z`` (reason 1), held ``max_hold_bars`` bars (2), drawdown from the equity
+  peak beyond ``dd_flatten`` (3, and no entry after it), the end of the data (4). A drawdown
+  beyond ``dd_halt`` stops new entries for the rest of the run.
+- Money: positions are marked to market each bar; a fill pays ``cost`` (a fraction of the traded
+  notional, per leg and bar: commission, slippage with its time-of-day factor, half the spread)
+  and a held position pays ``swap`` (a fraction of the held notional per bar).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numba as nb
+import numpy as np
+
+# Parameter slots of the float64 parameter vector.
+(
+    P_CAPITAL, P_THETA1, P_THETA2, P_ENTRY_Z, P_EXIT_Z, P_MAX_HOLD, P_DD_HALT, P_DD_FLATTEN,
+    P_LOT_A, P_LOT_B, P_MIN_LOT_A, P_MIN_LOT_B, P_MIN_NOTIONAL, P_RISK_FRACTION, P_LATENCY,
+) = range(15)  # fmt: skip
+N_PARAMS: Final = 15
+
+EXIT_Z: Final = 1
+EXIT_TIME: Final = 2
+EXIT_DD: Final = 3
+EXIT_END: Final = 4
+EXIT_REASONS: Final = {EXIT_Z: "exit_z", EXIT_TIME: "time_stop", EXIT_DD: "dd_flatten",
+                       EXIT_END: "end_of_data"}  # fmt: skip
+
+# Trade record columns (float64 matrix, one row per trade).
+(
+    T_ENTRY_DECIDED, T_ENTRY_BAR, T_EXIT_BAR, T_SIDE, T_UNITS_A, T_UNITS_B, T_ENTRY_PA,
+    T_ENTRY_PB, T_EXIT_PA, T_EXIT_PB, T_COST, T_CARRY, T_PNL, T_REASON,
+) = range(14)  # fmt: skip
+N_TRADE_COLS: Final = 14
+# Counters.
+C_REFUSED_LOT, C_REFUSED_NOTIONAL, C_HALTED_BAR, C_SIGNALS = range(4)
+N_COUNTERS: Final = 4
+
+
+@nb.njit(cache=True, nogil=True)
+def _lots(amount: float, step: float) -> float:
+    # A hair of tolerance so that an exact multiple is not lost to the division's rounding.
+    lots: float = np.floor(amount / step + 1e-9) * step
+    return lots
+
+
+# Input rows of the (N_INPUTS x n) input matrix.
+I_PA, I_PB, I_BETA, I_Z, I_PROB, I_RISK, I_SCALE, I_COST_A, I_COST_B, I_SWAP_A, I_SWAP_B = range(11)
+N_INPUTS: Final = 11
+# Output rows: equity after the bar, units of A and of B held after it.
+O_EQUITY, O_UNITS_A, O_UNITS_B = range(3)
+
+
+# One loop on purpose: the state machine is clearer in one place than spread over helpers.
+@nb.njit(cache=True, nogil=True)
+def simulate(  # noqa: C901
+    inputs: np.ndarray,
+    params: np.ndarray,
+    out: np.ndarray,
+    trades: np.ndarray,
+    counters: np.ndarray,
+) -> int:
+    """Run the strategy over the bars; fill ``out``, ``trades`` and ``counters``; return the
+    number of trades."""
+    pa, pb, beta, z = inputs[I_PA], inputs[I_PB], inputs[I_BETA], inputs[I_Z]
+    prob, risk, scale = inputs[I_PROB], inputs[I_RISK], inputs[I_SCALE]
+    cost_a, cost_b = inputs[I_COST_A], inputs[I_COST_B]
+    swap_a, swap_b = inputs[I_SWAP_A], inputs[I_SWAP_B]
+    equity_out, units_a_out, units_b_out = out[O_EQUITY], out[O_UNITS_A], out[O_UNITS_B]
+    n = len(pa)
+    lat = int(params[P_LATENCY])
+    equity = params[P_CAPITAL]
+    peak = equity
+    ua = 0.0
+    ub = 0.0
+    halted = False
+    n_trades = 0
+    # Pending orders: due bar (-1 none), and what was decided.
+    entry_due = -1
+    entry_side = 0.0
+    entry_beta = 0.0
+    entry_scale = 0.0
+    entry_decided = -1
+    exit_due = -1
+    exit_reason = 0
+    held_since = -1
+    for t in range(n):
+        if t > 0 and (ua != 0.0 or ub != 0.0):
+            pnl = ua * (pa[t] - pa[t - 1]) + ub * (pb[t] - pb[t - 1])
+            carry = abs(ua) * pa[t - 1] * swap_a[t] + abs(ub) * pb[t - 1] * swap_b[t]
+            equity += pnl - carry
+            trades[n_trades, T_PNL] += pnl - carry
+            trades[n_trades, T_CARRY] += carry
+        # Phase 0 fills the orders due now and decides; with no latency, phase 1 fills what
+        # phase 0 decided, at the same close.
+        for phase in range(2):
+            if exit_due == t:
+                cost = abs(ua) * pa[t] * cost_a[t] + abs(ub) * pb[t] * cost_b[t]
+                equity -= cost
+                tr = trades[n_trades]
+                tr[T_COST] += cost
+                tr[T_PNL] -= cost
+                tr[T_EXIT_BAR] = t
+                tr[T_EXIT_PA] = pa[t]
+                tr[T_EXIT_PB] = pb[t]
+                tr[T_REASON] = exit_reason
+                n_trades += 1
+                ua = 0.0
+                ub = 0.0
+                exit_due = -1
+            if entry_due == t:
+                entry_due = -1
+                gross = equity * params[P_RISK_FRACTION] * entry_scale
+                notional_a = gross / (1.0 + abs(entry_beta))
+                units_a = _lots(notional_a / pa[t], params[P_LOT_A])
+                units_b = _lots(abs(entry_beta) * notional_a / pb[t], params[P_LOT_B])
+                if (
+                    units_a <= 0.0 or units_b <= 0.0
+                    or units_a < params[P_MIN_LOT_A] or units_b < params[P_MIN_LOT_B]
+                ):  # fmt: skip
+                    counters[C_REFUSED_LOT] += 1
+                elif min(units_a * pa[t], units_b * pb[t]) < params[P_MIN_NOTIONAL]:
+                    counters[C_REFUSED_NOTIONAL] += 1
+                else:
+                    ua = entry_side * units_a
+                    ub = -entry_side * np.sign(entry_beta) * units_b
+                    cost = units_a * pa[t] * cost_a[t] + units_b * pb[t] * cost_b[t]
+                    equity -= cost
+                    tr = trades[n_trades]
+                    tr[:] = 0.0
+                    tr[T_ENTRY_DECIDED] = entry_decided
+                    tr[T_ENTRY_BAR] = t
+                    tr[T_EXIT_BAR] = -1
+                    tr[T_SIDE] = entry_side
+                    tr[T_UNITS_A] = ua
+                    tr[T_UNITS_B] = ub
+                    tr[T_ENTRY_PA] = pa[t]
+                    tr[T_ENTRY_PB] = pb[t]
+                    tr[T_COST] = cost
+                    tr[T_PNL] = -cost
+                    held_since = t
+            if phase == 1:
+                break
+            # Decisions at the close of bar t.
+            peak = max(peak, equity)
+            dd = 1.0 - equity / peak if peak > 0 else 0.0
+            holding = ua != 0.0 or ub != 0.0
+            if dd >= params[P_DD_HALT] and not halted:
+                halted = True
+            if holding and exit_due < 0:
+                if dd >= params[P_DD_FLATTEN]:
+                    exit_due, exit_reason, halted = t + lat, EXIT_DD, True
+                elif abs(z[t]) <= params[P_EXIT_Z]:
+                    exit_due, exit_reason = t + lat, EXIT_Z
+                elif t - held_since >= params[P_MAX_HOLD]:
+                    exit_due, exit_reason = t + lat, EXIT_TIME
+            elif not holding and entry_due < 0:
+                signal = (
+                    abs(z[t]) >= params[P_ENTRY_Z] and prob[t] > params[P_THETA1]
+                    and risk[t] < params[P_THETA2] and scale[t] > 0.0
+                    and np.isfinite(beta[t]) and beta[t] != 0.0
+                )  # fmt: skip
+                if signal:
+                    counters[C_SIGNALS] += 1
+                    if halted:
+                        counters[C_HALTED_BAR] += 1
+                    else:
+                        entry_due, entry_decided = t + lat, t
+                        entry_side = -1.0 if z[t] > 0 else 1.0
+                        entry_beta, entry_scale = beta[t], min(scale[t], 1.0)
+            if lat > 0:
+                break
+        equity_out[t] = equity
+        units_a_out[t] = ua
+        units_b_out[t] = ub
+    if ua != 0.0 or ub != 0.0:  # close what is still open at the last close
+        t = n - 1
+        cost = abs(ua) * pa[t] * cost_a[t] + abs(ub) * pb[t] * cost_b[t]
+        equity -= cost
+        tr = trades[n_trades]
+        tr[T_COST] += cost
+        tr[T_PNL] -= cost
+        tr[T_EXIT_BAR] = t
+        tr[T_EXIT_PA] = pa[t]
+        tr[T_EXIT_PB] = pb[t]
+        tr[T_REASON] = EXIT_END
+        n_trades += 1
+        equity_out[t] = equity
+        units_a_out[t] = 0.0
+        units_b_out[t] = 0.0
+    return n_trades

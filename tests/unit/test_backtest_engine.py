@@ -1,0 +1,103 @@
+"""The pair engine on hand-computed paths: fills, sizes, lots, costs, exits and stops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlcore.backtest import PairStrategy, simulate_pair
+
+PA = [100.0, 100.0, 101.0, 102.0, 101.0, 100.0, 100.0, 100.0]
+PB = [50.0] * 8
+Z = [0.0, 2.5, 2.2, 1.5, 0.4, 0.0, 0.0, 0.0]
+BASE = PairStrategy(capital=10_000.0, theta1=0.7, theta2=0.3)
+
+
+def _run(strategy: PairStrategy = BASE, **kw: object):  # type: ignore[no-untyped-def]
+    args = {"price_a": PA, "price_b": PB, "beta": 1.0, "z": Z, "prob": 0.9, "risk": 0.1,
+            "scale": 1.0} | kw  # fmt: skip
+    return simulate_pair(
+        args.pop("price_a"), args.pop("price_b"), args.pop("beta"), args.pop("z"),
+        args.pop("prob"), args.pop("risk"), args.pop("scale"), strategy, **args,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def test_a_short_spread_trade_by_hand() -> None:
+    bt = _run()
+    # Decided at bar 1 (z = 2.5), filled at bar 2's close: 5,000 a leg, 49 A (lot 1) and 100 B.
+    [trade] = bt.trades.to_dict("records")
+    assert (trade["entry_decided_bar"], trade["entry_bar"], trade["exit_bar"]) == (1, 2, 5)
+    assert (trade["units_a"], trade["units_b"], trade["side"]) == (-49.0, 100.0, -1)
+    assert trade["exit_reason"] == "exit_z"  # |z| = 0.4 at bar 4, filled at bar 5
+    # -49 * (102 - 101) + -49 * (101 - 102) + -49 * (100 - 101) = 49
+    assert trade["pnl"] == pytest.approx(49.0)
+    np.testing.assert_allclose(bt.equity, [1e4, 1e4, 1e4, 9951, 1e4, 10049, 10049, 10049])
+    assert bt.units_a.tolist() == [0, 0, -49, -49, -49, 0, 0, 0]
+    assert bt.counters["signals"] == 1
+
+
+def test_costs_and_swap_by_hand() -> None:
+    bt = _run(cost_a=0.001, cost_b=0.002, swap_a=0.0001)
+    entry = 49 * 101 * 0.001 + 100 * 50 * 0.002
+    exit_ = 49 * 100 * 0.001 + 100 * 50 * 0.002
+    carry = 49 * (101 + 102 + 101) * 0.0001  # held over bars 3, 4, 5 at the previous close
+    [trade] = bt.trades.to_dict("records")
+    assert trade["cost"] == pytest.approx(entry + exit_)
+    assert trade["carry"] == pytest.approx(carry)
+    assert trade["pnl"] == pytest.approx(49.0 - entry - exit_ - carry)
+    assert bt.equity[-1] == pytest.approx(10_000 + trade["pnl"])
+
+
+def test_no_latency_fills_at_the_deciding_close() -> None:
+    from dataclasses import replace
+
+    bt = _run(replace(BASE, latency_bars=0))
+    [trade] = bt.trades.to_dict("records")
+    assert (trade["entry_bar"], trade["exit_bar"]) == (1, 4)
+    assert trade["units_a"] == -50.0  # 5,000 / 100
+    assert trade["pnl"] == pytest.approx(-50.0 * (101 - 100))
+
+
+def test_gates_and_lot_rules_refuse_entries() -> None:
+    from dataclasses import replace
+
+    assert _run(prob=0.7).trades.empty  # prob must exceed theta1
+    assert _run(risk=0.3).trades.empty  # risk must stay below theta2
+    # Bars 1 and 2 both signal (|z| >= 2); each entry is refused at its fill.
+    big_lot = _run(replace(BASE, lot_step_a=100.0))  # 5,000 / 101 rounds to 0 lots of 100
+    assert big_lot.trades.empty and big_lot.counters["refused_lot"] == 2
+    small = _run(replace(BASE, min_notional=6_000.0))
+    assert small.trades.empty and small.counters["refused_notional"] == 2
+    assert small.counters["signals"] == 2
+
+
+def test_time_stop_and_end_of_data() -> None:
+    from dataclasses import replace
+
+    z_stays = [0.0, 2.5, 2.5, 2.5, 2.5, 2.5, 2.5, 2.5]
+    bt = _run(replace(BASE, max_hold_bars=2), z=z_stays)
+    first = bt.trades.iloc[0]
+    assert first["exit_reason"] == "time_stop" and (first["entry_bar"], first["exit_bar"]) == (2, 5)
+    assert bt.trades.iloc[-1]["exit_reason"] == "end_of_data"
+    assert bt.units_a[-1] == 0.0
+
+
+def test_drawdown_flattens_and_halts() -> None:
+    from dataclasses import replace
+
+    # Long the spread (z < 0) into a fall of A: 10% down on the whole account at bar 3.
+    pa = [100.0, 100.0, 100.0, 60.0, 60.0, 60.0, 60.0, 60.0]
+    z = [0.0, -2.5, -2.5, -2.5, -2.5, -2.5, -2.5, -2.5]
+    bt = _run(replace(BASE, dd_halt=0.1, dd_flatten=0.15), price_a=pa, z=z)
+    [trade] = bt.trades.to_dict("records")
+    assert trade["exit_reason"] == "dd_flatten" and trade["exit_bar"] == 4
+    assert bt.counters["signals_while_halted"] > 0
+
+
+def test_bad_inputs_are_named() -> None:
+    with pytest.raises(ValueError, match="price_a: prices must be finite and > 0, bar 3"):
+        _run(price_a=[100.0, 100.0, 100.0, -1.0, 1.0, 1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="z: expected 8 values"):
+        _run(z=[0.0, 1.0])
+    with pytest.raises(ValueError, match="cost_a: costs must be finite and >= 0"):
+        _run(cost_a=-0.1)
