@@ -101,3 +101,34 @@ def test_bad_inputs_are_named() -> None:
         _run(z=[0.0, 1.0])
     with pytest.raises(ValueError, match="cost_a: costs must be finite and >= 0"):
         _run(cost_a=-0.1)
+
+
+def test_equity_equals_vectorbt_for_the_same_fills() -> None:
+    import pandas as pd
+    import vectorbt as vbt
+
+    rng = np.random.default_rng(0)
+    n = 5000
+    pb = 50 * np.exp(np.cumsum(rng.normal(0, 0.002, n)))
+    spread = np.zeros(n)
+    for i in range(1, n):
+        spread[i] = 0.97 * spread[i - 1] + rng.normal(0, 0.003)
+    pa = np.exp(np.log(pb) * 1.1 + 0.7 + spread)
+    strategy = PairStrategy(
+        capital=1e5, theta1=0.7, theta2=0.3, lot_step_a=0.01, lot_step_b=0.01, max_hold_bars=30
+    )
+    bt = simulate_pair(
+        pa, pb, 1.1, spread / 0.012, rng.uniform(0.5, 1, n), rng.uniform(0, 0.5, n),
+        rng.uniform(0.2, 1, n), strategy, cost_a=0.0002, cost_b=0.0003,
+    )  # fmt: skip
+    assert len(bt.trades) > 20
+    orders = pd.DataFrame(
+        {"a": np.diff(np.r_[0.0, bt.units_a]), "b": np.diff(np.r_[0.0, bt.units_b])}
+    )
+    pf = vbt.Portfolio.from_orders(
+        pd.DataFrame({"a": pa, "b": pb}), orders, size_type="amount",
+        fees=np.tile([0.0002, 0.0003], (n, 1)), init_cash=1e5, cash_sharing=True,
+        group_by=True, call_seq="auto", direction="both", freq="1h",
+    )  # fmt: skip
+    np.testing.assert_allclose(pf.value().to_numpy(), bt.equity, rtol=1e-9, atol=0)
+    assert bt.trades["pnl"].sum() == pytest.approx(bt.equity[-1] - 1e5, rel=1e-12)
