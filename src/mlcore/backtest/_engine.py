@@ -103,7 +103,7 @@ def simulate_pair(
     inputs = np.stack(list(arrays.values()))
     out = np.empty((3, n))
     # A trade spans at least two bars (decide, fill, decide, fill), so n // 2 + 2 rows suffice.
-    trades = np.zeros((n // 2 + 2, k.N_TRADE_COLS))
+    trades = np.empty((n // 2 + 2, k.N_TRADE_COLS))  # rows are zeroed as trades open
     counters = np.zeros(k.N_COUNTERS, dtype=np.int64)
     count = k.simulate(inputs, strategy.vector(), out, trades, counters)
     equity, units_a, units_b = out[k.O_EQUITY], out[k.O_UNITS_A], out[k.O_UNITS_B]
