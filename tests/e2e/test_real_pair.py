@@ -31,6 +31,10 @@ def _config_with_pair(tmp_path: Path) -> Path:
         "    KO: {asset_class: equity, calendar: xnys, quote_currency: USD}\n"
         "    PEP: {asset_class: equity, calendar: xnys, quote_currency: USD}",
     )
+    rules = "{tick_size: 0.01, lot_step: 1, min_lot: 1, min_notional_usd: 1, margin_rate: 0.5}"
+    text = text.replace(
+        "    GOOG: {tick_size", f"    KO: {rules}\n    PEP: {rules}\n    GOOG: {{tick_size"
+    )
     text = text.replace(
         "    - {pair_id: BTC_ETH, leg_a: BTC/USD, leg_b: ETH/USD}",
         "    - {pair_id: BTC_ETH, leg_a: BTC/USD, leg_b: ETH/USD}\n"

@@ -235,3 +235,45 @@ def test_env_archive_path_overrides_storage_yaml(archive: Path) -> None:
     cfg = load_config(CONFIG_ROOT, "dev")
     assert cfg.paths.archive == archive
     assert cfg.paths.raw == archive / "raw"
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "fragment"),
+    [
+        ("cost_table.yaml", '{start: "00:00", end: "06:00"', '{start: "00:00", end: "22:00"',
+         "slippage windows overlap at 21:00"),
+        ("cost_table.yaml", '{start: "00:00", end: "06:00"', '{start: "07:00", end: "06:00"',
+         "window start 07:00 must be before its end 06:00"),
+        ("cost_table.yaml", "GBP/USD: {spread_bps: 1.2}", "GBP/USD: {spread_bps: -1}",
+         "overrides.GBP/USD.spread_bps"),
+        ("cost_table.yaml", "GBP/USD: {spread_bps: 1.2}", "GBP/USD: {spread_pips: 1.2}",
+         "spread_pips"),
+        ("dd_policy.yaml", "{warn: 0.04, halt: 0.06, flatten: 0.08}",
+         "{warn: 0.04, halt: 0.09, flatten: 0.08}", "warn 0.04 < halt 0.09 < flatten 0.08"),
+        ("universe.yaml", "    XAG/USD: {tick_size: 0.001, lot_step: 1.0, min_lot: 1.0, "
+         "min_notional_usd: 100.0, margin_rate: 0.10}\n", "",
+         "pair 'XAU_XAG': leg 'XAG/USD' has no trading rules"),
+        ("universe.yaml", "margin_rate: 0.05}", "margin_rate: 1.5}", "margin_rate"),
+    ],
+)  # fmt: skip
+def test_trading_costs_and_drawdown_policies_refuse_bad_values(
+    root: Path, file: str, old: str, new: str, fragment: str
+) -> None:
+    _edit(root / "base" / file, old, new)
+    with pytest.raises(ConfigError) as err:
+        load_config(root, "dev")
+    assert fragment in str(err.value)
+    assert file in str(err.value)
+
+
+def test_cost_overrides_must_name_instruments(root: Path) -> None:
+    _edit(root / "base" / "cost_table.yaml", "GBP/USD: {spread_bps", "GBP/JPY: {spread_bps")
+    with pytest.raises(ConfigError, match=r"'overrides': \['GBP/JPY'\] are not instruments"):
+        load_config(root, "dev")
+
+
+def test_cost_rates_apply_overrides_key_by_key() -> None:
+    costs = load_config(CONFIG_ROOT, "dev").costs
+    gbp = costs.rates("GBP/USD")
+    assert gbp.spread_bps == 1.2 and gbp.commission_bps == costs.defaults.commission_bps
+    assert costs.rates("EUR/USD") == costs.defaults

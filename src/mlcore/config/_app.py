@@ -10,7 +10,9 @@ from mlcore.config._env import EnvSettings, read_env
 from mlcore.config._loader import load_policy
 from mlcore.config._schemas import (
     CorePolicy,
+    CostTable,
     DataRetentionPolicy,
+    DrawdownPolicy,
     FeatureOrderPolicy,
     FeaturePolicy,
     MlCoreStoragePolicy,
@@ -54,6 +56,8 @@ class AppConfig:
     features: FeaturePolicy
     feature_order: FeatureOrderPolicy
     training: TrainingPolicy
+    costs: CostTable
+    drawdown: DrawdownPolicy
     paths: StoragePaths
 
 
@@ -98,6 +102,15 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
     features = load_policy(root, "feature_policy", name, FeaturePolicy)
     feature_order = load_policy(root, "feature_order", name, FeatureOrderPolicy)
     training = load_policy(root, "training_policy", name, TrainingPolicy)
+    costs = load_policy(root, "cost_table", name, CostTable)
+    drawdown = load_policy(root, "dd_policy", name, DrawdownPolicy)
+    unknown = sorted(set(costs.overrides) - set(universe.instruments))
+    if unknown:
+        raise ConfigError(
+            "CONFIG_ENTRY_INVALID",
+            f"cost_table.yaml: key 'overrides': {unknown} are not instruments of universe.yaml",
+            details={"file": str(root / "base" / "cost_table.yaml"), "key": "overrides"},
+        )
     if env.storage_backend is not None:
         storage = storage.model_copy(update={"backend": env.storage_backend})
     if storage.backend != "local":
@@ -133,5 +146,7 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
         features=features,
         feature_order=feature_order,
         training=training,
+        costs=costs,
+        drawdown=drawdown,
         paths=paths,
     )

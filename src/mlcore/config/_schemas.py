@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Annotated, Literal
 
@@ -201,6 +202,17 @@ class InstrumentSpec(Policy):
     quote_currency: Annotated[str, Field(pattern=r"^[A-Z]{3,4}$")]
 
 
+class TradingRules(Policy):
+    """How an instrument is traded: price tick, lot step and minimum, minimum notional in USD,
+    margin rate (share of notional)."""
+
+    tick_size: PositiveFloat
+    lot_step: PositiveFloat
+    min_lot: Annotated[float, Field(ge=0)]
+    min_notional_usd: Annotated[float, Field(ge=0)]
+    margin_rate: Annotated[float, Field(gt=0, le=1)]
+
+
 class PairSpec(Policy):
     pair_id: Annotated[str, Field(pattern=r"^[A-Z0-9]+_[A-Z0-9]+$")]
     leg_a: str
@@ -212,6 +224,7 @@ class UniversePolicy(Policy):
 
     calendars: dict[str, CalendarSpec]
     instruments: dict[str, InstrumentSpec]
+    trading: dict[str, TradingRules]
     pairs: list[PairSpec]
 
     @model_validator(mode="after")
@@ -221,8 +234,13 @@ class UniversePolicy(Policy):
                 raise ValueError(f"instrument {sym!r} is not a normalized symbol like 'XAU/USD'")
             if spec.calendar not in self.calendars:
                 raise ValueError(f"instrument {sym!r} names unknown calendar {spec.calendar!r}")
+        unknown = sorted(set(self.trading) - set(self.instruments))
+        if unknown:
+            raise ValueError(f"trading rules for {unknown}, which are not instruments")
         for pair in self.pairs:
             for leg in (pair.leg_a, pair.leg_b):
+                if leg in self.instruments and leg not in self.trading:
+                    raise ValueError(f"pair {pair.pair_id!r}: leg {leg!r} has no trading rules")
                 if leg not in self.instruments:
                     raise ValueError(f"pair {pair.pair_id!r} names unknown instrument {leg!r}")
         return self
@@ -508,3 +526,102 @@ class TrainingPolicy(Policy):
 
 
 POLICY_SCHEMAS["training_policy"] = TrainingPolicy
+
+
+# cost_table.yaml ------------------------------------------------------------------------
+Bps = Annotated[float, Field(ge=0, le=10_000)]
+HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")]
+
+
+class CostRates(Policy):
+    """Costs in basis points of notional: per fill (commission, slippage, the whole bid-ask
+    spread, half of which a fill pays) and per day held (swap)."""
+
+    commission_bps: Bps
+    slippage_bps: Bps
+    spread_bps: Bps
+    swap_bps_per_day: Bps
+
+
+class CostOverride(Policy):
+    """Per-symbol replacements of some of the default rates."""
+
+    commission_bps: Bps | None = None
+    slippage_bps: Bps | None = None
+    spread_bps: Bps | None = None
+    swap_bps_per_day: Bps | None = None
+
+
+class SlippageWindow(Policy):
+    """Slippage times ``factor`` for bars whose time of day is in [start, end)."""
+
+    start: HHMM
+    end: HHMM
+    factor: PositiveFloat
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SlippageWindow:
+        if self.start >= self.end:
+            raise ValueError(f"window start {self.start} must be before its end {self.end}")
+        return self
+
+
+class SlippageTimeOfDay(Policy):
+    """Time-of-day slippage factors (1.0 outside every window); windows must not overlap."""
+
+    timezone: str
+    windows: list[SlippageWindow]
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> SlippageTimeOfDay:
+        spans = sorted((w.start, w.end) for w in self.windows)
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            if start < end:
+                raise ValueError(f"slippage windows overlap at {start}")
+        return self
+
+
+class CostTable(Policy):
+    """cost_table.yaml: the costs the backtest and the live path both charge."""
+
+    defaults: CostRates
+    overrides: dict[str, CostOverride]
+    slippage_time_of_day: SlippageTimeOfDay
+
+    def rates(self, symbol: str) -> CostRates:
+        """The defaults with the symbol's overrides applied."""
+        over = self.overrides.get(symbol)
+        if over is None:
+            return self.defaults
+        given = {k: v for k, v in over.model_dump().items() if v is not None}
+        return self.defaults.model_copy(update=given)
+
+
+POLICY_SCHEMAS["cost_table"] = CostTable
+
+
+# dd_policy.yaml -------------------------------------------------------------------------
+class DrawdownLevels(Policy):
+    """Drawdown from the equity peak that warns, halts new entries, and flattens."""
+
+    warn: Annotated[float, Field(gt=0, lt=1)]
+    halt: Annotated[float, Field(gt=0, lt=1)]
+    flatten: Annotated[float, Field(gt=0, lt=1)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DrawdownLevels:
+        if not self.warn < self.halt < self.flatten:
+            raise ValueError(
+                f"levels must rise: warn {self.warn} < halt {self.halt} < flatten {self.flatten}"
+            )
+        return self
+
+
+class DrawdownPolicy(Policy):
+    """dd_policy.yaml: DD_WARN/DD_HALT/DD_FLATTEN for the portfolio and per pair."""
+
+    portfolio: DrawdownLevels
+    pair: DrawdownLevels
+
+
+POLICY_SCHEMAS["dd_policy"] = DrawdownPolicy
