@@ -63,6 +63,22 @@ N_INPUTS: Final = 11
 O_EQUITY, O_UNITS_A, O_UNITS_B = range(3)
 
 
+@nb.njit(cache=True, nogil=True)
+def _close(
+    tr: np.ndarray, ua: float, ub: float, pa: float, pb: float, ca: float, cb: float, t: int,
+    reason: int,
+) -> float:  # fmt: skip
+    """Record the exit of the open trade ``tr`` at bar ``t``; return the cost of the fill."""
+    cost = abs(ua) * pa * ca + abs(ub) * pb * cb
+    tr[T_COST] += cost
+    tr[T_PNL] -= cost
+    tr[T_EXIT_BAR] = t
+    tr[T_EXIT_PA] = pa
+    tr[T_EXIT_PB] = pb
+    tr[T_REASON] = reason
+    return cost
+
+
 # One loop on purpose: the state machine is clearer in one place than spread over helpers.
 @nb.njit(cache=True, nogil=True)
 def simulate(  # noqa: C901
@@ -107,15 +123,9 @@ def simulate(  # noqa: C901
         # phase 0 decided, at the same close.
         for phase in range(2):
             if exit_due == t:
-                cost = abs(ua) * pa[t] * cost_a[t] + abs(ub) * pb[t] * cost_b[t]
-                equity -= cost
-                tr = trades[n_trades]
-                tr[T_COST] += cost
-                tr[T_PNL] -= cost
-                tr[T_EXIT_BAR] = t
-                tr[T_EXIT_PA] = pa[t]
-                tr[T_EXIT_PB] = pb[t]
-                tr[T_REASON] = exit_reason
+                equity -= _close(
+                    trades[n_trades], ua, ub, pa[t], pb[t], cost_a[t], cost_b[t], t, exit_reason
+                )
                 n_trades += 1
                 ua = 0.0
                 ub = 0.0
@@ -187,15 +197,7 @@ def simulate(  # noqa: C901
         units_b_out[t] = ub
     if ua != 0.0 or ub != 0.0:  # close what is still open at the last close
         t = n - 1
-        cost = abs(ua) * pa[t] * cost_a[t] + abs(ub) * pb[t] * cost_b[t]
-        equity -= cost
-        tr = trades[n_trades]
-        tr[T_COST] += cost
-        tr[T_PNL] -= cost
-        tr[T_EXIT_BAR] = t
-        tr[T_EXIT_PA] = pa[t]
-        tr[T_EXIT_PB] = pb[t]
-        tr[T_REASON] = EXIT_END
+        equity -= _close(trades[n_trades], ua, ub, pa[t], pb[t], cost_a[t], cost_b[t], t, EXIT_END)
         n_trades += 1
         equity_out[t] = equity
         units_a_out[t] = 0.0

@@ -26,7 +26,7 @@ from numpy.typing import ArrayLike
 from sklearn.metrics import roc_auc_score
 
 from mlcore.training._calibration import IsotonicCalibrator
-from mlcore.training._canary import permute_within_blocks
+from mlcore.training._canary import run_canary
 from mlcore.validation import PurgedGroupedKFold, binary_metrics, missing_metrics
 
 
@@ -339,28 +339,17 @@ def _canary(
     features: Callable[[np.ndarray], np.ndarray], y: np.ndarray, t0: np.ndarray,
     t1: np.ndarray, dev: np.ndarray, cfg: BinaryTrainConfig,
 ) -> dict[str, Any]:  # fmt: skip
-    rng = np.random.default_rng(cfg.seed)
-    block = (t0[dev] - t0[dev].min()) // cfg.canary_block_bars
-    aucs = []
-    for _ in range(cfg.canary_repeats):
-        y_ctl = y.copy()
-        y_ctl[dev] = permute_within_blocks(y[dev], t0[dev], cfg.canary_block_bars, rng)
+    def score(y_ctl: np.ndarray, block: np.ndarray) -> float | None:
         _, oof, fold_of = _cross_validate(features(y_ctl), y_ctl, t0, t1, dev, cfg)
         # Compared only within (fold, block) strata: the shuffle keeps each block's label rate,
         # and each fold's model has its own offset, so rankings across strata carry structure
         # that is not a leak. Within a stratum the shuffled labels are exchangeable: 0.5.
-        auc = stratified_auc(y_ctl[dev], oof, fold_of * (block.max() + 1) + block)
-        if auc is not None:
-            aucs.append(auc)
-    mean = float(np.mean(aucs)) if aucs else float("nan")
-    return {
-        "control": f"labels shuffled within blocks of {cfg.canary_block_bars} bars",
-        "statistic": "ROC AUC within (CV fold, block) strata, one per shuffle",
-        "aucs": aucs,
-        "auc_mean": mean,
-        "tolerance": cfg.canary_tolerance,
-        "passed": bool(abs(mean - 0.5) <= cfg.canary_tolerance),
-    }
+        return stratified_auc(y_ctl[dev], oof, fold_of * (block.max() + 1) + block)
+
+    return run_canary(
+        y, t0, dev, cfg.canary_block_bars, cfg.canary_repeats, cfg.canary_tolerance, cfg.seed,
+        score, "ROC AUC within (CV fold, block) strata, one per shuffle",
+    )  # fmt: skip
 
 
 def _mean_auc(folds: list[dict[str, Any]]) -> float | None:

@@ -24,8 +24,6 @@ import optuna
 import xgboost as xgb
 from imblearn.over_sampling import SMOTE
 from numpy.typing import ArrayLike
-from rich.console import Console
-from rich.progress import Progress
 from sklearn.ensemble import RandomForestClassifier
 
 from mlcore.models import (
@@ -43,7 +41,8 @@ from mlcore.training._binary import (
     split_points,
     stratified_auc,
 )
-from mlcore.training._canary import permute_within_blocks
+from mlcore.training._canary import run_canary
+from mlcore.training._tune import run_study
 from mlcore.validation import PurgedGroupedKFold, missing_metrics, multiclass_metrics
 
 N_CLASSES = len(CLASS_NAMES)
@@ -297,13 +296,7 @@ def _canary(
     X: np.ndarray, y: np.ndarray, t0: np.ndarray, t1: np.ndarray, dev: np.ndarray,
     cfg: DirectionTrainConfig,
 ) -> dict[str, Any]:  # fmt: skip
-    b = cfg.base
-    rng = np.random.default_rng(b.seed)
-    block = (t0[dev] - t0[dev].min()) // b.canary_block_bars
-    aucs = []
-    for _ in range(cfg.canary_repeats):
-        y_ctl = y.copy()
-        y_ctl[dev] = permute_within_blocks(y[dev], t0[dev], b.canary_block_bars, rng)
+    def score(y_ctl: np.ndarray, block: np.ndarray) -> float | None:
         _, oof, fold_of = cross_validate_direction(X, y_ctl, t0, t1, dev, cfg)
         strata = fold_of * (block.max() + 1) + block
         per_class = [
@@ -311,17 +304,13 @@ def _canary(
             for c in range(N_CLASSES)
         ]
         defined = [a for a in per_class if a is not None]
-        if defined:
-            aucs.append(float(np.mean(defined)))
-    mean = float(np.mean(aucs)) if aucs else float("nan")
-    return {
-        "control": f"labels shuffled within blocks of {b.canary_block_bars} bars",
-        "statistic": "one-vs-rest ROC AUC within (CV fold, block) strata, mean over classes",
-        "aucs": aucs,
-        "auc_mean": mean,
-        "tolerance": b.canary_tolerance,
-        "passed": bool(abs(mean - 0.5) <= b.canary_tolerance),
-    }
+        return float(np.mean(defined)) if defined else None
+
+    b = cfg.base
+    return run_canary(
+        y, t0, dev, b.canary_block_bars, cfg.canary_repeats, b.canary_tolerance, b.seed, score,
+        "one-vs-rest ROC AUC within (CV fold, block) strata, mean over classes",
+    )  # fmt: skip
 
 
 def _importance(comps: Components, names: list[str], weights: dict[str, float]) -> dict[str, Any]:
@@ -372,13 +361,7 @@ def tune_direction(
         values = [f["logloss"] for f in folds]
         return float(np.mean(values)) if values else math.inf
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        direction="minimize", sampler=optuna.samplers.TPESampler(seed=cfg.base.seed)
-    )
-    with Progress(console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task(f"tuning {label} (logloss)", total=n_trials)
-        study.optimize(objective, n_trials=n_trials, callbacks=[lambda *_: progress.advance(task)])
+    study = run_study(objective, n_trials, cfg.base.seed, False, f"{label} (logloss)")
     best = study.best_trial
     summary = {
         "trials": n_trials,

@@ -9,6 +9,7 @@ out-of-sample metrics of the final model stay honest. Same data and seed, same t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -36,6 +37,22 @@ def _suggest(
     )
 
 
+def run_study(
+    objective: Callable[[optuna.Trial], float], n_trials: int, seed: int, maximize: bool,
+    label: str,
+) -> optuna.Study:  # fmt: skip
+    """A seeded TPE study of ``n_trials``, with a transient progress bar on stderr."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="maximize" if maximize else "minimize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+    )
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(f"tuning {label}", total=n_trials)
+        study.optimize(objective, n_trials=n_trials, callbacks=[lambda *_: progress.advance(task)])
+    return study
+
+
 def tune(
     X: np.ndarray, y: np.ndarray, t0: np.ndarray, t1: np.ndarray, cfg: BinaryTrainConfig,
     goal: Goal, n_trials: int, label: str = "",
@@ -57,14 +74,7 @@ def tune(
         values = [f[goal] for f in folds if f[goal] is not None]
         return float(np.mean(values)) if values else -math.inf * sign
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        direction="maximize" if sign > 0 else "minimize",
-        sampler=optuna.samplers.TPESampler(seed=cfg.seed),
-    )
-    with Progress(console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task(f"tuning {label} ({goal})", total=n_trials)
-        study.optimize(objective, n_trials=n_trials, callbacks=[lambda *_: progress.advance(task)])
+    study = run_study(objective, n_trials, cfg.seed, sign > 0, f"{label} ({goal})")
     best = study.best_trial
     tuned = _suggest(optuna.trial.FixedTrial(best.params), cfg)
     summary = {
