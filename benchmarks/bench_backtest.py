@@ -1,7 +1,8 @@
 """Backtest engine speed on N bars of one pair: the compiled bar loop (bar-steps per second on
 one core), the whole ``simulate_pair`` call (input checks and copies included), and vectorbt's
-``Portfolio.from_orders`` replaying the same fills in the same run (its value must equal the
-engine's equity). Times are the best of 5 runs after an untimed one.
+``Portfolio.from_orders`` replaying the same fills in the same run, with each bar's fee the
+engine's fill rate on that bar (fixed + slippage x time-of-day factor); its value must equal the
+engine's equity. Times are the best of 5 runs after an untimed one.
 
 Run: .venv/bin/python benchmarks/bench_backtest.py [--bars N]
 """
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlcore.backtest import PairStrategy, simulate_pair
+from mlcore.backtest import LegCosts, PairStrategy, simulate_pair
 from mlcore.backtest import _kernel as k
 
 
@@ -47,26 +48,38 @@ def main() -> None:
     strategy = PairStrategy(
         capital=1e5, theta1=0.7, theta2=0.3, lot_step_a=0.01, lot_step_b=0.01, max_hold_bars=30
     )
-    cost_a, cost_b = 0.0002, 0.0003
-    inputs = np.stack([pa, pb, np.full(n, 1.1), z, prob, risk, scale, np.full(n, cost_a),
-                       np.full(n, cost_b), np.zeros(n), np.zeros(n)])  # fmt: skip
+    # Hourly bars: slippage x1.5 from 00:00 to 06:00, x2 from 21:00 (as cost_table.yaml's windows).
+    hour = np.arange(n) % 24
+    factor = np.where(hour < 6, 1.5, np.where(hour >= 21, 2.0, 1.0))
+    # No swap: vectorbt has none, and its value must equal the engine's equity.
+    costs_a, costs_b = LegCosts(fixed=0.00015, slippage=0.00005), LegCosts(0.0002, 0.0001)
+    inputs = np.stack([pa, pb, np.full(n, 1.1), z, prob, risk, scale, factor])
     out = np.empty((3, n))
     trades = np.empty((n // 2 + 2, k.N_TRADE_COLS))
     counters = np.zeros(k.N_COUNTERS, dtype=np.int64)
     params = strategy.vector()
+    params[[k.P_FIXED_A, k.P_SLIP_A, k.P_FIXED_B, k.P_SLIP_B]] = [
+        costs_a.fixed, costs_a.slippage, costs_b.fixed, costs_b.slippage,
+    ]  # fmt: skip
     t_kernel, _ = _best(lambda: k.simulate(inputs, params, out, trades, counters))
-    t_call, bt = _best(
-        lambda: simulate_pair(
-            pa, pb, 1.1, z, prob, risk, scale, strategy, cost_a=cost_a, cost_b=cost_b
-        )
-    )
+
+    def call() -> Any:
+        return simulate_pair(
+            pa, pb, 1.1, z, prob, risk, scale, strategy, costs_a=costs_a, costs_b=costs_b,
+            slippage_factor=factor,
+        )  # fmt: skip
+
+    t_call, bt = _best(call)
+    assert np.array_equal(out[k.O_EQUITY], bt.equity)
 
     import vectorbt as vbt  # its import takes seconds: only here
 
     orders = pd.DataFrame({"a": np.diff(np.r_[0.0, bt.units_a]),
                            "b": np.diff(np.r_[0.0, bt.units_b])})  # fmt: skip
     close = pd.DataFrame({"a": pa, "b": pb})
-    fees = np.tile([cost_a, cost_b], (n, 1))
+    fees = np.column_stack(
+        [costs_a.fixed + costs_a.slippage * factor, costs_b.fixed + costs_b.slippage * factor]
+    )
 
     def replay() -> Any:
         return vbt.Portfolio.from_orders(

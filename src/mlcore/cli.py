@@ -19,6 +19,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from mlcore._logging import configure_logging, get_logger
+from mlcore.backtest import (
+    BacktestReport,
+    ThetaRun,
+    optimize_theta,
+    rebuild_report,
+    resolve_model,
+    run_backtest,
+)
 from mlcore.config import TIMEFRAMES, AppConfig, load_config
 from mlcore.data import (
     Catalog,
@@ -50,6 +58,10 @@ app.add_typer(config_app, name="config")
 features_app = typer.Typer(help="Build and cache features from the catalog.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(features_app, name="features")
+theta_app = typer.Typer(
+    help="Search and stabilise the entry thresholds θ1/θ2.", no_args_is_help=True
+)
+app.add_typer(theta_app, name="theta")
 
 # Wide enough for the summary tables when output is piped (rich assumes 80 columns).
 out = Console(width=None if sys.stdout.isatty() else 120)
@@ -382,9 +394,12 @@ def _print_demo_end(result: DemoResult) -> None:
         f"time: generate {t['generate_s']:.1f}s, ingest {t['ingest_s']:.1f}s, "
         f"re-ingest {t['reingest_s']:.1f}s, catalog {t['catalog_s']:.1f}s, "
         f"features+labels {t['features_labels_s']:.1f}s, train {t['train_s']:.1f}s, "
-        f"total {t['total_s']:.1f}s"
+        f"backtest {t.get('backtest_s', 0.0):.1f}s, total {t['total_s']:.1f}s"
     )
     out.print(f"summary: {result.report_path}")
+    if result.backtest is not None:
+        out.print(f"adoption decision: {result.backtest.decision.upper()}")
+        out.print(f"report: {result.backtest.report}")
 
 
 @app.command("train")
@@ -496,6 +511,136 @@ def _print_train(report: TrainReport) -> None:
     out.print(f"model: {report.folder}")
 
 
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", help="Model version (name or folder; default: the newest)."),
+]
+BaselineOpt = Annotated[
+    str | None,
+    typer.Option(help="Model version in service, for the non-inferiority gate and its θ."),
+]
+
+
+def _models(cfg: AppConfig, model: str | None, baseline: str | None) -> tuple[Path, Path | None]:
+    try:
+        return resolve_model(cfg, model), (
+            resolve_model(cfg, baseline) if baseline is not None else None
+        )
+    except ValueError as exc:
+        raise ConfigError("CLI_ARGUMENT_INVALID", str(exc)) from exc
+
+
+def _print_theta(th: ThetaRun) -> None:
+    s, st = th.search, th.stabilised
+    out.print(
+        f"θ search on {th.search_start:%Y-%m-%d} .. {th.test_start:%Y-%m-%d}: {s.n_trials} "
+        f"settings ({s.n_trials - s.optuna_trials} grid + {s.optuna_trials} Optuna"
+        f"{', stopped early' if s.stopped_early else ''}); best θ = ({s.best[0]:.4f}, "
+        f"{s.best[1]:.4f}), objective {s.best_objective:.4f}"
+    )
+    for step in st.steps:
+        out.print(f"  {escape(step)}")
+    out.print(
+        f"θ adopted = ({st.theta[0]:.4f}, {st.theta[1]:.4f}) (previous ({st.previous[0]:.4f}, "
+        f"{st.previous[1]:.4f})); gate pass rate (risk < θ2) {st.gate_pass_rate:.1%}"
+    )
+
+
+def _print_backtest(rep: BacktestReport) -> None:
+    t = rep.test
+    out.print(
+        f"test window from {rep.lineage['test_window_start'][:10]}: annual return "
+        f"{_fmt(t.get('annual_return'))}, Sharpe {_fmt(t.get('sharpe'))}, MaxDD "
+        f"{_fmt(t.get('max_drawdown'))}, {t.get('trades', 0)} trades "
+        f"({_fmt(t.get('trades_per_year'))}/year), win rate {_fmt(t.get('win_rate'))}"
+    )
+    stress = Table(title="stress scenarios (test window, adopted θ)")
+    for col in ("scenario", "annual return", "Sharpe", "MaxDD", "trades/year"):
+        stress.add_column(col, justify="left" if col == "scenario" else "right")
+    for row in rep.stress.to_dict("records"):
+        stress.add_row(
+            str(row["scenario"]),
+            *(_fmt(row[k]) for k in ("annual_return", "sharpe", "max_drawdown", "trades_per_year")),
+        )
+    out.print(stress)
+    gates = Table(title=f"adoption gates: {rep.decision.upper()}")
+    for col in ("gate", "value", "threshold", "result", "reason"):
+        gates.add_column(col)
+    for g in rep.gates:
+        value = g["value"]
+        gates.add_row(
+            g["gate"], "-" if value is None else f"{value:.4f}", escape(g["threshold"]),
+            "[green]pass[/]" if g["passed"] else "[red]FAIL[/]", escape(g["reason"]),
+        )  # fmt: skip
+    out.print(gates)
+    out.print(f"decision: {rep.decision} (model version {rep.model_version})")
+    out.print(f"results: {rep.folder}")
+    out.print(f"report: {rep.report}")
+
+
+@theta_app.command("optimize")
+@guarded
+def theta_optimize(
+    model: ModelOpt = None,
+    baseline: BaselineOpt = None,
+    seed: Annotated[int | None, typer.Option(help="Optuna seed (default: the model's).")] = None,
+    config_env: EnvOpt = None,
+    config_root: RootOpt = None,
+) -> None:
+    """Search θ1/θ2 for a model version (grid, then Optuna) and stabilise it."""
+    cfg = _config(config_env, config_root)
+    folder, base = _models(cfg, model, baseline)
+    try:
+        th = optimize_theta(cfg, Catalog(cfg), folder, baseline_folder=base, seed=seed)
+    except ValueError as exc:
+        raise DataQualityError("BACKTEST_INPUT_INVALID", str(exc)) from exc
+    _print_theta(th)
+
+
+@app.command("backtest")
+@guarded
+def backtest_cmd(
+    model: ModelOpt = None,
+    baseline: BaselineOpt = None,
+    seed: Annotated[int | None, typer.Option(help="Optuna seed (default: the model's).")] = None,
+    config_env: EnvOpt = None,
+    config_root: RootOpt = None,
+) -> None:
+    """Backtest a model version: θ search, test window, stress, adoption gates, HTML report."""
+    cfg = _config(config_env, config_root)
+    folder, base = _models(cfg, model, baseline)
+    try:
+        rep = run_backtest(cfg, Catalog(cfg), folder, baseline_folder=base, seed=seed)
+    except ValueError as exc:
+        raise DataQualityError("BACKTEST_INPUT_INVALID", str(exc)) from exc
+    _print_theta(rep.theta_run)
+    _print_backtest(rep)
+
+
+@app.command("report")
+@guarded
+def report_cmd(
+    model: ModelOpt = None,
+    config_env: EnvOpt = None,
+    config_root: RootOpt = None,
+) -> None:
+    """Write the HTML report of a model version's backtest again from its stored results."""
+    cfg = _config(config_env, config_root)
+    folder, _ = _models(cfg, model, None)
+    results = cfg.paths.reports / "backtest" / folder.name
+    if not results.is_dir():
+        raise ConfigError(
+            "CLI_ARGUMENT_INVALID",
+            f"model version {folder.name} has no backtest results under {results.parent}: run "
+            "`mlcore backtest` first",
+        )
+    try:
+        path = rebuild_report(cfg, results)
+    except ValueError as exc:
+        raise DataQualityError("BACKTEST_RESULT_INVALID", str(exc)) from exc
+    out.print(f"report: {path}")
+
+
 @app.command("demo")
 @guarded
 def demo(
@@ -511,6 +656,9 @@ def demo(
     _print_demo(result)
     if result.training is not None:
         _print_train(result.training)
+    if result.backtest is not None:
+        _print_theta(result.backtest.theta_run)
+        _print_backtest(result.backtest)
     _print_demo_end(result)
     if not result.all_caught:
         raise typer.Exit(1)

@@ -1,5 +1,6 @@
 """The main job on the embedded default: generate a market, ingest it, build the catalog,
-check that every planted fault was caught, build features and labels, and train AI1."""
+check that every planted fault was caught, build features and labels, train the models, and
+backtest them (θ search, stress, adoption gates, HTML report)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlcore.backtest import BacktestReport, run_backtest
 from mlcore.config import AppConfig, PairSpec
 from mlcore.data import (
     Catalog,
@@ -77,6 +79,7 @@ class DemoResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     report_path: Path | None = None
     training: TrainReport | None = None
+    backtest: BacktestReport | None = None
 
     @property
     def all_caught(self) -> bool:
@@ -225,9 +228,13 @@ def run_demo(cfg: AppConfig, seed: int = 7) -> DemoResult:
     t5 = time.perf_counter()
     training = train_models(cfg, cat, DEMO_TIMEFRAME)
     timings["train_s"] = time.perf_counter() - t5
+    t6 = time.perf_counter()
+    backtest = run_backtest(cfg, cat, training.folder)
+    timings["backtest_s"] = time.perf_counter() - t6
     timings["total_s"] = time.perf_counter() - t0
     result = DemoResult(incoming, reports, rerun, catalog, checks, pairs, timings)
     result.training = training
+    result.backtest = backtest
     path = cfg.paths.reports / "demo_summary.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(json_bytes(summary_dict(result, market)))
@@ -297,6 +304,19 @@ def summary_dict(result: DemoResult, market: SyntheticMarket) -> dict[str, Any]:
                 "oos": result.training.ai3["oos"],
                 "oos_mean_baseline_rmse": result.training.ai3["oos_mean_baseline_rmse"],
             },
+        },
+        "backtest": None
+        if result.backtest is None
+        else {
+            "decision": result.backtest.decision,
+            "gates": result.backtest.gates,
+            "theta": list(result.backtest.theta_run.stabilised.theta),
+            "test": {
+                k: result.backtest.test.get(k)
+                for k in ("annual_return", "sharpe", "max_drawdown", "trades_per_year")
+            },
+            "results": str(result.backtest.folder),
+            "report": str(result.backtest.report),
         },
         "truth": market.manifest(),
         "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},

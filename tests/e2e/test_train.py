@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import lightgbm as lgb
@@ -15,9 +14,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlcore.config import AppConfig, load_config
+from mlcore.config import AppConfig
 from mlcore.data import Catalog
-from mlcore.demo import run_demo
+from mlcore.demo import DemoResult
 from mlcore.models import HOLD_LEVEL, DirectionModel
 from mlcore.training import (
     IsotonicCalibrator,
@@ -26,22 +25,15 @@ from mlcore.training import (
     direction_rows,
     train_models,
 )
-from tests.conftest import CONFIG_ROOT
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def demo_cfg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppConfig, TrainReport]]:
-    with pytest.MonkeyPatch.context() as mp:
-        for var in ("SERVICE_ENV", "ARCHIVE_PATH", "MLCORE_CONFIG_ROOT"):
-            mp.delenv(var, raising=False)
-        mp.setenv("TZ", "UTC")
-        mp.setenv("ARCHIVE_PATH", str(tmp_path_factory.mktemp("demo") / "archive"))
-        cfg = load_config(CONFIG_ROOT, "dev")
-        result = run_demo(cfg)
-        assert result.training is not None
-        yield cfg, result.training
+def demo_cfg(demo_run: tuple[AppConfig, DemoResult]) -> tuple[AppConfig, TrainReport]:
+    cfg, result = demo_run
+    assert result.training is not None
+    return cfg, result.training
 
 
 def test_demo_trains_every_model_with_full_metrics_and_a_passing_canary(

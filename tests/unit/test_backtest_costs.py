@@ -1,4 +1,4 @@
-"""Cost rates per bar from cost_table.yaml, computed by hand."""
+"""Cost rates from cost_table.yaml and the time-of-day slippage factors, by hand."""
 
 from __future__ import annotations
 
@@ -6,12 +6,29 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlcore.backtest import cost_arrays, slippage_factors
+from mlcore.backtest import LegCosts, leg_costs, slippage_factors
 from mlcore.config import load_config
 from tests.conftest import CONFIG_ROOT
 
 
-def test_fill_and_carry_by_hand() -> None:
+def test_leg_costs_by_hand() -> None:
+    costs = load_config(CONFIG_ROOT, "dev").costs
+    # XAU/USD: commission 0.5 (default), slippage 1.0, spread 2.0, swap 0.6 a day; hourly bars.
+    rates = leg_costs(costs, "XAU/USD", 3600)
+    assert rates.fixed == pytest.approx((0.5 + 1.0) * 1e-4, rel=1e-15)
+    assert rates.slippage == pytest.approx(1.0e-4, rel=1e-15)
+    assert rates.swap_per_bar == pytest.approx(0.6e-4 / 24, rel=1e-15)
+    double = leg_costs(costs, "XAU/USD", 3600, multiplier=2.0)
+    assert double == rates.scaled(2.0)
+    assert double.fixed == pytest.approx(2 * rates.fixed, rel=1e-15)
+    assert double.slippage == pytest.approx(2 * rates.slippage, rel=1e-15)
+    assert double.swap_per_bar == pytest.approx(2 * rates.swap_per_bar, rel=1e-15)
+    assert leg_costs(costs, "XAU/USD", 3600, multiplier=0.0) == LegCosts()
+    with pytest.raises(ValueError, match="multiplier must be finite and >= 0"):
+        leg_costs(costs, "XAU/USD", 3600, multiplier=-1)
+
+
+def test_fill_rate_per_bar_by_hand() -> None:
     costs = load_config(CONFIG_ROOT, "dev").costs
     ts = (
         pd.DatetimeIndex(
@@ -21,18 +38,13 @@ def test_fill_and_carry_by_hand() -> None:
         .as_unit("ns")
         .asi8
     )
-    # XAU/USD: commission 0.5 (default), slippage 1.0, spread 2.0, swap 0.6 a day.
-    fill, carry = cost_arrays(costs, "XAU/USD", ts, 3600)
     factors = [1.5, 1.0, 2.0, 2.0]  # Asian morning, normal, New York close (to midnight)
-    want = [(0.5 + 1.0 * f + 1.0) * 1e-4 for f in factors]
-    np.testing.assert_allclose(fill, want, rtol=1e-15)
-    np.testing.assert_allclose(carry, 0.6e-4 / 24, rtol=1e-15)
-    double, double_carry = cost_arrays(costs, "XAU/USD", ts, 3600, multiplier=2.0)
-    np.testing.assert_allclose(double, 2 * fill, rtol=1e-15)
-    np.testing.assert_allclose(double_carry, 2 * carry, rtol=1e-15)
     assert slippage_factors(costs, ts).tolist() == factors
-    with pytest.raises(ValueError, match="multiplier must be >= 0"):
-        cost_arrays(costs, "XAU/USD", ts, 3600, multiplier=-1)
+    # What a fill pays per unit of notional on each bar: commission + slippage x factor + half
+    # the spread.
+    r = leg_costs(costs, "XAU/USD", 3600)
+    want = [(0.5 + 1.0 * f + 1.0) * 1e-4 for f in factors]
+    np.testing.assert_allclose(r.fixed + r.slippage * slippage_factors(costs, ts), want, rtol=1e-15)
 
 
 def test_windows_follow_the_configured_timezone() -> None:

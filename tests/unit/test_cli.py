@@ -31,6 +31,10 @@ def _run(*args: str) -> tuple[int, str]:
         ["config"],
         ["config", "check"],
         ["train"],
+        ["backtest"],
+        ["theta"],
+        ["theta", "optimize"],
+        ["report"],
     ],
 )
 def test_help_everywhere(cmd: list[str]) -> None:
@@ -237,3 +241,20 @@ def test_train_refuses_bad_arguments_and_a_missing_catalog(
     assert got == code, out
     assert fragment in out
     assert "Traceback" not in out
+
+
+def test_backtest_theta_and_report_refuse_a_missing_model(archive: Path, tmp_path: Path) -> None:
+    for cmd in (["backtest"], ["theta", "optimize"], ["report"]):
+        code, out = _run(*cmd, "--config-root", str(CONFIG_ROOT))
+        assert code == 2, (cmd, out)
+        assert "no model version under" in out and "mlcore train" in out
+        assert "Traceback" not in out
+    code, out = _run("backtest", "--model", "20990101_0000_nothere")
+    assert code == 2 and "'20990101_0000_nothere' not found" in out
+    # A model folder but no catalog to score it on: said, with the command that fixes it.
+    empty = tmp_path / "not_a_model"
+    empty.mkdir()
+    code, out = _run("backtest", "--model", str(empty))
+    assert code == 1 and "run `mlcore catalog build` first" in out, out
+    code, out = _run("report", "--model", str(empty))
+    assert code == 2 and "has no backtest results" in out

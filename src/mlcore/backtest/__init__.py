@@ -1,7 +1,64 @@
-"""Backtest stage: the compiled β-neutral pair engine (more to come: costs from the cost table,
-stress scenarios, θ search, adoption gates, the report)."""
+"""Backtest stage: model outputs per bar, the compiled β-neutral pair engine with the cost
+table, θ search and stabilisation, stress scenarios, adoption gates, stored results and the
+HTML report."""
 
-from mlcore.backtest._costs import cost_arrays, slippage_factors
+from mlcore.backtest._costs import ZERO_COSTS, LegCosts, leg_costs, slippage_factors
 from mlcore.backtest._engine import PairBacktest, PairStrategy, simulate_pair
+from mlcore.backtest._gates import evaluate_gates
+from mlcore.backtest._inputs import PairBars, fx_rate, pair_bars
+from mlcore.backtest._portfolio import PairSetup, PortfolioRun, pair_setups, run_portfolio
+from mlcore.backtest._report import ReportInputs, render_report, write_report
+from mlcore.backtest._run import (
+    BacktestReport,
+    ThetaRun,
+    optimize_theta,
+    rebuild_report,
+    resolve_model,
+    run_backtest,
+)
+from mlcore.backtest._scoring import PairModels
+from mlcore.backtest._stress import SCENARIOS, run_stress
+from mlcore.backtest._theta import (
+    SearchResult,
+    Stabilised,
+    grid,
+    objective,
+    search_theta,
+    stabilise,
+)
 
-__all__ = ["PairBacktest", "PairStrategy", "cost_arrays", "simulate_pair", "slippage_factors"]
+__all__ = [
+    "SCENARIOS",
+    "ZERO_COSTS",
+    "BacktestReport",
+    "LegCosts",
+    "PairBacktest",
+    "PairBars",
+    "PairModels",
+    "PairSetup",
+    "PairStrategy",
+    "PortfolioRun",
+    "ReportInputs",
+    "SearchResult",
+    "Stabilised",
+    "ThetaRun",
+    "evaluate_gates",
+    "fx_rate",
+    "grid",
+    "leg_costs",
+    "objective",
+    "optimize_theta",
+    "pair_bars",
+    "pair_setups",
+    "rebuild_report",
+    "render_report",
+    "resolve_model",
+    "run_backtest",
+    "run_portfolio",
+    "run_stress",
+    "search_theta",
+    "simulate_pair",
+    "slippage_factors",
+    "stabilise",
+    "write_report",
+]

@@ -10,6 +10,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from mlcore.backtest import _kernel as k
+from mlcore.backtest._costs import ZERO_COSTS, LegCosts
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class PairStrategy:
     min_notional: float = 0.0
     risk_fraction: float = 1.0
     latency_bars: int = 1
+    halt_review_bars: int = -1  # bars until a halt is reviewed and lifted; negative: never
 
     def vector(self) -> np.ndarray:
         """The kernel's parameter vector."""
@@ -45,6 +47,7 @@ class PairStrategy:
         p[k.P_MIN_NOTIONAL] = self.min_notional
         p[k.P_RISK_FRACTION] = self.risk_fraction
         p[k.P_LATENCY] = self.latency_bars
+        p[k.P_HALT_REVIEW] = self.halt_review_bars
         return p
 
 
@@ -65,47 +68,56 @@ _TRADE_COLUMNS = [
 ]  # fmt: skip
 
 
-def _f64(name: str, values: ArrayLike, n: int) -> np.ndarray:
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.shape == ():
-        arr = np.full(n, float(arr))
-    if arr.shape != (n,):
-        raise ValueError(f"{name}: expected {n} values (one per bar), got shape {arr.shape}")
-    return arr
+def _require(name: str, ok: np.ndarray, what: str) -> None:
+    """Raise naming the first bar where ``ok`` is false."""
+    if not ok.all():
+        raise ValueError(f"{name}: {what}, bar {int(np.argmin(ok))} is not")
+
+
+def _leg_rates(name: str, costs: LegCosts) -> list[float]:
+    rates = {"fixed": costs.fixed, "slippage": costs.slippage, "swap_per_bar": costs.swap_per_bar}
+    for field, v in rates.items():
+        if not (np.isfinite(v) and v >= 0):
+            raise ValueError(f"{name}.{field}: costs must be finite and >= 0, got {v}")
+    return list(rates.values())
 
 
 def simulate_pair(
     price_a: ArrayLike, price_b: ArrayLike, beta: ArrayLike, z: ArrayLike, prob: ArrayLike,
-    risk: ArrayLike, scale: ArrayLike, strategy: PairStrategy, *, cost_a: ArrayLike = 0.0,
-    cost_b: ArrayLike = 0.0, swap_a: ArrayLike = 0.0, swap_b: ArrayLike = 0.0,
+    risk: ArrayLike, scale: ArrayLike, strategy: PairStrategy, *,
+    costs_a: LegCosts = ZERO_COSTS, costs_b: LegCosts = ZERO_COSTS,
+    slippage_factor: ArrayLike = 1.0,
 ) -> PairBacktest:  # fmt: skip
-    """Backtest one pair over aligned bars. Prices are closes in the account currency; costs
-    and swaps are fractions of notional (per fill, per bar held), scalars or one per bar."""
-    pa = np.ascontiguousarray(price_a, dtype=np.float64)
+    """Backtest one pair over aligned bars. Prices are closes in the account currency; the
+    other inputs are scalars or one value per bar; ``slippage_factor`` is each bar's time-of-day
+    factor on the legs' slippage rates (see :class:`LegCosts`)."""
+    pa = np.asarray(price_a, dtype=np.float64)
+    if pa.ndim != 1:
+        raise ValueError(f"price_a: expected one value per bar, got shape {pa.shape}")
     n = len(pa)
-    arrays = {
-        name: _f64(name, v, n)
-        for name, v in (
-            ("price_a", pa), ("price_b", price_b), ("beta", beta), ("z", z), ("prob", prob),
-            ("risk", risk), ("scale", scale), ("cost_a", cost_a), ("cost_b", cost_b),
-            ("swap_a", swap_a), ("swap_b", swap_b),
-        )
-    }  # fmt: skip
-    for name in ("price_a", "price_b"):
-        bad = ~(np.isfinite(arrays[name]) & (arrays[name] > 0))
-        if bad.any():
-            raise ValueError(
-                f"{name}: prices must be finite and > 0, bar {int(np.argmax(bad))} is not"
-            )
-    for name in ("cost_a", "cost_b", "swap_a", "swap_b"):
-        if not (np.isfinite(arrays[name]) & (arrays[name] >= 0)).all():
-            raise ValueError(f"{name}: costs must be finite and >= 0")
-    inputs = np.stack(list(arrays.values()))
+    inputs = np.empty((k.N_INPUTS, n))
+    for row, name, values in (
+        (k.I_PA, "price_a", pa), (k.I_PB, "price_b", price_b), (k.I_BETA, "beta", beta),
+        (k.I_Z, "z", z), (k.I_PROB, "prob", prob), (k.I_RISK, "risk", risk),
+        (k.I_SCALE, "scale", scale), (k.I_FACTOR, "slippage_factor", slippage_factor),
+    ):  # fmt: skip
+        arr = np.asarray(values, dtype=np.float64)
+        if arr.shape not in ((), (n,)):
+            raise ValueError(f"{name}: expected {n} values (one per bar), got shape {arr.shape}")
+        inputs[row] = arr
+    for row, name in ((k.I_PA, "price_a"), (k.I_PB, "price_b")):
+        v = inputs[row]
+        _require(name, (v > 0) & (v < np.inf), "prices must be finite and > 0")
+    v = inputs[k.I_FACTOR]
+    _require("slippage_factor", (v >= 0) & (v < np.inf), "factors must be finite and >= 0")
+    params = strategy.vector()
+    params[[k.P_FIXED_A, k.P_SLIP_A, k.P_SWAP_A]] = _leg_rates("costs_a", costs_a)
+    params[[k.P_FIXED_B, k.P_SLIP_B, k.P_SWAP_B]] = _leg_rates("costs_b", costs_b)
     out = np.empty((3, n))
     # A trade spans at least two bars (decide, fill, decide, fill), so n // 2 + 2 rows suffice.
     trades = np.empty((n // 2 + 2, k.N_TRADE_COLS))  # rows are zeroed as trades open
     counters = np.zeros(k.N_COUNTERS, dtype=np.int64)
-    count = k.simulate(inputs, strategy.vector(), out, trades, counters)
+    count = k.simulate(inputs, params, out, trades, counters)
     equity, units_a, units_b = out[k.O_EQUITY], out[k.O_UNITS_A], out[k.O_UNITS_B]
     frame = pd.DataFrame(trades[:count], columns=_TRADE_COLUMNS)
     for col in ("entry_decided_bar", "entry_bar", "exit_bar", "side"):

@@ -11,10 +11,19 @@ At the close of bar t the strategy decides; the order fills at the close of bar
   counted).
 - Exit: ``|z| <= exit_z`` (reason 1), held ``max_hold_bars`` bars (2), drawdown from the equity
   peak beyond ``dd_flatten`` (3, and no entry after it), the end of the data (4). A drawdown
-  beyond ``dd_halt`` stops new entries for the rest of the run.
-- Money: positions are marked to market each bar; a fill pays ``cost`` (a fraction of the traded
-  notional, per leg and bar: commission, slippage with its time-of-day factor, half the spread)
-  and a held position pays ``swap`` (a fraction of the held notional per bar).
+  beyond ``dd_halt`` stops new entries. A halt is reviewed ``halt_review_bars`` after it began
+  (negative: never): entries resume, with the drawdown measured afresh from the equity then.
+  No entry is decided whose fill would fall on the last bar (it could only close at once).
+- Money: positions are marked to market each bar. A fill of leg X at bar t pays
+  ``|units| * price * (fixed_X + slippage_X * factor[t])`` (``fixed``: commission and half the
+  spread; ``factor``: the bar's time-of-day slippage factor); a held position pays ``swap_X``
+  of the leg's notional at the previous close per bar. The rates are parameters, the factor
+  is the one cost input per bar.
+
+Speed: a bar that is flat with no order pending changes nothing but its outputs until the next
+signal, so the loop runs through such bars in a tight inner loop that reads z (and the gates and
+β only where ``|z| >= entry_z``) and writes the outputs. Prices and the factor are read only on
+the bars held or filled.
 """
 
 from __future__ import annotations
@@ -24,12 +33,13 @@ from typing import Final
 import numba as nb
 import numpy as np
 
-# Parameter slots of the float64 parameter vector.
+# Parameter slots of the float64 parameter vector: the strategy's, then each leg's cost rates.
 (
     P_CAPITAL, P_THETA1, P_THETA2, P_ENTRY_Z, P_EXIT_Z, P_MAX_HOLD, P_DD_HALT, P_DD_FLATTEN,
     P_LOT_A, P_LOT_B, P_MIN_LOT_A, P_MIN_LOT_B, P_MIN_NOTIONAL, P_RISK_FRACTION, P_LATENCY,
-) = range(15)  # fmt: skip
-N_PARAMS: Final = 15
+    P_FIXED_A, P_SLIP_A, P_SWAP_A, P_FIXED_B, P_SLIP_B, P_SWAP_B, P_HALT_REVIEW,
+) = range(22)  # fmt: skip
+N_PARAMS: Final = 22
 
 EXIT_Z: Final = 1
 EXIT_TIME: Final = 2
@@ -48,6 +58,13 @@ N_TRADE_COLS: Final = 14
 C_REFUSED_LOT, C_REFUSED_NOTIONAL, C_HALTED_BAR, C_SIGNALS = range(4)
 N_COUNTERS: Final = 4
 
+# Input rows of the (N_INPUTS x n) float64 input matrix: prices, β, z, the three gates and the
+# time-of-day slippage factor.
+I_PA, I_PB, I_BETA, I_Z, I_PROB, I_RISK, I_SCALE, I_FACTOR = range(8)
+N_INPUTS: Final = 8
+# Output rows: equity after the bar, units of A and of B held after it.
+O_EQUITY, O_UNITS_A, O_UNITS_B = range(3)
+
 
 @nb.njit(cache=True, nogil=True)
 def _lots(amount: float, step: float) -> float:
@@ -56,11 +73,14 @@ def _lots(amount: float, step: float) -> float:
     return lots
 
 
-# Input rows of the (N_INPUTS x n) input matrix.
-I_PA, I_PB, I_BETA, I_Z, I_PROB, I_RISK, I_SCALE, I_COST_A, I_COST_B, I_SWAP_A, I_SWAP_B = range(11)
-N_INPUTS: Final = 11
-# Output rows: equity after the bar, units of A and of B held after it.
-O_EQUITY, O_UNITS_A, O_UNITS_B = range(3)
+@nb.njit(cache=True, nogil=True)
+def _gates(
+    prob: float, risk: float, scale: float, beta: float, theta1: float, theta2: float
+) -> bool:
+    """Whether a bar's gates and β allow an entry (the caller checks ``|z| >= entry_z`` first
+    and reads these only then). Scalars, not arrays: a call with array arguments pays reference
+    counting, which costs more than the whole scan of a bar."""
+    return prob > theta1 and risk < theta2 and scale > 0.0 and np.isfinite(beta) and beta != 0.0
 
 
 @nb.njit(cache=True, nogil=True)
@@ -68,7 +88,8 @@ def _close(
     tr: np.ndarray, ua: float, ub: float, pa: float, pb: float, ca: float, cb: float, t: int,
     reason: int,
 ) -> float:  # fmt: skip
-    """Record the exit of the open trade ``tr`` at bar ``t``; return the cost of the fill."""
+    """Record the exit of the open trade ``tr`` at bar ``t``; return the cost of the fill
+    (``ca``, ``cb``: each leg's cost rate on this bar)."""
     cost = abs(ua) * pa * ca + abs(ub) * pb * cb
     tr[T_COST] += cost
     tr[T_PNL] -= cost
@@ -91,12 +112,17 @@ def simulate(  # noqa: C901
     """Run the strategy over the bars; fill ``out``, ``trades`` and ``counters``; return the
     number of trades."""
     pa, pb, beta, z = inputs[I_PA], inputs[I_PB], inputs[I_BETA], inputs[I_Z]
-    prob, risk, scale = inputs[I_PROB], inputs[I_RISK], inputs[I_SCALE]
-    cost_a, cost_b = inputs[I_COST_A], inputs[I_COST_B]
-    swap_a, swap_b = inputs[I_SWAP_A], inputs[I_SWAP_B]
+    prob, risk, scale, factor = inputs[I_PROB], inputs[I_RISK], inputs[I_SCALE], inputs[I_FACTOR]
     equity_out, units_a_out, units_b_out = out[O_EQUITY], out[O_UNITS_A], out[O_UNITS_B]
     n = len(pa)
     lat = int(params[P_LATENCY])
+    entry_z, theta1, theta2 = params[P_ENTRY_Z], params[P_THETA1], params[P_THETA2]
+    fixed_a, slip_a, swap_a = params[P_FIXED_A], params[P_SLIP_A], params[P_SWAP_A]
+    fixed_b, slip_b, swap_b = params[P_FIXED_B], params[P_SLIP_B], params[P_SWAP_B]
+    exit_z, max_hold = params[P_EXIT_Z], params[P_MAX_HOLD]
+    dd_halt, dd_flatten = params[P_DD_HALT], params[P_DD_FLATTEN]
+    review = params[P_HALT_REVIEW]
+    halted_at = -1
     equity = params[P_CAPITAL]
     peak = equity
     ua = 0.0
@@ -112,20 +138,39 @@ def simulate(  # noqa: C901
     exit_due = -1
     exit_reason = 0
     held_since = -1
-    for t in range(n):
+    # The open trade's PnL and carry so far (written to its row when it closes).
+    trade_pnl = 0.0
+    trade_carry = 0.0
+    t = 0
+    while t < n:
+        if ua == 0.0 and ub == 0.0 and entry_due < 0 and exit_due < 0:
+            # Flat, nothing pending: no bar before the next signal changes any state (equity,
+            # peak and drawdown stay as they are), so only write the outputs up to it.
+            u = t
+            while u < n and not (
+                abs(z[u]) >= entry_z and _gates(prob[u], risk[u], scale[u], beta[u], theta1, theta2)
+            ):
+                equity_out[u] = equity
+                units_a_out[u] = 0.0
+                units_b_out[u] = 0.0
+                u += 1
+            if u == n:
+                break
+            t = u
         if t > 0 and (ua != 0.0 or ub != 0.0):
             pnl = ua * (pa[t] - pa[t - 1]) + ub * (pb[t] - pb[t - 1])
-            carry = abs(ua) * pa[t - 1] * swap_a[t] + abs(ub) * pb[t - 1] * swap_b[t]
+            carry = abs(ua) * pa[t - 1] * swap_a + abs(ub) * pb[t - 1] * swap_b
             equity += pnl - carry
-            trades[n_trades, T_PNL] += pnl - carry
-            trades[n_trades, T_CARRY] += carry
+            trade_pnl += pnl - carry
+            trade_carry += carry
         # Phase 0 fills the orders due now and decides; with no latency, phase 1 fills what
         # phase 0 decided, at the same close.
         for phase in range(2):
             if exit_due == t:
-                equity -= _close(
-                    trades[n_trades], ua, ub, pa[t], pb[t], cost_a[t], cost_b[t], t, exit_reason
-                )
+                ca, cb = fixed_a + slip_a * factor[t], fixed_b + slip_b * factor[t]
+                tr = trades[n_trades]
+                tr[T_PNL], tr[T_CARRY] = trade_pnl, trade_carry
+                equity -= _close(tr, ua, ub, pa[t], pb[t], ca, cb, t, exit_reason)
                 n_trades += 1
                 ua = 0.0
                 ub = 0.0
@@ -146,7 +191,8 @@ def simulate(  # noqa: C901
                 else:
                     ua = entry_side * units_a
                     ub = -entry_side * np.sign(entry_beta) * units_b
-                    cost = units_a * pa[t] * cost_a[t] + units_b * pb[t] * cost_b[t]
+                    ca, cb = fixed_a + slip_a * factor[t], fixed_b + slip_b * factor[t]
+                    cost = units_a * pa[t] * ca + units_b * pb[t] * cb
                     equity -= cost
                     tr = trades[n_trades]
                     tr[:] = 0.0
@@ -159,7 +205,7 @@ def simulate(  # noqa: C901
                     tr[T_ENTRY_PA] = pa[t]
                     tr[T_ENTRY_PB] = pb[t]
                     tr[T_COST] = cost
-                    tr[T_PNL] = -cost
+                    trade_pnl, trade_carry = -cost, 0.0
                     held_since = t
             if phase == 1:
                 break
@@ -167,37 +213,43 @@ def simulate(  # noqa: C901
             peak = max(peak, equity)
             dd = 1.0 - equity / peak if peak > 0 else 0.0
             holding = ua != 0.0 or ub != 0.0
-            if dd >= params[P_DD_HALT] and not halted:
-                halted = True
+            if halted and not holding and review >= 0 and t - halted_at >= review:
+                # The halt was reviewed: trading resumes from here, with a fresh peak.
+                halted, peak, dd = False, equity, 0.0
+            if dd >= dd_halt and not halted:
+                halted, halted_at = True, t
             if holding and exit_due < 0:
-                if dd >= params[P_DD_FLATTEN]:
-                    exit_due, exit_reason, halted = t + lat, EXIT_DD, True
-                elif abs(z[t]) <= params[P_EXIT_Z]:
+                if dd >= dd_flatten:
+                    exit_due, exit_reason = t + lat, EXIT_DD
+                    if not halted:
+                        halted, halted_at = True, t
+                elif abs(z[t]) <= exit_z:
                     exit_due, exit_reason = t + lat, EXIT_Z
-                elif t - held_since >= params[P_MAX_HOLD]:
+                elif t - held_since >= max_hold:
                     exit_due, exit_reason = t + lat, EXIT_TIME
-            elif not holding and entry_due < 0:
-                signal = (
-                    abs(z[t]) >= params[P_ENTRY_Z] and prob[t] > params[P_THETA1]
-                    and risk[t] < params[P_THETA2] and scale[t] > 0.0
-                    and np.isfinite(beta[t]) and beta[t] != 0.0
-                )  # fmt: skip
-                if signal:
-                    counters[C_SIGNALS] += 1
-                    if halted:
-                        counters[C_HALTED_BAR] += 1
-                    else:
-                        entry_due, entry_decided = t + lat, t
-                        entry_side = -1.0 if z[t] > 0 else 1.0
-                        entry_beta, entry_scale = beta[t], min(scale[t], 1.0)
+            elif (
+                not holding and entry_due < 0 and t + lat < n - 1 and abs(z[t]) >= entry_z
+                and _gates(prob[t], risk[t], scale[t], beta[t], theta1, theta2)
+            ):  # fmt: skip
+                counters[C_SIGNALS] += 1
+                if halted:
+                    counters[C_HALTED_BAR] += 1
+                else:
+                    entry_due, entry_decided = t + lat, t
+                    entry_side = -1.0 if z[t] > 0 else 1.0
+                    entry_beta, entry_scale = beta[t], min(scale[t], 1.0)
             if lat > 0:
                 break
         equity_out[t] = equity
         units_a_out[t] = ua
         units_b_out[t] = ub
+        t += 1
     if ua != 0.0 or ub != 0.0:  # close what is still open at the last close
         t = n - 1
-        equity -= _close(trades[n_trades], ua, ub, pa[t], pb[t], cost_a[t], cost_b[t], t, EXIT_END)
+        ca, cb = fixed_a + slip_a * factor[t], fixed_b + slip_b * factor[t]
+        tr = trades[n_trades]
+        tr[T_PNL], tr[T_CARRY] = trade_pnl, trade_carry
+        equity -= _close(tr, ua, ub, pa[t], pb[t], ca, cb, t, EXIT_END)
         n_trades += 1
         equity_out[t] = equity
         units_a_out[t] = 0.0

@@ -38,7 +38,7 @@ def max_drawdown(equity: ArrayLike, capital: float) -> float:
     """Largest fall from a running peak (starting at ``capital``), as a positive fraction."""
     path = np.r_[capital, np.asarray(equity, dtype=np.float64)]
     peak = np.maximum.accumulate(path)
-    return float(-np.min(path / peak - 1.0))
+    return max(0.0, float(-np.min(path / peak - 1.0)))  # never -0.0
 
 
 def _ratio(num: float, den: float) -> float | None:

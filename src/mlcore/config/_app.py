@@ -9,6 +9,7 @@ from pathlib import Path
 from mlcore.config._env import EnvSettings, read_env
 from mlcore.config._loader import load_policy
 from mlcore.config._schemas import (
+    BacktestPolicy,
     CorePolicy,
     CostTable,
     DataRetentionPolicy,
@@ -58,6 +59,7 @@ class AppConfig:
     training: TrainingPolicy
     costs: CostTable
     drawdown: DrawdownPolicy
+    backtest: BacktestPolicy
     paths: StoragePaths
 
 
@@ -104,6 +106,7 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
     training = load_policy(root, "training_policy", name, TrainingPolicy)
     costs = load_policy(root, "cost_table", name, CostTable)
     drawdown = load_policy(root, "dd_policy", name, DrawdownPolicy)
+    backtest = load_policy(root, "backtest_policy", name, BacktestPolicy)
     unknown = sorted(set(costs.overrides) - set(universe.instruments))
     if unknown:
         raise ConfigError(
@@ -148,5 +151,6 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
         training=training,
         costs=costs,
         drawdown=drawdown,
+        backtest=backtest,
         paths=paths,
     )

@@ -625,3 +625,92 @@ class DrawdownPolicy(Policy):
 
 
 POLICY_SCHEMAS["dd_policy"] = DrawdownPolicy
+
+
+# backtest_policy.yaml -------------------------------------------------------------------
+class AccountPolicy(Policy):
+    """The backtest account: currency, capital, sizing, FX staleness."""
+
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    capital_usd: PositiveFloat
+    risk_fraction: Annotated[float, Field(gt=0, le=1)]
+    fx_stale_seconds: PositiveInt
+
+
+class ExecutionPolicy(Policy):
+    """Time stop and fill latency, in bars."""
+
+    max_hold_bars: PositiveInt
+    latency_bars: NonNegInt
+    halt_review_bars: NonNegInt
+
+
+class ThetaSearchPolicy(Policy):
+    """θ grid step, Optuna budget and the objective's penalties."""
+
+    grid_step: Annotated[float, Field(gt=0, le=0.5)]
+    trials: NonNegInt
+    patience: PositiveInt
+    lambda_dd: Annotated[float, Field(ge=0)]
+    lambda_trades: Annotated[float, Field(ge=0)]
+    lambda_stop: Annotated[float, Field(ge=0)]
+    dd_limit: Rate
+    min_trades_per_year: PositiveFloat
+
+
+class StabilisationPolicy(Policy):
+    """How far and when θ may move between runs."""
+
+    max_step: Annotated[float, Field(gt=0, le=1)]
+    weight_new: Annotated[float, Field(gt=0, le=1)]
+    min_trades: NonNegInt
+    confidence: Annotated[float, Field(gt=0.5, lt=1)]
+    gate_pass_rate: Annotated[list[Rate], Field(min_length=2, max_length=2)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StabilisationPolicy:
+        low, high = self.gate_pass_rate
+        if not low < high:
+            raise ValueError(
+                f"gate_pass_rate must be [low, high] with low < high, got {[low, high]}"
+            )
+        return self
+
+
+class GatePolicy(Policy):
+    """Adoption gates (the spec's, and Deflated Sharpe / PBO)."""
+
+    min_sharpe: float
+    max_drawdown: Rate
+    min_trades_per_year: Annotated[float, Field(ge=0)]
+    noninferior_sharpe_ratio: Annotated[float, Field(gt=0)]
+    noninferior_dd_slack: Rate
+    min_deflated_sharpe: Rate
+    max_pbo: Rate
+    pbo_splits: Annotated[int, Field(ge=2, le=16, multiple_of=2)]
+
+
+class StressPolicy(Policy):
+    """Sizes of the stress scenarios."""
+
+    seed: NonNegInt
+    atr_noise: Annotated[float, Field(ge=0)]
+    correlation_breakdown_share: Annotated[float, Field(gt=0, le=1)]
+    cost_multiplier: Annotated[float, Field(ge=0)]
+    latency_bars: NonNegInt
+    gap_events: NonNegInt
+    gap_atr: Annotated[float, Field(ge=0)]
+
+
+class BacktestPolicy(Policy):
+    """backtest_policy.yaml."""
+
+    account: AccountPolicy
+    execution: ExecutionPolicy
+    theta_search: ThetaSearchPolicy
+    stabilisation: StabilisationPolicy
+    gates: GatePolicy
+    stress: StressPolicy
+
+
+POLICY_SCHEMAS["backtest_policy"] = BacktestPolicy

@@ -14,6 +14,8 @@ from mlcore.models._direction import (
     level_file_names,
     level_prefix,
     load_level,
+    read_checked,
+    read_checksums,
     soft_vote,
     unit_rows,
 )
@@ -34,6 +36,8 @@ __all__ = [
     "level_file_names",
     "level_prefix",
     "load_level",
+    "read_checked",
+    "read_checksums",
     "soft_vote",
     "unit_rows",
 ]

@@ -103,7 +103,8 @@ class DirectionEnsemble:
         return soft_vote(self.component_proba(arr), self.weights)
 
 
-def _checksums(folder: Path) -> dict[str, str]:
+def read_checksums(folder: Path) -> dict[str, str]:
+    """A model version's ``checksums.json`` (file name -> SHA256); ``ValueError`` if unusable."""
     path = folder / "checksums.json"
     try:
         doc = json.loads(path.read_bytes())
@@ -116,7 +117,8 @@ def _checksums(folder: Path) -> dict[str, str]:
     return doc
 
 
-def _read_checked(folder: Path, name: str, sums: dict[str, str]) -> bytes:
+def read_checked(folder: Path, name: str, sums: dict[str, str]) -> bytes:
+    """The bytes of ``folder/name`` after checking them against ``sums``."""
     path = folder / name
     data = path.read_bytes()
     want = sums.get(name)
@@ -147,7 +149,7 @@ def load_level(folder: Path, level: int, sums: dict[str, str]) -> DirectionEnsem
     prefix = _find_prefix(folder, level)
     names = level_file_names(level, prefix)
     try:
-        raw = {k: _read_checked(folder, n, sums) for k, n in names.items()}
+        raw = {k: read_checked(folder, n, sums) for k, n in names.items()}
     except FileNotFoundError as exc:
         raise ValueError(f"{Path(str(exc.filename)).name}: missing") from None
     try:
@@ -205,7 +207,7 @@ class DirectionModel:
         levels: dict[int, DirectionEnsemble] = {}
         unavailable: dict[int, str] = {}
         try:
-            sums = _checksums(folder)
+            sums = read_checksums(folder)
         except ValueError as exc:
             unavailable = dict.fromkeys(LEVELS, str(exc))
         else:

@@ -25,7 +25,13 @@ from mlcore.training._direction import (
     tune_direction,
 )
 from mlcore.training._inputs import ModelInputs
-from mlcore.training._run import TrainReport, binary_config, direction_config, train_models
+from mlcore.training._run import (
+    TrainReport,
+    binary_config,
+    code_hash,
+    direction_config,
+    train_models,
+)
 
 __all__ = [
     "BinaryTrainConfig",
@@ -40,6 +46,7 @@ __all__ = [
     "ai2_rows",
     "bar_numbers",
     "binary_config",
+    "code_hash",
     "direction_config",
     "direction_rows",
     "label_pair",

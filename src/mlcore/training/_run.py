@@ -182,6 +182,15 @@ def _fit_model(
     bcfg, tuned = tune(X, y, t0, t1, bcfg, goal, trials, label)
     result = train_binary(X, y, t0, t1, bcfg, feature_names=columns)
     result.metrics["tuning"] = tuned
+    # Where the calibration and test parts start in time: the backtest searches θ on the first
+    # and judges adoption on the second, so neither sees data the model was fitted on.
+    ts = rows["t0_ts"].to_numpy(dtype=np.int64)
+    _, test_start = split_points(len(rows), bcfg)
+    result.metrics["split_ts"] = {
+        name: pd.Timestamp(int(ts[i]), tz="UTC").isoformat()
+        for name, i in (("calibration_start", cal_start), ("test_start", test_start),
+                        ("last_event", len(rows) - 1))
+    }  # fmt: skip
     return _Fitted(
         result, inputs, {k: len(v) for k, v in frames.items()}, int((~finite).sum()), clipped,
         len(rows), rows,

@@ -1,0 +1,160 @@
+"""The universe as one account: each pair trades its equal share of the capital with its own
+drawdown stops (dd_policy.yaml ``pair``); the account is the sum of the pairs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlcore.backtest._costs import LegCosts, leg_costs
+from mlcore.backtest._engine import PairBacktest, PairStrategy, simulate_pair
+from mlcore.backtest._inputs import PairBars
+from mlcore.backtest._metrics import daily_equity, max_drawdown, performance
+from mlcore.config import TIMEFRAMES, AppConfig
+
+_DAY_NS = 86_400 * 10**9
+_YEAR_DAYS = 365.25
+
+
+@dataclass(frozen=True)
+class PairSetup:
+    """A pair's fixed trading rules and costs (θ is given per run)."""
+
+    pair_id: str
+    strategy: PairStrategy
+    costs_a: LegCosts
+    costs_b: LegCosts
+
+
+def pair_setups(
+    cfg: AppConfig, timeframe: str, pair_ids: set[str] | None = None
+) -> dict[str, PairSetup]:
+    """Rules of the universe's pairs (or ``pair_ids``) from universe.yaml, cost_table.yaml,
+    dd_policy.yaml, core_policy.yaml (entry/exit z) and backtest_policy.yaml; the capital is
+    split equally over them."""
+    bt = cfg.backtest
+    pairs = [p for p in cfg.universe.pairs if pair_ids is None or p.pair_id in pair_ids]
+    if not pairs:
+        raise ValueError(f"none of the pairs {sorted(pair_ids or [])} is in universe.yaml")
+    capital = bt.account.capital_usd / len(pairs)
+    ai1 = cfg.core.labels.ai1
+    out = {}
+    for p in pairs:
+        ta, tb = cfg.universe.trading[p.leg_a], cfg.universe.trading[p.leg_b]
+        strategy = PairStrategy(
+            capital=capital, theta1=cfg.core.theta1_initial, theta2=cfg.core.theta2_initial,
+            entry_z=ai1.entry_z, exit_z=ai1.exit_z, max_hold_bars=bt.execution.max_hold_bars,
+            dd_halt=cfg.drawdown.pair.halt, dd_flatten=cfg.drawdown.pair.flatten,
+            lot_step_a=ta.lot_step, lot_step_b=tb.lot_step, min_lot_a=ta.min_lot,
+            min_lot_b=tb.min_lot, min_notional=max(ta.min_notional_usd, tb.min_notional_usd),
+            risk_fraction=bt.account.risk_fraction, latency_bars=bt.execution.latency_bars,
+            halt_review_bars=bt.execution.halt_review_bars,
+        )  # fmt: skip
+        seconds = TIMEFRAMES[timeframe]
+        out[p.pair_id] = PairSetup(
+            p.pair_id, strategy, leg_costs(cfg.costs, p.leg_a, seconds),
+            leg_costs(cfg.costs, p.leg_b, seconds),
+        )  # fmt: skip
+    return out
+
+
+@dataclass
+class PortfolioRun:
+    """One backtest of the universe at one θ."""
+
+    theta: tuple[float, float]
+    pairs: dict[str, PairBacktest]
+    pair_daily: dict[str, pd.Series]
+    daily: pd.Series
+    returns: np.ndarray
+    trades: pd.DataFrame
+    metrics: dict[str, Any]
+
+
+def _trades_frame(bars: PairBars, bt: PairBacktest) -> pd.DataFrame:
+    t = bt.trades.copy()
+    t.insert(0, "pair_id", bars.pair_id)
+    for col in ("entry_decided_bar", "entry_bar", "exit_bar"):
+        t[col.replace("_bar", "_ts")] = pd.to_datetime(bars.ts_ns[t[col].to_numpy()], utc=True)
+    t["bars_held"] = t["exit_bar"] - t["entry_bar"]
+    t = t.rename(columns={"pnl": "pnl_usd", "cost": "cost_usd", "carry": "carry_usd"})
+    return t
+
+
+def _traded_notional(t: pd.DataFrame) -> float:
+    ua, ub = t["units_a"].abs(), t["units_b"].abs()
+    entry = ua * t["entry_price_a"] + ub * t["entry_price_b"]
+    exit_ = ua * t["exit_price_a"] + ub * t["exit_price_b"]
+    return float((entry + exit_).sum())
+
+
+def run_portfolio(
+    bars: list[PairBars], setups: dict[str, PairSetup], theta1: float, theta2: float, *,
+    cost_multiplier: float = 1.0, latency_bars: int | None = None,
+) -> PortfolioRun:  # fmt: skip
+    """Backtest every pair at (θ1, θ2) over its bars and add them up into the account."""
+    if not bars:
+        raise ValueError("no pair has bars in this window")
+    runs: dict[str, PairBacktest] = {}
+    pair_daily: dict[str, pd.Series] = {}
+    frames = []
+    capital = 0.0
+    for b in bars:
+        s = setups[b.pair_id]
+        strategy = replace(s.strategy, theta1=theta1, theta2=theta2)
+        if latency_bars is not None:
+            strategy = replace(strategy, latency_bars=latency_bars)
+        bt = simulate_pair(
+            b.price_a, b.price_b, b.beta, b.z, b.entry_prob(), b.risk, b.scale, strategy,
+            costs_a=s.costs_a.scaled(cost_multiplier), costs_b=s.costs_b.scaled(cost_multiplier),
+            slippage_factor=b.slippage,
+        )  # fmt: skip
+        runs[b.pair_id] = bt
+        pair_daily[b.pair_id] = daily_equity(b.ts_ns, bt.equity)
+        frames.append(_trades_frame(b, bt))
+        capital += s.strategy.capital
+    days = pd.DatetimeIndex(sorted(set().union(*(d.index for d in pair_daily.values()))))
+    # A pair with no bar yet on a day still holds its capital; after its last bar, its equity.
+    aligned = {
+        k: d.reindex(days).ffill().fillna(setups[k].strategy.capital) for k, d in pair_daily.items()
+    }
+    daily = sum(aligned.values(), pd.Series(0.0, index=days))
+    trades = pd.concat(frames, ignore_index=True).sort_values(
+        ["entry_ts", "pair_id"], kind="stable", ignore_index=True
+    )
+    first = min(int(b.ts_ns[0]) for b in bars if len(b.ts_ns))
+    last = max(int(b.ts_ns[-1]) for b in bars if len(b.ts_ns))
+    years = max((last - first) / _DAY_NS, 1.0) / _YEAR_DAYS
+    values = daily.to_numpy(dtype=np.float64)
+    returns = values / np.r_[capital, values[:-1]] - 1.0
+    metrics: dict[str, Any]
+    if len(returns) >= 2:
+        metrics = performance(
+            returns, capital, trades.rename(columns={"pnl_usd": "pnl"}), years,
+            len(returns) / years, _traded_notional(trades),
+        )  # fmt: skip
+    else:
+        metrics = {"days": len(returns), "trades": len(trades), "annual_return": None,
+                   "sharpe": None, "max_drawdown": max_drawdown(values, capital)}  # fmt: skip
+    stops = trades["exit_reason"].isin(["time_stop", "dd_flatten"]).to_numpy()
+    metrics["stop_share"] = float(stops.mean()) if len(trades) else 0.0
+    metrics["years"] = years
+    metrics["capital_usd"] = capital
+    metrics["final_equity_usd"] = float(values[-1]) if len(values) else capital
+    metrics["refused_entries"] = {
+        k: sum(r.counters[k] for r in runs.values()) for k in ("refused_lot", "refused_notional")
+    }
+    metrics["signals_while_halted"] = sum(r.counters["signals_while_halted"] for r in runs.values())
+    return PortfolioRun((theta1, theta2), runs, pair_daily, daily, returns, trades, metrics)
+
+
+def finite_or(value: Any, default: float) -> float:
+    """``value`` as a float, or ``default`` when it is None or not finite."""
+    if value is None:
+        return default
+    f = float(value)
+    return f if math.isfinite(f) else default

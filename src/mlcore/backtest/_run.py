@@ -1,0 +1,368 @@
+"""A backtest run of one model version: score the universe's bars, search θ on the search
+window, stabilise it, judge adoption on the test window, stress it, and write the results.
+
+``{reports}/backtest/{model_version}/`` holds ``bt_summary.parquet``, ``bt_trades.parquet``,
+``bt_daily_equity.parquet``, ``bt_stress_results.parquet`` (every row stamped with
+``model_version``, ``feature_schema_hash``, ``code_hash`` and ``seed``), ``theta_search.parquet``,
+``backtest.json`` (decision, gates with reasons, θ, metrics, lineage) and ``report.html``. They
+are written together or not at all; the same data, configuration, code and seed give the same
+bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlcore.backtest._gates import evaluate_gates
+from mlcore.backtest._inputs import PairBars, pair_bars
+from mlcore.backtest._overfit import deflated_sharpe, probability_of_overfitting
+from mlcore.backtest._portfolio import PairSetup, PortfolioRun, pair_setups, run_portfolio
+from mlcore.backtest._report import ReportInputs, render_report, write_report
+from mlcore.backtest._scoring import PairModels
+from mlcore.backtest._stress import run_stress
+from mlcore.backtest._theta import SearchResult, Stabilised, search_theta, stabilise
+from mlcore.config import AppConfig
+from mlcore.data import Catalog, replace_dir
+from mlcore.training import code_hash
+
+RECORD = "backtest.json"
+
+
+@dataclass
+class BacktestReport:
+    """What a backtest run decided and where it wrote it."""
+
+    model_version: str
+    folder: Path
+    report: Path
+    decision: str
+    gates: list[dict[str, Any]]
+    theta_run: ThetaRun
+    test: dict[str, Any]
+    stress: pd.DataFrame
+    lineage: dict[str, Any]
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def _json(data: Any) -> bytes:
+    return (json.dumps(_clean(data), sort_keys=True, indent=2, allow_nan=False) + "\n").encode()
+
+
+def _parquet(frame: pd.DataFrame, lineage: dict[str, Any]) -> bytes:
+    out = frame.copy()
+    for key in ("model_version", "feature_schema_hash", "code_hash", "seed"):
+        out[key] = lineage[key]
+    buf = io.BytesIO()
+    out.to_parquet(buf, index=False, compression="zstd")
+    return buf.getvalue()
+
+
+def previous_theta(cfg: AppConfig, baseline: PairModels | None) -> tuple[float, float]:
+    """θ in force: the one adopted for the model in service, else core_policy's initial θ."""
+    if baseline is not None:
+        record = cfg.paths.reports / "backtest" / baseline.version / RECORD
+        if record.exists():
+            theta = json.loads(record.read_bytes())["theta"]["adopted"]
+            return float(theta[0]), float(theta[1])
+    return cfg.core.theta1_initial, cfg.core.theta2_initial
+
+
+def _dsr(test: PortfolioRun, search: SearchResult, hyper_trials: int) -> tuple[float | None, str]:
+    sharpes = []
+    for run in search.runs.values():
+        sd = float(np.std(run.returns, ddof=0))
+        if sd > 0:
+            sharpes.append(float(np.mean(run.returns)) / sd)
+    n = search.n_trials + hyper_trials
+    var = float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else 0.0
+    try:
+        return deflated_sharpe(test.returns, n, var), f"{n} trials, Sharpe variance {var:.3g}"
+    except ValueError as exc:
+        return None, str(exc)
+
+
+def _pbo(search: SearchResult, splits: int) -> tuple[float | None, str]:
+    try:
+        return probability_of_overfitting(search.grid_returns, splits)["pbo"], "CSCV over θ grid"
+    except ValueError as exc:
+        return None, str(exc)
+
+
+def _hyper_trials(models: PairModels) -> int:
+    total = 0
+    for name in ("ai1", "ai2", "ai3"):
+        tuning = models.metrics.get(name, {}).get("tuning", {})
+        total += int(tuning.get("trials", 0) or 0)
+    return total
+
+
+def _score_all(
+    cfg: AppConfig, cat: Catalog, models: PairModels, timeframe: str
+) -> list[PairBars]:  # fmt: skip
+    trained = models.pairs()
+    return [pair_bars(cfg, cat, models, p, timeframe) for p in cfg.universe.pairs
+            if p.pair_id in trained]  # fmt: skip
+
+
+def _windows(
+    bars: list[PairBars], start: pd.Timestamp | None, end: pd.Timestamp | None
+) -> list[PairBars]:
+    cut = [b.window(start, end) for b in bars]
+    return [b for b in cut if len(b.ts_ns) >= 2]
+
+
+def resolve_model(cfg: AppConfig, name: str | None) -> Path:
+    """A model version folder: a path, a version name under the models root, or (None) the
+    newest version there."""
+    root = cfg.paths.models
+    if name is None:
+        versions = sorted(p for p in root.glob("*") if p.is_dir() and not p.name.startswith("."))
+        if not versions:
+            raise ValueError(f"no model version under {root}: run `mlcore train` first")
+        return versions[-1]
+    path = Path(name)
+    folder = path if path.is_dir() else root / name
+    if not folder.is_dir():
+        raise ValueError(f"model version {name!r} not found (neither a folder nor under {root})")
+    return folder
+
+
+@dataclass
+class ThetaRun:
+    """θ search and stabilisation of one model version, with what the backtest reuses."""
+
+    models: PairModels
+    baseline: PairModels | None
+    timeframe: str
+    seed: int
+    search_start: pd.Timestamp
+    test_start: pd.Timestamp
+    search_bars: list[PairBars]
+    test_bars: list[PairBars]
+    setups: dict[str, PairSetup]
+    search: SearchResult
+    stabilised: Stabilised
+
+
+def optimize_theta(
+    cfg: AppConfig, cat: Catalog, model_folder: Path, *, baseline_folder: Path | None = None,
+    seed: int | None = None,
+) -> ThetaRun:  # fmt: skip
+    """Search θ on the version's search window (grid, then Optuna) and stabilise it against
+    the θ in force (the baseline's adopted θ, else core_policy's)."""
+    models = PairModels.load(model_folder)
+    timeframe = str(models.params.get("timeframe", ""))
+    search_start, test_start = models.windows()
+    seed = int(models.run.get("seed", 0)) if seed is None else seed
+    bars = _score_all(cfg, cat, models, timeframe)
+    search_bars = _windows(bars, search_start, test_start)
+    test_bars = _windows(bars, test_start, None)
+    if not search_bars or not test_bars:
+        raise ValueError(
+            f"model version {models.version}: no bars in the search window from {search_start} "
+            f"or the test window from {test_start}"
+        )
+    setups = pair_setups(cfg, timeframe, {b.pair_id for b in bars})
+    box = cfg.core.theta_search_range
+
+    def on_search(t1: float, t2: float) -> PortfolioRun:
+        return run_portfolio(search_bars, setups, t1, t2)
+
+    search = search_theta(on_search, box, cfg.backtest.theta_search, seed)
+    baseline = PairModels.load(baseline_folder) if baseline_folder is not None else None
+    previous = previous_theta(cfg, baseline)
+    stab = stabilise(
+        search.best, previous, search.runs[search.best], on_search(*previous),
+        np.concatenate([b.risk for b in search_bars]), cfg.backtest.stabilisation, box,
+    )  # fmt: skip
+    return ThetaRun(models, baseline, timeframe, seed, search_start, test_start, search_bars,
+                    test_bars, setups, search, stab)  # fmt: skip
+
+
+def run_backtest(
+    cfg: AppConfig, cat: Catalog, model_folder: Path, *, baseline_folder: Path | None = None,
+    seed: int | None = None,
+) -> BacktestReport:  # fmt: skip
+    """Backtest the model version in ``model_folder`` (θ search, gates, stress) and write the
+    results; ``baseline_folder`` is the model in service, for the non-inferiority gate."""
+    th = optimize_theta(cfg, cat, model_folder, baseline_folder=baseline_folder, seed=seed)
+    models, baseline, timeframe, seed = th.models, th.baseline, th.timeframe, th.seed
+    search_start, test_start = th.search_start, th.test_start
+    search_bars, test_bars, setups = th.search_bars, th.test_bars, th.setups
+    search, stab = th.search, th.stabilised
+    previous = stab.previous
+    policy = cfg.backtest
+    test_run = run_portfolio(test_bars, setups, *stab.theta)
+    dsr, dsr_note = _dsr(test_run, search, _hyper_trials(models))
+    pbo, pbo_note = _pbo(search, policy.gates.pbo_splits)
+    baseline_metrics = None
+    if baseline is not None:
+        old_bars = _windows(_score_all(cfg, cat, baseline, timeframe), test_start, None)
+        baseline_metrics = run_portfolio(old_bars, setups, *previous).metrics
+    decision, gates = evaluate_gates(test_run.metrics, dsr, pbo, baseline_metrics, policy.gates)
+    stress, _ = run_stress(test_bars, setups, stab.theta, policy.stress)
+    lineage = {
+        "model_version": models.version,
+        "feature_schema_hash": models.feature_schema_hash,
+        "code_hash": code_hash(cfg.config_root.parent),
+        "model_code_hash": str(models.run.get("code_hash", "unknown")),
+        "data_hash": str(models.run.get("data_hash", "unknown")),
+        "seed": seed,
+        "config_hash": _config_hash(cfg),
+        "baseline_version": baseline.version if baseline is not None else None,
+        "timeframe": timeframe,
+        "search_window": [str(search_start), str(test_start)],
+        "test_window_start": str(test_start),
+    }
+    summary = dict(test_run.metrics)
+    summary.update({"deflated_sharpe": dsr, "pbo": pbo, "theta1": stab.theta[0],
+                    "theta2": stab.theta[1], "decision": decision})  # fmt: skip
+    record = {
+        "decision": decision,
+        "gates": gates,
+        "theta": {
+            "adopted": list(stab.theta),
+            "found": list(stab.found),
+            "previous": list(stab.previous),
+            "kept_previous": stab.kept_previous,
+            "steps": stab.steps,
+            "gate_pass_rate": stab.gate_pass_rate,
+            "t_stat": stab.t_stat,
+            "search_trials": search.n_trials,
+            "optuna_trials": search.optuna_trials,
+            "stopped_early": search.stopped_early,
+            "best_objective": search.best_objective,
+        },
+        "overfitting": {
+            "deflated_sharpe": dsr,
+            "dsr_basis": dsr_note,
+            "pbo": pbo,
+            "pbo_basis": pbo_note,
+        },
+        "test": test_run.metrics,
+        "search_at_adopted": run_portfolio(search_bars, setups, *stab.theta).metrics,
+        "baseline_test": baseline_metrics,
+        "lineage": lineage,
+    }
+    trades = test_run.trades.drop(columns=["entry_decided_bar", "entry_bar", "exit_bar"])
+    daily = _daily_frame(test_run)
+    summary_row = pd.DataFrame([{k: v for k, v in _clean(summary).items()
+                                 if not isinstance(v, dict | list)}])  # fmt: skip
+    html = render_report(_report_inputs(
+        models.metrics, f"Backtest of model version {models.version}", test_run.daily,
+        test_run.pair_daily, test_run.trades, search.tried, stab.theta, stab.previous, stress,
+        decision, gates, summary, lineage,
+    ))  # fmt: skip
+    files = {
+        "bt_summary.parquet": _parquet(summary_row, lineage),
+        "bt_trades.parquet": _parquet(trades, lineage),
+        "bt_daily_equity.parquet": _parquet(daily, lineage),
+        "bt_stress_results.parquet": _parquet(stress, lineage),
+        "theta_search.parquet": _parquet(search.tried, lineage),
+        RECORD: _json(record),
+        "report.html": html.encode(),
+    }
+    folder = cfg.paths.reports / "backtest" / models.version
+    replace_dir(folder, files)
+    return BacktestReport(
+        models.version, folder, folder / "report.html", decision, gates, th, test_run.metrics,
+        stress, lineage,
+    )  # fmt: skip
+
+
+def _config_hash(cfg: AppConfig) -> str:
+    h = hashlib.sha256()
+    for path in sorted(cfg.config_root.rglob("*.yaml")):
+        h.update(str(path.relative_to(cfg.config_root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _daily_frame(run: PortfolioRun) -> pd.DataFrame:
+    frame = pd.DataFrame({"day": run.daily.index, "equity_usd": run.daily.to_numpy()})
+    frame["return"] = run.returns
+    for pair_id, series in run.pair_daily.items():
+        frame[f"equity_{pair_id}_usd"] = series.reindex(run.daily.index).ffill().to_numpy()
+    return frame
+
+
+def _report_inputs(
+    model_metrics: dict[str, Any], title: str, daily: pd.Series, pair_daily: dict[str, pd.Series],
+    trades: pd.DataFrame, tried: pd.DataFrame, theta: tuple[float, float],
+    previous: tuple[float, float] | None, stress: pd.DataFrame, decision: str,
+    gates: list[dict[str, Any]], summary: dict[str, Any], lineage: dict[str, Any],
+) -> ReportInputs:  # fmt: skip
+    calibration = {}
+    importance = {}
+    for name in ("ai1", "ai2"):
+        m = model_metrics.get(name, {})
+        curve = m.get("oos_calibrated", {}).get("calibration_curve")
+        if curve:
+            calibration[name.upper()] = {
+                "mean_predicted": list(curve["prob_pred"]),
+                "fraction_positive": list(curve["prob_true"]),
+            }
+        if m.get("feature_importance"):
+            importance[name.upper()] = dict(m["feature_importance"])
+    headline = {k: float(v) for k, v in summary.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)}  # fmt: skip
+    return ReportInputs(
+        title=title, decision=decision, gates=gates, summary=headline, daily_equity=daily,
+        pair_equity=pair_daily, trades=trades, theta_grid=tried, theta_chosen=theta,
+        theta_previous=previous, calibration=calibration, feature_importance=importance,
+        stress=stress, lineage={k: str(v) for k, v in lineage.items()},
+    )  # fmt: skip
+
+
+def rebuild_report(cfg: AppConfig, results: Path) -> Path:
+    """Render ``report.html`` again from a backtest's stored results (no re-run)."""
+    try:
+        record = json.loads((results / RECORD).read_bytes())
+        tables = {
+            name: pd.read_parquet(results / f"{name}.parquet")
+            for name in ("bt_daily_equity", "bt_trades", "theta_search", "bt_stress_results",
+                         "bt_summary")
+        }  # fmt: skip
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{results}: not a complete backtest result ({exc})") from None
+    daily_frame = tables["bt_daily_equity"]
+    index = pd.DatetimeIndex(daily_frame["day"])
+    daily = pd.Series(daily_frame["equity_usd"].to_numpy(), index=index)
+    pair_daily = {
+        c[len("equity_") : -len("_usd")]: pd.Series(daily_frame[c].to_numpy(), index=index)
+        for c in daily_frame.columns
+        if c.startswith("equity_") and c != "equity_usd"
+    }
+    lineage = record["lineage"]
+    model_folder = cfg.paths.models / lineage["model_version"]
+    metrics = json.loads((model_folder / "metrics.json").read_bytes()) if (
+        model_folder / "metrics.json").exists() else {}  # fmt: skip
+    summary = {str(k): v for k, v in tables["bt_summary"].iloc[0].to_dict().items()}
+    theta = record["theta"]
+    inputs = _report_inputs(
+        metrics, f"Backtest of model version {lineage['model_version']}", daily, pair_daily,
+        tables["bt_trades"], tables["theta_search"], tuple(theta["adopted"]),
+        tuple(theta["previous"]), tables["bt_stress_results"], record["decision"],
+        record["gates"], summary, lineage,
+    )  # fmt: skip
+    return write_report(results / "report.html", inputs)

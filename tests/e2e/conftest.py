@@ -1,0 +1,23 @@
+"""The demo run on the embedded default, shared by the e2e modules that read its outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from mlcore.config import AppConfig, load_config
+from mlcore.demo import DemoResult, run_demo
+from tests.conftest import CONFIG_ROOT
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppConfig, DemoResult]]:
+    """The demo (generate, ingest, catalog, features, train, backtest) in a temp archive."""
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("SERVICE_ENV", "ARCHIVE_PATH", "MLCORE_CONFIG_ROOT"):
+            mp.delenv(var, raising=False)
+        mp.setenv("TZ", "UTC")
+        mp.setenv("ARCHIVE_PATH", str(tmp_path_factory.mktemp("demo") / "archive"))
+        cfg = load_config(CONFIG_ROOT, "dev")
+        yield cfg, run_demo(cfg)
