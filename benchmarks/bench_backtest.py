@@ -4,7 +4,11 @@ one core), the whole ``simulate_pair`` call (input checks and copies included), 
 engine's fill rate on that bar (fixed + slippage x time-of-day factor); its value must equal the
 engine's equity. Times are the best of 5 runs after an untimed one.
 
-Run: .venv/bin/python benchmarks/bench_backtest.py [--bars N]
+The loop skips through flat bars cheaply, so its speed depends on how often a position is held:
+``--entry-z 2`` (the default, as configured) holds a position on about 12% of the bars;
+``--entry-z 0.25`` on about 75% (a much busier strategy, near the loop's worst case).
+
+Run: .venv/bin/python benchmarks/bench_backtest.py [--bars N] [--entry-z Z]
 """
 
 from __future__ import annotations
@@ -35,7 +39,9 @@ def _best(fn: Callable[[], Any], runs: int = 5) -> tuple[float, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bars", type=int, default=1_000_000)
-    n = ap.parse_args().bars
+    ap.add_argument("--entry-z", type=float, default=2.0)
+    args = ap.parse_args()
+    n = args.bars
     rng = np.random.default_rng(0)
     pb = 50 * np.exp(np.cumsum(rng.normal(0, 0.002, n)))
     spread = np.zeros(n)
@@ -46,7 +52,8 @@ def main() -> None:
     z = spread / 0.012
     prob, risk, scale = rng.uniform(0.5, 1, n), rng.uniform(0, 0.5, n), rng.uniform(0.2, 1, n)
     strategy = PairStrategy(
-        capital=1e5, theta1=0.7, theta2=0.3, lot_step_a=0.01, lot_step_b=0.01, max_hold_bars=30
+        capital=1e5, theta1=0.7, theta2=0.3, lot_step_a=0.01, lot_step_b=0.01, max_hold_bars=30,
+        entry_z=args.entry_z, exit_z=min(0.5, args.entry_z / 2),
     )
     # Hourly bars: slippage x1.5 from 00:00 to 06:00, x2 from 21:00 (as cost_table.yaml's windows).
     hour = np.arange(n) % 24
@@ -93,7 +100,9 @@ def main() -> None:
         json.dumps(
             {
                 "bars": n,
+                "entry_z": args.entry_z,
                 "trades": len(bt.trades),
+                "share_of_bars_held": round(float(np.mean(bt.units_a != 0)), 3),
                 "kernel_s": round(t_kernel, 4),
                 "kernel_bar_steps_per_s_M": round(n / t_kernel / 1e6, 1),
                 "simulate_pair_s": round(t_call, 4),

@@ -141,12 +141,12 @@ def _pass_rate(risk: np.ndarray, theta2: float) -> float:
     return float(np.mean(risk < theta2)) if len(risk) else 0.0
 
 
-def _hold_pass_rate(
+def _band_target(
     theta2: float, risk: np.ndarray, policy: StabilisationPolicy, box: ThetaRange,
     steps: list[str],
 ) -> float:  # fmt: skip
-    """θ2 moved (last, as a hard operating limit) just far enough that the share of bars with
-    risk < θ2 is inside the band, within the θ2 range."""
+    """The θ2 nearest to ``theta2`` (within the θ2 range) whose gate pass rate, the share of
+    bars with risk < θ2, is inside the band."""
     low, high = policy.gate_pass_rate
     rate = _pass_rate(risk, theta2)
     if not len(risk) or low <= rate <= high:
@@ -163,60 +163,66 @@ def _hold_pass_rate(
     after = _pass_rate(risk, moved)
     note = "" if low <= after <= high else " (the band is out of reach inside the θ2 range)"
     steps.append(
-        f"θ2 {theta2:.4f} -> {moved:.4f}: gate pass rate {rate:.1%} outside "
-        f"[{low:.0%}, {high:.0%}], now {after:.1%}{note}"
+        f"θ2 target {theta2:.4f} -> {moved:.4f}: gate pass rate {rate:.1%} outside "
+        f"[{low:.0%}, {high:.0%}], {after:.1%} there{note}"
     )
     return moved
 
 
-def _kept(
-    previous: Theta, found: Theta, risk: np.ndarray, policy: StabilisationPolicy,
-    box: ThetaRange, steps: list[str], t_stat: float | None,
-) -> Stabilised:  # fmt: skip
-    """The previous θ, with θ2 still held inside the gate pass rate band."""
-    theta = (previous[0], _hold_pass_rate(previous[1], risk, policy, box, steps))
-    return Stabilised(theta, found, previous, True, steps, _pass_rate(risk, theta[1]), t_stat)
+def _step(
+    name: str, target: float, previous: float, policy: StabilisationPolicy,
+    bounds: list[float], steps: list[str],
+) -> float:  # fmt: skip
+    """``target``, moved from ``previous`` by at most ``max_step``, within ``bounds``."""
+    step = float(np.clip(target - previous, -policy.max_step, policy.max_step))
+    if abs(target - previous) > policy.max_step + 1e-12:
+        steps.append(f"{name} step limited to {policy.max_step} (asked {target - previous:+.4f})")
+    return round(min(max(previous + step, bounds[0]), bounds[1]), 6)
 
 
 def stabilise(
     found: Theta, previous: Theta, found_run: PortfolioRun, previous_run: PortfolioRun,
     risk: np.ndarray, policy: StabilisationPolicy, box: ThetaRange,
 ) -> Stabilised:  # fmt: skip
-    """From the θ found to the θ adopted: data sufficiency, the confidence guard, EWMA with the
-    previous θ and the step limit, then the gate pass rate band, in that order."""
+    """From the θ found to the θ adopted. The previous θ is kept when the found θ has too few
+    trades or no significant gain; otherwise the target is the EWMA of found and previous.
+    θ2's target is then brought into the gate pass rate band. No θ moves more than max_step in
+    a run, so a θ2 far outside the band reaches it over several runs."""
     steps: list[str] = []
     trades = int(found_run.metrics.get("trades", 0))
-    if trades < policy.min_trades:
-        steps.append(
-            f"kept previous θ: {trades} trades at the found θ < min_trades {policy.min_trades}"
-        )
-        return Stabilised(
-            previous, found, previous, True, steps, _pass_rate(risk, previous[1]), None
-        )
     diff = found_run.returns - previous_run.returns
     t_stat: float | None = None
     if len(diff) >= 3 and float(np.std(diff, ddof=1)) > 0:
         t_stat = float(np.mean(diff) / (np.std(diff, ddof=1) / math.sqrt(len(diff))))
     need = float(stats.norm.ppf(policy.confidence))
-    if found != previous and (t_stat is None or t_stat < need):
+    kept = True
+    if trades < policy.min_trades:
+        steps.append(
+            f"kept previous θ: {trades} trades at the found θ < min_trades {policy.min_trades}"
+        )
+    elif found != previous and (t_stat is None or t_stat < need):
         shown = "undefined" if t_stat is None else f"{t_stat:.2f}"
         steps.append(
             f"kept previous θ: gain over it not significant (t = {shown} < {need:.2f} at "
             f"{policy.confidence:.0%})"
         )
-        return _kept(previous, found, risk, policy, box, steps, t_stat)
-    w = policy.weight_new
-    new = []
-    for name, f, p, (lo, hi) in (("θ1", found[0], previous[0], box.theta1),
-                                 ("θ2", found[1], previous[1], box.theta2)):  # fmt: skip
-        blended = w * f + (1 - w) * p
-        step = float(np.clip(blended - p, -policy.max_step, policy.max_step))
-        new.append(round(float(np.clip(p + step, lo, hi)), 6))
-        if abs(blended - p) > policy.max_step:
-            steps.append(
-                f"{name} step limited to {policy.max_step} (EWMA asked {blended - p:+.4f})"
-            )
-    steps.append(f"EWMA {w:g} x found + {1 - w:g} x previous -> ({new[0]:.4f}, {new[1]:.4f})")
-    new[1] = _hold_pass_rate(new[1], risk, policy, box, steps)
-    theta = (new[0], new[1])
-    return Stabilised(theta, found, previous, False, steps, _pass_rate(risk, theta[1]), t_stat)
+    else:
+        kept = False
+    w = 0.0 if kept else policy.weight_new
+    blended = (w * found[0] + (1 - w) * previous[0], w * found[1] + (1 - w) * previous[1])
+    if not kept:
+        steps.append(
+            f"EWMA {w:g} x found + {1 - w:g} x previous = ({blended[0]:.4f}, {blended[1]:.4f})"
+        )
+    # The band is an operating limit: θ2's target goes fully into it (the step limit still holds).
+    t2 = _band_target(blended[1], risk, policy, box, steps)
+    theta = (
+        _step("θ1", blended[0], previous[0], policy, box.theta1, steps),
+        _step("θ2", t2, previous[1], policy, box.theta2, steps),
+    )
+    rate = _pass_rate(risk, theta[1])
+    low, high = policy.gate_pass_rate
+    if len(risk) and not low <= rate <= high:
+        steps.append(f"gate pass rate {rate:.1%} still outside [{low:.0%}, {high:.0%}]")
+    steps.append(f"θ = ({theta[0]:.4f}, {theta[1]:.4f})")
+    return Stabilised(theta, found, previous, kept, steps, rate, t_stat)
