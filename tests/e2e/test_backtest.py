@@ -144,3 +144,13 @@ def test_a_tampered_or_missing_model_is_refused(
         PairModels.load(copy)
     with pytest.raises(ValueError, match="no such model version folder"):
         PairModels.load(tmp_path / "nope")
+    # A malformed file whose checksum was updated with it: named, with what is wrong.
+    good = tmp_path / "good"
+    shutil.copytree(result.training.folder, good)
+    params = good / "params.yaml"
+    params.write_text(params.read_text().replace("timeframe: 1h", "timeframe: 7h"))
+    sums = json.loads((good / "checksums.json").read_text())
+    sums["params.yaml"] = hashlib.sha256(params.read_bytes()).hexdigest()
+    (good / "checksums.json").write_text(json.dumps(sums))
+    with pytest.raises(ValueError, match=r"params\.yaml: timeframe '7h' is not one of"):
+        PairModels.load(good)

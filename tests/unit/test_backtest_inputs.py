@@ -60,7 +60,7 @@ def test_window_and_entry_prob() -> None:
     b = _bars()
     w = b.window(pd.Timestamp(10 * H, tz="UTC"), pd.Timestamp(20 * H, tz="UTC"))
     assert len(w.ts_ns) == 10 and w.ts_ns[0] == 10 * H
-    assert (b.entry_prob()[-10:] == 0).all() and (b.entry_prob()[:-10] == 0.9).all()
+    assert np.isnan(b.entry_prob()[-10:]).all() and (b.entry_prob()[:-10] == 0.9).all()
 
 
 def test_stress_transforms_change_only_what_they_claim() -> None:

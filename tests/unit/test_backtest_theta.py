@@ -167,3 +167,23 @@ def test_gates_fail_on_undefined_values() -> None:
     by = {g["gate"]: g for g in gates}
     assert not by["sharpe"]["passed"] and "undefined" in by["sharpe"]["reason"]
     assert not by["deflated_sharpe"]["passed"] and not by["pbo"]["passed"]
+
+
+def test_non_inferiority_with_a_losing_model_in_service() -> None:
+    new = {"sharpe": -0.97, "max_drawdown": 0.05, "trades_per_year": 200.0}
+    # Old Sharpe -1.0: the candidate may be 5% of |old| worse, down to -1.05.
+    _, gates = evaluate_gates(new, 0.99, 0.1, {"sharpe": -1.0, "max_drawdown": 0.05}, GATES)
+    assert next(g for g in gates if g["gate"] == "non_inferiority")["passed"]
+    _, gates = evaluate_gates(
+        {**new, "sharpe": -1.06}, 0.99, 0.1, {"sharpe": -1.0, "max_drawdown": 0.05}, GATES
+    )
+    assert not next(g for g in gates if g["gate"] == "non_inferiority")["passed"]
+
+
+def test_distinct_series_drop_duplicates_and_flat_columns() -> None:
+    from mlcore.backtest._run import _distinct
+
+    a = np.array([0.01, -0.02, 0.03])
+    flat = np.zeros(3)
+    m = _distinct([a, flat, a.copy(), a * 2])
+    assert m.shape == (3, 2)

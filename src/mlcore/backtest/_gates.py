@@ -48,7 +48,11 @@ def evaluate_gates(
                            "no model in service to compare with: not applicable"))  # fmt: skip
     else:
         old_s, old_dd = baseline.get("sharpe"), baseline.get("max_drawdown")
-        need_s = None if old_s is None else policy.noninferior_sharpe_ratio * old_s
+        # ratio x old for a positive Sharpe; for a negative one, as far below it as that allows
+        # (0.95 x -1.0 = -0.95 would ask the candidate to beat the old model).
+        need_s = (
+            None if old_s is None else old_s - (1 - policy.noninferior_sharpe_ratio) * abs(old_s)
+        )
         ok_s = need_s is None or (sharpe is not None and sharpe >= need_s)
         ok_dd = old_dd is None or (dd is not None and dd <= old_dd + policy.noninferior_dd_slack)
         gates.append(_gate(

@@ -1,6 +1,10 @@
 """What the engine needs of a pair, bar by bar: leg closes in the account currency, β and z from
 the pair features, the model outputs, the legs' ATR (for the stress scenarios) and the
-time-of-day slippage factor.
+time-of-day slippage factor of the fill (at the bar's close).
+
+AI1 is asked only where it was trained to answer: at the bars where an AI1 event opens (z enters
+the ±entry_z band) and is not excluded by the speed filter, as ``mlcore.labels.ai1_events``
+defines them per unbroken segment. Elsewhere ``prob`` is NaN, which no θ1 passes.
 
 A leg quoted in another currency is converted with the latest close of its FX instrument
 (``QUOTE/ACCOUNT`` multiplies, ``ACCOUNT/QUOTE`` divides) at or before the bar. When that close
@@ -18,9 +22,10 @@ import pandas as pd
 
 from mlcore.backtest._costs import slippage_factors
 from mlcore.backtest._scoring import PairModels
-from mlcore.config import AppConfig, PairSpec
+from mlcore.config import TIMEFRAMES, AppConfig, PairSpec
 from mlcore.data import Catalog
 from mlcore.features import build_pair_features, load_pair_features
+from mlcore.labels import ai1_events
 
 ATR_BARS = 14
 
@@ -51,8 +56,8 @@ class PairBars:
         return PairBars(pair_id=self.pair_id, **cut)
 
     def entry_prob(self) -> np.ndarray:
-        """AI1's probability where entries are allowed, 0 where FX is stale."""
-        out: np.ndarray = np.where(self.fx_blocked, 0.0, self.prob)
+        """AI1's probability where entries are allowed, NaN (no entry) where FX is stale."""
+        out: np.ndarray = np.where(self.fx_blocked, np.nan, self.prob)
         return out
 
 
@@ -97,13 +102,27 @@ def fx_rate(
     return fresh, stale
 
 
+def event_bars(cfg: AppConfig, feats: pd.DataFrame) -> np.ndarray:
+    """Where AI1 events open (not excluded), segment by segment, as training found them."""
+    ts = pd.DatetimeIndex(feats["ts"]).as_unit("ns").asi8
+    event = np.zeros(len(feats), dtype=bool)
+    for _, seg in feats.groupby("segment", sort=True):
+        idx = seg.index.to_numpy()
+        ev = ai1_events(
+            ts[idx], seg["z"].to_numpy(), np.abs(seg["dz_ema"].to_numpy()), cfg.core.labels.ai1
+        )
+        event[idx[ev.loc[~ev["excluded"], "t0"].to_numpy()]] = True
+    return event
+
+
 def pair_bars(
     cfg: AppConfig, cat: Catalog, models: PairModels, pair: PairSpec, timeframe: str
 ) -> PairBars:
     """Score every bar of the pair's features with the version's models."""
     build_pair_features(cfg, cat, pair, timeframe)
-    feats = load_pair_features(cfg, pair.pair_id, timeframe)
+    feats = load_pair_features(cfg, pair.pair_id, timeframe).reset_index(drop=True)
     ts = pd.DatetimeIndex(feats["ts"]).as_unit("ns").asi8
+    event = event_bars(cfg, feats)
     account = cfg.backtest.account
     legs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     blocked = np.zeros(len(ts), dtype=bool)
@@ -126,9 +145,10 @@ def pair_bars(
         # Bars before the first fresh FX rate have no account-currency price: dropped.
         keep = np.flatnonzero(prices_ok)
         feats = feats.iloc[keep].reset_index(drop=True)
-        ts, blocked = ts[keep], blocked[keep]
+        ts, blocked, event = ts[keep], blocked[keep], event[keep]
         legs = [(p[keep], a[keep], r[keep]) for p, a, r in legs]
     prob, risk, scale = models.score(feats)
+    prob = np.where(event, prob, np.nan)
     return PairBars(
         pair_id=pair.pair_id,
         ts_ns=ts,
@@ -141,6 +161,7 @@ def pair_bars(
         scale=scale,
         atr_a=legs[0][1],
         atr_b=legs[1][1],
-        slippage=slippage_factors(cfg.costs, ts),
+        # Fills happen at the bar's close: its time of day is the bar's start plus its length.
+        slippage=slippage_factors(cfg.costs, ts + TIMEFRAMES[timeframe] * 1_000_000_000),
         fx_blocked=blocked,
     )

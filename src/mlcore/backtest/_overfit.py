@@ -60,7 +60,9 @@ def deflated_sharpe(returns: ArrayLike, n_trials: int, trial_sharpe_var: float) 
 
 
 def _sharpe(block: np.ndarray) -> np.ndarray:
-    """Per-column mean / sample std; a column without spread scores 0 (never selected)."""
+    """Per-column mean / sample std; a column without spread scores 0 (as purgedcv does: it is
+    selected in sample when every other column's Sharpe is negative, so callers drop flat
+    columns first)."""
     std = block.std(axis=0, ddof=1)
     flat = np.ptp(block, axis=0) == 0
     out: np.ndarray = np.where(

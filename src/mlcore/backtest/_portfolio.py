@@ -28,6 +28,8 @@ class PairSetup:
     strategy: PairStrategy
     costs_a: LegCosts
     costs_b: LegCosts
+    margin_a: float = 0.0  # margin as a share of each leg's notional
+    margin_b: float = 0.0
 
 
 def pair_setups(
@@ -57,7 +59,7 @@ def pair_setups(
         seconds = TIMEFRAMES[timeframe]
         out[p.pair_id] = PairSetup(
             p.pair_id, strategy, leg_costs(cfg.costs, p.leg_a, seconds),
-            leg_costs(cfg.costs, p.leg_b, seconds),
+            leg_costs(cfg.costs, p.leg_b, seconds), ta.margin_rate, tb.margin_rate,
         )  # fmt: skip
     return out
 
@@ -68,7 +70,7 @@ class PortfolioRun:
 
     theta: tuple[float, float]
     pairs: dict[str, PairBacktest]
-    pair_daily: dict[str, pd.Series]
+    pair_daily: dict[str, pd.Series]  # on the account's days: capital before a pair's first bar
     daily: pd.Series
     returns: np.ndarray
     trades: pd.DataFrame
@@ -103,6 +105,7 @@ def run_portfolio(
     pair_daily: dict[str, pd.Series] = {}
     frames = []
     capital = 0.0
+    margin_use = 0.0
     for b in bars:
         s = setups[b.pair_id]
         strategy = replace(s.strategy, theta1=theta1, theta2=theta2)
@@ -114,6 +117,11 @@ def run_portfolio(
             slippage_factor=b.slippage,
         )  # fmt: skip
         runs[b.pair_id] = bt
+        used = (
+            np.abs(bt.units_a) * b.price_a * s.margin_a
+            + np.abs(bt.units_b) * b.price_b * s.margin_b
+        )
+        margin_use = max(margin_use, float(np.max(used / bt.equity)) if len(used) else 0.0)
         pair_daily[b.pair_id] = daily_equity(b.ts_ns, bt.equity)
         frames.append(_trades_frame(b, bt))
         capital += s.strategy.capital
@@ -123,6 +131,7 @@ def run_portfolio(
         k: d.reindex(days).ffill().fillna(setups[k].strategy.capital) for k, d in pair_daily.items()
     }
     daily = sum(aligned.values(), pd.Series(0.0, index=days))
+    pair_daily = aligned
     trades = pd.concat(frames, ignore_index=True).sort_values(
         ["entry_ts", "pair_id"], kind="stable", ignore_index=True
     )
@@ -143,6 +152,7 @@ def run_portfolio(
     stops = trades["exit_reason"].isin(["time_stop", "dd_flatten"]).to_numpy()
     metrics["stop_share"] = float(stops.mean()) if len(trades) else 0.0
     metrics["years"] = years
+    metrics["max_margin_use"] = margin_use  # margin held / the pair's equity, worst bar
     metrics["capital_usd"] = capital
     metrics["final_equity_usd"] = float(values[-1]) if len(values) else capital
     metrics["refused_entries"] = {

@@ -77,35 +77,59 @@ def _parquet(frame: pd.DataFrame, lineage: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-def previous_theta(cfg: AppConfig, baseline: PairModels | None) -> tuple[float, float]:
-    """θ in force: the one adopted for the model in service, else core_policy's initial θ."""
-    if baseline is not None:
-        record = cfg.paths.reports / "backtest" / baseline.version / RECORD
-        if record.exists():
-            theta = json.loads(record.read_bytes())["theta"]["adopted"]
-            return float(theta[0]), float(theta[1])
-    return cfg.core.theta1_initial, cfg.core.theta2_initial
+def previous_theta(cfg: AppConfig, baseline: PairModels | None) -> tuple[tuple[float, float], str]:
+    """θ in force and where it comes from: the θ adopted for the model in service, else
+    core_policy's initial θ."""
+    initial = (cfg.core.theta1_initial, cfg.core.theta2_initial)
+    if baseline is None:
+        return initial, "core_policy.yaml theta1/theta2_initial (no model in service)"
+    record = cfg.paths.reports / "backtest" / baseline.version / RECORD
+    if not record.exists():
+        return initial, (
+            f"core_policy.yaml theta1/theta2_initial (model in service {baseline.version} has no "
+            "backtest record)"
+        )
+    try:
+        theta = json.loads(record.read_bytes())["theta"]["adopted"]
+        return (float(theta[0]), float(theta[1])), f"adopted for {baseline.version} ({record})"
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ValueError(f"{record}: no adopted θ in it ({exc})") from None
+
+
+def _distinct(columns: list[np.ndarray]) -> np.ndarray:
+    """The distinct, non-flat return series (θ settings that trade identically count once; one
+    that never trades is no strategy)."""
+    if not columns:
+        return np.zeros((0, 0))
+    m = np.round(np.column_stack(columns), 12)
+    m = np.unique(m, axis=1)
+    kept: np.ndarray = m[:, np.ptp(m, axis=0) > 0]
+    return kept
 
 
 def _dsr(test: PortfolioRun, search: SearchResult, hyper_trials: int) -> tuple[float | None, str]:
-    sharpes = []
-    for run in search.runs.values():
-        sd = float(np.std(run.returns, ddof=0))
-        if sd > 0:
-            sharpes.append(float(np.mean(run.returns)) / sd)
-    n = search.n_trials + hyper_trials
+    series = _distinct([run.returns for run in search.runs.values()])
+    sd = series.std(axis=0, ddof=0)
+    sharpes = series.mean(axis=0) / sd
+    n = series.shape[1] + hyper_trials
     var = float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else 0.0
+    basis = (
+        f"{n} trials ({series.shape[1]} distinct θ return series of {search.n_trials} settings "
+        f"+ {hyper_trials} hyperparameter trials), per-day Sharpe variance {var:.3g}"
+    )
     try:
-        return deflated_sharpe(test.returns, n, var), f"{n} trials, Sharpe variance {var:.3g}"
+        return deflated_sharpe(test.returns, max(n, 1), var), basis
     except ValueError as exc:
         return None, str(exc)
 
 
 def _pbo(search: SearchResult, splits: int) -> tuple[float | None, str]:
+    grid = _distinct(list(search.grid_returns.T))
+    basis = f"CSCV, {splits} blocks, over {grid.shape[1]} distinct θ-grid return series"
     try:
-        return probability_of_overfitting(search.grid_returns, splits)["pbo"], "CSCV over θ grid"
+        return probability_of_overfitting(grid, splits)["pbo"], basis
     except ValueError as exc:
-        return None, str(exc)
+        return None, f"{basis}: {exc}"
 
 
 def _hyper_trials(models: PairModels) -> int:
@@ -117,11 +141,10 @@ def _hyper_trials(models: PairModels) -> int:
 
 
 def _score_all(
-    cfg: AppConfig, cat: Catalog, models: PairModels, timeframe: str
+    cfg: AppConfig, cat: Catalog, models: PairModels, timeframe: str, pair_ids: set[str]
 ) -> list[PairBars]:  # fmt: skip
-    trained = models.pairs()
     return [pair_bars(cfg, cat, models, p, timeframe) for p in cfg.universe.pairs
-            if p.pair_id in trained]  # fmt: skip
+            if p.pair_id in pair_ids]  # fmt: skip
 
 
 def _windows(
@@ -162,6 +185,7 @@ class ThetaRun:
     setups: dict[str, PairSetup]
     search: SearchResult
     stabilised: Stabilised
+    previous_source: str
 
 
 def optimize_theta(
@@ -171,10 +195,16 @@ def optimize_theta(
     """Search θ on the version's search window (grid, then Optuna) and stabilise it against
     the θ in force (the baseline's adopted θ, else core_policy's)."""
     models = PairModels.load(model_folder)
-    timeframe = str(models.params.get("timeframe", ""))
+    timeframe = str(models.params["timeframe"])
     search_start, test_start = models.windows()
-    seed = int(models.run.get("seed", 0)) if seed is None else seed
-    bars = _score_all(cfg, cat, models, timeframe)
+    seed = int(models.params["seed"]) if seed is None else seed
+    unknown = sorted(models.pairs() - {p.pair_id for p in cfg.universe.pairs})
+    if unknown:
+        raise ValueError(
+            f"model version {models.version} was trained on pairs {unknown} that universe.yaml "
+            "does not list"
+        )
+    bars = _score_all(cfg, cat, models, timeframe, models.pairs())
     search_bars = _windows(bars, search_start, test_start)
     test_bars = _windows(bars, test_start, None)
     if not search_bars or not test_bars:
@@ -190,13 +220,18 @@ def optimize_theta(
 
     search = search_theta(on_search, box, cfg.backtest.theta_search, seed)
     baseline = PairModels.load(baseline_folder) if baseline_folder is not None else None
-    previous = previous_theta(cfg, baseline)
+    if baseline is not None and baseline.params["timeframe"] != timeframe:
+        raise ValueError(
+            f"model in service {baseline.version} is on {baseline.params['timeframe']} bars, the "
+            f"candidate {models.version} on {timeframe}: they cannot be compared"
+        )
+    previous, source = previous_theta(cfg, baseline)
     stab = stabilise(
         search.best, previous, search.runs[search.best], on_search(*previous),
         np.concatenate([b.risk for b in search_bars]), cfg.backtest.stabilisation, box,
     )  # fmt: skip
     return ThetaRun(models, baseline, timeframe, seed, search_start, test_start, search_bars,
-                    test_bars, setups, search, stab)  # fmt: skip
+                    test_bars, setups, search, stab, source)  # fmt: skip
 
 
 def run_backtest(
@@ -217,7 +252,9 @@ def run_backtest(
     pbo, pbo_note = _pbo(search, policy.gates.pbo_splits)
     baseline_metrics = None
     if baseline is not None:
-        old_bars = _windows(_score_all(cfg, cat, baseline, timeframe), test_start, None)
+        # The model in service, on the candidate's pairs and test window, at its own θ.
+        pairs = {b.pair_id for b in test_bars}
+        old_bars = _windows(_score_all(cfg, cat, baseline, timeframe, pairs), test_start, None)
         baseline_metrics = run_portfolio(old_bars, setups, *previous).metrics
     decision, gates = evaluate_gates(test_run.metrics, dsr, pbo, baseline_metrics, policy.gates)
     stress, _ = run_stress(test_bars, setups, stab.theta, policy.stress)
@@ -245,6 +282,7 @@ def run_backtest(
             "found": list(stab.found),
             "previous": list(stab.previous),
             "kept_previous": stab.kept_previous,
+            "previous_source": th.previous_source,
             "steps": stab.steps,
             "gate_pass_rate": stab.gate_pass_rate,
             "t_stat": stab.t_stat,
@@ -302,7 +340,7 @@ def _daily_frame(run: PortfolioRun) -> pd.DataFrame:
     frame = pd.DataFrame({"day": run.daily.index, "equity_usd": run.daily.to_numpy()})
     frame["return"] = run.returns
     for pair_id, series in run.pair_daily.items():
-        frame[f"equity_{pair_id}_usd"] = series.reindex(run.daily.index).ffill().to_numpy()
+        frame[f"equity_{pair_id}_usd"] = series.to_numpy()
     return frame
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 import xgboost as xgb
 import yaml
 
+from mlcore.config import TIMEFRAMES
 from mlcore.models import read_checked, read_checksums
 from mlcore.training import IsotonicCalibrator, ModelInputs
 
@@ -66,6 +67,26 @@ def _json_doc(name: str, data: bytes) -> Any:
         return json.loads(data)
     except ValueError as exc:
         raise ValueError(f"{name}: not JSON ({exc})") from None
+
+
+def _mapping(name: str, doc: Any) -> dict[str, Any]:
+    if not isinstance(doc, dict):
+        raise ValueError(f"{name}: expected a mapping, got {type(doc).__name__}")
+    return doc
+
+
+def _params(data: bytes) -> dict[str, Any]:
+    try:
+        params = _mapping("params.yaml", yaml.safe_load(data))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"params.yaml: not YAML ({str(exc).splitlines()[0]})") from None
+    timeframe = params.get("timeframe")
+    if timeframe not in TIMEFRAMES:
+        raise ValueError(f"params.yaml: timeframe {timeframe!r} is not one of {sorted(TIMEFRAMES)}")
+    seed = params.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"params.yaml: seed {seed!r} is not an integer")
+    return params
 
 
 @dataclass(frozen=True)
@@ -122,10 +143,13 @@ class PairModels:
             ai1=models["ai1"],
             ai2=models["ai2"],
             ai3=ai3,
-            metrics=_json_doc("metrics.json", read("metrics.json")),
-            run=_json_doc("run.json", read("run.json")),
-            params=yaml.safe_load(read("params.yaml")),
-            index=_json_doc("dataset_index_filtered.json", read("dataset_index_filtered.json")),
+            metrics=_mapping("metrics.json", _json_doc("metrics.json", read("metrics.json"))),
+            run=_mapping("run.json", _json_doc("run.json", read("run.json"))),
+            params=_params(read("params.yaml")),
+            index=_mapping(
+                "dataset_index_filtered.json",
+                _json_doc("dataset_index_filtered.json", read("dataset_index_filtered.json")),
+            ),
             feature_schema_hash=hashlib.sha256(schema_bytes).hexdigest(),
         )
 
@@ -139,10 +163,11 @@ class PairModels:
             ) from None
 
     def windows(self) -> tuple[pd.Timestamp, pd.Timestamp]:
-        """(search start, test start): θ is searched on AI1/AI2's calibration part and adoption
-        judged from their test part on; the later of the two models' dates is taken."""
+        """(search start, test start): θ is searched on the models' calibration part (which no
+        model was fitted or tuned on) and adoption judged from their test part on; the latest of
+        AI1/AI2/AI3's dates is taken."""
         try:
-            splits = [self.metrics[m]["split_ts"] for m in ("ai1", "ai2")]
+            splits = [self.metrics[m]["split_ts"] for m in ("ai1", "ai2", "ai3")]
             starts = [pd.Timestamp(s["calibration_start"]) for s in splits]
             tests = [pd.Timestamp(s["test_start"]) for s in splits]
         except (KeyError, TypeError, ValueError):
@@ -150,17 +175,31 @@ class PairModels:
                 f"model version {self.version}: metrics.json has no split_ts (trained before "
                 "the backtest existed); retrain it with `mlcore train`"
             ) from None
-        return max(starts), max(tests)
+        start, test = max(starts), max(tests)
+        if not start < test:
+            raise ValueError(
+                f"model version {self.version}: metrics.json split_ts gives an empty search "
+                f"window ({start} .. {test})"
+            )
+        return start, test
 
     def score(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(return_prob, risk_score, position_scale) per bar of a pair's feature frame; bars
-        with missing inputs get (0, 1, 0): no entry."""
+        """(return_prob, risk_score, position_scale) per bar of a pair's feature frame; a bar
+        with a missing input gets NaN, which no gate passes."""
+        needed = {c for m in (self.ai1, self.ai2) for c in m.inputs.columns}
+        needed -= {"event_direction", "event_abs_z0"}
+        missing = sorted(needed - set(features.columns) | ({"z"} - set(features.columns)))
+        if missing:
+            raise ValueError(
+                f"model version {self.version} needs features {missing} that the pair's "
+                "feature frame lacks (built with another feature configuration?)"
+            )
         frame = features.copy()
         z = frame["z"].to_numpy(dtype=np.float64)
         frame["event_direction"] = np.sign(z)
         frame["event_abs_z0"] = np.abs(z)
         n = len(frame)
-        prob, risk, scale = np.zeros(n), np.ones(n), np.zeros(n)
+        prob, risk, scale = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
         ok1, ok2 = self.ai1.complete(frame), self.ai2.complete(frame)
         if ok1.any():
             prob[ok1] = self.ai1.predict(frame[ok1])

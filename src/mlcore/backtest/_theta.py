@@ -138,7 +138,9 @@ class Stabilised:
 
 
 def _pass_rate(risk: np.ndarray, theta2: float) -> float:
-    return float(np.mean(risk < theta2)) if len(risk) else 0.0
+    """Share of the bars with a risk score whose score is below θ2."""
+    scored = risk[np.isfinite(risk)]
+    return float(np.mean(scored < theta2)) if len(scored) else 0.0
 
 
 def _band_target(
@@ -149,9 +151,9 @@ def _band_target(
     bars with risk < θ2, is inside the band."""
     low, high = policy.gate_pass_rate
     rate = _pass_rate(risk, theta2)
-    if not len(risk) or low <= rate <= high:
+    if not np.isfinite(risk).any() or low <= rate <= high:
         return theta2
-    ordered = np.sort(risk)
+    ordered = np.sort(risk[np.isfinite(risk)])
     # θ on a 1e-6 grid: just above the score that must pass, or at/below the first that must not.
     if rate < low:
         edge = float(ordered[max(math.ceil(low * len(ordered)) - 1, 0)])
@@ -222,7 +224,7 @@ def stabilise(
     )
     rate = _pass_rate(risk, theta[1])
     low, high = policy.gate_pass_rate
-    if len(risk) and not low <= rate <= high:
+    if np.isfinite(risk).any() and not low <= rate <= high:
         steps.append(f"gate pass rate {rate:.1%} still outside [{low:.0%}, {high:.0%}]")
     steps.append(f"θ = ({theta[0]:.4f}, {theta[1]:.4f})")
     return Stabilised(theta, found, previous, kept, steps, rate, t_stat)

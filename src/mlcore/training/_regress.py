@@ -1,9 +1,10 @@
 """Train a bounded regressor on time-ordered events (AI3: position scale in [0, 1]).
 
-The same purged parts and CV as the binary models (the calibration part is not needed and
-joins training), LightGBM regression with early stopping on the purged tail of each training
-window, predictions clipped to [0, 1]. Metrics: RMSE, MAE, R^2 and Spearman rank correlation per
-fold, out-of-fold and on the out-of-sample test part.
+The same purged parts and CV as the binary models. The calibration part is not needed and is
+left out, as it is for the binary models' fit: the backtest searches θ on it, so no fitted part
+of a model version may see it. LightGBM regression with early stopping on the purged tail of
+each training window, predictions clipped to [0, 1]. Metrics: RMSE, MAE, R^2 and Spearman rank
+correlation per fold, out-of-fold and on the out-of-sample test part.
 """
 
 from __future__ import annotations
@@ -109,14 +110,18 @@ def train_regressor(
         raise ValueError("targets must be finite and within [0, 1]")
     if np.any(np.diff(t0_arr) < 0) or np.any(t1_arr < t0_arr):
         raise ValueError("events must be in time order (t0 non-decreasing) with t1 >= t0")
-    _, test_start = split_points(n, cfg)
-    dev = np.arange(test_start)
-    dev = dev[t1_arr[dev] < t0_arr[test_start]]
+    cal_start, test_start = split_points(n, cfg)
+    dev = np.arange(cal_start)
+    dev = dev[t1_arr[dev] < t0_arr[cal_start]]
     test = np.arange(test_start, n)
     folds, oof = cross_validate_regressor(X_arr, y_arr, t0_arr, t1_arr, dev, cfg)
     model = _fit(X_arr, y_arr, t0_arr, t1_arr, dev, cfg)
     metrics: dict[str, Any] = {
-        "events": {"train": len(dev), "test": len(test)},
+        "events": {
+            "train": len(dev),
+            "held_out_for_theta_search": test_start - cal_start,
+            "test": len(test),
+        },
         "cv_folds": folds,
         "cv_out_of_fold": regression_metrics(y_arr[dev], oof),
         "oos": regression_metrics(y_arr[test], _predict(model, X_arr[test])),

@@ -182,19 +182,23 @@ def _fit_model(
     bcfg, tuned = tune(X, y, t0, t1, bcfg, goal, trials, label)
     result = train_binary(X, y, t0, t1, bcfg, feature_names=columns)
     result.metrics["tuning"] = tuned
-    # Where the calibration and test parts start in time: the backtest searches θ on the first
-    # and judges adoption on the second, so neither sees data the model was fitted on.
-    ts = rows["t0_ts"].to_numpy(dtype=np.int64)
-    _, test_start = split_points(len(rows), bcfg)
-    result.metrics["split_ts"] = {
-        name: pd.Timestamp(int(ts[i]), tz="UTC").isoformat()
-        for name, i in (("calibration_start", cal_start), ("test_start", test_start),
-                        ("last_event", len(rows) - 1))
-    }  # fmt: skip
+    result.metrics["split_ts"] = _split_ts(rows["t0_ts"].to_numpy(dtype=np.int64), bcfg)
     return _Fitted(
         result, inputs, {k: len(v) for k, v in frames.items()}, int((~finite).sum()), clipped,
         len(rows), rows,
     )  # fmt: skip
+
+
+def _split_ts(ts: np.ndarray, bcfg: BinaryTrainConfig) -> dict[str, str]:
+    """Where a model's calibration and test parts start in time (its rows in time order): the
+    backtest searches θ on the first and judges adoption on the second, so neither sees data
+    the model was fitted or tuned on."""
+    cal_start, test_start = split_points(len(ts), bcfg)
+    return {
+        name: pd.Timestamp(int(ts[i]), tz="UTC").isoformat()
+        for name, i in (("calibration_start", cal_start), ("test_start", test_start),
+                        ("last_event", len(ts) - 1))
+    }  # fmt: skip
 
 
 def _model_files(name: str, fitted: _Fitted) -> dict[str, bytes]:
@@ -215,6 +219,7 @@ def _fit_ai3(ai1: _Fitted, timeframe: str, bcfg: BinaryTrainConfig, trials: int)
     bcfg, tuned = tune(X, y, t0, t1, bcfg, "rmse", trials, "AI3")
     result = train_regressor(X, y, t0, t1, bcfg)
     result.metrics["tuning"] = tuned
+    result.metrics["split_ts"] = _split_ts(rows["t0_ts"].to_numpy(dtype=np.int64), bcfg)
     return result
 
 

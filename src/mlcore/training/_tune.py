@@ -60,9 +60,11 @@ def tune(
     """Search ``n_trials`` settings; return ``cfg`` with the best ones and a summary."""
     if n_trials < 1:
         return cfg, {"trials": 0}
-    _, test_start = split_points(len(y), cfg)
-    dev = np.arange(test_start)
-    dev = dev[t1[dev] < t0[test_start]]
+    # The training part only: the calibration part is where the backtest searches θ, so the
+    # settings must not be chosen on it either.
+    cal_start, _ = split_points(len(y), cfg)
+    dev = np.arange(cal_start)
+    dev = dev[t1[dev] < t0[cal_start]]
     sign = 1.0 if goal == "pr_auc" else -1.0
 
     def objective(trial: optuna.Trial) -> float:
