@@ -578,23 +578,34 @@ def _print_backtest(rep: BacktestReport) -> None:
     out.print(f"report: {rep.report}")
 
 
+SeedOpt = Annotated[int | None, typer.Option(help="Optuna seed (default: the model's).")]
+
+
+def _on_model(
+    fn: Callable[..., R], env: str | None, root: Path | None, model: str | None,
+    baseline: str | None, seed: int | None,
+) -> R:  # fmt: skip
+    """Run ``fn(cfg, catalog, folder, baseline_folder=, seed=)`` on the chosen model version;
+    what the inputs lack becomes one clear error."""
+    cfg = _config(env, root)
+    folder, base = _models(cfg, model, baseline)
+    try:
+        return fn(cfg, Catalog(cfg), folder, baseline_folder=base, seed=seed)
+    except ValueError as exc:
+        raise DataQualityError("BACKTEST_INPUT_INVALID", str(exc)) from exc
+
+
 @theta_app.command("optimize")
 @guarded
 def theta_optimize(
     model: ModelOpt = None,
     baseline: BaselineOpt = None,
-    seed: Annotated[int | None, typer.Option(help="Optuna seed (default: the model's).")] = None,
+    seed: SeedOpt = None,
     config_env: EnvOpt = None,
     config_root: RootOpt = None,
 ) -> None:
     """Search θ1/θ2 for a model version (grid, then Optuna) and stabilise it."""
-    cfg = _config(config_env, config_root)
-    folder, base = _models(cfg, model, baseline)
-    try:
-        th = optimize_theta(cfg, Catalog(cfg), folder, baseline_folder=base, seed=seed)
-    except ValueError as exc:
-        raise DataQualityError("BACKTEST_INPUT_INVALID", str(exc)) from exc
-    _print_theta(th)
+    _print_theta(_on_model(optimize_theta, config_env, config_root, model, baseline, seed))
 
 
 @app.command("backtest")
@@ -602,17 +613,12 @@ def theta_optimize(
 def backtest_cmd(
     model: ModelOpt = None,
     baseline: BaselineOpt = None,
-    seed: Annotated[int | None, typer.Option(help="Optuna seed (default: the model's).")] = None,
+    seed: SeedOpt = None,
     config_env: EnvOpt = None,
     config_root: RootOpt = None,
 ) -> None:
     """Backtest a model version: θ search, test window, stress, adoption gates, HTML report."""
-    cfg = _config(config_env, config_root)
-    folder, base = _models(cfg, model, baseline)
-    try:
-        rep = run_backtest(cfg, Catalog(cfg), folder, baseline_folder=base, seed=seed)
-    except ValueError as exc:
-        raise DataQualityError("BACKTEST_INPUT_INVALID", str(exc)) from exc
+    rep: BacktestReport = _on_model(run_backtest, config_env, config_root, model, baseline, seed)
     _print_theta(rep.theta_run)
     _print_backtest(rep)
 
