@@ -43,7 +43,7 @@ def main() -> None:
         th = bt.theta_run
         t1, t2 = th.stabilised.theta
         sweep = {
-            theta1: run_portfolio(th.test_bars, th.setups, theta1, t2).metrics
+            theta1: run_portfolio(th.test_bars, th.setups, theta1, t2, account=th.account).metrics
             for theta1 in (0.0, 0.7, 0.8, 0.85, 0.9, 0.95)
         }
         probs = np.concatenate([b.prob[np.isfinite(b.prob)] for b in th.test_bars])

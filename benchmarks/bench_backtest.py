@@ -52,15 +52,21 @@ def main() -> None:
     z = spread / 0.012
     prob, risk, scale = rng.uniform(0.5, 1, n), rng.uniform(0, 0.5, n), rng.uniform(0.2, 1, n)
     strategy = PairStrategy(
-        capital=1e5, theta1=0.7, theta2=0.3, lot_step_a=0.01, lot_step_b=0.01, max_hold_bars=30,
-        entry_z=args.entry_z, exit_z=min(0.5, args.entry_z / 2),
+        capital=1e5,
+        theta1=0.7,
+        theta2=0.3,
+        lot_step_a=0.01,
+        lot_step_b=0.01,
+        max_hold_bars=30,
+        entry_z=args.entry_z,
+        exit_z=min(0.5, args.entry_z / 2),
     )
     # Hourly bars: slippage x1.5 from 00:00 to 06:00, x2 from 21:00 (as cost_table.yaml's windows).
     hour = np.arange(n) % 24
     factor = np.where(hour < 6, 1.5, np.where(hour >= 21, 2.0, 1.0))
     # No swap: vectorbt has none, and its value must equal the engine's equity.
     costs_a, costs_b = LegCosts(fixed=0.00015, slippage=0.00005), LegCosts(0.0002, 0.0001)
-    inputs = np.stack([pa, pb, np.full(n, 1.1), z, prob, risk, scale, factor])
+    inputs = np.stack([pa, pb, np.full(n, 1.1), z, prob, risk, scale, factor, np.zeros(n)])
     out = np.empty((3, n))
     trades = np.empty((n // 2 + 2, k.N_TRADE_COLS))
     counters = np.zeros(k.N_COUNTERS, dtype=np.int64)

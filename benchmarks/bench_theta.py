@@ -15,7 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mlcore.backtest import PairBars, pair_setups, run_portfolio, search_theta, stabilise
+from mlcore.backtest import (
+    PairBars,
+    account_rules,
+    pair_setups,
+    run_portfolio,
+    search_theta,
+    stabilise,
+)
 from mlcore.config import load_config
 
 HOUR_NS = 3_600 * 10**9
@@ -46,10 +53,11 @@ def main() -> None:
     pairs = [p.pair_id for p in cfg.universe.pairs]
     bars = [_pair(pid, args.bars, rng) for pid in pairs]
     setups = pair_setups(cfg, "1h")
+    account = account_rules(cfg, "1h")
     box, policy = cfg.core.theta_search_range, cfg.backtest
 
     def run(t1: float, t2: float):  # type: ignore[no-untyped-def]
-        return run_portfolio(bars, setups, t1, t2)
+        return run_portfolio(bars, setups, t1, t2, account=account)
 
     run(0.7, 0.3)  # compile and warm
     start = time.perf_counter()

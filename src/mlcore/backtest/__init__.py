@@ -6,7 +6,16 @@ from mlcore.backtest._costs import ZERO_COSTS, LegCosts, leg_costs, slippage_fac
 from mlcore.backtest._engine import PairBacktest, PairStrategy, simulate_pair
 from mlcore.backtest._gates import evaluate_gates
 from mlcore.backtest._inputs import PairBars, fx_rate, pair_bars
-from mlcore.backtest._portfolio import PairSetup, PortfolioRun, pair_setups, run_portfolio
+from mlcore.backtest._portfolio import (
+    AccountRules,
+    PairSetup,
+    PortfolioRun,
+    account_path,
+    account_rules,
+    account_stops,
+    pair_setups,
+    run_portfolio,
+)
 from mlcore.backtest._report import ReportInputs, render_report, write_report
 from mlcore.backtest._run import (
     BacktestReport,
@@ -30,6 +39,7 @@ from mlcore.backtest._theta import (
 __all__ = [
     "SCENARIOS",
     "ZERO_COSTS",
+    "AccountRules",
     "BacktestReport",
     "LegCosts",
     "PairBacktest",
@@ -42,6 +52,9 @@ __all__ = [
     "SearchResult",
     "Stabilised",
     "ThetaRun",
+    "account_path",
+    "account_rules",
+    "account_stops",
     "evaluate_gates",
     "fx_rate",
     "grid",

@@ -86,11 +86,12 @@ def simulate_pair(
     price_a: ArrayLike, price_b: ArrayLike, beta: ArrayLike, z: ArrayLike, prob: ArrayLike,
     risk: ArrayLike, scale: ArrayLike, strategy: PairStrategy, *,
     costs_a: LegCosts = ZERO_COSTS, costs_b: LegCosts = ZERO_COSTS,
-    slippage_factor: ArrayLike = 1.0,
+    slippage_factor: ArrayLike = 1.0, control: ArrayLike = 0.0,
 ) -> PairBacktest:  # fmt: skip
     """Backtest one pair over aligned bars. Prices are closes in the account currency; the
     other inputs are scalars or one value per bar; ``slippage_factor`` is each bar's time-of-day
-    factor on the legs' slippage rates (see :class:`LegCosts`)."""
+    factor on the legs' slippage rates (see :class:`LegCosts`); ``control`` the account's
+    instruction per bar (0 none, 1 no new entry, 2 also close what is held)."""
     pa = np.asarray(price_a, dtype=np.float64)
     if pa.ndim != 1:
         raise ValueError(f"price_a: expected one value per bar, got shape {pa.shape}")
@@ -100,6 +101,7 @@ def simulate_pair(
         (k.I_PA, "price_a", pa), (k.I_PB, "price_b", price_b), (k.I_BETA, "beta", beta),
         (k.I_Z, "z", z), (k.I_PROB, "prob", prob), (k.I_RISK, "risk", risk),
         (k.I_SCALE, "scale", scale), (k.I_FACTOR, "slippage_factor", slippage_factor),
+        (k.I_CONTROL, "control", control),
     ):  # fmt: skip
         arr = np.asarray(values, dtype=np.float64)
         if arr.shape not in ((), (n,)):
@@ -110,6 +112,8 @@ def simulate_pair(
         _require(name, (v > 0) & (v < np.inf), "prices must be finite and > 0")
     v = inputs[k.I_FACTOR]
     _require("slippage_factor", (v >= 0) & (v < np.inf), "factors must be finite and >= 0")
+    v = inputs[k.I_CONTROL]
+    _require("control", (v == 0) | (v == 1) | (v == 2), "controls must be 0, 1 or 2")
     params = strategy.vector()
     params[[k.P_FIXED_A, k.P_SLIP_A, k.P_SWAP_A]] = _leg_rates("costs_a", costs_a)
     params[[k.P_FIXED_B, k.P_SLIP_B, k.P_SWAP_B]] = _leg_rates("costs_b", costs_b)

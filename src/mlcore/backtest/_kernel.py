@@ -45,8 +45,13 @@ EXIT_Z: Final = 1
 EXIT_TIME: Final = 2
 EXIT_DD: Final = 3
 EXIT_END: Final = 4
+EXIT_ACCOUNT: Final = 5
 EXIT_REASONS: Final = {EXIT_Z: "exit_z", EXIT_TIME: "time_stop", EXIT_DD: "dd_flatten",
-                       EXIT_END: "end_of_data"}  # fmt: skip
+                       EXIT_END: "end_of_data", EXIT_ACCOUNT: "account_flatten"}  # fmt: skip
+# Account controls per bar (the CONTROL input row), set by the account-level drawdown stops.
+CONTROL_NONE: Final = 0.0
+CONTROL_HALT: Final = 1.0  # no new entry
+CONTROL_FLATTEN: Final = 2.0  # no new entry, and close what is held
 
 # Trade record columns (float64 matrix, one row per trade).
 (
@@ -58,10 +63,10 @@ N_TRADE_COLS: Final = 14
 C_REFUSED_LOT, C_REFUSED_NOTIONAL, C_HALTED_BAR, C_SIGNALS = range(4)
 N_COUNTERS: Final = 4
 
-# Input rows of the (N_INPUTS x n) float64 input matrix: prices, β, z, the three gates and the
-# time-of-day slippage factor.
-I_PA, I_PB, I_BETA, I_Z, I_PROB, I_RISK, I_SCALE, I_FACTOR = range(8)
-N_INPUTS: Final = 8
+# Input rows of the (N_INPUTS x n) float64 input matrix: prices, β, z, the three gates, the
+# time-of-day slippage factor and the account control.
+I_PA, I_PB, I_BETA, I_Z, I_PROB, I_RISK, I_SCALE, I_FACTOR, I_CONTROL = range(9)
+N_INPUTS: Final = 9
 # Output rows: equity after the bar, units of A and of B held after it.
 O_EQUITY, O_UNITS_A, O_UNITS_B = range(3)
 
@@ -113,6 +118,7 @@ def simulate(  # noqa: C901
     number of trades."""
     pa, pb, beta, z = inputs[I_PA], inputs[I_PB], inputs[I_BETA], inputs[I_Z]
     prob, risk, scale, factor = inputs[I_PROB], inputs[I_RISK], inputs[I_SCALE], inputs[I_FACTOR]
+    control = inputs[I_CONTROL]
     equity_out, units_a_out, units_b_out = out[O_EQUITY], out[O_UNITS_A], out[O_UNITS_B]
     n = len(pa)
     lat = int(params[P_LATENCY])
@@ -219,7 +225,9 @@ def simulate(  # noqa: C901
             if dd >= dd_halt and not halted:
                 halted, halted_at = True, t
             if holding and exit_due < 0:
-                if dd >= dd_flatten:
+                if control[t] >= CONTROL_FLATTEN:
+                    exit_due, exit_reason = t + lat, EXIT_ACCOUNT
+                elif dd >= dd_flatten:
                     exit_due, exit_reason = t + lat, EXIT_DD
                     if not halted:
                         halted, halted_at = True, t
@@ -232,7 +240,7 @@ def simulate(  # noqa: C901
                 and _gates(prob[t], risk[t], scale[t], beta[t], theta1, theta2)
             ):  # fmt: skip
                 counters[C_SIGNALS] += 1
-                if halted:
+                if halted or control[t] != CONTROL_NONE:
                     counters[C_HALTED_BAR] += 1
                 else:
                     entry_due, entry_decided = t + lat, t

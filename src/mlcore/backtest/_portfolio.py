@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlcore.backtest import _kernel as k
 from mlcore.backtest._costs import LegCosts, leg_costs
 from mlcore.backtest._engine import PairBacktest, PairStrategy, simulate_pair
 from mlcore.backtest._inputs import PairBars
@@ -94,29 +95,120 @@ def _traded_notional(t: pd.DataFrame) -> float:
     return float((entry + exit_).sum())
 
 
+@dataclass(frozen=True)
+class AccountRules:
+    """The account-level drawdown stops (``dd_policy.yaml: portfolio``): past ``halt`` from
+    the account's peak no pair enters; past ``flatten`` every pair also closes. Trading
+    resumes ``review_ns`` after the stop began, with the peak reset there."""
+
+    halt: float
+    flatten: float
+    review_ns: int
+
+
+def account_rules(cfg: AppConfig, timeframe: str) -> AccountRules:
+    """The account's stops from dd_policy.yaml, reviewed after ``halt_review_bars`` bars."""
+    bars = cfg.backtest.execution.halt_review_bars
+    return AccountRules(
+        cfg.drawdown.portfolio.halt, cfg.drawdown.portfolio.flatten,
+        bars * TIMEFRAMES[timeframe] * 1_000_000_000,
+    )  # fmt: skip
+
+
+def account_path(
+    bars: list[PairBars], equity: dict[str, np.ndarray], capital: dict[str, float]
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(every bar time of any pair, the account's equity then): each pair counts with its
+    latest equity at or before that time, or its capital before its first bar."""
+    ts = np.unique(np.concatenate([b.ts_ns for b in bars]))
+    total = np.zeros(len(ts))
+    for b in bars:
+        at = np.searchsorted(b.ts_ns, ts, side="right") - 1
+        total += np.where(at >= 0, equity[b.pair_id][np.maximum(at, 0)], capital[b.pair_id])
+    return ts, total
+
+
+def account_stops(
+    ts: np.ndarray, equity: np.ndarray, capital: float, rules: AccountRules
+) -> list[tuple[int, int, float]]:  # fmt: skip
+    """(start, end, control) of each account stop along an equity path: control 1 (halt) or 2
+    (flatten; a halt that deepens past flatten adds a flatten from that bar)."""
+    stops: list[tuple[int, int, float]] = []
+    peak, until, level = capital, -1, 0.0
+    for t, e in zip(ts.tolist(), equity.tolist(), strict=True):
+        if level and t >= until:
+            level, peak = 0.0, e  # reviewed: trading resumes, the drawdown measured afresh
+        peak = max(peak, e)
+        dd = 1.0 - e / peak if peak > 0 else 0.0
+        if not level and dd >= rules.halt:
+            until = t + rules.review_ns
+            level = k.CONTROL_FLATTEN if dd >= rules.flatten else k.CONTROL_HALT
+            stops.append((t, until, level))
+        elif level == k.CONTROL_HALT and dd >= rules.flatten:
+            level = k.CONTROL_FLATTEN
+            stops.append((t, until, level))
+    return stops
+
+
+def _simulate(
+    b: PairBars, s: PairSetup, theta1: float, theta2: float, cost_multiplier: float,
+    latency_bars: int | None, control: np.ndarray,
+) -> PairBacktest:  # fmt: skip
+    strategy = replace(s.strategy, theta1=theta1, theta2=theta2)
+    if latency_bars is not None:
+        strategy = replace(strategy, latency_bars=latency_bars)
+    return simulate_pair(
+        b.price_a, b.price_b, b.beta, b.z, b.entry_prob(), b.risk, b.scale, strategy,
+        costs_a=s.costs_a.scaled(cost_multiplier), costs_b=s.costs_b.scaled(cost_multiplier),
+        slippage_factor=b.slippage, control=control,
+    )  # fmt: skip
+
+
+_MAX_STOPS = 1_000
+
+
 def run_portfolio(
     bars: list[PairBars], setups: dict[str, PairSetup], theta1: float, theta2: float, *,
-    cost_multiplier: float = 1.0, latency_bars: int | None = None,
+    account: AccountRules | None = None, cost_multiplier: float = 1.0,
+    latency_bars: int | None = None,
 ) -> PortfolioRun:  # fmt: skip
-    """Backtest every pair at (θ1, θ2) over its bars and add them up into the account."""
+    """Backtest every pair at (θ1, θ2) over its bars and add them up into the account.
+
+    With ``account`` rules, the account's stops act on every pair. A stop changes nothing before
+    it begins, so they are found in time order: run, take the earliest stop not yet applied,
+    apply it to every pair's controls, run again, until no new one appears."""
     if not bars:
         raise ValueError("no pair has bars in this window")
-    runs: dict[str, PairBacktest] = {}
+    controls = {b.pair_id: np.zeros(len(b.ts_ns)) for b in bars}
+    pair_capital = {b.pair_id: setups[b.pair_id].strategy.capital for b in bars}
+    applied: list[tuple[int, int, float]] = []
+    for _ in range(_MAX_STOPS + 1):
+        runs = {
+            b.pair_id: _simulate(b, setups[b.pair_id], theta1, theta2, cost_multiplier,
+                                 latency_bars, controls[b.pair_id])
+            for b in bars
+        }  # fmt: skip
+        if account is None:
+            break
+        ts, path = account_path(bars, {pid: r.equity for pid, r in runs.items()}, pair_capital)
+        new = [x for x in account_stops(ts, path, sum(pair_capital.values()), account)
+               if x not in applied]  # fmt: skip
+        if not new:
+            break
+        start, end, level = new[0]
+        applied.append(new[0])
+        for b in bars:
+            window = (b.ts_ns >= start) & (b.ts_ns < end)
+            controls[b.pair_id][window] = np.maximum(controls[b.pair_id][window], level)
+    else:
+        raise ValueError(f"more than {_MAX_STOPS} account stops: check dd_policy.yaml")
     pair_daily: dict[str, pd.Series] = {}
     frames = []
     capital = 0.0
     margin_use = 0.0
     for b in bars:
         s = setups[b.pair_id]
-        strategy = replace(s.strategy, theta1=theta1, theta2=theta2)
-        if latency_bars is not None:
-            strategy = replace(strategy, latency_bars=latency_bars)
-        bt = simulate_pair(
-            b.price_a, b.price_b, b.beta, b.z, b.entry_prob(), b.risk, b.scale, strategy,
-            costs_a=s.costs_a.scaled(cost_multiplier), costs_b=s.costs_b.scaled(cost_multiplier),
-            slippage_factor=b.slippage,
-        )  # fmt: skip
-        runs[b.pair_id] = bt
+        bt = runs[b.pair_id]
         used = (
             np.abs(bt.units_a) * b.price_a * s.margin_a
             + np.abs(bt.units_b) * b.price_b * s.margin_b
@@ -128,7 +220,8 @@ def run_portfolio(
     days = pd.DatetimeIndex(sorted(set().union(*(d.index for d in pair_daily.values()))))
     # A pair with no bar yet on a day still holds its capital; after its last bar, its equity.
     aligned = {
-        k: d.reindex(days).ffill().fillna(setups[k].strategy.capital) for k, d in pair_daily.items()
+        pid: d.reindex(days).ffill().fillna(setups[pid].strategy.capital)
+        for pid, d in pair_daily.items()
     }
     daily = sum(aligned.values(), pd.Series(0.0, index=days))
     pair_daily = aligned
@@ -152,6 +245,11 @@ def run_portfolio(
     stops = trades["exit_reason"].isin(["time_stop", "dd_flatten"]).to_numpy()
     metrics["stop_share"] = float(stops.mean()) if len(trades) else 0.0
     metrics["years"] = years
+    metrics["account_stops"] = [
+        {"start": str(pd.Timestamp(a, tz="UTC")), "end": str(pd.Timestamp(e, tz="UTC")),
+         "kind": "flatten" if lv == k.CONTROL_FLATTEN else "halt"}
+        for a, e, lv in applied
+    ]  # fmt: skip
     metrics["max_margin_use"] = margin_use  # margin held / the pair's equity, worst bar
     metrics["capital_usd"] = capital
     metrics["final_equity_usd"] = float(values[-1]) if len(values) else capital

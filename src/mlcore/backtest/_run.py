@@ -25,7 +25,14 @@ import pandas as pd
 from mlcore.backtest._gates import evaluate_gates
 from mlcore.backtest._inputs import PairBars, pair_bars
 from mlcore.backtest._overfit import deflated_sharpe, probability_of_overfitting
-from mlcore.backtest._portfolio import PairSetup, PortfolioRun, pair_setups, run_portfolio
+from mlcore.backtest._portfolio import (
+    AccountRules,
+    PairSetup,
+    PortfolioRun,
+    account_rules,
+    pair_setups,
+    run_portfolio,
+)
 from mlcore.backtest._report import ReportInputs, render_report, write_report
 from mlcore.backtest._scoring import PairModels
 from mlcore.backtest._stress import run_stress
@@ -186,6 +193,7 @@ class ThetaRun:
     search: SearchResult
     stabilised: Stabilised
     previous_source: str
+    account: AccountRules
 
 
 def optimize_theta(
@@ -213,10 +221,11 @@ def optimize_theta(
             f"or the test window from {test_start}"
         )
     setups = pair_setups(cfg, timeframe, {b.pair_id for b in bars})
+    account = account_rules(cfg, timeframe)
     box = cfg.core.theta_search_range
 
     def on_search(t1: float, t2: float) -> PortfolioRun:
-        return run_portfolio(search_bars, setups, t1, t2)
+        return run_portfolio(search_bars, setups, t1, t2, account=account)
 
     search = search_theta(on_search, box, cfg.backtest.theta_search, seed)
     baseline = PairModels.load(baseline_folder) if baseline_folder is not None else None
@@ -231,7 +240,7 @@ def optimize_theta(
         np.concatenate([b.risk for b in search_bars]), cfg.backtest.stabilisation, box,
     )  # fmt: skip
     return ThetaRun(models, baseline, timeframe, seed, search_start, test_start, search_bars,
-                    test_bars, setups, search, stab, source)  # fmt: skip
+                    test_bars, setups, search, stab, source, account)  # fmt: skip
 
 
 def run_backtest(
@@ -247,7 +256,8 @@ def run_backtest(
     search, stab = th.search, th.stabilised
     previous = stab.previous
     policy = cfg.backtest
-    test_run = run_portfolio(test_bars, setups, *stab.theta)
+    account = th.account
+    test_run = run_portfolio(test_bars, setups, *stab.theta, account=account)
     dsr, dsr_note = _dsr(test_run, search, _hyper_trials(models))
     pbo, pbo_note = _pbo(search, policy.gates.pbo_splits)
     baseline_metrics = None
@@ -255,9 +265,9 @@ def run_backtest(
         # The model in service, on the candidate's pairs and test window, at its own θ.
         pairs = {b.pair_id for b in test_bars}
         old_bars = _windows(_score_all(cfg, cat, baseline, timeframe, pairs), test_start, None)
-        baseline_metrics = run_portfolio(old_bars, setups, *previous).metrics
+        baseline_metrics = run_portfolio(old_bars, setups, *previous, account=account).metrics
     decision, gates = evaluate_gates(test_run.metrics, dsr, pbo, baseline_metrics, policy.gates)
-    stress, _ = run_stress(test_bars, setups, stab.theta, policy.stress)
+    stress, _ = run_stress(test_bars, setups, stab.theta, policy.stress, account)
     lineage = {
         "model_version": models.version,
         "feature_schema_hash": models.feature_schema_hash,
@@ -298,7 +308,9 @@ def run_backtest(
             "pbo_basis": pbo_note,
         },
         "test": test_run.metrics,
-        "search_at_adopted": run_portfolio(search_bars, setups, *stab.theta).metrics,
+        "search_at_adopted": run_portfolio(
+            search_bars, setups, *stab.theta, account=account
+        ).metrics,
         "baseline_test": baseline_metrics,
         "lineage": lineage,
     }

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from mlcore.backtest._inputs import PairBars
-from mlcore.backtest._portfolio import PairSetup, PortfolioRun, run_portfolio
+from mlcore.backtest._portfolio import AccountRules, PairSetup, PortfolioRun, run_portfolio
 from mlcore.config import StressPolicy
 
 SCENARIOS = ("base", "atr_noise", "correlation_breakdown", "cost_increase", "latency", "gap_events")
@@ -59,7 +59,7 @@ def gap_events(b: PairBars, count: int, size_atr: float, rng: np.random.Generato
 
 def run_stress(
     bars: list[PairBars], setups: dict[str, PairSetup], theta: tuple[float, float],
-    policy: StressPolicy,
+    policy: StressPolicy, account: AccountRules | None = None,
 ) -> tuple[pd.DataFrame, dict[str, PortfolioRun]]:  # fmt: skip
     """Every scenario's annual return, Sharpe, MaxDD and trades per year (seeded)."""
     rng = np.random.default_rng(policy.seed)
@@ -91,7 +91,7 @@ def run_stress(
     rows = []
     runs = {}
     for name, (variant, kwargs) in variants.items():
-        r = run_portfolio(variant, setups, *theta, **kwargs)
+        r = run_portfolio(variant, setups, *theta, account=account, **kwargs)
         runs[name] = r
         m = r.metrics
         rows.append({
