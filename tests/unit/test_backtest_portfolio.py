@@ -81,5 +81,8 @@ def test_account_stops_act_on_every_pair() -> None:
     first_b = run.trades[run.trades["pair_id"] == "B"]["entry_decided_bar"].min()
     assert first_b == 8
     assert run.metrics["signals_while_halted"] >= 5
+    # Every bar is watched: 13% at bar 4's close, whatever the daily closes show.
+    assert run.metrics["max_drawdown_bar_level"] == pytest.approx(0.13)
+    assert run.metrics["max_drawdown_bar_level"] >= run.metrics["max_drawdown"]
     # Money still adds up.
     assert run.daily.iloc[-1] == pytest.approx(20_000.0 + run.trades["pnl_usd"].sum(), rel=1e-12)

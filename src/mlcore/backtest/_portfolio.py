@@ -245,6 +245,9 @@ def run_portfolio(
     stops = trades["exit_reason"].isin(["time_stop", "dd_flatten"]).to_numpy()
     metrics["stop_share"] = float(stops.mean()) if len(trades) else 0.0
     metrics["years"] = years
+    # The stops watch every bar; the daily closes above can hide a deeper fall within a day.
+    _, bar_path = account_path(bars, {pid: r.equity for pid, r in runs.items()}, pair_capital)
+    metrics["max_drawdown_bar_level"] = max_drawdown(bar_path, capital)
     metrics["account_stops"] = [
         {"start": str(pd.Timestamp(a, tz="UTC")), "end": str(pd.Timestamp(e, tz="UTC")),
          "kind": "flatten" if lv == k.CONTROL_FLATTEN else "halt"}
