@@ -90,7 +90,7 @@ def search_theta(
         evaluate(t1, t2, "grid")
     grid_returns = np.column_stack([runs[p].returns for p in points])
     start = max(points, key=lambda p: objective(runs[p].metrics, policy))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     study.enqueue_trial({"theta1": start[0], "theta2": start[1]})
     state = {"best": -math.inf, "since": 0, "stopped": False}

@@ -179,8 +179,11 @@ def _fit_model(
     t1 = bar_numbers(rows["t1_ts"].to_numpy(), timeframe)
     y = rows["label"].to_numpy()
     goal, trials, label = tuning
-    bcfg, tuned = tune(X, y, t0, t1, bcfg, goal, trials, label)
-    result = train_binary(X, y, t0, t1, bcfg, feature_names=columns)
+    try:
+        bcfg, tuned = tune(X, y, t0, t1, bcfg, goal, trials, label)
+        result = train_binary(X, y, t0, t1, bcfg, feature_names=columns)
+    except ValueError as exc:
+        raise ValueError(f"{label} ({len(rows)} {what}): {exc}") from None
     result.metrics["tuning"] = tuned
     result.metrics["split_ts"] = _split_ts(rows["t0_ts"].to_numpy(dtype=np.int64), bcfg)
     return _Fitted(

@@ -42,7 +42,7 @@ def run_study(
     label: str,
 ) -> optuna.Study:  # fmt: skip
     """A seeded TPE study of ``n_trials``, with a transient progress bar on stderr."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(
         direction="maximize" if maximize else "minimize",
         sampler=optuna.samplers.TPESampler(seed=seed),
