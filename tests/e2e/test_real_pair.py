@@ -129,3 +129,22 @@ def test_ko_pep_trains_and_backtests_from_csv(tmp_path: Path, archive: Path) -> 
     assert run.daily.iloc[-1] == pytest.approx(
         cfg.backtest.account.capital_usd + trades["pnl_usd"].sum(), rel=1e-9
     )
+
+
+def test_too_few_events_to_train_is_one_clear_line(
+    tmp_path: Path, archive: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from typer.testing import CliRunner
+
+    from mlcore.cli import app
+
+    # Hourly label thresholds on 15 years of daily bars: too few AI1 events of one kind.
+    cfg = _ingest_ko_pep(tmp_path)
+    args = ["train", "--timeframe", "1day", "--pair", "KO_PEP", "--no-direction",
+            "--config-root", str(cfg.config_root)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    captured = capfd.readouterr()
+    text = result.output + captured.err + captured.out
+    assert result.exit_code == 65
+    assert "error TRAIN_INPUT_INVALID: AI1 (" in text and "single class" in text
+    assert "Traceback" not in text
