@@ -1,0 +1,73 @@
+"""Which database holds the registry, and bringing it to the current schema with Alembic.
+
+PostgreSQL when ``POSTGRES_URL`` is set (production), else a SQLite file under the archive (the
+embedded default). The same tables, the same code, the same migrations for both."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, text
+
+from mlcore.config import AppConfig
+from mlcore.registry._tables import SQLITE_SCHEMAS
+
+
+def database_url(cfg: AppConfig) -> str:
+    """``POSTGRES_URL`` (with the psycopg 3 driver), else ``sqlite:///{archive}/registry/registry.db``."""
+    url = cfg.env.postgres_url
+    if url:
+        for plain in ("postgresql://", "postgres://"):
+            if url.startswith(plain):
+                return "postgresql+psycopg://" + url[len(plain) :]
+        return url
+    return f"sqlite:///{cfg.paths.archive / 'registry' / 'registry.db'}"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite files get their folder, foreign keys, WAL and a busy wait,
+    so that several processes can write (one at a time) without losing anything."""
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///") :])
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _immediate(conn) -> None:  # type: ignore[no-untyped-def]
+            # Take the write lock at BEGIN: two writers then queue instead of failing later.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        # pysqlite's own transaction handling must step aside for the BEGIN above.
+        @event.listens_for(engine, "connect", insert=True)
+        def _no_autobegin(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+            dbapi_conn.isolation_level = None
+
+        return engine.execution_options(schema_translate_map=SQLITE_SCHEMAS)
+    return create_engine(url, pool_pre_ping=True)
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the database to the newest migration (creating the schemas PostgreSQL needs)."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            for schema in ("core", "audit"):
+                conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
+            # One migrator at a time, whichever process gets here first.
+            conn.execute(text("SELECT pg_advisory_xact_lock(727271)"))
+        cfg = Config()
+        cfg.set_main_option(
+            "script_location", str(resources.files("mlcore.registry") / "migrations")
+        )
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")

@@ -1,0 +1,322 @@
+"""The model registry: one row per model version with its lineage and status, and every status
+change written to ``audit.config_changes`` in the same transaction.
+
+Status changes follow one state machine (``TRANSITIONS``); anything else is refused with the
+reason. Every decision needs ``notes``. Deploying a version demotes the one in service to
+``approved`` (kept for a rollback); a rollback marks the deployed version ``rolled_back`` and
+deploys the version that was in service before it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import pandas as pd
+import yaml
+from sqlalchemy import Connection, Engine, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from mlcore.registry._tables import STATUSES, config_changes, model_registry
+
+TRANSITIONS: Final[dict[str, tuple[str, ...]]] = {
+    "draft": ("candidate", "rejected"),
+    "candidate": ("approved", "rejected"),
+    "approved": ("deployed", "rejected"),
+    "deployed": ("approved", "rolled_back"),
+    "rolled_back": ("deployed", "rejected"),
+    "rejected": (),
+}
+
+
+class RegistryError(ValueError):
+    """A registry request that cannot be carried out, with the reason."""
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One row of ``core.model_registry``."""
+
+    model_version: str
+    status: str
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    deployed_at: datetime | None
+    timeframe: str
+    artifact_path: str
+    theta1: float | None
+    theta2: float | None
+    code_hash: str
+    data_hash: str
+    seed: int
+    notes: str
+    metrics: dict[str, Any]
+    checksums: dict[str, str]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _record(row: Any) -> ModelRecord:
+    m = row._mapping
+    return ModelRecord(
+        model_version=m["model_version"], status=m["status"], created_at=m["created_at"],
+        created_by=m["created_by"], updated_at=m["updated_at"], deployed_at=m["deployed_at"],
+        timeframe=m["timeframe"], artifact_path=m["artifact_path"],
+        theta1=None if m["theta1"] is None else float(m["theta1"]),
+        theta2=None if m["theta2"] is None else float(m["theta2"]),
+        code_hash=m["code_hash"], data_hash=m["data_hash"], seed=int(m["seed"]),
+        notes=m["notes"], metrics=dict(m["metrics_json"]), checksums=dict(m["checksums_json"]),
+    )  # fmt: skip
+
+
+def _serialize(conn: Connection) -> None:
+    """Changes of the version in service go one at a time. Row locks cannot do it: a version
+    becoming deployed is not yet a deployed row another transaction could wait on. SQLite
+    transactions already begin with the write lock (``BEGIN IMMEDIATE``)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(727272)"))
+
+
+def _need_notes(notes: str, what: str) -> str:
+    if not notes or not notes.strip():
+        raise RegistryError(f"{what} needs notes: say why (the spec requires the reason)")
+    return notes.strip()
+
+
+def _train_period(folder: Path) -> tuple[date | None, date | None]:
+    try:
+        index = json.loads((folder / "dataset_index_filtered.json").read_bytes())
+        months = sorted(p["month"] for p in index["partitions"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, None
+    if not months:
+        return None, None
+    first = pd.Period(months[0], "M")
+    last = pd.Period(months[-1], "M")
+    return first.start_time.date(), last.end_time.date()
+
+
+def _read_json(folder: Path, name: str) -> Any:
+    try:
+        return json.loads((folder / name).read_bytes())
+    except FileNotFoundError:
+        raise RegistryError(f"{folder / name}: missing; is {folder} a model version?") from None
+    except ValueError as exc:
+        raise RegistryError(f"{folder / name}: not JSON ({exc})") from None
+
+
+def version_row(folder: Path, theta: tuple[float, float] | None) -> dict[str, Any]:
+    """The registry row's lineage columns for the model version in ``folder``."""
+    run = _read_json(folder, "run.json")
+    sums = _read_json(folder, "checksums.json")
+    metrics = _read_json(folder, "metrics.json")
+    try:
+        params = yaml.safe_load((folder / "params.yaml").read_bytes())
+        timeframe, seed = str(params["timeframe"]), int(params["seed"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        raise RegistryError(f"{folder / 'params.yaml'}: unusable ({exc})") from None
+    models = {}
+    for name in ("ai1", "ai2", "ai3"):
+        found = [f for f in (f"{name}.lgbm.txt", f"{name}.xgb.json") if f in sums]
+        if not found:
+            raise RegistryError(f"{folder}: checksums.json lists no {name} model file")
+        models[name] = str(folder / found[0])
+    start, end = _train_period(folder)
+    return {
+        "model_version": folder.name,
+        "timeframe": timeframe,
+        "train_period_start": start,
+        "train_period_end": end,
+        "dataset_index_path": str(folder / "dataset_index_filtered.json"),
+        "feature_schema_path": str(folder / "feature_schema.json"),
+        "model_ai1_path": models["ai1"],
+        "model_ai2_path": models["ai2"],
+        "model_ai3_path": models["ai3"],
+        "params_yaml_path": str(folder / "params.yaml"),
+        "artifact_path": str(folder),
+        "metrics_json": metrics,
+        "checksums_json": sums,
+        "theta1": None if theta is None else theta[0],
+        "theta2": None if theta is None else theta[1],
+        "code_hash": str(run.get("code_hash", "unknown")),
+        "data_hash": str(run.get("data_hash", "unknown")),
+        "seed": seed,
+    }
+
+
+class Registry:
+    """The registry on an engine (see :func:`mlcore.registry.open_registry`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- reading ------------------------------------------------------------------------
+    def get(self, version: str) -> ModelRecord:
+        """The version's record; ``RegistryError`` if it is not registered."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(model_registry).where(model_registry.c.model_version == version)
+            ).first()
+        if row is None:
+            raise RegistryError(f"model version {version!r} is not registered")
+        return _record(row)
+
+    def records(self, status: str | None = None) -> list[ModelRecord]:
+        """Every record (or those with ``status``), newest first."""
+        query = select(model_registry).order_by(model_registry.c.model_version.desc())
+        if status is not None:
+            if status not in STATUSES:
+                raise RegistryError(f"unknown status {status!r}; known: {list(STATUSES)}")
+            query = query.where(model_registry.c.status == status)
+        with self.engine.connect() as conn:
+            return [_record(r) for r in conn.execute(query)]
+
+    def deployed(self) -> ModelRecord | None:
+        """The version in service, if any."""
+        found = self.records("deployed")
+        return found[0] if found else None
+
+    def history(self, version: str | None = None) -> list[dict[str, Any]]:
+        """``audit.config_changes`` rows (of one version), oldest first."""
+        query = select(config_changes).order_by(config_changes.c.change_id)
+        if version is not None:
+            query = query.where(config_changes.c.model_version == version)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    # -- writing ------------------------------------------------------------------------
+    def register(
+        self, folder: Path, *, actor: str, notes: str, status: str = "draft",
+        theta: tuple[float, float] | None = None,
+    ) -> ModelRecord:  # fmt: skip
+        """Add the model version in ``folder`` (as ``draft`` or ``candidate``)."""
+        notes = _need_notes(notes, "registering a model version")
+        if status not in ("draft", "candidate"):
+            raise RegistryError(f"a new version starts as draft or candidate, not {status!r}")
+        row = version_row(folder, theta)
+        now = _now()
+        row |= {"status": status, "created_at": now, "created_by": actor, "updated_at": now,
+                "deployed_at": None, "notes": notes}  # fmt: skip
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(model_registry).values(**row))
+                self._audit(conn, "MODEL_REGISTERED", row["model_version"], None, status, notes,
+                            actor, {"artifact_path": row["artifact_path"]})  # fmt: skip
+        except IntegrityError:
+            raise RegistryError(
+                f"model version {row['model_version']!r} is already registered"
+            ) from None
+        return self.get(row["model_version"])
+
+    def transition(
+        self, version: str, to: str, *, actor: str, notes: str,
+        theta: tuple[float, float] | None = None,
+    ) -> ModelRecord:  # fmt: skip
+        """Move ``version`` to ``to`` along the state machine. Deploying demotes the version in
+        service to ``approved``."""
+        notes = _need_notes(notes, f"moving {version} to {to}")
+        if to not in STATUSES:
+            raise RegistryError(f"unknown status {to!r}; known: {list(STATUSES)}")
+        with self.engine.begin() as conn:
+            if to == "deployed":
+                _serialize(conn)
+            current = self._locked(conn, version)
+            self._check(version, current, to)
+            now = _now()
+            if to == "deployed":
+                for other in conn.execute(
+                    select(model_registry.c.model_version)
+                    .where(model_registry.c.status == "deployed")
+                    .with_for_update()
+                ).scalars():
+                    self._set(conn, other, "approved", now, None)
+                    self._audit(conn, "MODEL_STATUS", other, "deployed", "approved",
+                                f"replaced in service by {version}", actor, None)  # fmt: skip
+            self._set(conn, version, to, now, theta)
+            self._audit(conn, "MODEL_STATUS", version, current, to, notes, actor,
+                        None if theta is None else {"theta": list(theta)})  # fmt: skip
+        return self.get(version)
+
+    def rollback(self, *, actor: str, notes: str) -> ModelRecord:
+        """Take the version in service out (``rolled_back``) and put back the one deployed
+        before it; returns the version now in service."""
+        notes = _need_notes(notes, "a rollback")
+        with self.engine.begin() as conn:
+            _serialize(conn)
+            current = conn.execute(
+                select(model_registry.c.model_version)
+                .where(model_registry.c.status == "deployed")
+                .with_for_update()
+            ).scalar()
+            if current is None:
+                raise RegistryError("no version is deployed: nothing to roll back")
+            previous = conn.execute(
+                select(model_registry.c.model_version)
+                .where(model_registry.c.status == "approved")
+                .where(model_registry.c.deployed_at.is_not(None))
+                .order_by(model_registry.c.deployed_at.desc())
+                .limit(1)
+                .with_for_update()
+            ).scalar()
+            if previous is None:
+                raise RegistryError(
+                    f"{current} is deployed but no earlier deployed version is kept to roll back to"
+                )
+            now = _now()
+            self._set(conn, current, "rolled_back", now, None)
+            self._set(conn, previous, "deployed", now, None)
+            details = {"from": current, "to": previous}
+            self._audit(conn, "CONFIG_ROLLBACK", current, "deployed", "rolled_back", notes,
+                        actor, details)  # fmt: skip
+            self._audit(conn, "CONFIG_ROLLBACK", previous, "approved", "deployed", notes, actor,
+                        details)  # fmt: skip
+        return self.get(previous)
+
+    # -- helpers ------------------------------------------------------------------------
+    @staticmethod
+    def _locked(conn: Connection, version: str) -> str:
+        status = conn.execute(
+            select(model_registry.c.status)
+            .where(model_registry.c.model_version == version)
+            .with_for_update()
+        ).scalar()
+        if status is None:
+            raise RegistryError(f"model version {version!r} is not registered")
+        return str(status)
+
+    @staticmethod
+    def _check(version: str, current: str, to: str) -> None:
+        allowed = TRANSITIONS[current]
+        if to not in allowed:
+            shown = ", ".join(allowed) if allowed else "nothing (final)"
+            raise RegistryError(f"{version} is {current}: it can go to {shown}, not {to}")
+
+    @staticmethod
+    def _set(
+        conn: Connection, version: str, status: str, now: datetime,
+        theta: tuple[float, float] | None,
+    ) -> None:  # fmt: skip
+        values: dict[str, Any] = {"status": status, "updated_at": now}
+        if status == "deployed":
+            values["deployed_at"] = now
+        if theta is not None:
+            values["theta1"], values["theta2"] = theta
+        conn.execute(
+            update(model_registry).where(model_registry.c.model_version == version).values(**values)
+        )
+
+    @staticmethod
+    def _audit(
+        conn: Connection, event: str, version: str | None, old: str | None, new: str | None,
+        notes: str, actor: str, details: dict[str, Any] | None,
+    ) -> None:  # fmt: skip
+        conn.execute(insert(config_changes).values(
+            changed_at=_now(), actor=actor, event=event, model_version=version,
+            old_status=old, new_status=new, notes=notes, details=details,
+        ))  # fmt: skip

@@ -1,0 +1,120 @@
+"""The registry's tables (SQLAlchemy Core): one definition for SQLite (the embedded default) and
+PostgreSQL. PostgreSQL keeps them in the schemas ``core`` and ``audit``; SQLite has no schemas,
+so an engine for it maps both to the main database (``schema_translate_map``)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Integer,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+STATUSES: Final = ("draft", "candidate", "approved", "rejected", "deployed", "rolled_back")
+
+model_registry = Table(
+    "model_registry",
+    metadata,
+    Column("model_version", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("deployed_at", DateTime(timezone=True)),
+    Column("timeframe", String(8), nullable=False),
+    Column("train_period_start", Date),
+    Column("train_period_end", Date),
+    Column("dataset_index_path", Text, nullable=False),
+    Column("feature_schema_path", Text, nullable=False),
+    Column("model_ai1_path", Text, nullable=False),
+    Column("model_ai2_path", Text, nullable=False),
+    Column("model_ai3_path", Text, nullable=False),
+    Column("params_yaml_path", Text, nullable=False),
+    Column("artifact_path", Text, nullable=False),
+    Column("metrics_json", JSON, nullable=False),
+    Column("checksums_json", JSON, nullable=False),
+    Column("theta1", Numeric(6, 4)),
+    Column("theta2", Numeric(6, 4)),
+    Column("code_hash", Text, nullable=False),
+    Column("data_hash", Text, nullable=False),
+    Column("seed", Integer, nullable=False),
+    Column("notes", Text, nullable=False),
+    schema="core",
+)
+
+retrain_runs = Table(
+    "retrain_runs",
+    metadata,
+    Column("run_id", String(36), primary_key=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("status", String(16), nullable=False),
+    Column("retry_count", SmallInteger, nullable=False),
+    Column("model_version", String(64)),
+    Column("theta1", Numeric(6, 4)),
+    Column("theta2", Numeric(6, 4)),
+    Column("metrics", JSON),
+    Column("log_path", Text),
+    Column("error_message", Text),
+    schema="audit",
+)
+
+config_changes = Table(
+    "config_changes",
+    metadata,
+    Column(
+        "change_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("model_version", String(64)),
+    Column("old_status", String(16)),
+    Column("new_status", String(16)),
+    Column("notes", Text, nullable=False),
+    Column("details", JSON),
+    schema="audit",
+)
+
+_SIGNAL_COLUMNS = (
+    ("signal_id", String(64)),
+    ("ts", DateTime(timezone=True)),
+    ("pair_id", String(32)),
+    ("model_version", String(64)),
+    ("action", String(16)),
+    ("side", SmallInteger),
+    ("return_prob", Numeric(8, 6)),
+    ("risk_score", Numeric(8, 6)),
+    ("position_scale", Numeric(8, 6)),
+    ("theta1", Numeric(6, 4)),
+    ("theta2", Numeric(6, 4)),
+    ("payload", JSON),
+)
+
+
+def _signals(name: str) -> Table:
+    cols = [Column(n, t, primary_key=(n == "signal_id"), nullable=(n == "payload"))
+            for n, t in _SIGNAL_COLUMNS]  # fmt: skip
+    return Table(name, metadata, *cols, schema="core")
+
+
+signals_live = _signals("signals_live")
+signals_history = _signals("signals_history")
+
+SQLITE_SCHEMAS: Final = {"core": None, "audit": None}

@@ -1,0 +1,170 @@
+"""The registry on both databases it runs on: SQLite (the embedded default) and the PostgreSQL
+server of this machine (a fresh database per run). Same suite, same code path."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+from sqlalchemy import inspect
+
+from mlcore.registry import Registry, RegistryError, open_registry
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _postgres_url() -> Iterator[str]:
+    name = f"mlcore_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL on 127.0.0.1:5432 must answer in CI: {exc}")
+        pytest.skip(f"PostgreSQL on 127.0.0.1:5432 does not answer: {exc}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'registry' / 'registry.db'}"
+    else:
+        yield from _postgres_url()
+
+
+def make_version(root: Path, name: str) -> Path:
+    """A model version folder with what the registry reads (the model files are stand-ins)."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    files = {
+        "ai1.lgbm.txt": b"tree\n",
+        "ai2.lgbm.txt": b"tree\n",
+        "ai3.lgbm.txt": b"tree\n",
+        "params.yaml": yaml.safe_dump({"timeframe": "1h", "seed": 7}).encode(),
+        "metrics.json": json.dumps({"ai1": {"oos_raw": {"auc": 0.61}}}).encode(),
+        "run.json": json.dumps({"code_hash": "abc123", "data_hash": "d" * 64}).encode(),
+        "dataset_index_filtered.json": json.dumps(
+            {"partitions": [{"month": "2023-01"}, {"month": "2024-12"}]}
+        ).encode(),
+        "feature_schema.json": b"{}",
+    }
+    for fname, body in files.items():
+        (folder / fname).write_bytes(body)
+    sums = {fname: hashlib.sha256(body).hexdigest() for fname, body in files.items()}
+    (folder / "checksums.json").write_text(json.dumps(sums))
+    return folder
+
+
+def test_register_read_and_refuse(url: str, tmp_path: Path) -> None:
+    reg = open_registry(url)
+    open_registry(url)  # migrating again is a no-op
+    folder = make_version(tmp_path / "models", "20250101_0000_abc1234")
+    rec = reg.register(folder, actor="test", notes="first training run")
+    assert (rec.status, rec.timeframe, rec.seed, rec.code_hash) == ("draft", "1h", 7, "abc123")
+    assert rec.checksums["ai1.lgbm.txt"] == hashlib.sha256(b"tree\n").hexdigest()
+    assert rec.artifact_path == str(folder)
+    assert [r.model_version for r in reg.records()] == [folder.name]
+    with pytest.raises(RegistryError, match="already registered"):
+        reg.register(folder, actor="test", notes="again")
+    with pytest.raises(RegistryError, match="needs notes"):
+        reg.register(make_version(tmp_path / "m2", "20250102_0000_abc"), actor="t", notes=" ")
+    with pytest.raises(RegistryError, match="is not registered"):
+        reg.get("nope")
+    with pytest.raises(RegistryError, match=r"run\.json: missing; is .* a model version"):
+        reg.register(tmp_path, actor="t", notes="not a version")
+    names = inspect(reg.engine).get_table_names(schema=None if url.startswith("sqlite") else "core")
+    assert {"model_registry", "signals_live", "signals_history"} <= set(names)
+
+
+def test_state_machine_promote_and_rollback(url: str, tmp_path: Path) -> None:
+    reg = open_registry(url)
+    old = make_version(tmp_path, "20250101_0000_aaaaaaa").name
+    new = make_version(tmp_path, "20250201_0000_bbbbbbb").name
+    for v in (old, new):
+        reg.register(tmp_path / v, actor="ci", notes="trained")
+    with pytest.raises(
+        RegistryError, match="is draft: it can go to candidate, rejected, not deployed"
+    ):
+        reg.transition(old, "deployed", actor="ci", notes="skip the checks")
+    with pytest.raises(RegistryError, match="needs notes"):
+        reg.transition(old, "candidate", actor="ci", notes="")
+    for v in (old, new):
+        reg.transition(v, "candidate", actor="ci", notes="backtest passed")
+        reg.transition(v, "approved", actor="ops", notes="gates passed", theta=(0.72, 0.28))
+    assert reg.get(old).theta1 == pytest.approx(0.72)
+    reg.transition(old, "deployed", actor="ops", notes="first deployment")
+    reg.transition(new, "deployed", actor="ops", notes="better Sharpe")
+    assert reg.get(old).status == "approved" and reg.get(new).status == "deployed"
+    assert [r.model_version for r in reg.records("deployed")] == [new]
+    back = reg.rollback(actor="ops", notes="live slippage above the backtest's")
+    assert back.model_version == old and back.status == "deployed"
+    assert reg.get(new).status == "rolled_back"
+    events = [(h["event"], h["model_version"], h["old_status"], h["new_status"])
+              for h in reg.history()]  # fmt: skip
+    assert events[-2:] == [
+        ("CONFIG_ROLLBACK", new, "deployed", "rolled_back"),
+        ("CONFIG_ROLLBACK", old, "approved", "deployed"),
+    ]
+    assert ("MODEL_STATUS", old, "deployed", "approved") in events
+    assert all(h["notes"] for h in reg.history())
+    reg.transition(new, "rejected", actor="ops", notes="retired")
+    with pytest.raises(RegistryError, match="can go to nothing"):
+        reg.transition(new, "candidate", actor="ops", notes="revive")
+    with pytest.raises(RegistryError, match="no earlier deployed version"):
+        reg.rollback(actor="ops", notes="again")
+
+
+def _register_many(url: str, root: str, names: list[str]) -> None:
+    reg = Registry(open_registry(url).engine)
+    for name in names:
+        reg.register(Path(root) / name, actor=f"pid{os.getpid()}", notes="concurrent")
+
+
+def _deploy(url: str, name: str, barrier: mp.synchronize.Barrier) -> None:
+    reg = open_registry(url)
+    barrier.wait()
+    reg.transition(name, "deployed", actor=f"pid{os.getpid()}", notes="race")
+
+
+def test_two_processes_at_once_lose_nothing(url: str, tmp_path: Path) -> None:
+    open_registry(url)
+    names = [f"20250301_{i:04d}_ccccccc" for i in range(20)]
+    for n in names:
+        make_version(tmp_path, n)
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_register_many, args=(url, str(tmp_path), names[k::2]))
+             for k in (0, 1)]  # fmt: skip
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    reg = open_registry(url)
+    assert sorted(r.model_version for r in reg.records()) == names
+    assert len([h for h in reg.history() if h["event"] == "MODEL_REGISTERED"]) == 20
+    # Two deployments racing: each is carried out whole, one after the other; one is in service.
+    for n in names[:2]:
+        reg.transition(n, "candidate", actor="ci", notes="ok")
+        reg.transition(n, "approved", actor="ci", notes="ok")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_deploy, args=(url, n, barrier)) for n in names[:2]]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    statuses = sorted(reg.get(n).status for n in names[:2])
+    assert statuses == ["approved", "deployed"]
