@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import backtesting
 import pytest
+import yaml
 
 from mlcore.config import AppConfig, load_config
 
@@ -50,3 +53,26 @@ def cfg(archive: Path) -> AppConfig:
 def third_party_csv(name: str) -> Path:
     """A real third-party OHLCV file shipped inside the `backtesting` package."""
     return Path(backtesting.__file__).parent / "test" / name
+
+
+def make_version(root: Path, name: str) -> Path:
+    """A model version folder with what the registry reads (the model files are stand-ins)."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    files = {
+        "ai1.lgbm.txt": b"tree\n",
+        "ai2.lgbm.txt": b"tree\n",
+        "ai3.lgbm.txt": b"tree\n",
+        "params.yaml": yaml.safe_dump({"timeframe": "1h", "seed": 7}).encode(),
+        "metrics.json": json.dumps({"ai1": {"oos_raw": {"auc": 0.61}}}).encode(),
+        "run.json": json.dumps({"code_hash": "abc123", "data_hash": "d" * 64}).encode(),
+        "dataset_index_filtered.json": json.dumps(
+            {"partitions": [{"month": "2023-01"}, {"month": "2024-12"}]}
+        ).encode(),
+        "feature_schema.json": b"{}",
+    }
+    for fname, body in files.items():
+        (folder / fname).write_bytes(body)
+    sums = {fname: hashlib.sha256(body).hexdigest() for fname, body in files.items()}
+    (folder / "checksums.json").write_text(json.dumps(sums))
+    return folder

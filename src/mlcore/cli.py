@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -43,6 +44,14 @@ from mlcore.data import (
 from mlcore.demo import DemoResult, run_demo
 from mlcore.errors import ConfigError, DataQualityError, MlcoreError, RetryableError
 from mlcore.features import build_pair_features, build_symbol_features
+from mlcore.registry import (
+    STATUSES,
+    ModelRecord,
+    Registry,
+    RegistryError,
+    database_url,
+    open_registry,
+)
 from mlcore.training import TrainReport, train_models
 
 app = typer.Typer(
@@ -58,6 +67,11 @@ app.add_typer(config_app, name="config")
 features_app = typer.Typer(help="Build and cache features from the catalog.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(features_app, name="features")
+registry_app = typer.Typer(
+    help="Model versions, their status and its history (SQLite, or PostgreSQL via POSTGRES_URL).",
+    no_args_is_help=True,
+)
+app.add_typer(registry_app, name="registry")
 theta_app = typer.Typer(
     help="Search and stabilise the entry thresholds θ1/θ2.", no_args_is_help=True
 )
@@ -645,6 +659,144 @@ def report_cmd(
     except ValueError as exc:
         raise DataQualityError("BACKTEST_RESULT_INVALID", str(exc)) from exc
     out.print(f"report: {path}")
+
+
+NotesOpt = Annotated[str, typer.Option(help="Why (required: every decision is recorded with it).")]
+ActorOpt = Annotated[
+    str, typer.Option(help="Who decides (recorded).", envvar="USER", show_envvar=False)
+]
+
+
+def _registry(cfg: AppConfig) -> Registry:
+    try:
+        return open_registry(database_url(cfg))
+    except Exception as exc:
+        raise RetryableError(
+            "REGISTRY_DB_UNAVAILABLE", f"registry database unavailable: {str(exc).splitlines()[0]}"
+        ) from exc
+
+
+def _registry_call(fn: Callable[[], R]) -> R:
+    try:
+        return fn()
+    except RegistryError as exc:
+        raise MlcoreError("REGISTRY_REQUEST_REFUSED", str(exc)) from exc
+
+
+def _record_table(records: list[ModelRecord], title: str) -> Table:
+    table = Table(title=title)
+    for col in ("version", "status", "timeframe", "θ1", "θ2", "created", "deployed", "code",
+                "notes"):  # fmt: skip
+        table.add_column(col)
+    for r in records:
+        table.add_row(
+            r.model_version, r.status, r.timeframe,
+            "-" if r.theta1 is None else f"{r.theta1:.4f}",
+            "-" if r.theta2 is None else f"{r.theta2:.4f}",
+            f"{r.created_at:%Y-%m-%d %H:%M}",
+            "-" if r.deployed_at is None else f"{r.deployed_at:%Y-%m-%d %H:%M}",
+            r.code_hash[:7], escape(r.notes),
+        )  # fmt: skip
+    return table
+
+
+@registry_app.command("list")
+@guarded
+def registry_list(
+    status: Annotated[
+        str | None, typer.Option(help=f"Only one status: {', '.join(STATUSES)}.")
+    ] = None,
+    config_env: EnvOpt = None,
+    config_root: RootOpt = None,
+) -> None:
+    """Every registered model version, newest first."""
+    reg = _registry(_config(config_env, config_root))
+    records = _registry_call(lambda: reg.records(status))
+    out.print(_record_table(records, f"model registry ({len(records)} versions)"))
+
+
+@registry_app.command("show")
+@guarded
+def registry_show(
+    version: Annotated[str, typer.Argument(help="Model version.")],
+    config_env: EnvOpt = None,
+    config_root: RootOpt = None,
+) -> None:
+    """One version's record, lineage and status history."""
+    reg = _registry(_config(config_env, config_root))
+    rec = _registry_call(lambda: reg.get(version))
+    out.print(_record_table([rec], f"model version {version}"))
+    out.print(f"artifacts: {rec.artifact_path}")
+    out.print(f"code_hash {rec.code_hash}, data_hash {rec.data_hash}, seed {rec.seed}")
+    history = Table(title="history")
+    for col in ("when", "event", "from", "to", "who", "notes"):
+        history.add_column(col)
+    for h in reg.history(version):
+        history.add_row(
+            f"{h['changed_at']:%Y-%m-%d %H:%M:%S}", h["event"], h["old_status"] or "-",
+            h["new_status"] or "-", escape(h["actor"]), escape(h["notes"]),
+        )  # fmt: skip
+    out.print(history)
+
+
+@registry_app.command("register")
+@guarded
+def registry_register(
+    notes: NotesOpt,
+    model: ModelOpt = None,
+    candidate: Annotated[
+        bool, typer.Option(help="Register as candidate (passed its backtest) instead of draft.")
+    ] = False,
+    actor: ActorOpt = "cli",
+    config_env: EnvOpt = None,
+    config_root: RootOpt = None,
+) -> None:
+    """Register a model version (with the θ its backtest adopted, if it has one)."""
+    cfg = _config(config_env, config_root)
+    folder, _ = _models(cfg, model, None)
+    theta = None
+    record = cfg.paths.reports / "backtest" / folder.name / "backtest.json"
+    if record.exists():
+        adopted = json.loads(record.read_bytes())["theta"]["adopted"]
+        theta = (float(adopted[0]), float(adopted[1]))
+    reg = _registry(cfg)
+    status = "candidate" if candidate else "draft"
+    rec = _registry_call(lambda: reg.register(folder, actor=actor, notes=notes, status=status,
+                                              theta=theta))  # fmt: skip
+    out.print(
+        f"registered {rec.model_version} as {rec.status} ({database_url(cfg).split('://')[0]})"
+    )
+
+
+@registry_app.command("promote")
+@guarded
+def registry_promote(
+    version: Annotated[str, typer.Argument(help="Model version.")],
+    to: Annotated[str, typer.Option(help="candidate, approved, deployed or rejected.")],
+    notes: NotesOpt,
+    actor: ActorOpt = "cli",
+    config_env: EnvOpt = None,
+    config_root: RootOpt = None,
+) -> None:
+    """Move a version along draft -> candidate -> approved -> deployed (or to rejected)."""
+    reg = _registry(_config(config_env, config_root))
+    rec = _registry_call(lambda: reg.transition(version, to, actor=actor, notes=notes))
+    out.print(f"{rec.model_version} is now {rec.status}")
+
+
+@registry_app.command("rollback")
+@guarded
+def registry_rollback(
+    notes: NotesOpt,
+    actor: ActorOpt = "cli",
+    config_env: EnvOpt = None,
+    config_root: RootOpt = None,
+) -> None:
+    """Take the deployed version out of service and put back the one deployed before it."""
+    reg = _registry(_config(config_env, config_root))
+    gone = reg.deployed()
+    rec = _registry_call(lambda: reg.rollback(actor=actor, notes=notes))
+    out.print(f"rolled back {gone.model_version if gone else '-'}; {rec.model_version} is deployed")
 
 
 @app.command("demo")

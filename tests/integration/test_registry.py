@@ -4,7 +4,6 @@ server of this machine (a fresh database per run). Same suite, same code path.""
 from __future__ import annotations
 
 import hashlib
-import json
 import multiprocessing as mp
 import os
 import uuid
@@ -13,10 +12,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import yaml
 from sqlalchemy import inspect
 
 from mlcore.registry import Registry, RegistryError, open_registry
+from tests.conftest import make_version
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -43,29 +42,6 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'registry' / 'registry.db'}"
     else:
         yield from _postgres_url()
-
-
-def make_version(root: Path, name: str) -> Path:
-    """A model version folder with what the registry reads (the model files are stand-ins)."""
-    folder = root / name
-    folder.mkdir(parents=True)
-    files = {
-        "ai1.lgbm.txt": b"tree\n",
-        "ai2.lgbm.txt": b"tree\n",
-        "ai3.lgbm.txt": b"tree\n",
-        "params.yaml": yaml.safe_dump({"timeframe": "1h", "seed": 7}).encode(),
-        "metrics.json": json.dumps({"ai1": {"oos_raw": {"auc": 0.61}}}).encode(),
-        "run.json": json.dumps({"code_hash": "abc123", "data_hash": "d" * 64}).encode(),
-        "dataset_index_filtered.json": json.dumps(
-            {"partitions": [{"month": "2023-01"}, {"month": "2024-12"}]}
-        ).encode(),
-        "feature_schema.json": b"{}",
-    }
-    for fname, body in files.items():
-        (folder / fname).write_bytes(body)
-    sums = {fname: hashlib.sha256(body).hexdigest() for fname, body in files.items()}
-    (folder / "checksums.json").write_text(json.dumps(sums))
-    return folder
 
 
 def test_register_read_and_refuse(url: str, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from mlcore._logging import configure_logging, get_logger
 from mlcore.cli import app
-from tests.conftest import CONFIG_ROOT, third_party_csv
+from tests.conftest import CONFIG_ROOT, make_version, third_party_csv
 
 runner = CliRunner()
 
@@ -35,6 +35,9 @@ def _run(*args: str) -> tuple[int, str]:
         ["theta"],
         ["theta", "optimize"],
         ["report"],
+        ["registry"],
+        ["registry", "list"],
+        ["registry", "promote"],
     ],
 )
 def test_help_everywhere(cmd: list[str]) -> None:
@@ -258,3 +261,27 @@ def test_backtest_theta_and_report_refuse_a_missing_model(archive: Path, tmp_pat
     assert code == 1 and "run `mlcore catalog build` first" in out, out
     code, out = _run("report", "--model", str(empty))
     assert code == 2 and "has no backtest results" in out
+
+
+def test_registry_commands_on_the_embedded_database(archive: Path, tmp_path: Path) -> None:
+    folder = make_version(tmp_path / "models", "20250101_0000_abc1234")
+    root = ["--config-root", str(CONFIG_ROOT)]
+    code, out = _run("registry", "register", "--model", str(folder), "--notes", "trained", *root)
+    assert code == 0 and "registered 20250101_0000_abc1234 as draft (sqlite)" in out
+    assert (archive / "registry" / "registry.db").exists()
+    code, out = _run("registry", "promote", folder.name, "--to", "deployed", "--notes", "go", *root)
+    assert code == 1
+    assert "error REGISTRY_REQUEST_REFUSED: 20250101_0000_abc1234 is draft: it can go to" in out
+    code, out = _run("registry", "promote", folder.name, "--to", "candidate", "--notes", "", *root)
+    assert code == 1 and "needs notes" in out
+    code, out = _run(
+        "registry", "promote", folder.name, "--to", "candidate", "--notes", "ok", *root
+    )
+    assert code == 0 and "is now candidate" in out
+    code, out = _run("registry", "show", folder.name, *root)
+    assert code == 0 and "MODEL_REGISTERED" in out and "MODEL_STATUS" in out
+    code, out = _run("registry", "list", "--status", "nope", *root)
+    assert code == 1 and "unknown status 'nope'" in out
+    code, out = _run("registry", "rollback", "--notes", "x", *root)
+    assert code == 1 and "nothing to roll back" in out
+    assert "Traceback" not in out
