@@ -669,7 +669,7 @@ ActorOpt = Annotated[
 
 def _registry(cfg: AppConfig) -> Registry:
     try:
-        return open_registry(database_url(cfg))
+        return open_registry(database_url(cfg), cfg.paths.artifacts)
     except Exception as exc:
         raise RetryableError(
             "REGISTRY_DB_UNAVAILABLE", f"registry database unavailable: {str(exc).splitlines()[0]}"
@@ -797,6 +797,61 @@ def registry_rollback(
     gone = reg.deployed()
     rec = _registry_call(lambda: reg.rollback(actor=actor, notes=notes))
     out.print(f"rolled back {gone.model_version if gone else '-'}; {rec.model_version} is deployed")
+
+
+@registry_app.command("verify")
+@guarded
+def registry_verify(
+    version: Annotated[str, typer.Argument(help="Model version.")],
+    config_env: EnvOpt = None,
+    config_root: RootOpt = None,
+) -> None:
+    """Check a version's served files against the checksums the registry recorded."""
+    reg = _registry(_config(config_env, config_root))
+    bad = _registry_call(lambda: reg.verify(version))
+    if bad:
+        for name, why in bad.items():
+            out.print(f"{version}/{name}: {why}")
+        raise MlcoreError(
+            "REGISTRY_ARTIFACT_DAMAGED",
+            f"{len(bad)} file(s) of {version} fail verification; `mlcore registry restore "
+            f"{version}` puts back the archived copies",
+        )
+    out.print(f"{version}: every file matches its recorded checksum")
+
+
+@registry_app.command("restore")
+@guarded
+def registry_restore(
+    version: Annotated[str, typer.Argument(help="Model version.")],
+    actor: ActorOpt = "cli",
+    config_env: EnvOpt = None,
+    config_root: RootOpt = None,
+) -> None:
+    """Put back a version's missing or damaged files from the registry's archived copy."""
+    reg = _registry(_config(config_env, config_root))
+    restored = _registry_call(lambda: reg.restore(version, actor=actor))
+    for name, why in restored.items():
+        out.print(f"restored {version}/{name} ({why})")
+    out.print(f"{version}: {len(restored)} file(s) restored, every file verified")
+
+
+@registry_app.command("prune")
+@guarded
+def registry_prune(
+    dry_run: Annotated[bool, typer.Option(help="Only list what would go.")] = False,
+    actor: ActorOpt = "cli",
+    config_env: EnvOpt = None,
+    config_root: RootOpt = None,
+) -> None:
+    """Delete the files of versions beyond data_retention.yaml's model_versions (never a
+    deployed, rolled-back or earlier deployed one)."""
+    cfg = _config(config_env, config_root)
+    reg = _registry(cfg)
+    keep = cfg.data_retention.model_versions
+    gone = _registry_call(lambda: reg.prune(keep, actor=actor, dry_run=dry_run))
+    verb = "would delete" if dry_run else "deleted"
+    out.print(f"keeping the newest {keep}: {verb} {len(gone)} version(s) {', '.join(gone)}")
 
 
 @app.command("demo")

@@ -154,3 +154,23 @@ def test_a_tampered_or_missing_model_is_refused(
     (good / "checksums.json").write_text(json.dumps(sums))
     with pytest.raises(ValueError, match=r"params\.yaml: timeframe '7h' is not one of"):
         PairModels.load(good)
+
+
+def test_a_lost_model_file_is_restored_from_the_registry(
+    bt: tuple[AppConfig, DemoResult, BacktestReport], tmp_path: Path
+) -> None:
+    from mlcore.registry import open_registry
+
+    _, result, _ = bt
+    assert result.training is not None
+    served = tmp_path / "models" / result.training.folder.name
+    shutil.copytree(result.training.folder, served)
+    reg = open_registry(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path / "store")
+    reg.register(served, actor="test", notes="demo version")
+    (served / "ai1.lgbm.txt").unlink()
+    with pytest.raises(ValueError, match=r"ai1\.lgbm\.txt"):
+        PairModels.load(served)
+    models = PairModels.load(served, restore=lambda v: reg.restore(v, actor="loader"))
+    assert models.version == served.name
+    assert reg.verify(served.name) == {}
+    assert reg.history(served.name)[-1]["event"] == "MODEL_RESTORED"

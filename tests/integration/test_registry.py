@@ -144,3 +144,38 @@ def test_two_processes_at_once_lose_nothing(url: str, tmp_path: Path) -> None:
     assert [p.exitcode for p in procs] == [0, 0]
     statuses = sorted(reg.get(n).status for n in names[:2])
     assert statuses == ["approved", "deployed"]
+
+
+def test_disaster_recovery_and_retention(url: str, tmp_path: Path) -> None:
+    reg = open_registry(url, tmp_path / "store")
+    names = [f"20250{m}01_0000_ddddddd" for m in range(1, 8)]
+    for n in names:
+        reg.register(make_version(tmp_path / "models", n), actor="ci", notes="trained")
+    first = names[0]
+    rec = reg.get(first)
+    assert rec.artifact_path == str(tmp_path / "store" / first)
+    served = tmp_path / "models" / first
+    assert reg.verify(first) == {}
+    (served / "ai1.lgbm.txt").unlink()
+    (served / "ai2.lgbm.txt").write_bytes(b"corrupted")
+    assert reg.verify(first) == {"ai1.lgbm.txt": "missing", "ai2.lgbm.txt": "checksum mismatch"}
+    restored = reg.restore(first, actor="ops")
+    assert restored == {"ai1.lgbm.txt": "missing", "ai2.lgbm.txt": "checksum mismatch"}
+    assert reg.verify(first) == {} and (served / "ai2.lgbm.txt").read_bytes() == b"tree\n"
+    assert [h["event"] for h in reg.history(first)][-1] == "MODEL_RESTORED"
+    # A damaged archived copy is never served.
+    (tmp_path / "store" / first / "ai3.lgbm.txt").write_bytes(b"bad copy")
+    (served / "ai3.lgbm.txt").unlink()
+    with pytest.raises(RegistryError, match="archived copy fails its checksum too"):
+        reg.restore(first, actor="ops")
+    assert not (served / "ai3.lgbm.txt").exists()
+    # Retention: the newest 5 stay, and so does the deployed (oldest) one.
+    for step in ("candidate", "approved", "deployed"):
+        reg.transition(names[1], step, actor="ci", notes="ok")
+    with pytest.raises(RegistryError, match="at least 5"):
+        reg.prune(3, actor="ops")
+    assert reg.prune(5, actor="ops", dry_run=True) == [first]
+    assert reg.prune(5, actor="ops") == [first]
+    assert not served.exists() and not (tmp_path / "store" / first).exists()
+    assert (tmp_path / "models" / names[1]).exists()
+    assert [h["event"] for h in reg.history(first)][-1] == "MODEL_PRUNED"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,8 +106,20 @@ class PairModels:
     feature_schema_hash: str
 
     @classmethod
-    def load(cls, folder: Path) -> PairModels:
-        """Load and check a model version folder; ``ValueError`` naming the file at fault."""
+    def load(cls, folder: Path, restore: Callable[[str], object] | None = None) -> PairModels:
+        """Load and check a model version folder; ``ValueError`` naming the file at fault.
+        With ``restore`` (the registry's), a missing or damaged file is first put back from
+        the archived copy, verified, and the load tried once more."""
+        try:
+            return cls._load(folder)
+        except ValueError:
+            if restore is None:
+                raise
+            restore(folder.name)
+            return cls._load(folder)
+
+    @classmethod
+    def _load(cls, folder: Path) -> PairModels:
         if not folder.is_dir():
             raise ValueError(f"{folder}: no such model version folder")
         sums = read_checksums(folder)

@@ -38,6 +38,7 @@ class StoragePaths:
     catalog: Path
     models: Path
     reports: Path
+    artifacts: Path
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
         catalog=_resolve(archive, layout.catalog_root),
         models=_resolve(archive, layout.models_root),
         reports=_resolve(archive, layout.reports_root),
+        artifacts=_resolve(archive, layout.artifact_store_root),
     )
     return AppConfig(
         env_name=name,

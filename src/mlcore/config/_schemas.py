@@ -64,6 +64,7 @@ class MlCoreStoragePolicy(Policy):
     catalog_root: str
     models_root: str
     reports_root: str
+    artifact_store_root: str
 
 
 # pipeline_policy.yaml -------------------------------------------------------------------
@@ -167,6 +168,7 @@ class DataRetentionPolicy(Policy):
     features_months: PositiveInt
     snapshots_months: PositiveInt
     ingest_reports_days: PositiveInt
+    model_versions: Annotated[int, Field(ge=5)]
 
 
 # universe.yaml --------------------------------------------------------------------------

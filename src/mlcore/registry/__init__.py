@@ -1,6 +1,8 @@
 """Registry stage: model versions with their lineage and status (a state machine with an audit
 trail), on SQLite (embedded default) or PostgreSQL, one SQLAlchemy + Alembic code path."""
 
+from pathlib import Path
+
 from mlcore.registry._db import database_url, make_engine, upgrade
 from mlcore.registry._registry import (
     TRANSITIONS,
@@ -9,25 +11,38 @@ from mlcore.registry._registry import (
     RegistryError,
     version_row,
 )
+from mlcore.registry._store import (
+    ArtifactStore,
+    LocalArtifactStore,
+    damaged_files,
+    read_sums,
+    restore_folder,
+)
 from mlcore.registry._tables import STATUSES, metadata
 
 __all__ = [
     "STATUSES",
     "TRANSITIONS",
+    "ArtifactStore",
+    "LocalArtifactStore",
     "ModelRecord",
     "Registry",
     "RegistryError",
+    "damaged_files",
     "database_url",
     "make_engine",
     "metadata",
     "open_registry",
+    "read_sums",
+    "restore_folder",
     "upgrade",
     "version_row",
 ]
 
 
-def open_registry(url: str) -> Registry:
-    """The registry at ``url``, migrated to the newest schema."""
+def open_registry(url: str, store_root: Path | None = None) -> Registry:
+    """The registry at ``url``, migrated to the newest schema, archiving model versions under
+    ``store_root`` (if given)."""
     engine = make_engine(url)
     upgrade(engine)
-    return Registry(engine)
+    return Registry(engine, LocalArtifactStore(store_root) if store_root is not None else None)

@@ -10,6 +10,7 @@ deploys the version that was in service before it.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ import yaml
 from sqlalchemy import Connection, Engine, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from mlcore.registry._store import ArtifactStore, damaged_files, restore_folder
 from mlcore.registry._tables import STATUSES, config_changes, model_registry
 
 TRANSITIONS: Final[dict[str, tuple[str, ...]]] = {
@@ -151,10 +153,12 @@ def version_row(folder: Path, theta: tuple[float, float] | None) -> dict[str, An
 
 
 class Registry:
-    """The registry on an engine (see :func:`mlcore.registry.open_registry`)."""
+    """The registry on an engine (see :func:`mlcore.registry.open_registry`), with the artifact
+    store that keeps an archived copy of every registered version."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, store: ArtifactStore | None = None) -> None:
         self.engine = engine
+        self.store = store
 
     # -- reading ------------------------------------------------------------------------
     def get(self, version: str) -> ModelRecord:
@@ -200,6 +204,16 @@ class Registry:
         if status not in ("draft", "candidate"):
             raise RegistryError(f"a new version starts as draft or candidate, not {status!r}")
         row = version_row(folder, theta)
+        exists = self._exists(row["model_version"])
+        if exists:
+            raise RegistryError(f"model version {row['model_version']!r} is already registered")
+        if self.store is not None:
+            try:
+                row["artifact_path"] = self.store.put(
+                    row["model_version"], folder, row["checksums_json"]
+                )
+            except (OSError, ValueError) as exc:
+                raise RegistryError(f"{folder}: cannot be archived ({exc})") from None
         now = _now()
         row |= {"status": status, "created_at": now, "created_by": actor, "updated_at": now,
                 "deployed_at": None, "notes": notes}  # fmt: skip
@@ -278,7 +292,80 @@ class Registry:
                         details)  # fmt: skip
         return self.get(previous)
 
+    # -- artifacts ----------------------------------------------------------------------
+    def served_folder(self, version: str) -> Path:
+        """Where the version's files are served from (``models_root/{version}``)."""
+        return Path(self._path(version, "model_ai1_path")).parent
+
+    def verify(self, version: str) -> dict[str, str]:
+        """Served files that are missing or fail the checksums the registry recorded."""
+        rec = self.get(version)
+        return damaged_files(self.served_folder(version), rec.checksums)
+
+    def restore(self, version: str, *, actor: str) -> dict[str, str]:
+        """Replace the version's missing or damaged served files with their archived copies
+        (each verified); returns what was restored and why."""
+        if self.store is None:
+            raise RegistryError("this registry has no artifact store to restore from")
+        rec = self.get(version)
+        try:
+            restored = restore_folder(self.store, version, self.served_folder(version),
+                                      rec.checksums)  # fmt: skip
+        except ValueError as exc:
+            raise RegistryError(str(exc)) from None
+        if restored:
+            with self.engine.begin() as conn:
+                self._audit(conn, "MODEL_RESTORED", version, rec.status, rec.status,
+                            f"restored from the artifact store: {restored}", actor,
+                            {"files": restored})  # fmt: skip
+        return restored
+
+    def prune(self, keep: int, *, actor: str, dry_run: bool = False) -> list[str]:
+        """Delete the served files and archived copies of versions beyond the newest ``keep``,
+        never one that is deployed, rolled back, or was deployed before (a rollback target).
+        The registry rows stay, marked in the audit trail."""
+        if keep < 5:
+            raise RegistryError(f"keep must be at least 5 versions (spec), got {keep}")
+        records = self.records()
+        protected = {
+            r.model_version
+            for r in records
+            if r.status in ("deployed", "rolled_back") or r.deployed_at is not None
+        }
+        gone = [r for r in records[keep:] if r.model_version not in protected]
+        if dry_run:
+            return [r.model_version for r in gone]
+        for r in gone:
+            folder = self.served_folder(r.model_version)
+            shutil.rmtree(folder, ignore_errors=True)
+            if self.store is not None:
+                self.store.delete(r.model_version)
+            with self.engine.begin() as conn:
+                self._audit(conn, "MODEL_PRUNED", r.model_version, r.status, r.status,
+                            f"beyond the newest {keep} versions", actor, None)  # fmt: skip
+        return [r.model_version for r in gone]
+
     # -- helpers ------------------------------------------------------------------------
+    def _exists(self, version: str) -> bool:
+        with self.engine.connect() as conn:
+            return (
+                conn.execute(
+                    select(model_registry.c.model_version).where(
+                        model_registry.c.model_version == version
+                    )
+                ).first()
+                is not None
+            )
+
+    def _path(self, version: str, column: str) -> str:
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(model_registry.c[column]).where(model_registry.c.model_version == version)
+            ).scalar()
+        if value is None:
+            raise RegistryError(f"model version {version!r} is not registered")
+        return str(value)
+
     @staticmethod
     def _locked(conn: Connection, version: str) -> str:
         status = conn.execute(

@@ -1,0 +1,127 @@
+"""The registry's artifact store: an archived copy of every registered model version, each file
+checked against the version's ``checksums.json`` on the way in and on the way out.
+
+``ArtifactStore`` is the interface (put, read, versions, delete); ``LocalArtifactStore`` keeps
+the copies under a directory. Restoring a served folder from the store is
+:func:`restore_folder`: only files that are missing or fail their checksum are replaced, each
+atomically, and only with a copy that passes its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Protocol
+
+from mlcore.data import replace_dir, write_atomic
+
+
+def sha256(data: bytes) -> str:
+    """Hex SHA256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_sums(folder: Path) -> dict[str, str]:
+    """A version folder's ``checksums.json``; ``ValueError`` if missing or malformed."""
+    path = folder / "checksums.json"
+    try:
+        sums = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: missing") from None
+    except ValueError as exc:
+        raise ValueError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(sums, dict) or not all(isinstance(v, str) for v in sums.values()):
+        raise ValueError(f"{path}: not a mapping of file name to SHA256")
+    return sums
+
+
+class ArtifactStore(Protocol):
+    """Where the registry archives model versions."""
+
+    def put(self, version: str, folder: Path, sums: dict[str, str]) -> str: ...
+
+    def read(self, version: str, name: str) -> bytes: ...
+
+    def versions(self) -> list[str]: ...
+
+    def delete(self, version: str) -> None: ...
+
+
+class LocalArtifactStore:
+    """Copies under ``root/{version}/`` (written whole or not at all)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def put(self, version: str, folder: Path, sums: dict[str, str]) -> str:
+        """Archive the files listed in ``sums`` (and ``checksums.json``), each checked first;
+        returns where they went."""
+        files = {}
+        for name, want in sorted(sums.items()):
+            data = (folder / name).read_bytes()
+            if sha256(data) != want:
+                raise ValueError(f"{folder / name}: checksum mismatch, not archived")
+            files[name] = data
+        files["checksums.json"] = (folder / "checksums.json").read_bytes()
+        target = self.root / version
+        replace_dir(target, files)
+        return str(target)
+
+    def read(self, version: str, name: str) -> bytes:
+        """One archived file's bytes."""
+        try:
+            return (self.root / version / name).read_bytes()
+        except FileNotFoundError:
+            raise ValueError(
+                f"{name} of {version} is not in the artifact store {self.root}"
+            ) from None
+
+    def versions(self) -> list[str]:
+        """Archived versions, sorted."""
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
+
+    def delete(self, version: str) -> None:
+        """Remove a version's archived copy."""
+        shutil.rmtree(self.root / version, ignore_errors=True)
+
+
+def damaged_files(folder: Path, sums: dict[str, str]) -> dict[str, str]:
+    """Files of ``sums`` that are missing from ``folder`` or fail their checksum, with why."""
+    bad = {}
+    for name, want in sorted(sums.items()):
+        path = folder / name
+        if not path.exists():
+            bad[name] = "missing"
+        elif sha256(path.read_bytes()) != want:
+            bad[name] = "checksum mismatch"
+    return bad
+
+
+def restore_folder(
+    store: ArtifactStore, version: str, folder: Path, sums: dict[str, str]
+) -> dict[str, str]:  # fmt: skip
+    """Put back every damaged file of ``folder`` from the store (each copy verified first);
+    returns what was restored and why. ``ValueError`` if a copy is missing or damaged too."""
+    damaged = damaged_files(folder, sums)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in damaged:
+        data = store.read(version, name)
+        if sha256(data) != sums[name]:
+            raise ValueError(
+                f"{name} of {version}: the archived copy fails its checksum too; not served"
+            )
+        write_atomic(folder / name, data)
+    archived = store.read(version, "checksums.json")
+    local = folder / "checksums.json"
+    if not local.exists() or local.read_bytes() != archived:
+        write_atomic(local, archived)
+        damaged["checksums.json"] = (
+            "missing" if not local.exists() else "differs from the registry's"
+        )
+    return damaged
