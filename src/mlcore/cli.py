@@ -603,8 +603,13 @@ def _on_model(
     what the inputs lack becomes one clear error."""
     cfg = _config(env, root)
     folder, base = _models(cfg, model, baseline)
+
+    def restore(version: str) -> object:
+        # A registered version's lost or damaged file comes back from the registry's copy.
+        return _registry(cfg).restore(version, actor="loader")
+
     try:
-        return fn(cfg, Catalog(cfg), folder, baseline_folder=base, seed=seed)
+        return fn(cfg, Catalog(cfg), folder, baseline_folder=base, seed=seed, restore=restore)
     except ValueError as exc:
         raise DataQualityError("BACKTEST_INPUT_INVALID", str(exc)) from exc
 

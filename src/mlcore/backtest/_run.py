@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,11 +199,11 @@ class ThetaRun:
 
 def optimize_theta(
     cfg: AppConfig, cat: Catalog, model_folder: Path, *, baseline_folder: Path | None = None,
-    seed: int | None = None,
+    seed: int | None = None, restore: Callable[[str], object] | None = None,
 ) -> ThetaRun:  # fmt: skip
     """Search θ on the version's search window (grid, then Optuna) and stabilise it against
     the θ in force (the baseline's adopted θ, else core_policy's)."""
-    models = PairModels.load(model_folder)
+    models = PairModels.load(model_folder, restore)
     timeframe = str(models.params["timeframe"])
     search_start, test_start = models.windows()
     seed = int(models.params["seed"]) if seed is None else seed
@@ -228,7 +229,7 @@ def optimize_theta(
         return run_portfolio(search_bars, setups, t1, t2, account=account)
 
     search = search_theta(on_search, box, cfg.backtest.theta_search, seed)
-    baseline = PairModels.load(baseline_folder) if baseline_folder is not None else None
+    baseline = PairModels.load(baseline_folder, restore) if baseline_folder is not None else None
     if baseline is not None and baseline.params["timeframe"] != timeframe:
         raise ValueError(
             f"model in service {baseline.version} is on {baseline.params['timeframe']} bars, the "
@@ -245,11 +246,13 @@ def optimize_theta(
 
 def run_backtest(
     cfg: AppConfig, cat: Catalog, model_folder: Path, *, baseline_folder: Path | None = None,
-    seed: int | None = None,
+    seed: int | None = None, restore: Callable[[str], object] | None = None,
 ) -> BacktestReport:  # fmt: skip
     """Backtest the model version in ``model_folder`` (θ search, gates, stress) and write the
     results; ``baseline_folder`` is the model in service, for the non-inferiority gate."""
-    th = optimize_theta(cfg, cat, model_folder, baseline_folder=baseline_folder, seed=seed)
+    th = optimize_theta(
+        cfg, cat, model_folder, baseline_folder=baseline_folder, seed=seed, restore=restore
+    )
     models, baseline, timeframe, seed = th.models, th.baseline, th.timeframe, th.seed
     search_start, test_start = th.search_start, th.test_start
     search_bars, test_bars, setups = th.search_bars, th.test_bars, th.setups

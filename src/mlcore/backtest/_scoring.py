@@ -112,10 +112,13 @@ class PairModels:
         the archived copy, verified, and the load tried once more."""
         try:
             return cls._load(folder)
-        except ValueError:
+        except ValueError as exc:
             if restore is None:
                 raise
-            restore(folder.name)
+            try:
+                restore(folder.name)
+            except Exception as failed:
+                raise ValueError(f"{exc} (not restored: {failed})") from None
             return cls._load(folder)
 
     @classmethod
