@@ -51,6 +51,7 @@ from mlcore.registry import (
     RegistryError,
     database_url,
     open_registry,
+    rebuild,
 )
 from mlcore.training import TrainReport, train_models
 
@@ -808,11 +809,20 @@ def registry_rollback(
 @guarded
 def registry_verify(
     version: Annotated[str, typer.Argument(help="Model version.")],
+    rebuild_: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="Also retrain the version from its lineage (catalog, seed, config) in a "
+            "scratch folder and compare every file byte for byte.",
+        ),
+    ] = False,
     config_env: EnvOpt = None,
     config_root: RootOpt = None,
 ) -> None:
     """Check a version's served files against the checksums the registry recorded."""
-    reg = _registry(_config(config_env, config_root))
+    cfg = _config(config_env, config_root)
+    reg = _registry(cfg)
     bad = _registry_call(lambda: reg.verify(version))
     if bad:
         for name, why in bad.items():
@@ -823,6 +833,25 @@ def registry_verify(
             f"{version}` puts back the archived copies",
         )
     out.print(f"{version}: every file matches its recorded checksum")
+    if not rebuild_:
+        return
+    try:
+        rep = rebuild(cfg, Catalog(cfg), reg.served_folder(version))
+    except ValueError as exc:
+        raise DataQualityError("REGISTRY_REBUILD_INVALID", str(exc)) from exc
+    for w in rep.warnings:
+        out.print(f"warning: {escape(w)}")
+    out.print(f"rebuild: {len(rep.identical)} file(s) byte-identical")
+    for name in rep.differing:
+        out.print(f"  differs: {name}")
+    for name in rep.missing:
+        out.print(f"  not produced: {name}")
+    if not rep.ok:
+        raise MlcoreError(
+            "REGISTRY_REBUILD_DIFFERS",
+            f"{len(rep.differing) + len(rep.missing)} file(s) of {version} do not rebuild "
+            "identically",
+        )
 
 
 @registry_app.command("restore")

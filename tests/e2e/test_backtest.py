@@ -174,3 +174,28 @@ def test_a_lost_model_file_is_restored_from_the_registry(
     assert models.version == served.name
     assert reg.verify(served.name) == {}
     assert reg.history(served.name)[-1]["event"] == "MODEL_RESTORED"
+
+
+def test_a_version_rebuilds_byte_identical_from_its_lineage(
+    bt: tuple[AppConfig, DemoResult, BacktestReport], tmp_path: Path
+) -> None:
+    from mlcore.registry import rebuild
+
+    cfg, result, _ = bt
+    assert result.training is not None
+    # A copy whose AI1 file was swapped (with its checksum, so only a rebuild can tell).
+    copy = tmp_path / result.training.folder.name
+    shutil.copytree(result.training.folder, copy)
+    model = copy / "ai1.lgbm.txt"
+    model.write_bytes(model.read_bytes() + b"\n")
+    sums = json.loads((copy / "checksums.json").read_text())
+    sums["ai1.lgbm.txt"] = hashlib.sha256(model.read_bytes()).hexdigest()
+    (copy / "checksums.json").write_text(json.dumps(sums))
+    rep = rebuild(cfg, Catalog(cfg), copy)
+    assert rep.warnings == []
+    assert rep.differing == ["ai1.lgbm.txt"] and rep.missing == []
+    assert not rep.ok
+    # Everything else, the direction ensemble included, came out byte for byte.
+    assert {"ai2.lgbm.txt", "ai3.lgbm.txt", "metrics.json", "feature_schema.json",
+            "ensemble_level3.json"} <= set(rep.identical)  # fmt: skip
+    assert len(rep.identical) == len(sums) - 2  # all but run.json and ai1

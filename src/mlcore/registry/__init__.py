@@ -4,6 +4,7 @@ trail), on SQLite (embedded default) or PostgreSQL, one SQLAlchemy + Alembic cod
 from pathlib import Path
 
 from mlcore.registry._db import database_url, make_engine, upgrade
+from mlcore.registry._rebuild import RebuildReport, rebuild
 from mlcore.registry._registry import (
     TRANSITIONS,
     ModelRecord,
@@ -26,6 +27,7 @@ __all__ = [
     "ArtifactStore",
     "LocalArtifactStore",
     "ModelRecord",
+    "RebuildReport",
     "Registry",
     "RegistryError",
     "damaged_files",
@@ -34,6 +36,7 @@ __all__ = [
     "metadata",
     "open_registry",
     "read_sums",
+    "rebuild",
     "restore_folder",
     "upgrade",
     "version_row",
