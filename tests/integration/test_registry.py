@@ -179,3 +179,31 @@ def test_disaster_recovery_and_retention(url: str, tmp_path: Path) -> None:
     assert not served.exists() and not (tmp_path / "store" / first).exists()
     assert (tmp_path / "models" / names[1]).exists()
     assert [h["event"] for h in reg.history(first)][-1] == "MODEL_PRUNED"
+
+
+def test_retrain_runs_and_the_two_failure_stop(url: str) -> None:
+    reg = open_registry(url)
+    ok = reg.start_run(log_path="/logs/1.log")
+    reg.finish_run(ok, "success", model_version="20250101_0000_abc", theta=(0.7, 0.3),
+                   metrics={"sharpe": 1.4})  # fmt: skip
+    assert reg.consecutive_failures() == 0
+    first = reg.start_run()
+    reg.finish_run(first, "retrying", retry_count=1, error_message="catalog locked")
+    assert reg.runs()[0]["ended_at"] is None
+    reg.finish_run(first, "failed", retry_count=2, error_message="catalog locked")
+    assert reg.consecutive_failures() == 1
+    second = reg.start_run()
+    reg.finish_run(second, "failed", retry_count=2, error_message="no bars")
+    assert reg.consecutive_failures() == 2
+    rows = {r["run_id"]: r for r in reg.runs()}
+    assert rows[first]["retry_count"] == 2 and rows[first]["error_message"] == "catalog locked"
+    assert float(rows[ok]["theta1"]) == pytest.approx(0.7)
+    with pytest.raises(RegistryError, match="needs its error message"):
+        reg.finish_run(reg.start_run(), "failed")
+    with pytest.raises(RegistryError, match="not 'done'"):
+        reg.finish_run(second, "done")
+    with pytest.raises(RegistryError, match="is not recorded"):
+        reg.finish_run("no-such-run", "success")
+    again = reg.start_run()
+    reg.finish_run(again, "success")
+    assert reg.consecutive_failures() == 0

@@ -19,9 +19,10 @@ from mlcore.registry._store import (
     read_sums,
     restore_folder,
 )
-from mlcore.registry._tables import STATUSES, metadata
+from mlcore.registry._tables import RUN_STATUSES, STATUSES, metadata
 
 __all__ = [
+    "RUN_STATUSES",
     "STATUSES",
     "TRANSITIONS",
     "ArtifactStore",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -22,7 +23,13 @@ from sqlalchemy import Connection, Engine, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from mlcore.registry._store import ArtifactStore, damaged_files, restore_folder
-from mlcore.registry._tables import STATUSES, config_changes, model_registry
+from mlcore.registry._tables import (
+    RUN_STATUSES,
+    STATUSES,
+    config_changes,
+    model_registry,
+    retrain_runs,
+)
 
 TRANSITIONS: Final[dict[str, tuple[str, ...]]] = {
     "draft": ("candidate", "rejected"),
@@ -291,6 +298,57 @@ class Registry:
             self._audit(conn, "CONFIG_ROLLBACK", previous, "approved", "deployed", notes, actor,
                         details)  # fmt: skip
         return self.get(previous)
+
+    # -- retraining runs (audit.retrain_runs) ----------------------------------------------
+    def start_run(self, *, log_path: str | None = None) -> str:
+        """Record a retraining run as started; returns its id."""
+        run_id = str(uuid.uuid4())
+        with self.engine.begin() as conn:
+            conn.execute(insert(retrain_runs).values(
+                run_id=run_id, started_at=_now(), status="running", retry_count=0,
+                log_path=log_path,
+            ))  # fmt: skip
+        return run_id
+
+    def finish_run(
+        self, run_id: str, status: str, *, retry_count: int = 0,
+        model_version: str | None = None, theta: tuple[float, float] | None = None,
+        metrics: dict[str, Any] | None = None, error_message: str | None = None,
+    ) -> None:  # fmt: skip
+        """Record how a run ended (or that it is being retried)."""
+        if status not in RUN_STATUSES or status == "running":
+            raise RegistryError(f"a run ends as one of {list(RUN_STATUSES[1:])}, not {status!r}")
+        if status in ("failed", "aborted") and not error_message:
+            raise RegistryError(f"a {status} run needs its error message")
+        values: dict[str, Any] = {
+            "status": status, "retry_count": retry_count, "model_version": model_version,
+            "metrics": metrics, "error_message": error_message,
+            "ended_at": None if status == "retrying" else _now(),
+        }  # fmt: skip
+        if theta is not None:
+            values["theta1"], values["theta2"] = theta
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(retrain_runs).where(retrain_runs.c.run_id == run_id).values(**values)
+            ).rowcount
+        if done != 1:
+            raise RegistryError(f"retrain run {run_id!r} is not recorded")
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every retraining run, newest first."""
+        query = select(retrain_runs).order_by(retrain_runs.c.started_at.desc())
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def consecutive_failures(self) -> int:
+        """Failed runs since the last successful one (retries and running runs skipped)."""
+        count = 0
+        for run in self.runs():
+            if run["status"] == "success":
+                break
+            if run["status"] == "failed":
+                count += 1
+        return count
 
     # -- artifacts ----------------------------------------------------------------------
     def served_folder(self, version: str) -> Path:

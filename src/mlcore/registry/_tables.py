@@ -24,6 +24,7 @@ from sqlalchemy import (
 metadata = MetaData()
 
 STATUSES: Final = ("draft", "candidate", "approved", "rejected", "deployed", "rolled_back")
+RUN_STATUSES: Final = ("running", "success", "failed", "retrying", "aborted")
 
 model_registry = Table(
     "model_registry",
