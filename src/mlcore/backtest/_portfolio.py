@@ -182,15 +182,16 @@ def run_portfolio(
     controls = {b.pair_id: np.zeros(len(b.ts_ns)) for b in bars}
     pair_capital = {b.pair_id: setups[b.pair_id].strategy.capital for b in bars}
     applied: list[tuple[int, int, float]] = []
+    path = np.zeros(0)
     for _ in range(_MAX_STOPS + 1):
         runs = {
             b.pair_id: _simulate(b, setups[b.pair_id], theta1, theta2, cost_multiplier,
                                  latency_bars, controls[b.pair_id])
             for b in bars
         }  # fmt: skip
+        ts, path = account_path(bars, {pid: r.equity for pid, r in runs.items()}, pair_capital)
         if account is None:
             break
-        ts, path = account_path(bars, {pid: r.equity for pid, r in runs.items()}, pair_capital)
         new = [x for x in account_stops(ts, path, sum(pair_capital.values()), account)
                if x not in applied]  # fmt: skip
         if not new:
@@ -246,8 +247,7 @@ def run_portfolio(
     metrics["stop_share"] = float(stops.mean()) if len(trades) else 0.0
     metrics["years"] = years
     # The stops watch every bar; the daily closes above can hide a deeper fall within a day.
-    _, bar_path = account_path(bars, {pid: r.equity for pid, r in runs.items()}, pair_capital)
-    metrics["max_drawdown_bar_level"] = max_drawdown(bar_path, capital)
+    metrics["max_drawdown_bar_level"] = max_drawdown(path, capital)
     metrics["account_stops"] = [
         {"start": str(pd.Timestamp(a, tz="UTC")), "end": str(pd.Timestamp(e, tz="UTC")),
          "kind": "flatten" if lv == k.CONTROL_FLATTEN else "halt"}

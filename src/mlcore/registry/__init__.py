@@ -16,7 +16,6 @@ from mlcore.registry._store import (
     ArtifactStore,
     LocalArtifactStore,
     damaged_files,
-    read_sums,
     restore_folder,
 )
 from mlcore.registry._tables import RUN_STATUSES, STATUSES, metadata
@@ -36,7 +35,6 @@ __all__ = [
     "make_engine",
     "metadata",
     "open_registry",
-    "read_sums",
     "rebuild",
     "restore_folder",
     "upgrade",

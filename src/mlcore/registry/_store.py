@@ -10,7 +10,6 @@ atomically, and only with a copy that passes its own.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from pathlib import Path
 from typing import Protocol
@@ -21,20 +20,6 @@ from mlcore.data import replace_dir, write_atomic
 def sha256(data: bytes) -> str:
     """Hex SHA256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
-
-
-def read_sums(folder: Path) -> dict[str, str]:
-    """A version folder's ``checksums.json``; ``ValueError`` if missing or malformed."""
-    path = folder / "checksums.json"
-    try:
-        sums = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise ValueError(f"{path}: missing") from None
-    except ValueError as exc:
-        raise ValueError(f"{path}: not JSON ({exc})") from None
-    if not isinstance(sums, dict) or not all(isinstance(v, str) for v in sums.values()):
-        raise ValueError(f"{path}: not a mapping of file name to SHA256")
-    return sums
 
 
 class ArtifactStore(Protocol):
