@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import backtesting
+import psycopg
 import pytest
 import yaml
 
@@ -65,7 +71,7 @@ def make_version(root: Path, name: str) -> Path:
         "ai3.lgbm.txt": b"tree\n",
         "params.yaml": yaml.safe_dump({"timeframe": "1h", "seed": 7}).encode(),
         "metrics.json": json.dumps({"ai1": {"oos_raw": {"auc": 0.61}}}).encode(),
-        "run.json": json.dumps({"code_hash": "abc123", "data_hash": "d" * 64}).encode(),
+        "run.json": json.dumps({"code_hash": "abc123", "data_hash": "d" * 64, "seed": 7}).encode(),
         "dataset_index_filtered.json": json.dumps(
             {"partitions": [{"month": "2023-01"}, {"month": "2024-12"}]}
         ).encode(),
@@ -76,3 +82,49 @@ def make_version(root: Path, name: str) -> Path:
     sums = {fname: hashlib.sha256(body).hexdigest() for fname, body in files.items()}
     (folder / "checksums.json").write_text(json.dumps(sums))
     return folder
+
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def postgres_url() -> Iterator[str]:
+    """A fresh database on this machine's PostgreSQL server, dropped afterwards (a skip outside
+    CI when the server does not answer; a failure in CI, where it must)."""
+    name = f"mlcore_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL on 127.0.0.1:5432 must answer in CI: {exc}")
+        pytest.skip(f"PostgreSQL on 127.0.0.1:5432 does not answer: {exc}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def config_with(folder: Path, overlays: dict[str, dict[str, Any]]) -> Path:
+    """A copy of configs/ under ``folder`` whose dev overlays also change ``overlays``
+    ({policy file: {key: value}}; a mapping value is merged into the base's)."""
+    root = folder / "configs"
+    shutil.copytree(CONFIG_ROOT, root)
+    for name, entries in overlays.items():
+        path = root / "envs" / "dev" / f"{name}.yaml"
+        data = yaml.safe_load(path.read_text()) if path.exists() else {}
+        for key, value in entries.items():
+            data[key] = {"value": value}
+        path.write_text(yaml.safe_dump(data))
+    return root
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect server and database for the whole session (it takes ~12 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    import mlcore.flows  # noqa: F401  (sets Prefect's defaults before Prefect loads)
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

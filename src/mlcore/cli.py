@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import pandas as pd
 import typer
@@ -50,10 +50,13 @@ from mlcore.registry import (
     Registry,
     RegistryError,
     database_url,
-    open_registry,
     rebuild,
+    registry_for,
 )
 from mlcore.training import TrainReport, train_models
+
+if TYPE_CHECKING:
+    from mlcore.flows import RetrainOutcome
 
 app = typer.Typer(
     name="mlcore",
@@ -77,6 +80,11 @@ theta_app = typer.Typer(
     help="Search and stabilise the entry thresholds θ1/θ2.", no_args_is_help=True
 )
 app.add_typer(theta_app, name="theta")
+flows_app = typer.Typer(
+    help="Prefect flows: run retraining now, serve its cron deployment, see runs and alerts.",
+    no_args_is_help=True,
+)
+app.add_typer(flows_app, name="flows")
 
 # Wide enough for the summary tables when output is piped (rich assumes 80 columns).
 out = Console(width=None if sys.stdout.isatty() else 120)
@@ -408,13 +416,29 @@ def _print_demo_end(result: DemoResult) -> None:
     out.print(
         f"time: generate {t['generate_s']:.1f}s, ingest {t['ingest_s']:.1f}s, "
         f"re-ingest {t['reingest_s']:.1f}s, catalog {t['catalog_s']:.1f}s, "
-        f"features+labels {t['features_labels_s']:.1f}s, train {t['train_s']:.1f}s, "
-        f"backtest {t.get('backtest_s', 0.0):.1f}s, total {t['total_s']:.1f}s"
+        f"features+labels {t['features_labels_s']:.1f}s, retrain flow (train, θ, backtest, "
+        f"publish) {t['retrain_flow_s']:.1f}s, total {t['total_s']:.1f}s"
     )
     out.print(f"summary: {result.report_path}")
+    if result.retrain is not None:
+        _print_retrain(result.retrain)
     if result.backtest is not None:
         out.print(f"adoption decision: {result.backtest.decision.upper()}")
         out.print(f"report: {result.backtest.report}")
+
+
+def _print_retrain(outcome: RetrainOutcome) -> None:
+    out.print(
+        f"retrain run {outcome.run_id}: {outcome.status}, {outcome.retries} retries "
+        "(audit.retrain_runs)"
+    )
+    if outcome.publish is not None:
+        p = outcome.publish
+        out.print(f"registry: {p.model_version} is {p.status} — {escape(p.checklist.notes())}")
+        for where in p.notified:
+            out.print(f"serving notified: {where}")
+    elif outcome.message:
+        out.print(f"registry: {escape(outcome.message)}")
 
 
 @app.command("train")
@@ -675,7 +699,7 @@ ActorOpt = Annotated[
 
 def _registry(cfg: AppConfig) -> Registry:
     try:
-        return open_registry(database_url(cfg), cfg.paths.artifacts)
+        return registry_for(cfg)
     except Exception as exc:
         raise RetryableError(
             "REGISTRY_DB_UNAVAILABLE", f"registry database unavailable: {str(exc).splitlines()[0]}"
@@ -886,6 +910,162 @@ def registry_prune(
     gone = _registry_call(lambda: reg.prune(keep, actor=actor, dry_run=dry_run))
     verb = "would delete" if dry_run else "deleted"
     out.print(f"keeping the newest {keep}: {verb} {len(gone)} version(s) {', '.join(gone)}")
+
+
+class FlowName(StrEnum):
+    """Which flow ``flows run`` starts."""
+
+    retrain = "retrain"
+    backtest = "backtest"
+    theta = "theta"
+    publish = "publish"
+
+
+def _flow_call(fn: Callable[[], R]) -> R:
+    """Flow failures as one clear line: the run is already recorded in audit.retrain_runs."""
+    from mlcore.flows import RetrainRefused
+
+    try:
+        return fn()
+    except RetrainRefused as exc:
+        raise MlcoreError("CORE_RETRAIN_REFUSED", str(exc)) from exc
+    except RegistryError as exc:
+        raise MlcoreError("REGISTRY_REQUEST_REFUSED", str(exc)) from exc
+    except (ValueError, OSError) as exc:
+        raise MlcoreError("CORE_RETRAIN_FAILED", f"{type(exc).__name__}: {exc}") from exc
+
+
+@flows_app.command("run")
+@guarded
+def flows_run(
+    name: Annotated[
+        FlowName, typer.Argument(help="retrain (the whole chain), backtest, theta or publish.")
+    ],
+    model: ModelOpt = None,
+    timeframe: Annotated[
+        str | None, typer.Option(help="Bars to train on (default: retrain_policy.yaml).")
+    ] = None,
+    seed: SeedOpt = None,
+    config_env: EnvOpt = None,
+    config_root: RootOpt = None,
+) -> None:
+    """Run a flow once, now, in this process (Prefect ephemeral mode unless PREFECT_API_URL
+    names a server). ``retrain`` goes from the catalog to a published version."""
+    from mlcore import flows
+
+    cfg = _config(config_env, config_root)
+    if name is FlowName.retrain:
+        outcome = _flow_call(lambda: flows.run_retrain(cfg, timeframe=timeframe, seed=seed))
+        if outcome.training is not None:
+            _print_train(outcome.training)
+        if outcome.backtest is not None:
+            _print_theta(outcome.backtest.theta_run)
+            _print_backtest(outcome.backtest)
+        _print_retrain(outcome)
+        return
+    folder, _ = _models(cfg, model, None)
+    where = {"config_root": str(cfg.config_root), "config_env": cfg.env_name}
+    if name is FlowName.theta:
+        _print_theta(_flow_call(lambda: flows.core_theta_opt_flow(folder.name, **where)))
+    elif name is FlowName.backtest:
+        rep = _flow_call(lambda: flows.core_backtest_flow(folder.name, **where))
+        _print_theta(rep.theta_run)
+        _print_backtest(rep)
+    else:
+        pub = _flow_call(lambda: flows.core_publish_flow(folder.name, **where))
+        out.print(
+            f"registry: {pub.model_version} is {pub.status} — {escape(pub.checklist.notes())}"
+        )
+        for where_ in pub.notified:
+            out.print(f"serving notified: {where_}")
+
+
+@flows_app.command("serve")
+@guarded
+def flows_serve(
+    cron: Annotated[
+        str | None,
+        typer.Option(help="Cron schedule instead of retrain_policy.yaml's retrain_cron."),
+    ] = None,
+    config_env: EnvOpt = None,
+    config_root: RootOpt = None,
+) -> None:
+    """Serve the core_retrain_flow cron deployment until stopped (Ctrl-C). Needs a Prefect
+    server: `prefect server start --host 127.0.0.1` and PREFECT_API_URL."""
+    from mlcore import flows
+
+    cfg = _config(config_env, config_root)
+    try:
+        flows.retrain_deployment(cfg, cron)
+    except ValueError as exc:
+        raise ConfigError("CLI_ARGUMENT_INVALID", f"--cron {cron!r}: {exc}") from exc
+    out.print(
+        f"serving deployment core_retrain_flow/{flows.DEPLOYMENT} on "
+        f"'{cron or cfg.retrain.retrain_cron}' ({cfg.retrain.timezone}); Ctrl-C stops"
+    )
+    try:
+        flows.serve_retrain(cfg, cron)
+    except ValueError as exc:
+        raise ConfigError("PREFECT_SERVER_MISSING", str(exc)) from exc
+
+
+@flows_app.command("resume")
+@guarded
+def flows_resume(
+    notes: NotesOpt,
+    actor: ActorOpt = "cli",
+    config_env: EnvOpt = None,
+    config_root: RootOpt = None,
+) -> None:
+    """Resume retraining stopped after consecutive failures (recorded with the notes)."""
+    reg = _registry(_config(config_env, config_root))
+    failures = reg.consecutive_failures()
+    _registry_call(lambda: reg.resume_retraining(actor=actor, notes=notes))
+    out.print(f"retraining resumed ({failures} consecutive failure(s) cleared)")
+
+
+@flows_app.command("status")
+@guarded
+def flows_status(
+    limit: Annotated[int, typer.Option(help="How many runs and alerts to show.")] = 10,
+    config_env: EnvOpt = None,
+    config_root: RootOpt = None,
+) -> None:
+    """Recent retraining runs (audit.retrain_runs) and alerts (audit.alerts)."""
+    cfg = _config(config_env, config_root)
+    reg = _registry(cfg)
+    runs = Table(title="retraining runs (newest first)")
+    for col in ("run", "started", "ended", "status", "retries", "version", "error"):
+        runs.add_column(col)
+    for r in reg.runs()[:limit]:
+        runs.add_row(
+            r["run_id"][:8],
+            f"{r['started_at']:%Y-%m-%d %H:%M:%S}",
+            "-" if r["ended_at"] is None else f"{r['ended_at']:%H:%M:%S}",
+            r["status"],
+            str(r["retry_count"]),
+            r["model_version"] or "-",
+            escape(r["error_message"] or ""),
+        )
+    out.print(runs)
+    alerts = Table(title="alerts (newest first)")
+    for col in ("raised", "code", "severity", "channel", "message"):
+        alerts.add_column(col)
+    for a in reg.alerts()[:limit]:
+        alerts.add_row(
+            f"{a['raised_at']:%Y-%m-%d %H:%M:%S}",
+            a["code"],
+            a["severity"],
+            a["channel"],
+            escape(a["message"]),
+        )
+    out.print(alerts)
+    failures = reg.consecutive_failures()
+    stopped = failures >= cfg.retrain.max_consecutive_failures
+    out.print(
+        f"consecutive failures: {failures}; retraining "
+        f"{'STOPPED (mlcore flows resume --notes ...)' if stopped else 'enabled'}"
+    )
 
 
 @app.command("demo")

@@ -1,17 +1,18 @@
 """The main job on the embedded default: generate a market, ingest it, build the catalog,
-check that every planted fault was caught, build features and labels, train the models, and
-backtest them (θ search, stress, adoption gates, HTML report)."""
+check that every planted fault was caught, build features and labels, then run one retraining
+(``core_retrain_flow`` in Prefect's ephemeral mode: train, backtest with θ search, stress and
+adoption gates, HTML report, registry and publication)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from mlcore.backtest import BacktestReport, run_backtest
+from mlcore.backtest import BacktestReport
 from mlcore.config import AppConfig, PairSpec
 from mlcore.data import (
     Catalog,
@@ -30,6 +31,9 @@ from mlcore.data import (
 from mlcore.data._store import json_bytes
 from mlcore.labels import BUY, HOLD, SELL
 from mlcore.training import TrainReport, label_pair, train_models
+
+if TYPE_CHECKING:
+    from mlcore.flows import RetrainOutcome
 
 DEMO_TIMEFRAME = "1h"
 DEMO_START = pd.Timestamp("2023-01-01", tz="UTC")
@@ -80,6 +84,7 @@ class DemoResult:
     report_path: Path | None = None
     training: TrainReport | None = None
     backtest: BacktestReport | None = None
+    retrain: RetrainOutcome | None = None
 
     @property
     def all_caught(self) -> bool:
@@ -226,15 +231,15 @@ def run_demo(cfg: AppConfig, seed: int = 7) -> DemoResult:
     pairs = [summarize_pair(cfg, cat, p) for p in cfg.universe.pairs]
     timings["features_labels_s"] = time.perf_counter() - t4
     t5 = time.perf_counter()
-    training = train_models(cfg, cat, DEMO_TIMEFRAME)
-    timings["train_s"] = time.perf_counter() - t5
-    t6 = time.perf_counter()
-    backtest = run_backtest(cfg, cat, training.folder)
-    timings["backtest_s"] = time.perf_counter() - t6
+    from mlcore.flows import run_retrain  # Prefect loads only for the runs that use it
+
+    retrain = run_retrain(cfg, timeframe=DEMO_TIMEFRAME)
+    timings["retrain_flow_s"] = time.perf_counter() - t5
     timings["total_s"] = time.perf_counter() - t0
     result = DemoResult(incoming, reports, rerun, catalog, checks, pairs, timings)
-    result.training = training
-    result.backtest = backtest
+    result.training = retrain.training
+    result.backtest = retrain.backtest
+    result.retrain = retrain
     path = cfg.paths.reports / "demo_summary.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(json_bytes(summary_dict(result, market)))
@@ -317,6 +322,19 @@ def summary_dict(result: DemoResult, market: SyntheticMarket) -> dict[str, Any]:
             },
             "results": str(result.backtest.folder),
             "report": str(result.backtest.report),
+        },
+        "retrain": None
+        if result.retrain is None
+        else {
+            "run_id": result.retrain.run_id,
+            "status": result.retrain.status,
+            "retries": result.retrain.retries,
+            "model_version": result.retrain.model_version,
+            "registry_status": result.retrain.publish.status if result.retrain.publish else None,
+            "registry_notes": result.retrain.publish.checklist.notes()
+            if result.retrain.publish
+            else None,
+            "notified": result.retrain.publish.notified if result.retrain.publish else [],
         },
         "truth": market.manifest(),
         "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},

@@ -6,34 +6,14 @@ from __future__ import annotations
 import hashlib
 import multiprocessing as mp
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import inspect
 
 from mlcore.registry import Registry, RegistryError, open_registry
-from tests.conftest import make_version
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def _postgres_url() -> Iterator[str]:
-    name = f"mlcore_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL on 127.0.0.1:5432 must answer in CI: {exc}")
-        pytest.skip(f"PostgreSQL on 127.0.0.1:5432 does not answer: {exc}")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+from tests.conftest import make_version, postgres_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -41,7 +21,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'registry' / 'registry.db'}"
     else:
-        yield from _postgres_url()
+        yield from postgres_url()
 
 
 def test_register_read_and_refuse(url: str, tmp_path: Path) -> None:

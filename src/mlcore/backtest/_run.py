@@ -247,12 +247,20 @@ def optimize_theta(
 def run_backtest(
     cfg: AppConfig, cat: Catalog, model_folder: Path, *, baseline_folder: Path | None = None,
     seed: int | None = None, restore: Callable[[str], object] | None = None,
+    theta_run: ThetaRun | None = None,
 ) -> BacktestReport:  # fmt: skip
     """Backtest the model version in ``model_folder`` (θ search, gates, stress) and write the
-    results; ``baseline_folder`` is the model in service, for the non-inferiority gate."""
-    th = optimize_theta(
-        cfg, cat, model_folder, baseline_folder=baseline_folder, seed=seed, restore=restore
-    )
+    results; ``baseline_folder`` is the model in service, for the non-inferiority gate.
+    ``theta_run`` is a θ search already made for this version and baseline (else one is)."""
+    th = theta_run
+    if th is None:
+        th = optimize_theta(
+            cfg, cat, model_folder, baseline_folder=baseline_folder, seed=seed, restore=restore
+        )
+    elif th.models.version != model_folder.name:
+        raise ValueError(
+            f"the θ search given is for {th.models.version}, not {model_folder.name}"
+        )
     models, baseline, timeframe, seed = th.models, th.baseline, th.timeframe, th.seed
     search_start, test_start = th.search_start, th.test_start
     search_bars, test_bars, setups = th.search_bars, th.test_bars, th.setups
@@ -274,7 +282,7 @@ def run_backtest(
     lineage = {
         "model_version": models.version,
         "feature_schema_hash": models.feature_schema_hash,
-        "code_hash": code_hash(cfg.config_root.parent),
+        "code_hash": code_hash(),
         "model_code_hash": str(models.run.get("code_hash", "unknown")),
         "data_hash": str(models.run.get("data_hash", "unknown")),
         "seed": seed,

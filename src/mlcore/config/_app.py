@@ -18,6 +18,7 @@ from mlcore.config._schemas import (
     FeaturePolicy,
     MlCoreStoragePolicy,
     PipelinePolicy,
+    RetrainPolicy,
     SourcesPolicy,
     StoragePolicy,
     TrainingPolicy,
@@ -61,6 +62,7 @@ class AppConfig:
     costs: CostTable
     drawdown: DrawdownPolicy
     backtest: BacktestPolicy
+    retrain: RetrainPolicy
     paths: StoragePaths
 
 
@@ -108,6 +110,7 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
     costs = load_policy(root, "cost_table", name, CostTable)
     drawdown = load_policy(root, "dd_policy", name, DrawdownPolicy)
     backtest = load_policy(root, "backtest_policy", name, BacktestPolicy)
+    retrain = load_policy(root, "retrain_policy", name, RetrainPolicy)
     unknown = sorted(set(costs.overrides) - set(universe.instruments))
     if unknown:
         raise ConfigError(
@@ -154,5 +157,6 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
         costs=costs,
         drawdown=drawdown,
         backtest=backtest,
+        retrain=retrain,
         paths=paths,
     )

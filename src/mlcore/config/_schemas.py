@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import itertools
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import cronsim
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -54,6 +57,19 @@ class StoragePolicy(Policy):
 
 
 # ml_core_storage.yaml -------------------------------------------------------------------
+class ArtifactStorePolicy(Policy):
+    """Where the registry's archived copies live."""
+
+    backend: Literal["local", "s3"]
+    s3: S3Location | None
+
+    @model_validator(mode="after")
+    def _s3_needs_location(self) -> ArtifactStorePolicy:
+        if self.backend == "s3" and self.s3 is None:
+            raise ValueError("backend 's3' needs the 's3' location (endpoint_url, bucket, prefix)")
+        return self
+
+
 class MlCoreStoragePolicy(Policy):
     """ml_core_storage.yaml: roots under the archive for each kind of data."""
 
@@ -65,6 +81,7 @@ class MlCoreStoragePolicy(Policy):
     models_root: str
     reports_root: str
     artifact_store_root: str
+    artifact_store: ArtifactStorePolicy
 
 
 # pipeline_policy.yaml -------------------------------------------------------------------
@@ -716,3 +733,62 @@ class BacktestPolicy(Policy):
 
 
 POLICY_SCHEMAS["backtest_policy"] = BacktestPolicy
+
+
+# retrain_policy.yaml --------------------------------------------------------------------
+class TaskRunnerPolicy(Policy):
+    """How a flow's per-pair tasks run."""
+
+    kind: Literal["threads", "dask"]
+    max_workers: Annotated[int, Field(ge=1, le=64)]
+    dask_address: str | None
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> TaskRunnerPolicy:
+        if self.dask_address is not None and self.kind != "dask":
+            raise ValueError("dask_address is only used with kind 'dask'")
+        return self
+
+
+class RetrainPolicy(Policy):
+    """retrain_policy.yaml: the schedule, retries and failure stop of core_retrain_flow."""
+
+    retrain_cron: str
+    timezone: str
+    timeframe: str
+    retrain_retry_max: Annotated[int, Field(ge=0, le=2)]
+    retrain_retry_delay_minutes: Annotated[float, Field(ge=0)]
+    max_consecutive_failures: Annotated[int, Field(ge=1)]
+    heartbeat_seconds: Annotated[float, Field(gt=0)]
+    heartbeat_stale_factor: Annotated[float, Field(gt=1)]
+    notification_channel: str
+    task_runner: TaskRunnerPolicy
+    deploy_on_adopt: bool
+
+    @field_validator("retrain_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        try:
+            cronsim.CronSim(value, datetime.now(UTC))
+        except cronsim.CronSimError as exc:
+            raise ValueError(f"not a valid cron expression: {exc}") from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r}") from None
+        return value
+
+    @field_validator("timeframe")
+    @classmethod
+    def _timeframe(cls, value: str) -> str:
+        if value not in TIMEFRAMES:
+            raise ValueError(f"timeframe must be one of {list(TIMEFRAMES)}")
+        return value
+
+
+POLICY_SCHEMAS["retrain_policy"] = RetrainPolicy

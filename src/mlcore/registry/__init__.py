@@ -3,7 +3,8 @@ trail), on SQLite (embedded default) or PostgreSQL, one SQLAlchemy + Alembic cod
 
 from pathlib import Path
 
-from mlcore.registry._db import database_url, make_engine, upgrade
+from mlcore.config import AppConfig
+from mlcore.registry._db import artifact_store, database_url, make_engine, upgrade
 from mlcore.registry._rebuild import RebuildReport, rebuild
 from mlcore.registry._registry import (
     TRANSITIONS,
@@ -15,6 +16,7 @@ from mlcore.registry._registry import (
 from mlcore.registry._store import (
     ArtifactStore,
     LocalArtifactStore,
+    S3ArtifactStore,
     damaged_files,
     restore_folder,
 )
@@ -30,21 +32,31 @@ __all__ = [
     "RebuildReport",
     "Registry",
     "RegistryError",
+    "S3ArtifactStore",
+    "artifact_store",
     "damaged_files",
     "database_url",
     "make_engine",
     "metadata",
     "open_registry",
     "rebuild",
+    "registry_for",
     "restore_folder",
     "upgrade",
     "version_row",
 ]
 
 
-def open_registry(url: str, store_root: Path | None = None) -> Registry:
-    """The registry at ``url``, migrated to the newest schema, archiving model versions under
-    ``store_root`` (if given)."""
+def open_registry(url: str, store: ArtifactStore | Path | None = None) -> Registry:
+    """The registry at ``url``, migrated to the newest schema, archiving model versions in
+    ``store`` (a store, or a local folder) if given."""
     engine = make_engine(url)
     upgrade(engine)
-    return Registry(engine, LocalArtifactStore(store_root) if store_root is not None else None)
+    if isinstance(store, Path):
+        store = LocalArtifactStore(store)
+    return Registry(engine, store)
+
+
+def registry_for(cfg: AppConfig) -> Registry:
+    """The registry the configuration names (database and artifact store)."""
+    return open_registry(database_url(cfg), artifact_store(cfg))

@@ -13,6 +13,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 
 from mlcore.config import AppConfig
+from mlcore.registry._store import ArtifactStore, LocalArtifactStore, S3ArtifactStore
 from mlcore.registry._tables import SQLITE_SCHEMAS
 
 
@@ -71,3 +72,14 @@ def upgrade(engine: Engine) -> None:
         )
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def artifact_store(cfg: AppConfig) -> ArtifactStore:
+    """The artifact store ml_core_storage.yaml names: a local folder or an S3-compatible bucket."""
+    policy = cfg.ml_core_storage.artifact_store
+    if policy.backend == "s3" and policy.s3 is not None:
+        prefix = "/".join(
+            p.strip("/") for p in (policy.s3.prefix, cfg.ml_core_storage.artifact_store_root) if p
+        )
+        return S3ArtifactStore.connect(policy.s3.endpoint_url, policy.s3.bucket, prefix)
+    return LocalArtifactStore(cfg.paths.artifacts)

@@ -52,7 +52,7 @@ def rebuild(cfg: AppConfig, cat: Catalog, folder: Path) -> RebuildReport:
     except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
         raise ValueError(f"{folder}: lineage unreadable ({exc})") from None
     warnings = []
-    now_code = code_hash(cfg.config_root.parent)
+    now_code = code_hash()
     if now_code != run.get("code_hash"):
         warnings.append(f"code differs: built by {run.get('code_hash')}, now {now_code}")
     direction = bool(metrics.get("direction", {}).get("levels"))

@@ -26,6 +26,7 @@ from mlcore.registry._store import ArtifactStore, damaged_files, restore_folder
 from mlcore.registry._tables import (
     RUN_STATUSES,
     STATUSES,
+    alerts,
     config_changes,
     model_registry,
     retrain_runs,
@@ -69,6 +70,11 @@ class ModelRecord:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _aware(ts: datetime) -> datetime:
+    # SQLite hands back naive datetimes (stored as UTC).
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
 def _record(row: Any) -> ModelRecord:
@@ -300,15 +306,36 @@ class Registry:
         return self.get(previous)
 
     # -- retraining runs (audit.retrain_runs) ----------------------------------------------
-    def start_run(self, *, log_path: str | None = None) -> str:
+    def start_run(self, *, log_path: str | None = None, flow_run_id: str | None = None) -> str:
         """Record a retraining run as started; returns its id."""
         run_id = str(uuid.uuid4())
+        now = _now()
         with self.engine.begin() as conn:
             conn.execute(insert(retrain_runs).values(
-                run_id=run_id, started_at=_now(), status="running", retry_count=0,
-                log_path=log_path,
+                run_id=run_id, started_at=now, status="running", retry_count=0,
+                log_path=log_path, heartbeat_at=now, flow_run_id=flow_run_id,
             ))  # fmt: skip
         return run_id
+
+    def heartbeat(self, run_id: str) -> None:
+        """Record that a run is alive now."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(retrain_runs)
+                .where(retrain_runs.c.run_id == run_id)
+                .values(heartbeat_at=_now())
+            )
+
+    def stalled_runs(self, older_than_s: float) -> list[dict[str, Any]]:
+        """Runs still marked running or retrying whose last heartbeat is older than
+        ``older_than_s`` seconds (their process died or hangs)."""
+        cutoff = _now() - pd.Timedelta(seconds=older_than_s)
+        return [
+            r
+            for r in self.runs()
+            if r["status"] in ("running", "retrying")
+            and _aware(r["heartbeat_at"] or r["started_at"]) < cutoff
+        ]
 
     def finish_run(
         self, run_id: str, status: str, *, retry_count: int = 0,
@@ -341,14 +368,57 @@ class Registry:
             return [dict(r._mapping) for r in conn.execute(query)]
 
     def consecutive_failures(self) -> int:
-        """Failed runs since the last successful one (retries and running runs skipped)."""
+        """Failed runs since the last successful one or the last resume (retries, running and
+        aborted runs skipped)."""
+        resumed = self._last_event("RETRAIN_RESUMED")
         count = 0
         for run in self.runs():
             if run["status"] == "success":
                 break
+            if resumed is not None and _aware(run["started_at"]) < resumed:
+                break
             if run["status"] == "failed":
                 count += 1
         return count
+
+    def resume_retraining(self, *, actor: str, notes: str) -> None:
+        """Clear a failure stop: failures before now no longer count."""
+        notes = _need_notes(notes, "resuming retraining")
+        cleared = self.consecutive_failures()
+        with self.engine.begin() as conn:
+            self._audit(conn, "RETRAIN_RESUMED", None, None, None, notes, actor,
+                        {"failures_cleared": cleared})  # fmt: skip
+
+    def raise_alert(
+        self, code: str, message: str, *, channel: str, severity: str = "error",
+        run_id: str | None = None, details: dict[str, Any] | None = None,
+    ) -> str:  # fmt: skip
+        """Record an alert in ``audit.alerts``; returns its id."""
+        alert_id = str(uuid.uuid4())
+        with self.engine.begin() as conn:
+            conn.execute(insert(alerts).values(
+                alert_id=alert_id, raised_at=_now(), code=code, severity=severity,
+                channel=channel, message=message, run_id=run_id, details=details,
+            ))  # fmt: skip
+        return alert_id
+
+    def alerts(self, code: str | None = None) -> list[dict[str, Any]]:
+        """Recorded alerts (or those of one code), newest first."""
+        query = select(alerts).order_by(alerts.c.raised_at.desc())
+        if code is not None:
+            query = query.where(alerts.c.code == code)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def _last_event(self, event: str) -> datetime | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(config_changes.c.changed_at)
+                .where(config_changes.c.event == event)
+                .order_by(config_changes.c.changed_at.desc())
+                .limit(1)
+            ).scalar()
+        return None if value is None else _aware(value)
 
     # -- artifacts ----------------------------------------------------------------------
     def served_folder(self, version: str) -> Path:

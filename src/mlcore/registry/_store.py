@@ -2,9 +2,9 @@
 checked against the version's ``checksums.json`` on the way in and on the way out.
 
 ``ArtifactStore`` is the interface (put, read, versions, delete); ``LocalArtifactStore`` keeps
-the copies under a directory. Restoring a served folder from the store is
-:func:`restore_folder`: only files that are missing or fail their checksum are replaced, each
-atomically, and only with a copy that passes its own.
+the copies under a directory, ``S3ArtifactStore`` in an S3-compatible bucket. Restoring a
+served folder from the store is :func:`restore_folder`: only files that are missing or fail
+their checksum are replaced, each atomically, and only with a copy that passes its own.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from mlcore.data import replace_dir, write_atomic
 
@@ -74,6 +74,81 @@ class LocalArtifactStore:
     def delete(self, version: str) -> None:
         """Remove a version's archived copy."""
         shutil.rmtree(self.root / version, ignore_errors=True)
+
+
+class S3ArtifactStore:
+    """Copies under ``s3://{bucket}/{prefix}/{version}/`` of an S3-compatible store.
+
+    ``checksums.json`` is uploaded last: a version counts as archived only once it is there, so
+    an upload cut short is never mistaken for a copy (and is overwritten by the next ``put``).
+    """
+
+    def __init__(self, client: Any, bucket: str, prefix: str) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+
+    @classmethod
+    def connect(cls, endpoint_url: str, bucket: str, prefix: str) -> S3ArtifactStore:
+        """A store on the S3 endpoint (credentials from the environment, as boto3 reads them)."""
+        import boto3
+
+        return cls(boto3.client("s3", endpoint_url=endpoint_url), bucket, prefix)
+
+    def _key(self, version: str, name: str = "") -> str:
+        return "/".join(p for p in (self.prefix, version, name) if p)
+
+    def put(self, version: str, folder: Path, sums: dict[str, str]) -> str:
+        """Upload the files listed in ``sums`` (each checked first), then ``checksums.json``."""
+        files = {}
+        for name, want in sorted(sums.items()):
+            data = (folder / name).read_bytes()
+            if sha256(data) != want:
+                raise ValueError(f"{folder / name}: checksum mismatch, not archived")
+            files[name] = data
+        files["checksums.json"] = (folder / "checksums.json").read_bytes()
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(version, "checksums.json"))
+        for name, data in files.items():
+            if name != "checksums.json":
+                self.client.put_object(Bucket=self.bucket, Key=self._key(version, name), Body=data)
+        self.client.put_object(Bucket=self.bucket, Key=self._key(version, "checksums.json"),
+                               Body=files["checksums.json"])  # fmt: skip
+        return f"s3://{self.bucket}/{self._key(version)}"
+
+    def read(self, version: str, name: str) -> bytes:
+        """One archived file's bytes."""
+        try:
+            obj = self.client.get_object(Bucket=self.bucket, Key=self._key(version, name))
+        except self.client.exceptions.NoSuchKey:
+            raise ValueError(
+                f"{name} of {version} is not in the artifact store s3://{self.bucket}/"
+                f"{self.prefix}"
+            ) from None
+        body: bytes = obj["Body"].read()
+        return body
+
+    def versions(self) -> list[str]:
+        """Versions archived whole (their ``checksums.json`` present), sorted."""
+        found = set()
+        start = f"{self.prefix}/" if self.prefix else ""
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=start
+        ):
+            for obj in page.get("Contents", []):
+                rest = obj["Key"][len(start) :]
+                version, _, name = rest.partition("/")
+                if name == "checksums.json":
+                    found.add(version)
+        return sorted(found)
+
+    def delete(self, version: str) -> None:
+        """Remove a version's archived copy (its ``checksums.json`` first)."""
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(version, "checksums.json"))
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(version) + "/"):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys})
 
 
 def damaged_files(folder: Path, sums: dict[str, str]) -> dict[str, str]:

@@ -70,6 +70,22 @@ retrain_runs = Table(
     Column("metrics", JSON),
     Column("log_path", Text),
     Column("error_message", Text),
+    Column("heartbeat_at", DateTime(timezone=True)),
+    Column("flow_run_id", String(36)),
+    schema="audit",
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("alert_id", String(36), primary_key=True),
+    Column("raised_at", DateTime(timezone=True), nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("run_id", String(36)),
+    Column("details", JSON),
     schema="audit",
 )
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +43,7 @@ from mlcore.training._binary import (
     train_binary,
 )
 from mlcore.training._dataset import (
+    LabelledPair,
     ai1_rows,
     ai2_rows,
     bar_numbers,
@@ -102,7 +104,11 @@ def direction_config(cfg: AppConfig, seed: int | None = None) -> DirectionTrainC
     )  # fmt: skip
 
 
-def code_hash(repo: Path) -> str:
+# The checkout this package runs from (src/mlcore/training/ -> the repository).
+CODE_ROOT = Path(__file__).resolve().parents[3]
+
+
+def code_hash(repo: Path = CODE_ROOT) -> str:
     """The git commit of the code (``unknown`` outside a checkout), ``+dirty`` if modified."""
     try:
         head = subprocess.run(  # noqa: S603
@@ -337,11 +343,14 @@ def _shared_files(
 def train_models(
     cfg: AppConfig, cat: Catalog, timeframe: str, *, pair_ids: list[str] | None = None,
     seed: int | None = None, now: datetime | None = None, direction: bool = True,
+    labelled: Mapping[str, LabelledPair] | None = None,
 ) -> TrainReport:  # fmt: skip
     """Train AI1 (reversion probability, on the pooled AI1 events), AI2 (risk, on every
     labelled bar, class weights capped at 1:class_weight_cap), AI3 (position scale) and,
     unless ``direction`` is False, the direction ensemble on the legs' bars, for the
-    universe's pairs (or ``pair_ids``), and write them as one model version."""
+    universe's pairs (or ``pair_ids``), and write them as one model version. ``labelled``
+    holds pairs already featurised and labelled (by :func:`label_pair`, e.g. concurrently);
+    the others are labelled here."""
     known = [p.pair_id for p in cfg.universe.pairs]
     unknown = sorted(set(pair_ids or []) - set(known))
     if unknown:
@@ -352,7 +361,8 @@ def train_models(
     ai2: dict[str, pd.DataFrame] = {}
     parts: list[dict[str, Any]] = []
     for pair in pairs:
-        lp = label_pair(cfg, cat, pair, timeframe)
+        given = (labelled or {}).get(pair.pair_id)
+        lp = given if given is not None else label_pair(cfg, cat, pair, timeframe)
         ai1[pair.pair_id] = ai1_rows(lp, list(cols.ai1))
         ai2[pair.pair_id] = ai2_rows(lp, list(cols.ai2))
         for sym in (pair.leg_a, pair.leg_b):
@@ -389,7 +399,7 @@ def train_models(
     reasons += [f"direction: {r}" for d in ensemble.trained.values() for r in d.blocked_reasons]
     status = "blocked" if reasons else "ok"
     data_hash = cat.data_hash(parts)
-    code = code_hash(cfg.config_root.parent)
+    code = code_hash()
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d_%H%M")
     short = code[:7] if code != "unknown" else "nocode"
     version = _free_version(cfg.paths.models, f"{stamp}_{short}")

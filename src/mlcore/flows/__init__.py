@@ -1,0 +1,54 @@
+"""Flows stage: the spec's Prefect flows (retrain → backtest with θ → publish, as subflows),
+their audit trail, retries, heartbeats and failure stop, and the cron deployment."""
+
+import os
+
+# Before Prefect reads its settings: no usage reports from its server (these machines have no
+# network; its telemetry job only contends for the ephemeral SQLite database).
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from mlcore.flows._flows import (
+    PublishOutcome,
+    RetrainOutcome,
+    core_backtest_flow,
+    core_publish_flow,
+    core_retrain_flow,
+    core_theta_opt_flow,
+    task_runner,
+)
+from mlcore.flows._guard import (
+    RETRAIN_FAILED,
+    RETRAIN_HEARTBEAT,
+    RETRAIN_SKIPPED,
+    RETRAIN_STOPPED,
+    RetrainRefused,
+    RunGuard,
+    begin_run,
+)
+from mlcore.flows._publish import SERVING_CHANNEL, CheckItem, Checklist, adoption_checklist
+from mlcore.flows._serve import DEPLOYMENT, retrain_deployment, run_retrain, serve_retrain
+
+__all__ = [
+    "DEPLOYMENT",
+    "RETRAIN_FAILED",
+    "RETRAIN_HEARTBEAT",
+    "RETRAIN_SKIPPED",
+    "RETRAIN_STOPPED",
+    "SERVING_CHANNEL",
+    "CheckItem",
+    "Checklist",
+    "PublishOutcome",
+    "RetrainOutcome",
+    "RetrainRefused",
+    "RunGuard",
+    "adoption_checklist",
+    "begin_run",
+    "core_backtest_flow",
+    "core_publish_flow",
+    "core_retrain_flow",
+    "core_theta_opt_flow",
+    "retrain_deployment",
+    "run_retrain",
+    "serve_retrain",
+    "task_runner",
+]

@@ -1,0 +1,275 @@
+"""The four flows of the spec, chained as subflows so that one retraining run goes from the
+catalog to a deployed model:
+
+``core_retrain_flow``: catalog → per-pair features and labels (concurrent) → training with
+calibration → metrics and registration (draft), then ``core_backtest_flow`` (which runs
+``core_theta_opt_flow`` for θ, then the test-window backtest, stress and gates) and
+``core_publish_flow`` (adoption checklist → registry → notice to serving).
+
+Flows take only plain parameters (configuration location, version names), so a deployment can
+start them; each loads the configuration itself. Every retraining run is one row of
+``audit.retrain_runs`` (see :mod:`mlcore.flows._guard`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.runtime import flow_run
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from mlcore.backtest import BacktestReport, ThetaRun
+from mlcore.config import AppConfig, TaskRunnerPolicy, load_config
+from mlcore.flows import _tasks as tasks
+from mlcore.flows._guard import RunGuard, begin_run, log
+from mlcore.flows._publish import SERVING_CHANNEL, Checklist, serving_notice, write_notice
+from mlcore.registry import Registry, registry_for
+from mlcore.training import TrainReport
+
+
+@dataclass
+class PublishOutcome:
+    """What ``core_publish_flow`` did with a version."""
+
+    model_version: str
+    status: str
+    checklist: Checklist
+    notified: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RetrainOutcome:
+    """One retraining run, end to end."""
+
+    run_id: str
+    status: str
+    model_version: str | None = None
+    training: TrainReport | None = None
+    backtest: BacktestReport | None = None
+    publish: PublishOutcome | None = None
+    retries: int = 0
+    message: str = ""
+
+
+def task_runner(policy: TaskRunnerPolicy) -> TaskRunner[Any]:
+    """The task runner retrain_policy.yaml names: threads here, or Dask (a local cluster of
+    processes, or a scheduler's address for several machines)."""
+    if policy.kind == "dask":
+        from prefect_dask.task_runners import DaskTaskRunner
+
+        if policy.dask_address is not None:
+            return DaskTaskRunner(address=policy.dask_address)
+        return DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": policy.max_workers,
+                "threads_per_worker": 1,
+                "processes": True,
+            }
+        )
+    return ThreadPoolTaskRunner(max_workers=policy.max_workers)
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _config(config_root: str | None, config_env: str | None) -> AppConfig:
+    return load_config(Path(config_root) if config_root else None, config_env)
+
+
+def _guard(cfg: AppConfig, registry: Registry, run_id: str | None) -> RunGuard | None:
+    return None if run_id is None else RunGuard(registry, cfg.retrain, run_id)
+
+
+def _baseline(registry: Registry, version: str) -> Path | None:
+    """The model in service (for non-inferiority and the θ in force), unless it is ``version``."""
+    deployed = registry.deployed()
+    if deployed is None or deployed.model_version == version:
+        return None
+    return registry.served_folder(deployed.model_version)
+
+
+@flow(name="core_theta_opt_flow", validate_parameters=False)
+def core_theta_opt_flow(
+    model_version: str,
+    config_root: str | None = None,
+    config_env: str | None = None,
+    run_id: str | None = None,
+) -> ThetaRun:
+    """θ search for a model version: coarse grid → Optuna → constraints and stabilisation."""
+    cfg = _config(config_root, config_env)
+    registry = registry_for(cfg)
+    guard = _guard(cfg, registry, run_id)
+    if guard is not None:
+        guard.step = "theta_search"
+    folder = cfg.paths.models / model_version
+    search = tasks.with_retries(tasks.theta_search, guard)
+    return search(cfg, folder, _baseline(registry, model_version), registry)
+
+
+@flow(name="core_backtest_flow", validate_parameters=False)
+def core_backtest_flow(
+    model_version: str,
+    config_root: str | None = None,
+    config_env: str | None = None,
+    run_id: str | None = None,
+) -> BacktestReport:
+    """Backtest a model version per backtest_policy.yaml: θ (subflow), test window, stress,
+    adoption gates; writes bt_summary and the rest under reports/backtest/{version}/."""
+    cfg = _config(config_root, config_env)
+    registry = registry_for(cfg)
+    theta = core_theta_opt_flow(model_version, config_root, config_env, run_id)
+    guard = _guard(cfg, registry, run_id)
+    if guard is not None:
+        guard.step = "backtest"
+    folder = cfg.paths.models / model_version
+    run = tasks.with_retries(tasks.backtest, guard)
+    return run(cfg, folder, _baseline(registry, model_version), theta, registry)
+
+
+def _notify(cfg: AppConfig, notice: dict[str, Any]) -> list[str]:
+    """Tell serving: the notice file always (atomically), and Redis when REDIS_URL is set."""
+    path = cfg.paths.archive / "serving" / "deployed.json"
+    write_notice(path, notice)
+    sent = [str(path)]
+    if cfg.env.redis_url:
+        import redis
+
+        client = redis.Redis.from_url(cfg.env.redis_url)
+        try:
+            body = json.dumps(notice, sort_keys=True)
+            client.set(SERVING_CHANNEL, body)
+            client.publish(SERVING_CHANNEL, body)
+        finally:
+            client.close()
+        sent.append(f"redis {SERVING_CHANNEL}")
+    return sent
+
+
+@flow(name="core_publish_flow", validate_parameters=False)
+def core_publish_flow(
+    model_version: str,
+    config_root: str | None = None,
+    config_env: str | None = None,
+    run_id: str | None = None,
+    actor: str = "core_publish_flow",
+) -> PublishOutcome:
+    """Adoption checklist → registry update (deployed, or rejected with the reasons) → notice
+    to serving."""
+    cfg = _config(config_root, config_env)
+    registry = registry_for(cfg)
+    guard = _guard(cfg, registry, run_id)
+    if guard is not None:
+        guard.step = "publish"
+    folder = cfg.paths.models / model_version
+    check = tasks.with_retries(tasks.checklist, guard)(cfg, folder)
+    notes = check.notes()
+    status = registry.get(model_version).status
+    if not check.passed:
+        if status != "rejected":
+            registry.transition(model_version, "rejected", actor=actor, notes=notes)
+        log.info("model rejected", model_version=model_version, notes=notes)
+        return PublishOutcome(model_version, "rejected", check)
+    steps = ["candidate", "approved"] + (["deployed"] if cfg.retrain.deploy_on_adopt else [])
+    for to in steps[steps.index(status) + 1 if status in steps else 0 :]:
+        registry.transition(model_version, to, actor=actor, notes=notes, theta=check.theta)
+    record = registry.get(model_version)
+    notified: list[str] = []
+    if record.status == "deployed":
+        notified = _notify(cfg, serving_notice(model_version, folder, check.theta))
+    log.info(
+        "model published", model_version=model_version, status=record.status, notified=notified
+    )
+    return PublishOutcome(model_version, record.status, check, notified)
+
+
+@flow(name="core_retrain_flow", validate_parameters=False)
+def core_retrain_flow(
+    config_root: str | None = None,
+    config_env: str | None = None,
+    timeframe: str | None = None,
+    seed: int | None = None,
+) -> RetrainOutcome:
+    """One retraining run: catalog → features → train → calibrate → metrics → register, then
+    backtest (with θ) and publish as subflows; recorded in audit.retrain_runs."""
+    cfg = _config(config_root, config_env)
+    timeframe = timeframe or cfg.retrain.timeframe
+    registry = registry_for(cfg)
+    guard = begin_run(registry, cfg.retrain, flow_run.get_id())
+    outcome = RetrainOutcome(guard.run_id, "running")
+    try:
+        with guard.heartbeat():
+            guard.step = "update_catalog"
+            tasks.with_retries(tasks.update_catalog, guard)(cfg, timeframe)
+            guard.step = "pair_features"
+            features = tasks.with_retries(tasks.pair_features, guard)
+            futures = {
+                p.pair_id: features.submit(cfg, p.pair_id, timeframe) for p in cfg.universe.pairs
+            }
+            labelled = {pair_id: f.result() for pair_id, f in futures.items()}
+            guard.step = "train_calibrate"
+            train = tasks.with_retries(tasks.train_calibrate, guard)
+            report = train(cfg, timeframe, seed, labelled)
+            outcome.model_version, outcome.training = report.model_version, report
+            guard.step = "register_version"
+            note = f"trained by retraining run {guard.run_id} (retrain_status {report.status})" + (
+                f": {report.blocked_reasons}" if report.blocked_reasons else ""
+            )
+            tasks.with_retries(tasks.register_version, guard)(registry, report.folder, note)
+            if report.status != "ok":
+                # Spec: a blocked training run is not judged for adoption.
+                registry.transition(
+                    report.model_version,
+                    "rejected",
+                    actor="core_retrain_flow",
+                    notes=f"retrain_status=blocked: {report.blocked_reasons}",
+                )
+                outcome.status = "aborted"
+                outcome.message = f"training blocked: {report.blocked_reasons}"
+                registry.finish_run(
+                    guard.run_id,
+                    "aborted",
+                    retry_count=guard.retry_count(),
+                    model_version=report.model_version,
+                    error_message=outcome.message,
+                )
+                return outcome
+            outcome.backtest = core_backtest_flow(
+                report.model_version, config_root, config_env, guard.run_id
+            )
+            outcome.publish = core_publish_flow(
+                report.model_version, config_root, config_env, guard.run_id
+            )
+    except BaseException as exc:
+        guard.failed(exc)
+        raise
+    outcome.retries = guard.retry_count()
+    outcome.status = "success"
+    bt = outcome.backtest
+    theta = tuple(bt.theta_run.stabilised.theta) if bt is not None else None
+    summary = {
+        "decision": bt.decision if bt is not None else None,
+        "test": {k: _finite(bt.test.get(k)) for k in ("sharpe", "max_drawdown", "trades_per_year")}
+        if bt is not None
+        else None,
+        "registry_status": outcome.publish.status if outcome.publish else None,
+    }
+    registry.finish_run(
+        guard.run_id,
+        "success",
+        retry_count=outcome.retries,
+        model_version=outcome.model_version,
+        theta=(float(theta[0]), float(theta[1])) if theta else None,
+        metrics=summary,
+    )
+    outcome.message = f"{outcome.model_version} {outcome.publish.status}" if outcome.publish else ""
+    return outcome

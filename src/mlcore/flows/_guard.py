@@ -1,0 +1,177 @@
+"""A retraining run's bookkeeping: its row in ``audit.retrain_runs``, its heartbeats, its
+retries, its failure and the failure stop, and the alerts they raise (``audit.alerts`` and the
+log). Everything is in the registry database, so a run of any process sees the same state."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlcore._logging import get_logger
+from mlcore.config import RetrainPolicy
+from mlcore.errors import ConfigError
+from mlcore.registry import Registry
+
+log = get_logger("flows")
+
+RETRAIN_FAILED = "CORE_RETRAIN_FAILED"
+RETRAIN_STOPPED = "CORE_RETRAIN_STOPPED"
+RETRAIN_SKIPPED = "CORE_RETRAIN_SKIPPED"
+RETRAIN_HEARTBEAT = "CORE_RETRAIN_HEARTBEAT"
+RETRAIN_RETRYING = "CORE_RETRAIN_RETRYING"
+
+
+class RetrainRefused(RuntimeError):
+    """A retraining run that did not start (stopped after failures, or another run is on)."""
+
+
+def short(exc: BaseException) -> str:
+    """An exception as one line: its type and its message's first line."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+@dataclass
+class RunGuard:
+    """One retraining run, as recorded in the registry database."""
+
+    registry: Registry
+    policy: RetrainPolicy
+    run_id: str
+    step: str = "starting"
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def alert(self, code: str, message: str, severity: str = "error", **details: Any) -> str:
+        """Raise an alert: a row in ``audit.alerts`` and an error line in the log."""
+        alert_id = self.registry.raise_alert(
+            code,
+            message,
+            channel=self.policy.notification_channel,
+            severity=severity,
+            run_id=self.run_id,
+            details=details or None,
+        )
+        log.error(
+            "alert",
+            code=code,
+            message=message,
+            run_id=self.run_id,
+            alert_id=alert_id,
+            channel=self.policy.notification_channel,
+            **details,
+        )
+        return alert_id
+
+    def retry_count(self) -> int:
+        """Retries this run has made so far."""
+        for run in self.registry.runs():
+            if run["run_id"] == self.run_id:
+                return int(run["retry_count"])
+        raise ValueError(f"retrain run {self.run_id} is not recorded")
+
+    def on_retry(self, task_name: str, exc: BaseException | None) -> bool:
+        """A task failed: retry it (recorded as ``retrying``) unless the failure is one a
+        retry cannot mend (a bad configuration)."""
+        if isinstance(exc, ConfigError):
+            return False
+        with self._lock:
+            count = self.retry_count() + 1
+            why = f"{task_name}: {short(exc) if exc is not None else 'failed'}"
+            self.registry.finish_run(self.run_id, "retrying", retry_count=count, error_message=why)
+        log.warning(
+            "retrying",
+            code=RETRAIN_RETRYING,
+            run_id=self.run_id,
+            task=task_name,
+            retry=count,
+            error=why,
+        )
+        return True
+
+    def retry_condition(self) -> Callable[..., bool]:
+        """Prefect's ``retry_condition_fn`` for this run (a plain function, as Prefect asks)."""
+
+        def should_retry(task: Any, _task_run: Any, state: Any) -> bool:
+            data = getattr(state, "data", None)
+            return self.on_retry(task.name, data if isinstance(data, BaseException) else None)
+
+        return should_retry
+
+    @contextmanager
+    def heartbeat(self) -> Iterator[None]:
+        """Record a heartbeat every ``heartbeat_seconds`` while the block runs."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.policy.heartbeat_seconds):
+                try:
+                    self.registry.heartbeat(self.run_id)
+                    log.info("heartbeat", run_id=self.run_id, step=self.step)
+                except Exception as exc:  # the run goes on; a stalled beat shows as stale
+                    log.warning("heartbeat not recorded", run_id=self.run_id, error=short(exc))
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{self.run_id[:8]}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def failed(self, exc: BaseException) -> None:
+        """Record the run as failed; on the ``max_consecutive_failures``-th failure in a row,
+        stop retraining and raise the alert."""
+        why = f"{self.step}: {short(exc)}"
+        self.registry.finish_run(
+            self.run_id, "failed", retry_count=self.retry_count(), error_message=why
+        )
+        self.alert(RETRAIN_FAILED, f"retraining run failed at {why}", step=self.step)
+        failures = self.registry.consecutive_failures()
+        if failures >= self.policy.max_consecutive_failures:
+            self.alert(
+                RETRAIN_STOPPED,
+                f"retraining stopped after {failures} consecutive failed runs (last: {why}); "
+                "`mlcore flows resume --notes ...` resumes it",
+                severity="critical",
+                failures=failures,
+            )
+
+
+def begin_run(registry: Registry, policy: RetrainPolicy, flow_run_id: str | None) -> RunGuard:
+    """Start a recorded run, after aborting runs whose heartbeat went stale. ``RetrainRefused``
+    (the refusal recorded as an aborted run) when retraining is stopped or another run is on."""
+    stale_s = policy.heartbeat_seconds * policy.heartbeat_stale_factor
+    for run in registry.stalled_runs(stale_s):
+        why = (
+            f"no heartbeat for over {stale_s:g} s (last {run['heartbeat_at']}): its process "
+            "died or hangs"
+        )
+        registry.finish_run(
+            run["run_id"], "aborted", retry_count=int(run["retry_count"]), error_message=why
+        )
+        RunGuard(registry, policy, run["run_id"]).alert(
+            RETRAIN_HEARTBEAT, f"retraining run {run['run_id']} aborted: {why}"
+        )
+    guard = RunGuard(registry, policy, registry.start_run(flow_run_id=flow_run_id))
+    refusal = None
+    failures = registry.consecutive_failures()
+    if failures >= policy.max_consecutive_failures:
+        refusal = (
+            f"retraining is stopped after {failures} consecutive failed runs; resume it with "
+            "`mlcore flows resume --notes ...` once the cause is fixed"
+        )
+    others = [
+        r
+        for r in registry.runs()
+        if r["status"] in ("running", "retrying") and r["run_id"] != guard.run_id
+    ]
+    if refusal is None and others:
+        refusal = f"retraining run {others[0]['run_id']} is still in progress"
+    if refusal is not None:
+        registry.finish_run(guard.run_id, "aborted", error_message=refusal)
+        guard.alert(RETRAIN_SKIPPED, f"retraining run not started: {refusal}", severity="warning")
+        raise RetrainRefused(refusal)
+    return guard

@@ -1,0 +1,137 @@
+"""The adoption checklist of ``core_publish_flow`` (read from what training and the backtest
+wrote) and the notice to serving that a new version is deployed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlcore.data import write_atomic
+from mlcore.registry import damaged_files
+
+SERVING_CHANNEL = "core:models:deployed"
+
+
+@dataclass(frozen=True)
+class CheckItem:
+    """One line of the adoption checklist."""
+
+    item: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Checklist:
+    """The adoption checklist of one model version."""
+
+    model_version: str
+    items: list[CheckItem]
+    theta: tuple[float, float] | None
+
+    @property
+    def passed(self) -> bool:
+        """True when every item passed."""
+        return all(i.passed for i in self.items)
+
+    def notes(self) -> str:
+        """The checklist as the registry's notes: what passed, or what failed and why."""
+        failed = [i for i in self.items if not i.passed]
+        if not failed:
+            return "adoption checklist passed: " + "; ".join(i.detail for i in self.items)
+        return "adoption checklist failed: " + "; ".join(f"{i.item}: {i.detail}" for i in failed)
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def adoption_checklist(model_folder: Path, backtest_folder: Path) -> Checklist:
+    """Check a version for adoption: its files intact, its training not blocked, its lineage
+    complete and matching the backtest's, its backtest decision adopt with every gate passed."""
+    version = model_folder.name
+    items: list[CheckItem] = []
+    sums = _read(model_folder / "checksums.json")
+    if sums is None:
+        items.append(CheckItem("artifacts", False, f"{model_folder}/checksums.json unreadable"))
+    else:
+        bad = damaged_files(model_folder, sums)
+        detail = f"{len(sums)} files match checksums.json" if not bad else f"damaged: {bad}"
+        items.append(CheckItem("artifacts", not bad, detail))
+    metrics = _read(model_folder / "metrics.json") or {}
+    status = metrics.get("retrain_status")
+    reasons = metrics.get("blocked_reasons") or []
+    items.append(
+        CheckItem(
+            "training",
+            status == "ok",
+            "retrain_status ok" if status == "ok" else f"retrain_status {status}: {reasons}",
+        )
+    )
+    run = _read(model_folder / "run.json") or {}
+    lineage = {k: run.get(k) for k in ("code_hash", "data_hash", "seed")}
+    missing = [k for k, v in lineage.items() if v in (None, "", "unknown")]
+    record = _read(backtest_folder / "backtest.json")
+    if record is None:
+        items.append(CheckItem("backtest", False, f"no backtest record in {backtest_folder}"))
+        items.append(
+            CheckItem(
+                "lineage",
+                not missing,
+                f"missing {missing}" if missing else "code_hash, data_hash, seed recorded",
+            )
+        )
+        return Checklist(version, items, None)
+    bt_lineage = record.get("lineage", {})
+    if bt_lineage.get("data_hash") != lineage["data_hash"]:
+        missing.append("backtest data_hash differs from the model's")
+    items.append(
+        CheckItem(
+            "lineage",
+            not missing,
+            f"problems: {missing}"
+            if missing
+            else "code_hash, data_hash, seed recorded; backtest on the same data",
+        )
+    )
+    gates = record.get("gates", [])
+    failed = [g["gate"] for g in gates if not g.get("passed")]
+    decision = str(record.get("decision", "")).lower()
+    items.append(
+        CheckItem(
+            "backtest",
+            decision == "adopt" and not failed and bool(gates),
+            f"decision {decision}, gates failed {failed}"
+            if failed or decision != "adopt"
+            else f"decision adopt, {len(gates)} gates passed",
+        )
+    )
+    adopted = record.get("theta", {}).get("adopted")
+    theta = (float(adopted[0]), float(adopted[1])) if adopted else None
+    return Checklist(version, items, theta)
+
+
+def serving_notice(
+    version: str, folder: Path, theta: tuple[float, float] | None, now: datetime | None = None
+) -> dict[str, Any]:
+    """What serving is told when a version is deployed."""
+    return {
+        "event": "model_deployed",
+        "model_version": version,
+        "model_path": str(folder),
+        "theta1": None if theta is None else theta[0],
+        "theta2": None if theta is None else theta[1],
+        "deployed_at": (now or datetime.now(UTC)).isoformat(),
+    }
+
+
+def write_notice(path: Path, notice: dict[str, Any]) -> None:
+    """Write the notice atomically (file-watching consumers never see half of it)."""
+    write_atomic(path, (json.dumps(notice, sort_keys=True, indent=2) + "\n").encode())

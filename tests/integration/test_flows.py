@@ -1,0 +1,137 @@
+"""The retraining flow's bookkeeping on both databases: retries with exponential backoff, every
+run and failure in audit.retrain_runs, the stop after two consecutive failures and its alerts,
+resuming, heartbeats and stalled runs. The failing step is real: the archive holds no bars, so
+the catalog task fails every time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from mlcore.config import AppConfig, load_config
+from mlcore.flows import (
+    RETRAIN_FAILED,
+    RETRAIN_HEARTBEAT,
+    RETRAIN_SKIPPED,
+    RETRAIN_STOPPED,
+    RetrainRefused,
+    RunGuard,
+    run_retrain,
+)
+from mlcore.registry import registry_for
+from tests.conftest import config_with, postgres_url
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+DELAY_MIN = 0.0005  # 30 ms, then 60 ms
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def cfg(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[AppConfig]:
+    monkeypatch.setenv("ARCHIVE_PATH", str(tmp_path / "archive"))
+    root = config_with(tmp_path, {"retrain_policy": {
+        "retrain_retry_delay_minutes": DELAY_MIN, "heartbeat_seconds": 0.2,
+    }})  # fmt: skip
+    if request.param == "sqlite":
+        yield load_config(root, "dev")
+        return
+    for url in postgres_url():
+        monkeypatch.setenv("POSTGRES_URL", url)
+        yield load_config(root, "dev")
+
+
+def _task_runs(flow_run_id: str) -> dict[str, object]:
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)]))
+        )
+    return {r.name.split("-")[0]: r for r in runs}
+
+
+def test_a_failing_task_is_retried_recorded_and_two_failures_stop_retraining(
+    cfg: AppConfig,
+) -> None:  # fmt: skip
+    reg = registry_for(cfg)
+    with pytest.raises(ValueError, match="no usable 1h partition"):
+        run_retrain(cfg)
+    [first] = reg.runs()
+    assert first["status"] == "failed"
+    assert first["retry_count"] == 2
+    assert first["error_message"].startswith("update_catalog: ValueError: the catalog under")
+    assert first["ended_at"] is not None and first["flow_run_id"]
+    # Prefect ran the task three times, waiting 30 ms then 60 ms (exponential backoff).
+    task = _task_runs(first["flow_run_id"])["update_catalog"]
+    assert task.run_count == 3 and task.state.is_failed()
+    assert task.empirical_policy.retries == 2
+    assert task.empirical_policy.retry_delay == pytest.approx([DELAY_MIN * 60, DELAY_MIN * 120])
+    assert [a["code"] for a in reg.alerts()] == [RETRAIN_FAILED]
+    assert reg.consecutive_failures() == 1
+
+    with pytest.raises(ValueError, match="no usable 1h partition"):
+        run_retrain(cfg)
+    assert reg.consecutive_failures() == 2
+    stopped = reg.alerts(RETRAIN_STOPPED)
+    assert len(stopped) == 1 and stopped[0]["severity"] == "critical"
+    assert "stopped after 2 consecutive failed runs" in stopped[0]["message"]
+    assert stopped[0]["channel"] == cfg.retrain.notification_channel
+
+    # Stopped: the next run is refused before any task runs, and recorded as aborted.
+    with pytest.raises(RetrainRefused, match="stopped after 2 consecutive failed runs"):
+        run_retrain(cfg)
+    refused = reg.runs()[0]
+    assert refused["status"] == "aborted" and refused["retry_count"] == 0
+    assert _task_runs(refused["flow_run_id"]) == {}
+    assert len(reg.alerts(RETRAIN_SKIPPED)) == 1
+
+    with pytest.raises(ValueError, match="needs notes"):
+        reg.resume_retraining(actor="ops", notes=" ")
+    reg.resume_retraining(actor="ops", notes="bars re-ingested")
+    assert reg.consecutive_failures() == 0
+    with pytest.raises(ValueError, match="no usable 1h partition"):
+        run_retrain(cfg)  # runs again (and fails again: still no bars)
+    assert reg.runs()[0]["status"] == "failed"
+    assert reg.consecutive_failures() == 1
+    assert [h["event"] for h in reg.history() if h["event"] == "RETRAIN_RESUMED"] == [
+        "RETRAIN_RESUMED"
+    ]
+
+
+def test_a_run_whose_heartbeat_stopped_is_aborted_and_alerted(cfg: AppConfig) -> None:
+    reg = registry_for(cfg)
+    dead = reg.start_run()  # a run whose process died: it never beats again
+    stale_s = cfg.retrain.heartbeat_seconds * cfg.retrain.heartbeat_stale_factor
+    time.sleep(stale_s + 0.3)
+    with pytest.raises(ValueError, match="no usable 1h partition"):
+        run_retrain(cfg)
+    runs = {r["run_id"]: r for r in reg.runs()}
+    assert runs[dead]["status"] == "aborted"
+    assert "no heartbeat for over 1 s" in runs[dead]["error_message"]
+    [alert] = reg.alerts(RETRAIN_HEARTBEAT)
+    assert alert["run_id"] == dead
+
+
+def test_a_run_in_progress_blocks_a_second_one(cfg: AppConfig) -> None:
+    reg = registry_for(cfg)
+    busy = reg.start_run()
+    with pytest.raises(RetrainRefused, match=f"{busy} is still in progress"):
+        run_retrain(cfg)
+    assert reg.runs()[0]["status"] == "aborted"
+    assert {r["run_id"]: r["status"] for r in reg.runs()}[busy] == "running"
+
+
+def test_long_steps_record_heartbeats(cfg: AppConfig) -> None:
+    reg = registry_for(cfg)
+    guard = RunGuard(reg, cfg.retrain, reg.start_run())
+    first = reg.runs()[0]["heartbeat_at"]
+    with guard.heartbeat():
+        time.sleep(0.7)
+    assert reg.runs()[0]["heartbeat_at"] > first
+    assert reg.stalled_runs(10.0) == []
