@@ -953,6 +953,7 @@ def flows_run(
     names a server). ``retrain`` goes from the catalog to a published version."""
     from mlcore import flows
 
+    flows.console_without_tracebacks()
     cfg = _config(config_env, config_root)
     if name is FlowName.retrain:
         outcome = _flow_call(lambda: flows.run_retrain(cfg, timeframe=timeframe, seed=seed))
@@ -994,6 +995,7 @@ def flows_serve(
     server: `prefect server start --host 127.0.0.1` and PREFECT_API_URL."""
     from mlcore import flows
 
+    flows.console_without_tracebacks()
     cfg = _config(config_env, config_root)
     try:
         flows.retrain_deployment(cfg, cron)

@@ -12,8 +12,11 @@ from tests.conftest import CONFIG_ROOT
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppConfig, DemoResult]]:
-    """The demo (generate, ingest, catalog, features, train, backtest) in a temp archive."""
+def demo_run(
+    tmp_path_factory: pytest.TempPathFactory, prefect_harness: None
+) -> Iterator[tuple[AppConfig, DemoResult]]:
+    """The demo (generate, ingest, catalog, features, then the retrain flow: train, backtest,
+    publish) in a temp archive."""
     with pytest.MonkeyPatch.context() as mp:
         for var in ("SERVICE_ENV", "ARCHIVE_PATH", "MLCORE_CONFIG_ROOT"):
             mp.delenv(var, raising=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,9 @@ def test_demo_catches_every_planted_fault_and_is_idempotent(tmp_path: Path) -> N
     out = first.stdout
     assert "planted faults caught: 37/37" in out
     assert "retrain_status=ok" in out
+    assert re.search(r"retrain run [0-9a-f-]{36}: success, 0 retries", out), out
+    decision = "deployed" if "adoption decision: ADOPT" in out else "rejected"
+    assert re.search(rf"registry: \d{{8}}_\d{{4}}_\w+ is {decision} — adoption checklist", out)
     assert "re-ingest of the same files rewrote 0 partition(s)" in out
     assert "catalog: 144 partitions, 143 included, 1 excluded" in out
     summary = json.loads((archive / "reports" / "demo_summary.json").read_text())

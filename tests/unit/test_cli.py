@@ -38,6 +38,11 @@ def _run(*args: str) -> tuple[int, str]:
         ["registry"],
         ["registry", "list"],
         ["registry", "promote"],
+        ["flows"],
+        ["flows", "run"],
+        ["flows", "serve"],
+        ["flows", "status"],
+        ["flows", "resume"],
     ],
 )
 def test_help_everywhere(cmd: list[str]) -> None:
@@ -285,3 +290,18 @@ def test_registry_commands_on_the_embedded_database(archive: Path, tmp_path: Pat
     code, out = _run("registry", "rollback", "--notes", "x", *root)
     assert code == 1 and "nothing to roll back" in out
     assert "Traceback" not in out
+
+
+def test_flows_status_and_resume_on_the_embedded_database(archive: Path) -> None:
+    root = ["--config-root", str(CONFIG_ROOT)]
+    code, out = _run("flows", "status", *root)
+    assert code == 0, out
+    assert "consecutive failures: 0; retraining enabled" in out
+    code, out = _run("flows", "resume", "--notes", "  ", *root)
+    assert code == 1 and "error REGISTRY_REQUEST_REFUSED: resuming retraining needs notes" in out
+    code, out = _run("flows", "resume", "--notes", "disk replaced", *root)
+    assert code == 0 and "retraining resumed (0 consecutive failure(s) cleared)" in out
+    code, out = _run("flows", "run", "backtest", *root)
+    assert code == 2 and "no model version under" in out
+    code, out = _run("flows", "run", "nope", *root)
+    assert code == 2

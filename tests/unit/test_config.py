@@ -277,3 +277,30 @@ def test_cost_rates_apply_overrides_key_by_key() -> None:
     gbp = costs.rates("GBP/USD")
     assert gbp.spread_bps == 1.2 and gbp.commission_bps == costs.defaults.commission_bps
     assert costs.rates("EUR/USD") == costs.defaults
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "fragment"),
+    [
+        ('value: "0 3 1 * *"', 'value: "0 3 32 * *"', "not a valid cron"),
+        ("value: UTC", "value: Mars/Olympus", "unknown timezone 'Mars/Olympus'"),
+        ("retrain_retry_max:\n  value: 2", "retrain_retry_max:\n  value: 3",
+         "retrain_retry_max': Input should be less than or equal to 2"),
+        ("{kind: threads, max_workers: 2, dask_address: null}",
+         "{kind: threads, max_workers: 2, dask_address: 'tcp://10.0.0.5:8786'}",
+         "dask_address is only used with kind 'dask'"),
+    ],
+)  # fmt: skip
+def test_retrain_policy_refuses_bad_values(root: Path, old: str, new: str, fragment: str) -> None:
+    path = root / "base" / "retrain_policy.yaml"
+    _edit(path, old, new)
+    with pytest.raises(ConfigError, match=r"retrain_policy\.yaml") as info:
+        load_policy(root, "retrain_policy", "dev", POLICY_SCHEMAS["retrain_policy"])
+    assert fragment in info.value.message
+
+
+def test_s3_artifact_store_needs_its_location(root: Path) -> None:
+    _edit(root / "base" / "ml_core_storage.yaml", "{backend: local, s3: null}",
+          "{backend: s3, s3: null}")  # fmt: skip
+    with pytest.raises(ConfigError, match="backend 's3' needs the 's3' location"):
+        load_config(root, "dev")

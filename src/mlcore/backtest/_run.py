@@ -258,9 +258,7 @@ def run_backtest(
             cfg, cat, model_folder, baseline_folder=baseline_folder, seed=seed, restore=restore
         )
     elif th.models.version != model_folder.name:
-        raise ValueError(
-            f"the θ search given is for {th.models.version}, not {model_folder.name}"
-        )
+        raise ValueError(f"the θ search given is for {th.models.version}, not {model_folder.name}")
     models, baseline, timeframe, seed = th.models, th.baseline, th.timeframe, th.seed
     search_start, test_start = th.search_start, th.test_start
     search_bars, test_bars, setups = th.search_bars, th.test_bars, th.setups

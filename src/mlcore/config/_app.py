@@ -111,6 +111,13 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
     drawdown = load_policy(root, "dd_policy", name, DrawdownPolicy)
     backtest = load_policy(root, "backtest_policy", name, BacktestPolicy)
     retrain = load_policy(root, "retrain_policy", name, RetrainPolicy)
+    if training.optuna.storage == "postgres" and not env.postgres_url:
+        raise ConfigError(
+            "CONFIG_ENTRY_INVALID",
+            "training_policy.yaml: key 'optuna.storage': postgres needs POSTGRES_URL (the "
+            "database the shared Optuna studies live in)",
+            details={"file": str(root / "base" / "training_policy.yaml"), "key": "optuna"},
+        )
     unknown = sorted(set(costs.overrides) - set(universe.instruments))
     if unknown:
         raise ConfigError(

@@ -481,6 +481,7 @@ class OptunaPolicy(Policy):
     ai2_trials: Trials
     ai3_trials: Trials
     direction_trials: Trials
+    storage: Literal["memory", "postgres"]
 
 
 Library = Literal["lightgbm", "xgboost"]

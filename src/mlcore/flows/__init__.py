@@ -26,7 +26,13 @@ from mlcore.flows._guard import (
     begin_run,
 )
 from mlcore.flows._publish import SERVING_CHANNEL, CheckItem, Checklist, adoption_checklist
-from mlcore.flows._serve import DEPLOYMENT, retrain_deployment, run_retrain, serve_retrain
+from mlcore.flows._serve import (
+    DEPLOYMENT,
+    console_without_tracebacks,
+    retrain_deployment,
+    run_retrain,
+    serve_retrain,
+)
 
 __all__ = [
     "DEPLOYMENT",
@@ -43,6 +49,7 @@ __all__ = [
     "RunGuard",
     "adoption_checklist",
     "begin_run",
+    "console_without_tracebacks",
     "core_backtest_flow",
     "core_publish_flow",
     "core_retrain_flow",

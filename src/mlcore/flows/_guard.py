@@ -123,11 +123,16 @@ class RunGuard:
 
     def failed(self, exc: BaseException) -> None:
         """Record the run as failed; on the ``max_consecutive_failures``-th failure in a row,
-        stop retraining and raise the alert."""
+        stop retraining and raise the alert. An interrupted run (Ctrl-C, a termination
+        signal) is recorded as aborted and is no failure of retraining."""
         why = f"{self.step}: {short(exc)}"
-        self.registry.finish_run(
-            self.run_id, "failed", retry_count=self.retry_count(), error_message=why
-        )
+        if not isinstance(exc, Exception):
+            self.registry.finish_run(self.run_id, "aborted", retry_count=self.retry_count(),
+                                     error_message=f"interrupted at {why}")  # fmt: skip
+            log.warning("retraining run interrupted", run_id=self.run_id, step=self.step)
+            return
+        self.registry.finish_run(self.run_id, "failed", retry_count=self.retry_count(),
+                                 error_message=why)  # fmt: skip
         self.alert(RETRAIN_FAILED, f"retraining run failed at {why}", step=self.step)
         failures = self.registry.consecutive_failures()
         if failures >= self.policy.max_consecutive_failures:
@@ -135,9 +140,8 @@ class RunGuard:
                 RETRAIN_STOPPED,
                 f"retraining stopped after {failures} consecutive failed runs (last: {why}); "
                 "`mlcore flows resume --notes ...` resumes it",
-                severity="critical",
-                failures=failures,
-            )
+                severity="critical", failures=failures,
+            )  # fmt: skip
 
 
 def begin_run(registry: Registry, policy: RetrainPolicy, flow_run_id: str | None) -> RunGuard:

@@ -3,6 +3,7 @@ against a Prefect server."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 from prefect import serve
@@ -51,4 +52,41 @@ def serve_retrain(cfg: AppConfig, cron: str | None = None) -> None:
             "127.0.0.1`) and set PREFECT_API_URL=http://127.0.0.1:4200/api; cron schedules need "
             "a server, ephemeral mode has no scheduler"
         )
+    # Prefect's own flow-run heartbeats too (the server can then mark a dead run crashed);
+    # the flow runs in a subprocess that reads this setting at start.
+    beat_s = max(30, round(cfg.retrain.heartbeat_seconds))
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(beat_s))
     serve(retrain_deployment(cfg, cron), print_starting_message=False)
+
+
+class _NoTraceback(logging.Formatter):
+    """Prefect's console format without the traceback (the error itself stays on its line)."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
+def console_without_tracebacks() -> None:
+    """Keep Prefect's console lines but drop the tracebacks it prints with a failed run (a
+    command line shows one clear error; the Prefect server's run logs keep them)."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger()] + [
+        lg for name, lg in logging.Logger.manager.loggerDict.items()
+        if name.startswith("prefect") and isinstance(lg, logging.Logger)
+    ]  # fmt: skip
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, PrefectConsoleHandler) and not isinstance(
+                handler.formatter, _NoTraceback
+            ):
+                handler.setFormatter(_NoTraceback(handler.formatter))

@@ -262,10 +262,11 @@ class Registry:
                     .where(model_registry.c.status == "deployed")
                     .with_for_update()
                 ).scalars():
-                    self._set(conn, other, "approved", now, None)
-                    self._audit(conn, "MODEL_STATUS", other, "deployed", "approved",
-                                f"replaced in service by {version}", actor, None)  # fmt: skip
-            self._set(conn, version, to, now, theta)
+                    why = f"replaced in service by {version}"
+                    self._set(conn, other, "approved", now, None, why)
+                    self._audit(conn, "MODEL_STATUS", other, "deployed", "approved", why, actor,
+                                None)  # fmt: skip
+            self._set(conn, version, to, now, theta, notes)
             self._audit(conn, "MODEL_STATUS", version, current, to, notes, actor,
                         None if theta is None else {"theta": list(theta)})  # fmt: skip
         return self.get(version)
@@ -296,8 +297,8 @@ class Registry:
                     f"{current} is deployed but no earlier deployed version is kept to roll back to"
                 )
             now = _now()
-            self._set(conn, current, "rolled_back", now, None)
-            self._set(conn, previous, "deployed", now, None)
+            self._set(conn, current, "rolled_back", now, None, notes)
+            self._set(conn, previous, "deployed", now, None, notes)
             details = {"from": current, "to": previous}
             self._audit(conn, "CONFIG_ROLLBACK", current, "deployed", "rolled_back", notes,
                         actor, details)  # fmt: skip
@@ -349,9 +350,11 @@ class Registry:
             raise RegistryError(f"a {status} run needs its error message")
         values: dict[str, Any] = {
             "status": status, "retry_count": retry_count, "model_version": model_version,
-            "metrics": metrics, "error_message": error_message,
-            "ended_at": None if status == "retrying" else _now(),
+            "metrics": metrics, "ended_at": None if status == "retrying" else _now(),
         }  # fmt: skip
+        if error_message is not None:
+            # A run that succeeded after retries keeps the error it retried.
+            values["error_message"] = error_message
         if theta is not None:
             values["theta1"], values["theta2"] = theta
         with self.engine.begin() as conn:
@@ -515,9 +518,10 @@ class Registry:
     @staticmethod
     def _set(
         conn: Connection, version: str, status: str, now: datetime,
-        theta: tuple[float, float] | None,
+        theta: tuple[float, float] | None, notes: str,
     ) -> None:  # fmt: skip
-        values: dict[str, Any] = {"status": status, "updated_at": now}
+        # ``notes`` holds the reason for the status in force (every earlier one is in the audit).
+        values: dict[str, Any] = {"status": status, "updated_at": now, "notes": notes}
         if status == "deployed":
             values["deployed_at"] = now
         if theta is not None:

@@ -121,8 +121,7 @@ class S3ArtifactStore:
             obj = self.client.get_object(Bucket=self.bucket, Key=self._key(version, name))
         except self.client.exceptions.NoSuchKey:
             raise ValueError(
-                f"{name} of {version} is not in the artifact store s3://{self.bucket}/"
-                f"{self.prefix}"
+                f"{name} of {version} is not in the artifact store s3://{self.bucket}/{self.prefix}"
             ) from None
         body: bytes = obj["Body"].read()
         return body

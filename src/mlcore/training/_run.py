@@ -58,7 +58,7 @@ from mlcore.training._direction import (
 )
 from mlcore.training._inputs import ModelInputs
 from mlcore.training._regress import RegressorResult, train_regressor
-from mlcore.training._tune import Goal, tune
+from mlcore.training._tune import Goal, SharedStudy, tune
 
 
 @dataclass
@@ -73,6 +73,18 @@ class TrainReport:
     events: dict[str, dict[str, int]]
     ai3: dict[str, Any]
     direction: dict[str, Any]
+
+
+def shared_study(cfg: AppConfig) -> SharedStudy | None:
+    """The PostgreSQL study storage training_policy.yaml asks for (optuna.storage postgres), so
+    that every process training on the same inputs shares the trials; None: in process."""
+    if cfg.training.optuna.storage != "postgres":
+        return None
+    url = cfg.env.postgres_url or ""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            url = "postgresql+psycopg://" + url[len(plain) :]
+    return SharedStudy(url)
 
 
 def binary_config(cfg: AppConfig, seed: int | None = None) -> BinaryTrainConfig:
@@ -164,7 +176,7 @@ class _Fitted:
 def _fit_model(
     cfg: AppConfig, timeframe: str, frames: dict[str, pd.DataFrame], columns: list[str],
     bcfg: BinaryTrainConfig, what: str, tuning: tuple[Goal, int, str],
-    class_weight_cap: float | None = None,
+    class_weight_cap: float | None = None, shared: SharedStudy | None = None,
 ) -> _Fitted:  # fmt: skip
     rows = pd.concat(list(frames.values()), ignore_index=True)
     finite = np.isfinite(rows[columns].to_numpy(dtype=np.float64)).all(axis=1)
@@ -186,7 +198,7 @@ def _fit_model(
     y = rows["label"].to_numpy()
     goal, trials, label = tuning
     try:
-        bcfg, tuned = tune(X, y, t0, t1, bcfg, goal, trials, label)
+        bcfg, tuned = tune(X, y, t0, t1, bcfg, goal, trials, label, shared)
         result = train_binary(X, y, t0, t1, bcfg, feature_names=columns)
     except ValueError as exc:
         raise ValueError(f"{label} ({len(rows)} {what}): {exc}") from None
@@ -218,14 +230,17 @@ def _model_files(name: str, fitted: _Fitted) -> dict[str, bytes]:
     }
 
 
-def _fit_ai3(ai1: _Fitted, timeframe: str, bcfg: BinaryTrainConfig, trials: int) -> RegressorResult:
+def _fit_ai3(
+    ai1: _Fitted, timeframe: str, bcfg: BinaryTrainConfig, trials: int,
+    shared: SharedStudy | None = None,
+) -> RegressorResult:  # fmt: skip
     """AI3 (position scale) on AI1's events and inputs, where the target is defined."""
     rows = ai1.frame[np.isfinite(ai1.frame["ai3"].to_numpy(dtype=np.float64))]
     X, _ = ai1.inputs.transform(rows)
     t0 = bar_numbers(rows["t0_ts"].to_numpy(), timeframe)
     t1 = bar_numbers(rows["t1_ts"].to_numpy(), timeframe)
     y = rows["ai3"].to_numpy(dtype=np.float64)
-    bcfg, tuned = tune(X, y, t0, t1, bcfg, "rmse", trials, "AI3")
+    bcfg, tuned = tune(X, y, t0, t1, bcfg, "rmse", trials, "AI3", shared)
     result = train_regressor(X, y, t0, t1, bcfg)
     result.metrics["tuning"] = tuned
     result.metrics["split_ts"] = _split_ts(rows["t0_ts"].to_numpy(dtype=np.int64), bcfg)
@@ -369,6 +384,7 @@ def train_models(
             parts += cat.partitions(timeframe, sym)
     bcfg = binary_config(cfg, seed)
     trials = cfg.training.optuna
+    shared = shared_study(cfg)
     libs = cfg.training.library
     # Transient bars on the console (stderr): the printed summary stays the record.
     with Progress(console=Console(stderr=True), transient=True) as progress:
@@ -376,16 +392,16 @@ def train_models(
         fitted = {
             "ai1": _fit_model(
                 cfg, timeframe, ai1, list(cols.ai1), replace(bcfg, library=libs.ai1),
-                "AI1 events", ("logloss", trials.ai1_trials, "AI1"),
+                "AI1 events", ("logloss", trials.ai1_trials, "AI1"), shared=shared,
             )
         }  # fmt: skip
         progress.update(step, advance=1, description="training AI2")
         fitted["ai2"] = _fit_model(
             cfg, timeframe, ai2, list(cols.ai2), replace(bcfg, library=libs.ai2), "AI2 bars",
-            ("pr_auc", trials.ai2_trials, "AI2"), cfg.core.labels.ai2.class_weight_cap,
+            ("pr_auc", trials.ai2_trials, "AI2"), cfg.core.labels.ai2.class_weight_cap, shared,
         )  # fmt: skip
         progress.update(step, advance=1, description="training AI3")
-        ai3 = _fit_ai3(fitted["ai1"], timeframe, bcfg, trials.ai3_trials)
+        ai3 = _fit_ai3(fitted["ai1"], timeframe, bcfg, trials.ai3_trials, shared)
         progress.update(step, advance=1, description="training the direction ensemble")
         symbols = list(dict.fromkeys(s for p in pairs for s in (p.leg_a, p.leg_b)))
         ensemble = _Direction({}, dict.fromkeys((1, 2, 3), "not requested"), {}, {})

@@ -1,0 +1,166 @@
+"""One scheduled retraining, end to end on the demo universe: a transient failure retried and
+recorded, then catalog → features → train → θ → backtest → publish, leaving a deployed version
+with its full lineage, archived, and serving told (file and the real Redis).
+
+The demo's own run (real gates) is checked too: its version is registered and decided by the
+adoption checklist. For the deploy path this test relaxes the gates that the demo's synthetic
+market does not clear (trades per year, Deflated Sharpe, PBO; the gates themselves are tested
+in test_backtest*): what is under test here is the chain, not the market."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+import mlcore.flows._tasks as flow_tasks
+from mlcore.config import AppConfig, TaskRunnerPolicy, load_config
+from mlcore.data import Catalog
+from mlcore.demo import DemoResult
+from mlcore.flows import SERVING_CHANNEL, run_retrain, task_runner
+from mlcore.registry import registry_for
+from mlcore.training import LabelledPair, label_pair
+from tests.conftest import config_with
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def test_the_demo_run_is_registered_and_decided_by_the_checklist(
+    demo_run: tuple[AppConfig, DemoResult],
+) -> None:
+    cfg, result = demo_run
+    outcome = result.retrain
+    assert outcome is not None and outcome.publish is not None and result.backtest is not None
+    assert outcome.status == "success" and outcome.retries == 0
+    reg = registry_for(cfg)
+    rec = reg.get(outcome.model_version or "")
+    expected = "deployed" if result.backtest.decision == "adopt" else "rejected"
+    assert rec.status == outcome.publish.status == expected
+    failed = [g["gate"] for g in result.backtest.gates if not g["passed"]]
+    if failed:
+        assert f"gates failed {failed}" in rec.notes
+    [run] = reg.runs()
+    assert run["status"] == "success" and run["model_version"] == rec.model_version
+    assert run["metrics"]["decision"] == result.backtest.decision
+
+
+def _fresh_archive(cfg: AppConfig, target: Path) -> None:
+    """The demo's data layers (no models, reports or registry) in a new archive."""
+    for layer in ("raw", "canonical", "features", "catalog"):
+        shutil.copytree(cfg.paths.archive / layer, target / layer)
+
+
+def _redis_or_fail() -> redis.Redis:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis on 127.0.0.1:6379 must answer in CI: {exc}")
+        pytest.skip(f"Redis on 127.0.0.1:6379 does not answer: {exc}")
+    return client
+
+
+def test_a_retrain_run_goes_end_to_end_to_a_deployed_version(
+    demo_run: tuple[AppConfig, DemoResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    demo_cfg, _ = demo_run
+    archive = tmp_path / "archive"
+    _fresh_archive(demo_cfg, archive)
+    client = _redis_or_fail()
+    client.delete(SERVING_CHANNEL)
+    monkeypatch.setenv("ARCHIVE_PATH", str(archive))
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    root = config_with(tmp_path, {
+        "backtest_policy": {"gates": {"min_trades_per_year": 100.0, "min_deflated_sharpe": 0.0,
+                                      "max_pbo": 1.0}},
+        "retrain_policy": {"retrain_retry_delay_minutes": 0.001},
+    })  # fmt: skip
+    cfg = load_config(root, "dev")
+    # A transient fault: the first catalog update fails (as a full disk or a lost mount would).
+    calls: list[int] = []
+    real = flow_tasks.build_catalog
+
+    def flaky(c: AppConfig) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        return real(c)
+
+    monkeypatch.setattr(flow_tasks, "build_catalog", flaky)
+    pubsub = client.pubsub()
+    pubsub.subscribe(SERVING_CHANNEL)
+    pubsub.get_message(timeout=1)  # the subscription's confirmation
+
+    outcome = run_retrain(cfg)
+
+    assert len(calls) == 2
+    assert outcome.status == "success" and outcome.retries == 1
+    assert outcome.backtest is not None and outcome.backtest.decision == "adopt"
+    assert outcome.publish is not None and outcome.publish.status == "deployed"
+    reg = registry_for(cfg)
+    [run] = reg.runs()
+    assert run["status"] == "success" and run["retry_count"] == 1
+    assert run["error_message"].startswith("update_catalog: OSError")  # the retried failure
+    deployed = reg.deployed()
+    assert deployed is not None and deployed.model_version == outcome.model_version
+    # Full lineage: data, code, seed, θ, train period, every file's checksum, archived copy.
+    model_run = json.loads((reg.served_folder(deployed.model_version) / "run.json").read_text())
+    assert deployed.data_hash == model_run["data_hash"] and len(deployed.data_hash) == 64
+    assert deployed.code_hash == model_run["code_hash"] != "unknown"
+    assert deployed.seed == cfg.training.seed
+    theta = outcome.backtest.theta_run.stabilised.theta
+    assert (deployed.theta1, deployed.theta2) == pytest.approx(theta, abs=1e-4)
+    assert set(deployed.checksums) >= {"ai1.lgbm.txt", "ai2.lgbm.txt", "ai3.lgbm.txt"}
+    assert reg.verify(deployed.model_version) == {}
+    assert reg.store is not None and deployed.model_version in reg.store.versions()
+    events = [h["event"] for h in reg.history(deployed.model_version)]
+    assert events[0] == "MODEL_REGISTERED" and events.count("MODEL_STATUS") == 3
+    assert "adoption checklist passed" in deployed.notes
+    # Serving was told: the notice file and Redis (key and channel).
+    notice = json.loads((archive / "serving" / "deployed.json").read_text())
+    assert notice["model_version"] == deployed.model_version
+    assert json.loads(client.get(SERVING_CHANNEL) or b"{}") == notice
+    message = pubsub.get_message(timeout=5)
+    assert message is not None and json.loads(message["data"]) == notice
+    pubsub.close()
+
+
+@task(cache_policy=NO_CACHE)
+def _pid_and_features(cfg: AppConfig, pair_id: str, timeframe: str) -> tuple[LabelledPair, int]:
+    return flow_tasks.pair_features.fn(cfg, pair_id, timeframe), os.getpid()
+
+
+def test_per_pair_tasks_run_on_a_dask_cluster_of_processes(
+    demo_run: tuple[AppConfig, DemoResult],
+) -> None:
+    """The Dask task runner (a local cluster of two worker processes) gives the same labelled
+    pairs as the thread runner the demo used."""
+    cfg, _ = demo_run
+    runner = task_runner(TaskRunnerPolicy(kind="dask", max_workers=2, dask_address=None))
+    assert type(runner).__name__ == "DaskTaskRunner"
+
+    @flow(task_runner=runner)
+    def features_on_dask() -> dict[str, tuple[LabelledPair, int]]:
+        futures = {
+            p.pair_id: _pid_and_features.submit(cfg, p.pair_id, "1h") for p in cfg.universe.pairs
+        }
+        return {k: f.result() for k, f in futures.items()}
+
+    got = features_on_dask()
+    assert os.getpid() not in {pid for _, pid in got.values()}  # ran in worker processes
+    cat = Catalog(cfg)
+    for pair in cfg.universe.pairs:
+        lp, _ = got[pair.pair_id]
+        local = label_pair(cfg, cat, pair, "1h")
+        assert lp.events.equals(local.events)
+        assert lp.features.equals(local.features)
