@@ -1078,6 +1078,9 @@ def demo(
     config_root: RootOpt = None,
 ) -> None:
     """Run the whole pipeline built so far on the embedded default with generated data."""
+    from mlcore import flows
+
+    flows.console_without_tracebacks()
     cfg = _config(config_env, config_root)
     out.print(f"ml-assets-core demo — SERVICE_ENV={cfg.env_name}, archive {cfg.paths.archive}")
     out.print(f"started {datetime.now(UTC).isoformat(timespec='seconds')}")

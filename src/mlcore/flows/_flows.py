@@ -40,6 +40,7 @@ class PublishOutcome:
     status: str
     checklist: Checklist
     notified: list[str] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -178,7 +179,8 @@ def core_publish_flow(
         if status != "rejected":
             registry.transition(model_version, "rejected", actor=actor, notes=notes)
         log.info("model rejected", model_version=model_version, notes=notes)
-        return PublishOutcome(model_version, "rejected", check)
+        pruned = registry.prune(cfg.data_retention.model_versions, actor=actor)
+        return PublishOutcome(model_version, "rejected", check, pruned=pruned)
     steps = ["candidate", "approved"] + (["deployed"] if cfg.retrain.deploy_on_adopt else [])
     for to in steps[steps.index(status) + 1 if status in steps else 0 :]:
         registry.transition(model_version, to, actor=actor, notes=notes, theta=check.theta)
@@ -189,7 +191,9 @@ def core_publish_flow(
     log.info(
         "model published", model_version=model_version, status=record.status, notified=notified
     )
-    return PublishOutcome(model_version, record.status, check, notified)
+    # Retention: the newest model_versions stay, and never one deployed or deployed before.
+    pruned = registry.prune(cfg.data_retention.model_versions, actor=actor)
+    return PublishOutcome(model_version, record.status, check, notified, pruned)
 
 
 @flow(name="core_retrain_flow", validate_parameters=False)
