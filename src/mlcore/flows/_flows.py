@@ -254,7 +254,11 @@ def core_retrain_flow(
                 report.model_version, config_root, config_env, guard.run_id
             )
     except BaseException as exc:
-        guard.failed(exc)
+        try:
+            guard.failed(exc)
+        except Exception as record_exc:  # the run's own error matters more than its record
+            log.error("retraining run not recorded as failed", run_id=guard.run_id,
+                      error=repr(record_exc))  # fmt: skip
         raise
     outcome.retries = guard.retry_count()
     outcome.status = "success"
