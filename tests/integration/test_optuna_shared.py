@@ -4,6 +4,8 @@ this machine's PostgreSQL server, and together run the trials one process would.
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,19 +27,27 @@ def url() -> Iterator[str]:
     yield from postgres_url()
 
 
-def _worker(url: str, out: Any) -> None:
+def _worker(url: str, out: Any, start: Any) -> None:
     X, y, t0, t1 = _events()
+    start.wait(timeout=120)  # both at once, on a database Optuna has not set up yet
     tuned, summary = tune(X, y, t0, t1, CFG, "logloss", TRIALS, "AI1", SharedStudy(url))
     out.put((tuned.learning_rate, summary))
 
 
 def test_two_processes_share_one_study(url: str) -> None:
     ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    workers = [ctx.Process(target=_worker, args=(url, out)) for _ in range(2)]
+    out, start = ctx.Queue(), ctx.Barrier(2)
+    workers = [ctx.Process(target=_worker, args=(url, out, start)) for _ in range(2)]
     for w in workers:
         w.start()
-    results = [out.get(timeout=300) for _ in workers]
+    results: list[Any] = []
+    deadline = time.monotonic() + 300
+    while len(results) < len(workers) and time.monotonic() < deadline:
+        try:
+            results.append(out.get(timeout=2))
+        except queue.Empty:
+            dead = [w.exitcode for w in workers if w.exitcode not in (None, 0)]
+            assert not dead, f"a worker died (exit codes {dead}); see its stderr above"
     for w in workers:
         w.join(timeout=60)
         assert w.exitcode == 0

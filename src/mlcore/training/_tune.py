@@ -12,12 +12,14 @@ import hashlib
 import math
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 import optuna
+import sqlalchemy
 from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
@@ -59,6 +61,24 @@ def _study_name(shared: SharedStudy, label: str, key: bytes) -> str:
     return f"{shared.prefix}-{label.split()[0].lower()}-{digest}"
 
 
+@contextmanager
+def _one_at_a_time(url: str) -> Iterator[None]:
+    """Hold a PostgreSQL advisory lock (session level) for the block; other databases: none."""
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            locking = conn.dialect.name == "postgresql"
+            if locking:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(727273)"))
+            try:
+                yield
+            finally:
+                if locking:
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(727273)"))
+    finally:
+        engine.dispose()
+
+
 def run_study(
     objective: Callable[[optuna.Trial], float], n_trials: int, seed: int, maximize: bool,
     label: str, shared: SharedStudy | None = None, key: bytes = b"",
@@ -72,12 +92,15 @@ def run_study(
         study = optuna.create_study(direction=direction,
                                     sampler=optuna.samplers.TPESampler(seed=seed))  # fmt: skip
     else:
+        # Optuna creates its tables on first use: two workers starting together on a fresh
+        # database would both try (and one fail), so they take turns until the study exists.
         # Each worker samples with its own seed, or all would propose the same settings.
-        study = optuna.create_study(
-            storage=shared.storage_url, study_name=_study_name(shared, label, key),
-            direction=direction, load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=seed + os.getpid()),
-        )  # fmt: skip
+        with _one_at_a_time(shared.storage_url):
+            study = optuna.create_study(
+                storage=optuna.storages.RDBStorage(shared.storage_url),
+                study_name=_study_name(shared, label, key), direction=direction,
+                load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=seed + os.getpid()),
+            )  # fmt: skip
         callbacks.append(MaxTrialsCallback(n_trials, states=(TrialState.COMPLETE,)))
         objective = _tagged(objective)
     with Progress(console=Console(stderr=True), transient=True) as progress:
