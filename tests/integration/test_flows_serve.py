@@ -91,7 +91,7 @@ def test_the_cron_deployment_is_served_and_fires(
     )  # fmt: skip
     db = archive / "registry" / "registry.db"
     try:
-        deadline = time.monotonic() + 150  # the next minute, plus scheduling and polling
+        deadline = time.monotonic() + 240  # the next minute, scheduling, polling, the run
         runs: list[dict[str, object]] = []
         while time.monotonic() < deadline and serving.poll() is None:
             if db.exists():
