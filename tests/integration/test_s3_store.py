@@ -18,20 +18,14 @@ import pytest
 
 from mlcore.config import load_config
 from mlcore.registry import S3ArtifactStore, registry_for
-from tests.conftest import config_with, make_version
+from tests.conftest import config_with, free_port, make_version
 
 BUCKET = "mlcore-artifacts"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "s3.log").open("wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

@@ -1,7 +1,7 @@
 """Typed policy configuration and ENV validation."""
 
 from mlcore.config._app import AppConfig, StoragePaths, find_config_root, load_config
-from mlcore.config._env import REQUIRED_ENV, EnvSettings, read_env
+from mlcore.config._env import REQUIRED_ENV, EnvSettings, read_env, sqlalchemy_postgres_url
 from mlcore.config._loader import ENVIRONMENTS, load_policy
 from mlcore.config._schemas import (
     POLICY_SCHEMAS,
@@ -100,4 +100,5 @@ __all__ = [
     "load_config",
     "load_policy",
     "read_env",
+    "sqlalchemy_postgres_url",
 ]

@@ -46,6 +46,14 @@ class EnvSettings(BaseModel):
     pagerduty_integration_key: str | None
 
 
+def sqlalchemy_postgres_url(url: str) -> str:
+    """``url`` with SQLAlchemy's psycopg 3 driver named (``postgresql://`` as users write it)."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain) :]
+    return url
+
+
 def read_env(
     environ: Mapping[str, str] | None = None, *, service_env: str | None = None
 ) -> EnvSettings:

@@ -42,32 +42,28 @@ class S3Location(Policy):
     prefix: str
 
 
-class StoragePolicy(Policy):
-    """storage.yaml: where the archive lives (ENV STORAGE_BACKEND / ARCHIVE_PATH override)."""
+class S3Backed(Policy):
+    """A local backend, or S3 with its location."""
 
     backend: Literal["local", "s3"]
-    archive_path: str
     s3: S3Location | None
 
     @model_validator(mode="after")
-    def _s3_needs_location(self) -> StoragePolicy:
+    def _s3_needs_location(self) -> S3Backed:
         if self.backend == "s3" and self.s3 is None:
             raise ValueError("backend 's3' needs the 's3' location (endpoint_url, bucket, prefix)")
         return self
+
+
+class StoragePolicy(S3Backed):
+    """storage.yaml: where the archive lives (ENV STORAGE_BACKEND / ARCHIVE_PATH override)."""
+
+    archive_path: str
 
 
 # ml_core_storage.yaml -------------------------------------------------------------------
-class ArtifactStorePolicy(Policy):
+class ArtifactStorePolicy(S3Backed):
     """Where the registry's archived copies live."""
-
-    backend: Literal["local", "s3"]
-    s3: S3Location | None
-
-    @model_validator(mode="after")
-    def _s3_needs_location(self) -> ArtifactStorePolicy:
-        if self.backend == "s3" and self.s3 is None:
-            raise ValueError("backend 's3' needs the 's3' location (endpoint_url, bucket, prefix)")
-        return self
 
 
 class MlCoreStoragePolicy(Policy):

@@ -179,11 +179,10 @@ def core_publish_flow(
         if status != "rejected":
             registry.transition(model_version, "rejected", actor=actor, notes=notes)
         log.info("model rejected", model_version=model_version, notes=notes)
-        pruned = registry.prune(cfg.data_retention.model_versions, actor=actor)
-        return PublishOutcome(model_version, "rejected", check, pruned=pruned)
-    steps = ["candidate", "approved"] + (["deployed"] if cfg.retrain.deploy_on_adopt else [])
-    for to in steps[steps.index(status) + 1 if status in steps else 0 :]:
-        registry.transition(model_version, to, actor=actor, notes=notes, theta=check.theta)
+    else:
+        steps = ["candidate", "approved"] + (["deployed"] if cfg.retrain.deploy_on_adopt else [])
+        for to in steps[steps.index(status) + 1 if status in steps else 0 :]:
+            registry.transition(model_version, to, actor=actor, notes=notes, theta=check.theta)
     record = registry.get(model_version)
     notified: list[str] = []
     if record.status == "deployed":

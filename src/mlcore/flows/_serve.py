@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 
-from prefect import serve
+from prefect import Flow, serve
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 
@@ -16,12 +16,16 @@ from mlcore.flows._flows import RetrainOutcome, core_retrain_flow, task_runner
 DEPLOYMENT = "core-retrain"
 
 
+def _retrain_flow(cfg: AppConfig) -> Flow[..., RetrainOutcome]:
+    return core_retrain_flow.with_options(task_runner=task_runner(cfg.retrain.task_runner))
+
+
 def run_retrain(
     cfg: AppConfig, *, timeframe: str | None = None, seed: int | None = None
 ) -> RetrainOutcome:
     """One retraining run now, in this process, with the task runner retrain_policy.yaml
     names (Prefect's ephemeral mode unless PREFECT_API_URL points at a server)."""
-    retrain = core_retrain_flow.with_options(task_runner=task_runner(cfg.retrain.task_runner))
+    retrain = _retrain_flow(cfg)
     outcome: RetrainOutcome = retrain(
         config_root=str(cfg.config_root), config_env=cfg.env_name, timeframe=timeframe, seed=seed
     )
@@ -31,7 +35,7 @@ def run_retrain(
 def retrain_deployment(cfg: AppConfig, cron: str | None = None) -> RunnerDeployment:
     """The cron deployment of ``core_retrain_flow`` (retrain_policy.yaml's retrain_cron and
     timezone unless ``cron`` is given), on this configuration."""
-    retrain = core_retrain_flow.with_options(task_runner=task_runner(cfg.retrain.task_runner))
+    retrain = _retrain_flow(cfg)
     deployment = retrain.to_deployment(
         name=DEPLOYMENT,
         schedule=Cron(cron or cfg.retrain.retrain_cron, timezone=cfg.retrain.timezone),

@@ -12,19 +12,15 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 
-from mlcore.config import AppConfig
+from mlcore.config import AppConfig, sqlalchemy_postgres_url
 from mlcore.registry._store import ArtifactStore, LocalArtifactStore, S3ArtifactStore
 from mlcore.registry._tables import SQLITE_SCHEMAS
 
 
 def database_url(cfg: AppConfig) -> str:
     """``POSTGRES_URL`` (with the psycopg 3 driver), else ``sqlite:///{archive}/registry/registry.db``."""
-    url = cfg.env.postgres_url
-    if url:
-        for plain in ("postgresql://", "postgres://"):
-            if url.startswith(plain):
-                return "postgresql+psycopg://" + url[len(plain) :]
-        return url
+    if cfg.env.postgres_url:
+        return sqlalchemy_postgres_url(cfg.env.postgres_url)
     return f"sqlite:///{cfg.paths.archive / 'registry' / 'registry.db'}"
 
 

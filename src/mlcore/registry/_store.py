@@ -22,6 +22,18 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _checked_files(folder: Path, sums: dict[str, str]) -> dict[str, bytes]:
+    """The files listed in ``sums`` (each checked against it) and ``checksums.json``."""
+    files = {}
+    for name, want in sorted(sums.items()):
+        data = (folder / name).read_bytes()
+        if sha256(data) != want:
+            raise ValueError(f"{folder / name}: checksum mismatch, not archived")
+        files[name] = data
+    files["checksums.json"] = (folder / "checksums.json").read_bytes()
+    return files
+
+
 class ArtifactStore(Protocol):
     """Where the registry archives model versions."""
 
@@ -43,13 +55,7 @@ class LocalArtifactStore:
     def put(self, version: str, folder: Path, sums: dict[str, str]) -> str:
         """Archive the files listed in ``sums`` (and ``checksums.json``), each checked first;
         returns where they went."""
-        files = {}
-        for name, want in sorted(sums.items()):
-            data = (folder / name).read_bytes()
-            if sha256(data) != want:
-                raise ValueError(f"{folder / name}: checksum mismatch, not archived")
-            files[name] = data
-        files["checksums.json"] = (folder / "checksums.json").read_bytes()
+        files = _checked_files(folder, sums)
         target = self.root / version
         replace_dir(target, files)
         return str(target)
@@ -100,13 +106,7 @@ class S3ArtifactStore:
 
     def put(self, version: str, folder: Path, sums: dict[str, str]) -> str:
         """Upload the files listed in ``sums`` (each checked first), then ``checksums.json``."""
-        files = {}
-        for name, want in sorted(sums.items()):
-            data = (folder / name).read_bytes()
-            if sha256(data) != want:
-                raise ValueError(f"{folder / name}: checksum mismatch, not archived")
-            files[name] = data
-        files["checksums.json"] = (folder / "checksums.json").read_bytes()
+        files = _checked_files(folder, sums)
         self.client.delete_object(Bucket=self.bucket, Key=self._key(version, "checksums.json"))
         for name, data in files.items():
             if name != "checksums.json":

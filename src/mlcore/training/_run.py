@@ -31,7 +31,7 @@ import yaml
 from rich.console import Console
 from rich.progress import Progress
 
-from mlcore.config import AppConfig
+from mlcore.config import AppConfig, sqlalchemy_postgres_url
 from mlcore.data import Catalog, replace_dir
 from mlcore.features import PAIR_FEATURES, feature_levels, schema_bytes
 from mlcore.labels import ai2_class_weights
@@ -80,11 +80,7 @@ def shared_study(cfg: AppConfig) -> SharedStudy | None:
     that every process training on the same inputs shares the trials; None: in process."""
     if cfg.training.optuna.storage != "postgres":
         return None
-    url = cfg.env.postgres_url or ""
-    for plain in ("postgresql://", "postgres://"):
-        if url.startswith(plain):
-            url = "postgresql+psycopg://" + url[len(plain) :]
-    return SharedStudy(url)
+    return SharedStudy(sqlalchemy_postgres_url(cfg.env.postgres_url or ""))
 
 
 def binary_config(cfg: AppConfig, seed: int | None = None) -> BinaryTrainConfig:
