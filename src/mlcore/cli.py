@@ -1102,3 +1102,66 @@ def main() -> None:
         app()
     except SystemExit as exc:
         sys.exit(exc.code)
+
+
+# -- serving ------------------------------------------------------------------------------
+def _print_serve(summary: Any) -> None:
+    c = summary.counts
+    m = summary.model
+    out.print(f"model {m.version} (θ1={m.theta[0]:.2f}, θ2={m.theta[1]:.2f}): {m.why}")
+    for spec in summary.workers:
+        out.print(f"  {spec.worker_id}: {', '.join(spec.pair_ids)}")
+    actions = {k.split(":", 1)[1]: v for k, v in c.items() if k.startswith("signal:")}
+    refused = {k.split(":", 1)[1]: v for k, v in c.items() if k.startswith("refused:")}
+    out.print(
+        f"signals {sum(actions.values())} ("
+        + ", ".join(f"{a} {n}" for a, n in sorted(actions.items())) + "); "
+        + "bars refused " + (", ".join(f"{r} {n}" for r, n in sorted(refused.items())) or "0")
+    )  # fmt: skip
+    out.print(f"signal.json files under {summary.root / 'signals'}; outboxes under "
+              f"{summary.root / 'outbox'}")  # fmt: skip
+    for event in summary.events:
+        out.print(f"  {event}")
+
+
+@app.command("serve")
+@guarded
+def serve_cmd(
+    model: Annotated[
+        str | None,
+        typer.Option(help="Serve this version (name or folder) instead of the deployed one."),
+    ] = None,
+    pairs: Annotated[
+        str | None, typer.Option(help="Comma-separated pair ids (default: the universe).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes (default: pairs_per_worker).")
+    ] = None,
+    replay_last: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Replay the catalog's last N bars through the workers (warmed on the bars "
+            "before them), then stop: the demo of live serving without a feed.",
+        ),
+    ] = None,
+    exit_when_idle: Annotated[
+        float | None, typer.Option(min=0.1, help="Stop after this many seconds without bars.")
+    ] = None,
+    config_env: EnvOpt = None,
+    config_root: RootOpt = None,
+) -> None:
+    """Run the inference workers: bars in (Redis Streams, or a JSON-lines file), signals out
+    (Redis stream + Pub/Sub, signal.json, core.signals_live). Ctrl-C stops them cleanly."""
+    from mlcore import serving
+
+    cfg = _config(config_env, config_root)
+    ids = [p.strip() for p in pairs.split(",") if p.strip()] if pairs else None
+    try:
+        summary = serving.serve(
+            cfg, model=model, pair_ids=ids, workers=workers, replay_last=replay_last,
+            exit_when_idle_seconds=exit_when_idle,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise ConfigError("SERVING_START_REFUSED", str(exc)) from exc
+    _print_serve(summary)

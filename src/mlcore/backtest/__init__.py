@@ -2,7 +2,13 @@
 table, θ search and stabilisation, stress scenarios, adoption gates, stored results and the
 HTML report."""
 
-from mlcore.backtest._costs import ZERO_COSTS, LegCosts, leg_costs, slippage_factors
+from mlcore.backtest._costs import (
+    ZERO_COSTS,
+    LegCosts,
+    leg_costs,
+    slippage_factor_at,
+    slippage_factors,
+)
 from mlcore.backtest._engine import PairBacktest, PairStrategy, simulate_pair
 from mlcore.backtest._gates import evaluate_gates
 from mlcore.backtest._inputs import PairBars, fx_rate, pair_bars
@@ -21,6 +27,7 @@ from mlcore.backtest._run import (
     BacktestReport,
     ThetaRun,
     optimize_theta,
+    previous_theta,
     rebuild_report,
     resolve_model,
     run_backtest,
@@ -63,6 +70,7 @@ __all__ = [
     "optimize_theta",
     "pair_bars",
     "pair_setups",
+    "previous_theta",
     "rebuild_report",
     "render_report",
     "resolve_model",
@@ -71,6 +79,7 @@ __all__ = [
     "run_stress",
     "search_theta",
     "simulate_pair",
+    "slippage_factor_at",
     "slippage_factors",
     "stabilise",
     "write_report",

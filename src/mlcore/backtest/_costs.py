@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -65,4 +67,16 @@ def slippage_factors(costs: CostTable, ts_ns: ArrayLike) -> np.ndarray:
     for w in tod.windows:
         inside = (minute >= _minutes(w.start)) & (minute < _minutes(w.end))
         factor[inside] = w.factor
+    return factor
+
+
+def slippage_factor_at(costs: CostTable, ts_ns: int) -> float:
+    """:func:`slippage_factors` of one timestamp, without NumPy or pandas (the live path)."""
+    tod = costs.slippage_time_of_day
+    local = datetime.fromtimestamp(ts_ns // 1_000_000_000, ZoneInfo(tod.timezone))
+    minute = local.hour * 60 + local.minute
+    factor = 1.0
+    for w in tod.windows:  # a later window wins, as in slippage_factors
+        if _minutes(w.start) <= minute < _minutes(w.end):
+            factor = w.factor
     return factor

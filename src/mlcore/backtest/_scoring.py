@@ -47,7 +47,8 @@ class _Classifier:
                 raw = 1.0 / (1.0 + np.exp(-np.asarray(raw)))
         else:
             margin = self.calibrator.response == "decision_function"
-            raw = self.booster.inplace_predict(X, output_margin=margin)
+            # XGBoost 3 names the output with predict_type (it has no output_margin argument).
+            raw = self.booster.inplace_predict(X, predict_type="margin" if margin else "value")
         return self.calibrator.predict(np.asarray(raw, dtype=np.float64))
 
 

@@ -19,6 +19,7 @@ from mlcore.config._schemas import (
     MlCoreStoragePolicy,
     PipelinePolicy,
     RetrainPolicy,
+    ServingPolicy,
     SourcesPolicy,
     StoragePolicy,
     TrainingPolicy,
@@ -63,6 +64,7 @@ class AppConfig:
     drawdown: DrawdownPolicy
     backtest: BacktestPolicy
     retrain: RetrainPolicy
+    serving: ServingPolicy
     paths: StoragePaths
 
 
@@ -111,6 +113,7 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
     drawdown = load_policy(root, "dd_policy", name, DrawdownPolicy)
     backtest = load_policy(root, "backtest_policy", name, BacktestPolicy)
     retrain = load_policy(root, "retrain_policy", name, RetrainPolicy)
+    serving = load_policy(root, "serving_policy", name, ServingPolicy)
     if training.optuna.storage == "postgres" and not env.postgres_url:
         raise ConfigError(
             "CONFIG_ENTRY_INVALID",
@@ -165,5 +168,6 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
         drawdown=drawdown,
         backtest=backtest,
         retrain=retrain,
+        serving=serving,
         paths=paths,
     )

@@ -789,3 +789,59 @@ class RetrainPolicy(Policy):
 
 
 POLICY_SCHEMAS["retrain_policy"] = RetrainPolicy
+
+
+# serving_policy.yaml --------------------------------------------------------------------
+class WorkerPolicy(Policy):
+    """How `mlcore serve` spreads pairs over worker processes and restarts them."""
+
+    pairs_per_worker: Annotated[int, Field(ge=1, le=50)]
+    restart_delay_seconds: Annotated[float, Field(ge=0)]
+    max_restarts_per_hour: PositiveInt
+    checkpoint_every_bars: PositiveInt
+
+
+class BarSourcePolicy(Policy):
+    """Where live bars come from: Redis Streams (one per symbol) or an appended JSON-lines file."""
+
+    kind: Literal["redis", "file"]
+    stream_prefix: str
+    file: str
+    block_ms: PositiveInt
+    batch_bars: PositiveInt
+
+
+class RedisDeliveryPolicy(Policy):
+    """Signals on Redis: a stream with consumer groups plus a Pub/Sub channel."""
+
+    signals_stream: str
+    stream_maxlen: PositiveInt
+    channel: str
+    dedupe_ttl_seconds: PositiveInt
+    ops_flags_key: str
+    heartbeat_prefix: str
+    heartbeat_seconds: PositiveFloat
+    heartbeat_ttl_seconds: PositiveFloat
+
+    @model_validator(mode="after")
+    def _ttl_longer_than_beat(self) -> RedisDeliveryPolicy:
+        if not self.heartbeat_ttl_seconds > self.heartbeat_seconds:
+            raise ValueError("heartbeat_ttl_seconds must exceed heartbeat_seconds")
+        return self
+
+
+class ServingPolicy(Policy):
+    """serving_policy.yaml: inference workers, bar source, delivery, freshness, metrics."""
+
+    timeframe: Timeframe
+    workers: WorkerPolicy
+    bar_source: BarSourcePolicy
+    freshness_budget_seconds: PositiveFloat
+    signal_valid_seconds: PositiveFloat
+    redis: RedisDeliveryPolicy
+    serving_root: str
+    aggregate_every_seconds: PositiveFloat
+    metrics_port: Annotated[int, Field(ge=0, le=65535)]
+
+
+POLICY_SCHEMAS["serving_policy"] = ServingPolicy

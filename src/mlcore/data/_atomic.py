@@ -28,19 +28,22 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_file(path: Path, data: bytes) -> None:
+def _write_file(path: Path, data: bytes, durable: bool = True) -> None:
     with open(path, "wb") as fh:
         fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write one file atomically: a fsynced hidden temp file renamed over ``path``."""
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write one file atomically: a fsynced hidden temp file renamed over ``path``.
+    ``durable=False`` skips the fsync: readers still never see half a file, but a power cut
+    may lose the newest version (for files re-derivable from a durable record)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        _write_file(tmp, data)
+        _write_file(tmp, data, durable)
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

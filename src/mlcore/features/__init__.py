@@ -8,6 +8,7 @@ from mlcore.features._cache import (
     load_pair_features,
     load_symbol_features,
     pair_feature_hash,
+    segment_starts,
     single_feature_hash,
 )
 from mlcore.features._engine import (
@@ -45,6 +46,7 @@ __all__ = [
     "pair_features",
     "reference_pair_features",
     "schema_bytes",
+    "segment_starts",
     "single_feature_hash",
     "single_features",
 ]

@@ -20,6 +20,7 @@ from mlcore.models._direction import (
     unit_rows,
 )
 from mlcore.models._forest import ForestModel, forest_to_json
+from mlcore.models._trees import CompiledTrees, link, walk
 
 __all__ = [
     "ALIASES",
@@ -28,6 +29,7 @@ __all__ = [
     "HOLD_LEVEL",
     "HOLD_PROBA",
     "LEVELS",
+    "CompiledTrees",
     "DirectionEnsemble",
     "DirectionModel",
     "DirectionPrediction",
@@ -35,9 +37,11 @@ __all__ = [
     "forest_to_json",
     "level_file_names",
     "level_prefix",
+    "link",
     "load_level",
     "read_checked",
     "read_checksums",
     "soft_vote",
     "unit_rows",
+    "walk",
 ]

@@ -20,7 +20,13 @@ from mlcore.registry._store import (
     damaged_files,
     restore_folder,
 )
-from mlcore.registry._tables import RUN_STATUSES, STATUSES, metadata
+from mlcore.registry._tables import (
+    RUN_STATUSES,
+    STATUSES,
+    metadata,
+    signals_history,
+    signals_live,
+)
 
 __all__ = [
     "RUN_STATUSES",
@@ -42,6 +48,8 @@ __all__ = [
     "rebuild",
     "registry_for",
     "restore_folder",
+    "signals_history",
+    "signals_live",
     "upgrade",
     "version_row",
 ]

@@ -126,7 +126,8 @@ _SIGNAL_COLUMNS = (
 
 
 def _signals(name: str) -> Table:
-    cols = [Column(n, t, primary_key=(n == "signal_id"), nullable=(n == "payload"))
+    # return_prob is NULL where AI1 is not asked (migration 0003).
+    cols = [Column(n, t, primary_key=(n == "signal_id"), nullable=n in ("payload", "return_prob"))
             for n, t in _SIGNAL_COLUMNS]  # fmt: skip
     return Table(name, metadata, *cols, schema="core")
 

@@ -1,0 +1,92 @@
+"""Which model version the workers serve: the deployed one, checked against the checksums the
+registry recorded (a damaged file is first restored from the artifact store); when it cannot be
+served, the version deployed before it, and so on — each fallback logged and recorded as an
+alert. An operator may name a version instead (``mlcore serve --model``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlcore.backtest import PairModels, previous_theta, resolve_model
+from mlcore.config import AppConfig
+from mlcore.registry import Registry
+
+log = logging.getLogger("mlcore.serving")
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """The version served, its folder, the θ in force and why this one."""
+
+    version: str
+    folder: Path
+    theta: tuple[float, float]
+    why: str
+
+
+def _theta(cfg: AppConfig, t1: float | None, t2: float | None) -> tuple[float, float]:
+    if t1 is None or t2 is None:
+        return cfg.core.theta1_initial, cfg.core.theta2_initial
+    return float(t1), float(t2)
+
+
+def named_model(cfg: AppConfig, name: str | None) -> ServedModel:
+    """A version named by the operator (or the newest trained one): its files must pass
+    ``checksums.json``; θ is the one its backtest adopted, else core_policy's initial θ."""
+    folder = resolve_model(cfg, name)
+    models = PairModels.load(folder)
+    theta, source = previous_theta(cfg, models)
+    return ServedModel(models.version, folder, theta, f"named by the operator; θ {source}")
+
+
+def deployed_model(cfg: AppConfig, registry: Registry, skip: set[str] | None = None) -> ServedModel:
+    """The deployed version, else the most recently deployed one before it that passes its
+    checks (see the module docstring); ``skip`` names versions already found unusable."""
+    skip = set(skip or ())
+    records = sorted(
+        (r for r in registry.records() if r.deployed_at is not None),
+        key=lambda r: (r.status != "deployed", -r.deployed_at.timestamp()),  # type: ignore[union-attr]
+    )
+    if not records:
+        raise ValueError("no model version has been deployed: deploy one (mlcore registry "
+                         "promote) or name one with --model")  # fmt: skip
+    failures = []
+    for rec in records:
+        if rec.model_version in skip or rec.status == "rejected":
+            continue
+        version = rec.model_version
+        try:
+            damaged = registry.verify(version)
+            if damaged:
+                log.warning("%s: damaged files %s, restoring from the artifact store", version,
+                            sorted(damaged))  # fmt: skip
+                registry.restore(version, actor="serving")
+            folder = registry.served_folder(version)
+            PairModels.load(folder)
+        except (ValueError, OSError) as exc:
+            failures.append(f"{version}: {exc}")
+            log.error("model %s cannot be served, falling back: %s", version, exc)
+            registry.raise_alert(
+                "CORE_SERVING_FALLBACK", f"model {version} cannot be served: {exc}",
+                channel=cfg.retrain.notification_channel, severity="critical",
+                details={"version": version},
+            )  # fmt: skip
+            continue
+        why = (
+            "deployed" if rec.status == "deployed" else f"fallback ({rec.status}, deployed before)"
+        )
+        if failures:
+            why += "; unusable: " + "; ".join(failures)
+        return ServedModel(version, folder, _theta(cfg, rec.theta1, rec.theta2), why)
+    raise ValueError("no deployed model version can be served: " + "; ".join(failures))
+
+
+def notice_version(path: Path) -> str | None:
+    """The version named by the publish flow's ``deployed.json`` (None when absent or bad)."""
+    try:
+        return str(json.loads(path.read_bytes())["model_version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

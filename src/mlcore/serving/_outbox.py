@@ -1,0 +1,114 @@
+"""A worker's local SQLite: its signals (the outbox), the state of its pairs and symbols, and
+how far it has read its bar sources — all committed in one transaction, so a worker killed at
+any instant resumes from a consistent point and reproduces the same signals (same ids)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS signals (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    pair_id TEXT NOT NULL,
+    bar_ts_ns INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    delivered INTEGER NOT NULL DEFAULT 0,
+    aggregated INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS signals_undelivered ON signals (delivered, seq);
+CREATE INDEX IF NOT EXISTS signals_unaggregated ON signals (aggregated, seq);
+CREATE TABLE IF NOT EXISTS pair_state (
+    pair_id TEXT PRIMARY KEY,
+    model_version TEXT NOT NULL,
+    engine BLOB NOT NULL,
+    rest TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+class Outbox:
+    """The SQLite file of one worker."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the file."""
+        self.conn.close()
+
+    def commit(
+        self, signals: Iterable[tuple[str, str, int, bytes]],
+        states: Mapping[str, tuple[str, bytes, str]], kv: Mapping[str, str],
+    ) -> int:  # fmt: skip
+        """Store signals (id, pair_id, bar_ts_ns, payload; an id already stored is kept as it
+        was), pair states (pair_id → model_version, engine, rest) and key-values at once; return
+        how many signals were new."""
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            before = c.total_changes
+            c.executemany(
+                "INSERT OR IGNORE INTO signals (id, pair_id, bar_ts_ns, payload) VALUES (?,?,?,?)",
+                signals,
+            )
+            new = c.total_changes - before
+            c.executemany(
+                "INSERT OR REPLACE INTO pair_state VALUES (?,?,?,?)",
+                [(p, v, e, r) for p, (v, e, r) in states.items()],
+            )
+            c.executemany("INSERT OR REPLACE INTO kv VALUES (?,?)", list(kv.items()))
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        return new
+
+    def states(self) -> dict[str, tuple[str, bytes, str]]:
+        """pair_id → (model_version, engine state, rest) as last committed."""
+        rows = self.conn.execute("SELECT pair_id, model_version, engine, rest FROM pair_state")
+        return {p: (v, e, r) for p, v, e, r in rows}
+
+    def kv(self) -> dict[str, str]:
+        """The key-values as last committed."""
+        return dict(self.conn.execute("SELECT key, value FROM kv").fetchall())
+
+    def pending(self, column: str, limit: int) -> list[tuple[int, str, bytes]]:
+        """(seq, id, payload) not yet ``delivered`` / ``aggregated``, oldest first."""
+        if column not in ("delivered", "aggregated"):
+            raise ValueError(f"unknown outbox column {column!r}")
+        return self.conn.execute(
+            f"SELECT seq, id, payload FROM signals WHERE {column} = 0 ORDER BY seq LIMIT ?",  # noqa: S608 - column checked above
+            (limit,),
+        ).fetchall()
+
+    def mark(self, column: str, up_to_seq: int) -> None:
+        """Mark every row up to ``up_to_seq`` as done for ``column``."""
+        if column not in ("delivered", "aggregated"):
+            raise ValueError(f"unknown outbox column {column!r}")
+        self.conn.execute(
+            f"UPDATE signals SET {column} = 1 WHERE {column} = 0 AND seq <= ?",  # noqa: S608
+            (up_to_seq,),
+        )
+
+    def count(self, column: str | None = None) -> int:
+        """Signals stored (or still pending for ``column``)."""
+        where = "" if column is None else f" WHERE {column} = 0"
+        if column not in (None, "delivered", "aggregated"):
+            raise ValueError(f"unknown outbox column {column!r}")
+        return int(self.conn.execute(f"SELECT count(*) FROM signals{where}").fetchone()[0])  # noqa: S608
+
+    def payloads(self) -> list[bytes]:
+        """Every stored signal, in the order produced."""
+        return [r[0] for r in self.conn.execute("SELECT payload FROM signals ORDER BY seq")]

@@ -1,0 +1,219 @@
+"""One pair in a worker: streaming features → AI1/AI2/AI3 → decision → legs → signal, per
+aligned bar, and the state a checkpoint keeps of it."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mlcore.backtest import slippage_factor_at
+from mlcore.config import AI1LabelPolicy, CostTable, PairFeatureWindows
+from mlcore.features import PAIR_FEATURES, PairFeatureEngine
+from mlcore.serving._flags import OpsFlags
+from mlcore.serving._scorer import INPUT_NAMES, PairScorer
+from mlcore.signals import (
+    ENTRY,
+    EXIT,
+    HOLD,
+    DecisionRules,
+    LegSpec,
+    PairDecider,
+    Sizing,
+    build_signal,
+    leg_records,
+    size_legs,
+)
+
+_Z, _BETA, _DZEMA = (PAIR_FEATURES.index(n) for n in ("z", "beta", "dz_ema"))
+_EV_DIR, _EV_ABS = INPUT_NAMES.index("event_direction"), INPUT_NAMES.index("event_abs_z0")
+
+
+@dataclass
+class FxQuote:
+    """The latest close of an FX instrument and when that bar closed."""
+
+    rate: float = math.nan
+    close_ns: int = -1
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """How a leg's price becomes account currency: through an FX symbol (or none)."""
+
+    fx_symbol: str | None
+    inverse: bool
+
+    def rate(self, quotes: dict[str, FxQuote], at_ns: int, stale_ns: int) -> float:
+        """The rate at ``at_ns``; NaN when the FX close is missing or older than ``stale_ns``."""
+        if self.fx_symbol is None:
+            return 1.0
+        q = quotes.get(self.fx_symbol)
+        if q is None or q.close_ns < 0 or at_ns - q.close_ns > stale_ns:
+            return math.nan
+        return 1.0 / q.rate if self.inverse else q.rate
+
+
+@dataclass(frozen=True)
+class PairSetupLive:
+    """What a pair needs that does not change bar to bar."""
+
+    pair_id: str
+    leg_a: LegSpec
+    leg_b: LegSpec
+    conv_a: Conversion
+    conv_b: Conversion
+    windows: PairFeatureWindows
+    ai1: AI1LabelPolicy
+    rules: DecisionRules
+    capital_usd: float
+    risk_fraction: float
+    bar_seconds: int
+    valid_seconds: float
+    freshness_ns: int
+    fx_stale_ns: int
+    costs: CostTable
+
+
+@dataclass
+class Outcome:
+    """What one aligned bar produced: a signal, or the reason it was refused."""
+
+    signal: dict[str, Any] | None
+    refused: str = ""
+
+
+@dataclass
+class PairRuntime:
+    """The live state of one pair (see the module docstring)."""
+
+    setup: PairSetupLive
+    scorer: PairScorer
+    worker: str
+    engine: PairFeatureEngine = field(init=False)
+    decider: PairDecider = field(init=False)
+    last_ts_ns: int = -1
+    prev_z: float = math.nan
+    units: tuple[float, float] = (0.0, 0.0)
+    _vector: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.engine = PairFeatureEngine(self.setup.windows)
+        self.decider = PairDecider(self.setup.rules)
+        self._vector = np.empty(len(INPUT_NAMES))
+
+    # -- checkpoint ------------------------------------------------------------------------
+    def state(self) -> tuple[bytes, str]:
+        """(feature-engine state, the rest as JSON) for the worker's SQLite checkpoint."""
+        rest = {
+            "last_ts_ns": self.last_ts_ns,
+            "prev_z": None if math.isnan(self.prev_z) else self.prev_z,
+            "units": list(self.units),
+            "decider": self.decider.state(),
+        }
+        return self.engine.save(), json.dumps(rest)
+
+    def restore(self, engine: bytes, rest: str) -> None:
+        """Put back a :meth:`state`."""
+        self.engine = PairFeatureEngine.load(self.setup.windows, engine)
+        doc = json.loads(rest)
+        self.last_ts_ns = int(doc["last_ts_ns"])
+        self.prev_z = math.nan if doc["prev_z"] is None else float(doc["prev_z"])
+        ua, ub = doc["units"]
+        self.units = (float(ua), float(ub))
+        self.decider.restore([int(v) for v in doc["decider"]])
+
+    def warm(self, bars: np.ndarray, last_ts_ns: int) -> None:
+        """Feed history (n x 6 aligned bars, the newest last) through the features; the
+        decision state starts flat."""
+        feats = self.engine.warm(bars, threads=1)
+        self.prev_z = float(feats[-1, _Z]) if len(feats) else math.nan
+        self.last_ts_ns = last_ts_ns
+
+    # -- one bar ---------------------------------------------------------------------------
+    def _event(self, z: float, dz_ema: float) -> bool:
+        """Whether an AI1 event opens on this bar (``mlcore.labels.ai1_events``' rule)."""
+        entry_z = self.setup.ai1.entry_z
+        prev = self.prev_z
+        in_band = abs(z) >= entry_z
+        prev_in = abs(prev) >= entry_z  # NaN compares false: outside
+        entering = not prev_in or math.copysign(1.0, z) != math.copysign(1.0, prev)
+        return (
+            in_band
+            and entering
+            and math.isfinite(dz_ema)
+            and abs(dz_ema) <= self.setup.ai1.max_dz_ema
+        )
+
+    def on_bar(
+        self, ts_ns: int, bar: tuple[float, float, float, float, float, float], now_ns: int,
+        flags: OpsFlags, fx: dict[str, FxQuote],
+    ) -> Outcome:  # fmt: skip
+        """Advance the pair by one aligned bar (high_A, low_A, close_A, high_B, low_B, close_B)."""
+        s = self.setup
+        feats = self.engine.update(bar)
+        self.last_ts_ns = ts_ns
+        values = feats.tolist()
+        z, beta, dz_ema = values[_Z], values[_BETA], values[_DZEMA]
+        close_ns = ts_ns + s.bar_seconds * 1_000_000_000
+        rate_a = s.conv_a.rate(fx, close_ns, s.fx_stale_ns)
+        rate_b = s.conv_b.rate(fx, close_ns, s.fx_stale_ns)
+        refused = (
+            "warmup" if not math.isfinite(z)
+            else "stale_bar" if now_ns - close_ns > s.freshness_ns
+            else "fx_stale" if math.isnan(rate_a + rate_b)
+            else ""
+        )  # fmt: skip
+        event = not refused and self._event(z, dz_ema)
+        self.prev_z = z
+        if refused:
+            self.decider.step(z, beta, math.nan, math.nan, math.nan, decide=False)
+            return Outcome(None, refused)
+        v = self._vector
+        v[: len(PAIR_FEATURES)] = feats
+        v[_EV_DIR] = 0.0 if z == 0 else math.copysign(1.0, z)
+        v[_EV_ABS] = abs(z)
+        prob, risk, scale = self.scorer.score(v, event)
+        if math.isnan(risk) or math.isnan(scale):
+            self.decider.step(z, beta, math.nan, math.nan, math.nan, decide=False)
+            return Outcome(None, "warmup")
+        halted = flags.global_halt or s.pair_id in flags.halted_pairs
+        flatten = s.pair_id in flags.flatten_pairs
+        scaled = scale * flags.leverage_scale
+        d = self.decider.step(z, beta, prob, risk, scaled, halted=halted, flatten=flatten)
+        action, side, reason = d.action, d.side, d.reason
+        price_a, price_b = bar[2] * rate_a, bar[5] * rate_b
+        units = (0.0, 0.0)
+        if action == ENTRY:
+            gross = s.capital_usd * s.risk_fraction * scaled
+            sizing = size_legs(gross, beta, price_a, price_b, s.leg_a, s.leg_b)
+            if sizing.refused:
+                self.decider.cancel_entry()
+                action, side, reason = HOLD, 0, sizing.refused
+            else:
+                units = (sizing.units_a, sizing.units_b)
+                self.units = units
+        elif action == EXIT:
+            units = self.units
+            self.units = (0.0, 0.0)
+        factor = slippage_factor_at(s.costs, close_ns) if action != HOLD else 1.0
+        legs = leg_records(
+            side, beta, Sizing(*units, ""), price_a, price_b, s.leg_a, s.leg_b, factor
+        )
+        r = s.rules
+        policy = {
+            "theta1": r.theta1, "theta2": r.theta2, "entry_z": r.entry_z, "exit_z": r.exit_z,
+            "max_hold_bars": r.max_hold_bars, "leverage_scale": flags.leverage_scale,
+            "halted": halted, "flatten": flatten,
+        }  # fmt: skip
+        signal = build_signal(
+            pair_id=s.pair_id, bar_ts_ns=ts_ns, bar_seconds=s.bar_seconds,
+            valid_seconds=s.valid_seconds, model_version=self.scorer.version, legs=legs, z=z,
+            beta=beta, return_prob=prob, risk_score=risk, position_scale=scaled,
+            risk_flag=d.risk_flag, action=action, side=side, reason=reason, worker=self.worker,
+            core_policy=policy,
+        )  # fmt: skip
+        return Outcome(signal)

@@ -1,0 +1,173 @@
+"""Put a serving run together: the model, the workers' pairs, an optional replay of the
+catalog's last bars (the demo), the supervisor, and a summary read back from the outboxes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sqlite3
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pandas as pd
+
+from mlcore.config import AppConfig
+from mlcore.data import Catalog, write_atomic
+from mlcore.registry import database_url, make_engine, registry_for, upgrade
+from mlcore.serving._bars import Bar, bar_message
+from mlcore.serving._models import ServedModel, deployed_model, named_model, notice_version
+from mlcore.serving._supervisor import Supervisor, assign_pairs
+from mlcore.serving._worker import WorkerSpec, serving_dir
+
+log = logging.getLogger("mlcore.serving")
+
+
+@dataclass
+class ServeSummary:
+    """What a serving run did."""
+
+    model: ServedModel
+    workers: list[WorkerSpec]
+    root: Path
+    counts: Counter[str] = field(default_factory=Counter)
+    events: list[str] = field(default_factory=list)
+
+
+def replay_bars(cfg: AppConfig, pair_ids: list[str], last: int) -> tuple[list[Bar], int]:
+    """The catalog's bars of the pairs' legs (and their FX symbols) over the last ``last`` bar
+    times, oldest first, and the first replayed time (workers warm on the bars before it)."""
+    if last < 1:
+        raise ValueError(f"--replay-last must be >= 1, got {last}")
+    pairs = [p for p in cfg.universe.pairs if p.pair_id in pair_ids]
+    symbols = sorted({s for p in pairs for s in (p.leg_a, p.leg_b)})
+    account = cfg.backtest.account.currency
+    for s in list(symbols):
+        quote = cfg.universe.instruments[s].quote_currency
+        for fx in (f"{quote}/{account}", f"{account}/{quote}"):
+            if quote != account and fx in cfg.universe.instruments:
+                symbols.append(fx)
+    cat = Catalog(cfg)
+    tf = cfg.serving.timeframe
+    frames = {s: cat.load_bars(tf, s) for s in sorted(set(symbols))}
+    times = sorted(
+        set().union(*(pd.DatetimeIndex(f["ts"]).as_unit("ns").asi8 for f in frames.values()))
+    )
+    if not times:
+        raise ValueError(f"the catalog holds no {tf} bars of {symbols}: run `mlcore ingest` first")
+    start = int(times[max(0, len(times) - last)])
+    bars = []
+    for s, f in frames.items():
+        ts = pd.DatetimeIndex(f["ts"]).as_unit("ns").asi8
+        keep = ts >= start
+        sub = f[keep]
+        for t, o, h, lo, c, v in zip(ts[keep], sub["open"], sub["high"], sub["low"],
+                                      sub["close"], sub["volume"], strict=True):  # fmt: skip
+            bars.append(Bar(s, int(t), float(o), float(h), float(lo), float(c), float(v)))
+    bars.sort(key=lambda b: (b.ts_ns, b.symbol))
+    return bars, start
+
+
+def write_bars_file(path: Path, bars: list[Bar]) -> None:
+    """Bars as JSON lines (the file source's format), written atomically."""
+    lines = [json.dumps(bar_message(b), sort_keys=True) for b in bars]
+    write_atomic(path, ("\n".join(lines) + "\n").encode())
+
+
+def choose_model(cfg: AppConfig, name: str | None) -> ServedModel:
+    """``--model`` if given, else the deployed version (with fallback)."""
+    if name is not None:
+        return named_model(cfg, name)
+    return deployed_model(cfg, registry_for(cfg))
+
+
+def outbox_counts(root: Path) -> Counter[str]:
+    """The counts every worker committed (signals by action, bars refused by reason)."""
+    total: Counter[str] = Counter()
+    for db in sorted((root / "outbox").glob("*.db")):
+        conn = sqlite3.connect(db)
+        try:
+            row = conn.execute("SELECT value FROM kv WHERE key = 'tally'").fetchone()
+            n = conn.execute("SELECT count(*) FROM signals").fetchone()[0]
+        finally:
+            conn.close()
+        if row:
+            total.update(json.loads(row[0]))
+        total["signals_stored"] += int(n)
+    return total
+
+
+class _Models:
+    """The version in service as the supervisor moves it: the next deployed one when a worker
+    finds it unusable, the new one when the publish flow announces a deployment."""
+
+    def __init__(self, cfg: AppConfig, served: ServedModel, named: bool) -> None:
+        self.cfg, self.served, self.named = cfg, served, named
+        self.notice = serving_dir(cfg) / "deployed.json"
+        self.seen = notice_version(self.notice)
+
+    def unusable(self, folder: str) -> WorkerSpec | None:
+        if self.named:
+            return None  # an operator's choice is not replaced behind their back
+        try:
+            nxt = deployed_model(self.cfg, registry_for(self.cfg), skip={Path(folder).name})
+        except ValueError as exc:
+            log.error("%s", exc)
+            return None
+        self.served = nxt
+        return WorkerSpec("", (), "", "", str(nxt.folder), nxt.theta)
+
+    def on_tick(self, sup: Supervisor) -> None:
+        current = notice_version(self.notice)
+        if self.named or current is None or current == self.seen:
+            return
+        self.seen = current
+        try:
+            nxt = deployed_model(self.cfg, registry_for(self.cfg))
+        except ValueError as exc:
+            log.error("new deployment %s not served: %s", current, exc)
+            return
+        log.info("new deployment: moving workers to %s", nxt.version)
+        self.served = nxt
+        sup.switch_model(str(nxt.folder), nxt.theta)
+
+
+def serve(
+    cfg: AppConfig, *, model: str | None = None, pair_ids: list[str] | None = None,
+    workers: int | None = None, replay_last: int | None = None,
+    exit_when_idle_seconds: float | None = None, should_stop: Callable[[], bool] = lambda: False,
+) -> ServeSummary:  # fmt: skip
+    """Run the workers until stopped (or, replaying, until the replay is done)."""
+    universe = [p.pair_id for p in cfg.universe.pairs]
+    pair_ids = pair_ids or universe
+    unknown = sorted(set(pair_ids) - set(universe))
+    if unknown:
+        raise ValueError(f"--pairs {unknown} are not pairs of universe.yaml")
+    upgrade(make_engine(database_url(cfg)))  # core.signals_live at the newest schema
+    models = _Models(cfg, choose_model(cfg, model), named=model is not None or bool(replay_last))
+    groups = assign_pairs(pair_ids, cfg.serving.workers.pairs_per_worker, workers)
+    base = WorkerSpec(
+        worker_id="", pair_ids=(), config_root=str(cfg.config_root), env_name=cfg.env_name,
+        model_folder=str(models.served.folder), theta=models.served.theta,
+        exit_when_idle_seconds=exit_when_idle_seconds, root=str(serving_dir(cfg)),
+    )  # fmt: skip
+    if replay_last is not None:
+        root = cfg.paths.archive / f"{cfg.serving.serving_root}-replay"
+        shutil.rmtree(root, ignore_errors=True)  # a replay starts afresh, away from live state
+        bars, warm_until = replay_bars(cfg, pair_ids, replay_last)
+        write_bars_file(root / "bars.jsonl", bars)
+        idle = exit_when_idle_seconds or 3.0
+        base = replace(
+            base, replay=True, warm_until_ns=warm_until, root=str(root), aggregate=False,
+            bars_file=str(root / "bars.jsonl"), exit_when_idle_seconds=idle,
+        )  # fmt: skip
+    specs = [replace(base, worker_id=f"worker-{i}", pair_ids=g) for i, g in enumerate(groups)]
+    sup = Supervisor(cfg, specs, on_model_unusable=models.unusable)
+    if cfg.serving.metrics_port and replay_last is None:
+        sup.serve_metrics(cfg.serving.metrics_port)
+    sup.run(should_stop, on_tick=lambda: models.on_tick(sup))
+    root = Path(str(base.root))
+    return ServeSummary(models.served, [s.spec for s in sup.slots], root,
+                        outbox_counts(root), sup.events)  # fmt: skip

@@ -1,0 +1,206 @@
+"""`mlcore serve`: the supervisor of the inference workers (spec: シングルスレッド×マルチプロセス,
+死活監視と自動再起動).
+
+It chooses the model version, splits the pairs over worker processes, restarts a worker that
+dies (or whose heartbeat stops), moves the workers to a newly deployed version when the publish
+flow's notice changes, serves the Prometheus metrics, and archives yesterday's signals from
+``core.signals_live`` into ``core.signals_history``."""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from mlcore.config import AppConfig
+from mlcore.registry import database_url, make_engine
+from mlcore.serving._delivery import archive_signals
+from mlcore.serving._worker import EXIT_MODEL_UNUSABLE, WorkerSpec, serving_dir, worker_main
+
+log = logging.getLogger("mlcore.serving")
+
+
+def assign_pairs(
+    pair_ids: list[str], per_worker: int, workers: int | None = None
+) -> list[tuple[str, ...]]:
+    """Split pairs into groups of at most ``per_worker`` (or into ``workers`` even groups)."""
+    if not pair_ids:
+        raise ValueError("no pairs to serve")
+    n = workers if workers is not None else math.ceil(len(pair_ids) / per_worker)
+    if n < 1:
+        raise ValueError(f"workers must be >= 1, got {n}")
+    n = min(n, len(pair_ids))
+    return [tuple(pair_ids[i::n]) for i in range(n)]
+
+
+@dataclass
+class _Slot:
+    spec: WorkerSpec
+    process: BaseProcess | None = None
+    restarts: list[float] = field(default_factory=list)
+    given_up: bool = False
+
+
+class _WorkerUp:
+    """``worker_up{worker}``: 1 while the worker's process is alive."""
+
+    def __init__(self, slots: list[_Slot]) -> None:
+        self.slots = slots
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        g = GaugeMetricFamily("worker_up", "1 while the inference worker runs", labels=["worker"])
+        for s in self.slots:
+            alive = s.process is not None and s.process.is_alive()
+            g.add_metric([s.spec.worker_id], 1.0 if alive else 0.0)
+        yield g
+
+
+class Supervisor:
+    """Start, watch and stop the workers of one serving plan."""
+
+    def __init__(
+        self,
+        cfg: AppConfig,
+        specs: list[WorkerSpec],
+        *,
+        on_model_unusable: Callable[[str], WorkerSpec | None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.slots = [_Slot(s) for s in specs]
+        self.ctx = mp.get_context("spawn")  # no fork after LightGBM/OpenMP threads
+        self.on_model_unusable = on_model_unusable
+        self._archived_day: str | None = None
+        self.events: list[str] = []
+
+    # -- metrics -----------------------------------------------------------------------------
+    def serve_metrics(self, port: int) -> Path:
+        """Expose the workers' metrics and worker_up on ``port``; return the multiprocess dir."""
+        folder = serving_dir(self.cfg) / "metrics"
+        folder.mkdir(parents=True, exist_ok=True)
+        for f in folder.glob("*.db"):
+            f.unlink()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)  # children inherit it
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(folder))  # type: ignore[no-untyped-call]
+        registry.register(_WorkerUp(self.slots))
+        start_http_server(port, registry=registry)
+        return folder
+
+    # -- processes ---------------------------------------------------------------------------
+    def _start(self, slot: _Slot) -> None:
+        p = self.ctx.Process(target=worker_main, args=(slot.spec,), name=slot.spec.worker_id,
+                             daemon=True)  # fmt: skip
+        p.start()
+        slot.process = p
+        log.info("worker %s started (pid %s): %s", slot.spec.worker_id, p.pid,
+                 ", ".join(slot.spec.pair_ids))  # fmt: skip
+
+    def start(self) -> None:
+        """Start every worker."""
+        for slot in self.slots:
+            self._start(slot)
+
+    def alive(self) -> int:
+        """Workers running now."""
+        return sum(1 for s in self.slots if s.process is not None and s.process.is_alive())
+
+    def check(self) -> None:
+        """Restart workers that died (within the restart budget)."""
+        wp = self.cfg.serving.workers
+        now = time.monotonic()
+        for slot in self.slots:
+            p = slot.process
+            if p is None or p.is_alive() or slot.given_up:
+                continue
+            code = p.exitcode
+            if code == 0:
+                continue  # finished (idle exit of a replay)
+            slot.restarts = [t for t in slot.restarts if now - t < 3600]
+            if len(slot.restarts) >= wp.max_restarts_per_hour:
+                slot.given_up = True
+                msg = (f"worker {slot.spec.worker_id} died {len(slot.restarts)} times within an "
+                       "hour: not restarted again")  # fmt: skip
+                log.error(msg)
+                self.events.append(msg)
+                continue
+            if code == EXIT_MODEL_UNUSABLE and self.on_model_unusable is not None:
+                spec = self.on_model_unusable(slot.spec.model_folder)
+                if spec is None:
+                    slot.given_up = True
+                    continue
+                slot.spec = replace(slot.spec, model_folder=spec.model_folder, theta=spec.theta)
+            msg = f"worker {slot.spec.worker_id} exited with {code}: restarting"
+            log.warning(msg)
+            self.events.append(msg)
+            time.sleep(wp.restart_delay_seconds)
+            slot.restarts.append(now)
+            self._start(slot)
+
+    def switch_model(self, model_folder: str, theta: tuple[float, float]) -> None:
+        """Move every worker to another model version, one at a time (stop, start)."""
+        for slot in self.slots:
+            self._stop(slot)
+            slot.spec = replace(slot.spec, model_folder=model_folder, theta=theta)
+            self._start(slot)
+
+    def archive(self) -> None:
+        """Once a day: move earlier days' signals from signals_live to signals_history."""
+        today = datetime.now(UTC).strftime("%Y-%m-%d")
+        if today == self._archived_day:
+            return
+        start = datetime.fromisoformat(today).replace(tzinfo=UTC)
+        try:
+            moved = archive_signals(make_engine(database_url(self.cfg)), start)
+            log.info("archived %d signals from before %s into core.signals_history", moved, today)
+            self._archived_day = today
+        except Exception as exc:  # the database may be away: try again next time
+            why = str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
+            log.warning("signals not archived yet (%s): %s", type(exc).__name__, why)
+
+    def _stop(self, slot: _Slot, timeout: float = 20.0) -> None:
+        p = slot.process
+        if p is None:
+            return
+        if p.is_alive():
+            p.terminate()  # SIGTERM: the worker commits and exits
+            p.join(timeout)
+            if p.is_alive():
+                p.kill()
+                p.join()
+
+    def stop(self) -> None:
+        """Stop every worker (each finishes and commits its batch)."""
+        for slot in self.slots:
+            self._stop(slot)
+
+    @staticmethod
+    def _finished(slot: _Slot) -> bool:
+        p = slot.process
+        return p is not None and not p.is_alive() and (p.exitcode == 0 or slot.given_up)
+
+    def run(self, should_stop: Callable[[], bool], poll_seconds: float = 0.5,
+            on_tick: Callable[[], None] | None = None) -> None:  # fmt: skip
+        """Watch until ``should_stop()`` or every worker has finished cleanly."""
+        self.start()
+        try:
+            while not should_stop():
+                self.check()
+                self.archive()
+                if on_tick is not None:
+                    on_tick()
+                if all(self._finished(s) for s in self.slots):
+                    break
+                time.sleep(poll_seconds)
+        finally:
+            self.stop()

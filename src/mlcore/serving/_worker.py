@@ -1,0 +1,410 @@
+"""An inference worker: one process, one thread, a handful of pairs (spec: 5-10 per process).
+
+Each loop reads the ops flags, then a batch of bars; every symbol's bar is checked, legs are
+aligned on their timestamp, and each aligned pair-bar runs features → AI1/AI2/AI3 → decision →
+legs → signal. The batch's signals, the pairs' states, the bars still waiting for their other
+leg, the FX quotes and the source positions are committed in one SQLite transaction; only then
+are signals sent to Redis and written to ``signal.json``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal as os_signal
+import sys
+import time
+from collections import Counter as Tally
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import redis
+
+from mlcore.backtest import PairModels, leg_costs
+from mlcore.config import TIMEFRAMES, AppConfig, PairSpec, load_config
+from mlcore.data import Catalog
+from mlcore.features import align_legs, segment_starts
+from mlcore.registry import database_url, make_engine
+from mlcore.serving import _metrics as m
+from mlcore.serving._bars import Bar, BarRejected, FileBarSource, RawBar, RedisBarSource, parse_bar
+from mlcore.serving._clock import ReplayClock, WallClock
+from mlcore.serving._delivery import RedisPublisher, aggregate, deliver, write_signal_files
+from mlcore.serving._flags import NO_FLAGS, FlagReader
+from mlcore.serving._outbox import Outbox
+from mlcore.serving._pair import Conversion, FxQuote, PairRuntime, PairSetupLive
+from mlcore.serving._scorer import PairScorer
+from mlcore.signals import DecisionRules, LegSpec, encode_signal
+
+log = logging.getLogger("mlcore.serving")
+_RECENT_BARS = 16  # bars kept per symbol while the other leg of a pair has not arrived
+EXIT_MODEL_UNUSABLE = 3  # the exit code that asks the supervisor for another version
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What the supervisor tells a worker (plain values: it crosses a process boundary)."""
+
+    worker_id: str
+    pair_ids: tuple[str, ...]
+    config_root: str
+    env_name: str
+    model_folder: str
+    theta: tuple[float, float]
+    replay: bool = False
+    warm_until_ns: int | None = None
+    exit_when_idle_seconds: float | None = None
+    root: str | None = None  # serving folder (default: {archive}/{serving_root})
+    bars_file: str | None = None  # file source override (default: bar_source.file)
+    aggregate: bool = True  # copy signals into core.signals_live (not for a replay)
+
+
+def serving_dir(cfg: AppConfig) -> Path:
+    """``{archive}/{serving_root}``."""
+    return cfg.paths.archive / cfg.serving.serving_root
+
+
+def _conversion(cfg: AppConfig, symbol: str) -> Conversion:
+    quote = cfg.universe.instruments[symbol].quote_currency
+    account = cfg.backtest.account.currency
+    if quote == account:
+        return Conversion(None, False)
+    direct, inverse = f"{quote}/{account}", f"{account}/{quote}"
+    if direct in cfg.universe.instruments:
+        return Conversion(direct, False)
+    if inverse in cfg.universe.instruments:
+        return Conversion(inverse, True)
+    raise ValueError(
+        f"{symbol}: no FX instrument to convert {quote} into {account}: universe.yaml needs "
+        f"{direct} or {inverse}"
+    )
+
+
+def pair_setup(cfg: AppConfig, pair: PairSpec, theta: tuple[float, float]) -> PairSetupLive:
+    """A pair's live setup from universe, cost table, core, backtest and serving policies."""
+    seconds = TIMEFRAMES[cfg.serving.timeframe]
+    ai1 = cfg.core.labels.ai1
+    account = cfg.backtest.account
+    rules = DecisionRules(
+        theta1=theta[0], theta2=theta[1], entry_z=ai1.entry_z, exit_z=ai1.exit_z,
+        max_hold_bars=cfg.backtest.execution.max_hold_bars,
+        latency_bars=cfg.backtest.execution.latency_bars,
+    )  # fmt: skip
+    legs = [
+        LegSpec(s, cfg.universe.trading[s], leg_costs(cfg.costs, s, seconds))
+        for s in (pair.leg_a, pair.leg_b)
+    ]
+    return PairSetupLive(
+        pair_id=pair.pair_id, leg_a=legs[0], leg_b=legs[1],
+        conv_a=_conversion(cfg, pair.leg_a), conv_b=_conversion(cfg, pair.leg_b),
+        windows=cfg.features.pair, ai1=ai1, rules=rules,
+        capital_usd=account.capital_usd / len(cfg.universe.pairs),
+        risk_fraction=account.risk_fraction, bar_seconds=seconds,
+        valid_seconds=cfg.serving.signal_valid_seconds,
+        freshness_ns=int(cfg.serving.freshness_budget_seconds * 1e9),
+        fx_stale_ns=account.fx_stale_seconds * 1_000_000_000, costs=cfg.costs,
+    )  # fmt: skip
+
+
+def history(cfg: AppConfig, pair: PairSpec, until_ns: int | None) -> tuple[np.ndarray, int]:
+    """The pair's aligned catalog bars of its last unbroken segment before ``until_ns`` (n x 6,
+    as the batch features saw them) and the last bar's timestamp (-1: none)."""
+    cat = Catalog(cfg)
+    tf = cfg.serving.timeframe
+    try:
+        a, b = cat.load_bars(tf, pair.leg_a), cat.load_bars(tf, pair.leg_b)
+        joined, _ = align_legs(a, b)
+    except (ValueError, KeyError, FileNotFoundError):
+        return np.empty((0, 6)), -1
+    ts = pd.DatetimeIndex(joined["ts"]).as_unit("ns").asi8
+    keep = ts < until_ns if until_ns is not None else np.ones(len(ts), dtype=bool)
+    joined, ts = joined[keep], ts[keep]
+    if not len(ts):
+        return np.empty((0, 6)), -1
+    months = pd.DatetimeIndex(joined["ts"]).strftime("%Y-%m")
+    start = max(segment_starts(sorted(set(months))))
+    first = int(np.argmax(np.asarray(months) == start))
+    cols = ["high_a", "low_a", "close_a", "high_b", "low_b", "close_b"]
+    return joined[cols].to_numpy(dtype=np.float64)[first:], int(ts[-1])
+
+
+class ModelUnusable(ValueError):
+    """The model version handed to a worker fails its checks."""
+
+
+class Worker:
+    """One worker process's state and loop (see the module docstring)."""
+
+    def __init__(self, spec: WorkerSpec, cfg: AppConfig | None = None) -> None:
+        self.spec = spec
+        self.cfg = cfg or load_config(Path(spec.config_root), spec.env_name)
+        cfg = self.cfg
+        sv = cfg.serving
+        self.root = Path(spec.root) if spec.root else serving_dir(cfg)
+        pairs = {p.pair_id: p for p in cfg.universe.pairs}
+        unknown = [p for p in spec.pair_ids if p not in pairs]
+        if unknown:
+            raise ValueError(f"worker {spec.worker_id}: pairs {unknown} are not in universe.yaml")
+        try:
+            models = PairModels.load(Path(spec.model_folder))
+        except ValueError as exc:
+            raise ModelUnusable(str(exc)) from None
+        self.scorer = PairScorer(models)
+        self.version = models.version
+        self.client = redis.Redis.from_url(cfg.env.redis_url) if cfg.env.redis_url else None
+        self.publisher = RedisPublisher(self.client, sv.redis) if self.client else None
+        self.flags = FlagReader(self.client, sv.redis.ops_flags_key, self.root / "ops_flags.json")
+        self.clock = ReplayClock() if spec.replay else WallClock()
+        self.outbox = Outbox(self.root / "outbox" / f"{spec.worker_id}.db")
+        self.db = make_engine(database_url(cfg))
+        self.pairs: dict[str, PairRuntime] = {}
+        self.by_symbol: dict[str, list[tuple[PairRuntime, bool]]] = {}
+        for pid in spec.pair_ids:
+            rt = PairRuntime(pair_setup(cfg, pairs[pid], spec.theta), self.scorer, spec.worker_id)
+            self.pairs[pid] = rt
+            self.by_symbol.setdefault(pairs[pid].leg_a, []).append((rt, True))
+            self.by_symbol.setdefault(pairs[pid].leg_b, []).append((rt, False))
+        self.fx_symbols = {c.fx_symbol for rt in self.pairs.values()
+                           for c in (rt.setup.conv_a, rt.setup.conv_b) if c.fx_symbol}  # fmt: skip
+        self.instruments = set(cfg.universe.instruments)
+        symbols = sorted(set(self.by_symbol) | self.fx_symbols)
+        self.source: FileBarSource | RedisBarSource
+        if sv.bar_source.kind == "redis":
+            if self.client is None:
+                raise ValueError("serving_policy.yaml bar_source.kind 'redis' needs REDIS_URL")
+            self.source = RedisBarSource(self.client, sv.bar_source.stream_prefix, symbols)
+        else:
+            bars = (
+                Path(spec.bars_file) if spec.bars_file else cfg.paths.archive / sv.bar_source.file
+            )
+            self.source = FileBarSource(bars)
+        self.recent: dict[str, dict[int, Bar]] = {s: {} for s in self.by_symbol}
+        self.fx: dict[str, FxQuote] = {}
+        self.tally: Tally[str] = Tally()
+        self._minute: deque[float] = deque()
+        self._restore(pairs)
+        self._last_beat = 0.0
+        self._last_aggregate = 0.0
+        self.stopping = False
+        self._flags = NO_FLAGS
+        self._source_down = False
+
+    # -- start-up --------------------------------------------------------------------------
+    def _restore(self, pairs: dict[str, PairSpec]) -> None:
+        states = self.outbox.states()
+        kv = self.outbox.kv()
+        for pid, rt in self.pairs.items():
+            if pid in states:
+                version, engine, rest = states[pid]
+                rt.restore(engine, rest)
+                if version != self.version:
+                    log.info("%s: state made under %s, now serving %s", pid, version, self.version)
+            else:
+                bars, last = history(self.cfg, pairs[pid], self.spec.warm_until_ns)
+                rt.warm(bars, last)
+                log.info("%s: warmed on %d catalog bars", pid, len(bars))
+        if "positions" in kv:
+            self.source.seek(json.loads(kv["positions"]))
+        for sym, bars in json.loads(kv.get("recent", "{}")).items():
+            if sym in self.recent:
+                self.recent[sym] = {int(ts): Bar(*b) for ts, b in bars.items()}
+        self.tally.update(json.loads(kv.get("tally", "{}")))
+        for sym, (rate, close_ns) in json.loads(kv.get("fx", "{}")).items():
+            self.fx[sym] = FxQuote(float(rate), int(close_ns))
+
+    # -- one batch -------------------------------------------------------------------------
+    def _refuse(self, reason: str, detail: str = "") -> None:
+        self.tally[f"refused:{reason}"] += 1
+        m.BARS_REFUSED_TOTAL.labels(reason).inc()
+        if detail:
+            log.warning("bar refused (%s): %s", reason, detail)
+
+    def _accept(self, raw: RawBar) -> Bar | None:
+        """The bar if it is one of this worker's legs and new; FX quotes are taken here."""
+        try:
+            bar = parse_bar(raw.payload)
+        except BarRejected as exc:
+            self._refuse(exc.reason, f"{raw.source} at {raw.position}: {exc}")
+            return None
+        sym = bar.symbol
+        if sym in self.fx_symbols:
+            close_ns = bar.ts_ns + self.pairs_seconds * 1_000_000_000
+            q = self.fx.setdefault(sym, FxQuote())
+            if close_ns > q.close_ns:
+                q.rate, q.close_ns = bar.close, close_ns
+        if sym not in self.by_symbol:
+            if sym not in self.instruments:
+                self._refuse("unknown_symbol", f"{raw.source} at {raw.position}: {sym!r}")
+            return None
+        recent = self.recent[sym]
+        if bar.ts_ns in recent:
+            self._refuse("duplicate", f"{sym} {bar.ts_ns} seen already")
+            return None
+        recent[bar.ts_ns] = bar
+        if len(recent) > _RECENT_BARS:
+            del recent[min(recent)]
+        return bar
+
+    def _on_raw(
+        self, raw: RawBar, out: list[tuple[int, dict[str, Any]]], touched: set[str]
+    ) -> None:
+        bar = self._accept(raw)
+        if bar is None:
+            return
+        for rt, is_a in self.by_symbol[bar.symbol]:
+            other_sym = rt.setup.leg_b.symbol if is_a else rt.setup.leg_a.symbol
+            other = self.recent[other_sym].get(bar.ts_ns)
+            if other is None:
+                continue  # the other leg's bar has not arrived yet
+            if bar.ts_ns <= rt.last_ts_ns:
+                self._refuse("out_of_order", f"{rt.setup.pair_id} {bar.ts_ns} <= {rt.last_ts_ns}")
+                continue
+            a, b = (bar, other) if is_a else (other, bar)
+            close_ns = bar.ts_ns + rt.setup.bar_seconds * 1_000_000_000
+            t0 = time.perf_counter_ns()
+            outcome = rt.on_bar(
+                bar.ts_ns, (a.high, a.low, a.close, b.high, b.low, b.close),
+                self.clock.now_ns(close_ns), self._flags, self.fx,
+            )  # fmt: skip
+            m.INFERENCE_LATENCY_MS.observe((time.perf_counter_ns() - t0) / 1e6)
+            touched.add(rt.setup.pair_id)
+            if outcome.signal is None:
+                self._refuse(outcome.refused)
+            else:
+                out.append((bar.ts_ns, outcome.signal))
+
+    @property
+    def pairs_seconds(self) -> int:
+        return TIMEFRAMES[self.cfg.serving.timeframe]
+
+    def step(self) -> int:
+        """Read and process one batch; return how many bar messages it held."""
+        sv = self.cfg.serving
+        self._flags = self.flags.read()
+        try:
+            raws = self.source.read(sv.bar_source.batch_bars, sv.bar_source.block_ms)
+        except redis.RedisError as exc:
+            if not self._source_down:
+                log.warning("bar source unavailable, retrying: %s", exc)
+            self._source_down = True
+            time.sleep(sv.bar_source.block_ms / 1000)
+            raws = []
+        else:
+            self._source_down = False
+        signals: list[tuple[int, dict[str, Any]]] = []
+        touched: set[str] = set()
+        for raw in raws:
+            self._on_raw(raw, signals, touched)
+        latest = self._commit(signals, touched) if raws else {}
+        self._deliver()
+        write_signal_files(self.root / "signals", latest)
+        self._housekeeping()
+        return len(raws)
+
+    def _commit(
+        self, signals: list[tuple[int, dict[str, Any]]], touched: set[str]
+    ) -> dict[str, bytes]:
+        rows, latest = [], {}
+        for bar_ts, s in signals:
+            payload = encode_signal(s)
+            rows.append((s["id"], s["pair_id"], bar_ts, payload))
+            latest[s["pair_id"]] = payload
+        states = {pid: (self.version, *self.pairs[pid].state()) for pid in touched}
+        kv = {
+            "positions": json.dumps(self.source.positions()),
+            "recent": json.dumps(
+                {s: {str(t): list(b) for t, b in r.items()} for s, r in self.recent.items()}
+            ),
+            "fx": json.dumps({s: [q.rate, q.close_ns] for s, q in self.fx.items()}),
+            "tally": json.dumps(dict(self.tally), sort_keys=True),
+        }
+        now = time.monotonic()
+        for _, s in signals:
+            self.tally[f"signal:{s['metadata']['action']}"] += 1
+            m.SIGNALS_TOTAL.labels(s["metadata"]["action"]).inc()
+            self._minute.append(now)
+        kv["tally"] = json.dumps(dict(self.tally), sort_keys=True)
+        self.outbox.commit(rows, states, kv)
+        return latest
+
+    def _deliver(self) -> None:
+        if self.publisher is None:
+            return
+        deliver(self.outbox, self.publisher)
+        m.OUTBOX_PENDING.labels(self.spec.worker_id).set(self.outbox.count("delivered"))
+
+    def _housekeeping(self, force: bool = False) -> None:
+        sv = self.cfg.serving
+        now = time.monotonic()
+        while self._minute and now - self._minute[0] > 60:
+            self._minute.popleft()
+        m.SIGNALS_PER_MIN.labels(self.spec.worker_id).set(len(self._minute))
+        if self.spec.aggregate and (
+            force or now - self._last_aggregate >= sv.aggregate_every_seconds
+        ):
+            self._last_aggregate = now
+            try:
+                aggregate(self.outbox, self.db)
+            except Exception as exc:  # the database may be away; the outbox keeps the rows
+                why = str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
+                log.warning("signals not aggregated yet (%s): %s", type(exc).__name__, why)
+        if force or now - self._last_beat >= sv.redis.heartbeat_seconds:
+            self._last_beat = now
+            self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        beat = json.dumps({"worker": self.spec.worker_id, "pairs": list(self.spec.pair_ids),
+                           "model_version": self.version, "at": time.time(),
+                           "counts": dict(self.tally)})  # fmt: skip
+        key = f"{self.cfg.serving.redis.heartbeat_prefix}{self.spec.worker_id}"
+        if self.client is not None:
+            try:
+                self.client.set(key, beat, ex=int(self.cfg.serving.redis.heartbeat_ttl_seconds))
+                return
+            except redis.RedisError:
+                pass
+        path = self.root / "heartbeats" / f"{self.spec.worker_id}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(beat)
+
+    def run(self, should_stop: Callable[[], bool] = lambda: False) -> dict[str, int]:
+        """Loop until asked to stop (or idle for ``exit_when_idle_seconds``); return counts."""
+        idle_since = time.monotonic()
+        limit = self.spec.exit_when_idle_seconds
+        block = self.cfg.serving.bar_source.block_ms / 1000
+        while not (self.stopping or should_stop()):
+            n = self.step()
+            now = time.monotonic()
+            if n:
+                idle_since = now
+            elif limit is not None and now - idle_since >= limit:
+                break
+            elif isinstance(self.source, FileBarSource):
+                time.sleep(min(block, 0.05))
+        self._deliver()
+        self._housekeeping(force=True)
+        self.outbox.close()
+        return dict(self.tally)
+
+
+def worker_main(spec: WorkerSpec) -> None:
+    """Entry point of a worker process: run until SIGTERM/SIGINT, then commit and exit."""
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s {spec.worker_id} %(levelname)s %(message)s"
+    )
+    try:
+        worker = Worker(spec)
+    except ModelUnusable as exc:
+        log.error("model %s cannot be served: %s", spec.model_folder, exc)
+        sys.exit(EXIT_MODEL_UNUSABLE)
+
+    def _stop(_signum: int, _frame: object) -> None:
+        worker.stopping = True
+
+    os_signal.signal(os_signal.SIGTERM, _stop)
+    os_signal.signal(os_signal.SIGINT, _stop)
+    counts = worker.run()
+    log.info("stopped: %s", json.dumps(counts, sort_keys=True))
