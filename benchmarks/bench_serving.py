@@ -25,14 +25,15 @@ import argparse
 import dataclasses
 import gc
 import json
+import multiprocessing as mp
 import os
 import shutil
 import sqlite3
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -56,6 +57,11 @@ from mlcore.signals import encode_signal, signal_id
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _pid(i: int) -> str:
+    """Pair id of generated pair i (legs BA{i}/USD and BB{i}/USD)."""
+    return f"BA{i:03d}_BB{i:03d}"
+
+
 def _pct(ns: list[int]) -> dict[str, float]:
     a = np.asarray(ns, dtype=np.float64) / 1000.0
     return {"p50_us": round(float(np.percentile(a, 50)), 2),
@@ -76,7 +82,7 @@ def in_process(model: Path, pair_counts: list[int], bars: int) -> dict[str, obje
         runtimes = []
         for i in range(n):
             p, hist = templates[i % len(templates)]
-            setup = dataclasses.replace(pair_setup(cfg, p, (0.55, 0.5)), pair_id=f"P{i:03d}")
+            setup = dataclasses.replace(pair_setup(cfg, p, (0.55, 0.5)), pair_id=_pid(i))
             rt = PairRuntime(setup, scorer, "bench")
             rt.warm(hist[:-bars], 0)
             runtimes.append((rt, hist[-bars:]))
@@ -130,7 +136,7 @@ def _config_root(tmp: Path, n: int, tag: str) -> Path:
             uni["instruments"]["value"][s] = {"asset_class": "crypto", "calendar": "crypto",
                                               "quote_currency": "USD"}  # fmt: skip
             uni["trading"]["value"][s] = rules
-        pairs.append({"pair_id": f"P{i:03d}", "leg_a": a, "leg_b": b})
+        pairs.append({"pair_id": _pid(i), "leg_a": a, "leg_b": b})
     uni["pairs"]["value"] = pairs
     (root / "base" / "universe.yaml").write_text(yaml.safe_dump(uni))
     dev = root / "envs" / "dev" / "serving_policy.yaml"
@@ -148,28 +154,41 @@ def _config_root(tmp: Path, n: int, tag: str) -> Path:
     return root
 
 
+def _subscribe(redis_url: str, channel: str, ready: Any, stop: Any, out: Any) -> None:
+    """Subscriber process: record when each signal id arrives (wall clock, ns)."""
+    client = redis.Redis.from_url(redis_url)
+    ps = client.pubsub()
+    ps.subscribe(channel)
+    got: dict[str, int] = {}
+    ready.set()
+    while not stop.is_set():
+        msg = ps.get_message(timeout=0.2)
+        if msg and msg["type"] == "message":
+            now = time.time_ns()
+            got[orjson.loads(msg["data"])["id"]] = now
+    out.put(got)
+
+
 class _Subscriber:
-    """Receives signals on the Pub/Sub channel; records when each id arrived."""
+    """A separate process on the Pub/Sub channel (so that the producer's work in this process
+    never delays a receipt); arrival times on the wall clock, comparable across processes."""
 
-    def __init__(self, client: redis.Redis, channel: str) -> None:
-        self.got: dict[str, int] = {}
-        self._done = threading.Event()
-        self._ps = client.pubsub()
-        self._ps.subscribe(channel)
-        self._thread = threading.Thread(target=self._listen, daemon=True)
-        self._thread.start()
+    def __init__(self, redis_url: str, channel: str) -> None:
+        ctx = mp.get_context("spawn")
+        self._ready, self._stop, self._out = ctx.Event(), ctx.Event(), ctx.Queue()
+        self._proc = ctx.Process(
+            target=_subscribe, args=(redis_url, channel, self._ready, self._stop, self._out)
+        )
+        self._proc.start()
+        self._ready.wait(60)
+        time.sleep(0.2)  # the SUBSCRIBE is answered before ready is set; a margin anyway
 
-    def _listen(self) -> None:
-        while not self._done.is_set():
-            msg = self._ps.get_message(timeout=0.2)
-            if msg and msg["type"] == "message":
-                now = time.perf_counter_ns()
-                self.got[orjson.loads(msg["data"])["id"]] = now
-
-    def close(self) -> None:
-        self._done.set()
-        self._thread.join()
-        self._ps.close()
+    def close(self) -> dict[str, int]:
+        """Stop and return id -> arrival (ns)."""
+        self._stop.set()
+        got: dict[str, int] = self._out.get(timeout=60)
+        self._proc.join(10)
+        return got
 
 
 def _processed(outboxes: list[Path]) -> int:
@@ -198,22 +217,28 @@ class _Producer:
         self.sent: dict[str, int] = {}
 
     def publish(self, k: int, timed: bool) -> None:
+        """All bars of bar time ``k`` in one pipeline, as a feed publishes a bar close; a timed
+        bar's clock starts just before the pipeline is sent (so it includes sending them all)."""
         ts = 1_700_000_000_000_000_000 + k * 3_600_000_000_000
-        pipe = None if timed else self.client.pipeline(transaction=False)
+        pipe = self.client.pipeline(transaction=False)
+        ids = []
         for i, bars in enumerate(self.data):
             for j, leg in enumerate(("BA", "BB")):
-                h, lo, c = bars[k, j]
+                h, lo, c = (float(v) for v in bars[k, j])
                 symbol = f"{leg}{i:03d}/USD"
                 fields = {"symbol": symbol, "ts": str(ts), "open": repr(c), "high": repr(h),
                           "low": repr(lo), "close": repr(c), "volume": "1"}  # fmt: skip
-                if timed and j == 1:
-                    self.sent[signal_id(f"P{i:03d}", ts, self.version)] = time.perf_counter_ns()
-                (pipe or self.client).xadd(f"{self.prefix}{symbol}", fields)  # type: ignore[arg-type]
-        if pipe is not None:
-            pipe.execute()
+                pipe.xadd(f"{self.prefix}{symbol}", fields)  # type: ignore[arg-type]
+            ids.append(signal_id(_pid(i), ts, self.version))
+        t0 = time.time_ns()
+        pipe.execute()
+        if timed:
+            self.sent.update(dict.fromkeys(ids, t0))
 
 
-def end_to_end(model: Path, n: int, ticks: int, redis_url: str, seed: int) -> dict[str, object]:
+def end_to_end(
+    model: Path, n: int, ticks: int, redis_url: str, seed: int, per_worker: int
+) -> dict[str, object]:
     tag = uuid.uuid4().hex[:8]
     client = redis.Redis.from_url(redis_url)
     with tempfile.TemporaryDirectory() as tmp_str:
@@ -223,16 +248,19 @@ def end_to_end(model: Path, n: int, ticks: int, redis_url: str, seed: int) -> di
         cfg = load_config(root, "dev")
         warm = longest_window(cfg.features.pair) + 5
         rng = np.random.default_rng(seed)
-        groups = assign_pairs([f"P{i:03d}" for i in range(n)], 10)
+        groups = assign_pairs([_pid(i) for i in range(n)], per_worker)
         specs = [WorkerSpec(f"w{i}", g, str(root), "dev", str(model), (0.55, 0.5), replay=True)
                  for i, g in enumerate(groups)]  # fmt: skip
         sup = Supervisor(cfg, specs)
-        sub = _Subscriber(client, cfg.serving.redis.channel)
+        sub = _Subscriber(redis_url, cfg.serving.redis.channel)
         producer = _Producer(
             client, cfg.serving.bar_source.stream_prefix,
             [_bars(rng, warm + ticks) for _ in range(n)], model.name,
         )  # fmt: skip
         sup.start()
+        beats = [f"{cfg.serving.redis.heartbeat_prefix}{s.worker_id}" for s in specs]
+        while client.exists(*beats) < len(beats):  # every worker up and reading
+            time.sleep(0.1)
         outboxes = [tmp / "archive" / "serving" / "outbox" / f"{s.worker_id}.db" for s in specs]
         # Sustained throughput: the warm-up bars, as fast as Redis takes them.
         t0 = time.perf_counter()
@@ -244,18 +272,15 @@ def end_to_end(model: Path, n: int, ticks: int, redis_url: str, seed: int) -> di
         throughput = _processed(outboxes) / took
         print(f"e2e {n} pairs: warm-up {n * warm} pair-bars in {took:.1f} s "
               f"({throughput:,.0f} pair-bars/s)", flush=True)  # fmt: skip
-        # Latency: one bar time after another, each pair's legs published in turn.
+        # Latency: one bar time after another, each pair's legs published in turn; the next
+        # bar time after the signals had time to arrive (no receipt is waited on here).
         for k in range(warm, warm + ticks):
             producer.publish(k, timed=True)
-            deadline = time.perf_counter() + 5
-            while time.perf_counter() < deadline and not all(
-                sid in sub.got for sid in producer.sent
-            ):
-                time.sleep(0.0005)
-            time.sleep(0.005)
-        sub.close()
+            time.sleep(0.02 + n * 0.0004)
+        time.sleep(1.0)
+        got = sub.close()
         sup.stop()
-        lat = [sub.got[s] - t for s, t in producer.sent.items() if s in sub.got]
+        lat = [got[s] - t for s, t in producer.sent.items() if s in got]
         keys = client.keys(f"bench:{tag}:*")
         if keys:
             client.delete(*keys)
@@ -273,6 +298,10 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=100)
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--pairs-per-worker", type=int, default=None,
+        help="default: 10 (50 above 100 pairs, to fit 500 pairs in this machine's memory)",
+    )  # fmt: skip
     args = parser.parse_args()
     cfg = load_config(env_name="dev")
     model = args.model or max(p for p in cfg.paths.models.glob("*") if p.is_dir())
@@ -282,7 +311,14 @@ def main() -> None:
         result["in_process"] = in_process(model, [int(x) for x in args.pairs.split(",")], args.bars)
     if args.e2e_pairs:
         result["end_to_end"] = {
-            n: end_to_end(model, int(n), args.ticks, redis_url, args.seed)
+            n: end_to_end(
+                model,
+                int(n),
+                args.ticks,
+                redis_url,
+                args.seed,
+                args.pairs_per_worker or (10 if int(n) <= 100 else 50),
+            )
             for n in args.e2e_pairs.split(",")
         }
     print(json.dumps(result, indent=2))

@@ -136,3 +136,62 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+REDIS_MAIN = "redis://127.0.0.1:6379/0"
+
+
+def redis_url() -> str:
+    """This machine's Redis (a skip outside CI when it does not answer; a failure in CI)."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_MAIN, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis on 127.0.0.1:6379 must answer in CI: {exc}")
+        pytest.skip(f"Redis on 127.0.0.1:6379 does not answer: {exc}")
+    return REDIS_MAIN
+
+
+class RedisServer:
+    """A private, persistent (append-only file) redis-server on a free port, which a test
+    may stop and start again: the real server binary, not a fake."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: Any = None
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> None:
+        import subprocess
+        import time
+
+        import redis
+
+        binary = shutil.which("redis-server")
+        if binary is None:
+            if os.environ.get("CI") == "true":
+                pytest.fail("redis-server must be installed in CI")
+            pytest.skip("redis-server is not installed")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis.from_url(self.url)
+        for _ in range(100):
+            try:
+                client.ping()
+                return
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server on port {self.port} did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None

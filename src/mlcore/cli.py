@@ -41,7 +41,7 @@ from mlcore.data import (
     normalize_symbol,
     read_watermark,
 )
-from mlcore.demo import DemoResult, run_demo
+from mlcore.demo import DEMO_SERVE_BARS, DemoResult, run_demo
 from mlcore.errors import ConfigError, DataQualityError, MlcoreError, RetryableError
 from mlcore.features import build_pair_features, build_symbol_features
 from mlcore.registry import (
@@ -417,7 +417,8 @@ def _print_demo_end(result: DemoResult) -> None:
         f"time: generate {t['generate_s']:.1f}s, ingest {t['ingest_s']:.1f}s, "
         f"re-ingest {t['reingest_s']:.1f}s, catalog {t['catalog_s']:.1f}s, "
         f"features+labels {t['features_labels_s']:.1f}s, retrain flow (train, θ, backtest, "
-        f"publish) {t['retrain_flow_s']:.1f}s, total {t['total_s']:.1f}s"
+        f"publish) {t['retrain_flow_s']:.1f}s, serve {t.get('serve_s', 0.0):.1f}s, "
+        f"total {t['total_s']:.1f}s"
     )
     out.print(f"summary: {result.report_path}")
     if result.retrain is not None:
@@ -425,6 +426,14 @@ def _print_demo_end(result: DemoResult) -> None:
     if result.backtest is not None:
         out.print(f"adoption decision: {result.backtest.decision.upper()}")
         out.print(f"report: {result.backtest.report}")
+    if result.serving is not None:
+        out.print(f"serving: the last {DEMO_SERVE_BARS} bar times replayed through the workers, "
+                  f"as live bars ({result.timings_s['serve_s']:.1f}s)")  # fmt: skip
+        _print_serve(result.serving)
+        latest = result.serving.root / "signals" / "XAU_XAG" / "signal.json"
+        if latest.exists():
+            out.print(f"latest XAU_XAG signal ({latest}):")
+            out.print_json(latest.read_text())
 
 
 def _print_retrain(outcome: RetrainOutcome) -> None:

@@ -34,11 +34,13 @@ from mlcore.training import TrainReport, label_pair, train_models
 
 if TYPE_CHECKING:
     from mlcore.flows import RetrainOutcome
+    from mlcore.serving import ServeSummary
 
 DEMO_TIMEFRAME = "1h"
 DEMO_START = pd.Timestamp("2023-01-01", tz="UTC")
 DEMO_END = pd.Timestamp("2024-12-31 23:00", tz="UTC")
 DEMO_QUARANTINE = ("XAG/USD", "2024-05", 5)
+DEMO_SERVE_BARS = 240  # bar times replayed through a worker at the end
 
 
 @dataclass
@@ -85,6 +87,7 @@ class DemoResult:
     training: TrainReport | None = None
     backtest: BacktestReport | None = None
     retrain: RetrainOutcome | None = None
+    serving: ServeSummary | None = None
 
     @property
     def all_caught(self) -> bool:
@@ -206,6 +209,18 @@ def train_generated(
     return train_models(cfg, Catalog(cfg), DEMO_TIMEFRAME, seed=seed, direction=False)
 
 
+def _serve_replay(cfg: AppConfig, retrain: RetrainOutcome) -> ServeSummary | None:
+    """Serve the catalog's last DEMO_SERVE_BARS bar times through a worker process, as live
+    bars: the deployed version if the flow deployed one, else the version it trained."""
+    if retrain.training is None:
+        return None
+    from mlcore.serving import serve  # worker processes start only for the runs that serve
+
+    deployed = retrain.publish is not None and retrain.publish.status == "deployed"
+    model = None if deployed else retrain.training.model_version
+    return serve(cfg, model=model, replay_last=DEMO_SERVE_BARS, exit_when_idle_seconds=1.0)
+
+
 def run_demo(cfg: AppConfig, seed: int = 7) -> DemoResult:
     """Run the pipeline built so far on generated data and return what happened."""
     timings: dict[str, float] = {}
@@ -235,11 +250,15 @@ def run_demo(cfg: AppConfig, seed: int = 7) -> DemoResult:
 
     retrain = run_retrain(cfg, timeframe=DEMO_TIMEFRAME)
     timings["retrain_flow_s"] = time.perf_counter() - t5
+    t6 = time.perf_counter()
+    serving = _serve_replay(cfg, retrain)
+    timings["serve_s"] = time.perf_counter() - t6
     timings["total_s"] = time.perf_counter() - t0
     result = DemoResult(incoming, reports, rerun, catalog, checks, pairs, timings)
     result.training = retrain.training
     result.backtest = retrain.backtest
     result.retrain = retrain
+    result.serving = serving
     path = cfg.paths.reports / "demo_summary.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(json_bytes(summary_dict(result, market)))
@@ -335,6 +354,15 @@ def summary_dict(result: DemoResult, market: SyntheticMarket) -> dict[str, Any]:
             if result.retrain.publish
             else None,
             "notified": result.retrain.publish.notified if result.retrain.publish else [],
+        },
+        "serving": None
+        if result.serving is None
+        else {
+            "model_version": result.serving.model.version,
+            "why": result.serving.model.why,
+            "workers": [list(w.pair_ids) for w in result.serving.workers],
+            "counts": dict(sorted(result.serving.counts.items())),
+            "signals": str(result.serving.root / "signals"),
         },
         "truth": market.manifest(),
         "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},

@@ -102,20 +102,22 @@ def test_bad_flags_keep_the_last_good_ones(tmp_path: Path) -> None:
 
 def test_outbox_commits_atomically_and_ignores_known_ids(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "w.db")
-    box.commit([("a", "P", 1, b"1"), ("b", "P", 2, b"2")], {"P": ("v1", b"E", "{}")}, {"k": "1"})
-    box.commit([("b", "P", 2, b"other"), ("c", "P", 3, b"3")], {}, {"k": "2"})
+    box.commit(
+        [("a", "P", 1, b"1", 0), ("b", "P", 2, b"2", 0)], {"P": ("v1", b"E", "{}")}, {"k": "1"}
+    )
+    box.commit([("b", "P", 2, b"other", 0), ("c", "P", 3, b"3", 1)], {}, {"k": "2"})
     assert box.payloads() == [b"1", b"2", b"3"]
     assert box.states() == {"P": ("v1", b"E", "{}")}
     assert box.kv() == {"k": "2"}
-    rows = box.pending("delivered", 2)
-    assert [r[1] for r in rows] == ["a", "b"]
-    box.mark("delivered", rows[-1][0])
-    assert [r[1] for r in box.pending("delivered", 10)] == ["c"]
+    rows = box.pending("delivered", 10)
+    assert [r[1] for r in rows] == ["a", "b"]  # c went to Redis before its commit
+    box.mark("delivered", rows[0][0])
+    assert [r[1] for r in box.pending("delivered", 10)] == ["b"]
     assert box.count("aggregated") == 3
     with pytest.raises(ValueError, match="unknown outbox column"):
         box.pending("payload; DROP TABLE signals", 1)
     with pytest.raises(sqlite3.ProgrammingError):
-        box.commit([("d", "P", 4, b"4"), ("e", "P", 5)], {}, {})  # type: ignore[list-item]
+        box.commit([("d", "P", 4, b"4", 0), ("e", "P", 5)], {}, {})  # type: ignore[list-item]
     assert box.count() == 3  # the failed commit left nothing behind
 
 

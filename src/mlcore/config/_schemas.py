@@ -798,7 +798,7 @@ class WorkerPolicy(Policy):
     pairs_per_worker: Annotated[int, Field(ge=1, le=50)]
     restart_delay_seconds: Annotated[float, Field(ge=0)]
     max_restarts_per_hour: PositiveInt
-    checkpoint_every_bars: PositiveInt
+    checkpoint_every_seconds: Annotated[float, Field(ge=0)]
 
 
 class BarSourcePolicy(Policy):

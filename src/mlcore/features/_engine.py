@@ -123,6 +123,27 @@ class PairFeatureEngine:
         np.savez(buf, allow_pickle=False, wa=self._wa, p=self._p, **self._state)
         return buf.getvalue()
 
+    def dump(self) -> bytes:
+        """The state as raw bytes in a fixed layout (for a live checkpoint: about 100 times
+        faster than :meth:`save`; read back only by :meth:`undump` under the same windows)."""
+        return b"".join(self._state[k].tobytes() for k in _STATE_KEYS)
+
+    @classmethod
+    def undump(cls, windows: PairFeatureWindows, data: bytes) -> PairFeatureEngine:
+        """Restore an engine from :meth:`dump` bytes made under the same windows."""
+        engine = cls(windows)
+        layout = [(k, engine._state[k]) for k in _STATE_KEYS]
+        size = sum(a.nbytes for _, a in layout)
+        if len(data) != size:
+            raise ValueError(
+                f"pair-feature state of {len(data)} bytes; these windows need {size} bytes"
+            )
+        at = 0
+        for k, a in layout:
+            engine._state[k] = np.frombuffer(data, a.dtype, a.size, at).reshape(a.shape).copy()
+            at += a.nbytes
+        return engine
+
     @classmethod
     def load(cls, windows: PairFeatureWindows, data: bytes) -> PairFeatureEngine:
         """Restore an engine saved with :meth:`save` under the same windows."""

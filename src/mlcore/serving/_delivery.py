@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,20 +43,31 @@ class RedisPublisher:
     def __init__(self, client: redis.Redis, policy: RedisDeliveryPolicy) -> None:
         self.client = client
         self.policy = policy
-        self._script = client.register_script(_PUBLISH_ONCE)
+        self._sha: str | None = None
         self.down_since: float | None = None
+
+    def _call(self, rows: list[tuple[int, str, bytes]]) -> list[Any]:
+        p = self.policy
+        if self._sha is None:
+            self._sha = str(self.client.script_load(_PUBLISH_ONCE))
+        # EVALSHA straight in one pipeline: one round trip (redis-py's Script objects would
+        # add a SCRIPT EXISTS round trip to every pipeline).
+        pipe = self.client.pipeline(transaction=False)
+        for _seq, sid, payload in rows:
+            pipe.evalsha(
+                self._sha, 3, f"{p.signals_stream}:seen:{sid}", p.signals_stream, p.channel,
+                sid, payload, p.dedupe_ttl_seconds, p.stream_maxlen,
+            )  # fmt: skip
+        return list(pipe.execute())
 
     def send(self, rows: list[tuple[int, str, bytes]]) -> tuple[int, int]:
         """Send rows (seq, id, payload) in one pipeline; return (last seq sent, new sends).
         Raises ``redis.RedisError`` when Redis cannot be reached (nothing is marked then)."""
-        p = self.policy
-        pipe = self.client.pipeline(transaction=False)
-        for _seq, sid, payload in rows:
-            self._script(
-                keys=[f"{p.signals_stream}:seen:{sid}", p.signals_stream, p.channel],
-                args=[sid, payload, p.dedupe_ttl_seconds, p.stream_maxlen], client=pipe,
-            )  # fmt: skip
-        results = pipe.execute()
+        try:
+            results = self._call(rows)
+        except redis.exceptions.NoScriptError:
+            self._sha = None  # Redis restarted without its script cache: load it again
+            results = self._call(rows)
         return rows[-1][0], sum(int(r) for r in results)
 
 
@@ -86,6 +98,60 @@ def write_signal_files(root: Path, latest: dict[str, bytes]) -> None:
     (not fsynced: the outbox is the durable record, and rewrites the file after a crash)."""
     for pair_id, payload in latest.items():
         write_atomic(root / pair_id / "signal.json", payload + b"\n", durable=False)
+
+
+class SignalFiles:
+    """Writes ``signal.json`` files on a background thread, keeping only each pair's newest
+    signal: a rename costs a few hundred microseconds here, which must not delay the next bar.
+    :meth:`flush` waits until every signal handed over is on disk."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._pending: dict[str, bytes] = {}
+        self._cv = threading.Condition()
+        self._busy = False
+        self._closed = False
+        self.errors = 0
+        self._thread = threading.Thread(target=self._run, name="signal-files", daemon=True)
+        self._thread.start()
+
+    def put(self, latest: dict[str, bytes]) -> None:
+        """Hand over the newest signal of some pairs."""
+        if latest:
+            with self._cv:
+                self._pending.update(latest)
+                self._cv.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._pending and not self._closed:
+                    self._cv.wait()
+                if not self._pending and self._closed:
+                    return
+                batch, self._pending = self._pending, {}
+                self._busy = True
+            try:
+                write_signal_files(self.root, batch)
+            except Exception as exc:  # a full disk must not stop inference; the outbox has all
+                self.errors += 1
+                log.error("signal.json not written: %s", exc)
+            with self._cv:
+                self._busy = False
+                self._cv.notify_all()
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until what was handed over is written."""
+        with self._cv:
+            self._cv.wait_for(lambda: not self._pending and not self._busy, timeout)
+
+    def close(self) -> None:
+        """Write what is pending and stop the thread."""
+        self.flush()
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        self._thread.join(5)
 
 
 def _row(payload: bytes) -> dict[str, Any]:

@@ -49,18 +49,19 @@ class Outbox:
         self.conn.close()
 
     def commit(
-        self, signals: Iterable[tuple[str, str, int, bytes]],
+        self, signals: Iterable[tuple[str, str, int, bytes, int]],
         states: Mapping[str, tuple[str, bytes, str]], kv: Mapping[str, str],
     ) -> int:  # fmt: skip
-        """Store signals (id, pair_id, bar_ts_ns, payload; an id already stored is kept as it
-        was), pair states (pair_id → model_version, engine, rest) and key-values at once; return
-        how many signals were new."""
+        """Store signals (id, pair_id, bar_ts_ns, payload, delivered: 1 when Redis has it
+        already; an id already stored is kept as it was), pair states (pair_id →
+        model_version, engine, rest) and key-values at once; return how many were new."""
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
             before = c.total_changes
             c.executemany(
-                "INSERT OR IGNORE INTO signals (id, pair_id, bar_ts_ns, payload) VALUES (?,?,?,?)",
+                "INSERT OR IGNORE INTO signals (id, pair_id, bar_ts_ns, payload, delivered) "
+                "VALUES (?,?,?,?,?)",
                 signals,
             )
             new = c.total_changes - before

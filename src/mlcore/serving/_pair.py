@@ -113,13 +113,16 @@ class PairRuntime:
             "prev_z": None if math.isnan(self.prev_z) else self.prev_z,
             "units": list(self.units),
             "decider": self.decider.state(),
+            "windows": self.setup.windows.model_dump(),
         }
-        return self.engine.save(), json.dumps(rest)
+        return self.engine.dump(), json.dumps(rest)
 
     def restore(self, engine: bytes, rest: str) -> None:
         """Put back a :meth:`state`."""
-        self.engine = PairFeatureEngine.load(self.setup.windows, engine)
         doc = json.loads(rest)
+        if doc.get("windows") != self.setup.windows.model_dump():
+            raise ValueError(f"{self.setup.pair_id}: saved state was made with other windows")
+        self.engine = PairFeatureEngine.undump(self.setup.windows, engine)
         self.last_ts_ns = int(doc["last_ts_ns"])
         self.prev_z = math.nan if doc["prev_z"] is None else float(doc["prev_z"])
         ua, ub = doc["units"]

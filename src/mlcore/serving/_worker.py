@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import signal as os_signal
 import sys
 import time
@@ -21,18 +22,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import redis
 
 from mlcore.backtest import PairModels, leg_costs
 from mlcore.config import TIMEFRAMES, AppConfig, PairSpec, load_config
 from mlcore.data import Catalog
+from mlcore.errors import MlcoreError
 from mlcore.features import align_legs, segment_starts
-from mlcore.registry import database_url, make_engine
+from mlcore.registry import database_url, make_engine, upgrade
 from mlcore.serving import _metrics as m
 from mlcore.serving._bars import Bar, BarRejected, FileBarSource, RawBar, RedisBarSource, parse_bar
 from mlcore.serving._clock import ReplayClock, WallClock
-from mlcore.serving._delivery import RedisPublisher, aggregate, deliver, write_signal_files
+from mlcore.serving._delivery import RedisPublisher, SignalFiles, aggregate, deliver
 from mlcore.serving._flags import NO_FLAGS, FlagReader
 from mlcore.serving._outbox import Outbox
 from mlcore.serving._pair import Conversion, FxQuote, PairRuntime, PairSetupLive
@@ -41,6 +44,8 @@ from mlcore.signals import DecisionRules, LegSpec, encode_signal
 
 log = logging.getLogger("mlcore.serving")
 _RECENT_BARS = 16  # bars kept per symbol while the other leg of a pair has not arrived
+COMMIT_EVERY_S = 1.0  # bars that produced nothing are committed at least this often
+LOG_EVERY_S = 10.0  # refused bars: one log line per reason this often
 EXIT_MODEL_UNUSABLE = 3  # the exit code that asks the supervisor for another version
 
 
@@ -112,12 +117,14 @@ def pair_setup(cfg: AppConfig, pair: PairSpec, theta: tuple[float, float]) -> Pa
 def history(cfg: AppConfig, pair: PairSpec, until_ns: int | None) -> tuple[np.ndarray, int]:
     """The pair's aligned catalog bars of its last unbroken segment before ``until_ns`` (n x 6,
     as the batch features saw them) and the last bar's timestamp (-1: none)."""
-    cat = Catalog(cfg)
     tf = cfg.serving.timeframe
     try:
+        cat = Catalog(cfg)
         a, b = cat.load_bars(tf, pair.leg_a), cat.load_bars(tf, pair.leg_b)
         joined, _ = align_legs(a, b)
-    except (ValueError, KeyError, FileNotFoundError):
+    except (MlcoreError, ValueError, KeyError, FileNotFoundError) as exc:
+        # No history to warm on: the pair starts cold (its first bars are refused as warm-up).
+        log.warning("%s: no catalog history to warm on (%s)", pair.pair_id, exc)
         return np.empty((0, 6)), -1
     ts = pd.DatetimeIndex(joined["ts"]).as_unit("ns").asi8
     keep = ts < until_ns if until_ns is not None else np.ones(len(ts), dtype=bool)
@@ -159,7 +166,9 @@ class Worker:
         self.flags = FlagReader(self.client, sv.redis.ops_flags_key, self.root / "ops_flags.json")
         self.clock = ReplayClock() if spec.replay else WallClock()
         self.outbox = Outbox(self.root / "outbox" / f"{spec.worker_id}.db")
+        self.files = SignalFiles(self.root / "signals")
         self.db = make_engine(database_url(cfg))
+        upgrade(self.db)  # core.signals_live at the newest schema (a no-op when it is)
         self.pairs: dict[str, PairRuntime] = {}
         self.by_symbol: dict[str, list[tuple[PairRuntime, bool]]] = {}
         for pid in spec.pair_ids:
@@ -190,6 +199,11 @@ class Worker:
         self._last_aggregate = 0.0
         self.stopping = False
         self._flags = NO_FLAGS
+        self._rows: list[tuple[str, str, int, bytes, int]] = []  # made, not yet committed
+        self._touched: set[str] = set()
+        self._last_commit = time.monotonic()
+        self._backlog = True  # until the outbox has been checked once
+        self._logged: dict[str, tuple[float, int]] = {}
         self._source_down = False
 
     # -- start-up --------------------------------------------------------------------------
@@ -199,10 +213,14 @@ class Worker:
         for pid, rt in self.pairs.items():
             if pid in states:
                 version, engine, rest = states[pid]
-                rt.restore(engine, rest)
+                try:
+                    rt.restore(engine, rest)
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.warning("%s: saved state not usable (%s), warming afresh", pid, exc)
+                    states.pop(pid)
                 if version != self.version:
                     log.info("%s: state made under %s, now serving %s", pid, version, self.version)
-            else:
+            if pid not in states:
                 bars, last = history(self.cfg, pairs[pid], self.spec.warm_until_ns)
                 rt.warm(bars, last)
                 log.info("%s: warmed on %d catalog bars", pid, len(bars))
@@ -219,8 +237,18 @@ class Worker:
     def _refuse(self, reason: str, detail: str = "") -> None:
         self.tally[f"refused:{reason}"] += 1
         m.BARS_REFUSED_TOTAL.labels(reason).inc()
-        if detail:
-            log.warning("bar refused (%s): %s", reason, detail)
+        if not detail:
+            return
+        # One line per reason every LOG_EVERY_S at most: a flood of bad bars must not flood
+        # the log (the counter has them all).
+        now = time.monotonic()
+        last, quiet = self._logged.get(reason, (-math.inf, 0))
+        if now - last >= LOG_EVERY_S:
+            more = f" (and {quiet} more since)" if quiet else ""
+            log.warning("bar refused (%s): %s%s", reason, detail, more)
+            self._logged[reason] = (now, 0)
+        else:
+            self._logged[reason] = (last, quiet + 1)
 
     def _accept(self, raw: RawBar) -> Bar | None:
         """The bar if it is one of this worker's legs and new; FX quotes are taken here."""
@@ -295,46 +323,77 @@ class Worker:
         else:
             self._source_down = False
         signals: list[tuple[int, dict[str, Any]]] = []
-        touched: set[str] = set()
         for raw in raws:
-            self._on_raw(raw, signals, touched)
-        latest = self._commit(signals, touched) if raws else {}
-        self._deliver()
-        write_signal_files(self.root / "signals", latest)
+            self._on_raw(raw, signals, self._touched)
+        latest = self._emit(signals)
+        if self._commit_due(bool(raws)):
+            self._checkpoint()
+        if self._backlog:
+            self._deliver()
+        self.files.put(latest)
         self._housekeeping()
         return len(raws)
 
-    def _commit(
-        self, signals: list[tuple[int, dict[str, Any]]], touched: set[str]
-    ) -> dict[str, bytes]:
+    def _emit(self, signals: list[tuple[int, dict[str, Any]]]) -> dict[str, bytes]:
+        """Encode the batch's signals, send them to Redis when nothing older waits, and keep
+        them for the next commit; return each pair's newest (for signal.json)."""
         rows, latest = [], {}
         for bar_ts, s in signals:
             payload = encode_signal(s)
             rows.append((s["id"], s["pair_id"], bar_ts, payload))
             latest[s["pair_id"]] = payload
-        states = {pid: (self.version, *self.pairs[pid].state()) for pid in touched}
-        kv = {
-            "positions": json.dumps(self.source.positions()),
-            "recent": json.dumps(
-                {s: {str(t): list(b) for t, b in r.items()} for s, r in self.recent.items()}
-            ),
-            "fx": json.dumps({s: [q.rate, q.close_ns] for s, q in self.fx.items()}),
-            "tally": json.dumps(dict(self.tally), sort_keys=True),
-        }
+        # Sent before the commit: a crash in between re-makes them after the restart with the
+        # same ids, which Redis then drops as already sent (and the outbox keeps once).
+        delivered = 0
+        if rows and self.publisher is not None and not self._backlog:
+            try:
+                self.publisher.send([(0, sid, payload) for sid, _, _, payload in rows])
+                delivered = 1
+            except redis.RedisError as exc:
+                log.warning("redis unavailable, signals kept in the outbox: %s", exc)
+                self._backlog = True
+        self._rows.extend((*row, delivered) for row in rows)
         now = time.monotonic()
         for _, s in signals:
             self.tally[f"signal:{s['metadata']['action']}"] += 1
             m.SIGNALS_TOTAL.labels(s["metadata"]["action"]).inc()
             self._minute.append(now)
-        kv["tally"] = json.dumps(dict(self.tally), sort_keys=True)
-        self.outbox.commit(rows, states, kv)
         return latest
 
+    def _commit_due(self, read_any: bool) -> bool:
+        since = time.monotonic() - self._last_commit
+        if self._rows or self._touched:
+            # Without Redis taking them at once, the outbox is the delivery: commit now.
+            immediate = self.publisher is None or self._backlog
+            return immediate or since >= self.cfg.serving.workers.checkpoint_every_seconds
+        # Bars that changed no pair (one leg so far, refusals) are simply read again after a
+        # crash; their offsets are still committed now and then.
+        return read_any and since >= COMMIT_EVERY_S
+
+    def _checkpoint(self) -> None:
+        """Commit the signals kept, the touched pairs' state and the read positions at once."""
+        states = {pid: (self.version, *self.pairs[pid].state()) for pid in self._touched}
+        kv = {
+            "positions": orjson.dumps(self.source.positions()).decode(),
+            "recent": orjson.dumps(
+                {s: {str(t): list(b) for t, b in r.items()} for s, r in self.recent.items()}
+            ).decode(),
+            "fx": orjson.dumps({s: [q.rate, q.close_ns] for s, q in self.fx.items()}).decode(),
+            "tally": orjson.dumps(dict(self.tally), option=orjson.OPT_SORT_KEYS).decode(),
+        }
+        self.outbox.commit(self._rows, states, kv)
+        self._rows = []
+        self._touched = set()
+        self._last_commit = time.monotonic()
+
     def _deliver(self) -> None:
+        """Send the outbox's backlog in order (after Redis was away, or at start-up)."""
         if self.publisher is None:
             return
         deliver(self.outbox, self.publisher)
-        m.OUTBOX_PENDING.labels(self.spec.worker_id).set(self.outbox.count("delivered"))
+        left = self.outbox.count("delivered")
+        self._backlog = left > 0
+        m.OUTBOX_PENDING.labels(self.spec.worker_id).set(left)
 
     def _housekeeping(self, force: bool = False) -> None:
         sv = self.cfg.serving
@@ -384,8 +443,10 @@ class Worker:
                 break
             elif isinstance(self.source, FileBarSource):
                 time.sleep(min(block, 0.05))
+        self._checkpoint()
         self._deliver()
         self._housekeeping(force=True)
+        self.files.close()
         self.outbox.close()
         return dict(self.tally)
 
