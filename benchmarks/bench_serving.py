@@ -57,6 +57,12 @@ from mlcore.signals import encode_signal, signal_id
 REPO = Path(__file__).resolve().parents[1]
 
 
+# Between two bar times: long enough that one bar close is served before the next (500 pairs:
+# about a second, still 60 times faster than 1-minute bars).
+_GAP_S = 0.02
+_GAP_PER_PAIR_S = 0.002
+
+
 def _pid(i: int) -> str:
     """Pair id of generated pair i (legs BA{i}/USD and BB{i}/USD)."""
     return f"BA{i:03d}_BB{i:03d}"
@@ -191,6 +197,56 @@ class _Subscriber:
         return got
 
 
+def _relay(
+    redis_url: str, prefix: str, n: int, channel: str, version: str, ready: Any, stop: Any
+) -> None:
+    """The floor: a process that reads the same bar streams and, for each pair's second leg,
+    publishes a bare message with the signal's id at once (no features, models or outbox)."""
+    client = redis.Redis.from_url(redis_url)
+    streams: dict[Any, Any] = {}
+    for i in range(n):
+        name = f"{prefix}BB{i:03d}/USD"
+        last = client.xrevrange(name, count=1)
+        streams[name] = last[0][0].decode() if last else "0-0"
+    ready.set()
+    while not stop.is_set():
+        pipe = client.pipeline(transaction=False)
+        for stream, entries in client.xread(streams, count=1000, block=200) or []:
+            for entry_id, fields in entries:
+                streams[stream.decode()] = entry_id.decode()
+                pair = _pid(int(stream.decode()[-7:-4]))
+                sid = signal_id(pair, int(fields[b"ts"]), version)
+                pipe.publish(channel, orjson.dumps({"id": sid}))
+        pipe.execute()
+
+
+def _floor(redis_url: str, cfg: Any, producer: Any, n: int, ticks: int, first: int) -> dict:
+    """Latency of the bare relay over ``ticks`` bar times from ``first``."""
+    ctx = mp.get_context("spawn")
+    channel = cfg.serving.redis.channel + ":relay"
+    sub = _Subscriber(redis_url, channel)
+    ready, stop = ctx.Event(), ctx.Event()
+    relay = ctx.Process(
+        target=_relay,
+        args=(redis_url, cfg.serving.bar_source.stream_prefix, n, channel, producer.version,
+              ready, stop),
+    )  # fmt: skip
+    relay.start()
+    ready.wait(60)
+    time.sleep(0.3)
+    producer.sent.clear()
+    for k in range(first, first + ticks):
+        producer.publish(k, timed=True)
+        time.sleep(_GAP_S + n * _GAP_PER_PAIR_S)
+    time.sleep(1.0)
+    got = sub.close()
+    stop.set()
+    relay.join(10)
+    lat = [got[s] - t for s, t in producer.sent.items() if s in got]
+    producer.sent.clear()
+    return _pct(lat)
+
+
 def _processed(outboxes: list[Path]) -> int:
     """Pair-bars the workers have committed (signals plus refusals)."""
     total = 0
@@ -255,7 +311,7 @@ def end_to_end(
         sub = _Subscriber(redis_url, cfg.serving.redis.channel)
         producer = _Producer(
             client, cfg.serving.bar_source.stream_prefix,
-            [_bars(rng, warm + ticks) for _ in range(n)], model.name,
+            [_bars(rng, warm + 2 * ticks) for _ in range(n)], model.name,
         )  # fmt: skip
         sup.start()
         beats = [f"{cfg.serving.redis.heartbeat_prefix}{s.worker_id}" for s in specs]
@@ -276,15 +332,20 @@ def end_to_end(
         # bar time after the signals had time to arrive (no receipt is waited on here).
         for k in range(warm, warm + ticks):
             producer.publish(k, timed=True)
-            time.sleep(0.02 + n * 0.0004)
+            time.sleep(_GAP_S + n * _GAP_PER_PAIR_S)
         time.sleep(1.0)
         got = sub.close()
         sup.stop()
         lat = [got[s] - t for s, t in producer.sent.items() if s in got]
+        missing = len(producer.sent) - len(lat)
+        # The floor of this machine, workers stopped: the next bar times relayed with no work.
+        floor = _floor(redis_url, cfg, producer, n, ticks, warm + ticks)
+        print(f"e2e {n} pairs: bare relay floor {floor}", flush=True)
         keys = client.keys(f"bench:{tag}:*")
         if keys:
             client.delete(*keys)
-        res = {"latency": _pct(lat), "missing": len(producer.sent) - len(lat),
+        res = {"latency": _pct(lat), "bare_relay_floor": floor,
+               "missing": missing,
                "warmup_pair_bars_per_s": round(throughput), "workers": len(specs)}  # fmt: skip
         print(f"e2e {n} pairs: {res}", flush=True)
         return res

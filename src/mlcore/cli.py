@@ -1157,6 +1157,10 @@ def serve_cmd(
     exit_when_idle: Annotated[
         float | None, typer.Option(min=0.1, help="Stop after this many seconds without bars.")
     ] = None,
+    bars: Annotated[
+        str | None,
+        typer.Option(help="Bar source: redis or file (default: serving_policy.yaml bar_source)."),
+    ] = None,
     config_env: EnvOpt = None,
     config_root: RootOpt = None,
 ) -> None:
@@ -1169,7 +1173,7 @@ def serve_cmd(
     try:
         summary = serving.serve(
             cfg, model=model, pair_ids=ids, workers=workers, replay_last=replay_last,
-            exit_when_idle_seconds=exit_when_idle,
+            exit_when_idle_seconds=exit_when_idle, bars=bars,
         )  # fmt: skip
     except ValueError as exc:
         raise ConfigError("SERVING_START_REFUSED", str(exc)) from exc

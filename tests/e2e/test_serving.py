@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -136,3 +137,64 @@ def test_a_damaged_model_is_refused(replay, tmp_path: Path) -> None:
         fh.write(b"\n# tampered\n")
     with pytest.raises(ModelUnusable, match="ai2"):
         Worker(_spec(cfg, bad, tmp_path / "s", warm, tmp_path / "b.jsonl"), cfg=cfg)
+
+
+def test_a_stale_fx_rate_refuses_the_bar(replay) -> None:
+    cfg, folder, _, _, _, _, _ = replay
+    from dataclasses import replace
+
+    from mlcore.serving import NO_FLAGS, PairRuntime, PairScorer
+    from mlcore.serving._pair import Conversion, FxQuote
+    from mlcore.serving._worker import history, pair_setup
+
+    pair = cfg.universe.pairs[0]
+    # As if leg B were quoted in GBP: its price needs GBP/USD, fresh within fx_stale_seconds.
+    setup = replace(pair_setup(cfg, pair, THETA), conv_b=Conversion("GBP/USD", False))
+    rt = PairRuntime(setup, PairScorer(PairModels.load(folder)), "w")
+    bars, last = history(cfg, pair, None)
+    rt.warm(bars[:-2], last)
+    hour = 3_600_000_000_000
+    ts = last + hour
+    close = ts + hour
+    stale = {"GBP/USD": FxQuote(1.27, close - (cfg.backtest.account.fx_stale_seconds + 1) * 10**9)}
+    out = rt.on_bar(ts, tuple(bars[-2].tolist()), close, NO_FLAGS, stale)
+    assert (out.signal, out.refused) == (None, "fx_stale")
+    fresh = {"GBP/USD": FxQuote(1.25, close)}
+    out = rt.on_bar(ts + hour, tuple(bars[-1].tolist()), close + hour, NO_FLAGS, fresh)
+    assert out.signal is not None and out.refused == ""
+    assert out.signal["legs"][1]["symbol"] == pair.leg_b
+
+
+def test_the_supervisor_serves_prometheus_metrics(replay, tmp_path: Path, monkeypatch) -> None:
+    import urllib.request
+
+    from mlcore.serving import Supervisor
+    from tests.conftest import free_port
+
+    cfg, folder, _, warm, bars, _, _ = replay
+    write_bars_file(tmp_path / "bars.jsonl", bars)
+    spec = _spec(cfg, folder, tmp_path / "serving", warm, tmp_path / "bars.jsonl",
+                 exit_when_idle_seconds=30.0)  # fmt: skip
+    sup = Supervisor(cfg, [spec])
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # restored after the test
+    port = free_port()
+    sup.serve_metrics(port)
+    sup.start()
+    try:
+        text = ""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            text = (
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+                .read()
+                .decode()
+            )
+            if 'signals_total{action="hold"}' in text:
+                break
+            time.sleep(0.5)
+        assert 'worker_up{worker="worker-0"} 1.0' in text
+        assert "inference_latency_ms_bucket" in text
+        assert 'signals_total{action="hold"}' in text
+        assert "signals_per_min" in text
+    finally:
+        sup.stop()

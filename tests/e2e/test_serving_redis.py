@@ -71,7 +71,7 @@ def _redis_cfg(cfg: AppConfig, tmp: Path, url: str, monkeypatch: pytest.MonkeyPa
     keys = {
         "signals_stream": f"{tag}:signals", "stream_maxlen": 100000, "channel": f"{tag}:live",
         "dedupe_ttl_seconds": 3600, "ops_flags_key": f"{tag}:flags",
-        "heartbeat_prefix": f"{tag}:hb:", "heartbeat_seconds": 0.2, "heartbeat_ttl_seconds": 5,
+        "heartbeat_prefix": f"{tag}:hb:", "heartbeat_seconds": 0.2, "heartbeat_ttl_seconds": 2,
     }  # fmt: skip
     root = config_with(tmp, {"serving_policy": {"redis": keys, **serving}})
     monkeypatch.setenv("REDIS_URL", url)
@@ -175,8 +175,9 @@ def test_redis_away_then_back_loses_and_repeats_nothing(base, tmp_path: Path, mo
         server.stop()
 
 
-def test_a_killed_worker_is_restarted_and_nothing_is_lost_or_repeated(
-    base, tmp_path: Path, monkeypatch
+@pytest.mark.parametrize("how", ["killed", "hung"])
+def test_a_dead_or_hung_worker_is_restarted_and_nothing_is_lost_or_repeated(
+    base, tmp_path: Path, monkeypatch, how: str
 ) -> None:
     cfg0, _, bars, spec0, reference = base
     workers = {"pairs_per_worker": 5, "restart_delay_seconds": 0.2, "max_restarts_per_hour": 5,
@@ -212,7 +213,9 @@ def test_a_killed_worker_is_restarted_and_nothing_is_lost_or_repeated(
                     n = 0
                 p = sup.slots[0].process
                 if n > len(reference) // 4 and p is not None and p.is_alive():
-                    os.kill(p.pid, signal.SIGKILL)  # type: ignore[arg-type]
+                    # SIGSTOP: alive but silent, as a hung worker; the supervisor must notice.
+                    sig = signal.SIGKILL if how == "killed" else signal.SIGSTOP
+                    os.kill(p.pid, sig)  # type: ignore[arg-type]
                     killed.append(n)
                     return
             time.sleep(0.01)
@@ -229,8 +232,9 @@ def test_a_killed_worker_is_restarted_and_nothing_is_lost_or_repeated(
         sup_thread.join(180)
         stop.set()
         k.join()
-        assert killed, "the worker was never killed mid-run"
+        assert killed, "the worker was never stopped mid-run"
         assert any("exited with -9" in e for e in sup.events)
+        assert any("stopped beating" in e for e in sup.events) == (how == "hung")
         ids = _stream_ids(client, cfg.serving.redis.signals_stream)
         ref_ids = [s["id"] for s in reference]
         assert len(ids) == len(set(ids)), "a signal was delivered twice"

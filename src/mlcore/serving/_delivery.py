@@ -27,14 +27,21 @@ from mlcore.serving._outbox import Outbox
 
 log = logging.getLogger("mlcore.serving")
 
+# KEYS: stream, channel. ARGV: id-key prefix, ttl, maxlen, then id1, payload1, id2, ... Each id
+# is remembered for ttl seconds; a remembered id is skipped, a new one added to the stream and
+# published. Atomic, so a re-sent batch is delivered exactly once.
 _PUBLISH_ONCE = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'id', ARGV[1], 'signal', ARGV[2])
-  redis.call('PUBLISH', KEYS[3], ARGV[2])
-  return 1
+local sent = 0
+for i = 4, #ARGV, 2 do
+  if redis.call('SET', ARGV[1] .. ARGV[i], '1', 'NX', 'EX', ARGV[2]) then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'id', ARGV[i], 'signal', ARGV[i + 1])
+    redis.call('PUBLISH', KEYS[2], ARGV[i + 1])
+    sent = sent + 1
+  end
 end
-return 0
+return sent
 """
+_BATCH = 200  # signals per script call: long scripts would hold up Redis's other clients
 
 
 class RedisPublisher:
@@ -50,14 +57,14 @@ class RedisPublisher:
         p = self.policy
         if self._sha is None:
             self._sha = str(self.client.script_load(_PUBLISH_ONCE))
-        # EVALSHA straight in one pipeline: one round trip (redis-py's Script objects would
-        # add a SCRIPT EXISTS round trip to every pipeline).
+        # EVALSHA straight (redis-py's Script objects add a SCRIPT EXISTS round trip to every
+        # pipeline); one call per _BATCH signals, all in one round trip.
         pipe = self.client.pipeline(transaction=False)
-        for _seq, sid, payload in rows:
-            pipe.evalsha(
-                self._sha, 3, f"{p.signals_stream}:seen:{sid}", p.signals_stream, p.channel,
-                sid, payload, p.dedupe_ttl_seconds, p.stream_maxlen,
-            )  # fmt: skip
+        for start in range(0, len(rows), _BATCH):
+            args: list[Any] = [f"{p.signals_stream}:seen:", p.dedupe_ttl_seconds, p.stream_maxlen]
+            for _seq, sid, payload in rows[start : start + _BATCH]:
+                args += [sid, payload]
+            pipe.evalsha(self._sha, 2, p.signals_stream, p.channel, *args)
         return list(pipe.execute())
 
     def send(self, rows: list[tuple[int, str, bytes]]) -> tuple[int, int]:

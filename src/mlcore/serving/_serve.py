@@ -137,7 +137,8 @@ class _Models:
 def serve(
     cfg: AppConfig, *, model: str | None = None, pair_ids: list[str] | None = None,
     workers: int | None = None, replay_last: int | None = None,
-    exit_when_idle_seconds: float | None = None, should_stop: Callable[[], bool] = lambda: False,
+    exit_when_idle_seconds: float | None = None, bars: str | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> ServeSummary:  # fmt: skip
     """Run the workers until stopped (or, replaying, until the replay is done)."""
     universe = [p.pair_id for p in cfg.universe.pairs]
@@ -145,23 +146,27 @@ def serve(
     unknown = sorted(set(pair_ids) - set(universe))
     if unknown:
         raise ValueError(f"--pairs {unknown} are not pairs of universe.yaml")
+    if bars not in (None, "redis", "file"):
+        raise ValueError(f"--bars {bars!r}: choose redis or file")
+    if (bars or cfg.serving.bar_source.kind) == "redis" and not cfg.env.redis_url:
+        raise ValueError("bars from Redis need REDIS_URL (or --bars file)")
     upgrade(make_engine(database_url(cfg)))  # core.signals_live at the newest schema
     models = _Models(cfg, choose_model(cfg, model), named=model is not None or bool(replay_last))
     groups = assign_pairs(pair_ids, cfg.serving.workers.pairs_per_worker, workers)
     base = WorkerSpec(
         worker_id="", pair_ids=(), config_root=str(cfg.config_root), env_name=cfg.env_name,
         model_folder=str(models.served.folder), theta=models.served.theta,
-        exit_when_idle_seconds=exit_when_idle_seconds, root=str(serving_dir(cfg)),
+        exit_when_idle_seconds=exit_when_idle_seconds, root=str(serving_dir(cfg)), bar_source=bars,
     )  # fmt: skip
     if replay_last is not None:
         root = cfg.paths.archive / f"{cfg.serving.serving_root}-replay"
         shutil.rmtree(root, ignore_errors=True)  # a replay starts afresh, away from live state
-        bars, warm_until = replay_bars(cfg, pair_ids, replay_last)
-        write_bars_file(root / "bars.jsonl", bars)
+        replayed, warm_until = replay_bars(cfg, pair_ids, replay_last)
+        write_bars_file(root / "bars.jsonl", replayed)
         idle = exit_when_idle_seconds or 3.0
         base = replace(
             base, replay=True, warm_until_ns=warm_until, root=str(root), aggregate=False,
-            bars_file=str(root / "bars.jsonl"), exit_when_idle_seconds=idle,
+            bars_file=str(root / "bars.jsonl"), exit_when_idle_seconds=idle, bar_source="file",
         )  # fmt: skip
     specs = [replace(base, worker_id=f"worker-{i}", pair_ids=g) for i, g in enumerate(groups)]
     sup = Supervisor(cfg, specs, on_model_unusable=models.unusable)

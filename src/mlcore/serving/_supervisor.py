@@ -12,6 +12,7 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -26,7 +27,13 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from mlcore.config import AppConfig
 from mlcore.registry import database_url, make_engine
 from mlcore.serving._delivery import archive_signals
-from mlcore.serving._worker import EXIT_MODEL_UNUSABLE, WorkerSpec, serving_dir, worker_main
+from mlcore.serving._worker import (
+    EXIT_MODEL_UNUSABLE,
+    WorkerSpec,
+    heartbeat_path,
+    serving_dir,
+    worker_main,
+)
 
 log = logging.getLogger("mlcore.serving")
 
@@ -44,10 +51,14 @@ def assign_pairs(
     return [tuple(pair_ids[i::n]) for i in range(n)]
 
 
+STARTUP_GRACE_S = 180.0  # a starting worker warms its pairs before its first heartbeat
+
+
 @dataclass
 class _Slot:
     spec: WorkerSpec
     process: BaseProcess | None = None
+    started_at: float = 0.0  # wall clock
     restarts: list[float] = field(default_factory=list)
     given_up: bool = False
 
@@ -81,6 +92,7 @@ class Supervisor:
         self.ctx = mp.get_context("spawn")  # no fork after LightGBM/OpenMP threads
         self.on_model_unusable = on_model_unusable
         self._archived_day: str | None = None
+        self._archiver: threading.Thread | None = None
         self.events: list[str] = []
 
     # -- metrics -----------------------------------------------------------------------------
@@ -101,6 +113,7 @@ class Supervisor:
     def _start(self, slot: _Slot) -> None:
         p = self.ctx.Process(target=worker_main, args=(slot.spec,), name=slot.spec.worker_id,
                              daemon=True)  # fmt: skip
+        slot.started_at = time.time()
         p.start()
         slot.process = p
         log.info("worker %s started (pid %s): %s", slot.spec.worker_id, p.pid,
@@ -115,10 +128,30 @@ class Supervisor:
         """Workers running now."""
         return sum(1 for s in self.slots if s.process is not None and s.process.is_alive())
 
+    def _hung(self, slot: _Slot) -> bool:
+        """Alive but silent: no heartbeat for heartbeat_ttl_seconds (after its start-up)."""
+        path = heartbeat_path(Path(slot.spec.root or serving_dir(self.cfg)), slot.spec.worker_id)
+        now = time.time()
+        try:
+            beat = path.stat().st_mtime
+        except FileNotFoundError:
+            beat = 0.0
+        if beat < slot.started_at:
+            return now - slot.started_at > STARTUP_GRACE_S
+        return now - beat > self.cfg.serving.redis.heartbeat_ttl_seconds
+
     def check(self) -> None:
-        """Restart workers that died (within the restart budget)."""
+        """Kill workers whose heartbeat stopped; restart those that died (within the budget)."""
         wp = self.cfg.serving.workers
         now = time.monotonic()
+        for slot in self.slots:
+            p = slot.process
+            if p is not None and p.is_alive() and not slot.given_up and self._hung(slot):
+                msg = f"worker {slot.spec.worker_id} stopped beating: killed"
+                log.error(msg)
+                self.events.append(msg)
+                p.kill()
+                p.join(10)
         for slot in self.slots:
             p = slot.process
             if p is None or p.is_alive() or slot.given_up:
@@ -155,10 +188,17 @@ class Supervisor:
             self._start(slot)
 
     def archive(self) -> None:
-        """Once a day: move earlier days' signals from signals_live to signals_history."""
+        """Once a day, on a thread of its own (a database wait must never hold up the watch
+        over the workers): move earlier days' signals from signals_live to signals_history."""
         today = datetime.now(UTC).strftime("%Y-%m-%d")
-        if today == self._archived_day:
+        if today == self._archived_day or (self._archiver and self._archiver.is_alive()):
             return
+        self._archiver = threading.Thread(
+            target=self._archive, args=(today,), name="archive-signals", daemon=True
+        )
+        self._archiver.start()
+
+    def _archive(self, today: str) -> None:
         start = datetime.fromisoformat(today).replace(tzinfo=UTC)
         try:
             moved = archive_signals(make_engine(database_url(self.cfg)), start)

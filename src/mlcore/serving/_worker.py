@@ -65,6 +65,12 @@ class WorkerSpec:
     root: str | None = None  # serving folder (default: {archive}/{serving_root})
     bars_file: str | None = None  # file source override (default: bar_source.file)
     aggregate: bool = True  # copy signals into core.signals_live (not for a replay)
+    bar_source: str | None = None  # "redis" or "file" instead of serving_policy's kind
+
+
+def heartbeat_path(root: Path, worker_id: str) -> Path:
+    """Where a worker's heartbeat file lives under its serving folder."""
+    return root / "heartbeats" / f"{worker_id}.json"
 
 
 def serving_dir(cfg: AppConfig) -> Path:
@@ -181,9 +187,12 @@ class Worker:
         self.instruments = set(cfg.universe.instruments)
         symbols = sorted(set(self.by_symbol) | self.fx_symbols)
         self.source: FileBarSource | RedisBarSource
-        if sv.bar_source.kind == "redis":
+        kind = spec.bar_source or sv.bar_source.kind
+        if kind not in ("redis", "file"):
+            raise ValueError(f"bar source {kind!r} is not 'redis' or 'file'")
+        if kind == "redis":
             if self.client is None:
-                raise ValueError("serving_policy.yaml bar_source.kind 'redis' needs REDIS_URL")
+                raise ValueError("bars from Redis need REDIS_URL (serving_policy.yaml bar_source)")
             self.source = RedisBarSource(self.client, sv.bar_source.stream_prefix, symbols)
         else:
             bars = (
@@ -415,22 +424,26 @@ class Worker:
             self._heartbeat()
 
     def _heartbeat(self) -> None:
+        """The heartbeat file (which the supervisor watches) and, with Redis, the key that
+        expires after heartbeat_ttl_seconds (for monitors elsewhere)."""
         beat = json.dumps({"worker": self.spec.worker_id, "pairs": list(self.spec.pair_ids),
                            "model_version": self.version, "at": time.time(),
                            "counts": dict(self.tally)})  # fmt: skip
-        key = f"{self.cfg.serving.redis.heartbeat_prefix}{self.spec.worker_id}"
-        if self.client is not None:
-            try:
-                self.client.set(key, beat, ex=int(self.cfg.serving.redis.heartbeat_ttl_seconds))
-                return
-            except redis.RedisError:
-                pass
-        path = self.root / "heartbeats" / f"{self.spec.worker_id}.json"
+        path = heartbeat_path(self.root, self.spec.worker_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(beat)
+        if self.client is not None:
+            key = f"{self.cfg.serving.redis.heartbeat_prefix}{self.spec.worker_id}"
+            ttl_ms = int(self.cfg.serving.redis.heartbeat_ttl_seconds * 1000)
+            try:
+                self.client.set(key, beat, px=ttl_ms)
+            except redis.RedisError:
+                pass  # Redis away: the file still beats; the outbox keeps the signals
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> dict[str, int]:
         """Loop until asked to stop (or idle for ``exit_when_idle_seconds``); return counts."""
+        self._heartbeat()  # up and warmed: the supervisor's start-up grace ends here
+        self._last_beat = time.monotonic()
         idle_since = time.monotonic()
         limit = self.spec.exit_when_idle_seconds
         block = self.cfg.serving.bar_source.block_ms / 1000
