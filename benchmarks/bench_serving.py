@@ -234,17 +234,26 @@ def _floor(redis_url: str, cfg: Any, producer: Any, n: int, ticks: int, first: i
     relay.start()
     ready.wait(60)
     time.sleep(0.3)
+    lat, _ = _timed_ticks(producer, sub, n, first, ticks)
+    stop.set()
+    relay.join(10)
+    return _pct(lat)
+
+
+def _timed_ticks(
+    producer: _Producer, sub: _Subscriber, n: int, first: int, ticks: int
+) -> tuple[list[int], int]:
+    """Publish ``ticks`` bar times from ``first``, one after another (the next once the
+    signals had time to arrive; no receipt is waited on); return the latencies (ns) and how
+    many signals never arrived."""
     producer.sent.clear()
     for k in range(first, first + ticks):
         producer.publish(k, timed=True)
         time.sleep(_GAP_S + n * _GAP_PER_PAIR_S)
     time.sleep(1.0)
     got = sub.close()
-    stop.set()
-    relay.join(10)
     lat = [got[s] - t for s, t in producer.sent.items() if s in got]
-    producer.sent.clear()
-    return _pct(lat)
+    return lat, len(producer.sent) - len(lat)
 
 
 def _processed(outboxes: list[Path]) -> int:
@@ -328,16 +337,8 @@ def end_to_end(
         throughput = _processed(outboxes) / took
         print(f"e2e {n} pairs: warm-up {n * warm} pair-bars in {took:.1f} s "
               f"({throughput:,.0f} pair-bars/s)", flush=True)  # fmt: skip
-        # Latency: one bar time after another, each pair's legs published in turn; the next
-        # bar time after the signals had time to arrive (no receipt is waited on here).
-        for k in range(warm, warm + ticks):
-            producer.publish(k, timed=True)
-            time.sleep(_GAP_S + n * _GAP_PER_PAIR_S)
-        time.sleep(1.0)
-        got = sub.close()
+        lat, missing = _timed_ticks(producer, sub, n, warm, ticks)
         sup.stop()
-        lat = [got[s] - t for s, t in producer.sent.items() if s in got]
-        missing = len(producer.sent) - len(lat)
         # The floor of this machine, workers stopped: the next bar times relayed with no work.
         floor = _floor(redis_url, cfg, producer, n, ticks, warm + ticks)
         print(f"e2e {n} pairs: bare relay floor {floor}", flush=True)

@@ -427,13 +427,28 @@ def _print_demo_end(result: DemoResult) -> None:
         out.print(f"adoption decision: {result.backtest.decision.upper()}")
         out.print(f"report: {result.backtest.report}")
     if result.serving is not None:
-        out.print(f"serving: the last {DEMO_SERVE_BARS} bar times replayed through the workers, "
-                  f"as live bars ({result.timings_s['serve_s']:.1f}s)")  # fmt: skip
+        out.print(f"serving: the catalog's last {DEMO_SERVE_BARS} bar times replayed through the "
+                  f"workers as live bars ({result.timings_s['serve_s']:.1f}s)")  # fmt: skip
         _print_serve(result.serving)
-        latest = result.serving.root / "signals" / "XAU_XAG" / "signal.json"
-        if latest.exists():
-            out.print(f"latest XAU_XAG signal ({latest}):")
-            out.print_json(latest.read_text())
+        _print_entry_signal(result.serving.root)
+
+
+def _print_entry_signal(root: Path) -> None:
+    """The newest entry signal of a serving run (else the newest signal), as JSON."""
+    from mlcore.serving import Outbox
+
+    payloads: list[bytes] = []
+    for db in sorted((root / "outbox").glob("*.db")):
+        box = Outbox(db)
+        payloads += box.payloads()
+        box.close()
+    signals = [json.loads(p) for p in payloads]
+    entries = [s for s in signals if s["metadata"]["action"] == "entry"]
+    if signals:
+        shown = (entries or signals)[-1]
+        kind = "entry signal" if entries else "signal"
+        out.print(f"the replay's last {kind} ({shown['pair_id']}):")
+        out.print_json(json.dumps(shown))
 
 
 def _print_retrain(outcome: RetrainOutcome) -> None:

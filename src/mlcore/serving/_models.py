@@ -39,7 +39,7 @@ def named_model(cfg: AppConfig, name: str | None) -> ServedModel:
     folder = resolve_model(cfg, name)
     models = PairModels.load(folder)
     theta, source = previous_theta(cfg, models)
-    return ServedModel(models.version, folder, theta, f"named by the operator; θ {source}")
+    return ServedModel(models.version, folder, theta, f"named with --model; θ {source}")
 
 
 def deployed_model(cfg: AppConfig, registry: Registry, skip: set[str] | None = None) -> ServedModel:
