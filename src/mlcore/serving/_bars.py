@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -134,7 +133,8 @@ class FileBarSource:
         self.offset = int(positions.get(f"file:{self.path.name}", "0"))
 
     def read(self, max_bars: int, block_ms: int) -> list[RawBar]:
-        """Up to ``max_bars`` complete lines after the offset (empty when none)."""
+        """Up to ``max_bars`` complete lines after the offset (empty when none: the worker's
+        loop waits before asking again)."""
         try:
             with self.path.open("rb") as fh:
                 fh.seek(self.offset)
@@ -152,8 +152,6 @@ class FileBarSource:
             start = end + 1
             if line:
                 out.append(RawBar(key, str(self.offset + start), line))
-        if start == 0 and not out and block_ms:
-            os.sched_yield()
         self.offset += start
         return out
 
