@@ -388,3 +388,36 @@ def test_mlcore_serve_on_redis_delivers_the_replay(
                                    "--config-root", str(cfg.config_root)])  # fmt: skip
     text = bad.output + capfd.readouterr().err
     assert bad.exit_code == 2 and "--bars 'kafka': choose redis or file" in text
+
+
+def test_a_halt_set_mid_run_applies_from_the_next_bars(base, tmp_path: Path, monkeypatch) -> None:
+    cfg0, _, bars, spec0, reference = base
+    cfg, tag = _redis_cfg(cfg0, tmp_path, redis_url(), monkeypatch)
+    client = redis.Redis.from_url(redis_url())
+    path = tmp_path / "bars.jsonl"
+    path.write_bytes(b"")
+    worker = Worker(_spec(spec0, cfg, tmp_path, path), cfg=cfg)
+
+    def feed(chunk: list) -> None:
+        with path.open("ab") as fh:
+            for b in chunk:
+                fh.write((json.dumps(bar_message(b)) + "\n").encode())
+        while worker.step():
+            pass
+
+    try:
+        half = len(bars) // 2
+        feed(bars[:half])
+        before = sum(n for k, n in worker.tally.items() if k.startswith("signal:"))
+        write_flags(client, cfg.serving.redis.ops_flags_key, tmp_path / "x",
+                    OpsFlags(global_halt=True))  # fmt: skip
+        feed(bars[half:])
+        worker.run()
+        got = _outbox(tmp_path)
+        assert [s["id"] for s in got] == [s["id"] for s in reference]
+        assert got[:before] == reference[:before]  # before the halt: exactly as without it
+        after = got[before:]
+        assert after and all(s["metadata"]["core_policy"]["halted"] for s in after)
+        assert not [s for s in after if s["metadata"]["action"] == "entry"]
+    finally:
+        _cleanup(client, f"{tag}:*")

@@ -320,7 +320,6 @@ class Worker:
     def step(self) -> int:
         """Read and process one batch; return how many bar messages it held."""
         sv = self.cfg.serving
-        self._flags = self.flags.read()
         try:
             raws = self.source.read(sv.bar_source.batch_bars, sv.bar_source.block_ms)
         except redis.RedisError as exc:
@@ -331,6 +330,10 @@ class Worker:
             raws = []
         else:
             self._source_down = False
+        if raws:
+            # Read once the bars are here: the flags in force when they are decided, not when
+            # the wait for them began.
+            self._flags = self.flags.read()
         signals: list[tuple[int, dict[str, Any]]] = []
         for raw in raws:
             self._on_raw(raw, signals, self._touched)
