@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,19 @@ def _cleanup(client: redis.Redis, *patterns: str) -> None:
         client.delete(*keys)
 
 
+def _feeder(worker: Worker, path: Path) -> Callable[[list], None]:
+    """Append bars to the worker's file and let it take all of them."""
+
+    def feed(chunk: list) -> None:
+        with path.open("ab") as fh:
+            for b in chunk:
+                fh.write((json.dumps(bar_message(b)) + "\n").encode())
+        while worker.step():
+            pass
+
+    return feed
+
+
 def _stream_ids(client: redis.Redis, stream: str) -> list[str]:
     return [f[b"id"].decode() for _, f in client.xrange(stream)]
 
@@ -149,13 +163,7 @@ def test_redis_away_then_back_loses_and_repeats_nothing(base, tmp_path: Path, mo
         thirds = [bars[: len(bars) // 3], bars[len(bars) // 3 : 2 * len(bars) // 3],
                   bars[2 * len(bars) // 3 :]]  # fmt: skip
         worker = Worker(_spec(spec0, cfg, tmp_path, path), cfg=cfg)
-
-        def feed(chunk: list) -> None:
-            with path.open("ab") as fh:
-                for b in chunk:
-                    fh.write((json.dumps(bar_message(b)) + "\n").encode())
-            while worker.step():
-                pass
+        feed = _feeder(worker, path)
 
         feed(thirds[0])
         server.stop()  # Redis goes away
@@ -397,13 +405,7 @@ def test_a_halt_set_mid_run_applies_from_the_next_bars(base, tmp_path: Path, mon
     path = tmp_path / "bars.jsonl"
     path.write_bytes(b"")
     worker = Worker(_spec(spec0, cfg, tmp_path, path), cfg=cfg)
-
-    def feed(chunk: list) -> None:
-        with path.open("ab") as fh:
-            for b in chunk:
-                fh.write((json.dumps(bar_message(b)) + "\n").encode())
-        while worker.step():
-            pass
+    feed = _feeder(worker, path)
 
     try:
         half = len(bars) // 2

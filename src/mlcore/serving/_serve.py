@@ -108,7 +108,8 @@ class _Models:
         self.notice = serving_dir(cfg) / "deployed.json"
         self.seen = notice_version(self.notice)
 
-    def unusable(self, folder: str) -> WorkerSpec | None:
+    def unusable(self, folder: str) -> tuple[str, tuple[float, float]] | None:
+        """The version to serve instead of the one in ``folder`` (folder, θ), or None."""
         if self.named:
             return None  # an operator's choice is not replaced behind their back
         try:
@@ -117,7 +118,7 @@ class _Models:
             log.error("%s", exc)
             return None
         self.served = nxt
-        return WorkerSpec("", (), "", "", str(nxt.folder), nxt.theta)
+        return str(nxt.folder), nxt.theta
 
     def on_tick(self, sup: Supervisor) -> None:
         current = notice_version(self.notice)

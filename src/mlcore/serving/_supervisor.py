@@ -85,7 +85,7 @@ class Supervisor:
         cfg: AppConfig,
         specs: list[WorkerSpec],
         *,
-        on_model_unusable: Callable[[str], WorkerSpec | None] | None = None,
+        on_model_unusable: Callable[[str], tuple[str, tuple[float, float]] | None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.slots = [_Slot(s) for s in specs]
@@ -168,11 +168,12 @@ class Supervisor:
                 self.events.append(msg)
                 continue
             if code == EXIT_MODEL_UNUSABLE and self.on_model_unusable is not None:
-                spec = self.on_model_unusable(slot.spec.model_folder)
-                if spec is None:
+                # (model folder, θ) of the version to serve instead, or None: give up.
+                nxt = self.on_model_unusable(slot.spec.model_folder)
+                if nxt is None:
                     slot.given_up = True
                     continue
-                slot.spec = replace(slot.spec, model_folder=spec.model_folder, theta=spec.theta)
+                slot.spec = replace(slot.spec, model_folder=nxt[0], theta=nxt[1])
             msg = f"worker {slot.spec.worker_id} exited with {code}: restarting"
             log.warning(msg)
             self.events.append(msg)
