@@ -1,11 +1,20 @@
-.PHONY: demo test setup lock
+.PHONY: demo test check lock
+
+# Compiled numba kernels are cached outside the checkout (one cache per machine user).
+export NUMBA_CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mlcore/numba
 
 demo:  ## set up the runtime environment and run the main job on the embedded default
 	bash scripts/setup.sh runtime
 	.venv/bin/mlcore demo
 
-test:  ## set up the dev environment and run lint, types and the whole test suite
+test:  ## set up the dev environment, then lint, types and the whole test suite (what CI runs)
 	bash scripts/test.sh
 
-lock:  ## re-resolve requirements/*.in into the pinned lock files (needs network to the registry)
+check:  ## the fast loop: lint, types and the unit tier without slow tests (< 3 min warm)
+	bash scripts/setup.sh dev
+	bash scripts/lint.sh
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-dev} .venv/bin/python -m pytest tests/unit -m "not slow" -q
+
+lock:  ## compile pyproject.toml into requirements/lock*.txt (needs the package registry)
+	bash scripts/setup.sh dev
 	bash scripts/lock.sh

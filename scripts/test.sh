@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Set up, make sure the real services answer, lint, type-check and run the whole test suite.
+# Extra arguments go to pytest (e.g. `bash scripts/test.sh -m "not e2e"`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export NUMBA_CACHE_DIR="${NUMBA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mlcore/numba}"
 bash scripts/setup.sh dev
 if [[ "${CI:-}" == "true" ]]; then
   bash scripts/services.sh
 else
   bash scripts/services.sh || echo "test: services unavailable; integration tests will skip outside CI" >&2
 fi
-echo "== ruff" && .venv/bin/ruff check src tests benchmarks && .venv/bin/ruff format --check src tests benchmarks
-echo "== mypy" && .venv/bin/mypy
-echo "== pytest" && .venv/bin/python -m pytest "$@"
+bash scripts/lint.sh
+echo "== pytest" >&2
+HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}" .venv/bin/python -m pytest --durations=15 "$@"

@@ -16,10 +16,38 @@ import backtesting
 import psycopg
 import pytest
 import yaml
+from hypothesis import HealthCheck, settings
 
 from mlcore.config import AppConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Hypothesis budgets per tier: `dev` for the fast loop, `ci` (more examples, the same ones on
+# every run) for `make test`. HYPOTHESIS_PROFILE picks one; CI=true implies `ci`.
+_HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+settings.register_profile("dev", max_examples=25, deadline=None, suppress_health_check=_HEALTH)
+settings.register_profile(
+    "ci", max_examples=100, deadline=None, derandomize=True, database=None,
+    suppress_health_check=_HEALTH,
+)  # fmt: skip
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev")
+)
+
+_TIERS = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier from its folder (tests/integration, tests/e2e); the e2e
+    tier is slow as a whole."""
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
+        if parts and parts[0] in _TIERS:
+            item.add_marker(_TIERS[parts[0]])
+            if parts[0] == "e2e":
+                item.add_marker(pytest.mark.slow)
+
+
 CONFIG_ROOT = REPO / "configs"
 _ENV_VARS = (
     "SERVICE_ENV",

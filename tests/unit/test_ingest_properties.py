@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from mlcore.config import AppConfig, DQThresholds, load_config
@@ -52,15 +52,6 @@ INVALID = (
 REPEATS = ("duplicate", "conflict")
 # ... and a valid row whose close is ~50 sigma off the walk for one bar (a bad print).
 BAD_PRINT = "bad_print"
-
-SETTINGS = settings(
-    max_examples=60,
-    deadline=None,
-    derandomize=True,  # the same examples on every run
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-CLASSIFY_SETTINGS = settings(SETTINGS, max_examples=200)
 
 
 @contextmanager
@@ -434,7 +425,6 @@ def _check_gaps_and_meta(
         assert not any(t.strftime("%Y-%m") == part.month for t in unfilled) or part.quarantined
 
 
-@SETTINGS
 @given(case=cases())
 def test_ingest_of_corrupted_text_rows_keeps_every_invariant(case: Case) -> None:
     result = parse_table(case.frame, origin="prop.csv", timeframe=TIMEFRAME)
@@ -500,7 +490,6 @@ WALK = {
 }
 
 
-@CLASSIFY_SETTINGS
 @given(**WALK)
 def test_classify_moves_rarely_flags_a_gaussian_random_walk(
     cfg: AppConfig, seed: int, n: int, sigma: float, level: float
@@ -522,7 +511,6 @@ def _planted_at(th: DQThresholds, n: int, where: float, bars_after: int) -> int:
 PLANT = {"k": st.floats(25.0, 60.0), "up": st.booleans(), "where": st.floats(0.0, 1.0)}
 
 
-@CLASSIFY_SETTINGS
 @given(**WALK, **PLANT, plateau=st.integers(1, 2))
 def test_classify_moves_flags_a_retraced_bad_print_outlier(
     cfg: AppConfig,
@@ -546,7 +534,6 @@ def test_classify_moves_flags_a_retraced_bad_print_outlier(
     assert not spike.any()
 
 
-@CLASSIFY_SETTINGS
 @given(**WALK, **PLANT)
 def test_classify_moves_flags_a_held_jump_spike(
     cfg: AppConfig,

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mlcore.config import AI1LabelPolicy, AI2LabelPolicy, DirectionLabelPolicy
@@ -227,7 +227,6 @@ def _paths(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, AI1LabelPolicy]:
     return np.array([NAN] * warm + z_tail), np.array([NAN] * warm + dz_tail), policy
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(_paths())
 def test_ai1_invariants_on_random_paths(
     case: tuple[np.ndarray, np.ndarray, AI1LabelPolicy],

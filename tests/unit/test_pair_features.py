@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mlcore.config import AppConfig, PairFeatureWindows
@@ -134,9 +134,6 @@ def test_pipelined_batch_equals_the_serial_run_and_leaves_the_same_state(
     np.testing.assert_array_equal(piped.update(row), serial.update(row))
 
 
-@settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
 @given(t=st.integers(min_value=0, max_value=2_999), seed=st.integers(0, 10_000))
 def test_no_look_ahead(w: PairFeatureWindows, t: int, seed: int) -> None:
     bars = _bars(3_000, seed=3)

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mlcore.backtest import LegCosts, PairStrategy, simulate_pair
@@ -61,7 +61,6 @@ def _backtest(rules: DecisionRules, z, prob, risk, scale, beta) -> list[tuple[in
     return sorted(out)
 
 
-@settings(max_examples=60, deadline=None)
 @given(
     seed=st.integers(0, 2**31 - 1),
     latency=st.integers(0, 2),

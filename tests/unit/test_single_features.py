@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mlcore.config import AppConfig, load_config
@@ -80,9 +80,6 @@ def test_streaming_equals_batch_with_restarts() -> None:
     np.testing.assert_array_equal(np.array(rows), batch)
 
 
-@settings(
-    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
 @given(t=st.integers(0, 1_499), seed=st.integers(0, 1_000))
 def test_no_look_ahead(t: int, seed: int) -> None:
     bars = _bars(1_500, seed=4)

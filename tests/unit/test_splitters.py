@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from skfolio.model_selection import CombinatorialPurgedCV, WalkForward
 
@@ -35,7 +35,6 @@ def _setups(draw: st.DrawFn) -> tuple[PurgedGroupedKFold, np.ndarray, np.ndarray
     return cv, t0, t1
 
 
-@settings(max_examples=300, deadline=None)
 @given(setup=_setups())
 def test_no_training_label_touches_a_test_block_or_its_embargo(
     setup: tuple[PurgedGroupedKFold, np.ndarray, np.ndarray],

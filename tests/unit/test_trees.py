@@ -13,7 +13,7 @@ import numba as nb
 import numpy as np
 import pytest
 import xgboost as xgb
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -316,7 +316,6 @@ _values = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None)
 @given(x=arrays(np.float64, N_FEATURES, elements=_values))
 def test_any_row_predicts_as_the_native_boosters(
     models: dict[str, tuple[Any, CompiledTrees]], x: np.ndarray
