@@ -6,6 +6,9 @@ import os
 # Before Prefect reads its settings: no usage reports from its server (these machines have no
 # network; its telemetry job only contends for the ephemeral SQLite database).
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect waits 20 s for its ephemeral server to start; a busy 2-core host can take longer, and
+# the run would fail before its first task.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 from mlcore.flows._flows import (
     PublishOutcome,
