@@ -37,8 +37,9 @@ if TYPE_CHECKING:
     from mlcore.serving import ServeSummary
 
 DEMO_TIMEFRAME = "1h"
-DEMO_START = pd.Timestamp("2023-01-01", tz="UTC")
 DEMO_END = pd.Timestamp("2024-12-31 23:00", tz="UTC")
+DEMO_MONTHS = 24  # the market's length: 2023-01 to 2024-12
+DEMO_MONTHS_RANGE = (8, 120)  # at least back to the quarantined month; at most ten years
 DEMO_QUARANTINE = ("XAG/USD", "2024-05", 5)
 DEMO_SERVE_BARS = 240  # bar times replayed through a worker at the end
 
@@ -93,6 +94,14 @@ class DemoResult:
     def all_caught(self) -> bool:
         """True when every planted fault was caught."""
         return all(c.caught for c in self.checks)
+
+
+def demo_start(months: int) -> pd.Timestamp:
+    """The first bar of a demo market ``months`` long that ends with December 2024."""
+    low, high = DEMO_MONTHS_RANGE
+    if not low <= months <= high:
+        raise ValueError(f"months must be in [{low}, {high}] (ending 2024-12), got {months}")
+    return (DEMO_END + pd.Timedelta(hours=1)) - pd.DateOffset(months=months)
 
 
 def write_incoming(
@@ -199,10 +208,9 @@ def train_generated(
     build the catalog and train AI1, AI2 and AI3 on them: the demo's pipeline on a market of
     one's choosing (such as :func:`mlcore.data.regime_pairs`)."""
     cals = {s: cfg.universe.calendars[i.calendar] for s, i in cfg.universe.instruments.items()}
-    end = DEMO_START + pd.DateOffset(years=years) - pd.Timedelta(hours=1)
-    market = generate_market(
-        cals, DEMO_TIMEFRAME, DEMO_START, end, seed, pairs=pairs, with_faults=False
-    )
+    start = demo_start(DEMO_MONTHS)
+    end = start + pd.DateOffset(years=years) - pd.Timedelta(hours=1)
+    market = generate_market(cals, DEMO_TIMEFRAME, start, end, seed, pairs=pairs, with_faults=False)
     incoming = write_incoming(market, cfg.paths.archive / "incoming", malformed_symbol=None)
     _ingest_all(cfg, incoming)
     build_catalog(cfg)
@@ -221,13 +229,15 @@ def _serve_replay(cfg: AppConfig, retrain: RetrainOutcome) -> ServeSummary | Non
     return serve(cfg, model=model, replay_last=DEMO_SERVE_BARS, exit_when_idle_seconds=1.0)
 
 
-def run_demo(cfg: AppConfig, seed: int = 7) -> DemoResult:
-    """Run the pipeline built so far on generated data and return what happened."""
+def run_demo(cfg: AppConfig, seed: int = 7, months: int = DEMO_MONTHS) -> DemoResult:
+    """Run the pipeline on a generated market of ``months`` months (ending 2024-12) and return
+    what happened. Fewer months make a quicker run (the tests use 12)."""
+    start = demo_start(months)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     cals = {s: cfg.universe.calendars[i.calendar] for s, i in cfg.universe.instruments.items()}
     market = generate_market(
-        cals, DEMO_TIMEFRAME, DEMO_START, DEMO_END, seed, quarantine=DEMO_QUARANTINE
+        cals, DEMO_TIMEFRAME, start, DEMO_END, seed, quarantine=DEMO_QUARANTINE
     )
     incoming = write_incoming(market, cfg.paths.archive / "incoming", malformed_symbol="EUR/USD")
     timings["generate_s"] = time.perf_counter() - t0
