@@ -12,4 +12,7 @@ else
 fi
 bash scripts/lint.sh
 echo "== pytest" >&2
-HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}" .venv/bin/python -m pytest --durations=15 "$@"
+# Two pytest-xdist workers (the machine's two cores); every test of the shared demo run goes to
+# one of them (tests/conftest.py), so the demo is trained once.
+HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}" .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" \
+  --dist loadgroup --durations=15 "$@"

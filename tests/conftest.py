@@ -37,15 +37,19 @@ settings.load_profile(
 _TIERS = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test with its tier from its folder (tests/integration, tests/e2e); the e2e
-    tier is slow as a whole."""
+    tier is slow as a whole. Under pytest-xdist (`-n 2 --dist loadgroup`), every test that
+    reads the shared demo run goes to one worker, so the demo is trained once."""
     for item in items:
         parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
         if parts and parts[0] in _TIERS:
             item.add_marker(_TIERS[parts[0]])
             if parts[0] == "e2e":
                 item.add_marker(pytest.mark.slow)
+        if "demo_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("demo"))
 
 
 CONFIG_ROOT = REPO / "configs"
@@ -132,6 +136,11 @@ def postgres_url() -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+# The e2e runs tune each model with one Optuna trial (the models' own settings): the pipeline is
+# under test there, not the tuning, which tests/unit/test_tune.py covers.
+ONE_TRIAL = {"optuna": {"ai1_trials": 1, "ai2_trials": 1, "ai3_trials": 1, "direction_trials": 0}}
 
 
 def config_with(folder: Path, overlays: dict[str, dict[str, Any]]) -> Path:

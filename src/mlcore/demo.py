@@ -188,7 +188,9 @@ def summarize_pair(cfg: AppConfig, cat: Catalog, pair: PairSpec) -> PairSummary:
     )
 
 
-def _ingest_all(cfg: AppConfig, incoming: dict[str, Path]) -> list[IngestReport]:
+def ingest_files(cfg: AppConfig, incoming: dict[str, Path]) -> list[IngestReport]:
+    """Ingest each symbol's CSV file through the file provider (idempotent: the same files
+    again rewrite nothing)."""
     tol = cfg.pipeline.dq_thresholds.price_abs_tolerance
     return [
         ingest(
@@ -212,7 +214,7 @@ def train_generated(
     end = start + pd.DateOffset(years=years) - pd.Timedelta(hours=1)
     market = generate_market(cals, DEMO_TIMEFRAME, start, end, seed, pairs=pairs, with_faults=False)
     incoming = write_incoming(market, cfg.paths.archive / "incoming", malformed_symbol=None)
-    _ingest_all(cfg, incoming)
+    ingest_files(cfg, incoming)
     build_catalog(cfg)
     return train_models(cfg, Catalog(cfg), DEMO_TIMEFRAME, seed=seed, direction=False)
 
@@ -242,10 +244,10 @@ def run_demo(cfg: AppConfig, seed: int = 7, months: int = DEMO_MONTHS) -> DemoRe
     incoming = write_incoming(market, cfg.paths.archive / "incoming", malformed_symbol="EUR/USD")
     timings["generate_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    reports = _ingest_all(cfg, incoming)
+    reports = ingest_files(cfg, incoming)
     timings["ingest_s"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    rerun = _ingest_all(cfg, incoming)
+    rerun = ingest_files(cfg, incoming)
     timings["reingest_s"] = time.perf_counter() - t2
     t3 = time.perf_counter()
     catalog = build_catalog(cfg)

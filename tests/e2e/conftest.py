@@ -8,7 +8,7 @@ import pytest
 
 from mlcore.config import AppConfig, load_config
 from mlcore.demo import DemoResult, run_demo
-from tests.conftest import CONFIG_ROOT
+from tests.conftest import ONE_TRIAL, config_with
 
 
 @pytest.fixture(scope="session")
@@ -16,11 +16,13 @@ def demo_run(
     tmp_path_factory: pytest.TempPathFactory, prefect_harness: None
 ) -> Iterator[tuple[AppConfig, DemoResult]]:
     """The demo (generate, ingest, catalog, features, then the retrain flow: train, backtest,
-    publish) in a temp archive."""
+    publish) in a temp archive, tuned with one trial per model: the one trained version the
+    e2e tests share."""
     with pytest.MonkeyPatch.context() as mp:
         for var in ("SERVICE_ENV", "ARCHIVE_PATH", "MLCORE_CONFIG_ROOT"):
             mp.delenv(var, raising=False)
         mp.setenv("TZ", "UTC")
-        mp.setenv("ARCHIVE_PATH", str(tmp_path_factory.mktemp("demo") / "archive"))
-        cfg = load_config(CONFIG_ROOT, "dev")
+        folder = tmp_path_factory.mktemp("demo")
+        mp.setenv("ARCHIVE_PATH", str(folder / "archive"))
+        cfg = load_config(config_with(folder, {"training_policy": ONE_TRIAL}), "dev")
         yield cfg, run_demo(cfg)

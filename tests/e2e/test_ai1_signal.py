@@ -11,7 +11,7 @@ import pytest
 from mlcore.config import load_config
 from mlcore.data import regime_pairs
 from mlcore.demo import train_generated
-from tests.conftest import CONFIG_ROOT
+from tests.conftest import ONE_TRIAL, config_with
 
 pytestmark = pytest.mark.e2e
 
@@ -21,7 +21,7 @@ def test_ai1_finds_the_reversion_regimes(tmp_path: Path, monkeypatch: pytest.Mon
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("TZ", "UTC")
     monkeypatch.setenv("ARCHIVE_PATH", str(tmp_path / "archive"))
-    cfg = load_config(CONFIG_ROOT, "dev")
+    cfg = load_config(config_with(tmp_path, {"training_policy": ONE_TRIAL}), "dev")
     report = train_generated(cfg, regime_pairs(), years=4, seed=7)
     assert report.status == "ok", report.blocked_reasons
     m = report.metrics["ai1"]

@@ -27,7 +27,7 @@ from mlcore.demo import DemoResult
 from mlcore.flows import SERVING_CHANNEL, run_retrain, task_runner
 from mlcore.registry import registry_for
 from mlcore.training import LabelledPair, label_pair
-from tests.conftest import config_with
+from tests.conftest import ONE_TRIAL, config_with
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
 
@@ -84,6 +84,7 @@ def test_a_retrain_run_goes_end_to_end_to_a_deployed_version(
         "backtest_policy": {"gates": {"min_trades_per_year": 100.0, "min_deflated_sharpe": 0.0,
                                       "max_pbo": 1.0}},
         "retrain_policy": {"retrain_retry_delay_minutes": 0.001},
+        "training_policy": ONE_TRIAL,
     })  # fmt: skip
     cfg = load_config(root, "dev")
     # A transient fault: the first catalog update fails (as a full disk or a lost mount would).
