@@ -28,7 +28,8 @@ def test_more_trials_deflate_more() -> None:
     assert expected_max_sharpe(1, 0.5) == 0.0
 
 
-@pytest.mark.parametrize("n_splits", [4, 8, 16])
+# 16 splits are 12,870 combinations for purgedcv's reference loop: ~20-40 s, so `slow`.
+@pytest.mark.parametrize("n_splits", [4, 8, pytest.param(16, marks=pytest.mark.slow)])
 def test_pbo_equals_purgedcv(n_splits: int) -> None:
     rng = np.random.default_rng(n_splits)
     noise = rng.normal(0, 0.01, (600, 12))
