@@ -26,10 +26,10 @@ import orjson
 import pandas as pd
 import redis
 
-from mlcore.backtest import PairModels, leg_costs
 from mlcore.config import TIMEFRAMES, AppConfig, PairSpec, load_config
 from mlcore.data import Catalog
 from mlcore.errors import MlcoreError
+from mlcore.execution import PairModels, leg_costs
 from mlcore.features import align_legs, segment_starts
 from mlcore.registry import database_url, make_engine, upgrade
 from mlcore.serving import _metrics as m
