@@ -81,7 +81,7 @@ print(json.dumps(out))
 def _run(src: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-start-") as tmp:
         code = _CHILD.format(watch=WATCH, mode=mode, model=str(args.model), root=tmp,
-                             config_root=str(args.config_root))  # fmt: skip
+                             config_root=str(args.config_root.resolve()))  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "POSTGRES_URL")}
         env["PYTHONPATH"] = src
         if args.archive is not None:
