@@ -40,8 +40,8 @@ import orjson
 import redis
 import yaml
 
-from mlcore.backtest import PairModels
 from mlcore.config import load_config
+from mlcore.execution import PairModels
 from mlcore.features import longest_window
 from mlcore.serving import (
     NO_FLAGS,

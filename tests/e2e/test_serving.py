@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlcore.backtest import PairModels, PairStrategy, pair_bars, simulate_pair
+from mlcore.backtest import PairStrategy, pair_bars, simulate_pair
 from mlcore.config import AppConfig
 from mlcore.data import Catalog
 from mlcore.demo import DemoResult
+from mlcore.execution import PairModels
 from mlcore.serving import (
     ModelUnusable,
     Outbox,

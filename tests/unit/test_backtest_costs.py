@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlcore.backtest import LegCosts, leg_costs, slippage_factors
 from mlcore.config import load_config
+from mlcore.execution import LegCosts, leg_costs, slippage_factors
 from tests.conftest import CONFIG_ROOT
 
 

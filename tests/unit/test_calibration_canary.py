@@ -11,7 +11,8 @@ import pytest
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 
-from mlcore.training import IsotonicCalibrator, permute_within_blocks
+from mlcore.execution import IsotonicCalibrator
+from mlcore.training import fit_isotonic, permute_within_blocks
 
 
 def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -27,7 +28,7 @@ def test_replayed_calibration_equals_sklearn() -> None:
     model = lgb.LGBMClassifier(
         n_estimators=60, num_leaves=15, learning_rate=0.1, random_state=0, verbose=-1
     ).fit(X[:2_000], y[:2_000])
-    cal = IsotonicCalibrator.fit(model, X[2_000:2_500], y[2_000:2_500])
+    cal = fit_isotonic(model, X[2_000:2_500], y[2_000:2_500])
     want = (
         CalibratedClassifierCV(FrozenEstimator(model), method="isotonic")
         .fit(X[2_000:2_500], y[2_000:2_500])
@@ -41,7 +42,7 @@ def test_replayed_calibration_equals_sklearn() -> None:
     np.testing.assert_array_equal(again.predict(raw), cal.predict(raw))
     assert np.all(np.diff(cal.predict(np.linspace(-10, 10, 101))) >= 0)
     with pytest.raises(ValueError, match="not a fitted probabilistic classifier"):
-        IsotonicCalibrator.fit(object(), X[:10], y[:10])
+        fit_isotonic(object(), X[:10], y[:10])
 
 
 def test_bad_calibrator_data_is_refused() -> None:

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from mlcore.backtest._scoring import _Classifier
+from mlcore.execution import IsotonicCalibrator, ModelInputs
+from mlcore.execution._models import _Classifier
 from mlcore.serving import INPUT_NAMES
 from mlcore.serving._scorer import _compile
-from mlcore.training import IsotonicCalibrator, ModelInputs
 
 COLUMNS = ["z", "dz", "z_ema", "dz_ema", "atr_ratio", "rho_var", "event_direction", "event_abs_z0"]
 

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlcore.backtest import LegCosts, PairStrategy, simulate_pair
+from mlcore.backtest import PairStrategy, simulate_pair
 from mlcore.config import TradingRules
+from mlcore.execution import LegCosts
 from mlcore.signals import (
     ENTRY,
     EXIT,

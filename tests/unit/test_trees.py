@@ -17,8 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from mlcore.models import CompiledTrees
-from mlcore.models._trees import K_ZERO_THRESHOLD, _float32, link, walk
+from mlcore.execution import CompiledTrees
+from mlcore.execution._trees import K_ZERO_THRESHOLD, _float32, link, walk
 
 N_FEATURES = 6
 K = K_ZERO_THRESHOLD

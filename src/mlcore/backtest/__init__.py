@@ -2,13 +2,6 @@
 table, θ search and stabilisation, stress scenarios, adoption gates, stored results and the
 HTML report."""
 
-from mlcore.backtest._costs import (
-    ZERO_COSTS,
-    LegCosts,
-    leg_costs,
-    slippage_factor_at,
-    slippage_factors,
-)
 from mlcore.backtest._engine import PairBacktest, PairStrategy, simulate_pair
 from mlcore.backtest._gates import evaluate_gates
 from mlcore.backtest._inputs import PairBars, fx_rate, pair_bars
@@ -27,12 +20,9 @@ from mlcore.backtest._run import (
     BacktestReport,
     ThetaRun,
     optimize_theta,
-    previous_theta,
     rebuild_report,
-    resolve_model,
     run_backtest,
 )
-from mlcore.backtest._scoring import PairModels
 from mlcore.backtest._stress import SCENARIOS, run_stress
 from mlcore.backtest._theta import (
     SearchResult,
@@ -41,6 +31,18 @@ from mlcore.backtest._theta import (
     objective,
     search_theta,
     stabilise,
+)
+
+# Moved to mlcore.execution (shared with serving); re-exported for research code and the CLI.
+from mlcore.execution import (
+    ZERO_COSTS,
+    LegCosts,
+    PairModels,
+    leg_costs,
+    previous_theta,
+    resolve_model,
+    slippage_factor_at,
+    slippage_factors,
 )
 
 __all__ = [

@@ -10,7 +10,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from mlcore.backtest import _kernel as k
-from mlcore.backtest._costs import ZERO_COSTS, LegCosts
+from mlcore.execution import ZERO_COSTS, LegCosts
 
 
 @dataclass(frozen=True)

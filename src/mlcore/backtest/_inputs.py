@@ -20,10 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlcore.backtest._costs import slippage_factors
-from mlcore.backtest._scoring import PairModels
 from mlcore.config import TIMEFRAMES, AppConfig, PairSpec
 from mlcore.data import Catalog
+from mlcore.execution import PairModels, slippage_factors
 from mlcore.features import build_pair_features, load_pair_features
 from mlcore.labels import ai1_events
 

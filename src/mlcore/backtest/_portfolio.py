@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 
 from mlcore.backtest import _kernel as k
-from mlcore.backtest._costs import LegCosts, leg_costs
 from mlcore.backtest._engine import PairBacktest, PairStrategy, simulate_pair
 from mlcore.backtest._inputs import PairBars
 from mlcore.backtest._metrics import daily_equity, max_drawdown, performance
 from mlcore.config import TIMEFRAMES, AppConfig
+from mlcore.execution import LegCosts, leg_costs
 
 _DAY_NS = 86_400 * 10**9
 _YEAR_DAYS = 365.25

@@ -35,14 +35,12 @@ from mlcore.backtest._portfolio import (
     run_portfolio,
 )
 from mlcore.backtest._report import ReportInputs, render_report, write_report
-from mlcore.backtest._scoring import PairModels
 from mlcore.backtest._stress import run_stress
 from mlcore.backtest._theta import SearchResult, Stabilised, search_theta, stabilise
 from mlcore.config import AppConfig
 from mlcore.data import Catalog, replace_dir
+from mlcore.execution import BACKTEST_RECORD, PairModels, previous_theta
 from mlcore.training import code_hash
-
-RECORD = "backtest.json"
 
 
 @dataclass
@@ -83,25 +81,6 @@ def _parquet(frame: pd.DataFrame, lineage: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
     out.to_parquet(buf, index=False, compression="zstd")
     return buf.getvalue()
-
-
-def previous_theta(cfg: AppConfig, baseline: PairModels | None) -> tuple[tuple[float, float], str]:
-    """θ in force and where it comes from: the θ adopted for the model in service, else
-    core_policy's initial θ."""
-    initial = (cfg.core.theta1_initial, cfg.core.theta2_initial)
-    if baseline is None:
-        return initial, "core_policy.yaml theta1/theta2_initial (no model in service)"
-    record = cfg.paths.reports / "backtest" / baseline.version / RECORD
-    if not record.exists():
-        return initial, (
-            f"core_policy.yaml theta1/theta2_initial (model in service {baseline.version} has no "
-            "backtest record)"
-        )
-    try:
-        theta = json.loads(record.read_bytes())["theta"]["adopted"]
-        return (float(theta[0]), float(theta[1])), f"adopted for {baseline.version} ({record})"
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
-        raise ValueError(f"{record}: no adopted θ in it ({exc})") from None
 
 
 def _distinct(columns: list[np.ndarray]) -> np.ndarray:
@@ -160,22 +139,6 @@ def _windows(
 ) -> list[PairBars]:
     cut = [b.window(start, end) for b in bars]
     return [b for b in cut if len(b.ts_ns) >= 2]
-
-
-def resolve_model(cfg: AppConfig, name: str | None) -> Path:
-    """A model version folder: a path, a version name under the models root, or (None) the
-    newest version there."""
-    root = cfg.paths.models
-    if name is None:
-        versions = sorted(p for p in root.glob("*") if p.is_dir() and not p.name.startswith("."))
-        if not versions:
-            raise ValueError(f"no model version under {root}: run `mlcore train` first")
-        return versions[-1]
-    path = Path(name)
-    folder = path if path.is_dir() else root / name
-    if not folder.is_dir():
-        raise ValueError(f"model version {name!r} not found (neither a folder nor under {root})")
-    return folder
 
 
 @dataclass
@@ -338,7 +301,7 @@ def run_backtest(
         "bt_daily_equity.parquet": _parquet(daily, lineage),
         "bt_stress_results.parquet": _parquet(stress, lineage),
         "theta_search.parquet": _parquet(search.tried, lineage),
-        RECORD: _json(record),
+        BACKTEST_RECORD: _json(record),
         "report.html": html.encode(),
     }
     folder = cfg.paths.reports / "backtest" / models.version
@@ -396,7 +359,7 @@ def _report_inputs(
 def rebuild_report(cfg: AppConfig, results: Path) -> Path:
     """Render ``report.html`` again from a backtest's stored results (no re-run)."""
     try:
-        record = json.loads((results / RECORD).read_bytes())
+        record = json.loads((results / BACKTEST_RECORD).read_bytes())
         tables = {
             name: pd.read_parquet(results / f"{name}.parquet")
             for name in ("bt_daily_equity", "bt_trades", "theta_search", "bt_stress_results",

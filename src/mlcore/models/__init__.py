@@ -1,5 +1,6 @@
 """Model artifacts as served: the direction ensemble's levels with their fallback, and the
-random forest stored without pickle."""
+random forest stored without pickle. (A version's checksummed files and the compiled tree walk
+are in :mod:`mlcore.execution`.)"""
 
 from mlcore.models._direction import (
     ALIASES,
@@ -14,13 +15,10 @@ from mlcore.models._direction import (
     level_file_names,
     level_prefix,
     load_level,
-    read_checked,
-    read_checksums,
     soft_vote,
     unit_rows,
 )
 from mlcore.models._forest import ForestModel, forest_to_json
-from mlcore.models._trees import CompiledTrees, link, walk
 
 __all__ = [
     "ALIASES",
@@ -29,7 +27,6 @@ __all__ = [
     "HOLD_LEVEL",
     "HOLD_PROBA",
     "LEVELS",
-    "CompiledTrees",
     "DirectionEnsemble",
     "DirectionModel",
     "DirectionPrediction",
@@ -37,11 +34,7 @@ __all__ = [
     "forest_to_json",
     "level_file_names",
     "level_prefix",
-    "link",
     "load_level",
-    "read_checked",
-    "read_checksums",
     "soft_vote",
     "unit_rows",
-    "walk",
 ]

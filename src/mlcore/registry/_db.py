@@ -8,8 +8,6 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 
 from mlcore.config import AppConfig, sqlalchemy_postgres_url
@@ -56,6 +54,11 @@ def make_engine(url: str) -> Engine:
 
 def upgrade(engine: Engine) -> None:
     """Bring the database to the newest migration (creating the schemas PostgreSQL needs)."""
+    # Alembic (and its Mako templates) loads only here, when migrating: a serving worker
+    # imports the registry and must stay light.
+    from alembic import command
+    from alembic.config import Config
+
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             for schema in ("core", "audit"):

@@ -18,7 +18,6 @@ import yaml
 
 from mlcore.config import AppConfig
 from mlcore.data import Catalog
-from mlcore.training import code_hash, train_models
 
 _RUN_ONLY = frozenset({"run.json", "checksums.json"})
 
@@ -41,6 +40,9 @@ class RebuildReport:
 
 def rebuild(cfg: AppConfig, cat: Catalog, folder: Path) -> RebuildReport:
     """Retrain the version in ``folder`` from its lineage and compare checksums file by file."""
+    # Training (scikit-learn, Optuna, ...) loads only for a rebuild: serving imports the registry.
+    from mlcore.training import code_hash, train_models
+
     try:
         sums: dict[str, str] = json.loads((folder / "checksums.json").read_bytes())
         run: dict[str, Any] = json.loads((folder / "run.json").read_bytes())

@@ -10,8 +10,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlcore.backtest import PairModels, previous_theta, resolve_model
 from mlcore.config import AppConfig
+from mlcore.execution import PairModels, previous_theta, resolve_model
 from mlcore.registry import Registry
 
 log = logging.getLogger("mlcore.serving")

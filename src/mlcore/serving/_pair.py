@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from mlcore.backtest import slippage_factor_at
 from mlcore.config import AI1LabelPolicy, CostTable, PairFeatureWindows
+from mlcore.execution import slippage_factor_at
 from mlcore.features import PAIR_FEATURES, PairFeatureEngine
 from mlcore.serving._flags import OpsFlags
 from mlcore.serving._scorer import INPUT_NAMES, PairScorer

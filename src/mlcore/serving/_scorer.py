@@ -2,8 +2,8 @@
 
 Each model's inputs are picked from the bar's feature vector by index, robust-scaled with the
 stored medians and scales, walked through the compiled trees of the native booster
-(:class:`mlcore.models.CompiledTrees`, equal to the booster bit for bit) and calibrated with the
-stored isotonic map — the arithmetic of :meth:`mlcore.backtest.PairModels.score`, value for
+(:class:`mlcore.execution.CompiledTrees`, equal to the booster bit for bit) and calibrated with the
+stored isotonic map — the arithmetic of :meth:`mlcore.execution.PairModels.score`, value for
 value, in one compiled call per model.
 """
 
@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import math
 
-import lightgbm as lgb
 import numba as nb
 import numpy as np
 
-from mlcore.backtest import PairModels
+from mlcore.execution import CompiledTrees, PairModels, is_lightgbm, link, walk
 from mlcore.features import PAIR_FEATURES
-from mlcore.models import CompiledTrees, link, walk
 
 # The vector a bar is scored from: the pair features, then the two AI1 event features.
 INPUT_NAMES = (*PAIR_FEATURES, "event_direction", "event_abs_z0")
@@ -97,7 +95,7 @@ def _compile(models: PairModels, name: str) -> _FastModel:
     if unknown:
         raise ValueError(f"model version {models.version}: {name} reads unknown inputs {unknown}")
     booster = clf.booster
-    is_lgb = isinstance(booster, lgb.Booster)
+    is_lgb = is_lightgbm(booster)
     trees = CompiledTrees.from_lightgbm(booster) if is_lgb else CompiledTrees.from_xgboost(booster)
     cal = clf.calibrator
     proba = cal.response == "predict_proba"

@@ -4,7 +4,11 @@
 It chooses the model version, splits the pairs over worker processes, restarts a worker that
 dies (or whose heartbeat stops), moves the workers to a newly deployed version when the publish
 flow's notice changes, serves the Prometheus metrics, and archives yesterday's signals from
-``core.signals_live`` into ``core.signals_history``."""
+``core.signals_live`` into ``core.signals_history``.
+
+SIGTERM and SIGINT (Ctrl-C) both end the watch at its next poll: every worker is asked to stop
+(it commits its batch), `mlcore serve` prints its summary and exits 0. A worker also stops when
+the supervisor dies, even by SIGKILL (see :func:`mlcore.serving._worker.worker_main`)."""
 
 from __future__ import annotations
 
@@ -12,9 +16,11 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from multiprocessing.process import BaseProcess
@@ -49,6 +55,29 @@ def assign_pairs(
         raise ValueError(f"workers must be >= 1, got {n}")
     n = min(n, len(pair_ids))
     return [tuple(pair_ids[i::n]) for i in range(n)]
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event that SIGTERM or SIGINT sets while inside (the handlers in place before are put
+    back on leaving): the supervisor's loop ends at its next poll and stops every worker in
+    order, instead of dying at once and leaving its workers running. Outside the main thread,
+    where Python takes no signals, nothing is installed."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+
+    def _request(signum: int, _frame: object) -> None:
+        requested.set()
+
+    stops = (signal.SIGTERM, signal.SIGINT)
+    before = {s: signal.signal(s, _request) for s in stops}
+    try:
+        yield requested
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
 
 
 STARTUP_GRACE_S = 180.0  # a starting worker warms its pairs before its first heartbeat
@@ -232,7 +261,15 @@ class Supervisor:
 
     def run(self, should_stop: Callable[[], bool], poll_seconds: float = 0.5,
             on_tick: Callable[[], None] | None = None) -> None:  # fmt: skip
-        """Watch until ``should_stop()`` or every worker has finished cleanly."""
+        """Watch until ``should_stop()``, SIGTERM or SIGINT, or every worker has finished
+        cleanly; then stop the workers."""
+        with stop_on_signals() as requested:
+            self._run(lambda: requested.is_set() or should_stop(), poll_seconds, on_tick)
+        if requested.is_set():
+            self.events.append("stopped by a signal: every worker stopped")
+
+    def _run(self, should_stop: Callable[[], bool], poll_seconds: float,
+             on_tick: Callable[[], None] | None) -> None:  # fmt: skip
         self.start()
         try:
             while not should_stop():

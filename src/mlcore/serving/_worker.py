@@ -26,10 +26,10 @@ import orjson
 import pandas as pd
 import redis
 
-from mlcore.backtest import PairModels, leg_costs
 from mlcore.config import TIMEFRAMES, AppConfig, PairSpec, load_config
 from mlcore.data import Catalog
 from mlcore.errors import MlcoreError
+from mlcore.execution import PairModels, leg_costs
 from mlcore.features import align_legs, segment_starts
 from mlcore.registry import database_url, make_engine, upgrade
 from mlcore.serving import _metrics as m
@@ -37,6 +37,7 @@ from mlcore.serving._bars import Bar, BarRejected, FileBarSource, RawBar, RedisB
 from mlcore.serving._clock import ReplayClock, WallClock
 from mlcore.serving._delivery import RedisPublisher, SignalFiles, aggregate, deliver
 from mlcore.serving._flags import NO_FLAGS, FlagReader
+from mlcore.serving._orphan import die_with_parent
 from mlcore.serving._outbox import Outbox
 from mlcore.serving._pair import Conversion, FxQuote, PairRuntime, PairSetupLive
 from mlcore.serving._scorer import PairScorer
@@ -468,10 +469,12 @@ class Worker:
 
 
 def worker_main(spec: WorkerSpec) -> None:
-    """Entry point of a worker process: run until SIGTERM/SIGINT, then commit and exit."""
+    """Entry point of a worker process: run until SIGTERM/SIGINT or the supervisor's death, then
+    commit and exit."""
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s {spec.worker_id} %(levelname)s %(message)s"
     )
+    orphaned = die_with_parent()
     try:
         worker = Worker(spec)
     except ModelUnusable as exc:
@@ -483,5 +486,5 @@ def worker_main(spec: WorkerSpec) -> None:
 
     os_signal.signal(os_signal.SIGTERM, _stop)
     os_signal.signal(os_signal.SIGINT, _stop)
-    counts = worker.run()
+    counts = worker.run(should_stop=orphaned)
     log.info("stopped: %s", json.dumps(counts, sort_keys=True))

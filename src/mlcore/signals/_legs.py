@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from mlcore.backtest import LegCosts
 from mlcore.config import TradingRules
+from mlcore.execution import LegCosts
 
 
 def _lots(amount: float, step: float) -> float:

@@ -8,7 +8,7 @@ from mlcore.training._binary import (
     recent_hit_rate,
     train_binary,
 )
-from mlcore.training._calibration import IsotonicCalibrator
+from mlcore.training._calibration import fit_isotonic
 from mlcore.training._canary import permute_within_blocks
 from mlcore.training._dataset import (
     LabelledPair,
@@ -24,7 +24,6 @@ from mlcore.training._direction import (
     train_direction,
     tune_direction,
 )
-from mlcore.training._inputs import ModelInputs
 from mlcore.training._run import (
     TrainReport,
     binary_config,
@@ -38,9 +37,7 @@ __all__ = [
     "BinaryTrainResult",
     "DirectionTrainConfig",
     "DirectionTrainResult",
-    "IsotonicCalibrator",
     "LabelledPair",
-    "ModelInputs",
     "TrainReport",
     "ai1_rows",
     "ai2_rows",
@@ -49,6 +46,7 @@ __all__ = [
     "code_hash",
     "direction_config",
     "direction_rows",
+    "fit_isotonic",
     "label_pair",
     "permute_within_blocks",
     "recent_hit_rate",

@@ -25,7 +25,8 @@ import xgboost as xgb
 from numpy.typing import ArrayLike
 from sklearn.metrics import roc_auc_score
 
-from mlcore.training._calibration import IsotonicCalibrator
+from mlcore.execution import IsotonicCalibrator
+from mlcore.training._calibration import fit_isotonic
 from mlcore.training._canary import run_canary
 from mlcore.validation import PurgedGroupedKFold, binary_metrics, missing_metrics
 
@@ -299,7 +300,7 @@ def train_binary(
         )
     folds, oof, _ = _cross_validate(X_arr, y_arr, t0_arr, t1_arr, dev, cfg)
     model = _fit(X_arr, y_arr, t0_arr, t1_arr, train, cfg)
-    calibrator = IsotonicCalibrator.fit(model, X_arr[cal], y_arr[cal])
+    calibrator = fit_isotonic(model, X_arr[cal], y_arr[cal])
     score = calibrator.score(model, X_arr[test])
     raw = np.asarray(model.predict_proba(X_arr[test]))[:, 1]
     metrics: dict[str, Any] = {

@@ -1,77 +1,29 @@
-"""Isotonic calibration of a fitted binary model, fitted by scikit-learn and replayed without it.
+"""Isotonic calibration of a fitted binary model, fitted by scikit-learn on held-out data.
 
-Fitting goes through ``CalibratedClassifierCV(FrozenEstimator(model), method="isotonic")`` on
-held-out data (the model is not refitted). scikit-learn calibrates the model's
-``decision_function`` when it has one (LightGBM: the raw score, in log-odds) and its
-probability otherwise (XGBoost); the calibrator records which, and that is its input. The
-fitted map is a step function given by its thresholds; it is stored as JSON (no pickle) and
-applied with ``numpy.interp``, which is what scikit-learn's
-``IsotonicRegression(out_of_bounds="clip").predict`` computes.
+Fitting goes through ``CalibratedClassifierCV(FrozenEstimator(model), method="isotonic")`` (the
+model is not refitted); the result is an :class:`mlcore.execution.IsotonicCalibrator`, the map
+that research and live both replay without scikit-learn.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 
+from mlcore.execution import IsotonicCalibrator
 
-class IsotonicCalibrator:
-    """Monotone map from a model's decision score (raw log-odds) to a calibrated probability."""
 
-    def __init__(
-        self, x_thresholds: ArrayLike, y_thresholds: ArrayLike, response: str = "decision_function"
-    ) -> None:
-        if response not in ("decision_function", "predict_proba"):
-            raise ValueError(f"unknown calibrator input {response!r}")
-        self.response = response
-        self.x_ = np.asarray(x_thresholds, dtype=np.float64)
-        self.y_ = np.asarray(y_thresholds, dtype=np.float64)
-        if self.x_.ndim != 1 or self.x_.shape != self.y_.shape or len(self.x_) == 0:
-            raise ValueError("calibrator thresholds must be two 1-D arrays of the same length")
-        if np.any(np.diff(self.x_) < 0) or np.any(np.diff(self.y_) < 0):
-            raise ValueError("calibrator thresholds must be non-decreasing")
-
-    @classmethod
-    def fit(cls, model: Any, X: ArrayLike, y: ArrayLike) -> IsotonicCalibrator:
-        """Fit on held-out ``X, y`` with scikit-learn. The input is what scikit-learn calibrates:
-        ``decision_function`` when the model has one (LightGBM: raw log-odds), else the
-        positive-class ``predict_proba`` (XGBoost)."""
-        if not hasattr(model, "predict_proba"):
-            raise ValueError(f"{type(model).__name__} is not a fitted probabilistic classifier")
-        cal = CalibratedClassifierCV(FrozenEstimator(model), method="isotonic")
-        cal.fit(X, y)
-        iso = cal.calibrated_classifiers_[0].calibrators[0]
-        response = "decision_function" if hasattr(model, "decision_function") else "predict_proba"
-        return cls(iso.X_thresholds_, iso.y_thresholds_, response)
-
-    def score(self, model: Any, X: ArrayLike) -> np.ndarray:
-        """The calibrator's input for ``X``: the model output it was fitted on."""
-        if self.response == "decision_function":
-            return np.asarray(model.decision_function(X), dtype=np.float64)
-        return np.asarray(model.predict_proba(X), dtype=np.float64)[:, 1]
-
-    def predict(self, score: ArrayLike) -> np.ndarray:
-        """Calibrated probabilities for decision scores (clipped to the fitted range)."""
-        return np.interp(np.asarray(score, dtype=np.float64), self.x_, self.y_)
-
-    def to_dict(self) -> dict[str, list[float]]:
-        """JSON-ready thresholds."""
-        return {
-            "input": self.response,
-            "x_thresholds": self.x_.tolist(),
-            "y_thresholds": self.y_.tolist(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> IsotonicCalibrator:
-        """Rebuild from :meth:`to_dict` output."""
-        try:
-            return cls(
-                data["x_thresholds"], data["y_thresholds"], data.get("input", "decision_function")
-            )
-        except KeyError as exc:
-            raise ValueError(f"calibrator data lacks {exc.args[0]!r}") from None
+def fit_isotonic(model: Any, X: ArrayLike, y: ArrayLike) -> IsotonicCalibrator:
+    """Fit an isotonic map on held-out ``X, y`` with scikit-learn. The input is what
+    scikit-learn calibrates: ``decision_function`` when the model has one (LightGBM: raw
+    log-odds), else the positive-class ``predict_proba`` (XGBoost)."""
+    if not hasattr(model, "predict_proba"):
+        raise ValueError(f"{type(model).__name__} is not a fitted probabilistic classifier")
+    cal = CalibratedClassifierCV(FrozenEstimator(model), method="isotonic")
+    cal.fit(X, y)
+    iso = cal.calibrated_classifiers_[0].calibrators[0]
+    response = "decision_function" if hasattr(model, "decision_function") else "predict_proba"
+    return IsotonicCalibrator(iso.X_thresholds_, iso.y_thresholds_, response)

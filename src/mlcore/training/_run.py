@@ -33,6 +33,7 @@ from rich.progress import Progress
 
 from mlcore.config import AppConfig, sqlalchemy_postgres_url
 from mlcore.data import Catalog, replace_dir
+from mlcore.execution import ModelInputs
 from mlcore.features import PAIR_FEATURES, feature_levels, schema_bytes
 from mlcore.labels import ai2_class_weights
 from mlcore.training._binary import (
@@ -56,7 +57,6 @@ from mlcore.training._direction import (
     train_direction,
     tune_direction,
 )
-from mlcore.training._inputs import ModelInputs
 from mlcore.training._regress import RegressorResult, train_regressor
 from mlcore.training._tune import Goal, SharedStudy, tune
 

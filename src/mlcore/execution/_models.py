@@ -1,6 +1,6 @@
-"""A model version's pair models as the backtest uses them: AI1 (reversion probability), AI2
-(risk score) and AI3 (position scale), loaded from their native files after checking each
-against ``checksums.json`` (no pickle), and scored on every bar of a pair.
+"""A model version's pair models as the backtest and the workers load them: AI1 (reversion
+probability), AI2 (risk score) and AI3 (position scale), loaded from their native files after
+checking each against ``checksums.json`` (no pickle), and scored on every bar of a pair.
 
 On a bar, AI1 sees the pair features and the two event features as if an event opened there
 (``event_direction`` = sign of z, ``event_abs_z0`` = |z|): the strategy only asks it where
@@ -11,20 +11,31 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 import yaml
 
 from mlcore.config import TIMEFRAMES
-from mlcore.models import read_checked, read_checksums
-from mlcore.training import IsotonicCalibrator, ModelInputs
+from mlcore.execution._artifacts import read_checked, read_checksums
+from mlcore.execution._calibration import IsotonicCalibrator
+from mlcore.execution._inputs import ModelInputs
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
+    import xgboost as xgb
+
+
+def is_lightgbm(booster: object) -> TypeGuard[lgb.Booster]:
+    """Whether ``booster`` is a LightGBM one (else XGBoost), without importing LightGBM: a
+    LightGBM booster exists only once LightGBM is loaded."""
+    lgb_module = sys.modules.get("lightgbm")
+    return lgb_module is not None and isinstance(booster, lgb_module.Booster)
 
 
 @dataclass(frozen=True)
@@ -41,26 +52,45 @@ class _Classifier:
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         X, _ = self.inputs.transform(frame)
-        if isinstance(self.booster, lgb.Booster):
+        if is_lightgbm(self.booster):
             raw = self.booster.predict(X, raw_score=True)
             if self.calibrator.response == "predict_proba":
                 raw = 1.0 / (1.0 + np.exp(-np.asarray(raw)))
         else:
             margin = self.calibrator.response == "decision_function"
             # XGBoost 3 names the output with predict_type (it has no output_margin argument).
-            raw = self.booster.inplace_predict(X, predict_type="margin" if margin else "value")
+            booster = cast("xgb.Booster", self.booster)
+            raw = booster.inplace_predict(X, predict_type="margin" if margin else "value")
         return self.calibrator.predict(np.asarray(raw, dtype=np.float64))
 
 
+# LightGBM and XGBoost are imported when a model file is read, not with the package: each pulls
+# scikit-learn and SciPy in at import (its sklearn wrapper), which a process importing
+# mlcore.serving or mlcore.execution without loading a version does not need.
+
+
 def _booster(name: str, data: bytes) -> lgb.Booster | xgb.Booster:
+    return _lightgbm(name, data) if name.endswith(".lgbm.txt") else _xgboost(name, data)
+
+
+def _lightgbm(name: str, data: bytes) -> lgb.Booster:
+    import lightgbm as lgb
+
     try:
-        if name.endswith(".lgbm.txt"):
-            return lgb.Booster(model_str=data.decode())
+        return lgb.Booster(model_str=data.decode())
+    except (lgb.basic.LightGBMError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{name}: not a readable model ({str(exc)[:160]})") from None
+
+
+def _xgboost(name: str, data: bytes) -> xgb.Booster:
+    import xgboost as xgb
+
+    try:
         booster = xgb.Booster()
         booster.load_model(bytearray(data))
         booster.set_param({"nthread": 1})
         return booster
-    except (lgb.basic.LightGBMError, xgb.core.XGBoostError, UnicodeDecodeError) as exc:
+    except xgb.core.XGBoostError as exc:
         raise ValueError(f"{name}: not a readable model ({str(exc)[:160]})") from None
 
 
@@ -151,9 +181,7 @@ class PairModels:
                 _json_doc(f"{name}_calibration.json", read(f"{name}_calibration.json"))
             )
             models[name] = _Classifier(_booster(files[0], read(files[0])), inputs, cal)
-        ai3 = _booster("ai3.lgbm.txt", read("ai3.lgbm.txt"))
-        if not isinstance(ai3, lgb.Booster):  # pragma: no cover - a .lgbm.txt name is LightGBM
-            raise ValueError("ai3.lgbm.txt: not a LightGBM model")
+        ai3 = _lightgbm("ai3.lgbm.txt", read("ai3.lgbm.txt"))
         return cls(
             version=folder.name,
             folder=folder,

@@ -1,0 +1,39 @@
+"""Execution stage: what research (backtest, training) and live (serving, signals) share, below
+both — a leg's cost rates and time-of-day slippage, a model's inputs and their scaling, the
+isotonic calibration map, the compiled tree walk, a model version's checksummed files, its pair
+models and its decision parameters (θ). It imports neither research nor serving code, and no
+scikit-learn, Optuna, plotly or Alembic (LightGBM/XGBoost load with a model version)."""
+
+from mlcore.execution._artifacts import read_checked, read_checksums
+from mlcore.execution._calibration import IsotonicCalibrator
+from mlcore.execution._costs import (
+    ZERO_COSTS,
+    LegCosts,
+    leg_costs,
+    slippage_factor_at,
+    slippage_factors,
+)
+from mlcore.execution._inputs import ModelInputs
+from mlcore.execution._models import PairModels, is_lightgbm
+from mlcore.execution._trees import CompiledTrees, link, walk
+from mlcore.execution._version import BACKTEST_RECORD, previous_theta, resolve_model
+
+__all__ = [
+    "BACKTEST_RECORD",
+    "ZERO_COSTS",
+    "CompiledTrees",
+    "IsotonicCalibrator",
+    "LegCosts",
+    "ModelInputs",
+    "PairModels",
+    "is_lightgbm",
+    "leg_costs",
+    "link",
+    "previous_theta",
+    "read_checked",
+    "read_checksums",
+    "resolve_model",
+    "slippage_factor_at",
+    "slippage_factors",
+    "walk",
+]

@@ -1,0 +1,84 @@
+"""The live side stays light and apart from research: ``import mlcore.serving`` in a fresh
+process loads no research library, and no module of serving/, signals/ or execution/ imports
+backtest/, training/ or flows/ (at the top or inside a function)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "mlcore"
+LIVE = ("serving", "signals", "execution")
+RESEARCH = ("mlcore.backtest", "mlcore.training", "mlcore.flows")
+# Research libraries, and the research stages themselves, that a worker must not load.
+HEAVY = ("plotly", "optuna", "sklearn", "alembic", "prefect", "imblearn", *RESEARCH)
+
+
+def _loaded_after(statement: str) -> set[str]:
+    code = f"import json, sys; {statement}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    return set(json.loads(out.stdout.splitlines()[-1]))
+
+
+def _present(modules: set[str], roots: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == r or m.startswith(r + ".") for r in roots))
+
+
+@pytest.mark.parametrize("module", ["mlcore.serving", "mlcore.signals", "mlcore.execution"])
+def test_live_import_loads_no_research_library(module: str) -> None:
+    loaded = _loaded_after(f"import {module}")
+    assert module in loaded
+    assert _present(loaded, HEAVY) == []
+    # The boosters load with a model version (PairModels.load), not with the package.
+    assert _present(loaded, ("lightgbm", "xgboost")) == []
+
+
+def _imported(tree: ast.AST, package: str) -> list[tuple[int, str]]:
+    """(line, module) of every import in ``tree``, relative ones resolved against ``package``."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            found.append((node.lineno, base))
+            # ``from mlcore import backtest`` names the stage in the imported names.
+            found += [(node.lineno, f"{base}.{a.name}") for a in node.names]
+    return found
+
+
+def test_live_stages_import_nothing_from_research() -> None:
+    offences = []
+    files = [p for stage in LIVE for p in sorted((SRC / stage).rglob("*.py"))]
+    assert len(files) > 10
+    for path in files:
+        package = "mlcore." + ".".join(path.relative_to(SRC).parent.parts)
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for line, name in _imported(tree, package):
+            if any(name == r or name.startswith(r + ".") for r in RESEARCH):
+                offences.append(f"{path.relative_to(SRC.parent)}:{line} imports {name}")
+    assert offences == []
+
+
+def test_the_scan_sees_every_form_of_import() -> None:
+    source = (
+        "import mlcore.backtest\n"
+        "from mlcore.training import x\n"
+        "from mlcore import flows\n"
+        "from .. import backtest\n"
+        "def f():\n    from mlcore.backtest._run import y\n"
+        "from mlcore.features import z\n"
+    )
+    found = _imported(ast.parse(source), "mlcore.serving")
+    lines = {line for line, n in found if any(n == r or n.startswith(r + ".") for r in RESEARCH)}
+    assert lines == {1, 2, 3, 4, 6}
