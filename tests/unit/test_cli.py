@@ -238,7 +238,7 @@ def test_features_build_refuses_bad_arguments(
     ("extra", "code", "fragment"),
     [
         (["--timeframe", "7m"], 2, "--timeframe '7m'"),
-        (["--timeframe", "1h", "--pair", "NOPE"], 2, "['NOPE'] not in universe.yaml"),
+        (["--timeframe", "1h", "--pair", "NOPE"], 2, "--pair 'NOPE' is not in universe.yaml"),
         (["--timeframe", "1h"], 1, "CATALOG_INDEX_MISSING"),
     ],
 )
@@ -286,7 +286,7 @@ def test_registry_commands_on_the_embedded_database(archive: Path, tmp_path: Pat
     code, out = _run("registry", "show", folder.name, *root)
     assert code == 0 and "MODEL_REGISTERED" in out and "MODEL_STATUS" in out
     code, out = _run("registry", "list", "--status", "nope", *root)
-    assert code == 1 and "unknown status 'nope'" in out
+    assert code == 2 and "--status 'nope' is not one of 'draft', 'candidate'" in out
     code, out = _run("registry", "rollback", "--notes", "x", *root)
     assert code == 1 and "nothing to roll back" in out
     assert "Traceback" not in out
