@@ -47,7 +47,7 @@ def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
 
 # Libraries whose info logs are console chatter for a command line user ("Finished in state
 # Completed()", "Context impl PostgresqlImpl.", numba's compiler and Optuna's trial lines).
-_CHATTY = ("prefect", "alembic", "numba", "optuna", "httpx", "httpcore", "sqlalchemy")
+_CHATTY = ("prefect", "alembic", "numba", "optuna", "httpx", "httpcore")
 _PREFECT_LEVEL = os.environ.get("PREFECT_LOGGING_LEVEL")  # as the user set it, if they did
 
 
@@ -60,5 +60,7 @@ def set_third_party_verbosity(verbose: bool) -> None:
     level = logging.INFO if verbose else logging.WARNING
     for name in _CHATTY:
         logging.getLogger(name).setLevel(level)
+    # SQLAlchemy's info level is an echo of every statement: never console output.
+    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
     if _PREFECT_LEVEL is None:
         os.environ["PREFECT_LOGGING_LEVEL"] = logging.getLevelName(level)

@@ -126,7 +126,9 @@ def _guarded() -> Iterator[None]:
     try:
         yield
     except MlcoreError as exc:
-        get_logger("cli").error("command_failed", **exc.payload())
+        log = get_logger("cli")
+        # A mistyped argument is the user's to fix on the spot: logged only with --verbose.
+        (log.info if exc.code.startswith("CLI_") else log.error)("command_failed", **exc.payload())
         error_line(f"error {exc.code}", exc.message)
         raise typer.Exit(exit_code(exc)) from None
     except (typer.Exit, typer.Abort, click_exc.ClickException):

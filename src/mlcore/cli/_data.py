@@ -41,16 +41,18 @@ def check_timeframe(cfg: AppConfig, timeframe: str) -> None:
         )
 
 
-def check_pairs(cfg: AppConfig, pairs: list[str]) -> None:
+def check_pairs(cfg: AppConfig, pairs: list[str], option: str = "--pair") -> None:
     """Refuse pair ids that universe.yaml does not list (exit 2)."""
     known = [p.pair_id for p in cfg.universe.pairs]
     unknown = [p for p in pairs if p not in known]
     if len(unknown) == 1:
         raise ConfigError(
-            "CLI_ARGUMENT_INVALID", f"--pair {unknown[0]!r} is not in universe.yaml {known}"
+            "CLI_ARGUMENT_INVALID", f"{option} {unknown[0]!r} is not in universe.yaml {known}"
         )
     if unknown:
-        raise ConfigError("CLI_ARGUMENT_INVALID", f"--pair {unknown} not in universe.yaml {known}")
+        raise ConfigError(
+            "CLI_ARGUMENT_INVALID", f"{option} {unknown} not in universe.yaml {known}"
+        )
 
 
 @command(config_app, "check")

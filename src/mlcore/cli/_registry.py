@@ -13,7 +13,7 @@ from rich.table import Table
 from mlcore.cli._app import command, load_config, typer_app
 from mlcore.cli._models import ModelOpt, resolve_models
 from mlcore.cli._params import STATUSES, Status, Target, parse_version
-from mlcore.cli._render import out, record_table, text
+from mlcore.cli._render import out, print_records, text
 from mlcore.errors import DataQualityError, MlcoreError, RetryableError
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def registry_list(
     """Every registered model version, newest first."""
     reg = open_registry(load_config())
     records = registry_call(lambda: reg.records(None if status is None else str(status)))
-    out.print(record_table(records, f"model registry ({len(records)} versions)"))
+    print_records(records, f"model registry ({len(records)} versions)")
 
 
 @command(registry_app, "show")
@@ -99,7 +99,7 @@ def registry_show(
     """One version's record, lineage and status history."""
     reg = open_registry(load_config())
     rec = registry_call(lambda: reg.get(version))
-    out.print(record_table([rec], f"model version {version}"))
+    print_records([rec], f"model version {version}")
     text(f"artifacts: {rec.artifact_path}")
     text(f"code_hash {rec.code_hash}, data_hash {rec.data_hash}, seed {rec.seed}")
     history = Table(title="history")

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 # Wide enough for the summary tables when output is piped (rich assumes 80 columns).
 out = Console(width=None if sys.stdout.isatty() else 120)
+RECORD_TABLE_MIN_WIDTH = 110  # the registry's 9 columns fit, none of them cut
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
@@ -322,21 +323,46 @@ def print_backtest(rep: BacktestReport) -> None:
     out.print(f"report: {rep.report}")
 
 
+def _record_cells(r: ModelRecord) -> dict[str, str]:
+    return {
+        "version": r.model_version,
+        "status": r.status,
+        "timeframe": r.timeframe,
+        "θ1": "-" if r.theta1 is None else f"{r.theta1:.4f}",
+        "θ2": "-" if r.theta2 is None else f"{r.theta2:.4f}",
+        "created": f"{r.created_at:%Y-%m-%d %H:%M}",
+        "deployed": "-" if r.deployed_at is None else f"{r.deployed_at:%Y-%m-%d %H:%M}",
+        "code": r.code_hash[:7],
+        "notes": escape(r.notes),
+    }
+
+
 def record_table(records: list[ModelRecord], title: str) -> Table:
+    """Model versions, one a row (the version column is never cut)."""
     table = Table(title=title)
     version_column(table)
     for col in ("status", "timeframe", "θ1", "θ2", "created", "deployed", "code", "notes"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for r in records:
-        table.add_row(
-            r.model_version, r.status, r.timeframe,
-            "-" if r.theta1 is None else f"{r.theta1:.4f}",
-            "-" if r.theta2 is None else f"{r.theta2:.4f}",
-            f"{r.created_at:%Y-%m-%d %H:%M}",
-            "-" if r.deployed_at is None else f"{r.deployed_at:%Y-%m-%d %H:%M}",
-            r.code_hash[:7], escape(r.notes),
-        )  # fmt: skip
+        table.add_row(*_record_cells(r).values())
     return table
+
+
+def print_records(records: list[ModelRecord], title: str) -> None:
+    """Model versions as a table when the console is wide enough for one, else one block of
+    ``field value`` lines a version (an 80-column terminal), so nothing is ever cut."""
+    if out.width >= RECORD_TABLE_MIN_WIDTH:
+        out.print(record_table(records, title))
+        return
+    text(title)
+    for r in records:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True, style="bold")
+        grid.add_column(overflow="fold")
+        for name, value in _record_cells(r).items():
+            grid.add_row(name, value)
+        out.print(grid)
+        text("")
 
 
 def print_serve(summary: Any) -> None:

@@ -83,7 +83,7 @@ def serve_cmd(
 
     cfg = load_config()
     ids = [p.strip() for p in pairs.split(",") if p.strip()] if pairs else None
-    check_pairs(cfg, ids or [])
+    check_pairs(cfg, ids or [], "--pairs")
     try:
         summary = serving.serve(
             cfg, model=model, pair_ids=ids, workers=workers, replay_last=replay_last,
