@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from mlcore._progress import stage
 from mlcore.cli._app import app, command, load_config, typer_app
 from mlcore.cli._data import TimeframeOpt, check_pairs, check_timeframe
 from mlcore.cli._params import SEED_MAX
@@ -57,9 +58,11 @@ def train(
     check_pairs(cfg, pair or [])
     cat = Catalog(cfg)
     try:
-        report = train_models(
-            cfg, cat, timeframe, pair_ids=pair or None, seed=seed, direction=direction
-        )
+        with stage("train") as st:
+            report = train_models(
+                cfg, cat, timeframe, pair_ids=pair or None, seed=seed, direction=direction
+            )
+            st.detail = f"model version {report.model_version} ({report.status})"
     except ValueError as exc:
         raise DataQualityError("TRAIN_INPUT_INVALID", str(exc)) from exc
     print_train(report)
@@ -79,7 +82,9 @@ def resolve_models(
         raise ConfigError("CLI_ARGUMENT_INVALID", str(exc)) from exc
 
 
-def _on_model(fn: Callable[..., R], model: str | None, baseline: str | None, seed: int | None) -> R:
+def _on_model(
+    name: str, fn: Callable[..., R], model: str | None, baseline: str | None, seed: int | None
+) -> R:
     """Run ``fn(cfg, catalog, folder, baseline_folder=, seed=)`` on the chosen model version;
     what the inputs lack becomes one clear error."""
     from mlcore.cli._registry import open_registry
@@ -93,7 +98,10 @@ def _on_model(fn: Callable[..., R], model: str | None, baseline: str | None, see
         return open_registry(cfg).restore(version, actor="loader")
 
     try:
-        return fn(cfg, Catalog(cfg), folder, baseline_folder=base, seed=seed, restore=restore)
+        with stage(name) as st:
+            result = fn(cfg, Catalog(cfg), folder, baseline_folder=base, seed=seed, restore=restore)
+            st.detail = folder.name
+        return result
     except ValueError as exc:
         raise DataQualityError("BACKTEST_INPUT_INVALID", str(exc)) from exc
 
@@ -105,7 +113,7 @@ def theta_optimize(
     """Search θ1/θ2 for a model version (grid, then Optuna) and stabilise it."""
     from mlcore.backtest import optimize_theta
 
-    print_theta(_on_model(optimize_theta, model, baseline, seed))
+    print_theta(_on_model("theta search", optimize_theta, model, baseline, seed))
 
 
 @command(app, "backtest")
@@ -115,7 +123,7 @@ def backtest_cmd(
     """Backtest a model version: θ search, test window, stress, adoption gates, HTML report."""
     from mlcore.backtest import run_backtest
 
-    rep: BacktestReport = _on_model(run_backtest, model, baseline, seed)
+    rep: BacktestReport = _on_model("backtest", run_backtest, model, baseline, seed)
     print_theta(rep.theta_run)
     print_backtest(rep)
 
