@@ -21,7 +21,6 @@ import typer
 from typer._click import exceptions as click_exc
 from typer.core import TyperGroup
 
-from mlcore._logging import configure_logging, get_logger, set_third_party_verbosity
 from mlcore._progress import reporting
 from mlcore.cli._params import ENVIRONMENTS, parse_environment
 from mlcore.cli._render import error_line, progress_sink
@@ -123,6 +122,8 @@ def exit_code(exc: MlcoreError) -> int:
 @contextmanager
 def _guarded() -> Iterator[None]:
     """Turn every error into one clear line on stderr and an exit code; never a traceback."""
+    from mlcore._logging import get_logger  # structlog: not loaded for --help
+
     try:
         yield
     except MlcoreError as exc:
@@ -140,6 +141,8 @@ def _guarded() -> Iterator[None]:
 
 
 def _setup_logging(verbose: bool) -> None:
+    from mlcore._logging import configure_logging, set_third_party_verbosity
+
     level = os.environ.get("LOG_LEVEL", "INFO" if verbose else "WARNING").upper()
     configure_logging(level if level in _LOG_LEVELS else "WARNING")
     set_third_party_verbosity(verbose)
