@@ -174,3 +174,13 @@ def test_ingest_start_and_end_take_iso_times_with_offsets(archive: Path) -> None
     )
     assert code == 0, err
     assert "ingested EUR/USD 1h" in out
+
+
+def test_file_contents_in_the_ingest_report_are_text(archive: Path, tmp_path: Path) -> None:
+    src = third_party_csv("EURUSD.csv").read_text().splitlines()
+    src[3] = src[3].split(",")[0] + ",[bold]1.07[/bold],1.08,1.06,1.07,10"
+    path = tmp_path / "eurusd.csv"
+    path.write_text("\n".join(src) + "\n")
+    code, out, err = _run(*_INGEST, str(path), *ROOT)
+    assert code == 0, err
+    assert "(got '[bold]1.07[/bold]')" in out

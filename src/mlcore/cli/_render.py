@@ -59,32 +59,32 @@ def version_column(table: Table, header: str = "version") -> None:
 
 
 def print_ingest(report: IngestReport) -> None:
-    out.print(
+    text(
         f"ingested {report.symbol} {report.timeframe} from {report.source}: "
         f"{report.rows_read} rows read, {report.rows_rejected} rejected, "
         f"{report.new_bars} new, {report.updated_bars} updated, {report.unchanged_bars} unchanged"
     )
     for rule, n in sorted(report.rejects_by_rule.items()):
-        out.print(f"  rejected {n} row(s): {rule}")
+        text(f"  rejected {n} row(s): {rule}")
     for r in report.rejects[:10]:
-        out.print(
+        text(
             f"    {r['origin']}: row {r['row']}: field '{r['field']}': {r['rule']} "
             f"(got {r['raw']!r})"
         )
     if report.duplicates_dropped or report.conflicting_rows:
-        out.print(
+        text(
             f"  duplicates dropped: {report.duplicates_dropped}; conflicting deliveries: "
             f"{report.conflicting_rows}"
         )
     flagged = {k: v for k, v in report.flags.items() if k != "ok" and v}
-    out.print(f"  flagged bars: {flagged or 'none'}; missing bars: {report.missing_bars}")
+    text(f"  flagged bars: {flagged or 'none'}; missing bars: {report.missing_bars}")
     for month, (reason, detail) in sorted(report.quarantined.items()):
         out.print(f"  [yellow]quarantined[/] {month}: {escape(f'{reason}: {detail}')}")
-    out.print(
+    text(
         f"  canonical partitions written: {len(report.canonical_partitions_written)} "
         f"{report.canonical_partitions_written}; unchanged: {report.canonical_partitions_unchanged}"
     )
-    out.print(f"  report: {report.report_path}")
+    text(f"  report: {report.report_path}")
 
 
 def print_demo(result: DemoResult) -> None:
@@ -115,15 +115,16 @@ def print_demo(result: DemoResult) -> None:
         )
     out.print(table)
     rewritten = sum(len(r.canonical_partitions_written) for r in result.rerun_reports)
-    out.print(f"re-ingest of the same files rewrote {rewritten} partition(s) (idempotent)")
+    text(f"re-ingest of the same files rewrote {rewritten} partition(s) (idempotent)")
     c = result.catalog
-    out.print(f"catalog: {c.partitions} partitions, {c.included} included, {c.excluded} excluded")
+    text(f"catalog: {c.partitions} partitions, {c.included} included, {c.excluded} excluded")
     caught = sum(ch.caught for ch in result.checks)
-    out.print(f"planted faults caught: {caught}/{len(result.checks)}")
+    text(f"planted faults caught: {caught}/{len(result.checks)}")
     for ch in result.checks:
         if not ch.caught:
             out.print(
-                f"  [red]missed[/] {ch.fault.symbol} {ch.fault.kind} at {ch.fault.ts}: {ch.seen}"
+                f"  [red]missed[/] {ch.fault.symbol} {ch.fault.kind} at {ch.fault.ts}: "
+                f"{escape(str(ch.seen))}"
             )
     pairs = Table(title="features and labels (from the catalog)")
     for col in ("pair", "bars", "dropped A/B", "warm-up", "AI1 events", "excl.", "AI1 = 1",
@@ -146,28 +147,28 @@ def print_demo(result: DemoResult) -> None:
     out.print(pairs)
     computed = sum(p.months_computed for p in result.pairs)
     cached = sum(p.months_cached for p in result.pairs)
-    out.print(f"feature months computed {computed}, from cache {cached}")
+    text(f"feature months computed {computed}, from cache {cached}")
 
 
 def print_demo_end(result: DemoResult) -> None:
     from mlcore.demo import DEMO_SERVE_BARS
 
     t = result.timings_s
-    out.print(
+    text(
         f"time: generate {t['generate_s']:.1f}s, ingest {t['ingest_s']:.1f}s, "
         f"re-ingest {t['reingest_s']:.1f}s, catalog {t['catalog_s']:.1f}s, "
         f"features+labels {t['features_labels_s']:.1f}s, retrain flow (train, θ, backtest, "
         f"publish) {t['retrain_flow_s']:.1f}s, serve {t.get('serve_s', 0.0):.1f}s, "
         f"total {t['total_s']:.1f}s"
     )
-    out.print(f"summary: {result.report_path}")
+    text(f"summary: {result.report_path}")
     if result.retrain is not None:
         print_retrain(result.retrain)
     if result.backtest is not None:
-        out.print(f"adoption decision: {result.backtest.decision.upper()}")
-        out.print(f"report: {result.backtest.report}")
+        text(f"adoption decision: {result.backtest.decision.upper()}")
+        text(f"report: {result.backtest.report}")
     if result.serving is not None:
-        out.print(f"serving: the catalog's last {DEMO_SERVE_BARS} bar times replayed through the "
+        text(f"serving: the catalog's last {DEMO_SERVE_BARS} bar times replayed through the "
                   f"workers as live bars ({result.timings_s['serve_s']:.1f}s)")  # fmt: skip
         print_serve(result.serving)
         print_entry_signal(result.serving.root)
@@ -187,22 +188,22 @@ def print_entry_signal(root: Path) -> None:
     if signals:
         shown = (entries or signals)[-1]
         kind = "entry signal" if entries else "signal"
-        out.print(f"the replay's last {kind} ({shown['pair_id']}):")
+        text(f"the replay's last {kind} ({shown['pair_id']}):")
         out.print_json(json.dumps(shown))
 
 
 def print_retrain(outcome: RetrainOutcome) -> None:
-    out.print(
+    text(
         f"retrain run {outcome.run_id}: {outcome.status}, {outcome.retries} retries "
         "(audit.retrain_runs)"
     )
     if outcome.publish is not None:
         p = outcome.publish
-        out.print(f"registry: {p.model_version} is {p.status} — {escape(p.checklist.notes())}")
+        text(f"registry: {p.model_version} is {p.status} — {p.checklist.notes()}")
         for where in p.notified:
-            out.print(f"serving notified: {where}")
+            text(f"serving notified: {where}")
     elif outcome.message:
-        out.print(f"registry: {escape(outcome.message)}")
+        text(f"registry: {outcome.message}")
 
 
 def fmt(value: float | None) -> str:
@@ -230,12 +231,12 @@ def print_direction(direction: dict[str, Any]) -> None:
     for level, m in direction["levels"].items():
         canary = m["canary"]
         verdict = "pass" if canary["passed"] else "FAIL"
-        out.print(
+        text(
             f"direction level {level}: leakage canary AUC {fmt(canary['auc_mean'])} ({verdict}, "
             f"0.5 +- {canary['tolerance']})"
         )
     for level, reason in direction["skipped_levels"].items():
-        out.print(f"direction level {level}: not trained: {escape(reason)}")
+        text(f"direction level {level}: not trained: {reason}")
 
 
 def print_train(report: TrainReport) -> None:
@@ -257,7 +258,7 @@ def print_train(report: TrainReport) -> None:
     for model, m in report.metrics.items():
         canary = m["canary"]
         verdict = "pass" if canary["passed"] else "FAIL"
-        out.print(
+        text(
             f"{model.upper()}: CV per-fold AUC mean {m['cv_fold_auc_mean']:.3f}; leakage canary "
             f"(shuffled labels) AUC {canary['auc_mean']:.3f} ({verdict}, "
             f"0.5 +- {canary['tolerance']})"
@@ -265,27 +266,27 @@ def print_train(report: TrainReport) -> None:
     print_direction(report.direction)
     a3 = report.ai3
     oos = a3["oos"]
-    out.print(
+    text(
         f"AI3 (position scale in [0, 1]) on {oos['n']} test events: RMSE {oos['rmse']:.3f} "
         f"(predicting the training mean: {a3['oos_mean_baseline_rmse']:.3f}), MAE "
         f"{oos['mae']:.3f}, Spearman {fmt(oos['spearman'])}, R2 {fmt(oos['r2'])}"
     )
     status = "[green]ok[/]" if report.status == "ok" else "[red]blocked[/]"
     out.print(f"retrain_status={status} {escape('; '.join(report.blocked_reasons))}")
-    out.print(f"model: {report.folder}")
+    text(f"model: {report.folder}")
 
 
 def print_theta(th: ThetaRun) -> None:
     s, st = th.search, th.stabilised
-    out.print(
+    text(
         f"θ search on {th.search_start:%Y-%m-%d} .. {th.test_start:%Y-%m-%d}: {s.n_trials} "
         f"settings ({s.n_trials - s.optuna_trials} grid + {s.optuna_trials} Optuna"
         f"{', stopped early' if s.stopped_early else ''}); best θ = ({s.best[0]:.4f}, "
         f"{s.best[1]:.4f}), objective {s.best_objective:.4f}"
     )
     for step in st.steps:
-        out.print(f"  {escape(step)}")
-    out.print(
+        text(f"  {step}")
+    text(
         f"θ adopted = ({st.theta[0]:.4f}, {st.theta[1]:.4f}) (previous ({st.previous[0]:.4f}, "
         f"{st.previous[1]:.4f})); gate pass rate (risk < θ2) {st.gate_pass_rate:.1%}"
     )
@@ -293,7 +294,7 @@ def print_theta(th: ThetaRun) -> None:
 
 def print_backtest(rep: BacktestReport) -> None:
     t = rep.test
-    out.print(
+    text(
         f"test window from {rep.lineage['test_window_start'][:10]}: annual return "
         f"{fmt(t.get('annual_return'))}, Sharpe {fmt(t.get('sharpe'))}, MaxDD "
         f"{fmt(t.get('max_drawdown'))}, {t.get('trades', 0)} trades "
@@ -318,9 +319,9 @@ def print_backtest(rep: BacktestReport) -> None:
             "[green]pass[/]" if g["passed"] else "[red]FAIL[/]", escape(g["reason"]),
         )  # fmt: skip
     out.print(gates)
-    out.print(f"decision: {rep.decision} (model version {rep.model_version})")
-    out.print(f"results: {rep.folder}")
-    out.print(f"report: {rep.report}")
+    text(f"decision: {rep.decision} (model version {rep.model_version})")
+    text(f"results: {rep.folder}")
+    text(f"report: {rep.report}")
 
 
 def _record_cells(r: ModelRecord) -> dict[str, str]:
@@ -368,17 +369,17 @@ def print_records(records: list[ModelRecord], title: str) -> None:
 def print_serve(summary: Any) -> None:
     c = summary.counts
     m = summary.model
-    out.print(f"model {m.version} (θ1={m.theta[0]:.2f}, θ2={m.theta[1]:.2f}): {m.why}")
+    text(f"model {m.version} (θ1={m.theta[0]:.2f}, θ2={m.theta[1]:.2f}): {m.why}")
     for spec in summary.workers:
-        out.print(f"  {spec.worker_id}: {', '.join(spec.pair_ids)}")
+        text(f"  {spec.worker_id}: {', '.join(spec.pair_ids)}")
     actions = {k.split(":", 1)[1]: v for k, v in c.items() if k.startswith("signal:")}
     refused = {k.split(":", 1)[1]: v for k, v in c.items() if k.startswith("refused:")}
-    out.print(
+    text(
         f"signals {sum(actions.values())} ("
         + ", ".join(f"{a} {n}" for a, n in sorted(actions.items())) + "); "
         + "bars refused " + (", ".join(f"{r} {n}" for r, n in sorted(refused.items())) or "0")
     )  # fmt: skip
-    out.print(f"signal.json files under {summary.root / 'signals'}; outboxes under "
+    text(f"signal.json files under {summary.root / 'signals'}; outboxes under "
               f"{summary.root / 'outbox'}")  # fmt: skip
     for event in summary.events:
-        out.print(f"  {event}")
+        text(f"  {event}")
