@@ -297,10 +297,12 @@ def _fit_direction(
     if 3 in usable:
         dcfg, tuning = tune_direction(*arrays(3), dcfg, cfg.training.optuna.direction_trials)
         tuning["tuned_on_level"] = 3
+        stage_done("tune direction", f"{tuning['trials']} trials")
     trained = {}
     for level in sorted(usable):
         step = progress.add_task(f"training direction ensemble level {level}", total=None)
         trained[level] = train_direction(*arrays(level), dcfg, level, list(levels[level]))
+        stage_done(f"train direction level {level}", f"{len(usable[level]):,} rows")
         progress.remove_task(step)
     return _Direction(trained, skipped, {s: len(f) for s, f in frames.items()}, tuning)
 
