@@ -48,7 +48,8 @@ def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
 # Libraries whose info logs are console chatter for a command line user ("Finished in state
 # Completed()", "Context impl PostgresqlImpl.", numba's compiler and Optuna's trial lines).
 _CHATTY = ("prefect", "alembic", "numba", "optuna", "httpx", "httpcore")
-_PREFECT_LEVEL = os.environ.get("PREFECT_LOGGING_LEVEL")  # as the user set it, if they did
+_PREFECT_LEVEL = os.environ.get("PREFECT_LOGGING_LEVEL")
+VERBOSE_ENV = "MLCORE_VERBOSE"  # as the user set it, if they did
 
 
 def set_third_party_verbosity(verbose: bool) -> None:
@@ -64,3 +65,9 @@ def set_third_party_verbosity(verbose: bool) -> None:
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
     if _PREFECT_LEVEL is None:
         os.environ["PREFECT_LOGGING_LEVEL"] = logging.getLevelName(level)
+    os.environ[VERBOSE_ENV] = "1" if verbose else "0"  # for the processes this one starts
+
+
+def inherit_third_party_verbosity() -> None:
+    """In a child process (a serving worker): the verbosity its parent command chose."""
+    set_third_party_verbosity(os.environ.get(VERBOSE_ENV, "0") == "1")

@@ -4,6 +4,7 @@ version ids never cut, no third-party chatter unless --verbose."""
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from mlcore import _progress
+from mlcore import _logging, _progress
 from mlcore.cli import _render, app
 from tests.conftest import CONFIG_ROOT, make_version, third_party_csv
 
@@ -156,3 +157,15 @@ def test_no_prefect_chatter_unless_verbose(verbose: bool) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     chatter = "Finished in state Completed()" in done.stdout + done.stderr
     assert chatter is verbose, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(("flag", "level"), [("0", logging.WARNING), ("1", logging.INFO)])
+def test_child_processes_inherit_the_verbosity(
+    monkeypatch: pytest.MonkeyPatch, flag: str, level: int
+) -> None:
+    monkeypatch.setenv(_logging.VERBOSE_ENV, flag)
+    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "x")  # restored by monkeypatch afterwards
+    _logging.inherit_third_party_verbosity()
+    assert logging.getLogger("alembic.runtime.migration").getEffectiveLevel() == level
+    assert logging.getLogger("sqlalchemy.engine").getEffectiveLevel() == logging.WARNING
+    _logging.set_third_party_verbosity(False)  # as every command without --verbose leaves it

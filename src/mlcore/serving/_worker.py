@@ -26,6 +26,7 @@ import orjson
 import pandas as pd
 import redis
 
+from mlcore._logging import inherit_third_party_verbosity
 from mlcore.backtest import PairModels, leg_costs
 from mlcore.config import TIMEFRAMES, AppConfig, PairSpec, load_config
 from mlcore.data import Catalog
@@ -472,6 +473,7 @@ def worker_main(spec: WorkerSpec) -> None:
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s {spec.worker_id} %(levelname)s %(message)s"
     )
+    inherit_third_party_verbosity()  # Alembic's info lines only under `mlcore ... --verbose`
     try:
         worker = Worker(spec)
     except ModelUnusable as exc:
