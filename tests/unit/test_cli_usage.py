@@ -184,3 +184,15 @@ def test_file_contents_in_the_ingest_report_are_text(archive: Path, tmp_path: Pa
     code, out, err = _run(*_INGEST, str(path), *ROOT)
     assert code == 0, err
     assert "(got '[bold]1.07[/bold]')" in out
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_a_config_root_that_is_no_folder_is_a_usage_error(tmp_path: Path, where: str) -> None:
+    missing = str(tmp_path / "nope")
+    args = ["--config-root", missing]
+    code, _, err = _run(*(args if where == "before" else []), "config", "check",
+                        *(args if where == "after" else []))  # fmt: skip
+    assert code == 2
+    assert (
+        err.strip() == f"error CLI_ARGUMENT_INVALID: --config-root dir '{missing}' does not exist."
+    )

@@ -44,7 +44,7 @@ RootOpt = Annotated[
     Path | None,
     typer.Option(
         "--config-root", help="Folder holding base/ and envs/ (default: ./configs).",
-        rich_help_panel=_PANEL,
+        exists=True, file_okay=False, rich_help_panel=_PANEL,
     ),
 ]  # fmt: skip
 VerboseOpt = Annotated[
