@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import structlog
@@ -42,3 +43,31 @@ def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
     """Return a structured logger bound to ``component=name``."""
     logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(component=name)
     return logger
+
+
+# Libraries whose info logs are console chatter for a command line user ("Finished in state
+# Completed()", "Context impl PostgresqlImpl.", numba's compiler and Optuna's trial lines).
+_CHATTY = ("prefect", "alembic", "numba", "optuna", "httpx", "httpcore")
+_PREFECT_LEVEL = os.environ.get("PREFECT_LOGGING_LEVEL")
+VERBOSE_ENV = "MLCORE_VERBOSE"  # as the user set it, if they did
+
+
+def set_third_party_verbosity(verbose: bool) -> None:
+    """Show third-party libraries' info logs only when ``verbose`` (else warnings and up).
+
+    Prefect reads ``PREFECT_LOGGING_LEVEL`` when it first sets up its logging, so it is set
+    here too (unless the user set it) before any command imports Prefect.
+    """
+    level = logging.INFO if verbose else logging.WARNING
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(level)
+    # SQLAlchemy's info level is an echo of every statement: never console output.
+    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
+    if _PREFECT_LEVEL is None:
+        os.environ["PREFECT_LOGGING_LEVEL"] = logging.getLevelName(level)
+    os.environ[VERBOSE_ENV] = "1" if verbose else "0"  # for the processes this one starts
+
+
+def inherit_third_party_verbosity() -> None:
+    """In a child process (a serving worker): the verbosity its parent command chose."""
+    set_third_party_verbosity(os.environ.get(VERBOSE_ENV, "0") == "1")

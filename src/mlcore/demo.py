@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from mlcore._progress import stage_done
 from mlcore.backtest import BacktestReport
 from mlcore.config import AppConfig, PairSpec
 from mlcore.data import (
@@ -243,28 +244,39 @@ def run_demo(cfg: AppConfig, seed: int = 7, months: int = DEMO_MONTHS) -> DemoRe
     )
     incoming = write_incoming(market, cfg.paths.archive / "incoming", malformed_symbol="EUR/USD")
     timings["generate_s"] = time.perf_counter() - t0
+    stage_done("generate", f"{len(incoming)} files", timings["generate_s"])
     t1 = time.perf_counter()
     reports = ingest_files(cfg, incoming)
     timings["ingest_s"] = time.perf_counter() - t1
+    stage_done(
+        "ingest",
+        f"{len(reports)} files, {sum(r.rows_read for r in reports):,} rows",
+        timings["ingest_s"],
+    )
     t2 = time.perf_counter()
     rerun = ingest_files(cfg, incoming)
     timings["reingest_s"] = time.perf_counter() - t2
+    stage_done("re-ingest", f"{len(rerun)} files", timings["reingest_s"])
     t3 = time.perf_counter()
     catalog = build_catalog(cfg)
     timings["catalog_s"] = time.perf_counter() - t3
+    stage_done("catalog", f"{catalog.partitions} partitions", timings["catalog_s"])
     checks = check_faults(cfg, market, reports)
     t4 = time.perf_counter()
     cat = Catalog(cfg)
     pairs = [summarize_pair(cfg, cat, p) for p in cfg.universe.pairs]
     timings["features_labels_s"] = time.perf_counter() - t4
+    stage_done("features+labels", f"{len(pairs)} pairs", timings["features_labels_s"])
     t5 = time.perf_counter()
     from mlcore.flows import run_retrain  # Prefect loads only for the runs that use it
 
     retrain = run_retrain(cfg, timeframe=DEMO_TIMEFRAME)
     timings["retrain_flow_s"] = time.perf_counter() - t5
+    stage_done("retrain flow", retrain.status, timings["retrain_flow_s"])
     t6 = time.perf_counter()
     serving = _serve_replay(cfg, retrain)
     timings["serve_s"] = time.perf_counter() - t6
+    stage_done("serve", "replayed" if serving is not None else "skipped", timings["serve_s"])
     timings["total_s"] = time.perf_counter() - t0
     result = DemoResult(incoming, reports, rerun, catalog, checks, pairs, timings)
     result.training = retrain.training

@@ -6,6 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+import typer
+import typer.core
+import typer.main
 from typer.testing import CliRunner
 
 from mlcore._logging import configure_logging, get_logger
@@ -43,12 +46,37 @@ def _run(*args: str) -> tuple[int, str]:
         ["flows", "serve"],
         ["flows", "status"],
         ["flows", "resume"],
+        ["features"],
+        ["features", "build"],
+        ["registry", "show"],
+        ["registry", "register"],
+        ["registry", "rollback"],
+        ["registry", "verify"],
+        ["registry", "restore"],
+        ["registry", "prune"],
+        ["serve"],
     ],
 )
 def test_help_everywhere(cmd: list[str]) -> None:
     code, out = _run(*cmd, "--help")
     assert code == 0
     assert "Usage" in out
+    if cmd and cmd[-1] not in ("catalog", "config", "features", "registry", "theta", "flows"):
+        # Every command takes the shared options, declared once for all of them.
+        assert "--config-env" in out and "--config-root" in out and "--verbose" in out
+
+
+def test_every_command_is_in_the_tree() -> None:
+    from mlcore.cli import _app
+
+    group = typer.main.get_command(_app.app)
+    assert isinstance(group, typer.core.TyperGroup)
+    names = {
+        f"{name} {sub}" if isinstance(cmd, typer.core.TyperGroup) else name
+        for name, cmd in group.commands.items()
+        for sub in (cmd.commands if isinstance(cmd, typer.core.TyperGroup) else [""])
+    }
+    assert len(names) == 22, sorted(names)
 
 
 def test_config_check_ok(archive: Path) -> None:
@@ -238,7 +266,7 @@ def test_features_build_refuses_bad_arguments(
     ("extra", "code", "fragment"),
     [
         (["--timeframe", "7m"], 2, "--timeframe '7m'"),
-        (["--timeframe", "1h", "--pair", "NOPE"], 2, "['NOPE'] not in universe.yaml"),
+        (["--timeframe", "1h", "--pair", "NOPE"], 2, "--pair 'NOPE' is not in universe.yaml"),
         (["--timeframe", "1h"], 1, "CATALOG_INDEX_MISSING"),
     ],
 )
@@ -286,7 +314,7 @@ def test_registry_commands_on_the_embedded_database(archive: Path, tmp_path: Pat
     code, out = _run("registry", "show", folder.name, *root)
     assert code == 0 and "MODEL_REGISTERED" in out and "MODEL_STATUS" in out
     code, out = _run("registry", "list", "--status", "nope", *root)
-    assert code == 1 and "unknown status 'nope'" in out
+    assert code == 2 and "--status 'nope' is not one of 'draft', 'candidate'" in out
     code, out = _run("registry", "rollback", "--notes", "x", *root)
     assert code == 1 and "nothing to roll back" in out
     assert "Traceback" not in out

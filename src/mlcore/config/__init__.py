@@ -5,7 +5,6 @@ from mlcore.config._env import REQUIRED_ENV, EnvSettings, read_env, sqlalchemy_p
 from mlcore.config._loader import ENVIRONMENTS, load_policy
 from mlcore.config._schemas import (
     POLICY_SCHEMAS,
-    TIMEFRAMES,
     AccountPolicy,
     AI1LabelPolicy,
     AI2LabelPolicy,
@@ -51,6 +50,7 @@ from mlcore.config._schemas import (
     UniversePolicy,
     WorkerPolicy,
 )
+from mlcore.config._timeframes import TIMEFRAMES, parse_timeframe
 
 __all__ = [
     "ENVIRONMENTS",
@@ -107,6 +107,7 @@ __all__ = [
     "find_config_root",
     "load_config",
     "load_policy",
+    "parse_timeframe",
     "read_env",
     "sqlalchemy_postgres_url",
 ]

@@ -11,20 +11,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import cronsim
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mlcore.config._timeframes import TIMEFRAMES
+
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Rate = Annotated[float, Field(ge=0, le=1)]
 
-TIMEFRAMES: dict[str, int] = {
-    "1min": 60,
-    "5min": 300,
-    "15min": 900,
-    "30min": 1800,
-    "1h": 3600,
-    "4h": 14400,
-    "1day": 86400,
-}
 Timeframe = Literal["1min", "5min", "15min", "30min", "1h", "4h", "1day"]
 _SYMBOL_RE = re.compile(r"^[A-Z0-9.]{1,12}(/[A-Z0-9.]{1,12})?$")
 

@@ -23,6 +23,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from mlcore._progress import stage_done
 from mlcore.backtest import BacktestReport, ThetaRun
 from mlcore.config import AppConfig, TaskRunnerPolicy, load_config
 from mlcore.flows import _tasks as tasks
@@ -114,7 +115,9 @@ def core_theta_opt_flow(
         guard.step = "theta_search"
     folder = cfg.paths.models / model_version
     search = tasks.with_retries(tasks.theta_search, guard)
-    return search(cfg, folder, _baseline(registry, model_version), registry)
+    theta: ThetaRun = search(cfg, folder, _baseline(registry, model_version), registry)
+    stage_done("theta search", f"{theta.search.n_trials} settings")
+    return theta
 
 
 @flow(name="core_backtest_flow", validate_parameters=False)
@@ -134,7 +137,9 @@ def core_backtest_flow(
         guard.step = "backtest"
     folder = cfg.paths.models / model_version
     run = tasks.with_retries(tasks.backtest, guard)
-    return run(cfg, folder, _baseline(registry, model_version), theta, registry)
+    report: BacktestReport = run(cfg, folder, _baseline(registry, model_version), theta, registry)
+    stage_done("backtest", f"decision {report.decision}")
+    return report
 
 
 def _notify(cfg: AppConfig, notice: dict[str, Any]) -> list[str]:
@@ -213,12 +218,14 @@ def core_retrain_flow(
         with guard.heartbeat():
             guard.step = "update_catalog"
             tasks.with_retries(tasks.update_catalog, guard)(cfg, timeframe)
+            stage_done("catalog", timeframe)
             guard.step = "pair_features"
             features = tasks.with_retries(tasks.pair_features, guard)
             futures = {
                 p.pair_id: features.submit(cfg, p.pair_id, timeframe) for p in cfg.universe.pairs
             }
             labelled = {pair_id: f.result() for pair_id, f in futures.items()}
+            stage_done("features+labels", f"{len(labelled)} pairs")
             guard.step = "train_calibrate"
             train = tasks.with_retries(tasks.train_calibrate, guard)
             report = train(cfg, timeframe, seed, labelled)
@@ -228,6 +235,7 @@ def core_retrain_flow(
                 f": {report.blocked_reasons}" if report.blocked_reasons else ""
             )
             tasks.with_retries(tasks.register_version, guard)(registry, report.folder, note)
+            stage_done("register", f"{report.model_version} ({report.status})")
             if report.status != "ok":
                 # Spec: a blocked training run is not judged for adoption.
                 registry.transition(
@@ -252,6 +260,7 @@ def core_retrain_flow(
             outcome.publish = core_publish_flow(
                 report.model_version, config_root, config_env, guard.run_id
             )
+            stage_done("publish", f"{report.model_version} is {outcome.publish.status}")
     except BaseException as exc:
         try:
             guard.failed(exc)

@@ -26,6 +26,7 @@ import orjson
 import pandas as pd
 import redis
 
+from mlcore._logging import inherit_third_party_verbosity
 from mlcore.config import TIMEFRAMES, AppConfig, PairSpec, load_config
 from mlcore.data import Catalog
 from mlcore.errors import MlcoreError
@@ -475,6 +476,7 @@ def worker_main(spec: WorkerSpec) -> None:
         level=logging.INFO, format=f"%(asctime)s {spec.worker_id} %(levelname)s %(message)s"
     )
     orphaned = die_with_parent()
+    inherit_third_party_verbosity()  # Alembic's info lines only under `mlcore ... --verbose`
     try:
         worker = Worker(spec)
     except ModelUnusable as exc:

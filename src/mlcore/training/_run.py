@@ -31,6 +31,7 @@ import yaml
 from rich.console import Console
 from rich.progress import Progress
 
+from mlcore._progress import stage_done
 from mlcore.config import AppConfig, sqlalchemy_postgres_url
 from mlcore.data import Catalog, replace_dir
 from mlcore.execution import ModelInputs
@@ -296,10 +297,12 @@ def _fit_direction(
     if 3 in usable:
         dcfg, tuning = tune_direction(*arrays(3), dcfg, cfg.training.optuna.direction_trials)
         tuning["tuned_on_level"] = 3
+        stage_done("tune direction", f"{tuning['trials']} trials")
     trained = {}
     for level in sorted(usable):
         step = progress.add_task(f"training direction ensemble level {level}", total=None)
         trained[level] = train_direction(*arrays(level), dcfg, level, list(levels[level]))
+        stage_done(f"train direction level {level}", f"{len(usable[level]):,} rows")
         progress.remove_task(step)
     return _Direction(trained, skipped, {s: len(f) for s, f in frames.items()}, tuning)
 
@@ -391,13 +394,16 @@ def train_models(
                 "AI1 events", ("logloss", trials.ai1_trials, "AI1"), shared=shared,
             )
         }  # fmt: skip
+        stage_done("train AI1", f"{sum(len(f) for f in ai1.values()):,} events")
         progress.update(step, advance=1, description="training AI2")
         fitted["ai2"] = _fit_model(
             cfg, timeframe, ai2, list(cols.ai2), replace(bcfg, library=libs.ai2), "AI2 bars",
             ("pr_auc", trials.ai2_trials, "AI2"), cfg.core.labels.ai2.class_weight_cap, shared,
         )  # fmt: skip
+        stage_done("train AI2", f"{sum(len(f) for f in ai2.values()):,} bars")
         progress.update(step, advance=1, description="training AI3")
         ai3 = _fit_ai3(fitted["ai1"], timeframe, bcfg, trials.ai3_trials, shared)
+        stage_done("train AI3")
         progress.update(step, advance=1, description="training the direction ensemble")
         symbols = list(dict.fromkeys(s for p in pairs for s in (p.leg_a, p.leg_b)))
         ensemble = _Direction({}, dict.fromkeys((1, 2, 3), "not requested"), {}, {})
@@ -406,6 +412,7 @@ def train_models(
                 cfg, cat, symbols, timeframe, direction_config(cfg, seed), progress
             )  # fmt: skip
         progress.advance(step)
+        stage_done("train direction", "trained" if direction else "not requested")
     reasons = [f"{name}: {r}" for name, f in fitted.items() for r in f.result.blocked_reasons]
     reasons += [f"ai3: {r}" for r in ai3.blocked_reasons]
     reasons += [f"direction: {r}" for d in ensemble.trained.values() for r in d.blocked_reasons]

@@ -1,0 +1,41 @@
+"""The ``mlcore`` command line.
+
+One module per command group (``_data``: config, ingest, catalog, features; ``_models``:
+train, theta, backtest, report; ``_registry``; ``_flows``; ``_run``: demo, serve), the
+options every command shares declared once in ``_app`` (``--config-env``/``SERVICE_ENV``,
+``--config-root``, ``--verbose``; accepted before or after the command name), parsers of
+constrained values in ``_params`` and everything printed in ``_render``.
+
+Exit codes: 0 ok, 1 failed, 2 bad usage or config, 65 data refused (data-quality),
+70 internal error, 75 temporary failure (retry later).
+
+The command modules import the pipeline's stages inside the command functions, not at the
+top: ``mlcore --help`` then loads none of pandas, scikit-learn, LightGBM, Prefect or
+SQLAlchemy and answers at once. This is the one accepted exception to the rule of no imports
+inside functions (it is not used to dodge an import cycle); a unit test guards it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from mlcore.cli import _data, _flows, _models, _registry, _run
+from mlcore.cli._app import app
+
+app.add_typer(_data.config_app, name="config")
+app.add_typer(_data.catalog_app, name="catalog")
+app.add_typer(_data.features_app, name="features")
+app.add_typer(_registry.registry_app, name="registry")
+app.add_typer(_models.theta_app, name="theta")
+app.add_typer(_flows.flows_app, name="flows")
+_ = _run  # registers demo and serve on the root group
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Entry point of the ``mlcore`` console script."""
+    try:
+        app()
+    except SystemExit as exc:
+        sys.exit(exc.code)

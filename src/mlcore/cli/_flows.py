@@ -1,0 +1,175 @@
+"""``mlcore flows``: run retraining now, serve its cron deployment, see runs and alerts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from mlcore.cli._app import command, load_config, typer_app
+from mlcore.cli._models import ModelOpt, SeedOpt, resolve_models
+from mlcore.cli._params import TIMEFRAME_HELP, FlowName, parse_cron, parse_timeframe
+from mlcore.cli._registry import ActorOpt, NotesOpt, open_registry, registry_call
+from mlcore.cli._render import (
+    out,
+    print_backtest,
+    print_retrain,
+    print_theta,
+    print_train,
+    text,
+    version_column,
+)
+from mlcore.errors import ConfigError, MlcoreError
+
+R = TypeVar("R")
+flows_app = typer_app(
+    "Prefect flows: run retraining now, serve its cron deployment, see runs and alerts."
+)
+
+
+def _flow_call(fn: Callable[[], R]) -> R:
+    """Flow failures as one clear line: the run is already recorded in audit.retrain_runs."""
+    from mlcore.flows import RetrainRefused
+    from mlcore.registry import RegistryError
+
+    try:
+        return fn()
+    except RetrainRefused as exc:
+        raise MlcoreError("CORE_RETRAIN_REFUSED", str(exc)) from exc
+    except RegistryError as exc:
+        raise MlcoreError("REGISTRY_REQUEST_REFUSED", str(exc)) from exc
+    except (ValueError, OSError) as exc:
+        raise MlcoreError("CORE_RETRAIN_FAILED", f"{type(exc).__name__}: {exc}") from exc
+
+
+@command(flows_app, "run")
+def flows_run(
+    name: Annotated[
+        FlowName, typer.Argument(help="retrain (the whole chain), backtest, theta or publish.")
+    ],
+    model: ModelOpt = None,
+    timeframe: Annotated[
+        str | None,
+        typer.Option(
+            parser=parse_timeframe,
+            metavar="TF",
+            help=f"Bars to train on (default: retrain_policy.yaml). {TIMEFRAME_HELP}",
+        ),
+    ] = None,
+    seed: SeedOpt = None,
+) -> None:
+    """Run a flow once, now, in this process (Prefect ephemeral mode unless PREFECT_API_URL
+    names a server). ``retrain`` goes from the catalog to a published version."""
+    from mlcore import flows
+
+    flows.console_without_tracebacks()
+    cfg = load_config()
+    if name is FlowName.retrain:
+        outcome = _flow_call(lambda: flows.run_retrain(cfg, timeframe=timeframe, seed=seed))
+        if outcome.training is not None:
+            print_train(outcome.training)
+        if outcome.backtest is not None:
+            print_theta(outcome.backtest.theta_run)
+            print_backtest(outcome.backtest)
+        print_retrain(outcome)
+        return
+    folder, _ = resolve_models(cfg, model, None)
+    where = {"config_root": str(cfg.config_root), "config_env": cfg.env_name}
+    if name is FlowName.theta:
+        print_theta(_flow_call(lambda: flows.core_theta_opt_flow(folder.name, **where)))
+    elif name is FlowName.backtest:
+        rep = _flow_call(lambda: flows.core_backtest_flow(folder.name, **where))
+        print_theta(rep.theta_run)
+        print_backtest(rep)
+    else:
+        pub = _flow_call(lambda: flows.core_publish_flow(folder.name, **where))
+        text(f"registry: {pub.model_version} is {pub.status} — {pub.checklist.notes()}")
+        for where_ in pub.notified:
+            text(f"serving notified: {where_}")
+
+
+@command(flows_app, "serve")
+def flows_serve(
+    cron: Annotated[
+        str | None,
+        typer.Option(
+            parser=parse_cron, help="Cron schedule instead of retrain_policy.yaml's retrain_cron."
+        ),
+    ] = None,
+) -> None:
+    """Serve the core_retrain_flow cron deployment until stopped (Ctrl-C). Needs a Prefect
+    server: `prefect server start --host 127.0.0.1` and PREFECT_API_URL."""
+    from mlcore import flows
+
+    flows.console_without_tracebacks()
+    cfg = load_config()
+    try:
+        flows.retrain_deployment(cfg, cron)
+    except ValueError as exc:
+        raise ConfigError("CLI_ARGUMENT_INVALID", f"--cron {cron!r}: {exc}") from exc
+    text(
+        f"serving deployment core_retrain_flow/{flows.DEPLOYMENT} on "
+        f"'{cron or cfg.retrain.retrain_cron}' ({cfg.retrain.timezone}); Ctrl-C stops"
+    )
+    try:
+        flows.serve_retrain(cfg, cron)
+    except ValueError as exc:
+        raise ConfigError("PREFECT_SERVER_MISSING", str(exc)) from exc
+
+
+@command(flows_app, "resume")
+def flows_resume(
+    notes: NotesOpt,
+    actor: ActorOpt = "cli",
+) -> None:
+    """Resume retraining stopped after consecutive failures (recorded with the notes)."""
+    reg = open_registry(load_config())
+    failures = reg.consecutive_failures()
+    registry_call(lambda: reg.resume_retraining(actor=actor, notes=notes))
+    text(f"retraining resumed ({failures} consecutive failure(s) cleared)")
+
+
+@command(flows_app, "status")
+def flows_status(
+    limit: Annotated[int, typer.Option(min=1, help="How many runs and alerts to show.")] = 10,
+) -> None:
+    """Recent retraining runs (audit.retrain_runs) and alerts (audit.alerts)."""
+    cfg = load_config()
+    reg = open_registry(cfg)
+    runs = Table(title="retraining runs (newest first)")
+    for col in ("run", "started", "ended", "status", "retries"):
+        runs.add_column(col)
+    version_column(runs)
+    runs.add_column("error")
+    for r in reg.runs()[:limit]:
+        runs.add_row(
+            r["run_id"][:8],
+            f"{r['started_at']:%Y-%m-%d %H:%M:%S}",
+            "-" if r["ended_at"] is None else f"{r['ended_at']:%H:%M:%S}",
+            r["status"],
+            str(r["retry_count"]),
+            r["model_version"] or "-",
+            escape(r["error_message"] or ""),
+        )
+    out.print(runs)
+    alerts = Table(title="alerts (newest first)")
+    for col in ("raised", "code", "severity", "channel", "message"):
+        alerts.add_column(col)
+    for a in reg.alerts()[:limit]:
+        alerts.add_row(
+            f"{a['raised_at']:%Y-%m-%d %H:%M:%S}",
+            a["code"],
+            a["severity"],
+            a["channel"],
+            escape(a["message"]),
+        )
+    out.print(alerts)
+    failures = reg.consecutive_failures()
+    stopped = failures >= cfg.retrain.max_consecutive_failures
+    text(
+        f"consecutive failures: {failures}; retraining "
+        f"{'STOPPED (mlcore flows resume --notes ...)' if stopped else 'enabled'}"
+    )

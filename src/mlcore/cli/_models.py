@@ -1,0 +1,149 @@
+"""``mlcore train``, ``theta optimize``, ``backtest`` and ``report``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+
+from mlcore._progress import stage
+from mlcore.cli._app import app, command, load_config, typer_app
+from mlcore.cli._data import TimeframeOpt, check_pairs, check_timeframe
+from mlcore.cli._params import SEED_MAX
+from mlcore.cli._render import print_backtest, print_theta, print_train, text
+from mlcore.errors import ConfigError, DataQualityError
+
+if TYPE_CHECKING:
+    from mlcore.backtest import BacktestReport
+    from mlcore.config import AppConfig
+
+R = TypeVar("R")
+theta_app = typer_app("Search and stabilise the entry thresholds θ1/θ2.")
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", help="Model version (name or folder; default: the newest)."),
+]
+BaselineOpt = Annotated[
+    str | None,
+    typer.Option(help="Model version in service, for the non-inferiority gate and its θ."),
+]
+SeedOpt = Annotated[
+    int | None, typer.Option(min=0, max=SEED_MAX, help="Optuna seed (default: the model's).")
+]
+
+
+@command(app, "train")
+def train(
+    timeframe: TimeframeOpt,
+    pair: Annotated[
+        list[str] | None, typer.Option(help="Pair id from universe.yaml (repeat; default all).")
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(min=0, max=SEED_MAX, help="Seed (default: training_policy.yaml)."),
+    ] = None,
+    direction: Annotated[
+        bool, typer.Option(help="Also train the direction ensemble on the pairs' legs.")
+    ] = True,
+) -> None:
+    """Train AI1, AI2, AI3 and the direction ensemble from the catalog; write a model version."""
+    from mlcore.data import Catalog
+    from mlcore.training import train_models
+
+    cfg = load_config()
+    check_timeframe(cfg, timeframe)
+    check_pairs(cfg, pair or [])
+    cat = Catalog(cfg)
+    try:
+        with stage("train") as st:
+            report = train_models(
+                cfg, cat, timeframe, pair_ids=pair or None, seed=seed, direction=direction
+            )
+            st.detail = f"model version {report.model_version} ({report.status})"
+    except ValueError as exc:
+        raise DataQualityError("TRAIN_INPUT_INVALID", str(exc)) from exc
+    print_train(report)
+
+
+def resolve_models(
+    cfg: AppConfig, model: str | None, baseline: str | None
+) -> tuple[Path, Path | None]:
+    """The model version folders ``--model`` and ``--baseline`` name (exit 2 if not found)."""
+    from mlcore.backtest import resolve_model
+
+    try:
+        return resolve_model(cfg, model), (
+            resolve_model(cfg, baseline) if baseline is not None else None
+        )
+    except ValueError as exc:
+        raise ConfigError("CLI_ARGUMENT_INVALID", str(exc)) from exc
+
+
+def _on_model(
+    name: str, fn: Callable[..., R], model: str | None, baseline: str | None, seed: int | None
+) -> R:
+    """Run ``fn(cfg, catalog, folder, baseline_folder=, seed=)`` on the chosen model version;
+    what the inputs lack becomes one clear error."""
+    from mlcore.cli._registry import open_registry
+    from mlcore.data import Catalog
+
+    cfg = load_config()
+    folder, base = resolve_models(cfg, model, baseline)
+
+    def restore(version: str) -> object:
+        # A registered version's lost or damaged file comes back from the registry's copy.
+        return open_registry(cfg).restore(version, actor="loader")
+
+    try:
+        with stage(name) as st:
+            result = fn(cfg, Catalog(cfg), folder, baseline_folder=base, seed=seed, restore=restore)
+            st.detail = folder.name
+        return result
+    except ValueError as exc:
+        raise DataQualityError("BACKTEST_INPUT_INVALID", str(exc)) from exc
+
+
+@command(theta_app, "optimize")
+def theta_optimize(
+    model: ModelOpt = None, baseline: BaselineOpt = None, seed: SeedOpt = None
+) -> None:
+    """Search θ1/θ2 for a model version (grid, then Optuna) and stabilise it."""
+    from mlcore.backtest import optimize_theta
+
+    print_theta(_on_model("theta search", optimize_theta, model, baseline, seed))
+
+
+@command(app, "backtest")
+def backtest_cmd(
+    model: ModelOpt = None, baseline: BaselineOpt = None, seed: SeedOpt = None
+) -> None:
+    """Backtest a model version: θ search, test window, stress, adoption gates, HTML report."""
+    from mlcore.backtest import run_backtest
+
+    rep: BacktestReport = _on_model("backtest", run_backtest, model, baseline, seed)
+    print_theta(rep.theta_run)
+    print_backtest(rep)
+
+
+@command(app, "report")
+def report_cmd(model: ModelOpt = None) -> None:
+    """Write the HTML report of a model version's backtest again from its stored results."""
+    from mlcore.backtest import rebuild_report
+
+    cfg = load_config()
+    folder, _ = resolve_models(cfg, model, None)
+    results = cfg.paths.reports / "backtest" / folder.name
+    if not results.is_dir():
+        raise ConfigError(
+            "CLI_ARGUMENT_INVALID",
+            f"model version {folder.name} has no backtest results under {results.parent}: run "
+            "`mlcore backtest` first",
+        )
+    try:
+        path = rebuild_report(cfg, results)
+    except ValueError as exc:
+        raise DataQualityError("BACKTEST_RESULT_INVALID", str(exc)) from exc
+    text(f"report: {path}")

@@ -1,0 +1,241 @@
+"""``mlcore registry``: model versions, their status and its history."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from mlcore.cli._app import command, load_config, typer_app
+from mlcore.cli._models import ModelOpt, resolve_models
+from mlcore.cli._params import STATUSES, Status, Target, parse_version
+from mlcore.cli._render import out, print_records, text
+from mlcore.errors import DataQualityError, MlcoreError, RetryableError
+
+if TYPE_CHECKING:
+    from mlcore.config import AppConfig
+    from mlcore.registry import Registry
+
+R = TypeVar("R")
+registry_app = typer_app(
+    "Model versions, their status and its history (SQLite, or PostgreSQL via POSTGRES_URL)."
+)
+VersionArg = Annotated[
+    str, typer.Argument(parser=parse_version, metavar="VERSION", help="Model version.")
+]
+NotesOpt = Annotated[str, typer.Option(help="Why (required: every decision is recorded with it).")]
+ActorOpt = Annotated[
+    str, typer.Option(help="Who decides (recorded).", envvar="USER", show_envvar=False)
+]
+
+
+def _unreachable() -> tuple[type[BaseException], ...]:
+    """The errors that mean the database could not be reached (worth a retry), not that the
+    request was wrong."""
+    import sqlalchemy.exc
+
+    kinds: list[type[BaseException]] = [
+        sqlalchemy.exc.OperationalError, sqlalchemy.exc.TimeoutError, TimeoutError,
+        ConnectionError,
+    ]  # fmt: skip
+    try:
+        import psycopg
+
+        kinds.append(psycopg.OperationalError)
+    except ImportError:  # pragma: no cover - PostgreSQL support not installed
+        pass
+    try:
+        import redis.exceptions
+
+        kinds += [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(kinds)
+
+
+def open_registry(cfg: AppConfig) -> Registry:
+    """The registry the configuration names; only a database that cannot be reached is a
+    temporary failure (exit 75), any other error keeps its own code."""
+    from mlcore.registry import registry_for
+
+    try:
+        return registry_for(cfg)
+    except _unreachable() as exc:
+        raise RetryableError(
+            "REGISTRY_DB_UNAVAILABLE", f"registry database unavailable: {str(exc).splitlines()[0]}"
+        ) from exc
+
+
+def registry_call(fn: Callable[[], R]) -> R:
+    """A registry request; its refusal becomes one clear line (exit 1)."""
+    from mlcore.registry import RegistryError
+
+    try:
+        return fn()
+    except RegistryError as exc:
+        raise MlcoreError("REGISTRY_REQUEST_REFUSED", str(exc)) from exc
+
+
+@command(registry_app, "list")
+def registry_list(
+    status: Annotated[
+        Status | None, typer.Option(help=f"Only one status: {', '.join(STATUSES)}.")
+    ] = None,
+) -> None:
+    """Every registered model version, newest first."""
+    reg = open_registry(load_config())
+    records = registry_call(lambda: reg.records(None if status is None else str(status)))
+    print_records(records, f"model registry ({len(records)} versions)")
+
+
+@command(registry_app, "show")
+def registry_show(
+    version: VersionArg,
+) -> None:
+    """One version's record, lineage and status history."""
+    reg = open_registry(load_config())
+    rec = registry_call(lambda: reg.get(version))
+    print_records([rec], f"model version {version}")
+    text(f"artifacts: {rec.artifact_path}")
+    text(f"code_hash {rec.code_hash}, data_hash {rec.data_hash}, seed {rec.seed}")
+    history = Table(title="history")
+    for col in ("when", "event", "from", "to", "who", "notes"):
+        history.add_column(col)
+    for h in reg.history(version):
+        history.add_row(
+            f"{h['changed_at']:%Y-%m-%d %H:%M:%S}", h["event"], h["old_status"] or "-",
+            h["new_status"] or "-", escape(h["actor"]), escape(h["notes"]),
+        )  # fmt: skip
+    out.print(history)
+
+
+@command(registry_app, "register")
+def registry_register(
+    notes: NotesOpt,
+    model: ModelOpt = None,
+    candidate: Annotated[
+        bool, typer.Option(help="Register as candidate (passed its backtest) instead of draft.")
+    ] = False,
+    actor: ActorOpt = "cli",
+) -> None:
+    """Register a model version (with the θ its backtest adopted, if it has one)."""
+    from mlcore.registry import database_url
+
+    cfg = load_config()
+    folder, _ = resolve_models(cfg, model, None)
+    theta = None
+    record = cfg.paths.reports / "backtest" / folder.name / "backtest.json"
+    if record.exists():
+        adopted = json.loads(record.read_bytes())["theta"]["adopted"]
+        theta = (float(adopted[0]), float(adopted[1]))
+    reg = open_registry(cfg)
+    status = "candidate" if candidate else "draft"
+    rec = registry_call(lambda: reg.register(folder, actor=actor, notes=notes, status=status,
+                                              theta=theta))  # fmt: skip
+    text(f"registered {rec.model_version} as {rec.status} ({database_url(cfg).split('://')[0]})")
+
+
+@command(registry_app, "promote")
+def registry_promote(
+    version: VersionArg,
+    to: Annotated[Target, typer.Option(help="candidate, approved, deployed or rejected.")],
+    notes: NotesOpt,
+    actor: ActorOpt = "cli",
+) -> None:
+    """Move a version along draft -> candidate -> approved -> deployed (or to rejected)."""
+    reg = open_registry(load_config())
+    rec = registry_call(lambda: reg.transition(version, str(to), actor=actor, notes=notes))
+    text(f"{rec.model_version} is now {rec.status}")
+
+
+@command(registry_app, "rollback")
+def registry_rollback(
+    notes: NotesOpt,
+    actor: ActorOpt = "cli",
+) -> None:
+    """Take the deployed version out of service and put back the one deployed before it."""
+    reg = open_registry(load_config())
+    gone = reg.deployed()
+    rec = registry_call(lambda: reg.rollback(actor=actor, notes=notes))
+    text(f"rolled back {gone.model_version if gone else '-'}; {rec.model_version} is deployed")
+
+
+@command(registry_app, "verify")
+def registry_verify(
+    version: VersionArg,
+    rebuild_: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="Also retrain the version from its lineage (catalog, seed, config) in a "
+            "scratch folder and compare every file byte for byte.",
+        ),
+    ] = False,
+) -> None:
+    """Check a version's served files against the checksums the registry recorded."""
+    cfg = load_config()
+    reg = open_registry(cfg)
+    bad = registry_call(lambda: reg.verify(version))
+    if bad:
+        for name, why in bad.items():
+            text(f"{version}/{name}: {why}")
+        raise MlcoreError(
+            "REGISTRY_ARTIFACT_DAMAGED",
+            f"{len(bad)} file(s) of {version} fail verification; `mlcore registry restore "
+            f"{version}` puts back the archived copies",
+        )
+    text(f"{version}: every file matches its recorded checksum")
+    if not rebuild_:
+        return
+    try:
+        from mlcore.data import Catalog
+        from mlcore.registry import rebuild
+
+        rep = rebuild(cfg, Catalog(cfg), reg.served_folder(version))
+    except ValueError as exc:
+        raise DataQualityError("REGISTRY_REBUILD_INVALID", str(exc)) from exc
+    for w in rep.warnings:
+        text(f"warning: {w}")
+    text(f"rebuild: {len(rep.identical)} file(s) byte-identical")
+    for name in rep.differing:
+        text(f"  differs: {name}")
+    for name in rep.missing:
+        text(f"  not produced: {name}")
+    if not rep.ok:
+        raise MlcoreError(
+            "REGISTRY_REBUILD_DIFFERS",
+            f"{len(rep.differing) + len(rep.missing)} file(s) of {version} do not rebuild "
+            "identically",
+        )
+
+
+@command(registry_app, "restore")
+def registry_restore(
+    version: VersionArg,
+    actor: ActorOpt = "cli",
+) -> None:
+    """Put back a version's missing or damaged files from the registry's archived copy."""
+    reg = open_registry(load_config())
+    restored = registry_call(lambda: reg.restore(version, actor=actor))
+    for name, why in restored.items():
+        text(f"restored {version}/{name} ({why})")
+    text(f"{version}: {len(restored)} file(s) restored, every file verified")
+
+
+@command(registry_app, "prune")
+def registry_prune(
+    dry_run: Annotated[bool, typer.Option(help="Only list what would go.")] = False,
+    actor: ActorOpt = "cli",
+) -> None:
+    """Delete the files of versions beyond data_retention.yaml's model_versions (never a
+    deployed, rolled-back or earlier deployed one)."""
+    cfg = load_config()
+    reg = open_registry(cfg)
+    keep = cfg.data_retention.model_versions
+    gone = registry_call(lambda: reg.prune(keep, actor=actor, dry_run=dry_run))
+    verb = "would delete" if dry_run else "deleted"
+    text(f"keeping the newest {keep}: {verb} {len(gone)} version(s) {', '.join(gone)}")

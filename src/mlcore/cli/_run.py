@@ -1,0 +1,94 @@
+"""``mlcore demo`` (the whole pipeline on generated data) and ``mlcore serve`` (the
+inference workers)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from mlcore.cli._app import app, command, load_config
+from mlcore.cli._params import SEED_MAX, BarSource
+from mlcore.cli._render import (
+    print_backtest,
+    print_demo,
+    print_demo_end,
+    print_serve,
+    print_theta,
+    print_train,
+    text,
+)
+from mlcore.errors import ConfigError
+
+
+@command(app, "demo")
+def demo(
+    seed: Annotated[
+        int, typer.Option(min=0, max=SEED_MAX, help="Seed of the generated market.")
+    ] = 7,
+) -> None:
+    """Run the whole pipeline built so far on the embedded default with generated data."""
+    from mlcore import flows
+    from mlcore.demo import run_demo
+
+    flows.console_without_tracebacks()
+    cfg = load_config()
+    text(f"ml-assets-core demo — SERVICE_ENV={cfg.env_name}, archive {cfg.paths.archive}")
+    text(f"started {datetime.now(UTC).isoformat(timespec='seconds')}")
+    result = run_demo(cfg, seed=seed)
+    print_demo(result)
+    if result.training is not None:
+        print_train(result.training)
+    if result.backtest is not None:
+        print_theta(result.backtest.theta_run)
+        print_backtest(result.backtest)
+    print_demo_end(result)
+    if not result.all_caught:
+        raise typer.Exit(1)
+
+
+@command(app, "serve")
+def serve_cmd(
+    model: Annotated[
+        str | None,
+        typer.Option(help="Serve this version (name or folder) instead of the deployed one."),
+    ] = None,
+    pairs: Annotated[
+        str | None, typer.Option(help="Comma-separated pair ids (default: the universe).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes (default: pairs_per_worker).")
+    ] = None,
+    replay_last: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Replay the catalog's last N bars through the workers (warmed on the bars "
+            "before them), then stop: the demo of live serving without a feed.",
+        ),
+    ] = None,
+    exit_when_idle: Annotated[
+        float | None, typer.Option(min=0.1, help="Stop after this many seconds without bars.")
+    ] = None,
+    bars: Annotated[
+        BarSource | None,
+        typer.Option(help="Bar source: redis or file (default: serving_policy.yaml bar_source)."),
+    ] = None,
+) -> None:
+    """Run the inference workers: bars in (Redis Streams, or a JSON-lines file), signals out
+    (Redis stream + Pub/Sub, signal.json, core.signals_live). Ctrl-C stops them cleanly."""
+    from mlcore import serving
+    from mlcore.cli._data import check_pairs
+
+    cfg = load_config()
+    ids = [p.strip() for p in pairs.split(",") if p.strip()] if pairs else None
+    check_pairs(cfg, ids or [], "--pairs")
+    try:
+        summary = serving.serve(
+            cfg, model=model, pair_ids=ids, workers=workers, replay_last=replay_last,
+            exit_when_idle_seconds=exit_when_idle, bars=None if bars is None else str(bars),
+        )  # fmt: skip
+    except ValueError as exc:
+        raise ConfigError("SERVING_START_REFUSED", str(exc)) from exc
+    print_serve(summary)

@@ -1,0 +1,198 @@
+"""Bad option values are usage errors: exit 2 and one line naming the option, the value and
+what is accepted; every other failure keeps its own code; user strings are never markup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis.exceptions
+import sqlalchemy.exc
+from typer.testing import CliRunner
+
+import mlcore.registry
+from mlcore.cli import app
+from mlcore.cli._params import ENVIRONMENTS, STATUSES
+from mlcore.config import ENVIRONMENTS as CONFIG_ENVIRONMENTS
+from mlcore.errors import ConfigError
+from tests.conftest import CONFIG_ROOT, make_version, third_party_csv
+
+runner = CliRunner()
+ROOT = ["--config-root", str(CONFIG_ROOT)]
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args), env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _csv() -> str:
+    return str(third_party_csv("EURUSD.csv"))
+
+
+_INGEST = ("ingest", "--symbol", "EURUSD", "--timeframe", "1h", "--path")
+_V = "20250101_0000_abc1234"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["train", "--timeframe", "1M"], "--timeframe '1M' is ambiguous"),
+        (["train", "--timeframe", "bogus"], "--timeframe 'bogus' is not one of the timeframes"),
+        (["features", "build", "--timeframe", "7m"], "--timeframe '7m' is not one of"),
+        (["flows", "run", "retrain", "--timeframe", "weekly"], "--timeframe 'weekly'"),
+        (["ingest", "--symbol", "EURUSD", "--timeframe", "2h"], "--timeframe '2h'"),
+        ([*_INGEST, "x.csv", "--start", "2024-13-01"], "--start '2024-13-01' is not an ISO 8601"),
+        ([*_INGEST, "x.csv", "--end", "yesterday"], "--end 'yesterday' is not an ISO 8601"),
+        ([*_INGEST, "x.csv", "--tz", "Mars/Base"], "--tz 'Mars/Base' is not an IANA time zone"),
+        ([*_INGEST, "x.csv", "--source", "ftp"], "--source 'ftp' is not one of 'file'"),
+        (["train", "--timeframe", "1h", "--seed", "-1"], "--seed '-1' should be greater"),
+        (["demo", "--seed", "x"], "--seed 'x' should be a valid integer"),
+        (["backtest", "--seed", str(2**32)], f"--seed '{2**32}' should be less"),
+        (["theta", "optimize", "--seed", "-5"], "--seed '-5'"),
+        (["serve", "--workers", "0"], "--workers '0' should be greater"),
+        (["serve", "--replay-last", "0"], "--replay-last '0'"),
+        (["serve", "--exit-when-idle", "0"], "--exit-when-idle '0'"),
+        (["serve", "--bars", "kafka"], "--bars 'kafka' is not one of 'redis', 'file'"),
+        (["registry", "show", "nope"], "VERSION 'nope' is not a model version (YYYYMMDD_HHMM_"),
+        (["registry", "verify", "1.0"], "VERSION '1.0' is not a model version"),
+        (["registry", "promote", _V, "--to", "live", "--notes", "x"], "--to 'live' is not one"),
+        (["registry", "list", "--status", "nope"], "--status 'nope' is not one of 'draft'"),
+        (["flows", "run", "nope"], "NAME 'nope' is not one of 'retrain'"),
+        (["flows", "status", "--limit", "0"], "--limit '0' should be greater than or equal to 1"),
+        (["flows", "serve", "--cron", "61 * * * *"], "--cron '61 * * * *' is not a cron"),
+        (["config", "check", "--config-env", "qa"], "--config-env 'qa' is not one of dev, stg"),
+        (["--config-env", "qa", "config", "check"], "--config-env 'qa' is not one of dev, stg"),
+        # Values only the configuration can judge: the same one line and exit 2.
+        (["train", "--timeframe", "1h", "--pair", "NOPE"], "--pair 'NOPE' is not in universe"),
+        (["features", "build", "--timeframe", "1h", "--pair", "X_Y"], "--pair 'X_Y' is not in"),
+        (["serve", "--pairs", "XAU_XAG,X_Y"], "--pairs 'X_Y' is not in universe.yaml"),
+        ([*_INGEST, "x.csv", "--calendar", "mars"], "--calendar 'mars' is not in universe.yaml"),
+        ([*_INGEST, "x.csv", "--start", "2024-03-06", "--end", "2024-03-05"], "is after end"),
+        (["train", "--timeframe", "1h"], None),  # flag check: a missing option (below)
+    ],
+)
+def test_a_bad_value_is_one_usage_line_and_exit_2(
+    archive: Path, args: list[str], fragment: str | None
+) -> None:
+    if fragment is None:
+        args, fragment = ["train"], "Missing option '--timeframe'"
+    code, out, err = _run(*args, *ROOT)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, (out, err)
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error CLI_"), err
+    assert fragment in lines[0]
+    assert "internal error" not in err and "Traceback" not in err
+
+
+def test_an_unknown_option_is_one_line_pointing_at_the_help(archive: Path) -> None:
+    code, _, err = _run("train", "--bogus", *ROOT)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("error CLI_USAGE_INVALID: No such option: --bogus")
+    assert "train --help`)" in err
+
+
+@pytest.mark.parametrize("spelling", ["1d", "1D", "D", "daily", "1day", "60min", "1H", "h",
+                                      "hourly", "5m", "5min", "1min", "1m"])  # fmt: skip
+def test_train_takes_the_timeframe_spellings_users_bring(archive: Path, spelling: str) -> None:
+    # Parsed and allowed: the command goes on to find no catalog (exit 1), not a ValueError.
+    code, _, err = _run("train", "--timeframe", spelling, *ROOT)
+    assert code == 1, err
+    assert "CATALOG_INDEX_MISSING" in err
+    assert "internal error" not in err
+
+
+def test_shared_options_before_or_after_the_command(archive: Path) -> None:
+    code, out, _ = _run("--config-root", str(CONFIG_ROOT), "config", "check")
+    assert code == 0 and "config OK for SERVICE_ENV=dev" in out
+    code, _, err = _run("config", "check", *ROOT, env={"SERVICE_ENV": "prod"})
+    assert code == 2 and "POSTGRES_URL" in err  # SERVICE_ENV read at either level
+    # Typed on the command line beats the environment, after or before the command name.
+    code, out, _ = _run(
+        "config", "check", "--config-env", "dev", *ROOT, env={"SERVICE_ENV": "prod"}
+    )
+    assert code == 0 and "SERVICE_ENV=dev" in out
+    code, out, _ = _run(
+        "--config-env", "dev", "config", "check", *ROOT, env={"SERVICE_ENV": "prod"}
+    )
+    assert code == 0 and "SERVICE_ENV=dev" in out
+
+
+def test_the_cli_lists_mirror_the_stages() -> None:
+    assert STATUSES == mlcore.registry.STATUSES
+    assert ENVIRONMENTS == tuple(CONFIG_ENVIRONMENTS)
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "fragment"),
+    [
+        (sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("connection refused")), 75,
+         "error REGISTRY_DB_UNAVAILABLE: registry database unavailable"),
+        (psycopg.OperationalError("could not connect to server"), 75, "REGISTRY_DB_UNAVAILABLE"),
+        (redis.exceptions.ConnectionError("Error 111 connecting"), 75, "REGISTRY_DB_UNAVAILABLE"),
+        (TimeoutError("timed out"), 75, "REGISTRY_DB_UNAVAILABLE"),
+        (ConfigError("CONFIG_ENV_MISSING", "POSTGRES_URL is not set"), 2,
+         "error CONFIG_ENV_MISSING: POSTGRES_URL is not set"),
+        (RuntimeError("boom"), 70, "internal error RuntimeError: boom"),
+        (sqlalchemy.exc.ProgrammingError("SELECT", {}, Exception("no table")), 70,
+         "internal error ProgrammingError"),
+    ],
+)  # fmt: skip
+def test_only_an_unreachable_registry_is_retryable(
+    archive: Path, monkeypatch: pytest.MonkeyPatch, exc: Exception, code: int, fragment: str
+) -> None:
+    def refuse(_cfg: object) -> None:
+        raise exc
+
+    monkeypatch.setattr(mlcore.registry, "registry_for", refuse)
+    got, _, err = _run("registry", "list", *ROOT)
+    assert got == code, err
+    assert fragment in err
+    assert "Traceback" not in err
+
+
+def test_user_strings_are_printed_as_text_never_markup(archive: Path, tmp_path: Path) -> None:
+    folder = make_version(tmp_path / "models", _V)
+    notes = "[bold red]ship it[/] [link=http://x]now[/link]"
+    code, _, err = _run("registry", "register", "--model", str(folder), "--notes", notes, *ROOT)
+    assert code == 0, err
+    code, out, _ = _run("registry", "show", _V, *ROOT)
+    assert code == 0
+    assert "[bold red]ship it[/]" in out.replace("\n", "")
+    code, _, err = _run("train", "--timeframe", "1h", "--pair", "[red]X[/red]", *ROOT)
+    assert code == 2 and "--pair '[red]X[/red]' is not in universe.yaml" in err
+    code, _, err = _run("registry", "promote", _V, "--to", "deployed", "--notes", "[b]x[/b]", *ROOT)
+    assert code == 1 and "error REGISTRY_REQUEST_REFUSED" in err
+
+
+def test_ingest_start_and_end_take_iso_times_with_offsets(archive: Path) -> None:
+    code, out, err = _run(
+        *_INGEST, _csv(), "--start", "2017-04-19T09:00+02:00", "--end", "2017-05-01", *ROOT
+    )
+    assert code == 0, err
+    assert "ingested EUR/USD 1h" in out
+
+
+def test_file_contents_in_the_ingest_report_are_text(archive: Path, tmp_path: Path) -> None:
+    src = third_party_csv("EURUSD.csv").read_text().splitlines()
+    src[3] = src[3].split(",")[0] + ",[bold]1.07[/bold],1.08,1.06,1.07,10"
+    path = tmp_path / "eurusd.csv"
+    path.write_text("\n".join(src) + "\n")
+    code, out, err = _run(*_INGEST, str(path), *ROOT)
+    assert code == 0, err
+    assert "(got '[bold]1.07[/bold]')" in out
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_a_config_root_that_is_no_folder_is_a_usage_error(tmp_path: Path, where: str) -> None:
+    missing = str(tmp_path / "nope")
+    args = ["--config-root", missing]
+    code, _, err = _run(*(args if where == "before" else []), "config", "check",
+                        *(args if where == "after" else []))  # fmt: skip
+    assert code == 2
+    assert (
+        err.strip() == f"error CLI_ARGUMENT_INVALID: --config-root dir '{missing}' does not exist."
+    )
