@@ -17,14 +17,9 @@ import yaml
 from mlcore.config import AppConfig
 from mlcore.data import Catalog
 from mlcore.demo import DemoResult
+from mlcore.execution import IsotonicCalibrator, ModelInputs
 from mlcore.models import HOLD_LEVEL, DirectionModel
-from mlcore.training import (
-    IsotonicCalibrator,
-    ModelInputs,
-    TrainReport,
-    direction_rows,
-    train_models,
-)
+from mlcore.training import TrainReport, direction_rows, train_models
 
 pytestmark = pytest.mark.e2e
 
