@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 import mlcore.registry
 from mlcore.cli import app
 from mlcore.cli._params import ENVIRONMENTS, STATUSES
+from mlcore.cli._run import DEMO_MONTHS_MAX, DEMO_MONTHS_MIN
 from mlcore.config import ENVIRONMENTS as CONFIG_ENVIRONMENTS
+from mlcore.demo import DEMO_MONTHS_RANGE
 from mlcore.errors import ConfigError
 from tests.conftest import CONFIG_ROOT, make_version, third_party_csv
 
@@ -49,6 +51,8 @@ _V = "20250101_0000_abc1234"
         ([*_INGEST, "x.csv", "--source", "ftp"], "--source 'ftp' is not one of 'file'"),
         (["train", "--timeframe", "1h", "--seed", "-1"], "--seed '-1' should be greater"),
         (["demo", "--seed", "x"], "--seed 'x' should be a valid integer"),
+        (["demo", "--months", "7"], "--months '7' should be greater than or equal to 8"),
+        (["demo", "--months", "121"], "--months '121' should be less"),
         (["backtest", "--seed", str(2**32)], f"--seed '{2**32}' should be less"),
         (["theta", "optimize", "--seed", "-5"], "--seed '-5'"),
         (["serve", "--workers", "0"], "--workers '0' should be greater"),
@@ -124,6 +128,7 @@ def test_shared_options_before_or_after_the_command(archive: Path) -> None:
 def test_the_cli_lists_mirror_the_stages() -> None:
     assert STATUSES == mlcore.registry.STATUSES
     assert ENVIRONMENTS == tuple(CONFIG_ENVIRONMENTS)
+    assert (DEMO_MONTHS_MIN, DEMO_MONTHS_MAX) == DEMO_MONTHS_RANGE
 
 
 @pytest.mark.parametrize(

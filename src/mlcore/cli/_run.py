@@ -21,12 +21,23 @@ from mlcore.cli._render import (
 )
 from mlcore.errors import ConfigError
 
+# As mlcore.demo.DEMO_MONTHS_RANGE (not imported here: it loads pandas; a test checks they agree).
+DEMO_MONTHS_MIN, DEMO_MONTHS_MAX = 8, 120
+
 
 @command(app, "demo")
 def demo(
     seed: Annotated[
         int, typer.Option(min=0, max=SEED_MAX, help="Seed of the generated market.")
     ] = 7,
+    months: Annotated[
+        int,
+        typer.Option(
+            min=DEMO_MONTHS_MIN,
+            max=DEMO_MONTHS_MAX,
+            help="Length of the generated market in months, ending 2024-12 (fewer: quicker).",
+        ),
+    ] = 24,
 ) -> None:
     """Run the whole pipeline built so far on the embedded default with generated data."""
     from mlcore import flows
@@ -36,7 +47,7 @@ def demo(
     cfg = load_config()
     text(f"ml-assets-core demo — SERVICE_ENV={cfg.env_name}, archive {cfg.paths.archive}")
     text(f"started {datetime.now(UTC).isoformat(timespec='seconds')}")
-    result = run_demo(cfg, seed=seed)
+    result = run_demo(cfg, seed=seed, months=months)
     print_demo(result)
     if result.training is not None:
         print_train(result.training)
