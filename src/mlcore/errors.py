@@ -3,6 +3,50 @@
 - :class:`FatalError`: needs a person (bad config, bad file, refused request).
 - :class:`RetryableError`: transient (network, rate limit, server error); retry with backoff.
 - :class:`DataQualityError`: the data are wrong; quarantine or reject and go on.
+
+Errors a user meets through the registry, the retraining flows and the pipeline's stages (each
+also a ``ValueError`` or ``RuntimeError`` where callers caught those before):
+
+=========================================  =====================  ==================================
+code                                       class                  when
+=========================================  =====================  ==================================
+``REGISTRY_DB_UNAVAILABLE``                RegistryUnavailable    the registry database does not
+                                           (Retryable)            answer when it is opened
+``REGISTRY_VERSION_NOT_FOUND``             RegistryError (Fatal)  a version that is not registered
+``REGISTRY_VERSION_EXISTS``                RegistryError          registering a version twice
+``REGISTRY_VERSION_UNREADABLE``            RegistryError          a model folder missing or lacking
+                                                                  run.json, params.yaml, models
+``REGISTRY_STATE_INVALID_TRANSITION``      RegistryError          a status change the state machine
+                                                                  refuses (or a bad first status)
+``REGISTRY_STATE_UNKNOWN_STATUS``          RegistryError          a status that does not exist
+``REGISTRY_STATE_NO_ROLLBACK_TARGET``      RegistryError          rollback with nothing deployed or
+                                                                  no earlier deployed version
+``REGISTRY_REQUEST_NOTES_MISSING``         RegistryError          a decision without its notes
+``REGISTRY_ARTIFACT_NO_STORE``             RegistryError          restore without an artifact store
+``REGISTRY_ARTIFACT_DAMAGED``              RegistryError          a file failing its checksum (on
+                                                                  archiving, or its archived copy)
+``REGISTRY_ARTIFACT_MISSING``              RegistryError          a file absent from the store
+``REGISTRY_RETENTION_KEEP_TOO_LOW``        RegistryError          prune asked to keep fewer than 5
+``REGISTRY_RUN_NOT_FOUND``                 RegistryError          a retraining run not recorded
+``REGISTRY_RUN_INVALID_STATUS``            RegistryError          a run ended with a bad status or
+                                                                  without its error message
+``REGISTRY_REBUILD_LINEAGE_UNREADABLE``    RegistryError          rebuild of a folder whose lineage
+                                                                  files cannot be read
+``RETRAIN_GUARD_STOPPED``                  RetrainRefused         retraining stopped after
+                                           (Fatal)                consecutive failures
+``RETRAIN_GUARD_BUSY``                     RetrainRefused         another retraining run is on
+``FLOWS_SERVER_MISSING``                   ConfigError            cron serving without a Prefect
+                                                                  server (PREFECT_API_URL)
+``UNIVERSE_PAIR_UNKNOWN``                  MissingInputError      a pair id not in universe.yaml
+                                           (Config)
+``MODEL_VERSION_NOT_FOUND``                MissingInputError      a model folder that does not exist
+``MODEL_VERSION_NONE``                     MissingInputError      no model version trained yet
+``DATA_PAIR_NO_BARS``                      MissingDataError       a universe pair whose legs have no
+                                           (DataQuality)          bars at the timeframe
+``DATA_SYMBOL_NO_BARS``                    MissingDataError       a symbol with no bars at the
+                                                                  timeframe
+``FEATURES_CACHE_MISSING``                 MissingDataError       features never built (or stale)
+=========================================  =====================  ==================================
 """
 
 from __future__ import annotations
@@ -62,6 +106,11 @@ class MlcoreError(Exception):
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (Dask workers, Prefect results): rebuild from the
+        # code and message, then restore every attribute (severity, details, event id...).
+        return (self.__class__, (self.code, self.message), self.__dict__)
+
 
 class FatalError(MlcoreError):
     """An error a person must fix; retrying will not help."""
@@ -95,3 +144,18 @@ class DataQualityError(MlcoreError):
     """Input data break a quality rule; quarantine or reject them and go on."""
 
     default_severity = Severity.WARNING
+
+
+class MissingInputError(ConfigError, ValueError):
+    """A request names something the workspace does not have: a pair not in universe.yaml, a
+    model folder that does not exist. The message names the thing and what to do; retrying
+    will not help. Also a ``ValueError``, as these conditions were before they had codes.
+    """
+
+
+class MissingDataError(DataQualityError, ValueError):
+    """Data the configuration asks for are not there: a universe pair or symbol without bars
+    at the timeframe, features never built. The message names the pair (or symbol), the
+    timeframe and what to do (ingest, build, or drop the pair from universe.yaml); a scheduled
+    run may retry, as an ingest may still be under way. Also a ``ValueError``, as before.
+    """
