@@ -33,6 +33,7 @@ from rich.progress import Progress
 
 from mlcore.config import AppConfig, sqlalchemy_postgres_url
 from mlcore.data import Catalog, replace_dir
+from mlcore.errors import MissingInputError
 from mlcore.features import PAIR_FEATURES, feature_levels, schema_bytes
 from mlcore.labels import ai2_class_weights
 from mlcore.training._binary import (
@@ -365,7 +366,12 @@ def train_models(
     known = [p.pair_id for p in cfg.universe.pairs]
     unknown = sorted(set(pair_ids or []) - set(known))
     if unknown:
-        raise ValueError(f"pair(s) {unknown} are not in universe.yaml {known}")
+        raise MissingInputError(
+            "UNIVERSE_PAIR_UNKNOWN",
+            f"pair(s) {unknown} are not in universe.yaml {known}: add them there or train the "
+            "listed pairs",
+            details={"pairs": unknown},
+        )
     pairs = [p for p in cfg.universe.pairs if pair_ids is None or p.pair_id in pair_ids]
     cols = cfg.feature_order.pair_models
     ai1: dict[str, pd.DataFrame] = {}
