@@ -55,7 +55,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 _CODE_RE = re.compile(r"^[A-Z][A-Z0-9]*_[A-Z][A-Z0-9]*_[A-Z][A-Z0-9_]*$")
 
@@ -73,6 +73,9 @@ class MlcoreError(Exception):
     """Base error: a code, a severity, a message and a structured payload."""
 
     default_severity = Severity.ERROR
+    #: ``str(error)`` is ``"CODE: message"``; False for errors that replaced a plain
+    #: ``ValueError``/``RuntimeError``, whose callers format ``str(error)`` into their own line.
+    str_with_code: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -104,7 +107,7 @@ class MlcoreError(Exception):
         }
 
     def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
+        return f"{self.code}: {self.message}" if self.str_with_code else self.message
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Errors cross process boundaries (Dask workers, Prefect results): rebuild from the
@@ -152,6 +155,8 @@ class MissingInputError(ConfigError, ValueError):
     will not help. Also a ``ValueError``, as these conditions were before they had codes.
     """
 
+    str_with_code = False
+
 
 class MissingDataError(DataQualityError, ValueError):
     """Data the configuration asks for are not there: a universe pair or symbol without bars
@@ -159,3 +164,5 @@ class MissingDataError(DataQualityError, ValueError):
     timeframe and what to do (ingest, build, or drop the pair from universe.yaml); a scheduled
     run may retry, as an ingest may still be under way. Also a ``ValueError``, as before.
     """
+
+    str_with_code = False

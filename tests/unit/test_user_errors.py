@@ -119,7 +119,7 @@ def test_missing_model_folders(cfg: AppConfig, tmp_path: Path) -> None:
         raise RegistryError("REGISTRY_VERSION_NOT_FOUND", f"{version} is not registered")
 
     # A failed restore keeps the code of the first error and says why it was not restored.
-    with pytest.raises(MissingInputError, match="not restored: REGISTRY_VERSION_NOT_FOUND"):
+    with pytest.raises(MissingInputError, match="not restored: gone is not registered"):
         PairModels.load(tmp_path / "gone", restore=restore)
     with pytest.raises(RegistryError) as rinfo:
         rebuild(cfg, _ingest(cfg), tmp_path / "gone")
@@ -167,3 +167,11 @@ def test_errors_survive_pickling(err: MlcoreError) -> None:
         err.code, err.message, err.details, err.event_id,
     )  # fmt: skip
     assert getattr(back, "retry_after_s", None) == getattr(err, "retry_after_s", None)
+
+
+def test_errors_that_replaced_builtins_print_as_before() -> None:
+    # Callers that formatted str(ValueError) into their own coded line keep one code per line.
+    err = RegistryError("REGISTRY_VERSION_NOT_FOUND", "v1 is not registered")
+    assert str(err) == "v1 is not registered" and err.payload()["code"] == err.code
+    assert str(MissingDataError("DATA_PAIR_NO_BARS", "pair X")) == "pair X"
+    assert str(FatalError("DATA_FILE_SCHEMA", "bad")) == "DATA_FILE_SCHEMA: bad"

@@ -10,7 +10,7 @@ from mlcore.backtest._costs import (
     slippage_factors,
 )
 from mlcore.backtest._engine import PairBacktest, PairStrategy, simulate_pair
-from mlcore.backtest._gates import evaluate_gates
+from mlcore.backtest._gates import Decision, evaluate_gates
 from mlcore.backtest._inputs import PairBars, fx_rate, pair_bars
 from mlcore.backtest._portfolio import (
     AccountRules,
@@ -48,6 +48,7 @@ __all__ = [
     "ZERO_COSTS",
     "AccountRules",
     "BacktestReport",
+    "Decision",
     "LegCosts",
     "PairBacktest",
     "PairBars",

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlcore.backtest._gates import evaluate_gates
+from mlcore.backtest._gates import Decision, evaluate_gates
 from mlcore.backtest._inputs import PairBars, pair_bars
 from mlcore.backtest._overfit import deflated_sharpe, probability_of_overfitting
 from mlcore.backtest._portfolio import (
@@ -53,7 +53,7 @@ class BacktestReport:
     model_version: str
     folder: Path
     report: Path
-    decision: str
+    decision: Decision
     gates: list[dict[str, Any]]
     theta_run: ThetaRun
     test: dict[str, Any]
@@ -299,9 +299,9 @@ def run_backtest(
     }
     summary = dict(test_run.metrics)
     summary.update({"deflated_sharpe": dsr, "pbo": pbo, "theta1": stab.theta[0],
-                    "theta2": stab.theta[1], "decision": decision})  # fmt: skip
+                    "theta2": stab.theta[1], "decision": decision.value})  # fmt: skip
     record = {
-        "decision": decision,
+        "decision": decision.value,
         "gates": gates,
         "theta": {
             "adopted": list(stab.theta),

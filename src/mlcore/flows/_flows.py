@@ -29,7 +29,7 @@ from mlcore.flows import _tasks as tasks
 from mlcore.flows._guard import RunGuard, begin_run, log
 from mlcore.flows._publish import SERVING_CHANNEL, Checklist, serving_notice, write_notice
 from mlcore.registry import ModelStatus, Registry, RunStatus, registry_for
-from mlcore.training import TrainReport
+from mlcore.training import TrainReport, TrainStatus
 
 
 @dataclass
@@ -230,7 +230,7 @@ def core_retrain_flow(
                 f": {report.blocked_reasons}" if report.blocked_reasons else ""
             )
             tasks.with_retries(tasks.register_version, guard)(registry, report.folder, note)
-            if report.status != "ok":
+            if report.status is not TrainStatus.OK:
                 # Spec: a blocked training run is not judged for adoption.
                 registry.transition(
                     report.model_version,

@@ -29,14 +29,16 @@ class RetrainRefused(FatalError, RuntimeError):
     consecutive failures; a person resumes it) or ``RETRAIN_GUARD_BUSY`` (another run is on).
     Still a ``RuntimeError``, as it was before it had a code."""
 
+    str_with_code = False
+
 
 def short(exc: BaseException) -> str:
     """An exception as one line: its type (or code) and its message's first line."""
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
     if isinstance(exc, MlcoreError):
-        return first  # "CODE: message" already says what it is
-    return f"{type(exc).__name__}: {first}".rstrip(": ")
+        lines = exc.message.strip().splitlines()
+        return f"{exc.code}: {lines[0] if lines else ''}".rstrip(": ")
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 @dataclass

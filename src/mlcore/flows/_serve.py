@@ -20,6 +20,8 @@ DEPLOYMENT = "core-retrain"
 class _ServerMissing(ConfigError, ValueError):
     """No Prefect server to serve a cron deployment (a ``ValueError`` as before it had a code)."""
 
+    str_with_code = False
+
 
 def _retrain_flow(cfg: AppConfig) -> Flow[..., RetrainOutcome]:
     return core_retrain_flow.with_options(task_runner=task_runner(cfg.retrain.task_runner))

@@ -16,6 +16,8 @@ class RegistryError(FatalError, ValueError):
     """A registry request that cannot be carried out, with the reason (still a ``ValueError``,
     as it was before it had a code)."""
 
+    str_with_code = False
+
 
 class RegistryUnavailable(RetryableError):
     """The registry database does not answer (server down, refused, unreachable file)."""

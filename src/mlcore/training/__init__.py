@@ -27,6 +27,7 @@ from mlcore.training._direction import (
 from mlcore.training._inputs import ModelInputs
 from mlcore.training._run import (
     TrainReport,
+    TrainStatus,
     binary_config,
     code_hash,
     direction_config,
@@ -42,6 +43,7 @@ __all__ = [
     "LabelledPair",
     "ModelInputs",
     "TrainReport",
+    "TrainStatus",
     "ai1_rows",
     "ai2_rows",
     "bar_numbers",

@@ -22,6 +22,7 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +63,21 @@ from mlcore.training._regress import RegressorResult, train_regressor
 from mlcore.training._tune import Goal, SharedStudy, tune
 
 
+class TrainStatus(StrEnum):
+    """A training run's ``retrain_status``: ``blocked`` when a guard (canary, minimum rows...)
+    stopped it from being judged for adoption."""
+
+    OK = "ok"
+    BLOCKED = "blocked"
+
+
 @dataclass
 class TrainReport:
     """What a run wrote and measured."""
 
     model_version: str
     folder: Path
-    status: str
+    status: TrainStatus
     blocked_reasons: list[str]
     metrics: dict[str, dict[str, Any]]
     events: dict[str, dict[str, int]]
@@ -307,7 +316,7 @@ def _fit_direction(
 
 def _shared_files(
     cfg: AppConfig, timeframe: str, seed: int, fitted: dict[str, _Fitted], ai3: RegressorResult,
-    direction: _Direction, status: str, reasons: list[str], data_hash: str,
+    direction: _Direction, status: TrainStatus, reasons: list[str], data_hash: str,
     parts: list[dict[str, Any]],
 ) -> dict[str, bytes]:  # fmt: skip
     params = {
@@ -319,7 +328,7 @@ def _shared_files(
     }
     metrics: dict[str, Any] = {name: f.result.metrics for name, f in fitted.items()}
     metrics |= {"ai3": ai3.metrics, "direction": direction.metrics()}
-    metrics |= {"retrain_status": status, "blocked_reasons": reasons}
+    metrics |= {"retrain_status": status.value, "blocked_reasons": reasons}
     schema = {
         "schema_version": 1,
         "models": {name: f.inputs.to_schema() for name, f in fitted.items()},
@@ -415,7 +424,7 @@ def train_models(
     reasons = [f"{name}: {r}" for name, f in fitted.items() for r in f.result.blocked_reasons]
     reasons += [f"ai3: {r}" for r in ai3.blocked_reasons]
     reasons += [f"direction: {r}" for d in ensemble.trained.values() for r in d.blocked_reasons]
-    status = "blocked" if reasons else "ok"
+    status = TrainStatus.BLOCKED if reasons else TrainStatus.OK
     data_hash = cat.data_hash(parts)
     code = code_hash()
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d_%H%M")
@@ -436,7 +445,7 @@ def train_models(
             "code_hash": code,
             "data_hash": data_hash,
             "seed": bcfg.seed,
-            "retrain_status": status,
+            "retrain_status": status.value,
         }
     )
     files["checksums.json"] = _json(
