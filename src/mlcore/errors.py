@@ -41,11 +41,16 @@ code                                       class                  when
                                            (Config)
 ``MODEL_VERSION_NOT_FOUND``                MissingInputError      a model folder that does not exist
 ``MODEL_VERSION_NONE``                     MissingInputError      no model version trained yet
+``UNIVERSE_FX_MISSING``                    MissingInputError      no FX instrument converting a
+                                                                  quote currency to the account's
 ``DATA_PAIR_NO_BARS``                      MissingDataError       a universe pair whose legs have no
                                            (DataQuality)          bars at the timeframe
 ``DATA_SYMBOL_NO_BARS``                    MissingDataError       a symbol with no bars at the
                                                                   timeframe
 ``FEATURES_CACHE_MISSING``                 MissingDataError       features never built (or stale)
+``DATA_FX_NO_BARS``                        MissingDataError       no fresh bars of the FX instrument
+``DATA_WINDOW_NO_BARS``                    MissingDataError       no bars in a version's θ search or
+                                                                  test window
 =========================================  =====================  ==================================
 """
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from mlcore.backtest import PairModels, resolve_model
+from mlcore.backtest._inputs import fx_rate
 from mlcore.backtest._portfolio import pair_setups
 from mlcore.config import AppConfig
 from mlcore.data import Catalog, FetchResult, build_catalog, ingest
@@ -175,3 +176,14 @@ def test_errors_that_replaced_builtins_print_as_before() -> None:
     assert str(err) == "v1 is not registered" and err.payload()["code"] == err.code
     assert str(MissingDataError("DATA_PAIR_NO_BARS", "pair X")) == "pair X"
     assert str(FatalError("DATA_FILE_SCHEMA", "bad")) == "DATA_FILE_SCHEMA: bad"
+
+
+def test_backtest_currency_conversion_without_its_fx_pair() -> None:
+    ts = pd.date_range("2024-01-01", periods=5, freq="h", tz="UTC").as_unit("ns").asi8
+    with pytest.raises(MissingInputError) as info:
+        fx_rate("JPY", "USD", ts, lambda s: _bars().head(0), set(), 3600)
+    assert info.value.code == "UNIVERSE_FX_MISSING"
+    assert "universe.yaml needs JPY/USD or USD/JPY" in info.value.message
+    with pytest.raises(MissingDataError) as info:
+        fx_rate("JPY", "USD", ts, lambda s: _bars().head(0), {"USD/JPY"}, 3600)
+    assert info.value.code == "DATA_FX_NO_BARS" and "ingest USD/JPY bars" in info.value.message

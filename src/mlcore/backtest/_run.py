@@ -40,7 +40,7 @@ from mlcore.backtest._stress import run_stress
 from mlcore.backtest._theta import SearchResult, Stabilised, search_theta, stabilise
 from mlcore.config import AppConfig
 from mlcore.data import Catalog, replace_dir
-from mlcore.errors import MissingInputError
+from mlcore.errors import MissingDataError, MissingInputError
 from mlcore.training import code_hash
 
 RECORD = "backtest.json"
@@ -216,17 +216,21 @@ def optimize_theta(
     seed = int(models.params["seed"]) if seed is None else seed
     unknown = sorted(models.pairs() - {p.pair_id for p in cfg.universe.pairs})
     if unknown:
-        raise ValueError(
+        raise MissingInputError(
+            "UNIVERSE_PAIR_UNKNOWN",
             f"model version {models.version} was trained on pairs {unknown} that universe.yaml "
-            "does not list"
+            "does not list: add them back or train a version on the listed pairs",
+            details={"pairs": unknown},
         )
     bars = _score_all(cfg, cat, models, timeframe, models.pairs())
     search_bars = _windows(bars, search_start, test_start)
     test_bars = _windows(bars, test_start, None)
     if not search_bars or not test_bars:
-        raise ValueError(
-            f"model version {models.version}: no bars in the search window from {search_start} "
-            f"or the test window from {test_start}"
+        raise MissingDataError(
+            "DATA_WINDOW_NO_BARS",
+            f"model version {models.version}: no bars of {sorted(models.pairs())} in the search "
+            f"window from {search_start} or the test window from {test_start}; ingest "
+            f"{timeframe} bars for them first",
         )
     setups = pair_setups(cfg, timeframe, {b.pair_id for b in bars})
     account = account_rules(cfg, timeframe)
