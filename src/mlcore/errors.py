@@ -49,6 +49,7 @@ code                                       class                  when
                                                                   timeframe
 ``FEATURES_CACHE_MISSING``                 MissingDataError       features never built (or stale)
 ``DATA_FX_NO_BARS``                        MissingDataError       no fresh bars of the FX instrument
+``DATA_ROWS_TOO_FEW``                      MissingDataError       too few labelled rows to train on
 ``DATA_WINDOW_NO_BARS``                    MissingDataError       no bars in a version's θ search or
                                                                   test window
 =========================================  =====================  ==================================

@@ -187,3 +187,13 @@ def test_backtest_currency_conversion_without_its_fx_pair() -> None:
     with pytest.raises(MissingDataError) as info:
         fx_rate("JPY", "USD", ts, lambda s: _bars().head(0), {"USD/JPY"}, 3600)
     assert info.value.code == "DATA_FX_NO_BARS" and "ingest USD/JPY bars" in info.value.message
+
+
+def test_training_on_too_short_a_history_names_the_pairs(cfg: AppConfig) -> None:
+    cat = _ingest(cfg, "EUR/USD", "GBP/USD")
+    with pytest.raises(MissingDataError) as info:
+        train_models(cfg, cat, "1h", pair_ids=["EUR_GBP"], direction=False)
+    assert info.value.code == "DATA_ROWS_TOO_FEW"
+    assert "['EUR_GBP'] at 1h" in info.value.message and "ingest more 1h history" in (
+        info.value.message
+    )

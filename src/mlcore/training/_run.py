@@ -34,7 +34,7 @@ from rich.progress import Progress
 
 from mlcore.config import AppConfig, sqlalchemy_postgres_url
 from mlcore.data import Catalog, replace_dir
-from mlcore.errors import MissingInputError
+from mlcore.errors import MissingDataError, MissingInputError
 from mlcore.features import PAIR_FEATURES, feature_levels, schema_bytes
 from mlcore.labels import ai2_class_weights
 from mlcore.training._binary import (
@@ -61,6 +61,8 @@ from mlcore.training._direction import (
 from mlcore.training._inputs import ModelInputs
 from mlcore.training._regress import RegressorResult, train_regressor
 from mlcore.training._tune import Goal, SharedStudy, tune
+
+_MIN_ROWS = 50  # fewer labelled rows cannot fill the CV folds, calibration and test parts
 
 
 class TrainStatus(StrEnum):
@@ -187,9 +189,13 @@ def _fit_model(
     rows = pd.concat(list(frames.values()), ignore_index=True)
     finite = np.isfinite(rows[columns].to_numpy(dtype=np.float64)).all(axis=1)
     rows = rows[finite].sort_values(["t0_ts", "pair_id"], kind="stable").reset_index(drop=True)
-    if len(rows) < 50:
-        raise ValueError(
-            f"only {len(rows)} labelled {what} with complete features: too few to train"
+    if len(rows) < _MIN_ROWS:
+        raise MissingDataError(
+            "DATA_ROWS_TOO_FEW",
+            f"only {len(rows)} labelled {what} with complete features: too few to train "
+            f"({_MIN_ROWS} needed) from pairs {sorted(frames)} at {timeframe}; ingest more "
+            f"{timeframe} history for them first",
+            details={"pairs": sorted(frames), "timeframe": timeframe, "rows": len(rows)},
         )
     cal_start, _ = split_points(len(rows), bcfg)
     if class_weight_cap is not None:
