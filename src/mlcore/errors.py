@@ -3,6 +3,56 @@
 - :class:`FatalError`: needs a person (bad config, bad file, refused request).
 - :class:`RetryableError`: transient (network, rate limit, server error); retry with backoff.
 - :class:`DataQualityError`: the data are wrong; quarantine or reject and go on.
+
+Errors a user meets through the registry, the retraining flows and the pipeline's stages (each
+also a ``ValueError`` or ``RuntimeError`` where callers caught those before):
+
+=========================================  =====================  ==================================
+code                                       class                  when
+=========================================  =====================  ==================================
+``REGISTRY_DB_UNAVAILABLE``                RegistryUnavailable    the registry database does not
+                                           (Retryable)            answer when it is opened
+``REGISTRY_VERSION_NOT_FOUND``             RegistryError (Fatal)  a version that is not registered
+``REGISTRY_VERSION_EXISTS``                RegistryError          registering a version twice
+``REGISTRY_VERSION_UNREADABLE``            RegistryError          a model folder missing or lacking
+                                                                  run.json, params.yaml, models
+``REGISTRY_STATE_INVALID_TRANSITION``      RegistryError          a status change the state machine
+                                                                  refuses (or a bad first status)
+``REGISTRY_STATE_UNKNOWN_STATUS``          RegistryError          a status that does not exist
+``REGISTRY_STATE_NO_ROLLBACK_TARGET``      RegistryError          rollback with nothing deployed or
+                                                                  no earlier deployed version
+``REGISTRY_REQUEST_NOTES_MISSING``         RegistryError          a decision without its notes
+``REGISTRY_ARTIFACT_NO_STORE``             RegistryError          restore without an artifact store
+``REGISTRY_ARTIFACT_DAMAGED``              RegistryError          a file failing its checksum (on
+                                                                  archiving, or its archived copy)
+``REGISTRY_ARTIFACT_MISSING``              RegistryError          a file absent from the store
+``REGISTRY_RETENTION_KEEP_TOO_LOW``        RegistryError          prune asked to keep fewer than 5
+``REGISTRY_RUN_NOT_FOUND``                 RegistryError          a retraining run not recorded
+``REGISTRY_RUN_INVALID_STATUS``            RegistryError          a run ended with a bad status or
+                                                                  without its error message
+``REGISTRY_REBUILD_LINEAGE_UNREADABLE``    RegistryError          rebuild of a folder whose lineage
+                                                                  files cannot be read
+``RETRAIN_GUARD_STOPPED``                  RetrainRefused         retraining stopped after
+                                           (Fatal)                consecutive failures
+``RETRAIN_GUARD_BUSY``                     RetrainRefused         another retraining run is on
+``FLOWS_SERVER_MISSING``                   ConfigError            cron serving without a Prefect
+                                                                  server (PREFECT_API_URL)
+``UNIVERSE_PAIR_UNKNOWN``                  MissingInputError      a pair id not in universe.yaml
+                                           (Config)
+``MODEL_VERSION_NOT_FOUND``                MissingInputError      a model folder that does not exist
+``MODEL_VERSION_NONE``                     MissingInputError      no model version trained yet
+``UNIVERSE_FX_MISSING``                    MissingInputError      no FX instrument converting a
+                                                                  quote currency to the account's
+``DATA_PAIR_NO_BARS``                      MissingDataError       a universe pair whose legs have no
+                                           (DataQuality)          bars at the timeframe
+``DATA_SYMBOL_NO_BARS``                    MissingDataError       a symbol with no bars at the
+                                                                  timeframe
+``FEATURES_CACHE_MISSING``                 MissingDataError       features never built (or stale)
+``DATA_FX_NO_BARS``                        MissingDataError       no fresh bars of the FX instrument
+``DATA_ROWS_TOO_FEW``                      MissingDataError       too few labelled rows to train on
+``DATA_WINDOW_NO_BARS``                    MissingDataError       no bars in a version's θ search or
+                                                                  test window
+=========================================  =====================  ==================================
 """
 
 from __future__ import annotations
@@ -11,7 +61,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 _CODE_RE = re.compile(r"^[A-Z][A-Z0-9]*_[A-Z][A-Z0-9]*_[A-Z][A-Z0-9_]*$")
 
@@ -29,6 +79,9 @@ class MlcoreError(Exception):
     """Base error: a code, a severity, a message and a structured payload."""
 
     default_severity = Severity.ERROR
+    #: ``str(error)`` is ``"CODE: message"``; False for errors that replaced a plain
+    #: ``ValueError``/``RuntimeError``, whose callers format ``str(error)`` into their own line.
+    str_with_code: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -60,7 +113,12 @@ class MlcoreError(Exception):
         }
 
     def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
+        return f"{self.code}: {self.message}" if self.str_with_code else self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (Dask workers, Prefect results): rebuild from the
+        # code and message, then restore every attribute (severity, details, event id...).
+        return (self.__class__, (self.code, self.message), self.__dict__)
 
 
 class FatalError(MlcoreError):
@@ -95,3 +153,22 @@ class DataQualityError(MlcoreError):
     """Input data break a quality rule; quarantine or reject them and go on."""
 
     default_severity = Severity.WARNING
+
+
+class MissingInputError(ConfigError, ValueError):
+    """A request names something the workspace does not have: a pair not in universe.yaml, a
+    model folder that does not exist. The message names the thing and what to do; retrying
+    will not help. Also a ``ValueError``, as these conditions were before they had codes.
+    """
+
+    str_with_code = False
+
+
+class MissingDataError(DataQualityError, ValueError):
+    """Data the configuration asks for are not there: a universe pair or symbol without bars
+    at the timeframe, features never built. The message names the pair (or symbol), the
+    timeframe and what to do (ingest, build, or drop the pair from universe.yaml); a scheduled
+    run may retry, as an ingest may still be under way. Also a ``ValueError``, as before.
+    """
+
+    str_with_code = False

@@ -65,7 +65,7 @@ def test_a_failing_task_is_retried_recorded_and_two_failures_stop_retraining(
     [first] = reg.runs()
     assert first["status"] == "failed"
     assert first["retry_count"] == 2
-    assert first["error_message"].startswith("update_catalog: ValueError: the catalog under")
+    assert first["error_message"].startswith("update_catalog: DATA_PAIR_NO_BARS: pair(s) [")
     assert first["ended_at"] is not None and first["flow_run_id"]
     # Prefect ran the task three times, waiting 30 ms then 60 ms (exponential backoff).
     task = _task_runs(first["flow_run_id"])["update_catalog"]

@@ -6,14 +6,27 @@ from __future__ import annotations
 import hashlib
 import multiprocessing as mp
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 
-from mlcore.registry import Registry, RegistryError, open_registry
-from tests.conftest import make_version, postgres_url
+from mlcore.errors import FatalError, RetryableError, Severity
+from mlcore.registry import (
+    Alert,
+    ModelStatus,
+    Registry,
+    RegistryError,
+    RegistryUnavailable,
+    RetrainRun,
+    RunStatus,
+    StatusChange,
+    open_registry,
+)
+from mlcore.registry._tables import retrain_runs
+from tests.conftest import free_port, make_version, postgres_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -187,3 +200,123 @@ def test_retrain_runs_and_the_two_failure_stop(url: str) -> None:
     again = reg.start_run()
     reg.finish_run(again, "success")
     assert reg.consecutive_failures() == 0
+
+
+def _code(fn: Callable[[], object]) -> str:
+    with pytest.raises(RegistryError) as info:
+        fn()
+    assert isinstance(info.value, FatalError) and isinstance(info.value, ValueError)
+    return info.value.code
+
+
+def test_every_refusal_has_its_code(url: str, tmp_path: Path) -> None:
+    reg = open_registry(url)
+    v = reg.register(make_version(tmp_path, "20250101_0000_eeeeeee"), actor="t", notes="n")
+    name = v.model_version
+    assert _code(lambda: reg.get("nope")) == "REGISTRY_VERSION_NOT_FOUND"
+    assert _code(lambda: reg.served_folder("nope")) == "REGISTRY_VERSION_NOT_FOUND"
+    assert _code(lambda: reg.transition("nope", "candidate", actor="t", notes="n")) == (
+        "REGISTRY_VERSION_NOT_FOUND"
+    )
+    assert _code(lambda: reg.register(tmp_path / name, actor="t", notes="n")) == (
+        "REGISTRY_VERSION_EXISTS"
+    )
+    assert _code(lambda: reg.register(tmp_path / "gone", actor="t", notes="n")) == (
+        "REGISTRY_VERSION_UNREADABLE"
+    )
+    assert _code(lambda: reg.register(tmp_path, actor="t", notes="n", status="deployed")) == (
+        "REGISTRY_STATE_INVALID_TRANSITION"
+    )
+    assert _code(lambda: reg.transition(name, "deployed", actor="t", notes="n")) == (
+        "REGISTRY_STATE_INVALID_TRANSITION"
+    )
+    assert _code(lambda: reg.transition(name, "live", actor="t", notes="n")) == (
+        "REGISTRY_STATE_UNKNOWN_STATUS"
+    )
+    assert _code(lambda: reg.records("live")) == "REGISTRY_STATE_UNKNOWN_STATUS"
+    assert _code(lambda: reg.transition(name, "candidate", actor="t", notes="")) == (
+        "REGISTRY_REQUEST_NOTES_MISSING"
+    )
+    assert _code(lambda: reg.rollback(actor="t", notes="n")) == (
+        "REGISTRY_STATE_NO_ROLLBACK_TARGET"
+    )
+    assert _code(lambda: reg.restore(name, actor="t")) == "REGISTRY_ARTIFACT_NO_STORE"
+    assert _code(lambda: reg.prune(2, actor="t")) == "REGISTRY_RETENTION_KEEP_TOO_LOW"
+    assert _code(lambda: reg.finish_run("no-such-run", "success")) == "REGISTRY_RUN_NOT_FOUND"
+    assert _code(lambda: reg.run("no-such-run")) == "REGISTRY_RUN_NOT_FOUND"
+    run = reg.start_run()
+    assert _code(lambda: reg.finish_run(run, "running")) == "REGISTRY_RUN_INVALID_STATUS"
+    assert _code(lambda: reg.finish_run(run, "failed")) == "REGISTRY_RUN_INVALID_STATUS"
+    stored = open_registry(url, tmp_path / "store")
+    stored.versions.store = stored.artifacts.store = stored.store  # same store for both parts
+    assert _code(lambda: stored.restore(name, actor="t")) == "REGISTRY_ARTIFACT_MISSING"
+    bad = make_version(tmp_path / "bad", "20250102_0000_fffffff")
+    (bad / "ai1.lgbm.txt").write_bytes(b"not the tree")
+    assert _code(lambda: stored.register(bad, actor="t", notes="n")) == "REGISTRY_ARTIFACT_DAMAGED"
+
+
+def test_an_unreachable_database_is_retryable(tmp_path: Path) -> None:
+    with pytest.raises(RegistryUnavailable) as info:
+        open_registry(f"postgresql+psycopg://mlcore@127.0.0.1:{free_port()}/none")
+    assert info.value.code == "REGISTRY_DB_UNAVAILABLE"
+    assert isinstance(info.value, RetryableError) and not isinstance(info.value, FatalError)
+    assert "127.0.0.1" in info.value.message and "retry" in info.value.message
+    # Once open, other errors keep their own types (a refused request is no outage).
+    reg = open_registry(f"sqlite:///{tmp_path / 'registry.db'}")
+    with pytest.raises(RegistryError):
+        reg.get("nope")
+
+
+def test_typed_rows_keep_the_stored_strings(url: str, tmp_path: Path) -> None:
+    reg = open_registry(url)
+    rec = reg.register(make_version(tmp_path, "20250101_0000_ggggggg"), actor="t", notes="n")
+    assert rec.status is ModelStatus.DRAFT and rec.status == "draft"
+    assert rec.created_at.tzinfo is not None
+    [change] = reg.history()
+    assert isinstance(change, StatusChange) and change.new_status is ModelStatus.DRAFT
+    assert change["event"] == change.event == "MODEL_REGISTERED"
+    run_id = reg.start_run(log_path="/logs/a.log")
+    reg.raise_alert("CORE_RETRAIN_FAILED", "boom", channel="slack", run_id=run_id)
+    [run] = reg.runs()
+    assert isinstance(run, RetrainRun) and run.status is RunStatus.RUNNING
+    assert run["status"] == "running" and run.as_dict()["log_path"] == "/logs/a.log"
+    with pytest.raises(KeyError):
+        run["no_such_column"]
+    [alert] = reg.alerts()
+    assert isinstance(alert, Alert) and alert.severity is Severity.ERROR
+    assert alert["severity"] == "error" and alert.run_id == run_id
+    with reg.engine.connect() as conn:
+        stored = conn.execute(select(retrain_runs.c.status)).scalar_one()
+    assert type(stored) is str and stored == "running"
+
+
+def test_failure_count_and_stalled_runs_over_many_runs(url: str) -> None:
+    """The bounded queries answer as a walk over every run would, at each step."""
+    reg = open_registry(url)
+    kinds = ["success", "failed", "failed", "aborted", "retrying", "failed"]
+    outcomes = [kinds[(i * 7 + i // 5) % len(kinds)] for i in range(120)]
+    walked = 0
+    for i, status in enumerate(outcomes):
+        run_id = reg.start_run()
+        message = None if status in ("success", "retrying") else f"run {i}"
+        reg.finish_run(run_id, status, error_message=message)
+        walked = 0 if status == "success" else walked + (status == "failed")
+        if i % 17 == 0:
+            assert reg.consecutive_failures() == walked
+        if i == 60:
+            reg.resume_retraining(actor="ops", notes="fixed")
+            walked = 0
+    assert reg.consecutive_failures() == walked
+    assert len(reg.runs()) == 120 and len(reg.runs(limit=7)) == 7
+    assert [r.run_id for r in reg.runs(limit=3)] == [r.run_id for r in reg.runs()[:3]]
+    # Stalled: running or retrying with an old heartbeat; finished runs never are.
+    retrying = {r.run_id for r in reg.runs() if r.status is RunStatus.RETRYING}
+    assert {r.run_id for r in reg.active_runs()} == retrying
+    assert reg.stalled_runs(3600.0) == []
+    time.sleep(0.3)
+    fresh = reg.start_run()
+    stalled = {r.run_id for r in reg.stalled_runs(0.2)}
+    assert stalled == retrying and fresh not in stalled
+    reg.heartbeat(next(iter(retrying)))
+    assert len(reg.stalled_runs(0.2)) == len(retrying) - 1
+    assert fresh in {r.run_id for r in reg.stalled_runs(0.0)}

@@ -8,7 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlcore.backtest import PortfolioRun, evaluate_gates, grid, objective, search_theta, stabilise
+from mlcore.backtest import (
+    Decision,
+    PortfolioRun,
+    evaluate_gates,
+    grid,
+    objective,
+    search_theta,
+    stabilise,
+)
 from mlcore.config import GatePolicy, StabilisationPolicy, ThetaRange, ThetaSearchPolicy
 
 BOX = ThetaRange(theta1=[0.60, 0.85], theta2=[0.20, 0.45])
@@ -140,7 +148,7 @@ def test_stabilise_moves_toward_the_gate_pass_rate_band_within_the_step() -> Non
 def test_gates_adopt_only_when_every_gate_passes() -> None:
     good = {"sharpe": 1.5, "max_drawdown": 0.08, "trades_per_year": 200.0}
     decision, gates = evaluate_gates(good, 0.97, 0.2, None, GATES)
-    assert decision == "adopt"
+    assert decision == "adopt" and decision is Decision.ADOPT
     assert [g["gate"] for g in gates] == ["sharpe", "max_drawdown", "trades_per_year",
                                           "non_inferiority", "deflated_sharpe", "pbo"]  # fmt: skip
     assert all(g["reason"] for g in gates)

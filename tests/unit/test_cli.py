@@ -304,7 +304,7 @@ def test_registry_commands_on_the_embedded_database(archive: Path, tmp_path: Pat
     assert (archive / "registry" / "registry.db").exists()
     code, out = _run("registry", "promote", folder.name, "--to", "deployed", "--notes", "go", *root)
     assert code == 1
-    assert "error REGISTRY_REQUEST_REFUSED: 20250101_0000_abc1234 is draft: it can go to" in out
+    assert "error REGISTRY_STATE_INVALID_TRANSITION: 20250101_0000_abc1234 is draft" in out
     code, out = _run("registry", "promote", folder.name, "--to", "candidate", "--notes", "", *root)
     assert code == 1 and "needs notes" in out
     code, out = _run(
@@ -326,7 +326,8 @@ def test_flows_status_and_resume_on_the_embedded_database(archive: Path) -> None
     assert code == 0, out
     assert "consecutive failures: 0; retraining enabled" in out
     code, out = _run("flows", "resume", "--notes", "  ", *root)
-    assert code == 1 and "error REGISTRY_REQUEST_REFUSED: resuming retraining needs notes" in out
+    assert code == 1
+    assert "error REGISTRY_REQUEST_NOTES_MISSING: resuming retraining needs notes" in out
     code, out = _run("flows", "resume", "--notes", "disk replaced", *root)
     assert code == 0 and "retraining resumed (0 consecutive failure(s) cleared)" in out
     code, out = _run("flows", "run", "backtest", *root)

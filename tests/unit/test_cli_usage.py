@@ -170,7 +170,7 @@ def test_user_strings_are_printed_as_text_never_markup(archive: Path, tmp_path: 
     code, _, err = _run("train", "--timeframe", "1h", "--pair", "[red]X[/red]", *ROOT)
     assert code == 2 and "--pair '[red]X[/red]' is not in universe.yaml" in err
     code, _, err = _run("registry", "promote", _V, "--to", "deployed", "--notes", "[b]x[/b]", *ROOT)
-    assert code == 1 and "error REGISTRY_REQUEST_REFUSED" in err
+    assert code == 1 and "error REGISTRY_STATE_INVALID_TRANSITION" in err
 
 
 def test_ingest_start_and_end_take_iso_times_with_offsets(archive: Path) -> None:

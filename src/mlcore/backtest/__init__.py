@@ -3,7 +3,7 @@ table, θ search and stabilisation, stress scenarios, adoption gates, stored res
 HTML report."""
 
 from mlcore.backtest._engine import PairBacktest, PairStrategy, simulate_pair
-from mlcore.backtest._gates import evaluate_gates
+from mlcore.backtest._gates import Decision, evaluate_gates
 from mlcore.backtest._inputs import PairBars, fx_rate, pair_bars
 from mlcore.backtest._portfolio import (
     AccountRules,
@@ -50,6 +50,7 @@ __all__ = [
     "ZERO_COSTS",
     "AccountRules",
     "BacktestReport",
+    "Decision",
     "LegCosts",
     "PairBacktest",
     "PairBars",

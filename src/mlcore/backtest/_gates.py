@@ -4,9 +4,17 @@ with its value, its threshold and the reason, passed or not."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from mlcore.config import GatePolicy
+
+
+class Decision(StrEnum):
+    """The backtest's adoption decision (the strings ``backtest.json`` has always held)."""
+
+    ADOPT = "adopt"
+    REJECT = "reject"
 
 
 def _gate(
@@ -28,9 +36,10 @@ def _fmt(v: float | None) -> str:
 def evaluate_gates(
     test: dict[str, Any], dsr: float | None, pbo: float | None, baseline: dict[str, Any] | None,
     policy: GatePolicy,
-) -> tuple[str, list[dict[str, Any]]]:  # fmt: skip
-    """("adopt" | "reject", gates) for the test-window metrics of the candidate; ``baseline``
-    holds the model in service's metrics on the same window (None: there is none)."""
+) -> tuple[Decision, list[dict[str, Any]]]:  # fmt: skip
+    """(``Decision.ADOPT`` | ``Decision.REJECT``, gates) for the test-window metrics of the
+    candidate; ``baseline`` holds the model in service's metrics on the same window (None:
+    there is none)."""
     sharpe, dd, tpy = test.get("sharpe"), test.get("max_drawdown"), test.get("trades_per_year")
     gates = [
         _gate("sharpe", sharpe, f"> {policy.min_sharpe}",
@@ -68,5 +77,5 @@ def evaluate_gates(
     gates.append(_gate("pbo", pbo, f"<= {policy.max_pbo}",
                        pbo is not None and pbo <= policy.max_pbo,
                        f"PBO {_fmt(pbo)} vs <= {policy.max_pbo}"))  # fmt: skip
-    decision = "adopt" if all(g["passed"] for g in gates) else "reject"
+    decision = Decision.ADOPT if all(g["passed"] for g in gates) else Decision.REJECT
     return decision, gates

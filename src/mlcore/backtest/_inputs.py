@@ -22,6 +22,7 @@ import pandas as pd
 
 from mlcore.config import TIMEFRAMES, AppConfig, PairSpec
 from mlcore.data import Catalog
+from mlcore.errors import MissingDataError, MissingInputError
 from mlcore.execution import PairModels, slippage_factors
 from mlcore.features import build_pair_features, load_pair_features
 from mlcore.labels import ai1_events
@@ -80,11 +81,15 @@ def fx_rate(
     direct, inverse = f"{quote}/{account}", f"{account}/{quote}"
     symbol = direct if direct in instruments else inverse if inverse in instruments else None
     if symbol is None:
-        raise ValueError(
-            f"no FX instrument to convert {quote} into {account}: universe.yaml needs "
-            f"{direct} or {inverse}"
+        raise MissingInputError(
+            "UNIVERSE_FX_MISSING",
+            f"no FX instrument to convert {quote} into {account}: universe.yaml needs {direct} "
+            f"or {inverse} (add one and ingest its bars)",
+            details={"quote": quote, "account": account},
         )
     fx = load(symbol)
+    if fx.empty:
+        raise _no_fx_bars(symbol, stale_seconds)
     fx_ts = pd.DatetimeIndex(fx["ts"]).as_unit("ns").asi8
     close = fx["close"].to_numpy(dtype=np.float64)
     at = np.searchsorted(fx_ts, ts_ns, side="right") - 1
@@ -97,8 +102,17 @@ def fx_rate(
     # Marked at the last fresh rate; before any fresh rate the bar has no price at all.
     fresh = pd.Series(np.where(stale, np.nan, rate)).ffill().to_numpy()
     if np.isnan(fresh).all():
-        raise ValueError(f"{symbol}: no FX close within {stale_seconds} s of any bar")
+        raise _no_fx_bars(symbol, stale_seconds)
     return fresh, stale
+
+
+def _no_fx_bars(symbol: str, stale_seconds: int) -> MissingDataError:
+    return MissingDataError(
+        "DATA_FX_NO_BARS",
+        f"{symbol}: no FX close within {stale_seconds} s of any bar; ingest {symbol} bars "
+        "covering the backtest's period first",
+        details={"symbol": symbol},
+    )
 
 
 def event_bars(cfg: AppConfig, feats: pd.DataFrame) -> np.ndarray:

@@ -15,6 +15,7 @@ from mlcore.backtest._engine import PairBacktest, PairStrategy, simulate_pair
 from mlcore.backtest._inputs import PairBars
 from mlcore.backtest._metrics import daily_equity, max_drawdown, performance
 from mlcore.config import TIMEFRAMES, AppConfig
+from mlcore.errors import MissingInputError
 from mlcore.execution import LegCosts, leg_costs
 
 _DAY_NS = 86_400 * 10**9
@@ -42,7 +43,11 @@ def pair_setups(
     bt = cfg.backtest
     pairs = [p for p in cfg.universe.pairs if pair_ids is None or p.pair_id in pair_ids]
     if not pairs:
-        raise ValueError(f"none of the pairs {sorted(pair_ids or [])} is in universe.yaml")
+        raise MissingInputError(
+            "UNIVERSE_PAIR_UNKNOWN",
+            f"none of the pairs {sorted(pair_ids or [])} is in universe.yaml "
+            f"{[p.pair_id for p in cfg.universe.pairs]}",
+        )
     capital = bt.account.capital_usd / len(pairs)
     ai1 = cfg.core.labels.ai1
     out = {}

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlcore.backtest._gates import evaluate_gates
+from mlcore.backtest._gates import Decision, evaluate_gates
 from mlcore.backtest._inputs import PairBars, pair_bars
 from mlcore.backtest._overfit import deflated_sharpe, probability_of_overfitting
 from mlcore.backtest._portfolio import (
@@ -39,6 +39,7 @@ from mlcore.backtest._stress import run_stress
 from mlcore.backtest._theta import SearchResult, Stabilised, search_theta, stabilise
 from mlcore.config import AppConfig
 from mlcore.data import Catalog, replace_dir
+from mlcore.errors import MissingDataError, MissingInputError
 from mlcore.execution import BACKTEST_RECORD, PairModels, previous_theta
 from mlcore.training import code_hash
 
@@ -50,7 +51,7 @@ class BacktestReport:
     model_version: str
     folder: Path
     report: Path
-    decision: str
+    decision: Decision
     gates: list[dict[str, Any]]
     theta_run: ThetaRun
     test: dict[str, Any]
@@ -172,17 +173,21 @@ def optimize_theta(
     seed = int(models.params["seed"]) if seed is None else seed
     unknown = sorted(models.pairs() - {p.pair_id for p in cfg.universe.pairs})
     if unknown:
-        raise ValueError(
+        raise MissingInputError(
+            "UNIVERSE_PAIR_UNKNOWN",
             f"model version {models.version} was trained on pairs {unknown} that universe.yaml "
-            "does not list"
+            "does not list: add them back or train a version on the listed pairs",
+            details={"pairs": unknown},
         )
     bars = _score_all(cfg, cat, models, timeframe, models.pairs())
     search_bars = _windows(bars, search_start, test_start)
     test_bars = _windows(bars, test_start, None)
     if not search_bars or not test_bars:
-        raise ValueError(
-            f"model version {models.version}: no bars in the search window from {search_start} "
-            f"or the test window from {test_start}"
+        raise MissingDataError(
+            "DATA_WINDOW_NO_BARS",
+            f"model version {models.version}: no bars of {sorted(models.pairs())} in the search "
+            f"window from {search_start} or the test window from {test_start}; ingest "
+            f"{timeframe} bars for them first",
         )
     setups = pair_setups(cfg, timeframe, {b.pair_id for b in bars})
     account = account_rules(cfg, timeframe)
@@ -255,9 +260,9 @@ def run_backtest(
     }
     summary = dict(test_run.metrics)
     summary.update({"deflated_sharpe": dsr, "pbo": pbo, "theta1": stab.theta[0],
-                    "theta2": stab.theta[1], "decision": decision})  # fmt: skip
+                    "theta2": stab.theta[1], "decision": decision.value})  # fmt: skip
     record = {
-        "decision": decision,
+        "decision": decision.value,
         "gates": gates,
         "theta": {
             "adopted": list(stab.theta),

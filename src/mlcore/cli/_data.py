@@ -13,7 +13,7 @@ from mlcore.cli._app import app, command, load_config, typer_app
 from mlcore.cli._params import TIME_HELP, TIMEFRAME_HELP, Source, parse_time, parse_timeframe
 from mlcore.cli._params import parse_tz as parse_tz_
 from mlcore.cli._render import print_ingest, text
-from mlcore.errors import ConfigError, DataQualityError
+from mlcore.errors import ConfigError, DataQualityError, MlcoreError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -244,6 +244,8 @@ def features_build(
             with stage(f"features {s}") as st:
                 reports.append(build_symbol_features(cfg, cat, s, timeframe))
                 st.detail = f"{reports[-1].aligned_bars:,} bars"
+    except MlcoreError:
+        raise  # already one clear line with its own code
     except ValueError as exc:
         raise DataQualityError("FEATURES_INPUT_INVALID", str(exc)) from exc
     for r in reports:

@@ -37,6 +37,8 @@ def _flow_call(fn: Callable[[], R]) -> R:
 
     try:
         return fn()
+    except MlcoreError:
+        raise  # already one clear line with its own code
     except RetrainRefused as exc:
         raise MlcoreError("CORE_RETRAIN_REFUSED", str(exc)) from exc
     except RegistryError as exc:
@@ -108,6 +110,8 @@ def flows_serve(
     cfg = load_config()
     try:
         flows.retrain_deployment(cfg, cron)
+    except MlcoreError:
+        raise  # already one clear line with its own code
     except ValueError as exc:
         raise ConfigError("CLI_ARGUMENT_INVALID", f"--cron {cron!r}: {exc}") from exc
     text(
@@ -116,6 +120,8 @@ def flows_serve(
     )
     try:
         flows.serve_retrain(cfg, cron)
+    except MlcoreError:
+        raise  # already one clear line with its own code
     except ValueError as exc:
         raise ConfigError("PREFECT_SERVER_MISSING", str(exc)) from exc
 

@@ -13,7 +13,7 @@ from mlcore.cli._app import app, command, load_config, typer_app
 from mlcore.cli._data import TimeframeOpt, check_pairs, check_timeframe
 from mlcore.cli._params import SEED_MAX
 from mlcore.cli._render import print_backtest, print_theta, print_train, text
-from mlcore.errors import ConfigError, DataQualityError
+from mlcore.errors import ConfigError, DataQualityError, MlcoreError
 
 if TYPE_CHECKING:
     from mlcore.backtest import BacktestReport
@@ -63,6 +63,8 @@ def train(
                 cfg, cat, timeframe, pair_ids=pair or None, seed=seed, direction=direction
             )
             st.detail = f"model version {report.model_version} ({report.status})"
+    except MlcoreError:
+        raise  # already one clear line with its own code
     except ValueError as exc:
         raise DataQualityError("TRAIN_INPUT_INVALID", str(exc)) from exc
     print_train(report)
@@ -78,6 +80,8 @@ def resolve_models(
         return resolve_model(cfg, model), (
             resolve_model(cfg, baseline) if baseline is not None else None
         )
+    except MlcoreError:
+        raise  # already one clear line with its own code
     except ValueError as exc:
         raise ConfigError("CLI_ARGUMENT_INVALID", str(exc)) from exc
 
@@ -102,6 +106,8 @@ def _on_model(
             result = fn(cfg, Catalog(cfg), folder, baseline_folder=base, seed=seed, restore=restore)
             st.detail = folder.name
         return result
+    except MlcoreError:
+        raise  # already one clear line with its own code
     except ValueError as exc:
         raise DataQualityError("BACKTEST_INPUT_INVALID", str(exc)) from exc
 
@@ -144,6 +150,8 @@ def report_cmd(model: ModelOpt = None) -> None:
         )
     try:
         path = rebuild_report(cfg, results)
+    except MlcoreError:
+        raise  # already one clear line with its own code
     except ValueError as exc:
         raise DataQualityError("BACKTEST_RESULT_INVALID", str(exc)) from exc
     text(f"report: {path}")

@@ -76,6 +76,8 @@ def registry_call(fn: Callable[[], R]) -> R:
 
     try:
         return fn()
+    except MlcoreError:
+        raise  # already one clear line with its own code
     except RegistryError as exc:
         raise MlcoreError("REGISTRY_REQUEST_REFUSED", str(exc)) from exc
 
@@ -196,6 +198,8 @@ def registry_verify(
         from mlcore.registry import rebuild
 
         rep = rebuild(cfg, Catalog(cfg), reg.served_folder(version))
+    except MlcoreError:
+        raise  # already one clear line with its own code
     except ValueError as exc:
         raise DataQualityError("REGISTRY_REBUILD_INVALID", str(exc)) from exc
     for w in rep.warnings:

@@ -19,7 +19,7 @@ from mlcore.cli._render import (
     print_train,
     text,
 )
-from mlcore.errors import ConfigError
+from mlcore.errors import ConfigError, MlcoreError
 
 # As mlcore.demo.DEMO_MONTHS_RANGE (not imported here: it loads pandas; a test checks they agree).
 DEMO_MONTHS_MIN, DEMO_MONTHS_MAX = 8, 120
@@ -100,6 +100,8 @@ def serve_cmd(
             cfg, model=model, pair_ids=ids, workers=workers, replay_last=replay_last,
             exit_when_idle_seconds=exit_when_idle, bars=None if bars is None else str(bars),
         )  # fmt: skip
+    except MlcoreError:
+        raise  # already one clear line with its own code
     except ValueError as exc:
         raise ConfigError("SERVING_START_REFUSED", str(exc)) from exc
     print_serve(summary)

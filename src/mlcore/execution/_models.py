@@ -22,6 +22,7 @@ import pandas as pd
 import yaml
 
 from mlcore.config import TIMEFRAMES
+from mlcore.errors import MissingInputError, MlcoreError
 from mlcore.execution._artifacts import read_checked, read_checksums
 from mlcore.execution._calibration import IsotonicCalibrator
 from mlcore.execution._inputs import ModelInputs
@@ -149,13 +150,19 @@ class PairModels:
             try:
                 restore(folder.name)
             except Exception as failed:
+                if isinstance(exc, MlcoreError):  # keep its code
+                    raise type(exc)(exc.code, f"{exc.message} (not restored: {failed})") from None
                 raise ValueError(f"{exc} (not restored: {failed})") from None
             return cls._load(folder)
 
     @classmethod
     def _load(cls, folder: Path) -> PairModels:
         if not folder.is_dir():
-            raise ValueError(f"{folder}: no such model version folder")
+            raise MissingInputError(
+                "MODEL_VERSION_NOT_FOUND",
+                f"{folder}: no such model version folder; train one (`mlcore train`) or name "
+                "an existing version",
+            )
         sums = read_checksums(folder)
 
         def read(name: str) -> bytes:

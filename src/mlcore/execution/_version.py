@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from mlcore.config import AppConfig
+from mlcore.errors import MissingInputError
 from mlcore.execution._models import PairModels
 
 BACKTEST_RECORD = "backtest.json"  # {reports}/backtest/{version}/, written by the backtest
@@ -19,12 +20,18 @@ def resolve_model(cfg: AppConfig, name: str | None) -> Path:
     if name is None:
         versions = sorted(p for p in root.glob("*") if p.is_dir() and not p.name.startswith("."))
         if not versions:
-            raise ValueError(f"no model version under {root}: run `mlcore train` first")
+            raise MissingInputError(
+                "MODEL_VERSION_NONE", f"no model version under {root}: run `mlcore train` first"
+            )
         return versions[-1]
     path = Path(name)
     folder = path if path.is_dir() else root / name
     if not folder.is_dir():
-        raise ValueError(f"model version {name!r} not found (neither a folder nor under {root})")
+        raise MissingInputError(
+            "MODEL_VERSION_NOT_FOUND",
+            f"model version {name!r} not found (neither a folder nor under {root}); "
+            "`mlcore registry list` shows the registered ones",
+        )
     return folder
 
 

@@ -27,6 +27,7 @@ import pandas as pd
 from mlcore.config import AppConfig, PairSpec
 from mlcore.data import Catalog, write_atomic
 from mlcore.data._store import json_bytes, month_groups, symbol_dirname, to_parquet_bytes
+from mlcore.errors import MissingDataError
 from mlcore.features import _kernels as _kernels_module
 from mlcore.features._engine import PairFeatureEngine, SingleFeatureEngine, align_legs
 from mlcore.features._kernels import PAIR_FEATURES, SINGLE_FEATURES
@@ -140,8 +141,12 @@ def _aligned(cat: Catalog, pair: PairSpec, timeframe: str) -> tuple[pd.DataFrame
     for sym in (pair.leg_a, pair.leg_b):
         bars = cat.load_bars(timeframe, sym)
         if bars.empty:
-            raise ValueError(
-                f"pair {pair.pair_id}: no included bars for {sym} {timeframe} in the catalog"
+            raise MissingDataError(
+                "DATA_PAIR_NO_BARS",
+                f"pair {pair.pair_id}: no included bars for {sym} {timeframe} in the catalog; "
+                f"ingest {timeframe} bars for {sym} first or remove {pair.pair_id} from "
+                "universe.yaml",
+                details={"pair_id": pair.pair_id, "symbol": sym, "timeframe": timeframe},
             )
         legs.append(bars[_LEG_COLS])
     joined, dropped = align_legs(legs[0], legs[1])
@@ -286,7 +291,12 @@ def build_symbol_features(
     kind = _single_kind()
     bars = cat.load_bars(timeframe, symbol)
     if bars.empty:
-        raise ValueError(f"no included bars for {symbol} {timeframe} in the catalog")
+        raise MissingDataError(
+            "DATA_SYMBOL_NO_BARS",
+            f"no included bars for {symbol} {timeframe} in the catalog; ingest {timeframe} bars "
+            f"for {symbol} first",
+            details={"symbol": symbol, "timeframe": timeframe},
+        )
     key = symbol_dirname(symbol)
     report = FeatureBuildReport(key, timeframe, kind.fhash, len(bars), {}, 0, {})
     _build_months(cfg, timeframe, key, bars, kind, report)
@@ -314,7 +324,12 @@ def _load(cfg: AppConfig, key: str, timeframe: str, fhash: str) -> pd.DataFrame:
     root = cfg.paths.features / timeframe / key
     index_path = root / f"{fhash}.index.json"
     if not index_path.exists():
-        raise ValueError(f"no cached features for {key} {timeframe}; run `mlcore features build`")
+        raise MissingDataError(
+            "FEATURES_CACHE_MISSING",
+            f"no cached {timeframe} features for {key}; run `mlcore features build --timeframe "
+            f"{timeframe}` first",
+            details={"key": key, "timeframe": timeframe},
+        )
     months: dict[str, str] = json.loads(index_path.read_text(encoding="utf-8"))["months"]
     frames = []
     starts = segment_starts(list(months))
@@ -322,9 +337,11 @@ def _load(cfg: AppConfig, key: str, timeframe: str, fhash: str) -> pd.DataFrame:
     for month, chain in sorted(months.items()):
         meta = _read_meta(root / month, fhash)
         if meta is None or meta.get("chain_key") != chain:
-            raise ValueError(
+            raise MissingDataError(
+                "FEATURES_CACHE_MISSING",
                 f"feature cache for {key} {timeframe} {month} is missing or stale; "
-                "run `mlcore features build`"
+                f"run `mlcore features build --timeframe {timeframe}`",
+                details={"key": key, "timeframe": timeframe, "month": month},
             )
         frame = pd.read_parquet(io.BytesIO((root / month / f"{fhash}.parquet").read_bytes()))
         segment += month in starts

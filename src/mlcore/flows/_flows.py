@@ -29,8 +29,8 @@ from mlcore.config import AppConfig, TaskRunnerPolicy, load_config
 from mlcore.flows import _tasks as tasks
 from mlcore.flows._guard import RunGuard, begin_run, log
 from mlcore.flows._publish import SERVING_CHANNEL, Checklist, serving_notice, write_notice
-from mlcore.registry import Registry, registry_for
-from mlcore.training import TrainReport
+from mlcore.registry import ModelStatus, Registry, RunStatus, registry_for
+from mlcore.training import TrainReport, TrainStatus
 
 
 @dataclass
@@ -38,7 +38,7 @@ class PublishOutcome:
     """What ``core_publish_flow`` did with a version."""
 
     model_version: str
-    status: str
+    status: ModelStatus
     checklist: Checklist
     notified: list[str] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
@@ -49,7 +49,7 @@ class RetrainOutcome:
     """One retraining run, end to end."""
 
     run_id: str
-    status: str
+    status: RunStatus
     model_version: str | None = None
     training: TrainReport | None = None
     backtest: BacktestReport | None = None
@@ -181,16 +181,18 @@ def core_publish_flow(
     notes = check.notes()
     status = registry.get(model_version).status
     if not check.passed:
-        if status != "rejected":
-            registry.transition(model_version, "rejected", actor=actor, notes=notes)
+        if status is not ModelStatus.REJECTED:
+            registry.transition(model_version, ModelStatus.REJECTED, actor=actor, notes=notes)
         log.info("model rejected", model_version=model_version, notes=notes)
     else:
-        steps = ["candidate", "approved"] + (["deployed"] if cfg.retrain.deploy_on_adopt else [])
+        steps = [ModelStatus.CANDIDATE, ModelStatus.APPROVED] + (
+            [ModelStatus.DEPLOYED] if cfg.retrain.deploy_on_adopt else []
+        )
         for to in steps[steps.index(status) + 1 if status in steps else 0 :]:
             registry.transition(model_version, to, actor=actor, notes=notes, theta=check.theta)
     record = registry.get(model_version)
     notified: list[str] = []
-    if record.status == "deployed":
+    if record.status is ModelStatus.DEPLOYED:
         notified = _notify(cfg, serving_notice(model_version, folder, check.theta))
     log.info(
         "model published", model_version=model_version, status=record.status, notified=notified
@@ -213,7 +215,7 @@ def core_retrain_flow(
     timeframe = timeframe or cfg.retrain.timeframe
     registry = registry_for(cfg)
     guard = begin_run(registry, cfg.retrain, flow_run.get_id())
-    outcome = RetrainOutcome(guard.run_id, "running")
+    outcome = RetrainOutcome(guard.run_id, RunStatus.RUNNING)
     try:
         with guard.heartbeat():
             guard.step = "update_catalog"
@@ -236,19 +238,19 @@ def core_retrain_flow(
             )
             tasks.with_retries(tasks.register_version, guard)(registry, report.folder, note)
             stage_done("register", f"{report.model_version} ({report.status})")
-            if report.status != "ok":
+            if report.status is not TrainStatus.OK:
                 # Spec: a blocked training run is not judged for adoption.
                 registry.transition(
                     report.model_version,
-                    "rejected",
+                    ModelStatus.REJECTED,
                     actor="core_retrain_flow",
                     notes=f"retrain_status=blocked: {report.blocked_reasons}",
                 )
-                outcome.status = "aborted"
+                outcome.status = RunStatus.ABORTED
                 outcome.message = f"training blocked: {report.blocked_reasons}"
                 registry.finish_run(
                     guard.run_id,
-                    "aborted",
+                    RunStatus.ABORTED,
                     retry_count=guard.retry_count(),
                     model_version=report.model_version,
                     error_message=outcome.message,
@@ -269,7 +271,7 @@ def core_retrain_flow(
                       error=repr(record_exc))  # fmt: skip
         raise
     outcome.retries = guard.retry_count()
-    outcome.status = "success"
+    outcome.status = RunStatus.SUCCESS
     bt = outcome.backtest
     theta = tuple(bt.theta_run.stabilised.theta) if bt is not None else None
     summary = {
@@ -281,7 +283,7 @@ def core_retrain_flow(
     }
     registry.finish_run(
         guard.run_id,
-        "success",
+        RunStatus.SUCCESS,
         retry_count=outcome.retries,
         model_version=outcome.model_version,
         theta=(float(theta[0]), float(theta[1])) if theta else None,

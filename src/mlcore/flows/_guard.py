@@ -12,8 +12,8 @@ from typing import Any
 
 from mlcore._logging import get_logger
 from mlcore.config import RetrainPolicy
-from mlcore.errors import ConfigError
-from mlcore.registry import Registry
+from mlcore.errors import FatalError, MlcoreError, Severity
+from mlcore.registry import Registry, RunStatus
 
 log = get_logger("flows")
 
@@ -24,12 +24,19 @@ RETRAIN_HEARTBEAT = "CORE_RETRAIN_HEARTBEAT"
 RETRAIN_RETRYING = "CORE_RETRAIN_RETRYING"
 
 
-class RetrainRefused(RuntimeError):
-    """A retraining run that did not start (stopped after failures, or another run is on)."""
+class RetrainRefused(FatalError, RuntimeError):
+    """A retraining run that did not start: ``RETRAIN_GUARD_STOPPED`` (stopped after
+    consecutive failures; a person resumes it) or ``RETRAIN_GUARD_BUSY`` (another run is on).
+    Still a ``RuntimeError``, as it was before it had a code."""
+
+    str_with_code = False
 
 
 def short(exc: BaseException) -> str:
-    """An exception as one line: its type and its message's first line."""
+    """An exception as one line: its type (or code) and its message's first line."""
+    if isinstance(exc, MlcoreError):
+        lines = exc.message.strip().splitlines()
+        return f"{exc.code}: {lines[0] if lines else ''}".rstrip(": ")
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
@@ -44,7 +51,9 @@ class RunGuard:
     step: str = "starting"
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def alert(self, code: str, message: str, severity: str = "error", **details: Any) -> str:
+    def alert(
+        self, code: str, message: str, severity: Severity = Severity.ERROR, **details: Any
+    ) -> str:
         """Raise an alert: a row in ``audit.alerts`` and an error line in the log."""
         alert_id = self.registry.raise_alert(
             code,
@@ -67,20 +76,19 @@ class RunGuard:
 
     def retry_count(self) -> int:
         """Retries this run has made so far."""
-        for run in self.registry.runs():
-            if run["run_id"] == self.run_id:
-                return int(run["retry_count"])
-        raise ValueError(f"retrain run {self.run_id} is not recorded")
+        return self.registry.run(self.run_id).retry_count
 
     def on_retry(self, task_name: str, exc: BaseException | None) -> bool:
         """A task failed: retry it (recorded as ``retrying``) unless the failure is one a
-        retry cannot mend (a bad configuration)."""
-        if isinstance(exc, ConfigError):
+        retry cannot mend (a :class:`FatalError`: a bad configuration, a refused request)."""
+        if isinstance(exc, FatalError):
             return False
         with self._lock:
             count = self.retry_count() + 1
             why = f"{task_name}: {short(exc) if exc is not None else 'failed'}"
-            self.registry.finish_run(self.run_id, "retrying", retry_count=count, error_message=why)
+            self.registry.finish_run(
+                self.run_id, RunStatus.RETRYING, retry_count=count, error_message=why
+            )
         log.warning(
             "retrying",
             code=RETRAIN_RETRYING,
@@ -127,11 +135,11 @@ class RunGuard:
         signal) is recorded as aborted and is no failure of retraining."""
         why = f"{self.step}: {short(exc)}"
         if not isinstance(exc, Exception):
-            self.registry.finish_run(self.run_id, "aborted", retry_count=self.retry_count(),
+            self.registry.finish_run(self.run_id, RunStatus.ABORTED, retry_count=self.retry_count(),
                                      error_message=f"interrupted at {why}")  # fmt: skip
             log.warning("retraining run interrupted", run_id=self.run_id, step=self.step)
             return
-        self.registry.finish_run(self.run_id, "failed", retry_count=self.retry_count(),
+        self.registry.finish_run(self.run_id, RunStatus.FAILED, retry_count=self.retry_count(),
                                  error_message=why)  # fmt: skip
         self.alert(RETRAIN_FAILED, f"retraining run failed at {why}", step=self.step)
         failures = self.registry.consecutive_failures()
@@ -140,7 +148,7 @@ class RunGuard:
                 RETRAIN_STOPPED,
                 f"retraining stopped after {failures} consecutive failed runs (last: {why}); "
                 "`mlcore flows resume --notes ...` resumes it",
-                severity="critical", failures=failures,
+                severity=Severity.CRITICAL, failures=failures,
             )  # fmt: skip
 
 
@@ -150,32 +158,37 @@ def begin_run(registry: Registry, policy: RetrainPolicy, flow_run_id: str | None
     stale_s = policy.heartbeat_seconds * policy.heartbeat_stale_factor
     for run in registry.stalled_runs(stale_s):
         why = (
-            f"no heartbeat for over {stale_s:g} s (last {run['heartbeat_at']}): its process "
+            f"no heartbeat for over {stale_s:g} s (last {run.heartbeat_at}): its process "
             "died or hangs"
         )
         registry.finish_run(
-            run["run_id"], "aborted", retry_count=int(run["retry_count"]), error_message=why
+            run.run_id, RunStatus.ABORTED, retry_count=run.retry_count, error_message=why
         )
-        RunGuard(registry, policy, run["run_id"]).alert(
-            RETRAIN_HEARTBEAT, f"retraining run {run['run_id']} aborted: {why}"
+        RunGuard(registry, policy, run.run_id).alert(
+            RETRAIN_HEARTBEAT, f"retraining run {run.run_id} aborted: {why}"
         )
     guard = RunGuard(registry, policy, registry.start_run(flow_run_id=flow_run_id))
-    refusal = None
+    refusal = _refusal(registry, policy, guard.run_id)
+    if refusal is not None:
+        code, why = refusal
+        registry.finish_run(guard.run_id, RunStatus.ABORTED, error_message=why)
+        guard.alert(RETRAIN_SKIPPED, f"retraining run not started: {why}", Severity.WARNING)
+        raise RetrainRefused(code, why)
+    return guard
+
+
+def _refusal(registry: Registry, policy: RetrainPolicy, run_id: str) -> tuple[str, str] | None:
+    """Why the run ``run_id`` may not go on (its code and reason), or None."""
     failures = registry.consecutive_failures()
     if failures >= policy.max_consecutive_failures:
-        refusal = (
+        return "RETRAIN_GUARD_STOPPED", (
             f"retraining is stopped after {failures} consecutive failed runs; resume it with "
             "`mlcore flows resume --notes ...` once the cause is fixed"
         )
-    others = [
-        r
-        for r in registry.runs()
-        if r["status"] in ("running", "retrying") and r["run_id"] != guard.run_id
-    ]
-    if refusal is None and others:
-        refusal = f"retraining run {others[0]['run_id']} is still in progress"
-    if refusal is not None:
-        registry.finish_run(guard.run_id, "aborted", error_message=refusal)
-        guard.alert(RETRAIN_SKIPPED, f"retraining run not started: {refusal}", severity="warning")
-        raise RetrainRefused(refusal)
-    return guard
+    others = [r for r in registry.active_runs() if r.run_id != run_id]
+    if others:
+        return "RETRAIN_GUARD_BUSY", (
+            f"retraining run {others[0].run_id} is still in progress; wait for it to end (or "
+            "for its heartbeat to go stale, when it is aborted)"
+        )
+    return None

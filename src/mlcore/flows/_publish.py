@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mlcore.backtest import Decision
 from mlcore.data import write_atomic
 from mlcore.registry import damaged_files
 
@@ -104,12 +105,13 @@ def adoption_checklist(model_folder: Path, backtest_folder: Path) -> Checklist:
     gates = record.get("gates", [])
     failed = [g["gate"] for g in gates if not g.get("passed")]
     decision = str(record.get("decision", "")).lower()
+    adopt = decision == Decision.ADOPT
     items.append(
         CheckItem(
             "backtest",
-            decision == "adopt" and not failed and bool(gates),
+            adopt and not failed and bool(gates),
             f"decision {decision}, gates failed {failed}"
-            if failed or decision != "adopt"
+            if failed or not adopt
             else f"decision adopt, {len(gates)} gates passed",
         )
     )

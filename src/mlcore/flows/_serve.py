@@ -11,9 +11,16 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 
 from mlcore.config import AppConfig
+from mlcore.errors import ConfigError
 from mlcore.flows._flows import RetrainOutcome, core_retrain_flow, task_runner
 
 DEPLOYMENT = "core-retrain"
+
+
+class _ServerMissing(ConfigError, ValueError):
+    """No Prefect server to serve a cron deployment (a ``ValueError`` as before it had a code)."""
+
+    str_with_code = False
 
 
 def _retrain_flow(cfg: AppConfig) -> Flow[..., RetrainOutcome]:
@@ -51,10 +58,11 @@ def retrain_deployment(cfg: AppConfig, cron: str | None = None) -> RunnerDeploym
 def serve_retrain(cfg: AppConfig, cron: str | None = None) -> None:
     """Serve the cron deployment until stopped (needs PREFECT_API_URL: a Prefect server)."""
     if not os.environ.get("PREFECT_API_URL"):
-        raise ValueError(
+        raise _ServerMissing(
+            "FLOWS_SERVER_MISSING",
             "PREFECT_API_URL is not set: start a server (`prefect server start --host "
             "127.0.0.1`) and set PREFECT_API_URL=http://127.0.0.1:4200/api; cron schedules need "
-            "a server, ephemeral mode has no scheduler"
+            "a server, ephemeral mode has no scheduler",
         )
     # Prefect's own flow-run heartbeats too (the server can then mark a dead run crashed);
     # the flow runs in a subprocess that reads this setting at start.

@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from mlcore.backtest import BacktestReport, ThetaRun, optimize_theta, run_backtest
 from mlcore.config import AppConfig
 from mlcore.data import Catalog, build_catalog
+from mlcore.errors import MissingDataError, MissingInputError
 from mlcore.flows._guard import RunGuard
 from mlcore.flows._publish import Checklist, adoption_checklist
 from mlcore.registry import ModelRecord, Registry
@@ -47,10 +48,14 @@ def update_catalog(cfg: AppConfig, timeframe: str) -> dict[str, Any]:
     legs = sorted({s for p in cfg.universe.pairs for s in (p.leg_a, p.leg_b)})
     empty = [s for s in legs if not cat.partitions(timeframe, s)]
     if empty:
-        raise ValueError(
-            f"the catalog under {cfg.paths.catalog} has no usable {timeframe} partition of "
-            f"{empty} ({summary.partitions} partitions found, {summary.excluded} excluded): "
-            "ingest their bars first"
+        pairs = [p.pair_id for p in cfg.universe.pairs if p.leg_a in empty or p.leg_b in empty]
+        raise MissingDataError(
+            "DATA_PAIR_NO_BARS",
+            f"pair(s) {pairs}: the catalog under {cfg.paths.catalog} has no usable {timeframe} "
+            f"partition of {empty} ({summary.partitions} partitions found, {summary.excluded} "
+            f"excluded): ingest {timeframe} bars for {', '.join(empty)} first or remove the "
+            "pair(s) from universe.yaml",
+            details={"pairs": pairs, "symbols": empty, "timeframe": timeframe},
         )
     return {
         "partitions": summary.partitions,
@@ -65,7 +70,11 @@ def pair_features(cfg: AppConfig, pair_id: str, timeframe: str) -> LabelledPair:
     """Build (or reuse) one pair's cached features and label them."""
     pair = next((p for p in cfg.universe.pairs if p.pair_id == pair_id), None)
     if pair is None:
-        raise ValueError(f"pair {pair_id!r} is not in universe.yaml")
+        raise MissingInputError(
+            "UNIVERSE_PAIR_UNKNOWN",
+            f"pair {pair_id!r} is not in universe.yaml "
+            f"{[p.pair_id for p in cfg.universe.pairs]}: add it there or use a listed pair",
+        )
     return label_pair(cfg, Catalog(cfg), pair, timeframe)
 
 

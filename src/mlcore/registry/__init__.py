@@ -1,18 +1,27 @@
 """Registry stage: model versions with their lineage and status (a state machine with an audit
-trail), on SQLite (embedded default) or PostgreSQL, one SQLAlchemy + Alembic code path."""
+trail), retraining runs, alerts and the artifact store, on SQLite (embedded default) or
+PostgreSQL, one SQLAlchemy + Alembic code path."""
 
 from pathlib import Path
 
 from mlcore.config import AppConfig
+from mlcore.registry._alerts import Alerts
+from mlcore.registry._artifacts import Artifacts
 from mlcore.registry._db import artifact_store, database_url, make_engine, upgrade
+from mlcore.registry._errors import RegistryError, RegistryUnavailable, check_connection
 from mlcore.registry._rebuild import RebuildReport, rebuild
-from mlcore.registry._registry import (
+from mlcore.registry._records import (
     TRANSITIONS,
+    Alert,
+    AuditEvent,
     ModelRecord,
-    Registry,
-    RegistryError,
-    version_row,
+    ModelStatus,
+    RetrainRun,
+    RunStatus,
+    StatusChange,
 )
+from mlcore.registry._registry import Registry
+from mlcore.registry._runs import RetrainRuns
 from mlcore.registry._store import (
     ArtifactStore,
     LocalArtifactStore,
@@ -27,19 +36,32 @@ from mlcore.registry._tables import (
     signals_history,
     signals_live,
 )
+from mlcore.registry._versions import Versions, version_row
 
 __all__ = [
     "RUN_STATUSES",
     "STATUSES",
     "TRANSITIONS",
+    "Alert",
+    "Alerts",
     "ArtifactStore",
+    "Artifacts",
+    "AuditEvent",
     "LocalArtifactStore",
     "ModelRecord",
+    "ModelStatus",
     "RebuildReport",
     "Registry",
     "RegistryError",
+    "RegistryUnavailable",
+    "RetrainRun",
+    "RetrainRuns",
+    "RunStatus",
     "S3ArtifactStore",
+    "StatusChange",
+    "Versions",
     "artifact_store",
+    "check_connection",
     "damaged_files",
     "database_url",
     "make_engine",
@@ -57,8 +79,10 @@ __all__ = [
 
 def open_registry(url: str, store: ArtifactStore | Path | None = None) -> Registry:
     """The registry at ``url``, migrated to the newest schema, archiving model versions in
-    ``store`` (a store, or a local folder) if given."""
+    ``store`` (a store, or a local folder) if given. ``RegistryUnavailable`` (retryable) if the
+    database does not answer; any other error keeps its own type."""
     engine = make_engine(url)
+    check_connection(engine)
     upgrade(engine)
     if isinstance(store, Path):
         store = LocalArtifactStore(store)

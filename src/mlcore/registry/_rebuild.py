@@ -18,6 +18,7 @@ import yaml
 
 from mlcore.config import AppConfig
 from mlcore.data import Catalog
+from mlcore.registry._errors import RegistryError
 
 _RUN_ONLY = frozenset({"run.json", "checksums.json"})
 
@@ -52,7 +53,10 @@ def rebuild(cfg: AppConfig, cat: Catalog, folder: Path) -> RebuildReport:
         pairs = sorted(index["rows_per_pair"]["ai1"])
         timeframe, seed = str(params["timeframe"]), int(params["seed"])
     except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
-        raise ValueError(f"{folder}: lineage unreadable ({exc})") from None
+        raise RegistryError(
+            "REGISTRY_REBUILD_LINEAGE_UNREADABLE",
+            f"{folder}: lineage unreadable ({exc}); is it a model version folder?",
+        ) from None
     warnings = []
     now_code = code_hash()
     if now_code != run.get("code_hash"):

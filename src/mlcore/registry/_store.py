@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mlcore.data import replace_dir, write_atomic
+from mlcore.registry._errors import RegistryError
 
 
 def sha256(data: bytes) -> str:
@@ -28,7 +29,9 @@ def _checked_files(folder: Path, sums: dict[str, str]) -> dict[str, bytes]:
     for name, want in sorted(sums.items()):
         data = (folder / name).read_bytes()
         if sha256(data) != want:
-            raise ValueError(f"{folder / name}: checksum mismatch, not archived")
+            raise RegistryError(
+                "REGISTRY_ARTIFACT_DAMAGED", f"{folder / name}: checksum mismatch, not archived"
+            )
         files[name] = data
     files["checksums.json"] = (folder / "checksums.json").read_bytes()
     return files
@@ -65,8 +68,9 @@ class LocalArtifactStore:
         try:
             return (self.root / version / name).read_bytes()
         except FileNotFoundError:
-            raise ValueError(
-                f"{name} of {version} is not in the artifact store {self.root}"
+            raise RegistryError(
+                "REGISTRY_ARTIFACT_MISSING",
+                f"{name} of {version} is not in the artifact store {self.root}",
             ) from None
 
     def versions(self) -> list[str]:
@@ -120,8 +124,9 @@ class S3ArtifactStore:
         try:
             obj = self.client.get_object(Bucket=self.bucket, Key=self._key(version, name))
         except self.client.exceptions.NoSuchKey:
-            raise ValueError(
-                f"{name} of {version} is not in the artifact store s3://{self.bucket}/{self.prefix}"
+            raise RegistryError(
+                "REGISTRY_ARTIFACT_MISSING",
+                f"{name} of {version} is not in the artifact store s3://{self.bucket}/{self.prefix}",
             ) from None
         body: bytes = obj["Body"].read()
         return body
@@ -166,14 +171,16 @@ def restore_folder(
     store: ArtifactStore, version: str, folder: Path, sums: dict[str, str]
 ) -> dict[str, str]:  # fmt: skip
     """Put back every damaged file of ``folder`` from the store (each copy verified first);
-    returns what was restored and why. ``ValueError`` if a copy is missing or damaged too."""
+    returns what was restored and why. ``RegistryError`` (a ``ValueError``) if a copy is missing
+    or damaged too."""
     damaged = damaged_files(folder, sums)
     folder.mkdir(parents=True, exist_ok=True)
     for name in damaged:
         data = store.read(version, name)
         if sha256(data) != sums[name]:
-            raise ValueError(
-                f"{name} of {version}: the archived copy fails its checksum too; not served"
+            raise RegistryError(
+                "REGISTRY_ARTIFACT_DAMAGED",
+                f"{name} of {version}: the archived copy fails its checksum too; not served",
             )
         write_atomic(folder / name, data)
     archived = store.read(version, "checksums.json")

@@ -21,10 +21,13 @@ from sqlalchemy import (
     Text,
 )
 
+from mlcore.registry._records import ModelStatus, RunStatus
+
 metadata = MetaData()
 
-STATUSES: Final = ("draft", "candidate", "approved", "rejected", "deployed", "rolled_back")
-RUN_STATUSES: Final = ("running", "success", "failed", "retrying", "aborted")
+# The stored strings (the values of ModelStatus and RunStatus), for messages and options.
+STATUSES: Final = tuple(s.value for s in ModelStatus)
+RUN_STATUSES: Final = tuple(s.value for s in RunStatus)
 
 model_registry = Table(
     "model_registry",

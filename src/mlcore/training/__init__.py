@@ -26,6 +26,7 @@ from mlcore.training._direction import (
 )
 from mlcore.training._run import (
     TrainReport,
+    TrainStatus,
     binary_config,
     code_hash,
     direction_config,
@@ -39,6 +40,7 @@ __all__ = [
     "DirectionTrainResult",
     "LabelledPair",
     "TrainReport",
+    "TrainStatus",
     "ai1_rows",
     "ai2_rows",
     "bar_numbers",

@@ -22,6 +22,7 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from rich.progress import Progress
 from mlcore._progress import stage_done
 from mlcore.config import AppConfig, sqlalchemy_postgres_url
 from mlcore.data import Catalog, replace_dir
+from mlcore.errors import MissingDataError, MissingInputError
 from mlcore.execution import ModelInputs
 from mlcore.features import PAIR_FEATURES, feature_levels, schema_bytes
 from mlcore.labels import ai2_class_weights
@@ -61,6 +63,16 @@ from mlcore.training._direction import (
 from mlcore.training._regress import RegressorResult, train_regressor
 from mlcore.training._tune import Goal, SharedStudy, tune
 
+_MIN_ROWS = 50  # fewer labelled rows cannot fill the CV folds, calibration and test parts
+
+
+class TrainStatus(StrEnum):
+    """A training run's ``retrain_status``: ``blocked`` when a guard (canary, minimum rows...)
+    stopped it from being judged for adoption."""
+
+    OK = "ok"
+    BLOCKED = "blocked"
+
 
 @dataclass
 class TrainReport:
@@ -68,7 +80,7 @@ class TrainReport:
 
     model_version: str
     folder: Path
-    status: str
+    status: TrainStatus
     blocked_reasons: list[str]
     metrics: dict[str, dict[str, Any]]
     events: dict[str, dict[str, int]]
@@ -178,9 +190,13 @@ def _fit_model(
     rows = pd.concat(list(frames.values()), ignore_index=True)
     finite = np.isfinite(rows[columns].to_numpy(dtype=np.float64)).all(axis=1)
     rows = rows[finite].sort_values(["t0_ts", "pair_id"], kind="stable").reset_index(drop=True)
-    if len(rows) < 50:
-        raise ValueError(
-            f"only {len(rows)} labelled {what} with complete features: too few to train"
+    if len(rows) < _MIN_ROWS:
+        raise MissingDataError(
+            "DATA_ROWS_TOO_FEW",
+            f"only {len(rows)} labelled {what} with complete features: too few to train "
+            f"({_MIN_ROWS} needed) from pairs {sorted(frames)} at {timeframe}; ingest more "
+            f"{timeframe} history for them first",
+            details={"pairs": sorted(frames), "timeframe": timeframe, "rows": len(rows)},
         )
     cal_start, _ = split_points(len(rows), bcfg)
     if class_weight_cap is not None:
@@ -309,7 +325,7 @@ def _fit_direction(
 
 def _shared_files(
     cfg: AppConfig, timeframe: str, seed: int, fitted: dict[str, _Fitted], ai3: RegressorResult,
-    direction: _Direction, status: str, reasons: list[str], data_hash: str,
+    direction: _Direction, status: TrainStatus, reasons: list[str], data_hash: str,
     parts: list[dict[str, Any]],
 ) -> dict[str, bytes]:  # fmt: skip
     params = {
@@ -321,7 +337,7 @@ def _shared_files(
     }
     metrics: dict[str, Any] = {name: f.result.metrics for name, f in fitted.items()}
     metrics |= {"ai3": ai3.metrics, "direction": direction.metrics()}
-    metrics |= {"retrain_status": status, "blocked_reasons": reasons}
+    metrics |= {"retrain_status": status.value, "blocked_reasons": reasons}
     schema = {
         "schema_version": 1,
         "models": {name: f.inputs.to_schema() for name, f in fitted.items()},
@@ -368,7 +384,12 @@ def train_models(
     known = [p.pair_id for p in cfg.universe.pairs]
     unknown = sorted(set(pair_ids or []) - set(known))
     if unknown:
-        raise ValueError(f"pair(s) {unknown} are not in universe.yaml {known}")
+        raise MissingInputError(
+            "UNIVERSE_PAIR_UNKNOWN",
+            f"pair(s) {unknown} are not in universe.yaml {known}: add them there or train the "
+            "listed pairs",
+            details={"pairs": unknown},
+        )
     pairs = [p for p in cfg.universe.pairs if pair_ids is None or p.pair_id in pair_ids]
     cols = cfg.feature_order.pair_models
     ai1: dict[str, pd.DataFrame] = {}
@@ -416,7 +437,7 @@ def train_models(
     reasons = [f"{name}: {r}" for name, f in fitted.items() for r in f.result.blocked_reasons]
     reasons += [f"ai3: {r}" for r in ai3.blocked_reasons]
     reasons += [f"direction: {r}" for d in ensemble.trained.values() for r in d.blocked_reasons]
-    status = "blocked" if reasons else "ok"
+    status = TrainStatus.BLOCKED if reasons else TrainStatus.OK
     data_hash = cat.data_hash(parts)
     code = code_hash()
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d_%H%M")
@@ -437,7 +458,7 @@ def train_models(
             "code_hash": code,
             "data_hash": data_hash,
             "seed": bcfg.seed,
-            "retrain_status": status,
+            "retrain_status": status.value,
         }
     )
     files["checksums.json"] = _json(

@@ -1,0 +1,97 @@
+"""Model versions' files: where they are served from, checking them against the checksums the
+registry recorded, restoring damaged ones from the artifact store, and retention (prune)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from mlcore.registry._common import write_audit
+from mlcore.registry._errors import RegistryError
+from mlcore.registry._records import AuditEvent, ModelStatus
+from mlcore.registry._store import ArtifactStore, damaged_files, restore_folder
+from mlcore.registry._versions import Versions
+
+MIN_KEEP = 5  # the spec keeps at least five versions
+
+
+class Artifacts:
+    """The files of the versions ``versions`` holds, with ``store``'s archived copies."""
+
+    def __init__(self, engine: Engine, versions: Versions, store: ArtifactStore | None) -> None:
+        self.engine = engine
+        self.versions = versions
+        self.store = store
+
+    def served_folder(self, version: str) -> Path:
+        """Where the version's files are served from (``models_root/{version}``)."""
+        return Path(self.versions.path(version, "model_ai1_path")).parent
+
+    def verify(self, version: str) -> dict[str, str]:
+        """Served files that are missing or fail the checksums the registry recorded."""
+        rec = self.versions.get(version)
+        return damaged_files(self.served_folder(version), rec.checksums)
+
+    def restore(self, version: str, *, actor: str) -> dict[str, str]:
+        """Replace the version's missing or damaged served files with their archived copies
+        (each verified); returns what was restored and why."""
+        if self.store is None:
+            raise RegistryError(
+                "REGISTRY_ARTIFACT_NO_STORE",
+                "this registry has no artifact store to restore from; set artifact_store in "
+                "ml_core_storage.yaml",
+            )
+        rec = self.versions.get(version)
+        folder = self.served_folder(version)
+        restored = restore_folder(self.store, version, folder, rec.checksums)
+        if restored:
+            with self.engine.begin() as conn:
+                write_audit(
+                    conn,
+                    AuditEvent.MODEL_RESTORED,
+                    version,
+                    rec.status,
+                    rec.status,
+                    f"restored from the artifact store: {restored}",
+                    actor,
+                    {"files": restored},
+                )
+        return restored
+
+    def prune(self, keep: int, *, actor: str, dry_run: bool = False) -> list[str]:
+        """Delete the served files and archived copies of versions beyond the newest ``keep``,
+        never one that is deployed, rolled back, or was deployed before (a rollback target).
+        The registry rows stay, marked in the audit trail."""
+        if keep < MIN_KEEP:
+            raise RegistryError(
+                "REGISTRY_RETENTION_KEEP_TOO_LOW",
+                f"keep must be at least {MIN_KEEP} versions (spec), got {keep}",
+            )
+        records = self.versions.records()
+        protected = {
+            r.model_version
+            for r in records
+            if r.status in (ModelStatus.DEPLOYED, ModelStatus.ROLLED_BACK)
+            or r.deployed_at is not None
+        }
+        gone = [r for r in records[keep:] if r.model_version not in protected]
+        if dry_run:
+            return [r.model_version for r in gone]
+        for r in gone:
+            shutil.rmtree(self.served_folder(r.model_version), ignore_errors=True)
+            if self.store is not None:
+                self.store.delete(r.model_version)
+            with self.engine.begin() as conn:
+                write_audit(
+                    conn,
+                    AuditEvent.MODEL_PRUNED,
+                    r.model_version,
+                    r.status,
+                    r.status,
+                    f"beyond the newest {keep} versions",
+                    actor,
+                    None,
+                )
+        return [r.model_version for r in gone]

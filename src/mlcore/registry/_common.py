@@ -1,0 +1,53 @@
+"""What the registry's parts share: the clock, one audit-trail writer, the notes rule."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert
+
+from mlcore.registry._errors import RegistryError
+from mlcore.registry._tables import config_changes
+
+
+def now() -> datetime:
+    """The current time, UTC."""
+    return datetime.now(UTC)
+
+
+def aware(ts: datetime) -> datetime:
+    """``ts`` with its time zone: SQLite hands back naive datetimes (stored as UTC)."""
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+def maybe_aware(ts: datetime | None) -> datetime | None:
+    """:func:`aware`, passing ``None`` through."""
+    return None if ts is None else aware(ts)
+
+
+def maybe_float(value: Any) -> float | None:
+    """A ``Numeric`` column's value as a float (``None`` stays)."""
+    return None if value is None else float(value)
+
+
+def need_notes(notes: str, what: str) -> str:
+    """``notes`` stripped; ``RegistryError`` if there are none (every decision says why)."""
+    if not notes or not notes.strip():
+        raise RegistryError(
+            "REGISTRY_REQUEST_NOTES_MISSING",
+            f"{what} needs notes: say why (the spec requires the reason)",
+        )
+    return notes.strip()
+
+
+def write_audit(
+    conn: Connection, event: str, version: str | None, old: str | None, new: str | None,
+    notes: str, actor: str, details: dict[str, Any] | None,
+) -> None:  # fmt: skip
+    """Write one ``audit.config_changes`` row in the caller's transaction."""
+    conn.execute(insert(config_changes).values(
+        changed_at=now(), actor=actor, event=str(event), model_version=version,
+        old_status=None if old is None else str(old), new_status=None if new is None else str(new),
+        notes=notes, details=details,
+    ))  # fmt: skip

@@ -1,0 +1,140 @@
+"""What the registry hands across stage boundaries: statuses as ``StrEnum`` (their values are
+the strings stored in the database, so rows and JSON are unchanged) and typed rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final
+
+from mlcore.errors import Severity
+
+
+class ModelStatus(StrEnum):
+    """Where a model version stands in the registry's state machine."""
+
+    DRAFT = "draft"
+    CANDIDATE = "candidate"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    DEPLOYED = "deployed"
+    ROLLED_BACK = "rolled_back"
+
+
+class RunStatus(StrEnum):
+    """How a retraining run stands (``audit.retrain_runs.status``)."""
+
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    RETRYING = "retrying"
+    ABORTED = "aborted"
+
+
+class AuditEvent(StrEnum):
+    """What an ``audit.config_changes`` row records."""
+
+    MODEL_REGISTERED = "MODEL_REGISTERED"
+    MODEL_STATUS = "MODEL_STATUS"
+    CONFIG_ROLLBACK = "CONFIG_ROLLBACK"
+    MODEL_RESTORED = "MODEL_RESTORED"
+    MODEL_PRUNED = "MODEL_PRUNED"
+    RETRAIN_RESUMED = "RETRAIN_RESUMED"
+
+
+S = ModelStatus
+TRANSITIONS: Final[dict[ModelStatus, tuple[ModelStatus, ...]]] = {
+    S.DRAFT: (S.CANDIDATE, S.REJECTED),
+    S.CANDIDATE: (S.APPROVED, S.REJECTED),
+    S.APPROVED: (S.DEPLOYED, S.REJECTED),
+    S.DEPLOYED: (S.APPROVED, S.ROLLED_BACK),
+    S.ROLLED_BACK: (S.DEPLOYED, S.REJECTED),
+    S.REJECTED: (),
+}
+ACTIVE_RUN: Final = (RunStatus.RUNNING, RunStatus.RETRYING)
+
+
+class _Row:
+    """``row["column"]`` as well as ``row.column``: callers written for the plain dict rows
+    these records replace keep working."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in {f.name for f in fields(self)}:  # type: ignore[arg-type]
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as a plain dict (column → value)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ModelRecord(_Row):
+    """One row of ``core.model_registry``."""
+
+    model_version: str
+    status: ModelStatus
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    deployed_at: datetime | None
+    timeframe: str
+    artifact_path: str
+    theta1: float | None
+    theta2: float | None
+    code_hash: str
+    data_hash: str
+    seed: int
+    notes: str
+    metrics: dict[str, Any]
+    checksums: dict[str, str]
+
+
+@dataclass(frozen=True)
+class RetrainRun(_Row):
+    """One row of ``audit.retrain_runs``."""
+
+    run_id: str
+    started_at: datetime
+    ended_at: datetime | None
+    status: RunStatus
+    retry_count: int
+    model_version: str | None
+    theta1: float | None
+    theta2: float | None
+    metrics: dict[str, Any] | None
+    log_path: str | None
+    error_message: str | None
+    heartbeat_at: datetime | None
+    flow_run_id: str | None
+
+
+@dataclass(frozen=True)
+class StatusChange(_Row):
+    """One row of ``audit.config_changes``: a registration, status change, rollback, restore,
+    prune or resume, with who did it and why."""
+
+    change_id: int
+    changed_at: datetime
+    actor: str
+    event: str
+    model_version: str | None
+    old_status: ModelStatus | None
+    new_status: ModelStatus | None
+    notes: str
+    details: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Alert(_Row):
+    """One row of ``audit.alerts``."""
+
+    alert_id: str
+    raised_at: datetime
+    code: str
+    severity: Severity
+    channel: str
+    message: str
+    run_id: str | None
+    details: dict[str, Any] | None
