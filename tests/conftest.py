@@ -37,19 +37,23 @@ settings.load_profile(
 _TIERS = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test with its tier from its folder (tests/integration, tests/e2e); the e2e
-    tier is slow as a whole. Under pytest-xdist (`-n 2 --dist loadgroup`), every test that
-    reads the shared demo run goes to one worker, so the demo is trained once."""
+    tier is slow as a whole. Under pytest-xdist (`-n 2 --dist loadgroup`) every test that reads
+    the shared demo run must be in the group "demo", so one worker trains it once; a module
+    that forgets its `pytestmark = pytest.mark.xdist_group("demo")` is refused here."""
     for item in items:
         parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
         if parts and parts[0] in _TIERS:
             item.add_marker(_TIERS[parts[0]])
             if parts[0] == "e2e":
                 item.add_marker(pytest.mark.slow)
-        if "demo_run" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("demo"))
+        groups = [m.args[0] for m in item.iter_markers("xdist_group")]
+        if "demo_run" in getattr(item, "fixturenames", ()) and groups != ["demo"]:
+            raise pytest.UsageError(
+                f"{item.nodeid} reads demo_run: its module needs "
+                'pytestmark = pytest.mark.xdist_group("demo") (one worker trains the demo)'
+            )
 
 
 CONFIG_ROOT = REPO / "configs"

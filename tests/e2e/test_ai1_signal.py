@@ -13,8 +13,6 @@ from mlcore.data import regime_pairs
 from mlcore.demo import train_generated
 from tests.conftest import ONE_TRIAL, config_with
 
-pytestmark = pytest.mark.e2e
-
 
 def test_ai1_finds_the_reversion_regimes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("SERVICE_ENV", "MLCORE_CONFIG_ROOT"):

@@ -18,8 +18,6 @@ from mlcore.data import Catalog, build_catalog
 from mlcore.demo import DEMO_TIMEFRAME, ingest_files, summarize_pair
 from tests.conftest import ONE_TRIAL, REPO, config_with
 
-pytestmark = pytest.mark.e2e
-
 
 def _demo(archive: Path, root: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("SERVICE_ENV", "ARCHIVE_PATH")}

@@ -20,8 +20,6 @@ from mlcore.labels import ai1_events
 from mlcore.training import train_models
 from tests.conftest import CONFIG_ROOT
 
-pytestmark = pytest.mark.e2e
-
 
 def _config_with_pair(tmp_path: Path) -> Path:
     root = tmp_path / "configs"

@@ -22,8 +22,8 @@ from mlcore.demo import DemoResult
 from tests.conftest import config_with
 
 pytestmark = [
-    pytest.mark.e2e,
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc"),
+    pytest.mark.xdist_group("demo"),  # the shared demo run
 ]
 
 BIN = Path(sys.executable).parent
