@@ -26,7 +26,7 @@ fi
 echo "setup: installing pinned dependencies ($lock) into .venv ..." >&2
 # pip's local-index notices are noise here; real errors still fail the script.
 .venv/bin/python -m pip install --quiet --no-deps -r "$lock" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
-.venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e . 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+.venv/bin/python -m pip install --quiet --no-deps -e . 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 rm -f .venv/.stamp-*
 echo "$want" > "$stamp"
 echo "setup: done" >&2
