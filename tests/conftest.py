@@ -35,25 +35,45 @@ settings.load_profile(
 )
 
 _TIERS = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
+# The modules whose tests read the shared demo run (tests/e2e/conftest.py). Under pytest-xdist
+# (`-n 2 --dist loadgroup`) one worker runs them all, so the demo is trained once. The group is
+# made by module here because pytest 9 ignores pytest-xdist 3.8's `xdist_group` mark (xdist
+# rewrites a node id attribute that pytest 9 no longer reads).
+DEMO_MODULES = frozenset(
+    f"tests/e2e/{name}.py"
+    for name in ("test_backtest", "test_retrain_flow", "test_serving", "test_serving_redis",
+                 "test_serving_sigterm", "test_train")
+)  # fmt: skip
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test with its tier from its folder (tests/integration, tests/e2e); the e2e
-    tier is slow as a whole. Under pytest-xdist (`-n 2 --dist loadgroup`) every test that reads
-    the shared demo run must be in the group "demo", so one worker trains it once; a module
-    that forgets its `pytestmark = pytest.mark.xdist_group("demo")` is refused here."""
+    tier is slow as a whole. A test reading demo_run outside DEMO_MODULES is refused (it would
+    train the demo again on the other worker)."""
     for item in items:
         parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
         if parts and parts[0] in _TIERS:
             item.add_marker(_TIERS[parts[0]])
             if parts[0] == "e2e":
                 item.add_marker(pytest.mark.slow)
-        groups = [m.args[0] for m in item.iter_markers("xdist_group")]
-        if "demo_run" in getattr(item, "fixturenames", ()) and groups != ["demo"]:
+        module = "/".join(("tests", *parts))
+        if "demo_run" in getattr(item, "fixturenames", ()) and module not in DEMO_MODULES:
             raise pytest.UsageError(
-                f"{item.nodeid} reads demo_run: its module needs "
-                'pytestmark = pytest.mark.xdist_group("demo") (one worker trains the demo)'
+                f"{item.nodeid} reads demo_run: add {module} to DEMO_MODULES in tests/conftest.py"
             )
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup`: load balancing test by test, with DEMO_MODULES as one unit."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class DemoGroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return "demo" if nodeid.split("::", 1)[0] in DEMO_MODULES else nodeid
+
+    return DemoGroupScheduling(config, log)
 
 
 CONFIG_ROOT = REPO / "configs"

@@ -18,8 +18,6 @@ from mlcore.config import AppConfig
 from mlcore.data import Catalog
 from mlcore.demo import DemoResult
 
-pytestmark = pytest.mark.xdist_group("demo")  # reads the shared demo run (one worker trains it)
-
 TABLES = ("bt_summary", "bt_trades", "bt_daily_equity", "bt_stress_results", "theta_search")
 
 

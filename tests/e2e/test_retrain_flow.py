@@ -29,8 +29,7 @@ from mlcore.registry import registry_for
 from mlcore.training import LabelledPair, label_pair
 from tests.conftest import ONE_TRIAL, config_with
 
-# The shared demo run, on the worker that trains it.
-pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.xdist_group("demo")]
+pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

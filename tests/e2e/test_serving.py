@@ -28,8 +28,6 @@ from mlcore.serving import (
 )
 from mlcore.signals import validate_signal
 
-pytestmark = pytest.mark.xdist_group("demo")  # reads the shared demo run (one worker trains it)
-
 REPLAY_BARS = 1500
 THETA = (0.55, 0.5)  # loose enough that the replay window holds several entries
 

@@ -37,8 +37,6 @@ from mlcore.serving import (
 )
 from tests.conftest import RedisServer, config_with, redis_url
 
-pytestmark = pytest.mark.xdist_group("demo")  # reads the shared demo run (one worker trains it)
-
 BARS = 300
 THETA = (0.55, 0.5)
 

@@ -21,10 +21,7 @@ from mlcore.config import AppConfig
 from mlcore.demo import DemoResult
 from tests.conftest import config_with
 
-pytestmark = [
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc"),
-    pytest.mark.xdist_group("demo"),  # the shared demo run
-]
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
 BIN = Path(sys.executable).parent
 WORKERS = 2

@@ -21,8 +21,6 @@ from mlcore.execution import IsotonicCalibrator, ModelInputs
 from mlcore.models import HOLD_LEVEL, DirectionModel
 from mlcore.training import TrainReport, direction_rows, train_models
 
-pytestmark = pytest.mark.xdist_group("demo")  # reads the shared demo run (one worker trains it)
-
 
 @pytest.fixture(scope="module")
 def demo_cfg(demo_run: tuple[AppConfig, DemoResult]) -> tuple[AppConfig, TrainReport]:
