@@ -41,7 +41,7 @@ _TIERS = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
 # rewrites a node id attribute that pytest 9 no longer reads).
 DEMO_MODULES = frozenset(
     f"tests/e2e/{name}.py"
-    for name in ("test_backtest", "test_retrain_flow", "test_serving", "test_serving_redis",
+    for name in ("test_backtest", "test_demo_outcome", "test_serving", "test_serving_redis",
                  "test_serving_sigterm", "test_train")
 )  # fmt: skip
 

@@ -232,11 +232,17 @@ def _serve_replay(cfg: AppConfig, retrain: RetrainOutcome) -> ServeSummary | Non
     return serve(cfg, model=model, replay_last=DEMO_SERVE_BARS, exit_when_idle_seconds=1.0)
 
 
-def run_demo(cfg: AppConfig, seed: int = 7, months: int = DEMO_MONTHS) -> DemoResult:
-    """Run the pipeline on a generated market of ``months`` months (ending 2024-12) and return
-    what happened. Fewer months make a quicker run (the tests use 12)."""
+def prepare_market(
+    cfg: AppConfig,
+    seed: int = 7,
+    months: int = DEMO_MONTHS,
+    timings: dict[str, float] | None = None,
+) -> tuple[SyntheticMarket, dict[str, Path], list[IngestReport]]:
+    """Generate the demo's market (planted faults, one quarantined month), write it as vendor
+    CSV files under the archive's incoming/ and ingest them: the demo's data steps, which a
+    flow or a test can build on (then `build_catalog`)."""
+    timings = {} if timings is None else timings
     start = demo_start(months)
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
     cals = {s: cfg.universe.calendars[i.calendar] for s, i in cfg.universe.instruments.items()}
     market = generate_market(
@@ -253,6 +259,15 @@ def run_demo(cfg: AppConfig, seed: int = 7, months: int = DEMO_MONTHS) -> DemoRe
         f"{len(reports)} files, {sum(r.rows_read for r in reports):,} rows",
         timings["ingest_s"],
     )
+    return market, incoming, reports
+
+
+def run_demo(cfg: AppConfig, seed: int = 7, months: int = DEMO_MONTHS) -> DemoResult:
+    """Run the pipeline on a generated market of ``months`` months (ending 2024-12) and return
+    what happened. Fewer months make a quicker run."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    market, incoming, reports = prepare_market(cfg, seed, months, timings)
     t2 = time.perf_counter()
     rerun = ingest_files(cfg, incoming)
     timings["reingest_s"] = time.perf_counter() - t2

@@ -393,7 +393,7 @@ def test_mlcore_serve_on_redis_delivers_the_replay(
     bad = CliRunner().invoke(app, ["serve", "--bars", "kafka", "--model", str(folder),
                                    "--config-root", str(cfg.config_root)])  # fmt: skip
     text = bad.output + capfd.readouterr().err
-    assert bad.exit_code == 2 and "--bars 'kafka': choose redis or file" in text
+    assert bad.exit_code == 2 and "--bars 'kafka' is not one of 'redis', 'file'" in text
 
 
 def test_a_halt_set_mid_run_applies_from_the_next_bars(base, tmp_path: Path, monkeypatch) -> None:
