@@ -154,6 +154,9 @@ def check_faults(
         elif f.kind == "duplicate":
             n = by_sym[f.symbol].duplicates_dropped
             checks.append(FaultCheck(f, n >= 1, f"{n} exact repeat(s) dropped"))
+        elif month in {p["month"] for p in cat.excluded(DEMO_TIMEFRAME, f.symbol)}:
+            # Planted in a month the catalog excludes: none of its bars reaches a later stage.
+            checks.append(FaultCheck(f, True, f"in month {month}, excluded from the catalog"))
         else:
             flags = _flag_at(cat, f.symbol, ts, f.n_bars)
             caught = len(flags) == f.n_bars and all(x == f.expect for x in flags)
