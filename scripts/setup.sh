@@ -25,7 +25,7 @@ fi
 [[ -x .venv/bin/python ]] || "$python_bin" -m venv .venv
 echo "setup: installing pinned dependencies ($lock) into .venv ..." >&2
 # pip's local-index notices are noise here; real errors still fail the script.
-.venv/bin/python -m pip install --quiet --no-deps -r "$lock" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+.venv/bin/python -m pip install --quiet --no-compile --no-deps -r "$lock" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 .venv/bin/python -m pip install --quiet --no-deps -e . 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 rm -f .venv/.stamp-*
 echo "$want" > "$stamp"

@@ -162,9 +162,13 @@ def postgres_url() -> Iterator[str]:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-# The e2e runs tune each model with one Optuna trial (the models' own settings): the pipeline is
-# under test there, not the tuning, which tests/unit/test_tune.py covers.
-ONE_TRIAL = {"optuna": {"ai1_trials": 1, "ai2_trials": 1, "ai3_trials": 1, "direction_trials": 0}}
+# The e2e runs tune each model with one Optuna trial (the models' own settings) and give the
+# direction ensemble's random forest 30 trees instead of 100: the pipeline is under test there,
+# not the tuning or the forest's size (tests/unit/test_tune.py, test_direction.py, test_forest.py).
+E2E_TRAINING = {
+    "optuna": {"ai1_trials": 1, "ai2_trials": 1, "ai3_trials": 1, "direction_trials": 0},
+    "direction": {"random_forest": {"n_estimators": 30}},
+}
 
 
 def config_with(folder: Path, overlays: dict[str, dict[str, Any]]) -> Path:

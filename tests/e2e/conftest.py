@@ -8,7 +8,7 @@ import pytest
 
 from mlcore.config import AppConfig, load_config
 from mlcore.demo import DemoResult, run_demo
-from tests.conftest import ONE_TRIAL, config_with
+from tests.conftest import E2E_TRAINING, config_with
 
 
 @pytest.fixture(scope="session")
@@ -24,5 +24,5 @@ def demo_run(
         mp.setenv("TZ", "UTC")
         folder = tmp_path_factory.mktemp("demo")
         mp.setenv("ARCHIVE_PATH", str(folder / "archive"))
-        cfg = load_config(config_with(folder, {"training_policy": ONE_TRIAL}), "dev")
+        cfg = load_config(config_with(folder, {"training_policy": E2E_TRAINING}), "dev")
         yield cfg, run_demo(cfg)

@@ -11,7 +11,7 @@ import pytest
 from mlcore.config import load_config
 from mlcore.data import regime_pairs
 from mlcore.demo import train_generated
-from tests.conftest import ONE_TRIAL, config_with
+from tests.conftest import E2E_TRAINING, config_with
 
 
 def test_ai1_finds_the_reversion_regimes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -19,7 +19,7 @@ def test_ai1_finds_the_reversion_regimes(tmp_path: Path, monkeypatch: pytest.Mon
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("TZ", "UTC")
     monkeypatch.setenv("ARCHIVE_PATH", str(tmp_path / "archive"))
-    cfg = load_config(config_with(tmp_path, {"training_policy": ONE_TRIAL}), "dev")
+    cfg = load_config(config_with(tmp_path, {"training_policy": E2E_TRAINING}), "dev")
     report = train_generated(cfg, regime_pairs(), years=4, seed=7)
     assert report.status == "ok", report.blocked_reasons
     m = report.metrics["ai1"]

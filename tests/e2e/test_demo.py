@@ -18,7 +18,7 @@ import pytest
 from mlcore.config import load_config
 from mlcore.data import Catalog, build_catalog
 from mlcore.demo import DEMO_TIMEFRAME, ingest_files, summarize_pair
-from tests.conftest import ONE_TRIAL, REPO, config_with
+from tests.conftest import E2E_TRAINING, REPO, config_with
 
 MONTHS = 10  # 2024-03 to 2024-12: the quarantined month (2024-05) inside the window
 
@@ -37,7 +37,7 @@ def test_mlcore_demo_runs_as_a_user_runs_it_and_again_changes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     archive = tmp_path / "archive"
-    root = config_with(tmp_path, {"training_policy": ONE_TRIAL})
+    root = config_with(tmp_path, {"training_policy": E2E_TRAINING})
     first = _demo(archive, root)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Traceback" not in first.stderr

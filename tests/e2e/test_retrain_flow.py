@@ -28,7 +28,7 @@ from mlcore.demo import prepare_market
 from mlcore.flows import SERVING_CHANNEL, run_retrain, task_runner
 from mlcore.registry import registry_for
 from mlcore.training import LabelledPair, label_pair
-from tests.conftest import CONFIG_ROOT, ONE_TRIAL, config_with
+from tests.conftest import CONFIG_ROOT, E2E_TRAINING, config_with
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -44,7 +44,7 @@ def data_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         for var in ("SERVICE_ENV", "MLCORE_CONFIG_ROOT", "REDIS_URL"):
             mp.delenv(var, raising=False)
         mp.setenv("ARCHIVE_PATH", str(folder / "archive"))
-        cfg = load_config(config_with(folder, {"training_policy": ONE_TRIAL}), "dev")
+        cfg = load_config(config_with(folder, {"training_policy": E2E_TRAINING}), "dev")
         prepare_market(cfg)
         build_catalog(cfg)
         yield folder / "archive"
@@ -80,7 +80,7 @@ def test_a_retrain_run_goes_end_to_end_to_a_deployed_version(
         "backtest_policy": {"gates": {"min_trades_per_year": 100.0, "min_deflated_sharpe": 0.0,
                                       "max_pbo": 1.0}},
         "retrain_policy": {"retrain_retry_delay_minutes": 0.001},
-        "training_policy": ONE_TRIAL,
+        "training_policy": E2E_TRAINING,
     })  # fmt: skip
     cfg = load_config(root, "dev")
     # A transient fault: the first catalog update fails (as a full disk or a lost mount would).
