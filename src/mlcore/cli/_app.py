@@ -120,6 +120,24 @@ def exit_code(exc: MlcoreError) -> int:
 
 
 @contextmanager
+def coded(
+    kind: type[MlcoreError],
+    code: str,
+    *,
+    catch: tuple[type[Exception], ...] = (ValueError,),
+    prefix: str = "",
+) -> Iterator[None]:
+    """A stage's plain ``catch`` error becomes ``kind(code, ...)``, one clear line; a coded
+    error passes through with its own code."""
+    try:
+        yield
+    except MlcoreError:
+        raise
+    except catch as exc:
+        raise kind(code, f"{prefix}{exc}") from exc
+
+
+@contextmanager
 def _guarded() -> Iterator[None]:
     """Turn every error into one clear line on stderr and an exit code; never a traceback."""
     from mlcore._logging import get_logger  # structlog: not loaded for --help

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mlcore._progress import stage
-from mlcore.cli._app import app, command, load_config, typer_app
+from mlcore.cli._app import app, coded, command, load_config, typer_app
 from mlcore.cli._params import TIME_HELP, TIMEFRAME_HELP, Source, parse_time, parse_timeframe
 from mlcore.cli._params import parse_tz as parse_tz_
 from mlcore.cli._render import print_ingest, text
-from mlcore.errors import ConfigError, DataQualityError, MlcoreError
+from mlcore.errors import ConfigError, DataQualityError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -235,7 +235,7 @@ def features_build(
         symbols = []
     cat = Catalog(cfg)
     reports = []
-    try:
+    with coded(DataQualityError, "FEATURES_INPUT_INVALID"):
         for p in pairs:
             with stage(f"features {p.pair_id}") as st:
                 reports.append(build_pair_features(cfg, cat, p, timeframe))
@@ -244,10 +244,6 @@ def features_build(
             with stage(f"features {s}") as st:
                 reports.append(build_symbol_features(cfg, cat, s, timeframe))
                 st.detail = f"{reports[-1].aligned_bars:,} bars"
-    except MlcoreError:
-        raise  # already one clear line with its own code
-    except ValueError as exc:
-        raise DataQualityError("FEATURES_INPUT_INVALID", str(exc)) from exc
     for r in reports:
         dropped = (
             f", dropped A {r.dropped_bars['A']}, B {r.dropped_bars['B']}" if r.dropped_bars else ""

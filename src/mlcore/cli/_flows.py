@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mlcore.cli._app import command, load_config, typer_app
+from mlcore.cli._app import coded, command, load_config, typer_app
 from mlcore.cli._models import ModelOpt, SeedOpt, resolve_models
 from mlcore.cli._params import TIMEFRAME_HELP, FlowName, parse_cron, parse_timeframe
 from mlcore.cli._registry import ActorOpt, NotesOpt, open_registry, registry_call
@@ -31,20 +31,10 @@ flows_app = typer_app(
 
 
 def _flow_call(fn: Callable[[], R]) -> R:
-    """Flow failures as one clear line: the run is already recorded in audit.retrain_runs."""
-    from mlcore.flows import RetrainRefused
-    from mlcore.registry import RegistryError
-
-    try:
+    """Flow failures as one clear line: the run is already recorded in audit.retrain_runs
+    (refusals and registry errors carry their own codes)."""
+    with coded(MlcoreError, "CORE_RETRAIN_FAILED", catch=(ValueError, OSError)):
         return fn()
-    except MlcoreError:
-        raise  # already one clear line with its own code
-    except RetrainRefused as exc:
-        raise MlcoreError("CORE_RETRAIN_REFUSED", str(exc)) from exc
-    except RegistryError as exc:
-        raise MlcoreError("REGISTRY_REQUEST_REFUSED", str(exc)) from exc
-    except (ValueError, OSError) as exc:
-        raise MlcoreError("CORE_RETRAIN_FAILED", f"{type(exc).__name__}: {exc}") from exc
 
 
 @command(flows_app, "run")
@@ -108,22 +98,14 @@ def flows_serve(
 
     flows.console_without_tracebacks()
     cfg = load_config()
-    try:
+    with coded(ConfigError, "CLI_ARGUMENT_INVALID", prefix=f"--cron {cron!r}: "):
         flows.retrain_deployment(cfg, cron)
-    except MlcoreError:
-        raise  # already one clear line with its own code
-    except ValueError as exc:
-        raise ConfigError("CLI_ARGUMENT_INVALID", f"--cron {cron!r}: {exc}") from exc
     text(
         f"serving deployment core_retrain_flow/{flows.DEPLOYMENT} on "
         f"'{cron or cfg.retrain.retrain_cron}' ({cfg.retrain.timezone}); Ctrl-C stops"
     )
-    try:
+    with coded(ConfigError, "PREFECT_SERVER_MISSING"):
         flows.serve_retrain(cfg, cron)
-    except MlcoreError:
-        raise  # already one clear line with its own code
-    except ValueError as exc:
-        raise ConfigError("PREFECT_SERVER_MISSING", str(exc)) from exc
 
 
 @command(flows_app, "resume")

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from mlcore._progress import stage
-from mlcore.cli._app import app, command, load_config, typer_app
+from mlcore.cli._app import app, coded, command, load_config, typer_app
 from mlcore.cli._data import TimeframeOpt, check_pairs, check_timeframe
 from mlcore.cli._params import SEED_MAX
 from mlcore.cli._render import print_backtest, print_theta, print_train, text
-from mlcore.errors import ConfigError, DataQualityError, MlcoreError
+from mlcore.errors import ConfigError, DataQualityError
 
 if TYPE_CHECKING:
     from mlcore.backtest import BacktestReport
@@ -57,16 +57,12 @@ def train(
     check_timeframe(cfg, timeframe)
     check_pairs(cfg, pair or [])
     cat = Catalog(cfg)
-    try:
+    with coded(DataQualityError, "TRAIN_INPUT_INVALID"):
         with stage("train") as st:
             report = train_models(
                 cfg, cat, timeframe, pair_ids=pair or None, seed=seed, direction=direction
             )
             st.detail = f"model version {report.model_version} ({report.status})"
-    except MlcoreError:
-        raise  # already one clear line with its own code
-    except ValueError as exc:
-        raise DataQualityError("TRAIN_INPUT_INVALID", str(exc)) from exc
     print_train(report)
 
 
@@ -76,14 +72,10 @@ def resolve_models(
     """The model version folders ``--model`` and ``--baseline`` name (exit 2 if not found)."""
     from mlcore.backtest import resolve_model
 
-    try:
+    with coded(ConfigError, "CLI_ARGUMENT_INVALID"):
         return resolve_model(cfg, model), (
             resolve_model(cfg, baseline) if baseline is not None else None
         )
-    except MlcoreError:
-        raise  # already one clear line with its own code
-    except ValueError as exc:
-        raise ConfigError("CLI_ARGUMENT_INVALID", str(exc)) from exc
 
 
 def _on_model(
@@ -101,15 +93,11 @@ def _on_model(
         # A registered version's lost or damaged file comes back from the registry's copy.
         return open_registry(cfg).restore(version, actor="loader")
 
-    try:
+    with coded(DataQualityError, "BACKTEST_INPUT_INVALID"):
         with stage(name) as st:
             result = fn(cfg, Catalog(cfg), folder, baseline_folder=base, seed=seed, restore=restore)
             st.detail = folder.name
         return result
-    except MlcoreError:
-        raise  # already one clear line with its own code
-    except ValueError as exc:
-        raise DataQualityError("BACKTEST_INPUT_INVALID", str(exc)) from exc
 
 
 @command(theta_app, "optimize")
@@ -148,10 +136,6 @@ def report_cmd(model: ModelOpt = None) -> None:
             f"model version {folder.name} has no backtest results under {results.parent}: run "
             "`mlcore backtest` first",
         )
-    try:
+    with coded(DataQualityError, "BACKTEST_RESULT_INVALID"):
         path = rebuild_report(cfg, results)
-    except MlcoreError:
-        raise  # already one clear line with its own code
-    except ValueError as exc:
-        raise DataQualityError("BACKTEST_RESULT_INVALID", str(exc)) from exc
     text(f"report: {path}")

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mlcore.cli._app import command, load_config, typer_app
+from mlcore.cli._app import coded, command, load_config, typer_app
 from mlcore.cli._models import ModelOpt, resolve_models
 from mlcore.cli._params import STATUSES, Status, Target, parse_version
 from mlcore.cli._render import out, print_records, text
@@ -193,15 +193,11 @@ def registry_verify(
     text(f"{version}: every file matches its recorded checksum")
     if not rebuild_:
         return
-    try:
+    with coded(DataQualityError, "REGISTRY_REBUILD_INVALID"):
         from mlcore.data import Catalog
         from mlcore.registry import rebuild
 
         rep = rebuild(cfg, Catalog(cfg), reg.served_folder(version))
-    except MlcoreError:
-        raise  # already one clear line with its own code
-    except ValueError as exc:
-        raise DataQualityError("REGISTRY_REBUILD_INVALID", str(exc)) from exc
     for w in rep.warnings:
         text(f"warning: {w}")
     text(f"rebuild: {len(rep.identical)} file(s) byte-identical")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mlcore.cli._app import app, command, load_config
+from mlcore.cli._app import app, coded, command, load_config
 from mlcore.cli._params import SEED_MAX, BarSource
 from mlcore.cli._render import (
     print_backtest,
@@ -19,7 +19,7 @@ from mlcore.cli._render import (
     print_train,
     text,
 )
-from mlcore.errors import ConfigError, MlcoreError
+from mlcore.errors import ConfigError
 
 # As mlcore.demo.DEMO_MONTHS_RANGE (not imported here: it loads pandas; a test checks they agree).
 DEMO_MONTHS_MIN, DEMO_MONTHS_MAX = 8, 120
@@ -95,13 +95,9 @@ def serve_cmd(
     cfg = load_config()
     ids = [p.strip() for p in pairs.split(",") if p.strip()] if pairs else None
     check_pairs(cfg, ids or [], "--pairs")
-    try:
+    with coded(ConfigError, "SERVING_START_REFUSED"):
         summary = serving.serve(
             cfg, model=model, pair_ids=ids, workers=workers, replay_last=replay_last,
             exit_when_idle_seconds=exit_when_idle, bars=None if bars is None else str(bars),
         )  # fmt: skip
-    except MlcoreError:
-        raise  # already one clear line with its own code
-    except ValueError as exc:
-        raise ConfigError("SERVING_START_REFUSED", str(exc)) from exc
     print_serve(summary)
