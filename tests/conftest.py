@@ -63,15 +63,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             )
 
 
+def _shares_a_module_fixture(module: str) -> bool:
+    path = REPO / module
+    return path.suffix == ".py" and 'scope="module"' in path.read_text(encoding="utf-8")
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """`--dist loadgroup`: load balancing test by test, with DEMO_MODULES as one unit."""
+    """`--dist loadgroup`: load balancing test by test, in collection order (the e2e tier,
+    the longest, first), with DEMO_MODULES as one unit and each module that has a module-scoped
+    fixture as one unit (its fixture is then built once, not once per worker)."""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
+    config.option.loadscopereorder = False
+    shared: dict[str, bool] = {}
+
     class DemoGroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
-            return "demo" if nodeid.split("::", 1)[0] in DEMO_MODULES else nodeid
+            module = nodeid.split("::", 1)[0]
+            if module in DEMO_MODULES:
+                return "demo"
+            if module not in shared:
+                shared[module] = _shares_a_module_fixture(module)
+            return module if shared[module] else nodeid
 
     return DemoGroupScheduling(config, log)
 
@@ -162,11 +177,15 @@ def postgres_url() -> Iterator[str]:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-# The e2e runs tune each model with one Optuna trial (the models' own settings) and give the
+# The e2e runs tune each model with one Optuna trial (the models' own settings), shuffle the
+# leakage canary twice instead of five times (five were two thirds of a training's time; one
+# alone is too noisy on a year of bars: control AUC 0.549 on the demo's last 12 months) and give the
 # direction ensemble's random forest 30 trees instead of 100: the pipeline is under test there,
-# not the tuning or the forest's size (tests/unit/test_tune.py, test_direction.py, test_forest.py).
+# not the tuning, the canary's averaging or the forest's size (tests/unit/test_tune.py,
+# test_train_binary.py, test_direction.py, test_forest.py).
 E2E_TRAINING = {
     "optuna": {"ai1_trials": 1, "ai2_trials": 1, "ai3_trials": 1, "direction_trials": 0},
+    "canary": {"repeats": 2},
     "direction": {"random_forest": {"n_estimators": 30}},
 }
 

@@ -101,7 +101,8 @@ def test_a_retrain_run_goes_end_to_end_to_a_deployed_version(
     outcome = run_retrain(cfg)
 
     assert len(calls) == 2
-    assert outcome.status == "success" and outcome.retries == 1
+    assert outcome.status == "success", outcome.message
+    assert outcome.retries == 1
     assert outcome.backtest is not None and outcome.backtest.decision == "adopt"
     assert outcome.publish is not None and outcome.publish.status == "deployed"
     reg = registry_for(cfg)
