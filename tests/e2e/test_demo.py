@@ -51,8 +51,9 @@ def test_mlcore_demo_runs_as_a_user_runs_it_and_again_changes_nothing(
     assert re.search(r"retrain run [0-9a-f-]{36}: (success|aborted)", out), out
     # Deployed or rejected by the checklist, or (a market this short can leave the canary's
     # two shuffles outside their tolerance) a training blocked and said so.
-    assert re.search(r"registry: (\d{8}_\d{4}_\w+ is (deployed|rejected)|training blocked: )",
-                     out), out
+    assert re.search(
+        r"registry: (\d{8}_\d{4}_\w+ is (deployed|rejected)|training blocked: )", out
+    ), out
     # Off a terminal, one line per stage with its elapsed time.
     for stage in ("generate", "ingest", "catalog", "features+labels", "retrain flow"):
         assert re.search(rf"^\[ *\d+\.\d s\] {re.escape(stage)}: ", out, re.M), stage
