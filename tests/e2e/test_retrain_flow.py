@@ -33,6 +33,7 @@ from tests.conftest import CONFIG_ROOT, E2E_TRAINING, config_with
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+RETRAIN_MONTHS = 12  # the shared demo's length (tests/e2e/conftest.py): the chain is under test
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def data_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             mp.delenv(var, raising=False)
         mp.setenv("ARCHIVE_PATH", str(folder / "archive"))
         cfg = load_config(config_with(folder, {"training_policy": E2E_TRAINING}), "dev")
-        prepare_market(cfg)
+        prepare_market(cfg, months=RETRAIN_MONTHS)
         build_catalog(cfg)
         yield folder / "archive"
 
