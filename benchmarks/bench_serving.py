@@ -51,7 +51,7 @@ from mlcore.serving import (
     WorkerSpec,
     assign_pairs,
 )
-from mlcore.serving._worker import history, pair_setup
+from mlcore.serving._setup import history, pair_setup
 from mlcore.signals import encode_signal, signal_id
 
 REPO = Path(__file__).resolve().parents[1]

@@ -41,8 +41,8 @@ _TIERS = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
 # rewrites a node id attribute that pytest 9 no longer reads).
 DEMO_MODULES = frozenset(
     f"tests/e2e/{name}.py"
-    for name in ("test_backtest", "test_demo_outcome", "test_serving", "test_serving_redis",
-                 "test_serving_sigterm", "test_train")
+    for name in ("test_backtest", "test_demo_outcome", "test_serving", "test_serving_faults",
+                 "test_serving_redis", "test_serving_sigterm", "test_train")
 )  # fmt: skip
 
 
@@ -239,11 +239,12 @@ def redis_url() -> str:
 
 
 class RedisServer:
-    """A private, persistent (append-only file) redis-server on a free port, which a test
-    may stop and start again: the real server binary, not a fake."""
+    """A private redis-server on a free port, persistent (append-only file) unless told not to
+    be, which a test may stop and start again: the real server binary, not a fake."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, persist: bool = True) -> None:
         self.folder = folder
+        self.persist = persist
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: Any = None
@@ -262,7 +263,8 @@ class RedisServer:
             pytest.skip("redis-server is not installed")
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+             "--appendonly", "yes" if self.persist else "no", "--appendfsync", "always",
+             "--save", ""],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         client = redis.Redis.from_url(self.url)

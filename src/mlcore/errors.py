@@ -3,6 +3,7 @@
 - :class:`FatalError`: needs a person (bad config, bad file, refused request).
 - :class:`RetryableError`: transient (network, rate limit, server error); retry with backoff.
 - :class:`DataQualityError`: the data are wrong; quarantine or reject and go on.
+- :class:`BadDataError` (a FatalError): an input that cannot be used at all; exit 65.
 
 Errors a user meets through the registry, the retraining flows and the pipeline's stages (each
 also a ``ValueError`` or ``RuntimeError`` where callers caught those before):
@@ -52,6 +53,12 @@ code                                       class                  when
 ``DATA_ROWS_TOO_FEW``                      MissingDataError       too few labelled rows to train on
 ``DATA_WINDOW_NO_BARS``                    MissingDataError       no bars in a version's θ search or
                                                                   test window
+``DATA_FILE_EMPTY`` / ``_MALFORMED`` /     BadDataError (Fatal,   a file that is empty, not CSV or
+``_SCHEMA`` / ``_NOTHING_ACCEPTED``        exit 65)               Parquet, without a needed column,
+                                                                  or none of whose rows is accepted
+``SERVING_SOURCE_UNREACHABLE``             RetryableError         Redis bars do not answer at start
+``SERVING_FOLDER_UNUSABLE``                ConfigError            the serving folder is not writable
+``SERVING_WORKER_GIVEN_UP``                FatalError             a worker died too often to restart
 =========================================  =====================  ==================================
 """
 
@@ -129,6 +136,11 @@ class FatalError(MlcoreError):
 
 class ConfigError(FatalError):
     """A policy file or ENV variable is missing, malformed or out of range."""
+
+
+class BadDataError(FatalError):
+    """An input that cannot be used at all (a file that is empty, malformed, without the
+    columns it needs, or none of whose rows passes): a person must fix it; the CLI exits 65."""
 
 
 class RetryableError(MlcoreError):

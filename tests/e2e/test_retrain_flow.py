@@ -4,8 +4,8 @@ with its full lineage, archived, and serving told (file and the real Redis).
 
 This test opens every gate of the version's own figures (Sharpe, drawdown, trades per year,
 Deflated Sharpe, PBO: a year of the demo's synthetic market clears few of them; the gates
-themselves are tested in test_backtest*): what is under test here is the chain, not the market. The demo's own run under the real gates is checked in
-test_demo_outcome.py."""
+themselves are tested in test_backtest*): what is under test here is the chain, not the
+market. The demo's own run under the real gates is checked in test_demo_outcome.py."""
 
 from __future__ import annotations
 

@@ -144,7 +144,7 @@ def test_a_stale_fx_rate_refuses_the_bar(replay) -> None:
 
     from mlcore.serving import NO_FLAGS, PairRuntime, PairScorer
     from mlcore.serving._pair import Conversion, FxQuote
-    from mlcore.serving._worker import history, pair_setup
+    from mlcore.serving._setup import history, pair_setup
 
     pair = cfg.universe.pairs[0]
     # As if leg B were quoted in GBP: its price needs GBP/USD, fresh within fx_stale_seconds.

@@ -18,7 +18,7 @@ from mlcore.cli._run import DEMO_MONTHS_MAX, DEMO_MONTHS_MIN
 from mlcore.config import ENVIRONMENTS as CONFIG_ENVIRONMENTS
 from mlcore.demo import DEMO_MONTHS_RANGE
 from mlcore.errors import ConfigError
-from tests.conftest import CONFIG_ROOT, make_version, third_party_csv
+from tests.conftest import CONFIG_ROOT, free_port, make_version, third_party_csv
 
 runner = CliRunner()
 ROOT = ["--config-root", str(CONFIG_ROOT)]
@@ -201,3 +201,75 @@ def test_a_config_root_that_is_no_folder_is_a_usage_error(tmp_path: Path, where:
     assert (
         err.strip() == f"error CLI_ARGUMENT_INVALID: --config-root dir '{missing}' does not exist."
     )
+
+
+@pytest.mark.slow  # waits out the 10 s start-up limit
+def test_serve_with_an_unreachable_bar_source_ends_non_zero_before_any_worker(
+    tmp_path: Path,
+) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    env = {"REDIS_URL": url, "ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
+    code, _, err = _run(*ROOT, "serve", "--bars", "redis", env=env)
+    assert code == 75, err
+    assert "SERVING_SOURCE_UNREACHABLE" in err and "did not answer within" in err
+    assert not (tmp_path / "archive" / "serving" / "outbox").exists()  # no worker started
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [("redis://:pw@127.0.0.1:63x79/0", "REDIS_URL is not a usable URL"),
+     ("redis://127.0.0.1:0/0", "REDIS_URL port 0 is outside 1-65535")],
+)  # fmt: skip
+def test_serve_with_a_malformed_redis_url_is_a_config_error(
+    tmp_path: Path, url: str, fragment: str
+) -> None:
+    env = {"REDIS_URL": url, "ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
+    code, _, err = _run(*ROOT, "serve", "--bars", "redis", env=env)
+    assert code == 2 and fragment in err and "pw" not in err, err
+
+
+def test_serve_into_an_archive_that_is_a_file_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "archive").write_text("not a folder")
+    env = {"ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
+    code, _, err = _run(*ROOT, "serve", "--bars", "file", env=env)
+    assert code == 2 and "SERVING_FOLDER_UNUSABLE" in err, err
+
+
+def test_serve_ends_non_zero_when_a_worker_was_given_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections import Counter
+
+    import mlcore.serving
+    from mlcore.serving import ServedModel, ServeSummary
+
+    def gave_up(cfg: object, **_: object) -> ServeSummary:
+        model = ServedModel("v1", tmp_path, (0.6, 0.5), "named with --model")
+        return ServeSummary(model, [], tmp_path, Counter(), ["worker-1 ... not restarted"],
+                            ["worker-1"])  # fmt: skip
+
+    monkeypatch.setattr(mlcore.serving, "serve", gave_up)
+    env = {"ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
+    code, _, err = _run(*ROOT, "serve", "--bars", "file", env=env)
+    assert code == 1 and "SERVING_WORKER_GIVEN_UP" in err and "['worker-1']" in err, err
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [("timestamp,open,high,low,close\n2024-01-02T10:00:00Z,1,0.5,2,1\n"
+      "2024-01-02T11:00:00Z,-1,2,0.5,1\n", "DATA_FILE_NOTHING_ACCEPTED: "),
+     ("timestamp,open,high,low,close\n", "DATA_FILE_EMPTY: "),
+     ("", "DATA_FILE_EMPTY: "),
+     ("date;x\n1;2\n", "DATA_FILE_SCHEMA: ")],
+    ids=["every row rejected", "header only", "empty", "no price columns"],
+)  # fmt: skip
+def test_a_file_with_no_accepted_row_is_bad_data(
+    tmp_path: Path, content: str, fragment: str
+) -> None:
+    path = tmp_path / "bars.csv"
+    path.write_text(content)
+    env = {"ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
+    code, _, err = _run(*ROOT, *_INGEST, str(path), env=env)
+    assert code == 65 and fragment in err, err
+    if "NOTHING" in fragment:
+        assert "none of its 2 rows was accepted (1 x high < low; 1 x non-positive price)" in err

@@ -224,11 +224,16 @@ def test_full_prod_env_accepted() -> None:
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of"),
         ({"STORAGE_BACKEND": "nfs"}, "STORAGE_BACKEND must be"),
         ({"POSTGRES_URL": "mysql://x"}, "POSTGRES_URL must be a postgresql:// URL"),
+        ({"REDIS_URL": "redis://:secret@host:6x79/0"}, "REDIS_URL is not a usable URL (Port"),
+        ({"REDIS_URL": "redis://host:99999/0"}, "REDIS_URL is not a usable URL (Port out"),
+        ({"REDIS_URL": "redis://host:0/0"}, "REDIS_URL port 0 is outside 1-65535"),
+        ({"REDIS_URL": "http://host/0"}, "REDIS_URL must be a redis:// URL, got scheme 'http'"),
     ],
 )
 def test_bad_env_values(environ: dict[str, str], fragment: str) -> None:
-    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")) as info:
         read_env(environ)
+    assert "secret" not in str(info.value)  # a URL's password is never echoed
 
 
 def test_env_archive_path_overrides_storage_yaml(archive: Path) -> None:

@@ -167,6 +167,28 @@ def test_epoch_seconds_and_milliseconds(values: list[object], expected: list[str
     assert _parse(_frame(values))["ts"].tolist() == _utc(*expected)
 
 
+def test_one_millisecond_value_among_seconds_moves_no_other_row() -> None:
+    """Issue 16: the unit used to come from the largest value, so one value in milliseconds
+    turned every row in seconds into a 1970 date (exit 0). Each row's magnitude decides."""
+    seconds = [1704189600 + 3600 * i for i in range(200)]
+    values = [str(v) for v in seconds]
+    values[50] = str(seconds[50] * 1000)
+    got = _parse(_frame(values))["ts"]
+    assert got.tolist() == [pd.Timestamp(v, unit="s", tz=UTC) for v in seconds]
+
+
+def test_a_row_dated_beyond_now_is_rejected_with_its_row_number() -> None:
+    """Issue 16: one row dated 2200 set the watermark to 2200; it is now rejected."""
+    values = ["2024-01-02T10:00:00Z", "2200-01-01T00:00:00Z", "2024-01-02T11:00:00Z",
+              "2024-01-02T12:00:00Z"]  # fmt: skip
+    now = pd.Timestamp("2024-01-02T11:30:00Z")
+    result = parse_table(_frame(values), origin="t", timeframe="1h", now=now)
+    assert _rejects(result) == [(2, "ts", "timestamp in the future")]
+    assert result.bars["ts"].tolist() == _utc("2024-01-02 10:00", "2024-01-02 11:00",
+                                              "2024-01-02 12:00")  # fmt: skip
+    # The bar that starts within one bar of now is not from the future: it is forming.
+
+
 def test_one_bad_epoch_value_rejects_only_that_row() -> None:
     # Regression: a >99%-numeric threshold used to send the whole column to text parsing.
     values = [str(1704189600 + 3600 * i) for i in range(20)]

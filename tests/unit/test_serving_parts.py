@@ -81,9 +81,9 @@ def test_flags_parse_and_name_the_bad_field() -> None:
     f = parse_flags(b'{"global_halt": false, "halted_pairs": ["A"], "leverage_scale": 0.5}', "x")
     assert f == OpsFlags(halted_pairs=frozenset({"A"}), leverage_scale=0.5)
     assert parse_flags(None, "x") == OpsFlags()
-    with pytest.raises(ValueError, match="x: ops flag leverage_scale"):
+    with pytest.raises(ValueError, match="x: ops flag 'leverage_scale'"):
         parse_flags(b'{"leverage_scale": 2}', "x")
-    with pytest.raises(ValueError, match="x: ops flag halt"):
+    with pytest.raises(ValueError, match="x: ops flag 'halt'"):
         parse_flags(b'{"halt": true}', "x")
     with pytest.raises(ValueError, match="not JSON"):
         parse_flags(b"{", "x")

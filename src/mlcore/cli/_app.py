@@ -24,7 +24,13 @@ from typer.core import TyperGroup
 from mlcore._progress import reporting
 from mlcore.cli._params import ENVIRONMENTS, parse_environment
 from mlcore.cli._render import error_line, progress_sink
-from mlcore.errors import ConfigError, DataQualityError, MlcoreError, RetryableError
+from mlcore.errors import (
+    BadDataError,
+    ConfigError,
+    DataQualityError,
+    MlcoreError,
+    RetryableError,
+)
 
 if TYPE_CHECKING:
     from mlcore.config import AppConfig
@@ -112,6 +118,8 @@ def exit_code(exc: MlcoreError) -> int:
     """The exit code of an error: 2 config or usage, 75 retry later, 65 data refused, else 1."""
     if isinstance(exc, ConfigError):
         return 2
+    if isinstance(exc, BadDataError):
+        return 65
     if isinstance(exc, RetryableError):
         return 75
     if isinstance(exc, DataQualityError):

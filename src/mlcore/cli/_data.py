@@ -13,7 +13,7 @@ from mlcore.cli._app import app, coded, command, load_config, typer_app
 from mlcore.cli._params import TIME_HELP, TIMEFRAME_HELP, Source, parse_time, parse_timeframe
 from mlcore.cli._params import parse_tz as parse_tz_
 from mlcore.cli._render import print_ingest, text
-from mlcore.errors import ConfigError, DataQualityError
+from mlcore.errors import BadDataError, ConfigError, DataQualityError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -143,6 +143,22 @@ def ingest_cmd(
         report = ingest(cfg, fetched, sym, timeframe, calendar=calendar)
         st.detail = f"{report.rows_read:,} rows, {report.new_bars:,} new"
     print_ingest(report)
+    if source is Source.file and lo is None and hi is None and fetched.bars.empty:
+        _nothing_accepted(path, fetched)
+
+
+def _nothing_accepted(path: Path | None, fetched: FetchResult) -> None:
+    """A file none of whose rows could be used is bad data, whatever else went right."""
+    from collections import Counter
+
+    rules = Counter(r.rule for r in fetched.rejects).most_common(3)
+    why = "; ".join(f"{n} x {rule}" for rule, n in rules) or "it holds no data rows"
+    first = fetched.rejects[0].describe() if fetched.rejects else ""
+    raise BadDataError(
+        "DATA_FILE_NOTHING_ACCEPTED",
+        f"{path}: none of its {fetched.rows_read:,} rows was accepted ({why})"
+        + (f"; first: {first}" if first else ""),
+    )
 
 
 def _rest_window(

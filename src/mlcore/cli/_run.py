@@ -101,3 +101,11 @@ def serve_cmd(
             exit_when_idle_seconds=exit_when_idle, bars=None if bars is None else str(bars),
         )  # fmt: skip
     print_serve(summary)
+    if summary.given_up:
+        from mlcore.errors import FatalError
+
+        raise FatalError(
+            "SERVING_WORKER_GIVEN_UP",
+            f"workers {summary.given_up} kept dying and were not restarted again: their pairs "
+            "were not served (alert CORE_SERVING_WORKER_GIVEN_UP; the log has each death)",
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
@@ -46,6 +47,25 @@ class EnvSettings(BaseModel):
     pagerduty_integration_key: str | None
 
 
+_SCHEMES = {"POSTGRES_URL": ("postgresql", "postgresql+psycopg", "postgres"),
+            "REDIS_URL": ("redis", "rediss", "unix")}  # fmt: skip
+
+
+def _url_problems(var: str, url: str) -> list[str]:
+    """What is wrong with a service URL, without echoing it (it may hold a password)."""
+    schemes = _SCHEMES[var]
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return [f"{var} is not a usable URL ({exc})"]
+    if parts.scheme not in schemes:
+        return [f"{var} must be a {schemes[0]}:// URL, got scheme {parts.scheme!r}"]
+    if port is not None and not 1 <= port <= 65535:
+        return [f"{var} port {port} is outside 1-65535"]
+    return []
+
+
 def sqlalchemy_postgres_url(url: str) -> str:
     """``url`` with SQLAlchemy's psycopg 3 driver named (``postgresql://`` as users write it)."""
     for plain in ("postgresql://", "postgres://"):
@@ -84,9 +104,8 @@ def read_env(
         problems.append(f"STORAGE_BACKEND must be 'local' or 's3', got {backend!r}")
     for var in ("POSTGRES_URL", "REDIS_URL"):
         val = env.get(var)
-        scheme = "postgresql" if var == "POSTGRES_URL" else "redis"
-        if val and not val.startswith(scheme):
-            problems.append(f"{var} must be a {scheme}:// URL")
+        if val:
+            problems.extend(_url_problems(var, val))
     if problems:
         raise ConfigError(
             "CONFIG_ENV_INVALID",

@@ -802,6 +802,7 @@ class BarSourcePolicy(Policy):
     file: str
     block_ms: PositiveInt
     batch_bars: PositiveInt
+    max_message_bytes: Annotated[int, Field(ge=256, le=1 << 20)] = 4096
 
 
 class RedisDeliveryPolicy(Policy):
@@ -812,6 +813,7 @@ class RedisDeliveryPolicy(Policy):
     channel: str
     dedupe_ttl_seconds: PositiveInt
     ops_flags_key: str
+    dead_letter_stream: str = "core:bars:dead"
     heartbeat_prefix: str
     heartbeat_seconds: PositiveFloat
     heartbeat_ttl_seconds: PositiveFloat
@@ -835,6 +837,7 @@ class ServingPolicy(Policy):
     serving_root: str
     aggregate_every_seconds: PositiveFloat
     metrics_port: Annotated[int, Field(ge=0, le=65535)]
+    flags_max_age_seconds: PositiveFloat = 30.0
 
 
 POLICY_SCHEMAS["serving_policy"] = ServingPolicy

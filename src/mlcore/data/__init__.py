@@ -6,6 +6,7 @@ from mlcore.data._catalog import Catalog, CatalogSummary, build_catalog, exclusi
 from mlcore.data._dq import FLAGS, DQResult, Gap, classify_moves, run_dq
 from mlcore.data._failover import FailoverProvider, build_providers
 from mlcore.data._file import FileProvider, read_table
+from mlcore.data._guard import LiveBarGuard, trailing_sigma
 from mlcore.data._ingest import (
     IngestReport,
     ingest,
@@ -39,6 +40,7 @@ __all__ = [
     "FileProvider",
     "Gap",
     "IngestReport",
+    "LiveBarGuard",
     "MarketDataProvider",
     "PartitionStore",
     "PlantedFault",
@@ -67,5 +69,6 @@ __all__ = [
     "resolve_calendar",
     "run_dq",
     "symbol_dirname",
+    "trailing_sigma",
     "write_atomic",
 ]

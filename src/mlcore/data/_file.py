@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from mlcore.data._parse import parse_table
 from mlcore.data._provider import FetchResult
-from mlcore.errors import FatalError
+from mlcore.errors import BadDataError, FatalError
 
 
 def _sniff_delimiter(path: Path) -> str:
@@ -47,22 +47,28 @@ def read_table(path: Path) -> pd.DataFrame:
             skip_blank_lines=False,
         )
     except pd.errors.EmptyDataError as exc:
-        raise FatalError("DATA_FILE_EMPTY", f"{path}: the file is empty") from exc
+        raise BadDataError("DATA_FILE_EMPTY", f"{path}: the file is empty") from exc
     except pd.errors.ParserError as exc:
-        raise FatalError(
+        raise BadDataError(
             "DATA_FILE_MALFORMED",
             f"{path}: not a well-formed CSV ({exc})",
             details={"path": str(path)},
         ) from exc
     except UnicodeDecodeError as exc:
-        raise FatalError(
+        raise BadDataError(
             "DATA_FILE_MALFORMED",
             f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})",
             details={"path": str(path)},
         ) from exc
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise FatalError(
+    except pa.ArrowInvalid as exc:
+        raise BadDataError(
             "DATA_FILE_MALFORMED", f"{path}: cannot read ({exc})", details={"path": str(path)}
+        ) from exc
+    except OSError as exc:  # permissions, a vanished mount: the file is not at fault
+        raise FatalError(
+            "DATA_FILE_UNREADABLE",
+            f"{path}: cannot read ({exc.strerror or exc})",
+            details={"path": str(path)},
         ) from exc
 
 
@@ -87,7 +93,7 @@ class FileProvider:
         """Parse every row of the file."""
         frame = read_table(self.path)
         if frame.empty:
-            raise FatalError("DATA_FILE_EMPTY", f"{self.path}: header only, no data rows")
+            raise BadDataError("DATA_FILE_EMPTY", f"{self.path}: header only, no data rows")
         # CSV data rows start on line 2 (after the header) so row numbers match an editor's.
         offset = 2 if self.path.suffix.lower() not in (".parquet", ".pq") else 1
         result = parse_table(

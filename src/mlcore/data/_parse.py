@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -9,7 +10,7 @@ import pandas as pd
 
 from mlcore.config import TIMEFRAMES
 from mlcore.data._provider import FetchResult, Reject
-from mlcore.errors import FatalError
+from mlcore.errors import BadDataError
 
 BAR_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 
@@ -77,7 +78,7 @@ def _resolve_columns(frame: pd.DataFrame, origin: str) -> dict[str, object]:
         mapping["ts"] = normalized["unnamed0"]
     missing = [c for c in ("ts", "open", "high", "low", "close") if c not in mapping]
     if missing:
-        raise FatalError(
+        raise BadDataError(
             "DATA_FILE_SCHEMA",
             f"{origin}: no column for {', '.join(missing)}; columns found: "
             f"{[str(c) for c in frame.columns]}",
@@ -86,15 +87,24 @@ def _resolve_columns(frame: pd.DataFrame, origin: str) -> dict[str, object]:
     return mapping
 
 
-def _epoch_unit(values: pd.Series) -> str:
-    top = float(np.nanmax(np.abs(values.to_numpy(dtype="float64"))))
-    if top < 1e11:
-        return "s"
-    if top < 1e14:
-        return "ms"
-    if top < 1e17:
-        return "us"
-    return "ns"
+# Epoch units by magnitude, each row on its own: the ranges of 1973-5138 in seconds, 1973-5138
+# in milliseconds, ... do not overlap, so one row in milliseconds among seconds is read right
+# instead of turning every other row into a 1970 date.
+_EPOCH_UNITS = (("s", 1e11), ("ms", 1e14), ("us", 1e17), ("ns", math.inf))
+
+
+def _from_epoch(numeric: pd.Series) -> pd.Series:
+    """Epoch numbers as UTC instants, the unit of each row from its magnitude."""
+    out = pd.Series(pd.NaT, index=numeric.index, dtype="datetime64[ns, UTC]")
+    size = numeric.abs()
+    low = 0.0
+    for unit, high in _EPOCH_UNITS:
+        rows = (size >= low) & (size < high)
+        if rows.any():
+            got = pd.to_datetime(numeric[rows], unit=unit, utc=True, errors="coerce")  # type: ignore[call-overload]
+            out[rows] = got.astype("datetime64[ns, UTC]")
+        low = high
+    return out
 
 
 def _to_utc(parsed: pd.Series, tz: str) -> pd.Series:
@@ -179,11 +189,16 @@ def _parse_ts(
         text = (text + " " + time_col.astype("string").fillna("").str.strip()).str.strip()
     numeric = _looks_like_epoch(text)
     if numeric is not None:
-        unit = _epoch_unit(numeric)
-        epoch: pd.Series = pd.to_datetime(numeric, unit=unit, utc=True, errors="coerce")  # type: ignore[call-overload]
-        epoch = epoch.astype("datetime64[ns, UTC]")
+        epoch = _from_epoch(numeric)
         return epoch.dt.tz_convert(tz).dt.tz_localize(None) if wall else epoch
     return _parse_text(text, tz, wall=wall)
+
+
+def _now_ns(now: pd.Timestamp | None) -> int:
+    stamp = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return int(stamp.as_unit("ns").value)
 
 
 def _to_float(col: pd.Series) -> pd.Series:
@@ -211,12 +226,15 @@ def parse_table(
     tz: str = "UTC",
     price_abs_tolerance: float = 0.0,
     row_offset: int = 1,
+    now: pd.Timestamp | None = None,
 ) -> FetchResult:
     """Turn a raw OHLCV table into canonical rows (UTC ``ts``, float prices) and rejects.
 
     Rows with an unparsable or off-grid timestamp, a non-finite or non-positive price,
     ``high < low``, open/close outside ``[low, high]`` or a negative volume are rejected,
-    each with the row number (``row_offset`` is the number of the first data row) and rule.
+    each with the row number (``row_offset`` is the number of the first data row) and rule; so
+    is a row that starts after ``now`` (default: the clock) plus one bar, which no real bar
+    can: a date typed wrong, milliseconds read as seconds... (it would move the watermark).
     """
     if timeframe not in TIMEFRAMES:
         raise ValueError(f"timeframe must be one of {sorted(TIMEFRAMES)}, got {timeframe!r}")
@@ -248,6 +266,7 @@ def parse_table(
     rules: list[tuple[str, str, np.ndarray]] = [
         ("ts", "unparsable timestamp", ts.isna().to_numpy()),
         ("ts", f"timestamp off the {timeframe} grid", (ts_ns % step_ns) != 0),
+        ("ts", "timestamp in the future", ts_ns > _now_ns(now) + step_ns),
     ]
     for name, arr in (("open", o), ("high", h), ("low", lo), ("close", c)):
         rules.append((name, "not a finite number", ~np.isfinite(arr)))

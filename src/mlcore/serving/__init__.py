@@ -4,6 +4,7 @@ core.signals_live), and the workers' Prometheus metrics."""
 
 from mlcore.serving._bars import (
     BAR_FIELDS,
+    BAR_REASONS,
     Bar,
     BarRejected,
     FileBarSource,
@@ -31,19 +32,19 @@ from mlcore.serving._serve import (
     serve,
     write_bars_file,
 )
+from mlcore.serving._setup import pair_setup, serving_dir
 from mlcore.serving._supervisor import Supervisor, assign_pairs
 from mlcore.serving._worker import (
     EXIT_MODEL_UNUSABLE,
     ModelUnusable,
     Worker,
     WorkerSpec,
-    pair_setup,
-    serving_dir,
     worker_main,
 )
 
 __all__ = [
     "BAR_FIELDS",
+    "BAR_REASONS",
     "EXIT_MODEL_UNUSABLE",
     "INPUT_NAMES",
     "NO_FLAGS",

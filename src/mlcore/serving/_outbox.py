@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS signals (
@@ -25,6 +26,17 @@ CREATE TABLE IF NOT EXISTS pair_state (
     model_version TEXT NOT NULL,
     engine BLOB NOT NULL,
     rest TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    source TEXT NOT NULL,
+    position TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    raw BLOB NOT NULL,
+    at_ns INTEGER NOT NULL,
+    delivered INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
@@ -51,10 +63,12 @@ class Outbox:
     def commit(
         self, signals: Iterable[tuple[str, str, int, bytes, int]],
         states: Mapping[str, tuple[str, bytes, str]], kv: Mapping[str, str],
+        dead: Iterable[tuple[str, str, str, str, str, bytes, int]] = (),
     ) -> int:  # fmt: skip
         """Store signals (id, pair_id, bar_ts_ns, payload, delivered: 1 when Redis has it
         already; an id already stored is kept as it was), pair states (pair_id →
-        model_version, engine, rest) and key-values at once; return how many were new."""
+        model_version, engine, rest), key-values and dead letters (id, source, position,
+        reason, detail, raw, at_ns; each id once) at once; return how many signals were new."""
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
@@ -70,6 +84,11 @@ class Outbox:
                 [(p, v, e, r) for p, (v, e, r) in states.items()],
             )
             c.executemany("INSERT OR REPLACE INTO kv VALUES (?,?)", list(kv.items()))
+            c.executemany(
+                "INSERT OR IGNORE INTO dead_letters (id, source, position, reason, detail, raw, "
+                "at_ns) VALUES (?,?,?,?,?,?,?)",
+                dead,
+            )
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
@@ -113,3 +132,18 @@ class Outbox:
     def payloads(self) -> list[bytes]:
         """Every stored signal, in the order produced."""
         return [r[0] for r in self.conn.execute("SELECT payload FROM signals ORDER BY seq")]
+
+    def dead_letters(self, pending_only: bool = False, limit: int = -1) -> list[tuple[Any, ...]]:
+        """(seq, id, source, position, reason, detail, raw, at_ns) of the dead letters, oldest
+        first (only those Redis has not taken yet)."""
+        return self.conn.execute(
+            "SELECT seq, id, source, position, reason, detail, raw, at_ns FROM dead_letters "
+            "WHERE delivered = 0 OR ? = 0 ORDER BY seq LIMIT ?",
+            (int(pending_only), limit),
+        ).fetchall()
+
+    def mark_dead_delivered(self, up_to_seq: int) -> None:
+        """Mark the dead letters up to ``up_to_seq`` as taken by Redis."""
+        self.conn.execute(
+            "UPDATE dead_letters SET delivered = 1 WHERE delivered = 0 AND seq <= ?", (up_to_seq,)
+        )

@@ -5,22 +5,27 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
+import redis
 
 from mlcore.config import AppConfig
 from mlcore.data import Catalog, write_atomic
+from mlcore.errors import ConfigError, RetryableError
 from mlcore.registry import database_url, make_engine, registry_for, upgrade
 from mlcore.serving._bars import Bar, bar_message
 from mlcore.serving._models import ServedModel, deployed_model, named_model, notice_version
+from mlcore.serving._setup import serving_dir
 from mlcore.serving._supervisor import Supervisor, assign_pairs
-from mlcore.serving._worker import WorkerSpec, serving_dir
+from mlcore.serving._worker import WorkerSpec
 
 log = logging.getLogger("mlcore.serving")
 
@@ -34,6 +39,7 @@ class ServeSummary:
     root: Path
     counts: Counter[str] = field(default_factory=Counter)
     events: list[str] = field(default_factory=list)
+    given_up: list[str] = field(default_factory=list)  # workers not restarted again
 
 
 def replay_bars(cfg: AppConfig, pair_ids: list[str], last: int) -> tuple[list[Bar], int]:
@@ -74,6 +80,42 @@ def write_bars_file(path: Path, bars: list[Bar]) -> None:
     """Bars as JSON lines (the file source's format), written atomically."""
     lines = [json.dumps(bar_message(b), sort_keys=True) for b in bars]
     write_atomic(path, ("\n".join(lines) + "\n").encode())
+
+
+def check_reachable(cfg: AppConfig, kind: str, wait_s: float = 10.0) -> None:
+    """Before any worker starts: the serving folder can be written, and a Redis bar source
+    answers within ``wait_s`` (else :class:`RetryableError` naming it: `mlcore serve` ends
+    non-zero instead of running workers that never see a bar)."""
+    folder = serving_dir(cfg)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        why = f"{exc.strerror or exc}"
+        raise ConfigError(
+            "SERVING_FOLDER_UNUSABLE",
+            f"serving folder {folder} cannot be written (ARCHIVE_PATH, serving_policy.yaml "
+            f"serving_root): {why}",
+        ) from None
+    if kind != "redis" or not cfg.env.redis_url:
+        return
+    client = redis.Redis.from_url(cfg.env.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            client.ping()
+            return
+        except redis.RedisError as exc:
+            if time.monotonic() >= deadline:
+                where = client.connection_pool.connection_kwargs
+                raise RetryableError(
+                    "SERVING_SOURCE_UNREACHABLE",
+                    f"the bar source (Redis at {where.get('host')}:{where.get('port')}) did "
+                    f"not answer within {wait_s:g} s: {exc}",
+                ) from None
+            time.sleep(0.5)
 
 
 def choose_model(cfg: AppConfig, name: str | None) -> ServedModel:
@@ -151,6 +193,7 @@ def serve(
         raise ValueError(f"--bars {bars!r}: choose redis or file")
     if (bars or cfg.serving.bar_source.kind) == "redis" and not cfg.env.redis_url:
         raise ValueError("bars from Redis need REDIS_URL (or --bars file)")
+    check_reachable(cfg, bars or cfg.serving.bar_source.kind)
     upgrade(make_engine(database_url(cfg)))  # core.signals_live at the newest schema
     models = _Models(cfg, choose_model(cfg, model), named=model is not None or bool(replay_last))
     groups = assign_pairs(pair_ids, cfg.serving.workers.pairs_per_worker, workers)
@@ -176,4 +219,4 @@ def serve(
     sup.run(should_stop, on_tick=lambda: models.on_tick(sup))
     root = Path(str(base.root))
     return ServeSummary(models.served, [s.spec for s in sup.slots], root,
-                        outbox_counts(root), sup.events)  # fmt: skip
+                        outbox_counts(root), sup.events, sup.given_up)  # fmt: skip

@@ -31,15 +31,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from mlcore.config import AppConfig
-from mlcore.registry import database_url, make_engine
+from mlcore.registry import Alerts, database_url, make_engine
 from mlcore.serving._delivery import archive_signals
-from mlcore.serving._worker import (
-    EXIT_MODEL_UNUSABLE,
-    WorkerSpec,
-    heartbeat_path,
-    serving_dir,
-    worker_main,
-)
+from mlcore.serving._setup import serving_dir
+from mlcore.serving._worker import EXIT_MODEL_UNUSABLE, WorkerSpec, heartbeat_path, worker_main
 
 log = logging.getLogger("mlcore.serving")
 
@@ -192,15 +187,23 @@ class Supervisor:
             if len(slot.restarts) >= wp.max_restarts_per_hour:
                 slot.given_up = True
                 msg = (f"worker {slot.spec.worker_id} died {len(slot.restarts)} times within an "
-                       "hour: not restarted again")  # fmt: skip
+                       f"hour: not restarted again; pairs {', '.join(slot.spec.pair_ids)} "
+                       "are not served")  # fmt: skip
                 log.error(msg)
                 self.events.append(msg)
+                self._alert("CORE_SERVING_WORKER_GIVEN_UP", msg, slot)
                 continue
             if code == EXIT_MODEL_UNUSABLE and self.on_model_unusable is not None:
                 # (model folder, θ) of the version to serve instead, or None: give up.
                 nxt = self.on_model_unusable(slot.spec.model_folder)
                 if nxt is None:
                     slot.given_up = True
+                    msg = (f"worker {slot.spec.worker_id}: model {slot.spec.model_folder} cannot "
+                           f"be served and no other version can; pairs "
+                           f"{', '.join(slot.spec.pair_ids)} are not served")  # fmt: skip
+                    log.error(msg)
+                    self.events.append(msg)
+                    self._alert("CORE_SERVING_WORKER_GIVEN_UP", msg, slot)
                     continue
                 slot.spec = replace(slot.spec, model_folder=nxt[0], theta=nxt[1])
             msg = f"worker {slot.spec.worker_id} exited with {code}: restarting"
@@ -209,6 +212,21 @@ class Supervisor:
             time.sleep(wp.restart_delay_seconds)
             slot.restarts.append(now)
             self._start(slot)
+
+    def _alert(self, code: str, message: str, slot: _Slot) -> None:
+        """Record an alert (the database away: the log line has said it)."""
+        try:
+            Alerts(make_engine(database_url(self.cfg))).raise_alert(
+                code, message, channel="serving",
+                details={"worker": slot.spec.worker_id, "pairs": list(slot.spec.pair_ids)},
+            )  # fmt: skip
+        except Exception as exc:
+            log.error("alert %s not recorded (%s)", code, type(exc).__name__)
+
+    @property
+    def given_up(self) -> list[str]:
+        """The workers not restarted again (their pairs are not served)."""
+        return [s.spec.worker_id for s in self.slots if s.given_up]
 
     def switch_model(self, model_folder: str, theta: tuple[float, float]) -> None:
         """Move every worker to another model version, one at a time (stop, start)."""

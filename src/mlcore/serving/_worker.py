@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import signal as os_signal
 import sys
 import time
@@ -21,33 +20,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
-import pandas as pd
 import redis
 
 from mlcore._logging import inherit_third_party_verbosity
 from mlcore.config import TIMEFRAMES, AppConfig, PairSpec, load_config
-from mlcore.data import Catalog
-from mlcore.errors import MlcoreError
-from mlcore.execution import PairModels, leg_costs
-from mlcore.features import align_legs, segment_starts
+from mlcore.execution import PairModels
 from mlcore.registry import database_url, make_engine, upgrade
 from mlcore.serving import _metrics as m
-from mlcore.serving._bars import Bar, BarRejected, FileBarSource, RawBar, RedisBarSource, parse_bar
+from mlcore.serving._bars import Bar, FileBarSource, RawBar, RedisBarSource
 from mlcore.serving._clock import ReplayClock, WallClock
 from mlcore.serving._delivery import RedisPublisher, SignalFiles, aggregate, deliver
-from mlcore.serving._flags import NO_FLAGS, FlagReader
+from mlcore.serving._flags import NO_FLAGS, FlagReader, OpsFlags, flags_json, parse_flags
+from mlcore.serving._intake import Intake
 from mlcore.serving._orphan import die_with_parent
 from mlcore.serving._outbox import Outbox
-from mlcore.serving._pair import Conversion, FxQuote, PairRuntime, PairSetupLive
+from mlcore.serving._pair import FxQuote, PairRuntime
 from mlcore.serving._scorer import PairScorer
-from mlcore.signals import DecisionRules, LegSpec, encode_signal
+from mlcore.serving._setup import history, pair_setup, serving_dir
+from mlcore.signals import encode_signal
 
 log = logging.getLogger("mlcore.serving")
 _RECENT_BARS = 16  # bars kept per symbol while the other leg of a pair has not arrived
 COMMIT_EVERY_S = 1.0  # bars that produced nothing are committed at least this often
-LOG_EVERY_S = 10.0  # refused bars: one log line per reason this often
 EXIT_MODEL_UNUSABLE = 3  # the exit code that asks the supervisor for another version
 
 
@@ -75,75 +70,13 @@ def heartbeat_path(root: Path, worker_id: str) -> Path:
     return root / "heartbeats" / f"{worker_id}.json"
 
 
-def serving_dir(cfg: AppConfig) -> Path:
-    """``{archive}/{serving_root}``."""
-    return cfg.paths.archive / cfg.serving.serving_root
-
-
-def _conversion(cfg: AppConfig, symbol: str) -> Conversion:
-    quote = cfg.universe.instruments[symbol].quote_currency
-    account = cfg.backtest.account.currency
-    if quote == account:
-        return Conversion(None, False)
-    direct, inverse = f"{quote}/{account}", f"{account}/{quote}"
-    if direct in cfg.universe.instruments:
-        return Conversion(direct, False)
-    if inverse in cfg.universe.instruments:
-        return Conversion(inverse, True)
-    raise ValueError(
-        f"{symbol}: no FX instrument to convert {quote} into {account}: universe.yaml needs "
-        f"{direct} or {inverse}"
-    )
-
-
-def pair_setup(cfg: AppConfig, pair: PairSpec, theta: tuple[float, float]) -> PairSetupLive:
-    """A pair's live setup from universe, cost table, core, backtest and serving policies."""
-    seconds = TIMEFRAMES[cfg.serving.timeframe]
-    ai1 = cfg.core.labels.ai1
-    account = cfg.backtest.account
-    rules = DecisionRules(
-        theta1=theta[0], theta2=theta[1], entry_z=ai1.entry_z, exit_z=ai1.exit_z,
-        max_hold_bars=cfg.backtest.execution.max_hold_bars,
-        latency_bars=cfg.backtest.execution.latency_bars,
-    )  # fmt: skip
-    legs = [
-        LegSpec(s, cfg.universe.trading[s], leg_costs(cfg.costs, s, seconds))
-        for s in (pair.leg_a, pair.leg_b)
-    ]
-    return PairSetupLive(
-        pair_id=pair.pair_id, leg_a=legs[0], leg_b=legs[1],
-        conv_a=_conversion(cfg, pair.leg_a), conv_b=_conversion(cfg, pair.leg_b),
-        windows=cfg.features.pair, ai1=ai1, rules=rules,
-        capital_usd=account.capital_usd / len(cfg.universe.pairs),
-        risk_fraction=account.risk_fraction, bar_seconds=seconds,
-        valid_seconds=cfg.serving.signal_valid_seconds,
-        freshness_ns=int(cfg.serving.freshness_budget_seconds * 1e9),
-        fx_stale_ns=account.fx_stale_seconds * 1_000_000_000, costs=cfg.costs,
-    )  # fmt: skip
-
-
-def history(cfg: AppConfig, pair: PairSpec, until_ns: int | None) -> tuple[np.ndarray, int]:
-    """The pair's aligned catalog bars of its last unbroken segment before ``until_ns`` (n x 6,
-    as the batch features saw them) and the last bar's timestamp (-1: none)."""
-    tf = cfg.serving.timeframe
+def _kept_flags(saved: str | None) -> OpsFlags:
+    """The flags in force that the outbox kept (none kept: none in force)."""
     try:
-        cat = Catalog(cfg)
-        a, b = cat.load_bars(tf, pair.leg_a), cat.load_bars(tf, pair.leg_b)
-        joined, _ = align_legs(a, b)
-    except (MlcoreError, ValueError, KeyError, FileNotFoundError) as exc:
-        # No history to warm on: the pair starts cold (its first bars are refused as warm-up).
-        log.warning("%s: no catalog history to warm on (%s)", pair.pair_id, exc)
-        return np.empty((0, 6)), -1
-    ts = pd.DatetimeIndex(joined["ts"]).as_unit("ns").asi8
-    keep = ts < until_ns if until_ns is not None else np.ones(len(ts), dtype=bool)
-    joined, ts = joined[keep], ts[keep]
-    if not len(ts):
-        return np.empty((0, 6)), -1
-    months = pd.DatetimeIndex(joined["ts"]).strftime("%Y-%m")
-    start = max(segment_starts(sorted(set(months))))
-    first = int(np.argmax(np.asarray(months) == start))
-    cols = ["high_a", "low_a", "close_a", "high_b", "low_b", "close_b"]
-    return joined[cols].to_numpy(dtype=np.float64)[first:], int(ts[-1])
+        return parse_flags(saved, "outbox") if saved is not None else NO_FLAGS
+    except ValueError as exc:  # cannot happen but by a damaged file: fail closed
+        log.error("flags kept in the outbox unusable (%s): halting new entries", exc)
+        return OpsFlags(global_halt=True)
 
 
 class ModelUnusable(ValueError):
@@ -171,7 +104,6 @@ class Worker:
         self.version = models.version
         self.client = redis.Redis.from_url(cfg.env.redis_url) if cfg.env.redis_url else None
         self.publisher = RedisPublisher(self.client, sv.redis) if self.client else None
-        self.flags = FlagReader(self.client, sv.redis.ops_flags_key, self.root / "ops_flags.json")
         self.clock = ReplayClock() if spec.replay else WallClock()
         self.outbox = Outbox(self.root / "outbox" / f"{spec.worker_id}.db")
         self.files = SignalFiles(self.root / "signals")
@@ -186,7 +118,6 @@ class Worker:
             self.by_symbol.setdefault(pairs[pid].leg_b, []).append((rt, False))
         self.fx_symbols = {c.fx_symbol for rt in self.pairs.values()
                            for c in (rt.setup.conv_a, rt.setup.conv_b) if c.fx_symbol}  # fmt: skip
-        self.instruments = set(cfg.universe.instruments)
         symbols = sorted(set(self.by_symbol) | self.fx_symbols)
         self.source: FileBarSource | RedisBarSource
         kind = spec.bar_source or sv.bar_source.kind
@@ -200,11 +131,19 @@ class Worker:
             bars = (
                 Path(spec.bars_file) if spec.bars_file else cfg.paths.archive / sv.bar_source.file
             )
-            self.source = FileBarSource(bars)
+            self.source = FileBarSource(bars, max_bytes=sv.bar_source.max_message_bytes)
         self.recent: dict[str, dict[int, Bar]] = {s: {} for s in self.by_symbol}
         self.fx: dict[str, FxQuote] = {}
         self.tally: Tally[str] = Tally()
         self._minute: deque[float] = deque()
+        kept = self.outbox.kv().get("flags")
+        self.flags = FlagReader(
+            self.client, sv.redis.ops_flags_key, self.root / "ops_flags.json",
+            max_age_s=sv.flags_max_age_seconds, flags=_kept_flags(kept),
+        )  # fmt: skip
+        self._flags_kept = kept
+        self.intake = Intake(cfg, spec.worker_id, self.root, set(symbols), self.client, self.db,
+                             self.tally)  # fmt: skip
         self._restore(pairs)
         self._last_beat = 0.0
         self._last_aggregate = 0.0
@@ -214,7 +153,6 @@ class Worker:
         self._touched: set[str] = set()
         self._last_commit = time.monotonic()
         self._backlog = True  # until the outbox has been checked once
-        self._logged: dict[str, tuple[float, int]] = {}
         self._source_down = False
 
     # -- start-up --------------------------------------------------------------------------
@@ -235,6 +173,7 @@ class Worker:
                 bars, last = history(self.cfg, pairs[pid], self.spec.warm_until_ns)
                 rt.warm(bars, last)
                 log.info("%s: warmed on %d catalog bars", pid, len(bars))
+        self.intake.restore(kv, self.outbox, self.spec.warm_until_ns)
         if "positions" in kv:
             self.source.seek(json.loads(kv["positions"]))
         for sym, bars in json.loads(kv.get("recent", "{}")).items():
@@ -245,28 +184,11 @@ class Worker:
             self.fx[sym] = FxQuote(float(rate), int(close_ns))
 
     # -- one batch -------------------------------------------------------------------------
-    def _refuse(self, reason: str, detail: str = "") -> None:
-        self.tally[f"refused:{reason}"] += 1
-        m.BARS_REFUSED_TOTAL.labels(reason).inc()
-        if not detail:
-            return
-        # One line per reason every LOG_EVERY_S at most: a flood of bad bars must not flood
-        # the log (the counter has them all).
-        now = time.monotonic()
-        last, quiet = self._logged.get(reason, (-math.inf, 0))
-        if now - last >= LOG_EVERY_S:
-            more = f" (and {quiet} more since)" if quiet else ""
-            log.warning("bar refused (%s): %s%s", reason, detail, more)
-            self._logged[reason] = (now, 0)
-        else:
-            self._logged[reason] = (last, quiet + 1)
-
     def _accept(self, raw: RawBar) -> Bar | None:
-        """The bar if it is one of this worker's legs and new; FX quotes are taken here."""
-        try:
-            bar = parse_bar(raw.payload)
-        except BarRejected as exc:
-            self._refuse(exc.reason, f"{raw.source} at {raw.position}: {exc}")
+        """The bar if it passes the intake and is one of this worker's legs; FX quotes are
+        taken here."""
+        bar = self.intake.accept(raw)
+        if bar is None:
             return None
         sym = bar.symbol
         if sym in self.fx_symbols:
@@ -275,19 +197,21 @@ class Worker:
             if close_ns > q.close_ns:
                 q.rate, q.close_ns = bar.close, close_ns
         if sym not in self.by_symbol:
-            if sym not in self.instruments:
-                self._refuse("unknown_symbol", f"{raw.source} at {raw.position}: {sym!r}")
             return None
         recent = self.recent[sym]
-        if bar.ts_ns in recent:
-            self._refuse("duplicate", f"{sym} {bar.ts_ns} seen already")
-            return None
         recent[bar.ts_ns] = bar
         if len(recent) > _RECENT_BARS:
             del recent[min(recent)]
         return bar
 
     def _on_raw(
+        self, raw: RawBar, out: list[tuple[int, dict[str, Any]]], touched: set[str]
+    ) -> None:
+        self.intake.mark.set(raw)  # cleared below: a death in between is blamed on this message
+        self._pair_bar(raw, out, touched)
+        self.intake.mark.clear()
+
+    def _pair_bar(
         self, raw: RawBar, out: list[tuple[int, dict[str, Any]]], touched: set[str]
     ) -> None:
         bar = self._accept(raw)
@@ -299,7 +223,9 @@ class Worker:
             if other is None:
                 continue  # the other leg's bar has not arrived yet
             if bar.ts_ns <= rt.last_ts_ns:
-                self._refuse("out_of_order", f"{rt.setup.pair_id} {bar.ts_ns} <= {rt.last_ts_ns}")
+                self.intake.refuse(
+                    "out_of_order", f"{rt.setup.pair_id} {bar.ts_ns} <= {rt.last_ts_ns}"
+                )
                 continue
             a, b = (bar, other) if is_a else (other, bar)
             close_ns = bar.ts_ns + rt.setup.bar_seconds * 1_000_000_000
@@ -311,7 +237,7 @@ class Worker:
             m.INFERENCE_LATENCY_MS.observe((time.perf_counter_ns() - t0) / 1e6)
             touched.add(rt.setup.pair_id)
             if outcome.signal is None:
-                self._refuse(outcome.refused)
+                self.intake.refuse(outcome.refused)
             else:
                 out.append((bar.ts_ns, outcome.signal))
 
@@ -335,18 +261,37 @@ class Worker:
         if raws:
             # Read once the bars are here: the flags in force when they are decided, not when
             # the wait for them began.
-            self._flags = self.flags.read()
+            self._read_flags()
         signals: list[tuple[int, dict[str, Any]]] = []
         for raw in raws:
             self._on_raw(raw, signals, self._touched)
         latest = self._emit(signals)
         if self._commit_due(bool(raws)):
             self._checkpoint()
+            self.intake.deliver(self.outbox)
         if self._backlog:
             self._deliver()
         self.files.put(latest)
         self._housekeeping()
         return len(raws)
+
+    def _read_flags(self) -> None:
+        """The flags to decide by; a change is committed at once (a lost document must not
+        take a halt with it, even across a restart), and a stale store alerted once."""
+        was_stale = self.flags.stale
+        self.flags.read()
+        self._flags = self.flags.in_force()
+        now = flags_json(self.flags.flags)
+        if now != self._flags_kept:
+            self.outbox.commit([], {}, {"flags": now})
+            self._flags_kept = now
+        if self.flags.stale and not was_stale:
+            self.intake.alert(
+                "CORE_SERVING_FLAGS_STALE",
+                f"{self.spec.worker_id}: ops flags unreadable for over "
+                f"{self.cfg.serving.flags_max_age_seconds:g} s: no new entries",
+                {"worker": self.spec.worker_id},
+            )
 
     def _emit(self, signals: list[tuple[int, dict[str, Any]]]) -> dict[str, bytes]:
         """Encode the batch's signals, send them to Redis when nothing older waits, and keep
@@ -376,6 +321,8 @@ class Worker:
 
     def _commit_due(self, read_any: bool) -> bool:
         since = time.monotonic() - self._last_commit
+        if self.intake.dead:
+            return True  # refused messages are rare: keep them at once
         if self._rows or self._touched:
             # Without Redis taking them at once, the outbox is the delivery: commit now.
             immediate = self.publisher is None or self._backlog
@@ -395,7 +342,8 @@ class Worker:
             "fx": orjson.dumps({s: [q.rate, q.close_ns] for s, q in self.fx.items()}).decode(),
             "tally": orjson.dumps(dict(self.tally), option=orjson.OPT_SORT_KEYS).decode(),
         }
-        self.outbox.commit(self._rows, states, kv)
+        guard, dead = self.intake.take()
+        self.outbox.commit(self._rows, states, kv | guard, dead)
         self._rows = []
         self._touched = set()
         self._last_commit = time.monotonic()
@@ -426,6 +374,7 @@ class Worker:
                 log.warning("signals not aggregated yet (%s): %s", type(exc).__name__, why)
         if force or now - self._last_beat >= sv.redis.heartbeat_seconds:
             self._last_beat = now
+            self._read_flags()  # also without bars: how fresh the flags are is known
             self._heartbeat()
 
     def _heartbeat(self) -> None:
@@ -463,8 +412,10 @@ class Worker:
                 time.sleep(min(block, 0.05))
         self._checkpoint()
         self._deliver()
+        self.intake.deliver(self.outbox)
         self._housekeeping(force=True)
         self.files.close()
+        self.intake.close()
         self.outbox.close()
         return dict(self.tally)
 

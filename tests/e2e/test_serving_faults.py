@@ -1,0 +1,238 @@
+"""Serving under hostile input, on the demo's model: a replay with garbage interleaved (random
+bytes, huge lines, bars from the future, absurd and NaN prices, deep JSON, non-UTF-8, unknown
+symbols) gives every valid pair-bar exactly its clean-run signal while each garbage message is
+dead-lettered with its reason (outbox and the real Redis); a message the worker dies on twice
+is skipped, dead-lettered as poison and alerted."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from mlcore.config import AppConfig, load_config
+from mlcore.demo import DemoResult
+from mlcore.registry import Alerts, database_url, make_engine
+from mlcore.serving import (
+    OpsFlags,
+    Outbox,
+    PairRuntime,
+    Worker,
+    WorkerSpec,
+    bar_message,
+    replay_bars,
+    write_bars_file,
+    write_flags,
+)
+from mlcore.signals import iso_utc
+from tests.conftest import config_with, redis_url
+
+BARS = 200
+THETA = (0.55, 0.5)
+Y2100_NS = 4_102_444_800_000_000_000
+
+
+@pytest.fixture(scope="module")
+def clean(demo_run: tuple[AppConfig, DemoResult], tmp_path_factory: pytest.TempPathFactory):
+    """The demo's model, replayed bars and the signals a worker makes of them (the reference)."""
+    cfg, result = demo_run
+    assert result.training is not None
+    pairs = tuple(p.pair_id for p in cfg.universe.pairs)
+    bars, warm = replay_bars(cfg, list(pairs), BARS)
+    root = tmp_path_factory.mktemp("clean")
+    write_bars_file(root / "bars.jsonl", bars)
+    spec = WorkerSpec("worker-0", pairs, str(cfg.config_root), cfg.env_name,
+                      str(result.training.folder), THETA, replay=True, warm_until_ns=warm,
+                      exit_when_idle_seconds=0.2, root=str(root / "serving"),
+                      bars_file=str(root / "bars.jsonl"))  # fmt: skip
+    counts = Worker(spec, cfg=cfg).run()
+    assert not [k for k in counts if k.startswith("refused:") and "warmup" not in k], counts
+    reference = _signals(root)
+    assert len(reference) > BARS
+    return cfg, bars, spec, reference
+
+
+def _signals(root: Path) -> list[dict[str, Any]]:
+    box = Outbox(root / "serving" / "outbox" / "worker-0.db")
+    try:
+        return [json.loads(p) for p in box.payloads()]
+    finally:
+        box.close()
+
+
+def _dead(root: Path) -> list[tuple[Any, ...]]:
+    box = Outbox(root / "serving" / "outbox" / "worker-0.db")
+    try:
+        return box.dead_letters()
+    finally:
+        box.close()
+
+
+def _garbage(rng: random.Random, real: dict[str, str]) -> tuple[bytes, str]:
+    """One garbage line and the reason it must be refused for."""
+    kind = rng.randrange(9)
+    if kind == 0:
+        noise = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
+        return b"\x00" + noise.replace(b"\n", b"\xff"), "malformed"
+    if kind == 1:
+        return json.dumps({**real, "symbol": "X" * 50_000}).encode(), "too_large"
+    if kind == 2:
+        return json.dumps({**real, "ts": str(Y2100_NS)}).encode(), "future"
+    if kind == 3:  # the symbol's next bar time (the same time would be a duplicate)
+        absurd = {k: "1e300" for k in ("open", "high", "low", "close")}
+        nxt = str(int(real["ts"]) + 3_600_000_000_000)
+        return json.dumps({**real, **absurd, "ts": nxt}).encode(), "bad_print"
+    if kind == 4:
+        return json.dumps({**real, "close": "NaN"}).encode(), "bad_price"
+    if kind == 5:
+        return b"[" * 2000 + b"]" * 2000, "malformed"
+    if kind == 6:
+        return json.dumps({**real, "symbol": "NOPE/USD"}).encode(), "unknown_symbol"
+    if kind == 7:
+        return b'{"symbol":"XAU/USD\xc3","ts":"2024-01-01T00:00:00Z"}', "malformed"
+    return json.dumps({**real, "ts": "\u00b2"}).encode(), "malformed"
+
+
+def test_garbage_among_the_bars_is_dead_lettered_and_changes_no_signal(
+    clean, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg0, bars, spec0, reference = clean
+    tag = f"test:{uuid.uuid4().hex[:8]}"
+    keys = {"signals_stream": f"{tag}:signals", "channel": f"{tag}:live",
+            "ops_flags_key": f"{tag}:flags", "heartbeat_prefix": f"{tag}:hb:",
+            "dead_letter_stream": f"{tag}:dead", "stream_maxlen": 100000,
+            "dedupe_ttl_seconds": 3600, "heartbeat_seconds": 5,
+            "heartbeat_ttl_seconds": 15}  # fmt: skip
+    root = config_with(tmp_path, {"serving_policy": {"redis": keys}})
+    monkeypatch.setenv("REDIS_URL", redis_url())
+    monkeypatch.setenv("ARCHIVE_PATH", str(cfg0.paths.archive))
+    cfg = load_config(root, "dev")
+    client = redis.Redis.from_url(redis_url())
+    rng = random.Random(16)  # noqa: S311 - test data, not a secret
+    expected: list[str] = []
+    path = tmp_path / "bars.jsonl"
+    with path.open("wb") as fh:
+        for i, bar in enumerate(bars):
+            message = bar_message(bar)
+            fh.write(json.dumps(message).encode() + b"\n")
+            if rng.random() < 0.03 or i in (5, 6, 7):
+                line, reason = _garbage(rng, message)
+                fh.write(line + b"\n")
+                expected.append(reason)
+    assert len(set(expected)) >= 6, expected
+    spec = replace(spec0, config_root=str(root), root=str(tmp_path / "serving"),
+                   bars_file=str(path))  # fmt: skip
+    try:
+        counts = Worker(spec, cfg=cfg).run()
+        got = _signals(tmp_path)
+        assert [s["id"] for s in got] == [s["id"] for s in reference]
+        assert got == reference  # every valid pair-bar: exactly its clean-run signal
+        dead = _dead(tmp_path)
+        assert sorted(d[4] for d in dead) == sorted(expected)
+        for reason in set(expected):
+            assert counts[f"refused:{reason}"] == expected.count(reason), (reason, counts)
+        assert all(d[5] and len(d[6]) <= cfg.serving.bar_source.max_message_bytes + 1
+                   for d in dead)  # fmt: skip
+        stream = client.xrange(f"{tag}:dead")
+        assert sorted(f[b"reason"].decode() for _, f in stream) == sorted(expected)
+        assert {f[b"id"].decode() for _, f in stream} == {d[1] for d in dead}
+        # A second worker on the same file (a restart, or a second worker of `mlcore serve`)
+        # adds no dead letter to Redis: each message's letter is sent once.
+        again = replace(spec, root=str(tmp_path / "again"))
+        Worker(again, cfg=cfg).run()
+        assert len(client.xrange(f"{tag}:dead")) == len(stream)
+    finally:
+        keys_left = list(client.scan_iter(match=f"{tag}:*"))
+        if keys_left:
+            client.delete(*keys_left)
+
+
+def test_a_message_the_worker_dies_on_twice_is_skipped_dead_lettered_and_alerted(
+    clean, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg, bars, spec0, reference = clean
+    spec = replace(spec0, root=str(tmp_path / "serving"), bars_file=str(tmp_path / "bars.jsonl"))
+    write_bars_file(tmp_path / "bars.jsonl", bars)
+    victim = reference[len(reference) // 2]
+    pair, bar_time = victim["pair_id"], victim["metadata"]["bar_ts"]
+    bar_ns = next(b.ts_ns for b in bars if iso_utc(b.ts_ns) == bar_time)
+    real = PairRuntime.on_bar
+
+    def crashing(self: PairRuntime, ts_ns: int, *args: Any, **kw: Any) -> Any:
+        if self.setup.pair_id == pair and ts_ns == bar_ns:
+            raise RuntimeError("a bug that this one bar sets off")
+        return real(self, ts_ns, *args, **kw)
+
+    monkeypatch.setattr(PairRuntime, "on_bar", crashing)
+    alerts = Alerts(make_engine(database_url(cfg)))
+    before = len(alerts.recent("CORE_SERVING_POISON"))
+    for _ in range(2):  # the worker dies, is restarted, dies again on the same message
+        with pytest.raises(RuntimeError, match="sets off"):
+            Worker(spec, cfg=cfg).run()
+    counts = Worker(spec, cfg=cfg).run()  # the third start skips it
+    assert counts["refused:poison"] == 1
+    [letter] = _dead(tmp_path)
+    assert letter[4] == "poison" and "died working on it 2 times" in letter[5]
+    got = _signals(tmp_path)
+    made = {(s["pair_id"], s["metadata"]["bar_ts"]) for s in got}
+    assert made == {(s["pair_id"], s["metadata"]["bar_ts"]) for s in reference} - {(pair, bar_time)}
+    others = [s for s in reference if s["pair_id"] != pair]
+    assert [s for s in got if s["pair_id"] != pair] == others
+    assert len(alerts.recent("CORE_SERVING_POISON")) == before + 1
+
+
+def test_a_halt_outlives_the_loss_of_its_document_across_a_worker_restart(
+    clean, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis restarted without persistence while the worker was down: the worker's outbox
+    still holds the halt, so no entry is made, and the document is written back."""
+    cfg0, bars, spec0, reference = clean
+    tag = f"test:{uuid.uuid4().hex[:8]}"
+    keys = {"signals_stream": f"{tag}:signals", "channel": f"{tag}:live",
+            "ops_flags_key": f"{tag}:flags", "heartbeat_prefix": f"{tag}:hb:",
+            "dead_letter_stream": f"{tag}:dead", "stream_maxlen": 100000,
+            "dedupe_ttl_seconds": 3600, "heartbeat_seconds": 5,
+            "heartbeat_ttl_seconds": 15}  # fmt: skip
+    root = config_with(tmp_path, {"serving_policy": {"redis": keys}})
+    monkeypatch.setenv("REDIS_URL", redis_url())
+    monkeypatch.setenv("ARCHIVE_PATH", str(cfg0.paths.archive))
+    cfg = load_config(root, "dev")
+    client = redis.Redis.from_url(redis_url())
+    path = tmp_path / "bars.jsonl"
+    half = len(bars) // 2
+    spec = replace(spec0, config_root=str(root), root=str(tmp_path / "serving"),
+                   bars_file=str(path))  # fmt: skip
+    late = {b.ts_ns for b in bars[half:]}
+    assert any(s["metadata"]["action"] == "entry" and _ns(s) in late for s in reference)
+    try:
+        write_flags(client, cfg.serving.redis.ops_flags_key, tmp_path / "x",
+                    OpsFlags(global_halt=True))  # fmt: skip
+        write_bars_file(path, bars[:half])
+        Worker(spec, cfg=cfg).run()
+        client.delete(cfg.serving.redis.ops_flags_key)  # the store lost it while we were down
+        with path.open("ab") as fh:
+            for b in bars[half:]:
+                fh.write(json.dumps(bar_message(b)).encode() + b"\n")
+        Worker(spec, cfg=cfg).run()
+        got = _signals(tmp_path)
+        assert [s["id"] for s in got] == [s["id"] for s in reference]
+        assert not [s for s in got if s["metadata"]["action"] == "entry"]
+        assert all(s["metadata"]["core_policy"]["halted"] for s in got)
+        kept = client.get(cfg.serving.redis.ops_flags_key)
+        assert kept is not None and json.loads(kept)["global_halt"] is True
+    finally:
+        keys_left = list(client.scan_iter(match=f"{tag}:*"))
+        if keys_left:
+            client.delete(*keys_left)
+
+
+def _ns(signal: dict[str, Any]) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(signal["metadata"]["bar_ts"]).timestamp()) * 10**9

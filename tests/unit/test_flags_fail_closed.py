@@ -1,0 +1,104 @@
+"""Ops flags fail closed: an absent document never lifts a halt (the flags in force are kept and
+written back), a store unreadable for longer than the limit halts new entries, and no document,
+however hostile, makes the parser raise anything but ValueError."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mlcore.serving import FlagReader, OpsFlags, parse_flags, write_flags
+
+HALT = OpsFlags(global_halt=True, halted_pairs=frozenset({"XAU_XAG"}))
+
+
+def test_an_absent_document_keeps_the_halt_and_writes_it_back(tmp_path: Path) -> None:
+    path = tmp_path / "ops_flags.json"
+    reader = FlagReader(None, "k", path)
+    assert reader.read() == OpsFlags()  # never written: nothing to lift
+    assert not path.exists()
+    write_flags(None, "k", path, HALT)
+    assert reader.read() == HALT
+    path.unlink()  # lost: a restore from an old backup, a clean-up, a DEL
+    assert reader.read() == HALT
+    assert parse_flags(path.read_bytes(), "file") == HALT  # written back
+    write_flags(None, "k", path, OpsFlags())  # lifting a halt takes a document that says so
+    assert reader.read() == OpsFlags()
+
+
+def test_flags_kept_by_a_restarted_worker_survive_the_loss_of_the_document(tmp_path: Path) -> None:
+    path = tmp_path / "ops_flags.json"
+    reader = FlagReader(None, "k", path, flags=HALT)  # as the worker's outbox kept them
+    assert reader.read() == HALT and parse_flags(path.read_bytes(), "file") == HALT
+
+
+def test_a_store_unreadable_for_longer_than_the_limit_halts_new_entries(tmp_path: Path) -> None:
+    path = tmp_path / "ops_flags.json"
+    reader = FlagReader(None, "k", path, max_age_s=0.2)
+    path.mkdir()  # unreadable: reading a directory is an OSError
+    assert reader.read() == OpsFlags() and not reader.stale  # within the limit: as before
+    time.sleep(0.25)
+    reader.read()
+    assert reader.stale and reader.in_force().global_halt
+    assert not reader.flags.global_halt  # the document's own flags are not rewritten
+    path.rmdir()
+    write_flags(None, "k", path, OpsFlags(leverage_scale=0.5))
+    assert reader.read().leverage_scale == 0.5 and not reader.stale
+    assert reader.in_force() == OpsFlags(leverage_scale=0.5)
+
+
+HOSTILE = {
+    "deep": b"[" * 5000 + b"]" * 5000,
+    "unhashable pair": b'{"halted_pairs": [{"a": 1}]}',
+    "huge int": b'{"leverage_scale": 1' + b"0" * 500 + b"}",
+    "escape in a key": b'{"global_halt": true, "\\u001b[2J": 1}',
+    "not UTF-8": b"\xff\xfe",
+    "huge": b" " * 70_000,
+    "nested list": b'{"halted_pairs": [[1]]}',
+}
+
+
+@pytest.mark.parametrize("raw", HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_documents_are_one_value_error(raw: bytes) -> None:
+    with pytest.raises(ValueError, match=r"^x: ") as info:
+        parse_flags(raw, "x")
+    assert "\x1b" not in str(info.value) and len(str(info.value)) < 300
+
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["global_halt", "halted_pairs", "flatten_pairs", "leverage_scale", "other"]
+        ),
+        _values,
+        max_size=5,
+    )
+)
+def test_any_document_is_flags_or_a_value_error(doc: dict[str, object]) -> None:
+    try:
+        flags = parse_flags(json.dumps(doc).encode(), "x")
+    except ValueError:
+        return
+    assert 0.0 <= flags.leverage_scale <= 1.0
+
+
+@given(st.binary(max_size=300))
+def test_any_bytes_are_flags_or_a_value_error(raw: bytes) -> None:
+    try:
+        parse_flags(raw, "x")
+    except ValueError:
+        pass
