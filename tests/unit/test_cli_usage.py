@@ -273,3 +273,17 @@ def test_a_file_with_no_accepted_row_is_bad_data(
     assert code == 65 and fragment in err, err
     if "NOTHING" in fragment:
         assert "none of its 2 rows was accepted (1 x high < low; 1 x non-positive price)" in err
+
+
+def test_control_sequences_in_user_strings_never_reach_the_terminal(tmp_path: Path) -> None:
+    """A file name (or note, or file content) holding ESC [2J, an OSC title or a BEL is shown
+    with those bytes written out as \\xNN, never sent raw."""
+    from mlcore.cli._render import plain
+
+    assert plain("a\x1b[2Jb\x07c\x9bd\te\nf") == "a\\x1b[2Jb\\x07c\\x9bd\te\nf"
+    bad = str(tmp_path / "x\x1b]0;pwned\x07\x1b[2J.csv")
+    env = {"ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
+    code, out, err = _run(*ROOT, *_INGEST, bad, env=env)
+    assert code != 0 and "DATA_FILE_NOT_FOUND" in err
+    assert "\x1b" not in err + out and "\x07" not in err + out
+    assert "\\x1b]0;pwned\\x07\\x1b[2J.csv" in err

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
 from mlcore.config import ENVIRONMENTS, POLICY_SCHEMAS, load_config, load_policy, read_env
-from mlcore.config._schemas import PipelinePolicy
+from mlcore.config._schemas import CorePolicy, PipelinePolicy
 from mlcore.errors import ConfigError
 from tests.conftest import CONFIG_ROOT
 
@@ -96,6 +97,33 @@ def test_cross_field_rule(root: Path) -> None:
     _edit(path, "value: [1min, 5min,", "value: [5min,")
     with pytest.raises(ConfigError, match="timeframe_default '1min' is not in timeframe_allowed"):
         load_policy(root, "pipeline_policy", "dev", PipelinePolicy)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "fragment"),
+    [("theta1: [0.60, 0.85]", "theta1: [0.85, 0.60]",
+      "theta1 must be [low, high] with low < high, got [0.85, 0.6]"),
+     ("theta2: [0.20, 0.45]", "theta2: [0.30, 0.30]", "theta2 must be [low, high]"),
+     ("theta1_initial: {value: 0.70,", "theta1_initial: {value: 0.95,",
+      "theta1_initial 0.95 is outside theta_search_range.theta1 [0.6, 0.85]")],
+    ids=["inverted", "empty", "initial outside"],
+)  # fmt: skip
+def test_theta_ranges_are_checked_before_any_training(
+    root: Path, old: str, new: str, fragment: str
+) -> None:
+    """Issue 16: an inverted θ range passed `config check` and failed after training."""
+    _edit(root / "base" / "core_policy.yaml", old, new)
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        load_policy(root, "core_policy", "dev", CorePolicy)
+
+
+def test_a_binary_or_non_utf8_policy_file_is_named(root: Path) -> None:
+    path = root / "base" / "core_policy.yaml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
+    with pytest.raises(ConfigError) as exc:
+        load_policy(root, "core_policy", "dev", CorePolicy)
+    assert str(path) in exc.value.message and "\x00" not in exc.value.message
+    assert exc.value.code in ("CONFIG_YAML_INVALID", "CONFIG_FILE_UNREADABLE")
 
 
 def test_bad_yaml_names_line(root: Path) -> None:

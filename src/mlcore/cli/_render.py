@@ -23,10 +23,28 @@ if TYPE_CHECKING:
     from mlcore.registry import ModelRecord
     from mlcore.training import TrainReport
 
+# C0 controls but tab and newline, DEL and the C1 controls: shown as \xNN, never sent raw.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0))}
+
+
+def plain(value: str) -> str:
+    """``value`` with its control characters (ESC, BEL, CR ...) written as ``\\xNN``: a note, a
+    file's content or a message can never move the cursor, clear or retitle the terminal."""
+    return value.translate(_CONTROLS)
+
+
+class _SafeConsole(Console):
+    """A console that shows every string it renders (plain text, markup, table cells) through
+    :func:`plain`; the styles rich adds itself are unaffected."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(plain(text), **kwargs)
+
+
 # Wide enough for the summary tables when output is piped (rich assumes 80 columns).
-out = Console(width=None if sys.stdout.isatty() else 120)
+out = _SafeConsole(width=None if sys.stdout.isatty() else 120)
 RECORD_TABLE_MIN_WIDTH = 110  # the registry's 9 columns fit, none of them cut
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+err = _SafeConsole(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def error_line(label: str, message: str) -> None:
@@ -34,6 +52,7 @@ def error_line(label: str, message: str) -> None:
     markup: it may hold user-supplied strings)."""
     line = Text(label, style="bold red")
     if message:
+        message = plain(message)
         line.append(f": {message}" if label.startswith("error ") else f" {message}")
     err.print(line, highlight=False, soft_wrap=True)
 

@@ -17,17 +17,35 @@ _ENTRY_KEYS = frozenset({"value", "description", "label_ja", "unit"})
 M = TypeVar("M", bound=BaseModel)
 
 
+MAX_POLICY_BYTES = 1 << 20  # a policy file is a few KB; anything this big is not one
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(
             "CONFIG_FILE_UNREADABLE",
             f"{path}: cannot read ({exc.strerror})",
             details={"file": str(path)},
         ) from exc
+    if len(raw) > MAX_POLICY_BYTES:
+        raise ConfigError("CONFIG_FILE_UNREADABLE",
+                          f"{path}: {len(raw):,} bytes, over the {MAX_POLICY_BYTES:,} a policy "
+                          "file may hold", details={"file": str(path)})  # fmt: skip
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            "CONFIG_FILE_UNREADABLE",
+            f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); is it a binary file?",
+            details={"file": str(path)},
+        ) from None
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError("CONFIG_YAML_INVALID", f"{path}: not valid YAML (nested too deeply)",
+                          details={"file": str(path)}) from None  # fmt: skip
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -266,8 +266,18 @@ POLICY_SCHEMAS: dict[str, type[Policy]] = {
 
 # core_policy.yaml -----------------------------------------------------------------------
 class ThetaRange(Policy):
+    """The θ search's bounds: [low, high] of θ1 and of θ2, low < high."""
+
     theta1: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=2, max_length=2)]
     theta2: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=2, max_length=2)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ThetaRange:
+        for name in ("theta1", "theta2"):
+            low, high = getattr(self, name)
+            if not low < high:
+                raise ValueError(f"{name} must be [low, high] with low < high, got {[low, high]}")
+        return self
 
 
 class AI1LabelPolicy(Policy):
@@ -316,6 +326,17 @@ class CorePolicy(Policy):
     theta2_initial: Rate
     theta_search_range: ThetaRange
     labels: LabelPolicy
+
+    @model_validator(mode="after")
+    def _initial_inside_the_range(self) -> CorePolicy:
+        for name in ("theta1", "theta2"):
+            value = getattr(self, f"{name}_initial")
+            low, high = getattr(self.theta_search_range, name)
+            if not low <= value <= high:
+                raise ValueError(
+                    f"{name}_initial {value} is outside theta_search_range.{name} {[low, high]}"
+                )
+        return self
 
 
 POLICY_SCHEMAS["core_policy"] = CorePolicy

@@ -17,6 +17,7 @@ from mlcore.config import TIMEFRAMES, AppConfig, CalendarSpec
 from mlcore.data._atomic import FaultHook, write_atomic
 from mlcore.data._calendar import expected_grid
 from mlcore.data._dq import DQResult, Gap, run_dq
+from mlcore.data._lock import symbol_lock
 from mlcore.data._provider import FetchResult, Reject
 from mlcore.data._store import (
     BARS_FILE,
@@ -422,17 +423,19 @@ def ingest(
     cal = resolve_calendar(cfg, symbol, calendar)
     raw_store = PartitionStore(cfg.paths.raw)
     unique, superseded, repeats = _dedupe_incoming(fetched.bars)
-    raw_written, counts, touched = _write_raw(
-        raw_store, timeframe, symbol, (unique, superseded), rewrite, fault
-    )
-    dq, written, unchanged, quarantined = _rebuild_canonical(
-        cfg, symbol, timeframe, cal, touched, rewrite, fault
-    )
-    last_ts = dq.bars["ts"].iloc[-1].isoformat() if len(dq.bars) else None
-    _write_atomic_json(
-        raw_store.symbol_dir(timeframe, symbol) / "_watermark.json",
-        {"symbol": symbol, "timeframe": timeframe, "last_ts": last_ts},
-    )
+    # One ingest of a (symbol, timeframe) at a time: each merges into what the other wrote.
+    with symbol_lock(cfg.paths.raw, symbol, timeframe):
+        raw_written, counts, touched = _write_raw(
+            raw_store, timeframe, symbol, (unique, superseded), rewrite, fault
+        )
+        dq, written, unchanged, quarantined = _rebuild_canonical(
+            cfg, symbol, timeframe, cal, touched, rewrite, fault
+        )
+        last_ts = dq.bars["ts"].iloc[-1].isoformat() if len(dq.bars) else None
+        _write_atomic_json(
+            raw_store.symbol_dir(timeframe, symbol) / "_watermark.json",
+            {"symbol": symbol, "timeframe": timeframe, "last_ts": last_ts},
+        )
     flags = dq.bars["quality_flag"].astype(str).value_counts().to_dict()
     rules: dict[str, int] = {}
     for r in fetched.rejects:

@@ -1,0 +1,53 @@
+"""The ingest lock of a (symbol, timeframe): two ingests of the same series, in one process or
+in several, never interleave their read-merge-write of its partitions (one would overwrite the
+other's rows)."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from mlcore.errors import RetryableError
+
+log = logging.getLogger("mlcore.data")
+LOCK_WAIT_S = 600.0
+
+
+@contextmanager
+def symbol_lock(
+    root: Path, symbol: str, timeframe: str, wait_s: float = LOCK_WAIT_S
+) -> Iterator[None]:
+    """Hold the ingest lock of (symbol, timeframe) under ``root`` (an advisory ``flock`` on a
+    file in ``root/.locks``, released by the kernel if the holder dies); wait for another
+    holder up to ``wait_s``, then refuse (RetryableError)."""
+    folder = root / ".locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{timeframe}_{symbol}")
+    fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait_s
+        said = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise RetryableError(
+                        "DATA_INGEST_BUSY",
+                        f"another ingest of {symbol} {timeframe} held its lock for over "
+                        f"{wait_s:g} s; try again when it is done",
+                    ) from None
+                if not said:
+                    log.info("waiting for another ingest of %s %s", symbol, timeframe)
+                    said = True
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
