@@ -47,6 +47,14 @@ CORPUS: list[tuple[str, bytes | dict[bytes, bytes], str]] = [
     ("price as an object", _line(open={"a": 1}), "malformed"),
     ("4000-digit price", _line(close="9" * 4000), "too_large"),
     ("70-digit price", _line(close="9" * 70), "malformed"),
+    ("400-digit JSON integer price", b'{"symbol":"XAU/USD","ts":"2024-01-02T03:00:00Z","open":'
+                                     + b"9" * 400 + b',"high":1,"low":1,"close":1,"volume":0}',
+     "malformed"),
+    ("400-digit JSON integer volume", b'{"symbol":"XAU/USD","ts":"2024-01-02T03:00:00Z",'
+                                      b'"open":1,"high":1,"low":1,"close":1,"volume":'
+                                      + b"9" * 400 + b"}", "malformed"),
+    ("Arabic-Indic digit price", _line(close="\u0661"), "malformed"),
+    ("underscored price", _line(high="1_000"), "malformed"),
     ("price 1e400", _line(close="1e400", high="1e400"), "bad_price"),
     ("symbol with a control sequence", _line(symbol="XAU\x1b[2J"), "malformed"),
     ("symbol as a number", _line(symbol=7), "malformed"),

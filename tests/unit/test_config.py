@@ -126,6 +126,21 @@ def test_a_binary_or_non_utf8_policy_file_is_named(root: Path) -> None:
     assert exc.value.code in ("CONFIG_YAML_INVALID", "CONFIG_FILE_UNREADABLE")
 
 
+@pytest.mark.parametrize(
+    "yaml_text",
+    ["retry_max: {value: &b [*b]}\n",
+     "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+     "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nretry_max: {value: [*c, *c, *c, *c]}\n"],
+    ids=["self-referring alias", "alias bomb"],
+)  # fmt: skip
+def test_hostile_yaml_is_one_short_config_error(root: Path, yaml_text: str) -> None:
+    path = root / "envs" / "dev" / "pipeline_policy.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError) as exc:
+        load_policy(root, "pipeline_policy", "dev", PipelinePolicy)
+    assert len(exc.value.message) < 2000
+
+
 def test_bad_yaml_names_line(root: Path) -> None:
     path = root / "base" / "pipeline_policy.yaml"
     path.write_text("retry_max: {value: 4\npage_size: [\n")
@@ -252,8 +267,10 @@ def test_full_prod_env_accepted() -> None:
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of"),
         ({"STORAGE_BACKEND": "nfs"}, "STORAGE_BACKEND must be"),
         ({"POSTGRES_URL": "mysql://x"}, "POSTGRES_URL must be a postgresql:// URL"),
-        ({"REDIS_URL": "redis://:secret@host:6x79/0"}, "REDIS_URL is not a usable URL (Port"),
-        ({"REDIS_URL": "redis://host:99999/0"}, "REDIS_URL is not a usable URL (Port out"),
+        ({"REDIS_URL": "redis://:secret@host:6x79/0"}, "REDIS_URL is not a usable URL: its port"),
+        ({"REDIS_URL": "redis://host:99999/0"}, "REDIS_URL is not a usable URL: its port"),
+        ({"REDIS_URL": "redis://default:secr/etPW@host:6379/0"}, "REDIS_URL is not a usable"),
+        ({"POSTGRES_URL": "postgresql://app:secret?x@db:5432/c"}, "POSTGRES_URL is not a usable"),
         ({"REDIS_URL": "redis://host:0/0"}, "REDIS_URL port 0 is outside 1-65535"),
         ({"REDIS_URL": "http://host/0"}, "REDIS_URL must be a redis:// URL, got scheme 'http'"),
     ],
@@ -261,7 +278,7 @@ def test_full_prod_env_accepted() -> None:
 def test_bad_env_values(environ: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")) as info:
         read_env(environ)
-    assert "secret" not in str(info.value)  # a URL's password is never echoed
+    assert "secr" not in str(info.value)  # a URL's password is never echoed, not even in part
 
 
 def test_env_archive_path_overrides_storage_yaml(archive: Path) -> None:

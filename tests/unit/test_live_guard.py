@@ -121,3 +121,30 @@ def test_state_round_trips_and_garbage_state_is_a_value_error() -> None:
 def test_trailing_sigma_needs_enough_moves() -> None:
     assert math.isnan(trailing_sigma(np.zeros(3), TH))
     assert trailing_sigma(np.full(TH.sigma_short_bars, 0.01), TH) == pytest.approx(0.014826)
+
+
+def test_a_tenfold_move_is_refused_even_when_sigma_is_zero_or_unknown() -> None:
+    """Review finding: with a flat last hour (sigma 0) or too short a history (sigma NaN) the
+    guard accepted anything, x1000 included."""
+    flat = LiveBarGuard(TH, 3600)
+    flat.warm("X", T0 + 99 * H, np.array([1.2345, 1.2346] * 20 + [1.2345] * 60))
+    assert flat.sigma("X") == 0.0
+    assert flat.check("X", T0 + 100 * H, 1234.5, 1234.5, 1234.5, NOW)[0] == "bad_print"
+    short = LiveBarGuard(TH, 3600)
+    short.warm("X", T0 + 9 * H, np.full(10, 1.2345))
+    assert short.check("X", T0 + 10 * H, 0.0012, 0.0012, 0.0012, NOW)[0] == "bad_print"
+    assert short.check("X", T0 + 10 * H, 1.3, 1.3, 1.3, NOW) == ("", "")  # a move it can't judge
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [[1, -1.0, [0.001], []], [1, 1.0, [float("nan")], []], [1, 1e999, [], []],
+     [1, 1.0, [0.1, "x"], []], [1, 1.0, [], [0.0]]],
+    ids=["negative close", "NaN move", "infinite close", "text move", "zero held"],
+)  # fmt: skip
+def test_a_damaged_saved_state_is_refused_whole(bad: list[object]) -> None:
+    guard = _warm_guard()
+    before = copy.deepcopy(guard.state())
+    with pytest.raises(ValueError, match="guard state is not usable"):
+        guard.restore({"X": bad})
+    assert guard.state() == before

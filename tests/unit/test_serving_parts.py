@@ -130,3 +130,19 @@ def test_assign_pairs() -> None:
     assert len(assign_pairs(["A"], 5, workers=4)) == 1
     with pytest.raises(ValueError, match="no pairs"):
         assign_pairs([], 5)
+
+
+def test_a_file_replaced_by_a_shorter_one_is_read_from_its_start(tmp_path: Path) -> None:
+    """Review finding: after a rotation the source stalled, then skipped the new file's first
+    lines once it grew past the old offset."""
+    path = tmp_path / "bars.jsonl"
+    line = json.dumps(GOOD).encode() + b"\n"
+    path.write_bytes(line * 3)
+    src = FileBarSource(path)
+    assert len(src.read(100, 0)) == 3
+    other = json.dumps({**GOOD, "close": 2000.7}).encode() + b"\n"
+    path.write_bytes(other)  # rotated: shorter than the offset
+    assert [r.payload for r in src.read(100, 0)] == [other.strip()]
+    broken = FileBarSource(path)
+    broken.seek({"file:bars.jsonl": "9" * 19})  # a damaged checkpoint
+    assert [r.payload for r in broken.read(100, 0)] == [other.strip()]

@@ -57,8 +57,8 @@ def _url_problems(var: str, url: str) -> list[str]:
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError as exc:
-        return [f"{var} is not a usable URL ({exc})"]
+    except ValueError:  # its text can hold part of the password: not repeated
+        return [f"{var} is not a usable URL: its port is not a number in 1-65535"]
     if parts.scheme not in schemes:
         return [f"{var} must be a {schemes[0]}:// URL, got scheme {parts.scheme!r}"]
     if port is not None and not 1 <= port <= 65535:

@@ -141,6 +141,10 @@ def load_policy(config_root: Path, name: str, env: str, schema: type[M]) -> M:
             source[key] = overlay_path
     try:
         return schema.model_validate(merged)
+    except RecursionError:  # a YAML alias that contains itself
+        raise ConfigError("CONFIG_YAML_INVALID",
+                          f"{base_path} or its overlays: a value refers to itself (YAML alias)",
+                          details={"file": str(base_path)}) from None  # fmt: skip
     except ValidationError as exc:
         problems = []
         first_file = base_path
@@ -150,7 +154,9 @@ def load_policy(config_root: Path, name: str, env: str, schema: type[M]) -> M:
             file = source.get(top, base_path)
             if i == 0:
                 first_file = file
-            got = "" if err["type"] == "missing" else f" (got {err.get('input')!r})"
+            shown = repr(err.get("input"))
+            shown = shown if len(shown) <= 120 else f"{shown[:117]}..."  # an alias bomb's size
+            got = "" if err["type"] == "missing" else f" (got {shown})"
             problems.append(f"{file}: key '{_format_loc(loc)}': {err['msg']}{got}")
         raise ConfigError(
             "CONFIG_SCHEMA_INVALID",

@@ -101,6 +101,8 @@ class DQThresholds(Policy):
     def _min_within_window(self) -> DQThresholds:
         if self.sigma_min_bars > self.sigma_window_bars:
             raise ValueError("sigma_min_bars must not exceed sigma_window_bars")
+        if self.sigma_short_bars > self.sigma_window_bars:
+            raise ValueError("sigma_short_bars must not exceed sigma_window_bars")
         return self
 
 

@@ -114,12 +114,15 @@ class LiveBarGuard:
         last = math.log(s.last_close)
         move = math.log(close) - last
         worst = max(abs(move), abs(math.log(high) - last), abs(math.log(low) - last))
+        if worst >= _MAX_JUMP:  # tenfold: never a price, whatever sigma (even 0 or unknown)
+            return "bad_print", (f"{symbol} bar at {ts_ns} ns is {math.exp(worst):.3g} times "
+                                 f"the last close {s.last_close:g}")  # fmt: skip
         limit = self.th.outlier_sigma * sigma
         if not (sigma > 0 and worst > limit):  # NaN sigma (too little history): accepted
             s.held = []
             self._advance(s, ts_ns, close)
             return "", ""
-        if limit < abs(move) < _MAX_JUMP and self._holds(s, close, move):
+        if abs(move) > limit and self._holds(s, close, move):
             s.held = []
             self._advance(s, ts_ns, close)  # a real jump: the new level is the price now
             return "", ""
@@ -150,14 +153,19 @@ class LiveBarGuard:
                 for sym, s in self.symbols.items()}  # fmt: skip
 
     def restore(self, doc: dict[str, Any]) -> None:
-        """Put back a :meth:`state` (``ValueError`` when it is not one)."""
+        """Put back a :meth:`state` (``ValueError`` when it is not one: then nothing changed)."""
+        restored = {}
         try:
             for sym, (ts, close, moves, held) in doc.items():
-                s = self._symbol(str(sym))
-                s.last_ts_ns = int(ts)
-                s.last_close = math.nan if close is None else float(close)
-                s.moves.clear()
-                s.moves.extend(float(m) for m in moves)
-                s.held = [float(h) for h in held]
-        except (TypeError, ValueError) as exc:
+                s = _Symbol(int(ts), math.nan if close is None else float(close),
+                            deque((float(m) for m in moves), maxlen=self.th.sigma_window_bars),
+                            [float(h) for h in held])  # fmt: skip
+                good = [*s.moves, *s.held] + ([] if close is None else [s.last_close])
+                if not all(math.isfinite(v) and v >= 0 for v in good) or (
+                    close is not None and s.last_close <= 0
+                ) or any(h <= 0 for h in s.held):  # fmt: skip
+                    raise ValueError(f"{sym}: prices must be > 0 and moves finite")
+                restored[str(sym)] = s
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ValueError(f"guard state is not usable: {exc}") from None
+        self.symbols.update(restored)

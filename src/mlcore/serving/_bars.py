@@ -5,7 +5,9 @@ commit how far it has read in the same transaction as what it produced from them
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from typing import Any, BinaryIO, NamedTuple
 
 import redis
 
+log = logging.getLogger("mlcore.serving")
 BAR_FIELDS = ("symbol", "ts", "open", "high", "low", "close", "volume")
 # Every reason a bar can be refused for (the bars_refused_total label and the dead letter's).
 BAR_REASONS = frozenset({
@@ -107,13 +110,18 @@ def _ts_ns(value: Any) -> int:
 
 
 def _number(name: str, value: Any) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, (str, bytes)):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, bytes)):
         raise BarRejected("malformed", f"{name} {shown(value)} is not a number")
+    if isinstance(value, (int, float)):
+        try:
+            return float(value)  # a 400-digit JSON integer does not fit a float
+        except OverflowError:
+            raise BarRejected("malformed", f"{name} {shown(value)} is too large") from None
     text = _text(name, value)
     if len(text) > _MAX_NUMBER_CHARS:
         raise BarRejected("malformed", f"{name} is {len(text)} characters long, not a number")
+    if not text.isascii() or "_" in text:  # float() takes "١" and "1_000"; a feed never sends them
+        raise BarRejected("malformed", f"{name} {shown(text)} is not a plain decimal number")
     try:
         return float(text)
     except ValueError:
@@ -212,8 +220,9 @@ class FileBarSource:
 
     def seek(self, positions: Mapping[str, str]) -> None:
         """Resume from a checkpoint."""
-        value = positions.get(f"file:{self.path.name}", "0")
-        self.offset = int(value) if str(value).isascii() and str(value).isdigit() else 0
+        value = str(positions.get(f"file:{self.path.name}", "0"))
+        ok = value.isascii() and value.isdigit() and len(value) <= 15
+        self.offset = int(value) if ok else 0
 
     def _newline_after(self, fh: BinaryIO, pos: int) -> int | None:
         """The offset of the first newline at or after ``pos`` (None: not written yet)."""
@@ -237,6 +246,14 @@ class FileBarSource:
         except FileNotFoundError:
             return out
         with fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size < self.offset:
+                # Truncated or replaced by a shorter file: what is there now is new; read it
+                # from the start (bars already taken are refused by the guard as duplicates).
+                log.warning("%s is shorter (%d bytes) than the offset read so far (%d): the "
+                            "file was replaced, reading it from the start", self.path, size,
+                            self.offset)  # fmt: skip
+                self.offset = 0
             while len(out) < max_bars:
                 fh.seek(self.offset)
                 data = fh.read(self._chunk)

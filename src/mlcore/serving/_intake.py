@@ -82,7 +82,12 @@ class Intake:
                     log.warning("%s: saved DQ guard state not usable (%s), warmed anew", sym, exc)
             closes, last = symbol_closes(self.cfg, sym, warm_until_ns)
             self.guard.warm(sym, last, closes)
-        self.deaths = {str(k): int(v) for k, v in json.loads(kv.get("deaths", "{}")).items()}
+        try:
+            saved = json.loads(kv.get("deaths", "{}"))
+            self.deaths = {str(k): int(v) for k, v in dict(saved).items()}
+        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+            log.error("checkpoint 'deaths' not usable (%s), starting it afresh", exc)
+            self.deaths = {}
         if self.mark.left_behind is not None:
             source, position = self.mark.left_behind
             n = count_death(self.deaths, source, position)

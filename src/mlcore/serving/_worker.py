@@ -174,14 +174,33 @@ class Worker:
                 rt.warm(bars, last)
                 log.info("%s: warmed on %d catalog bars", pid, len(bars))
         self.intake.restore(kv, self.outbox, self.spec.warm_until_ns)
-        if "positions" in kv:
-            self.source.seek(json.loads(kv["positions"]))
-        for sym, bars in json.loads(kv.get("recent", "{}")).items():
-            if sym in self.recent:
-                self.recent[sym] = {int(ts): Bar(*b) for ts, b in bars.items()}
-        self.tally.update(json.loads(kv.get("tally", "{}")))
-        for sym, (rate, close_ns) in json.loads(kv.get("fx", "{}")).items():
-            self.fx[sym] = FxQuote(float(rate), int(close_ns))
+        for key, put in (("positions", self._put_positions), ("recent", self._put_recent),
+                         ("tally", self._put_tally), ("fx", self._put_fx)):  # fmt: skip
+            if key in kv:
+                try:
+                    put(json.loads(kv[key]))
+                except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+                    # A damaged checkpoint value (never written so by a worker): start that
+                    # part afresh; bars read again are refused by the guard as duplicates.
+                    log.error("checkpoint %r not usable (%s: %s), starting it afresh", key,
+                              type(exc).__name__, str(exc)[:200])  # fmt: skip
+
+    def _put_positions(self, doc: Any) -> None:
+        self.source.seek({str(k): str(v) for k, v in dict(doc).items()})
+
+    def _put_recent(self, doc: Any) -> None:
+        def bar(b: list[Any]) -> Bar:
+            return Bar(str(b[0]), int(b[1]), *(float(v) for v in b[2:7]))
+
+        recent = {sym: {int(ts): bar(b) for ts, b in dict(bars).items()}
+                  for sym, bars in dict(doc).items() if sym in self.recent}  # fmt: skip
+        self.recent.update(recent)
+
+    def _put_tally(self, doc: Any) -> None:
+        self.tally.update({str(k): int(v) for k, v in dict(doc).items()})
+
+    def _put_fx(self, doc: Any) -> None:
+        self.fx.update({str(sym): FxQuote(float(r), int(c)) for sym, (r, c) in dict(doc).items()})
 
     # -- one batch -------------------------------------------------------------------------
     def _accept(self, raw: RawBar) -> Bar | None:
