@@ -74,6 +74,22 @@ def _dead(root: Path) -> list[tuple[Any, ...]]:
         box.close()
 
 
+def _redis_config(
+    cfg0: AppConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[AppConfig, Path, str]:
+    """The demo configuration with Redis key names of this test's own (tag), REDIS_URL set."""
+    tag = f"test:{uuid.uuid4().hex[:8]}"
+    keys = {"signals_stream": f"{tag}:signals", "channel": f"{tag}:live",
+            "ops_flags_key": f"{tag}:flags", "heartbeat_prefix": f"{tag}:hb:",
+            "dead_letter_stream": f"{tag}:dead", "stream_maxlen": 100000,
+            "dedupe_ttl_seconds": 3600, "heartbeat_seconds": 5,
+            "heartbeat_ttl_seconds": 15}  # fmt: skip
+    root = config_with(tmp_path, {"serving_policy": {"redis": keys}})
+    monkeypatch.setenv("REDIS_URL", redis_url())
+    monkeypatch.setenv("ARCHIVE_PATH", str(cfg0.paths.archive))
+    return load_config(root, "dev"), root, tag
+
+
 def _garbage(rng: random.Random, real: dict[str, str]) -> tuple[bytes, str]:
     """One garbage line and the reason it must be refused for."""
     kind = rng.randrange(9)
@@ -103,16 +119,7 @@ def test_garbage_among_the_bars_is_dead_lettered_and_changes_no_signal(
     clean, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg0, bars, spec0, reference = clean
-    tag = f"test:{uuid.uuid4().hex[:8]}"
-    keys = {"signals_stream": f"{tag}:signals", "channel": f"{tag}:live",
-            "ops_flags_key": f"{tag}:flags", "heartbeat_prefix": f"{tag}:hb:",
-            "dead_letter_stream": f"{tag}:dead", "stream_maxlen": 100000,
-            "dedupe_ttl_seconds": 3600, "heartbeat_seconds": 5,
-            "heartbeat_ttl_seconds": 15}  # fmt: skip
-    root = config_with(tmp_path, {"serving_policy": {"redis": keys}})
-    monkeypatch.setenv("REDIS_URL", redis_url())
-    monkeypatch.setenv("ARCHIVE_PATH", str(cfg0.paths.archive))
-    cfg = load_config(root, "dev")
+    cfg, root, tag = _redis_config(cfg0, tmp_path, monkeypatch)
     client = redis.Redis.from_url(redis_url())
     rng = random.Random(16)  # noqa: S311 - test data, not a secret
     expected: list[str] = []
@@ -193,16 +200,7 @@ def test_a_halt_outlives_the_loss_of_its_document_across_a_worker_restart(
     """Redis restarted without persistence while the worker was down: the worker's outbox
     still holds the halt, so no entry is made, and the document is written back."""
     cfg0, bars, spec0, reference = clean
-    tag = f"test:{uuid.uuid4().hex[:8]}"
-    keys = {"signals_stream": f"{tag}:signals", "channel": f"{tag}:live",
-            "ops_flags_key": f"{tag}:flags", "heartbeat_prefix": f"{tag}:hb:",
-            "dead_letter_stream": f"{tag}:dead", "stream_maxlen": 100000,
-            "dedupe_ttl_seconds": 3600, "heartbeat_seconds": 5,
-            "heartbeat_ttl_seconds": 15}  # fmt: skip
-    root = config_with(tmp_path, {"serving_policy": {"redis": keys}})
-    monkeypatch.setenv("REDIS_URL", redis_url())
-    monkeypatch.setenv("ARCHIVE_PATH", str(cfg0.paths.archive))
-    cfg = load_config(root, "dev")
+    cfg, root, tag = _redis_config(cfg0, tmp_path, monkeypatch)
     client = redis.Redis.from_url(redis_url())
     path = tmp_path / "bars.jsonl"
     half = len(bars) // 2
