@@ -146,3 +146,27 @@ def test_a_file_replaced_by_a_shorter_one_is_read_from_its_start(tmp_path: Path)
     broken = FileBarSource(path)
     broken.seek({"file:bars.jsonl": "9" * 19})  # a damaged checkpoint
     assert [r.payload for r in broken.read(100, 0)] == [other.strip()]
+
+
+def test_a_message_is_known_by_its_place_and_its_bytes(tmp_path: Path) -> None:
+    """The same message read again has the same id; another message at the same place (a file
+    replaced by a shorter one) has another, so neither its dead letter nor a death on the old
+    one is mixed up with it."""
+    from mlcore.serving._bars import RawBar
+    from mlcore.serving._dead import InflightMark, count_death, message_id
+
+    one = RawBar("file:bars.jsonl", "13", b"\x00garbage-one", 12)
+    assert message_id(one) == message_id(RawBar("file:bars.jsonl", "13", b"\x00garbage-one", 12))
+    other = RawBar("file:bars.jsonl", "13", b"\x00garbage-two", 12)
+    assert message_id(other) != message_id(one)
+    entry_1, entry_2 = RawBar("s", "1-0", {"ts": "1"}), RawBar("s", "1-0", {"ts": "2"})
+    assert message_id(entry_1) != message_id(entry_2)
+    deaths: dict[str, int] = {}
+    mark = InflightMark(tmp_path / "w.mark")
+    mark.set(one, message_id(one))
+    again = InflightMark(tmp_path / "w.mark")  # the worker died on ``one``
+    assert again.left_behind == ("file:bars.jsonl", "13", message_id(one))
+    count_death(deaths, again.left_behind[2])
+    assert deaths.get(message_id(other), 0) == 0
+    (tmp_path / "w.mark").write_bytes(b'1["file:bars.jsonl", "13"]')  # a mark of an older release
+    assert InflightMark(tmp_path / "w.mark").left_behind is None

@@ -5,7 +5,12 @@ goes on past it; a message a worker died on twice is skipped as poison.
 A worker marks the message it is working on in a small file before it starts on it and clears
 the mark after (two ``pwrite`` calls, no fsync: the mark has to outlive the process, not the
 machine). A worker that starts and finds a mark left behind died on that message; the count of
-such deaths per message is committed in the outbox."""
+such deaths per message is committed in the outbox.
+
+A message is known by its source, its position and a digest of its bytes
+(:func:`message_id`): read again after a restart, or by another worker, it has the same id; a
+different message at the same position (a bars file replaced and read from its start) has
+another, so it is neither dropped as already dead-lettered nor blamed for an earlier death."""
 
 from __future__ import annotations
 
@@ -43,9 +48,11 @@ class DeadLetter:
                 self.at_ns)  # fmt: skip
 
 
-def message_id(source: str, position: str) -> str:
-    """The same message read again (after a restart, or by another worker) has the same id."""
-    return hashlib.sha256(f"{source}\0{position}".encode()).hexdigest()[:24]
+def message_id(raw: RawBar) -> str:
+    """The id of ``raw`` from its source, position and bytes (see the module docstring)."""
+    digest = hashlib.sha256(f"{raw.source}\0{raw.position}\0".encode())
+    digest.update(raw_bytes(raw))
+    return digest.hexdigest()[:24]
 
 
 def raw_bytes(raw: RawBar, limit: int = MAX_MESSAGE_BYTES) -> bytes:
@@ -62,9 +69,9 @@ def raw_bytes(raw: RawBar, limit: int = MAX_MESSAGE_BYTES) -> bytes:
     return data[: limit + 1]
 
 
-def dead_letter(raw: RawBar, reason: str, detail: str, at_ns: int) -> DeadLetter:
-    """The dead letter of ``raw``."""
-    return DeadLetter(message_id(raw.source, raw.position), raw.source, raw.position, reason,
+def dead_letter(raw: RawBar, key: str, reason: str, detail: str, at_ns: int) -> DeadLetter:
+    """The dead letter of ``raw`` (of id ``key``, see :func:`message_id`)."""
+    return DeadLetter(key, raw.source, raw.position, reason,
                       detail[:500], raw_bytes(raw), at_ns)  # fmt: skip
 
 
@@ -107,18 +114,19 @@ class InflightMark:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         head = os.pread(self.fd, _MARK_BYTES, 0)
-        self.left_behind: tuple[str, str] | None = None
+        #: (source, position, message id) of the message the last run died on
+        self.left_behind: tuple[str, str, str] | None = None
         if head[:1] == b"1":
             try:
-                source, position = json.loads(head[1:].decode())
-                self.left_behind = (str(source), str(position))
+                source, position, key = json.loads(head[1:].decode())
+                self.left_behind = (str(source), str(position), str(key))
             except (ValueError, TypeError):
                 pass  # a mark cut short: nothing to blame
         self.clear()
 
-    def set(self, raw: RawBar) -> None:
-        """Mark ``raw`` as being worked on."""
-        doc = json.dumps([raw.source[:300], raw.position[:300]]).encode()
+    def set(self, raw: RawBar, key: str) -> None:
+        """Mark ``raw`` (of id ``key``) as being worked on."""
+        doc = json.dumps([raw.source[:300], raw.position[:300], key]).encode()
         os.pwrite(self.fd, b"1" + doc.ljust(_MARK_BYTES - 1), 0)
 
     def clear(self) -> None:
@@ -131,10 +139,9 @@ class InflightMark:
         os.close(self.fd)
 
 
-def count_death(deaths: dict[str, int], source: str, position: str) -> int:
-    """Add a death on the message at (source, position) to ``deaths``; return its count. Only
-    the newest _KEEP_DEATHS messages are remembered."""
-    key = message_id(source, position)
+def count_death(deaths: dict[str, int], key: str) -> int:
+    """Add a death on the message of id ``key`` to ``deaths``; return its count. Only the
+    newest _KEEP_DEATHS messages are remembered."""
     deaths[key] = deaths.pop(key, 0) + 1
     while len(deaths) > _KEEP_DEATHS:
         del deaths[next(iter(deaths))]

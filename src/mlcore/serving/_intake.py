@@ -29,7 +29,6 @@ from mlcore.serving._dead import (
     InflightMark,
     count_death,
     dead_letter,
-    message_id,
 )
 from mlcore.serving._outbox import Outbox
 from mlcore.serving._setup import symbol_closes
@@ -89,8 +88,8 @@ class Intake:
             log.error("checkpoint 'deaths' not usable (%s), starting it afresh", exc)
             self.deaths = {}
         if self.mark.left_behind is not None:
-            source, position = self.mark.left_behind
-            n = count_death(self.deaths, source, position)
+            source, position, key = self.mark.left_behind
+            n = count_death(self.deaths, key)
             log.error("the last run died working on %s at %s (%d time(s)%s)", source,
                       shown(position), n,
                       ", it is skipped from now on" if n >= POISON_DEATHS else "")  # fmt: skip
@@ -113,9 +112,9 @@ class Intake:
         else:
             self._logged[reason] = (last, quiet + 1)
 
-    def _reject(self, raw: RawBar, reason: str, detail: str) -> None:
+    def _reject(self, raw: RawBar, key: str, reason: str, detail: str) -> None:
         self.refuse(reason, f"{raw.source} at {shown(raw.position)}: {detail}")
-        self.dead.append(dead_letter(raw, reason, detail, time.time_ns()))
+        self.dead.append(dead_letter(raw, key, reason, detail, time.time_ns()))
 
     def alert(self, code: str, message: str, details: dict[str, Any]) -> None:
         """Record an alert (the database away: the log line still says it)."""
@@ -124,13 +123,14 @@ class Intake:
         except Exception as exc:
             log.error("alert %s not recorded (%s): %s", code, type(exc).__name__, message)
 
-    def accept(self, raw: RawBar) -> Bar | None:
-        """The bar when it is one of ``symbols`` and passes every check (the guard's state
-        advanced); None otherwise (refused ones dead-lettered)."""
-        deaths = self.deaths.get(message_id(raw.source, raw.position), 0)
+    def accept(self, raw: RawBar, key: str) -> Bar | None:
+        """The bar when ``raw`` (of id ``key``, see :func:`message_id`) is one of ``symbols``
+        and passes every check (the guard's state advanced); None otherwise (refused ones
+        dead-lettered)."""
+        deaths = self.deaths.get(key, 0)
         if deaths >= POISON_DEATHS:
             detail = f"the worker died working on it {deaths} times: skipped"
-            self._reject(raw, "poison", detail)
+            self._reject(raw, key, "poison", detail)
             self.alert("CORE_SERVING_POISON",
                        f"{self.worker_id}: {raw.source} at {shown(raw.position)}: {detail}",
                        {"source": raw.source, "position": raw.position[:100]})  # fmt: skip
@@ -138,17 +138,18 @@ class Intake:
         try:
             bar = parse_bar(raw.payload, size=raw.size or None, max_bytes=self.max_bytes)
         except BarRejected as exc:
-            self._reject(raw, exc.reason, str(exc))
+            self._reject(raw, key, exc.reason, str(exc))
             return None
         if bar.symbol not in self.symbols:
             if bar.symbol not in self.instruments:
-                self._reject(raw, "unknown_symbol", f"{shown(bar.symbol)} is not in universe.yaml")
+                detail = f"{shown(bar.symbol)} is not in universe.yaml"
+                self._reject(raw, key, "unknown_symbol", detail)
             return None  # another worker's symbol
         reason, detail = self.guard.check(
             bar.symbol, bar.ts_ns, bar.high, bar.low, bar.close, time.time_ns()
         )
         if reason:
-            self._reject(raw, reason, detail)
+            self._reject(raw, key, reason, detail)
             return None
         self.touched.add(bar.symbol)
         return bar

@@ -30,6 +30,7 @@ from mlcore.registry import database_url, make_engine, upgrade
 from mlcore.serving import _metrics as m
 from mlcore.serving._bars import Bar, FileBarSource, RawBar, RedisBarSource
 from mlcore.serving._clock import ReplayClock, WallClock
+from mlcore.serving._dead import message_id
 from mlcore.serving._delivery import RedisPublisher, SignalFiles, aggregate, deliver
 from mlcore.serving._flags import NO_FLAGS, FlagReader, OpsFlags, flags_json, parse_flags
 from mlcore.serving._intake import Intake
@@ -203,10 +204,10 @@ class Worker:
         self.fx.update({str(sym): FxQuote(float(r), int(c)) for sym, (r, c) in dict(doc).items()})
 
     # -- one batch -------------------------------------------------------------------------
-    def _accept(self, raw: RawBar) -> Bar | None:
+    def _accept(self, raw: RawBar, key: str) -> Bar | None:
         """The bar if it passes the intake and is one of this worker's legs; FX quotes are
         taken here."""
-        bar = self.intake.accept(raw)
+        bar = self.intake.accept(raw, key)
         if bar is None:
             return None
         sym = bar.symbol
@@ -226,14 +227,15 @@ class Worker:
     def _on_raw(
         self, raw: RawBar, out: list[tuple[int, dict[str, Any]]], touched: set[str]
     ) -> None:
-        self.intake.mark.set(raw)  # cleared below: a death in between is blamed on this message
-        self._pair_bar(raw, out, touched)
+        key = message_id(raw)
+        self.intake.mark.set(raw, key)  # cleared below: a death in between is blamed on it
+        self._pair_bar(raw, key, out, touched)
         self.intake.mark.clear()
 
     def _pair_bar(
-        self, raw: RawBar, out: list[tuple[int, dict[str, Any]]], touched: set[str]
+        self, raw: RawBar, key: str, out: list[tuple[int, dict[str, Any]]], touched: set[str]
     ) -> None:
-        bar = self._accept(raw)
+        bar = self._accept(raw, key)
         if bar is None:
             return
         for rt, is_a in self.by_symbol[bar.symbol]:
