@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlcore.data._parse import parse_table
@@ -24,6 +25,40 @@ def _sniff_delimiter(path: Path) -> str:
         return ","
 
 
+def _plain_column(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A Parquet column as one of the three kinds the parser reads: nanosecond timestamps (in
+    their own zone), float64 numbers or text. Anything else a file may hold (dates, decimals,
+    booleans, bytes, nested values, instants outside 1677–2262) becomes text, whose bad rows
+    the parser rejects with their number, rather than an exception from the conversion."""
+    kind = col.type
+    try:
+        if pa.types.is_timestamp(kind):
+            return pc.cast(col, pa.timestamp("ns", kind.tz))
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+            return pc.cast(col, pa.float64(), safe=False)
+        if pa.types.is_decimal(kind):
+            return pc.cast(col, pa.float64())
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            return col
+        return pc.cast(col, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        values = [None if v is None else v.decode("utf-8", "backslashreplace")
+                  for v in col.to_pylist()]  # fmt: skip
+    else:
+        values = [None if v is None else str(v) for v in col.to_pylist()]
+    return pa.chunked_array([pa.array(values, pa.string())])
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    table = pq.read_table(path)
+    columns = zip(table.column_names, table.columns, strict=True)
+    plain = pa.table({name: _plain_column(col) for name, col in columns})
+    frame: pd.DataFrame = plain.to_pandas()
+    return frame
+
+
 def read_table(path: Path) -> pd.DataFrame:
     """Read a CSV (any delimiter, optional BOM) or Parquet file as raw columns."""
     if not path.exists():
@@ -35,8 +70,7 @@ def read_table(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
-            table: pd.DataFrame = pq.read_table(path).to_pandas()
-            return table
+            return _read_parquet(path)
         return pd.read_csv(
             path,
             sep=_sniff_delimiter(path),

@@ -91,6 +91,8 @@ def _resolve_columns(frame: pd.DataFrame, origin: str) -> dict[str, object]:
 # in milliseconds, ... do not overlap, so one row in milliseconds among seconds is read right
 # instead of turning every other row into a 1970 date.
 _EPOCH_UNITS = (("s", 1e11), ("ms", 1e14), ("us", 1e17), ("ns", math.inf))
+_NS_PER = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}
+_LAST_NS = 9.2e18  # 2261-07: no later instant fits in nanoseconds (its row is rejected)
 
 
 def _from_epoch(numeric: pd.Series) -> pd.Series:
@@ -99,7 +101,7 @@ def _from_epoch(numeric: pd.Series) -> pd.Series:
     size = numeric.abs()
     low = 0.0
     for unit, high in _EPOCH_UNITS:
-        rows = (size >= low) & (size < high)
+        rows = (size >= low) & (size < high) & (size * _NS_PER[unit] < _LAST_NS)
         if rows.any():
             got = pd.to_datetime(numeric[rows], unit=unit, utc=True, errors="coerce")  # type: ignore[call-overload]
             out[rows] = got.astype("datetime64[ns, UTC]")
