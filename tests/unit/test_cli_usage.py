@@ -232,7 +232,58 @@ def test_serve_into_an_archive_that_is_a_file_is_a_config_error(tmp_path: Path) 
     (tmp_path / "archive").write_text("not a folder")
     env = {"ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
     code, _, err = _run(*ROOT, "serve", "--bars", "file", env=env)
+    assert code == 2 and "DATA_ARCHIVE_UNUSABLE" in err, err
+
+
+def test_serve_into_a_serving_folder_that_is_a_file_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "archive" / "serving").write_text("not a folder")
+    env = {"ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
+    code, _, err = _run(*ROOT, "serve", "--bars", "file", env=env)
     assert code == 2 and "SERVING_FOLDER_UNUSABLE" in err, err
+
+
+_USES_ARCHIVE = [
+    [*_INGEST, "x.csv"],
+    ["catalog", "build"],
+    ["features", "build", "--timeframe", "1h"],
+    ["train", "--timeframe", "1h"],
+    ["backtest"],
+    ["registry", "list"],
+    ["flows", "status"],
+    ["config", "check"],
+]
+
+
+@pytest.mark.parametrize("args", _USES_ARCHIVE, ids=lambda a: " ".join(a[:2]))
+@pytest.mark.parametrize(
+    ("where", "reason"),
+    [("/proc/mlcore-x", "No such file or directory"),
+     ("file", "it is a file, not a folder"),
+     ("file/sub", "Not a directory")],
+    ids=["under /proc", "a file", "under a file"],
+)  # fmt: skip
+def test_an_unusable_archive_is_one_line_naming_it_and_exit_2(
+    tmp_path: Path, args: list[str], where: str, reason: str
+) -> None:
+    """Issue 16: ``ARCHIVE_PATH=/proc/x mlcore ingest`` ended in ``internal error
+    FileNotFoundError`` (exit 70); features and train blamed a missing catalog (exit 1)."""
+    (tmp_path / "file").write_text("not a folder")
+    path = where if where.startswith("/") else str(tmp_path / where)
+    env = {"ARCHIVE_PATH": path, "SERVICE_ENV": "dev", "LOG_LEVEL": "CRITICAL"}
+    code, out, err = _run(*ROOT, *args, env=env)
+    assert code == 2, (code, out, err)
+    line = f"error DATA_ARCHIVE_UNUSABLE: archive folder {path} cannot be used"
+    assert err.strip().startswith(line) and err.strip().endswith(reason), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err + out
+
+
+def test_an_archive_whose_raw_folder_is_a_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "archive" / "raw").write_text("not a folder")
+    env = {"ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
+    code, _, err = _run(*ROOT, *_INGEST, _csv(), env=env)
+    assert code == 2 and "DATA_ARCHIVE_UNUSABLE: ingest lock" in err, err
 
 
 def test_serve_ends_non_zero_when_a_worker_was_given_up(
