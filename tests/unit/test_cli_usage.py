@@ -49,6 +49,8 @@ _V = "20250101_0000_abc1234"
         ([*_INGEST, "x.csv", "--end", "yesterday"], "--end 'yesterday' is not an ISO 8601"),
         ([*_INGEST, "x.csv", "--tz", "Mars/Base"], "--tz 'Mars/Base' is not an IANA time zone"),
         ([*_INGEST, "x.csv", "--source", "ftp"], "--source 'ftp' is not one of 'file'"),
+        ([*_INGEST, "x.csv", "--date-format", "dym"], "--date-format 'dym' is not one of auto"),
+        ([*_INGEST, "x.csv", "--date-format", "%H:%M"], "--date-format '%H:%M' does not hold"),
         (["train", "--timeframe", "1h", "--seed", "-1"], "--seed '-1' should be greater"),
         (["demo", "--seed", "x"], "--seed 'x' should be a valid integer"),
         (["demo", "--months", "7"], "--months '7' should be greater than or equal to 8"),
@@ -324,6 +326,25 @@ def test_a_file_with_no_accepted_row_is_bad_data(
     assert code == 65 and fragment in err, err
     if "NOTHING" in fragment:
         assert "none of its 2 rows was accepted (1 x high < low; 1 x non-positive price)" in err
+
+
+def test_a_file_whose_date_order_is_undecided_is_refused_until_a_format_is_given(
+    tmp_path: Path,
+) -> None:
+    """Issue 16: a D/M/Y file was read M/D/Y when its first rows had no day above 12 (exit 0,
+    bars moved to other months)."""
+    path = tmp_path / "bars.csv"
+    rows = [f"0{d}/04/2024 {h:02d}:00,1,2,0.5,1.5" for d in range(1, 4) for h in range(24)]
+    path.write_text("timestamp,open,high,low,close\n" + "\n".join(rows) + "\n")
+    env = {"ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
+    code, _, err = _run(*ROOT, *_INGEST, str(path), env=env)
+    assert code == 65, err
+    assert f"DATA_FILE_DATE_AMBIGUOUS: {path}: dates like '01/04/2024 00:00' (row 2) could be " \
+        "1 April or January 4" in err and "pass --date-format dmy or mdy" in err  # fmt: skip
+    assert not (tmp_path / "archive" / "canonical").exists()
+    code, out, err = _run(*ROOT, *_INGEST, str(path), "--date-format", "dmy", env=env)
+    assert code == 0, err
+    assert (tmp_path / "archive" / "canonical" / "1h" / "EUR_USD" / "2024-04").is_dir(), out
 
 
 def test_control_sequences_in_user_strings_never_reach_the_terminal(tmp_path: Path) -> None:

@@ -10,7 +10,15 @@ import typer
 
 from mlcore._progress import stage
 from mlcore.cli._app import app, coded, command, load_config, typer_app
-from mlcore.cli._params import TIME_HELP, TIMEFRAME_HELP, Source, parse_time, parse_timeframe
+from mlcore.cli._params import (
+    DATE_FORMAT_HELP,
+    TIME_HELP,
+    TIMEFRAME_HELP,
+    Source,
+    parse_date_format,
+    parse_time,
+    parse_timeframe,
+)
 from mlcore.cli._params import parse_tz as parse_tz_
 from mlcore.cli._render import print_ingest, text
 from mlcore.errors import BadDataError, ConfigError, DataQualityError
@@ -99,6 +107,9 @@ def ingest_cmd(
         str, typer.Option(parser=parse_tz_, help="IANA time zone of file timestamps without one.")
     ] = "UTC",
     calendar: Annotated[str | None, typer.Option(help="Calendar name from universe.yaml.")] = None,
+    date_format: Annotated[
+        str, typer.Option(parser=parse_date_format, metavar="FORMAT", help=DATE_FORMAT_HELP)
+    ] = "auto",
 ) -> None:
     """Fetch bars, check their quality, and store them as canonical partitions."""
     import pandas as pd
@@ -123,7 +134,10 @@ def ingest_cmd(
         if path is None:
             raise ConfigError("CLI_ARGUMENT_MISSING", "--source file needs --path FILE")
         provider = FileProvider(
-            path, tz=tz, price_abs_tolerance=cfg.pipeline.dq_thresholds.price_abs_tolerance
+            path,
+            tz=tz,
+            price_abs_tolerance=cfg.pipeline.dq_thresholds.price_abs_tolerance,
+            date_format=date_format,
         )
         with stage("read") as st:
             fetched = provider.read(timeframe)
