@@ -154,7 +154,10 @@ def ingest_cmd(
             fetched = _fetch_rest(cfg, source, sym, timeframe, lo, hi)
             st.detail = f"{sym} {timeframe} from {source.value}"
     with stage("ingest") as st:
-        report = ingest(cfg, fetched, sym, timeframe, calendar=calendar)
+        # A file is the truth between its first and last bar (a corrected file repairs).
+        report = ingest(
+            cfg, fetched, sym, timeframe, calendar=calendar, replace_span=source is Source.file
+        )
         st.detail = f"{report.rows_read:,} rows, {report.new_bars:,} new"
     print_ingest(report)
     if source is Source.file and lo is None and hi is None and fetched.bars.empty:

@@ -11,11 +11,11 @@ from mlcore.data._ingest import (
     IngestReport,
     ingest,
     normalize_symbol,
-    read_watermark,
     resolve_calendar,
 )
 from mlcore.data._parse import BAR_COLUMNS, DateOrder, check_date_format, parse_table
 from mlcore.data._provider import FetchResult, MarketDataProvider, Reject
+from mlcore.data._raw import read_watermark
 from mlcore.data._store import PartitionStore, bars_hash, symbol_dirname
 from mlcore.data._synthetic import (
     PlantedFault,

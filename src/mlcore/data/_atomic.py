@@ -3,7 +3,7 @@
 A partition is written into a hidden sibling ``.NAME.tmp-ID`` (each file fsynced, then a
 ``__complete`` marker), the old folder is renamed to ``.NAME.old-ID`` and the new one renamed
 into place. A crash at any point leaves either the old or the new complete partition;
-:func:`recover` finishes or undoes an interrupted swap.
+:func:`recover` finishes or undoes an interrupted swap (or removal, ``.NAME.del-ID``).
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ def recover(parent: Path) -> None:
     if not parent.is_dir():
         return
     entries = list(parent.iterdir())
+    for gone in (e for e in entries if e.name.startswith(".") and ".del-" in e.name):
+        shutil.rmtree(gone)  # a removal that was under way: finish it
     for old in (e for e in entries if e.name.startswith(".") and ".old-" in e.name):
         name = old.name[1:].split(".old-")[0]
         final = parent / name
@@ -111,6 +113,23 @@ def replace_dir(final: Path, files: Mapping[str, bytes], fault: FaultHook | None
         raise FatalError(
             "STORAGE_WRITE_FAILED",
             f"{final}: partition write failed ({exc.strerror or exc}); previous contents kept",
+            details={"path": str(final)},
+        ) from exc
+
+
+def remove_dir(final: Path) -> None:
+    """Remove a partition folder atomically: renamed away first, so a crash leaves it whole
+    or gone (:func:`recover` finishes the removal)."""
+    if not final.exists():
+        return
+    gone = final.parent / f".{final.name}.del-{uuid.uuid4().hex[:12]}"
+    try:
+        os.rename(final, gone)
+        shutil.rmtree(gone)
+    except OSError as exc:
+        raise FatalError(
+            "STORAGE_WRITE_FAILED",
+            f"{final}: partition removal failed ({exc.strerror or exc})",
             details={"path": str(final)},
         ) from exc
 

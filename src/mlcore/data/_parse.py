@@ -310,7 +310,8 @@ def _parse_ts(
     return _parse_text(text, tz, wall=wall, formats=formats)
 
 
-def _now_ns(now: pd.Timestamp | None) -> int:
+def now_ns(now: pd.Timestamp | None) -> int:
+    """``now`` (default: the clock) in UTC nanoseconds."""
     stamp = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")
@@ -332,6 +333,34 @@ def _blank_rows(frame: pd.DataFrame) -> np.ndarray:
 
 def _raw_text(frame: pd.DataFrame, col: object, idx: np.ndarray) -> list[str]:
     return [str(v) for v in frame[col].to_numpy()[idx]]
+
+
+def row_rules(
+    timeframe: str,
+    ts_ns: np.ndarray,
+    ohlcv: tuple[np.ndarray, ...],
+    *,
+    now: pd.Timestamp | None = None,
+    tol: float = 0.0,
+) -> list[tuple[str, str, np.ndarray]]:
+    """(field, rule, mask of the rows breaking it) for every rule a parsed row must pass, in
+    order; ingest applies them again to the stored rows, so rows an older version let in go."""
+    o, h, lo, c, v = ohlcv
+    step_ns = TIMEFRAMES[timeframe] * 1_000_000_000
+    rules: list[tuple[str, str, np.ndarray]] = [
+        ("ts", f"timestamp off the {timeframe} grid", (ts_ns % step_ns) != 0),
+        ("ts", "timestamp in the future", ts_ns > now_ns(now) + step_ns),
+    ]
+    with np.errstate(invalid="ignore"):
+        for name, arr in (("open", o), ("high", h), ("low", lo), ("close", c)):
+            rules.append((name, "not a finite number", ~np.isfinite(arr)))
+        for name, arr in (("open", o), ("high", h), ("low", lo), ("close", c)):
+            rules.append((name, "non-positive price", arr <= 0))
+        rules.append(("high", "high < low", h < lo))
+        rules.append(("open", "open outside [low, high]", (o > h + tol) | (o < lo - tol)))
+        rules.append(("close", "close outside [low, high]", (c > h + tol) | (c < lo - tol)))
+        rules.append(("volume", "volume negative or not finite", ~np.isfinite(v) | (v < 0)))
+    return rules
 
 
 def parse_table(
@@ -385,25 +414,12 @@ def parse_table(
     volume = (
         _to_float(frame[mapping["volume"]]) if has_volume else pd.Series(0.0, index=frame.index)
     )
-    step_ns = TIMEFRAMES[timeframe] * 1_000_000_000
     ts_ns = ts.to_numpy(dtype="datetime64[ns]").view("int64")
     o, h, lo, c = (prices[k].to_numpy() for k in ("open", "high", "low", "close"))
     v = volume.to_numpy()
-    tol = price_abs_tolerance
     # Rules in order; a row is reported under the first rule it breaks.
-    rules: list[tuple[str, str, np.ndarray]] = [
-        ("ts", unread, ts.isna().to_numpy()),
-        ("ts", f"timestamp off the {timeframe} grid", (ts_ns % step_ns) != 0),
-        ("ts", "timestamp in the future", ts_ns > _now_ns(now) + step_ns),
-    ]
-    for name, arr in (("open", o), ("high", h), ("low", lo), ("close", c)):
-        rules.append((name, "not a finite number", ~np.isfinite(arr)))
-    for name, arr in (("open", o), ("high", h), ("low", lo), ("close", c)):
-        rules.append((name, "non-positive price", arr <= 0))
-    rules.append(("high", "high < low", h < lo))
-    rules.append(("open", "open outside [low, high]", (o > h + tol) | (o < lo - tol)))
-    rules.append(("close", "close outside [low, high]", (c > h + tol) | (c < lo - tol)))
-    rules.append(("volume", "volume negative or not finite", ~np.isfinite(v) | (v < 0)))
+    rules = [("ts", unread, ts.isna().to_numpy())]
+    rules += row_rules(timeframe, ts_ns, (o, h, lo, c, v), now=now, tol=price_abs_tolerance)
     bad = np.zeros(len(frame), dtype=bool)
     rejects: list[Reject] = []
     with np.errstate(invalid="ignore"):
