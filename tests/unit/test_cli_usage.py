@@ -359,3 +359,20 @@ def test_control_sequences_in_user_strings_never_reach_the_terminal(tmp_path: Pa
     assert code != 0 and "DATA_FILE_NOT_FOUND" in err
     assert "\x1b" not in err + out and "\x07" not in err + out
     assert "\\x1b]0;pwned\\x07\\x1b[2J.csv" in err
+
+
+def test_catalog_build_names_unreadable_partitions_and_exits_65(tmp_path: Path) -> None:
+    """Issue 16: after an interrupted ingest `catalog build` indexed a fraction of the
+    months without a word (exit 0)."""
+    env = {"ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
+    assert _run(*ROOT, *_INGEST, _csv(), env=env)[0] == 0
+    canonical = tmp_path / "archive" / "canonical" / "1h" / "EUR_USD"
+    months = sorted(p for p in canonical.iterdir() if not p.name.startswith("."))
+    (months[0] / "bars.parquet").write_bytes(b"")
+    code, out, err = _run(*ROOT, "catalog", "build", env=env)
+    assert code == 65, (out, err)
+    assert f"unreadable: {months[0]}: bars.parquet is empty (0 bytes)" in out
+    assert "error CATALOG_PARTITION_UNREADABLE: 1 partition(s) could not be read" in err
+    # The next ingest of the file rewrites the damaged partition; the catalog is whole again.
+    assert _run(*ROOT, *_INGEST, _csv(), env=env)[0] == 0
+    assert _run(*ROOT, "catalog", "build", env=env)[0] == 0

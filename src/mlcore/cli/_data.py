@@ -110,6 +110,13 @@ def ingest_cmd(
     date_format: Annotated[
         str, typer.Option(parser=parse_date_format, metavar="FORMAT", help=DATE_FORMAT_HELP)
     ] = "auto",
+    rewrite: Annotated[
+        bool,
+        typer.Option(
+            "--rewrite",
+            help="Rewrite every partition, even unchanged ones (repairs damaged files).",
+        ),
+    ] = False,
 ) -> None:
     """Fetch bars, check their quality, and store them as canonical partitions."""
     import pandas as pd
@@ -156,8 +163,9 @@ def ingest_cmd(
     with stage("ingest") as st:
         # A file is the truth between its first and last bar (a corrected file repairs).
         report = ingest(
-            cfg, fetched, sym, timeframe, calendar=calendar, replace_span=source is Source.file
-        )
+            cfg, fetched, sym, timeframe, calendar=calendar, rewrite=rewrite,
+            replace_span=source is Source.file,
+        )  # fmt: skip
         st.detail = f"{report.rows_read:,} rows, {report.new_bars:,} new"
     print_ingest(report)
     if source is Source.file and lo is None and hi is None and fetched.bars.empty:
@@ -235,6 +243,13 @@ def catalog_build() -> None:
     )
     text(f"  index: {summary.index_path}")
     text(f"  filtered: {summary.filtered_path} (catalog_hash {summary.catalog_hash[:12]})")
+    for folder, why in summary.unreadable:
+        text(f"  unreadable: {folder}: {why}")
+    for folder in summary.unbuilt:
+        text(
+            f"  not built: {folder}: raw month without a canonical partition (interrupted ingest?)"
+        )
+    summary.check_complete()
 
 
 @command(features_app, "build")
