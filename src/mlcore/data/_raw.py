@@ -12,6 +12,7 @@ import pandas as pd
 
 from mlcore.config import TIMEFRAMES, AppConfig
 from mlcore.data._atomic import FaultHook
+from mlcore.data._lock import symbol_lock
 from mlcore.data._parse import now_ns, row_rules
 from mlcore.data._store import (
     CONFLICTS_FILE,
@@ -275,9 +276,10 @@ def read_watermark(
         return mark
     log.warning("watermark %s of %s %s is after now: taken from the stored bars", mark,
                 symbol, timeframe)  # fmt: skip
-    for month in reversed(store.months(timeframe, symbol)):
-        raw = store.read_file(timeframe, symbol, month, RAW_FILE)
-        if raw is not None and (raw["ts"] <= limit).any():
-            last: pd.Timestamp = raw.loc[raw["ts"] <= limit, "ts"].max()
-            return last
+    with symbol_lock(cfg.paths.raw, symbol, timeframe):  # months() recovers: not under a writer
+        for month in reversed(store.months(timeframe, symbol)):
+            raw = store.read_file(timeframe, symbol, month, RAW_FILE)
+            if raw is not None and (raw["ts"] <= limit).any():
+                last: pd.Timestamp = raw.loc[raw["ts"] <= limit, "ts"].max()
+                return last
     return None
