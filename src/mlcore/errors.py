@@ -56,6 +56,17 @@ code                                       class                  when
 ``DATA_FILE_EMPTY`` / ``_MALFORMED`` /     BadDataError (Fatal,   a file that is empty, not CSV or
 ``_SCHEMA`` / ``_NOTHING_ACCEPTED``        exit 65)               Parquet, without a needed column,
                                                                   or none of whose rows is accepted
+``DATA_FILE_DATE_AMBIGUOUS``               BadDataError (exit 65) 03/04/2024-style dates and no day
+                                                                  above 12 to tell the order; give
+                                                                  ``ingest --date-format``
+``DATA_FILE_DATE_CONFLICT``                BadDataError (exit 65) rows that only read day first and
+                                                                  rows that only read month first
+``DATA_ARCHIVE_UNUSABLE``                  ConfigError (exit 2)   the archive folder (ARCHIVE_PATH)
+                                                                  or its ingest lock folder cannot
+                                                                  be created or written
+``CATALOG_PARTITION_UNREADABLE``           DataQualityError       ``catalog build`` left out a
+                                           (exit 65)              partition it could not read or a
+                                                                  raw month never made canonical
 ``SERVING_SOURCE_UNREACHABLE``             RetryableError         Redis bars do not answer at start
 ``SERVING_FOLDER_UNUSABLE``                ConfigError            the serving folder is not writable
 ``SERVING_WORKER_GIVEN_UP``                FatalError             a worker died too often to restart

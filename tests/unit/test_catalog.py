@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -134,8 +135,66 @@ def test_catalog_must_be_built_first(cfg: AppConfig) -> None:
 def test_partition_without_meta_is_reported(built: AppConfig) -> None:
     pdir = PartitionStore(built.paths.canonical).partition_dir("1h", "ETH/USD", "2024-01")
     (pdir / "__meta.json").unlink()
-    with pytest.raises(DataQualityError, match=r"partition has no __meta\.json"):
-        build_catalog(built)
+    summary = build_catalog(built)
+    assert summary.unreadable == ((str(pdir), "no __meta.json"),)
+    with pytest.raises(DataQualityError, match=r"1 partition\(s\) could not be read"):
+        summary.check_complete()
+
+
+def _damage(pdir: Path, how: str) -> str:
+    bars = pdir / "bars.parquet"
+    if how == "zero bytes":
+        bars.write_bytes(b"")
+        return "bars.parquet is empty (0 bytes)"
+    if how == "truncated":
+        bars.write_bytes(bars.read_bytes()[:200])
+        return "bars.parquet cannot be read"
+    if how == "other bars":
+        frame = pd.read_parquet(bars)
+        frame.loc[3, "close"] += 1
+        frame.to_parquet(bars, index=False)
+        return "bars.parquet does not match its data hash"
+    if how == "no bars file":
+        bars.unlink()
+        return "no bars.parquet"
+    (pdir / "__meta.json").write_text("{truncated")
+    return "unreadable __meta.json"
+
+
+@pytest.mark.parametrize(
+    "how", ["zero bytes", "truncated", "other bars", "no bars file", "meta not JSON"]
+)
+def test_catalog_build_names_every_partition_it_could_not_read(built: AppConfig, how: str) -> None:
+    """Issue 16: such a partition was indexed unread (or, without meta, the build stopped);
+    a damaged bars file only showed later, in training."""
+    store = PartitionStore(built.paths.canonical)
+    jan, mar = (store.partition_dir("1h", "ETH/USD", m) for m in ("2024-01", "2024-03"))
+    why = _damage(jan, how)
+    _damage(mar, "zero bytes")
+    summary = build_catalog(built)
+    assert [p for p, _ in summary.unreadable] == [str(jan), str(mar)]
+    assert summary.unreadable[0][1].startswith(why)
+    assert (summary.partitions, summary.included) == (3, 0)
+    filtered = json.loads(summary.filtered_path.read_text())
+    reasons = {p["month"]: p["reasons"] for p in filtered["excluded"]}
+    assert reasons["2024-01"][0].startswith(f"unreadable: {why}")
+    with pytest.raises(DataQualityError, match="CATALOG_PARTITION_UNREADABLE: 2 partition"):
+        summary.check_complete()
+
+
+def test_catalog_build_names_raw_months_an_interrupted_ingest_left_unbuilt(
+    built: AppConfig,
+) -> None:
+    store = PartitionStore(built.paths.canonical)
+    store.remove("1h", "ETH/USD", "2024-03")  # raw written, canonical never swapped in
+    summary = build_catalog(built)
+    raw = PartitionStore(built.paths.raw).partition_dir("1h", "ETH/USD", "2024-03")
+    assert summary.unbuilt == (str(raw),) and summary.unreadable == ()
+    with pytest.raises(DataQualityError, match="1 raw month\\(s\\) have no canonical"):
+        summary.check_complete()
+    # Ingesting the symbol again builds it; the catalog is then whole.
+    _ingest(built, _bars("2024-03-30", 24))
+    build_catalog(built).check_complete()
 
 
 def test_empty_archive_builds_empty_catalog(cfg: AppConfig) -> None:

@@ -49,6 +49,8 @@ _V = "20250101_0000_abc1234"
         ([*_INGEST, "x.csv", "--end", "yesterday"], "--end 'yesterday' is not an ISO 8601"),
         ([*_INGEST, "x.csv", "--tz", "Mars/Base"], "--tz 'Mars/Base' is not an IANA time zone"),
         ([*_INGEST, "x.csv", "--source", "ftp"], "--source 'ftp' is not one of 'file'"),
+        ([*_INGEST, "x.csv", "--date-format", "dym"], "--date-format 'dym' is not one of auto"),
+        ([*_INGEST, "x.csv", "--date-format", "%H:%M"], "--date-format '%H:%M' does not hold"),
         (["train", "--timeframe", "1h", "--seed", "-1"], "--seed '-1' should be greater"),
         (["demo", "--seed", "x"], "--seed 'x' should be a valid integer"),
         (["demo", "--months", "7"], "--months '7' should be greater than or equal to 8"),
@@ -232,7 +234,58 @@ def test_serve_into_an_archive_that_is_a_file_is_a_config_error(tmp_path: Path) 
     (tmp_path / "archive").write_text("not a folder")
     env = {"ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
     code, _, err = _run(*ROOT, "serve", "--bars", "file", env=env)
+    assert code == 2 and "DATA_ARCHIVE_UNUSABLE" in err, err
+
+
+def test_serve_into_a_serving_folder_that_is_a_file_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "archive" / "serving").write_text("not a folder")
+    env = {"ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
+    code, _, err = _run(*ROOT, "serve", "--bars", "file", env=env)
     assert code == 2 and "SERVING_FOLDER_UNUSABLE" in err, err
+
+
+_USES_ARCHIVE = [
+    [*_INGEST, "x.csv"],
+    ["catalog", "build"],
+    ["features", "build", "--timeframe", "1h"],
+    ["train", "--timeframe", "1h"],
+    ["backtest"],
+    ["registry", "list"],
+    ["flows", "status"],
+    ["config", "check"],
+]
+
+
+@pytest.mark.parametrize("args", _USES_ARCHIVE, ids=lambda a: " ".join(a[:2]))
+@pytest.mark.parametrize(
+    ("where", "reason"),
+    [("/proc/mlcore-x", "No such file or directory"),
+     ("file", "it is a file, not a folder"),
+     ("file/sub", "Not a directory")],
+    ids=["under /proc", "a file", "under a file"],
+)  # fmt: skip
+def test_an_unusable_archive_is_one_line_naming_it_and_exit_2(
+    tmp_path: Path, args: list[str], where: str, reason: str
+) -> None:
+    """Issue 16: ``ARCHIVE_PATH=/proc/x mlcore ingest`` ended in ``internal error
+    FileNotFoundError`` (exit 70); features and train blamed a missing catalog (exit 1)."""
+    (tmp_path / "file").write_text("not a folder")
+    path = where if where.startswith("/") else str(tmp_path / where)
+    env = {"ARCHIVE_PATH": path, "SERVICE_ENV": "dev", "LOG_LEVEL": "CRITICAL"}
+    code, out, err = _run(*ROOT, *args, env=env)
+    assert code == 2, (code, out, err)
+    line = f"error DATA_ARCHIVE_UNUSABLE: archive folder {path} cannot be used"
+    assert err.strip().startswith(line) and err.strip().endswith(reason), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err + out
+
+
+def test_an_archive_whose_raw_folder_is_a_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "archive" / "raw").write_text("not a folder")
+    env = {"ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
+    code, _, err = _run(*ROOT, *_INGEST, _csv(), env=env)
+    assert code == 2 and "DATA_ARCHIVE_UNUSABLE: ingest lock" in err, err
 
 
 def test_serve_ends_non_zero_when_a_worker_was_given_up(
@@ -275,6 +328,25 @@ def test_a_file_with_no_accepted_row_is_bad_data(
         assert "none of its 2 rows was accepted (1 x high < low; 1 x non-positive price)" in err
 
 
+def test_a_file_whose_date_order_is_undecided_is_refused_until_a_format_is_given(
+    tmp_path: Path,
+) -> None:
+    """Issue 16: a D/M/Y file was read M/D/Y when its first rows had no day above 12 (exit 0,
+    bars moved to other months)."""
+    path = tmp_path / "bars.csv"
+    rows = [f"0{d}/04/2024 {h:02d}:00,1,2,0.5,1.5" for d in range(1, 4) for h in range(24)]
+    path.write_text("timestamp,open,high,low,close\n" + "\n".join(rows) + "\n")
+    env = {"ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
+    code, _, err = _run(*ROOT, *_INGEST, str(path), env=env)
+    assert code == 65, err
+    assert f"DATA_FILE_DATE_AMBIGUOUS: {path}: dates like '01/04/2024 00:00' (row 2) could be " \
+        "1 April or January 4" in err and "pass --date-format dmy or mdy" in err  # fmt: skip
+    assert not (tmp_path / "archive" / "canonical").exists()
+    code, out, err = _run(*ROOT, *_INGEST, str(path), "--date-format", "dmy", env=env)
+    assert code == 0, err
+    assert (tmp_path / "archive" / "canonical" / "1h" / "EUR_USD" / "2024-04").is_dir(), out
+
+
 def test_control_sequences_in_user_strings_never_reach_the_terminal(tmp_path: Path) -> None:
     """A file name (or note, or file content) holding ESC [2J, an OSC title or a BEL is shown
     with those bytes written out as \\xNN, never sent raw."""
@@ -287,3 +359,20 @@ def test_control_sequences_in_user_strings_never_reach_the_terminal(tmp_path: Pa
     assert code != 0 and "DATA_FILE_NOT_FOUND" in err
     assert "\x1b" not in err + out and "\x07" not in err + out
     assert "\\x1b]0;pwned\\x07\\x1b[2J.csv" in err
+
+
+def test_catalog_build_names_unreadable_partitions_and_exits_65(tmp_path: Path) -> None:
+    """Issue 16: after an interrupted ingest `catalog build` indexed a fraction of the
+    months without a word (exit 0)."""
+    env = {"ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
+    assert _run(*ROOT, *_INGEST, _csv(), env=env)[0] == 0
+    canonical = tmp_path / "archive" / "canonical" / "1h" / "EUR_USD"
+    months = sorted(p for p in canonical.iterdir() if not p.name.startswith("."))
+    (months[0] / "bars.parquet").write_bytes(b"")
+    code, out, err = _run(*ROOT, "catalog", "build", env=env)
+    assert code == 65, (out, err)
+    assert f"unreadable: {months[0]}: bars.parquet is empty (0 bytes)" in out
+    assert "error CATALOG_PARTITION_UNREADABLE: 1 partition(s) could not be read" in err
+    # The next ingest of the file rewrites the damaged partition; the catalog is whole again.
+    assert _run(*ROOT, *_INGEST, _csv(), env=env)[0] == 0
+    assert _run(*ROOT, "catalog", "build", env=env)[0] == 0

@@ -185,3 +185,41 @@ def test_damaged_state_is_rebuilt(cfg: AppConfig) -> None:
     assert report.months_computed == ["2024-01", "2024-02", "2024-03", "2024-04"]
     got = load_pair_features(cfg, PAIR.pair_id, "1h")
     np.testing.assert_array_equal(got[list(PAIR_FEATURES)].to_numpy(), _full(cat, cfg))
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_temp_files_of_a_killed_build_are_removed_by_the_next_and_a_live_one_kept(
+    cfg: AppConfig,
+) -> None:
+    """Issue 16: an interrupted features build left its temp files behind for good."""
+    import os
+    import time
+
+    cat = _ingest(cfg, *_legs())
+    build_pair_features(cfg, cat, PAIR, "1h")
+    fhash = pair_feature_hash(cfg)
+    march = cfg.paths.features / "1h" / "BTC_ETH" / "2024-03"
+    # A build killed while writing March's meta: the month has no meta and a temp file
+    # named by its dead writer; an older version's unnamed one is hours old.
+    (march / f"{fhash}.meta.json").unlink()
+    dead = march / f".{fhash}.meta.json.tmp-{_dead_pid()}-0badc0de"
+    old = march / f".{fhash}.parquet.tmp-1a2b3c4d"
+    live = march / f".{fhash}.parquet.tmp-{os.getpid()}-5eed5eed"
+    for path in (dead, old, live):
+        path.write_bytes(b"half a file")
+    hours_ago = time.time() - 3 * 3600
+    os.utime(old, (hours_ago, hours_ago))
+    report = build_pair_features(cfg, cat, PAIR, "1h")
+    assert report.months_computed == ["2024-03"]
+    assert not dead.exists() and not old.exists()
+    assert live.exists()  # a concurrent writer's (here: this process's) file is left alone
+    got = load_pair_features(cfg, PAIR.pair_id, "1h")
+    np.testing.assert_array_equal(got[list(PAIR_FEATURES)].to_numpy(), _full(cat, cfg))

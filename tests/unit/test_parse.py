@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlcore.data import BAR_COLUMNS, FileProvider, parse_table
-from mlcore.errors import FatalError
+from mlcore.data import BAR_COLUMNS, FileProvider, check_date_format, parse_table
+from mlcore.errors import BadDataError, FatalError
 from tests.conftest import third_party_csv
 
 UTC = "UTC"
@@ -113,6 +113,23 @@ def test_iso_offset_variants(stamps: list[str], expected: list[str]) -> None:
     ids=["mdy", "mdy-year-end", "mdy-hm", "mdy-hm-midnight", "mdy-hms"],
 )
 def test_us_month_day_year(stamps: list[str], timeframe: str, expected: list[str]) -> None:
+    got = _parse(_frame(stamps), timeframe, date_format="mdy")
+    assert got["ts"].tolist() == _utc(*expected)
+
+
+@pytest.mark.parametrize(
+    ("stamps", "timeframe", "expected"),
+    [
+        (["12/29/2023", "1/2/2024"], "1day", ["2023-12-29", "2024-01-02"]),
+        (["1/2/2024 9:00", "1/13/2024 10:00"], "1h", ["2024-01-02 09:00", "2024-01-13 10:00"]),
+        (["1.2.2024", "1.13.2024"], "1day", ["2024-01-02", "2024-01-13"]),
+        (["1-2-2024", "1-13-2024"], "1day", ["2024-01-02", "2024-01-13"]),
+    ],
+    ids=["slash", "slash-hm", "dot", "dash"],
+)
+def test_month_day_year_detected_when_a_second_number_exceeds_12(
+    stamps: list[str], timeframe: str, expected: list[str]
+) -> None:
     assert _parse(_frame(stamps), timeframe)["ts"].tolist() == _utc(*expected)
 
 
@@ -129,6 +146,97 @@ def test_day_month_year_detected_when_a_day_exceeds_12(
     stamps: list[str], timeframe: str, expected: list[str]
 ) -> None:
     assert _parse(_frame(stamps), timeframe)["ts"].tolist() == _utc(*expected)
+
+
+# --- the order of day and month (issue 16) --------------------------------------------------
+
+
+def test_a_day_month_file_is_never_read_month_first_from_its_first_rows() -> None:
+    """Issue 16: the order came from the first 2,000 rows, so a D/M/Y minute file (its first
+    days all 12 or less) was read M/D/Y: 15,840 of 28,800 bars moved, the rest rejected."""
+    true = pd.date_range("2024-04-01", periods=60 * 24 * 20, freq="min", tz=UTC)
+    bars = _parse(_frame(list(true.strftime("%d/%m/%Y %H:%M"))), "1min")
+    assert bars["ts"].tolist() == list(true)
+
+
+@pytest.mark.parametrize(
+    ("stamps", "row", "could_be"),
+    [
+        (["03/04/2024 10:00", "03/04/2024 11:00"], 2, "could be 3 April or March 4"),
+        (["1/1/2024", "2/1/2024", "3/1/2024"], 3, "could be 2 January or February 1"),
+        (["01.02.2024 10:00", "01.02.2024 11:00"], 2, "could be 1 February or January 2"),
+    ],
+    ids=["slash", "after-a-same-either-way-row", "dot"],
+)
+def test_an_undecidable_day_month_order_refuses_the_file_naming_a_row(
+    stamps: list[str], row: int, could_be: str
+) -> None:
+    with pytest.raises(BadDataError) as info:
+        parse_table(_frame(stamps), origin="f.csv", timeframe="1h", row_offset=2)
+    err = info.value
+    assert err.code == "DATA_FILE_DATE_AMBIGUOUS"
+    assert err.message.startswith(f"f.csv: dates like {stamps[row - 2]!r} (row {row}) {could_be}")
+    assert "pass --date-format dmy or mdy" in err.message
+
+
+def test_dates_the_same_either_way_need_no_order() -> None:
+    assert _parse(_frame(["1/1/2024", "2/2/2024"]), "1day")["ts"].tolist() == _utc(
+        "2024-01-01", "2024-02-02"
+    )
+
+
+def test_rows_disagreeing_on_the_order_refuse_the_file_naming_both() -> None:
+    stamps = ["13/04/2024 10:00", "14/04/2024 10:00", "04/15/2024 10:00", "04/16/2024 10:00"]
+    with pytest.raises(BadDataError) as info:
+        parse_table(_frame(stamps), origin="f.csv", timeframe="1h", row_offset=2)
+    assert info.value.code == "DATA_FILE_DATE_CONFLICT"
+    assert "2 only read as day/month (first row 2: '13/04/2024 10:00'), 2 only as month/day " \
+        "(first row 4: '04/15/2024 10:00')" in info.value.message  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("date_format", "good"),
+    [("dmy", "2024-04-03 10:00"), ("mdy", "2024-03-04 10:00"),
+     ("%d/%m/%Y %H:%M", "2024-04-03 10:00")],
+)  # fmt: skip
+def test_a_date_format_reads_every_row_and_rejects_those_not_in_it(
+    date_format: str, good: str
+) -> None:
+    stamps = ["03/04/2024 10:00", "13/04/2024 10:00", "04/13/2024 10:00", "2024-04-03 10:00"]
+    result = parse_table(_frame(stamps), origin="t", timeframe="1h", date_format=date_format,
+                         row_offset=2)  # fmt: skip
+    assert result.bars["ts"].tolist()[0] == _utc(good)[0]
+    rule = f"timestamp not in --date-format {date_format}"
+    bad = [3, 5] if date_format == "mdy" else [4, 5]
+    assert _rejects(result) == [(r, "ts", rule) for r in bad]
+
+
+def test_iso_and_ymd_formats_take_year_first_dates_only() -> None:
+    stamps = ["2024-04-03 10:00", "2024/04/03 11:00", "03/04/2024 12:00", "2024.04.03 13:00"]
+    for date_format in ("iso", "ymd"):
+        result = parse_table(_frame(stamps), origin="t", timeframe="1h", date_format=date_format)
+        assert [r.row for r in result.rejects] == [3]
+        assert result.bars["ts"].tolist() == _utc("2024-04-03 10:00", "2024-04-03 11:00",
+                                                  "2024-04-03 13:00")  # fmt: skip
+
+
+def test_a_date_format_is_not_taken_for_epoch_numbers() -> None:
+    result = parse_table(_frame(["1704189600"]), origin="t", timeframe="1h", date_format="iso")
+    assert [r.rule for r in result.rejects] == ["timestamp not in --date-format iso"]
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [("dym", "is not one of auto, dmy, mdy, ymd, iso or a strftime pattern"),
+     ("%H:%M", "does not hold a year, a month and a day"),
+     ("%d/%m", "does not hold a year"),
+     ("%Q", "is not a usable strftime pattern")],
+)  # fmt: skip
+def test_a_bad_date_format_is_refused_naming_what_is_accepted(value: str, fragment: str) -> None:
+    with pytest.raises(ValueError, match=r"date|strftime|pattern") as info:
+        check_date_format(value)
+    assert fragment in str(info.value)
+    assert check_date_format("DMY") == "dmy"
 
 
 def test_mt4_dotted_date_with_time() -> None:

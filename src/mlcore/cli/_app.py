@@ -83,11 +83,15 @@ def shared() -> Shared:
 
 
 def load_config() -> AppConfig:
-    """The configuration the shared options name (base + environment overlay)."""
+    """The configuration the shared options name (base + environment overlay), its archive
+    folder checked usable (every command reads or writes it)."""
+    from mlcore.config import check_archive
     from mlcore.config import load_config as load
 
     opts = shared()
-    return load(opts.config_root, opts.config_env)
+    cfg = load(opts.config_root, opts.config_env)
+    check_archive(cfg.paths)
+    return cfg
 
 
 def _typed(ctx: typer.Context, name: str) -> bool:

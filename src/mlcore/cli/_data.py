@@ -10,7 +10,15 @@ import typer
 
 from mlcore._progress import stage
 from mlcore.cli._app import app, coded, command, load_config, typer_app
-from mlcore.cli._params import TIME_HELP, TIMEFRAME_HELP, Source, parse_time, parse_timeframe
+from mlcore.cli._params import (
+    DATE_FORMAT_HELP,
+    TIME_HELP,
+    TIMEFRAME_HELP,
+    Source,
+    parse_date_format,
+    parse_time,
+    parse_timeframe,
+)
 from mlcore.cli._params import parse_tz as parse_tz_
 from mlcore.cli._render import print_ingest, text
 from mlcore.errors import BadDataError, ConfigError, DataQualityError
@@ -99,6 +107,16 @@ def ingest_cmd(
         str, typer.Option(parser=parse_tz_, help="IANA time zone of file timestamps without one.")
     ] = "UTC",
     calendar: Annotated[str | None, typer.Option(help="Calendar name from universe.yaml.")] = None,
+    date_format: Annotated[
+        str, typer.Option(parser=parse_date_format, metavar="FORMAT", help=DATE_FORMAT_HELP)
+    ] = "auto",
+    rewrite: Annotated[
+        bool,
+        typer.Option(
+            "--rewrite",
+            help="Rewrite every partition, even unchanged ones (repairs damaged files).",
+        ),
+    ] = False,
 ) -> None:
     """Fetch bars, check their quality, and store them as canonical partitions."""
     import pandas as pd
@@ -123,7 +141,10 @@ def ingest_cmd(
         if path is None:
             raise ConfigError("CLI_ARGUMENT_MISSING", "--source file needs --path FILE")
         provider = FileProvider(
-            path, tz=tz, price_abs_tolerance=cfg.pipeline.dq_thresholds.price_abs_tolerance
+            path,
+            tz=tz,
+            price_abs_tolerance=cfg.pipeline.dq_thresholds.price_abs_tolerance,
+            date_format=date_format,
         )
         with stage("read") as st:
             fetched = provider.read(timeframe)
@@ -140,7 +161,11 @@ def ingest_cmd(
             fetched = _fetch_rest(cfg, source, sym, timeframe, lo, hi)
             st.detail = f"{sym} {timeframe} from {source.value}"
     with stage("ingest") as st:
-        report = ingest(cfg, fetched, sym, timeframe, calendar=calendar)
+        # A file is the truth between its first and last bar (a corrected file repairs).
+        report = ingest(
+            cfg, fetched, sym, timeframe, calendar=calendar, rewrite=rewrite,
+            replace_span=source is Source.file,
+        )  # fmt: skip
         st.detail = f"{report.rows_read:,} rows, {report.new_bars:,} new"
     print_ingest(report)
     if source is Source.file and lo is None and hi is None and fetched.bars.empty:
@@ -218,6 +243,13 @@ def catalog_build() -> None:
     )
     text(f"  index: {summary.index_path}")
     text(f"  filtered: {summary.filtered_path} (catalog_hash {summary.catalog_hash[:12]})")
+    for folder, why in summary.unreadable:
+        text(f"  unreadable: {folder}: {why}")
+    for folder in summary.unbuilt:
+        text(
+            f"  not built: {folder}: raw month without a canonical partition (interrupted ingest?)"
+        )
+    summary.check_complete()
 
 
 @command(features_app, "build")

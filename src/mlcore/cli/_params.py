@@ -89,6 +89,23 @@ def parse_tz(text: str) -> str:
     return name
 
 
+DATE_FORMAT_HELP = (
+    "How 03/04/2024-style file dates are read: auto (decided by the file; refused when no "
+    "day above 12 decides it), dmy, mdy, ymd, iso, or a strftime pattern such as "
+    "'%d/%m/%Y %H:%M'. Rows not in the format are rejected"
+)
+
+
+def parse_date_format(text: str) -> str:
+    """``auto``, ``dmy``, ``mdy``, ``ymd``, ``iso`` or a strftime pattern with a full date."""
+    from mlcore.data import check_date_format  # pandas: not loaded for --help
+
+    try:
+        return check_date_format(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 def parse_version(text: str) -> str:
     """A model version name: ``YYYYMMDD_HHMM_<code>`` (``_2``, ``_3`` ... on a clash)."""
     if not _VERSION.match(text):

@@ -95,6 +95,20 @@ def print_ingest(report: IngestReport) -> None:
             f"  duplicates dropped: {report.duplicates_dropped}; conflicting deliveries: "
             f"{report.conflicting_rows}"
         )
+    for rule, n in sorted(report.purged_rows.items()):
+        text(f"  removed {n} stored row(s) an earlier ingest let in: {rule}")
+    if report.replaced_rows:
+        text(
+            f"  removed {report.replaced_rows} stored row(s) inside the file's span that it "
+            "no longer holds"
+        )
+    for layer, months in (("raw", report.raw_partitions_removed),
+                          ("canonical", report.canonical_partitions_removed)):  # fmt: skip
+        if months:
+            shown = ", ".join(months[:6]) + (
+                f" … ({len(months)} in all)" if len(months) > 6 else ""
+            )
+            text(f"  {layer} partitions removed: {shown}")
     flagged = {k: v for k, v in report.flags.items() if k != "ok" and v}
     text(f"  flagged bars: {flagged or 'none'}; missing bars: {report.missing_bars}")
     for month, (reason, detail) in sorted(report.quarantined.items()):

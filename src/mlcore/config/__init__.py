@@ -1,6 +1,12 @@
 """Typed policy configuration and ENV validation."""
 
-from mlcore.config._app import AppConfig, StoragePaths, find_config_root, load_config
+from mlcore.config._app import (
+    AppConfig,
+    StoragePaths,
+    check_archive,
+    find_config_root,
+    load_config,
+)
 from mlcore.config._env import REQUIRED_ENV, EnvSettings, read_env, sqlalchemy_postgres_url
 from mlcore.config._loader import ENVIRONMENTS, load_policy
 from mlcore.config._schemas import (
@@ -104,6 +110,7 @@ __all__ = [
     "TrainingPolicy",
     "UniversePolicy",
     "WorkerPolicy",
+    "check_archive",
     "find_config_root",
     "load_config",
     "load_policy",

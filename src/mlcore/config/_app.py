@@ -94,6 +94,29 @@ def find_config_root(start: Path | None = None) -> Path:
     )
 
 
+def check_archive(paths: StoragePaths) -> None:
+    """Refuse an archive folder that cannot be created or written (ConfigError, exit 2).
+
+    Every command that reads or writes the archive calls this once, so an unusable
+    ``ARCHIVE_PATH`` is one line naming the folder and the OS reason, whatever the command.
+    """
+    folder = paths.archive
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        why = "it is a file, not a folder" if folder.is_file() else exc.strerror or str(exc)
+        where = "" if exc.filename in (None, str(folder)) else f" ({exc.filename})"
+        raise ConfigError(
+            "DATA_ARCHIVE_UNUSABLE",
+            f"archive folder {folder} cannot be used (ARCHIVE_PATH or storage.yaml "
+            f"archive_path): {why}{where}",
+            details={"path": str(folder)},
+        ) from None
+
+
 def load_config(config_root: Path | None = None, env_name: str | None = None) -> AppConfig:
     """Validate ENV and every policy file of the environment; stop on the first bad one."""
     env = read_env(service_env=env_name)

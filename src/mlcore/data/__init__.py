@@ -11,11 +11,11 @@ from mlcore.data._ingest import (
     IngestReport,
     ingest,
     normalize_symbol,
-    read_watermark,
     resolve_calendar,
 )
-from mlcore.data._parse import BAR_COLUMNS, parse_table
+from mlcore.data._parse import BAR_COLUMNS, DateOrder, check_date_format, parse_table
 from mlcore.data._provider import FetchResult, MarketDataProvider, Reject
+from mlcore.data._raw import read_watermark
 from mlcore.data._store import PartitionStore, bars_hash, symbol_dirname
 from mlcore.data._synthetic import (
     PlantedFault,
@@ -35,6 +35,7 @@ __all__ = [
     "Catalog",
     "CatalogSummary",
     "DQResult",
+    "DateOrder",
     "FailoverProvider",
     "FetchResult",
     "FileProvider",
@@ -52,6 +53,7 @@ __all__ = [
     "bars_hash",
     "build_catalog",
     "build_providers",
+    "check_date_format",
     "classify_moves",
     "default_pairs",
     "exclusion_reasons",

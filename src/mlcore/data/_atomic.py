@@ -3,13 +3,15 @@
 A partition is written into a hidden sibling ``.NAME.tmp-ID`` (each file fsynced, then a
 ``__complete`` marker), the old folder is renamed to ``.NAME.old-ID`` and the new one renamed
 into place. A crash at any point leaves either the old or the new complete partition;
-:func:`recover` finishes or undoes an interrupted swap.
+:func:`recover` finishes or undoes an interrupted swap (or removal, ``.NAME.del-ID``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -36,12 +38,55 @@ def _write_file(path: Path, data: bytes, durable: bool = True) -> None:
             os.fsync(fh.fileno())
 
 
+_TEMP_RE = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]{8}$")
+STALE_TEMP_S = 3600.0  # no live write of one file takes this long
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def sweep_temp(folder: Path, *, now_s: float | None = None) -> list[Path]:
+    """Remove the temp files :func:`write_atomic` left in ``folder`` when its writer died.
+
+    A temp file names its writer's process id: it is stale once that process is gone, or
+    after :data:`STALE_TEMP_S` (a reused id; names without an id). A live writer's file stays.
+    Returns the files removed.
+    """
+    now = time.time() if now_s is None else now_s
+    removed: list[Path] = []
+    try:
+        entries = [e for e in folder.iterdir() if e.name.startswith(".") and ".tmp-" in e.name]
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            if not entry.is_file() or entry.is_symlink():
+                continue  # a partition's temp folder: recover() handles it under the lock
+            match = _TEMP_RE.match(entry.name)
+            dead = match is not None and not _alive(int(match.group(1)))
+            if dead or now - entry.stat().st_mtime > STALE_TEMP_S:
+                entry.unlink()
+                removed.append(entry)
+        except OSError:
+            continue  # gone meanwhile (its writer renamed it, or another sweep)
+    return removed
+
+
 def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Write one file atomically: a fsynced hidden temp file renamed over ``path``.
     ``durable=False`` skips the fsync: readers still never see half a file, but a power cut
-    may lose the newest version (for files re-derivable from a durable record)."""
+    may lose the newest version (for files re-derivable from a durable record). Temp files a
+    dead writer left in the folder are removed first (:func:`sweep_temp`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    sweep_temp(path.parent)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         _write_file(tmp, data, durable)
         os.replace(tmp, path)
@@ -59,6 +104,8 @@ def recover(parent: Path) -> None:
     if not parent.is_dir():
         return
     entries = list(parent.iterdir())
+    for gone in (e for e in entries if e.name.startswith(".") and ".del-" in e.name):
+        shutil.rmtree(gone)  # a removal that was under way: finish it
     for old in (e for e in entries if e.name.startswith(".") and ".old-" in e.name):
         name = old.name[1:].split(".old-")[0]
         final = parent / name
@@ -111,6 +158,23 @@ def replace_dir(final: Path, files: Mapping[str, bytes], fault: FaultHook | None
         raise FatalError(
             "STORAGE_WRITE_FAILED",
             f"{final}: partition write failed ({exc.strerror or exc}); previous contents kept",
+            details={"path": str(final)},
+        ) from exc
+
+
+def remove_dir(final: Path) -> None:
+    """Remove a partition folder atomically: renamed away first, so a crash leaves it whole
+    or gone (:func:`recover` finishes the removal)."""
+    if not final.exists():
+        return
+    gone = final.parent / f".{final.name}.del-{uuid.uuid4().hex[:12]}"
+    try:
+        os.rename(final, gone)
+        shutil.rmtree(gone)
+    except OSError as exc:
+        raise FatalError(
+            "STORAGE_WRITE_FAILED",
+            f"{final}: partition removal failed ({exc.strerror or exc})",
             details={"path": str(final)},
         ) from exc
 

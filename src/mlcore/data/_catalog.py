@@ -13,6 +13,7 @@ import pandas as pd
 
 from mlcore.config import AppConfig
 from mlcore.data._atomic import write_atomic
+from mlcore.data._lock import symbol_lock
 from mlcore.data._store import (
     BARS_FILE,
     CANONICAL_COLUMNS,
@@ -20,6 +21,7 @@ from mlcore.data._store import (
     QUARANTINE_FILE,
     PartitionStore,
     bars_hash,
+    dirname_symbol,
     json_bytes,
     symbol_dirname,
     to_parquet_bytes,
@@ -48,7 +50,7 @@ INDEX_COLUMNS = (
 
 @dataclass(frozen=True)
 class CatalogSummary:
-    """What ``catalog build`` wrote."""
+    """What ``catalog build`` wrote, and the partitions it could not index."""
 
     partitions: int
     included: int
@@ -56,6 +58,28 @@ class CatalogSummary:
     index_path: Path
     filtered_path: Path
     catalog_hash: str
+    #: (partition folder, why) for every canonical partition that could not be read
+    unreadable: tuple[tuple[str, str], ...] = ()
+    #: raw month folders without a canonical partition (an ingest that did not finish)
+    unbuilt: tuple[str, ...] = ()
+
+    def check_complete(self) -> None:
+        """Refuse a catalog that left partitions out (DataQualityError, exit 65)."""
+        if not self.unreadable and not self.unbuilt:
+            return
+        parts = []
+        if self.unreadable:
+            parts.append(f"{len(self.unreadable)} partition(s) could not be read "
+                         f"(first: {self.unreadable[0][0]}: {self.unreadable[0][1]})")  # fmt: skip
+        if self.unbuilt:
+            parts.append(f"{len(self.unbuilt)} raw month(s) have no canonical partition "
+                         f"(first: {self.unbuilt[0]})")  # fmt: skip
+        raise DataQualityError(
+            "CATALOG_PARTITION_UNREADABLE",
+            f"{'; '.join(parts)}; the catalog was written without them: ingest those symbols "
+            "again (`mlcore ingest ... --rewrite` rewrites every partition)",
+            details={"unreadable": [p for p, _ in self.unreadable], "unbuilt": list(self.unbuilt)},
+        )
 
 
 def _index_row(meta: dict[str, Any], pdir: Path, root: Path) -> dict[str, Any]:
@@ -79,24 +103,64 @@ def _index_row(meta: dict[str, Any], pdir: Path, root: Path) -> dict[str, Any]:
     }
 
 
-def _scan(root: Path) -> list[dict[str, Any]]:
-    store = PartitionStore(root)
-    rows = []
-    for timeframe, symbol in store.iter_symbols():
-        for month in store.months(timeframe, symbol):
-            pdir = store.partition_dir(timeframe, symbol, month)
-            meta = store.read_json(timeframe, symbol, month, META_FILE)
-            if meta is None:
-                raise DataQualityError(
-                    "CATALOG_META_MISSING", f"{pdir}: partition has no {META_FILE}"
-                )
-            try:
-                rows.append(_index_row(meta, pdir, root))
-            except (KeyError, ValueError, TypeError) as exc:
-                raise DataQualityError(
-                    "CATALOG_META_INVALID", f"{pdir / META_FILE}: missing or bad field ({exc})"
-                ) from exc
-    return rows
+def _read_partition(
+    store: PartitionStore, where: tuple[str, str, str], root: Path
+) -> dict[str, Any]:
+    """The index row of one partition, its bars read and checked against its data hash;
+    ValueError naming what is wrong otherwise."""
+    pdir = store.partition_dir(*where)
+    try:
+        meta = store.read_json(*where, META_FILE)
+    except DataQualityError as exc:
+        raise ValueError(f"unreadable {META_FILE}") from exc
+    if meta is None:
+        raise ValueError(f"no {META_FILE}")
+    try:
+        row = _index_row(meta, pdir, root)
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{META_FILE}: missing or bad field ({exc})") from exc
+    path = pdir / BARS_FILE
+    if not path.is_file():
+        raise ValueError(f"no {BARS_FILE}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{BARS_FILE} is empty (0 bytes)")
+    try:
+        bars = store.read_file(*where, BARS_FILE)
+        got = bars_hash(bars) if bars is not None else ""
+    except (DataQualityError, KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"{BARS_FILE} cannot be read ({exc})") from exc
+    if got != row["data_hash"]:
+        raise ValueError(f"{BARS_FILE} does not match its data hash")
+    return row
+
+
+def _scan(cfg: AppConfig) -> tuple[list[dict[str, Any]], list[tuple[str, str]], list[str]]:
+    """Index rows, unreadable partitions (folder, why) and raw months never made canonical.
+
+    Each symbol is read under its ingest lock: an ingest under way is waited for, and an
+    interrupted one's half-swapped folders are recovered, never taken from a live writer.
+    """
+    root = cfg.paths.canonical
+    store, raw = PartitionStore(root), PartitionStore(cfg.paths.raw)
+    rows: list[dict[str, Any]] = []
+    unreadable: list[tuple[str, str]] = []
+    unbuilt: list[str] = []
+    for timeframe, symbol in sorted(set(store.iter_symbols()) | set(raw.iter_symbols())):
+        with symbol_lock(cfg.paths.raw, symbol, timeframe):
+            months = store.months(timeframe, symbol)
+            for month in months:
+                try:
+                    rows.append(_read_partition(store, (timeframe, symbol, month), root))
+                except ValueError as exc:
+                    unreadable.append(
+                        (str(store.partition_dir(timeframe, symbol, month)), str(exc))
+                    )
+            unbuilt += [
+                str(raw.partition_dir(timeframe, symbol, m))
+                for m in raw.months(timeframe, symbol)
+                if m not in months
+            ]
+    return rows, unreadable, unbuilt
 
 
 def exclusion_reasons(row: pd.Series, missing_rate: float, outlier_rate: float) -> list[str]:
@@ -119,7 +183,7 @@ def exclusion_reasons(row: pd.Series, missing_rate: float, outlier_rate: float) 
 
 def build_catalog(cfg: AppConfig) -> CatalogSummary:
     """Collect every canonical partition into the index and write the DQ-filtered list."""
-    rows = _scan(cfg.paths.canonical)
+    rows, unreadable, unbuilt = _scan(cfg)
     index = pd.DataFrame(rows, columns=list(INDEX_COLUMNS))
     if len(index):
         index = index.sort_values(["timeframe", "symbol", "year", "month"]).reset_index(drop=True)
@@ -136,6 +200,14 @@ def build_catalog(cfg: AppConfig) -> CatalogSummary:
         }
         reasons = exclusion_reasons(row, th.missing_rate, th.outlier_rate)
         (excluded if reasons else included).append({**key, "reasons": reasons} if reasons else key)
+    for folder, why in unreadable:
+        month = Path(folder).name
+        timeframe, symbol = (
+            Path(folder).parent.parent.name,
+            dirname_symbol(Path(folder).parent.name),
+        )
+        excluded.append({"timeframe": timeframe, "symbol": symbol, "month": month,
+                         "data_hash": None, "reasons": [f"unreadable: {why}"]})  # fmt: skip
     catalog_hash = hashlib.sha256(
         "\n".join(
             f"{r['timeframe']}|{r['symbol']}|{r['month']}|{r['data_hash']}" for r in included
@@ -156,8 +228,9 @@ def build_catalog(cfg: AppConfig) -> CatalogSummary:
     filtered_path = cfg.paths.catalog / FILTERED_FILE
     write_atomic(index_path, to_parquet_bytes(index))
     write_atomic(filtered_path, json_bytes(filtered))
+    counts = (len(included) + len(excluded), len(included), len(excluded))
     return CatalogSummary(
-        len(index), len(included), len(excluded), index_path, filtered_path, catalog_hash
+        *counts, index_path, filtered_path, catalog_hash, tuple(unreadable), tuple(unbuilt)
     )
 
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mlcore.data._parse import parse_table
+from mlcore.data._parse import DateOrder, parse_table
 from mlcore.data._provider import FetchResult
 from mlcore.errors import BadDataError, FatalError
 
@@ -109,10 +109,18 @@ def read_table(path: Path) -> pd.DataFrame:
 class FileProvider:
     """Deliver bars from one CSV/Parquet file (timestamps without zone are taken in ``tz``)."""
 
-    def __init__(self, path: Path, *, tz: str = "UTC", price_abs_tolerance: float = 0.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        tz: str = "UTC",
+        price_abs_tolerance: float = 0.0,
+        date_format: str = DateOrder.AUTO,
+    ) -> None:
         self.path = path
         self.tz = tz
         self.price_abs_tolerance = price_abs_tolerance
+        self.date_format = date_format
         self.name = f"file:{path.name}"
 
     def fetch(self, symbol: str, timeframe: str, start: datetime, end: datetime) -> FetchResult:
@@ -137,6 +145,7 @@ class FileProvider:
             tz=self.tz,
             price_abs_tolerance=self.price_abs_tolerance,
             row_offset=offset,
+            date_format=self.date_format,
         )
         result.source = self.name
         return result

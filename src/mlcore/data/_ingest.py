@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,15 +18,18 @@ from mlcore.data._calendar import expected_grid
 from mlcore.data._dq import DQResult, Gap, run_dq
 from mlcore.data._lock import symbol_lock
 from mlcore.data._provider import FetchResult, Reject
+from mlcore.data._raw import (
+    META_SCHEMA_VERSION,
+    purge_raw,
+    read_raw_history,
+    write_raw,
+)
 from mlcore.data._store import (
     BARS_FILE,
-    CONFLICTS_FILE,
     EXCLUDED_FILE,
     META_FILE,
     PRICE_COLS,
     QUARANTINE_FILE,
-    RAW_FILE,
-    RAW_META_FILE,
     PartitionStore,
     bars_hash,
     json_bytes,
@@ -36,8 +38,6 @@ from mlcore.data._store import (
 )
 from mlcore.errors import FatalError
 
-_RAW_COLS = ["ts", *PRICE_COLS, "conflict"]
-_META_SCHEMA_VERSION = 1
 _EMPTY = np.array([], dtype=np.int64)
 
 
@@ -67,6 +67,12 @@ class IngestReport:
     last_ts: str | None
     rejects: list[dict[str, Any]] = field(default_factory=list)
     report_path: str = ""
+    #: stored rows an earlier ingest let in that today's row rules reject, by rule
+    purged_rows: dict[str, int] = field(default_factory=dict)
+    #: stored rows inside a file's span that the file no longer holds
+    replaced_rows: int = 0
+    raw_partitions_removed: list[str] = field(default_factory=list)
+    canonical_partitions_removed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as plain JSON-able data."""
@@ -98,134 +104,6 @@ def _dedupe_incoming(bars: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, in
     unique = bars[last].copy()
     unique["conflict"] = unique["ts"].isin(superseded["ts"]).to_numpy()
     return unique.reset_index(drop=True), superseded.reset_index(drop=True), repeats
-
-
-@dataclass
-class _MergeCounts:
-    new: int = 0
-    updated: int = 0
-    unchanged: int = 0
-
-
-def _normalize_raw(frame: pd.DataFrame) -> pd.DataFrame:
-    """Raw rows in one exact layout (column order, dtypes, sorted), so bytes compare equal."""
-    out = frame[_RAW_COLS]
-    if not out["ts"].is_monotonic_increasing:
-        out = out.sort_values("ts", kind="stable")
-    out = out.reset_index(drop=True)
-    if str(out["ts"].dtype) != "datetime64[ns, UTC]":
-        out["ts"] = out["ts"].astype("datetime64[ns, UTC]")
-    for col in PRICE_COLS:
-        if out[col].dtype != np.float64:
-            out[col] = out[col].astype("float64")
-    if out["conflict"].dtype != np.bool_:
-        out["conflict"] = out["conflict"].astype(bool)
-    return out
-
-
-def _merge_month(old: pd.DataFrame | None, new: pd.DataFrame, counts: _MergeCounts) -> pd.DataFrame:
-    """New deliveries replace stored bars at the same timestamp; other stored bars stay."""
-    new = _normalize_raw(new)
-    if old is None or old.empty:
-        counts.new += len(new)
-        return new
-    old = _normalize_raw(old)
-    old_ts = pd.DatetimeIndex(old["ts"]).as_unit("ns").asi8
-    new_ts = pd.DatetimeIndex(new["ts"]).as_unit("ns").asi8
-    pos = np.minimum(np.searchsorted(old_ts, new_ts), len(old_ts) - 1)
-    matched = old_ts[pos] == new_ts
-    same = matched.copy()
-    for col in (*PRICE_COLS, "conflict"):
-        same &= old[col].to_numpy()[pos] == new[col].to_numpy()
-    counts.unchanged += int(same.sum())
-    counts.updated += int((matched & ~same).sum())
-    counts.new += int((~matched).sum())
-    keep_old = np.ones(len(old_ts), dtype=bool)
-    keep_old[pos[matched]] = False
-    return _normalize_raw(pd.concat([old[keep_old], new], ignore_index=True))
-
-
-def _merge_conflicts(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
-    if old is not None and not old.empty:
-        new = pd.concat([old, new], ignore_index=True)
-    new = new.drop_duplicates(subset=["ts", *PRICE_COLS]).sort_values(["ts", *PRICE_COLS])
-    return new.reset_index(drop=True)
-
-
-def _write_raw(
-    store: PartitionStore,
-    timeframe: str,
-    symbol: str,
-    incoming: tuple[pd.DataFrame, pd.DataFrame],
-    force: bool,
-    fault: FaultHook | None,
-) -> tuple[list[str], _MergeCounts, dict[str, tuple[pd.DataFrame, pd.DataFrame]]]:
-    """Merge incoming rows into the raw months they touch; return those months in memory."""
-    unique, superseded = incoming
-    counts = _MergeCounts()
-    written: list[str] = []
-    touched: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
-    months = month_groups(unique["ts"])
-    sup_months = month_groups(superseded["ts"]) if len(superseded) else {}
-    for month in sorted(set(months) | set(sup_months)):
-        new = unique.iloc[months.get(month, _EMPTY)]
-        merged = _merge_month(store.read_file(timeframe, symbol, month, RAW_FILE), new, counts)
-        old_conf = store.read_file(timeframe, symbol, month, CONFLICTS_FILE)
-        conf_new = superseded.iloc[sup_months.get(month, _EMPTY)][["ts", *PRICE_COLS, "reason"]]
-        conflicts = _merge_conflicts(old_conf, conf_new)
-        touched[month] = (merged, conflicts)
-        manifest = {
-            "schema_version": _META_SCHEMA_VERSION,
-            "rows": len(merged),
-            "raw_hash": bars_hash(merged, ("conflict",)),
-            "conflicts_hash": bars_hash(conflicts, ("reason",)),
-        }
-
-        def build(m: pd.DataFrame = merged, c: pd.DataFrame = conflicts) -> dict[str, bytes]:
-            files = {RAW_FILE: to_parquet_bytes(m)}
-            if len(c):
-                files[CONFLICTS_FILE] = to_parquet_bytes(c)
-            return files
-
-        if store.write_unless_same(
-            timeframe,
-            symbol,
-            month,
-            (RAW_META_FILE, json_bytes(manifest)),
-            build,
-            force=force,
-            fault=fault,
-        ):
-            written.append(month)
-    return written, counts, touched
-
-
-def _read_raw_history(
-    store: PartitionStore,
-    timeframe: str,
-    symbol: str,
-    touched: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    raws, confs = [], []
-    raw: pd.DataFrame | None
-    conf: pd.DataFrame | None
-    for month in store.months(timeframe, symbol):
-        if month in touched:
-            raw, conf = touched[month]
-        else:
-            raw = store.read_file(timeframe, symbol, month, RAW_FILE)
-            conf = store.read_file(timeframe, symbol, month, CONFLICTS_FILE)
-        if raw is not None:
-            raws.append(raw)
-        if conf is not None and len(conf):
-            confs.append(conf)
-    raw_all = pd.concat(raws, ignore_index=True) if raws else pd.DataFrame(columns=_RAW_COLS)
-    conf_all = (
-        pd.concat(confs, ignore_index=True)
-        if confs
-        else pd.DataFrame(columns=["ts", *PRICE_COLS, "reason"])
-    )
-    return raw_all.sort_values("ts", kind="stable").reset_index(drop=True), conf_all
 
 
 def _quarantine_record(hits: list[Gap], cfg: AppConfig) -> dict[str, Any]:
@@ -292,7 +170,7 @@ def _month_files(
         excluded = excluded.sort_values(["ts", "reason"], kind="stable").reset_index(drop=True)
         excluded = excluded[["ts", *PRICE_COLS, "reason"]]
     meta = {
-        "schema_version": _META_SCHEMA_VERSION,
+        "schema_version": META_SCHEMA_VERSION,
         "timeframe": timeframe,
         "symbol": symbol,
         "month": month,
@@ -370,10 +248,10 @@ def _rebuild_canonical(
     touched: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
     force: bool,
     fault: FaultHook | None,
-) -> tuple[DQResult, list[str], int, dict[str, list[str]]]:
+) -> tuple[DQResult, list[str], int, dict[str, list[str]], list[str]]:
     raw_store = PartitionStore(cfg.paths.raw)
     canon = PartitionStore(cfg.paths.canonical)
-    raw, conflicts = _read_raw_history(raw_store, timeframe, symbol, touched)
+    raw, conflicts = read_raw_history(raw_store, timeframe, symbol, touched)
     if raw.empty:
         grid = pd.DatetimeIndex([], tz="UTC")
     else:
@@ -391,12 +269,18 @@ def _rebuild_canonical(
         if q is not None:
             quarantined[month] = [q["reason"], q["detail"]]
         if canon.write_unless_same(
-            timeframe, symbol, month, (META_FILE, meta), build, force=force, fault=fault
-        ):
+            timeframe, symbol, month, (META_FILE, meta), build,
+            force=force, fault=fault, required=(BARS_FILE,),
+        ):  # fmt: skip
             written.append(month)
         else:
             unchanged += 1
-    return dq, written, unchanged, quarantined
+    # A month the raw history no longer yields (its rows purged or replaced) must not stay
+    # behind in the catalog with its old bars or quarantine.
+    stale = [m for m in canon.months(timeframe, symbol) if m not in months]
+    for month in stale:
+        canon.remove(timeframe, symbol, month)
+    return dq, written, unchanged, quarantined, stale
 
 
 def ingest(
@@ -408,11 +292,17 @@ def ingest(
     calendar: str | None = None,
     rewrite: bool = False,
     fault: FaultHook | None = None,
+    replace_span: bool = False,
+    now: pd.Timestamp | None = None,
 ) -> IngestReport:
     """Store fetched bars: merge into the raw layer, run DQ, rewrite changed canonical months.
 
     Idempotent: ingesting the same rows again writes nothing. ``rewrite`` rewrites every
     touched partition even when its manifest is unchanged (to repair damaged files).
+    ``replace_span`` (a file: the truth between its first and last bar) drops stored rows in
+    that span it does not hold. Every ingest also drops stored rows that today's row rules
+    reject (after ``now`` plus one bar, off the grid, bad prices) and canonical months no
+    longer derived from the raw history, so a corrected file repairs what a bad one did.
     """
     if timeframe not in TIMEFRAMES or timeframe not in cfg.pipeline.timeframe_allowed:
         raise FatalError(
@@ -424,11 +314,14 @@ def ingest(
     raw_store = PartitionStore(cfg.paths.raw)
     unique, superseded, repeats = _dedupe_incoming(fetched.bars)
     # One ingest of a (symbol, timeframe) at a time: each merges into what the other wrote.
+    span = (unique["ts"].iloc[0], unique["ts"].iloc[-1]) if replace_span and len(unique) else None
+    tol = cfg.pipeline.dq_thresholds.price_abs_tolerance
     with symbol_lock(cfg.paths.raw, symbol, timeframe):
-        raw_written, counts, touched = _write_raw(
-            raw_store, timeframe, symbol, (unique, superseded), rewrite, fault
+        raw_written, counts, touched = write_raw(
+            raw_store, timeframe, symbol, (unique, superseded), rewrite, fault, span
         )
-        dq, written, unchanged, quarantined = _rebuild_canonical(
+        purged, emptied = purge_raw(raw_store, timeframe, symbol, touched, (now, tol), fault)
+        dq, written, unchanged, quarantined, stale = _rebuild_canonical(
             cfg, symbol, timeframe, cal, touched, rewrite, fault
         )
         last_ts = dq.bars["ts"].iloc[-1].isoformat() if len(dq.bars) else None
@@ -462,6 +355,10 @@ def ingest(
         off_calendar_bars=len(dq.off_calendar_ts),
         last_ts=last_ts,
         rejects=[_reject_dict(r) for r in fetched.rejects],
+        purged_rows=purged,
+        replaced_rows=counts.replaced,
+        raw_partitions_removed=sorted(set(counts.removed_months) | set(emptied)),
+        canonical_partitions_removed=stale,
     )
     path = cfg.paths.reports / "ingest" / f"{report.run_id}.json"
     report.report_path = str(path)
@@ -471,12 +368,3 @@ def ingest(
 
 def _reject_dict(r: Reject) -> dict[str, Any]:
     return {"origin": r.origin, "row": r.row, "field": r.field, "rule": r.rule, "raw": r.raw}
-
-
-def read_watermark(cfg: AppConfig, symbol: str, timeframe: str) -> pd.Timestamp | None:
-    """Last canonical bar time stored for a symbol, or None before the first ingest."""
-    path = PartitionStore(cfg.paths.raw).symbol_dir(timeframe, symbol) / "_watermark.json"
-    if not path.exists():
-        return None
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return pd.Timestamp(data["last_ts"]) if data.get("last_ts") else None

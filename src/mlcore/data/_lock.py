@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlcore.errors import RetryableError
+from mlcore.errors import ConfigError, RetryableError
 
 log = logging.getLogger("mlcore.data")
 LOCK_WAIT_S = 600.0
@@ -27,9 +27,17 @@ def symbol_lock(
     file in ``root/.locks``, released by the kernel if the holder dies); wait for another
     holder up to ``wait_s``, then refuse (RetryableError)."""
     folder = root / ".locks"
-    folder.mkdir(parents=True, exist_ok=True)
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{timeframe}_{symbol}")
-    fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ConfigError(
+            "DATA_ARCHIVE_UNUSABLE",
+            f"ingest lock {folder / name}.lock cannot be created: {exc.strerror or exc} "
+            f"({exc.filename})",
+            details={"path": str(folder)},
+        ) from None
     try:
         deadline = time.monotonic() + wait_s
         said = False

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import math
 import re
+from calendar import month_name
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,25 +34,65 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "close": ("close", "c", "closeprice", "close_price", "last", "price"),
     "volume": ("volume", "vol", "v", "tickvolume", "tick_volume", "volumeto"),
 }
-# Formats tried on text timestamps, in order of preference when several parse everything.
-_TEXT_FORMATS = (
-    "ISO8601",
-    "%m/%d/%Y %H:%M:%S",
-    "%m/%d/%Y %H:%M",
-    "%m/%d/%Y",
-    "%d/%m/%Y %H:%M:%S",
-    "%d/%m/%Y %H:%M",
-    "%d/%m/%Y",
-    "%Y.%m.%d %H:%M:%S",
-    "%Y.%m.%d %H:%M",
-    "%Y.%m.%d",
-    "%d.%m.%Y %H:%M:%S.%f",
-    "%d.%m.%Y %H:%M:%S",
-    "%d.%m.%Y",
-    "%Y%m%d %H%M%S",
-    "%Y%m%d",
-)
+
+
+class DateOrder(StrEnum):
+    """How slash, dot or dash dates (``03/04/2024``) are read: decided per file (``auto``) or
+    named by the user. ``ymd`` also takes ISO 8601; ``iso`` takes ISO 8601 only."""
+
+    AUTO = "auto"
+    DMY = "dmy"
+    MDY = "mdy"
+    YMD = "ymd"
+    ISO = "iso"
+
+
+_TIMES = (" %H:%M:%S.%f", " %H:%M:%S", " %H:%M", "")
+
+
+def _family(first: str, second: str, third: str, seps: str = "/.-") -> tuple[str, ...]:
+    return tuple(f"{first}{s}{second}{s}{third}{t}" for s in seps for t in _TIMES)
+
+
+_YMD = ("ISO8601", *_family("%Y", "%m", "%d", "/."), "%Y%m%d %H%M%S", "%Y%m%d")
+_FAMILIES: dict[DateOrder, tuple[str, ...]] = {
+    DateOrder.DMY: _family("%d", "%m", "%Y"),
+    DateOrder.MDY: _family("%m", "%d", "%Y"),
+    DateOrder.YMD: _YMD,
+    DateOrder.ISO: ("ISO8601",),
+}
+# A day and a month of one or two digits, then a four-digit year: 03/04/2024, 3.4.2024 ...
+_DAY_MONTH_RE = r"^(\d{1,2})([/.-])(\d{1,2})\2\d{4}(?:[ T]|$)"
+_PROBE = datetime(2024, 1, 2, 3, 4, 5)  # noqa: DTZ001 (a naive probe of a strftime pattern)
+
+
+def check_date_format(value: str) -> str:
+    """``auto``, ``dmy``, ``mdy``, ``ymd``, ``iso`` or a strftime pattern holding a full date
+    (``%d/%m/%Y %H:%M``); ValueError naming what is accepted otherwise."""
+    word = value.strip().lower()
+    if word in {o.value for o in DateOrder}:
+        return word
+    accepted = "auto, dmy, mdy, ymd, iso or a strftime pattern such as '%d/%m/%Y %H:%M'"
+    if "%" not in value:
+        raise ValueError(f"{value!r} is not one of {accepted}")
+    try:
+        back = datetime.strptime(_PROBE.strftime(value), value)  # noqa: DTZ007
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a usable strftime pattern ({exc})") from None
+    if back.date() != _PROBE.date():
+        raise ValueError(f"{value!r} does not hold a year, a month and a day ({accepted})")
+    return value
+
+
+def _formats(date_format: str) -> tuple[str, ...]:
+    try:
+        return _FAMILIES[DateOrder(date_format)]
+    except ValueError:
+        return (date_format,)
+
+
 _SAMPLE = 2000
+_NO_ROWS = np.zeros(0, dtype=np.int64)
 
 
 def _norm(name: object) -> str:
@@ -120,47 +164,104 @@ _OFFSET_RE = r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s?(?:Z|[+-]\d{2}:?\d{2})$"
 _EPOCH_MIN_S = 1e8  # 1973-03-03: smaller numbers are row numbers or dates, not epochs
 
 
-def _best_format(sample: pd.Series) -> str | None:
-    """The single text format that explains the most rows of ``sample``."""
-    best: tuple[int, int, str] | None = None
-    for fmt in _TEXT_FORMATS:
+def _ranked(sample: pd.Series, formats: tuple[str, ...]) -> tuple[str, ...]:
+    """``formats`` ordered by how many rows of ``sample`` each reads (ties: as given)."""
+    counts = []
+    for fmt in formats:
         try:
             got = pd.to_datetime(sample, format=fmt, errors="coerce", utc=True)
         except (ValueError, TypeError):
-            continue
-        ok = int(got.notna().sum())
-        if ok == 0:
-            continue
-        # Among formats parsing the same count (e.g. M/D vs D/M), prefer the one in time order.
-        monotonic = int((got.dropna().diff().dt.total_seconds() > 0).sum())
-        if best is None or (ok, monotonic) > best[:2]:
-            best = (ok, monotonic, fmt)
-    return None if best is None else best[2]
+            got = pd.Series(pd.NaT, index=sample.index)
+        counts.append(int(got.notna().sum()))
+    order = sorted(range(len(formats)), key=lambda i: -counts[i])
+    return tuple(formats[i] for i in order)
 
 
-def _parse_text(text: pd.Series, tz: str, *, wall: bool) -> pd.Series:
-    """Parse text timestamps with one format.
+def _coalesce(text: pd.Series, formats: tuple[str, ...], *, utc: bool) -> pd.Series:
+    """Each row read by the first of ``formats`` that reads it whole (NaT when none does)."""
+    dtype: Any = "datetime64[ns, UTC]" if utc else "datetime64[ns]"
+    out: pd.Series = pd.Series(pd.NaT, index=text.index, dtype=dtype)
+    todo = (text != "").to_numpy(dtype=bool)
+    for fmt in formats:
+        if not todo.any():
+            break
+        try:
+            got = pd.to_datetime(text[todo], format=fmt, errors="coerce", utc=utc)
+        except (ValueError, TypeError):
+            continue
+        ok = got.notna()
+        if ok.any():
+            out[ok.index[ok]] = got[ok].astype(dtype)
+            todo[text.index.get_indexer(ok.index[ok])] = False
+    return out
+
+
+def _parse_text(text: pd.Series, tz: str, *, wall: bool, formats: tuple[str, ...]) -> pd.Series:
+    """Parse text timestamps, each row with the first of ``formats`` that reads it.
 
     Stamps with an offset are exact instants; stamps without one are wall-clock times in
     ``tz``. With ``wall`` the naive wall-clock time as written is returned instead (offsets
     dropped), which is what labels a daily bar.
     """
+    formats = _ranked(text[text != ""].head(_SAMPLE), formats)
     has_offset = text.str.contains(_OFFSET_RE, regex=True).to_numpy(dtype=bool)
-    fmt = _best_format(text[text != ""].head(_SAMPLE))
-    out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
-    if fmt is None:
-        return out.dt.tz_localize(None) if wall else out
     if wall:
-        stripped = text.str.replace(r"\s?(?:Z|[+-]\d{2}:?\d{2})$", "", regex=True)
-        naive = pd.to_datetime(stripped, format=fmt, errors="coerce")
-        return pd.Series(naive, index=text.index).astype("datetime64[ns]")
+        # Only after a clock time: the "-2024" of 03-04-2024 is no offset.
+        bare = text.str.replace(r"\s?(?:Z|[+-]\d{2}:?\d{2})$", "", regex=True)
+        return _coalesce(text.where(~has_offset, bare), formats, utc=False)
+    out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
     if has_offset.any():
-        aware = pd.to_datetime(text[has_offset], format=fmt, errors="coerce", utc=True)
-        out[has_offset] = aware.astype("datetime64[ns, UTC]")
+        out[has_offset] = _coalesce(text[has_offset], formats, utc=True)
     if (~has_offset).any():
-        naive = pd.to_datetime(text[~has_offset], format=fmt, errors="coerce")
-        out[~has_offset] = _to_utc(pd.Series(naive).astype("datetime64[ns]"), tz)
+        out[~has_offset] = _to_utc(_coalesce(text[~has_offset], formats, utc=False), tz)
     return out
+
+
+def _day_month_order(text: pd.Series, rows: np.ndarray, origin: str) -> DateOrder | None:
+    """The order of the file's ``03/04/2024``-style dates, decided by the whole file.
+
+    A date whose first number is above 12 can only be day first, one whose second is above
+    12 only month first. With neither, the order is unknown and no guess is made: a wrong
+    guess would move every bar with a day of 12 or less to another month.
+    """
+    sample = text[text != ""].head(_SAMPLE)
+    if not sample.str.extract(_DAY_MONTH_RE)[0].notna().any():
+        return None  # no such dates (any further down are rejected, read by no format)
+    parts = text.str.extract(_DAY_MONTH_RE)
+    dm = parts[0].notna().to_numpy(dtype=bool)
+    if not dm.any():
+        return None
+    first = parts[0].to_numpy()[dm].astype(int)
+    second = parts[2].to_numpy()[dm].astype(int)
+    where = np.flatnonzero(dm)
+    day_first = np.flatnonzero((first > 12) & (second <= 12))
+    month_first = np.flatnonzero((second > 12) & (first <= 12))
+    hint = "pass --date-format dmy or mdy (rows not in that order are then rejected)"
+    if len(day_first) and len(month_first):
+        d, m = where[day_first[0]], where[month_first[0]]
+        raise BadDataError(
+            "DATA_FILE_DATE_CONFLICT",
+            f"{origin}: rows disagree on the date order: {len(day_first):,} only read as "
+            f"day/month (first row {rows[d]}: {text.iloc[d]!r}), {len(month_first):,} only as "
+            f"month/day (first row {rows[m]}: {text.iloc[m]!r}); {hint}",
+            details={"origin": origin, "day_first_row": int(rows[d]),
+                     "month_first_row": int(rows[m])},
+        )  # fmt: skip
+    if len(day_first):
+        return DateOrder.DMY
+    if len(month_first):
+        return DateOrder.MDY
+    differ = np.flatnonzero(first != second)
+    if not len(differ):
+        return DateOrder.DMY  # 01/01, 02/02 ...: the same date either way
+    i = where[differ[0]]
+    a, b = int(first[differ[0]]), int(second[differ[0]])
+    raise BadDataError(
+        "DATA_FILE_DATE_AMBIGUOUS",
+        f"{origin}: dates like {text.iloc[i]!r} (row {rows[i]}) could be {a} {month_name[b]} "
+        f"or {month_name[a]} {b}, and no date in the file has a day above 12 to decide; {hint}",
+        details={"origin": origin, "row": int(rows[i])},
+    )
 
 
 def _looks_like_epoch(text: pd.Series) -> pd.Series | None:
@@ -175,9 +276,19 @@ def _looks_like_epoch(text: pd.Series) -> pd.Series | None:
 
 
 def _parse_ts(
-    col: pd.Series, time_col: pd.Series | None, tz: str, *, wall: bool = False
+    col: pd.Series,
+    time_col: pd.Series | None,
+    tz: str,
+    *,
+    wall: bool = False,
+    date_format: str = DateOrder.AUTO,
+    where: tuple[str, np.ndarray] = ("", _NO_ROWS),
 ) -> pd.Series:
-    """Timestamps as UTC instants, or (``wall``) as naive wall-clock times in ``tz``."""
+    """Timestamps as UTC instants, or (``wall``) as naive wall-clock times in ``tz``.
+
+    ``date_format`` other than ``auto`` reads text with that order or pattern only (no
+    epoch numbers); ``where`` is the origin and row numbers named when the file is refused.
+    """
     if pd.api.types.is_datetime64_any_dtype(col):
         series = pd.Series(col)
         if wall:
@@ -189,14 +300,20 @@ def _parse_ts(
     text = col.astype("string").fillna("").str.strip()
     if time_col is not None:
         text = (text + " " + time_col.astype("string").fillna("").str.strip()).str.strip()
+    if date_format != DateOrder.AUTO:
+        return _parse_text(text, tz, wall=wall, formats=_formats(date_format))
     numeric = _looks_like_epoch(text)
     if numeric is not None:
         epoch = _from_epoch(numeric)
         return epoch.dt.tz_convert(tz).dt.tz_localize(None) if wall else epoch
-    return _parse_text(text, tz, wall=wall)
+    origin, rows = where
+    order = _day_month_order(text, rows, origin)
+    formats = _YMD + (_FAMILIES[order] if order is not None else ())
+    return _parse_text(text, tz, wall=wall, formats=formats)
 
 
-def _now_ns(now: pd.Timestamp | None) -> int:
+def now_ns(now: pd.Timestamp | None) -> int:
+    """``now`` (default: the clock) in UTC nanoseconds."""
     stamp = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")
@@ -220,6 +337,34 @@ def _raw_text(frame: pd.DataFrame, col: object, idx: np.ndarray) -> list[str]:
     return [str(v) for v in frame[col].to_numpy()[idx]]
 
 
+def row_rules(
+    timeframe: str,
+    ts_ns: np.ndarray,
+    ohlcv: tuple[np.ndarray, ...],
+    *,
+    now: pd.Timestamp | None = None,
+    tol: float = 0.0,
+) -> list[tuple[str, str, np.ndarray]]:
+    """(field, rule, mask of the rows breaking it) for every rule a parsed row must pass, in
+    order; ingest applies them again to the stored rows, so rows an older version let in go."""
+    o, h, lo, c, v = ohlcv
+    step_ns = TIMEFRAMES[timeframe] * 1_000_000_000
+    rules: list[tuple[str, str, np.ndarray]] = [
+        ("ts", f"timestamp off the {timeframe} grid", (ts_ns % step_ns) != 0),
+        ("ts", "timestamp in the future", ts_ns > now_ns(now) + step_ns),
+    ]
+    with np.errstate(invalid="ignore"):
+        for name, arr in (("open", o), ("high", h), ("low", lo), ("close", c)):
+            rules.append((name, "not a finite number", ~np.isfinite(arr)))
+        for name, arr in (("open", o), ("high", h), ("low", lo), ("close", c)):
+            rules.append((name, "non-positive price", arr <= 0))
+        rules.append(("high", "high < low", h < lo))
+        rules.append(("open", "open outside [low, high]", (o > h + tol) | (o < lo - tol)))
+        rules.append(("close", "close outside [low, high]", (c > h + tol) | (c < lo - tol)))
+        rules.append(("volume", "volume negative or not finite", ~np.isfinite(v) | (v < 0)))
+    return rules
+
+
 def parse_table(
     frame: pd.DataFrame,
     *,
@@ -229,6 +374,7 @@ def parse_table(
     price_abs_tolerance: float = 0.0,
     row_offset: int = 1,
     now: pd.Timestamp | None = None,
+    date_format: str = DateOrder.AUTO,
 ) -> FetchResult:
     """Turn a raw OHLCV table into canonical rows (UTC ``ts``, float prices) and rejects.
 
@@ -237,9 +383,14 @@ def parse_table(
     each with the row number (``row_offset`` is the number of the first data row) and rule; so
     is a row that starts after ``now`` (default: the clock) plus one bar, which no real bar
     can: a date typed wrong, milliseconds read as seconds... (it would move the watermark).
+
+    ``date_format`` (see :func:`check_date_format`): by default the order of ``03/04/2024``
+    style dates is decided from the whole file, and a file that cannot decide it is refused
+    (BadDataError); given, it is applied to every row and a row it cannot read is rejected.
     """
     if timeframe not in TIMEFRAMES:
         raise ValueError(f"timeframe must be one of {sorted(TIMEFRAMES)}, got {timeframe!r}")
+    date_format = check_date_format(date_format)
     row_numbers = np.arange(len(frame)) + row_offset
     blank = _blank_rows(frame)
     if blank.any():
@@ -248,36 +399,29 @@ def parse_table(
     frame = frame.reset_index(drop=True)
     mapping = _resolve_columns(frame, origin)
     time_col = frame[mapping["time"]] if "time" in mapping else None
-    if timeframe == "1day":
-        # A daily bar is labelled by the date written on it, whatever clock time or offset.
-        wall = _parse_ts(frame[mapping["ts"]], time_col, tz, wall=True).reset_index(drop=True)
-        ts = wall.dt.normalize().dt.tz_localize("UTC")
-    else:
-        ts = _parse_ts(frame[mapping["ts"]], time_col, tz).reset_index(drop=True)
+    stamps, where = frame[mapping["ts"]], (origin, row_numbers)
+    # A daily bar is labelled by the date written on it, whatever clock time or offset.
+    daily = timeframe == "1day"
+    ts = _parse_ts(stamps, time_col, tz, wall=daily, date_format=date_format, where=where)
+    ts = ts.reset_index(drop=True)
+    if daily:
+        ts = ts.dt.normalize().dt.tz_localize("UTC")
+    unread = (
+        "unparsable timestamp"
+        if date_format == DateOrder.AUTO
+        else f"timestamp not in --date-format {date_format}"
+    )
     prices = {c: _to_float(frame[mapping[c]]) for c in ("open", "high", "low", "close")}
     has_volume = "volume" in mapping
     volume = (
         _to_float(frame[mapping["volume"]]) if has_volume else pd.Series(0.0, index=frame.index)
     )
-    step_ns = TIMEFRAMES[timeframe] * 1_000_000_000
     ts_ns = ts.to_numpy(dtype="datetime64[ns]").view("int64")
     o, h, lo, c = (prices[k].to_numpy() for k in ("open", "high", "low", "close"))
     v = volume.to_numpy()
-    tol = price_abs_tolerance
     # Rules in order; a row is reported under the first rule it breaks.
-    rules: list[tuple[str, str, np.ndarray]] = [
-        ("ts", "unparsable timestamp", ts.isna().to_numpy()),
-        ("ts", f"timestamp off the {timeframe} grid", (ts_ns % step_ns) != 0),
-        ("ts", "timestamp in the future", ts_ns > _now_ns(now) + step_ns),
-    ]
-    for name, arr in (("open", o), ("high", h), ("low", lo), ("close", c)):
-        rules.append((name, "not a finite number", ~np.isfinite(arr)))
-    for name, arr in (("open", o), ("high", h), ("low", lo), ("close", c)):
-        rules.append((name, "non-positive price", arr <= 0))
-    rules.append(("high", "high < low", h < lo))
-    rules.append(("open", "open outside [low, high]", (o > h + tol) | (o < lo - tol)))
-    rules.append(("close", "close outside [low, high]", (c > h + tol) | (c < lo - tol)))
-    rules.append(("volume", "volume negative or not finite", ~np.isfinite(v) | (v < 0)))
+    rules = [("ts", unread, ts.isna().to_numpy())]
+    rules += row_rules(timeframe, ts_ns, (o, h, lo, c, v), now=now, tol=price_abs_tolerance)
     bad = np.zeros(len(frame), dtype=bool)
     rejects: list[Reject] = []
     with np.errstate(invalid="ignore"):

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlcore.data._atomic import FaultHook, recover, replace_dir
+from mlcore.data._atomic import FaultHook, recover, remove_dir, replace_dir
 from mlcore.errors import DataQualityError
 
 RAW_FILE = "raw.parquet"
@@ -175,19 +175,28 @@ class PartitionStore:
         *,
         force: bool = False,
         fault: FaultHook | None = None,
+        required: tuple[str, ...] = (),
     ) -> bool:
         """Write ``build()`` unless the stored manifest file already has these exact bytes.
 
         The manifest holds content hashes of every other file, so equal manifests mean an
-        equal partition and the (costly) serialization is skipped. ``force`` always rewrites.
+        equal partition and the (costly) serialization is skipped, unless one of the
+        ``required`` files is missing or empty (a damaged partition is rewritten).
+        ``force`` always rewrites.
         """
         name, data = manifest
-        path = self.partition_dir(timeframe, symbol, month) / name
-        if not force and path.is_file() and path.read_bytes() == data:
+        pdir = self.partition_dir(timeframe, symbol, month)
+        path = pdir / name
+        whole = all((pdir / f).is_file() and (pdir / f).stat().st_size > 0 for f in required)
+        if not force and whole and path.is_file() and path.read_bytes() == data:
             return False
         files = {**build(), name: data}
         replace_dir(self.partition_dir(timeframe, symbol, month), files, fault)
         return True
+
+    def remove(self, timeframe: str, symbol: str, month: str) -> None:
+        """Remove a partition (atomically: it is whole or gone)."""
+        remove_dir(self.partition_dir(timeframe, symbol, month))
 
     def iter_symbols(self) -> Iterator[tuple[str, str]]:
         """Yield (timeframe, symbol) for every symbol folder in the store."""

@@ -44,6 +44,7 @@ def update_catalog(cfg: AppConfig, timeframe: str) -> dict[str, Any]:
     """Rebuild the dataset catalog from the canonical partitions (spec: the catalog is
     refreshed at the start of every retraining and is the only index training reads)."""
     summary = build_catalog(cfg)
+    summary.check_complete()  # a partition left out is not a smaller training set
     cat = Catalog(cfg)
     legs = sorted({s for p in cfg.universe.pairs for s in (p.leg_a, p.leg_b)})
     empty = [s for s in legs if not cat.partitions(timeframe, s)]
