@@ -31,24 +31,27 @@ def _plain_column(col: pa.ChunkedArray) -> pa.ChunkedArray:
     booleans, bytes, nested values, instants outside 1677–2262) becomes text, whose bad rows
     the parser rejects with their number, rather than an exception from the conversion."""
     kind = col.type
-    try:
-        if pa.types.is_timestamp(kind):
-            return pc.cast(col, pa.timestamp("ns", kind.tz))
-        if pa.types.is_integer(kind) or pa.types.is_floating(kind):
-            return pc.cast(col, pa.float64(), safe=False)
-        if pa.types.is_decimal(kind):
-            return pc.cast(col, pa.float64())
-        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            return col
-        return pc.cast(col, pa.string())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-        values = [None if v is None else v.decode("utf-8", "backslashreplace")
-                  for v in col.to_pylist()]  # fmt: skip
-    else:
-        values = [None if v is None else str(v) for v in col.to_pylist()]
-    return pa.chunked_array([pa.array(values, pa.string())])
+    casts: list[pa.DataType] = [pa.string()]
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return col
+    if pa.types.is_timestamp(kind):
+        casts.insert(0, pa.timestamp("ns", kind.tz))
+    elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        casts.insert(0, pa.float64())
+    for target in casts:
+        try:
+            return pc.cast(col, target, safe=not pa.types.is_floating(target))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    return pa.chunked_array([pa.array([_text(v) for v in col.to_pylist()], pa.string())])
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return str(value)
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:

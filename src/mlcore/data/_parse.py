@@ -177,6 +177,10 @@ def _ranked(sample: pd.Series, formats: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(formats[i] for i in order)
 
 
+_FIRST = {False: pd.Timestamp.min, True: pd.Timestamp.min.tz_localize("UTC")}
+_LAST = {False: pd.Timestamp.max, True: pd.Timestamp.max.tz_localize("UTC")}
+
+
 def _coalesce(text: pd.Series, formats: tuple[str, ...], *, utc: bool) -> pd.Series:
     """Each row read by the first of ``formats`` that reads it whole (NaT when none does)."""
     dtype: Any = "datetime64[ns, UTC]" if utc else "datetime64[ns]"
@@ -189,7 +193,9 @@ def _coalesce(text: pd.Series, formats: tuple[str, ...], *, utc: bool) -> pd.Ser
             got = pd.to_datetime(text[todo], format=fmt, errors="coerce", utc=utc)
         except (ValueError, TypeError):
             continue
-        ok = got.notna()
+        # A year such as -1 or 9999 parses, at a finer unit than nanoseconds, into an instant
+        # no bar has (or a nanosecond can hold): left NaT, its row rejected.
+        ok = got.notna() & (got >= _FIRST[utc]) & (got <= _LAST[utc])
         if ok.any():
             out[ok.index[ok]] = got[ok].astype(dtype)
             todo[text.index.get_indexer(ok.index[ok])] = False
