@@ -36,6 +36,7 @@ from mlcore.registry._tables import (
     signals_history,
     signals_live,
 )
+from mlcore.registry._trust import CheckedModel, check_model
 from mlcore.registry._versions import Versions, version_row
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "ArtifactStore",
     "Artifacts",
     "AuditEvent",
+    "CheckedModel",
     "LocalArtifactStore",
     "ModelRecord",
     "ModelStatus",
@@ -62,6 +64,7 @@ __all__ = [
     "Versions",
     "artifact_store",
     "check_connection",
+    "check_model",
     "damaged_files",
     "database_url",
     "make_engine",

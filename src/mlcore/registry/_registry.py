@@ -139,6 +139,11 @@ class Registry:
         """Served files that are missing or fail the checksums the registry recorded."""
         return self.artifacts.verify(version)
 
+    def checked(self, version: str, *, actor: str) -> Path:
+        """The version's served folder, verified against the recorded checksums (restored
+        from the artifact store first if damaged); ``RegistryError`` if it cannot be."""
+        return self.artifacts.checked(version, actor=actor)
+
     def restore(self, version: str, *, actor: str) -> dict[str, str]:
         """Replace the version's damaged served files with their verified archived copies."""
         return self.artifacts.restore(version, actor=actor)
