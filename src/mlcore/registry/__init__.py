@@ -17,6 +17,7 @@ from mlcore.registry._records import (
     ModelRecord,
     ModelStatus,
     RetrainRun,
+    Rollback,
     RunStatus,
     StatusChange,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "RegistryUnavailable",
     "RetrainRun",
     "RetrainRuns",
+    "Rollback",
     "RunStatus",
     "S3ArtifactStore",
     "StatusChange",

@@ -34,6 +34,7 @@ from mlcore.registry._records import (
     AuditEvent,
     ModelRecord,
     ModelStatus,
+    Rollback,
     StatusChange,
 )
 from mlcore.registry._store import ArtifactStore
@@ -176,9 +177,15 @@ class Versions:
     def get(self, version: str) -> ModelRecord:
         """The version's record; ``RegistryError`` if it is not registered."""
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(model_registry).where(model_registry.c.model_version == version)
-            ).first()
+            return self._read(conn, version)
+
+    @staticmethod
+    def _read(conn: Connection, version: str) -> ModelRecord:
+        """The version's record as ``conn`` sees it: inside a change's transaction, what
+        that change did, not what another did after it committed."""
+        row = conn.execute(
+            select(model_registry).where(model_registry.c.model_version == version)
+        ).first()
         if row is None:
             raise not_registered(version)
         return _record(row)
@@ -313,11 +320,15 @@ class Versions:
                 actor,
                 None if theta is None else {"theta": list(theta)},
             )
-        return self.get(version)
+            return self._read(conn, version)
 
-    def rollback(self, *, actor: str, notes: str) -> ModelRecord:
+    def rollback(self, *, actor: str, notes: str, expected: str | None = None) -> Rollback:
         """Take the version in service out (``rolled_back``) and put back the one deployed
-        before it; returns the version now in service."""
+        before it, all in one transaction that holds the deployment lock; returns what it did.
+
+        Two rollbacks at once run one after the other (each rolls back what is deployed when
+        its turn comes). With ``expected`` (compare-and-set), a rollback refuses
+        (``REGISTRY_STATE_CONFLICT``) unless that version is the one in service then."""
         notes = need_notes(notes, "a rollback")
         with self.engine.begin() as conn:
             _serialize(conn)
@@ -326,6 +337,12 @@ class Versions:
                 .where(model_registry.c.status == _S.DEPLOYED.value)
                 .with_for_update()
             ).scalar()
+            if expected is not None and current != expected:
+                raise RegistryError(
+                    "REGISTRY_STATE_CONFLICT",
+                    f"{expected} is no longer deployed ({current or 'none'} is): nothing rolled "
+                    "back; see `mlcore registry list` and decide again",
+                )
             if current is None:
                 raise RegistryError(
                     "REGISTRY_STATE_NO_ROLLBACK_TARGET",
@@ -369,7 +386,7 @@ class Versions:
                 actor,
                 details,
             )
-        return self.get(previous)
+            return Rollback(rolled_back=current, deployed=self._read(conn, previous))
 
     # -- helpers ------------------------------------------------------------------------
     @staticmethod
