@@ -5,6 +5,8 @@ lands right after. A barrier (or a hook) fixes the interleaving, so no test hope
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,8 @@ import pytest
 
 from mlcore.cli import _registry as cli
 from mlcore.errors import MlcoreError
-from mlcore.registry import Registry, Versions, open_registry
+from mlcore.registry import LocalArtifactStore, Registry, Versions, open_registry
+from mlcore.registry._artifacts import failing_files
 from tests.conftest import CONFIG_ROOT, make_version, postgres_url
 
 
@@ -132,3 +135,51 @@ def test_promote_prints_the_status_it_set_whatever_lands_next(
     monkeypatch.setattr(Versions, "get", get)
     cli.registry_promote(v2, "deployed", notes="again", actor="ops1")
     assert printed == [f"{v2} is now deployed"]
+
+
+def test_two_registrations_of_one_version_leave_the_winners_files_archived(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two folders of the same name registered at once: one is refused, and the archived copy
+    is the registered one's. The first to archive waits (up to 3 s) for the other to archive
+    and commit first — the interleaving that let the loser overwrite the winner's copy."""
+    name = "20250101_0000_twins"
+    folders = [make_version(tmp_path / side, name) for side in ("a", "b")]
+    (folders[1] / "notes.txt").write_text("the other twin")
+    sums = {"notes.txt": hashlib.sha256(b"the other twin").hexdigest()}
+    doc = json.loads((folders[1] / "checksums.json").read_bytes()) | sums
+    (folders[1] / "checksums.json").write_text(json.dumps(doc))
+    open_registry(url)
+    first_in, other_done = threading.Event(), threading.Event()
+    real = LocalArtifactStore.put
+
+    def put(self: LocalArtifactStore, version: str, folder: Path, sums: dict[str, str]) -> str:
+        if not first_in.is_set():
+            first_in.set()
+            other_done.wait(3)
+            return real(self, version, folder, sums)
+        try:
+            return real(self, version, folder, sums)
+        finally:
+            other_done.set()
+
+    monkeypatch.setattr(LocalArtifactStore, "put", put)
+    outcomes: list[object] = []
+
+    def register(folder: Path) -> None:
+        try:
+            outcomes.append(open_registry(url, tmp_path / "store").register(
+                folder, actor="ci", notes="twin"))  # fmt: skip
+        except Exception as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=register, args=(f,)) for f in folders]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    refused = [o for o in outcomes if isinstance(o, MlcoreError)]
+    assert len(outcomes) == 2 and len(refused) == 1, outcomes
+    assert refused[0].code == "REGISTRY_VERSION_EXISTS"
+    rec = open_registry(url).get(name)
+    assert failing_files(tmp_path / "store" / name, rec.checksums) == {}

@@ -87,12 +87,17 @@ def _change(row: Any) -> StatusChange:
     )  # fmt: skip
 
 
-def _serialize(conn: Connection) -> None:
-    """Changes of the version in service go one at a time. Row locks cannot do it: a version
-    becoming deployed is not yet a deployed row another transaction could wait on. SQLite
+_DEPLOY_LOCK = 727272
+_REGISTER_LOCK = 727273
+
+
+def _serialize(conn: Connection, key: int = _DEPLOY_LOCK) -> None:
+    """Changes of the version in service go one at a time (and, under their own key,
+    registrations). Row locks cannot do it: a version becoming deployed is not yet a deployed
+    row another transaction could wait on, nor is a version being registered. SQLite
     transactions already begin with the write lock (``BEGIN IMMEDIATE``)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(727272)"))
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def _train_period(folder: Path) -> tuple[date | None, date | None]:
@@ -106,6 +111,18 @@ def _train_period(folder: Path) -> tuple[date | None, date | None]:
     first = pd.Period(months[0], "M")
     last = pd.Period(months[-1], "M")
     return first.start_time.date(), last.end_time.date()
+
+
+def _archive(store: ArtifactStore, version: str, folder: Path, sums: dict[str, str]) -> str:
+    """Archive the version's files in ``store``; where they went."""
+    try:
+        return store.put(version, folder, sums)
+    except RegistryError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise RegistryError(
+            "REGISTRY_ARTIFACT_DAMAGED", f"{folder}: cannot be archived ({exc})"
+        ) from None
 
 
 def _unreadable(message: str) -> RegistryError:
@@ -246,22 +263,23 @@ class Versions:
         already = RegistryError(
             "REGISTRY_VERSION_EXISTS", f"model version {version!r} is already registered"
         )
-        if self.exists(version):
-            raise already
-        if self.store is not None:
-            try:
-                row["artifact_path"] = self.store.put(version, folder, row["checksums_json"])
-            except RegistryError:
-                raise
-            except (OSError, ValueError) as exc:
-                raise RegistryError(
-                    "REGISTRY_ARTIFACT_DAMAGED", f"{folder}: cannot be archived ({exc})"
-                ) from None
-        stamp = now()
-        row |= {"status": str(status), "created_at": stamp, "created_by": actor,
-                "updated_at": stamp, "deployed_at": None, "notes": notes}  # fmt: skip
         try:
+            # Checked, archived and inserted under one lock: a second registration of the
+            # same name must not overwrite the archived copy of the first.
             with self.engine.begin() as conn:
+                _serialize(conn, _REGISTER_LOCK)
+                if conn.execute(
+                    select(model_registry.c.model_version).where(
+                        model_registry.c.model_version == version
+                    )
+                ).first():
+                    raise already
+                if self.store is not None:
+                    row["artifact_path"] = _archive(self.store, version, folder,
+                                                    row["checksums_json"])  # fmt: skip
+                stamp = now()
+                row |= {"status": str(status), "created_at": stamp, "created_by": actor,
+                        "updated_at": stamp, "deployed_at": None, "notes": notes}  # fmt: skip
                 conn.execute(insert(model_registry).values(**row))
                 write_audit(
                     conn,
@@ -273,9 +291,9 @@ class Versions:
                     actor,
                     {"artifact_path": row["artifact_path"]},
                 )
+                return self._read(conn, version)
         except IntegrityError:
             raise already from None
-        return self.get(version)
 
     def transition(
         self, version: str, to: str, *, actor: str, notes: str,
