@@ -146,3 +146,17 @@ def test_train_registers_the_version_it_wrote(
     assert registry_for(cfg).get(V).notes
     code, out = _run("report", "--model", V)  # registered: past the check, no results yet
     assert code == 2 and "has no backtest results" in out, out
+
+
+def test_flows_run_on_a_named_version_is_checked_too(
+    archive: Path, cfg: AppConfig, tmp_path: Path
+) -> None:
+    folder = _registered(archive)
+    _swap(folder)
+    (cfg.paths.artifacts / V / "ai1.lgbm.txt").unlink()
+    code, out = _run("flows", "run", "theta", "--model", V)
+    assert code == 1 and "error REGISTRY_ARTIFACT_DAMAGED: " in out, out
+    assert "ai1.lgbm.txt (checksum mismatch)" in out
+    other = make_version(tmp_path / "elsewhere", "20250202_0000_unreg")
+    code, out = _run("flows", "run", "backtest", "--model", str(other))
+    assert code == 2 and "error MODEL_VERSION_UNREGISTERED" in out, out
