@@ -160,3 +160,13 @@ def test_flows_run_on_a_named_version_is_checked_too(
     other = make_version(tmp_path / "elsewhere", "20250202_0000_unreg")
     code, out = _run("flows", "run", "backtest", "--model", str(other))
     assert code == 2 and "error MODEL_VERSION_UNREGISTERED" in out, out
+
+
+def test_the_backtest_report_of_an_unregistered_version_says_so() -> None:
+    from mlcore.backtest._run import report_title
+
+    assert "UNREGISTERED" in report_title({"model_version": V, "model_registered": False})
+    assert report_title({"model_version": V, "model_registered": True}) == (
+        f"Backtest of model version {V}"
+    )
+    assert "UNREGISTERED" not in report_title({"model_version": V})  # results made before
