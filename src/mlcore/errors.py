@@ -22,10 +22,19 @@ code                                       class                  when
 ``REGISTRY_STATE_UNKNOWN_STATUS``          RegistryError          a status that does not exist
 ``REGISTRY_STATE_NO_ROLLBACK_TARGET``      RegistryError          rollback with nothing deployed or
                                                                   no earlier deployed version
+``REGISTRY_STATE_CONFLICT``                RegistryError          ``rollback --from V`` when V is no
+                                                                  longer deployed (another change
+                                                                  came first; nothing rolled back)
 ``REGISTRY_REQUEST_NOTES_MISSING``         RegistryError          a decision without its notes
 ``REGISTRY_ARTIFACT_NO_STORE``             RegistryError          restore without an artifact store
 ``REGISTRY_ARTIFACT_DAMAGED``              RegistryError          a file failing its checksum (on
-                                                                  archiving, or its archived copy)
+                                                                  archiving, or its archived copy);
+                                                                  a ``--model`` version whose files
+                                                                  (or checksums.json) fail the
+                                                                  checksums recorded at
+                                                                  registration and cannot be
+                                                                  restored, or such a copy kept
+                                                                  elsewhere (exit 1)
 ``REGISTRY_ARTIFACT_MISSING``              RegistryError          a file absent from the store
 ``REGISTRY_RETENTION_KEEP_TOO_LOW``        RegistryError          prune asked to keep fewer than 5
 ``REGISTRY_RUN_NOT_FOUND``                 RegistryError          a retraining run not recorded
@@ -42,6 +51,9 @@ code                                       class                  when
                                            (Config)
 ``MODEL_VERSION_NOT_FOUND``                MissingInputError      a model folder that does not exist
 ``MODEL_VERSION_NONE``                     MissingInputError      no model version trained yet
+``MODEL_VERSION_UNREGISTERED``             MissingInputError      ``--model`` names a folder the
+                                                                  registry does not hold, without
+                                                                  ``--unregistered`` (exit 2)
 ``UNIVERSE_FX_MISSING``                    MissingInputError      no FX instrument converting a
                                                                   quote currency to the account's
 ``DATA_PAIR_NO_BARS``                      MissingDataError       a universe pair whose legs have no

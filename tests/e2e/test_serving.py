@@ -4,9 +4,11 @@ killed worker resumes with no signal lost or repeated; a damaged model is not se
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -197,3 +199,60 @@ def test_the_supervisor_serves_prometheus_metrics(replay, tmp_path: Path, monkey
         assert "signals_per_min" in text
     finally:
         sup.stop()
+
+
+def test_a_named_model_is_checked_against_the_registry_before_it_is_served(
+    demo_run: tuple[AppConfig, DemoResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve --model``: the demo's registered version with a swapped model file (and
+    checksums.json rewritten to match) is restored before it is served; a copy the registry
+    does not hold is served only with --unregistered, every signal saying so."""
+    from typer.testing import CliRunner
+
+    from mlcore.cli import app
+    from mlcore.registry import registry_for
+    from mlcore.serving import Outbox
+    from tests.conftest import config_with
+
+    cfg, result = demo_run
+    assert result.training is not None
+    folder = result.training.folder
+    name = f"serving-named-{uuid.uuid4().hex[:8]}"
+    root = config_with(tmp_path, {"serving_policy": {"serving_root": name, "metrics_port": 0}})
+    monkeypatch.setenv("ARCHIVE_PATH", str(cfg.paths.archive))
+    replay = ["--replay-last", "120", "--exit-when-idle", "1", "--config-root", str(root)]
+    model, sums = folder / "ai1.lgbm.txt", folder / "checksums.json"
+    genuine, genuine_sums = model.read_bytes(), sums.read_bytes()
+    try:
+        swapped = (folder / "ai3.lgbm.txt").read_bytes()  # a real model, in the wrong place
+        model.write_bytes(swapped)
+        doc = json.loads(genuine_sums)
+        doc["ai1.lgbm.txt"] = hashlib.sha256(swapped).hexdigest()
+        sums.write_text(json.dumps(doc))
+        ran = CliRunner().invoke(app, ["serve", "--model", folder.name, *replay])
+        assert ran.exit_code == 0, ran.output
+        assert model.read_bytes() == genuine and sums.read_bytes() == genuine_sums
+        assert registry_for(cfg).history(folder.name)[-1].event == "MODEL_RESTORED"
+    finally:
+        model.write_bytes(genuine)
+        sums.write_bytes(genuine_sums)
+    copy = tmp_path / "20991231_0000_unregistered"
+    shutil.copytree(folder, copy)
+    refused = CliRunner().invoke(app, ["serve", "--model", str(copy), *replay])
+    assert refused.exit_code == 2
+    assert (
+        "error MODEL_VERSION_UNREGISTERED" in refused.stderr and "--unregistered" in refused.stderr
+    )
+    ran = CliRunner().invoke(app, ["serve", "--model", str(copy), "--unregistered", *replay])
+    assert ran.exit_code == 0, ran.output
+    assert "metadata.model_registered = false" in ran.stdout
+    boxes = sorted((cfg.paths.archive / f"{name}-replay" / "outbox").glob("*.db"))
+    signals = []
+    for path in boxes:
+        box = Outbox(path)
+        signals += [json.loads(p) for p in box.payloads()]
+        box.close()
+    assert signals
+    for s in signals:
+        validate_signal(s)
+        assert s["model_version"] == copy.name and s["metadata"]["model_registered"] is False

@@ -78,7 +78,9 @@ def test_state_machine_promote_and_rollback(url: str, tmp_path: Path) -> None:
     reg.transition(new, "deployed", actor="ops", notes="better Sharpe")
     assert reg.get(old).status == "approved" and reg.get(new).status == "deployed"
     assert [r.model_version for r in reg.records("deployed")] == [new]
-    back = reg.rollback(actor="ops", notes="live slippage above the backtest's")
+    done = reg.rollback(actor="ops", notes="live slippage above the backtest's")
+    back = done.deployed
+    assert done.rolled_back == new
     assert back.model_version == old and back.status == "deployed"
     assert reg.get(new).status == "rolled_back"
     events = [(h["event"], h["model_version"], h["old_status"], h["new_status"])

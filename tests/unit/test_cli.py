@@ -291,8 +291,10 @@ def test_backtest_theta_and_report_refuse_a_missing_model(archive: Path, tmp_pat
     empty = tmp_path / "not_a_model"
     empty.mkdir()
     code, out = _run("backtest", "--model", str(empty))
+    assert code == 2 and "MODEL_VERSION_UNREGISTERED" in out and "--unregistered" in out, out
+    code, out = _run("backtest", "--model", str(empty), "--unregistered")
     assert code == 1 and "run `mlcore catalog build` first" in out, out
-    code, out = _run("report", "--model", str(empty))
+    code, out = _run("report", "--model", str(empty), "--unregistered")
     assert code == 2 and "has no backtest results" in out
 
 

@@ -166,6 +166,17 @@ def test_signal_matches_its_schema_and_is_deterministic() -> None:
     assert hold["return_prob"] is None
 
 
+def test_a_signal_of_an_unregistered_model_says_so() -> None:
+    s = _signal(model_registered=False)
+    validate_signal(s)
+    assert s["metadata"]["model_registered"] is False
+    assert "model_registered" not in _signal()["metadata"]  # registered: bytes unchanged
+    assert s["id"] == _signal()["id"]
+    s["metadata"]["model_registered"] = True  # only its absence means registered
+    with pytest.raises(ValueError, match="metadata/model_registered"):
+        validate_signal(s)
+
+
 @pytest.mark.parametrize(
     ("change", "where"),
     [

@@ -215,11 +215,13 @@ def optimize_theta(
 def run_backtest(
     cfg: AppConfig, cat: Catalog, model_folder: Path, *, baseline_folder: Path | None = None,
     seed: int | None = None, restore: Callable[[str], object] | None = None,
-    theta_run: ThetaRun | None = None,
+    theta_run: ThetaRun | None = None, model_registered: bool = True,
 ) -> BacktestReport:  # fmt: skip
     """Backtest the model version in ``model_folder`` (θ search, gates, stress) and write the
     results; ``baseline_folder`` is the model in service, for the non-inferiority gate.
-    ``theta_run`` is a θ search already made for this version and baseline (else one is)."""
+    ``theta_run`` is a θ search already made for this version and baseline (else one is).
+    ``model_registered=False`` (``--unregistered``) marks the lineage and the report's title:
+    the registry does not vouch for the version's files."""
     th = theta_run
     if th is None:
         th = optimize_theta(
@@ -257,6 +259,7 @@ def run_backtest(
         "timeframe": timeframe,
         "search_window": [str(search_start), str(test_start)],
         "test_window_start": str(test_start),
+        "model_registered": model_registered,
     }
     summary = dict(test_run.metrics)
     summary.update({"deflated_sharpe": dsr, "pbo": pbo, "theta1": stab.theta[0],
@@ -296,7 +299,7 @@ def run_backtest(
     summary_row = pd.DataFrame([{k: v for k, v in _clean(summary).items()
                                  if not isinstance(v, dict | list)}])  # fmt: skip
     html = render_report(_report_inputs(
-        models.metrics, f"Backtest of model version {models.version}", test_run.daily,
+        models.metrics, report_title(lineage), test_run.daily,
         test_run.pair_daily, test_run.trades, search.tried, stab.theta, stab.previous, stress,
         decision, gates, summary, lineage,
     ))  # fmt: skip
@@ -315,6 +318,14 @@ def run_backtest(
         models.version, folder, folder / "report.html", decision, gates, th, test_run.metrics,
         stress, lineage,
     )  # fmt: skip
+
+
+def report_title(lineage: dict[str, Any]) -> str:
+    """The report's title: the version, and a warning when the registry does not hold it."""
+    title = f"Backtest of model version {lineage['model_version']}"
+    if lineage.get("model_registered") is False:
+        title += " (UNREGISTERED: files not checked against the registry)"
+    return title
 
 
 def _config_hash(cfg: AppConfig) -> str:
@@ -387,7 +398,7 @@ def rebuild_report(cfg: AppConfig, results: Path) -> Path:
     summary = {str(k): v for k, v in tables["bt_summary"].iloc[0].to_dict().items()}
     theta = record["theta"]
     inputs = _report_inputs(
-        metrics, f"Backtest of model version {lineage['model_version']}", daily, pair_daily,
+        metrics, report_title(lineage), daily, pair_daily,
         tables["bt_trades"], tables["theta_search"], tuple(theta["adopted"]),
         tuple(theta["previous"]), tables["bt_stress_results"], record["decision"],
         record["gates"], summary, lineage,

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mlcore.cli._app import coded, command, load_config, typer_app
-from mlcore.cli._models import ModelOpt, SeedOpt, resolve_models
+from mlcore.cli._models import ModelOpt, SeedOpt, checked_models
 from mlcore.cli._params import TIMEFRAME_HELP, FlowName, parse_cron, parse_timeframe
 from mlcore.cli._registry import ActorOpt, NotesOpt, open_registry, registry_call
 from mlcore.cli._render import (
@@ -68,7 +68,8 @@ def flows_run(
             print_backtest(outcome.backtest)
         print_retrain(outcome)
         return
-    folder, _ = resolve_models(cfg, model, None)
+    # The flows work on registered versions: checked (restored or refused) as --model is.
+    folder = checked_models(cfg, model, None, unregistered=False)[0].folder
     where = {"config_root": str(cfg.config_root), "config_env": cfg.env_name}
     if name is FlowName.theta:
         print_theta(_flow_call(lambda: flows.core_theta_opt_flow(folder.name, **where)))

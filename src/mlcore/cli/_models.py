@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -18,6 +18,8 @@ from mlcore.errors import ConfigError, DataQualityError
 if TYPE_CHECKING:
     from mlcore.backtest import BacktestReport
     from mlcore.config import AppConfig
+    from mlcore.registry import CheckedModel, ModelRecord, Registry
+    from mlcore.training import TrainReport
 
 R = TypeVar("R")
 theta_app = typer_app("Search and stabilise the entry thresholds θ1/θ2.")
@@ -32,6 +34,14 @@ BaselineOpt = Annotated[
 ]
 SeedOpt = Annotated[
     int | None, typer.Option(min=0, max=SEED_MAX, help="Optuna seed (default: the model's).")
+]
+UnregisteredOpt = Annotated[
+    bool,
+    typer.Option(
+        "--unregistered",
+        help="Accept a model folder the registry does not hold (its results and signals are "
+        "marked unregistered). A registered version is always checked against the registry.",
+    ),
 ]
 
 
@@ -48,8 +58,20 @@ def train(
     direction: Annotated[
         bool, typer.Option(help="Also train the direction ensemble on the pairs' legs.")
     ] = True,
+    register: Annotated[
+        bool,
+        typer.Option(
+            help="Register the new version in the registry as draft (rejected if training "
+            "was blocked), with an archived copy of its files."
+        ),
+    ] = True,
+    actor: Annotated[
+        str, typer.Option(help="Who trains (recorded).", envvar="USER", show_envvar=False)
+    ] = "cli",
 ) -> None:
-    """Train AI1, AI2, AI3 and the direction ensemble from the catalog; write a model version."""
+    """Train AI1, AI2, AI3 and the direction ensemble from the catalog; write a model version
+    and register it (draft)."""
+    from mlcore.cli._registry import open_registry, registry_call
     from mlcore.data import Catalog
     from mlcore.training import train_models
 
@@ -57,6 +79,7 @@ def train(
     check_timeframe(cfg, timeframe)
     check_pairs(cfg, pair or [])
     cat = Catalog(cfg)
+    reg = open_registry(cfg) if register else None  # unreachable: said before training
     with coded(DataQualityError, "TRAIN_INPUT_INVALID"):
         with stage("train") as st:
             report = train_models(
@@ -64,6 +87,31 @@ def train(
             )
             st.detail = f"model version {report.model_version} ({report.status})"
     print_train(report)
+    if reg is not None:
+        rec = registry_call(lambda: register_trained(reg, report, actor))
+        text(f"registered {rec.model_version} as {rec.status}: {rec.notes}")
+
+
+def register_trained(reg: Registry, report: TrainReport, actor: str) -> ModelRecord:
+    """Register a version ``mlcore train`` wrote as draft, or rejected when its training was
+    blocked (as the retraining flow does), so that ``--model`` finds it in the registry."""
+    from mlcore.registry import ModelStatus
+    from mlcore.training import TrainStatus
+
+    why = f": {report.blocked_reasons}" if report.blocked_reasons else ""
+    rec = reg.register(
+        report.folder,
+        actor=actor,
+        notes=f"trained by `mlcore train` (retrain_status {report.status}){why}",
+    )
+    if report.status is not TrainStatus.OK:
+        rec = reg.transition(
+            rec.model_version,
+            ModelStatus.REJECTED,
+            actor=actor,
+            notes=f"retrain_status=blocked: {report.blocked_reasons}",
+        )
+    return rec
 
 
 def resolve_models(
@@ -78,16 +126,41 @@ def resolve_models(
         )
 
 
+def checked_models(
+    cfg: AppConfig, model: str | None, baseline: str | None, *, unregistered: bool
+) -> tuple[CheckedModel, CheckedModel | None]:
+    """The versions ``--model`` and ``--baseline`` name, each checked against the registry as
+    the deployed path checks its version (restored from the artifact store, or refused with
+    exit 1); a folder the registry does not hold is accepted only with ``--unregistered``
+    (else exit 2)."""
+    from mlcore.cli._registry import open_registry
+    from mlcore.registry import check_model
+
+    folder, base = resolve_models(cfg, model, baseline)
+    reg = open_registry(cfg)
+
+    def check(path: Path) -> CheckedModel:
+        return check_model(reg, path, allow_unregistered=unregistered, actor="loader")
+
+    return check(folder), (check(base) if base is not None else None)
+
+
 def _on_model(
-    name: str, fn: Callable[..., R], model: str | None, baseline: str | None, seed: int | None
-) -> R:
-    """Run ``fn(cfg, catalog, folder, baseline_folder=, seed=)`` on the chosen model version;
-    what the inputs lack becomes one clear error."""
+    name: str, fn: Callable[..., R], model: str | None, baseline: str | None, seed: int | None,
+    unregistered: bool, *, stamp: bool = False,
+) -> R:  # fmt: skip
+    """Run ``fn(cfg, catalog, folder, baseline_folder=, seed=)`` on the chosen model version,
+    checked against the registry first (``stamp``: and tell ``fn`` whether it is registered,
+    ``model_registered=``); what the inputs lack becomes one clear error."""
     from mlcore.cli._registry import open_registry
     from mlcore.data import Catalog
 
     cfg = load_config()
-    folder, base = resolve_models(cfg, model, baseline)
+    checked, base = checked_models(cfg, model, baseline, unregistered=unregistered)
+    if not checked.registered:
+        text(f"warning: model version {checked.version} is not registered (--unregistered): "
+             "nothing checked its files against the registry")  # fmt: skip
+    extra: dict[str, Any] = {"model_registered": checked.registered} if stamp else {}
 
     def restore(version: str) -> object:
         # A registered version's lost or damaged file comes back from the registry's copy.
@@ -95,40 +168,46 @@ def _on_model(
 
     with coded(DataQualityError, "BACKTEST_INPUT_INVALID"):
         with stage(name) as st:
-            result = fn(cfg, Catalog(cfg), folder, baseline_folder=base, seed=seed, restore=restore)
-            st.detail = folder.name
+            result = fn(
+                cfg, Catalog(cfg), checked.folder, seed=seed, restore=restore,
+                baseline_folder=None if base is None else base.folder, **extra,
+            )  # fmt: skip
+            st.detail = checked.folder.name
         return result
 
 
 @command(theta_app, "optimize")
 def theta_optimize(
-    model: ModelOpt = None, baseline: BaselineOpt = None, seed: SeedOpt = None
-) -> None:
+    model: ModelOpt = None, baseline: BaselineOpt = None, seed: SeedOpt = None,
+    unregistered: UnregisteredOpt = False,
+) -> None:  # fmt: skip
     """Search θ1/θ2 for a model version (grid, then Optuna) and stabilise it."""
     from mlcore.backtest import optimize_theta
 
-    print_theta(_on_model("theta search", optimize_theta, model, baseline, seed))
+    print_theta(_on_model("theta search", optimize_theta, model, baseline, seed, unregistered))
 
 
 @command(app, "backtest")
 def backtest_cmd(
-    model: ModelOpt = None, baseline: BaselineOpt = None, seed: SeedOpt = None
-) -> None:
+    model: ModelOpt = None, baseline: BaselineOpt = None, seed: SeedOpt = None,
+    unregistered: UnregisteredOpt = False,
+) -> None:  # fmt: skip
     """Backtest a model version: θ search, test window, stress, adoption gates, HTML report."""
     from mlcore.backtest import run_backtest
 
-    rep: BacktestReport = _on_model("backtest", run_backtest, model, baseline, seed)
+    rep: BacktestReport = _on_model("backtest", run_backtest, model, baseline, seed,
+                                    unregistered, stamp=True)  # fmt: skip
     print_theta(rep.theta_run)
     print_backtest(rep)
 
 
 @command(app, "report")
-def report_cmd(model: ModelOpt = None) -> None:
+def report_cmd(model: ModelOpt = None, unregistered: UnregisteredOpt = False) -> None:
     """Write the HTML report of a model version's backtest again from its stored results."""
     from mlcore.backtest import rebuild_report
 
     cfg = load_config()
-    folder, _ = resolve_models(cfg, model, None)
+    folder = checked_models(cfg, model, None, unregistered=unregistered)[0].folder
     results = cfg.paths.reports / "backtest" / folder.name
     if not results.is_dir():
         raise ConfigError(

@@ -158,12 +158,20 @@ def registry_promote(
 def registry_rollback(
     notes: NotesOpt,
     actor: ActorOpt = "cli",
-) -> None:
+    from_: Annotated[
+        str | None,
+        typer.Option(
+            "--from", parser=parse_version, metavar="VERSION",
+            help="Roll back only if this version is the one deployed (else refused: someone "
+            "else changed it first).",
+        ),
+    ] = None,
+) -> None:  # fmt: skip
     """Take the deployed version out of service and put back the one deployed before it."""
     reg = open_registry(load_config())
-    gone = reg.deployed()
-    rec = registry_call(lambda: reg.rollback(actor=actor, notes=notes))
-    text(f"rolled back {gone.model_version if gone else '-'}; {rec.model_version} is deployed")
+    done = registry_call(lambda: reg.rollback(actor=actor, notes=notes, expected=from_))
+    # What this rollback did, read in its own transaction: not what was deployed before it.
+    text(f"rolled back {done.rolled_back}; {done.deployed.model_version} is deployed")
 
 
 @command(registry_app, "verify")

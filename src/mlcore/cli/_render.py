@@ -327,6 +327,9 @@ def print_theta(th: ThetaRun) -> None:
 
 def print_backtest(rep: BacktestReport) -> None:
     t = rep.test
+    if rep.lineage.get("model_registered") is False:
+        text(f"UNREGISTERED model version {rep.model_version}: its files were not checked "
+             "against the registry (results and report say so)")  # fmt: skip
     text(
         f"test window from {rep.lineage['test_window_start'][:10]}: annual return "
         f"{fmt(t.get('annual_return'))}, Sharpe {fmt(t.get('sharpe'))}, MaxDD "
@@ -403,6 +406,8 @@ def print_serve(summary: Any) -> None:
     c = summary.counts
     m = summary.model
     text(f"model {m.version} (θ1={m.theta[0]:.2f}, θ2={m.theta[1]:.2f}): {m.why}")
+    if not m.registered:
+        text("  not registered: every signal carries metadata.model_registered = false")
     for spec in summary.workers:
         text(f"  {spec.worker_id}: {', '.join(spec.pair_ids)}")
     actions = {k.split(":", 1)[1]: v for k, v in c.items() if k.startswith("signal:")}

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from mlcore.cli._app import app, coded, command, load_config
+from mlcore.cli._models import UnregisteredOpt
 from mlcore.cli._params import SEED_MAX, BarSource
 from mlcore.cli._render import (
     print_backtest,
@@ -86,6 +87,7 @@ def serve_cmd(
         BarSource | None,
         typer.Option(help="Bar source: redis or file (default: serving_policy.yaml bar_source)."),
     ] = None,
+    unregistered: UnregisteredOpt = False,
 ) -> None:
     """Run the inference workers: bars in (Redis Streams, or a JSON-lines file), signals out
     (Redis stream + Pub/Sub, signal.json, core.signals_live). Ctrl-C stops them cleanly."""
@@ -99,6 +101,7 @@ def serve_cmd(
         summary = serving.serve(
             cfg, model=model, pair_ids=ids, workers=workers, replay_last=replay_last,
             exit_when_idle_seconds=exit_when_idle, bars=None if bars is None else str(bars),
+            unregistered=unregistered,
         )  # fmt: skip
     print_serve(summary)
     if summary.given_up:

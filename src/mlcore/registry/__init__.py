@@ -17,6 +17,7 @@ from mlcore.registry._records import (
     ModelRecord,
     ModelStatus,
     RetrainRun,
+    Rollback,
     RunStatus,
     StatusChange,
 )
@@ -36,6 +37,7 @@ from mlcore.registry._tables import (
     signals_history,
     signals_live,
 )
+from mlcore.registry._trust import CheckedModel, check_model
 from mlcore.registry._versions import Versions, version_row
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "ArtifactStore",
     "Artifacts",
     "AuditEvent",
+    "CheckedModel",
     "LocalArtifactStore",
     "ModelRecord",
     "ModelStatus",
@@ -56,12 +59,14 @@ __all__ = [
     "RegistryUnavailable",
     "RetrainRun",
     "RetrainRuns",
+    "Rollback",
     "RunStatus",
     "S3ArtifactStore",
     "StatusChange",
     "Versions",
     "artifact_store",
     "check_connection",
+    "check_model",
     "damaged_files",
     "database_url",
     "make_engine",

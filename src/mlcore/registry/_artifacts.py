@@ -3,6 +3,8 @@ registry recorded, restoring damaged ones from the artifact store, and retention
 
 from __future__ import annotations
 
+import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -15,6 +17,24 @@ from mlcore.registry._store import ArtifactStore, damaged_files, restore_folder
 from mlcore.registry._versions import Versions
 
 MIN_KEEP = 5  # the spec keeps at least five versions
+log = logging.getLogger("mlcore.registry")
+
+
+def failing_files(folder: Path, sums: dict[str, str]) -> dict[str, str]:
+    """Files of ``folder`` that are missing or fail the checksums the registry recorded
+    (``sums``), and ``checksums.json`` when it is not the recorded one: a rewritten one must
+    not vouch for swapped files."""
+    bad = damaged_files(folder, sums)
+    try:
+        local = json.loads((folder / "checksums.json").read_bytes())
+    except FileNotFoundError:
+        bad["checksums.json"] = "missing"
+    except (OSError, ValueError):
+        bad["checksums.json"] = "unreadable"
+    else:
+        if local != sums:
+            bad["checksums.json"] = "differs from the registry's"
+    return bad
 
 
 class Artifacts:
@@ -30,9 +50,36 @@ class Artifacts:
         return Path(self.versions.path(version, "model_ai1_path")).parent
 
     def verify(self, version: str) -> dict[str, str]:
-        """Served files that are missing or fail the checksums the registry recorded."""
-        rec = self.versions.get(version)
-        return damaged_files(self.served_folder(version), rec.checksums)
+        """Served files that are missing or fail the checksums the registry recorded (and
+        ``checksums.json`` when it is not the recorded one)."""
+        return failing_files(self.served_folder(version), self.versions.get(version).checksums)
+
+    def checked(self, version: str, *, actor: str) -> Path:
+        """The version's served folder once every file matches the checksums recorded at
+        registration: damaged or missing files are first restored from the artifact store
+        (each copy verified). ``RegistryError`` ``REGISTRY_ARTIFACT_DAMAGED`` when they cannot
+        be: such a version is never used. The one check the deployed path and ``--model``
+        share."""
+        bad = self.verify(version)
+        if not bad:
+            return self.served_folder(version)
+        log.warning("%s: damaged files %s, restoring from the artifact store", version,
+                    sorted(bad))  # fmt: skip
+        try:
+            self.restore(version, actor=actor)
+            still = self.verify(version)
+        except RegistryError as exc:
+            still, why = bad, f"not restored: {exc}"
+        else:
+            why = "still damaged after restoring"
+        if still:
+            shown = ", ".join(f"{name} ({what})" for name, what in sorted(bad.items()))
+            raise RegistryError(
+                "REGISTRY_ARTIFACT_DAMAGED",
+                f"model version {version}: {shown} fail the checksums recorded at registration "
+                f"({why}); not used",
+            )
+        return self.served_folder(version)
 
     def restore(self, version: str, *, actor: str) -> dict[str, str]:
         """Replace the version's missing or damaged served files with their archived copies

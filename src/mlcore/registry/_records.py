@@ -127,6 +127,15 @@ class StatusChange(_Row):
 
 
 @dataclass(frozen=True)
+class Rollback:
+    """What one rollback did: the version it took out of service and the one it put back
+    (read in the rollback's own transaction, so it is what this rollback did)."""
+
+    rolled_back: str
+    deployed: ModelRecord
+
+
+@dataclass(frozen=True)
 class Alert(_Row):
     """One row of ``audit.alerts``."""
 

@@ -16,7 +16,14 @@ from sqlalchemy import Engine
 from mlcore.errors import Severity
 from mlcore.registry._alerts import Alerts
 from mlcore.registry._artifacts import Artifacts
-from mlcore.registry._records import Alert, ModelRecord, ModelStatus, RetrainRun, StatusChange
+from mlcore.registry._records import (
+    Alert,
+    ModelRecord,
+    ModelStatus,
+    RetrainRun,
+    Rollback,
+    StatusChange,
+)
 from mlcore.registry._runs import RetrainRuns
 from mlcore.registry._store import ArtifactStore
 from mlcore.registry._versions import Versions
@@ -70,9 +77,10 @@ class Registry:
         """Move ``version`` to ``to`` along the state machine (see :class:`Versions`)."""
         return self.versions.transition(version, to, actor=actor, notes=notes, theta=theta)
 
-    def rollback(self, *, actor: str, notes: str) -> ModelRecord:
-        """Put back the version deployed before the one in service; returns it."""
-        return self.versions.rollback(actor=actor, notes=notes)
+    def rollback(self, *, actor: str, notes: str, expected: str | None = None) -> Rollback:
+        """Put back the version deployed before the one in service (only if ``expected`` is
+        the one in service, when given); returns what was rolled back and what is deployed."""
+        return self.versions.rollback(actor=actor, notes=notes, expected=expected)
 
     # -- retraining runs ----------------------------------------------------------------
     def start_run(self, *, log_path: str | None = None, flow_run_id: str | None = None) -> str:
@@ -138,6 +146,11 @@ class Registry:
     def verify(self, version: str) -> dict[str, str]:
         """Served files that are missing or fail the checksums the registry recorded."""
         return self.artifacts.verify(version)
+
+    def checked(self, version: str, *, actor: str) -> Path:
+        """The version's served folder, verified against the recorded checksums (restored
+        from the artifact store first if damaged); ``RegistryError`` if it cannot be."""
+        return self.artifacts.checked(version, actor=actor)
 
     def restore(self, version: str, *, actor: str) -> dict[str, str]:
         """Replace the version's damaged served files with their verified archived copies."""

@@ -34,6 +34,7 @@ from mlcore.registry._records import (
     AuditEvent,
     ModelRecord,
     ModelStatus,
+    Rollback,
     StatusChange,
 )
 from mlcore.registry._store import ArtifactStore
@@ -86,12 +87,17 @@ def _change(row: Any) -> StatusChange:
     )  # fmt: skip
 
 
-def _serialize(conn: Connection) -> None:
-    """Changes of the version in service go one at a time. Row locks cannot do it: a version
-    becoming deployed is not yet a deployed row another transaction could wait on. SQLite
+_DEPLOY_LOCK = 727272
+_REGISTER_LOCK = 727273
+
+
+def _serialize(conn: Connection, key: int = _DEPLOY_LOCK) -> None:
+    """Changes of the version in service go one at a time (and, under their own key,
+    registrations). Row locks cannot do it: a version becoming deployed is not yet a deployed
+    row another transaction could wait on, nor is a version being registered. SQLite
     transactions already begin with the write lock (``BEGIN IMMEDIATE``)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(727272)"))
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def _train_period(folder: Path) -> tuple[date | None, date | None]:
@@ -105,6 +111,18 @@ def _train_period(folder: Path) -> tuple[date | None, date | None]:
     first = pd.Period(months[0], "M")
     last = pd.Period(months[-1], "M")
     return first.start_time.date(), last.end_time.date()
+
+
+def _archive(store: ArtifactStore, version: str, folder: Path, sums: dict[str, str]) -> str:
+    """Archive the version's files in ``store``; where they went."""
+    try:
+        return store.put(version, folder, sums)
+    except RegistryError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise RegistryError(
+            "REGISTRY_ARTIFACT_DAMAGED", f"{folder}: cannot be archived ({exc})"
+        ) from None
 
 
 def _unreadable(message: str) -> RegistryError:
@@ -176,9 +194,15 @@ class Versions:
     def get(self, version: str) -> ModelRecord:
         """The version's record; ``RegistryError`` if it is not registered."""
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(model_registry).where(model_registry.c.model_version == version)
-            ).first()
+            return self._read(conn, version)
+
+    @staticmethod
+    def _read(conn: Connection, version: str) -> ModelRecord:
+        """The version's record as ``conn`` sees it: inside a change's transaction, what
+        that change did, not what another did after it committed."""
+        row = conn.execute(
+            select(model_registry).where(model_registry.c.model_version == version)
+        ).first()
         if row is None:
             raise not_registered(version)
         return _record(row)
@@ -239,22 +263,23 @@ class Versions:
         already = RegistryError(
             "REGISTRY_VERSION_EXISTS", f"model version {version!r} is already registered"
         )
-        if self.exists(version):
-            raise already
-        if self.store is not None:
-            try:
-                row["artifact_path"] = self.store.put(version, folder, row["checksums_json"])
-            except RegistryError:
-                raise
-            except (OSError, ValueError) as exc:
-                raise RegistryError(
-                    "REGISTRY_ARTIFACT_DAMAGED", f"{folder}: cannot be archived ({exc})"
-                ) from None
-        stamp = now()
-        row |= {"status": str(status), "created_at": stamp, "created_by": actor,
-                "updated_at": stamp, "deployed_at": None, "notes": notes}  # fmt: skip
         try:
+            # Checked, archived and inserted under one lock: a second registration of the
+            # same name must not overwrite the archived copy of the first.
             with self.engine.begin() as conn:
+                _serialize(conn, _REGISTER_LOCK)
+                if conn.execute(
+                    select(model_registry.c.model_version).where(
+                        model_registry.c.model_version == version
+                    )
+                ).first():
+                    raise already
+                if self.store is not None:
+                    row["artifact_path"] = _archive(self.store, version, folder,
+                                                    row["checksums_json"])  # fmt: skip
+                stamp = now()
+                row |= {"status": str(status), "created_at": stamp, "created_by": actor,
+                        "updated_at": stamp, "deployed_at": None, "notes": notes}  # fmt: skip
                 conn.execute(insert(model_registry).values(**row))
                 write_audit(
                     conn,
@@ -266,9 +291,9 @@ class Versions:
                     actor,
                     {"artifact_path": row["artifact_path"]},
                 )
+                return self._read(conn, version)
         except IntegrityError:
             raise already from None
-        return self.get(version)
 
     def transition(
         self, version: str, to: str, *, actor: str, notes: str,
@@ -313,11 +338,15 @@ class Versions:
                 actor,
                 None if theta is None else {"theta": list(theta)},
             )
-        return self.get(version)
+            return self._read(conn, version)
 
-    def rollback(self, *, actor: str, notes: str) -> ModelRecord:
+    def rollback(self, *, actor: str, notes: str, expected: str | None = None) -> Rollback:
         """Take the version in service out (``rolled_back``) and put back the one deployed
-        before it; returns the version now in service."""
+        before it, all in one transaction that holds the deployment lock; returns what it did.
+
+        Two rollbacks at once run one after the other (each rolls back what is deployed when
+        its turn comes). With ``expected`` (compare-and-set), a rollback refuses
+        (``REGISTRY_STATE_CONFLICT``) unless that version is the one in service then."""
         notes = need_notes(notes, "a rollback")
         with self.engine.begin() as conn:
             _serialize(conn)
@@ -326,6 +355,12 @@ class Versions:
                 .where(model_registry.c.status == _S.DEPLOYED.value)
                 .with_for_update()
             ).scalar()
+            if expected is not None and current != expected:
+                raise RegistryError(
+                    "REGISTRY_STATE_CONFLICT",
+                    f"{expected} is no longer deployed ({current or 'none'} is): nothing rolled "
+                    "back; see `mlcore registry list` and decide again",
+                )
             if current is None:
                 raise RegistryError(
                     "REGISTRY_STATE_NO_ROLLBACK_TARGET",
@@ -369,7 +404,7 @@ class Versions:
                 actor,
                 details,
             )
-        return self.get(previous)
+            return Rollback(rolled_back=current, deployed=self._read(conn, previous))
 
     # -- helpers ------------------------------------------------------------------------
     @staticmethod

@@ -1,7 +1,9 @@
 """Which model version the workers serve: the deployed one, checked against the checksums the
 registry recorded (a damaged file is first restored from the artifact store); when it cannot be
 served, the version deployed before it, and so on — each fallback logged and recorded as an
-alert. An operator may name a version instead (``mlcore serve --model``)."""
+alert. An operator may name a version instead (``mlcore serve --model``): it goes through the
+same check (:func:`mlcore.registry.check_model`), and a folder the registry does not hold is
+served only with ``--unregistered``, every signal then saying so."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from mlcore.config import AppConfig
 from mlcore.execution import PairModels, previous_theta, resolve_model
-from mlcore.registry import Registry
+from mlcore.registry import Registry, check_model
 
 log = logging.getLogger("mlcore.serving")
 
@@ -25,6 +27,7 @@ class ServedModel:
     folder: Path
     theta: tuple[float, float]
     why: str
+    registered: bool = True
 
 
 def _theta(cfg: AppConfig, t1: float | None, t2: float | None) -> tuple[float, float]:
@@ -33,13 +36,18 @@ def _theta(cfg: AppConfig, t1: float | None, t2: float | None) -> tuple[float, f
     return float(t1), float(t2)
 
 
-def named_model(cfg: AppConfig, name: str | None) -> ServedModel:
-    """A version named by the operator (or the newest trained one): its files must pass
-    ``checksums.json``; θ is the one its backtest adopted, else core_policy's initial θ."""
-    folder = resolve_model(cfg, name)
-    models = PairModels.load(folder)
+def named_model(
+    cfg: AppConfig, registry: Registry, name: str | None, *, allow_unregistered: bool = False
+) -> ServedModel:  # fmt: skip
+    """A version named by the operator (or the newest trained one), checked against the
+    registry as the deployed one is (an unregistered folder only with ``allow_unregistered``);
+    θ is the one its backtest adopted, else core_policy's initial θ."""
+    checked = check_model(registry, resolve_model(cfg, name),
+                          allow_unregistered=allow_unregistered, actor="serving")  # fmt: skip
+    models = PairModels.load(checked.folder)
     theta, source = previous_theta(cfg, models)
-    return ServedModel(models.version, folder, theta, f"named with --model; θ {source}")
+    why = f"named with --model{'' if checked.registered else ', UNREGISTERED'}; θ {source}"
+    return ServedModel(models.version, checked.folder, theta, why, checked.registered)
 
 
 def deployed_model(cfg: AppConfig, registry: Registry, skip: set[str] | None = None) -> ServedModel:
@@ -59,12 +67,7 @@ def deployed_model(cfg: AppConfig, registry: Registry, skip: set[str] | None = N
             continue
         version = rec.model_version
         try:
-            damaged = registry.verify(version)
-            if damaged:
-                log.warning("%s: damaged files %s, restoring from the artifact store", version,
-                            sorted(damaged))  # fmt: skip
-                registry.restore(version, actor="serving")
-            folder = registry.served_folder(version)
+            folder = registry.checked(version, actor="serving")
             PairModels.load(folder)
         except (ValueError, OSError) as exc:
             failures.append(f"{version}: {exc}")

@@ -93,6 +93,7 @@ class PairRuntime:
     setup: PairSetupLive
     scorer: PairScorer
     worker: str
+    model_registered: bool = True  # False: every signal says the registry does not hold it
     engine: PairFeatureEngine = field(init=False)
     decider: PairDecider = field(init=False)
     last_ts_ns: int = -1
@@ -217,6 +218,6 @@ class PairRuntime:
             valid_seconds=s.valid_seconds, model_version=self.scorer.version, legs=legs, z=z,
             beta=beta, return_prob=prob, risk_score=risk, position_scale=scaled,
             risk_flag=d.risk_flag, action=action, side=side, reason=reason, worker=self.worker,
-            core_policy=policy,
+            core_policy=policy, model_registered=self.model_registered,
         )  # fmt: skip
         return Outcome(signal)

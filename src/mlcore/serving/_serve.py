@@ -118,10 +118,11 @@ def check_reachable(cfg: AppConfig, kind: str, wait_s: float = 10.0) -> None:
             time.sleep(0.5)
 
 
-def choose_model(cfg: AppConfig, name: str | None) -> ServedModel:
-    """``--model`` if given, else the deployed version (with fallback)."""
+def choose_model(cfg: AppConfig, name: str | None, *, unregistered: bool = False) -> ServedModel:
+    """``--model`` if given (checked against the registry; one it does not hold only with
+    ``unregistered``), else the deployed version (with fallback)."""
     if name is not None:
-        return named_model(cfg, name)
+        return named_model(cfg, registry_for(cfg), name, allow_unregistered=unregistered)
     return deployed_model(cfg, registry_for(cfg))
 
 
@@ -181,9 +182,11 @@ def serve(
     cfg: AppConfig, *, model: str | None = None, pair_ids: list[str] | None = None,
     workers: int | None = None, replay_last: int | None = None,
     exit_when_idle_seconds: float | None = None, bars: str | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
+    should_stop: Callable[[], bool] = lambda: False, unregistered: bool = False,
 ) -> ServeSummary:  # fmt: skip
-    """Run the workers until stopped (or, replaying, until the replay is done)."""
+    """Run the workers until stopped (or, replaying, until the replay is done).
+    ``unregistered`` lets ``model`` name a folder the registry does not hold; every signal
+    then carries ``metadata.model_registered: false``."""
     universe = [p.pair_id for p in cfg.universe.pairs]
     pair_ids = pair_ids or universe
     unknown = sorted(set(pair_ids) - set(universe))
@@ -195,12 +198,14 @@ def serve(
         raise ValueError("bars from Redis need REDIS_URL (or --bars file)")
     check_reachable(cfg, bars or cfg.serving.bar_source.kind)
     upgrade(make_engine(database_url(cfg)))  # core.signals_live at the newest schema
-    models = _Models(cfg, choose_model(cfg, model), named=model is not None or bool(replay_last))
+    served = choose_model(cfg, model, unregistered=unregistered)
+    models = _Models(cfg, served, named=model is not None or bool(replay_last))
     groups = assign_pairs(pair_ids, cfg.serving.workers.pairs_per_worker, workers)
     base = WorkerSpec(
         worker_id="", pair_ids=(), config_root=str(cfg.config_root), env_name=cfg.env_name,
         model_folder=str(models.served.folder), theta=models.served.theta,
         exit_when_idle_seconds=exit_when_idle_seconds, root=str(serving_dir(cfg)), bar_source=bars,
+        model_registered=served.registered,
     )  # fmt: skip
     if replay_last is not None:
         root = cfg.paths.archive / f"{cfg.serving.serving_root}-replay"

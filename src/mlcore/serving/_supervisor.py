@@ -232,7 +232,9 @@ class Supervisor:
         """Move every worker to another model version, one at a time (stop, start)."""
         for slot in self.slots:
             self._stop(slot)
-            slot.spec = replace(slot.spec, model_folder=model_folder, theta=theta)
+            # Only the registry's deployed versions are switched to.
+            slot.spec = replace(slot.spec, model_folder=model_folder, theta=theta,
+                                model_registered=True)  # fmt: skip
             self._start(slot)
 
     def archive(self) -> None:

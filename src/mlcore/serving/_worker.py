@@ -64,6 +64,7 @@ class WorkerSpec:
     bars_file: str | None = None  # file source override (default: bar_source.file)
     aggregate: bool = True  # copy signals into core.signals_live (not for a replay)
     bar_source: str | None = None  # "redis" or "file" instead of serving_policy's kind
+    model_registered: bool = True  # False: served with --unregistered, said in every signal
 
 
 def heartbeat_path(root: Path, worker_id: str) -> Path:
@@ -113,7 +114,8 @@ class Worker:
         self.pairs: dict[str, PairRuntime] = {}
         self.by_symbol: dict[str, list[tuple[PairRuntime, bool]]] = {}
         for pid in spec.pair_ids:
-            rt = PairRuntime(pair_setup(cfg, pairs[pid], spec.theta), self.scorer, spec.worker_id)
+            rt = PairRuntime(pair_setup(cfg, pairs[pid], spec.theta), self.scorer, spec.worker_id,
+                             model_registered=spec.model_registered)  # fmt: skip
             self.pairs[pid] = rt
             self.by_symbol.setdefault(pairs[pid].leg_a, []).append((rt, True))
             self.by_symbol.setdefault(pairs[pid].leg_b, []).append((rt, False))

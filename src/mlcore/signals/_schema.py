@@ -36,12 +36,14 @@ def build_signal(
     *, pair_id: str, bar_ts_ns: int, bar_seconds: int, valid_seconds: float, model_version: str,
     legs: list[dict[str, Any]], z: float, beta: float, return_prob: float, risk_score: float,
     position_scale: float, risk_flag: int, action: str, side: int, reason: str, worker: str,
-    core_policy: dict[str, Any],
+    core_policy: dict[str, Any], model_registered: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
-    """One signal: decided at the bar's close, valid ``valid_seconds`` after it."""
+    """One signal: decided at the bar's close, valid ``valid_seconds`` after it. A model
+    version the registry does not hold (served with ``--unregistered``) adds
+    ``metadata.model_registered: false``; a registered one's signals are unchanged."""
     sid = signal_id(pair_id, bar_ts_ns, model_version)
     close_ns = bar_ts_ns + bar_seconds * 1_000_000_000
-    return {
+    signal = {
         "id": sid,
         "timestamp": iso_utc(close_ns),
         "pair_id": pair_id,
@@ -67,6 +69,9 @@ def build_signal(
             "core_policy": core_policy,
         },
     }
+    if not model_registered:
+        signal["metadata"]["model_registered"] = False
+    return signal
 
 
 def encode_signal(signal: dict[str, Any]) -> bytes:
