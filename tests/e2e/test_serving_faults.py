@@ -293,3 +293,30 @@ def test_damaged_checkpoint_values_are_started_afresh_without_a_crash_or_a_repea
     # The pairs warm anew on the catalog and, the read positions lost, take the file from its
     # start: they decide every bar again as the clean run did.
     assert got == reference
+
+
+def test_a_worker_restarted_after_a_swap_refuses_the_swapped_model(clean, tmp_path: Path) -> None:
+    """Review finding: `serve` checked the model against the registry at start, but a worker
+    (re)started later trusted the folder's own checksums.json; a file swapped and the file
+    rewritten after start-up was loaded. A worker now checks against the recorded sums."""
+    import hashlib
+    import shutil
+
+    from mlcore.serving import ModelUnusable
+
+    cfg, bars, spec0, _ = clean
+    folder = tmp_path / Path(spec0.model_folder).name
+    shutil.copytree(spec0.model_folder, folder)
+    sums_path = folder / "checksums.json"
+    recorded = tuple(sorted(json.loads(sums_path.read_bytes()).items()))
+    swapped = (folder / "ai3.lgbm.txt").read_bytes()  # a real model, in the wrong place
+    (folder / "ai1.lgbm.txt").write_bytes(swapped)
+    doc = json.loads(sums_path.read_bytes())
+    doc["ai1.lgbm.txt"] = hashlib.sha256(swapped).hexdigest()
+    sums_path.write_text(json.dumps(doc))
+    write_bars_file(tmp_path / "bars.jsonl", bars[:10])
+    spec = replace(spec0, root=str(tmp_path / "serving"), bars_file=str(tmp_path / "bars.jsonl"),
+                   model_folder=str(folder))  # fmt: skip
+    Worker(spec, cfg=cfg)  # the folder's own (rewritten) checksums.json vouches for the swap
+    with pytest.raises(ModelUnusable, match=r"ai1\.lgbm\.txt: checksum mismatch"):
+        Worker(replace(spec, model_checksums=recorded), cfg=cfg)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard, cast
@@ -138,12 +138,17 @@ class PairModels:
     feature_schema_hash: str
 
     @classmethod
-    def load(cls, folder: Path, restore: Callable[[str], object] | None = None) -> PairModels:
+    def load(
+        cls, folder: Path, restore: Callable[[str], object] | None = None,
+        sums: Mapping[str, str] | None = None,
+    ) -> PairModels:  # fmt: skip
         """Load and check a model version folder; ``ValueError`` naming the file at fault.
-        With ``restore`` (the registry's), a missing or damaged file is first put back from
-        the archived copy, verified, and the load tried once more."""
+        Files are checked against ``sums`` (the checksums the registry recorded) when given,
+        else against the folder's own ``checksums.json``. With ``restore`` (the registry's),
+        a missing or damaged file is first put back from the archived copy, verified, and the
+        load tried once more."""
         try:
-            return cls._load(folder)
+            return cls._load(folder, sums)
         except ValueError as exc:
             if restore is None:
                 raise
@@ -153,17 +158,17 @@ class PairModels:
                 if isinstance(exc, MlcoreError):  # keep its code
                     raise type(exc)(exc.code, f"{exc.message} (not restored: {failed})") from None
                 raise ValueError(f"{exc} (not restored: {failed})") from None
-            return cls._load(folder)
+            return cls._load(folder, sums)
 
     @classmethod
-    def _load(cls, folder: Path) -> PairModels:
+    def _load(cls, folder: Path, recorded: Mapping[str, str] | None) -> PairModels:
         if not folder.is_dir():
             raise MissingInputError(
                 "MODEL_VERSION_NOT_FOUND",
                 f"{folder}: no such model version folder; train one (`mlcore train`) or name "
                 "an existing version",
             )
-        sums = read_checksums(folder)
+        sums = dict(recorded) if recorded is not None else read_checksums(folder)
 
         def read(name: str) -> bytes:
             try:

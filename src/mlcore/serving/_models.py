@@ -11,6 +11,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlcore.config import AppConfig
 from mlcore.execution import PairModels, previous_theta, resolve_model
@@ -28,6 +29,15 @@ class ServedModel:
     theta: tuple[float, float]
     why: str
     registered: bool = True
+    #: the checksums the registry recorded (empty for an unregistered folder): a worker checks
+    #: the files against these whenever it loads them, so a file swapped (and checksums.json
+    #: rewritten) after start-up is refused by a restarting worker, not served
+    checksums: tuple[tuple[str, str], ...] = ()
+
+    def spec_fields(self) -> dict[str, Any]:
+        """The fields of a :class:`WorkerSpec` that say which model to serve."""
+        return {"model_folder": str(self.folder), "theta": self.theta,
+                "model_registered": self.registered, "model_checksums": self.checksums}  # fmt: skip
 
 
 def _theta(cfg: AppConfig, t1: float | None, t2: float | None) -> tuple[float, float]:
@@ -44,10 +54,15 @@ def named_model(
     θ is the one its backtest adopted, else core_policy's initial θ."""
     checked = check_model(registry, resolve_model(cfg, name),
                           allow_unregistered=allow_unregistered, actor="serving")  # fmt: skip
-    models = PairModels.load(checked.folder)
+    sums = _recorded(registry, checked.version) if checked.registered else ()
+    models = PairModels.load(checked.folder, sums=dict(sums) if sums else None)
     theta, source = previous_theta(cfg, models)
     why = f"named with --model{'' if checked.registered else ', UNREGISTERED'}; θ {source}"
-    return ServedModel(models.version, checked.folder, theta, why, checked.registered)
+    return ServedModel(models.version, checked.folder, theta, why, checked.registered, sums)
+
+
+def _recorded(registry: Registry, version: str) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(registry.get(version).checksums.items()))
 
 
 def deployed_model(cfg: AppConfig, registry: Registry, skip: set[str] | None = None) -> ServedModel:
@@ -68,7 +83,8 @@ def deployed_model(cfg: AppConfig, registry: Registry, skip: set[str] | None = N
         version = rec.model_version
         try:
             folder = registry.checked(version, actor="serving")
-            PairModels.load(folder)
+            sums = tuple(sorted(rec.checksums.items()))
+            PairModels.load(folder, sums=rec.checksums)
         except (ValueError, OSError) as exc:
             failures.append(f"{version}: {exc}")
             log.error("model %s cannot be served, falling back: %s", version, exc)
@@ -83,7 +99,7 @@ def deployed_model(cfg: AppConfig, registry: Registry, skip: set[str] | None = N
         )
         if failures:
             why += "; unusable: " + "; ".join(failures)
-        return ServedModel(version, folder, _theta(cfg, rec.theta1, rec.theta2), why)
+        return ServedModel(version, folder, _theta(cfg, rec.theta1, rec.theta2), why, True, sums)
     raise ValueError("no deployed model version can be served: " + "; ".join(failures))
 
 

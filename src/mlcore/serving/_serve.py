@@ -151,8 +151,8 @@ class _Models:
         self.notice = serving_dir(cfg) / "deployed.json"
         self.seen = notice_version(self.notice)
 
-    def unusable(self, folder: str) -> tuple[str, tuple[float, float]] | None:
-        """The version to serve instead of the one in ``folder`` (folder, θ), or None."""
+    def unusable(self, folder: str) -> ServedModel | None:
+        """The version to serve instead of the one in ``folder``, or None."""
         if self.named:
             return None  # an operator's choice is not replaced behind their back
         try:
@@ -161,7 +161,7 @@ class _Models:
             log.error("%s", exc)
             return None
         self.served = nxt
-        return str(nxt.folder), nxt.theta
+        return nxt
 
     def on_tick(self, sup: Supervisor) -> None:
         current = notice_version(self.notice)
@@ -175,7 +175,7 @@ class _Models:
             return
         log.info("new deployment: moving workers to %s", nxt.version)
         self.served = nxt
-        sup.switch_model(str(nxt.folder), nxt.theta)
+        sup.switch_model(nxt)
 
 
 def serve(
@@ -203,9 +203,8 @@ def serve(
     groups = assign_pairs(pair_ids, cfg.serving.workers.pairs_per_worker, workers)
     base = WorkerSpec(
         worker_id="", pair_ids=(), config_root=str(cfg.config_root), env_name=cfg.env_name,
-        model_folder=str(models.served.folder), theta=models.served.theta,
         exit_when_idle_seconds=exit_when_idle_seconds, root=str(serving_dir(cfg)), bar_source=bars,
-        model_registered=served.registered,
+        **models.served.spec_fields(),
     )  # fmt: skip
     if replay_last is not None:
         root = cfg.paths.archive / f"{cfg.serving.serving_root}-replay"

@@ -33,6 +33,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from mlcore.config import AppConfig
 from mlcore.registry import Alerts, database_url, make_engine
 from mlcore.serving._delivery import archive_signals
+from mlcore.serving._models import ServedModel
 from mlcore.serving._setup import serving_dir
 from mlcore.serving._worker import EXIT_MODEL_UNUSABLE, WorkerSpec, heartbeat_path, worker_main
 
@@ -109,7 +110,7 @@ class Supervisor:
         cfg: AppConfig,
         specs: list[WorkerSpec],
         *,
-        on_model_unusable: Callable[[str], tuple[str, tuple[float, float]] | None] | None = None,
+        on_model_unusable: Callable[[str], ServedModel | None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.slots = [_Slot(s) for s in specs]
@@ -194,7 +195,7 @@ class Supervisor:
                 self._alert("CORE_SERVING_WORKER_GIVEN_UP", msg, slot)
                 continue
             if code == EXIT_MODEL_UNUSABLE and self.on_model_unusable is not None:
-                # (model folder, θ) of the version to serve instead, or None: give up.
+                # The version to serve instead, or None: give up.
                 nxt = self.on_model_unusable(slot.spec.model_folder)
                 if nxt is None:
                     slot.given_up = True
@@ -205,7 +206,7 @@ class Supervisor:
                     self.events.append(msg)
                     self._alert("CORE_SERVING_WORKER_GIVEN_UP", msg, slot)
                     continue
-                slot.spec = replace(slot.spec, model_folder=nxt[0], theta=nxt[1])
+                slot.spec = replace(slot.spec, **nxt.spec_fields())
             msg = f"worker {slot.spec.worker_id} exited with {code}: restarting"
             log.warning(msg)
             self.events.append(msg)
@@ -228,13 +229,11 @@ class Supervisor:
         """The workers not restarted again (their pairs are not served)."""
         return [s.spec.worker_id for s in self.slots if s.given_up]
 
-    def switch_model(self, model_folder: str, theta: tuple[float, float]) -> None:
+    def switch_model(self, served: ServedModel) -> None:
         """Move every worker to another model version, one at a time (stop, start)."""
         for slot in self.slots:
             self._stop(slot)
-            # Only the registry's deployed versions are switched to.
-            slot.spec = replace(slot.spec, model_folder=model_folder, theta=theta,
-                                model_registered=True)  # fmt: skip
+            slot.spec = replace(slot.spec, **served.spec_fields())
             self._start(slot)
 
     def archive(self) -> None:

@@ -65,6 +65,8 @@ class WorkerSpec:
     aggregate: bool = True  # copy signals into core.signals_live (not for a replay)
     bar_source: str | None = None  # "redis" or "file" instead of serving_policy's kind
     model_registered: bool = True  # False: served with --unregistered, said in every signal
+    # The checksums the registry recorded, checked on every load (empty: the folder's own).
+    model_checksums: tuple[tuple[str, str], ...] = ()
 
 
 def heartbeat_path(root: Path, worker_id: str) -> Path:
@@ -99,7 +101,8 @@ class Worker:
         if unknown:
             raise ValueError(f"worker {spec.worker_id}: pairs {unknown} are not in universe.yaml")
         try:
-            models = PairModels.load(Path(spec.model_folder))
+            sums = dict(spec.model_checksums) if spec.model_checksums else None
+            models = PairModels.load(Path(spec.model_folder), sums=sums)
         except ValueError as exc:
             raise ModelUnusable(str(exc)) from None
         self.scorer = PairScorer(models)
