@@ -67,3 +67,21 @@ def test_no_backtest_record_or_other_data_fails(tmp_path: Path) -> None:
     assert not missing.passed and "no backtest record" in missing.notes()
     other = adoption_checklist(model, _backtest(tmp_path / "bt", data_hash="e" * 64))
     assert not other.passed and "backtest data_hash differs" in other.notes()
+
+
+def test_a_swap_with_a_rewritten_checksum_file_fails_against_the_registrys_sums(
+    tmp_path: Path,
+) -> None:
+    """Review finding: the checklist read the folder's own checksums.json, so a swapped model
+    file with a rewritten checksums.json passed it; with the registry's sums it fails."""
+    folder = _model(tmp_path)
+    recorded = json.loads((folder / "checksums.json").read_text())
+    swapped = (folder / "ai2.lgbm.txt").read_bytes() + b"\n"  # another model, in effect
+    (folder / "ai2.lgbm.txt").write_bytes(swapped)
+    sums = dict(recorded, **{"ai2.lgbm.txt": hashlib.sha256(swapped).hexdigest()})
+    (folder / "checksums.json").write_text(json.dumps(sums))
+    assert adoption_checklist(folder, _backtest(tmp_path / "bt")).passed  # the folder vouches
+    check = adoption_checklist(folder, _backtest(tmp_path / "bt2"), recorded)
+    assert not check.passed
+    assert "'ai2.lgbm.txt': 'checksum mismatch'" in check.notes()
+    assert "'checksums.json': \"differs from the registry's\"" in check.notes()

@@ -177,7 +177,8 @@ def core_publish_flow(
     if guard is not None:
         guard.step = "publish"
     folder = cfg.paths.models / model_version
-    check = tasks.with_retries(tasks.checklist, guard)(cfg, folder)
+    recorded = registry.get(model_version).checksums
+    check = tasks.with_retries(tasks.checklist, guard)(cfg, folder, recorded)
     notes = check.notes()
     status = registry.get(model_version).status
     if not check.passed:

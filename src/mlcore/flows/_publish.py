@@ -11,7 +11,7 @@ from typing import Any
 
 from mlcore.backtest import Decision
 from mlcore.data import write_atomic
-from mlcore.registry import damaged_files
+from mlcore.registry import damaged_files, failing_files
 
 SERVING_CHANNEL = "core:models:deployed"
 
@@ -54,13 +54,22 @@ def _read(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def adoption_checklist(model_folder: Path, backtest_folder: Path) -> Checklist:
-    """Check a version for adoption: its files intact, its training not blocked, its lineage
-    complete and matching the backtest's, its backtest decision adopt with every gate passed."""
+def adoption_checklist(
+    model_folder: Path, backtest_folder: Path, recorded: dict[str, str] | None = None
+) -> Checklist:
+    """Check a version for adoption: its files intact (against ``recorded``, the checksums the
+    registry recorded, when given: a rewritten checksums.json vouches for nothing), its
+    training not blocked, its lineage complete and matching the backtest's, its backtest
+    decision adopt with every gate passed."""
     version = model_folder.name
     items: list[CheckItem] = []
     sums = _read(model_folder / "checksums.json")
-    if sums is None:
+    if recorded is not None:
+        bad = failing_files(model_folder, recorded)
+        detail = (f"{len(recorded)} files match the registry's checksums" if not bad
+                  else f"damaged: {bad}")  # fmt: skip
+        items.append(CheckItem("artifacts", not bad, detail))
+    elif sums is None:
         items.append(CheckItem("artifacts", False, f"{model_folder}/checksums.json unreadable"))
     else:
         bad = damaged_files(model_folder, sums)

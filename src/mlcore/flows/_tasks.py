@@ -124,6 +124,7 @@ def backtest(
 
 
 @task(name="adoption_checklist", cache_policy=NO_CACHE)
-def checklist(cfg: AppConfig, folder: Path) -> Checklist:
-    """The adoption checklist of the version."""
-    return adoption_checklist(folder, cfg.paths.reports / "backtest" / folder.name)
+def checklist(cfg: AppConfig, folder: Path, recorded: dict[str, str]) -> Checklist:
+    """The adoption checklist of the version (its files against ``recorded``, the registry's
+    checksums)."""
+    return adoption_checklist(folder, cfg.paths.reports / "backtest" / folder.name, recorded)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mlcore.config import AppConfig
 from mlcore.registry._alerts import Alerts
-from mlcore.registry._artifacts import Artifacts
+from mlcore.registry._artifacts import Artifacts, failing_files
 from mlcore.registry._db import artifact_store, database_url, make_engine, upgrade
 from mlcore.registry._errors import RegistryError, RegistryUnavailable, check_connection
 from mlcore.registry._rebuild import RebuildReport, rebuild
@@ -69,6 +69,7 @@ __all__ = [
     "check_model",
     "damaged_files",
     "database_url",
+    "failing_files",
     "make_engine",
     "metadata",
     "open_registry",
