@@ -70,7 +70,10 @@ def _redis_cfg(cfg: AppConfig, tmp: Path, url: str, monkeypatch: pytest.MonkeyPa
     keys = {
         "signals_stream": f"{tag}:signals", "stream_maxlen": 100000, "channel": f"{tag}:live",
         "dedupe_ttl_seconds": 3600, "ops_flags_key": f"{tag}:flags",
-        "heartbeat_prefix": f"{tag}:hb:", "heartbeat_seconds": 0.2, "heartbeat_ttl_seconds": 2,
+        "heartbeat_prefix": f"{tag}:hb:", "heartbeat_seconds": 0.2,
+        # A worker catching up after a restart on a loaded 2-core machine can spend seconds in
+        # one batch: 2 s killed it as hung (seen with other work on the machine).
+        "heartbeat_ttl_seconds": 6,
     }  # fmt: skip
     root = config_with(tmp, {"serving_policy": {"redis": keys, **serving}})
     monkeypatch.setenv("REDIS_URL", url)
