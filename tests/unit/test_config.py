@@ -354,3 +354,21 @@ def test_s3_artifact_store_needs_its_location(root: Path) -> None:
           "{backend: s3, s3: null}")  # fmt: skip
     with pytest.raises(ConfigError, match="backend 's3' needs the 's3' location"):
         load_config(root, "dev")
+
+
+@pytest.mark.parametrize(
+    ("name", "old", "new"),
+    [
+        ("universe.yaml", "timezone: America/New_York", "timezone: Mars/Olympus"),
+        ("cost_table.yaml", "    timezone: UTC", "    timezone: Europe/Atlantis"),
+    ],
+)  # fmt: skip
+def test_every_timezone_of_the_policies_is_checked_at_load(
+    root: Path, name: str, old: str, new: str
+) -> None:
+    """Review finding: only retrain_policy's timezone was checked; a calendar's or the
+    slippage windows' failed later, inside a command (an internal error)."""
+    _edit(root / "base" / name, old, new)
+    bad = new.split(": ")[1]
+    with pytest.raises(ConfigError, match=rf"unknown timezone '{bad}'"):
+        load_config(root, "dev")

@@ -9,7 +9,14 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import cronsim
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from mlcore.config._timeframes import TIMEFRAMES
 
@@ -184,11 +191,25 @@ class AlwaysOpen(Policy):
     kind: Literal["always"]
 
 
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown timezone {value!r}: an IANA name such as UTC, Europe/London, America/New_York"
+        ) from None
+    return value
+
+
+#: An IANA time zone name, checked when the policy is loaded.
+ZoneName = Annotated[str, AfterValidator(_zone)]
+
+
 class WeeklySession(Policy):
     """Open from ``open_weekday open_time`` to ``close_weekday close_time`` in ``timezone``."""
 
     kind: Literal["weekly"]
-    timezone: str
+    timezone: ZoneName
     open_weekday: Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
     open_time: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
     close_weekday: Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
@@ -601,7 +622,7 @@ class SlippageWindow(Policy):
 class SlippageTimeOfDay(Policy):
     """Time-of-day slippage factors (1.0 outside every window); windows must not overlap."""
 
-    timezone: str
+    timezone: ZoneName
     windows: list[SlippageWindow]
 
     @model_validator(mode="after")
@@ -767,7 +788,7 @@ class RetrainPolicy(Policy):
     """retrain_policy.yaml: the schedule, retries and failure stop of core_retrain_flow."""
 
     retrain_cron: str
-    timezone: str
+    timezone: ZoneName
     timeframe: str
     retrain_retry_max: Annotated[int, Field(ge=0, le=2)]
     retrain_retry_delay_minutes: Annotated[float, Field(ge=0)]
@@ -785,15 +806,6 @@ class RetrainPolicy(Policy):
             cronsim.CronSim(value, datetime.now(UTC))
         except cronsim.CronSimError as exc:
             raise ValueError(f"not a valid cron expression: {exc}") from None
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {value!r}") from None
         return value
 
     @field_validator("timeframe")
