@@ -35,7 +35,8 @@ code                                       class                  when
                                                                   files cannot be read
 ``RETRAIN_GUARD_STOPPED``                  RetrainRefused         retraining stopped after
                                            (Fatal)                consecutive failures
-``RETRAIN_GUARD_BUSY``                     RetrainRefused         another retraining run is on
+``RETRAIN_GUARD_BUSY``                     RetrainRefused         another retraining run is on (its
+                                                                  process alive, or not on this host)
 ``FLOWS_SERVER_MISSING``                   ConfigError            cron serving without a Prefect
                                                                   server (PREFECT_API_URL)
 ``UNIVERSE_PAIR_UNKNOWN``                  MissingInputError      a pair id not in universe.yaml
