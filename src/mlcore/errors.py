@@ -4,6 +4,7 @@
 - :class:`RetryableError`: transient (network, rate limit, server error); retry with backoff.
 - :class:`DataQualityError`: the data are wrong; quarantine or reject and go on.
 - :class:`BadDataError` (a FatalError): an input that cannot be used at all; exit 65.
+- :class:`RefusedError` (a FatalError): an external service refused our credentials; exit 69.
 
 Errors a user meets through the registry, the retraining flows and the pipeline's stages (each
 also a ``ValueError`` or ``RuntimeError`` where callers caught those before):
@@ -44,7 +45,8 @@ code                                       class                  when
                                                                   files cannot be read
 ``RETRAIN_GUARD_STOPPED``                  RetrainRefused         retraining stopped after
                                            (Fatal)                consecutive failures
-``RETRAIN_GUARD_BUSY``                     RetrainRefused         another retraining run is on
+``RETRAIN_GUARD_BUSY``                     RetrainRefused         another retraining run is on (its
+                                                                  process alive or on another host)
 ``FLOWS_SERVER_MISSING``                   ConfigError            cron serving without a Prefect
                                                                   server (PREFECT_API_URL)
 ``UNIVERSE_PAIR_UNKNOWN``                  MissingInputError      a pair id not in universe.yaml
@@ -79,6 +81,19 @@ code                                       class                  when
 ``CATALOG_PARTITION_UNREADABLE``           DataQualityError       ``catalog build`` left out a
                                            (exit 65)              partition it could not read or a
                                                                   raw month never made canonical
+``DATA_API_UNAUTHORIZED``                  RefusedError (Fatal,   a data API refused the key (HTTP
+                                           exit 69)               401, or 401 in its error body)
+``DATA_API_FORBIDDEN``                     RefusedError           a data API forbade the key this
+                                                                  request (HTTP 403, or 403 in body)
+``DATA_API_REFUSED``                       FatalError (exit 1)    any other refused request (3xx,
+                                                                  400, 404, 422 ...): status named
+``DATA_API_AUTH_MISSING``                  ConfigError (exit 2)   a provider's key variable not set
+``DATA_API_RATE_LIMIT`` /                  RetryableError         429; 5xx; 408 or no answer in
+``_SERVER_ERROR`` / ``_TIMEOUT`` /         (exit 75)              time; refused connection; body
+``_CONNECTION`` / ``_BAD_RESPONSE``                               not complete JSON (all retried)
+``DATA_API_CIRCUIT_OPEN``                  RetryableError         the provider's circuit is open
+``DATA_PROVIDER_ALL_FAILED``               RetryableError         every provider failed for now (if
+                                                                  one for good: its error, 69/1/2)
 ``SERVING_SOURCE_UNREACHABLE``             RetryableError         Redis bars do not answer at start
 ``SERVING_FOLDER_UNUSABLE``                ConfigError            the serving folder is not writable
 ``SERVING_WORKER_GIVEN_UP``                FatalError             a worker died too often to restart
@@ -164,6 +179,12 @@ class ConfigError(FatalError):
 class BadDataError(FatalError):
     """An input that cannot be used at all (a file that is empty, malformed, without the
     columns it needs, or none of whose rows passes): a person must fix it; the CLI exits 65."""
+
+
+class RefusedError(FatalError):
+    """An external service refused our credentials: a key it does not accept (HTTP 401) or a
+    request the key may not make (403). A person must fix the key or its plan; retrying will
+    not help. The CLI exits 69 (EX_UNAVAILABLE)."""
 
 
 class RetryableError(MlcoreError):

@@ -5,25 +5,33 @@ the catalog task fails every time."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from uuid import UUID
 
 import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from typer.testing import CliRunner
 
+from mlcore.cli import app
 from mlcore.config import AppConfig, load_config
 from mlcore.flows import (
     RETRAIN_FAILED,
     RETRAIN_HEARTBEAT,
+    RETRAIN_ORPHANED,
     RETRAIN_SKIPPED,
     RETRAIN_STOPPED,
     RetrainRefused,
     RunGuard,
     run_retrain,
 )
+from mlcore.flows._owner import this_process
 from mlcore.registry import registry_for
 from tests.conftest import config_with, postgres_url
 
@@ -83,12 +91,12 @@ def test_a_failing_task_is_retried_recorded_and_two_failures_stop_retraining(
     assert "stopped after 2 consecutive failed runs" in stopped[0]["message"]
     assert stopped[0]["channel"] == cfg.retrain.notification_channel
 
-    # Stopped: the next run is refused before any task runs, and recorded as aborted.
+    # Stopped: the next run is refused before its flow starts, and recorded as aborted.
     with pytest.raises(RetrainRefused, match="stopped after 2 consecutive failed runs"):
         run_retrain(cfg)
     refused = reg.runs()[0]
     assert refused["status"] == "aborted" and refused["retry_count"] == 0
-    assert _task_runs(refused["flow_run_id"]) == {}
+    assert refused["flow_run_id"] is None  # no Prefect flow run, no task
     assert len(reg.alerts(RETRAIN_SKIPPED)) == 1
 
     with pytest.raises(ValueError, match="needs notes"):
@@ -120,11 +128,47 @@ def test_a_run_whose_heartbeat_stopped_is_aborted_and_alerted(cfg: AppConfig) ->
 
 def test_a_run_in_progress_blocks_a_second_one(cfg: AppConfig) -> None:
     reg = registry_for(cfg)
-    busy = reg.start_run()
-    with pytest.raises(RetrainRefused, match=f"{busy} is still in progress"):
+    busy = reg.start_run(owner=this_process().text())  # alive: this very process
+    with (
+        RunGuard(reg, cfg.retrain, busy).heartbeat(),
+        pytest.raises(RetrainRefused, match=f"{busy} .*by pid {os.getpid()} on .* is still in "
+                      "progress; wait for it to end, or, if its process is gone, for its "
+                      "heartbeat to be 1 s old"),
+    ):  # fmt: skip
         run_retrain(cfg)
     assert reg.runs()[0]["status"] == "aborted"
     assert {r["run_id"]: r["status"] for r in reg.runs()}[busy] == "running"
+
+
+def test_a_run_whose_process_is_gone_is_aborted_at_once(cfg: AppConfig) -> None:
+    reg = registry_for(cfg)
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ticks = int(Path(f"/proc/{ended.pid}/stat").read_text().rpartition(")")[2].split()[19])
+    ended.wait()
+    dead = reg.start_run(owner=replace(this_process(), pid=ended.pid, start_ticks=ticks).text())
+    with pytest.raises(ValueError, match="no usable 1h partition"):
+        run_retrain(cfg)  # no heartbeat has gone stale: the dead process alone tells
+    runs = {r["run_id"]: r for r in reg.runs()}
+    assert runs[dead]["status"] == "aborted"
+    assert runs[dead]["error_message"] == (
+        f"its process (pid {ended.pid} on {this_process().host}) is gone: it was killed or crashed"
+    )
+    [alert] = reg.alerts(RETRAIN_ORPHANED)
+    assert alert["run_id"] == dead
+    assert reg.alerts(RETRAIN_HEARTBEAT) == []
+
+
+def test_a_refused_run_is_one_line_on_the_command_line(cfg: AppConfig) -> None:
+    reg = registry_for(cfg)
+    busy = reg.start_run(owner=this_process().text())
+    with RunGuard(reg, cfg.retrain, busy).heartbeat():
+        result = CliRunner().invoke(
+            app, ["flows", "run", "retrain", "--config-root", str(cfg.config_root)]
+        )
+    assert result.exit_code == 1
+    plain = [ln for ln in result.output.splitlines() if ln and not ln.startswith("{")]
+    assert len(plain) == 1 and plain[0].startswith("error RETRAIN_GUARD_BUSY: retraining run ")
+    assert "Traceback" not in result.output
 
 
 def test_long_steps_record_heartbeats(cfg: AppConfig) -> None:

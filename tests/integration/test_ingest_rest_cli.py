@@ -103,9 +103,12 @@ def test_missing_api_key_is_a_clear_error(
     primary, secondary = two_servers
     root = _config_root(tmp_path, primary.url, secondary.url)
     code, out = _ingest(root, "twelvedata", "--start", "2024-03-04", "--end", "2024-03-05")
-    assert code == 75
-    assert "DATA_PROVIDER_ALL_FAILED" in out
-    assert "DATA_API_AUTH_MISSING" in out
+    assert code == 2  # a setting to fix, not a failure to retry (it was 75)
+    [line] = _plain(out)
+    assert line == (
+        "error DATA_API_AUTH_MISSING: provider 'twelvedata': environment variable "
+        "TWELVEDATA_API_KEY is not set: set it to the provider's API key"
+    )
     assert primary.requests == []
 
 
@@ -122,3 +125,68 @@ def test_inverted_window_is_refused(
     assert code == 2
     assert "is after end" in out
     assert primary.requests == [] and secondary.requests == []
+
+
+def _refusal(status: int) -> Reply:
+    # TwelveData's own error body, quoting the key back as a careless server might.
+    return Reply(status, json_body={"status": "error", "code": status,
+                                    "message": f"**apikey** {API_KEY} is not valid"})  # fmt: skip
+
+
+def _plain(out: str) -> list[str]:
+    """The lines for a person (the JSON log lines left out)."""
+    return [line for line in out.splitlines() if line and not line.startswith("{")]
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [(401, "DATA_API_UNAUTHORIZED"), (403, "DATA_API_FORBIDDEN")]
+)
+def test_a_refused_key_ends_69_in_one_line_without_the_key(
+    two_servers: tuple[FakeTwelveData, FakeTwelveData],
+    tmp_path: Path,
+    archive: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    status: int,
+    code: str,
+) -> None:
+    primary, secondary = two_servers
+    monkeypatch.setenv("TWELVEDATA_API_KEY", API_KEY)
+    root = _config_root(tmp_path, primary.url, secondary.url)
+    primary.script(_refusal(status))
+    exit_code, out = _ingest(root, "twelvedata", "--start", "2024-03-04", "--end", "2024-03-05")
+    assert exit_code == 69, out
+    [line] = _plain(out)
+    assert line.startswith(f"error {code}: twelvedata BTC/USD 1h ["), line
+    assert f"HTTP {status}" in line
+    assert API_KEY not in out
+    assert "internal error" not in out and "Traceback" not in out
+    assert len(primary.requests) == 1  # a refusal is not retried
+    assert secondary.requests == []
+
+
+def test_auto_fails_over_a_refused_key_and_names_the_refusal_when_all_fail(
+    two_servers: tuple[FakeTwelveData, FakeTwelveData],
+    tmp_path: Path,
+    archive: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    primary, secondary = two_servers
+    monkeypatch.setenv("TWELVEDATA_API_KEY", API_KEY)
+    root = _config_root(tmp_path, primary.url, secondary.url)
+    window = ("--start", "2024-03-04", "--end", "2024-03-04 23:00")
+    primary.script(_refusal(401))
+    exit_code, out = _ingest(root, "auto", *window)
+    assert exit_code == 0, out
+    assert "from secondary_rest" in out  # the secondary is tried, and serves
+
+    # The secondary only down for now: the refusal still needs a person, so it is the answer.
+    primary.script(_refusal(401))
+    secondary.script(*[Reply(503, json_body={"status": "error", "code": 503})] * 5)
+    exit_code, out = _ingest(root, "auto", *window)
+    assert exit_code == 69, out
+    [line] = _plain(out)
+    assert line.startswith("error DATA_API_UNAUTHORIZED: twelvedata BTC/USD 1h ["), line
+    assert "HTTP 401" in line
+    assert "every provider failed: twelvedata: DATA_API_UNAUTHORIZED; secondary_rest: " \
+        "DATA_API_SERVER_ERROR" in line  # fmt: skip
+    assert API_KEY not in out

@@ -17,7 +17,7 @@ from mlcore.config import PipelinePolicy, ProviderSpec, SourcesPolicy
 from mlcore.data._failover import FailoverProvider, build_providers
 from mlcore.data._provider import FetchResult, MarketDataProvider
 from mlcore.data._twelvedata import TokenBucket, TwelveDataProvider
-from mlcore.errors import FatalError, RetryableError
+from mlcore.errors import ConfigError, FatalError, RefusedError, RetryableError
 from tests.integration._http_server import (
     API_KEY,
     FakeTwelveData,
@@ -410,21 +410,26 @@ def test_truncated_json_exhausts_as_bad_response(
 
 
 @pytest.mark.parametrize(
-    "reply",
+    ("reply", "code"),
     [
-        Reply(401, json_body=error_body(401, "**apikey** parameter is incorrect")),
-        Reply(200, json_body=error_body(401, "**apikey** parameter is incorrect")),
-        Reply(403, raw=b"<html>Forbidden</html>", content_type="text/html"),
-        Reply(400, raw=b"bad request", content_type="text/plain"),
-        Reply(200, json_body=error_body(404, "**symbol** not found")),
-        Reply(400, json_body=error_body(400, "**interval** is invalid")),
+        (Reply(401, json_body=error_body(401, "**apikey** parameter is incorrect")),
+         "DATA_API_UNAUTHORIZED"),
+        (Reply(200, json_body=error_body(401, "**apikey** parameter is incorrect")),
+         "DATA_API_UNAUTHORIZED"),
+        (Reply(403, raw=b"<html>Forbidden</html>", content_type="text/html"),
+         "DATA_API_FORBIDDEN"),
+        (Reply(400, raw=b"bad request", content_type="text/plain"), "DATA_API_REFUSED"),
+        (Reply(200, json_body=error_body(404, "**symbol** not found")), "DATA_API_REFUSED"),
+        (Reply(400, json_body=error_body(400, "**interval** is invalid")), "DATA_API_REFUSED"),
+        (Reply(422, raw=b"{}"), "DATA_API_REFUSED"),
     ],
-    ids=["401", "401-in-200", "403-html", "400-text", "404-in-200", "400-json"],
-)
+    ids=["401", "401-in-200", "403-html", "400-text", "404-in-200", "400-json", "422"],
+)  # fmt: skip
 def test_refusals_are_fatal_and_not_retried(
     servers: Callable[..., FakeTwelveData],
     providers: Callable[..., TwelveDataProvider],
     reply: Reply,
+    code: str,
 ) -> None:
     server = servers(make_values(T0, 24))
     server.script(reply)
@@ -433,7 +438,9 @@ def test_refusals_are_fatal_and_not_retried(
 
     with pytest.raises(FatalError) as caught:
         provider.fetch(SYMBOL, "1h", T0, T0 + 23 * HOUR)
-    assert caught.value.code == "DATA_API_REFUSED"
+    assert caught.value.code == code
+    assert isinstance(caught.value, RefusedError) == (code != "DATA_API_REFUSED")
+    assert f"HTTP {reply.status}" in caught.value.message
     assert len(server.requests) == 1
     assert sleep.waits == []
 
@@ -495,7 +502,7 @@ def test_missing_api_key_is_fatal_and_names_the_variable(
     server = servers(make_values(T0, 24))
     provider = providers(server.url, environ={})
 
-    with pytest.raises(FatalError) as caught:
+    with pytest.raises(ConfigError) as caught:
         provider.fetch(SYMBOL, "1h", T0, T0 + HOUR)
     assert caught.value.code == "DATA_API_AUTH_MISSING"
     assert KEY_ENV in caught.value.message
@@ -743,7 +750,31 @@ def test_failover_moves_on_after_a_fatal_error(
     assert len(healthy.requests) == 1
 
 
-def test_all_failed_lists_every_code(
+def test_all_failed_for_now_lists_every_code(
+    servers: Callable[..., FakeTwelveData], providers: Callable[..., TwelveDataProvider]
+) -> None:
+    first = servers()
+    first.script(*[Reply(500, json_body=error_body(500, "down"))] * 2)
+    second = servers()
+    second.script(*[Reply(429, json_body=error_body(429, "too many requests"))] * 2)
+    failover = FailoverProvider(
+        [providers(first.url, name="primary", retry_max=1),
+         providers(second.url, name="backup", retry_max=1)]
+    )  # fmt: skip
+
+    with pytest.raises(RetryableError) as caught:
+        failover.fetch(SYMBOL, "1h", T0, T0 + 23 * HOUR)
+    error = caught.value
+    assert error.code == "DATA_PROVIDER_ALL_FAILED"
+    assert "primary: DATA_API_SERVER_ERROR" in error.message
+    assert "backup: DATA_API_RATE_LIMIT" in error.message
+    assert error.details["errors"] == [
+        {"provider": "primary", "code": "DATA_API_SERVER_ERROR"},
+        {"provider": "backup", "code": "DATA_API_RATE_LIMIT"},
+    ]
+
+
+def test_all_failed_with_a_refused_key_is_the_refusal(
     servers: Callable[..., FakeTwelveData], providers: Callable[..., TwelveDataProvider]
 ) -> None:
     first = servers()
@@ -754,16 +785,21 @@ def test_all_failed_lists_every_code(
         [providers(first.url, name="primary", retry_max=1), providers(second.url, name="backup")]
     )
 
-    with pytest.raises(RetryableError) as caught:
+    # The primary may come back; the refused key will not mend itself: a person is needed.
+    with pytest.raises(RefusedError) as caught:
         failover.fetch(SYMBOL, "1h", T0, T0 + 23 * HOUR)
     error = caught.value
-    assert error.code == "DATA_PROVIDER_ALL_FAILED"
-    assert "primary: DATA_API_SERVER_ERROR" in error.message
-    assert "backup: DATA_API_REFUSED" in error.message
+    assert error.code == "DATA_API_UNAUTHORIZED"
+    assert error.message.startswith("backup XAU/USD 1h [")
+    assert "HTTP 401, API error 401: **apikey** parameter is incorrect" in error.message
+    assert error.message.endswith(
+        "every provider failed: primary: DATA_API_SERVER_ERROR; backup: DATA_API_UNAUTHORIZED"
+    )
     assert error.details["errors"] == [
         {"provider": "primary", "code": "DATA_API_SERVER_ERROR"},
-        {"provider": "backup", "code": "DATA_API_REFUSED"},
+        {"provider": "backup", "code": "DATA_API_UNAUTHORIZED"},
     ]
+    assert error.details["http_status"] == 401
 
 
 def test_build_providers_orders_by_priority_and_skips_files_and_disabled(

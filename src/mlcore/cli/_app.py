@@ -29,6 +29,7 @@ from mlcore.errors import (
     ConfigError,
     DataQualityError,
     MlcoreError,
+    RefusedError,
     RetryableError,
 )
 
@@ -119,9 +120,12 @@ def remember_root(ctx: typer.Context, **given: Any) -> None:
 
 
 def exit_code(exc: MlcoreError) -> int:
-    """The exit code of an error: 2 config or usage, 75 retry later, 65 data refused, else 1."""
+    """The exit code of an error: 2 config or usage, 75 retry later, 65 data refused, 69 an
+    external service refused our credentials, else 1."""
     if isinstance(exc, ConfigError):
         return 2
+    if isinstance(exc, RefusedError):
+        return 69
     if isinstance(exc, BadDataError):
         return 65
     if isinstance(exc, RetryableError):

@@ -17,9 +17,9 @@ _LOG = get_logger("data.failover")
 class FailoverProvider:
     """A provider that asks each of ``providers`` in turn and returns the first answer.
 
-    A :class:`RetryableError` (including an open circuit) or a :class:`FatalError` from one
-    provider is recorded and the next one is tried; ``FetchResult.source`` names the
-    provider that served the bars.
+    A :class:`RetryableError` (including an open circuit) or a :class:`FatalError` (a refused
+    key too: the next provider has its own) from one provider is recorded and the next one is
+    tried; ``FetchResult.source`` names the provider that served the bars.
 
     Parameters
     ----------
@@ -39,16 +39,24 @@ class FailoverProvider:
 
         Raises
         ------
+        FatalError
+            When every provider failed and one of them for good (a refused key, a missing
+            key, a refused request): the first such error, with its own class and code (a
+            :class:`~mlcore.errors.RefusedError` stays one, exit 69), its message followed by
+            every provider's code. Retrying later would not mend it, whatever the others said.
         RetryableError
-            ``DATA_PROVIDER_ALL_FAILED`` when every provider failed; the message and
+            ``DATA_PROVIDER_ALL_FAILED`` when every provider failed for now; the message and
             ``details["errors"]`` give each provider's name and error code, in order.
         """
         errors: list[tuple[str, str]] = []
+        fatal: FatalError | None = None
         for provider in self.providers:
             try:
                 result = provider.fetch(symbol, timeframe, start, end)
             except (RetryableError, FatalError) as exc:
                 errors.append((provider.name, exc.code))
+                if fatal is None and isinstance(exc, FatalError):
+                    fatal = exc
                 _LOG.warning(
                     "provider_failed",
                     provider=provider.name,
@@ -64,11 +72,20 @@ class FailoverProvider:
                 _LOG.info("provider_failover_served", provider=provider.name, failed=dict(errors))
             return result
         listing = "; ".join(f"{name}: {code}" for name, code in errors)
+        every = [{"provider": name, "code": code} for name, code in errors]
+        if fatal is not None:
+            raise type(fatal)(
+                fatal.code,
+                fatal.message
+                if len(errors) == 1
+                else f"{fatal.message}; every provider failed: {listing}",
+                details={**fatal.details, "errors": every},
+            ) from fatal
         raise RetryableError(
             "DATA_PROVIDER_ALL_FAILED",
             f"every provider failed for {symbol} {timeframe}: {listing}",
             details={
-                "errors": [{"provider": name, "code": code} for name, code in errors],
+                "errors": every,
                 "symbol": symbol,
                 "timeframe": timeframe,
             },

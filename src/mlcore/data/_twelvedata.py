@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import os
 import random
 import threading
@@ -20,7 +19,8 @@ from mlcore._logging import get_logger
 from mlcore.config import TIMEFRAMES, PipelinePolicy, ProviderSpec
 from mlcore.data._parse import parse_table
 from mlcore.data._provider import FetchResult
-from mlcore.errors import FatalError, MlcoreError, RetryableError
+from mlcore.data._twelvedata_decoder import Decoder, redact
+from mlcore.errors import ConfigError, FatalError, MlcoreError, RetryableError
 
 T = TypeVar("T")
 BreakerState = Literal["closed", "open", "half-open"]
@@ -37,8 +37,6 @@ _INTERVALS: dict[str, str] = {
 }
 _VALUE_COLUMNS = ("datetime", "open", "high", "low", "close")
 _DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
-_NO_DATA_TEXT = "no data is available"
-_MESSAGE_CHARS = 300
 
 
 class TokenBucket:
@@ -191,24 +189,6 @@ def _ceil_second(value: datetime) -> datetime:
     return floor if floor == value else floor + timedelta(seconds=1)
 
 
-def _retry_after_s(header: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date); None if absent/bad."""
-    if not header:
-        return None
-    text = header.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 def _page_span(values: list[dict[str, Any]]) -> tuple[datetime, datetime] | None:
     """Earliest and latest timestamp of a page, for paging only (rows are parsed later)."""
     stamps: list[datetime] = []
@@ -302,10 +282,16 @@ class TwelveDataProvider:
 
         Raises
         ------
+        ConfigError
+            The API key variable is not set (``DATA_API_AUTH_MISSING``).
+        RefusedError
+            The key refused (401, ``DATA_API_UNAUTHORIZED``) or the request forbidden to it
+            (403, ``DATA_API_FORBIDDEN``), as HTTP status or as the error body's code.
         FatalError
-            Missing API key (``DATA_API_AUTH_MISSING``), refused request, bad schema.
+            Any other refused request (``DATA_API_REFUSED``, its HTTP status and reason
+            named), bad schema, paging that does not advance.
         RetryableError
-            Rate limit, server error, timeout, connection error or bad body after all
+            Rate limit, server error, 408/425, timeout, connection error or bad body after all
             retries, or ``DATA_API_CIRCUIT_OPEN``.
         """
         if timeframe not in _INTERVALS:
@@ -338,9 +324,10 @@ class TwelveDataProvider:
     def _api_key(self) -> str:
         key = self._environ.get(self._key_env, "").strip()
         if not key:
-            raise FatalError(
+            raise ConfigError(
                 "DATA_API_AUTH_MISSING",
-                f"provider '{self.name}': environment variable {self._key_env} is not set",
+                f"provider '{self.name}': environment variable {self._key_env} is not set: set "
+                "it to the provider's API key",
                 details={"provider": self.name, "env_var": self._key_env},
             )
         return key
@@ -468,99 +455,10 @@ class TwelveDataProvider:
         except httpx.TransportError as exc:
             raise RetryableError(
                 "DATA_API_CONNECTION",
-                f"{what}: {type(exc).__name__}: {_redact(str(exc), api_key)}",
+                f"{what}: {type(exc).__name__}: {redact(str(exc), api_key)}",
                 details={"provider": self.name},
             ) from exc
-        return _Decoder(self.name, what, api_key).values(response)
-
-
-def _redact(text: str, secret: str) -> str:
-    return text.replace(secret, "***")[:_MESSAGE_CHARS] if secret else text[:_MESSAGE_CHARS]
-
-
-class _Decoder:
-    """Turn one HTTP response into a page of values or the matching error."""
-
-    def __init__(self, provider: str, what: str, api_key: str) -> None:
-        self.provider = provider
-        self.what = what
-        self.api_key = api_key
-
-    def _details(self, http_status: int, **extra: Any) -> dict[str, Any]:
-        return {"provider": self.provider, "http_status": http_status, **extra}
-
-    def values(self, response: httpx.Response) -> list[dict[str, Any]]:
-        status = response.status_code
-        if status == 429:
-            raise self._rate_limited(status, _retry_after_s(response.headers.get("Retry-After")))
-        if status >= 500:
-            raise self._server_error(status, status)
-        body = self._json(response)
-        if isinstance(body, dict) and body.get("status") == "error":
-            return self._from_error_body(body, status, response)
-        if not 200 <= status < 300:
-            raise self._refused(status, f"HTTP {status}")
-        if body is None:
-            raise RetryableError(
-                "DATA_API_BAD_RESPONSE",
-                f"{self.what}: HTTP {status} body is not complete JSON",
-                details=self._details(status),
-            )
-        return self._page(body, status)
-
-    def _json(self, response: httpx.Response) -> Any:
-        try:
-            return response.json()
-        except ValueError:
-            return None
-
-    def _from_error_body(
-        self, body: dict[str, Any], status: int, response: httpx.Response
-    ) -> list[dict[str, Any]]:
-        code = body.get("code")
-        message = _redact(str(body.get("message", "")), self.api_key)
-        if code == 429:
-            raise self._rate_limited(status, _retry_after_s(response.headers.get("Retry-After")))
-        if isinstance(code, int) and code >= 500:
-            raise self._server_error(status, code, message)
-        if code == 400 and _NO_DATA_TEXT in message.lower():
-            return []
-        raise self._refused(status, f"API error {code}: {message}", api_code=code)
-
-    def _page(self, body: Any, status: int) -> list[dict[str, Any]]:
-        values = body.get("values") if isinstance(body, dict) else None
-        if not isinstance(values, list) or not all(isinstance(v, dict) for v in values):
-            keys = sorted(body) if isinstance(body, dict) else type(body).__name__
-            raise FatalError(
-                "DATA_API_SCHEMA",
-                f"{self.what}: response has no list of value objects under 'values' (got {keys})",
-                details=self._details(status),
-            )
-        return values
-
-    def _rate_limited(self, status: int, retry_after_s: float | None) -> RetryableError:
-        hint = f"; retry after {retry_after_s:g} s" if retry_after_s is not None else ""
-        return RetryableError(
-            "DATA_API_RATE_LIMIT",
-            f"{self.what}: rate limited (HTTP {status}){hint}",
-            retry_after_s=retry_after_s,
-            details=self._details(status),
-        )
-
-    def _server_error(self, status: int, code: int, message: str = "") -> RetryableError:
-        text = f": {message}" if message else ""
-        return RetryableError(
-            "DATA_API_SERVER_ERROR",
-            f"{self.what}: server error {code} (HTTP {status}){text}",
-            details=self._details(status, api_code=code),
-        )
-
-    def _refused(self, status: int, reason: str, api_code: Any = None) -> FatalError:
-        return FatalError(
-            "DATA_API_REFUSED",
-            f"{self.what}: request refused: {reason}",
-            details=self._details(status, api_code=api_code),
-        )
+        return Decoder(self.name, what, api_key, self._key_env).values(response)
 
 
 __all__ = ["BreakerState", "TokenBucket", "TwelveDataProvider"]

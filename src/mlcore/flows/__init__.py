@@ -10,6 +10,13 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # the run would fail before its first task.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
+from mlcore.flows._ephemeral import bind_ephemeral_server
+
+# Before any flow runs: an ephemeral server started from now on ends with this process. With
+# a server named, Prefect starts none (and its server code, seconds to import, stays unloaded).
+if not os.environ.get("PREFECT_API_URL"):
+    bind_ephemeral_server()
+
 from mlcore.flows._flows import (
     PublishOutcome,
     RetrainOutcome,
@@ -22,11 +29,13 @@ from mlcore.flows._flows import (
 from mlcore.flows._guard import (
     RETRAIN_FAILED,
     RETRAIN_HEARTBEAT,
+    RETRAIN_ORPHANED,
     RETRAIN_SKIPPED,
     RETRAIN_STOPPED,
     RetrainRefused,
     RunGuard,
     begin_run,
+    check_start,
 )
 from mlcore.flows._publish import SERVING_CHANNEL, CheckItem, Checklist, adoption_checklist
 from mlcore.flows._serve import (
@@ -41,6 +50,7 @@ __all__ = [
     "DEPLOYMENT",
     "RETRAIN_FAILED",
     "RETRAIN_HEARTBEAT",
+    "RETRAIN_ORPHANED",
     "RETRAIN_SKIPPED",
     "RETRAIN_STOPPED",
     "SERVING_CHANNEL",
@@ -52,6 +62,7 @@ __all__ = [
     "RunGuard",
     "adoption_checklist",
     "begin_run",
+    "check_start",
     "console_without_tracebacks",
     "core_backtest_flow",
     "core_publish_flow",

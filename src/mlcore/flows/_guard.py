@@ -13,7 +13,8 @@ from typing import Any
 from mlcore._logging import get_logger
 from mlcore.config import RetrainPolicy
 from mlcore.errors import FatalError, MlcoreError, Severity
-from mlcore.registry import Registry, RunStatus
+from mlcore.flows._owner import is_gone, parse_owner, this_process
+from mlcore.registry import Registry, RetrainRun, RunStatus
 
 log = get_logger("flows")
 
@@ -21,6 +22,7 @@ RETRAIN_FAILED = "CORE_RETRAIN_FAILED"
 RETRAIN_STOPPED = "CORE_RETRAIN_STOPPED"
 RETRAIN_SKIPPED = "CORE_RETRAIN_SKIPPED"
 RETRAIN_HEARTBEAT = "CORE_RETRAIN_HEARTBEAT"
+RETRAIN_ORPHANED = "CORE_RETRAIN_ORPHANED"
 RETRAIN_RETRYING = "CORE_RETRAIN_RETRYING"
 
 
@@ -152,33 +154,68 @@ class RunGuard:
             )  # fmt: skip
 
 
-def begin_run(registry: Registry, policy: RetrainPolicy, flow_run_id: str | None) -> RunGuard:
-    """Start a recorded run, after aborting runs whose heartbeat went stale. ``RetrainRefused``
-    (the refusal recorded as an aborted run) when retraining is stopped or another run is on."""
+def _sweep(registry: Registry, policy: RetrainPolicy) -> None:
+    """Abort the runs still marked running whose process is gone: known dead on this host
+    (``CORE_RETRAIN_ORPHANED``, at once), or silent for too long (``CORE_RETRAIN_HEARTBEAT``)."""
+    here = this_process()
+    for run in registry.active_runs():
+        owner = parse_owner(run.owner)
+        if owner is not None and is_gone(owner, here):
+            why = f"its process ({owner.describe()}) is gone: it was killed or crashed"
+            _abort(registry, policy, run, RETRAIN_ORPHANED, why)
     stale_s = policy.heartbeat_seconds * policy.heartbeat_stale_factor
     for run in registry.stalled_runs(stale_s):
         why = (
             f"no heartbeat for over {stale_s:g} s (last {run.heartbeat_at}): its process "
             "died or hangs"
         )
-        registry.finish_run(
-            run.run_id, RunStatus.ABORTED, retry_count=run.retry_count, error_message=why
-        )
-        RunGuard(registry, policy, run.run_id).alert(
-            RETRAIN_HEARTBEAT, f"retraining run {run.run_id} aborted: {why}"
-        )
-    guard = RunGuard(registry, policy, registry.start_run(flow_run_id=flow_run_id))
+        _abort(registry, policy, run, RETRAIN_HEARTBEAT, why)
+
+
+def _abort(registry: Registry, policy: RetrainPolicy, run: RetrainRun, code: str, why: str) -> None:
+    registry.finish_run(
+        run.run_id, RunStatus.ABORTED, retry_count=run.retry_count, error_message=why
+    )
+    RunGuard(registry, policy, run.run_id).alert(
+        code, f"retraining run {run.run_id} aborted: {why}"
+    )
+
+
+def _refuse(guard: RunGuard, code: str, why: str) -> RetrainRefused:
+    guard.registry.finish_run(guard.run_id, RunStatus.ABORTED, error_message=why)
+    guard.alert(RETRAIN_SKIPPED, f"retraining run not started: {why}", Severity.WARNING)
+    return RetrainRefused(code, why)
+
+
+def check_start(registry: Registry, policy: RetrainPolicy) -> None:
+    """Before a retraining run starts its flow (and Prefect its server): abort the runs whose
+    process is gone, and refuse (``RetrainRefused``, recorded as an aborted run) when
+    retraining is stopped or another run is on. :func:`begin_run` checks again in the flow."""
+    _sweep(registry, policy)
+    refusal = _refusal(registry, policy, None)
+    if refusal is not None:
+        guard = RunGuard(registry, policy, registry.start_run(owner=this_process().text()))
+        raise _refuse(guard, *refusal)
+
+
+def begin_run(registry: Registry, policy: RetrainPolicy, flow_run_id: str | None) -> RunGuard:
+    """Start a recorded run, owned by this process, after aborting runs whose process is gone.
+    ``RetrainRefused`` (the refusal recorded as an aborted run) when retraining is stopped or
+    another run is on."""
+    _sweep(registry, policy)
+    owner = this_process().text()
+    guard = RunGuard(registry, policy, registry.start_run(flow_run_id=flow_run_id, owner=owner))
     refusal = _refusal(registry, policy, guard.run_id)
     if refusal is not None:
-        code, why = refusal
-        registry.finish_run(guard.run_id, RunStatus.ABORTED, error_message=why)
-        guard.alert(RETRAIN_SKIPPED, f"retraining run not started: {why}", Severity.WARNING)
-        raise RetrainRefused(code, why)
+        raise _refuse(guard, *refusal)
     return guard
 
 
-def _refusal(registry: Registry, policy: RetrainPolicy, run_id: str) -> tuple[str, str] | None:
-    """Why the run ``run_id`` may not go on (its code and reason), or None."""
+def _refusal(
+    registry: Registry, policy: RetrainPolicy, run_id: str | None
+) -> tuple[str, str] | None:
+    """Why the run ``run_id`` (None: a run about to start) may not go on (its code and
+    reason), or None."""
     failures = registry.consecutive_failures()
     if failures >= policy.max_consecutive_failures:
         return "RETRAIN_GUARD_STOPPED", (
@@ -187,8 +224,14 @@ def _refusal(registry: Registry, policy: RetrainPolicy, run_id: str) -> tuple[st
         )
     others = [r for r in registry.active_runs() if r.run_id != run_id]
     if others:
+        run = others[0]
+        owner = parse_owner(run.owner)
+        by = f" by {owner.describe()}" if owner is not None else ""
+        stale_s = policy.heartbeat_seconds * policy.heartbeat_stale_factor
         return "RETRAIN_GUARD_BUSY", (
-            f"retraining run {others[0].run_id} is still in progress; wait for it to end (or "
-            "for its heartbeat to go stale, when it is aborted)"
+            f"retraining run {run.run_id} (started {run.started_at:%Y-%m-%d %H:%M:%S} UTC{by}, "
+            f"last heartbeat {run.heartbeat_at or run.started_at:%H:%M:%S}) is still in "
+            f"progress; wait for it to end, or, if its process is gone, for its heartbeat to be "
+            f"{stale_s:g} s old, when the next run aborts it"
         )
     return None

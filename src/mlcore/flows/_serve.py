@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from prefect import Flow, serve
 from prefect.deployments.runner import RunnerDeployment
@@ -13,6 +14,8 @@ from prefect.schedules import Cron
 from mlcore.config import AppConfig
 from mlcore.errors import ConfigError
 from mlcore.flows._flows import RetrainOutcome, core_retrain_flow, task_runner
+from mlcore.flows._guard import check_start
+from mlcore.registry import registry_for
 
 DEPLOYMENT = "core-retrain"
 
@@ -31,7 +34,11 @@ def run_retrain(
     cfg: AppConfig, *, timeframe: str | None = None, seed: int | None = None
 ) -> RetrainOutcome:
     """One retraining run now, in this process, with the task runner retrain_policy.yaml
-    names (Prefect's ephemeral mode unless PREFECT_API_URL points at a server)."""
+    names (Prefect's ephemeral mode unless PREFECT_API_URL points at a server).
+
+    A run that may not start is refused before Prefect starts (``RetrainRefused``); runs whose
+    process is gone are aborted first (:func:`~mlcore.flows._guard.check_start`)."""
+    check_start(registry_for(cfg), cfg.retrain)
     retrain = _retrain_flow(cfg)
     outcome: RetrainOutcome = retrain(
         config_root=str(cfg.config_root), config_env=cfg.env_name, timeframe=timeframe, seed=seed
@@ -89,16 +96,21 @@ class _NoTraceback(logging.Formatter):
 
 def console_without_tracebacks() -> None:
     """Keep Prefect's console lines but drop the tracebacks it prints with a failed run (a
-    command line shows one clear error; the Prefect server's run logs keep them)."""
+    command line shows one clear error; the Prefect server's run logs keep them): on its own
+    console handler and on any handler writing to the terminal (the command's plain root
+    handler, to which Prefect's loggers propagate)."""
     from prefect.logging.handlers import PrefectConsoleHandler
 
+    consoles = (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__)
     loggers = [logging.getLogger()] + [
         lg for name, lg in logging.Logger.manager.loggerDict.items()
         if name.startswith("prefect") and isinstance(lg, logging.Logger)
     ]  # fmt: skip
     for logger in loggers:
         for handler in logger.handlers:
-            if isinstance(handler, PrefectConsoleHandler) and not isinstance(
-                handler.formatter, _NoTraceback
-            ):
+            on_console = isinstance(handler, PrefectConsoleHandler) or (
+                isinstance(handler, logging.StreamHandler)
+                and any(handler.stream is c for c in consoles)
+            )
+            if on_console and not isinstance(handler.formatter, _NoTraceback):
                 handler.setFormatter(_NoTraceback(handler.formatter))

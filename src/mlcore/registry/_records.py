@@ -108,6 +108,7 @@ class RetrainRun(_Row):
     error_message: str | None
     heartbeat_at: datetime | None
     flow_run_id: str | None
+    owner: str | None = None
 
 
 @dataclass(frozen=True)

@@ -83,9 +83,13 @@ class Registry:
         return self.versions.rollback(actor=actor, notes=notes, expected=expected)
 
     # -- retraining runs ----------------------------------------------------------------
-    def start_run(self, *, log_path: str | None = None, flow_run_id: str | None = None) -> str:
-        """Record a retraining run as started; returns its id."""
-        return self.retrain_runs.start(log_path=log_path, flow_run_id=flow_run_id)
+    def start_run(
+        self, *, log_path: str | None = None, flow_run_id: str | None = None,
+        owner: str | None = None,
+    ) -> str:  # fmt: skip
+        """Record a retraining run as started (``owner``: the process running it); returns
+        its id."""
+        return self.retrain_runs.start(log_path=log_path, flow_run_id=flow_run_id, owner=owner)
 
     def heartbeat(self, run_id: str) -> None:
         """Record that a run is alive now."""

@@ -35,6 +35,7 @@ def _run(row: Any) -> RetrainRun:
         theta1=maybe_float(m["theta1"]), theta2=maybe_float(m["theta2"]), metrics=m["metrics"],
         log_path=m["log_path"], error_message=m["error_message"],
         heartbeat_at=maybe_aware(m["heartbeat_at"]), flow_run_id=m["flow_run_id"],
+        owner=m["owner"],
     )  # fmt: skip
 
 
@@ -58,14 +59,18 @@ class RetrainRuns:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def start(self, *, log_path: str | None = None, flow_run_id: str | None = None) -> str:
-        """Record a retraining run as started; returns its id."""
+    def start(
+        self, *, log_path: str | None = None, flow_run_id: str | None = None,
+        owner: str | None = None,
+    ) -> str:  # fmt: skip
+        """Record a retraining run as started (``owner``: the process running it); returns
+        its id."""
         run_id = str(uuid.uuid4())
         stamp = now()
         with self.engine.begin() as conn:
             conn.execute(insert(retrain_runs).values(
                 run_id=run_id, started_at=stamp, status=_R.RUNNING.value, retry_count=0,
-                log_path=log_path, heartbeat_at=stamp, flow_run_id=flow_run_id,
+                log_path=log_path, heartbeat_at=stamp, flow_run_id=flow_run_id, owner=owner,
             ))  # fmt: skip
         return run_id
 

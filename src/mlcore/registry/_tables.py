@@ -75,6 +75,7 @@ retrain_runs = Table(
     Column("error_message", Text),
     Column("heartbeat_at", DateTime(timezone=True)),
     Column("flow_run_id", String(36)),
+    Column("owner", Text),  # the process running it (migration 0004)
     schema="audit",
 )
 
