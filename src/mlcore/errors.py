@@ -27,6 +27,8 @@ code                                       class                  when
                                                                   longer deployed (another change
                                                                   came first; nothing rolled back)
 ``REGISTRY_REQUEST_NOTES_MISSING``         RegistryError          a decision without its notes
+``REGISTRY_REQUEST_THETA_INVALID``        RegistryError          θ to record that is not two finite
+                                                                  rates in [0, 1]
 ``REGISTRY_ARTIFACT_NO_STORE``             RegistryError          restore without an artifact store
 ``REGISTRY_ARTIFACT_DAMAGED``              RegistryError          a file failing its checksum (on
                                                                   archiving, or its archived copy);
@@ -94,6 +96,14 @@ code                                       class                  when
 ``DATA_API_CIRCUIT_OPEN``                  RetryableError         the provider's circuit is open
 ``DATA_PROVIDER_ALL_FAILED``               RetryableError         every provider failed for now (if
                                                                   one for good: its error, 69/1/2)
+``MODEL_THETA_MALFORMED``                  ThetaMalformed         a backtest.json whose
+                                           (BadData, exit 65)     theta.adopted is not a pair of
+                                                                  numbers (or not JSON at all)
+``MODEL_THETA_OUT_OF_RANGE``               ThetaOutOfRange        θ (backtest.json, registry row)
+                                           (Fatal, exit 1)        not finite or outside
+                                                                  core_policy theta_search_range
+``SERVING_MODEL_REJECTED``                 FatalError (exit 1)    ``serve --model`` of a rejected
+                                                                  version without --force-rejected
 ``SERVING_SOURCE_UNREACHABLE``             RetryableError         Redis bars do not answer at start
 ``SERVING_FOLDER_UNUSABLE``                ConfigError            the serving folder is not writable
 ``SERVING_WORKER_GIVEN_UP``                FatalError             a worker died too often to restart
@@ -226,5 +236,19 @@ class MissingDataError(DataQualityError, ValueError):
     timeframe and what to do (ingest, build, or drop the pair from universe.yaml); a scheduled
     run may retry, as an ingest may still be under way. Also a ``ValueError``, as before.
     """
+
+    str_with_code = False
+
+
+class ThetaMalformed(BadDataError, ValueError):
+    """A record of θ that cannot be read as a pair of numbers (exit 65). Also a ``ValueError``,
+    as callers caught before it had a code."""
+
+    str_with_code = False
+
+
+class ThetaOutOfRange(FatalError, ValueError):
+    """θ that is not finite or lies outside core_policy's ``theta_search_range``: never traded
+    on (exit 1). Also a ``ValueError``, so a deployed version carrying it is passed over."""
 
     str_with_code = False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -129,11 +128,12 @@ def registry_register(
 
     cfg = load_config()
     folder, _ = resolve_models(cfg, model, None)
+    from mlcore.execution import BACKTEST_RECORD, read_theta
+
     theta = None
-    record = cfg.paths.reports / "backtest" / folder.name / "backtest.json"
-    if record.exists():
-        adopted = json.loads(record.read_bytes())["theta"]["adopted"]
-        theta = (float(adopted[0]), float(adopted[1]))
+    record = cfg.paths.reports / "backtest" / folder.name / BACKTEST_RECORD
+    if record.exists() or record.is_symlink():
+        theta = read_theta(cfg, record)  # checked: malformed exit 65, out of range refused
     reg = open_registry(cfg)
     status = "candidate" if candidate else "draft"
     rec = registry_call(lambda: reg.register(folder, actor=actor, notes=notes, status=status,
