@@ -37,7 +37,9 @@ code                                       class                  when
                                                                   checksums recorded at
                                                                   registration and cannot be
                                                                   restored, or such a copy kept
-                                                                  elsewhere (exit 1)
+                                                                  elsewhere (exit 1); a promotion
+                                                                  to approved/deployed of such a
+                                                                  version (exit 1)
 ``REGISTRY_ARTIFACT_MISSING``              RegistryError          a file absent from the store
 ``REGISTRY_RETENTION_KEEP_TOO_LOW``        RegistryError          prune asked to keep fewer than 5
 ``REGISTRY_RUN_NOT_FOUND``                 RegistryError          a retraining run not recorded
