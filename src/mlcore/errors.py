@@ -14,6 +14,16 @@ code                                       class                  when
 =========================================  =====================  ==================================
 ``REGISTRY_DB_UNAVAILABLE``                RegistryUnavailable    the registry database does not
                                            (Retryable)            answer when it is opened
+``REGISTRY_DB_UNUSABLE``                   ConfigError (exit 2)   the SQLite registry's place holds
+                                                                  a folder (or its folder a file)
+``REGISTRY_DB_CORRUPT``                    FatalError (exit 1)    the SQLite registry file is not a
+                                                                  database
+``REGISTRY_VERSION_ID_INVALID``            ConfigError at the     registering a folder whose name
+                                           CLI (exit 2);          is not YYYYMMDD_HHMM_<code>
+                                           RegistryError below
+``REGISTRY_ARTIFACT_FOLDER_BLOCKED``       RegistryError          restore where a file holds the
+                                                                  version's folder (or a folder a
+                                                                  file's place)
 ``REGISTRY_VERSION_NOT_FOUND``             RegistryError (Fatal)  a version that is not registered
 ``REGISTRY_VERSION_EXISTS``                RegistryError          registering a version twice
 ``REGISTRY_VERSION_UNREADABLE``            RegistryError          a model folder missing or lacking

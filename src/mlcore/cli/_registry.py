@@ -11,9 +11,10 @@ from rich.table import Table
 
 from mlcore.cli._app import coded, command, load_config, typer_app
 from mlcore.cli._models import ModelOpt, resolve_models
+from mlcore.cli._params import _VERSION as VERSION_NAME
 from mlcore.cli._params import STATUSES, Status, Target, parse_version
 from mlcore.cli._render import out, print_records, text
-from mlcore.errors import DataQualityError, MlcoreError, RetryableError
+from mlcore.errors import ConfigError, DataQualityError, MlcoreError, RetryableError
 
 if TYPE_CHECKING:
     from mlcore.config import AppConfig
@@ -128,6 +129,12 @@ def registry_register(
 
     cfg = load_config()
     folder, _ = resolve_models(cfg, model, None)
+    if not VERSION_NAME.fullmatch(folder.name):
+        raise ConfigError(
+            "REGISTRY_VERSION_ID_INVALID",
+            f"{folder.name!r} is not a model version name (YYYYMMDD_HHMM_<code>, e.g. "
+            "20250101_0000_abc1234): rename the folder before registering it",
+        )
     from mlcore.execution import BACKTEST_RECORD, read_theta
 
     theta = None

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mlcore.registry._common import (
     aware,
+    check_version_id,
     maybe_aware,
     maybe_float,
     need_notes,
@@ -274,7 +275,7 @@ class Versions:
                 f"a new version starts as draft or candidate, not {status!r}",
             )
         row = version_row(folder, theta)
-        version = row["model_version"]
+        version = check_version_id(row["model_version"])
         already = RegistryError(
             "REGISTRY_VERSION_EXISTS", f"model version {version!r} is already registered"
         )
