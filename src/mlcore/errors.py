@@ -118,6 +118,8 @@ code                                       class                  when
                                                                   version without --force-rejected
 ``SERVING_SOURCE_UNREACHABLE``             RetryableError         Redis bars do not answer at start
 ``SERVING_FOLDER_UNUSABLE``                ConfigError            the serving folder is not writable
+``SERVING_BARS_FILE_UNUSABLE``             ConfigError (exit 2)   the file bar source's path holds
+                                                                  a folder, a FIFO, a device
 ``SERVING_WORKER_GIVEN_UP``                FatalError             a worker died too often to restart
 =========================================  =====================  ==================================
 """

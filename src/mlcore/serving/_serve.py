@@ -99,6 +99,14 @@ def check_reachable(cfg: AppConfig, kind: str, wait_s: float = 10.0) -> None:
             f"serving folder {folder} cannot be written (ARCHIVE_PATH, serving_policy.yaml "
             f"serving_root): {why}",
         ) from None
+    if kind == "file":
+        bars = cfg.paths.archive / cfg.serving.bar_source.file
+        if (bars.exists() or bars.is_symlink()) and not bars.is_file():
+            raise ConfigError(
+                "SERVING_BARS_FILE_UNUSABLE",
+                f"bars file {bars} (serving_policy.yaml bar_source.file) is not a regular file "
+                "(a folder, a FIFO, a dangling link): move it aside",
+            )
     if kind != "redis" or not cfg.env.redis_url:
         return
     client = redis.Redis.from_url(cfg.env.redis_url, socket_connect_timeout=2, socket_timeout=2)
