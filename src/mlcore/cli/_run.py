@@ -102,8 +102,8 @@ def serve_cmd(
     from mlcore.cli._data import check_pairs
 
     cfg = load_config()
-    ids = [p.strip() for p in pairs.split(",") if p.strip()] if pairs else None
-    check_pairs(cfg, ids or [], "--pairs")
+    ids = [p.strip() for p in pairs.split(",")] if pairs is not None else None
+    check_pairs(cfg, ids or [], "--pairs")  # empty items (``--pairs ,,``) and repeats refused
     with coded(ConfigError, "SERVING_START_REFUSED"):
         summary = serving.serve(
             cfg, model=model, pair_ids=ids, workers=workers, replay_last=replay_last,
