@@ -164,3 +164,10 @@ def test_the_registry_never_records_a_theta_outside_0_1(archive: Path, cfg: AppC
     reg.transition(V, "candidate", actor="t", notes="n")
     with pytest.raises(ValueError, match="finite rates"):
         reg.transition(V, "approved", actor="t", notes="n", theta=(0.5, 2.0))
+
+
+def test_a_worker_refuses_a_theta_outside_the_range(cfg: AppConfig) -> None:
+    from mlcore.serving._setup import pair_setup
+
+    with pytest.raises(ThetaOutOfRange, match="this worker"):
+        pair_setup(cfg, cfg.universe.pairs[0], (float("nan"), 0.3))
