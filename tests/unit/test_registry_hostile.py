@@ -88,3 +88,42 @@ def test_a_folder_as_registry_database_is_exit_2(archive: Path, cfg: AppConfig) 
     assert code == 2, out
     said = _said(out)
     assert len(said) == 1 and "REGISTRY_DB_UNUSABLE" in said[0] and str(db) in said[0], out
+
+
+def _in_time(fn: object, seconds: float = 10) -> None:
+    """Run ``fn`` in a thread; fail (unblocking nothing) if it is still running after
+    ``seconds``: a FIFO read would block forever."""
+    import threading
+
+    t = threading.Thread(target=fn, daemon=True)  # type: ignore[arg-type]
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), "blocked on a FIFO"
+
+
+@pytest.mark.parametrize("name", ["ai1.lgbm.txt", "run.json", "params.yaml", "checksums.json"])
+def test_register_refuses_a_fifo_among_the_files(archive: Path, cfg: AppConfig, name: str) -> None:
+    folder = make_version(archive / "models", V)
+    (folder / name).unlink()
+    os.mkfifo(folder / name)
+    got: list[tuple[int, str]] = []
+    _in_time(lambda: got.append(_run("registry", "register", "--model", V, "--notes", "n")))
+    code, out = got[0]
+    assert code == 1 and "not a regular file" in out, out
+    assert len(_said(out)) == 1
+
+
+def test_loading_a_model_file_that_is_a_fifo_is_refused(tmp_path: Path) -> None:
+    from mlcore.execution import read_checked
+
+    os.mkfifo(tmp_path / "ai1.lgbm.txt")
+    errors: list[Exception] = []
+
+    def load() -> None:
+        try:
+            read_checked(tmp_path, "ai1.lgbm.txt", {"ai1.lgbm.txt": "0" * 64})
+        except ValueError as exc:
+            errors.append(exc)
+
+    _in_time(load)
+    assert "not a regular file" in str(errors[0])

@@ -132,6 +132,8 @@ def _unreadable(message: str) -> RegistryError:
 
 
 def _read_json(folder: Path, name: str) -> Any:
+    if (folder / name).exists() and not (folder / name).is_file():  # a FIFO would block
+        raise _unreadable(f"{folder / name}: not a regular file (a folder, a FIFO, a device)")
     try:
         return json.loads((folder / name).read_bytes())
     except FileNotFoundError:
@@ -165,6 +167,8 @@ def version_row(folder: Path, theta: tuple[float, float] | None) -> dict[str, An
     sums = _read_json(folder, "checksums.json")
     metrics = _read_json(folder, "metrics.json")
     try:
+        if not (folder / "params.yaml").is_file():
+            raise ValueError("missing or not a regular file")
         params = yaml.safe_load((folder / "params.yaml").read_bytes())
         timeframe, seed = str(params["timeframe"]), int(params["seed"])
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
