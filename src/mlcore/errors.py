@@ -14,6 +14,16 @@ code                                       class                  when
 =========================================  =====================  ==================================
 ``REGISTRY_DB_UNAVAILABLE``                RegistryUnavailable    the registry database does not
                                            (Retryable)            answer when it is opened
+``REGISTRY_DB_UNUSABLE``                   ConfigError (exit 2)   the SQLite registry's place holds
+                                                                  a folder (or its folder a file)
+``REGISTRY_DB_CORRUPT``                    FatalError (exit 1)    the SQLite registry file is not a
+                                                                  database
+``REGISTRY_VERSION_ID_INVALID``            ConfigError at the     registering a folder whose name
+                                           CLI (exit 2);          is not YYYYMMDD_HHMM_<code>
+                                           RegistryError below
+``REGISTRY_ARTIFACT_FOLDER_BLOCKED``       RegistryError          restore where a file holds the
+                                                                  version's folder (or a folder a
+                                                                  file's place)
 ``REGISTRY_VERSION_NOT_FOUND``             RegistryError (Fatal)  a version that is not registered
 ``REGISTRY_VERSION_EXISTS``                RegistryError          registering a version twice
 ``REGISTRY_VERSION_UNREADABLE``            RegistryError          a model folder missing or lacking
@@ -27,6 +37,8 @@ code                                       class                  when
                                                                   longer deployed (another change
                                                                   came first; nothing rolled back)
 ``REGISTRY_REQUEST_NOTES_MISSING``         RegistryError          a decision without its notes
+``REGISTRY_REQUEST_THETA_INVALID``        RegistryError          θ to record that is not two finite
+                                                                  rates in [0, 1]
 ``REGISTRY_ARTIFACT_NO_STORE``             RegistryError          restore without an artifact store
 ``REGISTRY_ARTIFACT_DAMAGED``              RegistryError          a file failing its checksum (on
                                                                   archiving, or its archived copy);
@@ -35,7 +47,9 @@ code                                       class                  when
                                                                   checksums recorded at
                                                                   registration and cannot be
                                                                   restored, or such a copy kept
-                                                                  elsewhere (exit 1)
+                                                                  elsewhere (exit 1); a promotion
+                                                                  to approved/deployed of such a
+                                                                  version (exit 1)
 ``REGISTRY_ARTIFACT_MISSING``              RegistryError          a file absent from the store
 ``REGISTRY_RETENTION_KEEP_TOO_LOW``        RegistryError          prune asked to keep fewer than 5
 ``REGISTRY_RUN_NOT_FOUND``                 RegistryError          a retraining run not recorded
@@ -94,8 +108,18 @@ code                                       class                  when
 ``DATA_API_CIRCUIT_OPEN``                  RetryableError         the provider's circuit is open
 ``DATA_PROVIDER_ALL_FAILED``               RetryableError         every provider failed for now (if
                                                                   one for good: its error, 69/1/2)
+``MODEL_THETA_MALFORMED``                  ThetaMalformed         a backtest.json whose
+                                           (BadData, exit 65)     theta.adopted is not a pair of
+                                                                  numbers (or not JSON at all)
+``MODEL_THETA_OUT_OF_RANGE``               ThetaOutOfRange        θ (backtest.json, registry row)
+                                           (Fatal, exit 1)        not finite or outside
+                                                                  core_policy theta_search_range
+``SERVING_MODEL_REJECTED``                 FatalError (exit 1)    ``serve --model`` of a rejected
+                                                                  version without --force-rejected
 ``SERVING_SOURCE_UNREACHABLE``             RetryableError         Redis bars do not answer at start
 ``SERVING_FOLDER_UNUSABLE``                ConfigError            the serving folder is not writable
+``SERVING_BARS_FILE_UNUSABLE``             ConfigError (exit 2)   the file bar source's path holds
+                                                                  a folder, a FIFO, a device
 ``SERVING_WORKER_GIVEN_UP``                FatalError             a worker died too often to restart
 =========================================  =====================  ==================================
 """
@@ -226,5 +250,19 @@ class MissingDataError(DataQualityError, ValueError):
     timeframe and what to do (ingest, build, or drop the pair from universe.yaml); a scheduled
     run may retry, as an ingest may still be under way. Also a ``ValueError``, as before.
     """
+
+    str_with_code = False
+
+
+class ThetaMalformed(BadDataError, ValueError):
+    """A record of θ that cannot be read as a pair of numbers (exit 65). Also a ``ValueError``,
+    as callers caught before it had a code."""
+
+    str_with_code = False
+
+
+class ThetaOutOfRange(FatalError, ValueError):
+    """θ that is not finite or lies outside core_policy's ``theta_search_range``: never traded
+    on (exit 1). Also a ``ValueError``, so a deployed version carrying it is passed over."""
 
     str_with_code = False

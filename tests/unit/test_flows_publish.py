@@ -11,10 +11,10 @@ from tests.conftest import make_version
 
 
 def _backtest(folder: Path, decision: str = "adopt", failed: tuple[str, ...] = (),
-              data_hash: str = "d" * 64) -> Path:  # fmt: skip
+              data_hash: str = "d" * 64, theta: object = (0.72, 0.28)) -> Path:  # fmt: skip
     folder.mkdir(parents=True)
     gates = [{"gate": g, "passed": g not in failed} for g in ("sharpe", "max_drawdown", "pbo")]
-    record = {"decision": decision, "gates": gates, "theta": {"adopted": [0.72, 0.28]},
+    record = {"decision": decision, "gates": gates, "theta": {"adopted": theta},
               "lineage": {"data_hash": data_hash}}  # fmt: skip
     (folder / "backtest.json").write_text(json.dumps(record))
     return folder
@@ -37,7 +37,13 @@ def test_a_clean_adopted_version_passes_with_its_theta(tmp_path: Path) -> None:
     check = adoption_checklist(_model(tmp_path), _backtest(tmp_path / "bt"))
     assert check.passed, check.notes()
     assert check.theta == (0.72, 0.28)
-    assert [i.item for i in check.items] == ["artifacts", "training", "lineage", "backtest"]
+    assert [i.item for i in check.items] == [
+        "artifacts",
+        "training",
+        "lineage",
+        "backtest",
+        "theta",
+    ]
     assert check.notes().startswith("adoption checklist passed")
 
 
@@ -85,3 +91,18 @@ def test_a_swap_with_a_rewritten_checksum_file_fails_against_the_registrys_sums(
     assert not check.passed
     assert "'ai2.lgbm.txt': 'checksum mismatch'" in check.notes()
     assert "'checksums.json': \"differs from the registry's\"" in check.notes()
+
+
+def test_an_adopted_theta_that_cannot_be_traded_fails_the_checklist(tmp_path: Path) -> None:
+    from mlcore.config import load_config
+    from tests.conftest import CONFIG_ROOT
+
+    cfg = load_config(CONFIG_ROOT, "dev")
+    for i, theta in enumerate(([-1e9, 1e9], [0.05, 0.28], ["0.7", "x"], None)):
+        bt = _backtest(tmp_path / f"bt{i}", theta=theta)
+        for given in (cfg, None):
+            if given is None and theta == [0.05, 0.28]:
+                continue  # inside [0, 1]: only core_policy's range refuses it
+            check = adoption_checklist(_model(tmp_path / f"m{i}{given is None}"), bt, cfg=given)
+            assert not check.passed and check.theta is None, (theta, check.notes())
+            assert "theta:" in check.notes()

@@ -50,7 +50,17 @@ def check_timeframe(cfg: AppConfig, timeframe: str) -> None:
 
 
 def check_pairs(cfg: AppConfig, pairs: list[str], option: str = "--pair") -> None:
-    """Refuse pair ids that universe.yaml does not list (exit 2)."""
+    """Refuse pair ids that universe.yaml does not list, empty ones and ones given twice
+    (exit 2): a pair is served (or trained) once, and an empty list item is a typo, not "all"."""
+    if any(not p.strip() for p in pairs):
+        raise ConfigError(
+            "CLI_ARGUMENT_INVALID", f"{option} {','.join(pairs)!r} has an empty pair id"
+        )
+    twice = sorted({p for p in pairs if pairs.count(p) > 1})
+    if twice:
+        raise ConfigError(
+            "CLI_ARGUMENT_INVALID", f"{option} names {', '.join(twice)} more than once"
+        )
     known = [p.pair_id for p in cfg.universe.pairs]
     unknown = [p for p in pairs if p not in known]
     if len(unknown) == 1:

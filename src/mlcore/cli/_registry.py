@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -12,9 +11,10 @@ from rich.table import Table
 
 from mlcore.cli._app import coded, command, load_config, typer_app
 from mlcore.cli._models import ModelOpt, resolve_models
+from mlcore.cli._params import _VERSION as VERSION_NAME
 from mlcore.cli._params import STATUSES, Status, Target, parse_version
 from mlcore.cli._render import out, print_records, text
-from mlcore.errors import DataQualityError, MlcoreError, RetryableError
+from mlcore.errors import ConfigError, DataQualityError, MlcoreError, RetryableError
 
 if TYPE_CHECKING:
     from mlcore.config import AppConfig
@@ -129,11 +129,18 @@ def registry_register(
 
     cfg = load_config()
     folder, _ = resolve_models(cfg, model, None)
+    if not VERSION_NAME.fullmatch(folder.name):
+        raise ConfigError(
+            "REGISTRY_VERSION_ID_INVALID",
+            f"{folder.name!r} is not a model version name (YYYYMMDD_HHMM_<code>, e.g. "
+            "20250101_0000_abc1234): rename the folder before registering it",
+        )
+    from mlcore.execution import BACKTEST_RECORD, read_theta
+
     theta = None
-    record = cfg.paths.reports / "backtest" / folder.name / "backtest.json"
-    if record.exists():
-        adopted = json.loads(record.read_bytes())["theta"]["adopted"]
-        theta = (float(adopted[0]), float(adopted[1]))
+    record = cfg.paths.reports / "backtest" / folder.name / BACKTEST_RECORD
+    if record.exists() or record.is_symlink():
+        theta = read_theta(cfg, record)  # checked: malformed exit 65, out of range refused
     reg = open_registry(cfg)
     status = "candidate" if candidate else "draft"
     rec = registry_call(lambda: reg.register(folder, actor=actor, notes=notes, status=status,

@@ -88,6 +88,13 @@ def serve_cmd(
         typer.Option(help="Bar source: redis or file (default: serving_policy.yaml bar_source)."),
     ] = None,
     unregistered: UnregisteredOpt = False,
+    force_rejected: Annotated[
+        bool,
+        typer.Option(
+            "--force-rejected",
+            help="Serve the --model version even though the registry rejected it (logged).",
+        ),
+    ] = False,
 ) -> None:
     """Run the inference workers: bars in (Redis Streams, or a JSON-lines file), signals out
     (Redis stream + Pub/Sub, signal.json, core.signals_live). Ctrl-C stops them cleanly."""
@@ -95,13 +102,13 @@ def serve_cmd(
     from mlcore.cli._data import check_pairs
 
     cfg = load_config()
-    ids = [p.strip() for p in pairs.split(",") if p.strip()] if pairs else None
-    check_pairs(cfg, ids or [], "--pairs")
+    ids = [p.strip() for p in pairs.split(",")] if pairs is not None else None
+    check_pairs(cfg, ids or [], "--pairs")  # empty items (``--pairs ,,``) and repeats refused
     with coded(ConfigError, "SERVING_START_REFUSED"):
         summary = serving.serve(
             cfg, model=model, pair_ids=ids, workers=workers, replay_last=replay_last,
             exit_when_idle_seconds=exit_when_idle, bars=None if bars is None else str(bars),
-            unregistered=unregistered,
+            unregistered=unregistered, force_rejected=force_rejected,
         )  # fmt: skip
     print_serve(summary)
     if summary.given_up:

@@ -259,6 +259,19 @@ class UniversePolicy(Policy):
     pairs: list[PairSpec]
 
     @model_validator(mode="after")
+    def _pairs_distinct(self) -> UniversePolicy:
+        """One entry per pair id (two would write their features to one cache), and two
+        different legs per pair."""
+        ids = [p.pair_id for p in self.pairs]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"pairs {twice} are listed more than once")
+        for pair in self.pairs:
+            if pair.leg_a == pair.leg_b:
+                raise ValueError(f"pair {pair.pair_id!r}: leg_a and leg_b are both {pair.leg_a!r}")
+        return self
+
+    @model_validator(mode="after")
     def _consistent(self) -> UniversePolicy:
         for sym, spec in self.instruments.items():
             if not _SYMBOL_RE.match(sym):

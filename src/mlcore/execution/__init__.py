@@ -16,7 +16,13 @@ from mlcore.execution._costs import (
 from mlcore.execution._inputs import ModelInputs
 from mlcore.execution._models import PairModels, is_lightgbm
 from mlcore.execution._trees import CompiledTrees, link, walk
-from mlcore.execution._version import BACKTEST_RECORD, previous_theta, resolve_model
+from mlcore.execution._version import (
+    BACKTEST_RECORD,
+    checked_theta,
+    previous_theta,
+    read_theta,
+    resolve_model,
+)
 
 __all__ = [
     "BACKTEST_RECORD",
@@ -26,12 +32,14 @@ __all__ = [
     "LegCosts",
     "ModelInputs",
     "PairModels",
+    "checked_theta",
     "is_lightgbm",
     "leg_costs",
     "link",
     "previous_theta",
     "read_checked",
     "read_checksums",
+    "read_theta",
     "resolve_model",
     "slippage_factor_at",
     "slippage_factors",

@@ -25,6 +25,8 @@ def read_checksums(folder: Path) -> dict[str, str]:
 def read_checked(folder: Path, name: str, sums: dict[str, str]) -> bytes:
     """The bytes of ``folder/name`` after checking them against ``sums``."""
     path = folder / name
+    if path.exists() and not path.is_file():  # a FIFO would block the read
+        raise ValueError(f"{name}: not a regular file (a folder, a FIFO, a device)")
     data = path.read_bytes()
     want = sums.get(name)
     if want is None:

@@ -4,13 +4,16 @@ wrote) and the notice to serving that a new version is deployed."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from mlcore.backtest import Decision
+from mlcore.config import AppConfig
 from mlcore.data import write_atomic
+from mlcore.execution import checked_theta
 from mlcore.registry import damaged_files, failing_files
 
 SERVING_CHANNEL = "core:models:deployed"
@@ -55,12 +58,14 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def adoption_checklist(
-    model_folder: Path, backtest_folder: Path, recorded: dict[str, str] | None = None
-) -> Checklist:
+    model_folder: Path, backtest_folder: Path, recorded: dict[str, str] | None = None,
+    cfg: AppConfig | None = None,
+) -> Checklist:  # fmt: skip
     """Check a version for adoption: its files intact (against ``recorded``, the checksums the
     registry recorded, when given: a rewritten checksums.json vouches for nothing), its
     training not blocked, its lineage complete and matching the backtest's, its backtest
-    decision adopt with every gate passed."""
+    decision adopt with every gate passed, and its adopted θ finite and inside core_policy's
+    theta_search_range (``cfg``; without it, inside [0, 1])."""
     version = model_folder.name
     items: list[CheckItem] = []
     sums = _read(model_folder / "checksums.json")
@@ -124,9 +129,28 @@ def adoption_checklist(
             else f"decision adopt, {len(gates)} gates passed",
         )
     )
-    adopted = record.get("theta", {}).get("adopted")
-    theta = (float(adopted[0]), float(adopted[1])) if adopted else None
+    theta, why = _adopted_theta(record, backtest_folder / "backtest.json", cfg)
+    items.append(CheckItem("theta", theta is not None, why))
     return Checklist(version, items, theta)
+
+
+def _adopted_theta(
+    record: dict[str, Any], path: Path, cfg: AppConfig | None
+) -> tuple[tuple[float, float] | None, str]:
+    """The θ a backtest record adopted, if it can be traded on, and what the check found."""
+    theta = record.get("theta")
+    adopted = theta.get("adopted") if isinstance(theta, dict) else None
+    try:
+        if cfg is not None:
+            pair = checked_theta(cfg, adopted, str(path))
+        else:
+            ok = isinstance(adopted, list) and len(adopted) == 2
+            pair = (float(adopted[0]), float(adopted[1])) if ok else (math.nan, math.nan)  # type: ignore[index]
+            if not all(math.isfinite(v) and 0 <= v <= 1 for v in pair):
+                raise ValueError(f"{path}: θ {str(adopted)[:80]} is not two rates in [0, 1]")
+    except (ValueError, TypeError) as exc:
+        return None, str(exc)
+    return pair, f"θ adopted {list(pair)}"
 
 
 def serving_notice(

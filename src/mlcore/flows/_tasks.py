@@ -127,4 +127,4 @@ def backtest(
 def checklist(cfg: AppConfig, folder: Path, recorded: dict[str, str]) -> Checklist:
     """The adoption checklist of the version (its files against ``recorded``, the registry's
     checksums)."""
-    return adoption_checklist(folder, cfg.paths.reports / "backtest" / folder.name, recorded)
+    return adoption_checklist(folder, cfg.paths.reports / "backtest" / folder.name, recorded, cfg)

@@ -4,7 +4,10 @@ PostgreSQL, one SQLAlchemy + Alembic code path."""
 
 from pathlib import Path
 
+import sqlalchemy.exc
+
 from mlcore.config import AppConfig
+from mlcore.errors import ConfigError, FatalError
 from mlcore.registry._alerts import Alerts
 from mlcore.registry._artifacts import Artifacts, failing_files
 from mlcore.registry._db import artifact_store, database_url, make_engine, upgrade
@@ -86,10 +89,33 @@ __all__ = [
 def open_registry(url: str, store: ArtifactStore | Path | None = None) -> Registry:
     """The registry at ``url``, migrated to the newest schema, archiving model versions in
     ``store`` (a store, or a local folder) if given. ``RegistryUnavailable`` (retryable) if the
-    database does not answer; any other error keeps its own type."""
-    engine = make_engine(url)
-    check_connection(engine)
-    upgrade(engine)
+    database does not answer; ``ConfigError`` ``REGISTRY_DB_UNUSABLE`` (exit 2) when the SQLite
+    file's place holds something else (a folder); ``FatalError`` ``REGISTRY_DB_CORRUPT`` (exit
+    1) when the file is not a usable database. Any other error keeps its own type."""
+    where = url
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///") :])
+        where = str(path)
+        for place, kind in ((path.parent, "folder"), (path, "file")):
+            if place.exists() and not (place.is_dir() if kind == "folder" else place.is_file()):
+                raise ConfigError(
+                    "REGISTRY_DB_UNUSABLE",
+                    f"registry database {path}: {place} is not a {kind}; move it aside",
+                )
+    try:
+        engine = make_engine(url)
+        check_connection(engine)
+        upgrade(engine)
+    except sqlalchemy.exc.DatabaseError as exc:
+        if isinstance(exc, sqlalchemy.exc.OperationalError) or where == url:
+            raise  # does not answer (or locked): retryable where the caller says so
+        first = str(exc.orig or exc).strip().splitlines()
+        raise FatalError(
+            "REGISTRY_DB_CORRUPT",
+            f"registry database {where} is not a usable database "
+            f"({first[0] if first else type(exc).__name__}); restore it from a backup or move "
+            "it aside",
+        ) from None
     if isinstance(store, Path):
         store = LocalArtifactStore(store)
     return Registry(engine, store)

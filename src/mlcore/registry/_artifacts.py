@@ -25,8 +25,11 @@ def failing_files(folder: Path, sums: dict[str, str]) -> dict[str, str]:
     (``sums``), and ``checksums.json`` when it is not the recorded one: a rewritten one must
     not vouch for swapped files."""
     bad = damaged_files(folder, sums)
+    local_path = folder / "checksums.json"
     try:
-        local = json.loads((folder / "checksums.json").read_bytes())
+        if local_path.exists() and not local_path.is_file():
+            raise ValueError("not a regular file")  # a FIFO would block the read
+        local = json.loads(local_path.read_bytes())
     except FileNotFoundError:
         bad["checksums.json"] = "missing"
     except (OSError, ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,6 +10,21 @@ from sqlalchemy import Connection, insert
 
 from mlcore.registry._errors import RegistryError
 from mlcore.registry._tables import config_changes
+
+#: A model version's name, as training makes it: ``YYYYMMDD_HHMM_<code>`` (``_2`` ... on a clash).
+VERSION_RE = re.compile(r"^\d{8}_\d{4}_[A-Za-z0-9]+(_\d+)?$")
+
+
+def check_version_id(name: str) -> str:
+    """``name`` if it is a model version name (see ``VERSION_RE``), else ``RegistryError``
+    ``REGISTRY_VERSION_ID_INVALID``: a row no command could address is never written."""
+    if not VERSION_RE.fullmatch(name):
+        raise RegistryError(
+            "REGISTRY_VERSION_ID_INVALID",
+            f"{name!r} is not a model version name (YYYYMMDD_HHMM_<code>, e.g. "
+            "20250101_0000_abc1234): rename the folder",
+        )
+    return name
 
 
 def now() -> datetime:

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from mlcore.errors import Severity
 from mlcore.registry._alerts import Alerts
 from mlcore.registry._artifacts import Artifacts
+from mlcore.registry._errors import RegistryError
 from mlcore.registry._records import (
     Alert,
     ModelRecord,
@@ -74,7 +75,19 @@ class Registry:
         self, version: str, to: str, *, actor: str, notes: str,
         theta: tuple[float, float] | None = None,
     ) -> ModelRecord:  # fmt: skip
-        """Move ``version`` to ``to`` along the state machine (see :class:`Versions`)."""
+        """Move ``version`` to ``to`` along the state machine (see :class:`Versions`). A version
+        goes to ``approved`` or ``deployed`` only once its served files match the checksums
+        recorded at registration (damaged ones restored from the artifact store first);
+        ``RegistryError`` ``REGISTRY_ARTIFACT_DAMAGED`` naming the files otherwise."""
+        if to in (ModelStatus.APPROVED, ModelStatus.DEPLOYED):
+            try:
+                self.checked(version, actor=actor)
+            except RegistryError as exc:
+                if exc.code != "REGISTRY_ARTIFACT_DAMAGED":
+                    raise
+                raise RegistryError(
+                    exc.code, f"{exc.message.removesuffix('; not used')}; not promoted to {to}"
+                ) from None
         return self.versions.transition(version, to, actor=actor, notes=notes, theta=theta)
 
     def rollback(self, *, actor: str, notes: str, expected: str | None = None) -> Rollback:

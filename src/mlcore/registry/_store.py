@@ -27,6 +27,10 @@ def _checked_files(folder: Path, sums: dict[str, str]) -> dict[str, bytes]:
     """The files listed in ``sums`` (each checked against it) and ``checksums.json``."""
     files = {}
     for name, want in sorted(sums.items()):
+        if not (folder / name).is_file():
+            raise RegistryError(
+                "REGISTRY_ARTIFACT_DAMAGED", f"{folder / name}: not a regular file, not archived"
+            )
         data = (folder / name).read_bytes()
         if sha256(data) != want:
             raise RegistryError(
@@ -162,6 +166,8 @@ def damaged_files(folder: Path, sums: dict[str, str]) -> dict[str, str]:
         path = folder / name
         if not path.exists():
             bad[name] = "missing"
+        elif not path.is_file():  # a folder, a FIFO (reading it would block), a device
+            bad[name] = "not a regular file"
         elif sha256(path.read_bytes()) != want:
             bad[name] = "checksum mismatch"
     return bad
@@ -173,7 +179,20 @@ def restore_folder(
     """Put back every damaged file of ``folder`` from the store (each copy verified first);
     returns what was restored and why. ``RegistryError`` (a ``ValueError``) if a copy is missing
     or damaged too."""
+    if folder.exists() and not folder.is_dir():
+        raise RegistryError(
+            "REGISTRY_ARTIFACT_FOLDER_BLOCKED",
+            f"{folder} (where {version} is served from) is not a folder: move it aside, then "
+            "restore again",
+        )
     damaged = damaged_files(folder, sums)
+    blocked = [n for n in [*damaged, "checksums.json"] if (folder / n).is_dir()]
+    if blocked:
+        raise RegistryError(
+            "REGISTRY_ARTIFACT_FOLDER_BLOCKED",
+            f"{', '.join(str(folder / n) for n in blocked)}: a folder where {version}'s file "
+            "belongs: move it aside, then restore again",
+        )
     folder.mkdir(parents=True, exist_ok=True)
     for name in damaged:
         data = store.read(version, name)
@@ -185,7 +204,7 @@ def restore_folder(
         write_atomic(folder / name, data)
     archived = store.read(version, "checksums.json")
     local = folder / "checksums.json"
-    if not local.exists() or local.read_bytes() != archived:
+    if not local.is_file() or local.read_bytes() != archived:
         write_atomic(local, archived)
         damaged["checksums.json"] = (
             "missing" if not local.exists() else "differs from the registry's"

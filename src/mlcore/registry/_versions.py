@@ -11,6 +11,7 @@ was in service before it.
 from __future__ import annotations
 
 import json
+import math
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mlcore.registry._common import (
     aware,
+    check_version_id,
     maybe_aware,
     maybe_float,
     need_notes,
@@ -130,6 +132,8 @@ def _unreadable(message: str) -> RegistryError:
 
 
 def _read_json(folder: Path, name: str) -> Any:
+    if (folder / name).exists() and not (folder / name).is_file():  # a FIFO would block
+        raise _unreadable(f"{folder / name}: not a regular file (a folder, a FIFO, a device)")
     try:
         return json.loads((folder / name).read_bytes())
     except FileNotFoundError:
@@ -138,8 +142,22 @@ def _read_json(folder: Path, name: str) -> Any:
         raise _unreadable(f"{folder / name}: not JSON ({exc})") from None
 
 
+def _theta_columns(theta: tuple[float, float] | None) -> tuple[float | None, float | None]:
+    """θ as stored: two finite rates in [0, 1] (``RegistryError`` otherwise: never recorded)."""
+    if theta is None:
+        return None, None
+    t1, t2 = (float(v) for v in theta)
+    if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in (t1, t2)):
+        raise RegistryError(
+            "REGISTRY_REQUEST_THETA_INVALID",
+            f"θ ({t1!r}, {t2!r}) is not a pair of finite rates in [0, 1]: not recorded",
+        )
+    return t1, t2
+
+
 def version_row(folder: Path, theta: tuple[float, float] | None) -> dict[str, Any]:
     """The registry row's lineage columns for the model version in ``folder``."""
+    theta1, theta2 = _theta_columns(theta)
     if not folder.is_dir():
         raise _unreadable(
             f"{folder}: no such model version folder; train one (`mlcore train`) or give the "
@@ -149,6 +167,8 @@ def version_row(folder: Path, theta: tuple[float, float] | None) -> dict[str, An
     sums = _read_json(folder, "checksums.json")
     metrics = _read_json(folder, "metrics.json")
     try:
+        if not (folder / "params.yaml").is_file():
+            raise ValueError("missing or not a regular file")
         params = yaml.safe_load((folder / "params.yaml").read_bytes())
         timeframe, seed = str(params["timeframe"]), int(params["seed"])
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
@@ -174,8 +194,8 @@ def version_row(folder: Path, theta: tuple[float, float] | None) -> dict[str, An
         "artifact_path": str(folder),
         "metrics_json": metrics,
         "checksums_json": sums,
-        "theta1": None if theta is None else theta[0],
-        "theta2": None if theta is None else theta[1],
+        "theta1": theta1,
+        "theta2": theta2,
         "code_hash": str(run.get("code_hash", "unknown")),
         "data_hash": str(run.get("data_hash", "unknown")),
         "seed": seed,
@@ -259,7 +279,7 @@ class Versions:
                 f"a new version starts as draft or candidate, not {status!r}",
             )
         row = version_row(folder, theta)
-        version = row["model_version"]
+        version = check_version_id(row["model_version"])
         already = RegistryError(
             "REGISTRY_VERSION_EXISTS", f"model version {version!r} is already registered"
         )
@@ -438,7 +458,7 @@ class Versions:
         if status is _S.DEPLOYED:
             values["deployed_at"] = stamp
         if theta is not None:
-            values["theta1"], values["theta2"] = theta
+            values["theta1"], values["theta2"] = _theta_columns(theta)
         conn.execute(
             update(model_registry).where(model_registry.c.model_version == version).values(**values)
         )

@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -213,10 +214,34 @@ class FileBarSource:
         self.offset = offset
         self.max_bytes = max_bytes
         self._chunk = max(1 << 16, max_bytes + 2)
+        self._warned = False  # the file was found unusable (logged once)
 
     def positions(self) -> dict[str, str]:
         """Where reading stands (for the checkpoint)."""
         return {f"file:{self.path.name}": str(self.offset)}
+
+    def _open(self) -> BinaryIO | None:
+        """The bars file open for reading, None when absent or not a regular file (never
+        blocking: a FIFO in its place must not hang the worker)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:  # no permission, a folder on some systems: nothing to read
+            self._unusable(f"cannot be opened ({exc.strerror or exc})")
+            return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            self._unusable("is not a regular file (a folder, a FIFO, a device)")
+            return None
+        self._warned = False
+        return os.fdopen(fd, "rb")
+
+    def _unusable(self, why: str) -> None:
+        """The bars file cannot be read: no bars (logged once until it can be again)."""
+        if not self._warned:
+            log.error("bars file %s %s: no bars read from it", self.path, why)
+            self._warned = True
 
     def seek(self, positions: Mapping[str, str]) -> None:
         """Resume from a checkpoint."""
@@ -241,9 +266,8 @@ class FileBarSource:
         loop waits before asking again)."""
         out: list[RawBar] = []
         key = f"file:{self.path.name}"
-        try:
-            fh = self.path.open("rb")
-        except FileNotFoundError:
+        fh = self._open()
+        if fh is None:
             return out
         with fh:
             size = os.fstat(fh.fileno()).st_size

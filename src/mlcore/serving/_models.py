@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from mlcore.config import AppConfig
-from mlcore.execution import PairModels, previous_theta, resolve_model
+from mlcore.errors import FatalError
+from mlcore.execution import PairModels, checked_theta, previous_theta, resolve_model
 from mlcore.registry import Registry, check_model
 
 log = logging.getLogger("mlcore.serving")
@@ -40,24 +41,36 @@ class ServedModel:
                 "model_registered": self.registered, "model_checksums": self.checksums}  # fmt: skip
 
 
-def _theta(cfg: AppConfig, t1: float | None, t2: float | None) -> tuple[float, float]:
+def _theta(cfg: AppConfig, version: str, t1: float | None, t2: float | None) -> tuple[float, float]:
     if t1 is None or t2 is None:
         return cfg.core.theta1_initial, cfg.core.theta2_initial
-    return float(t1), float(t2)
+    return checked_theta(cfg, (float(t1), float(t2)), f"registry row of {version}")
 
 
 def named_model(
-    cfg: AppConfig, registry: Registry, name: str | None, *, allow_unregistered: bool = False
+    cfg: AppConfig, registry: Registry, name: str | None, *, allow_unregistered: bool = False,
+    allow_rejected: bool = False,
 ) -> ServedModel:  # fmt: skip
     """A version named by the operator (or the newest trained one), checked against the
-    registry as the deployed one is (an unregistered folder only with ``allow_unregistered``);
-    θ is the one its backtest adopted, else core_policy's initial θ."""
+    registry as the deployed one is (an unregistered folder only with ``allow_unregistered``, a
+    rejected version only with ``allow_rejected``); θ is the one its backtest adopted (checked:
+    finite, inside theta_search_range), else core_policy's initial θ."""
     checked = check_model(registry, resolve_model(cfg, name),
                           allow_unregistered=allow_unregistered, actor="serving")  # fmt: skip
+    if checked.registered and registry.get(checked.version).status == "rejected":
+        if not allow_rejected:
+            raise FatalError(
+                "SERVING_MODEL_REJECTED",
+                f"model version {checked.version} was rejected in the registry: not served "
+                "(pass --force-rejected to serve it anyway)",
+            )
+        log.warning("SERVING A REJECTED MODEL VERSION %s (--force-rejected)", checked.version)
     sums = _recorded(registry, checked.version) if checked.registered else ()
     models = PairModels.load(checked.folder, sums=dict(sums) if sums else None)
     theta, source = previous_theta(cfg, models)
     why = f"named with --model{'' if checked.registered else ', UNREGISTERED'}; θ {source}"
+    if allow_rejected and checked.registered and registry.get(checked.version).status == "rejected":
+        why = "REJECTED version, --force-rejected; " + why
     return ServedModel(models.version, checked.folder, theta, why, checked.registered, sums)
 
 
@@ -85,6 +98,7 @@ def deployed_model(cfg: AppConfig, registry: Registry, skip: set[str] | None = N
             folder = registry.checked(version, actor="serving")
             sums = tuple(sorted(rec.checksums.items()))
             PairModels.load(folder, sums=rec.checksums)
+            theta = _theta(cfg, version, rec.theta1, rec.theta2)
         except (ValueError, OSError) as exc:
             failures.append(f"{version}: {exc}")
             log.error("model %s cannot be served, falling back: %s", version, exc)
@@ -99,7 +113,7 @@ def deployed_model(cfg: AppConfig, registry: Registry, skip: set[str] | None = N
         )
         if failures:
             why += "; unusable: " + "; ".join(failures)
-        return ServedModel(version, folder, _theta(cfg, rec.theta1, rec.theta2), why, True, sums)
+        return ServedModel(version, folder, theta, why, True, sums)
     raise ValueError("no deployed model version can be served: " + "; ".join(failures))
 
 

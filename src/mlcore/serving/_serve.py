@@ -99,6 +99,14 @@ def check_reachable(cfg: AppConfig, kind: str, wait_s: float = 10.0) -> None:
             f"serving folder {folder} cannot be written (ARCHIVE_PATH, serving_policy.yaml "
             f"serving_root): {why}",
         ) from None
+    if kind == "file":
+        bars = cfg.paths.archive / cfg.serving.bar_source.file
+        if (bars.exists() or bars.is_symlink()) and not bars.is_file():
+            raise ConfigError(
+                "SERVING_BARS_FILE_UNUSABLE",
+                f"bars file {bars} (serving_policy.yaml bar_source.file) is not a regular file "
+                "(a folder, a FIFO, a dangling link): move it aside",
+            )
     if kind != "redis" or not cfg.env.redis_url:
         return
     client = redis.Redis.from_url(cfg.env.redis_url, socket_connect_timeout=2, socket_timeout=2)
@@ -118,11 +126,15 @@ def check_reachable(cfg: AppConfig, kind: str, wait_s: float = 10.0) -> None:
             time.sleep(0.5)
 
 
-def choose_model(cfg: AppConfig, name: str | None, *, unregistered: bool = False) -> ServedModel:
+def choose_model(
+    cfg: AppConfig, name: str | None, *, unregistered: bool = False, rejected: bool = False
+) -> ServedModel:
     """``--model`` if given (checked against the registry; one it does not hold only with
-    ``unregistered``), else the deployed version (with fallback)."""
+    ``unregistered``, a rejected one only with ``rejected``), else the deployed version (with
+    fallback)."""
     if name is not None:
-        return named_model(cfg, registry_for(cfg), name, allow_unregistered=unregistered)
+        return named_model(cfg, registry_for(cfg), name, allow_unregistered=unregistered,
+                           allow_rejected=rejected)  # fmt: skip
     return deployed_model(cfg, registry_for(cfg))
 
 
@@ -183,10 +195,12 @@ def serve(
     workers: int | None = None, replay_last: int | None = None,
     exit_when_idle_seconds: float | None = None, bars: str | None = None,
     should_stop: Callable[[], bool] = lambda: False, unregistered: bool = False,
+    force_rejected: bool = False,
 ) -> ServeSummary:  # fmt: skip
     """Run the workers until stopped (or, replaying, until the replay is done).
     ``unregistered`` lets ``model`` name a folder the registry does not hold; every signal
-    then carries ``metadata.model_registered: false``."""
+    then carries ``metadata.model_registered: false``; ``force_rejected`` lets it name a
+    version the registry rejected."""
     universe = [p.pair_id for p in cfg.universe.pairs]
     pair_ids = pair_ids or universe
     unknown = sorted(set(pair_ids) - set(universe))
@@ -198,7 +212,7 @@ def serve(
         raise ValueError("bars from Redis need REDIS_URL (or --bars file)")
     check_reachable(cfg, bars or cfg.serving.bar_source.kind)
     upgrade(make_engine(database_url(cfg)))  # core.signals_live at the newest schema
-    served = choose_model(cfg, model, unregistered=unregistered)
+    served = choose_model(cfg, model, unregistered=unregistered, rejected=force_rejected)
     models = _Models(cfg, served, named=model is not None or bool(replay_last))
     groups = assign_pairs(pair_ids, cfg.serving.workers.pairs_per_worker, workers)
     base = WorkerSpec(

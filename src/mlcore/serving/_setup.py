@@ -12,7 +12,7 @@ import pandas as pd
 from mlcore.config import TIMEFRAMES, AppConfig, PairSpec
 from mlcore.data import Catalog
 from mlcore.errors import MlcoreError
-from mlcore.execution import leg_costs
+from mlcore.execution import checked_theta, leg_costs
 from mlcore.features import align_legs, segment_starts
 from mlcore.serving._pair import Conversion, PairSetupLive
 from mlcore.signals import DecisionRules, LegSpec
@@ -42,7 +42,9 @@ def _conversion(cfg: AppConfig, symbol: str) -> Conversion:
 
 
 def pair_setup(cfg: AppConfig, pair: PairSpec, theta: tuple[float, float]) -> PairSetupLive:
-    """A pair's live setup from universe, cost table, core, backtest and serving policies."""
+    """A pair's live setup from universe, cost table, core, backtest and serving policies; θ
+    checked once more (finite, inside theta_search_range): a worker never trades on another."""
+    theta = checked_theta(cfg, tuple(theta), "the θ this worker was given")
     seconds = TIMEFRAMES[cfg.serving.timeframe]
     ai1 = cfg.core.labels.ai1
     account = cfg.backtest.account
