@@ -232,7 +232,10 @@ def _serve_replay(cfg: AppConfig, retrain: RetrainOutcome) -> ServeSummary | Non
 
     deployed = retrain.publish is not None and retrain.publish.status == "deployed"
     model = None if deployed else retrain.training.model_version
-    return serve(cfg, model=model, replay_last=DEMO_SERVE_BARS, exit_when_idle_seconds=1.0)
+    # A replay into the demo's own folder shows what the version would do; the outcome above
+    # says it was rejected, so serving it here is the demo's choice, as --force-rejected is.
+    return serve(cfg, model=model, replay_last=DEMO_SERVE_BARS, exit_when_idle_seconds=1.0,
+                 force_rejected=not deployed)  # fmt: skip
 
 
 def prepare_market(
