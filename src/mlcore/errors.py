@@ -78,6 +78,13 @@ code                                       class                  when
 ``DATA_ARCHIVE_UNUSABLE``                  ConfigError (exit 2)   the archive folder (ARCHIVE_PATH)
                                                                   or its ingest lock folder cannot
                                                                   be created or written
+``DATA_ARCHIVE_UNUSABLE`` (a root)         ConfigError (exit 2)   a data root (raw_root ...
+                                                                  serving_root) that is a file or,
+                                                                  outside the archive, cannot be
+                                                                  created or written
+``CONFIG_STORAGE_OVERLAP``                 ConfigError (exit 2)   two data roots (or the SQLite
+                                                                  registry.db) are one folder or
+                                                                  one is inside another
 ``CATALOG_PARTITION_UNREADABLE``           DataQualityError       ``catalog build`` left out a
                                            (exit 65)              partition it could not read or a
                                                                   raw month never made canonical

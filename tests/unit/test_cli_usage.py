@@ -285,7 +285,8 @@ def test_an_archive_whose_raw_folder_is_a_file_is_one_line(tmp_path: Path) -> No
     (tmp_path / "archive" / "raw").write_text("not a folder")
     env = {"ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
     code, _, err = _run(*ROOT, *_INGEST, _csv(), env=env)
-    assert code == 2 and "DATA_ARCHIVE_UNUSABLE: ingest lock" in err, err
+    assert code == 2 and "DATA_ARCHIVE_UNUSABLE: storage folder" in err, err
+    assert "(raw_root) cannot be used: it is a file" in err, err
 
 
 def test_serve_ends_non_zero_when_a_worker_was_given_up(
