@@ -14,6 +14,11 @@ code                                       class                  when
 =========================================  =====================  ==================================
 ``REGISTRY_DB_UNAVAILABLE``                RegistryUnavailable    the registry database does not
                                            (Retryable)            answer when it is opened
+``REGISTRY_DB_REFUSED``                    ConfigError (exit 2)   the registry database refused the
+                                                                  connection's settings: a database
+                                                                  or role that does not exist, a
+                                                                  failed login, a bad URL option, a
+                                                                  registry.db SQLite cannot open
 ``REGISTRY_VERSION_NOT_FOUND``             RegistryError (Fatal)  a version that is not registered
 ``REGISTRY_VERSION_EXISTS``                RegistryError          registering a version twice
 ``REGISTRY_VERSION_UNREADABLE``            RegistryError          a model folder missing or lacking

@@ -437,3 +437,43 @@ def test_a_storage_root_inside_the_archive_that_is_a_file_is_refused(
     with pytest.raises(ConfigError) as exc:
         check_archive(load_config(root, "dev").paths)
     assert "catalog_root" in exc.value.message and "it is a file" in exc.value.message
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("postgresql://", "POSTGRES_URL needs a host"),
+        ("postgresql://127.0.0.1:5432", "POSTGRES_URL needs a database name"),
+        ("postgresql://127.0.0.1:5432/", "POSTGRES_URL needs a database name"),
+        ("postgresql:///mlcore", "POSTGRES_URL needs a host"),
+        ("redis://127.0.0.1:6379/abc", "REDIS_URL database must be a whole number"),
+        ("redis://127.0.0.1:6379/-1", "REDIS_URL database must be a whole number"),
+        ("redis://127.0.0.1:6379/0/1", "REDIS_URL database must be a whole number"),
+        ("redis://127.0.0.1:6379/?db=x", "REDIS_URL database must be a whole number"),
+        ("unix:///tmp/redis.sock?db=abc", "REDIS_URL database must be a whole number"),
+        ("unix://", "REDIS_URL needs the socket path"),
+    ],
+)
+def test_service_urls_must_name_their_host_and_database(url: str, fragment: str) -> None:
+    """Review: POSTGRES_URL=postgresql:// wrote into libpq's default database; REDIS_URL with
+    db 'abc' silently became db 0."""
+    var = "POSTGRES_URL" if url.startswith("postgres") else "REDIS_URL"
+    with pytest.raises(ConfigError, match=fragment):
+        read_env({var: url})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres@127.0.0.1:5432/mlcore",
+        "postgresql:///mlcore?host=/var/run/postgresql",
+        "redis://127.0.0.1:6379/0",
+        "redis://127.0.0.1:6379",
+        "redis://127.0.0.1:6379/",
+        "rediss://u:p@host:6380/15",
+        "unix:///tmp/redis.sock?db=2",
+    ],
+)
+def test_good_service_urls_pass(url: str) -> None:
+    var = "POSTGRES_URL" if url.startswith("postgres") else "REDIS_URL"
+    read_env({var: url})

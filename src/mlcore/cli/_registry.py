@@ -14,7 +14,7 @@ from mlcore.cli._app import coded, command, load_config, typer_app
 from mlcore.cli._models import ModelOpt, resolve_models
 from mlcore.cli._params import STATUSES, Status, Target, parse_version
 from mlcore.cli._render import out, print_records, text
-from mlcore.errors import DataQualityError, MlcoreError, RetryableError
+from mlcore.errors import ConfigError, DataQualityError, MlcoreError, RetryableError
 
 if TYPE_CHECKING:
     from mlcore.config import AppConfig
@@ -65,6 +65,13 @@ def open_registry(cfg: AppConfig) -> Registry:
     try:
         return registry_for(cfg)
     except _unreachable() as exc:
+        from mlcore.registry._errors import refusal
+
+        first = (str(exc).splitlines() or [""])[0]
+        if refusal(first) is not None:
+            raise ConfigError(
+                "REGISTRY_DB_REFUSED", f"registry database refused: {refusal(first)} ({first})"
+            ) from None
         raise RetryableError(
             "REGISTRY_DB_UNAVAILABLE", f"registry database unavailable: {str(exc).splitlines()[0]}"
         ) from exc

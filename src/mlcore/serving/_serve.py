@@ -109,11 +109,11 @@ def check_reachable(cfg: AppConfig, kind: str, wait_s: float = 10.0) -> None:
             return
         except redis.RedisError as exc:
             if time.monotonic() >= deadline:
-                where = client.connection_pool.connection_kwargs
+                kw = client.connection_pool.connection_kwargs
+                where = kw.get("path") or f"{kw.get('host')}:{kw.get('port')}"
                 raise RetryableError(
                     "SERVING_SOURCE_UNREACHABLE",
-                    f"the bar source (Redis at {where.get('host')}:{where.get('port')}) did "
-                    f"not answer within {wait_s:g} s: {exc}",
+                    f"the bar source (Redis at {where}) did not answer within {wait_s:g} s: {exc}",
                 ) from None
             time.sleep(0.5)
 
