@@ -54,6 +54,12 @@ code                                       class                  when
                                                                   process alive or on another host)
 ``FLOWS_SERVER_MISSING``                   ConfigError            cron serving without a Prefect
                                                                   server (PREFECT_API_URL)
+``FLOWS_SERVER_URL_INVALID``               ConfigError (exit 2)   PREFECT_API_URL is not an http(s)
+                                                                  URL with a host and a valid port
+``FLOWS_SERVER_NOT_PREFECT``               ConfigError (exit 2)   PREFECT_API_URL answers, but its
+                                                                  /health is not a Prefect API's
+``FLOWS_SERVER_UNREACHABLE``               RetryableError         the Prefect server does not answer
+                                           (exit 75)              its health check (or answers 5xx)
 ``UNIVERSE_PAIR_UNKNOWN``                  MissingInputError      a pair id not in universe.yaml
                                            (Config)
 ``MODEL_VERSION_NOT_FOUND``                MissingInputError      a model folder that does not exist

@@ -377,3 +377,22 @@ def test_catalog_build_names_unreadable_partitions_and_exits_65(tmp_path: Path) 
     # The next ingest of the file rewrites the damaged partition; the catalog is whole again.
     assert _run(*ROOT, *_INGEST, _csv(), env=env)[0] == 0
     assert _run(*ROOT, "catalog", "build", env=env)[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "api", "code", "fragment"),
+    [
+        (["flows", "serve"], "not a url", 2, "FLOWS_SERVER_URL_INVALID"),
+        (["flows", "run", "retrain"], "http://127.0.0.1:1/api", 75, "FLOWS_SERVER_UNREACHABLE"),
+    ],
+)
+def test_a_bad_prefect_api_url_is_one_line(
+    tmp_path: Path, args: list[str], api: str, code: int, fragment: str
+) -> None:
+    """Review: ConnectError / UnsupportedProtocol tracebacks (exit 70), RuntimeError 'Failed
+    to reach API'."""
+    env = {"ARCHIVE_PATH": str(tmp_path / "a"), "SERVICE_ENV": "dev", "LOG_LEVEL": "CRITICAL",
+           "PREFECT_API_URL": api}  # fmt: skip
+    rc, out, err = _run(*ROOT, *args, env=env)
+    assert rc == code and fragment in err and "Traceback" not in err + out, (rc, err)
+    assert len(err.strip().splitlines()) == 1, err
