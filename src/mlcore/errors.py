@@ -113,6 +113,9 @@ code                                       class                  when
 ``DATA_PROVIDER_ALL_FAILED``               RetryableError         every provider failed for now (if
                                                                   one for good: its error, 69/1/2)
 ``SERVING_SOURCE_UNREACHABLE``             RetryableError         Redis bars do not answer at start
+``SERVING_SOURCE_REFUSED``                 ConfigError (exit 2)   Redis refused REDIS_URL's settings
+                                                                  (failed login, no such db number,
+                                                                  a port that does not speak Redis)
 ``SERVING_FOLDER_UNUSABLE``                ConfigError            the serving folder is not writable
 ``SERVING_WORKER_GIVEN_UP``                FatalError             a worker died too often to restart
 =========================================  =====================  ==================================

@@ -99,3 +99,27 @@ def test_an_unreachable_unix_socket_redis_is_named_by_its_path(
     with pytest.raises(RetryableError) as exc:
         check_reachable(load_config(CONFIG_ROOT, "dev"), "redis", wait_s=0.1)
     assert f"Redis at {sock})" in exc.value.message, exc.value.message
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("redis://127.0.0.1:6379/99999", "DB index is out of range"),
+        ("redis://mlcore_nobody:wrong@127.0.0.1:6379/0", "invalid username-password"),
+    ],
+)
+def test_a_redis_that_refuses_the_settings_is_a_config_error_at_once(
+    archive: Path, monkeypatch: pytest.MonkeyPatch, url: str, fragment: str
+) -> None:
+    """Review: db 99999 or a wrong password waited 10 s and ended in 75 'retry'."""
+    from mlcore.config import load_config
+    from mlcore.serving._serve import check_reachable
+    from tests.conftest import CONFIG_ROOT
+
+    monkeypatch.setenv("REDIS_URL", url)
+    start = time.monotonic()
+    with pytest.raises(ConfigError) as exc:
+        check_reachable(load_config(CONFIG_ROOT, "dev"), "redis", wait_s=5)
+    assert exc.value.code == "SERVING_SOURCE_REFUSED", exc.value
+    assert fragment in exc.value.message and "wrong" not in exc.value.message
+    assert time.monotonic() - start < 3
