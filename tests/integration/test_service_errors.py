@@ -1,4 +1,4 @@
-"""The registry database: a connection that cannot work as configured is a config error (exit 2),
+"""The registry database and Redis: settings they refuse are a config error (exit 2),
 only a server that does not answer is worth a retry (exit 75), and nothing waits forever."""
 
 from __future__ import annotations
@@ -123,3 +123,21 @@ def test_a_redis_that_refuses_the_settings_is_a_config_error_at_once(
     assert exc.value.code == "SERVING_SOURCE_REFUSED", exc.value
     assert fragment in exc.value.message and "wrong" not in exc.value.message
     assert time.monotonic() - start < 3
+
+
+def test_publishing_to_a_redis_that_never_answers_does_not_hang(
+    archive: Path, monkeypatch: pytest.MonkeyPatch, silent_port: int
+) -> None:
+    """The publish flow's notice to serving had no Redis timeout: a silent port hung it."""
+    import redis
+
+    from mlcore.config import load_config
+    from mlcore.flows import _flows
+    from tests.conftest import CONFIG_ROOT
+
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{silent_port}/0")
+    monkeypatch.setattr(_flows, "REDIS_TIMEOUT_S", 0.5)
+    start = time.monotonic()
+    with pytest.raises(redis.RedisError):
+        _flows._notify(load_config(CONFIG_ROOT, "dev"), {"model_version": "v"})
+    assert time.monotonic() - start < 5
