@@ -242,7 +242,8 @@ def test_serve_into_a_serving_folder_that_is_a_file_is_a_config_error(tmp_path: 
     (tmp_path / "archive" / "serving").write_text("not a folder")
     env = {"ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
     code, _, err = _run(*ROOT, "serve", "--bars", "file", env=env)
-    assert code == 2 and "SERVING_FOLDER_UNUSABLE" in err, err
+    # Found with every data root at start (before: SERVING_FOLDER_UNUSABLE from serve itself).
+    assert code == 2 and "DATA_ARCHIVE_UNUSABLE" in err and "(serving_root)" in err, err
 
 
 _USES_ARCHIVE = [
