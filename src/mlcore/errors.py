@@ -24,6 +24,11 @@ code                                       class                  when
 ``REGISTRY_ARTIFACT_FOLDER_BLOCKED``       RegistryError          restore where a file holds the
                                                                   version's folder (or a folder a
                                                                   file's place)
+``REGISTRY_DB_REFUSED``                    ConfigError (exit 2)   the registry database refused the
+                                                                  connection's settings: a database
+                                                                  or role that does not exist, a
+                                                                  failed login, a bad URL option, a
+                                                                  registry.db SQLite cannot open
 ``REGISTRY_VERSION_NOT_FOUND``             RegistryError (Fatal)  a version that is not registered
 ``REGISTRY_VERSION_EXISTS``                RegistryError          registering a version twice
 ``REGISTRY_VERSION_UNREADABLE``            RegistryError          a model folder missing or lacking
@@ -63,6 +68,12 @@ code                                       class                  when
                                                                   process alive or on another host)
 ``FLOWS_SERVER_MISSING``                   ConfigError            cron serving without a Prefect
                                                                   server (PREFECT_API_URL)
+``FLOWS_SERVER_URL_INVALID``               ConfigError (exit 2)   PREFECT_API_URL is not an http(s)
+                                                                  URL with a host and a valid port
+``FLOWS_SERVER_NOT_PREFECT``               ConfigError (exit 2)   PREFECT_API_URL answers, but its
+                                                                  /health is not a Prefect API's
+``FLOWS_SERVER_UNREACHABLE``               RetryableError         the Prefect server does not answer
+                                           (exit 75)              its health check (or answers 5xx)
 ``UNIVERSE_PAIR_UNKNOWN``                  MissingInputError      a pair id not in universe.yaml
                                            (Config)
 ``MODEL_VERSION_NOT_FOUND``                MissingInputError      a model folder that does not exist
@@ -92,6 +103,13 @@ code                                       class                  when
 ``DATA_ARCHIVE_UNUSABLE``                  ConfigError (exit 2)   the archive folder (ARCHIVE_PATH)
                                                                   or its ingest lock folder cannot
                                                                   be created or written
+``DATA_ARCHIVE_UNUSABLE`` (a root)         ConfigError (exit 2)   a data root (raw_root ...
+                                                                  serving_root) that is a file or,
+                                                                  outside the archive, cannot be
+                                                                  created or written
+``CONFIG_STORAGE_OVERLAP``                 ConfigError (exit 2)   two data roots (or the SQLite
+                                                                  registry.db) are one folder or
+                                                                  one is inside another
 ``CATALOG_PARTITION_UNREADABLE``           DataQualityError       ``catalog build`` left out a
                                            (exit 65)              partition it could not read or a
                                                                   raw month never made canonical
@@ -117,6 +135,9 @@ code                                       class                  when
 ``SERVING_MODEL_REJECTED``                 FatalError (exit 1)    ``serve --model`` of a rejected
                                                                   version without --force-rejected
 ``SERVING_SOURCE_UNREACHABLE``             RetryableError         Redis bars do not answer at start
+``SERVING_SOURCE_REFUSED``                 ConfigError (exit 2)   Redis refused REDIS_URL's settings
+                                                                  (failed login, no such db number,
+                                                                  a port that does not speak Redis)
 ``SERVING_FOLDER_UNUSABLE``                ConfigError            the serving folder is not writable
 ``SERVING_BARS_FILE_UNUSABLE``             ConfigError (exit 2)   the file bar source's path holds
                                                                   a folder, a FIFO, a device

@@ -835,3 +835,49 @@ def test_build_providers_orders_by_priority_and_skips_files_and_disabled(
         failover.close()
     assert result.source == "second"
     assert len(broken.requests) == 2
+
+
+def test_a_body_trickling_in_byte_by_byte_times_out_as_a_whole(
+    providers: Callable[..., TwelveDataProvider],
+) -> None:
+    """Review: a server sending one byte every 0.1 s never tripped the per-read timeout, so
+    ingest hung; request_timeout_s now bounds the whole request."""
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    stop = threading.Event()
+
+    def _serve() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100000\r\n\r\n")  # fmt: skip
+            try:
+                while not stop.is_set():
+                    conn.sendall(b" ")
+                    time.sleep(0.05)
+            except OSError:
+                pass
+            conn.close()
+
+    thread = threading.Thread(target=_serve, daemon=True)
+    thread.start()
+    try:
+        provider = providers(f"http://127.0.0.1:{srv.getsockname()[1]}", retry_max=0,
+                             request_timeout_s=0.5)  # fmt: skip
+        start = time.monotonic()
+        with pytest.raises(RetryableError) as caught:
+            provider.fetch(SYMBOL, "1h", T0, T0 + HOUR)
+        assert caught.value.code == "DATA_API_TIMEOUT"
+        assert time.monotonic() - start < 5
+    finally:
+        stop.set()
+        thread.join()
+        srv.close()

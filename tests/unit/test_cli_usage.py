@@ -242,7 +242,8 @@ def test_serve_into_a_serving_folder_that_is_a_file_is_a_config_error(tmp_path: 
     (tmp_path / "archive" / "serving").write_text("not a folder")
     env = {"ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
     code, _, err = _run(*ROOT, "serve", "--bars", "file", env=env)
-    assert code == 2 and "SERVING_FOLDER_UNUSABLE" in err, err
+    # Found with every data root at start (before: SERVING_FOLDER_UNUSABLE from serve itself).
+    assert code == 2 and "DATA_ARCHIVE_UNUSABLE" in err and "(serving_root)" in err, err
 
 
 _USES_ARCHIVE = [
@@ -285,7 +286,8 @@ def test_an_archive_whose_raw_folder_is_a_file_is_one_line(tmp_path: Path) -> No
     (tmp_path / "archive" / "raw").write_text("not a folder")
     env = {"ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
     code, _, err = _run(*ROOT, *_INGEST, _csv(), env=env)
-    assert code == 2 and "DATA_ARCHIVE_UNUSABLE: ingest lock" in err, err
+    assert code == 2 and "DATA_ARCHIVE_UNUSABLE: storage folder" in err, err
+    assert "(raw_root) cannot be used: it is a file" in err, err
 
 
 def test_serve_ends_non_zero_when_a_worker_was_given_up(
@@ -376,3 +378,22 @@ def test_catalog_build_names_unreadable_partitions_and_exits_65(tmp_path: Path) 
     # The next ingest of the file rewrites the damaged partition; the catalog is whole again.
     assert _run(*ROOT, *_INGEST, _csv(), env=env)[0] == 0
     assert _run(*ROOT, "catalog", "build", env=env)[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "api", "code", "fragment"),
+    [
+        (["flows", "serve"], "not a url", 2, "FLOWS_SERVER_URL_INVALID"),
+        (["flows", "run", "retrain"], "http://127.0.0.1:1/api", 75, "FLOWS_SERVER_UNREACHABLE"),
+    ],
+)
+def test_a_bad_prefect_api_url_is_one_line(
+    tmp_path: Path, args: list[str], api: str, code: int, fragment: str
+) -> None:
+    """Review: ConnectError / UnsupportedProtocol tracebacks (exit 70), RuntimeError 'Failed
+    to reach API'."""
+    env = {"ARCHIVE_PATH": str(tmp_path / "a"), "SERVICE_ENV": "dev", "LOG_LEVEL": "CRITICAL",
+           "PREFECT_API_URL": api}  # fmt: skip
+    rc, out, err = _run(*ROOT, *args, env=env)
+    assert rc == code and fragment in err and "Traceback" not in err + out, (rc, err)
+    assert len(err.strip().splitlines()) == 1, err

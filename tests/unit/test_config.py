@@ -372,3 +372,108 @@ def test_every_timezone_of_the_policies_is_checked_at_load(
     bad = new.split(": ")[1]
     with pytest.raises(ConfigError, match=rf"unknown timezone '{bad}'"):
         load_config(root, "dev")
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "keys"),
+    [
+        ("ml_core_storage.yaml", "raw_root: {value: raw", "raw_root: {value: canonical",
+         ("raw_root", "canonical_root")),
+        ("ml_core_storage.yaml", "catalog_root: {value: catalog",
+         "catalog_root: {value: canonical/catalog", ("canonical_root", "catalog_root")),
+        ("ml_core_storage.yaml", "reports_root: {value: reports", "reports_root: {value: .",
+         ("reports_root",)),
+        ("ml_core_storage.yaml", "models_root: {value: models", "models_root: {value: registry",
+         ("models_root", "registry")),
+        ("serving_policy.yaml", "serving_root:\n  value: serving", "serving_root:\n  value: raw",
+         ("raw_root", "serving_root")),
+    ],
+)  # fmt: skip
+def test_storage_roots_must_not_overlap(
+    root: Path, archive: Path, file: str, old: str, new: str, keys: tuple[str, ...]
+) -> None:
+    """Review: raw_root == canonical_root passed ``config check``; each ingest then overwrote
+    the other layer (exit 0)."""
+    _edit(root / "base" / file, old, new)
+    with pytest.raises(ConfigError) as exc:
+        load_config(root, "dev")
+    assert exc.value.code == "CONFIG_STORAGE_OVERLAP", exc.value
+    for key in keys:
+        assert key in exc.value.message, exc.value.message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [("reports_root", "/proc/mlcore-rep", "No such file or directory"),
+     ("catalog_root", "/etc/hostname", "it is a file, not a folder"),
+     ("raw_root", "/etc/hostname/raw", "Not a directory")],
+)  # fmt: skip
+def test_every_storage_root_outside_the_archive_is_checked(
+    root: Path, archive: Path, key: str, value: str, reason: str
+) -> None:
+    """Review: ``reports_root: /proc/rep`` ended ingest in exit 70 after writing partitions;
+    ``catalog_root: /etc/hostname`` ended catalog build in exit 70 (FileExistsError)."""
+    from mlcore.config import check_archive
+
+    path = root / "base" / "ml_core_storage.yaml"
+    text = path.read_text()
+    new = f"{key}: {{value: {value},"
+    path.write_text(re.sub(rf"^{key}: {{value: [^,]*,", new, text, flags=re.M))
+    cfg = load_config(root, "dev")
+    with pytest.raises(ConfigError) as exc:
+        check_archive(cfg.paths)
+    assert exc.value.code == "DATA_ARCHIVE_UNUSABLE"
+    assert key in exc.value.message and value in exc.value.message, exc.value.message
+    assert exc.value.message.endswith(reason), exc.value.message
+
+
+def test_a_storage_root_inside_the_archive_that_is_a_file_is_refused(
+    root: Path, archive: Path
+) -> None:
+    from mlcore.config import check_archive
+
+    archive.mkdir(parents=True, exist_ok=True)
+    (archive / "catalog").write_text("not a folder")
+    with pytest.raises(ConfigError) as exc:
+        check_archive(load_config(root, "dev").paths)
+    assert "catalog_root" in exc.value.message and "it is a file" in exc.value.message
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("postgresql://", "POSTGRES_URL needs a host"),
+        ("postgresql://127.0.0.1:5432", "POSTGRES_URL needs a database name"),
+        ("postgresql://127.0.0.1:5432/", "POSTGRES_URL needs a database name"),
+        ("postgresql:///mlcore", "POSTGRES_URL needs a host"),
+        ("redis://127.0.0.1:6379/abc", "REDIS_URL database must be a whole number"),
+        ("redis://127.0.0.1:6379/-1", "REDIS_URL database must be a whole number"),
+        ("redis://127.0.0.1:6379/0/1", "REDIS_URL database must be a whole number"),
+        ("redis://127.0.0.1:6379/?db=x", "REDIS_URL database must be a whole number"),
+        ("unix:///tmp/redis.sock?db=abc", "REDIS_URL database must be a whole number"),
+        ("unix://", "REDIS_URL needs the socket path"),
+    ],
+)
+def test_service_urls_must_name_their_host_and_database(url: str, fragment: str) -> None:
+    """Review: POSTGRES_URL=postgresql:// wrote into libpq's default database; REDIS_URL with
+    db 'abc' silently became db 0."""
+    var = "POSTGRES_URL" if url.startswith("postgres") else "REDIS_URL"
+    with pytest.raises(ConfigError, match=fragment):
+        read_env({var: url})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres@127.0.0.1:5432/mlcore",
+        "postgresql:///mlcore?host=/var/run/postgresql",
+        "redis://127.0.0.1:6379/0",
+        "redis://127.0.0.1:6379",
+        "redis://127.0.0.1:6379/",
+        "rediss://u:p@host:6380/15",
+        "unix:///tmp/redis.sock?db=2",
+    ],
+)
+def test_good_service_urls_pass(url: str) -> None:
+    var = "POSTGRES_URL" if url.startswith("postgres") else "REDIS_URL"
+    read_env({var: url})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
@@ -37,6 +38,15 @@ def _flow_call(fn: Callable[[], R]) -> R:
         return fn()
 
 
+def _check_server() -> None:
+    """The Prefect server PREFECT_API_URL names is usable (none named: ephemeral mode)."""
+    from mlcore.flows._server import check_prefect_server
+
+    api = os.environ.get("PREFECT_API_URL")
+    if api:
+        check_prefect_server(api)
+
+
 @command(flows_app, "run")
 def flows_run(
     name: Annotated[
@@ -59,6 +69,7 @@ def flows_run(
 
     flows.console_without_tracebacks()
     cfg = load_config()
+    _check_server()
     if name is FlowName.retrain:
         outcome = _flow_call(lambda: flows.run_retrain(cfg, timeframe=timeframe, seed=seed))
         if outcome.training is not None:
@@ -99,6 +110,7 @@ def flows_serve(
 
     flows.console_without_tracebacks()
     cfg = load_config()
+    _check_server()
     with coded(ConfigError, "CLI_ARGUMENT_INVALID", prefix=f"--cron {cron!r}: "):
         flows.retrain_deployment(cfg, cron)
     text(

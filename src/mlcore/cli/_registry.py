@@ -65,6 +65,13 @@ def open_registry(cfg: AppConfig) -> Registry:
     try:
         return registry_for(cfg)
     except _unreachable() as exc:
+        from mlcore.registry._errors import refusal
+
+        first = (str(exc).splitlines() or [""])[0]
+        if refusal(first) is not None:
+            raise ConfigError(
+                "REGISTRY_DB_REFUSED", f"registry database refused: {refusal(first)} ({first})"
+            ) from None
         raise RetryableError(
             "REGISTRY_DB_UNAVAILABLE", f"registry database unavailable: {str(exc).splitlines()[0]}"
         ) from exc

@@ -41,6 +41,23 @@ class StoragePaths:
     models: Path
     reports: Path
     artifacts: Path
+    serving: Path | None = None
+
+    def roots(self) -> dict[str, Path]:
+        """Each data layer's folder by the policy key that sets it."""
+        named = {
+            "raw_root": self.raw,
+            "canonical_root": self.canonical,
+            "features_root": self.features,
+            "snapshots_root": self.snapshots,
+            "catalog_root": self.catalog,
+            "models_root": self.models,
+            "reports_root": self.reports,
+            "artifact_store_root": self.artifacts,
+        }
+        if self.serving is not None:
+            named["serving_root"] = self.serving
+        return named
 
 
 @dataclass(frozen=True)
@@ -94,13 +111,8 @@ def find_config_root(start: Path | None = None) -> Path:
     )
 
 
-def check_archive(paths: StoragePaths) -> None:
-    """Refuse an archive folder that cannot be created or written (ConfigError, exit 2).
-
-    Every command that reads or writes the archive calls this once, so an unusable
-    ``ARCHIVE_PATH`` is one line naming the folder and the OS reason, whatever the command.
-    """
-    folder = paths.archive
+def _probe(folder: Path) -> str | None:
+    """Why ``folder`` cannot be created or written (None when it can)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".probe-{os.getpid()}"
@@ -109,12 +121,75 @@ def check_archive(paths: StoragePaths) -> None:
     except OSError as exc:
         why = "it is a file, not a folder" if folder.is_file() else exc.strerror or str(exc)
         where = "" if exc.filename in (None, str(folder)) else f" ({exc.filename})"
+        return f"{why}{where}"
+    return None
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_archive(paths: StoragePaths) -> None:
+    """Refuse an archive folder that cannot be created or written (ConfigError, exit 2), and
+    any data root that is a file or, outside the archive, cannot be created or written.
+
+    Every command that reads or writes the archive calls this once, so an unusable
+    ``ARCHIVE_PATH`` (or root) is one line naming the folder and the OS reason.
+    """
+    folder = paths.archive
+    why = _probe(folder)
+    if why is not None:
         raise ConfigError(
             "DATA_ARCHIVE_UNUSABLE",
             f"archive folder {folder} cannot be used (ARCHIVE_PATH or storage.yaml "
-            f"archive_path): {why}{where}",
+            f"archive_path): {why}",
             details={"path": str(folder)},
-        ) from None
+        )
+    archive = Path(os.path.abspath(folder))
+    for key, root in paths.roots().items():
+        if _inside(Path(os.path.abspath(root)), archive):
+            # Created on first use; only one that is already a file is refused now.
+            why = "it is a file, not a folder" if root.exists() and not root.is_dir() else None
+        else:
+            why = _probe(root)
+        if why is not None:
+            raise ConfigError(
+                "DATA_ARCHIVE_UNUSABLE",
+                f"storage folder {root} ({key}) cannot be used: {why}",
+                details={"path": str(root), "key": key},
+            )
+
+
+def _real(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop, an unreadable parent
+        return Path(os.path.abspath(path))
+
+
+def check_roots_apart(paths: StoragePaths, registry_db: Path) -> None:
+    """Refuse data roots that coincide or nest (ConfigError, exit 2): each layer's writes would
+    overwrite or prune another's (raw_root == canonical_root)."""
+    named = {key: _real(p) for key, p in paths.roots().items()}
+    named["registry.db"] = _real(registry_db)  # the SQLite registry, when POSTGRES_URL is unset
+    keys = list(named)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1 :]:
+            pa, pb = named[a], named[b]
+            if pa == pb:
+                why = f"{a} and {b} are the same folder {pa}"
+            elif _inside(pb, pa):
+                why = f"{b} ({pb}) is inside {a} ({pa})"
+            elif _inside(pa, pb):
+                why = f"{a} ({pa}) is inside {b} ({pb})"
+            else:
+                continue
+            raise ConfigError(
+                "CONFIG_STORAGE_OVERLAP",
+                f"ml_core_storage.yaml / serving_policy.yaml: {why}; every data root needs "
+                "its own folder, none inside another",
+                details={"keys": [a, b]},
+            )
 
 
 def load_config(config_root: Path | None = None, env_name: str | None = None) -> AppConfig:
@@ -172,7 +247,9 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
         models=_resolve(archive, layout.models_root),
         reports=_resolve(archive, layout.reports_root),
         artifacts=_resolve(archive, layout.artifact_store_root),
+        serving=_resolve(archive, serving.serving_root),
     )
+    check_roots_apart(paths, archive / "registry" / "registry.db")
     return AppConfig(
         env_name=name,
         config_root=root,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
@@ -51,6 +51,9 @@ _SCHEMES = {"POSTGRES_URL": ("postgresql", "postgresql+psycopg", "postgres"),
             "REDIS_URL": ("redis", "rediss", "unix")}  # fmt: skip
 
 
+_REDIS_DB_MAX = 2**31 - 1  # Redis's own limit on the ``databases`` setting
+
+
 def _url_problems(var: str, url: str) -> list[str]:
     """What is wrong with a service URL, without echoing it (it may hold a password)."""
     schemes = _SCHEMES[var]
@@ -63,6 +66,36 @@ def _url_problems(var: str, url: str) -> list[str]:
         return [f"{var} must be a {schemes[0]}:// URL, got scheme {parts.scheme!r}"]
     if port is not None and not 1 <= port <= 65535:
         return [f"{var} port {port} is outside 1-65535"]
+    query = parse_qs(parts.query)
+    if var == "POSTGRES_URL":
+        return _postgres_problems(var, parts.hostname, parts.path, query)
+    return _redis_problems(var, parts.scheme, parts.path, query)
+
+
+def _postgres_problems(
+    var: str, host: str | None, path: str, query: dict[str, list[str]]
+) -> list[str]:
+    # libpq fills a missing host or database from its defaults (a local socket, the OS
+    # user's database): the registry would write somewhere nobody configured.
+    if not host and not query.get("host"):
+        return [f"{var} needs a host (postgresql://user@host:5432/database)"]
+    if not path.strip("/") and not query.get("dbname"):
+        return [f"{var} needs a database name (postgresql://user@host:5432/database)"]
+    return []
+
+
+def _redis_problems(var: str, scheme: str, path: str, query: dict[str, list[str]]) -> list[str]:
+    if scheme == "unix":
+        if not path:
+            return [f"{var} needs the socket path (unix:///path/to/redis.sock?db=0)"]
+        dbs = query.get("db", [])
+    else:
+        dbs = [*query.get("db", []), *([path[1:]] if path.strip("/") else [])]
+    for db in dbs:
+        if not (db.isascii() and db.isdigit() and int(db) <= _REDIS_DB_MAX):
+            return [
+                f"{var} database must be a whole number 0-{_REDIS_DB_MAX} (redis://host:6379/0)"
+            ]
     return []
 
 

@@ -25,6 +25,22 @@ NonNegInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Rate = Annotated[float, Field(ge=0, le=1)]
 
+#: No policy number may be larger than this in magnitude (a trillion: capital in USD, counts of
+#: bars); 1e308 or 10**30 are typing slips that overflow numpy or the calendar later.
+MAX_MAGNITUDE = 1e12
+#: numpy's and LightGBM's seed range (the CLI's ``--seed`` caps at the same value).
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+_YEAR_S = 366 * 86_400
+#: A duration in seconds, up to a year (``datetime + timedelta`` must not overflow).
+Seconds = Annotated[float, Field(gt=0, le=_YEAR_S)]
+NonNegSeconds = Annotated[float, Field(ge=0, le=_YEAR_S)]
+IntSeconds = Annotated[int, Field(gt=0, le=_YEAR_S)]
+#: A network timeout: one hour at most.
+TimeoutSeconds = Annotated[float, Field(gt=0, le=3600)]
+#: Months of history or retention: a century at most (the calendar ends at year 1).
+Months = Annotated[int, Field(gt=0, le=1200)]
+Days = Annotated[int, Field(gt=0, le=36_600)]
+
 Timeframe = Literal["1min", "5min", "15min", "30min", "1h", "4h", "1day"]
 _SYMBOL_RE = re.compile(r"^[A-Z0-9.]{1,12}(/[A-Z0-9.]{1,12})?$")
 
@@ -32,7 +48,29 @@ _SYMBOL_RE = re.compile(r"^[A-Z0-9.]{1,12}(/[A-Z0-9.]{1,12})?$")
 class Policy(BaseModel):
     """Base of every policy schema."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    # allow_inf_nan=False: every float field of every policy refuses nan and ±inf.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _not_huge(cls, value: object) -> object:
+        for number in _numbers(value):
+            if abs(number) > MAX_MAGNITUDE:
+                raise ValueError(f"{number!r} is out of range (at most {MAX_MAGNITUDE:g} in size)")
+        return value
+
+
+def _numbers(value: object) -> list[int | float]:
+    """The plain numbers in a field's value (nested policies check their own)."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, (int, float)):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [n for v in value for n in _numbers(v)]
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _numbers(v)]
+    return []
 
 
 # storage.yaml ---------------------------------------------------------------------------
@@ -88,7 +126,7 @@ class RateLimit(Policy):
 
 class CircuitBreakerPolicy(Policy):
     fail_max: PositiveInt
-    reset_timeout_s: PositiveFloat
+    reset_timeout_s: Seconds
 
 
 class DQThresholds(Policy):
@@ -118,14 +156,14 @@ class PipelinePolicy(Policy):
 
     timeframe_default: Timeframe
     timeframe_allowed: list[Timeframe]
-    history_lookback_months: PositiveInt
+    history_lookback_months: Months
     retry_max: NonNegInt
-    backoff_initial_s: PositiveFloat
-    backoff_max_s: PositiveFloat
-    backoff_jitter_s: Annotated[float, Field(ge=0)]
-    request_timeout_s: PositiveFloat
+    backoff_initial_s: TimeoutSeconds
+    backoff_max_s: TimeoutSeconds
+    backoff_jitter_s: Annotated[float, Field(ge=0, le=3600)]
+    request_timeout_s: TimeoutSeconds
     page_size: Annotated[int, Field(gt=0, le=5000)]
-    freshness_budget_seconds: PositiveInt
+    freshness_budget_seconds: IntSeconds
     rate_limit: RateLimit
     circuit_breaker: CircuitBreakerPolicy
     dq_thresholds: DQThresholds
@@ -178,11 +216,11 @@ class SourcesPolicy(Policy):
 class DataRetentionPolicy(Policy):
     """data_retention.yaml: how long each layer is kept, in months."""
 
-    raw_months: PositiveInt
-    canonical_months: PositiveInt
-    features_months: PositiveInt
-    snapshots_months: PositiveInt
-    ingest_reports_days: PositiveInt
+    raw_months: Months
+    canonical_months: Months
+    features_months: Months
+    snapshots_months: Months
+    ingest_reports_days: Days
     model_versions: Annotated[int, Field(ge=5)]
 
 
@@ -588,7 +626,7 @@ class TrainingPolicy(Policy):
     optuna: OptunaPolicy
     library: LibraryPolicy
     direction: DirectionPolicy
-    seed: Annotated[int, Field(ge=0)]
+    seed: Seed
 
 
 POLICY_SCHEMAS["training_policy"] = TrainingPolicy
@@ -700,7 +738,7 @@ class AccountPolicy(Policy):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     capital_usd: PositiveFloat
     risk_fraction: Annotated[float, Field(gt=0, le=1)]
-    fx_stale_seconds: PositiveInt
+    fx_stale_seconds: IntSeconds
 
 
 class ExecutionPolicy(Policy):
@@ -746,7 +784,7 @@ class StabilisationPolicy(Policy):
 class GatePolicy(Policy):
     """Adoption gates (the spec's, and Deflated Sharpe / PBO)."""
 
-    min_sharpe: float
+    min_sharpe: Annotated[float, Field(ge=-100, le=100)]
     max_drawdown: Rate
     min_trades_per_year: Annotated[float, Field(ge=0)]
     noninferior_sharpe_ratio: Annotated[float, Field(gt=0)]
@@ -759,7 +797,7 @@ class GatePolicy(Policy):
 class StressPolicy(Policy):
     """Sizes of the stress scenarios."""
 
-    seed: NonNegInt
+    seed: Seed
     atr_noise: Annotated[float, Field(ge=0)]
     correlation_breakdown_share: Annotated[float, Field(gt=0, le=1)]
     cost_multiplier: Annotated[float, Field(ge=0)]
@@ -804,10 +842,10 @@ class RetrainPolicy(Policy):
     timezone: ZoneName
     timeframe: str
     retrain_retry_max: Annotated[int, Field(ge=0, le=2)]
-    retrain_retry_delay_minutes: Annotated[float, Field(ge=0)]
+    retrain_retry_delay_minutes: Annotated[float, Field(ge=0, le=_YEAR_S / 60)]
     max_consecutive_failures: Annotated[int, Field(ge=1)]
-    heartbeat_seconds: Annotated[float, Field(gt=0)]
-    heartbeat_stale_factor: Annotated[float, Field(gt=1)]
+    heartbeat_seconds: Seconds
+    heartbeat_stale_factor: Annotated[float, Field(gt=1, le=1000)]
     notification_channel: str
     task_runner: TaskRunnerPolicy
     deploy_on_adopt: bool
@@ -837,9 +875,9 @@ class WorkerPolicy(Policy):
     """How `mlcore serve` spreads pairs over worker processes and restarts them."""
 
     pairs_per_worker: Annotated[int, Field(ge=1, le=50)]
-    restart_delay_seconds: Annotated[float, Field(ge=0)]
+    restart_delay_seconds: NonNegSeconds
     max_restarts_per_hour: PositiveInt
-    checkpoint_every_seconds: Annotated[float, Field(ge=0)]
+    checkpoint_every_seconds: NonNegSeconds
 
 
 class BarSourcePolicy(Policy):
@@ -848,7 +886,7 @@ class BarSourcePolicy(Policy):
     kind: Literal["redis", "file"]
     stream_prefix: str
     file: str
-    block_ms: PositiveInt
+    block_ms: Annotated[int, Field(gt=0, le=600_000)]
     batch_bars: PositiveInt
     max_message_bytes: Annotated[int, Field(ge=256, le=1 << 20)] = 4096
 
@@ -859,12 +897,12 @@ class RedisDeliveryPolicy(Policy):
     signals_stream: str
     stream_maxlen: PositiveInt
     channel: str
-    dedupe_ttl_seconds: PositiveInt
+    dedupe_ttl_seconds: IntSeconds
     ops_flags_key: str
     dead_letter_stream: str = "core:bars:dead"
     heartbeat_prefix: str
-    heartbeat_seconds: PositiveFloat
-    heartbeat_ttl_seconds: PositiveFloat
+    heartbeat_seconds: Seconds
+    heartbeat_ttl_seconds: Seconds
 
     @model_validator(mode="after")
     def _ttl_longer_than_beat(self) -> RedisDeliveryPolicy:
@@ -879,13 +917,13 @@ class ServingPolicy(Policy):
     timeframe: Timeframe
     workers: WorkerPolicy
     bar_source: BarSourcePolicy
-    freshness_budget_seconds: PositiveFloat
-    signal_valid_seconds: PositiveFloat
+    freshness_budget_seconds: Seconds
+    signal_valid_seconds: Seconds
     redis: RedisDeliveryPolicy
     serving_root: str
-    aggregate_every_seconds: PositiveFloat
+    aggregate_every_seconds: Seconds
     metrics_port: Annotated[int, Field(ge=0, le=65535)]
-    flags_max_age_seconds: PositiveFloat = 30.0
+    flags_max_age_seconds: Seconds = 30.0
 
 
 POLICY_SCHEMAS["serving_policy"] = ServingPolicy

@@ -439,13 +439,31 @@ class TwelveDataProvider:
             wait_s=wait_s,
         )
 
+    def _get(self, path: str, params: dict[str, str], headers: dict[str, str]) -> httpx.Response:
+        """GET ``path`` within request_timeout_s in all: httpx's timeout bounds each read, so a
+        body trickling in a byte at a time would never end; the deadline bounds the whole."""
+        deadline = time.monotonic() + self._policy.request_timeout_s
+        with self._client.stream("GET", path, params=params, headers=headers) as streamed:
+            chunks = []
+            for chunk in streamed.iter_raw():
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout("the whole request took too long")
+        # Rebuilt from the raw bytes: the headers' content encoding is decoded once, here.
+        return httpx.Response(
+            streamed.status_code,
+            headers=streamed.headers,
+            content=b"".join(chunks),
+            request=streamed.request,
+        )
+
     def _attempt(self, what: str, params: dict[str, str], api_key: str) -> list[dict[str, Any]]:
         self._bucket.acquire()
         # The key goes in the documented Authorization header, never in the URL: httpx logs
         # request URLs at INFO and error messages may quote them.
         headers = {"Authorization": f"apikey {api_key}"}
         try:
-            response = self._client.get("/time_series", params=params, headers=headers)
+            response = self._get("/time_series", params, headers)
         except httpx.TimeoutException as exc:
             raise RetryableError(
                 "DATA_API_TIMEOUT",

@@ -142,6 +142,10 @@ def core_backtest_flow(
     return report
 
 
+#: Seconds Redis has to connect and to answer the serving notice (a silent port must not hang).
+REDIS_TIMEOUT_S = 10.0
+
+
 def _notify(cfg: AppConfig, notice: dict[str, Any]) -> list[str]:
     """Tell serving: the notice file always (atomically), and Redis when REDIS_URL is set."""
     path = cfg.paths.archive / "serving" / "deployed.json"
@@ -150,7 +154,11 @@ def _notify(cfg: AppConfig, notice: dict[str, Any]) -> list[str]:
     if cfg.env.redis_url:
         import redis
 
-        client = redis.Redis.from_url(cfg.env.redis_url)
+        client = redis.Redis.from_url(
+            cfg.env.redis_url,
+            socket_connect_timeout=REDIS_TIMEOUT_S,
+            socket_timeout=REDIS_TIMEOUT_S,
+        )
         try:
             body = json.dumps(notice, sort_keys=True)
             client.set(SERVING_CHANNEL, body)

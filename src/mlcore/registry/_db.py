@@ -14,6 +14,9 @@ from mlcore.config import AppConfig, sqlalchemy_postgres_url
 from mlcore.registry._store import ArtifactStore, LocalArtifactStore, S3ArtifactStore
 from mlcore.registry._tables import SQLITE_SCHEMAS
 
+#: Seconds PostgreSQL has to accept a connection (libpq's connect_timeout).
+CONNECT_TIMEOUT_S = 10
+
 
 def database_url(cfg: AppConfig) -> str:
     """``POSTGRES_URL`` (with the psycopg 3 driver), else ``sqlite:///{archive}/registry/registry.db``."""
@@ -49,7 +52,10 @@ def make_engine(url: str) -> Engine:
             dbapi_conn.isolation_level = None
 
         return engine.execution_options(schema_translate_map=SQLITE_SCHEMAS)
-    return create_engine(url, pool_pre_ping=True)
+    # A server that accepts but never answers (a wrong port) must not hang the command.
+    return create_engine(
+        url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}
+    )
 
 
 def upgrade(engine: Engine) -> None:

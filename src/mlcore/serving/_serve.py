@@ -82,6 +82,22 @@ def write_bars_file(path: Path, bars: list[Bar]) -> None:
     write_atomic(path, ("\n".join(lines) + "\n").encode())
 
 
+def redis_refusal(exc: Exception) -> str | None:
+    """Why a Redis error means REDIS_URL's settings are wrong (None: maybe transient)."""
+    import redis
+
+    text = str(exc)
+    if isinstance(exc, redis.AuthenticationError) or any(
+        k in text for k in ("WRONGPASS", "NOAUTH", "invalid password", "invalid username")
+    ):
+        return "authentication failed"
+    if "DB index" in text or "invalid DB" in text:
+        return "no such database number"
+    if "Protocol error" in text:
+        return "the port does not speak Redis"
+    return None
+
+
 def check_reachable(cfg: AppConfig, kind: str, wait_s: float = 10.0) -> None:
     """Before any worker starts: the serving folder can be written, and a Redis bar source
     answers within ``wait_s`` (else :class:`RetryableError` naming it: `mlcore serve` ends
@@ -116,12 +132,19 @@ def check_reachable(cfg: AppConfig, kind: str, wait_s: float = 10.0) -> None:
             client.ping()
             return
         except redis.RedisError as exc:
+            kw = client.connection_pool.connection_kwargs
+            where = kw.get("path") or f"{kw.get('host')}:{kw.get('port')}"
+            refused = redis_refusal(exc)
+            if refused is not None:  # waiting will not change the answer
+                raise ConfigError(
+                    "SERVING_SOURCE_REFUSED",
+                    f"the bar source (Redis at {where}) refused REDIS_URL's settings: {refused} "
+                    f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+                ) from None
             if time.monotonic() >= deadline:
-                where = client.connection_pool.connection_kwargs
                 raise RetryableError(
                     "SERVING_SOURCE_UNREACHABLE",
-                    f"the bar source (Redis at {where.get('host')}:{where.get('port')}) did "
-                    f"not answer within {wait_s:g} s: {exc}",
+                    f"the bar source (Redis at {where}) did not answer within {wait_s:g} s: {exc}",
                 ) from None
             time.sleep(0.5)
 

@@ -1,0 +1,143 @@
+"""The registry database and Redis: settings they refuse are a config error (exit 2),
+only a server that does not answer is worth a retry (exit 75), and nothing waits forever."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlcore.errors import ConfigError, RetryableError
+from mlcore.registry import _db as db
+from mlcore.registry import check_connection
+from tests.conftest import free_port
+
+PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        (f"{PG}/mlcore_no_such_db", "does not exist"),
+        ("postgresql+psycopg://mlcore_no_such_role@127.0.0.1:5432/postgres", "does not exist"),
+        (f"{PG}/postgres?sslmode=bogus", "sslmode"),
+    ],
+)
+def test_a_connection_refused_for_its_settings_is_a_config_error(url: str, fragment: str) -> None:
+    """Review: a missing database, an unknown role, ?sslmode=bogus all ended in 75 'retry'."""
+    with pytest.raises(ConfigError) as exc:
+        check_connection(db.make_engine(url))
+    assert exc.value.code == "REGISTRY_DB_REFUSED", exc.value
+    assert fragment in exc.value.message and "retry" not in exc.value.message
+
+
+def test_a_registry_db_that_is_a_folder_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "registry.db").mkdir()
+    with pytest.raises(ConfigError) as exc:
+        check_connection(db.make_engine(f"sqlite:///{tmp_path / 'registry.db'}"))
+    assert exc.value.code == "REGISTRY_DB_REFUSED", exc.value
+
+
+def test_a_refused_port_is_still_retryable() -> None:
+    with pytest.raises(RetryableError) as exc:
+        check_connection(db.make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x"))
+    assert exc.value.code == "REGISTRY_DB_UNAVAILABLE"
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never says a word."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def _accept() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(srv.accept()[0])
+            except OSError:
+                continue
+
+    t = threading.Thread(target=_accept, daemon=True)
+    t.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    t.join()
+    for s in held:
+        s.close()
+    srv.close()
+
+
+def test_a_server_that_never_answers_times_out(
+    silent_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: POSTGRES_URL on Redis's port hung registry list for more than 100 s."""
+    monkeypatch.setattr(db, "CONNECT_TIMEOUT_S", 1)
+    start = time.monotonic()
+    with pytest.raises(RetryableError):
+        check_connection(db.make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{silent_port}/x"))
+    assert time.monotonic() - start < 10
+
+
+def test_an_unreachable_unix_socket_redis_is_named_by_its_path(
+    archive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: a unix-socket REDIS_URL was reported as 'Redis at None:None'."""
+    from mlcore.config import load_config
+    from mlcore.serving._serve import check_reachable
+    from tests.conftest import CONFIG_ROOT
+
+    sock = archive.parent / "no-redis.sock"
+    monkeypatch.setenv("REDIS_URL", f"unix://{sock}?db=0")
+    with pytest.raises(RetryableError) as exc:
+        check_reachable(load_config(CONFIG_ROOT, "dev"), "redis", wait_s=0.1)
+    assert f"Redis at {sock})" in exc.value.message, exc.value.message
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("redis://127.0.0.1:6379/99999", "DB index is out of range"),
+        ("redis://mlcore_nobody:wrong@127.0.0.1:6379/0", "invalid username-password"),
+    ],
+)
+def test_a_redis_that_refuses_the_settings_is_a_config_error_at_once(
+    archive: Path, monkeypatch: pytest.MonkeyPatch, url: str, fragment: str
+) -> None:
+    """Review: db 99999 or a wrong password waited 10 s and ended in 75 'retry'."""
+    from mlcore.config import load_config
+    from mlcore.serving._serve import check_reachable
+    from tests.conftest import CONFIG_ROOT
+
+    monkeypatch.setenv("REDIS_URL", url)
+    start = time.monotonic()
+    with pytest.raises(ConfigError) as exc:
+        check_reachable(load_config(CONFIG_ROOT, "dev"), "redis", wait_s=5)
+    assert exc.value.code == "SERVING_SOURCE_REFUSED", exc.value
+    assert fragment in exc.value.message and "wrong" not in exc.value.message
+    assert time.monotonic() - start < 3
+
+
+def test_publishing_to_a_redis_that_never_answers_does_not_hang(
+    archive: Path, monkeypatch: pytest.MonkeyPatch, silent_port: int
+) -> None:
+    """The publish flow's notice to serving had no Redis timeout: a silent port hung it."""
+    import redis
+
+    from mlcore.config import load_config
+    from mlcore.flows import _flows
+    from tests.conftest import CONFIG_ROOT
+
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{silent_port}/0")
+    monkeypatch.setattr(_flows, "REDIS_TIMEOUT_S", 0.5)
+    start = time.monotonic()
+    with pytest.raises(redis.RedisError):
+        _flows._notify(load_config(CONFIG_ROOT, "dev"), {"model_version": "v"})
+    assert time.monotonic() - start < 5
