@@ -75,6 +75,11 @@ code                                       class                  when
                                                                   ``ingest --date-format``
 ``DATA_FILE_DATE_CONFLICT``                BadDataError (exit 65) rows that only read day first and
                                                                   rows that only read month first
+``DATA_SYMBOL_INVALID``                    ConfigError (exit 2)   a symbol not of the universe's
+                                                                  shape (``.``, ``..``, empty, a
+                                                                  path, control characters, long)
+``DATA_SYMBOL_UNKNOWN``                    ConfigError (exit 2)   a symbol not in universe.yaml and
+                                                                  no ``--calendar``
 ``DATA_ARCHIVE_UNUSABLE``                  ConfigError (exit 2)   the archive folder (ARCHIVE_PATH)
                                                                   or its ingest lock folder cannot
                                                                   be created or written
@@ -109,6 +114,13 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 _CODE_RE = re.compile(r"^[A-Z][A-Z0-9]*_[A-Z][A-Z0-9]*_[A-Z][A-Z0-9_]*$")
+
+
+def shown(value: Any, limit: int = 40) -> str:
+    """``value`` for a message: its repr, cut to ``limit`` characters (control characters are
+    escaped by repr, so nothing reaches a terminal raw)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 class Severity(StrEnum):

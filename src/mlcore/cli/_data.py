@@ -121,7 +121,7 @@ def ingest_cmd(
     """Fetch bars, check their quality, and store them as canonical partitions."""
     import pandas as pd
 
-    from mlcore.data import FileProvider, ingest, normalize_symbol
+    from mlcore.data import FileProvider, ingest, normalize_symbol, resolve_calendar
 
     cfg = load_config()
     check_timeframe(cfg, timeframe)
@@ -131,6 +131,7 @@ def ingest_cmd(
             f"--calendar {calendar!r} is not in universe.yaml {sorted(cfg.universe.calendars)}",
         )
     sym = normalize_symbol(symbol, list(cfg.universe.instruments))
+    resolve_calendar(cfg, sym, calendar)  # an unknown symbol ends here, before any reading
     lo, hi = _ts(start), _ts(end)
     if lo is not None and hi is not None and lo > hi:
         raise ConfigError(

@@ -26,7 +26,8 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 Rate = Annotated[float, Field(ge=0, le=1)]
 
 Timeframe = Literal["1min", "5min", "15min", "30min", "1h", "4h", "1day"]
-_SYMBOL_RE = re.compile(r"^[A-Z0-9.]{1,12}(/[A-Z0-9.]{1,12})?$")
+# Each part starts with a letter or digit: never ``.``/``..`` (a symbol names a folder).
+SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9.]{0,11}(/[A-Z0-9][A-Z0-9.]{0,11})?$")
 
 
 class Policy(BaseModel):
@@ -261,7 +262,7 @@ class UniversePolicy(Policy):
     @model_validator(mode="after")
     def _consistent(self) -> UniversePolicy:
         for sym, spec in self.instruments.items():
-            if not _SYMBOL_RE.match(sym):
+            if not SYMBOL_RE.match(sym):
                 raise ValueError(f"instrument {sym!r} is not a normalized symbol like 'XAU/USD'")
             if spec.calendar not in self.calendars:
                 raise ValueError(f"instrument {sym!r} names unknown calendar {spec.calendar!r}")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlcore.config import TIMEFRAMES, AppConfig, CalendarSpec
+from mlcore.config import SYMBOL_RE, TIMEFRAMES, AppConfig, CalendarSpec
 from mlcore.data._atomic import FaultHook, write_atomic
 from mlcore.data._calendar import expected_grid
 from mlcore.data._dq import DQResult, Gap, run_dq
@@ -36,7 +36,7 @@ from mlcore.data._store import (
     month_groups,
     to_parquet_bytes,
 )
-from mlcore.errors import FatalError
+from mlcore.errors import ConfigError, FatalError, shown
 
 _EMPTY = np.array([], dtype=np.int64)
 
@@ -80,12 +80,23 @@ class IngestReport:
 
 
 def normalize_symbol(symbol: str, known: list[str]) -> str:
-    """Normalize ``xauusd``, ``XAU-USD``, ``xau_usd`` ... to ``XAU/USD`` (as listed in universe)."""
+    """Normalize ``xauusd``, ``XAU-USD``, ``xau_usd`` ... to ``XAU/USD`` (as listed in universe).
+
+    A symbol names a storage folder, so one not of the universe's shape (``.``, ``..``, empty,
+    control characters, too long) is refused before anything is read or written.
+    """
     s = symbol.strip().upper().replace("-", "/").replace("_", "/").replace(" ", "")
-    if s in known:
-        return s
-    compact = {k.replace("/", ""): k for k in known}
-    return compact.get(s.replace("/", ""), s)
+    if s not in known:
+        compact = {k.replace("/", ""): k for k in known}
+        s = compact.get(s.replace("/", ""), s)
+    if not SYMBOL_RE.match(s):
+        raise ConfigError(
+            "DATA_SYMBOL_INVALID",
+            f"symbol {shown(symbol)} is not a symbol like XAU/USD (letters, digits and '.', "
+            "one '/', '-' or '_' between two parts of up to 12 characters each)",
+            details={"symbol": shown(symbol)},
+        )
+    return s
 
 
 def _dedupe_incoming(bars: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, int]:
@@ -225,7 +236,7 @@ def resolve_calendar(cfg: AppConfig, symbol: str, calendar: str | None) -> Calen
     if name is None:
         inst = cfg.universe.instruments.get(symbol)
         if inst is None:
-            raise FatalError(
+            raise ConfigError(
                 "DATA_SYMBOL_UNKNOWN",
                 f"symbol {symbol!r} is not in universe.yaml instruments "
                 f"({sorted(cfg.universe.instruments)}); add it or pass --calendar",
@@ -233,7 +244,7 @@ def resolve_calendar(cfg: AppConfig, symbol: str, calendar: str | None) -> Calen
             )
         name = inst.calendar
     if name not in cfg.universe.calendars:
-        raise FatalError(
+        raise ConfigError(
             "DATA_CALENDAR_UNKNOWN",
             f"calendar {name!r} is not defined in universe.yaml ({sorted(cfg.universe.calendars)})",
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlcore.data._atomic import FaultHook, recover, remove_dir, replace_dir
-from mlcore.errors import DataQualityError
+from mlcore.errors import ConfigError, DataQualityError, shown
 
 RAW_FILE = "raw.parquet"
 RAW_META_FILE = "__raw_meta.json"
@@ -29,9 +30,24 @@ PRICE_COLS = ("open", "high", "low", "close", "volume")
 CANONICAL_COLUMNS = ("ts", "symbol", "timeframe", *PRICE_COLS, "quality_flag")
 
 
+MAX_SYMBOL_DIRNAME = 64
+
+
 def symbol_dirname(symbol: str) -> str:
-    """Folder name of a normalized symbol (``XAU/USD`` -> ``XAU_USD``)."""
-    return symbol.replace("/", "_")
+    """Folder name of a normalized symbol (``XAU/USD`` -> ``XAU_USD``).
+
+    Refuses a name that is not one plain folder inside the timeframe's, whatever a caller let
+    through: empty, ``.``/``..``, holding a separator or NUL, or too long.
+    """
+    name = symbol.replace("/", "_")
+    bad = name in ("", ".", "..") or any(c in name for c in ("\\", "\0", os.sep))
+    if bad or len(name) > MAX_SYMBOL_DIRNAME or not name.isprintable():
+        raise ConfigError(
+            "DATA_SYMBOL_INVALID",
+            f"symbol {shown(symbol)} cannot name a storage folder",
+            details={"symbol": shown(symbol)},
+        )
+    return name
 
 
 def dirname_symbol(name: str) -> str:

@@ -1,0 +1,66 @@
+"""Hostile `ingest` input (reviewer's findings): one line, the right exit code, nothing lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from mlcore.cli import app
+from mlcore.data._store import symbol_dirname
+from mlcore.errors import ConfigError
+from tests.conftest import CONFIG_ROOT
+
+runner = CliRunner()
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["--config-root", str(CONFIG_ROOT), *args])
+    return result.exit_code, result.output + (result.stderr if result.stderr_bytes else "")
+
+
+def _csv(path: Path, start: str, hours: int) -> Path:
+    ts = pd.date_range(start, periods=hours, freq="h")
+    close = 2000 + np.cumsum(np.random.default_rng(0).normal(0, 0.5, hours))
+    frame = pd.DataFrame(
+        {"timestamp": ts.strftime("%Y-%m-%d %H:%M:%S"), "open": close, "high": close + 1,
+         "low": close - 1, "close": close, "volume": 10}
+    )  # fmt: skip
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _ingest(path: Path, symbol: str = "XAU/USD", *extra: str) -> tuple[int, str]:
+    return _run("ingest", "--path", str(path), "--symbol", symbol, "--timeframe", "1h", *extra)
+
+
+def _stored(archive: Path) -> list[str]:
+    return sorted(p.name for p in (archive / "canonical" / "1h").iterdir())
+
+
+@pytest.mark.parametrize("symbol", [".", "..", "", " ", "A/../..", "A" * 300, "XAU\x1b[2J", "../x"])
+def test_a_symbol_that_is_no_symbol_is_refused_and_deletes_nothing(
+    archive: Path, tmp_path: Path, symbol: str
+) -> None:
+    good = _csv(tmp_path / "good.csv", "2024-01-02", 48)
+    assert _ingest(good)[0] == 0
+    code, out = _ingest(good, symbol, "--calendar", "fx")
+    assert code == 2, out
+    assert "DATA_SYMBOL_INVALID" in out and "Traceback" not in out
+    assert _stored(archive) == ["XAU_USD"]
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a\\b", "x" * 65, "a\x00b"])
+def test_storage_refuses_a_folder_name_outside_the_timeframe(name: str) -> None:
+    with pytest.raises(ConfigError, match="DATA_SYMBOL_INVALID"):
+        symbol_dirname(name)
+
+
+def test_unknown_symbol_is_refused_before_the_file_is_read(archive: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"\x00\x01 not a csv")
+    code, out = _ingest(bad, "FOO")
+    assert code == 2 and "DATA_SYMBOL_UNKNOWN" in out, out
