@@ -64,3 +64,31 @@ def test_unknown_symbol_is_refused_before_the_file_is_read(archive: Path, tmp_pa
     bad.write_bytes(b"\x00\x01 not a csv")
     code, out = _ingest(bad, "FOO")
     assert code == 2 and "DATA_SYMBOL_UNKNOWN" in out, out
+
+
+def test_a_stray_old_row_neither_erases_history_nor_is_accepted(
+    archive: Path, tmp_path: Path
+) -> None:
+    """Before: rows 1990-01-01 and 2024-03-29 23:00 removed every stored row of Jan-Mar."""
+    good = _csv(tmp_path / "good.csv", "2024-01-01", 24 * 89)
+    assert _ingest(good)[0] == 0
+    lines = good.read_text().splitlines()
+    stray = tmp_path / "stray.csv"
+    for old in ("1678-01-02 00:00:00", "1969-12-31 23:00:00", "1990-01-01 00:00:00"):
+        stray.write_text("\n".join([lines[0], f"{old},1,2,1,1,1", lines[-1]]) + "\n")
+        code, out = _ingest(stray)
+        assert code == 0 and "removed" not in out, out
+        assert ("before 1970" in out) == (old < "1970"), out
+    raw = pd.read_parquet(archive / "raw" / "1h" / "XAU_USD")
+    assert len(raw) == 24 * 89 + 1  # the 1990 row added, nothing removed
+
+
+def test_a_sparse_file_replaces_only_where_it_is_dense(archive: Path, tmp_path: Path) -> None:
+    good = _csv(tmp_path / "good.csv", "2024-01-01", 24 * 60)
+    assert _ingest(good)[0] == 0
+    lines = good.read_text().splitlines()
+    sparse = tmp_path / "sparse.csv"
+    sparse.write_text("\n".join([lines[0], lines[1], lines[-1]]) + "\n")  # Jan 1 and Feb 29
+    code, out = _ingest(sparse)
+    assert code == 0 and "removed" not in out, out
+    assert len(pd.read_parquet(archive / "raw" / "1h" / "XAU_USD")) == 24 * 60

@@ -20,6 +20,7 @@ from mlcore.data._lock import symbol_lock
 from mlcore.data._provider import FetchResult, Reject
 from mlcore.data._raw import (
     META_SCHEMA_VERSION,
+    file_spans,
     purge_raw,
     read_raw_history,
     write_raw,
@@ -310,10 +311,11 @@ def ingest(
 
     Idempotent: ingesting the same rows again writes nothing. ``rewrite`` rewrites every
     touched partition even when its manifest is unchanged (to repair damaged files).
-    ``replace_span`` (a file: the truth between its first and last bar) drops stored rows in
-    that span it does not hold. Every ingest also drops stored rows that today's row rules
-    reject (after ``now`` plus one bar, off the grid, bad prices) and canonical months no
-    longer derived from the raw history, so a corrected file repairs what a bad one did.
+    ``replace_span`` (a file: the truth between its first and last bar, wherever its bars are
+    at most ``SPAN_MAX_GAP`` apart) drops stored rows in those runs it does not hold. Every
+    ingest also drops stored rows that today's row rules reject (after ``now`` plus one bar,
+    before 1970, off the grid, bad prices) and canonical months no longer derived from the raw
+    history, so a corrected file repairs what a bad one did.
     """
     if timeframe not in TIMEFRAMES or timeframe not in cfg.pipeline.timeframe_allowed:
         raise FatalError(
@@ -325,11 +327,11 @@ def ingest(
     raw_store = PartitionStore(cfg.paths.raw)
     unique, superseded, repeats = _dedupe_incoming(fetched.bars)
     # One ingest of a (symbol, timeframe) at a time: each merges into what the other wrote.
-    span = (unique["ts"].iloc[0], unique["ts"].iloc[-1]) if replace_span and len(unique) else None
+    spans = file_spans(unique["ts"]) if replace_span else None
     tol = cfg.pipeline.dq_thresholds.price_abs_tolerance
     with symbol_lock(cfg.paths.raw, symbol, timeframe):
         raw_written, counts, touched = write_raw(
-            raw_store, timeframe, symbol, (unique, superseded), rewrite, fault, span
+            raw_store, timeframe, symbol, (unique, superseded), rewrite, fault, spans
         )
         purged, emptied = purge_raw(raw_store, timeframe, symbol, touched, (now, tol), fault)
         dq, written, unchanged, quarantined, stale = _rebuild_canonical(

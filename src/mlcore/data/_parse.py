@@ -17,6 +17,7 @@ from mlcore.data._provider import FetchResult, Reject
 from mlcore.errors import BadDataError
 
 BAR_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
+EARLIEST_NS = 0  # 1970-01-01 UTC: the first bar time a row may have
 
 _ALIASES: dict[str, tuple[str, ...]] = {
     "ts": (
@@ -358,6 +359,8 @@ def row_rules(
     rules: list[tuple[str, str, np.ndarray]] = [
         ("ts", f"timestamp off the {timeframe} grid", (ts_ns % step_ns) != 0),
         ("ts", "timestamp in the future", ts_ns > now_ns(now) + step_ns),
+        # No market bar predates 1970; such a date is a typo or an epoch misread.
+        ("ts", "timestamp before 1970", ts_ns < EARLIEST_NS),
     ]
     with np.errstate(invalid="ignore"):
         for name, arr in (("open", o), ("high", h), ("low", lo), ("close", c)):
@@ -388,7 +391,8 @@ def parse_table(
     ``high < low``, open/close outside ``[low, high]`` or a negative volume are rejected,
     each with the row number (``row_offset`` is the number of the first data row) and rule; so
     is a row that starts after ``now`` (default: the clock) plus one bar, which no real bar
-    can: a date typed wrong, milliseconds read as seconds... (it would move the watermark).
+    can: a date typed wrong, milliseconds read as seconds... (it would move the watermark),
+    and one dated before 1970 (it would stretch the DQ grid over decades).
 
     ``date_format`` (see :func:`check_date_format`): by default the order of ``03/04/2024``
     style dates is decided from the whole file, and a file that cannot decide it is refused
