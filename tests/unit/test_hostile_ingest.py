@@ -92,3 +92,21 @@ def test_a_sparse_file_replaces_only_where_it_is_dense(archive: Path, tmp_path: 
     code, out = _ingest(sparse)
     assert code == 0 and "removed" not in out, out
     assert len(pd.read_parquet(archive / "raw" / "1h" / "XAU_USD")) == 24 * 60
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["ingest", "--symbol", "XAU/USD", "--start", "0001-01-01T00:00+14:00"],
+        ["ingest", "--symbol", "XAU/USD", "--end", "9999-12-31T23:00-05:00"],
+        ["ingest", "--symbol", "XAU/USD", "--start", "0001-01-01"],
+        ["flows", "status", "--limit", "9" * 30],
+        ["serve", "--exit-when-idle", "nan"],
+        ["serve", "--workers", "9" * 30],
+    ],
+)
+def test_an_out_of_range_time_or_number_option_is_a_usage_error(
+    archive: Path, option: list[str]
+) -> None:
+    code, out = _run(*option)
+    assert code == 2 and "CLI_ARGUMENT_INVALID" in out and "Traceback" not in out, out
