@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +112,43 @@ def test_an_out_of_range_time_or_number_option_is_a_usage_error(
 ) -> None:
     code, out = _run(*option)
     assert code == 2 and "CLI_ARGUMENT_INVALID" in out and "Traceback" not in out, out
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def test_a_fifo_device_or_overlong_name_as_path_is_refused_without_hanging(
+    archive: Path, tmp_path: Path
+) -> None:
+    for path in (_fifo(tmp_path / "f.csv"), Path("/dev/zero"), tmp_path / ("A" * 300 + ".csv")):
+        code, out = _ingest(path)
+        assert code == 2 and "DATA_FILE_UNUSABLE" in out, out
+    wide = tmp_path / "wide.csv"
+    wide.write_text(",".join(f"c{i}" for i in range(2000)) + "\n" + "1," * 1999 + "1\n")
+    code, out = _ingest(wide)
+    assert code == 65 and "DATA_FILE_SCHEMA" in out and "2,000 columns" in out, out
+
+
+def test_a_fifo_as_a_policy_file_is_refused_without_hanging(tmp_path: Path) -> None:
+    root = tmp_path / "configs"
+    shutil.copytree(CONFIG_ROOT, root)
+    storage = root / "base" / "storage.yaml"
+    storage.unlink()
+    _fifo(storage)
+    result = runner.invoke(app, ["config", "check", "--config-root", str(root)])
+    assert result.exit_code == 2 and "a FIFO, not a regular file" in result.output
+
+
+def test_a_fifo_or_deeply_nested_meta_is_an_unreadable_partition(
+    archive: Path, tmp_path: Path
+) -> None:
+    assert _ingest(_csv(tmp_path / "good.csv", "2024-01-02", 24 * 40))[0] == 0
+    jan, feb = (archive / "canonical" / "1h" / "XAU_USD" / m for m in ("2024-01", "2024-02"))
+    (jan / "__meta.json").unlink()
+    _fifo(jan / "__meta.json")
+    (feb / "__meta.json").write_text("[" * 100_000)
+    code, out = _run("catalog", "build")
+    assert code == 65 and "CATALOG_PARTITION_UNREADABLE" in out and "Traceback" not in out, out
+    assert "2024-01" in out and "2024-02" in out

@@ -15,9 +15,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mlcore._files import read_regular_file
 from mlcore.data._atomic import FaultHook, recover, remove_dir, replace_dir
 from mlcore.errors import ConfigError, DataQualityError, shown
 
+MAX_JSON_BYTES = 1 << 20  # a partition's JSON is a few KB
 RAW_FILE = "raw.parquet"
 RAW_META_FILE = "__raw_meta.json"
 CONFLICTS_FILE = "__conflicts.parquet"
@@ -151,11 +153,12 @@ class PartitionStore:
         if not path.exists():
             return None
         try:
-            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            data: dict[str, Any] = json.loads(read_regular_file(path, MAX_JSON_BYTES))
+        except (OSError, ValueError, RecursionError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else shown(str(exc), 200)
             raise DataQualityError(
-                "STORAGE_PARTITION_CORRUPT", f"{path}: unreadable JSON ({exc})"
-            ) from exc
+                "STORAGE_PARTITION_CORRUPT", f"{path}: unreadable JSON ({why})"
+            ) from None
         return data
 
     def current_bytes(self, timeframe: str, symbol: str, month: str) -> dict[str, bytes]:
