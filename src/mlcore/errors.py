@@ -84,8 +84,12 @@ code                                       class                  when
                                                                   or its ingest lock folder cannot
                                                                   be created or written
 ``CATALOG_PARTITION_UNREADABLE``           DataQualityError       ``catalog build`` left out a
-                                           (exit 65)              partition it could not read or a
+                                           (exit 65)              partition it could not read, one
+                                                                  whose ``__meta.json`` names
+                                                                  another folder (copied), or a
                                                                   raw month never made canonical
+``DATA_FILE_UNUSABLE``                     ConfigError (exit 2)   ``--path`` names a FIFO, device,
+                                                                  socket, or a name over 255 bytes
 ``DATA_API_UNAUTHORIZED``                  RefusedError (Fatal,   a data API refused the key (HTTP
                                            exit 69)               401, or 401 in its error body)
 ``DATA_API_FORBIDDEN``                     RefusedError           a data API forbade the key this

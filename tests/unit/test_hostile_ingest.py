@@ -152,3 +152,18 @@ def test_a_fifo_or_deeply_nested_meta_is_an_unreadable_partition(
     code, out = _run("catalog", "build")
     assert code == 65 and "CATALOG_PARTITION_UNREADABLE" in out and "Traceback" not in out, out
     assert "2024-01" in out and "2024-02" in out
+
+
+def test_a_copied_or_mislabelled_partition_is_left_out_of_the_catalog(
+    archive: Path, tmp_path: Path
+) -> None:
+    assert _ingest(_csv(tmp_path / "good.csv", "2024-01-02", 24 * 40))[0] == 0
+    sym = archive / "canonical" / "1h" / "XAU_USD"
+    shutil.copytree(sym / "2024-01", sym / "2024-07")
+    other = archive / "canonical" / "1h" / "XAG_USD"
+    shutil.copytree(sym / "2024-02", other / "2024-02")
+    code, out = _run("catalog", "build")
+    assert code == 65 and "CATALOG_PARTITION_UNREADABLE" in out, out
+    assert "2024-07" in out and "XAG_USD" in out and "copied or moved" in out
+    index = pd.read_parquet(next(archive.rglob("dataset_index.parquet")))
+    assert len(index) == 2 and set(index["symbol"]) == {"XAU/USD"}

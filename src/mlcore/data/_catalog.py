@@ -26,7 +26,7 @@ from mlcore.data._store import (
     symbol_dirname,
     to_parquet_bytes,
 )
-from mlcore.errors import DataQualityError, FatalError
+from mlcore.errors import DataQualityError, FatalError, shown
 
 INDEX_FILE = "dataset_index.parquet"
 FILTERED_FILE = "dataset_index_filtered.json"
@@ -103,6 +103,18 @@ def _index_row(meta: dict[str, Any], pdir: Path, root: Path) -> dict[str, Any]:
     }
 
 
+def _check_place(meta: dict[str, Any], where: tuple[str, str, str]) -> None:
+    """A partition copied or moved to another folder would be indexed twice or under the
+    wrong symbol: its meta must name the folder it is in."""
+    timeframe, symbol, month = where
+    said = (meta["timeframe"], meta["symbol"], meta["month"])
+    if said != (timeframe, symbol, month):
+        raise ValueError(
+            f"{META_FILE} names {shown(said[0])}/{shown(said[1])}/{shown(said[2])}, "
+            f"not its folder {timeframe}/{symbol}/{month} (copied or moved?)"
+        )
+
+
 def _read_partition(
     store: PartitionStore, where: tuple[str, str, str], root: Path
 ) -> dict[str, Any]:
@@ -118,7 +130,8 @@ def _read_partition(
     try:
         row = _index_row(meta, pdir, root)
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{META_FILE}: missing or bad field ({exc})") from exc
+        raise ValueError(f"{META_FILE}: missing or bad field ({shown(str(exc), 200)})") from exc
+    _check_place(meta, where)
     path = pdir / BARS_FILE
     if not path.is_file():
         raise ValueError(f"no {BARS_FILE}")
