@@ -167,3 +167,26 @@ def test_a_copied_or_mislabelled_partition_is_left_out_of_the_catalog(
     assert "2024-07" in out and "XAG_USD" in out and "copied or moved" in out
     index = pd.read_parquet(next(archive.rglob("dataset_index.parquet")))
     assert len(index) == 2 and set(index["symbol"]) == {"XAU/USD"}
+
+
+@pytest.mark.parametrize("second", ["close", "Close", " CLOSE"])
+def test_a_column_given_twice_is_refused_naming_both(
+    archive: Path, tmp_path: Path, second: str
+) -> None:
+    path = tmp_path / "dup.csv"
+    path.write_text(f"timestamp,open,high,low,close,{second},volume\n2024-01-02,1,2,1,1,2,3\n")
+    code, out = _ingest(path)
+    assert code == 65 and "DATA_FILE_SCHEMA" in out and "ambiguous columns" in out, out
+
+
+def test_a_parquet_column_given_twice_is_refused_on_one_line(archive: Path, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = [pa.array([1.0])] * 6
+    names = ["timestamp", "open", "high", "low", "close", "close"]
+    path = tmp_path / "dup.parquet"
+    pq.write_table(pa.Table.from_arrays(cols, names=names), path)
+    code, out = _ingest(path)
+    assert code == 65 and "ambiguous columns" in out, out
+    assert len({line for line in out.splitlines() if line.startswith("error ")}) == 1

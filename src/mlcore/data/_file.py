@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlcore._files import FileRefused, check_name, check_regular_file
-from mlcore.data._parse import DateOrder, parse_table
+from mlcore.data._parse import DateOrder, check_unique_columns, parse_table
 from mlcore.data._provider import FetchResult
 from mlcore.errors import BadDataError, ConfigError, FatalError, shown
 
@@ -59,7 +59,9 @@ def _text(value: object) -> str | None:
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
-    _check_width(path, len(pq.read_schema(path)))
+    names = pq.read_schema(path).names
+    _check_width(path, len(names))
+    check_unique_columns(names, str(path))
     table = pq.read_table(path)
     columns = zip(table.column_names, table.columns, strict=True)
     plain = pa.table({name: _plain_column(col) for name, col in columns})
@@ -98,7 +100,9 @@ def _check_header(path: Path, sep: str) -> None:
         raise BadDataError(
             "DATA_FILE_SCHEMA", f"{path}: header line over {MAX_HEADER_BYTES:,} bytes"
         )
-    _check_width(path, head.count(sep.encode()) + 1)
+    names = next(csv.reader([head.decode("utf-8-sig", "replace")], delimiter=sep), [])
+    _check_width(path, len(names))
+    check_unique_columns(names, str(path))
 
 
 def _check_width(path: Path, columns: int) -> None:
@@ -139,7 +143,7 @@ def read_table(path: Path) -> pd.DataFrame:
     except pd.errors.ParserError as exc:
         raise BadDataError(
             "DATA_FILE_MALFORMED",
-            f"{path}: not a well-formed CSV ({exc})",
+            f"{path}: not a well-formed CSV ({shown(' '.join(str(exc).split()), 200)})",
             details={"path": str(path)},
         ) from exc
     except UnicodeDecodeError as exc:
@@ -149,8 +153,9 @@ def read_table(path: Path) -> pd.DataFrame:
             details={"path": str(path)},
         ) from exc
     except pa.ArrowInvalid as exc:
+        why = shown(" ".join(str(exc).split()), 200)  # Arrow's messages span lines (schemas)
         raise BadDataError(
-            "DATA_FILE_MALFORMED", f"{path}: cannot read ({exc})", details={"path": str(path)}
+            "DATA_FILE_MALFORMED", f"{path}: cannot read ({why})", details={"path": str(path)}
         ) from exc
     except OSError as exc:  # permissions, a vanished mount: the file is not at fault
         raise FatalError(

@@ -14,7 +14,7 @@ import pandas as pd
 
 from mlcore.config import TIMEFRAMES
 from mlcore.data._provider import FetchResult, Reject
-from mlcore.errors import BadDataError
+from mlcore.errors import BadDataError, shown
 
 BAR_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 EARLIEST_NS = 0  # 1970-01-01 UTC: the first bar time a row may have
@@ -100,6 +100,23 @@ def _norm(name: object) -> str:
     return re.sub(r"[^a-z0-9_]", "", str(name).strip().lower()).replace("_", "") or "unnamed0"
 
 
+def check_unique_columns(names: list[str], origin: str) -> None:
+    """Refuse a header where two columns read as the same field (``close,close`` or
+    ``close,Close``): which one holds the prices cannot be told, so neither is guessed."""
+    known = {a.replace("_", "") for aliases in _ALIASES.values() for a in aliases}
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(_norm(name), []).append(name)
+    clashes = [v for k, v in groups.items() if len(v) > 1 and k in known | {"date", "time"}]
+    if clashes:
+        said = "; ".join(" and ".join(shown(n) for n in group) for group in clashes[:3])
+        raise BadDataError(
+            "DATA_FILE_SCHEMA",
+            f"{origin}: ambiguous columns ({said}): keep one of each",
+            details={"origin": origin, "ambiguous": [[shown(n) for n in g] for g in clashes]},
+        )
+
+
 def _resolve_columns(frame: pd.DataFrame, origin: str) -> dict[str, object]:
     """Map canonical names to the frame's columns; fail naming what is missing."""
     normalized = {_norm(c): c for c in frame.columns}
@@ -126,7 +143,7 @@ def _resolve_columns(frame: pd.DataFrame, origin: str) -> dict[str, object]:
         raise BadDataError(
             "DATA_FILE_SCHEMA",
             f"{origin}: no column for {', '.join(missing)}; columns found: "
-            f"{[str(c) for c in frame.columns]}",
+            f"{shown([str(c) for c in frame.columns], 200)}",
             details={"origin": origin, "missing": missing},
         )
     return mapping
