@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -190,3 +191,12 @@ def test_a_parquet_column_given_twice_is_refused_on_one_line(archive: Path, tmp_
     code, out = _ingest(path)
     assert code == 65 and "ambiguous columns" in out, out
     assert len({line for line in out.splitlines() if line.startswith("error ")}) == 1
+
+
+def test_a_huge_cell_is_echoed_cut(archive: Path, tmp_path: Path) -> None:
+    path = tmp_path / "huge.csv"
+    path.write_text("timestamp,open,high,low,close,volume\n" + "x" * 1_000_000 + ",1,2,1,1,1\n")
+    code, out = _ingest(path)
+    assert code == 65 and "1,000,000 characters" in out and len(out) < 5_000, out[:500]
+    report = json.loads(next((archive / "reports" / "ingest").glob("*.json")).read_text())
+    assert len(json.dumps(report)) < 5_000
