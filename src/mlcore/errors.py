@@ -88,6 +88,8 @@ code                                       class                  when
                                                                   whose ``__meta.json`` names
                                                                   another folder (copied), or a
                                                                   raw month never made canonical
+``CATALOG_INDEX_UNREADABLE``               FatalError (exit 1)    the filtered index is no regular
+                                                                  file or not a JSON object
 ``DATA_FILE_UNUSABLE``                     ConfigError (exit 2)   ``--path`` names a FIFO, device,
                                                                   socket, or a name over 255 bytes
 ``DATA_API_UNAUTHORIZED``                  RefusedError (Fatal,   a data API refused the key (HTTP

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from mlcore.cli import app
 from mlcore.data._store import symbol_dirname
-from mlcore.errors import ConfigError
+from mlcore.errors import ConfigError, FatalError
 from tests.conftest import CONFIG_ROOT
 
 runner = CliRunner()
@@ -200,3 +200,26 @@ def test_a_huge_cell_is_echoed_cut(archive: Path, tmp_path: Path) -> None:
     assert code == 65 and "1,000,000 characters" in out and len(out) < 5_000, out[:500]
     report = json.loads(next((archive / "reports" / "ingest").glob("*.json")).read_text())
     assert len(json.dumps(report)) < 5_000
+
+
+@pytest.mark.parametrize("damage", ["fifo", "nested", "list"])
+def test_an_unusable_filtered_index_or_watermark_is_named_not_hung_on(
+    archive: Path, tmp_path: Path, damage: str
+) -> None:
+    from mlcore.config import load_config
+    from mlcore.data import Catalog, read_watermark
+
+    assert _ingest(_csv(tmp_path / "good.csv", "2024-01-02", 48))[0] == 0
+    assert _run("catalog", "build")[0] == 0
+    cfg = load_config(CONFIG_ROOT, "dev")
+    filtered = next(archive.rglob("dataset_index_filtered.json"))
+    mark = next(archive.rglob("_watermark.json"))
+    for path in (filtered, mark):
+        path.unlink()
+        if damage == "fifo":
+            _fifo(path)
+        else:
+            path.write_text("[" * 100_000 if damage == "nested" else "[1]")
+    with pytest.raises(FatalError, match="CATALOG_INDEX_UNREADABLE"):
+        Catalog(cfg)
+    assert read_watermark(cfg, "XAU/USD", "1h") is not None  # taken from the stored bars

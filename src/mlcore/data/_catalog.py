@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlcore._files import read_regular_file
 from mlcore.config import AppConfig
 from mlcore.data._atomic import write_atomic
 from mlcore.data._lock import symbol_lock
@@ -29,6 +30,7 @@ from mlcore.data._store import (
 from mlcore.errors import DataQualityError, FatalError, shown
 
 INDEX_FILE = "dataset_index.parquet"
+MAX_FILTERED_BYTES = 1 << 28  # the filtered index of a large archive is a few MB
 FILTERED_FILE = "dataset_index_filtered.json"
 INDEX_COLUMNS = (
     "timeframe",
@@ -258,7 +260,17 @@ class Catalog:
                 "CATALOG_INDEX_MISSING",
                 f"{path} does not exist; run `mlcore catalog build` first",
             )
-        self.filtered: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            filtered = json.loads(read_regular_file(path, MAX_FILTERED_BYTES))
+            if not isinstance(filtered, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, RecursionError) as exc:  # FileRefused is a ValueError
+            why = "nested too deeply" if isinstance(exc, RecursionError) else shown(str(exc), 200)
+            raise FatalError(
+                "CATALOG_INDEX_UNREADABLE",
+                f"{path}: unreadable ({why}); run `mlcore catalog build` again",
+            ) from None
+        self.filtered: dict[str, Any] = filtered
 
     @property
     def catalog_hash(self) -> str:

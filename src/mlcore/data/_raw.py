@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from mlcore._files import read_regular_file
 from mlcore.config import TIMEFRAMES, AppConfig
 from mlcore.data._atomic import FaultHook
 from mlcore.data._lock import symbol_lock
@@ -293,9 +294,9 @@ def read_watermark(
     if not path.exists():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular_file(path, 1 << 16))
         mark = pd.Timestamp(data["last_ts"]) if data.get("last_ts") else None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         mark = pd.Timestamp.max.tz_localize("UTC")  # unreadable: derived from the data
     limit = pd.Timestamp(now_ns(now), tz="UTC") + pd.Timedelta(seconds=TIMEFRAMES[timeframe])
     if mark is None or mark <= limit:
