@@ -223,3 +223,25 @@ def test_an_unusable_filtered_index_or_watermark_is_named_not_hung_on(
     with pytest.raises(FatalError, match="CATALOG_INDEX_UNREADABLE"):
         Catalog(cfg)
     assert read_watermark(cfg, "XAU/USD", "1h") is not None  # taken from the stored bars
+
+
+def test_rows_before_the_configured_earliest_bar_are_rejected(
+    archive: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "configs"
+    shutil.copytree(CONFIG_ROOT, root)
+    policy = root / "base" / "pipeline_policy.yaml"
+    policy.write_text(policy.read_text().replace("value: 1970-01-01", "value: 2000-01-01"))
+    good = _csv(tmp_path / "good.csv", "2024-01-02", 48)
+    lines = good.read_text().splitlines()
+    stray = tmp_path / "stray.csv"
+    stray.write_text("\n".join([lines[0], "1990-01-01 00:00:00,1,2,1,1,1", *lines[1:]]) + "\n")
+    result = runner.invoke(
+        app, ["--config-root", str(root), "ingest", "--path", str(stray), "--symbol", "XAU/USD",
+              "--timeframe", "1h"],
+    )  # fmt: skip
+    assert result.exit_code == 0 and "timestamp before 2000-01-01" in result.output
+    assert _stored(archive) == ["XAU_USD"]
+    assert sorted(p.name for p in (archive / "canonical" / "1h" / "XAU_USD").iterdir()) == [
+        "2024-01"
+    ]

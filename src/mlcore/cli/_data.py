@@ -145,6 +145,7 @@ def ingest_cmd(
             path,
             tz=tz,
             price_abs_tolerance=cfg.pipeline.dq_thresholds.price_abs_tolerance,
+            earliest=pd.Timestamp(cfg.pipeline.earliest_bar, tz="UTC"),
             date_format=date_format,
         )
         with stage("read") as st:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -131,6 +131,16 @@ class PipelinePolicy(Policy):
     circuit_breaker: CircuitBreakerPolicy
     dq_thresholds: DQThresholds
     quarantine_owner: str
+    #: the first bar time a row may have: an earlier one is a typo and would stretch the DQ
+    #: grid (and quarantines) over every month up to the real data
+    earliest_bar: date = date(1970, 1, 1)
+
+    @field_validator("earliest_bar")
+    @classmethod
+    def _after_epoch(cls, value: date) -> date:
+        if not date(1970, 1, 1) <= value <= date(2200, 1, 1):
+            raise ValueError("earliest_bar must be between 1970 and 2200")
+        return value
 
     @model_validator(mode="after")
     def _default_allowed(self) -> PipelinePolicy:

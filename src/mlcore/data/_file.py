@@ -175,11 +175,13 @@ class FileProvider:
         tz: str = "UTC",
         price_abs_tolerance: float = 0.0,
         date_format: str = DateOrder.AUTO,
+        earliest: pd.Timestamp | None = None,
     ) -> None:
         self.path = path
         self.tz = tz
         self.price_abs_tolerance = price_abs_tolerance
         self.date_format = date_format
+        self.earliest = earliest
         self.name = f"file:{path.name}"
 
     def fetch(self, symbol: str, timeframe: str, start: datetime, end: datetime) -> FetchResult:
@@ -205,6 +207,7 @@ class FileProvider:
             price_abs_tolerance=self.price_abs_tolerance,
             row_offset=offset,
             date_format=self.date_format,
+            earliest=self.earliest,
         )
         result.source = self.name
         return result

@@ -329,11 +329,14 @@ def ingest(
     # One ingest of a (symbol, timeframe) at a time: each merges into what the other wrote.
     spans = file_spans(unique["ts"]) if replace_span else None
     tol = cfg.pipeline.dq_thresholds.price_abs_tolerance
+    earliest = pd.Timestamp(cfg.pipeline.earliest_bar, tz="UTC")
     with symbol_lock(cfg.paths.raw, symbol, timeframe):
         raw_written, counts, touched = write_raw(
             raw_store, timeframe, symbol, (unique, superseded), rewrite, fault, spans
         )
-        purged, emptied = purge_raw(raw_store, timeframe, symbol, touched, (now, tol), fault)
+        purged, emptied = purge_raw(
+            raw_store, timeframe, symbol, touched, (now, tol, earliest), fault
+        )
         dq, written, unchanged, quarantined, stale = _rebuild_canonical(
             cfg, symbol, timeframe, cal, touched, rewrite, fault
         )

@@ -368,16 +368,18 @@ def row_rules(
     *,
     now: pd.Timestamp | None = None,
     tol: float = 0.0,
+    earliest: pd.Timestamp | None = None,
 ) -> list[tuple[str, str, np.ndarray]]:
     """(field, rule, mask of the rows breaking it) for every rule a parsed row must pass, in
     order; ingest applies them again to the stored rows, so rows an older version let in go."""
     o, h, lo, c, v = ohlcv
     step_ns = TIMEFRAMES[timeframe] * 1_000_000_000
+    first = pd.Timestamp(EARLIEST_NS, tz="UTC") if earliest is None else earliest
     rules: list[tuple[str, str, np.ndarray]] = [
         ("ts", f"timestamp off the {timeframe} grid", (ts_ns % step_ns) != 0),
         ("ts", "timestamp in the future", ts_ns > now_ns(now) + step_ns),
-        # No market bar predates 1970; such a date is a typo or an epoch misread.
-        ("ts", "timestamp before 1970", ts_ns < EARLIEST_NS),
+        # No market bar predates 1970 (or pipeline_policy earliest_bar): a typo, an epoch misread.
+        ("ts", f"timestamp before {first:%Y-%m-%d}", ts_ns < first.value),
     ]
     with np.errstate(invalid="ignore"):
         for name, arr in (("open", o), ("high", h), ("low", lo), ("close", c)):
@@ -401,6 +403,7 @@ def parse_table(
     row_offset: int = 1,
     now: pd.Timestamp | None = None,
     date_format: str = DateOrder.AUTO,
+    earliest: pd.Timestamp | None = None,
 ) -> FetchResult:
     """Turn a raw OHLCV table into canonical rows (UTC ``ts``, float prices) and rejects.
 
@@ -448,7 +451,9 @@ def parse_table(
     v = volume.to_numpy()
     # Rules in order; a row is reported under the first rule it breaks.
     rules = [("ts", unread, ts.isna().to_numpy())]
-    rules += row_rules(timeframe, ts_ns, (o, h, lo, c, v), now=now, tol=price_abs_tolerance)
+    rules += row_rules(
+        timeframe, ts_ns, (o, h, lo, c, v), now=now, tol=price_abs_tolerance, earliest=earliest
+    )
     bad = np.zeros(len(frame), dtype=bool)
     rejects: list[Reject] = []
     with np.errstate(invalid="ignore"):

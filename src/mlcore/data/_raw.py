@@ -209,7 +209,7 @@ def purge_raw(
     timeframe: str,
     symbol: str,
     touched: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
-    checks: tuple[pd.Timestamp | None, float],
+    checks: tuple[pd.Timestamp | None, float, pd.Timestamp | None],
     fault: FaultHook | None,
 ) -> tuple[dict[str, int], list[str]]:
     """Apply today's row rules to every stored raw row; drop the rows that break one.
@@ -218,7 +218,7 @@ def purge_raw(
     and quarantined every month up to it); they go at the next ingest. Every month read is
     left in ``touched``. Returns (purged rows by rule, months removed as empty).
     """
-    now, tol = checks
+    now, tol, earliest = checks
     purged: dict[str, int] = {}
     removed: list[str] = []
     for month in store.months(timeframe, symbol):
@@ -235,7 +235,9 @@ def purge_raw(
         ts_ns = pd.DatetimeIndex(raw["ts"]).as_unit("ns").asi8
         ohlcv = tuple(raw[c].to_numpy(dtype="float64") for c in PRICE_COLS)
         bad = np.zeros(len(raw), dtype=bool)
-        for _field, rule, mask in row_rules(timeframe, ts_ns, ohlcv, now=now, tol=tol):
+        for _field, rule, mask in row_rules(
+            timeframe, ts_ns, ohlcv, now=now, tol=tol, earliest=earliest
+        ):
             hit = mask & ~bad
             if hit.any():
                 purged[rule] = purged.get(rule, 0) + int(hit.sum())
