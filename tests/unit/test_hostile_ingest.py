@@ -245,3 +245,15 @@ def test_rows_before_the_configured_earliest_bar_are_rejected(
     assert sorted(p.name for p in (archive / "canonical" / "1h" / "XAU_USD").iterdir()) == [
         "2024-01"
     ]
+
+
+def test_a_fifo_left_in_a_partition_does_not_hang_the_next_ingest(
+    archive: Path, tmp_path: Path
+) -> None:
+    good = _csv(tmp_path / "good.csv", "2024-01-02", 48)
+    assert _ingest(good)[0] == 0
+    raw = archive / "raw" / "1h" / "XAU_USD" / "2024-01" / "raw.parquet"
+    raw.unlink()
+    _fifo(raw)
+    code, out = _ingest(good)
+    assert code == 65 and "STORAGE_PARTITION_CORRUPT" in out and "FIFO" in out, out

@@ -15,11 +15,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlcore._files import read_regular_file
+from mlcore._files import FileRefused, check_regular_file, read_regular_file
 from mlcore.data._atomic import FaultHook, recover, remove_dir, replace_dir
 from mlcore.errors import ConfigError, DataQualityError, shown
 
 MAX_JSON_BYTES = 1 << 20  # a partition's JSON is a few KB
+MAX_PARTITION_FILE_BYTES = 1 << 31  # a month of 1-minute bars is a few MB
 RAW_FILE = "raw.parquet"
 RAW_META_FILE = "__raw_meta.json"
 CONFLICTS_FILE = "__conflicts.parquet"
@@ -105,8 +106,9 @@ def bars_hash(bars: pd.DataFrame, text_cols: tuple[str, ...] = ("quality_flag",)
 
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
+        check_regular_file(path)  # a FIFO left in a partition would block pyarrow forever
         frame = pq.read_table(path).to_pandas()
-    except (OSError, pa.ArrowInvalid) as exc:
+    except (OSError, pa.ArrowInvalid, FileRefused) as exc:
         raise DataQualityError(
             "STORAGE_PARTITION_CORRUPT",
             f"{path}: cannot read partition file ({exc})",
@@ -116,6 +118,15 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         frame["ts"] = pd.to_datetime(frame["ts"], utc=True).astype("datetime64[ns, UTC]")
     out: pd.DataFrame = frame
     return out
+
+
+def _bytes_or_none(path: Path) -> bytes | None:
+    """A partition file's bytes; None for one that is not a regular file (never equal to what
+    is written, so the partition is rewritten) or that cannot be read."""
+    try:
+        return read_regular_file(path, MAX_PARTITION_FILE_BYTES)
+    except FileRefused:
+        return None
 
 
 class PartitionStore:
@@ -161,13 +172,13 @@ class PartitionStore:
             ) from None
         return data
 
-    def current_bytes(self, timeframe: str, symbol: str, month: str) -> dict[str, bytes]:
+    def current_bytes(self, timeframe: str, symbol: str, month: str) -> dict[str, bytes | None]:
         """Every file of a partition as bytes (empty when the partition does not exist)."""
         pdir = self.partition_dir(timeframe, symbol, month)
         if not pdir.is_dir():
             return {}
         return {
-            p.name: p.read_bytes() for p in pdir.iterdir() if not p.name.startswith("__complete")
+            p.name: _bytes_or_none(p) for p in pdir.iterdir() if not p.name.startswith("__complete")
         }
 
     def write(
@@ -207,7 +218,7 @@ class PartitionStore:
         pdir = self.partition_dir(timeframe, symbol, month)
         path = pdir / name
         whole = all((pdir / f).is_file() and (pdir / f).stat().st_size > 0 for f in required)
-        if not force and whole and path.is_file() and path.read_bytes() == data:
+        if not force and whole and _bytes_or_none(path) == data:
             return False
         files = {**build(), name: data}
         replace_dir(self.partition_dir(timeframe, symbol, month), files, fault)
