@@ -257,3 +257,16 @@ def test_a_fifo_left_in_a_partition_does_not_hang_the_next_ingest(
     _fifo(raw)
     code, out = _ingest(good)
     assert code == 65 and "STORAGE_PARTITION_CORRUPT" in out and "FIFO" in out, out
+
+
+def test_a_fifo_as_a_canonical_manifest_is_rewritten_not_blocked_on(
+    archive: Path, tmp_path: Path
+) -> None:
+    good = _csv(tmp_path / "good.csv", "2024-01-02", 48)
+    assert _ingest(good)[0] == 0
+    meta = archive / "canonical" / "1h" / "XAU_USD" / "2024-01" / "__meta.json"
+    meta.unlink()
+    _fifo(meta)
+    code, out = _ingest(good)
+    assert code == 0, out
+    assert meta.is_file() and json.loads(meta.read_text())["month"] == "2024-01"
