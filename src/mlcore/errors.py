@@ -100,6 +100,11 @@ code                                       class                  when
                                                                   ``ingest --date-format``
 ``DATA_FILE_DATE_CONFLICT``                BadDataError (exit 65) rows that only read day first and
                                                                   rows that only read month first
+``DATA_SYMBOL_INVALID``                    ConfigError (exit 2)   a symbol not of the universe's
+                                                                  shape (``.``, ``..``, empty, a
+                                                                  path, control characters, long)
+``DATA_SYMBOL_UNKNOWN``                    ConfigError (exit 2)   a symbol not in universe.yaml and
+                                                                  no ``--calendar``
 ``DATA_ARCHIVE_UNUSABLE``                  ConfigError (exit 2)   the archive folder (ARCHIVE_PATH)
                                                                   or its ingest lock folder cannot
                                                                   be created or written
@@ -111,8 +116,14 @@ code                                       class                  when
                                                                   registry.db) are one folder or
                                                                   one is inside another
 ``CATALOG_PARTITION_UNREADABLE``           DataQualityError       ``catalog build`` left out a
-                                           (exit 65)              partition it could not read or a
+                                           (exit 65)              partition it could not read, one
+                                                                  whose ``__meta.json`` names
+                                                                  another folder (copied), or a
                                                                   raw month never made canonical
+``CATALOG_INDEX_UNREADABLE``               FatalError (exit 1)    the filtered index is no regular
+                                                                  file or not a JSON object
+``DATA_FILE_UNUSABLE``                     ConfigError (exit 2)   ``--path`` names a FIFO, device,
+                                                                  socket, or a name over 255 bytes
 ``DATA_API_UNAUTHORIZED``                  RefusedError (Fatal,   a data API refused the key (HTTP
                                            exit 69)               401, or 401 in its error body)
 ``DATA_API_FORBIDDEN``                     RefusedError           a data API forbade the key this
@@ -154,6 +165,13 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 _CODE_RE = re.compile(r"^[A-Z][A-Z0-9]*_[A-Z][A-Z0-9]*_[A-Z][A-Z0-9_]*$")
+
+
+def shown(value: Any, limit: int = 40) -> str:
+    """``value`` for a message: its repr, cut to ``limit`` characters (control characters are
+    escaped by repr, so nothing reaches a terminal raw)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 class Severity(StrEnum):

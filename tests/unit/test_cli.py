@@ -191,7 +191,7 @@ def test_unknown_symbol(archive: Path) -> None:
         "--path",
         str(third_party_csv("EURUSD.csv")),
     )
-    assert code == 1
+    assert code == 2
     assert "DATA_SYMBOL_UNKNOWN" in out and "--calendar" in out
 
 

@@ -131,7 +131,7 @@ def ingest_cmd(
     """Fetch bars, check their quality, and store them as canonical partitions."""
     import pandas as pd
 
-    from mlcore.data import FileProvider, ingest, normalize_symbol
+    from mlcore.data import FileProvider, ingest, normalize_symbol, resolve_calendar
 
     cfg = load_config()
     check_timeframe(cfg, timeframe)
@@ -141,6 +141,7 @@ def ingest_cmd(
             f"--calendar {calendar!r} is not in universe.yaml {sorted(cfg.universe.calendars)}",
         )
     sym = normalize_symbol(symbol, list(cfg.universe.instruments))
+    resolve_calendar(cfg, sym, calendar)  # an unknown symbol ends here, before any reading
     lo, hi = _ts(start), _ts(end)
     if lo is not None and hi is not None and lo > hi:
         raise ConfigError(
@@ -154,6 +155,7 @@ def ingest_cmd(
             path,
             tz=tz,
             price_abs_tolerance=cfg.pipeline.dq_thresholds.price_abs_tolerance,
+            earliest=pd.Timestamp(cfg.pipeline.earliest_bar, tz="UTC"),
             date_format=date_format,
         )
         with stage("read") as st:

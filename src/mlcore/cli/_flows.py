@@ -135,7 +135,9 @@ def flows_resume(
 
 @command(flows_app, "status")
 def flows_status(
-    limit: Annotated[int, typer.Option(min=1, help="How many runs and alerts to show.")] = 10,
+    limit: Annotated[
+        int, typer.Option(min=1, max=10_000, help="How many runs and alerts to show.")
+    ] = 10,
 ) -> None:
     """Recent retraining runs (audit.retrain_runs) and alerts (audit.alerts)."""
     cfg = load_config()

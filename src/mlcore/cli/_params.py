@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 
+from mlcore.errors import shown
+
 ENVIRONMENTS = ("dev", "stg", "prod")
 # The registry's statuses (mlcore.registry.STATUSES; a unit test keeps the two equal).
 STATUSES = ("draft", "candidate", "approved", "rejected", "deployed", "rolled_back")
@@ -20,6 +22,8 @@ TIMEFRAME_HELP = (
     "Bar timeframe: 1min, 5min, 15min, 30min, 1h, 4h, 1day; also 1m, 5m, 60min, 1H, h, "
     "hourly, 1d, D, daily (m is a minute)."
 )
+TIME_FIRST = datetime(1970, 1, 1, tzinfo=UTC)
+TIME_LAST = datetime(2262, 4, 11, tzinfo=UTC)  # pandas' last nanosecond timestamp day
 TIME_HELP = "ISO 8601 date or time, e.g. 2024-03-04 or 2024-03-04T09:30+09:00 (no offset: UTC)"
 
 
@@ -69,12 +73,18 @@ def parse_timeframe(text: str) -> str:
 
 
 def parse_time(text: str) -> datetime:
-    """An ISO 8601 date or time, as an aware UTC datetime (no offset given: UTC)."""
+    """An ISO 8601 date or time, as an aware UTC datetime (no offset given: UTC), inside the
+    range a bar time can have (1970 to 2262, pandas' nanosecond timestamps)."""
     try:
         when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise typer.BadParameter(f"{text!r} is not an {TIME_HELP}") from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except (ValueError, OverflowError):  # year 1 at +14:00 overflows the UTC conversion
+        raise typer.BadParameter(f"{shown(text)} is not an {TIME_HELP}") from None
+    if not TIME_FIRST <= when <= TIME_LAST:
+        raise typer.BadParameter(
+            f"{shown(text)} is outside {TIME_FIRST:%Y-%m-%d} to {TIME_LAST:%Y-%m-%d}"
+        )
+    return when
 
 
 def parse_tz(text: str) -> str:

@@ -70,18 +70,21 @@ def serve_cmd(
         str | None, typer.Option(help="Comma-separated pair ids (default: the universe).")
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(min=1, help="Worker processes (default: pairs_per_worker).")
+        int | None,
+        typer.Option(min=1, max=256, help="Worker processes (default: pairs_per_worker)."),
     ] = None,
     replay_last: Annotated[
         int | None,
         typer.Option(
             min=1,
+            max=10_000_000,
             help="Replay the catalog's last N bars through the workers (warmed on the bars "
             "before them), then stop: the demo of live serving without a feed.",
         ),
     ] = None,
     exit_when_idle: Annotated[
-        float | None, typer.Option(min=0.1, help="Stop after this many seconds without bars.")
+        float | None,
+        typer.Option(min=0.1, max=86_400.0, help="Stop after this many seconds without bars."),
     ] = None,
     bars: Annotated[
         BarSource | None,

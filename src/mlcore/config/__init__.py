@@ -11,6 +11,7 @@ from mlcore.config._env import REQUIRED_ENV, EnvSettings, read_env, sqlalchemy_p
 from mlcore.config._loader import ENVIRONMENTS, load_policy
 from mlcore.config._schemas import (
     POLICY_SCHEMAS,
+    SYMBOL_RE,
     AccountPolicy,
     AI1LabelPolicy,
     AI2LabelPolicy,
@@ -62,6 +63,7 @@ __all__ = [
     "ENVIRONMENTS",
     "POLICY_SCHEMAS",
     "REQUIRED_ENV",
+    "SYMBOL_RE",
     "TIMEFRAMES",
     "AI1LabelPolicy",
     "AI2LabelPolicy",

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from mlcore._files import FileRefused, read_regular_file
 from mlcore.errors import ConfigError
 
 ENVIRONMENTS = ("dev", "stg", "prod")
@@ -22,17 +23,9 @@ MAX_POLICY_BYTES = 1 << 20  # a policy file is a few KB; anything this big is no
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(
-            "CONFIG_FILE_UNREADABLE",
-            f"{path}: cannot read ({exc.strerror})",
-            details={"file": str(path)},
-        ) from exc
-    if len(raw) > MAX_POLICY_BYTES:
-        raise ConfigError("CONFIG_FILE_UNREADABLE",
-                          f"{path}: {len(raw):,} bytes, over the {MAX_POLICY_BYTES:,} a policy "
-                          "file may hold", details={"file": str(path)})  # fmt: skip
+        raw = read_regular_file(path, MAX_POLICY_BYTES)
+    except FileRefused as exc:
+        raise ConfigError("CONFIG_FILE_UNREADABLE", str(exc), details={"file": str(path)}) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -42,7 +42,8 @@ Months = Annotated[int, Field(gt=0, le=1200)]
 Days = Annotated[int, Field(gt=0, le=36_600)]
 
 Timeframe = Literal["1min", "5min", "15min", "30min", "1h", "4h", "1day"]
-_SYMBOL_RE = re.compile(r"^[A-Z0-9.]{1,12}(/[A-Z0-9.]{1,12})?$")
+# Each part starts with a letter or digit: never ``.``/``..`` (a symbol names a folder).
+SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9.]{0,11}(/[A-Z0-9][A-Z0-9.]{0,11})?$")
 
 
 class Policy(BaseModel):
@@ -168,6 +169,16 @@ class PipelinePolicy(Policy):
     circuit_breaker: CircuitBreakerPolicy
     dq_thresholds: DQThresholds
     quarantine_owner: str
+    #: the first bar time a row may have: an earlier one is a typo and would stretch the DQ
+    #: grid (and quarantines) over every month up to the real data
+    earliest_bar: date = date(1970, 1, 1)
+
+    @field_validator("earliest_bar")
+    @classmethod
+    def _after_epoch(cls, value: date) -> date:
+        if not date(1970, 1, 1) <= value <= date(2200, 1, 1):
+            raise ValueError("earliest_bar must be between 1970 and 2200")
+        return value
 
     @model_validator(mode="after")
     def _default_allowed(self) -> PipelinePolicy:
@@ -312,7 +323,7 @@ class UniversePolicy(Policy):
     @model_validator(mode="after")
     def _consistent(self) -> UniversePolicy:
         for sym, spec in self.instruments.items():
-            if not _SYMBOL_RE.match(sym):
+            if not SYMBOL_RE.match(sym):
                 raise ValueError(f"instrument {sym!r} is not a normalized symbol like 'XAU/USD'")
             if spec.calendar not in self.calendars:
                 raise ValueError(f"instrument {sym!r} names unknown calendar {spec.calendar!r}")

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlcore._files import read_regular_file
 from mlcore.config import AppConfig
 from mlcore.data._atomic import write_atomic
 from mlcore.data._lock import symbol_lock
@@ -26,9 +27,10 @@ from mlcore.data._store import (
     symbol_dirname,
     to_parquet_bytes,
 )
-from mlcore.errors import DataQualityError, FatalError
+from mlcore.errors import DataQualityError, FatalError, shown
 
 INDEX_FILE = "dataset_index.parquet"
+MAX_FILTERED_BYTES = 1 << 28  # the filtered index of a large archive is a few MB
 FILTERED_FILE = "dataset_index_filtered.json"
 INDEX_COLUMNS = (
     "timeframe",
@@ -103,6 +105,18 @@ def _index_row(meta: dict[str, Any], pdir: Path, root: Path) -> dict[str, Any]:
     }
 
 
+def _check_place(meta: dict[str, Any], where: tuple[str, str, str]) -> None:
+    """A partition copied or moved to another folder would be indexed twice or under the
+    wrong symbol: its meta must name the folder it is in."""
+    timeframe, symbol, month = where
+    said = (meta["timeframe"], meta["symbol"], meta["month"])
+    if said != (timeframe, symbol, month):
+        raise ValueError(
+            f"{META_FILE} names {shown(said[0])}/{shown(said[1])}/{shown(said[2])}, "
+            f"not its folder {timeframe}/{symbol}/{month} (copied or moved?)"
+        )
+
+
 def _read_partition(
     store: PartitionStore, where: tuple[str, str, str], root: Path
 ) -> dict[str, Any]:
@@ -118,7 +132,8 @@ def _read_partition(
     try:
         row = _index_row(meta, pdir, root)
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{META_FILE}: missing or bad field ({exc})") from exc
+        raise ValueError(f"{META_FILE}: missing or bad field ({shown(str(exc), 200)})") from exc
+    _check_place(meta, where)
     path = pdir / BARS_FILE
     if not path.is_file():
         raise ValueError(f"no {BARS_FILE}")
@@ -245,7 +260,17 @@ class Catalog:
                 "CATALOG_INDEX_MISSING",
                 f"{path} does not exist; run `mlcore catalog build` first",
             )
-        self.filtered: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            filtered = json.loads(read_regular_file(path, MAX_FILTERED_BYTES))
+            if not isinstance(filtered, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, RecursionError) as exc:  # FileRefused is a ValueError
+            why = "nested too deeply" if isinstance(exc, RecursionError) else shown(str(exc), 200)
+            raise FatalError(
+                "CATALOG_INDEX_UNREADABLE",
+                f"{path}: unreadable ({why}); run `mlcore catalog build` again",
+            ) from None
+        self.filtered: dict[str, Any] = filtered
 
     @property
     def catalog_hash(self) -> str:

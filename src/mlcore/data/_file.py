@@ -11,9 +11,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mlcore.data._parse import DateOrder, parse_table
+from mlcore._files import FileRefused, check_name, check_regular_file
+from mlcore.data._parse import DateOrder, check_unique_columns, parse_table
 from mlcore.data._provider import FetchResult
-from mlcore.errors import BadDataError, FatalError
+from mlcore.errors import BadDataError, ConfigError, FatalError, shown
+
+MAX_COLUMNS = 1000  # an OHLCV file has a handful; far more is not one (and slow to parse)
+MAX_HEADER_BYTES = 1 << 16
 
 
 def _sniff_delimiter(path: Path) -> str:
@@ -55,6 +59,9 @@ def _text(value: object) -> str | None:
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
+    names = pq.read_schema(path).names
+    _check_width(path, len(names))
+    check_unique_columns(names, str(path))
     table = pq.read_table(path)
     columns = zip(table.column_names, table.columns, strict=True)
     plain = pa.table({name: _plain_column(col) for name, col in columns})
@@ -62,21 +69,69 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     return frame
 
 
+def _check_usable(path: Path) -> None:
+    try:
+        check_name(path)
+    except FileRefused as exc:
+        raise ConfigError(
+            "DATA_FILE_UNUSABLE", str(exc), details={"path": shown(str(path))}
+        ) from None
+
+
+def _check_regular(path: Path) -> None:
+    """A FIFO, device or /proc file would block or never end inside pandas or pyarrow."""
+    try:
+        size = check_regular_file(path)
+    except FileRefused as exc:
+        raise ConfigError("DATA_FILE_UNUSABLE", str(exc), details={"path": str(path)}) from None
+    except OSError as exc:
+        raise FatalError(
+            "DATA_FILE_UNREADABLE", f"{path}: cannot read ({exc.strerror or exc})"
+        ) from exc
+    if size == 0:  # also what /proc files report, whose reads may block or never end
+        raise BadDataError("DATA_FILE_EMPTY", f"{path}: the file is empty (0 bytes)")
+
+
+def _check_header(path: Path, sep: str) -> None:
+    """Refuse a header too long or too wide to be an OHLCV one before pandas parses it."""
+    with open(path, "rb") as fh:
+        head = fh.readline(MAX_HEADER_BYTES + 1)
+    if len(head) > MAX_HEADER_BYTES:
+        raise BadDataError(
+            "DATA_FILE_SCHEMA", f"{path}: header line over {MAX_HEADER_BYTES:,} bytes"
+        )
+    names = next(csv.reader([head.decode("utf-8-sig", "replace")], delimiter=sep), [])
+    _check_width(path, len(names))
+    check_unique_columns(names, str(path))
+
+
+def _check_width(path: Path, columns: int) -> None:
+    if columns > MAX_COLUMNS:
+        raise BadDataError(
+            "DATA_FILE_SCHEMA",
+            f"{path}: {columns:,} columns, over the {MAX_COLUMNS:,} an OHLCV file may have",
+        )
+
+
 def read_table(path: Path) -> pd.DataFrame:
     """Read a CSV (any delimiter, optional BOM) or Parquet file as raw columns."""
+    _check_usable(path)
     if not path.exists():
         raise FatalError(
             "DATA_FILE_NOT_FOUND", f"{path}: no such file", details={"path": str(path)}
         )
     if path.is_dir():
         raise FatalError("DATA_FILE_UNREADABLE", f"{path}: is a folder, not a file")
+    _check_regular(path)
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
             return _read_parquet(path)
+        sep = _sniff_delimiter(path)
+        _check_header(path, sep)
         return pd.read_csv(
             path,
-            sep=_sniff_delimiter(path),
+            sep=sep,
             dtype=str,
             keep_default_na=False,
             encoding="utf-8-sig",
@@ -88,7 +143,7 @@ def read_table(path: Path) -> pd.DataFrame:
     except pd.errors.ParserError as exc:
         raise BadDataError(
             "DATA_FILE_MALFORMED",
-            f"{path}: not a well-formed CSV ({exc})",
+            f"{path}: not a well-formed CSV ({shown(' '.join(str(exc).split()), 200)})",
             details={"path": str(path)},
         ) from exc
     except UnicodeDecodeError as exc:
@@ -98,8 +153,9 @@ def read_table(path: Path) -> pd.DataFrame:
             details={"path": str(path)},
         ) from exc
     except pa.ArrowInvalid as exc:
+        why = shown(" ".join(str(exc).split()), 200)  # Arrow's messages span lines (schemas)
         raise BadDataError(
-            "DATA_FILE_MALFORMED", f"{path}: cannot read ({exc})", details={"path": str(path)}
+            "DATA_FILE_MALFORMED", f"{path}: cannot read ({why})", details={"path": str(path)}
         ) from exc
     except OSError as exc:  # permissions, a vanished mount: the file is not at fault
         raise FatalError(
@@ -119,11 +175,13 @@ class FileProvider:
         tz: str = "UTC",
         price_abs_tolerance: float = 0.0,
         date_format: str = DateOrder.AUTO,
+        earliest: pd.Timestamp | None = None,
     ) -> None:
         self.path = path
         self.tz = tz
         self.price_abs_tolerance = price_abs_tolerance
         self.date_format = date_format
+        self.earliest = earliest
         self.name = f"file:{path.name}"
 
     def fetch(self, symbol: str, timeframe: str, start: datetime, end: datetime) -> FetchResult:
@@ -149,6 +207,7 @@ class FileProvider:
             price_abs_tolerance=self.price_abs_tolerance,
             row_offset=offset,
             date_format=self.date_format,
+            earliest=self.earliest,
         )
         result.source = self.name
         return result

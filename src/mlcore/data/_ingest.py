@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlcore.config import TIMEFRAMES, AppConfig, CalendarSpec
+from mlcore.config import SYMBOL_RE, TIMEFRAMES, AppConfig, CalendarSpec
 from mlcore.data._atomic import FaultHook, write_atomic
 from mlcore.data._calendar import expected_grid
 from mlcore.data._dq import DQResult, Gap, run_dq
@@ -20,6 +20,7 @@ from mlcore.data._lock import symbol_lock
 from mlcore.data._provider import FetchResult, Reject
 from mlcore.data._raw import (
     META_SCHEMA_VERSION,
+    file_spans,
     purge_raw,
     read_raw_history,
     write_raw,
@@ -36,7 +37,7 @@ from mlcore.data._store import (
     month_groups,
     to_parquet_bytes,
 )
-from mlcore.errors import FatalError
+from mlcore.errors import ConfigError, FatalError, shown
 
 _EMPTY = np.array([], dtype=np.int64)
 
@@ -80,12 +81,23 @@ class IngestReport:
 
 
 def normalize_symbol(symbol: str, known: list[str]) -> str:
-    """Normalize ``xauusd``, ``XAU-USD``, ``xau_usd`` ... to ``XAU/USD`` (as listed in universe)."""
+    """Normalize ``xauusd``, ``XAU-USD``, ``xau_usd`` ... to ``XAU/USD`` (as listed in universe).
+
+    A symbol names a storage folder, so one not of the universe's shape (``.``, ``..``, empty,
+    control characters, too long) is refused before anything is read or written.
+    """
     s = symbol.strip().upper().replace("-", "/").replace("_", "/").replace(" ", "")
-    if s in known:
-        return s
-    compact = {k.replace("/", ""): k for k in known}
-    return compact.get(s.replace("/", ""), s)
+    if s not in known:
+        compact = {k.replace("/", ""): k for k in known}
+        s = compact.get(s.replace("/", ""), s)
+    if not SYMBOL_RE.match(s):
+        raise ConfigError(
+            "DATA_SYMBOL_INVALID",
+            f"symbol {shown(symbol)} is not a symbol like XAU/USD (letters, digits and '.', "
+            "one '/', '-' or '_' between two parts of up to 12 characters each)",
+            details={"symbol": shown(symbol)},
+        )
+    return s
 
 
 def _dedupe_incoming(bars: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, int]:
@@ -225,7 +237,7 @@ def resolve_calendar(cfg: AppConfig, symbol: str, calendar: str | None) -> Calen
     if name is None:
         inst = cfg.universe.instruments.get(symbol)
         if inst is None:
-            raise FatalError(
+            raise ConfigError(
                 "DATA_SYMBOL_UNKNOWN",
                 f"symbol {symbol!r} is not in universe.yaml instruments "
                 f"({sorted(cfg.universe.instruments)}); add it or pass --calendar",
@@ -233,7 +245,7 @@ def resolve_calendar(cfg: AppConfig, symbol: str, calendar: str | None) -> Calen
             )
         name = inst.calendar
     if name not in cfg.universe.calendars:
-        raise FatalError(
+        raise ConfigError(
             "DATA_CALENDAR_UNKNOWN",
             f"calendar {name!r} is not defined in universe.yaml ({sorted(cfg.universe.calendars)})",
         )
@@ -299,10 +311,11 @@ def ingest(
 
     Idempotent: ingesting the same rows again writes nothing. ``rewrite`` rewrites every
     touched partition even when its manifest is unchanged (to repair damaged files).
-    ``replace_span`` (a file: the truth between its first and last bar) drops stored rows in
-    that span it does not hold. Every ingest also drops stored rows that today's row rules
-    reject (after ``now`` plus one bar, off the grid, bad prices) and canonical months no
-    longer derived from the raw history, so a corrected file repairs what a bad one did.
+    ``replace_span`` (a file: the truth between its first and last bar, wherever its bars are
+    at most ``SPAN_MAX_GAP`` apart) drops stored rows in those runs it does not hold. Every
+    ingest also drops stored rows that today's row rules reject (after ``now`` plus one bar,
+    before 1970, off the grid, bad prices) and canonical months no longer derived from the raw
+    history, so a corrected file repairs what a bad one did.
     """
     if timeframe not in TIMEFRAMES or timeframe not in cfg.pipeline.timeframe_allowed:
         raise FatalError(
@@ -314,13 +327,16 @@ def ingest(
     raw_store = PartitionStore(cfg.paths.raw)
     unique, superseded, repeats = _dedupe_incoming(fetched.bars)
     # One ingest of a (symbol, timeframe) at a time: each merges into what the other wrote.
-    span = (unique["ts"].iloc[0], unique["ts"].iloc[-1]) if replace_span and len(unique) else None
+    spans = file_spans(unique["ts"]) if replace_span else None
     tol = cfg.pipeline.dq_thresholds.price_abs_tolerance
+    earliest = pd.Timestamp(cfg.pipeline.earliest_bar, tz="UTC")
     with symbol_lock(cfg.paths.raw, symbol, timeframe):
         raw_written, counts, touched = write_raw(
-            raw_store, timeframe, symbol, (unique, superseded), rewrite, fault, span
+            raw_store, timeframe, symbol, (unique, superseded), rewrite, fault, spans
         )
-        purged, emptied = purge_raw(raw_store, timeframe, symbol, touched, (now, tol), fault)
+        purged, emptied = purge_raw(
+            raw_store, timeframe, symbol, touched, (now, tol, earliest), fault
+        )
         dq, written, unchanged, quarantined, stale = _rebuild_canonical(
             cfg, symbol, timeframe, cal, touched, rewrite, fault
         )

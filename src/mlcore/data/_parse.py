@@ -14,9 +14,10 @@ import pandas as pd
 
 from mlcore.config import TIMEFRAMES
 from mlcore.data._provider import FetchResult, Reject
-from mlcore.errors import BadDataError
+from mlcore.errors import BadDataError, shown
 
 BAR_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
+EARLIEST_NS = 0  # 1970-01-01 UTC: the first bar time a row may have
 
 _ALIASES: dict[str, tuple[str, ...]] = {
     "ts": (
@@ -99,6 +100,23 @@ def _norm(name: object) -> str:
     return re.sub(r"[^a-z0-9_]", "", str(name).strip().lower()).replace("_", "") or "unnamed0"
 
 
+def check_unique_columns(names: list[str], origin: str) -> None:
+    """Refuse a header where two columns read as the same field (``close,close`` or
+    ``close,Close``): which one holds the prices cannot be told, so neither is guessed."""
+    known = {a.replace("_", "") for aliases in _ALIASES.values() for a in aliases}
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(_norm(name), []).append(name)
+    clashes = [v for k, v in groups.items() if len(v) > 1 and k in known | {"date", "time"}]
+    if clashes:
+        said = "; ".join(" and ".join(shown(n) for n in group) for group in clashes[:3])
+        raise BadDataError(
+            "DATA_FILE_SCHEMA",
+            f"{origin}: ambiguous columns ({said}): keep one of each",
+            details={"origin": origin, "ambiguous": [[shown(n) for n in g] for g in clashes]},
+        )
+
+
 def _resolve_columns(frame: pd.DataFrame, origin: str) -> dict[str, object]:
     """Map canonical names to the frame's columns; fail naming what is missing."""
     normalized = {_norm(c): c for c in frame.columns}
@@ -125,7 +143,7 @@ def _resolve_columns(frame: pd.DataFrame, origin: str) -> dict[str, object]:
         raise BadDataError(
             "DATA_FILE_SCHEMA",
             f"{origin}: no column for {', '.join(missing)}; columns found: "
-            f"{[str(c) for c in frame.columns]}",
+            f"{shown([str(c) for c in frame.columns], 200)}",
             details={"origin": origin, "missing": missing},
         )
     return mapping
@@ -350,14 +368,18 @@ def row_rules(
     *,
     now: pd.Timestamp | None = None,
     tol: float = 0.0,
+    earliest: pd.Timestamp | None = None,
 ) -> list[tuple[str, str, np.ndarray]]:
     """(field, rule, mask of the rows breaking it) for every rule a parsed row must pass, in
     order; ingest applies them again to the stored rows, so rows an older version let in go."""
     o, h, lo, c, v = ohlcv
     step_ns = TIMEFRAMES[timeframe] * 1_000_000_000
+    first = pd.Timestamp(EARLIEST_NS, tz="UTC") if earliest is None else earliest
     rules: list[tuple[str, str, np.ndarray]] = [
         ("ts", f"timestamp off the {timeframe} grid", (ts_ns % step_ns) != 0),
         ("ts", "timestamp in the future", ts_ns > now_ns(now) + step_ns),
+        # No market bar predates 1970 (or pipeline_policy earliest_bar): a typo, an epoch misread.
+        ("ts", f"timestamp before {first:%Y-%m-%d}", ts_ns < first.value),
     ]
     with np.errstate(invalid="ignore"):
         for name, arr in (("open", o), ("high", h), ("low", lo), ("close", c)):
@@ -381,6 +403,7 @@ def parse_table(
     row_offset: int = 1,
     now: pd.Timestamp | None = None,
     date_format: str = DateOrder.AUTO,
+    earliest: pd.Timestamp | None = None,
 ) -> FetchResult:
     """Turn a raw OHLCV table into canonical rows (UTC ``ts``, float prices) and rejects.
 
@@ -388,7 +411,8 @@ def parse_table(
     ``high < low``, open/close outside ``[low, high]`` or a negative volume are rejected,
     each with the row number (``row_offset`` is the number of the first data row) and rule; so
     is a row that starts after ``now`` (default: the clock) plus one bar, which no real bar
-    can: a date typed wrong, milliseconds read as seconds... (it would move the watermark).
+    can: a date typed wrong, milliseconds read as seconds... (it would move the watermark),
+    and one dated before 1970 (it would stretch the DQ grid over decades).
 
     ``date_format`` (see :func:`check_date_format`): by default the order of ``03/04/2024``
     style dates is decided from the whole file, and a file that cannot decide it is refused
@@ -427,7 +451,9 @@ def parse_table(
     v = volume.to_numpy()
     # Rules in order; a row is reported under the first rule it breaks.
     rules = [("ts", unread, ts.isna().to_numpy())]
-    rules += row_rules(timeframe, ts_ns, (o, h, lo, c, v), now=now, tol=price_abs_tolerance)
+    rules += row_rules(
+        timeframe, ts_ns, (o, h, lo, c, v), now=now, tol=price_abs_tolerance, earliest=earliest
+    )
     bad = np.zeros(len(frame), dtype=bool)
     rejects: list[Reject] = []
     with np.errstate(invalid="ignore"):

@@ -8,6 +8,8 @@ from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
+MAX_RAW_CHARS = 200  # of a rejected value kept for messages and reports
+
 
 @dataclass(frozen=True)
 class Reject:
@@ -18,6 +20,12 @@ class Reject:
     field: str
     rule: str
     raw: str
+
+    def __post_init__(self) -> None:
+        # A 200 MB cell would be echoed whole by every message and report naming it.
+        if len(self.raw) > MAX_RAW_CHARS:
+            cut = f"{self.raw[: MAX_RAW_CHARS - 40]}... ({len(self.raw):,} characters)"
+            object.__setattr__(self, "raw", cut)
 
     def describe(self) -> str:
         """Return a one-line description naming file, row, field and rule."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from mlcore._files import read_regular_file
 from mlcore.config import TIMEFRAMES, AppConfig
 from mlcore.data._atomic import FaultHook
 from mlcore.data._lock import symbol_lock
@@ -122,15 +123,44 @@ def _store_raw_month(
     )  # fmt: skip
 
 
+Span = tuple[pd.Timestamp, pd.Timestamp]
+# A file is the truth only where it is dense: a gap longer than this (more than a long
+# holiday) splits its span, so one stray far-off row never stands for the years between.
+SPAN_MAX_GAP = pd.Timedelta(days=7)
+
+
+def file_spans(ts: pd.Series, max_gap: pd.Timedelta = SPAN_MAX_GAP) -> list[Span]:
+    """The runs of sorted ``ts`` whose consecutive bars are at most ``max_gap`` apart."""
+    if ts.empty:
+        return []
+    idx = pd.DatetimeIndex(ts)
+    breaks = np.flatnonzero(np.diff(idx.asi8) > max_gap.value)
+    starts = np.concatenate([[0], breaks + 1])
+    ends = np.concatenate([breaks, [len(idx) - 1]])
+    return [(idx[a], idx[b]) for a, b in zip(starts, ends, strict=True)]
+
+
 def _outside_span(
-    frame: pd.DataFrame | None, span: tuple[pd.Timestamp, pd.Timestamp], keep: pd.Series
+    frame: pd.DataFrame | None, spans: list[Span], keep: pd.Series
 ) -> tuple[pd.DataFrame | None, int]:
-    """Stored rows without those inside ``span`` whose timestamp is not in ``keep``."""
+    """Stored rows without those inside ``spans`` whose timestamp is not in ``keep``."""
     if frame is None or frame.empty:
         return frame, 0
-    inside = ((frame["ts"] >= span[0]) & (frame["ts"] <= span[1])).to_numpy()
+    inside = np.zeros(len(frame), dtype=bool)
+    for lo, hi in spans:
+        inside |= ((frame["ts"] >= lo) & (frame["ts"] <= hi)).to_numpy()
     drop = inside & ~frame["ts"].isin(keep).to_numpy()
     return frame[~drop].reset_index(drop=True), int(drop.sum())
+
+
+def _span_months(store: PartitionStore, timeframe: str, symbol: str, spans: list[Span]) -> set[str]:
+    """Stored months that one of ``spans`` reaches into."""
+    stored = store.months(timeframe, symbol)
+    out: set[str] = set()
+    for span in spans:
+        first, last = (str(m) for m in month_key(pd.DatetimeIndex(list(span))))
+        out |= {m for m in stored if first <= m <= last}
+    return out
 
 
 def write_raw(
@@ -140,12 +170,12 @@ def write_raw(
     incoming: tuple[pd.DataFrame, pd.DataFrame],
     force: bool,
     fault: FaultHook | None,
-    span: tuple[pd.Timestamp, pd.Timestamp] | None = None,
+    spans: list[Span] | None = None,
 ) -> tuple[list[str], MergeCounts, dict[str, tuple[pd.DataFrame, pd.DataFrame]]]:
     """Merge incoming rows into the raw months they touch; return those months in memory.
 
-    With ``span`` (a file's first and last bar) the delivery is the truth for that span:
-    stored rows inside it that it does not hold go, as do earlier conflict versions there.
+    With ``spans`` (a file's dense runs, :func:`file_spans`) the delivery is the truth in
+    them: stored rows inside that it does not hold go, as do earlier conflict versions there.
     """
     unique, superseded = incoming
     counts = MergeCounts()
@@ -153,18 +183,15 @@ def write_raw(
     touched: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
     months = month_groups(unique["ts"])
     sup_months = month_groups(superseded["ts"]) if len(superseded) else {}
-    covered: set[str] = set()
-    if span is not None:
-        first, last = (str(m) for m in month_key(pd.DatetimeIndex(list(span))))
-        covered = {m for m in store.months(timeframe, symbol) if first <= m <= last}
+    covered = _span_months(store, timeframe, symbol, spans) if spans else set()
     for month in sorted(set(months) | set(sup_months) | covered):
         new = unique.iloc[months.get(month, _EMPTY)]
         old = store.read_file(timeframe, symbol, month, RAW_FILE)
         old_conf = store.read_file(timeframe, symbol, month, CONFLICTS_FILE)
-        if span is not None:
-            old, gone = _outside_span(old, span, new["ts"])
+        if spans:
+            old, gone = _outside_span(old, spans, new["ts"])
             counts.replaced += gone
-            old_conf, _ = _outside_span(old_conf, span, pd.Series([], dtype=new["ts"].dtype))
+            old_conf, _ = _outside_span(old_conf, spans, pd.Series([], dtype=new["ts"].dtype))
         merged = _merge_month(old, new, counts)
         conf_new = superseded.iloc[sup_months.get(month, _EMPTY)][["ts", *PRICE_COLS, "reason"]]
         conflicts = _merge_conflicts(old_conf, conf_new)
@@ -182,7 +209,7 @@ def purge_raw(
     timeframe: str,
     symbol: str,
     touched: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
-    checks: tuple[pd.Timestamp | None, float],
+    checks: tuple[pd.Timestamp | None, float, pd.Timestamp | None],
     fault: FaultHook | None,
 ) -> tuple[dict[str, int], list[str]]:
     """Apply today's row rules to every stored raw row; drop the rows that break one.
@@ -191,7 +218,7 @@ def purge_raw(
     and quarantined every month up to it); they go at the next ingest. Every month read is
     left in ``touched``. Returns (purged rows by rule, months removed as empty).
     """
-    now, tol = checks
+    now, tol, earliest = checks
     purged: dict[str, int] = {}
     removed: list[str] = []
     for month in store.months(timeframe, symbol):
@@ -208,7 +235,9 @@ def purge_raw(
         ts_ns = pd.DatetimeIndex(raw["ts"]).as_unit("ns").asi8
         ohlcv = tuple(raw[c].to_numpy(dtype="float64") for c in PRICE_COLS)
         bad = np.zeros(len(raw), dtype=bool)
-        for _field, rule, mask in row_rules(timeframe, ts_ns, ohlcv, now=now, tol=tol):
+        for _field, rule, mask in row_rules(
+            timeframe, ts_ns, ohlcv, now=now, tol=tol, earliest=earliest
+        ):
             hit = mask & ~bad
             if hit.any():
                 purged[rule] = purged.get(rule, 0) + int(hit.sum())
@@ -267,9 +296,9 @@ def read_watermark(
     if not path.exists():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular_file(path, 1 << 16))
         mark = pd.Timestamp(data["last_ts"]) if data.get("last_ts") else None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         mark = pd.Timestamp.max.tz_localize("UTC")  # unreadable: derived from the data
     limit = pd.Timestamp(now_ns(now), tz="UTC") + pd.Timedelta(seconds=TIMEFRAMES[timeframe])
     if mark is None or mark <= limit:

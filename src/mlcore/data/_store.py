@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mlcore._files import FileRefused, check_regular_file, read_regular_file
 from mlcore.data._atomic import FaultHook, recover, remove_dir, replace_dir
-from mlcore.errors import DataQualityError
+from mlcore.errors import ConfigError, DataQualityError, shown
 
+MAX_JSON_BYTES = 1 << 20  # a partition's JSON is a few KB
+MAX_PARTITION_FILE_BYTES = 1 << 31  # a month of 1-minute bars is a few MB
 RAW_FILE = "raw.parquet"
 RAW_META_FILE = "__raw_meta.json"
 CONFLICTS_FILE = "__conflicts.parquet"
@@ -29,9 +33,24 @@ PRICE_COLS = ("open", "high", "low", "close", "volume")
 CANONICAL_COLUMNS = ("ts", "symbol", "timeframe", *PRICE_COLS, "quality_flag")
 
 
+MAX_SYMBOL_DIRNAME = 64
+
+
 def symbol_dirname(symbol: str) -> str:
-    """Folder name of a normalized symbol (``XAU/USD`` -> ``XAU_USD``)."""
-    return symbol.replace("/", "_")
+    """Folder name of a normalized symbol (``XAU/USD`` -> ``XAU_USD``).
+
+    Refuses a name that is not one plain folder inside the timeframe's, whatever a caller let
+    through: empty, ``.``/``..``, holding a separator or NUL, or too long.
+    """
+    name = symbol.replace("/", "_")
+    bad = name in ("", ".", "..") or any(c in name for c in ("\\", "\0", os.sep))
+    if bad or len(name) > MAX_SYMBOL_DIRNAME or not name.isprintable():
+        raise ConfigError(
+            "DATA_SYMBOL_INVALID",
+            f"symbol {shown(symbol)} cannot name a storage folder",
+            details={"symbol": shown(symbol)},
+        )
+    return name
 
 
 def dirname_symbol(name: str) -> str:
@@ -87,8 +106,9 @@ def bars_hash(bars: pd.DataFrame, text_cols: tuple[str, ...] = ("quality_flag",)
 
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
+        check_regular_file(path)  # a FIFO left in a partition would block pyarrow forever
         frame = pq.read_table(path).to_pandas()
-    except (OSError, pa.ArrowInvalid) as exc:
+    except (OSError, pa.ArrowInvalid, FileRefused) as exc:
         raise DataQualityError(
             "STORAGE_PARTITION_CORRUPT",
             f"{path}: cannot read partition file ({exc})",
@@ -98,6 +118,15 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         frame["ts"] = pd.to_datetime(frame["ts"], utc=True).astype("datetime64[ns, UTC]")
     out: pd.DataFrame = frame
     return out
+
+
+def _bytes_or_none(path: Path) -> bytes | None:
+    """A partition file's bytes; None for one that is not a regular file (never equal to what
+    is written, so the partition is rewritten) or that cannot be read."""
+    try:
+        return read_regular_file(path, MAX_PARTITION_FILE_BYTES)
+    except FileRefused:
+        return None
 
 
 class PartitionStore:
@@ -135,20 +164,21 @@ class PartitionStore:
         if not path.exists():
             return None
         try:
-            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            data: dict[str, Any] = json.loads(read_regular_file(path, MAX_JSON_BYTES))
+        except (OSError, ValueError, RecursionError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else shown(str(exc), 200)
             raise DataQualityError(
-                "STORAGE_PARTITION_CORRUPT", f"{path}: unreadable JSON ({exc})"
-            ) from exc
+                "STORAGE_PARTITION_CORRUPT", f"{path}: unreadable JSON ({why})"
+            ) from None
         return data
 
-    def current_bytes(self, timeframe: str, symbol: str, month: str) -> dict[str, bytes]:
+    def current_bytes(self, timeframe: str, symbol: str, month: str) -> dict[str, bytes | None]:
         """Every file of a partition as bytes (empty when the partition does not exist)."""
         pdir = self.partition_dir(timeframe, symbol, month)
         if not pdir.is_dir():
             return {}
         return {
-            p.name: p.read_bytes() for p in pdir.iterdir() if not p.name.startswith("__complete")
+            p.name: _bytes_or_none(p) for p in pdir.iterdir() if not p.name.startswith("__complete")
         }
 
     def write(
@@ -188,7 +218,7 @@ class PartitionStore:
         pdir = self.partition_dir(timeframe, symbol, month)
         path = pdir / name
         whole = all((pdir / f).is_file() and (pdir / f).stat().st_size > 0 for f in required)
-        if not force and whole and path.is_file() and path.read_bytes() == data:
+        if not force and whole and _bytes_or_none(path) == data:
             return False
         files = {**build(), name: data}
         replace_dir(self.partition_dir(timeframe, symbol, month), files, fault)

@@ -308,6 +308,7 @@ class TwelveDataProvider:
             timeframe=timeframe,
             tz="UTC",
             price_abs_tolerance=self._policy.dq_thresholds.price_abs_tolerance,
+            earliest=pd.Timestamp(self._policy.earliest_bar, tz="UTC"),
         )
         bars = self._clip(parsed.bars, symbol, start_utc, end_utc)
         _LOG.info(

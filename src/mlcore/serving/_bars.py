@@ -18,6 +18,8 @@ from typing import Any, BinaryIO, NamedTuple
 
 import redis
 
+from mlcore.errors import shown
+
 log = logging.getLogger("mlcore.serving")
 BAR_FIELDS = ("symbol", "ts", "open", "high", "low", "close", "volume")
 # Every reason a bar can be refused for (the bars_refused_total label and the dead letter's).
@@ -63,13 +65,6 @@ class RawBar:
     position: str
     payload: Mapping[Any, Any] | bytes
     size: int = 0
-
-
-def shown(value: Any, limit: int = 40) -> str:
-    """``value`` for a message: its repr, cut to ``limit`` characters (control characters are
-    escaped by repr, so nothing reaches a terminal raw)."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def _text(name: str, value: Any) -> str:

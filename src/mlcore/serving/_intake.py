@@ -19,9 +19,10 @@ from sqlalchemy import Engine
 
 from mlcore.config import TIMEFRAMES, AppConfig
 from mlcore.data import LiveBarGuard
+from mlcore.errors import shown
 from mlcore.registry import Alerts
 from mlcore.serving import _metrics as m
-from mlcore.serving._bars import Bar, BarRejected, RawBar, parse_bar, shown
+from mlcore.serving._bars import Bar, BarRejected, RawBar, parse_bar
 from mlcore.serving._dead import (
     POISON_DEATHS,
     DeadLetter,
