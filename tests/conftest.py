@@ -15,6 +15,7 @@ from typing import Any
 import backtesting
 import psycopg
 import pytest
+import structlog
 import yaml
 from hypothesis import HealthCheck, settings
 
@@ -112,6 +113,16 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in _ENV_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("TZ", "UTC")
+
+
+@pytest.fixture(autouse=True)
+def _structlog_restored() -> Iterator[None]:
+    """A CLI run in the test process sets structlog's level (WARNING without --verbose); a
+    later test capturing INFO events on the same xdist worker then saw none. Each test gets
+    structlog back as it found it."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture
