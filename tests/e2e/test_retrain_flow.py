@@ -78,7 +78,7 @@ def test_a_retrain_run_goes_end_to_end_to_a_deployed_version(
     monkeypatch.setenv("ARCHIVE_PATH", str(archive))
     monkeypatch.setenv("REDIS_URL", REDIS_URL)
     root = config_with(tmp_path, {
-        "backtest_policy": {"gates": {"min_sharpe": -1e9, "max_drawdown": 1.0,
+        "backtest_policy": {"gates": {"min_sharpe": -100.0, "max_drawdown": 1.0,
                                       "min_trades_per_year": 0.0, "min_deflated_sharpe": 0.0,
                                       "max_pbo": 1.0}},
         "retrain_policy": {"retrain_retry_delay_minutes": 0.001},

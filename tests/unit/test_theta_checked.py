@@ -166,8 +166,12 @@ def test_the_registry_never_records_a_theta_outside_0_1(archive: Path, cfg: AppC
         reg.transition(V, "approved", actor="t", notes="n", theta=(0.5, 2.0))
 
 
-def test_a_worker_refuses_a_theta_outside_the_range(cfg: AppConfig) -> None:
+@pytest.mark.parametrize("theta", [(float("nan"), 0.3), (1.5, 0.3), (0.7, -1e9)])
+def test_a_worker_refuses_a_theta_that_is_no_rate(cfg: AppConfig, theta: tuple) -> None:
+    """A worker checks the θ it is given once more: finite and in [0, 1] (the registry and the
+    backtest record, its sources, hold it to theta_search_range; a replay may try others)."""
     from mlcore.serving._setup import pair_setup
 
     with pytest.raises(ThetaOutOfRange, match="this worker"):
-        pair_setup(cfg, cfg.universe.pairs[0], (float("nan"), 0.3))
+        pair_setup(cfg, cfg.universe.pairs[0], theta)
+    assert pair_setup(cfg, cfg.universe.pairs[0], (0.55, 0.5)).rules.theta1 == 0.55

@@ -37,11 +37,14 @@ def resolve_model(cfg: AppConfig, name: str | None) -> Path:
     return folder
 
 
-def checked_theta(cfg: AppConfig, theta: Any, source: str) -> tuple[float, float]:
+def checked_theta(
+    cfg: AppConfig, theta: Any, source: str, *, search_range: bool = True
+) -> tuple[float, float]:
     """θ from ``source`` (a file, a registry row, a flag) cleared for trading: a pair of finite
-    numbers each inside core_policy's ``theta_search_range``. ``ThetaMalformed`` (exit 65) when
-    it is not a pair of numbers, ``ThetaOutOfRange`` (exit 1) when a value is not finite or out
-    of the range; the message names the source and the values."""
+    numbers each inside core_policy's ``theta_search_range`` (without ``search_range``: inside
+    [0, 1], as any probability threshold). ``ThetaMalformed`` (exit 65) when it is not a pair of
+    numbers, ``ThetaOutOfRange`` (exit 1) when a value is not finite or out of the range; the
+    message names the source and the values."""
     if (
         not isinstance(theta, list | tuple)
         or len(theta) != 2
@@ -53,14 +56,14 @@ def checked_theta(cfg: AppConfig, theta: Any, source: str) -> tuple[float, float
         )
     values = (float(theta[0]), float(theta[1]))
     box = cfg.core.theta_search_range
-    for name, value, (low, high) in zip(
-        ("θ1", "θ2"), values, (box.theta1, box.theta2), strict=True
-    ):
+    bounds = (box.theta1, box.theta2) if search_range else ((0.0, 1.0), (0.0, 1.0))
+    where = "core_policy.yaml theta_search_range" if search_range else "the rates"
+    for name, value, (low, high) in zip(("θ1", "θ2"), values, bounds, strict=True):
         if not math.isfinite(value) or not low <= value <= high:
             raise ThetaOutOfRange(
                 "MODEL_THETA_OUT_OF_RANGE",
-                f"{source}: {name} = {value!r} is outside core_policy.yaml theta_search_range "
-                f"[{low}, {high}]; θ {list(values)} not used",
+                f"{source}: {name} = {value!r} is outside {where} [{low}, {high}]; "
+                f"θ {list(values)} not used",
             )
     return values
 

@@ -43,8 +43,9 @@ def _conversion(cfg: AppConfig, symbol: str) -> Conversion:
 
 def pair_setup(cfg: AppConfig, pair: PairSpec, theta: tuple[float, float]) -> PairSetupLive:
     """A pair's live setup from universe, cost table, core, backtest and serving policies; θ
-    checked once more (finite, inside theta_search_range): a worker never trades on another."""
-    theta = checked_theta(cfg, tuple(theta), "the θ this worker was given")
+    checked once more (finite, inside [0, 1]; its sources, the registry and the backtest
+    record, are held to theta_search_range): a worker never trades on a θ that means nothing."""
+    theta = checked_theta(cfg, tuple(theta), "the θ this worker was given", search_range=False)
     seconds = TIMEFRAMES[cfg.serving.timeframe]
     ai1 = cfg.core.labels.ai1
     account = cfg.backtest.account
