@@ -239,6 +239,28 @@ def test_a_bad_date_format_is_refused_naming_what_is_accepted(value: str, fragme
     assert check_date_format("DMY") == "dmy"
 
 
+@pytest.mark.parametrize(
+    "pattern", ["%Y-%m-%d %H:%M:%S%z", "%d/%m/%Y %H:%M %z", "%Y-%m-%d %H:%M:%S %Z"]
+)
+def test_a_date_format_with_a_zone_is_accepted(pattern: str) -> None:
+    assert check_date_format(pattern) == pattern
+
+
+def test_rows_read_by_a_zoned_date_format_are_instants() -> None:
+    fmt = "%Y-%m-%d %H:%M:%S%z"
+    stamps = ["2024-01-02 03:00:00+0200", "2024-01-02 04:00:00-05:00", "2024-01-02 06:00:00Z"]
+    bars = _parse(_frame(stamps), date_format=fmt, tz="America/New_York")
+    assert bars["ts"].tolist() == _utc("2024-01-02 01:00", "2024-01-02 06:00", "2024-01-02 09:00")
+    result = parse_table(_frame(["2024-01-02 05:00:00"]), origin="t", timeframe="1h",
+                         date_format=fmt)  # fmt: skip
+    assert [r.rule for r in result.rejects] == [f"timestamp not in --date-format {fmt}"]
+    # A daily bar is labelled by the date written on it, whatever the offset.
+    daily = _parse(_frame(["2024-01-02 23:00:00-05:00"]), "1day", date_format=fmt)
+    assert daily["ts"].tolist() == _utc("2024-01-02")
+    named = _parse(_frame(["2024-01-02 03:00:00 UTC"]), date_format="%Y-%m-%d %H:%M:%S %Z")
+    assert named["ts"].tolist() == _utc("2024-01-02 03:00")
+
+
 def test_mt4_dotted_date_with_time() -> None:
     bars = _parse(_frame(["2024.01.02 23:00", "2024.01.03 00:00"]))
     assert bars["ts"].tolist() == _utc("2024-01-02 23:00", "2024-01-03 00:00")
