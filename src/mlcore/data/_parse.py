@@ -416,6 +416,26 @@ def row_rules(
     return rules
 
 
+def _dst_rules(wall: pd.Series, unread: np.ndarray, tz: str) -> list[tuple[str, str, np.ndarray]]:
+    """Rules naming the unread rows whose wall-clock time ``tz`` skips (spring-forward) or
+    passes twice (fall-back): the time is well written, the instant cannot be told."""
+    clock = wall.where(pd.Series(unread, index=wall.index))
+    written = clock.notna().to_numpy()
+    if not written.any():
+        return []
+    twice = clock.dt.tz_localize(tz, ambiguous="NaT", nonexistent="shift_forward").isna()
+    first = np.ones(len(clock), dtype=bool)
+    skipped = clock.dt.tz_localize(tz, ambiguous=first, nonexistent="NaT").isna()
+    return [
+        ("ts", f"ambiguous local time (DST fall-back) in {tz}", twice.to_numpy() & written),
+        (
+            "ts",
+            f"nonexistent local time (DST spring-forward) in {tz}",
+            skipped.to_numpy() & written,
+        ),
+    ]
+
+
 def parse_table(
     frame: pd.DataFrame,
     *,
@@ -474,6 +494,9 @@ def parse_table(
     v = volume.to_numpy()
     # Rules in order; a row is reported under the first rule it breaks.
     rules = [("ts", unread, ts.isna().to_numpy())]
+    if not daily and ts.isna().any():
+        wall = _parse_ts(stamps, time_col, tz, wall=True, date_format=date_format, where=where)
+        rules[:0] = _dst_rules(wall.reset_index(drop=True), ts.isna().to_numpy(), tz)
     rules += row_rules(
         timeframe, ts_ns, (o, h, lo, c, v), now=now, tol=price_abs_tolerance, earliest=earliest
     )
