@@ -76,6 +76,34 @@ _V = "20250101_0000_abc1234"
         (["serve", "--pairs", "XAU_XAG,X_Y"], "--pairs 'X_Y' is not in universe.yaml"),
         ([*_INGEST, "x.csv", "--calendar", "mars"], "--calendar 'mars' is not in universe.yaml"),
         ([*_INGEST, "x.csv", "--start", "2024-03-06", "--end", "2024-03-05"], "is after end"),
+        # File-only options with a REST source are refused, not ignored.
+        (
+            [
+                *_INGEST,
+                "/etc/passwd",
+                "--source",
+                "twelvedata",
+                "--tz",
+                "UTC",
+                "--date-format",
+                "dmy",
+            ],
+            "--path, --tz, --date-format only apply to --source file, not --source twelvedata",
+        ),
+        (
+            [
+                "ingest",
+                "--symbol",
+                "EURUSD",
+                "--timeframe",
+                "1h",
+                "--source",
+                "auto",
+                "--tz",
+                "Europe/London",
+            ],
+            "--tz only applies to --source file, not --source auto",
+        ),
         (["train", "--timeframe", "1h"], None),  # flag check: a missing option (below)
     ],
 )

@@ -193,6 +193,25 @@ def test_a_parquet_column_given_twice_is_refused_on_one_line(archive: Path, tmp_
     assert len({line for line in out.splitlines() if line.startswith("error ")}) == 1
 
 
+@pytest.mark.parametrize(
+    ("encoding", "name"),
+    [("utf-16", "UTF-16"), ("utf-16-be", "UTF-16"), ("utf-32", "UTF-32"), ("utf-32-be", "UTF-32")],
+)
+def test_a_utf16_or_utf32_file_is_named_as_such(
+    archive: Path, tmp_path: Path, encoding: str, name: str
+) -> None:
+    path = _csv(tmp_path / "wide.csv", "2024-01-02", 3)
+    text = path.read_text()
+    bom = "\ufeff" if encoding.endswith("-be") else ""  # utf-16/utf-32 write their own mark
+    path.write_bytes((bom + text).encode(encoding))
+    code, out = _ingest(path)
+    errors = {line for line in out.splitlines() if line.startswith("error ")}
+    assert code == 65, out
+    assert errors == {
+        f"error DATA_FILE_MALFORMED: {path}: the file is {name} (BOM): save it as UTF-8"
+    }
+
+
 def test_a_huge_cell_is_echoed_cut(archive: Path, tmp_path: Path) -> None:
     path = tmp_path / "huge.csv"
     path.write_text("timestamp,open,high,low,close,volume\n" + "x" * 1_000_000 + ",1,2,1,1,1\n")

@@ -239,6 +239,39 @@ def test_a_bad_date_format_is_refused_naming_what_is_accepted(value: str, fragme
     assert check_date_format("DMY") == "dmy"
 
 
+@pytest.mark.parametrize(
+    "pattern", ["%Y-%m-%d %H:%M:%S%z", "%d/%m/%Y %H:%M %z", "%Y-%m-%d %H:%M:%S %Z"]
+)
+def test_a_date_format_with_a_zone_is_accepted(pattern: str) -> None:
+    assert check_date_format(pattern) == pattern
+
+
+def test_rows_read_by_a_zoned_date_format_are_instants() -> None:
+    fmt = "%Y-%m-%d %H:%M:%S%z"
+    stamps = ["2024-01-02 03:00:00+0200", "2024-01-02 04:00:00-05:00", "2024-01-02 06:00:00Z"]
+    bars = _parse(_frame(stamps), date_format=fmt, tz="America/New_York")
+    assert bars["ts"].tolist() == _utc("2024-01-02 01:00", "2024-01-02 06:00", "2024-01-02 09:00")
+    result = parse_table(_frame(["2024-01-02 05:00:00"]), origin="t", timeframe="1h",
+                         date_format=fmt)  # fmt: skip
+    assert [r.rule for r in result.rejects] == [f"timestamp not in --date-format {fmt}"]
+    # A daily bar is labelled by the date written on it, whatever the offset.
+    daily = _parse(_frame(["2024-01-02 23:00:00-05:00"]), "1day", date_format=fmt)
+    assert daily["ts"].tolist() == _utc("2024-01-02")
+    named = _parse(_frame(["2024-01-02 03:00:00 UTC"]), date_format="%Y-%m-%d %H:%M:%S %Z")
+    assert named["ts"].tolist() == _utc("2024-01-02 03:00")
+
+
+def test_a_wall_clock_time_dst_skips_or_repeats_is_rejected_as_such() -> None:
+    stamps = ["2024-11-03 00:30", "2024-11-03 01:30", "2024-03-10 02:30", "garbage"]
+    result = parse_table(_frame(stamps), origin="t", timeframe="30min", tz="America/New_York")
+    assert [(r.row, r.rule) for r in result.rejects] == [
+        (2, "ambiguous local time (DST fall-back) in America/New_York"),
+        (3, "nonexistent local time (DST spring-forward) in America/New_York"),
+        (4, "unparsable timestamp"),
+    ]
+    assert result.bars["ts"].tolist() == _utc("2024-11-03 04:30")
+
+
 def test_mt4_dotted_date_with_time() -> None:
     bars = _parse(_frame(["2024.01.02 23:00", "2024.01.03 00:00"]))
     assert bars["ts"].tolist() == _utc("2024-01-02 23:00", "2024-01-03 00:00")
@@ -418,7 +451,9 @@ def test_dst_ambiguous_local_time_is_rejected() -> None:
     # 2024-11-03 01:00 happens twice in New York (EDT, then EST): no guessing.
     frame = _frame(["2024-11-03 00:00", "2024-11-03 01:00", "2024-11-03 02:00"])
     result = parse_table(frame, origin="t", timeframe="1h", tz="America/New_York")
-    assert _rejects(result) == [(2, "ts", "unparsable timestamp")]
+    assert _rejects(result) == [
+        (2, "ts", "ambiguous local time (DST fall-back) in America/New_York")
+    ]
     assert result.bars["ts"].tolist() == _utc("2024-11-03 04:00", "2024-11-03 07:00")
 
 
@@ -426,7 +461,9 @@ def test_dst_nonexistent_local_time_is_rejected() -> None:
     # 2024-03-10 02:30 does not exist in New York (clocks jump 02:00 -> 03:00).
     frame = _frame(["2024-03-10 01:00", "2024-03-10 02:00", "2024-03-10 03:00"])
     result = parse_table(frame, origin="t", timeframe="1h", tz="America/New_York")
-    assert _rejects(result) == [(2, "ts", "unparsable timestamp")]
+    assert _rejects(result) == [
+        (2, "ts", "nonexistent local time (DST spring-forward) in America/New_York")
+    ]
     assert result.rejects[0].raw == "2024-03-10 02:00"
     assert result.bars["ts"].tolist() == _utc("2024-03-10 06:00", "2024-03-10 07:00")
 

@@ -114,12 +114,18 @@ def ingest_cmd(
         ),
     ] = None,
     tz: Annotated[
-        str, typer.Option(parser=parse_tz_, help="IANA time zone of file timestamps without one.")
-    ] = "UTC",
+        str | None,
+        typer.Option(
+            parser=parse_tz_, help="IANA time zone of file timestamps without one (default UTC)."
+        ),
+    ] = None,
     calendar: Annotated[str | None, typer.Option(help="Calendar name from universe.yaml.")] = None,
     date_format: Annotated[
-        str, typer.Option(parser=parse_date_format, metavar="FORMAT", help=DATE_FORMAT_HELP)
-    ] = "auto",
+        str | None,
+        typer.Option(
+            parser=parse_date_format, metavar="FORMAT", help=f"{DATE_FORMAT_HELP} (default auto)"
+        ),
+    ] = None,
     rewrite: Annotated[
         bool,
         typer.Option(
@@ -133,6 +139,7 @@ def ingest_cmd(
 
     from mlcore.data import FileProvider, ingest, normalize_symbol, resolve_calendar
 
+    _check_source_options(source, path=path, tz=tz, date_format=date_format)
     cfg = load_config()
     check_timeframe(cfg, timeframe)
     if calendar is not None and calendar not in cfg.universe.calendars:
@@ -153,10 +160,10 @@ def ingest_cmd(
             raise ConfigError("CLI_ARGUMENT_MISSING", "--source file needs --path FILE")
         provider = FileProvider(
             path,
-            tz=tz,
+            tz=tz or "UTC",
             price_abs_tolerance=cfg.pipeline.dq_thresholds.price_abs_tolerance,
             earliest=pd.Timestamp(cfg.pipeline.earliest_bar, tz="UTC"),
-            date_format=date_format,
+            date_format=date_format or "auto",
         )
         with stage("read") as st:
             fetched = provider.read(timeframe)
@@ -182,6 +189,26 @@ def ingest_cmd(
     print_ingest(report)
     if source is Source.file and lo is None and hi is None and fetched.bars.empty:
         _nothing_accepted(path, fetched)
+
+
+def _check_source_options(
+    source: Source, *, path: Path | None, tz: str | None, date_format: str | None
+) -> None:
+    """Refuse file-only options with a REST source (exit 2): silently ignoring ``--path`` or
+    ``--tz`` would fetch something other than what the user asked for."""
+    if source is Source.file:
+        return
+    given = [
+        name
+        for name, value in (("--path", path), ("--tz", tz), ("--date-format", date_format))
+        if value is not None
+    ]
+    if given:
+        raise ConfigError(
+            "CLI_ARGUMENT_INVALID",
+            f"{', '.join(given)} only {'applies' if len(given) == 1 else 'apply'} to "
+            f"--source file, not --source {source.value}",
+        )
 
 
 def _nothing_accepted(path: Path | None, fetched: FetchResult) -> None:

@@ -92,6 +92,29 @@ def _check_regular(path: Path) -> None:
         raise BadDataError("DATA_FILE_EMPTY", f"{path}: the file is empty (0 bytes)")
 
 
+# Longest first: the UTF-32-LE mark starts with the UTF-16-LE one.
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+
+
+def _check_not_wide_text(path: Path) -> None:
+    """A file saved as UTF-16/UTF-32 (Excel's "Unicode text") is named as such, not as
+    "not UTF-8 (byte 0)", which leaves the user guessing."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    for mark, encoding in _BOMS:
+        if head.startswith(mark):
+            raise BadDataError(
+                "DATA_FILE_MALFORMED",
+                f"{path}: the file is {encoding} (BOM): save it as UTF-8",
+                details={"path": str(path), "encoding": encoding},
+            )
+
+
 def _check_header(path: Path, sep: str) -> None:
     """Refuse a header too long or too wide to be an OHLCV one before pandas parses it."""
     with open(path, "rb") as fh:
@@ -127,6 +150,7 @@ def read_table(path: Path) -> pd.DataFrame:
     try:
         if suffix in (".parquet", ".pq"):
             return _read_parquet(path)
+        _check_not_wide_text(path)
         sep = _sniff_delimiter(path)
         _check_header(path, sep)
         return pd.read_csv(

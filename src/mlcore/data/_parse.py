@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from calendar import month_name
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -76,8 +76,10 @@ def check_date_format(value: str) -> str:
     accepted = "auto, dmy, mdy, ymd, iso or a strftime pattern such as '%d/%m/%Y %H:%M'"
     if "%" not in value:
         raise ValueError(f"{value!r} is not one of {accepted}")
+    # A pattern with a zone (%z, %Z) is probed with an aware time: a naive one prints no zone.
+    probe = _PROBE.replace(tzinfo=UTC) if re.search(r"%[zZ]", value) else _PROBE
     try:
-        back = datetime.strptime(_PROBE.strftime(value), value)  # noqa: DTZ007
+        back = datetime.strptime(probe.strftime(value), value)  # noqa: DTZ007
     except ValueError as exc:
         raise ValueError(f"{value!r} is not a usable strftime pattern ({exc})") from None
     if back.date() != _PROBE.date():
@@ -220,6 +222,25 @@ def _coalesce(text: pd.Series, formats: tuple[str, ...], *, utc: bool) -> pd.Ser
     return out
 
 
+def _parse_zoned(text: pd.Series, fmt: str, *, wall: bool) -> pd.Series:
+    """Rows read by a ``--date-format`` pattern with a zone (``%z``, ``%Z``): each row is the
+    instant its own offset says (or, with ``wall``, the wall-clock time as written); a row
+    without a zone is not in the pattern (NaT, rejected)."""
+    if not wall:
+        return _coalesce(text, (fmt,), utc=True)
+
+    def clock(stamp: str) -> datetime | None:
+        try:
+            return datetime.strptime(stamp, fmt).replace(tzinfo=None)  # noqa: DTZ007
+        except ValueError:
+            return None
+
+    got = pd.to_datetime(pd.Series([clock(t) for t in text], index=text.index, dtype=object),
+                         errors="coerce")  # fmt: skip
+    out: pd.Series = got.astype("datetime64[ns]")
+    return out
+
+
 def _parse_text(text: pd.Series, tz: str, *, wall: bool, formats: tuple[str, ...]) -> pd.Series:
     """Parse text timestamps, each row with the first of ``formats`` that reads it.
 
@@ -227,6 +248,8 @@ def _parse_text(text: pd.Series, tz: str, *, wall: bool, formats: tuple[str, ...
     ``tz``. With ``wall`` the naive wall-clock time as written is returned instead (offsets
     dropped), which is what labels a daily bar.
     """
+    if len(formats) == 1 and re.search(r"%[zZ]", formats[0]):
+        return _parse_zoned(text, formats[0], wall=wall)
     formats = _ranked(text[text != ""].head(_SAMPLE), formats)
     has_offset = text.str.contains(_OFFSET_RE, regex=True).to_numpy(dtype=bool)
     if wall:
@@ -393,6 +416,26 @@ def row_rules(
     return rules
 
 
+def _dst_rules(wall: pd.Series, unread: np.ndarray, tz: str) -> list[tuple[str, str, np.ndarray]]:
+    """Rules naming the unread rows whose wall-clock time ``tz`` skips (spring-forward) or
+    passes twice (fall-back): the time is well written, the instant cannot be told."""
+    clock = wall.where(pd.Series(unread, index=wall.index))
+    written = clock.notna().to_numpy()
+    if not written.any():
+        return []
+    twice = clock.dt.tz_localize(tz, ambiguous="NaT", nonexistent="shift_forward").isna()
+    first = np.ones(len(clock), dtype=bool)
+    skipped = clock.dt.tz_localize(tz, ambiguous=first, nonexistent="NaT").isna()
+    return [
+        ("ts", f"ambiguous local time (DST fall-back) in {tz}", twice.to_numpy() & written),
+        (
+            "ts",
+            f"nonexistent local time (DST spring-forward) in {tz}",
+            skipped.to_numpy() & written,
+        ),
+    ]
+
+
 def parse_table(
     frame: pd.DataFrame,
     *,
@@ -451,6 +494,9 @@ def parse_table(
     v = volume.to_numpy()
     # Rules in order; a row is reported under the first rule it breaks.
     rules = [("ts", unread, ts.isna().to_numpy())]
+    if not daily and ts.isna().any():
+        wall = _parse_ts(stamps, time_col, tz, wall=True, date_format=date_format, where=where)
+        rules[:0] = _dst_rules(wall.reset_index(drop=True), ts.isna().to_numpy(), tz)
     rules += row_rules(
         timeframe, ts_ns, (o, h, lo, c, v), now=now, tol=price_abs_tolerance, earliest=earliest
     )
