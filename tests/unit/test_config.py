@@ -477,3 +477,29 @@ def test_service_urls_must_name_their_host_and_database(url: str, fragment: str)
 def test_good_service_urls_pass(url: str) -> None:
     var = "POSTGRES_URL" if url.startswith("postgres") else "REDIS_URL"
     read_env({var: url})
+
+
+def test_two_commands_of_one_process_check_the_archive_at_once(tmp_path: Path) -> None:
+    """Review finding (a flaky rollback race test): the writability probe was named by the
+    pid, so two threads probing at once removed each other's file and one was refused."""
+    import threading
+
+    from mlcore.config._app import _probe
+
+    failures: list[str] = []
+    start = threading.Barrier(8)
+
+    def probe() -> None:
+        start.wait()
+        for _ in range(200):
+            why = _probe(tmp_path / "archive")
+            if why is not None:
+                failures.append(why)
+
+    threads = [threading.Thread(target=probe) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert list((tmp_path / "archive").iterdir()) == []

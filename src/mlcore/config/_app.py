@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,9 +116,11 @@ def _probe(folder: Path) -> str | None:
     """Why ``folder`` cannot be created or written (None when it can)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # A name of its own per call: two commands of one process (threads) probing at once
+        # shared a pid-named file, and one's unlink made the other's fail.
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         why = "it is a file, not a folder" if folder.is_file() else exc.strerror or str(exc)
         where = "" if exc.filename in (None, str(folder)) else f" ({exc.filename})"
