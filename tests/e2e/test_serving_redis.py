@@ -344,27 +344,30 @@ def test_stale_bars_are_refused_and_counted(base, tmp_path: Path) -> None:
 
 def test_a_damaged_deployed_model_falls_back_to_the_previous_one(base, tmp_path: Path) -> None:
     cfg, folder, _, _, _ = base
+    # Version names as the registry takes them; a θ inside theta_search_range (the deployed
+    # path holds a registry row's θ to it).
+    V1, V2, theta = "20260101_0000_v1", "20260201_0000_v2", (0.7, 0.3)
     models = tmp_path / "models"
-    for name in ("v1_20260101", "v2_20260201"):
+    for name in (V1, V2):
         shutil.copytree(folder, models / name)
     reg = open_registry(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path / "artifacts")
-    for name in ("v1_20260101", "v2_20260201"):
+    for name in (V1, V2):
         reg.register(models / name, actor="test", notes="serving test", status="candidate")
         reg.transition(name, "approved", actor="test", notes="gates passed")
-        reg.transition(name, "deployed", actor="test", notes="deploy", theta=THETA)
+        reg.transition(name, "deployed", actor="test", notes="deploy", theta=theta)
     # A damaged served file is put back from the artifact store: still v2.
-    with (models / "v2_20260201" / "ai1.lgbm.txt").open("ab") as fh:
+    with (models / V2 / "ai1.lgbm.txt").open("ab") as fh:
         fh.write(b"\n# damaged\n")
     served = deployed_model(cfg, reg)
-    assert (served.version, served.why) == ("v2_20260201", "deployed")
+    assert (served.version, served.why) == (V2, "deployed")
     # Damaged in both places: the version deployed before it is served, and an alert recorded.
     for root in (models, tmp_path / "artifacts"):
-        with (root / "v2_20260201" / "ai2.lgbm.txt").open("ab") as fh:
+        with (root / V2 / "ai2.lgbm.txt").open("ab") as fh:
             fh.write(b"\n# damaged\n")
     served = deployed_model(cfg, reg)
-    assert served.version == "v1_20260101"
+    assert served.version == V1
     assert served.why.startswith("fallback")
-    assert served.theta == THETA
+    assert served.theta == theta
     assert [a["code"] for a in reg.alerts()] == ["CORE_SERVING_FALLBACK"]
 
 
@@ -378,8 +381,9 @@ def test_mlcore_serve_on_redis_delivers_the_replay(
     cfg0, folder, _, _, reference = base
     cfg, tag = _redis_cfg(cfg0, tmp_path, redis_url(), monkeypatch)
     client = redis.Redis.from_url(redis_url())
+    # The demo's version is rejected by its gates (a year of synthetic market): served on purpose.
     args = ["serve", "--model", str(folder), "--replay-last", str(BARS), "--exit-when-idle", "1",
-            "--config-root", str(cfg.config_root)]  # fmt: skip
+            "--force-rejected", "--config-root", str(cfg.config_root)]  # fmt: skip
     try:
         result = CliRunner().invoke(app, args)
         out = result.output + capfd.readouterr().out
