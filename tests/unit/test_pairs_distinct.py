@@ -1,5 +1,6 @@
 """A pair is listed once and has two different legs: universe.yaml with a pair id twice (their
-features would share one cache) or a pair of one instrument is refused at load (exit 2); a pair
+features would share one cache), two pairs of the same legs (XAU_XAG and XAG_XAU: one spread
+traded twice) or a pair of one instrument is refused at load (exit 2); a pair
 list option with an empty item (``--pairs ,,,``, which served the whole universe) or a pair
 twice (two workers on one pair) is refused (exit 2)."""
 
@@ -35,19 +36,30 @@ def _universe(root: Path, old: str, new: str) -> None:
     path.write_text(body.replace(old, new))
 
 
-def test_a_pair_id_listed_twice_is_refused(root: Path) -> None:
-    _universe(root, LINE, LINE + LINE.replace("leg_a: XAU/USD, leg_b: XAG/USD",
-                                              "leg_a: XAG/USD, leg_b: XAU/USD"))  # fmt: skip
-    with pytest.raises(ConfigError, match=r"pairs \['XAU_XAG'\] are listed more than once"):
+SWAPPED = "leg_a: XAG/USD, leg_b: XAU/USD"
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        (LINE + LINE.replace("leg_a: XAU/USD, leg_b: XAG/USD", SWAPPED),
+         r"pairs \['XAU_XAG'\] are listed more than once"),
+        (LINE.replace("leg_b: XAG/USD", "leg_b: XAU/USD"), "leg_a and leg_b are both 'XAU/USD'"),
+        (LINE + LINE.replace("XAU_XAG", "XAG_XAU").replace("leg_a: XAU/USD, leg_b: XAG/USD", SWAPPED),
+         "pairs 'XAU_XAG' and 'XAG_XAU' have the same legs"),
+        (LINE + LINE.replace("XAU_XAG", "GOLD_SILVER"),
+         "pairs 'XAU_XAG' and 'GOLD_SILVER' have the same legs"),
+    ],
+    ids=["id-twice", "one-instrument", "legs-swapped", "legs-twice"],
+)  # fmt: skip
+def test_a_pair_listed_twice_or_of_one_instrument_is_refused(
+    root: Path, line: str, why: str
+) -> None:
+    _universe(root, LINE, line)
+    with pytest.raises(ConfigError, match=why):
         load_config(root, "dev")
     result = runner.invoke(app, ["config", "check", "--config-root", str(root)])
     assert result.exit_code == 2, result.stdout + result.stderr
-
-
-def test_a_pair_of_one_instrument_is_refused(root: Path) -> None:
-    _universe(root, LINE, LINE.replace("leg_b: XAG/USD", "leg_b: XAU/USD"))
-    with pytest.raises(ConfigError, match="leg_a and leg_b are both 'XAU/USD'"):
-        load_config(root, "dev")
 
 
 @pytest.mark.parametrize(

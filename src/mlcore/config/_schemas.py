@@ -315,9 +315,19 @@ class UniversePolicy(Policy):
         twice = sorted({i for i in ids if ids.count(i) > 1})
         if twice:
             raise ValueError(f"pairs {twice} are listed more than once")
+        legs: dict[frozenset[str], str] = {}
         for pair in self.pairs:
             if pair.leg_a == pair.leg_b:
                 raise ValueError(f"pair {pair.pair_id!r}: leg_a and leg_b are both {pair.leg_a!r}")
+            # XAU_XAG and XAG_XAU are one spread with its sign flipped: two workers would trade
+            # the same risk twice, each unaware of the other's position.
+            key = frozenset((pair.leg_a, pair.leg_b))
+            if key in legs:
+                raise ValueError(
+                    f"pairs {legs[key]!r} and {pair.pair_id!r} have the same legs "
+                    f"({pair.leg_a!r}, {pair.leg_b!r}); list the pair once"
+                )
+            legs[key] = pair.pair_id
         return self
 
     @model_validator(mode="after")
