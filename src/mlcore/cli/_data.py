@@ -163,6 +163,7 @@ def ingest_cmd(
             tz=tz or "UTC",
             price_abs_tolerance=cfg.pipeline.dq_thresholds.price_abs_tolerance,
             earliest=pd.Timestamp(cfg.pipeline.earliest_bar, tz="UTC"),
+            isolation=cfg.pipeline.isolated_rows,
             date_format=date_format or "auto",
         )
         with stage("read") as st:

@@ -152,6 +152,14 @@ class DQThresholds(Policy):
         return self
 
 
+class IsolatedRows(Policy):
+    """A run of at most ``max_bars`` bars more than ``gap_days`` from a file's other bars is a
+    mistyped date, rejected (see ``mlcore.data._rules.isolated_rows``)."""
+
+    max_bars: Annotated[int, Field(ge=1, le=1000)] = 3
+    gap_days: Annotated[int, Field(ge=1, le=3650)] = 31
+
+
 class PipelinePolicy(Policy):
     """pipeline_policy.yaml: fetching, retries, freshness and DQ thresholds."""
 
@@ -172,6 +180,7 @@ class PipelinePolicy(Policy):
     #: the first bar time a row may have: an earlier one is a typo and would stretch the DQ
     #: grid (and quarantines) over every month up to the real data
     earliest_bar: date = date(1970, 1, 1)
+    isolated_rows: IsolatedRows = IsolatedRows()
 
     @field_validator("earliest_bar")
     @classmethod

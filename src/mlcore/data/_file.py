@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlcore._files import FileRefused, check_name, check_regular_file
+from mlcore.config import IsolatedRows
 from mlcore.data._parse import DateOrder, check_unique_columns, parse_table
 from mlcore.data._provider import FetchResult
 from mlcore.errors import BadDataError, ConfigError, FatalError, shown
@@ -200,12 +201,14 @@ class FileProvider:
         price_abs_tolerance: float = 0.0,
         date_format: str = DateOrder.AUTO,
         earliest: pd.Timestamp | None = None,
+        isolation: IsolatedRows | None = None,
     ) -> None:
         self.path = path
         self.tz = tz
         self.price_abs_tolerance = price_abs_tolerance
         self.date_format = date_format
         self.earliest = earliest
+        self.isolation = isolation
         self.name = f"file:{path.name}"
 
     def fetch(self, symbol: str, timeframe: str, start: datetime, end: datetime) -> FetchResult:
@@ -232,6 +235,7 @@ class FileProvider:
             row_offset=offset,
             date_format=self.date_format,
             earliest=self.earliest,
+            isolation=self.isolation,
         )
         result.source = self.name
         return result

@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlcore.config import TIMEFRAMES
+from mlcore.config import TIMEFRAMES, IsolatedRows
 from mlcore.data._provider import FetchResult, Reject
+from mlcore.data._rules import dst_rules, isolated_rows, row_rules
 from mlcore.errors import BadDataError, shown
 
 BAR_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
-EARLIEST_NS = 0  # 1970-01-01 UTC: the first bar time a row may have
 
 _ALIASES: dict[str, tuple[str, ...]] = {
     "ts": (
@@ -359,14 +359,6 @@ def _parse_ts(
     return _parse_text(text, tz, wall=wall, formats=formats)
 
 
-def now_ns(now: pd.Timestamp | None) -> int:
-    """``now`` (default: the clock) in UTC nanoseconds."""
-    stamp = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
-    if stamp.tzinfo is None:
-        stamp = stamp.tz_localize("UTC")
-    return int(stamp.as_unit("ns").value)
-
-
 def _to_float(col: pd.Series) -> pd.Series:
     if pd.api.types.is_numeric_dtype(col):
         return col.astype("float64")
@@ -384,58 +376,6 @@ def _raw_text(frame: pd.DataFrame, col: object, idx: np.ndarray) -> list[str]:
     return [str(v) for v in frame[col].to_numpy()[idx]]
 
 
-def row_rules(
-    timeframe: str,
-    ts_ns: np.ndarray,
-    ohlcv: tuple[np.ndarray, ...],
-    *,
-    now: pd.Timestamp | None = None,
-    tol: float = 0.0,
-    earliest: pd.Timestamp | None = None,
-) -> list[tuple[str, str, np.ndarray]]:
-    """(field, rule, mask of the rows breaking it) for every rule a parsed row must pass, in
-    order; ingest applies them again to the stored rows, so rows an older version let in go."""
-    o, h, lo, c, v = ohlcv
-    step_ns = TIMEFRAMES[timeframe] * 1_000_000_000
-    first = pd.Timestamp(EARLIEST_NS, tz="UTC") if earliest is None else earliest
-    rules: list[tuple[str, str, np.ndarray]] = [
-        ("ts", f"timestamp off the {timeframe} grid", (ts_ns % step_ns) != 0),
-        ("ts", "timestamp in the future", ts_ns > now_ns(now) + step_ns),
-        # No market bar predates 1970 (or pipeline_policy earliest_bar): a typo, an epoch misread.
-        ("ts", f"timestamp before {first:%Y-%m-%d}", ts_ns < first.value),
-    ]
-    with np.errstate(invalid="ignore"):
-        for name, arr in (("open", o), ("high", h), ("low", lo), ("close", c)):
-            rules.append((name, "not a finite number", ~np.isfinite(arr)))
-        for name, arr in (("open", o), ("high", h), ("low", lo), ("close", c)):
-            rules.append((name, "non-positive price", arr <= 0))
-        rules.append(("high", "high < low", h < lo))
-        rules.append(("open", "open outside [low, high]", (o > h + tol) | (o < lo - tol)))
-        rules.append(("close", "close outside [low, high]", (c > h + tol) | (c < lo - tol)))
-        rules.append(("volume", "volume negative or not finite", ~np.isfinite(v) | (v < 0)))
-    return rules
-
-
-def _dst_rules(wall: pd.Series, unread: np.ndarray, tz: str) -> list[tuple[str, str, np.ndarray]]:
-    """Rules naming the unread rows whose wall-clock time ``tz`` skips (spring-forward) or
-    passes twice (fall-back): the time is well written, the instant cannot be told."""
-    clock = wall.where(pd.Series(unread, index=wall.index))
-    written = clock.notna().to_numpy()
-    if not written.any():
-        return []
-    twice = clock.dt.tz_localize(tz, ambiguous="NaT", nonexistent="shift_forward").isna()
-    first = np.ones(len(clock), dtype=bool)
-    skipped = clock.dt.tz_localize(tz, ambiguous=first, nonexistent="NaT").isna()
-    return [
-        ("ts", f"ambiguous local time (DST fall-back) in {tz}", twice.to_numpy() & written),
-        (
-            "ts",
-            f"nonexistent local time (DST spring-forward) in {tz}",
-            skipped.to_numpy() & written,
-        ),
-    ]
-
-
 def parse_table(
     frame: pd.DataFrame,
     *,
@@ -447,6 +387,7 @@ def parse_table(
     now: pd.Timestamp | None = None,
     date_format: str = DateOrder.AUTO,
     earliest: pd.Timestamp | None = None,
+    isolation: IsolatedRows | None = None,
 ) -> FetchResult:
     """Turn a raw OHLCV table into canonical rows (UTC ``ts``, float prices) and rejects.
 
@@ -455,7 +396,8 @@ def parse_table(
     each with the row number (``row_offset`` is the number of the first data row) and rule; so
     is a row that starts after ``now`` (default: the clock) plus one bar, which no real bar
     can: a date typed wrong, milliseconds read as seconds... (it would move the watermark),
-    and one dated before 1970 (it would stretch the DQ grid over decades).
+    and one dated before 1970 (it would stretch the DQ grid over decades). With ``isolation``,
+    a few rows far from the file's other rows are rejected too (:func:`isolated_rows`).
 
     ``date_format`` (see :func:`check_date_format`): by default the order of ``03/04/2024``
     style dates is decided from the whole file, and a file that cannot decide it is refused
@@ -496,24 +438,34 @@ def parse_table(
     rules = [("ts", unread, ts.isna().to_numpy())]
     if not daily and ts.isna().any():
         wall = _parse_ts(stamps, time_col, tz, wall=True, date_format=date_format, where=where)
-        rules[:0] = _dst_rules(wall.reset_index(drop=True), ts.isna().to_numpy(), tz)
+        rules[:0] = dst_rules(wall.reset_index(drop=True), ts.isna().to_numpy(), tz)
     rules += row_rules(
         timeframe, ts_ns, (o, h, lo, c, v), now=now, tol=price_abs_tolerance, earliest=earliest
     )
     bad = np.zeros(len(frame), dtype=bool)
     rejects: list[Reject] = []
+
+    def apply(field: str, rule: str, mask: np.ndarray) -> None:
+        new = mask & ~bad
+        if new.any():
+            idx = np.flatnonzero(new)
+            src_col = mapping["ts"] if field == "ts" else mapping[field]
+            raws = _raw_text(frame, src_col, idx)
+            rejects.extend(
+                Reject(origin, int(row_numbers[i]), field, rule, raw)
+                for i, raw in zip(idx, raws, strict=True)
+            )
+            bad[:] |= new
+
     with np.errstate(invalid="ignore"):
         for field, rule, mask in rules:
-            new = mask & ~bad
-            if new.any():
-                idx = np.flatnonzero(new)
-                src_col = mapping["ts"] if field == "ts" else mapping[field]
-                raws = _raw_text(frame, src_col, idx)
-                rejects.extend(
-                    Reject(origin, int(row_numbers[i]), field, rule, raw)
-                    for i, raw in zip(idx, raws, strict=True)
-                )
-                bad |= new
+            apply(field, rule, mask)
+    if isolation is not None:
+        rule = (
+            f"isolated: over {isolation.gap_days} days from the file's other bars "
+            "(a mistyped date?)"
+        )
+        apply("ts", rule, isolated_rows(ts_ns, ~bad, isolation))
     good = ~bad
     bars = pd.DataFrame(
         {

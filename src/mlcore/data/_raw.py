@@ -14,7 +14,7 @@ from mlcore._files import read_regular_file
 from mlcore.config import TIMEFRAMES, AppConfig
 from mlcore.data._atomic import FaultHook
 from mlcore.data._lock import symbol_lock
-from mlcore.data._parse import now_ns, row_rules
+from mlcore.data._rules import now_ns, row_rules
 from mlcore.data._store import (
     CONFLICTS_FILE,
     PRICE_COLS,

@@ -309,6 +309,7 @@ class TwelveDataProvider:
             tz="UTC",
             price_abs_tolerance=self._policy.dq_thresholds.price_abs_tolerance,
             earliest=pd.Timestamp(self._policy.earliest_bar, tz="UTC"),
+            isolation=self._policy.isolated_rows,
         )
         bars = self._clip(parsed.bars, symbol, start_utc, end_utc)
         _LOG.info(
