@@ -306,6 +306,8 @@ def print_train(report: TrainReport) -> None:
     )
     status = "[green]ok[/]" if report.status == "ok" else "[red]blocked[/]"
     out.print(f"retrain_status={status} {escape('; '.join(report.blocked_reasons))}")
+    for warning in report.warnings:
+        out.print(f"[yellow]warning[/] {escape(warning)}")
     text(f"model: {report.folder}")
 
 

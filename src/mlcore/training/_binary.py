@@ -28,6 +28,7 @@ from sklearn.metrics import roc_auc_score
 from mlcore.execution import IsotonicCalibrator
 from mlcore.training._calibration import fit_isotonic
 from mlcore.training._canary import run_canary
+from mlcore.training._verdict import binary_verdict
 from mlcore.validation import PurgedGroupedKFold, binary_metrics, missing_metrics
 
 
@@ -121,6 +122,7 @@ class BinaryTrainResult:
     calibrator: IsotonicCalibrator
     metrics: dict[str, Any]
     blocked_reasons: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -303,13 +305,14 @@ def train_binary(
     calibrator = fit_isotonic(model, X_arr[cal], y_arr[cal])
     score = calibrator.score(model, X_arr[test])
     raw = np.asarray(model.predict_proba(X_arr[test]))[:, 1]
+    calibrated = calibrator.predict(score)
     metrics: dict[str, Any] = {
         "events": {"train": len(train), "calibration": len(cal), "test": len(test)},
         "cv_folds": folds,
         "cv_out_of_fold": binary_metrics(y_arr[dev], oof),
         "cv_fold_auc_mean": _mean_auc(folds),
         "oos_raw": binary_metrics(y_arr[test], raw),
-        "oos_calibrated": binary_metrics(y_arr[test], calibrator.predict(score)),
+        "oos_calibrated": binary_metrics(y_arr[test], calibrated),
         "best_iteration": best_iteration(model),
         "library": cfg.library,
         "feature_importance": _importance(model, _names(feature_names, X_arr.shape[1])),
@@ -328,7 +331,9 @@ def train_binary(
             f"leakage canary: control AUC {metrics['canary']['auc_mean']:.3f} outside "
             f"0.5 +- {cfg.canary_tolerance}"
         )
-    return BinaryTrainResult(model, calibrator, metrics, reasons)
+    verdict = binary_verdict(model, calibrated, y_arr[dev], metrics)
+    metrics["warnings"] = verdict.warnings
+    return BinaryTrainResult(model, calibrator, metrics, verdict.blocks + reasons, verdict.warnings)
 
 
 def _names(given: list[str] | None, n: int) -> list[str]:

@@ -25,6 +25,7 @@ from mlcore.training._binary import (
     fit_early_stopped,
     split_points,
 )
+from mlcore.training._verdict import regressor_verdict
 from mlcore.validation import PurgedGroupedKFold
 
 REGRESSION_METRICS = ("rmse", "mae", "r2", "spearman")
@@ -116,6 +117,7 @@ def train_regressor(
     test = np.arange(test_start, n)
     folds, oof = cross_validate_regressor(X_arr, y_arr, t0_arr, t1_arr, dev, cfg)
     model = _fit(X_arr, y_arr, t0_arr, t1_arr, dev, cfg)
+    test_pred = _predict(model, X_arr[test])
     metrics: dict[str, Any] = {
         "events": {
             "train": len(dev),
@@ -124,7 +126,7 @@ def train_regressor(
         },
         "cv_folds": folds,
         "cv_out_of_fold": regression_metrics(y_arr[dev], oof),
-        "oos": regression_metrics(y_arr[test], _predict(model, X_arr[test])),
+        "oos": regression_metrics(y_arr[test], test_pred),
         "oos_mean_baseline_rmse": float(
             math.sqrt(mean_squared_error(y_arr[test], np.full(len(test), y_arr[dev].mean())))
         ),
@@ -135,4 +137,4 @@ def train_regressor(
         for part in ("cv_out_of_fold", "oos")
         if (names := [m for m in REGRESSION_METRICS if metrics[part][m] is None])
     ]
-    return RegressorResult(model, metrics, reasons)
+    return RegressorResult(model, metrics, regressor_verdict(model, test_pred).blocks + reasons)

@@ -20,7 +20,7 @@ import hashlib
 import json
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -86,6 +86,9 @@ class TrainReport:
     events: dict[str, dict[str, int]]
     ai3: dict[str, Any]
     direction: dict[str, Any]
+    #: weak but usable models (CV AUC within noise, calibration worsening log loss), each
+    #: prefixed by its model; also in metrics.json under each model's ``warnings``
+    warnings: list[str] = field(default_factory=list)
 
 
 def shared_study(cfg: AppConfig) -> SharedStudy | None:
@@ -438,6 +441,7 @@ def train_models(
     reasons += [f"ai3: {r}" for r in ai3.blocked_reasons]
     reasons += [f"direction: {r}" for d in ensemble.trained.values() for r in d.blocked_reasons]
     status = TrainStatus.BLOCKED if reasons else TrainStatus.OK
+    warnings = [f"{name}: {w}" for name, f in fitted.items() for w in f.result.warnings]
     data_hash = cat.data_hash(parts)
     code = code_hash()
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d_%H%M")
@@ -471,5 +475,5 @@ def train_models(
         version, folder, status, reasons,
         {name: f.result.metrics for name, f in fitted.items()},
         {name: f.per_pair for name, f in fitted.items()},
-        ai3.metrics, ensemble.metrics(),
+        ai3.metrics, ensemble.metrics(), warnings,
     )  # fmt: skip
