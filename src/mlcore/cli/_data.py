@@ -164,6 +164,7 @@ def ingest_cmd(
             price_abs_tolerance=cfg.pipeline.dq_thresholds.price_abs_tolerance,
             earliest=pd.Timestamp(cfg.pipeline.earliest_bar, tz="UTC"),
             date_format=date_format or "auto",
+            max_bytes=cfg.pipeline.max_file_bytes,
         )
         with stage("read") as st:
             fetched = provider.read(timeframe)
