@@ -95,6 +95,12 @@ code                                       class                  when
 ``DATA_FILE_EMPTY`` / ``_MALFORMED`` /     BadDataError (Fatal,   a file that is empty, not CSV or
 ``_SCHEMA`` / ``_NOTHING_ACCEPTED``        exit 65)               Parquet, without a needed column,
                                                                   or none of whose rows is accepted
+``DATA_FILE_TOO_LARGE``                    BadDataError (exit 65) a file over pipeline_policy
+                                                                  ``max_file_bytes`` (a Parquet's
+                                                                  data also uncompressed)
+``DATA_FILE_LINE_TOO_LONG``                BadDataError (exit 65) a CSV line over 64 KiB (or a
+                                                                  quoted cell over 128 KiB), a
+                                                                  Parquet text cell over 64 KiB
 ``DATA_FILE_DATE_AMBIGUOUS``               BadDataError (exit 65) 03/04/2024-style dates and no day
                                                                   above 12 to tell the order; give
                                                                   ``ingest --date-format``

@@ -881,3 +881,51 @@ def test_a_body_trickling_in_byte_by_byte_times_out_as_a_whole(
         stop.set()
         thread.join()
         srv.close()
+
+
+def test_headers_trickling_in_byte_by_byte_time_out_as_a_whole(
+    providers: Callable[..., TwelveDataProvider],
+) -> None:
+    """Review: a server sending its status line, then one header byte every 0.2 s, was
+    bounded per read only (each byte reset httpx's timeout), so ingest hung forever; a
+    watchdog now ends the request at request_timeout_s, connect and headers included."""
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    stop = threading.Event()
+
+    def _serve() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            conn.recv(65536)
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                while not stop.is_set():
+                    conn.sendall(b"X")  # one header name, never finished
+                    time.sleep(0.2)
+            except OSError:
+                pass
+            conn.close()
+
+    thread = threading.Thread(target=_serve, daemon=True)
+    thread.start()
+    try:
+        provider = providers(f"http://127.0.0.1:{srv.getsockname()[1]}", retry_max=0,
+                             request_timeout_s=1.0)  # fmt: skip
+        start = time.monotonic()
+        with pytest.raises(RetryableError) as caught:
+            provider.fetch(SYMBOL, "1h", T0, T0 + HOUR)
+        elapsed = time.monotonic() - start
+        assert caught.value.code == "DATA_API_TIMEOUT"
+        assert "no complete answer within 1.0 s" in caught.value.message
+        assert elapsed < 1.0 + 0.5, elapsed
+    finally:
+        stop.set()
+        thread.join()
+        srv.close()

@@ -213,12 +213,84 @@ def test_a_utf16_or_utf32_file_is_named_as_such(
 
 
 def test_a_huge_cell_is_echoed_cut(archive: Path, tmp_path: Path) -> None:
-    path = tmp_path / "huge.csv"
-    path.write_text("timestamp,open,high,low,close,volume\n" + "x" * 1_000_000 + ",1,2,1,1,1\n")
+    path = tmp_path / "huge.csv"  # the longest a line may be: cut in every echo
+    path.write_text("timestamp,open,high,low,close,volume\n" + "x" * 60_000 + ",1,2,1,1,1\n")
     code, out = _ingest(path)
-    assert code == 65 and "1,000,000 characters" in out and len(out) < 5_000, out[:500]
+    assert code == 65 and "60,000 characters" in out and len(out) < 5_000, out[:500]
     report = json.loads(next((archive / "reports" / "ingest").glob("*.json")).read_text())
     assert len(json.dumps(report)) < 5_000
+
+
+def _errors(out: str) -> list[str]:  # the CLI runner mixes stdout and stderr
+    return sorted({line for line in out.splitlines() if line.startswith("error ")})
+
+
+@pytest.mark.parametrize(
+    ("body", "line"),
+    [
+        ("2024-01-02 00:00:00,1,2,1,1,1\n" * 3 + "x" * 1_000_000 + ",1,2,1,1,1\n", 5),
+        ("2024-01-02 00:00:00,1,2,1,1,1\n" * 200_000 + "1," * 40_000 + "1", 200_002),
+        ('2024-01-02 00:00:00,"' + "x\n" * 100_000 + '",2,1,1,1\n', 65_538),
+    ],
+    ids=["one-long-line", "last-line-unterminated", "a-quoted-cell-over-many-lines"],
+)
+def test_a_line_or_cell_over_64_kib_is_refused_before_pandas_reads_it(
+    archive: Path, tmp_path: Path, body: str, line: int
+) -> None:
+    """Review: a 200 MB cell took pandas 1.3 GB (and 50 s) to read; a line (or a quoted cell)
+    over 64 KiB is now refused by a streamed check before pandas sees the file."""
+    path = tmp_path / "long.csv"
+    path.write_text("timestamp,open,high,low,close,volume\n" + body)
+    code, out = _ingest(path)
+    assert code == 65, out[:500]
+    [error] = _errors(out)
+    assert error.startswith(f"error DATA_FILE_LINE_TOO_LONG: {path}: line {line:,} ")
+    assert "bytes allowed" in error and len(error) < 300
+
+
+def test_a_file_over_max_file_bytes_is_refused_naming_size_and_bound(
+    archive: Path, tmp_path: Path
+) -> None:
+    """Review: large regular files had no size limit; pipeline_policy max_file_bytes bounds
+    a CSV and a Parquet (its data also uncompressed)."""
+    root = tmp_path / "configs"
+    shutil.copytree(CONFIG_ROOT, root)
+    policy = root / "base" / "pipeline_policy.yaml"
+    policy.write_text(policy.read_text().replace("value: 1073741824", "value: 5000"))
+    csv_path = _csv(tmp_path / "big.csv", "2024-01-02", 200)
+    parquet_path = tmp_path / "big.parquet"
+    pd.read_csv(csv_path).to_parquet(parquet_path)
+    for path in (csv_path, parquet_path):
+        result = runner.invoke(
+            app, ["--config-root", str(root), "ingest", "--path", str(path), "--symbol",
+                  "XAU/USD", "--timeframe", "1h"],
+        )  # fmt: skip
+        assert result.exit_code == 65, result.output
+        size = f"{path.stat().st_size:,} bytes"
+        assert _errors(result.output) == [
+            f"error DATA_FILE_TOO_LARGE: {path}: {size}, over the 5,000 allowed "
+            "(pipeline_policy max_file_bytes)"
+        ]
+    assert _ingest(csv_path)[0] == 0  # the shipped bound (1 GiB) takes it
+
+
+def test_a_parquet_too_large_decoded_or_with_a_huge_cell_is_refused(tmp_path: Path) -> None:
+    """A small Parquet of compressed repeats may decode to gigabytes: its row groups are read
+    one at a time and refused once over the bound, or when a text cell is over 64 KiB."""
+    from mlcore.data._file import read_table
+    from mlcore.errors import BadDataError
+
+    repeats = tmp_path / "repeats.parquet"
+    pd.DataFrame({"timestamp": ["2024-01-02 00:00:00"] * 100_000, "open": 1.0}).to_parquet(
+        repeats, row_group_size=10_000
+    )
+    assert repeats.stat().st_size < 20_000
+    with pytest.raises(BadDataError, match=r"DATA_FILE_TOO_LARGE: .* of data (once decoded|unc)"):
+        read_table(repeats, max_bytes=200_000)
+    cell = tmp_path / "cell.parquet"
+    pd.DataFrame({"timestamp": ["2024-01-02 00:00:00"], "open": ["x" * 100_000]}).to_parquet(cell)
+    with pytest.raises(BadDataError, match=r"LINE_TOO_LONG: .*'open': a cell of 100,000 bytes"):
+        read_table(cell)
 
 
 @pytest.mark.parametrize("damage", ["fifo", "nested", "list"])

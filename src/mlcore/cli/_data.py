@@ -165,6 +165,7 @@ def ingest_cmd(
             earliest=pd.Timestamp(cfg.pipeline.earliest_bar, tz="UTC"),
             isolation=cfg.pipeline.isolated_rows,
             date_format=date_format or "auto",
+            max_bytes=cfg.pipeline.max_file_bytes,
         )
         with stage("read") as st:
             fetched = provider.read(timeframe)

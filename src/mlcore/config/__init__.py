@@ -10,6 +10,7 @@ from mlcore.config._app import (
 from mlcore.config._env import REQUIRED_ENV, EnvSettings, read_env, sqlalchemy_postgres_url
 from mlcore.config._loader import ENVIRONMENTS, load_policy
 from mlcore.config._schemas import (
+    MAX_FILE_BYTES,
     POLICY_SCHEMAS,
     SYMBOL_RE,
     AccountPolicy,
@@ -62,6 +63,7 @@ from mlcore.config._timeframes import TIMEFRAMES, parse_timeframe
 
 __all__ = [
     "ENVIRONMENTS",
+    "MAX_FILE_BYTES",
     "POLICY_SCHEMAS",
     "REQUIRED_ENV",
     "SYMBOL_RE",

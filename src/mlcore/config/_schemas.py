@@ -40,6 +40,8 @@ TimeoutSeconds = Annotated[float, Field(gt=0, le=3600)]
 #: Months of history or retention: a century at most (the calendar ends at year 1).
 Months = Annotated[int, Field(gt=0, le=1200)]
 Days = Annotated[int, Field(gt=0, le=36_600)]
+#: Default of pipeline_policy ``max_file_bytes``: the largest file ``ingest`` reads (1 GiB).
+MAX_FILE_BYTES = 1 << 30
 
 Timeframe = Literal["1min", "5min", "15min", "30min", "1h", "4h", "1day"]
 # Each part starts with a letter or digit: never ``.``/``..`` (a symbol names a folder).
@@ -181,6 +183,9 @@ class PipelinePolicy(Policy):
     #: grid (and quarantines) over every month up to the real data
     earliest_bar: date = date(1970, 1, 1)
     isolated_rows: IsolatedRows = IsolatedRows()
+    #: the largest CSV or Parquet file ``ingest`` reads (a Parquet's data also uncompressed):
+    #: pandas holds several times a file's size while it reads it
+    max_file_bytes: Annotated[int, Field(gt=0, le=MAX_MAGNITUDE)] = MAX_FILE_BYTES
 
     @field_validator("earliest_bar")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -176,6 +177,52 @@ class _Circuit:
                     self._trial_running = False
 
 
+class _Watchdog:
+    """Ends one request at its deadline, whatever part of it is running: httpx's timeout bounds
+    each read, so headers or a body trickling in a byte at a time would never end. httpx's
+    ``trace`` extension hands over each connection it opens; at the deadline its socket is
+    shut down, which wakes the blocked read (the request then fails and is named a timeout).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self.fired = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpx's trace callback: remember the socket of each connection (TCP, then TLS)."""
+        if not event.endswith((".connect_tcp.complete", ".start_tls.complete")):
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if isinstance(sock, socket.socket):
+            with self._lock:
+                self._sock = sock
+                if self.fired:  # connected after the deadline
+                    self._shut()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            self._shut()
+
+    def _shut(self) -> None:
+        if self._sock is None:
+            return  # still connecting: httpx's connect timeout (the same seconds) bounds it
+        try:
+            # socket.socket's own shutdown: an SSLSocket's would also drop its TLS state
+            # under the thread reading it.
+            socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
 def _utc(value: datetime, name: str) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"{name} must be timezone-aware, got naive {value.isoformat()}")
@@ -259,6 +306,9 @@ class TwelveDataProvider:
             base_url=spec.base_url,
             timeout=pipeline.request_timeout_s,
             headers={"Accept": "application/json"},
+            # A connection per request, so the watchdog always knows the request's socket
+            # (the rate limit allows a few requests a minute: reuse would save little).
+            limits=httpx.Limits(max_keepalive_connections=0),
         )
 
     @property
@@ -442,15 +492,27 @@ class TwelveDataProvider:
         )
 
     def _get(self, path: str, params: dict[str, str], headers: dict[str, str]) -> httpx.Response:
-        """GET ``path`` within request_timeout_s in all: httpx's timeout bounds each read, so a
-        body trickling in a byte at a time would never end; the deadline bounds the whole."""
-        deadline = time.monotonic() + self._policy.request_timeout_s
-        with self._client.stream("GET", path, params=params, headers=headers) as streamed:
-            chunks = []
-            for chunk in streamed.iter_raw():
-                chunks.append(chunk)
-                if time.monotonic() > deadline:
-                    raise httpx.ReadTimeout("the whole request took too long")
+        """GET ``path`` within request_timeout_s in all (connect, headers, body): httpx's
+        timeout bounds each read, so headers or a body trickling in a byte at a time would
+        never end; a deadline per chunk and a watchdog on the connection bound the whole."""
+        timeout_s = self._policy.request_timeout_s
+        deadline = time.monotonic() + timeout_s
+        watchdog = _Watchdog(timeout_s)
+        try:
+            with self._client.stream(
+                "GET", path, params=params, headers=headers, extensions={"trace": watchdog.trace}
+            ) as streamed:
+                chunks = []
+                for chunk in streamed.iter_raw():
+                    chunks.append(chunk)
+                    if time.monotonic() > deadline:
+                        raise httpx.ReadTimeout("the whole request took too long")
+        except httpx.TransportError as exc:
+            if watchdog.fired:  # the watchdog's shutdown, seen as a dropped connection
+                raise httpx.ReadTimeout("the whole request took too long") from exc
+            raise
+        finally:
+            watchdog.cancel()
         # Rebuilt from the raw bytes: the headers' content encoding is decoded once, here.
         return httpx.Response(
             streamed.status_code,
@@ -469,7 +531,8 @@ class TwelveDataProvider:
         except httpx.TimeoutException as exc:
             raise RetryableError(
                 "DATA_API_TIMEOUT",
-                f"{what}: no answer within {self._policy.request_timeout_s} s",
+                f"{what}: no complete answer within {self._policy.request_timeout_s} s "
+                "(pipeline_policy request_timeout_s, for the whole request)",
                 details={"provider": self.name},
             ) from exc
         except httpx.TransportError as exc:
