@@ -14,7 +14,7 @@ import html
 import math
 import numbers
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,10 @@ class ReportInputs:
     feature_importance: dict[str, dict[str, float]]
     stress: pd.DataFrame
     lineage: dict[str, str]
+    #: the model's and the plain z-score rule's test metrics, side by side
+    versus_zscore: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    #: one line per window without a trade, saying which gate no bar passed
+    no_trades: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- formatting and tables
@@ -213,6 +217,12 @@ def _summary_section(inputs: ReportInputs) -> str:
         if inputs.summary
         else _no_data()
     )
+    if inputs.versus_zscore:
+        rows = [[k, _num(m), _num(z)] for k, (m, z) in inputs.versus_zscore.items()]
+        body += "<h3>The model against the plain z-score rule (no AI gates)</h3>"
+        body += _table(["metric", "model", "z-score rule"], rows)
+    for line in inputs.no_trades:
+        body += f"<p class='note'>{html.escape(line)}</p>"
     return _section(
         "summary",
         "2. Summary metrics",

@@ -16,13 +16,14 @@ import io
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mlcore.backtest._explain import why_no_trades, zscore_rule
 from mlcore.backtest._gates import Decision, evaluate_gates
 from mlcore.backtest._inputs import PairBars, pair_bars
 from mlcore.backtest._overfit import deflated_sharpe, probability_of_overfitting
@@ -57,6 +58,10 @@ class BacktestReport:
     test: dict[str, Any]
     stress: pd.DataFrame
     lineage: dict[str, Any]
+    #: the plain z-score rule (every AI gate open) on the test window, same costs and sizing
+    zscore_test: dict[str, Any] = field(default_factory=dict)
+    #: window ("search", "test") -> why it has no trade
+    no_trades: dict[str, str] = field(default_factory=dict)
 
 
 def _clean(obj: Any) -> Any:
@@ -247,6 +252,15 @@ def run_backtest(
         baseline_metrics = run_portfolio(old_bars, setups, *previous, account=account).metrics
     decision, gates = evaluate_gates(test_run.metrics, dsr, pbo, baseline_metrics, policy.gates)
     stress, _ = run_stress(test_bars, setups, stab.theta, policy.stress, account)
+    zscore = run_portfolio(zscore_rule(test_bars), setups, 0.0, 1.0, account=account).metrics
+    box = cfg.core.theta_search_range
+    no_trades: dict[str, str] = {}
+    if not (search.tried["trades_per_year"].fillna(0.0) > 0).any():
+        # At the most permissive θ of the range: no θ the search could pick trades.
+        widest = (box.theta1[0], box.theta2[1])
+        no_trades["search"] = why_no_trades(search_bars, setups, widest, box, "search")
+    if not test_run.metrics.get("trades"):
+        no_trades["test"] = why_no_trades(test_bars, setups, stab.theta, box, "test")
     lineage = {
         "model_version": models.version,
         "feature_schema_hash": models.feature_schema_hash,
@@ -292,6 +306,8 @@ def run_backtest(
             search_bars, setups, *stab.theta, account=account
         ).metrics,
         "baseline_test": baseline_metrics,
+        "zscore_rule_test": zscore,
+        "no_trades": no_trades,
         "lineage": lineage,
     }
     trades = test_run.trades.drop(columns=["entry_decided_bar", "entry_bar", "exit_bar"])
@@ -301,7 +317,7 @@ def run_backtest(
     html = render_report(_report_inputs(
         models.metrics, report_title(lineage), test_run.daily,
         test_run.pair_daily, test_run.trades, search.tried, stab.theta, stab.previous, stress,
-        decision, gates, summary, lineage,
+        decision, gates, summary, lineage, zscore, no_trades,
     ))  # fmt: skip
     files = {
         "bt_summary.parquet": _parquet(summary_row, lineage),
@@ -316,7 +332,7 @@ def run_backtest(
     replace_dir(folder, files)
     return BacktestReport(
         models.version, folder, folder / "report.html", decision, gates, th, test_run.metrics,
-        stress, lineage,
+        stress, lineage, zscore, no_trades,
     )  # fmt: skip
 
 
@@ -349,6 +365,7 @@ def _report_inputs(
     trades: pd.DataFrame, tried: pd.DataFrame, theta: tuple[float, float],
     previous: tuple[float, float] | None, stress: pd.DataFrame, decision: str,
     gates: list[dict[str, Any]], summary: dict[str, Any], lineage: dict[str, Any],
+    zscore: dict[str, Any] | None = None, no_trades: dict[str, str] | None = None,
 ) -> ReportInputs:  # fmt: skip
     calibration = {}
     importance = {}
@@ -369,7 +386,20 @@ def _report_inputs(
         pair_equity=pair_daily, trades=trades, theta_grid=tried, theta_chosen=theta,
         theta_previous=previous, calibration=calibration, feature_importance=importance,
         stress=stress, lineage={k: str(v) for k, v in lineage.items()},
+        versus_zscore={k: (_number(summary.get(k)), _number((zscore or {}).get(k)))
+                       for k in VERSUS_ZSCORE} if zscore else {},
+        no_trades=list((no_trades or {}).values()),
     )  # fmt: skip
+
+
+VERSUS_ZSCORE = ("annual_return", "sharpe", "max_drawdown", "trades", "trades_per_year",
+                 "win_rate")  # fmt: skip
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
 
 
 def rebuild_report(cfg: AppConfig, results: Path) -> Path:
@@ -401,6 +431,7 @@ def rebuild_report(cfg: AppConfig, results: Path) -> Path:
         metrics, report_title(lineage), daily, pair_daily,
         tables["bt_trades"], tables["theta_search"], tuple(theta["adopted"]),
         tuple(theta["previous"]), tables["bt_stress_results"], record["decision"],
-        record["gates"], summary, lineage,
+        record["gates"], summary, lineage, record.get("zscore_rule_test"),
+        record.get("no_trades"),
     )  # fmt: skip
     return write_report(results / "report.html", inputs)

@@ -338,6 +338,15 @@ def print_backtest(rep: BacktestReport) -> None:
         f"{fmt(t.get('max_drawdown'))}, {t.get('trades', 0)} trades "
         f"({fmt(t.get('trades_per_year'))}/year), win rate {fmt(t.get('win_rate'))}"
     )
+    z = rep.zscore_test
+    if z:
+        text(
+            f"plain z-score rule (no AI gates), same window, costs and sizing: annual return "
+            f"{fmt(z.get('annual_return'))}, Sharpe {fmt(z.get('sharpe'))}, MaxDD "
+            f"{fmt(z.get('max_drawdown'))}, {z.get('trades', 0)} trades"
+        )
+    for line in rep.no_trades.values():
+        text(line)
     stress = Table(title="stress scenarios (test window, adopted θ)")
     for col in ("scenario", "annual return", "Sharpe", "MaxDD", "trades/year"):
         stress.add_column(col, justify="left" if col == "scenario" else "right")
