@@ -74,6 +74,16 @@ code                                       class                  when
                                                                   /health is not a Prefect API's
 ``FLOWS_SERVER_UNREACHABLE``               RetryableError         the Prefect server does not answer
                                            (exit 75)              its health check (or answers 5xx)
+``FLOWS_NOTICE_UNREACHABLE``               RetryableError         the publish flow deployed a
+                                           (exit 75)              version, but Redis did not answer
+                                                                  its notice (the deployment and
+                                                                  deployed.json stand; re-send with
+                                                                  ``flows run publish``)
+``FLOWS_NOTICE_REFUSED``                   RefusedError           ... Redis refused it: a failed
+                                           (exit 69)              login, WRONGTYPE, READONLY, OOM,
+                                                                  NOPERM
+``FLOWS_NOTICE_URL_INVALID``               ConfigError (exit 2)   ... REDIS_URL names no such db or
+                                                                  a port that does not speak Redis
 ``UNIVERSE_PAIR_UNKNOWN``                  MissingInputError      a pair id not in universe.yaml
                                            (Config)
 ``MODEL_VERSION_NOT_FOUND``                MissingInputError      a model folder that does not exist

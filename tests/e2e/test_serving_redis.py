@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -389,9 +390,17 @@ def test_mlcore_serve_on_redis_delivers_the_replay(
         out = result.output + capfd.readouterr().out
         assert result.exit_code == 0, out
         assert f"signals {len(reference)} (" in out.replace("\n", " ")
-        signals = [
-            json.loads(f[b"signal"]) for _, f in client.xrange(cfg.serving.redis.signals_stream)
-        ]
+        # Review: the replay's signals (valid_until long past) went to the live stream, where an
+        # executor could take them as live. Nothing of a replay reaches a live name.
+        live = cfg.serving.redis
+        assert client.xlen(live.signals_stream) == 0
+        assert not list(client.scan_iter(match=f"{live.heartbeat_prefix}worker-*"))
+        assert not list(client.scan_iter(match=f"{live.signals_stream}:seen:*"))
+        replay = f"{live.signals_stream}:replay"
+        assert f"signals on Redis stream {replay} (a replay" in out.replace("\n", " ")
+        signals = [json.loads(f[b"signal"]) for _, f in client.xrange(replay)]
+        now = datetime.now(UTC)
+        assert all(datetime.fromisoformat(s["valid_until"]) < now for s in signals)
         # θ differs from the reference's (the version's own), so compare what does not depend on it.
         assert [s["id"] for s in signals] == [s["id"] for s in reference]
         assert [s["risk_score"] for s in signals] == [s["risk_score"] for s in reference]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mlcore.errors import ConfigError, RetryableError
+from mlcore.errors import ConfigError, MlcoreError, RefusedError, RetryableError
 from mlcore.registry import _db as db
 from mlcore.registry import check_connection
 from tests.conftest import free_port
@@ -129,8 +129,6 @@ def test_publishing_to_a_redis_that_never_answers_does_not_hang(
     archive: Path, monkeypatch: pytest.MonkeyPatch, silent_port: int
 ) -> None:
     """The publish flow's notice to serving had no Redis timeout: a silent port hung it."""
-    import redis
-
     from mlcore.config import load_config
     from mlcore.flows import _flows
     from tests.conftest import CONFIG_ROOT
@@ -138,6 +136,92 @@ def test_publishing_to_a_redis_that_never_answers_does_not_hang(
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{silent_port}/0")
     monkeypatch.setattr(_flows, "REDIS_TIMEOUT_S", 0.5)
     start = time.monotonic()
-    with pytest.raises(redis.RedisError):
+    with pytest.raises(RetryableError) as exc:
         _flows._notify(load_config(CONFIG_ROOT, "dev"), {"model_version": "v"})
+    assert exc.value.code == "FLOWS_NOTICE_UNREACHABLE", exc.value
     assert time.monotonic() - start < 5
+
+
+def _notice_error(monkeypatch: pytest.MonkeyPatch, url: str) -> MlcoreError:
+    from mlcore.config import load_config
+    from mlcore.flows import _flows
+    from tests.conftest import CONFIG_ROOT
+
+    monkeypatch.setenv("REDIS_URL", url)
+    monkeypatch.setattr(_flows, "REDIS_TIMEOUT_S", 2.0)
+    cfg = load_config(CONFIG_ROOT, "dev")
+    with pytest.raises(MlcoreError) as exc:
+        _flows._notify(cfg, {"model_version": "20250101_0000_abc1234"})
+    # The notice file went out first: `mlcore serve` on this archive still moves.
+    assert (cfg.paths.archive / "serving" / "deployed.json").is_file()
+    return exc.value
+
+
+@pytest.mark.parametrize(
+    ("url", "kind", "code", "fragment"),
+    [
+        # Nothing listens there: retry later.
+        (f"redis://:s3cr3t@127.0.0.1:{free_port()}/0", RetryableError,
+         "FLOWS_NOTICE_UNREACHABLE", "Connection refused"),
+        # The real server refuses a user it does not know (no server setting changed).
+        ("redis://mlcore_nobody:s3cr3t@127.0.0.1:6379/0", RefusedError, "FLOWS_NOTICE_REFUSED",
+         "authentication failed"),
+        ("redis://:s3cr3t@127.0.0.1:6379/99999", ConfigError, "FLOWS_NOTICE_URL_INVALID",
+         "no such database number"),
+    ],
+)  # fmt: skip
+def test_a_notice_redis_refuses_is_one_line_saying_the_deployment_stands(
+    archive: Path, monkeypatch: pytest.MonkeyPatch, url: str, kind: type, code: str, fragment: str
+) -> None:
+    """Review: a Redis refusal at the publish flow's notice (after the registry committed the
+    deployment) was redis-py's plain error, a traceback at the command line."""
+    from tests.conftest import redis_url
+
+    redis_url()  # skips without the real Redis (fails in CI)
+    err = _notice_error(monkeypatch, url)
+    assert isinstance(err, kind) and err.code == code, err
+    msg = err.message
+    assert fragment in msg, msg
+    assert "s3cr3t" not in msg and ":***@127.0.0.1:" in msg, msg
+    assert "20250101_0000_abc1234 is deployed in the registry (that change stands)" in msg
+    assert "SET and PUBLISH core:models:deployed" in msg
+    assert "mlcore flows run publish --model 20250101_0000_abc1234" in msg
+    assert "\n" not in msg
+
+
+def test_a_redis_refusing_the_request_is_named_with_what_to_do() -> None:
+    """WRONGTYPE (a key someone set to another type), answered by the real Redis, and READONLY
+    / OOM as Redis words them: exit 69 naming Redis, the operation and the fix."""
+    import uuid
+
+    import redis
+
+    from mlcore._redis import redis_failure
+    from mlcore.cli._app import exit_code
+    from tests.conftest import redis_url
+
+    url = redis_url()
+    client = redis.Redis.from_url(url)
+    key = f"test:{uuid.uuid4().hex[:8]}:notice"
+    client.set(key, "a string")
+    try:
+        with pytest.raises(redis.ResponseError) as wrong:
+            client.lpush(key, "x")
+    finally:
+        client.delete(key)
+    assert not client.exists(key)
+    cases = [
+        (wrong.value, "WRONGTYPE", "delete or rename that key"),
+        (redis.exceptions.ReadOnlyError("You can't write against a read only replica."),
+         "read only replica", "point it at the primary"),
+        (redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
+         "maxmemory", "free memory or raise the limit"),
+    ]  # fmt: skip
+    for exc, fragment, hint in cases:
+        err = redis_failure(exc, "redis://u:pw@127.0.0.1:6379/0", "SET k", prefix="FLOWS_NOTICE",
+                            retry="run it again")  # fmt: skip
+        assert isinstance(err, RefusedError) and exit_code(err) == 69, err
+        assert err.code == "FLOWS_NOTICE_REFUSED"
+        assert "SET k on Redis at redis://u:***@127.0.0.1:6379/0 failed" in err.message
+        assert fragment in err.message and hint in err.message, err.message
+        assert "pw" not in err.message.replace("primary", "")

@@ -78,6 +78,8 @@ def flows_run(
             print_theta(outcome.backtest.theta_run)
             print_backtest(outcome.backtest)
         print_retrain(outcome)
+        if outcome.publish is not None and outcome.publish.notice_error is not None:
+            raise outcome.publish.notice_error  # deployed; only the notice on Redis failed
         return
     # The flows work on registered versions: checked (restored or refused) as --model is.
     folder = checked_models(cfg, model, None, unregistered=False)[0].folder
@@ -93,6 +95,8 @@ def flows_run(
         text(f"registry: {pub.model_version} is {pub.status} — {pub.checklist.notes()}")
         for where_ in pub.notified:
             text(f"serving notified: {where_}")
+        if pub.notice_error is not None:
+            raise pub.notice_error  # the registry change stands; only the notice on Redis failed
 
 
 @command(flows_app, "serve")

@@ -430,5 +430,10 @@ def print_serve(summary: Any) -> None:
     )  # fmt: skip
     text(f"signal.json files under {summary.root / 'signals'}; outboxes under "
               f"{summary.root / 'outbox'}")  # fmt: skip
+    if summary.redis_stream is not None:
+        replay = any(s.replay_redis for s in summary.workers)
+        text(f"signals on Redis stream {summary.redis_stream}"
+             + (" (a replay: past bars, valid_until long past; never the live stream)"
+                if replay else ""))  # fmt: skip
     for event in summary.events:
         text(f"  {event}")

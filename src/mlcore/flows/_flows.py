@@ -26,6 +26,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from mlcore._progress import stage_done
 from mlcore.backtest import BacktestReport, ThetaRun
 from mlcore.config import AppConfig, TaskRunnerPolicy, load_config
+from mlcore.errors import MlcoreError
 from mlcore.flows import _tasks as tasks
 from mlcore.flows._guard import RunGuard, begin_run, log
 from mlcore.flows._publish import SERVING_CHANNEL, Checklist, serving_notice, write_notice
@@ -42,6 +43,9 @@ class PublishOutcome:
     checklist: Checklist
     notified: list[str] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
+    #: The notice on Redis that did not go out (the registry change stands): the CLI ends
+    #: with it after saying what was done.
+    notice_error: MlcoreError | None = None
 
 
 @dataclass
@@ -147,24 +151,42 @@ REDIS_TIMEOUT_S = 10.0
 
 
 def _notify(cfg: AppConfig, notice: dict[str, Any]) -> list[str]:
-    """Tell serving: the notice file always (atomically), and Redis when REDIS_URL is set."""
+    """Tell serving: the notice file always (atomically), and Redis when REDIS_URL is set.
+    Redis failing (the registry change already committed) is one coded error saying so:
+    retryable (75) when Redis does not answer, else refused (69) or a bad REDIS_URL (2)."""
     path = cfg.paths.archive / "serving" / "deployed.json"
     write_notice(path, notice)
     sent = [str(path)]
     if cfg.env.redis_url:
         import redis
 
-        client = redis.Redis.from_url(
-            cfg.env.redis_url,
-            socket_connect_timeout=REDIS_TIMEOUT_S,
-            socket_timeout=REDIS_TIMEOUT_S,
-        )
+        from mlcore._redis import redis_failure
+
+        version = notice.get("model_version", "?")
         try:
-            body = json.dumps(notice, sort_keys=True)
-            client.set(SERVING_CHANNEL, body)
-            client.publish(SERVING_CHANNEL, body)
-        finally:
-            client.close()
+            client = redis.Redis.from_url(
+                cfg.env.redis_url,
+                socket_connect_timeout=REDIS_TIMEOUT_S,
+                socket_timeout=REDIS_TIMEOUT_S,
+            )
+            try:
+                body = json.dumps(notice, sort_keys=True)
+                client.set(SERVING_CHANNEL, body)
+                client.publish(SERVING_CHANNEL, body)
+            finally:
+                client.close()
+        except (redis.RedisError, OSError) as exc:
+            raise redis_failure(
+                exc,
+                cfg.env.redis_url,
+                f"SET and PUBLISH {SERVING_CHANNEL}",
+                prefix="FLOWS_NOTICE",
+                before=f"{version} is deployed in the registry (that change stands) and the "
+                f"notice file {path} is written (`mlcore serve` of the deployed version on this "
+                "archive moves to it), but the notice on Redis did not go out (its subscribers "
+                "were not told): ",
+                retry=f"re-send it with `mlcore flows run publish --model {version}`",
+            ) from None
         sent.append(f"redis {SERVING_CHANNEL}")
     return sent
 
@@ -201,14 +223,21 @@ def core_publish_flow(
             registry.transition(model_version, to, actor=actor, notes=notes, theta=check.theta)
     record = registry.get(model_version)
     notified: list[str] = []
+    notice_error: MlcoreError | None = None
     if record.status is ModelStatus.DEPLOYED:
-        notified = _notify(cfg, serving_notice(model_version, folder, check.theta))
+        try:
+            notified = _notify(cfg, serving_notice(model_version, folder, check.theta))
+        except MlcoreError as exc:  # the deployment stands; retention still runs
+            notified = [str(cfg.paths.archive / "serving" / "deployed.json")]
+            notice_error = exc
+            log.error("serving notice not sent", model_version=model_version, code=exc.code,
+                      error=exc.message)  # fmt: skip
     log.info(
         "model published", model_version=model_version, status=record.status, notified=notified
     )
     # Retention: the newest model_versions stay, and never one deployed or deployed before.
     pruned = registry.prune(cfg.data_retention.model_versions, actor=actor)
-    return PublishOutcome(model_version, record.status, check, notified, pruned)
+    return PublishOutcome(model_version, record.status, check, notified, pruned, notice_error)
 
 
 @flow(name="core_retrain_flow", validate_parameters=False)

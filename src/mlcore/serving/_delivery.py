@@ -42,6 +42,21 @@ end
 return sent
 """
 _BATCH = 200  # signals per script call: long scripts would hold up Redis's other clients
+REPLAY_SUFFIX = ":replay"
+
+
+def replay_names(policy: RedisDeliveryPolicy) -> RedisDeliveryPolicy:
+    """The Redis names a replay writes to: ``{signals_stream}:replay`` (stream and Pub/Sub
+    channel), ``{dead_letter_stream}:replay`` and heartbeats under ``{heartbeat_prefix}replay:``.
+    A replay's signals carry the replayed bars' time (their ``valid_until`` long past): never
+    on the live stream or channel, where an executor could take them as live; their ids are
+    remembered apart, so a replay never hides a live signal of the same bar either."""
+    stream = f"{policy.signals_stream}{REPLAY_SUFFIX}"
+    return policy.model_copy(update={
+        "signals_stream": stream, "channel": stream,
+        "dead_letter_stream": f"{policy.dead_letter_stream}{REPLAY_SUFFIX}",
+        "heartbeat_prefix": f"{policy.heartbeat_prefix}replay:",
+    })  # fmt: skip
 
 
 class RedisPublisher:

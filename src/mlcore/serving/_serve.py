@@ -22,6 +22,7 @@ from mlcore.data import Catalog, write_atomic
 from mlcore.errors import ConfigError, RetryableError
 from mlcore.registry import database_url, make_engine, registry_for, upgrade
 from mlcore.serving._bars import Bar, bar_message
+from mlcore.serving._delivery import replay_names
 from mlcore.serving._models import ServedModel, deployed_model, named_model, notice_version
 from mlcore.serving._setup import serving_dir
 from mlcore.serving._supervisor import Supervisor, assign_pairs
@@ -40,6 +41,7 @@ class ServeSummary:
     counts: Counter[str] = field(default_factory=Counter)
     events: list[str] = field(default_factory=list)
     given_up: list[str] = field(default_factory=list)  # workers not restarted again
+    redis_stream: str | None = None  # where the signals went on Redis (None: no REDIS_URL)
 
 
 def replay_bars(cfg: AppConfig, pair_ids: list[str], last: int) -> tuple[list[Bar], int]:
@@ -252,6 +254,7 @@ def serve(
         base = replace(
             base, replay=True, warm_until_ns=warm_until, root=str(root), aggregate=False,
             bars_file=str(root / "bars.jsonl"), exit_when_idle_seconds=idle, bar_source="file",
+            replay_redis=True,  # past bars' signals: never on the live stream (replay_names)
         )  # fmt: skip
     specs = [replace(base, worker_id=f"worker-{i}", pair_ids=g) for i, g in enumerate(groups)]
     sup = Supervisor(cfg, specs, on_model_unusable=models.unusable)
@@ -259,5 +262,7 @@ def serve(
         sup.serve_metrics(cfg.serving.metrics_port)
     sup.run(should_stop, on_tick=lambda: models.on_tick(sup))
     root = Path(str(base.root))
+    names = replay_names(cfg.serving.redis) if replay_last is not None else cfg.serving.redis
     return ServeSummary(models.served, [s.spec for s in sup.slots], root,
-                        outbox_counts(root), sup.events, sup.given_up)  # fmt: skip
+                        outbox_counts(root), sup.events, sup.given_up,
+                        names.signals_stream if cfg.env.redis_url else None)  # fmt: skip

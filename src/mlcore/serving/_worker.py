@@ -8,6 +8,7 @@ are signals sent to Redis and written to ``signal.json``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import signal as os_signal
@@ -31,7 +32,13 @@ from mlcore.serving import _metrics as m
 from mlcore.serving._bars import Bar, FileBarSource, RawBar, RedisBarSource
 from mlcore.serving._clock import ReplayClock, WallClock
 from mlcore.serving._dead import message_id
-from mlcore.serving._delivery import RedisPublisher, SignalFiles, aggregate, deliver
+from mlcore.serving._delivery import (
+    RedisPublisher,
+    SignalFiles,
+    aggregate,
+    deliver,
+    replay_names,
+)
 from mlcore.serving._flags import NO_FLAGS, FlagReader, OpsFlags, flags_json, parse_flags
 from mlcore.serving._intake import Intake
 from mlcore.serving._orphan import die_with_parent
@@ -67,6 +74,9 @@ class WorkerSpec:
     model_registered: bool = True  # False: served with --unregistered, said in every signal
     # The checksums the registry recorded, checked on every load (empty: the folder's own).
     model_checksums: tuple[tuple[str, str], ...] = ()
+    # A replay of past bars (`mlcore serve --replay-last`): its signals, dead letters and
+    # heartbeats go to the replay names on Redis (``replay_names``), never the live ones.
+    replay_redis: bool = False
 
 
 def heartbeat_path(root: Path, worker_id: str) -> Path:
@@ -92,8 +102,11 @@ class Worker:
 
     def __init__(self, spec: WorkerSpec, cfg: AppConfig | None = None) -> None:
         self.spec = spec
-        self.cfg = cfg or load_config(Path(spec.config_root), spec.env_name)
-        cfg = self.cfg
+        cfg = cfg or load_config(Path(spec.config_root), spec.env_name)
+        if spec.replay_redis:
+            serving = cfg.serving.model_copy(update={"redis": replay_names(cfg.serving.redis)})
+            cfg = dataclasses.replace(cfg, serving=serving)
+        self.cfg = cfg
         sv = cfg.serving
         self.root = Path(spec.root) if spec.root else serving_dir(cfg)
         pairs = {p.pair_id: p for p in cfg.universe.pairs}
