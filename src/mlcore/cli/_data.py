@@ -78,6 +78,8 @@ def config_check() -> None:
     """Validate ENV and every policy file; print what is in force."""
     cfg = load_config()
     text(f"config OK for SERVICE_ENV={cfg.env_name} ({cfg.config_root})")
+    if cfg.workspace is not None:
+        text(f"workspace: {cfg.workspace.root} over the shipped configs {cfg.base_root}")
     text(f"archive: {cfg.paths.archive} (backend {cfg.storage.backend})")
     text(f"timeframes: {', '.join(cfg.pipeline.timeframe_allowed)}")
     text(f"instruments: {', '.join(cfg.universe.instruments)}")

@@ -40,13 +40,22 @@ def demo(
         ),
     ] = 24,
 ) -> None:
-    """Run the whole pipeline built so far on the embedded default with generated data."""
+    """Run the whole pipeline built so far on the embedded default with generated data, in a
+    workspace of its own (var/demo of the project, made anew): it never reads a user's
+    workspace or archive (nor ARCHIVE_PATH)."""
     from mlcore import flows
+    from mlcore.cli._app import shared
+    from mlcore.cli._workspace import shipped_root
+    from mlcore.config import check_archive, fresh_demo_workspace
+    from mlcore.config import load_config as load
     from mlcore.demo import run_demo
 
     flows.console_without_tracebacks()
-    cfg = load_config()
-    text(f"ml-assets-core demo — SERVICE_ENV={cfg.env_name}, archive {cfg.paths.archive}")
+    ws = fresh_demo_workspace(shipped_root())
+    cfg = load(ws.configs, shared().config_env)
+    check_archive(cfg.paths)
+    text(f"ml-assets-core demo — SERVICE_ENV={cfg.env_name}, workspace {ws.root}, "
+         f"archive {cfg.paths.archive}")  # fmt: skip
     text(f"started {datetime.now(UTC).isoformat(timespec='seconds')}")
     result = run_demo(cfg, seed=seed, months=months)
     print_demo(result)
