@@ -107,6 +107,8 @@ code                                       class                  when
                                                                   no ``--calendar`` (names the
                                                                   ``universe add-instrument``
                                                                   command that adds it)
+``DATA_ARCHIVE_HOLDS_DEMO``                ConfigError (exit 2)   ingest into an archive holding the
+                                                                  demo's synthetic market
 ``CONFIG_WORKSPACE_*``                     ConfigError (exit 2)   a workspace refused: ``_REFUSED``
                                                                   (init in a non-empty folder),
                                                                   ``_MISSING``/``_INVALID`` marker,

@@ -245,3 +245,19 @@ def test_the_demo_reads_nothing_of_a_user_workspace(
     monkeypatch.delenv("MLCORE_WORKSPACE")
     code, out = _run("demo", "--config-root", str(project))
     assert code == 2 and "CONFIG_WORKSPACE_REFUSED" in out and "user workspace" in out
+
+
+def test_an_env_folder_in_a_workspace_is_refused(ws: Path) -> None:
+    (ws / "configs" / "envs" / "dev").mkdir(parents=True)
+    code, out = _run("config", "check", "--workspace", str(ws))
+    assert code == 2 and "CONFIG_WORKSPACE_UNKNOWN_FILE" in out and "envs" in out
+
+
+def test_ingest_refuses_an_archive_holding_the_demo_market(archive: Path) -> None:
+    (archive / "reports").mkdir(parents=True)
+    (archive / "reports" / "demo_summary.json").write_text("{}")
+    args = ("ingest", "--config-root", str(CONFIG_ROOT), "--symbol", "eurusd", "--timeframe",
+            "1h", "--path", str(third_party_csv("EURUSD.csv")))  # fmt: skip
+    code, out = _run(*args)
+    assert code == 2 and "DATA_ARCHIVE_HOLDS_DEMO" in out and "mlcore init" in out
+    assert not (archive / "canonical").exists()

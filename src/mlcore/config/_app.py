@@ -309,8 +309,15 @@ def _check_workspace_files(workspace: Workspace, shipped: Path) -> None:
     """Refuse a workspace overlay file no shipped policy file matches (a mistyped name would
     otherwise be silently ignored)."""
     known = {p.name for p in (shipped / "base").glob("*.yaml")}
-    for path in sorted(workspace.configs.glob("*.yaml")):
-        if path.name not in known:
+    for path in sorted(workspace.configs.iterdir()):
+        if path.is_dir():
+            raise ConfigError(
+                "CONFIG_WORKSPACE_UNKNOWN_FILE",
+                f"{path}: a workspace's overlays are files directly in configs/ (the env "
+                f"overlays are the shipped ones, {shipped / 'envs'})",
+                details={"file": str(path)},
+            )
+        if path.suffix == ".yaml" and path.name not in known:
             raise ConfigError(
                 "CONFIG_WORKSPACE_UNKNOWN_FILE",
                 f"{path}: no shipped policy file {shipped / 'base' / path.name} to overlay; "
