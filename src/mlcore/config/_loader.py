@@ -195,6 +195,9 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
 def load_policy(config_root: Path, name: str, env: str, schema: type[M]) -> M:
     """Load ``configs/base/{name}.yaml`` with the ``envs/{env}`` overlay and validate it.
 
+    When ``config_root`` is a workspace's ``configs/``, the base and env overlay are those of
+    the shipped configs its marker names, and its own ``{name}.yaml`` goes between them.
+
     Raises
     ------
     ConfigError
