@@ -261,3 +261,19 @@ def test_ingest_refuses_an_archive_holding_the_demo_market(archive: Path) -> Non
     code, out = _run(*args)
     assert code == 2 and "DATA_ARCHIVE_HOLDS_DEMO" in out and "mlcore init" in out
     assert not (archive / "canonical").exists()
+
+
+def test_processes_started_from_a_workspace_config_load_it_again(ws: Path) -> None:
+    """Flows and serving workers reload the configuration from ``cfg.config_root``: for a
+    workspace that is its configs/, with the same layers; the backtest's config hash covers the
+    shipped files and the workspace's."""
+    from mlcore.backtest._run import _config_hash
+
+    assert _run(*ADD_AAPL, "--workspace", str(ws))[0] == 0
+    cfg = load_config(ws / "configs", "dev")
+    again = load_config(cfg.config_root, cfg.env_name)
+    assert again.universe == cfg.universe and "AAPL" in again.universe.instruments
+    assert ws / "configs" / "universe.yaml" in cfg.config_files()
+    before = _config_hash(cfg)
+    assert _run("universe", "add-pair", "AAPL", "GOOG", "--workspace", str(ws))[0] == 0
+    assert _config_hash(load_config(ws / "configs", "dev")) != before
