@@ -239,7 +239,7 @@ def resolve_calendar(cfg: AppConfig, symbol: str, calendar: str | None) -> Calen
         if inst is None:
             raise ConfigError(
                 "DATA_SYMBOL_UNKNOWN",
-                f"symbol {symbol!r} is not an instrument of the universe "
+                f"symbol {symbol!r} is not in universe.yaml instruments "
                 f"({sorted(cfg.universe.instruments)}); add it with "
                 f"{suggest_add_instrument(cfg, symbol)} in a workspace (`mlcore init DIR` makes "
                 "one), or pass --calendar",
