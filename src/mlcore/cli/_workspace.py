@@ -46,7 +46,7 @@ def init(
     text(f"  cd {root}")
     text("  mlcore universe add-instrument AAPL --calendar xnys --asset-class equity --quote USD")
     text("  mlcore universe add-pair AAPL GOOG")
-    text("  mlcore ingest --file AAPL_1h.csv --symbol AAPL --timeframe 1h")
+    text("  mlcore ingest --path AAPL_1h.csv --symbol AAPL --timeframe 1h")
 
 
 def _print_added(added: Added) -> None:

@@ -14,16 +14,11 @@ import yaml
 from mlcore.config._app import AppConfig, load_config
 from mlcore.config._loader import MAX_POLICY_BYTES
 from mlcore.config._schemas import ASSET_CLASSES, SYMBOL_RE, TradingRules
-from mlcore.config._workspace import MARKER, Workspace, write_text_atomic
+from mlcore.config._workspace import MARKER, UNIVERSE_HEADER, Workspace, write_text_atomic
 from mlcore.errors import ConfigError
 
 __all__ = ["Added", "add_instrument", "add_pair", "suggest_add_instrument"]
 
-_HEADER = """\
-# universe.yaml overlay of this workspace. New instruments, calendars, trading rules and pairs
-# are added to the shipped ones (a pair with a shipped pair_id replaces it); see
-# docs/workspace.md. `mlcore universe add-instrument` / `add-pair` edit this file.
-"""
 _DESCRIPTIONS = {
     "instruments": "This workspace's instruments (added to the shipped ones).",
     "trading": "Trading rules of this workspace's instruments.",
@@ -71,7 +66,7 @@ def _entry(data: dict[str, Any], key: str, empty: Any) -> Any:
 def _write_checked(ws: Workspace, path: Path, data: dict[str, Any], env: str | None) -> None:
     """Validate the whole configuration with ``data`` as the universe overlay (in a scratch
     copy of the workspace), then write it atomically."""
-    text = _HEADER + yaml.safe_dump(
+    text = UNIVERSE_HEADER + yaml.safe_dump(
         data, sort_keys=False, allow_unicode=True, width=100, default_flow_style=None
     )
     with tempfile.TemporaryDirectory(prefix="mlcore-check-") as scratch:

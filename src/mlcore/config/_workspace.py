@@ -24,6 +24,7 @@ from mlcore.errors import ConfigError
 __all__ = [
     "FORMAT_VERSION",
     "MARKER",
+    "UNIVERSE_HEADER",
     "Workspace",
     "find_workspace",
     "fresh_demo_workspace",
@@ -130,7 +131,7 @@ archive_path:
   description: This workspace's archive (relative to the workspace folder).
 """
 
-_UNIVERSE = """\
+UNIVERSE_HEADER = """\
 # universe.yaml overlay of this workspace. New instruments, calendars, trading rules and pairs
 # are added to the shipped ones (a pair with a shipped pair_id replaces it); see
 # docs/workspace.md. `mlcore universe add-instrument` / `add-pair` edit this file.
@@ -152,7 +153,7 @@ Next:
 
     mlcore universe add-instrument AAPL --calendar xnys --asset-class equity --quote USD
     mlcore universe add-pair AAPL GOOG
-    mlcore ingest --file AAPL_1h.csv --symbol AAPL --timeframe 1h
+    mlcore ingest --path AAPL_1h.csv --symbol AAPL --timeframe 1h
     mlcore config check
 
 See docs/workspace.md of ml-assets-core for the layering rules and the trading-rule defaults.
@@ -191,7 +192,7 @@ def init_workspace(folder: Path, base_root: Path, kind: Kind = "user") -> list[P
     )
     made = {
         configs / "storage.yaml": _STORAGE,
-        configs / "universe.yaml": _UNIVERSE,
+        configs / "universe.yaml": UNIVERSE_HEADER,
         folder / "README.md": _README.format(root=folder, base=base_root),
     }
     for path, text in made.items():
