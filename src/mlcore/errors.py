@@ -120,7 +120,24 @@ code                                       class                  when
                                                                   shape (``.``, ``..``, empty, a
                                                                   path, control characters, long)
 ``DATA_SYMBOL_UNKNOWN``                    ConfigError (exit 2)   a symbol not in universe.yaml and
-                                                                  no ``--calendar``
+                                                                  no ``--calendar`` (names the
+                                                                  ``universe add-instrument``
+                                                                  command that adds it)
+``DATA_ARCHIVE_HOLDS_DEMO``                ConfigError (exit 2)   ingest into an archive holding the
+                                                                  demo's synthetic market
+``CONFIG_WORKSPACE_*``                     ConfigError (exit 2)   a workspace refused: ``_REFUSED``
+                                                                  (init in a non-empty folder),
+                                                                  ``_MISSING``/``_INVALID`` marker,
+                                                                  ``_BASE_MISSING`` shipped configs
+                                                                  gone, ``_UNKNOWN_KEY``/``_FILE``
+                                                                  in its overlay, ``_NONE`` (not in
+                                                                  a workspace)
+``CONFIG_SYMBOL_INVALID`` /                ConfigError (exit 2)   ``universe add-instrument`` /
+``CONFIG_INSTRUMENT_EXISTS`` / ``_UNKNOWN``                       ``add-pair`` refusals, nothing
+``CONFIG_CALENDAR_UNKNOWN`` /                                     written (docs/workspace.md)
+``CONFIG_ASSET_CLASS_UNKNOWN`` /
+``CONFIG_TRADING_RULES_MISSING`` /
+``CONFIG_PAIR_INVALID`` / ``_EXISTS``
 ``DATA_ARCHIVE_UNUSABLE``                  ConfigError (exit 2)   the archive folder (ARCHIVE_PATH)
                                                                   or its ingest lock folder cannot
                                                                   be created or written

@@ -13,8 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from mlcore.config import load_config
 from mlcore.data import Catalog, build_catalog
 from mlcore.demo import DEMO_TIMEFRAME, ingest_files, summarize_pair
@@ -25,7 +23,7 @@ MONTHS = 8  # 2024-05 to 2024-12 (the fewest months): the quarantined month (202
 
 def _demo(archive: Path, root: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("SERVICE_ENV", "ARCHIVE_PATH")}
-    env["ARCHIVE_PATH"] = str(archive)
+    env["ARCHIVE_PATH"] = str(archive)  # a user's archive: the demo keeps its own
     return subprocess.run(
         [sys.executable, "-m", "mlcore", "demo", "--months", str(MONTHS), "--config-root",
          str(root)],
@@ -33,12 +31,14 @@ def _demo(archive: Path, root: Path) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def test_mlcore_demo_runs_as_a_user_runs_it_and_again_changes_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    archive = tmp_path / "archive"
+def test_mlcore_demo_runs_as_a_user_runs_it_and_again_changes_nothing(tmp_path: Path) -> None:
+    user_archive = tmp_path / "archive"
     root = config_with(tmp_path, {"training_policy": E2E_TRAINING})
-    first = _demo(archive, root)
+    first = _demo(user_archive, root)
+    # The demo's own workspace, var/demo of the project holding the configs, with its archive.
+    demo = tmp_path / "var" / "demo"
+    archive = demo / "archive"
+    assert not user_archive.exists()
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Traceback" not in first.stderr
     out = first.stdout
@@ -66,8 +66,8 @@ def test_mlcore_demo_runs_as_a_user_runs_it_and_again_changes_nothing(
     filtered = json.loads((archive / "catalog" / "dataset_index_filtered.json").read_text())
     meta_before = {p: p.read_bytes() for p in (archive / "canonical").rglob("__meta.json")}
     # The data steps again, on the same archive: nothing rewritten, every month from the cache.
-    monkeypatch.setenv("ARCHIVE_PATH", str(archive))
-    cfg = load_config(root, "dev")
+    cfg = load_config(demo / "configs", "dev")
+    assert cfg.paths.archive == archive
     incoming = {sym: archive / "incoming" / f"{sym.replace('/', '')}_{DEMO_TIMEFRAME}.csv"
                 for sym in (r["symbol"] for r in summary["ingest"])}  # fmt: skip
     again = ingest_files(cfg, incoming)

@@ -55,13 +55,18 @@ def _run(*args: str) -> tuple[int, str]:
         ["registry", "restore"],
         ["registry", "prune"],
         ["serve"],
+        ["init"],
+        ["universe"],
+        ["universe", "add-instrument"],
+        ["universe", "add-pair"],
     ],
 )
 def test_help_everywhere(cmd: list[str]) -> None:
     code, out = _run(*cmd, "--help")
     assert code == 0
     assert "Usage" in out
-    if cmd and cmd[-1] not in ("catalog", "config", "features", "registry", "theta", "flows"):
+    groups = ("catalog", "config", "features", "registry", "theta", "flows", "universe")
+    if cmd and cmd[-1] not in groups:
         # Every command takes the shared options, declared once for all of them.
         assert "--config-env" in out and "--config-root" in out and "--verbose" in out
 
@@ -76,7 +81,7 @@ def test_every_command_is_in_the_tree() -> None:
         for name, cmd in group.commands.items()
         for sub in (cmd.commands if isinstance(cmd, typer.core.TyperGroup) else [""])
     }
-    assert len(names) == 22, sorted(names)
+    assert len(names) == 25, sorted(names)  # 22 + init, universe add-instrument, add-pair
 
 
 def test_config_check_ok(archive: Path) -> None:

@@ -346,8 +346,9 @@ def report_title(lineage: dict[str, Any]) -> str:
 
 def _config_hash(cfg: AppConfig) -> str:
     h = hashlib.sha256()
-    for path in sorted(cfg.config_root.rglob("*.yaml")):
-        h.update(str(path.relative_to(cfg.config_root)).encode())
+    for path in cfg.config_files():
+        root = cfg.base_root if path.is_relative_to(cfg.base_root) else cfg.config_root
+        h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()
 

@@ -54,6 +54,14 @@ RootOpt = Annotated[
         exists=True, file_okay=False, rich_help_panel=_PANEL,
     ),
 ]  # fmt: skip
+WorkspaceOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--workspace", envvar="MLCORE_WORKSPACE", file_okay=False, rich_help_panel=_PANEL,
+        help="Workspace folder (made by `mlcore init`; default: the nearest one from the "
+        "working folder up, else the shipped configs).",
+    ),
+]  # fmt: skip
 VerboseOpt = Annotated[
     bool,
     typer.Option(
@@ -61,8 +69,12 @@ VerboseOpt = Annotated[
         help="Info logs, and the console chatter of Prefect, Alembic, numba and Optuna.",
     ),
 ]  # fmt: skip
-_SHARED = {"config_env": EnvOpt, "config_root": RootOpt, "verbose": VerboseOpt}
-_DEFAULTS: dict[str, Any] = {"config_env": None, "config_root": None, "verbose": False}
+_SHARED = {
+    "config_env": EnvOpt, "config_root": RootOpt, "workspace": WorkspaceOpt, "verbose": VerboseOpt,
+}  # fmt: skip
+_DEFAULTS: dict[str, Any] = {
+    "config_env": None, "config_root": None, "workspace": None, "verbose": False,
+}  # fmt: skip
 _ROOT_KEY = "mlcore.shared"
 
 
@@ -72,6 +84,7 @@ class Shared:
 
     config_env: str | None = None
     config_root: Path | None = None
+    workspace: Path | None = None
     verbose: bool = False
 
 
@@ -83,14 +96,26 @@ def shared() -> Shared:
     return _SHARED_NOW.get() or Shared()
 
 
+def chosen_root() -> Path | None:
+    """The config root the shared options name: ``--config-root``, else ``--workspace``'s
+    configs/ (``MLCORE_WORKSPACE``), else None (found from the working folder)."""
+    from mlcore.config import read_workspace
+
+    opts = shared()
+    if opts.config_root is not None:
+        return opts.config_root
+    if opts.workspace is not None:
+        return read_workspace(opts.workspace).configs
+    return None
+
+
 def load_config() -> AppConfig:
-    """The configuration the shared options name (base + environment overlay), its archive
-    folder checked usable (every command reads or writes it)."""
+    """The configuration the shared options name (base + workspace overlay + environment
+    overlay), its archive folder checked usable (every command reads or writes it)."""
     from mlcore.config import check_archive
     from mlcore.config import load_config as load
 
-    opts = shared()
-    cfg = load(opts.config_root, opts.config_env)
+    cfg = load(chosen_root(), shared().config_env)
     check_archive(cfg.paths)
     return cfg
 
@@ -283,7 +308,10 @@ def _root(
     ctx: typer.Context,
     config_env: EnvOpt = None,
     config_root: RootOpt = None,
+    workspace: WorkspaceOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """ml-assets-core: market bars to trusted ML trading signals."""
-    remember_root(ctx, config_env=config_env, config_root=config_root, verbose=verbose)
+    remember_root(
+        ctx, config_env=config_env, config_root=config_root, workspace=workspace, verbose=verbose
+    )

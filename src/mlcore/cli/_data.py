@@ -73,11 +73,28 @@ def check_pairs(cfg: AppConfig, pairs: list[str], option: str = "--pair") -> Non
         )
 
 
+def _refuse_demo_archive(cfg: AppConfig) -> None:
+    """Refuse to ingest a user's bars into an archive holding the demo's synthetic market (one
+    a demo wrote before it ran in a workspace of its own): the two would be merged."""
+    demo = cfg.workspace is not None and cfg.workspace.kind == "demo"
+    summary = cfg.paths.reports / "demo_summary.json"
+    if summary.exists() and not demo:
+        raise ConfigError(
+            "DATA_ARCHIVE_HOLDS_DEMO",
+            f"archive {cfg.paths.archive} holds the demo's synthetic market ({summary}); your "
+            "bars would be merged with it: move or delete that archive, or make a workspace "
+            "(`mlcore init DIR`), which has its own",
+            details={"path": str(cfg.paths.archive)},
+        )
+
+
 @command(config_app, "check")
 def config_check() -> None:
     """Validate ENV and every policy file; print what is in force."""
     cfg = load_config()
     text(f"config OK for SERVICE_ENV={cfg.env_name} ({cfg.config_root})")
+    if cfg.workspace is not None:
+        text(f"workspace: {cfg.workspace.root} over the shipped configs {cfg.base_root}")
     text(f"archive: {cfg.paths.archive} (backend {cfg.storage.backend})")
     text(f"timeframes: {', '.join(cfg.pipeline.timeframe_allowed)}")
     text(f"instruments: {', '.join(cfg.universe.instruments)}")
@@ -141,6 +158,7 @@ def ingest_cmd(
 
     _check_source_options(source, path=path, tz=tz, date_format=date_format)
     cfg = load_config()
+    _refuse_demo_archive(cfg)
     check_timeframe(cfg, timeframe)
     if calendar is not None and calendar not in cfg.universe.calendars:
         raise ConfigError(

@@ -4,7 +4,7 @@ inference workers)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,8 +22,25 @@ from mlcore.cli._render import (
 )
 from mlcore.errors import ConfigError
 
+if TYPE_CHECKING:
+    from mlcore.config import AppConfig
+
 # As mlcore.demo.DEMO_MONTHS_RANGE (not imported here: it loads pandas; a test checks they agree).
 DEMO_MONTHS_MIN, DEMO_MONTHS_MAX = 8, 120
+
+
+def demo_config() -> AppConfig:
+    """The demo's configuration: a fresh workspace of its own (var/demo of the project whose
+    shipped configs are in force) over the shipped configs alone, its archive its own."""
+    from mlcore.cli._app import shared
+    from mlcore.cli._workspace import shipped_root
+    from mlcore.config import check_archive, fresh_demo_workspace
+    from mlcore.config import load_config as load
+
+    ws = fresh_demo_workspace(shipped_root())
+    cfg = load(ws.configs, shared().config_env)
+    check_archive(cfg.paths)
+    return cfg
 
 
 @command(app, "demo")
@@ -40,13 +57,16 @@ def demo(
         ),
     ] = 24,
 ) -> None:
-    """Run the whole pipeline built so far on the embedded default with generated data."""
+    """Run the whole pipeline built so far on the embedded default with generated data, in a
+    workspace of its own (var/demo of the project, made anew): it never reads a user's
+    workspace or archive (nor ARCHIVE_PATH)."""
     from mlcore import flows
     from mlcore.demo import run_demo
 
     flows.console_without_tracebacks()
-    cfg = load_config()
-    text(f"ml-assets-core demo — SERVICE_ENV={cfg.env_name}, archive {cfg.paths.archive}")
+    cfg = demo_config()
+    text(f"ml-assets-core demo — SERVICE_ENV={cfg.env_name}, workspace {cfg.config_root.parent}, "
+         f"archive {cfg.paths.archive}")  # fmt: skip
     text(f"started {datetime.now(UTC).isoformat(timespec='seconds')}")
     result = run_demo(cfg, seed=seed, months=months)
     print_demo(result)

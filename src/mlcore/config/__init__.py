@@ -60,9 +60,20 @@ from mlcore.config._schemas import (
     WorkerPolicy,
 )
 from mlcore.config._timeframes import TIMEFRAMES, parse_timeframe
+from mlcore.config._universe_edit import suggest_add_instrument
+from mlcore.config._workspace import (
+    MARKER,
+    Workspace,
+    find_workspace,
+    fresh_demo_workspace,
+    init_workspace,
+    read_workspace,
+    workspace_of,
+)
 
 __all__ = [
     "ENVIRONMENTS",
+    "MARKER",
     "MAX_FILE_BYTES",
     "POLICY_SCHEMAS",
     "REQUIRED_ENV",
@@ -116,11 +127,18 @@ __all__ = [
     "TrainingPolicy",
     "UniversePolicy",
     "WorkerPolicy",
+    "Workspace",
     "check_archive",
     "find_config_root",
+    "find_workspace",
+    "fresh_demo_workspace",
+    "init_workspace",
     "load_config",
     "load_policy",
     "parse_timeframe",
     "read_env",
+    "read_workspace",
     "sqlalchemy_postgres_url",
+    "suggest_add_instrument",
+    "workspace_of",
 ]

@@ -26,6 +26,7 @@ from mlcore.config._schemas import (
     TrainingPolicy,
     UniversePolicy,
 )
+from mlcore.config._workspace import MARKER, Workspace, read_workspace, workspace_of
 from mlcore.errors import ConfigError
 
 
@@ -84,6 +85,20 @@ class AppConfig:
     retrain: RetrainPolicy
     serving: ServingPolicy
     paths: StoragePaths
+    #: The workspace whose configs/ is ``config_root`` (None: the shipped configs alone).
+    workspace: Workspace | None = None
+
+    @property
+    def base_root(self) -> Path:
+        """The shipped configs folder (holding base/ and envs/) under any workspace overlay."""
+        return self.workspace.base_root if self.workspace is not None else self.config_root
+
+    def config_files(self) -> list[Path]:
+        """Every YAML of the shipped configs and of the workspace overlay, sorted."""
+        files = sorted(self.base_root.rglob("*.yaml"))
+        if self.workspace is not None:
+            files += sorted(self.workspace.configs.glob("*.yaml"))
+        return files
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -92,7 +107,9 @@ def _resolve(base: Path, value: str) -> Path:
 
 
 def find_config_root(start: Path | None = None) -> Path:
-    """Find ``configs/`` from ``MLCORE_CONFIG_ROOT`` or by walking up from ``start`` (cwd)."""
+    """Find the config root from ``MLCORE_CONFIG_ROOT``, ``MLCORE_WORKSPACE`` (its configs/),
+    or by walking up from ``start`` (cwd) to the nearest workspace marker (its configs/) or
+    ``configs/base`` folder (the shipped configs)."""
     explicit = os.environ.get("MLCORE_CONFIG_ROOT")
     if explicit:
         root = Path(explicit)
@@ -102,8 +119,13 @@ def find_config_root(start: Path | None = None) -> Path:
                 f"MLCORE_CONFIG_ROOT={explicit} has no base/ folder of policy files",
             )
         return root.resolve()
+    workspace = os.environ.get("MLCORE_WORKSPACE")
+    if workspace:
+        return read_workspace(Path(workspace)).configs
     here = (start or Path.cwd()).resolve()
     for d in (here, *here.parents):
+        if (d / MARKER).is_file():
+            return read_workspace(d).configs
         if (d / "configs" / "base").is_dir():
             return d / "configs"
     raise ConfigError(
@@ -199,6 +221,10 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
     """Validate ENV and every policy file of the environment; stop on the first bad one."""
     env = read_env(service_env=env_name)
     root = (config_root or find_config_root()).resolve()
+    workspace = workspace_of(root)
+    shipped = workspace.base_root if workspace is not None else root
+    if workspace is not None:
+        _check_workspace_files(workspace, shipped)
     name = env.service_env
     storage = load_policy(root, "storage", name, StoragePolicy)
     layout = load_policy(root, "ml_core_storage", name, MlCoreStoragePolicy)
@@ -220,14 +246,14 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
             "CONFIG_ENTRY_INVALID",
             "training_policy.yaml: key 'optuna.storage': postgres needs POSTGRES_URL (the "
             "database the shared Optuna studies live in)",
-            details={"file": str(root / "base" / "training_policy.yaml"), "key": "optuna"},
+            details={"file": str(shipped / "base" / "training_policy.yaml"), "key": "optuna"},
         )
     unknown = sorted(set(costs.overrides) - set(universe.instruments))
     if unknown:
         raise ConfigError(
             "CONFIG_ENTRY_INVALID",
             f"cost_table.yaml: key 'overrides': {unknown} are not instruments of universe.yaml",
-            details={"file": str(root / "base" / "cost_table.yaml"), "key": "overrides"},
+            details={"file": str(shipped / "base" / "cost_table.yaml"), "key": "overrides"},
         )
     if env.storage_backend is not None:
         storage = storage.model_copy(update={"backend": env.storage_backend})
@@ -236,10 +262,12 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
             "CONFIG_STORAGE_UNSUPPORTED",
             f"storage backend {storage.backend!r} is configured, but this build stores "
             "canonical data on the local backend only",
-            details={"file": str(root / "base" / "storage.yaml"), "key": "backend"},
+            details={"file": str(shipped / "base" / "storage.yaml"), "key": "backend"},
         )
-    # Relative archive paths are relative to the project folder holding configs/.
-    archive = _resolve(root.parent, env.archive_path or storage.archive_path)
+    # Relative archive paths are relative to the project folder holding configs/ (a workspace's
+    # own folder). ARCHIVE_PATH wins, but never in the demo's workspace: it keeps its own.
+    archive_env = None if workspace is not None and workspace.kind == "demo" else env.archive_path
+    archive = _resolve(root.parent, archive_env or storage.archive_path)
     paths = StoragePaths(
         archive=archive,
         raw=_resolve(archive, layout.raw_root),
@@ -273,4 +301,26 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
         retrain=retrain,
         serving=serving,
         paths=paths,
+        workspace=workspace,
     )
+
+
+def _check_workspace_files(workspace: Workspace, shipped: Path) -> None:
+    """Refuse a workspace overlay file no shipped policy file matches (a mistyped name would
+    otherwise be silently ignored)."""
+    known = {p.name for p in (shipped / "base").glob("*.yaml")}
+    for path in sorted(workspace.configs.iterdir()):
+        if path.is_dir():
+            raise ConfigError(
+                "CONFIG_WORKSPACE_UNKNOWN_FILE",
+                f"{path}: a workspace's overlays are files directly in configs/ (the env "
+                f"overlays are the shipped ones, {shipped / 'envs'})",
+                details={"file": str(path)},
+            )
+        if path.suffix == ".yaml" and path.name not in known:
+            raise ConfigError(
+                "CONFIG_WORKSPACE_UNKNOWN_FILE",
+                f"{path}: no shipped policy file {shipped / 'base' / path.name} to overlay; "
+                f"a workspace overlays one of {sorted(known)}",
+                details={"file": str(path)},
+            )

@@ -1,4 +1,13 @@
-"""Read a policy YAML from configs/base, apply the env overlay, validate with its schema."""
+"""Read a policy YAML from configs/base, apply the workspace overlay (when the config root is a
+workspace's ``configs/``) then the env overlay, validate with its schema.
+
+Layering: shipped ``base/{name}.yaml`` -> workspace ``configs/{name}.yaml`` ->
+shipped ``envs/{env}/{name}.yaml``. The env overlay may only change keys the base defines. The
+workspace overlay may also add: a mapping value is merged key by key (new instruments,
+calendars, trading rules are added); a list of entries keyed by ``pair_id`` is merged by that
+id (an entry with a new id is appended, one with a base id replaces it in place); any other
+value replaces the base's. Every error names the file the offending key came from.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from mlcore._files import FileRefused, read_regular_file
+from mlcore.config._workspace import workspace_of
 from mlcore.errors import ConfigError
 
 ENVIRONMENTS = ("dev", "stg", "prod")
@@ -86,12 +96,107 @@ def _merge(base: Any, overlay: Any) -> Any:
     return overlay
 
 
+def _keyed(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, dict) and "pair_id" in v for v in value)
+
+
+def _extend(base: Any, overlay: Any) -> Any:
+    """A workspace overlay on a base value: mappings merged (new keys added), lists of
+    ``pair_id`` entries merged by id (same id replaces, new id appended), else replaced."""
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        merged = dict(base)
+        for k, v in overlay.items():
+            merged[k] = _extend(base[k], v) if k in base else v
+        return merged
+    if _keyed(base) and _keyed(overlay) and base:
+        out = list(base)
+        at = {entry["pair_id"]: i for i, entry in enumerate(out)}
+        for entry in overlay:
+            if entry["pair_id"] in at:
+                out[at[entry["pair_id"]]] = entry
+            else:
+                at[entry["pair_id"]] = len(out)
+                out.append(entry)
+        return out
+    return overlay
+
+
+def _touched(key: str, base: Any, overlay: Any, merged: Any) -> list[tuple[int | str, ...]]:
+    """The value paths a workspace overlay set (for naming its file in errors)."""
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        return [(key, k) for k in overlay]
+    if _keyed(base) and _keyed(overlay) and base:
+        ids = {entry["pair_id"] for entry in overlay}
+        return [(key, i) for i, entry in enumerate(merged) if entry["pair_id"] in ids]
+    return [(key,)]
+
+
+def _apply_workspace(
+    path: Path, base: Mapping[str, Any], base_path: Path, merged: dict[str, Any],
+    source: dict[tuple[int | str, ...], Path],
+) -> None:  # fmt: skip
+    data = _read_yaml(path)
+    _check_entries(path, data)
+    for key, entry in data.items():
+        if key not in base:
+            raise ConfigError(
+                "CONFIG_WORKSPACE_UNKNOWN_KEY",
+                f"{path}: key '{key}': not defined in {base_path}; a workspace overlay adds "
+                "inside the base's keys (instruments, pairs, ...), not new top-level keys",
+                details={"file": str(path), "key": key},
+            )
+        new_value = _extend(merged[key], entry["value"])
+        for loc in _touched(key, merged[key], entry["value"], new_value):
+            source[loc] = path
+        merged[key] = new_value
+
+
+def _apply_env(
+    overlay_path: Path, base: Mapping[str, Any], base_path: Path, merged: dict[str, Any],
+    source: dict[tuple[int | str, ...], Path],
+) -> None:  # fmt: skip
+    overlay = _read_yaml(overlay_path)
+    _check_entries(overlay_path, overlay)
+    for key, entry in overlay.items():
+        if key not in base:
+            raise ConfigError(
+                "CONFIG_OVERLAY_UNKNOWN_KEY",
+                f"{overlay_path}: key '{key}': not defined in {base_path}; "
+                "overlays may only change keys the base defines",
+                details={"file": str(overlay_path), "key": key},
+            )
+        new_value = _merge(merged[key], entry["value"])
+        if new_value == merged[key]:
+            raise ConfigError(
+                "CONFIG_OVERLAY_REDUNDANT",
+                f"{overlay_path}: key '{key}': repeats the base value; "
+                "overlays hold only differences",
+                details={"file": str(overlay_path), "key": key},
+            )
+        merged[key] = new_value
+        source[(key,)] = overlay_path
+        for loc in [loc for loc in source if len(loc) > 1 and loc[0] == key]:
+            del source[loc]
+
+
+def _file_of(
+    loc: tuple[int | str, ...], source: dict[tuple[int | str, ...], Path], default: Path
+) -> Path:
+    for n in (2, 1):
+        if len(loc) >= n and loc[:n] in source:
+            return source[loc[:n]]
+    return default
+
+
 def _format_loc(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc)
 
 
 def load_policy(config_root: Path, name: str, env: str, schema: type[M]) -> M:
     """Load ``configs/base/{name}.yaml`` with the ``envs/{env}`` overlay and validate it.
+
+    When ``config_root`` is a workspace's ``configs/``, the base and env overlay are those of
+    the shipped configs its marker names, and its own ``{name}.yaml`` goes between them.
 
     Raises
     ------
@@ -105,33 +210,22 @@ def load_policy(config_root: Path, name: str, env: str, schema: type[M]) -> M:
             f"environment {env!r} is not one of {list(ENVIRONMENTS)}",
             details={"env": env},
         )
-    base_path = config_root / "base" / f"{name}.yaml"
-    overlay_path = config_root / "envs" / env / f"{name}.yaml"
+    workspace = workspace_of(config_root)
+    shipped = workspace.base_root if workspace is not None else config_root
+    base_path = shipped / "base" / f"{name}.yaml"
+    overlay_path = shipped / "envs" / env / f"{name}.yaml"
     base = _read_yaml(base_path)
     _check_entries(base_path, base)
-    source = {key: base_path for key in base}
+    source: dict[tuple[int | str, ...], Path] = {(key,): base_path for key in base}
     merged = {key: entry["value"] for key, entry in base.items()}
+    # A whole-policy error (no key of its own) is the newest layer's doing: the base alone passes.
+    whole = base_path
+    ws_path = config_root / f"{name}.yaml"
+    if workspace is not None and ws_path.exists():
+        _apply_workspace(ws_path, base, base_path, merged, source)
+        whole = ws_path
     if overlay_path.exists():
-        overlay = _read_yaml(overlay_path)
-        _check_entries(overlay_path, overlay)
-        for key, entry in overlay.items():
-            if key not in base:
-                raise ConfigError(
-                    "CONFIG_OVERLAY_UNKNOWN_KEY",
-                    f"{overlay_path}: key '{key}': not defined in {base_path}; "
-                    "overlays may only change keys the base defines",
-                    details={"file": str(overlay_path), "key": key},
-                )
-            new_value = _merge(merged[key], entry["value"])
-            if new_value == merged[key]:
-                raise ConfigError(
-                    "CONFIG_OVERLAY_REDUNDANT",
-                    f"{overlay_path}: key '{key}': repeats the base value; "
-                    "overlays hold only differences",
-                    details={"file": str(overlay_path), "key": key},
-                )
-            merged[key] = new_value
-            source[key] = overlay_path
+        _apply_env(overlay_path, base, base_path, merged, source)
     try:
         return schema.model_validate(merged)
     except RecursionError:  # a YAML alias that contains itself
@@ -143,8 +237,7 @@ def load_policy(config_root: Path, name: str, env: str, schema: type[M]) -> M:
         first_file = base_path
         for i, err in enumerate(exc.errors()):
             loc = err["loc"]
-            top = str(loc[0]) if loc else ""
-            file = source.get(top, base_path)
+            file = _file_of(tuple(loc), source, whole)
             if i == 0:
                 first_file = file
             shown = repr(err.get("input"))

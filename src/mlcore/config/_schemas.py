@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 from datetime import UTC, date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import cronsim
@@ -290,8 +290,12 @@ class ExchangeSession(Policy):
 CalendarSpec = Annotated[AlwaysOpen | WeeklySession | ExchangeSession, Field(discriminator="kind")]
 
 
+AssetClass = Literal["fx", "metal", "crypto", "equity", "index", "commodity"]
+ASSET_CLASSES: tuple[str, ...] = get_args(AssetClass)
+
+
 class InstrumentSpec(Policy):
-    asset_class: Literal["fx", "metal", "crypto", "equity", "index", "commodity"]
+    asset_class: AssetClass
     calendar: str
     quote_currency: Annotated[str, Field(pattern=r"^[A-Z]{3,4}$")]
 
@@ -319,6 +323,8 @@ class UniversePolicy(Policy):
     calendars: dict[str, CalendarSpec]
     instruments: dict[str, InstrumentSpec]
     trading: dict[str, TradingRules]
+    #: The rules ``mlcore universe add-instrument`` writes per asset class (unless overridden).
+    trading_defaults: dict[AssetClass, TradingRules]
     pairs: list[PairSpec]
 
     @model_validator(mode="after")

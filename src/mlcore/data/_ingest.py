@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlcore.config import SYMBOL_RE, TIMEFRAMES, AppConfig, CalendarSpec
+from mlcore.config import SYMBOL_RE, TIMEFRAMES, AppConfig, CalendarSpec, suggest_add_instrument
 from mlcore.data._atomic import FaultHook, write_atomic
 from mlcore.data._calendar import expected_grid
 from mlcore.data._dq import DQResult, Gap, run_dq
@@ -240,7 +240,9 @@ def resolve_calendar(cfg: AppConfig, symbol: str, calendar: str | None) -> Calen
             raise ConfigError(
                 "DATA_SYMBOL_UNKNOWN",
                 f"symbol {symbol!r} is not in universe.yaml instruments "
-                f"({sorted(cfg.universe.instruments)}); add it or pass --calendar",
+                f"({sorted(cfg.universe.instruments)}); add it with "
+                f"{suggest_add_instrument(cfg, symbol)} in a workspace (`mlcore init DIR` makes "
+                "one), or pass --calendar",
                 details={"symbol": symbol},
             )
         name = inst.calendar

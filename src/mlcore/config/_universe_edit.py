@@ -1,0 +1,172 @@
+"""``mlcore universe add-instrument`` / ``add-pair``: add to a workspace's own universe.yaml
+overlay, after validating the whole merged configuration with the addition in place."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlcore.config._app import AppConfig, load_config
+from mlcore.config._loader import MAX_POLICY_BYTES
+from mlcore.config._schemas import ASSET_CLASSES, SYMBOL_RE, TradingRules
+from mlcore.config._workspace import MARKER, UNIVERSE_HEADER, Workspace, write_text_atomic
+from mlcore.errors import ConfigError
+
+__all__ = ["Added", "add_instrument", "add_pair", "suggest_add_instrument"]
+
+_DESCRIPTIONS = {
+    "instruments": "This workspace's instruments (added to the shipped ones).",
+    "trading": "Trading rules of this workspace's instruments.",
+    "pairs": "This workspace's pairs (merged with the shipped ones by pair_id).",
+}
+
+
+@dataclass(frozen=True)
+class Added:
+    """What a universe command wrote, and where."""
+
+    file: Path
+    what: str
+    entries: dict[str, Any]
+
+
+def _refuse(code: str, message: str, **details: Any) -> ConfigError:
+    return ConfigError(code, message, details=details)
+
+
+def _overlay(ws: Workspace) -> tuple[Path, dict[str, Any]]:
+    path = ws.configs / "universe.yaml"
+    if not path.exists():
+        return path, {}
+    if path.stat().st_size > MAX_POLICY_BYTES:
+        raise _refuse("CONFIG_FILE_UNREADABLE", f"{path}: larger than a policy file can be")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise _refuse("CONFIG_YAML_INVALID", f"{path}: not valid YAML ({exc})".replace("\n", " "),
+                      file=str(path)) from None  # fmt: skip
+    if not isinstance(data, dict):
+        raise _refuse("CONFIG_YAML_INVALID", f"{path}: top level must be a mapping of entries")
+    return path, data
+
+
+def _entry(data: dict[str, Any], key: str, empty: Any) -> Any:
+    entry = data.setdefault(key, {"value": empty, "description": _DESCRIPTIONS[key]})
+    if not isinstance(entry, dict) or not isinstance(entry.get("value"), type(empty)):
+        raise _refuse("CONFIG_ENTRY_INVALID", f"universe.yaml overlay: key '{key}' is not an "
+                      f"entry whose value is a {type(empty).__name__}", key=key)  # fmt: skip
+    return entry["value"]
+
+
+def _write_checked(ws: Workspace, path: Path, data: dict[str, Any], env: str | None) -> None:
+    """Validate the whole configuration with ``data`` as the universe overlay (in a scratch
+    copy of the workspace), then write it atomically."""
+    text = UNIVERSE_HEADER + yaml.safe_dump(
+        data, sort_keys=False, allow_unicode=True, width=100, default_flow_style=None
+    )
+    with tempfile.TemporaryDirectory(prefix="mlcore-check-") as scratch:
+        copy = Path(scratch)
+        shutil.copy2(ws.root / MARKER, copy / MARKER)
+        shutil.copytree(ws.configs, copy / "configs")
+        (copy / "configs" / "universe.yaml").write_text(text, encoding="utf-8")
+        try:
+            load_config(copy / "configs", env)
+        except ConfigError as exc:
+            message = exc.message.replace(str(copy / "configs"), str(ws.configs))
+            raise ConfigError(exc.code, f"not written: {message}", details=exc.details) from None
+    write_text_atomic(path, text)
+
+
+def add_instrument(
+    cfg: AppConfig, symbol: str, calendar: str, asset_class: str, quote: str,
+    overrides: dict[str, float],
+) -> Added:  # fmt: skip
+    """Add ``symbol`` and its trading rules (the asset class's defaults from universe.yaml
+    ``trading_defaults``, with ``overrides``) to the workspace's universe overlay."""
+    ws = _need_workspace(cfg)
+    uni = cfg.universe
+    if not SYMBOL_RE.match(symbol):
+        raise _refuse("CONFIG_SYMBOL_INVALID", f"symbol {symbol!r} is not a normalized symbol "
+                      "(upper-case, like 'AAPL' or 'XAU/USD')", symbol=symbol)  # fmt: skip
+    if symbol in uni.instruments:
+        raise _refuse("CONFIG_INSTRUMENT_EXISTS", f"instrument {symbol!r} is already in the "
+                      f"universe ({uni.instruments[symbol].asset_class}, calendar "
+                      f"{uni.instruments[symbol].calendar})", symbol=symbol)  # fmt: skip
+    if calendar not in uni.calendars:
+        raise _refuse("CONFIG_CALENDAR_UNKNOWN", f"calendar {calendar!r} is not in the universe "
+                      f"({sorted(uni.calendars)}); add it under calendars in "
+                      f"{ws.configs / 'universe.yaml'}", calendar=calendar)  # fmt: skip
+    if asset_class not in ASSET_CLASSES:
+        raise _refuse("CONFIG_ASSET_CLASS_UNKNOWN", f"asset class {asset_class!r} is not one "
+                      f"of {list(ASSET_CLASSES)}", asset_class=asset_class)  # fmt: skip
+    default = uni.trading_defaults.get(asset_class)  # type: ignore[call-overload]
+    rules = {**(default.model_dump() if default is not None else {}), **overrides}
+    missing = sorted(set(TradingRules.model_fields) - set(rules))
+    if missing:
+        flags = ["--" + m.replace("_", "-") for m in missing]
+        raise _refuse("CONFIG_TRADING_RULES_MISSING", f"universe.yaml trading_defaults has no "
+                      f"{asset_class!r} entry: pass {flags}", asset_class=asset_class)  # fmt: skip
+    path, data = _overlay(ws)
+    inst = {"asset_class": asset_class, "calendar": calendar, "quote_currency": quote}
+    _entry(data, "instruments", {})[symbol] = inst
+    _entry(data, "trading", {})[symbol] = rules
+    _write_checked(ws, path, data, cfg.env_name)
+    return Added(path, f"instrument {symbol}", {"instrument": inst, "trading": rules})
+
+
+def pair_id_of(leg_a: str, leg_b: str) -> str:
+    """The default pair id: each leg's base symbol without dots, joined by '_'."""
+    return "_".join(leg.split("/")[0].replace(".", "") for leg in (leg_a, leg_b))
+
+
+def add_pair(cfg: AppConfig, leg_a: str, leg_b: str, pair_id: str | None) -> Added:
+    """Add the pair ``leg_a``/``leg_b`` to the workspace's universe overlay."""
+    ws = _need_workspace(cfg)
+    uni = cfg.universe
+    for leg in (leg_a, leg_b):
+        if leg not in uni.instruments:
+            raise _refuse("CONFIG_INSTRUMENT_UNKNOWN", f"leg {leg!r} is not an instrument of the "
+                          f"universe; add it first: {suggest_add_instrument(cfg, leg)}",
+                          symbol=leg)  # fmt: skip
+    if leg_a == leg_b:
+        raise _refuse("CONFIG_PAIR_INVALID", f"a pair needs two legs, got {leg_a!r} twice")
+    pid = pair_id or pair_id_of(leg_a, leg_b)
+    for pair in uni.pairs:
+        if pair.pair_id == pid:
+            raise _refuse("CONFIG_PAIR_EXISTS", f"pair {pid!r} is already in the universe "
+                          f"({pair.leg_a}, {pair.leg_b}); pass --id for another id",
+                          pair_id=pid)  # fmt: skip
+        if {pair.leg_a, pair.leg_b} == {leg_a, leg_b}:
+            raise _refuse("CONFIG_PAIR_EXISTS", f"pair {pair.pair_id!r} already has the legs "
+                          f"{leg_a!r} and {leg_b!r}; a pair is listed once",
+                          pair_id=pid)  # fmt: skip
+    path, data = _overlay(ws)
+    entry = {"pair_id": pid, "leg_a": leg_a, "leg_b": leg_b}
+    _entry(data, "pairs", []).append(entry)
+    _write_checked(ws, path, data, cfg.env_name)
+    return Added(path, f"pair {pid}", {"pair": entry})
+
+
+def _need_workspace(cfg: AppConfig) -> Workspace:
+    if cfg.workspace is None or cfg.workspace.kind != "user":
+        raise _refuse(
+            "CONFIG_WORKSPACE_NONE",
+            f"not in a workspace (config root {cfg.config_root} is the shipped one, never "
+            "edited); `mlcore init DIR` makes one, then run this inside it or pass --workspace DIR",
+        )
+    return cfg.workspace
+
+
+def suggest_add_instrument(cfg: AppConfig, symbol: str) -> str:
+    """The command that adds ``symbol`` (calendar and asset class left for the user to pick)."""
+    calendars = "|".join(sorted(cfg.universe.calendars))
+    classes = "|".join(ASSET_CLASSES)
+    return (
+        f"`mlcore universe add-instrument {symbol} --calendar {{{calendars}}} "
+        f"--asset-class {{{classes}}} --quote USD`"
+    )

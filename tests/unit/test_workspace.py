@@ -1,0 +1,279 @@
+"""A workspace of one's own (`mlcore init`): its configs overlay the shipped ones (adding
+instruments, calendars, trading rules and pairs), its archive is its own, the universe commands
+edit only its files, and the demo reads nothing of it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from mlcore.cli import app
+from mlcore.config import MARKER, load_config
+from tests.conftest import CONFIG_ROOT, third_party_csv
+
+runner = CliRunner()
+ADD_AAPL = ("universe", "add-instrument", "AAPL", "--calendar", "xnys", "--asset-class",
+            "equity", "--quote", "USD")  # fmt: skip
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    out = result.output + (result.stderr if result.stderr_bytes else "")
+    assert "Traceback" not in out
+    return result.exit_code, out
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the shipped configs/ in a project folder of its own (the demo's var/ too)."""
+    root = tmp_path / "project" / "configs"
+    shutil.copytree(CONFIG_ROOT, root)
+    return root
+
+
+@pytest.fixture
+def ws(tmp_path: Path, project: Path) -> Path:
+    folder = tmp_path / "mine"
+    code, out = _run("init", str(folder), "--config-root", str(project))
+    assert code == 0, out
+    return folder
+
+
+def _entries(path: Path, entries: dict[str, object]) -> None:
+    path.write_text(yaml.safe_dump({k: {"value": v} for k, v in entries.items()}))
+
+
+def test_init_makes_the_layout_and_says_what_next(tmp_path: Path, project: Path) -> None:
+    folder = tmp_path / "mine"
+    code, out = _run("init", str(folder), "--config-root", str(project))
+    assert code == 0, out
+    assert (folder / "configs" / "universe.yaml").is_file()
+    assert (folder / "configs" / "storage.yaml").is_file()
+    assert (folder / "archive").is_dir()
+    assert "mlcore universe add-instrument" in (folder / "README.md").read_text()
+    marker = yaml.safe_load((folder / MARKER).read_text())
+    assert marker == {"format_version": 1, "kind": "user", "base_config_root": str(project)}
+    assert "next" in out and "add-instrument" in out
+
+
+def test_init_refuses_a_workspace_or_a_folder_with_things_in_it(ws: Path, tmp_path: Path) -> None:
+    code, out = _run("init", str(ws))
+    assert code == 2 and "CONFIG_WORKSPACE_REFUSED" in out and "already holds a workspace" in out
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    code, out = _run("init", str(busy))
+    assert code == 2 and "not empty" in out
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _run("init", str(empty))[0] == 0
+
+
+def test_commands_inside_use_its_configs_and_archive(
+    ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out = _run(*ADD_AAPL, "--workspace", str(ws))
+    assert code == 0, out
+    assert f"added instrument AAPL to {ws / 'configs' / 'universe.yaml'}" in out
+    code, out = _run("config", "check", "--workspace", str(ws))
+    assert code == 0, out
+    assert f"archive: {ws / 'archive'} " in out and "AAPL" in out
+    monkeypatch.chdir(ws / "archive")  # any folder below the workspace
+    code, out = _run("config", "check")
+    assert code == 0 and f"({ws / 'configs'})" in out and "AAPL" in out
+    monkeypatch.chdir(ws.parent)  # outside: the shipped configs, without AAPL
+    code, out = _run("config", "check", "--config-root", str(CONFIG_ROOT))
+    assert code == 0 and "AAPL" not in out
+
+
+def test_an_overlay_adds_instruments_calendars_and_pairs(ws: Path) -> None:
+    _entries(ws / "configs" / "universe.yaml", {
+        "calendars": {"xnas": {"kind": "exchange", "exchange": "XNAS"}},
+        "instruments": {"MSFT": {"asset_class": "equity", "calendar": "xnas",
+                                 "quote_currency": "USD"}},
+        "trading": {"MSFT": {"tick_size": 0.01, "lot_step": 1.0, "min_lot": 1.0,
+                             "min_notional_usd": 1.0, "margin_rate": 0.25}},
+        "pairs": [{"pair_id": "MSFT_GOOG", "leg_a": "MSFT", "leg_b": "GOOG"},
+                  {"pair_id": "XAU_XAG", "leg_a": "XAG/USD", "leg_b": "XAU/USD"}],
+    })  # fmt: skip
+    code, out = _run("config", "check", "--workspace", str(ws))
+    assert code == 0, out
+    cfg = load_config(ws / "configs", "dev")
+    uni = cfg.universe
+    assert set(uni.calendars) == {"fx", "crypto", "xnys", "xnas"}
+    assert "MSFT" in uni.instruments and "XAU/USD" in uni.instruments
+    # Pairs merge by pair_id: a new id is appended, a shipped id replaced in place.
+    assert [p.pair_id for p in uni.pairs] == ["XAU_XAG", "EUR_GBP", "BTC_ETH", "MSFT_GOOG"]
+    assert uni.pairs[0].leg_a == "XAG/USD"
+    assert cfg.paths.archive == ws / "archive"
+
+
+@pytest.mark.parametrize(
+    ("entries", "code", "expect"),
+    [
+        ({"instruments": {"ABC": {"asset_class": "equity", "calendar": "nope",
+                                  "quote_currency": "USD"}}},
+         "CONFIG_SCHEMA_INVALID", "unknown calendar 'nope'"),
+        ({"trading": {"GOOG": {"tick_size": -1.0, "lot_step": 1.0, "min_lot": 1.0,
+                               "min_notional_usd": 1.0, "margin_rate": 0.25}}},
+         "CONFIG_SCHEMA_INVALID", "key 'trading.GOOG.tick_size'"),
+        ({"sectors": {"tech": ["GOOG"]}}, "CONFIG_WORKSPACE_UNKNOWN_KEY", "key 'sectors'"),
+    ],
+)  # fmt: skip
+def test_an_overlay_error_names_the_workspace_file(
+    ws: Path, entries: dict[str, object], code: str, expect: str
+) -> None:
+    path = ws / "configs" / "universe.yaml"
+    _entries(path, entries)
+    exit_code, out = _run("config", "check", "--workspace", str(ws))
+    assert exit_code == 2 and code in out and expect in out, out
+    assert f"{path}: " in out
+
+
+def test_an_overlay_file_the_base_lacks_is_refused(ws: Path) -> None:
+    _entries(ws / "configs" / "univers.yaml", {"pairs": []})
+    code, out = _run("config", "check", "--workspace", str(ws))
+    assert code == 2 and "CONFIG_WORKSPACE_UNKNOWN_FILE" in out and "univers.yaml" in out
+
+
+def test_a_workspace_whose_shipped_configs_are_gone_is_refused(ws: Path, project: Path) -> None:
+    shutil.rmtree(project)
+    code, out = _run("config", "check", "--workspace", str(ws))
+    assert code == 2 and "CONFIG_WORKSPACE_BASE_MISSING" in out and str(project) in out
+
+
+def test_add_instrument_and_pair_write_the_overlay(ws: Path) -> None:
+    code, out = _run(*ADD_AAPL, "--tick-size", "0.05", "--workspace", str(ws))
+    assert code == 0, out
+    code, out = _run("universe", "add-pair", "AAPL", "GOOG", "--workspace", str(ws))
+    assert code == 0 and "added pair AAPL_GOOG" in out, out
+    data = yaml.safe_load((ws / "configs" / "universe.yaml").read_text())
+    assert data["instruments"]["value"]["AAPL"] == {
+        "asset_class": "equity", "calendar": "xnys", "quote_currency": "USD"}  # fmt: skip
+    # The equity defaults of universe.yaml trading_defaults, one overridden.
+    assert data["trading"]["value"]["AAPL"] == {"tick_size": 0.05, "lot_step": 1.0,
+        "min_lot": 1.0, "min_notional_usd": 1.0, "margin_rate": 0.25}  # fmt: skip
+    assert data["pairs"]["value"] == [{"pair_id": "AAPL_GOOG", "leg_a": "AAPL", "leg_b": "GOOG"}]
+    assert "AAPL" not in (CONFIG_ROOT / "base" / "universe.yaml").read_text()
+    assert "AAPL_GOOG" in [p.pair_id for p in load_config(ws / "configs", "dev").universe.pairs]
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (("universe", "add-instrument", "MSFT", "--calendar", "xnas", "--asset-class", "equity",
+          "--quote", "USD"), "CONFIG_CALENDAR_UNKNOWN"),
+        (("universe", "add-instrument", "msft", "--calendar", "xnys", "--asset-class", "equity",
+          "--quote", "USD"), "CONFIG_SYMBOL_INVALID"),
+        (("universe", "add-instrument", "GOOG", "--calendar", "xnys", "--asset-class", "equity",
+          "--quote", "USD"), "CONFIG_INSTRUMENT_EXISTS"),
+        (("universe", "add-instrument", "MSFT", "--calendar", "xnys", "--asset-class", "stock",
+          "--quote", "USD"), "CONFIG_ASSET_CLASS_UNKNOWN"),
+        (("universe", "add-instrument", "MSFT", "--calendar", "xnys", "--asset-class", "equity",
+          "--quote", "usd"), "CONFIG_SCHEMA_INVALID"),
+        (("universe", "add-instrument", "MSFT", "--calendar", "xnys", "--asset-class", "equity",
+          "--quote", "USD", "--margin-rate", "2"), "CONFIG_SCHEMA_INVALID"),
+        (("universe", "add-pair", "XAG/USD", "XAU/USD"), "CONFIG_PAIR_EXISTS"),
+        (("universe", "add-pair", "GOOG", "BTC/USD", "--id", "XAU_XAG"), "CONFIG_PAIR_EXISTS"),
+        (("universe", "add-pair", "GOOG", "GOOG"), "CONFIG_PAIR_INVALID"),
+        (("universe", "add-pair", "MSFT", "GOOG"), "CONFIG_INSTRUMENT_UNKNOWN"),
+    ],
+)  # fmt: skip
+def test_universe_commands_refuse_bad_input_in_one_line(
+    ws: Path, args: tuple[str, ...], code: str
+) -> None:
+    before = (ws / "configs" / "universe.yaml").read_bytes()
+    exit_code, out = _run(*args, "--workspace", str(ws))
+    assert exit_code == 2 and f"error {code}: " in out, out
+    assert (ws / "configs" / "universe.yaml").read_bytes() == before
+
+
+def test_universe_commands_refuse_outside_a_workspace(tmp_path: Path) -> None:
+    code, out = _run(*ADD_AAPL, "--config-root", str(CONFIG_ROOT))
+    assert code == 2 and "CONFIG_WORKSPACE_NONE" in out and "mlcore init" in out
+
+
+def test_ingest_of_an_unknown_symbol_names_the_command_that_adds_it(ws: Path) -> None:
+    args = ("ingest", "--workspace", str(ws), "--symbol", "XPT/USD", "--timeframe", "1h",
+            "--path", str(third_party_csv("EURUSD.csv")))  # fmt: skip
+    code, out = _run(*args)
+    assert code == 2 and "DATA_SYMBOL_UNKNOWN" in out
+    assert (
+        "`mlcore universe add-instrument XPT/USD --calendar {crypto|fx|xnys} --asset-class" in out
+    )
+    add = ("universe", "add-instrument", "XPT/USD", "--calendar", "fx", "--asset-class", "metal",
+           "--quote", "USD", "--workspace", str(ws))  # fmt: skip
+    assert _run(*add)[0] == 0
+    code, out = _run(*args)
+    assert code == 0 and "ingested XPT/USD 1h" in out, out
+    assert (ws / "archive" / "canonical").is_dir()
+
+
+def test_the_demo_reads_nothing_of_a_user_workspace(
+    ws: Path, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlcore.cli._run import demo_config
+
+    assert _run(*ADD_AAPL, "--workspace", str(ws))[0] == 0
+    assert _run("universe", "add-pair", "AAPL", "GOOG", "--workspace", str(ws))[0] == 0
+    ingest = ("ingest", "--workspace", str(ws), "--symbol", "eurusd", "--timeframe", "1h",
+              "--path", str(third_party_csv("EURUSD.csv")))  # fmt: skip
+    assert _run(*ingest)[0] == 0
+    # A user in their workspace, with ARCHIVE_PATH and MLCORE_WORKSPACE set, runs the demo.
+    monkeypatch.chdir(ws)
+    monkeypatch.setenv("MLCORE_WORKSPACE", str(ws))
+    monkeypatch.setenv("ARCHIVE_PATH", str(ws / "archive"))
+    demo = project.parent / "var" / "demo"
+    demo.mkdir(parents=True)
+    cfg = demo_config()
+    assert cfg.config_root == demo / "configs"
+    assert cfg.paths.archive == demo / "archive"
+    assert not any(cfg.paths.archive.rglob("*.parquet"))
+    monkeypatch.delenv("ARCHIVE_PATH")
+    shipped = load_config(project, "dev")
+    assert cfg.universe == shipped.universe and "AAPL" not in cfg.universe.instruments
+    # Made anew each run: what was put in the demo's own workspace is gone.
+    _entries(demo / "configs" / "universe.yaml", {"sectors": {}})
+    assert demo_config().universe == shipped.universe
+    # A user workspace where the demo's goes is never removed.
+    shutil.rmtree(demo)
+    assert _run("init", str(demo), "--config-root", str(project))[0] == 0
+    monkeypatch.delenv("MLCORE_WORKSPACE")
+    code, out = _run("demo", "--config-root", str(project))
+    assert code == 2 and "CONFIG_WORKSPACE_REFUSED" in out and "user workspace" in out
+
+
+def test_an_env_folder_in_a_workspace_is_refused(ws: Path) -> None:
+    (ws / "configs" / "envs" / "dev").mkdir(parents=True)
+    code, out = _run("config", "check", "--workspace", str(ws))
+    assert code == 2 and "CONFIG_WORKSPACE_UNKNOWN_FILE" in out and "envs" in out
+
+
+def test_ingest_refuses_an_archive_holding_the_demo_market(archive: Path) -> None:
+    (archive / "reports").mkdir(parents=True)
+    (archive / "reports" / "demo_summary.json").write_text("{}")
+    args = ("ingest", "--config-root", str(CONFIG_ROOT), "--symbol", "eurusd", "--timeframe",
+            "1h", "--path", str(third_party_csv("EURUSD.csv")))  # fmt: skip
+    code, out = _run(*args)
+    assert code == 2 and "DATA_ARCHIVE_HOLDS_DEMO" in out and "mlcore init" in out
+    assert not (archive / "canonical").exists()
+
+
+def test_processes_started_from_a_workspace_config_load_it_again(ws: Path) -> None:
+    """Flows and serving workers reload the configuration from ``cfg.config_root``: for a
+    workspace that is its configs/, with the same layers; the backtest's config hash covers the
+    shipped files and the workspace's."""
+    from mlcore.backtest._run import _config_hash
+
+    assert _run(*ADD_AAPL, "--workspace", str(ws))[0] == 0
+    cfg = load_config(ws / "configs", "dev")
+    again = load_config(cfg.config_root, cfg.env_name)
+    assert again.universe == cfg.universe and "AAPL" in again.universe.instruments
+    assert ws / "configs" / "universe.yaml" in cfg.config_files()
+    before = _config_hash(cfg)
+    assert _run("universe", "add-pair", "AAPL", "GOOG", "--workspace", str(ws))[0] == 0
+    assert _config_hash(load_config(ws / "configs", "dev")) != before
