@@ -1,7 +1,7 @@
-"""The retraining flow's bookkeeping on both databases: retries with exponential backoff, every
-run and failure in audit.retrain_runs, the stop after two consecutive failures and its alerts,
-resuming, heartbeats and stalled runs. The failing step is real: the archive holds no bars, so
-the catalog task fails every time."""
+"""The retraining flow's bookkeeping on both databases: retries with exponential backoff for a
+transient failure only, every run and failure in audit.retrain_runs, the stop after two
+consecutive failures and its alerts, resuming, heartbeats and stalled runs. The failing input is
+real: the archive holds no bars, so the catalog task fails every time, at once."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ from tests.conftest import config_with, postgres_url
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 DELAY_MIN = 0.0005  # 30 ms, then 60 ms
+NO_BARS = "no pair of universe.yaml has 1h bars to use"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -64,26 +65,51 @@ def _task_runs(flow_run_id: str) -> dict[str, object]:
     return {r.name.split("-")[0]: r for r in runs}
 
 
-def test_a_failing_task_is_retried_recorded_and_two_failures_stop_retraining(
-    cfg: AppConfig,
-) -> None:  # fmt: skip
+def test_a_transient_failure_is_retried_with_backoff_and_recorded(
+    cfg: AppConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlcore.flows import _tasks
+
+    def full_disk(_cfg: AppConfig) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_tasks, "build_catalog", full_disk)
     reg = registry_for(cfg)
-    with pytest.raises(ValueError, match="no usable 1h partition"):
+    with pytest.raises(OSError, match="No space left"):
         run_retrain(cfg)
     [first] = reg.runs()
-    assert first["status"] == "failed"
-    assert first["retry_count"] == 2
-    assert first["error_message"].startswith("update_catalog: DATA_PAIR_NO_BARS: pair(s) [")
-    assert first["ended_at"] is not None and first["flow_run_id"]
+    assert first["status"] == "failed" and first["retry_count"] == 2
+    assert first["error_message"].startswith("update_catalog: OSError")
     # Prefect ran the task three times, waiting 30 ms then 60 ms (exponential backoff).
     task = _task_runs(first["flow_run_id"])["update_catalog"]
     assert task.run_count == 3 and task.state.is_failed()
     assert task.empirical_policy.retries == 2
     assert task.empirical_policy.retry_delay == pytest.approx([DELAY_MIN * 60, DELAY_MIN * 120])
+
+
+def test_an_input_error_fails_at_once_and_two_failures_stop_retraining(
+    cfg: AppConfig,
+) -> None:  # fmt: skip
+    """Before: a run over an archive without bars retried for an hour (retrain_retry_delay),
+    then recorded only Prefect's TerminationSignal; waiting cannot bring bars."""
+    reg = registry_for(cfg)
+    with pytest.raises(ValueError, match=NO_BARS):
+        run_retrain(cfg)
+    [first] = reg.runs()
+    assert first["status"] == "failed"
+    assert first["retry_count"] == 0
+    assert first["error_message"].startswith(f"update_catalog: DATA_PAIR_NO_BARS: {NO_BARS}")
+    assert (
+        "pair XAU_XAG skipped: no included 1h bars of XAU/USD and XAG/USD"
+        in (first["error_message"])
+    )
+    assert first["ended_at"] is not None and first["flow_run_id"]
+    task = _task_runs(first["flow_run_id"])["update_catalog"]
+    assert task.run_count == 1 and task.state.is_failed()
     assert [a["code"] for a in reg.alerts()] == [RETRAIN_FAILED]
     assert reg.consecutive_failures() == 1
 
-    with pytest.raises(ValueError, match="no usable 1h partition"):
+    with pytest.raises(ValueError, match=NO_BARS):
         run_retrain(cfg)
     assert reg.consecutive_failures() == 2
     stopped = reg.alerts(RETRAIN_STOPPED)
@@ -103,7 +129,7 @@ def test_a_failing_task_is_retried_recorded_and_two_failures_stop_retraining(
         reg.resume_retraining(actor="ops", notes=" ")
     reg.resume_retraining(actor="ops", notes="bars re-ingested")
     assert reg.consecutive_failures() == 0
-    with pytest.raises(ValueError, match="no usable 1h partition"):
+    with pytest.raises(ValueError, match=NO_BARS):
         run_retrain(cfg)  # runs again (and fails again: still no bars)
     assert reg.runs()[0]["status"] == "failed"
     assert reg.consecutive_failures() == 1
@@ -117,7 +143,7 @@ def test_a_run_whose_heartbeat_stopped_is_aborted_and_alerted(cfg: AppConfig) ->
     dead = reg.start_run()  # a run whose process died: it never beats again
     stale_s = cfg.retrain.heartbeat_seconds * cfg.retrain.heartbeat_stale_factor
     time.sleep(stale_s + 0.3)
-    with pytest.raises(ValueError, match="no usable 1h partition"):
+    with pytest.raises(ValueError, match=NO_BARS):
         run_retrain(cfg)
     runs = {r["run_id"]: r for r in reg.runs()}
     assert runs[dead]["status"] == "aborted"
@@ -146,7 +172,7 @@ def test_a_run_whose_process_is_gone_is_aborted_at_once(cfg: AppConfig) -> None:
     ticks = int(Path(f"/proc/{ended.pid}/stat").read_text().rpartition(")")[2].split()[19])
     ended.wait()
     dead = reg.start_run(owner=replace(this_process(), pid=ended.pid, start_ticks=ticks).text())
-    with pytest.raises(ValueError, match="no usable 1h partition"):
+    with pytest.raises(ValueError, match=NO_BARS):
         run_retrain(cfg)  # no heartbeat has gone stale: the dead process alone tells
     runs = {r["run_id"]: r for r in reg.runs()}
     assert runs[dead]["status"] == "aborted"

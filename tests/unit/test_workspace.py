@@ -149,7 +149,8 @@ def test_a_workspace_whose_shipped_configs_are_gone_is_refused(ws: Path, project
 def test_add_instrument_and_pair_write_the_overlay(ws: Path) -> None:
     code, out = _run(*ADD_AAPL, "--tick-size", "0.05", "--workspace", str(ws))
     assert code == 0, out
-    code, out = _run("universe", "add-pair", "AAPL", "GOOG", "--workspace", str(ws))
+    code, out = _run("universe", "add-pair", "AAPL", "GOOG", "--timeframe", "1day",
+                     "--workspace", str(ws))  # fmt: skip
     assert code == 0 and "added pair AAPL_GOOG" in out, out
     data = yaml.safe_load((ws / "configs" / "universe.yaml").read_text())
     assert data["instruments"]["value"]["AAPL"] == {
@@ -157,7 +158,9 @@ def test_add_instrument_and_pair_write_the_overlay(ws: Path) -> None:
     # The equity defaults of universe.yaml trading_defaults, one overridden.
     assert data["trading"]["value"]["AAPL"] == {"tick_size": 0.05, "lot_step": 1.0,
         "min_lot": 1.0, "min_notional_usd": 1.0, "margin_rate": 0.25}  # fmt: skip
-    assert data["pairs"]["value"] == [{"pair_id": "AAPL_GOOG", "leg_a": "AAPL", "leg_b": "GOOG"}]
+    assert data["pairs"]["value"] == [
+        {"pair_id": "AAPL_GOOG", "leg_a": "AAPL", "leg_b": "GOOG", "timeframes": ["1day"]}
+    ]
     assert "AAPL" not in (CONFIG_ROOT / "base" / "universe.yaml").read_text()
     assert "AAPL_GOOG" in [p.pair_id for p in load_config(ws / "configs", "dev").universe.pairs]
 

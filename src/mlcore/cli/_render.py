@@ -308,6 +308,8 @@ def print_train(report: TrainReport) -> None:
     out.print(f"retrain_status={status} {escape('; '.join(report.blocked_reasons))}")
     for warning in report.warnings:
         out.print(f"[yellow]warning[/] {escape(warning)}")
+    for line in report.skipped:
+        text(line)
     text(f"model: {report.folder}")
 
 

@@ -88,8 +88,16 @@ def add_pair(
     pair_id: Annotated[
         str | None, typer.Option("--id", help="Pair id (default: A_B of the base symbols).")
     ] = None,
+    timeframe: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--timeframe",
+            help="A timeframe the pair trades at (repeat for more; default: any its legs "
+            "have bars for).",
+        ),
+    ] = None,
 ) -> None:
     """Add a pair of two instruments of the universe to the workspace's universe overlay."""
     from mlcore.config._universe_edit import add_pair as add
 
-    _print_added(add(load_config(), leg_a, leg_b, pair_id))
+    _print_added(add(load_config(), leg_a, leg_b, pair_id, timeframe or None))

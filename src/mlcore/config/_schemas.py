@@ -315,6 +315,12 @@ class PairSpec(Policy):
     pair_id: Annotated[str, Field(pattern=r"^[A-Z0-9]+_[A-Z0-9]+$")]
     leg_a: str
     leg_b: str
+    #: the bar timeframes the pair trades at; absent: any timeframe its legs have bars for
+    timeframes: Annotated[list[Timeframe], Field(min_length=1)] | None = None
+
+    def trades_at(self, timeframe: str) -> bool:
+        """Whether the pair is traded at ``timeframe`` (before asking for its data)."""
+        return self.timeframes is None or timeframe in self.timeframes
 
 
 class UniversePolicy(Policy):

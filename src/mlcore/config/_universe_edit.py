@@ -124,8 +124,12 @@ def pair_id_of(leg_a: str, leg_b: str) -> str:
     return "_".join(leg.split("/")[0].replace(".", "") for leg in (leg_a, leg_b))
 
 
-def add_pair(cfg: AppConfig, leg_a: str, leg_b: str, pair_id: str | None) -> Added:
-    """Add the pair ``leg_a``/``leg_b`` to the workspace's universe overlay."""
+def add_pair(
+    cfg: AppConfig, leg_a: str, leg_b: str, pair_id: str | None,
+    timeframes: list[str] | None = None,
+) -> Added:  # fmt: skip
+    """Add the pair ``leg_a``/``leg_b`` (traded at ``timeframes``, default any with bars) to
+    the workspace's universe overlay."""
     ws = _need_workspace(cfg)
     uni = cfg.universe
     for leg in (leg_a, leg_b):
@@ -146,7 +150,9 @@ def add_pair(cfg: AppConfig, leg_a: str, leg_b: str, pair_id: str | None) -> Add
                           f"{leg_a!r} and {leg_b!r}; a pair is listed once",
                           pair_id=pid)  # fmt: skip
     path, data = _overlay(ws)
-    entry = {"pair_id": pid, "leg_a": leg_a, "leg_b": leg_b}
+    entry: dict[str, object] = {"pair_id": pid, "leg_a": leg_a, "leg_b": leg_b}
+    if timeframes:
+        entry["timeframes"] = list(dict.fromkeys(timeframes))
     _entry(data, "pairs", []).append(entry)
     _write_checked(ws, path, data, cfg.env_name)
     return Added(path, f"pair {pid}", {"pair": entry})

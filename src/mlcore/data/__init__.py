@@ -13,6 +13,7 @@ from mlcore.data._ingest import (
     normalize_symbol,
     resolve_calendar,
 )
+from mlcore.data._pairs import PairChoice, pairs_at
 from mlcore.data._parse import BAR_COLUMNS, DateOrder, check_date_format, parse_table
 from mlcore.data._provider import FetchResult, MarketDataProvider, Reject
 from mlcore.data._raw import read_watermark
@@ -43,6 +44,7 @@ __all__ = [
     "IngestReport",
     "LiveBarGuard",
     "MarketDataProvider",
+    "PairChoice",
     "PartitionStore",
     "PlantedFault",
     "Reject",
@@ -63,6 +65,7 @@ __all__ = [
     "ingest",
     "malformed_rows",
     "normalize_symbol",
+    "pairs_at",
     "parse_table",
     "read_table",
     "read_watermark",

@@ -257,12 +257,12 @@ def core_retrain_flow(
     try:
         with guard.heartbeat():
             guard.step = "update_catalog"
-            tasks.with_retries(tasks.update_catalog, guard)(cfg, timeframe)
+            catalog = tasks.with_retries(tasks.update_catalog, guard)(cfg, timeframe)
             stage_done("catalog", timeframe)
             guard.step = "pair_features"
             features = tasks.with_retries(tasks.pair_features, guard)
             futures = {
-                p.pair_id: features.submit(cfg, p.pair_id, timeframe) for p in cfg.universe.pairs
+                pair_id: features.submit(cfg, pair_id, timeframe) for pair_id in catalog["pairs"]
             }
             labelled = {pair_id: f.result() for pair_id, f in futures.items()}
             stage_done("features+labels", f"{len(labelled)} pairs")

@@ -12,7 +12,7 @@ from typing import Any
 
 from mlcore._logging import get_logger
 from mlcore.config import RetrainPolicy
-from mlcore.errors import FatalError, MlcoreError, Severity
+from mlcore.errors import FatalError, MlcoreError, RetryableError, Severity
 from mlcore.flows._owner import is_gone, parse_owner, this_process
 from mlcore.registry import Registry, RetrainRun, RunStatus
 
@@ -41,6 +41,20 @@ def short(exc: BaseException) -> str:
         return f"{exc.code}: {lines[0] if lines else ''}".rstrip(": ")
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a retry may mend ``exc``: a :class:`RetryableError` (a data API, Redis or the
+    database away), or an OS-level failure (a full disk, a lost mount, a dropped connection,
+    a timeout). Anything else — the project's input and configuration errors, a ValueError
+    from bad data, a bug — gives the same result on every try."""
+    if isinstance(exc, RetryableError):
+        return True
+    if isinstance(exc, MlcoreError):
+        return False
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    return isinstance(exc, OSError | TimeoutError | OperationalError | InterfaceError)
 
 
 @dataclass
@@ -81,9 +95,10 @@ class RunGuard:
         return self.registry.run(self.run_id).retry_count
 
     def on_retry(self, task_name: str, exc: BaseException | None) -> bool:
-        """A task failed: retry it (recorded as ``retrying``) unless the failure is one a
-        retry cannot mend (a :class:`FatalError`: a bad configuration, a refused request)."""
-        if isinstance(exc, FatalError):
+        """A task failed: retry it (recorded as ``retrying``) only when waiting can mend the
+        failure (:func:`transient`); bad input, a bad configuration or a refusal fails the run
+        at once with its own message, instead of sitting on a retry delay."""
+        if exc is None or not transient(exc):
             return False
         with self._lock:
             count = self.retry_count() + 1

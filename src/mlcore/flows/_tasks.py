@@ -12,14 +12,18 @@ from typing import Any, TypeVar
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 
+from mlcore._logging import get_logger
+from mlcore._progress import stage_done
 from mlcore.backtest import BacktestReport, ThetaRun, optimize_theta, run_backtest
 from mlcore.config import AppConfig
-from mlcore.data import Catalog, build_catalog
-from mlcore.errors import MissingDataError, MissingInputError
+from mlcore.data import Catalog, build_catalog, pairs_at
+from mlcore.errors import MissingInputError
 from mlcore.flows._guard import RunGuard
 from mlcore.flows._publish import Checklist, adoption_checklist
 from mlcore.registry import ModelRecord, Registry
 from mlcore.training import LabelledPair, TrainReport, label_pair, train_models
+
+log = get_logger(__name__)
 
 T = TypeVar("T", bound=Task[Any, Any])
 
@@ -45,24 +49,17 @@ def update_catalog(cfg: AppConfig, timeframe: str) -> dict[str, Any]:
     refreshed at the start of every retraining and is the only index training reads)."""
     summary = build_catalog(cfg)
     summary.check_complete()  # a partition left out is not a smaller training set
-    cat = Catalog(cfg)
-    legs = sorted({s for p in cfg.universe.pairs for s in (p.leg_a, p.leg_b)})
-    empty = [s for s in legs if not cat.partitions(timeframe, s)]
-    if empty:
-        pairs = [p.pair_id for p in cfg.universe.pairs if p.leg_a in empty or p.leg_b in empty]
-        raise MissingDataError(
-            "DATA_PAIR_NO_BARS",
-            f"pair(s) {pairs}: the catalog under {cfg.paths.catalog} has no usable {timeframe} "
-            f"partition of {empty} ({summary.partitions} partitions found, {summary.excluded} "
-            f"excluded): ingest {timeframe} bars for {', '.join(empty)} first or remove the "
-            "pair(s) from universe.yaml",
-            details={"pairs": pairs, "symbols": empty, "timeframe": timeframe},
-        )
+    choice = pairs_at(cfg, Catalog(cfg), timeframe)
+    for line in choice.skipped:
+        log.info("pair skipped", timeframe=timeframe, reason=line)
+        stage_done("skip", line)
     return {
         "partitions": summary.partitions,
         "included": summary.included,
         "excluded": summary.excluded,
         "catalog_hash": summary.catalog_hash,
+        "pairs": choice.pair_ids,
+        "skipped": choice.skipped,
     }
 
 

@@ -34,8 +34,8 @@ from rich.progress import Progress
 
 from mlcore._progress import stage_done
 from mlcore.config import AppConfig, sqlalchemy_postgres_url
-from mlcore.data import Catalog, replace_dir
-from mlcore.errors import MissingDataError, MissingInputError
+from mlcore.data import Catalog, pairs_at, replace_dir
+from mlcore.errors import MissingDataError
 from mlcore.execution import ModelInputs
 from mlcore.features import PAIR_FEATURES, feature_levels, schema_bytes
 from mlcore.labels import ai2_class_weights
@@ -89,6 +89,8 @@ class TrainReport:
     #: weak but usable models (CV AUC within noise, calibration worsening log loss), each
     #: prefixed by its model; also in metrics.json under each model's ``warnings``
     warnings: list[str] = field(default_factory=list)
+    #: one line per universe pair left out (not traded at the timeframe, or no bars there)
+    skipped: list[str] = field(default_factory=list)
 
 
 def shared_study(cfg: AppConfig) -> SharedStudy | None:
@@ -384,16 +386,10 @@ def train_models(
     universe's pairs (or ``pair_ids``), and write them as one model version. ``labelled``
     holds pairs already featurised and labelled (by :func:`label_pair`, e.g. concurrently);
     the others are labelled here."""
-    known = [p.pair_id for p in cfg.universe.pairs]
-    unknown = sorted(set(pair_ids or []) - set(known))
-    if unknown:
-        raise MissingInputError(
-            "UNIVERSE_PAIR_UNKNOWN",
-            f"pair(s) {unknown} are not in universe.yaml {known}: add them there or train the "
-            "listed pairs",
-            details={"pairs": unknown},
-        )
-    pairs = [p for p in cfg.universe.pairs if pair_ids is None or p.pair_id in pair_ids]
+    choice = pairs_at(cfg, cat, timeframe, pair_ids)
+    for line in choice.skipped:
+        stage_done("skip", line)
+    pairs = choice.pairs
     cols = cfg.feature_order.pair_models
     ai1: dict[str, pd.DataFrame] = {}
     ai2: dict[str, pd.DataFrame] = {}
@@ -475,5 +471,5 @@ def train_models(
         version, folder, status, reasons,
         {name: f.result.metrics for name, f in fitted.items()},
         {name: f.per_pair for name, f in fitted.items()},
-        ai3.metrics, ensemble.metrics(), warnings,
+        ai3.metrics, ensemble.metrics(), warnings, choice.skipped,
     )  # fmt: skip

@@ -1,0 +1,77 @@
+"""A step at one timeframe takes the pairs that trade there and have bars there; the others
+are skipped with one line each, or, when named explicitly, refused in one line. Before, one
+daily pair in the universe failed every hourly training and retraining run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlcore.config import AppConfig, load_config
+from mlcore.data import Catalog, FileProvider, build_catalog, ingest, pairs_at
+from mlcore.errors import MissingDataError, MissingInputError
+from tests.conftest import config_with
+
+RULES = {"tick_size": 0.01, "lot_step": 1, "min_lot": 1, "min_notional_usd": 1, "margin_rate": 0.5}
+STOCK = {"asset_class": "equity", "calendar": "xnys", "quote_currency": "USD"}
+
+
+@pytest.fixture
+def both(tmp_path: Path, archive: Path) -> tuple[AppConfig, Catalog]:
+    root = config_with(tmp_path, {"universe": {
+        "instruments": {"KO": STOCK, "PEP": STOCK},
+        "trading": {"KO": RULES, "PEP": RULES},
+        "pairs": [
+            {"pair_id": "XAU_XAG", "leg_a": "XAU/USD", "leg_b": "XAG/USD"},
+            {"pair_id": "KO_PEP", "leg_a": "KO", "leg_b": "PEP", "timeframes": ["1day"]},
+            {"pair_id": "EUR_GBP", "leg_a": "EUR/USD", "leg_b": "GBP/USD"},
+        ],
+    }})  # fmt: skip
+    cfg = load_config(root, "dev")
+    ts = pd.date_range("2024-01-02", periods=48, freq="h")
+    for sym, level in (("XAU/USD", 2000.0), ("XAG/USD", 25.0)):
+        close = level + np.arange(48) * 0.01
+        path = tmp_path / f"{sym.replace('/', '')}.csv"
+        frame = pd.DataFrame({"timestamp": ts.strftime("%Y-%m-%d %H:%M"), "open": close,
+                              "high": close, "low": close, "close": close})  # fmt: skip
+        frame.to_csv(path, index=False)
+        ingest(cfg, FileProvider(path).read("1h"), sym, "1h")
+    build_catalog(cfg)
+    return cfg, Catalog(cfg)
+
+
+def test_pairs_without_bars_or_of_another_timeframe_are_skipped_with_a_line(
+    both: tuple[AppConfig, Catalog],
+) -> None:
+    cfg, cat = both
+    choice = pairs_at(cfg, cat, "1h")
+    assert choice.pair_ids == ["XAU_XAG"]
+    assert choice.skipped == [
+        "pair KO_PEP skipped: it trades at 1day, not 1h",
+        "pair EUR_GBP skipped: no included 1h bars of EUR/USD and GBP/USD in the catalog "
+        "(ingest them, then `mlcore catalog build`)",
+    ]
+
+
+def test_a_pair_named_explicitly_is_refused_not_skipped(both: tuple[AppConfig, Catalog]) -> None:
+    cfg, cat = both
+    with pytest.raises(MissingInputError, match="pair KO_PEP: it trades at 1day, not 1h"):
+        pairs_at(cfg, cat, "1h", ["KO_PEP"])
+    with pytest.raises(MissingDataError, match="pair EUR_GBP: no included 1h bars"):
+        pairs_at(cfg, cat, "1h", ["EUR_GBP"])
+    with pytest.raises(MissingInputError, match=r"\['NOPE_X'\] are not in universe.yaml"):
+        pairs_at(cfg, cat, "1h", ["NOPE_X"])
+    assert pairs_at(cfg, cat, "1h", ["XAU_XAG"]).pair_ids == ["XAU_XAG"]
+
+
+def test_no_pair_with_bars_is_one_error_naming_each_reason(both: tuple[AppConfig, Catalog]) -> None:
+    cfg, cat = both
+    with pytest.raises(MissingDataError) as caught:
+        pairs_at(cfg, cat, "1day")
+    text = str(caught.value)
+    assert "no pair of universe.yaml has 1day bars to use" in text
+    assert "pair KO_PEP skipped: no included 1day bars of KO and PEP" in text
+    assert "pair XAU_XAG skipped" in text
