@@ -69,6 +69,8 @@ td.pass{color:#fff;background:#1a7f37;font-weight:600;text-align:center}
 td.fail{color:#fff;background:#c62828;font-weight:600;text-align:center}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:12px}
 .grid>div{min-width:0}
+div.scroll{max-height:640px;overflow-y:auto;border:1px solid #d0d7de;border-radius:6px}
+div.scroll table{margin:0}div.scroll th{position:sticky;top:0}
 h3{font-size:.95rem;margin:8px 0 0}
 """
 
@@ -214,12 +216,12 @@ def _trades_section(inputs: ReportInputs) -> str:
 
 
 def _trade_list_section(inputs: ReportInputs) -> str:
-    explain = ("Every trade of the test window by entry time: side, holding (bars), P&L after "
+    explain = ("The test window's trades by entry time: side, holding (bars), P&L after "
                "costs and carry (USD), costs (USD) and why it closed.")  # fmt: skip
     if inputs.trades.empty:
         return section("trades", "9. Trades", explain, no_data())
     listing = tabs.trades_listing(inputs.trades)
-    body = tabs.trades_table(listing)
+    body = f'<div class="scroll">{tabs.trades_table(listing)}</div>'
     if len(inputs.trades) > len(listing):
         body = note(f"The first {len(listing):,} of {len(inputs.trades):,} trades; all of them "
                     "are in bt_trades.parquet.") + body  # fmt: skip
@@ -248,7 +250,7 @@ def _calibration_section(inputs: ReportInputs) -> str:
               if c.get("mean_predicted") and c.get("fraction_positive")}  # fmt: skip
     if not curves:
         return section("calibration", "11. Calibration", explain, no_data())
-    body = figs.calibration_figure(curves)
+    blocks = []
     for name, c in curves.items():
         stored: list[Any] = list(c.get("count") or [])
         counts = stored or [None] * len(c["mean_predicted"])
@@ -257,14 +259,16 @@ def _calibration_section(inputs: ReportInputs) -> str:
              (DASH if is_missing(n) else f"{int(n):,} samples", "num")]
             for p, t, n in zip(c["mean_predicted"], c["fraction_positive"], counts, strict=False)
         ]  # fmt: skip
-        body += f"<h3>{html.escape(name)}</h3>" + table(
+        block = f"<div><h3>{html.escape(name)}</h3>" + table(
             ["mean predicted (%)", "observed positives (%)", "bin size (samples)"], rows
         )
-        if not c.get("count"):
-            body += note(
+        if not stored:
+            block += note(
                 f"{name}: this model version's metrics.json stores no bin counts "
                 "(trained before they were recorded); the curve is shown without them."
             )
+        blocks.append(block + "</div>")
+    body = figs.calibration_figure(curves) + '<div class="grid">' + "".join(blocks) + "</div>"
     return section("calibration", "11. Calibration", explain, body)
 
 
