@@ -49,7 +49,7 @@ background:#f6f8fa}
 main{max-width:1200px;margin:0 auto;padding:24px 32px 48px}
 h1{font-size:1.6rem;margin:0 0 4px}
 section{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:16px 20px;
-margin:16px 0;overflow-wrap:anywhere}
+margin:16px 0;overflow-wrap:break-word}
 h2{font-size:1.15rem;margin:0 0 2px}
 p.explain{color:#57606a;margin:0 0 12px;font-size:.9rem}
 p.nodata{color:#57606a;font-style:italic;margin:8px 0}

@@ -163,7 +163,7 @@ def calibration_figure(curves: dict[str, dict[str, list[float]]]) -> str:
         if c.get("count"):
             fig.add_trace(
                 go.Bar(x=x, y=c["count"], name=f"{name} samples", marker={"color": colour},
-                       legendgroup=name, showlegend=False, width=2.5),
+                       legendgroup=name, showlegend=False, opacity=0.8),
                 row=2, col=1,
             )  # fmt: skip
     fig.update_yaxes(title_text="observed positives (%)", range=[0, 100], row=1, col=1)

@@ -98,6 +98,10 @@ def _n(text: str) -> Cell:
     return (text, "num")
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def monthly_table(monthly: pd.DataFrame) -> str:
     header = ["year", *(f"{m} (%)" for m in MONTHS), "year total (%)"]
     rows: list[list[Cell]] = []
@@ -118,7 +122,7 @@ def pairs_table(breakdown: pd.DataFrame) -> str:
     for pid, r in breakdown.iterrows():
         bars = DASH if is_missing(r["avg_bars_held"]) else f"{r['avg_bars_held']:,.1f} bars"
         rows.append([
-            str(pid), _n(f"{int(r['trades']):,} trades"), _n(pct(r["win_rate"], 1)),
+            str(pid), _n(_count(int(r["trades"]), "trade")), _n(pct(r["win_rate"], 1)),
             _n(usd(r["pnl_usd"])), _n(pct(r["return"])), _n(pct(r["max_drawdown"])), _n(bars),
             _n(usd(r["cost_usd"])), _n(usd(r["carry_usd"])),
         ])  # fmt: skip
