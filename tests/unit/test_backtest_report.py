@@ -16,14 +16,19 @@ from mlcore.errors import FatalError
 
 HEADINGS = (
     "1. Adoption decision",
-    "2. Summary metrics",
-    "3. Equity and drawdown",
-    "4. Trade distribution",
-    "5. θ search",
-    "6. Calibration",
-    "7. Feature importance",
-    "8. Stress scenarios",
-    "9. Lineage",
+    "2. The model against the plain z-score rule",
+    "3. Summary metrics",
+    "4. Monthly returns",
+    "5. Per-pair breakdown",
+    "6. Equity",
+    "7. Drawdown (underwater)",
+    "8. Trade distribution",
+    "9. Trades",
+    "10. θ search",
+    "11. Calibration",
+    "12. Feature importance",
+    "13. Stress scenarios",
+    "14. Lineage",
 )
 
 
@@ -126,7 +131,9 @@ def example_inputs(seed: int = 7) -> ReportInputs:
             "seed": "1234",
             "config_hash": "c0ffee12",
         },
-    )
+        versus_zscore={"annual_return": (0.142, 0.05), "sharpe": (1.61, None),
+                       "trades": (380.0, 911.0)},
+    )  # fmt: skip
 
 
 def empty_inputs() -> ReportInputs:
@@ -157,14 +164,15 @@ def report() -> str:
 def test_self_contained_with_one_plotlyjs(report: str) -> None:
     assert '<script src="http' not in report and "<script src=" not in report
     assert report.count(get_plotlyjs()) == 1
-    assert report.count('class="plotly-graph-div"') == 6  # equity, trades, θ, calib, 2 models
+    # equity, drawdown, trades, θ, calibration, 2 models' importances
+    assert report.count('class="plotly-graph-div"') == 7
 
 
 def test_sections_in_order_decision_and_gates(report: str) -> None:
     positions = [report.index(f"<h2>{h}</h2>") for h in HEADINGS]
     assert positions == sorted(positions)
     assert '<p class="decision adopt">ADOPT</p>' in report
-    for gate in ("dsr", "pbo", "max_drawdown", "sharpe_vs_current"):
+    for gate in ("dsr", "pbo (probability)", "max_drawdown", "sharpe_vs_current"):
         assert f"<td>{gate}</td>" in report
     assert report.count('<td class="pass">PASS</td>') == 4
     assert "4 of 4 gates passed" in report
@@ -174,6 +182,7 @@ def test_sections_in_order_decision_and_gates(report: str) -> None:
 def test_nan_shows_dash(report: str) -> None:
     assert '<td>information_ratio</td><td class="num">—</td>' in report
     assert '<td>sharpe_vs_current</td><td class="num">—</td>' in report
+    assert '<td>max_drawdown</td><td class="num">11.00 %</td><td>&lt;= 20.00 %</td>' in report
     assert "nan" not in report.split("<body>")[1].split('<div id="fig-')[0].lower()
 
 
@@ -185,7 +194,7 @@ def test_empty_inputs_say_no_data() -> None:
     text = render_report(empty_inputs())
     for h in HEADINGS:
         assert f"<h2>{h}</h2>" in text
-    assert text.count(f'<p class="nodata">{NO_DATA}</p>') == 9
+    assert text.count(f'<p class="nodata">{NO_DATA}</p>') == len(HEADINGS)
     assert "plotly-graph-div" not in text and get_plotlyjs()[:200] not in text
     assert '<p class="decision reject">REJECT</p>' in text
 
@@ -195,9 +204,10 @@ def test_partly_empty_inputs() -> None:
     inputs.trades = inputs.trades.iloc[:0]
     inputs.theta_grid = inputs.theta_grid.iloc[:0]
     inputs.calibration = {"lightgbm": {"mean_predicted": [], "fraction_positive": []}}
-    inputs.daily_equity = inputs.daily_equity.iloc[:0]  # drawdown falls back to the pairs
+    inputs.daily_equity = inputs.daily_equity.iloc[:0]  # no account: no monthly, no drawdown
     text = render_report(inputs)
-    assert text.count(f'<p class="nodata">{NO_DATA}</p>') == 3
+    # monthly, drawdown, distribution, trades, θ, calibration
+    assert text.count(f'<p class="nodata">{NO_DATA}</p>') == 6
     assert text.count(get_plotlyjs()) == 1
     assert 'id="fig-equity"' in text
 

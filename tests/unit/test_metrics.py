@@ -31,6 +31,11 @@ def test_brier_auc_and_calibration_equal_sklearn() -> None:
     prob_true, prob_pred = calibration_curve(y, p, n_bins=10, strategy="uniform")
     assert m["calibration_curve"]["prob_true"] == prob_true.tolist()
     assert m["calibration_curve"]["prob_pred"] == prob_pred.tolist()
+    # Each kept bin's sample count: the curve's mean prediction is that bin's mean of p.
+    counts = m["calibration_curve"]["count"]
+    assert len(counts) == len(prob_pred) and sum(counts) == len(p)
+    bins = np.minimum((p * 10).astype(int), 9)  # [k/10, (k+1)/10); no p is on an edge here
+    assert counts == np.bincount(bins, minlength=10)[np.bincount(bins, minlength=10) > 0].tolist()
     assert missing_metrics(m) == []
 
 

@@ -35,11 +35,12 @@ from mlcore.backtest._portfolio import (
     pair_setups,
     run_portfolio,
 )
-from mlcore.backtest._report import ReportInputs, render_report, write_report
+from mlcore.backtest._report import ReportInputs, render_report
 from mlcore.backtest._stress import run_stress
 from mlcore.backtest._theta import SearchResult, Stabilised, search_theta, stabilise
 from mlcore.config import AppConfig
 from mlcore.data import Catalog, replace_dir
+from mlcore.data._atomic import write_atomic
 from mlcore.errors import MissingDataError, MissingInputError
 from mlcore.execution import BACKTEST_RECORD, PairModels, previous_theta
 from mlcore.training import code_hash
@@ -314,11 +315,6 @@ def run_backtest(
     daily = _daily_frame(test_run)
     summary_row = pd.DataFrame([{k: v for k, v in _clean(summary).items()
                                  if not isinstance(v, dict | list)}])  # fmt: skip
-    html = render_report(_report_inputs(
-        models.metrics, report_title(lineage), test_run.daily,
-        test_run.pair_daily, test_run.trades, search.tried, stab.theta, stab.previous, stress,
-        decision, gates, summary, lineage, zscore, no_trades,
-    ))  # fmt: skip
     files = {
         "bt_summary.parquet": _parquet(summary_row, lineage),
         "bt_trades.parquet": _parquet(trades, lineage),
@@ -326,8 +322,9 @@ def run_backtest(
         "bt_stress_results.parquet": _parquet(stress, lineage),
         "theta_search.parquet": _parquet(search.tried, lineage),
         BACKTEST_RECORD: _json(record),
-        "report.html": html.encode(),
     }
+    # From the stored bytes, as `mlcore report` does: the rebuilt page is the same page.
+    files["report.html"] = report_html(files, models.metrics)
     folder = cfg.paths.reports / "backtest" / models.version
     replace_dir(folder, files)
     return BacktestReport(
@@ -361,13 +358,28 @@ def _daily_frame(run: PortfolioRun) -> pd.DataFrame:
     return frame
 
 
+_LINEAGE_COLUMNS = ("model_version", "feature_schema_hash", "code_hash", "seed")
+#: the summary's metrics first in this order, then any other number of the test metrics
+_SUMMARY_ORDER = ("annual_return", "sharpe", "sortino", "max_drawdown", "max_drawdown_bar_level",
+                  "calmar", "trades", "trades_per_year", "win_rate", "expectancy_per_trade",
+                  "expectancy_per_trade_of_capital", "stop_share", "turnover_per_year",
+                  "max_margin_use", "capital_usd", "final_equity_usd", "days", "years")  # fmt: skip
+VERSUS_ZSCORE = ("annual_return", "sharpe", "max_drawdown", "trades", "trades_per_year",
+                 "win_rate", "final_equity_usd")  # fmt: skip
+_TABLES = ("bt_daily_equity", "bt_trades", "theta_search", "bt_stress_results")
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
 def _report_inputs(
-    model_metrics: dict[str, Any], title: str, daily: pd.Series, pair_daily: dict[str, pd.Series],
-    trades: pd.DataFrame, tried: pd.DataFrame, theta: tuple[float, float],
-    previous: tuple[float, float] | None, stress: pd.DataFrame, decision: str,
-    gates: list[dict[str, Any]], summary: dict[str, Any], lineage: dict[str, Any],
-    zscore: dict[str, Any] | None = None, no_trades: dict[str, str] | None = None,
-) -> ReportInputs:  # fmt: skip
+    record: dict[str, Any], tables: dict[str, pd.DataFrame], model_metrics: dict[str, Any]
+) -> ReportInputs:
+    """What the report shows, from the stored results only: ``backtest.json`` (``record``), the
+    parquet tables without their lineage columns, and the model's metrics.json."""
     calibration = {}
     importance = {}
     for name in ("ai1", "ai2"):
@@ -377,62 +389,67 @@ def _report_inputs(
             calibration[name.upper()] = {
                 "mean_predicted": list(curve["prob_pred"]),
                 "fraction_positive": list(curve["prob_true"]),
+                "count": list(curve.get("count", [])),
             }
         if m.get("feature_importance"):
             importance[name.upper()] = dict(m["feature_importance"])
-    headline = {k: float(v) for k, v in summary.items()
-                if isinstance(v, int | float) and not isinstance(v, bool)}  # fmt: skip
-    return ReportInputs(
-        title=title, decision=decision, gates=gates, summary=headline, daily_equity=daily,
-        pair_equity=pair_daily, trades=trades, theta_grid=tried, theta_chosen=theta,
-        theta_previous=previous, calibration=calibration, feature_importance=importance,
-        stress=stress, lineage={k: str(v) for k, v in lineage.items()},
-        versus_zscore={k: (_number(summary.get(k)), _number((zscore or {}).get(k)))
-                       for k in VERSUS_ZSCORE} if zscore else {},
-        no_trades=list((no_trades or {}).values()),
-    )  # fmt: skip
-
-
-VERSUS_ZSCORE = ("annual_return", "sharpe", "max_drawdown", "trades", "trades_per_year",
-                 "win_rate")  # fmt: skip
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
-def rebuild_report(cfg: AppConfig, results: Path) -> Path:
-    """Render ``report.html`` again from a backtest's stored results (no re-run)."""
-    try:
-        record = json.loads((results / BACKTEST_RECORD).read_bytes())
-        tables = {
-            name: pd.read_parquet(results / f"{name}.parquet")
-            for name in ("bt_daily_equity", "bt_trades", "theta_search", "bt_stress_results",
-                         "bt_summary")
-        }  # fmt: skip
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{results}: not a complete backtest result ({exc})") from None
-    daily_frame = tables["bt_daily_equity"]
+    frames = {k: v.drop(columns=list(_LINEAGE_COLUMNS), errors="ignore") for k, v in tables.items()}
+    daily_frame = frames["bt_daily_equity"]
     index = pd.DatetimeIndex(daily_frame["day"])
-    daily = pd.Series(daily_frame["equity_usd"].to_numpy(), index=index)
     pair_daily = {
         c[len("equity_") : -len("_usd")]: pd.Series(daily_frame[c].to_numpy(), index=index)
         for c in daily_frame.columns
-        if c.startswith("equity_") and c != "equity_usd"
+        if c.startswith("equity_") and c.endswith("_usd") and c != "equity_usd"
     }
+    test = record.get("test") or {}
+    numbers = {k: _number(v) for k, v in test.items() if _number(v) is not None}
+    summary = {k: numbers[k] for k in _SUMMARY_ORDER if k in numbers}
+    summary.update({k: v for k, v in numbers.items() if k not in summary})
+    overfitting, theta = record.get("overfitting") or {}, record["theta"]
+    summary.update({"deflated_sharpe": _number(overfitting.get("deflated_sharpe")),
+                    "pbo": _number(overfitting.get("pbo")), "theta1": theta["adopted"][0],
+                    "theta2": theta["adopted"][1]})  # fmt: skip
+    zscore = record.get("zscore_rule_test") or {}
     lineage = record["lineage"]
-    model_folder = cfg.paths.models / lineage["model_version"]
-    metrics = json.loads((model_folder / "metrics.json").read_bytes()) if (
-        model_folder / "metrics.json").exists() else {}  # fmt: skip
-    summary = {str(k): v for k, v in tables["bt_summary"].iloc[0].to_dict().items()}
-    theta = record["theta"]
-    inputs = _report_inputs(
-        metrics, report_title(lineage), daily, pair_daily,
-        tables["bt_trades"], tables["theta_search"], tuple(theta["adopted"]),
-        tuple(theta["previous"]), tables["bt_stress_results"], record["decision"],
-        record["gates"], summary, lineage, record.get("zscore_rule_test"),
-        record.get("no_trades"),
+    previous = theta.get("previous")
+    return ReportInputs(
+        title=report_title(lineage), decision=str(record["decision"]), gates=record["gates"],
+        summary={k: v for k, v in summary.items() if v is not None},
+        daily_equity=pd.Series(daily_frame["equity_usd"].to_numpy(), index=index),
+        pair_equity=pair_daily, trades=frames["bt_trades"], theta_grid=frames["theta_search"],
+        theta_chosen=(theta["adopted"][0], theta["adopted"][1]),
+        theta_previous=(previous[0], previous[1]) if previous else None,
+        calibration=calibration, feature_importance=importance,
+        stress=frames["bt_stress_results"], lineage={k: str(v) for k, v in lineage.items()},
+        versus_zscore={k: (_number(test.get(k)), _number(zscore.get(k))) for k in VERSUS_ZSCORE}
+        if zscore else {},
+        no_trades=[str(v) for v in (record.get("no_trades") or {}).values()],
+        daily_returns=pd.Series(daily_frame["return"].to_numpy(), index=index)
+        if "return" in daily_frame.columns else None,
     )  # fmt: skip
-    return write_report(results / "report.html", inputs)
+
+
+def report_html(files: dict[str, bytes], model_metrics: dict[str, Any]) -> bytes:
+    """``report.html``'s bytes from the stored results' bytes (``backtest.json`` and the
+    parquet tables) and the model's metrics: the run and `mlcore report` both go through it."""
+    record = json.loads(files[BACKTEST_RECORD])
+    tables = {name: pd.read_parquet(io.BytesIO(files[f"{name}.parquet"])) for name in _TABLES}
+    return render_report(_report_inputs(record, tables, model_metrics)).encode()
+
+
+def rebuild_report(cfg: AppConfig, results: Path, model_folder: Path | None = None) -> Path:
+    """Render ``report.html`` again from a backtest's stored results (no re-run), byte for byte
+    the page the backtest wrote. ``model_folder`` holds the version's metrics.json (default:
+    the version's folder under the models path)."""
+    names = [BACKTEST_RECORD, *(f"{name}.parquet" for name in _TABLES)]
+    try:
+        files = {name: (results / name).read_bytes() for name in names}
+        record = json.loads(files[BACKTEST_RECORD])
+        folder = model_folder or cfg.paths.models / record["lineage"]["model_version"]
+        metrics_path = folder / "metrics.json"
+        metrics = json.loads(metrics_path.read_bytes()) if metrics_path.exists() else {}
+        body = report_html(files, metrics)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"{results}: not a complete backtest result ({exc!r})") from None
+    write_atomic(results / "report.html", body)
+    return results / "report.html"

@@ -216,5 +216,5 @@ def report_cmd(model: ModelOpt = None, unregistered: UnregisteredOpt = False) ->
             "`mlcore backtest` first",
         )
     with coded(DataQualityError, "BACKTEST_RESULT_INVALID"):
-        path = rebuild_report(cfg, results)
+        path = rebuild_report(cfg, results, folder)
     text(f"report: {path}")

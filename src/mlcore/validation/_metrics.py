@@ -61,11 +61,15 @@ def binary_metrics(
         "threshold": threshold,
     }
     prob_true, prob_pred = calibration_curve(y_arr, p_arr, n_bins=n_bins, strategy="uniform")
+    # The samples in each bin the curve has (it leaves out empty bins), binned as it bins.
+    counts = np.bincount(np.searchsorted(np.linspace(0.0, 1.0, n_bins + 1)[1:-1], p_arr),
+                         minlength=n_bins)  # fmt: skip
     out["calibration_curve"] = {
         "bins": "equal-width",
         "n_bins": n_bins,
         "prob_pred": [float(v) for v in prob_pred],
         "prob_true": [float(v) for v in prob_true],
+        "count": [int(c) for c in counts[counts > 0]],
     }
     return out
 
