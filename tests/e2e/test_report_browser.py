@@ -3,6 +3,7 @@ The screenshot is kept under tests/artifacts/ to look at."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,17 @@ from tests.e2e._chromium import chromium, layout
 ARTIFACTS = REPO / "tests" / "artifacts"
 
 
-@pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium (scripts/browser.sh)")
+@pytest.fixture
+def browser() -> None:
+    """Debian's chromium (scripts/browser.sh installs it): a skip outside CI when it is
+    missing, a failure in CI, where it must run."""
+    if chromium() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium must be installed in CI (scripts/browser.sh)")
+        pytest.skip("needs Debian's chromium (scripts/browser.sh)")
+
+
+@pytest.mark.usefixtures("browser")
 def test_report_fits_its_cards_at_1400px(
     demo_run: tuple[AppConfig, DemoResult], tmp_path: Path
 ) -> None:
@@ -31,7 +42,7 @@ def test_report_fits_its_cards_at_1400px(
     assert shot.stat().st_size > 10_000
 
 
-@pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium (scripts/browser.sh)")
+@pytest.mark.usefixtures("browser")
 def test_the_probe_sees_a_table_off_its_card(tmp_path: Path) -> None:
     page = tmp_path / "wide.html"
     page.write_text(
