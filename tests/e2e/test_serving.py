@@ -150,7 +150,7 @@ def test_a_stale_fx_rate_refuses_the_bar(replay) -> None:
 
     pair = cfg.universe.pairs[0]
     # As if leg B were quoted in GBP: its price needs GBP/USD, fresh within fx_stale_seconds.
-    setup = replace(pair_setup(cfg, pair, THETA), conv_b=Conversion("GBP/USD", False))
+    setup = replace(pair_setup(cfg, pair, THETA, "0" * 64), conv_b=Conversion("GBP/USD", False))
     rt = PairRuntime(setup, PairScorer(PairModels.load(folder)), "w")
     bars, last = history(cfg, pair, None)
     rt.warm(bars[:-2], last)

@@ -76,6 +76,7 @@ class PairSetupLive:
     freshness_ns: int
     fx_stale_ns: int
     costs: CostTable
+    params_sha256: str  # the version's decision.json: named in every signal
 
 
 @dataclass
@@ -218,6 +219,7 @@ class PairRuntime:
             valid_seconds=s.valid_seconds, model_version=self.scorer.version, legs=legs, z=z,
             beta=beta, return_prob=prob, risk_score=risk, position_scale=scaled,
             risk_flag=d.risk_flag, action=action, side=side, reason=reason, worker=self.worker,
-            core_policy=policy, model_registered=self.model_registered,
+            core_policy=policy, params_sha256=s.params_sha256,
+            model_registered=self.model_registered,
         )  # fmt: skip
         return Outcome(signal)
