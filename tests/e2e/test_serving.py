@@ -345,3 +345,6 @@ def test_serving_refuses_a_pair_or_timeframe_the_version_was_not_trained_on(
         Worker(_spec(cfg, old, tmp_path / "s3", warm, tmp_path / "b.jsonl"), cfg=cfg)
     assert exc.value.code == "MODEL_PARAMS_MISSING" and folder.name in str(exc.value)
     assert "retrain" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:  # its backtest too
+        optimize_theta(cfg, Catalog(cfg), old)
+    assert exc.value.code == "MODEL_PARAMS_MISSING"
