@@ -78,3 +78,14 @@ def test_a_live_bar_right_after_the_history_is_not_a_gap(
                         NO_FLAGS, {})  # fmt: skip
     assert out.refused != "history_gap"
     assert not caplog.records
+
+
+def test_a_checkpoint_taken_before_the_first_live_bar_keeps_the_check(cfg: AppConfig) -> None:
+    last = _ts("2024-01-31 23:00")
+    rt = _runtime(cfg, longest_window(cfg.features.pair) + 50, last)
+    engine, rest = rt.state()
+    again = _runtime(cfg, 0, -1)
+    again.restore(engine, rest)
+    first = _ts("2024-03-04 00:00")
+    out = again.on_bar(first, (100.0, 99.0, 99.5, 50.0, 49.0, 49.5), first + HOUR, NO_FLAGS, {})
+    assert out.refused == "history_gap"

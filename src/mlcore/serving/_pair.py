@@ -138,6 +138,7 @@ class PairRuntime:
             "units": list(self.units),
             "decider": self.decider.state(),
             "windows": self.setup.windows.model_dump(),
+            "history_end_ns": self.history_end_ns,
         }
         return self.engine.dump(), json.dumps(rest)
 
@@ -152,7 +153,8 @@ class PairRuntime:
         ua, ub = doc["units"]
         self.units = (float(ua), float(ub))
         self.decider.restore([int(v) for v in doc["decider"]])
-        self.history_end_ns = -1  # a checkpoint continues the live stream: nothing to bridge
+        # Warmed on the catalog but no live bar seen yet: the first one is still checked.
+        self.history_end_ns = int(doc.get("history_end_ns", -1))
 
     def warm(self, bars: np.ndarray, last_ts_ns: int) -> None:
         """Feed history (n x 6 aligned bars, the newest last) through the features; the
