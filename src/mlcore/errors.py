@@ -176,6 +176,17 @@ code                                       class                  when
 ``MODEL_THETA_OUT_OF_RANGE``               ThetaOutOfRange        θ (backtest.json, registry row)
                                            (Fatal, exit 1)        not finite or outside
                                                                   core_policy theta_search_range
+``MODEL_PARAMS_MISSING``                   ConfigError (exit 2)   a version without decision.json
+                                                                  (trained before versions carried
+                                                                  their decision parameters):
+                                                                  backtest and serving refuse it
+``SERVING_PAIR_NOT_IN_VERSION``            ConfigError (exit 2)   serving a pair the version was
+                                                                  not trained on
+``SERVING_TIMEFRAME_MISMATCH``             ConfigError (exit 2)   serving at a timeframe the
+                                                                  version was not trained at
+``REGISTRY_PROMOTION_BACKTEST_REJECTED``   ConfigError (exit 2)   promote to approved/deployed a
+                                                                  version its backtest rejected,
+                                                                  without --override --reason
 ``SERVING_MODEL_REJECTED``                 FatalError (exit 1)    ``serve --model`` of a rejected
                                                                   version without --force-rejected
 ``SERVING_SOURCE_UNREACHABLE``             RetryableError         Redis bars do not answer at start

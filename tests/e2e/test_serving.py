@@ -9,17 +9,19 @@ import json
 import shutil
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from mlcore.backtest import PairStrategy, pair_bars, simulate_pair
-from mlcore.config import AppConfig
+from mlcore.backtest import PairStrategy, optimize_theta, pair_bars, simulate_pair
+from mlcore.config import AppConfig, load_config
 from mlcore.data import Catalog
 from mlcore.demo import DemoResult
-from mlcore.execution import PairModels
+from mlcore.errors import ConfigError
+from mlcore.execution import DECISION_RECORD, PairModels, record_bytes
 from mlcore.serving import (
     ModelUnusable,
     Outbox,
@@ -28,7 +30,8 @@ from mlcore.serving import (
     replay_bars,
     write_bars_file,
 )
-from mlcore.signals import validate_signal
+from mlcore.signals import encode_signal, validate_signal
+from tests.conftest import config_with
 
 REPLAY_BARS = 1500
 THETA = (0.55, 0.5)  # loose enough that the replay window holds several entries
@@ -142,7 +145,6 @@ def test_a_damaged_model_is_refused(replay, tmp_path: Path) -> None:
 
 def test_a_stale_fx_rate_refuses_the_bar(replay) -> None:
     cfg, folder, _, _, _, _, _ = replay
-    from dataclasses import replace
 
     from mlcore.serving import NO_FLAGS, PairRuntime, PairScorer
     from mlcore.serving._pair import Conversion, FxQuote
@@ -150,7 +152,7 @@ def test_a_stale_fx_rate_refuses_the_bar(replay) -> None:
 
     pair = cfg.universe.pairs[0]
     # As if leg B were quoted in GBP: its price needs GBP/USD, fresh within fx_stale_seconds.
-    setup = replace(pair_setup(cfg, pair, THETA), conv_b=Conversion("GBP/USD", False))
+    setup = replace(pair_setup(cfg, pair, THETA, "0" * 64), conv_b=Conversion("GBP/USD", False))
     rt = PairRuntime(setup, PairScorer(PairModels.load(folder)), "w")
     bars, last = history(cfg, pair, None)
     rt.warm(bars[:-2], last)
@@ -258,3 +260,91 @@ def test_a_named_model_is_checked_against_the_registry_before_it_is_served(
     for s in signals:
         validate_signal(s)
         assert s["model_version"] == copy.name and s["metadata"]["model_registered"] is False
+
+
+def _edited(cfg: AppConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppConfig:
+    """The configuration copied with entry_z changed (the same archive)."""
+    labels = cfg.core.labels.model_dump(mode="json")
+    labels["ai1"]["entry_z"] = cfg.core.labels.ai1.entry_z - 0.5
+    monkeypatch.setenv("ARCHIVE_PATH", str(cfg.paths.archive))
+    edited = load_config(config_with(tmp_path, {"core_policy": {"labels": labels}}), cfg.env_name)
+    assert edited.core.labels.ai1.entry_z == cfg.core.labels.ai1.entry_z - 0.5
+    return edited
+
+
+def test_a_config_edit_leaves_a_trained_versions_signals_bit_identical(
+    replay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's test: entry_z edited in the policy files after training; the version serves
+    the same signals, byte for byte, each naming the sha256 of its decision.json."""
+    cfg, folder, _, warm, bars, _, signals = replay
+    edited = _edited(cfg, tmp_path, monkeypatch)
+    write_bars_file(tmp_path / "bars.jsonl", bars)
+    Worker(_spec(edited, folder, tmp_path / "serving", warm, tmp_path / "bars.jsonl"),
+           cfg=edited).run()  # fmt: skip
+    box = Outbox(tmp_path / "serving" / "outbox" / "worker-0.db")
+    again = box.payloads()
+    box.close()
+    assert [json.loads(p) for p in again] == signals
+    assert [encode_signal(json.loads(p)) for p in again] == [encode_signal(s) for s in signals]
+    digest = hashlib.sha256((folder / DECISION_RECORD).read_bytes()).hexdigest()
+    assert json.loads((folder / "checksums.json").read_text())[DECISION_RECORD] == digest
+    assert {s["metadata"]["params_sha256"] for s in signals} == {digest}
+    assert {s["metadata"]["core_policy"]["entry_z"] for s in signals} == {
+        cfg.core.labels.ai1.entry_z
+    }
+
+
+def test_a_config_edit_leaves_a_versions_backtest_unchanged(
+    replay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg, folder, *_ = replay
+    edited = _edited(cfg, tmp_path, monkeypatch)
+    done = cfg.paths.reports / "backtest" / folder.name / "backtest.json"
+    record = json.loads(done.read_bytes())
+    th = optimize_theta(edited, Catalog(edited), folder)
+    assert th.config.core.labels.ai1.entry_z == cfg.core.labels.ai1.entry_z
+    assert list(th.stabilised.theta) == record["theta"]["adopted"]
+    assert th.search.best_objective == record["theta"]["best_objective"]
+    digest = hashlib.sha256((folder / DECISION_RECORD).read_bytes()).hexdigest()
+    assert record["lineage"]["params_sha256"] == digest
+
+
+def _copy_with_record(folder: Path, dest: Path, record: bytes | None) -> Path:
+    """A copy of a version whose decision.json is ``record`` (None: absent), checksums
+    rewritten (an unregistered folder is checked against its own)."""
+    shutil.copytree(folder, dest)
+    sums = json.loads((dest / "checksums.json").read_text())
+    if record is None:
+        (dest / DECISION_RECORD).unlink()
+        sums.pop(DECISION_RECORD)
+    else:
+        (dest / DECISION_RECORD).write_bytes(record)
+        sums[DECISION_RECORD] = hashlib.sha256(record).hexdigest()
+    (dest / "checksums.json").write_text(json.dumps(sums))
+    return dest
+
+
+def test_serving_refuses_a_pair_or_timeframe_the_version_was_not_trained_on(
+    replay, tmp_path: Path
+) -> None:
+    cfg, folder, _, warm, _, _, _ = replay
+    other = "1h" if cfg.serving.timeframe != "1h" else "4h"
+    moved = replace(cfg, serving=cfg.serving.model_copy(update={"timeframe": other}))
+    with pytest.raises(ConfigError, match="trained at") as exc:
+        Worker(_spec(moved, folder, tmp_path / "s", warm, tmp_path / "b.jsonl"), cfg=moved)
+    assert exc.value.code == "SERVING_TIMEFRAME_MISMATCH" and "\n" not in str(exc.value)
+    doc = json.loads((folder / DECISION_RECORD).read_bytes())
+    dropped = doc["pairs"].pop()["pair_id"]
+    fewer = _copy_with_record(folder, tmp_path / "fewer" / folder.name, record_bytes(doc))
+    with pytest.raises(ConfigError) as exc:
+        Worker(_spec(cfg, fewer, tmp_path / "s2", warm, tmp_path / "b.jsonl"), cfg=cfg)
+    assert exc.value.code == "SERVING_PAIR_NOT_IN_VERSION" and dropped in str(exc.value)
+    old = _copy_with_record(folder, tmp_path / "old" / folder.name, None)
+    with pytest.raises(ConfigError) as exc:
+        Worker(_spec(cfg, old, tmp_path / "s3", warm, tmp_path / "b.jsonl"), cfg=cfg)
+    assert exc.value.code == "MODEL_PARAMS_MISSING" and folder.name in str(exc.value)
+    assert "retrain" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:  # its backtest too
+        optimize_theta(cfg, Catalog(cfg), old)
+    assert exc.value.code == "MODEL_PARAMS_MISSING"

@@ -61,7 +61,7 @@ def test_demo_trains_every_model_with_full_metrics_and_a_passing_canary(
 
 
 def test_model_version_files_and_checksums(demo_cfg: tuple[AppConfig, TrainReport]) -> None:
-    _, report = demo_cfg
+    cfg, report = demo_cfg
     # __complete is the atomic folder writer's completion mark.
     names = sorted(p.name for p in report.folder.iterdir() if p.name != "__complete")
     assert names == sorted(
@@ -70,7 +70,7 @@ def test_model_version_files_and_checksums(demo_cfg: tuple[AppConfig, TrainRepor
             "ai3.lgbm.txt",
             *(f"ensemble_level{k}.{s}" for k in (2, 3)
               for s in ("json", "lightgbm.txt", "xgboost.json", "random_forest.json")),
-            "checksums.json",
+            "checksums.json", "decision.json",
             "dataset_index_filtered.json", "feature_schema.json", "metrics.json", "params.yaml",
             "preprocess_report.json", "run.json",
         ]
@@ -90,6 +90,14 @@ def test_model_version_files_and_checksums(demo_cfg: tuple[AppConfig, TrainRepor
     assert sum(prep["ai1"]["clipped_values"].values()) > 0
     metrics = json.loads((report.folder / "metrics.json").read_text())
     assert metrics["retrain_status"] == "ok" and set(metrics) >= {"ai1", "ai2"}
+    decision = json.loads((report.folder / "decision.json").read_text())
+    assert decision["labels"] == params["labels"] and decision["timeframe"] == "1h"
+    assert decision["execution"]["max_hold_bars"] == cfg.backtest.execution.max_hold_bars
+    assert set(decision["trading"]) == {s for p in decision["pairs"]
+                                        for s in (p["leg_a"], p["leg_b"])}  # fmt: skip
+    assert (report.folder / "decision.json").read_text() == json.dumps(
+        decision, sort_keys=True, indent=2
+    ) + "\n"  # canonical: sorted keys
 
 
 def test_another_seed_gives_other_models_in_a_new_folder(

@@ -148,7 +148,7 @@ def _signal(**over: object) -> dict:
         side=-1, reason="gates_passed", worker="worker-0",
         core_policy={"theta1": 0.7, "theta2": 0.3, "entry_z": 2.0, "exit_z": 0.5,
                      "max_hold_bars": 48, "leverage_scale": 1.0, "halted": False,
-                     "flatten": False},
+                     "flatten": False}, params_sha256="ab" * 32,
     )  # fmt: skip
     kw.update(over)
     return build_signal(**kw)  # type: ignore[arg-type]

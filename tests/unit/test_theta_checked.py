@@ -16,7 +16,13 @@ from typer.testing import CliRunner
 from mlcore.cli import app
 from mlcore.config import AppConfig
 from mlcore.errors import ThetaMalformed, ThetaOutOfRange
-from mlcore.execution import checked_theta, previous_theta
+from mlcore.execution import (
+    checked_theta,
+    decision_record,
+    parse_params,
+    previous_theta,
+    record_bytes,
+)
 from mlcore.registry import registry_for
 from mlcore.registry._tables import model_registry
 from mlcore.serving import _models
@@ -102,11 +108,14 @@ def test_checked_theta_keeps_a_theta_in_range(cfg: AppConfig) -> None:
 
 
 @pytest.fixture
-def stub_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stand-in model files are not parsed: what is under test comes after loading them."""
+def stub_load(monkeypatch: pytest.MonkeyPatch, cfg: AppConfig) -> None:
+    """Stand-in model files are not parsed: what is under test comes after loading them (their
+    decision parameters are today's configuration's)."""
 
     def load(folder: Path, *_: object, **__: object) -> SimpleNamespace:
-        return SimpleNamespace(version=Path(folder).name)
+        record = record_bytes(decision_record(cfg, "1h", list(cfg.universe.pairs)))
+        params = parse_params(Path(folder).name, record)
+        return SimpleNamespace(version=Path(folder).name, decision_params=lambda: params)
 
     monkeypatch.setattr(_models.PairModels, "load", load)
 
@@ -173,5 +182,5 @@ def test_a_worker_refuses_a_theta_that_is_no_rate(cfg: AppConfig, theta: tuple) 
     from mlcore.serving._setup import pair_setup
 
     with pytest.raises(ThetaOutOfRange, match="this worker"):
-        pair_setup(cfg, cfg.universe.pairs[0], theta)
-    assert pair_setup(cfg, cfg.universe.pairs[0], (0.55, 0.5)).rules.theta1 == 0.55
+        pair_setup(cfg, cfg.universe.pairs[0], theta, "0" * 64)
+    assert pair_setup(cfg, cfg.universe.pairs[0], (0.55, 0.5), "0" * 64).rules.theta1 == 0.55

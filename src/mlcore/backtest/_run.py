@@ -16,7 +16,7 @@ import io
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from mlcore.config import AppConfig
 from mlcore.data import Catalog, replace_dir
 from mlcore.data._atomic import write_atomic
 from mlcore.errors import MissingDataError, MissingInputError
-from mlcore.execution import BACKTEST_RECORD, PairModels, previous_theta
+from mlcore.execution import BACKTEST_RECORD, PairModels, previous_theta, version_config
 from mlcore.training import code_hash
 
 
@@ -165,6 +165,8 @@ class ThetaRun:
     stabilised: Stabilised
     previous_source: str
     account: AccountRules
+    #: the configuration with the version's decision parameters in place of the policy files'
+    config: AppConfig
 
 
 def optimize_theta(
@@ -185,6 +187,8 @@ def optimize_theta(
             "does not list: add them back or train a version on the listed pairs",
             details={"pairs": unknown},
         )
+    # Labels, windows, costs, trading rules, time stop, sizing: the version's, not today's.
+    cfg = version_config(cfg, models.decision_params())
     bars = _score_all(cfg, cat, models, timeframe, models.pairs())
     search_bars = _windows(bars, search_start, test_start)
     test_bars = _windows(bars, test_start, None)
@@ -215,7 +219,7 @@ def optimize_theta(
         np.concatenate([b.risk for b in search_bars]), cfg.backtest.stabilisation, box,
     )  # fmt: skip
     return ThetaRun(models, baseline, timeframe, seed, search_start, test_start, search_bars,
-                    test_bars, setups, search, stab, source, account)  # fmt: skip
+                    test_bars, setups, search, stab, source, account, cfg)  # fmt: skip
 
 
 def run_backtest(
@@ -247,9 +251,14 @@ def run_backtest(
     pbo, pbo_note = _pbo(search, policy.gates.pbo_splits)
     baseline_metrics = None
     if baseline is not None:
-        # The model in service, on the candidate's pairs and test window, at its own θ.
+        # The model in service, on the candidate's pairs and test window, at its own θ and
+        # (when it records them) its own labels and windows.
         pairs = {b.pair_id for b in test_bars}
-        old_bars = _windows(_score_all(cfg, cat, baseline, timeframe, pairs), test_start, None)
+        old_cfg = th.config
+        if baseline.decision is not None:
+            old_cfg = version_config(cfg, baseline.decision)
+            old_cfg = replace(old_cfg, universe=th.config.universe)  # the candidate's pairs
+        old_bars = _windows(_score_all(old_cfg, cat, baseline, timeframe, pairs), test_start, None)
         baseline_metrics = run_portfolio(old_bars, setups, *previous, account=account).metrics
     decision, gates = evaluate_gates(test_run.metrics, dsr, pbo, baseline_metrics, policy.gates)
     stress, _ = run_stress(test_bars, setups, stab.theta, policy.stress, account)
@@ -270,6 +279,7 @@ def run_backtest(
         "data_hash": str(models.run.get("data_hash", "unknown")),
         "seed": seed,
         "config_hash": _config_hash(cfg),
+        "params_sha256": models.decision_params().sha256,
         "baseline_version": baseline.version if baseline is not None else None,
         "timeframe": timeframe,
         "search_window": [str(search_start), str(test_start)],

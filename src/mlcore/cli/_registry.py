@@ -18,7 +18,7 @@ from mlcore.errors import ConfigError, DataQualityError, MlcoreError, RetryableE
 
 if TYPE_CHECKING:
     from mlcore.config import AppConfig
-    from mlcore.registry import Registry
+    from mlcore.registry import ModelRecord, Registry
 
 R = TypeVar("R")
 registry_app = typer_app(
@@ -105,12 +105,20 @@ def registry_list(
 def registry_show(
     version: VersionArg,
 ) -> None:
-    """One version's record, lineage and status history."""
-    reg = open_registry(load_config())
+    """One version's record, lineage, θ as its backtest adopted it and status history."""
+    cfg = load_config()
+    reg = open_registry(cfg)
     rec = registry_call(lambda: reg.get(version))
     print_records([rec], f"model version {version}")
     text(f"artifacts: {rec.artifact_path}")
     text(f"code_hash {rec.code_hash}, data_hash {rec.data_hash}, seed {rec.seed}")
+    text(_theta_line(cfg, rec))
+    params = rec.checksums.get("decision.json")
+    text(
+        f"decision parameters: decision.json sha256 {params}"
+        if params
+        else "decision parameters: none recorded (trained before versions carried them: retrain)"
+    )
     history = Table(title="history")
     for col in ("when", "event", "from", "to", "who", "notes"):
         history.add_column(col)
@@ -120,6 +128,25 @@ def registry_show(
             h["new_status"] or "-", escape(h["actor"]), escape(h["notes"]),
         )  # fmt: skip
     out.print(history)
+
+
+def _theta_line(cfg: AppConfig, rec: ModelRecord) -> str:
+    """θ as the version's backtest adopted it (its record), else the registry row's."""
+    import json
+
+    from mlcore.execution import BACKTEST_RECORD
+
+    record = cfg.paths.reports / "backtest" / rec.model_version / BACKTEST_RECORD
+    try:
+        doc = json.loads(record.read_bytes())
+        adopted = [float(v) for v in doc["theta"]["adopted"]]
+        return (f"θ adopted by its backtest: θ1={adopted[0]:.4f}, θ2={adopted[1]:.4f} "
+                f"(decision {doc['decision']}, {record})")  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        pass
+    if rec.theta1 is not None and rec.theta2 is not None:
+        return f"θ adopted by its backtest: θ1={rec.theta1:.4f}, θ2={rec.theta2:.4f} (registry)"
+    return "θ: no backtest record; served at the initial θ its decision.json recorded"
 
 
 @command(registry_app, "register")
@@ -155,16 +182,79 @@ def registry_register(
     text(f"registered {rec.model_version} as {rec.status} ({database_url(cfg).split('://')[0]})")
 
 
+def backtest_verdict(cfg: AppConfig, version: str) -> str | None:
+    """The decision (adopt/reject) of the version's backtest record, None without one."""
+    import json
+
+    from mlcore.execution import BACKTEST_RECORD
+
+    record = cfg.paths.reports / "backtest" / version / BACKTEST_RECORD
+    try:
+        return str(json.loads(record.read_bytes())["decision"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            "REGISTRY_PROMOTION_VERDICT_UNREADABLE",
+            f"{record}: its backtest verdict cannot be read ({type(exc).__name__}): not promoted",
+        ) from None
+
+
+def override_of(
+    cfg: AppConfig, version: str, to: str, override: bool, reason: str | None
+) -> dict[str, str] | None:
+    """The override to audit when promoting ``version`` to approved/deployed although its
+    backtest rejected it; a refusal (one line) without ``--override --reason``."""
+    if reason is not None and not override:
+        raise ConfigError("REGISTRY_PROMOTION_REASON_ALONE", "--reason goes with --override")
+    verdict = backtest_verdict(cfg, version) if to in ("approved", "deployed") else None
+    if verdict != "reject":
+        if override:
+            raise ConfigError(
+                "REGISTRY_PROMOTION_NOTHING_TO_OVERRIDE",
+                f"{version}'s backtest did not reject it ({verdict or 'no backtest record'}): "
+                "nothing to override; promote it without --override",
+            )
+        return None
+    if not override:
+        raise ConfigError(
+            "REGISTRY_PROMOTION_BACKTEST_REJECTED",
+            f"{version}'s backtest rejected it (see reports/backtest/{version}/): not promoted to "
+            f"{to}; to promote it anyway pass --override --reason TEXT (audited)",
+        )
+    if not (reason or "").strip():
+        raise ConfigError(
+            "REGISTRY_PROMOTION_REASON_MISSING",
+            f"--override of {version}'s rejecting backtest needs --reason TEXT: not promoted",
+        )
+    return {"backtest_decision": verdict, "reason": str(reason).strip()}
+
+
 @command(registry_app, "promote")
 def registry_promote(
     version: VersionArg,
     to: Annotated[Target, typer.Option(help="candidate, approved, deployed or rejected.")],
     notes: NotesOpt,
     actor: ActorOpt = "cli",
-) -> None:
-    """Move a version along draft -> candidate -> approved -> deployed (or to rejected)."""
-    reg = open_registry(load_config())
-    rec = registry_call(lambda: reg.transition(version, str(to), actor=actor, notes=notes))
+    override: Annotated[
+        bool,
+        typer.Option(help="Promote to approved/deployed although its backtest rejected it "
+                     "(needs --reason; audited)."),
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option(help="Why the backtest's rejection is overridden (audited).")
+    ] = None,
+) -> None:  # fmt: skip
+    """Move a version along draft -> candidate -> approved -> deployed (or to rejected). A
+    version its backtest rejected goes to approved or deployed only with --override --reason."""
+    cfg = load_config()
+    audit = override_of(cfg, version, str(to), override, reason)
+    reg = open_registry(cfg)
+    rec = registry_call(
+        lambda: reg.transition(version, str(to), actor=actor, notes=notes, override=audit)
+    )
+    if audit is not None:
+        text(f"OVERRIDE: {version}'s rejecting backtest overridden by {actor}: {audit['reason']}")
     text(f"{rec.model_version} is now {rec.status}")
 
 

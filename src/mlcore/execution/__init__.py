@@ -15,6 +15,17 @@ from mlcore.execution._costs import (
 )
 from mlcore.execution._inputs import ModelInputs
 from mlcore.execution._models import PairModels, is_lightgbm
+from mlcore.execution._params import (
+    DECISION_RECORD,
+    VersionParams,
+    check_serving,
+    decision_record,
+    no_record,
+    parse_params,
+    read_params,
+    record_bytes,
+    version_config,
+)
 from mlcore.execution._trees import CompiledTrees, link, walk
 from mlcore.execution._version import (
     BACKTEST_RECORD,
@@ -26,22 +37,31 @@ from mlcore.execution._version import (
 
 __all__ = [
     "BACKTEST_RECORD",
+    "DECISION_RECORD",
     "ZERO_COSTS",
     "CompiledTrees",
     "IsotonicCalibrator",
     "LegCosts",
     "ModelInputs",
     "PairModels",
+    "VersionParams",
+    "check_serving",
     "checked_theta",
+    "decision_record",
     "is_lightgbm",
     "leg_costs",
     "link",
+    "no_record",
+    "parse_params",
     "previous_theta",
     "read_checked",
     "read_checksums",
+    "read_params",
     "read_theta",
+    "record_bytes",
     "resolve_model",
     "slippage_factor_at",
     "slippage_factors",
+    "version_config",
     "walk",
 ]

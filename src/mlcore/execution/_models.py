@@ -26,6 +26,7 @@ from mlcore.errors import MissingInputError, MlcoreError
 from mlcore.execution._artifacts import read_checked, read_checksums
 from mlcore.execution._calibration import IsotonicCalibrator
 from mlcore.execution._inputs import ModelInputs
+from mlcore.execution._params import DECISION_RECORD, VersionParams, no_record, parse_params
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -136,6 +137,15 @@ class PairModels:
     params: dict[str, Any]
     index: dict[str, Any]
     feature_schema_hash: str
+    #: the version's decision parameters (None: trained before versions carried them)
+    decision: VersionParams | None = None
+
+    def decision_params(self) -> VersionParams:
+        """The version's decision parameters; ``ConfigError`` MODEL_PARAMS_MISSING (one line,
+        naming the version: retrain it) for a version trained before they were recorded."""
+        if self.decision is None:
+            raise no_record(self.version)
+        return self.decision
 
     @classmethod
     def load(
@@ -194,6 +204,9 @@ class PairModels:
             )
             models[name] = _Classifier(_booster(files[0], read(files[0])), inputs, cal)
         ai3 = _lightgbm("ai3.lgbm.txt", read("ai3.lgbm.txt"))
+        decision = None
+        if DECISION_RECORD in sums or (folder / DECISION_RECORD).exists():
+            decision = parse_params(folder.name, read(DECISION_RECORD))
         return cls(
             version=folder.name,
             folder=folder,
@@ -208,6 +221,7 @@ class PairModels:
                 _json_doc("dataset_index_filtered.json", read("dataset_index_filtered.json")),
             ),
             feature_schema_hash=hashlib.sha256(schema_bytes).hexdigest(),
+            decision=decision,
         )
 
     def pairs(self) -> set[str]:

@@ -73,9 +73,10 @@ class Registry:
 
     def transition(
         self, version: str, to: str, *, actor: str, notes: str,
-        theta: tuple[float, float] | None = None,
+        theta: tuple[float, float] | None = None, override: dict[str, Any] | None = None,
     ) -> ModelRecord:  # fmt: skip
-        """Move ``version`` to ``to`` along the state machine (see :class:`Versions`). A version
+        """Move ``version`` to ``to`` along the state machine (see :class:`Versions`);
+        ``override`` (what an operator overrode and why) goes into the audit row. A version
         goes to ``approved`` or ``deployed`` only once its served files match the checksums
         recorded at registration (damaged ones restored from the artifact store first);
         ``RegistryError`` ``REGISTRY_ARTIFACT_DAMAGED`` naming the files otherwise."""
@@ -88,7 +89,8 @@ class Registry:
                 raise RegistryError(
                     exc.code, f"{exc.message.removesuffix('; not used')}; not promoted to {to}"
                 ) from None
-        return self.versions.transition(version, to, actor=actor, notes=notes, theta=theta)
+        return self.versions.transition(version, to, actor=actor, notes=notes, theta=theta,
+                                        override=override)  # fmt: skip
 
     def rollback(self, *, actor: str, notes: str, expected: str | None = None) -> Rollback:
         """Put back the version deployed before the one in service (only if ``expected`` is

@@ -155,6 +155,15 @@ def _theta_columns(theta: tuple[float, float] | None) -> tuple[float | None, flo
     return t1, t2
 
 
+def _details(
+    theta: tuple[float, float] | None, override: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    details: dict[str, Any] = {} if theta is None else {"theta": list(theta)}
+    if override is not None:
+        details["override"] = override
+    return details or None
+
+
 def version_row(folder: Path, theta: tuple[float, float] | None) -> dict[str, Any]:
     """The registry row's lineage columns for the model version in ``folder``."""
     theta1, theta2 = _theta_columns(theta)
@@ -317,10 +326,10 @@ class Versions:
 
     def transition(
         self, version: str, to: str, *, actor: str, notes: str,
-        theta: tuple[float, float] | None = None,
+        theta: tuple[float, float] | None = None, override: dict[str, Any] | None = None,
     ) -> ModelRecord:  # fmt: skip
         """Move ``version`` to ``to`` along the state machine. Deploying demotes the version in
-        service to ``approved``."""
+        service to ``approved``. ``override`` is recorded in the audit row's details."""
         notes = need_notes(notes, f"moving {version} to {to}")
         target = model_status(to)
         with self.engine.begin() as conn:
@@ -356,7 +365,7 @@ class Versions:
                 target,
                 notes,
                 actor,
-                None if theta is None else {"theta": list(theta)},
+                _details(theta, override),
             )
             return self._read(conn, version)
 

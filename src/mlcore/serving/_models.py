@@ -15,7 +15,13 @@ from typing import Any
 
 from mlcore.config import AppConfig
 from mlcore.errors import FatalError
-from mlcore.execution import PairModels, checked_theta, previous_theta, resolve_model
+from mlcore.execution import (
+    PairModels,
+    checked_theta,
+    previous_theta,
+    resolve_model,
+    version_config,
+)
 from mlcore.registry import Registry, check_model
 
 log = logging.getLogger("mlcore.serving")
@@ -41,10 +47,14 @@ class ServedModel:
                 "model_registered": self.registered, "model_checksums": self.checksums}  # fmt: skip
 
 
-def _theta(cfg: AppConfig, version: str, t1: float | None, t2: float | None) -> tuple[float, float]:
+def _theta(
+    cfg: AppConfig, models: PairModels, t1: float | None, t2: float | None
+) -> tuple[float, float]:
+    """θ as the version's backtest adopted it (the registry row), else the initial θ the version
+    recorded at training (never today's core_policy)."""
     if t1 is None or t2 is None:
-        return cfg.core.theta1_initial, cfg.core.theta2_initial
-    return checked_theta(cfg, (float(t1), float(t2)), f"registry row of {version}")
+        return models.decision_params().theta_initial
+    return checked_theta(cfg, (float(t1), float(t2)), f"registry row of {models.version}")
 
 
 def named_model(
@@ -67,7 +77,7 @@ def named_model(
         log.warning("SERVING A REJECTED MODEL VERSION %s (--force-rejected)", checked.version)
     sums = _recorded(registry, checked.version) if checked.registered else ()
     models = PairModels.load(checked.folder, sums=dict(sums) if sums else None)
-    theta, source = previous_theta(cfg, models)
+    theta, source = previous_theta(version_config(cfg, models.decision_params()), models)
     why = f"named with --model{'' if checked.registered else ', UNREGISTERED'}; θ {source}"
     if allow_rejected and checked.registered and registry.get(checked.version).status == "rejected":
         why = "REJECTED version, --force-rejected; " + why
@@ -97,8 +107,8 @@ def deployed_model(cfg: AppConfig, registry: Registry, skip: set[str] | None = N
         try:
             folder = registry.checked(version, actor="serving")
             sums = tuple(sorted(rec.checksums.items()))
-            PairModels.load(folder, sums=rec.checksums)
-            theta = _theta(cfg, version, rec.theta1, rec.theta2)
+            models = PairModels.load(folder, sums=rec.checksums)
+            theta = _theta(cfg, models, rec.theta1, rec.theta2)
         except (ValueError, OSError) as exc:
             failures.append(f"{version}: {exc}")
             log.error("model %s cannot be served, falling back: %s", version, exc)

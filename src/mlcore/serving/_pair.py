@@ -4,6 +4,7 @@ aligned bar, and the state a checkpoint keeps of it."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +13,7 @@ import numpy as np
 
 from mlcore.config import AI1LabelPolicy, CostTable, PairFeatureWindows
 from mlcore.execution import slippage_factor_at
-from mlcore.features import PAIR_FEATURES, PairFeatureEngine
+from mlcore.features import PAIR_FEATURES, PairFeatureEngine, longest_window
 from mlcore.serving._flags import OpsFlags
 from mlcore.serving._scorer import INPUT_NAMES, PairScorer
 from mlcore.signals import (
@@ -57,6 +58,25 @@ class Conversion:
         return 1.0 / q.rate if self.inverse else q.rate
 
 
+log = logging.getLogger("mlcore.serving")
+
+
+def _month(ts_ns: int) -> int:
+    """Months since 1970-01 of a UTC timestamp."""
+    return int(np.datetime64(int(ts_ns), "ns").astype("datetime64[M]").astype(np.int64))
+
+
+def _iso(ts_ns: int) -> str:
+    return str(np.datetime64(int(ts_ns), "ns"))[:19] + "Z"
+
+
+def history_gap(last_ns: int, first_ns: int) -> bool:
+    """Whether a whole calendar month lies between the last catalog bar a pair warmed on and
+    its first live bar: the batch features (:func:`mlcore.features.segment_starts`) restart
+    their warm-up after such a gap, so warm-up on the history before it cannot bridge it."""
+    return _month(first_ns) - _month(last_ns) > 1
+
+
 @dataclass(frozen=True)
 class PairSetupLive:
     """What a pair needs that does not change bar to bar."""
@@ -76,6 +96,7 @@ class PairSetupLive:
     freshness_ns: int
     fx_stale_ns: int
     costs: CostTable
+    params_sha256: str  # the version's decision.json: named in every signal
 
 
 @dataclass
@@ -99,6 +120,8 @@ class PairRuntime:
     last_ts_ns: int = -1
     prev_z: float = math.nan
     units: tuple[float, float] = (0.0, 0.0)
+    #: the last catalog bar warmed on, until the first live bar is checked against it (-1: none)
+    history_end_ns: int = -1
     _vector: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -115,6 +138,7 @@ class PairRuntime:
             "units": list(self.units),
             "decider": self.decider.state(),
             "windows": self.setup.windows.model_dump(),
+            "history_end_ns": self.history_end_ns,
         }
         return self.engine.dump(), json.dumps(rest)
 
@@ -129,6 +153,8 @@ class PairRuntime:
         ua, ub = doc["units"]
         self.units = (float(ua), float(ub))
         self.decider.restore([int(v) for v in doc["decider"]])
+        # Warmed on the catalog but no live bar seen yet: the first one is still checked.
+        self.history_end_ns = int(doc.get("history_end_ns", -1))
 
     def warm(self, bars: np.ndarray, last_ts_ns: int) -> None:
         """Feed history (n x 6 aligned bars, the newest last) through the features; the
@@ -136,6 +162,25 @@ class PairRuntime:
         feats = self.engine.warm(bars, threads=1)
         self.prev_z = float(feats[-1, _Z]) if len(feats) else math.nan
         self.last_ts_ns = last_ts_ns
+        self.history_end_ns = last_ts_ns if len(bars) else -1
+
+    def _bridged(self, ts_ns: int) -> bool:
+        """Check the first live bar against the history warmed on; across a gap warm-up cannot
+        bridge, say so in one line and restart the features cold (the bars until they are
+        defined again are refused as warm-up, as the batch features restart a segment)."""
+        end, self.history_end_ns = self.history_end_ns, -1
+        if end < 0 or not history_gap(end, ts_ns):
+            return True
+        s = self.setup
+        log.error(
+            "SERVING_HISTORY_GAP %s: first live bar %s leaves a gap after the catalog's last bar "
+            "%s that warm-up cannot bridge (a whole month missing); its features restart and "
+            "need %d bars of warm-up: ingest the missing bars and restart to serve at once",
+            s.pair_id, _iso(ts_ns), _iso(end), longest_window(s.windows),
+        )  # fmt: skip
+        self.engine = PairFeatureEngine(s.windows)
+        self.prev_z = math.nan
+        return False
 
     # -- one bar ---------------------------------------------------------------------------
     def _event(self, z: float, dz_ema: float) -> bool:
@@ -158,6 +203,7 @@ class PairRuntime:
     ) -> Outcome:  # fmt: skip
         """Advance the pair by one aligned bar (high_A, low_A, close_A, high_B, low_B, close_B)."""
         s = self.setup
+        bridged = self.history_end_ns < 0 or self._bridged(ts_ns)
         feats = self.engine.update(bar)
         self.last_ts_ns = ts_ns
         values = feats.tolist()
@@ -175,7 +221,7 @@ class PairRuntime:
         self.prev_z = z
         if refused:
             self.decider.step(z, beta, math.nan, math.nan, math.nan, decide=False)
-            return Outcome(None, refused)
+            return Outcome(None, refused if bridged else "history_gap")
         v = self._vector
         v[: len(PAIR_FEATURES)] = feats
         v[_EV_DIR] = 0.0 if z == 0 else math.copysign(1.0, z)
@@ -218,6 +264,7 @@ class PairRuntime:
             valid_seconds=s.valid_seconds, model_version=self.scorer.version, legs=legs, z=z,
             beta=beta, return_prob=prob, risk_score=risk, position_scale=scaled,
             risk_flag=d.risk_flag, action=action, side=side, reason=reason, worker=self.worker,
-            core_policy=policy, model_registered=self.model_registered,
+            core_policy=policy, params_sha256=s.params_sha256,
+            model_registered=self.model_registered,
         )  # fmt: skip
         return Outcome(signal)

@@ -20,6 +20,7 @@ import redis
 from mlcore.config import AppConfig
 from mlcore.data import Catalog, write_atomic
 from mlcore.errors import ConfigError, RetryableError
+from mlcore.execution import check_serving, read_params
 from mlcore.registry import database_url, make_engine, registry_for, upgrade
 from mlcore.serving._bars import Bar, bar_message
 from mlcore.serving._delivery import replay_names
@@ -238,6 +239,10 @@ def serve(
     check_reachable(cfg, bars or cfg.serving.bar_source.kind)
     upgrade(make_engine(database_url(cfg)))  # core.signals_live at the newest schema
     served = choose_model(cfg, model, unregistered=unregistered, rejected=force_rejected)
+    # A pair the version was not trained on, a timeframe it was not trained at: refused here,
+    # before any worker starts (each worker checks again).
+    params = read_params(served.folder, dict(served.checksums) or None)
+    check_serving(params, pair_ids, cfg.serving.timeframe)
     models = _Models(cfg, served, named=model is not None or bool(replay_last))
     groups = assign_pairs(pair_ids, cfg.serving.workers.pairs_per_worker, workers)
     base = WorkerSpec(

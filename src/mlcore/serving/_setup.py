@@ -41,8 +41,12 @@ def _conversion(cfg: AppConfig, symbol: str) -> Conversion:
     )
 
 
-def pair_setup(cfg: AppConfig, pair: PairSpec, theta: tuple[float, float]) -> PairSetupLive:
-    """A pair's live setup from universe, cost table, core, backtest and serving policies; θ
+def pair_setup(
+    cfg: AppConfig, pair: PairSpec, theta: tuple[float, float], params_sha256: str
+) -> PairSetupLive:
+    """A pair's live setup from universe, cost table, core, backtest and serving policies (the
+    decision-deciding ones being the model version's, see
+    :func:`mlcore.execution.version_config`), ``params_sha256`` naming them; θ
     checked once more (finite, inside [0, 1]; its sources, the registry and the backtest
     record, are held to theta_search_range): a worker never trades on a θ that means nothing."""
     theta = checked_theta(cfg, tuple(theta), "the θ this worker was given", search_range=False)
@@ -67,6 +71,7 @@ def pair_setup(cfg: AppConfig, pair: PairSpec, theta: tuple[float, float]) -> Pa
         valid_seconds=cfg.serving.signal_valid_seconds,
         freshness_ns=int(cfg.serving.freshness_budget_seconds * 1e9),
         fx_stale_ns=account.fx_stale_seconds * 1_000_000_000, costs=cfg.costs,
+        params_sha256=params_sha256,
     )  # fmt: skip
 
 

@@ -26,7 +26,7 @@ import redis
 
 from mlcore._logging import inherit_third_party_verbosity
 from mlcore.config import TIMEFRAMES, AppConfig, PairSpec, load_config
-from mlcore.execution import PairModels
+from mlcore.execution import PairModels, check_serving, version_config
 from mlcore.registry import database_url, make_engine, upgrade
 from mlcore.serving import _metrics as m
 from mlcore.serving._bars import Bar, FileBarSource, RawBar, RedisBarSource
@@ -106,11 +106,9 @@ class Worker:
         if spec.replay_redis:
             serving = cfg.serving.model_copy(update={"redis": replay_names(cfg.serving.redis)})
             cfg = dataclasses.replace(cfg, serving=serving)
-        self.cfg = cfg
         sv = cfg.serving
         self.root = Path(spec.root) if spec.root else serving_dir(cfg)
-        pairs = {p.pair_id: p for p in cfg.universe.pairs}
-        unknown = [p for p in spec.pair_ids if p not in pairs]
+        unknown = [p for p in spec.pair_ids if p not in {q.pair_id for q in cfg.universe.pairs}]
         if unknown:
             raise ValueError(f"worker {spec.worker_id}: pairs {unknown} are not in universe.yaml")
         try:
@@ -118,6 +116,12 @@ class Worker:
             models = PairModels.load(Path(spec.model_folder), sums=sums)
         except ValueError as exc:
             raise ModelUnusable(str(exc)) from None
+        # What decides the signals is the version's (decision.json), never today's policy files.
+        params = models.decision_params()
+        check_serving(params, list(spec.pair_ids), sv.timeframe)
+        self.cfg = cfg = version_config(cfg, params)
+        self.params_sha256 = params.sha256
+        pairs = {p.pair_id: p for p in cfg.universe.pairs}
         self.scorer = PairScorer(models)
         self.version = models.version
         self.client = redis.Redis.from_url(cfg.env.redis_url) if cfg.env.redis_url else None
@@ -130,7 +134,8 @@ class Worker:
         self.pairs: dict[str, PairRuntime] = {}
         self.by_symbol: dict[str, list[tuple[PairRuntime, bool]]] = {}
         for pid in spec.pair_ids:
-            rt = PairRuntime(pair_setup(cfg, pairs[pid], spec.theta), self.scorer, spec.worker_id,
+            setup = pair_setup(cfg, pairs[pid], spec.theta, params.sha256)
+            rt = PairRuntime(setup, self.scorer, spec.worker_id,
                              model_registered=spec.model_registered)  # fmt: skip
             self.pairs[pid] = rt
             self.by_symbol.setdefault(pairs[pid].leg_a, []).append((rt, True))

@@ -36,9 +36,10 @@ def build_signal(
     *, pair_id: str, bar_ts_ns: int, bar_seconds: int, valid_seconds: float, model_version: str,
     legs: list[dict[str, Any]], z: float, beta: float, return_prob: float, risk_score: float,
     position_scale: float, risk_flag: int, action: str, side: int, reason: str, worker: str,
-    core_policy: dict[str, Any], model_registered: bool = True,
+    core_policy: dict[str, Any], params_sha256: str, model_registered: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
-    """One signal: decided at the bar's close, valid ``valid_seconds`` after it. A model
+    """One signal: decided at the bar's close, valid ``valid_seconds`` after it;
+    ``params_sha256`` names the version's decision parameters (its ``decision.json``). A model
     version the registry does not hold (served with ``--unregistered``) adds
     ``metadata.model_registered: false``; a registered one's signals are unchanged."""
     sid = signal_id(pair_id, bar_ts_ns, model_version)
@@ -67,6 +68,7 @@ def build_signal(
             "beta": beta,
             "worker": worker,
             "core_policy": core_policy,
+            "params_sha256": params_sha256,
         },
     }
     if not model_registered:

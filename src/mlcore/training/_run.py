@@ -6,7 +6,8 @@ as one model version with checksums.
 (LightGBM text models; AI3 = position scale on AI1's events and inputs),
 ``ai1_calibration.json`` / ``ai2_calibration.json``, the direction ensemble's
 ``ensemble_level{k}.*`` files per trained feature level (see :mod:`mlcore.models`),
-``feature_schema.json``, ``params.yaml``,
+``feature_schema.json``, ``params.yaml``, ``decision.json`` (the decision parameters, see
+:mod:`mlcore.execution._params`),
 ``metrics.json``, ``dataset_index_filtered.json``, ``preprocess_report.json`` and
 ``checksums.json`` (SHA256 of each of those). These files depend only on the data, the
 configuration and the seed: the same inputs give the same bytes. ``run.json`` adds what
@@ -36,7 +37,7 @@ from mlcore._progress import stage_done
 from mlcore.config import AppConfig, sqlalchemy_postgres_url
 from mlcore.data import Catalog, pairs_at, replace_dir
 from mlcore.errors import MissingDataError
-from mlcore.execution import ModelInputs
+from mlcore.execution import DECISION_RECORD, ModelInputs, decision_record, record_bytes
 from mlcore.features import PAIR_FEATURES, feature_levels, schema_bytes
 from mlcore.labels import ai2_class_weights
 from mlcore.training._binary import (
@@ -446,6 +447,8 @@ def train_models(
     files = _shared_files(
         cfg, timeframe, bcfg.seed, fitted, ai3, ensemble, status, reasons, data_hash, parts
     )  # fmt: skip
+    # What decides the version's signals, fixed now: its backtest and its serving read it.
+    files[DECISION_RECORD] = record_bytes(decision_record(cfg, timeframe, pairs))
     for name, f in fitted.items():
         files |= _model_files(name, f)
     for d in ensemble.trained.values():
