@@ -60,9 +60,9 @@ def test_training_a_pair_whose_legs_have_no_bars_names_the_pair(cfg: AppConfig) 
     err = info.value
     assert err.code == "DATA_PAIR_NO_BARS"
     assert isinstance(err, DataQualityError) and isinstance(err, ValueError)
-    assert "pair EUR_GBP" in err.message and "GBP/USD 1h" in err.message
-    assert "ingest 1h bars for GBP/USD first or remove EUR_GBP from universe.yaml" in err.message
-    assert err.details == {"pair_id": "EUR_GBP", "symbol": "GBP/USD", "timeframe": "1h"}
+    assert "pair EUR_GBP" in err.message and "1h bars of GBP/USD" in err.message
+    assert "(ingest them, then `mlcore catalog build`)" in err.message
+    assert err.details == {"pair_id": "EUR_GBP", "timeframe": "1h"}
     assert "\n" not in str(err)
 
 
@@ -78,16 +78,27 @@ def test_training_an_unknown_pair_is_a_config_error(cfg: AppConfig) -> None:
     assert "['NOPE_PAIR']" in info.value.message and "universe.yaml" in info.value.message
 
 
-def test_the_retrain_catalog_step_names_every_pair_without_bars(cfg: AppConfig) -> None:
+def test_the_retrain_catalog_step_skips_every_pair_without_bars_naming_it(cfg: AppConfig) -> None:
     _ingest(cfg, "XAU/USD", "XAG/USD", "BTC/USD")
+    summary = update_catalog.fn(cfg, "1h")
+    assert summary["pairs"] == ["XAU_XAG"]
+    assert summary["skipped"] == [
+        "pair EUR_GBP skipped: no included 1h bars of EUR/USD and GBP/USD in the catalog "
+        "(ingest them, then `mlcore catalog build`)",
+        "pair BTC_ETH skipped: no included 1h bars of ETH/USD in the catalog (ingest them, "
+        "then `mlcore catalog build`)",
+    ]
+
+
+def test_the_retrain_catalog_step_without_any_pair_names_every_reason(cfg: AppConfig) -> None:
+    _ingest(cfg, "BTC/USD")
     with pytest.raises(MissingDataError) as info:
         update_catalog.fn(cfg, "1h")
     err = info.value
     assert err.code == "DATA_PAIR_NO_BARS"
-    assert err.details["pairs"] == ["EUR_GBP", "BTC_ETH"]
-    assert err.details["symbols"] == ["ETH/USD", "EUR/USD", "GBP/USD"]
-    assert "['EUR_GBP', 'BTC_ETH']" in err.message
-    assert "remove the pair(s) from universe.yaml" in err.message
+    assert "no pair of universe.yaml has 1h bars to use" in err.message
+    for pair in ("XAU_XAG", "EUR_GBP", "BTC_ETH"):
+        assert f"pair {pair} skipped" in err.message
 
 
 def test_symbol_without_bars_and_features_never_built(cfg: AppConfig) -> None:
