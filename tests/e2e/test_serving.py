@@ -96,10 +96,11 @@ def test_worker_scores_and_decisions_equal_the_backtest(replay) -> None:
         np.testing.assert_array_equal(risk, ref.risk)
         np.testing.assert_array_equal(scale, ref.scale)
         np.testing.assert_array_equal(prob, ref.entry_prob())
-        lat = cfg.backtest.execution.latency_bars
+        ex, ai1 = cfg.backtest.execution_at("1h"), cfg.core.labels_at("1h").ai1
+        lat = ex.latency_bars
         strat = PairStrategy(
-            capital=1e12, theta1=THETA[0], theta2=THETA[1], entry_z=cfg.core.labels.ai1.entry_z,
-            exit_z=cfg.core.labels.ai1.exit_z, max_hold_bars=cfg.backtest.execution.max_hold_bars,
+            capital=1e12, theta1=THETA[0], theta2=THETA[1], entry_z=ai1.entry_z,
+            exit_z=ai1.exit_z, max_hold_bars=ex.max_hold_bars,
             dd_halt=10.0, dd_flatten=10.0, lot_step_a=1e-9, lot_step_b=1e-9, latency_bars=lat,
         )  # fmt: skip
         bt = simulate_pair(ref.price_a, ref.price_b, ref.beta, ref.z, ref.entry_prob(), ref.risk,
@@ -264,11 +265,11 @@ def test_a_named_model_is_checked_against_the_registry_before_it_is_served(
 
 def _edited(cfg: AppConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppConfig:
     """The configuration copied with entry_z changed (the same archive)."""
-    labels = cfg.core.labels.model_dump(mode="json")
-    labels["ai1"]["entry_z"] = cfg.core.labels.ai1.entry_z - 0.5
+    labels = {tf: p.model_dump(mode="json") for tf, p in cfg.core.labels.items()}
+    labels["1h"]["ai1"]["entry_z"] = cfg.core.labels_at("1h").ai1.entry_z - 0.5
     monkeypatch.setenv("ARCHIVE_PATH", str(cfg.paths.archive))
     edited = load_config(config_with(tmp_path, {"core_policy": {"labels": labels}}), cfg.env_name)
-    assert edited.core.labels.ai1.entry_z == cfg.core.labels.ai1.entry_z - 0.5
+    assert edited.core.labels_at("1h").ai1.entry_z == cfg.core.labels_at("1h").ai1.entry_z - 0.5
     return edited
 
 
@@ -291,7 +292,7 @@ def test_a_config_edit_leaves_a_trained_versions_signals_bit_identical(
     assert json.loads((folder / "checksums.json").read_text())[DECISION_RECORD] == digest
     assert {s["metadata"]["params_sha256"] for s in signals} == {digest}
     assert {s["metadata"]["core_policy"]["entry_z"] for s in signals} == {
-        cfg.core.labels.ai1.entry_z
+        cfg.core.labels_at("1h").ai1.entry_z
     }
 
 
@@ -303,7 +304,7 @@ def test_a_config_edit_leaves_a_versions_backtest_unchanged(
     done = cfg.paths.reports / "backtest" / folder.name / "backtest.json"
     record = json.loads(done.read_bytes())
     th = optimize_theta(edited, Catalog(edited), folder)
-    assert th.config.core.labels.ai1.entry_z == cfg.core.labels.ai1.entry_z
+    assert th.config.core.labels_at("1h").ai1.entry_z == cfg.core.labels_at("1h").ai1.entry_z
     assert list(th.stabilised.theta) == record["theta"]["adopted"]
     assert th.search.best_objective == record["theta"]["best_objective"]
     digest = hashlib.sha256((folder / DECISION_RECORD).read_bytes()).hexdigest()

@@ -92,7 +92,7 @@ def test_model_version_files_and_checksums(demo_cfg: tuple[AppConfig, TrainRepor
     assert metrics["retrain_status"] == "ok" and set(metrics) >= {"ai1", "ai2"}
     decision = json.loads((report.folder / "decision.json").read_text())
     assert decision["labels"] == params["labels"] and decision["timeframe"] == "1h"
-    assert decision["execution"]["max_hold_bars"] == cfg.backtest.execution.max_hold_bars
+    assert decision["execution"] == cfg.backtest.execution_at("1h").model_dump(mode="json")
     assert set(decision["trading"]) == {s for p in decision["pairs"]
                                         for s in (p["leg_a"], p["leg_b"])}  # fmt: skip
     assert (report.folder / "decision.json").read_text() == json.dumps(

@@ -169,6 +169,7 @@ def _notice_error(monkeypatch: pytest.MonkeyPatch, url: str) -> MlcoreError:
         ("redis://:s3cr3t@127.0.0.1:6379/99999", ConfigError, "FLOWS_NOTICE_URL_INVALID",
          "no such database number"),
     ],
+    ids=["unreachable", "unknown-user", "no-such-db"],  # the free port differs per xdist worker
 )  # fmt: skip
 def test_a_notice_redis_refuses_is_one_line_saying_the_deployment_stands(
     archive: Path, monkeypatch: pytest.MonkeyPatch, url: str, kind: type, code: str, fragment: str

@@ -12,7 +12,7 @@ import pytest
 
 from mlcore.config import AppConfig, load_config
 from mlcore.data import Catalog, FileProvider, build_catalog, ingest, pairs_at
-from mlcore.errors import MissingDataError, MissingInputError
+from mlcore.errors import ConfigError, MissingDataError, MissingInputError
 from tests.conftest import config_with
 
 RULES = {"tick_size": 0.01, "lot_step": 1, "min_lot": 1, "min_notional_usd": 1, "margin_rate": 0.5}
@@ -75,3 +75,20 @@ def test_no_pair_with_bars_is_one_error_naming_each_reason(both: tuple[AppConfig
     assert "no pair of universe.yaml has 1day bars to use" in text
     assert "pair KO_PEP skipped: no included 1day bars of KO and PEP" in text
     assert "pair XAU_XAG skipped" in text
+
+
+def test_a_timeframe_without_a_policy_is_one_line_naming_the_key(
+    both: tuple[AppConfig, Catalog],
+) -> None:
+    """1h and 1day are shipped; 4h is refused naming the file, the key and what to add."""
+    cfg, _ = both
+    assert cfg.core.labels_at("1day").ai1.entry_z == 1.5
+    assert cfg.backtest.execution_at("1day").max_hold_bars == 40
+    with pytest.raises(ConfigError) as caught:
+        cfg.core.labels_at("4h")
+    assert caught.value.code == "CONFIG_TIMEFRAME_POLICY_MISSING"
+    assert caught.value.message.startswith(
+        "core_policy.yaml: key 'labels' has no entry for timeframe '4h' (it has 1h, 1day): add one"
+    )
+    with pytest.raises(ConfigError, match=r"backtest_policy\.yaml: key 'execution'"):
+        cfg.backtest.execution_at("4h")

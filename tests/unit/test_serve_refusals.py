@@ -73,7 +73,7 @@ def test_serve_refuses_a_pair_the_version_was_not_trained_on(archive: Path, cfg:
 def test_serve_refuses_a_timeframe_the_version_was_not_trained_at(
     archive: Path, cfg: AppConfig
 ) -> None:
-    other = "4h" if cfg.serving.timeframe != "4h" else "1h"
+    other = "1day" if cfg.serving.timeframe != "1day" else "1h"
     _version(cfg, other, len(cfg.universe.pairs))
     code, out = _run("serve", "--bars", "file", "--model", V, "--exit-when-idle", "0.5")
     assert code == 2, out

@@ -115,14 +115,17 @@ def _no_fx_bars(symbol: str, stale_seconds: int) -> MissingDataError:
     )
 
 
-def event_bars(cfg: AppConfig, feats: pd.DataFrame) -> np.ndarray:
+def event_bars(cfg: AppConfig, feats: pd.DataFrame, timeframe: str) -> np.ndarray:
     """Where AI1 events open (not excluded), segment by segment, as training found them."""
     ts = pd.DatetimeIndex(feats["ts"]).as_unit("ns").asi8
     event = np.zeros(len(feats), dtype=bool)
     for _, seg in feats.groupby("segment", sort=True):
         idx = seg.index.to_numpy()
         ev = ai1_events(
-            ts[idx], seg["z"].to_numpy(), np.abs(seg["dz_ema"].to_numpy()), cfg.core.labels.ai1
+            ts[idx],
+            seg["z"].to_numpy(),
+            np.abs(seg["dz_ema"].to_numpy()),
+            cfg.core.labels_at(timeframe).ai1,
         )
         event[idx[ev.loc[~ev["excluded"], "t0"].to_numpy()]] = True
     return event
@@ -135,7 +138,7 @@ def pair_bars(
     build_pair_features(cfg, cat, pair, timeframe)
     feats = load_pair_features(cfg, pair.pair_id, timeframe).reset_index(drop=True)
     ts = pd.DatetimeIndex(feats["ts"]).as_unit("ns").asi8
-    event = event_bars(cfg, feats)
+    event = event_bars(cfg, feats, timeframe)
     account = cfg.backtest.account
     legs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     blocked = np.zeros(len(ts), dtype=bool)

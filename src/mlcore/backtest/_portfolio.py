@@ -49,18 +49,19 @@ def pair_setups(
             f"{[p.pair_id for p in cfg.universe.pairs]}",
         )
     capital = bt.account.capital_usd / len(pairs)
-    ai1 = cfg.core.labels.ai1
+    ai1 = cfg.core.labels_at(timeframe).ai1
+    ex = bt.execution_at(timeframe)
     out = {}
     for p in pairs:
         ta, tb = cfg.universe.trading[p.leg_a], cfg.universe.trading[p.leg_b]
         strategy = PairStrategy(
             capital=capital, theta1=cfg.core.theta1_initial, theta2=cfg.core.theta2_initial,
-            entry_z=ai1.entry_z, exit_z=ai1.exit_z, max_hold_bars=bt.execution.max_hold_bars,
+            entry_z=ai1.entry_z, exit_z=ai1.exit_z, max_hold_bars=ex.max_hold_bars,
             dd_halt=cfg.drawdown.pair.halt, dd_flatten=cfg.drawdown.pair.flatten,
             lot_step_a=ta.lot_step, lot_step_b=tb.lot_step, min_lot_a=ta.min_lot,
             min_lot_b=tb.min_lot, min_notional=max(ta.min_notional_usd, tb.min_notional_usd),
-            risk_fraction=bt.account.risk_fraction, latency_bars=bt.execution.latency_bars,
-            halt_review_bars=bt.execution.halt_review_bars,
+            risk_fraction=bt.account.risk_fraction, latency_bars=ex.latency_bars,
+            halt_review_bars=ex.halt_review_bars,
         )  # fmt: skip
         seconds = TIMEFRAMES[timeframe]
         out[p.pair_id] = PairSetup(
@@ -113,7 +114,7 @@ class AccountRules:
 
 def account_rules(cfg: AppConfig, timeframe: str) -> AccountRules:
     """The account's stops from dd_policy.yaml, reviewed after ``halt_review_bars`` bars."""
-    bars = cfg.backtest.execution.halt_review_bars
+    bars = cfg.backtest.execution_at(timeframe).halt_review_bars
     return AccountRules(
         cfg.drawdown.portfolio.halt, cfg.drawdown.portfolio.flatten,
         bars * TIMEFRAMES[timeframe] * 1_000_000_000,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 from datetime import UTC, date, datetime
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import cronsim
@@ -446,7 +446,12 @@ class CorePolicy(Policy):
     theta1_initial: Rate
     theta2_initial: Rate
     theta_search_range: ThetaRange
-    labels: LabelPolicy
+    #: label definitions per bar timeframe (their thresholds and horizons are in bars)
+    labels: Annotated[dict[Timeframe, LabelPolicy], Field(min_length=1)]
+
+    def labels_at(self, timeframe: str) -> LabelPolicy:
+        """The label policy of ``timeframe``; ConfigError naming the timeframes that have one."""
+        return at_timeframe(self.labels, timeframe, "core_policy.yaml", "labels")
 
     @model_validator(mode="after")
     def _initial_inside_the_range(self) -> CorePolicy:
@@ -788,6 +793,24 @@ class AccountPolicy(Policy):
     fx_stale_seconds: IntSeconds
 
 
+P = TypeVar("P", bound=BaseModel)
+
+
+def at_timeframe(table: dict[Timeframe, P], timeframe: str, file: str, key: str) -> P:
+    """``table[timeframe]``, or a ConfigError saying which file and key to extend."""
+    if timeframe in table:
+        return table[timeframe]
+    from mlcore.errors import ConfigError
+
+    raise ConfigError(
+        "CONFIG_TIMEFRAME_POLICY_MISSING",
+        f"{file}: key '{key}' has no entry for timeframe {timeframe!r} (it has "
+        f"{', '.join(table)}): add one, its thresholds and horizons in {timeframe} bars "
+        "(docs/features-and-labels.md says how the shipped ones were measured)",
+        details={"file": file, "key": key, "timeframe": timeframe},
+    )
+
+
 class ExecutionPolicy(Policy):
     """Time stop and fill latency, in bars."""
 
@@ -857,11 +880,16 @@ class BacktestPolicy(Policy):
     """backtest_policy.yaml."""
 
     account: AccountPolicy
-    execution: ExecutionPolicy
+    #: time stop, latency and halt review per bar timeframe (in bars of it)
+    execution: Annotated[dict[Timeframe, ExecutionPolicy], Field(min_length=1)]
     theta_search: ThetaSearchPolicy
     stabilisation: StabilisationPolicy
     gates: GatePolicy
     stress: StressPolicy
+
+    def execution_at(self, timeframe: str) -> ExecutionPolicy:
+        """The execution rules of ``timeframe``; ConfigError naming those that have one."""
+        return at_timeframe(self.execution, timeframe, "backtest_policy.yaml", "execution")
 
 
 POLICY_SCHEMAS["backtest_policy"] = BacktestPolicy

@@ -47,10 +47,10 @@ def decision_record(cfg: AppConfig, timeframe: str, pairs: list[PairSpec]) -> di
         "record_version": RECORD_VERSION,
         "timeframe": timeframe,
         "pairs": [{"pair_id": p.pair_id, "leg_a": p.leg_a, "leg_b": p.leg_b} for p in pairs],
-        "labels": cfg.core.labels.model_dump(mode="json"),
+        "labels": cfg.core.labels_at(timeframe).model_dump(mode="json"),
         "theta_initial": [cfg.core.theta1_initial, cfg.core.theta2_initial],
         "feature_windows": cfg.features.pair.model_dump(mode="json"),
-        "execution": cfg.backtest.execution.model_dump(mode="json"),
+        "execution": cfg.backtest.execution_at(timeframe).model_dump(mode="json"),
         "account": cfg.backtest.account.model_dump(mode="json"),
         "drawdown": cfg.drawdown.model_dump(mode="json"),
         "costs": cfg.costs.model_dump(mode="json"),
@@ -135,11 +135,15 @@ def version_config(cfg: AppConfig, params: VersionParams) -> AppConfig:
     s = _sections(params.record)
     t1, t2 = params.theta_initial
     core = cfg.core.model_copy(
-        update={"labels": s["labels"], "theta1_initial": t1, "theta2_initial": t2}
+        update={
+            "labels": {params.timeframe: s["labels"]},
+            "theta1_initial": t1,
+            "theta2_initial": t2,
+        }
     )
     features = cfg.features.model_copy(update={"pair": s["windows"]})
     backtest = cfg.backtest.model_copy(
-        update={"execution": s["execution"], "account": s["account"]}
+        update={"execution": {params.timeframe: s["execution"]}, "account": s["account"]}
     )
     trading = dict(cfg.universe.trading) | s["trading"]
     universe = cfg.universe.model_copy(update={"trading": trading, "pairs": list(params.pairs)})

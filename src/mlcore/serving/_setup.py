@@ -51,12 +51,12 @@ def pair_setup(
     record, are held to theta_search_range): a worker never trades on a θ that means nothing."""
     theta = checked_theta(cfg, tuple(theta), "the θ this worker was given", search_range=False)
     seconds = TIMEFRAMES[cfg.serving.timeframe]
-    ai1 = cfg.core.labels.ai1
+    ai1 = cfg.core.labels_at(cfg.serving.timeframe).ai1
+    ex = cfg.backtest.execution_at(cfg.serving.timeframe)
     account = cfg.backtest.account
     rules = DecisionRules(
         theta1=theta[0], theta2=theta[1], entry_z=ai1.entry_z, exit_z=ai1.exit_z,
-        max_hold_bars=cfg.backtest.execution.max_hold_bars,
-        latency_bars=cfg.backtest.execution.latency_bars,
+        max_hold_bars=ex.max_hold_bars, latency_bars=ex.latency_bars,
     )  # fmt: skip
     legs = [
         LegSpec(s, cfg.universe.trading[s], leg_costs(cfg.costs, s, seconds))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlcore.config import TIMEFRAMES, AppConfig, PairSpec
+from mlcore.config import TIMEFRAMES, AppConfig, LabelPolicy, PairSpec
 from mlcore.data import Catalog
 from mlcore.features import (
     FeatureBuildReport,
@@ -35,9 +35,8 @@ class LabelledPair:
 
 
 def _label_segment(
-    cfg: AppConfig, seg: pd.DataFrame, close_a: np.ndarray, offset: int
+    lab: LabelPolicy, seg: pd.DataFrame, close_a: np.ndarray, offset: int
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
-    lab = cfg.core.labels
     ts = pd.DatetimeIndex(seg["ts"]).as_unit("ns").asi8
     # The spec's speed |dz|EMA: the size of the smoothed velocity of z.
     speed = np.abs(seg["dz_ema"].to_numpy())
@@ -62,8 +61,9 @@ def label_pair(cfg: AppConfig, cat: Catalog, pair: PairSpec, timeframe: str) -> 
     close = (
         cat.load_bars(timeframe, pair.leg_a).set_index("ts")["close"].reindex(feats["ts"])
     ).to_numpy()
+    lab = cfg.core.labels_at(timeframe)
     parts = [
-        _label_segment(cfg, seg, close[seg.index.to_numpy()], int(seg.index[0]))
+        _label_segment(lab, seg, close[seg.index.to_numpy()], int(seg.index[0]))
         for _, seg in feats.groupby("segment", sort=True)
     ]
     return LabelledPair(
@@ -140,7 +140,7 @@ def direction_rows(cfg: AppConfig, cat: Catalog, symbol: str, timeframe: str) ->
     ends = np.full(len(feats), -1, dtype=np.int64)
     for _, seg in feats.groupby("segment", sort=True):
         at = seg.index.to_numpy()
-        lab, t1 = direction_labels(close[at], cfg.core.labels.direction)
+        lab, t1 = direction_labels(close[at], cfg.core.labels_at(timeframe).direction)
         labels[at] = lab
         ends[at] = np.where(t1 >= 0, at[0] + t1, -1)
     known = np.flatnonzero(labels >= 0)

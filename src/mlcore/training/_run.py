@@ -337,7 +337,7 @@ def _shared_files(
     params = {
         "theta1": cfg.core.theta1_initial,
         "theta2": cfg.core.theta2_initial,
-        "labels": cfg.core.labels.model_dump(),
+        "labels": cfg.core.labels_at(timeframe).model_dump(),
         "timeframe": timeframe,
         "seed": seed,
     }
@@ -417,9 +417,10 @@ def train_models(
         }  # fmt: skip
         stage_done("train AI1", f"{sum(len(f) for f in ai1.values()):,} events")
         progress.update(step, advance=1, description="training AI2")
+        cap = cfg.core.labels_at(timeframe).ai2.class_weight_cap
         fitted["ai2"] = _fit_model(
             cfg, timeframe, ai2, list(cols.ai2), replace(bcfg, library=libs.ai2), "AI2 bars",
-            ("pr_auc", trials.ai2_trials, "AI2"), cfg.core.labels.ai2.class_weight_cap, shared,
+            ("pr_auc", trials.ai2_trials, "AI2"), cap, shared,
         )  # fmt: skip
         stage_done("train AI2", f"{sum(len(f) for f in ai2.values()):,} bars")
         progress.update(step, advance=1, description="training AI3")
