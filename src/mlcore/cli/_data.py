@@ -20,7 +20,7 @@ from mlcore.cli._params import (
     parse_timeframe,
 )
 from mlcore.cli._params import parse_tz as parse_tz_
-from mlcore.cli._render import print_ingest, text
+from mlcore.cli._render import months_shown, print_ingest, text
 from mlcore.errors import BadDataError, ConfigError, DataQualityError
 
 if TYPE_CHECKING:
@@ -318,7 +318,7 @@ def features_build(
     symbol: Annotated[str | None, typer.Option(help="Symbol (single-instrument features).")] = None,
 ) -> None:
     """Build features from the catalog into the cache (default: every pair and every leg)."""
-    from mlcore.data import Catalog, normalize_symbol
+    from mlcore.data import Catalog, normalize_symbol, pairs_at
     from mlcore.features import build_pair_features, build_symbol_features
 
     cfg = load_config()
@@ -331,16 +331,22 @@ def features_build(
             f"--symbol {symbol!r} is not in universe.yaml {sorted(cfg.universe.instruments)}",
         )
     check_pairs(cfg, [pair] if pair is not None else [])
-    pairs = [
-        p for p in cfg.universe.pairs if (pair is None and symbol is None) or p.pair_id == pair
-    ]
+    cat = Catalog(cfg)
+    skipped: list[str] = []
+    pairs = []
+    if symbol is None:
+        # Pairs that trade at the timeframe and have bars there; the others get one line.
+        with coded(DataQualityError, "FEATURES_INPUT_INVALID"):
+            choice = pairs_at(cfg, cat, timeframe, [pair] if pair is not None else None)
+        pairs, skipped = choice.pairs, choice.skipped
     if symbol is not None:
         symbols = [normalize_symbol(symbol, list(cfg.universe.instruments))]
     elif pair is None:
-        symbols = sorted({s for p in cfg.universe.pairs for s in (p.leg_a, p.leg_b)})
+        symbols = sorted({s for p in pairs for s in (p.leg_a, p.leg_b)})
     else:
         symbols = []
-    cat = Catalog(cfg)
+    for line in skipped:
+        text(line)
     reports = []
     with coded(DataQualityError, "FEATURES_INPUT_INVALID"):
         for p in pairs:
@@ -361,5 +367,5 @@ def features_build(
             f"computed {len(r.months_computed)} month(s), from cache {len(r.months_cached)}"
         )
         if r.months_computed:
-            text(f"  computed: {', '.join(r.months_computed)}")
+            text(f"  computed: {months_shown(r.months_computed)}")
         text(f"  report: {r.report_path}")

@@ -105,19 +105,31 @@ def print_ingest(report: IngestReport) -> None:
     for layer, months in (("raw", report.raw_partitions_removed),
                           ("canonical", report.canonical_partitions_removed)):  # fmt: skip
         if months:
-            shown = ", ".join(months[:6]) + (
-                f" … ({len(months)} in all)" if len(months) > 6 else ""
-            )
-            text(f"  {layer} partitions removed: {shown}")
+            text(f"  {layer} partitions removed: {months_shown(months)}")
     flagged = {k: v for k, v in report.flags.items() if k != "ok" and v}
     text(f"  flagged bars: {flagged or 'none'}; missing bars: {report.missing_bars}")
-    for month, (reason, detail) in sorted(report.quarantined.items()):
+    quarantined = sorted(report.quarantined.items())
+    for month, (reason, detail) in quarantined[:SHOWN_MONTHS]:
         out.print(f"  [yellow]quarantined[/] {month}: {escape(f'{reason}: {detail}')}")
+    if len(quarantined) > SHOWN_MONTHS:
+        text(f"  … {len(quarantined) - SHOWN_MONTHS} more months quarantined (see the report)")
+    written = report.canonical_partitions_written
     text(
-        f"  canonical partitions written: {len(report.canonical_partitions_written)} "
-        f"{report.canonical_partitions_written}; unchanged: {report.canonical_partitions_unchanged}"
+        f"  canonical partitions written: {len(written)}"
+        f"{' (' + months_shown(written) + ')' if written else ''}; "
+        f"unchanged: {report.canonical_partitions_unchanged}"
     )
     text(f"  report: {report.report_path}")
+
+
+SHOWN_MONTHS = 6  # a 30-year file writes 360 months: the console names a few, the report all
+
+
+def months_shown(months: list[str]) -> str:
+    """A few months by name, the rest counted: ``1990-01, 1990-02, … 2022-12 (396 in all)``."""
+    if len(months) <= SHOWN_MONTHS:
+        return ", ".join(months)
+    return f"{', '.join(months[:3])}, … {', '.join(months[-2:])} ({len(months)} in all)"
 
 
 def print_demo(result: DemoResult) -> None:

@@ -106,10 +106,14 @@ def _resolve(base: Path, value: str) -> Path:
     return p if p.is_absolute() else (base / p)
 
 
+#: the configs/ folder of the checkout this package runs from (src/mlcore/config/ -> the repo)
+SHIPPED = Path(__file__).resolve().parents[3] / "configs"
+
+
 def find_config_root(start: Path | None = None) -> Path:
     """Find the config root from ``MLCORE_CONFIG_ROOT``, ``MLCORE_WORKSPACE`` (its configs/),
     or by walking up from ``start`` (cwd) to the nearest workspace marker (its configs/) or
-    ``configs/base`` folder (the shipped configs)."""
+    ``configs/base`` folder (the shipped configs); else the checkout's own shipped configs."""
     explicit = os.environ.get("MLCORE_CONFIG_ROOT")
     if explicit:
         root = Path(explicit)
@@ -128,9 +132,15 @@ def find_config_root(start: Path | None = None) -> Path:
             return read_workspace(d).configs
         if (d / "configs" / "base").is_dir():
             return d / "configs"
+    if (SHIPPED / "base").is_dir():
+        # Outside any workspace or checkout (`mlcore init ~/work` from the home folder): the
+        # configs of the checkout this package is installed from (an editable install).
+        return SHIPPED
     raise ConfigError(
         "CONFIG_ROOT_MISSING",
-        f"no configs/base folder found from {here} upwards; set MLCORE_CONFIG_ROOT",
+        f"no workspace and no configs/base folder found from {here} upwards, and this "
+        "installation has no shipped configs: run inside a workspace (`mlcore init DIR`) or "
+        "the project, or set MLCORE_CONFIG_ROOT",
     )
 
 
