@@ -115,8 +115,7 @@ def print_ingest(report: IngestReport) -> None:
         text(f"  … {len(quarantined) - SHOWN_MONTHS} more months quarantined (see the report)")
     written = report.canonical_partitions_written
     text(
-        f"  canonical partitions written: {len(written)}"
-        f"{' (' + months_shown(written) + ')' if written else ''}; "
+        f"  canonical partitions written: {months_shown(written) if written else 0}; "
         f"unchanged: {report.canonical_partitions_unchanged}"
     )
     text(f"  report: {report.report_path}")
@@ -126,10 +125,10 @@ SHOWN_MONTHS = 6  # a 30-year file writes 360 months: the console names a few, t
 
 
 def months_shown(months: list[str]) -> str:
-    """A few months by name, the rest counted: ``1990-01, 1990-02, … 2022-12 (396 in all)``."""
+    """A few months by name, with the count: ``396: 1990-01, 1990-02, 1990-03, …, 2022-12``."""
     if len(months) <= SHOWN_MONTHS:
-        return ", ".join(months)
-    return f"{', '.join(months[:3])}, … {', '.join(months[-2:])} ({len(months)} in all)"
+        return f"{len(months)}: {', '.join(months)}"
+    return f"{len(months)}: {', '.join(months[:3])}, …, {', '.join(months[-2:])}"
 
 
 def print_demo(result: DemoResult) -> None:
