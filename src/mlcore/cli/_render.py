@@ -258,6 +258,10 @@ def print_direction(direction: dict[str, Any]) -> None:
     """The direction ensemble's levels: soft-vote scores next to the no-skill baseline."""
     if not direction:
         return
+    if not direction["levels"]:
+        skipped = set(direction["skipped_levels"].values())
+        text(f"direction ensemble: not trained ({'; '.join(sorted(skipped)) or 'no level'})")
+        return
     table = Table(title="direction ensemble (SELL/HOLD/BUY, soft vote)")
     cols = ("level", "set", "rows", "AUC", "PR-AUC", "logloss", "prior logloss", "F1", "ECE")
     keys = ("auc", "pr_auc", "logloss", "prior_logloss", "f1", "ece")
