@@ -123,7 +123,9 @@ def test_a_killed_retrain_leaves_no_server_and_the_next_run_takes_over(
     assert "Traceback" not in second.stderr + second.stdout
     assert second.returncode == 65, second.stderr  # no bars: the data are wrong, not the code
     plain = [ln for ln in second.stderr.splitlines() if ln and not ln.startswith("{")]
-    assert plain[-1].startswith("error DATA_PAIR_NO_BARS: pair(s)"), second.stderr
+    assert plain[-1].startswith(
+        "error DATA_PAIR_NO_BARS: no pair of universe.yaml has 1h bars to use"
+    ), second.stderr
     logged = [json.loads(ln) for ln in second.stderr.splitlines() if ln.startswith("{")]
     orphaned = [e for e in logged if e.get("code") == RETRAIN_ORPHANED]
     assert len(orphaned) == 1 and killed.run_id in orphaned[0]["message"]

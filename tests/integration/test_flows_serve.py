@@ -97,8 +97,9 @@ def test_the_cron_deployment_is_served_and_fires(
             f"no scheduled run recorded; serve log:\n{(tmp_path / 'serve.log').read_text()}"
         )
         run = runs[-1]
-        assert run["status"] == "failed" and run["retry_count"] == 2
-        assert "no usable 1h partition" in str(run["error_message"])
+        # No bars is an input error: the run fails at once, not after retries.
+        assert run["status"] == "failed" and run["retry_count"] == 0
+        assert "no pair of universe.yaml has 1h bars to use" in str(run["error_message"])
         flow_run = httpx.get(f"{api}/flow_runs/{run['flow_run_id']}", timeout=10).json()
         assert flow_run["auto_scheduled"] is True  # the scheduler made it, not a person
         deployment = httpx.get(f"{api}/deployments/{flow_run['deployment_id']}", timeout=10).json()

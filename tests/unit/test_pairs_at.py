@@ -5,6 +5,7 @@ daily pair in the universe failed every hourly training and retraining run."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -92,3 +93,19 @@ def test_a_timeframe_without_a_policy_is_one_line_naming_the_key(
     )
     with pytest.raises(ConfigError, match=r"backtest_policy\.yaml: key 'execution'"):
         cfg.backtest.execution_at("4h")
+
+
+def test_named_pairs_come_in_universe_order(both: tuple[AppConfig, Catalog]) -> None:
+    """The data hash and model files depend on the pairs' order: a rebuild names them sorted."""
+    cfg, _ = both
+
+    class EveryLegHasBars:
+        def partitions(self, timeframe: str, symbol: str) -> list[dict[str, str]]:
+            return [{"month": "2024-01"}]
+
+    everything = cast(Catalog, EveryLegHasBars())
+    assert pairs_at(cfg, everything, "1h", ["EUR_GBP", "XAU_XAG"]).pair_ids == [
+        "XAU_XAG",
+        "EUR_GBP",
+    ]
+    assert pairs_at(cfg, everything, "1h").pair_ids == ["XAU_XAG", "EUR_GBP"]

@@ -45,7 +45,9 @@ def pairs_at(
             "(`mlcore universe add-pair A B`) or name listed pairs",
             details={"pairs": unknown},
         )
-    asked = [known[i] for i in pair_ids] if pair_ids else list(cfg.universe.pairs)
+    # Universe order whatever order they were named in: the data hash and the model files
+    # depend on it, and a rebuild names them sorted.
+    asked = [p for p in cfg.universe.pairs if not pair_ids or p.pair_id in pair_ids]
     pairs: list[PairSpec] = []
     skipped: list[str] = []
     for pair in asked:
