@@ -73,6 +73,51 @@ def test_init_refuses_a_workspace_or_a_folder_with_things_in_it(ws: Path, tmp_pa
     assert _run("init", str(empty))[0] == 0
 
 
+def test_init_where_no_folder_can_be_made_is_one_line_and_leaves_nothing(
+    tmp_path: Path, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a_file").write_text("x")
+    code, out = _run("init", str(tmp_path / "a_file" / "ws"), "--config-root", str(project))
+    assert code == 2 and "CONFIG_WORKSPACE_REFUSED" in out and "Not a directory" in out
+    # A write failing half-way (a full disk) leaves no half workspace behind.
+    from mlcore.config import _workspace
+
+    real, calls = _workspace.write_text_atomic, []
+
+    def failing(path: Path, text: str) -> None:
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device", str(path))
+        real(path, text)
+
+    monkeypatch.setattr(_workspace, "write_text_atomic", failing)
+    code, out = _run("init", str(tmp_path / "full"), "--config-root", str(project))
+    assert code == 2 and "No space left on device" in out
+    assert not (tmp_path / "full").exists()
+
+
+def test_init_refuses_a_folder_inside_configs_archives_or_the_demo(
+    ws: Path, project: Path, tmp_path: Path
+) -> None:
+    for inside, why in [
+        (project / "mine", "shipped configs folder"),
+        (ws / "configs" / "more", "configs/ folder of the workspace"),
+        (ws / "archive" / "x" / "y", "archive/ folder of the workspace"),
+    ]:
+        code, out = _run("init", str(inside), "--config-root", str(project))
+        assert code == 2 and "CONFIG_WORKSPACE_REFUSED" in out and why in out, out
+        assert not inside.exists()
+    assert _run("config", "check", "--workspace", str(ws))[0] == 0
+    demo = project.parent / "var" / "demo"
+    from mlcore.config import init_workspace
+
+    init_workspace(demo, project, kind="demo")
+    code, out = _run("init", str(demo / "mine"), "--config-root", str(project))
+    assert code == 2 and "demo's workspace" in out
+    # Beside another workspace's own folders is fine.
+    assert _run("init", str(ws / "sub"), "--config-root", str(project))[0] == 0
+
+
 def test_commands_inside_use_its_configs_and_archive(
     ws: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -122,6 +167,19 @@ def test_an_overlay_adds_instruments_calendars_and_pairs(ws: Path) -> None:
                                "min_notional_usd": 1.0, "margin_rate": 0.25}}},
          "CONFIG_SCHEMA_INVALID", "key 'trading.GOOG.tick_size'"),
         ({"sectors": {"tech": ["GOOG"]}}, "CONFIG_WORKSPACE_UNKNOWN_KEY", "key 'sectors'"),
+        # A pair id the overlay repeats is refused, not merged away (the first one vanished).
+        ({"pairs": [{"pair_id": "X_Y", "leg_a": "GOOG", "leg_b": "EUR/USD"},
+                    {"pair_id": "X_Y", "leg_a": "GOOG", "leg_b": "BTC/USD"}]},
+         "CONFIG_SCHEMA_INVALID", "pairs ['X_Y'] are listed more than once"),
+        ({"pairs": [{"pair_id": "XAU_XAG", "leg_a": "XAU/USD", "leg_b": "XAG/USD"},
+                    {"pair_id": "XAU_XAG", "leg_a": "XAG/USD", "leg_b": "XAU/USD"}]},
+         "CONFIG_SCHEMA_INVALID", "pairs ['XAU_XAG'] are listed more than once"),
+        ({"pairs": [{"pair_id": "X_Y", "leg_a": "GOOG", "leg_b": "BTC/USD",
+                     "timeframes": ["1h", "1h"]}]},
+         "CONFIG_SCHEMA_INVALID", "timeframes ['1h'] are listed more than once"),
+        # A check of the whole file says what is wrong, not "key ''" and the file's content.
+        ({"pairs": [{"pair_id": "A_B", "leg_a": "ZZZ", "leg_b": "GOOG"}]},
+         "CONFIG_SCHEMA_INVALID", "universe.yaml: pair 'A_B' names unknown instrument 'ZZZ'"),
     ],
 )  # fmt: skip
 def test_an_overlay_error_names_the_workspace_file(
@@ -131,7 +189,7 @@ def test_an_overlay_error_names_the_workspace_file(
     _entries(path, entries)
     exit_code, out = _run("config", "check", "--workspace", str(ws))
     assert exit_code == 2 and code in out and expect in out, out
-    assert f"{path}: " in out
+    assert f"{path}: " in out and "key ''" not in out and "'calendars'" not in out
 
 
 def test_an_overlay_file_the_base_lacks_is_refused(ws: Path) -> None:
@@ -144,6 +202,24 @@ def test_a_workspace_whose_shipped_configs_are_gone_is_refused(ws: Path, project
     shutil.rmtree(project)
     code, out = _run("config", "check", "--workspace", str(ws))
     assert code == 2 and "CONFIG_WORKSPACE_BASE_MISSING" in out and str(project) in out
+
+
+@pytest.mark.parametrize(
+    ("edit", "code"),
+    [
+        ({"format_version": True}, "CONFIG_WORKSPACE_INVALID"),  # True == 1 in Python
+        ({"format_version": 1.0}, "CONFIG_WORKSPACE_INVALID"),
+        ({"base_config_root": "/" + "a" * 5000}, "CONFIG_WORKSPACE_BASE_MISSING"),  # too long
+    ],
+    ids=["version-true", "version-float", "base-too-long"],
+)
+def test_a_hand_edited_marker_is_refused_in_one_line(
+    ws: Path, edit: dict[str, object], code: str
+) -> None:
+    marker = yaml.safe_load((ws / MARKER).read_text())
+    (ws / MARKER).write_text(yaml.safe_dump({**marker, **edit}))
+    exit_code, out = _run("config", "check", "--workspace", str(ws))
+    assert exit_code == 2 and code in out and "internal error" not in out, out
 
 
 def test_add_instrument_and_pair_write_the_overlay(ws: Path) -> None:

@@ -112,11 +112,13 @@ def _extend(base: Any, overlay: Any) -> Any:
         out = list(base)
         at = {entry["pair_id"]: i for i, entry in enumerate(out)}
         for entry in overlay:
-            if entry["pair_id"] in at:
-                out[at[entry["pair_id"]]] = entry
-            else:
-                at[entry["pair_id"]] = len(out)
+            # An id replaces the base's entry once; an id the overlay repeats is appended, so
+            # the schema refuses the pair listed twice instead of the first entry vanishing.
+            i = at.pop(entry["pair_id"], None)
+            if i is None:
                 out.append(entry)
+            else:
+                out[i] = entry
         return out
     return overlay
 
@@ -242,6 +244,9 @@ def load_policy(config_root: Path, name: str, env: str, schema: type[M]) -> M:
                 first_file = file
             shown = repr(err.get("input"))
             shown = shown if len(shown) <= 120 else f"{shown[:117]}..."  # an alias bomb's size
+            if not loc:  # a check of the file as a whole: its input is the whole file
+                problems.append(f"{file}: {err['msg'].removeprefix('Value error, ')}")
+                continue
             got = "" if err["type"] == "missing" else f" (got {shown})"
             problems.append(f"{file}: key '{_format_loc(loc)}': {err['msg']}{got}")
         raise ConfigError(

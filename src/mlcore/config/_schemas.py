@@ -318,6 +318,14 @@ class PairSpec(Policy):
     #: the bar timeframes the pair trades at; absent: any timeframe its legs have bars for
     timeframes: Annotated[list[Timeframe], Field(min_length=1)] | None = None
 
+    @field_validator("timeframes")
+    @classmethod
+    def _timeframes_once(cls, value: list[str] | None) -> list[str] | None:
+        twice = sorted({t for t in value or [] if (value or []).count(t) > 1})
+        if twice:
+            raise ValueError(f"timeframes {twice} are listed more than once")
+        return value
+
     def trades_at(self, timeframe: str) -> bool:
         """Whether the pair is traded at ``timeframe`` (before asking for its data)."""
         return self.timeframes is None or timeframe in self.timeframes
