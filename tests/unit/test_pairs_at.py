@@ -92,3 +92,16 @@ def test_a_timeframe_without_a_policy_is_one_line_naming_the_key(
     )
     with pytest.raises(ConfigError, match=r"backtest_policy\.yaml: key 'execution'"):
         cfg.backtest.execution_at("4h")
+
+
+def test_training_at_a_timeframe_without_a_policy_is_refused_before_looking_for_bars(
+    both: tuple[AppConfig, Catalog],
+) -> None:
+    """Before, `train --timeframe 4h` said "no pair has 4h bars" (exit 65): a user ingested
+    4h bars only to be refused for the missing label policy after."""
+    from mlcore.training import train_models
+
+    cfg, cat = both
+    with pytest.raises(ConfigError) as caught:
+        train_models(cfg, cat, "4h", direction=False)
+    assert caught.value.code == "CONFIG_TIMEFRAME_POLICY_MISSING"
