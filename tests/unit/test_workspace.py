@@ -260,6 +260,12 @@ def test_add_instrument_and_pair_write_the_overlay(ws: Path) -> None:
         (("universe", "add-pair", "GOOG", "BTC/USD", "--id", "XAU_XAG"), "CONFIG_PAIR_EXISTS"),
         (("universe", "add-pair", "GOOG", "GOOG"), "CONFIG_PAIR_INVALID"),
         (("universe", "add-pair", "MSFT", "GOOG"), "CONFIG_INSTRUMENT_UNKNOWN"),
+        # An empty --id was silently the default id; a repeated timeframe silently dropped.
+        (("universe", "add-pair", "GOOG", "BTC/USD", "--id", ""), "CONFIG_SCHEMA_INVALID"),
+        (("universe", "add-pair", "GOOG", "BTC/USD", "--timeframe", "1h", "--timeframe",
+          "60min"), "CLI_ARGUMENT_INVALID"),
+        (("universe", "add-pair", "GOOG", "BTC/USD", "--timeframe", "2h"),
+         "CLI_ARGUMENT_INVALID"),
     ],
 )  # fmt: skip
 def test_universe_commands_refuse_bad_input_in_one_line(
@@ -356,3 +362,12 @@ def test_processes_started_from_a_workspace_config_load_it_again(ws: Path) -> No
     before = _config_hash(cfg)
     assert _run("universe", "add-pair", "AAPL", "GOOG", "--workspace", str(ws))[0] == 0
     assert _config_hash(load_config(ws / "configs", "dev")) != before
+
+
+def test_add_pair_takes_the_timeframe_spellings_of_every_command(ws: Path) -> None:
+    """`ingest --timeframe daily` worked while `add-pair --timeframe daily` was refused."""
+    code, out = _run("universe", "add-pair", "GOOG", "BTC/USD", "--timeframe", "daily",
+                     "--timeframe", "1H", "--workspace", str(ws))  # fmt: skip
+    assert code == 0, out
+    pair = load_config(ws / "configs", "dev").universe.pairs[-1]
+    assert (pair.pair_id, pair.timeframes) == ("GOOG_BTC", ["1day", "1h"])

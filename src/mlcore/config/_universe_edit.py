@@ -139,7 +139,7 @@ def add_pair(
                           symbol=leg)  # fmt: skip
     if leg_a == leg_b:
         raise _refuse("CONFIG_PAIR_INVALID", f"a pair needs two legs, got {leg_a!r} twice")
-    pid = pair_id or pair_id_of(leg_a, leg_b)
+    pid = pair_id if pair_id is not None else pair_id_of(leg_a, leg_b)
     for pair in uni.pairs:
         if pair.pair_id == pid:
             raise _refuse("CONFIG_PAIR_EXISTS", f"pair {pid!r} is already in the universe "
@@ -152,7 +152,7 @@ def add_pair(
     path, data = _overlay(ws)
     entry: dict[str, object] = {"pair_id": pid, "leg_a": leg_a, "leg_b": leg_b}
     if timeframes:
-        entry["timeframes"] = list(dict.fromkeys(timeframes))
+        entry["timeframes"] = list(timeframes)  # one given twice: refused by the schema
     _entry(data, "pairs", []).append(entry)
     _write_checked(ws, path, data, cfg.env_name)
     return Added(path, f"pair {pid}", {"pair": entry})
