@@ -348,6 +348,31 @@ def test_ingest_refuses_an_archive_holding_the_demo_market(archive: Path) -> Non
     assert not (archive / "canonical").exists()
 
 
+def test_no_user_bars_go_into_the_demo_workspace_the_next_demo_removes(
+    ws: Path, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, `mlcore ingest` run in var/demo, or with a workspace's archive_path or
+    ARCHIVE_PATH in var/demo/archive, merged the user's bars into the demo's archive, and the
+    next `mlcore demo` deleted them."""
+    from mlcore.config import fresh_demo_workspace
+
+    demo = fresh_demo_workspace(project)
+    csv = str(third_party_csv("EURUSD.csv"))
+    ingest = ("ingest", "--symbol", "eurusd", "--timeframe", "1h", "--path", csv)
+    code, out = _run(*ingest, "--workspace", str(demo.root))
+    assert code == 2 and "DATA_ARCHIVE_HOLDS_DEMO" in out and "demo's workspace" in out, out
+    _entries(ws / "configs" / "storage.yaml", {"archive_path": str(demo.archive)})
+    code, out = _run(*ingest, "--workspace", str(ws))
+    assert code == 2 and "CONFIG_ARCHIVE_IN_DEMO" in out, out
+    _entries(ws / "configs" / "storage.yaml", {"archive_path": "archive"})
+    monkeypatch.setenv("ARCHIVE_PATH", str(demo.archive / "mine"))
+    code, out = _run(*ingest, "--workspace", str(ws))
+    assert code == 2 and "CONFIG_ARCHIVE_IN_DEMO" in out, out
+    assert not any(demo.archive.rglob("*.parquet"))
+    # The demo's own configuration still reads its archive (report, registry list).
+    assert load_config(demo.configs, "dev").paths.archive == demo.archive
+
+
 def test_processes_started_from_a_workspace_config_load_it_again(ws: Path) -> None:
     """Flows and serving workers reload the configuration from ``cfg.config_root``: for a
     workspace that is its configs/, with the same layers; the backtest's config hash covers the
