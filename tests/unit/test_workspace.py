@@ -222,6 +222,33 @@ def test_a_hand_edited_marker_is_refused_in_one_line(
     assert exit_code == 2 and code in out and "internal error" not in out, out
 
 
+def test_a_broken_workspace_layout_is_one_line(ws: Path) -> None:
+    """A configs/ folder gone or a file was an internal error (exit 70); a blank archive_path
+    put the archive in the workspace folder itself; a `universe.yml` was silently ignored."""
+    (ws / "configs").rename(ws / "configs.old")
+    code, out = _run("config", "check", "--workspace", str(ws))
+    assert code == 2 and "CONFIG_WORKSPACE_INVALID" in out and "configs/ folder" in out, out
+    (ws / "configs").write_text("")
+    assert "CONFIG_WORKSPACE_INVALID" in _run("config", "check", "--workspace", str(ws))[1]
+    (ws / "configs").unlink()
+    (ws / "configs.old").rename(ws / "configs")
+    _entries(ws / "configs" / "storage.yaml", {"archive_path": " "})
+    code, out = _run("config", "check", "--workspace", str(ws))
+    assert code == 2 and "key 'archive_path'" in out, out
+    _entries(ws / "configs" / "storage.yaml", {"archive_path": "archive"})
+    _entries(ws / "configs" / "universe.yml", {"pairs": []})
+    code, out = _run("config", "check", "--workspace", str(ws))
+    assert code == 2 and "CONFIG_WORKSPACE_UNKNOWN_FILE" in out and "universe.yml" in out, out
+
+
+def test_the_universe_commands_say_the_demo_workspace_is_the_demo_s(project: Path) -> None:
+    from mlcore.config import fresh_demo_workspace
+
+    demo = fresh_demo_workspace(project)
+    code, out = _run(*ADD_AAPL, "--workspace", str(demo.root))
+    assert code == 2 and "CONFIG_WORKSPACE_NONE" in out and "the demo's workspace" in out, out
+
+
 def test_add_instrument_and_pair_write_the_overlay(ws: Path) -> None:
     code, out = _run(*ADD_AAPL, "--tick-size", "0.05", "--workspace", str(ws))
     assert code == 0, out

@@ -343,6 +343,13 @@ def _check_workspace_files(workspace: Workspace, shipped: Path) -> None:
     """Refuse a workspace overlay file no shipped policy file matches (a mistyped name would
     otherwise be silently ignored)."""
     known = {p.name for p in (shipped / "base").glob("*.yaml")}
+    if not workspace.configs.is_dir():
+        raise ConfigError(
+            "CONFIG_WORKSPACE_INVALID",
+            f"{workspace.configs}: the workspace's configs/ folder is missing or not a folder; "
+            "make it (an empty folder overlays nothing)",
+            details={"file": str(workspace.configs)},
+        )
     for path in sorted(workspace.configs.iterdir()):
         if path.is_dir():
             raise ConfigError(
@@ -351,7 +358,7 @@ def _check_workspace_files(workspace: Workspace, shipped: Path) -> None:
                 f"overlays are the shipped ones, {shipped / 'envs'})",
                 details={"file": str(path)},
             )
-        if path.suffix == ".yaml" and path.name not in known:
+        if path.suffix.lower() in (".yaml", ".yml") and path.name not in known:
             raise ConfigError(
                 "CONFIG_WORKSPACE_UNKNOWN_FILE",
                 f"{path}: no shipped policy file {shipped / 'base' / path.name} to overlay; "

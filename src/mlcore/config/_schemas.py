@@ -99,7 +99,8 @@ class S3Backed(Policy):
 class StoragePolicy(S3Backed):
     """storage.yaml: where the archive lives (ENV STORAGE_BACKEND / ARCHIVE_PATH override)."""
 
-    archive_path: str
+    #: blank would silently put the archive in the folder holding configs/ (the project's)
+    archive_path: Annotated[str, Field(pattern=r"\S")]
 
 
 # ml_core_storage.yaml -------------------------------------------------------------------

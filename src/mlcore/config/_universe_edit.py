@@ -159,7 +159,13 @@ def add_pair(
 
 
 def _need_workspace(cfg: AppConfig) -> Workspace:
-    if cfg.workspace is None or cfg.workspace.kind != "user":
+    if cfg.workspace is not None and cfg.workspace.kind == "demo":
+        raise _refuse(
+            "CONFIG_WORKSPACE_NONE",
+            f"{cfg.workspace.root} is the demo's workspace (kind: demo in its {MARKER}), made "
+            "anew by each `mlcore demo` and never edited; `mlcore init DIR` makes one of yours",
+        )
+    if cfg.workspace is None:
         raise _refuse(
             "CONFIG_WORKSPACE_NONE",
             f"not in a workspace (config root {cfg.config_root} is the shipped one, never "
