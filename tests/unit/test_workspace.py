@@ -79,6 +79,8 @@ def test_init_where_no_folder_can_be_made_is_one_line_and_leaves_nothing(
     (tmp_path / "a_file").write_text("x")
     code, out = _run("init", str(tmp_path / "a_file" / "ws"), "--config-root", str(project))
     assert code == 2 and "CONFIG_WORKSPACE_REFUSED" in out and "Not a directory" in out
+    code, out = _run("init", str(tmp_path / ("x" * 300)), "--config-root", str(project))
+    assert code == 2 and "File name too long" in out, out
     # A write failing half-way (a full disk) leaves no half workspace behind.
     from mlcore.config import _workspace
 

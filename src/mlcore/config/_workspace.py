@@ -175,20 +175,10 @@ def init_workspace(folder: Path, base_root: Path, kind: Kind = "user") -> list[P
     ``base_root``; return what was made. Refuses (ConfigError) a folder already holding a
     workspace or anything else."""
     folder = folder.resolve()
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError("CONFIG_WORKSPACE_REFUSED", f"{folder} is a file, not a folder",
-                          details={"path": str(folder)})  # fmt: skip
-    if (folder / MARKER).exists():
-        raise ConfigError(
-            "CONFIG_WORKSPACE_REFUSED", f"{folder} already holds a workspace ({MARKER})",
-            details={"path": str(folder)},
-        )  # fmt: skip
-    if folder.is_dir() and any(folder.iterdir()):
-        raise ConfigError(
-            "CONFIG_WORKSPACE_REFUSED",
-            f"{folder} is not empty; a workspace is made in a new or empty folder",
-            details={"path": str(folder)},
-        )
+    try:
+        _check_empty(folder)
+    except OSError as exc:  # a name too long, a folder that cannot be listed
+        raise _os_refusal(folder, exc) from None
     base_root = base_root.resolve()
     if not (base_root / "base").is_dir():
         raise ConfigError("CONFIG_ROOT_MISSING", f"{base_root} has no base/ folder of policy files",
@@ -219,13 +209,34 @@ def init_workspace(folder: Path, base_root: Path, kind: Kind = "user") -> list[P
         for sub in (configs, folder / "archive", *([] if existed else [folder])):
             with contextlib.suppress(OSError):
                 sub.rmdir()
-        where = "" if exc.filename in (None, str(folder)) else f" ({exc.filename})"
+        raise _os_refusal(folder, exc) from None
+    return [folder / MARKER, *made, folder / "archive"]
+
+
+def _check_empty(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError("CONFIG_WORKSPACE_REFUSED", f"{folder} is a file, not a folder",
+                          details={"path": str(folder)})  # fmt: skip
+    if (folder / MARKER).exists():
+        raise ConfigError(
+            "CONFIG_WORKSPACE_REFUSED", f"{folder} already holds a workspace ({MARKER})",
+            details={"path": str(folder)},
+        )  # fmt: skip
+    if folder.is_dir() and any(folder.iterdir()):
         raise ConfigError(
             "CONFIG_WORKSPACE_REFUSED",
-            f"{folder}: cannot make a workspace there: {exc.strerror or exc}{where}",
+            f"{folder} is not empty; a workspace is made in a new or empty folder",
             details={"path": str(folder)},
-        ) from None
-    return [folder / MARKER, *made, folder / "archive"]
+        )
+
+
+def _os_refusal(folder: Path, exc: OSError) -> ConfigError:
+    where = "" if exc.filename in (None, str(folder)) else f" ({exc.filename})"
+    return ConfigError(
+        "CONFIG_WORKSPACE_REFUSED",
+        f"{folder}: cannot make a workspace there: {exc.strerror or exc}{where}",
+        details={"path": str(folder)},
+    )
 
 
 def _refuse_inside(folder: Path, kind: Kind) -> None:
