@@ -224,6 +224,19 @@ def test_a_hand_edited_marker_is_refused_in_one_line(
     assert exit_code == 2 and code in out and "internal error" not in out, out
 
 
+def test_add_instrument_says_when_the_rewrite_drops_the_user_s_comments(ws: Path) -> None:
+    """The overlay is rewritten through PyYAML, which drops comments: that was silent."""
+    path = ws / "configs" / "universe.yaml"
+    path.write_text(path.read_text() + "# KO is Coca-Cola\n"
+                    "instruments:\n  value:\n    KO: {asset_class: equity, calendar: xnys, "
+                    "quote_currency: USD}  # red\n  description: 'a # in a string'\n")  # fmt: skip
+    code, out = _run(*ADD_AAPL, "--workspace", str(ws))
+    assert code == 0 and "note: 2 comment line(s) of universe.yaml were not kept" in out, out
+    assert "KO" in load_config(ws / "configs", "dev").universe.instruments
+    code, out = _run("universe", "add-pair", "AAPL", "GOOG", "--workspace", str(ws))
+    assert code == 0 and "note:" not in out, out
+
+
 def test_a_broken_workspace_layout_is_one_line(ws: Path) -> None:
     """A configs/ folder gone or a file was an internal error (exit 70); a blank archive_path
     put the archive in the workspace folder itself; a `universe.yml` was silently ignored."""

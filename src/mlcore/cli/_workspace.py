@@ -56,6 +56,9 @@ def _print_added(added: Added) -> None:
     for key, value in added.entries.items():
         shown = ", ".join(f"{k}: {v}" for k, v in value.items())
         text(f"  {key}: {{{shown}}}")
+    if added.comments_dropped:
+        text(f"note: {added.comments_dropped} comment line(s) of {added.file.name} were not kept "
+             "(the file is rewritten; a note goes in an entry's description:)")  # fmt: skip
 
 
 @command(universe_app, "add-instrument")

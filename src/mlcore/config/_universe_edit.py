@@ -33,26 +33,56 @@ class Added:
     file: Path
     what: str
     entries: dict[str, Any]
+    #: comment lines of the file before, not kept by the rewrite (YAML round-trips lose them)
+    comments_dropped: int = 0
+
+
+# the last header line of workspaces made before the header said comments are not kept
+_OLD_HEADER_LINE = (
+    "# docs/workspace.md. `mlcore universe add-instrument` / `add-pair` edit this file."
+)
+
+
+def _comments(text: str) -> int:
+    """How many lines of ``text`` below the header carry a comment (``#`` at a line's start or
+    after a blank, outside quotes)."""  # PyYAML drops comments: they cannot be kept
+    header = {*UNIVERSE_HEADER.splitlines(), _OLD_HEADER_LINE}
+    lines = text.splitlines()
+    while lines and lines[0] in header:
+        lines.pop(0)
+    count = 0
+    for line in lines:
+        quote = None
+        for i, ch in enumerate(line):
+            if quote is None and ch in "'\"":
+                quote = ch
+            elif ch == quote:
+                quote = None
+            elif quote is None and ch == "#" and (i == 0 or line[i - 1] in " \t"):
+                count += 1
+                break
+    return count
 
 
 def _refuse(code: str, message: str, **details: Any) -> ConfigError:
     return ConfigError(code, message, details=details)
 
 
-def _overlay(ws: Workspace) -> tuple[Path, dict[str, Any]]:
+def _overlay_text(ws: Workspace) -> tuple[Path, dict[str, Any], int]:
     path = ws.configs / "universe.yaml"
     if not path.exists():
-        return path, {}
+        return path, {}, 0
     if path.stat().st_size > MAX_POLICY_BYTES:
         raise _refuse("CONFIG_FILE_UNREADABLE", f"{path}: larger than a policy file can be")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text) or {}
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise _refuse("CONFIG_YAML_INVALID", f"{path}: not valid YAML ({exc})".replace("\n", " "),
                       file=str(path)) from None  # fmt: skip
     if not isinstance(data, dict):
         raise _refuse("CONFIG_YAML_INVALID", f"{path}: top level must be a mapping of entries")
-    return path, data
+    return path, data, _comments(text)
 
 
 def _entry(data: dict[str, Any], key: str, empty: Any) -> Any:
@@ -111,12 +141,12 @@ def add_instrument(
         flags = ["--" + m.replace("_", "-") for m in missing]
         raise _refuse("CONFIG_TRADING_RULES_MISSING", f"universe.yaml trading_defaults has no "
                       f"{asset_class!r} entry: pass {flags}", asset_class=asset_class)  # fmt: skip
-    path, data = _overlay(ws)
+    path, data, comments = _overlay_text(ws)
     inst = {"asset_class": asset_class, "calendar": calendar, "quote_currency": quote}
     _entry(data, "instruments", {})[symbol] = inst
     _entry(data, "trading", {})[symbol] = rules
     _write_checked(ws, path, data, cfg.env_name)
-    return Added(path, f"instrument {symbol}", {"instrument": inst, "trading": rules})
+    return Added(path, f"instrument {symbol}", {"instrument": inst, "trading": rules}, comments)
 
 
 def pair_id_of(leg_a: str, leg_b: str) -> str:
@@ -149,13 +179,13 @@ def add_pair(
             raise _refuse("CONFIG_PAIR_EXISTS", f"pair {pair.pair_id!r} already has the legs "
                           f"{leg_a!r} and {leg_b!r}; a pair is listed once",
                           pair_id=pid)  # fmt: skip
-    path, data = _overlay(ws)
+    path, data, comments = _overlay_text(ws)
     entry: dict[str, object] = {"pair_id": pid, "leg_a": leg_a, "leg_b": leg_b}
     if timeframes:
         entry["timeframes"] = list(timeframes)  # one given twice: refused by the schema
     _entry(data, "pairs", []).append(entry)
     _write_checked(ws, path, data, cfg.env_name)
-    return Added(path, f"pair {pid}", {"pair": entry})
+    return Added(path, f"pair {pid}", {"pair": entry}, comments)
 
 
 def _need_workspace(cfg: AppConfig) -> Workspace:

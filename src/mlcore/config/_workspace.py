@@ -144,7 +144,8 @@ archive_path:
 UNIVERSE_HEADER = """\
 # universe.yaml overlay of this workspace. New instruments, calendars, trading rules and pairs
 # are added to the shipped ones (a pair with a shipped pair_id replaces it); see
-# docs/workspace.md. `mlcore universe add-instrument` / `add-pair` edit this file.
+# docs/workspace.md. `mlcore universe add-instrument` / `add-pair` rewrite this file: comments
+# below this header are not kept (a note goes in an entry's description:).
 """
 
 _README = """\
