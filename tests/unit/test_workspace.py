@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from mlcore.cli import app
 from mlcore.config import MARKER, load_config
+from mlcore.errors import ConfigError
 from tests.conftest import CONFIG_ROOT, third_party_csv
 
 runner = CliRunner()
@@ -235,6 +236,22 @@ def test_add_instrument_says_when_the_rewrite_drops_the_user_s_comments(ws: Path
     assert "KO" in load_config(ws / "configs", "dev").universe.instruments
     code, out = _run("universe", "add-pair", "AAPL", "GOOG", "--workspace", str(ws))
     assert code == 0 and "note:" not in out, out
+
+
+def test_universe_edits_at_once_all_land(ws: Path) -> None:
+    """Two `universe add-instrument` at once both said "added", and the last write lost the
+    other's instrument."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlcore.config._universe_edit import add_instrument
+
+    cfg = load_config(ws / "configs", "dev")
+    symbols = ["AAA", "BBB", "CCC", "DDD"]
+    with ThreadPoolExecutor(len(symbols)) as pool:
+        list(pool.map(lambda s: add_instrument(cfg, s, "xnys", "equity", "USD", {}), symbols))
+    assert set(symbols) <= set(load_config(ws / "configs", "dev").universe.instruments)
+    with pytest.raises(ConfigError, match="is already in"):
+        add_instrument(cfg, "AAA", "xnys", "equity", "USD", {})  # cfg from before AAA
 
 
 def test_a_broken_workspace_layout_is_one_line(ws: Path) -> None:

@@ -3,8 +3,13 @@ overlay, after validating the whole merged configuration with the addition in pl
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,9 +20,11 @@ from mlcore.config._app import AppConfig, load_config
 from mlcore.config._loader import MAX_POLICY_BYTES
 from mlcore.config._schemas import ASSET_CLASSES, SYMBOL_RE, TradingRules
 from mlcore.config._workspace import MARKER, UNIVERSE_HEADER, Workspace, write_text_atomic
-from mlcore.errors import ConfigError
+from mlcore.errors import ConfigError, RetryableError
 
 __all__ = ["Added", "add_instrument", "add_pair", "suggest_add_instrument"]
+
+EDIT_LOCK_WAIT_S = 60.0  # an edit takes about a second; a holder this long is stuck
 
 _DESCRIPTIONS = {
     "instruments": "This workspace's instruments (added to the shipped ones).",
@@ -141,11 +148,15 @@ def add_instrument(
         flags = ["--" + m.replace("_", "-") for m in missing]
         raise _refuse("CONFIG_TRADING_RULES_MISSING", f"universe.yaml trading_defaults has no "
                       f"{asset_class!r} entry: pass {flags}", asset_class=asset_class)  # fmt: skip
-    path, data, comments = _overlay_text(ws)
     inst = {"asset_class": asset_class, "calendar": calendar, "quote_currency": quote}
-    _entry(data, "instruments", {})[symbol] = inst
-    _entry(data, "trading", {})[symbol] = rules
-    _write_checked(ws, path, data, cfg.env_name)
+    with _edit_lock(ws):  # read, change and write the overlay as one step
+        path, data, comments = _overlay_text(ws)
+        if symbol in _entry(data, "instruments", {}):  # added since the config was loaded
+            raise _refuse("CONFIG_INSTRUMENT_EXISTS", f"instrument {symbol!r} is already in "
+                          f"{path}", symbol=symbol)  # fmt: skip
+        _entry(data, "instruments", {})[symbol] = inst
+        _entry(data, "trading", {})[symbol] = rules
+        _write_checked(ws, path, data, cfg.env_name)
     return Added(path, f"instrument {symbol}", {"instrument": inst, "trading": rules}, comments)
 
 
@@ -179,13 +190,44 @@ def add_pair(
             raise _refuse("CONFIG_PAIR_EXISTS", f"pair {pair.pair_id!r} already has the legs "
                           f"{leg_a!r} and {leg_b!r}; a pair is listed once",
                           pair_id=pid)  # fmt: skip
-    path, data, comments = _overlay_text(ws)
     entry: dict[str, object] = {"pair_id": pid, "leg_a": leg_a, "leg_b": leg_b}
     if timeframes:
         entry["timeframes"] = list(timeframes)  # one given twice: refused by the schema
-    _entry(data, "pairs", []).append(entry)
-    _write_checked(ws, path, data, cfg.env_name)
+    with _edit_lock(ws):  # a pair added since the config was loaded: refused by the schema
+        path, data, comments = _overlay_text(ws)
+        _entry(data, "pairs", []).append(entry)
+        _write_checked(ws, path, data, cfg.env_name)
     return Added(path, f"pair {pid}", {"pair": entry}, comments)
+
+
+@contextmanager
+def _edit_lock(ws: Workspace, wait_s: float = EDIT_LOCK_WAIT_S) -> Iterator[None]:
+    """Hold the workspace's universe edit lock (an advisory ``flock``, released by the kernel
+    if the holder dies): two commands at once each read the file and the last write lost
+    the other's addition."""
+    lock = ws.root / ".universe.lock"
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise _refuse("CONFIG_WORKSPACE_REFUSED", f"{lock}: cannot be created: "
+                      f"{exc.strerror or exc}", path=str(lock)) from None  # fmt: skip
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise RetryableError(
+                        "CONFIG_WORKSPACE_BUSY",
+                        f"another `mlcore universe` command held {lock} for over {wait_s:g} s; "
+                        "try again when it is done",
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _need_workspace(cfg: AppConfig) -> Workspace:
