@@ -455,3 +455,14 @@ def test_add_pair_takes_the_timeframe_spellings_of_every_command(ws: Path) -> No
     assert code == 0, out
     pair = load_config(ws / "configs", "dev").universe.pairs[-1]
     assert (pair.pair_id, pair.timeframes) == ("GOOG_BTC", ["1day", "1h"])
+
+
+def test_a_workspace_value_equal_to_the_env_overlay_s_is_no_error_of_the_shipped_file(
+    ws: Path,
+) -> None:
+    """A workspace setting `metrics_port: 0` (what envs/dev sets) made every dev command fail
+    with CONFIG_OVERLAY_REDUNDANT naming the shipped envs/dev/serving_policy.yaml."""
+    _entries(ws / "configs" / "serving_policy.yaml", {"metrics_port": 0})
+    code, out = _run("config", "check", "--workspace", str(ws))
+    assert code == 0, out
+    assert load_config(ws / "configs", "dev").serving.metrics_port == 0

@@ -168,7 +168,10 @@ def _apply_env(
                 details={"file": str(overlay_path), "key": key},
             )
         new_value = _merge(merged[key], entry["value"])
-        if new_value == merged[key]:
+        # Redundant against the shipped base alone: a workspace that set the env overlay's
+        # value must not make the shipped env file an error the user cannot fix.
+        shipped = base[key]["value"]
+        if _merge(shipped, entry["value"]) == shipped:
             raise ConfigError(
                 "CONFIG_OVERLAY_REDUNDANT",
                 f"{overlay_path}: key '{key}': repeats the base value; "
