@@ -466,3 +466,14 @@ def test_a_workspace_value_equal_to_the_env_overlay_s_is_no_error_of_the_shipped
     code, out = _run("config", "check", "--workspace", str(ws))
     assert code == 0, out
     assert load_config(ws / "configs", "dev").serving.metrics_port == 0
+
+
+def test_config_check_says_which_workspace_values_the_env_overlay_overrides(ws: Path) -> None:
+    """The shipped env overlay applies last: a workspace's `optuna.ai1_trials: 50` was 8 in dev
+    (envs/dev), and `config check` said nothing."""
+    _entries(ws / "configs" / "training_policy.yaml", {"optuna": {"ai1_trials": 50,
+                                                                  "ai2_trials": 3}})  # fmt: skip
+    code, out = _run("config", "check", "--workspace", str(ws))
+    assert code == 0, out
+    assert "note: training_policy.yaml: optuna.ai1_trials = 50 is not in force in dev" in out
+    assert "ai2_trials" not in out  # the same value as envs/dev: in force

@@ -101,7 +101,11 @@ def config_check() -> None:
     cfg = load_config()
     text(f"config OK for SERVICE_ENV={cfg.env_name} ({cfg.config_root})")
     if cfg.workspace is not None:
+        from mlcore.config._loader import env_shadowed
+
         text(f"workspace: {cfg.workspace.root} over the shipped configs {cfg.base_root}")
+        for line in env_shadowed(cfg.config_root, cfg.env_name):
+            text(f"note: {line}")
     text(f"archive: {cfg.paths.archive} (backend {cfg.storage.backend})")
     text(f"timeframes: {', '.join(cfg.pipeline.timeframe_allowed)}")
     text(f"instruments: {', '.join(cfg.universe.instruments)}")

@@ -257,3 +257,37 @@ def load_policy(config_root: Path, name: str, env: str, schema: type[M]) -> M:
             "; ".join(problems),
             details={"file": str(first_file), "problems": problems},
         ) from None
+
+
+def _leaves(value: Any, at: tuple[str, ...]) -> dict[tuple[str, ...], Any]:
+    if isinstance(value, dict) and value:
+        out: dict[tuple[str, ...], Any] = {}
+        for k, v in value.items():
+            out.update(_leaves(v, (*at, str(k))))
+        return out
+    return {at: value}
+
+
+def env_shadowed(config_root: Path, env: str) -> list[str]:
+    """What a workspace overlay sets that the shipped env overlay (applied last) sets again to
+    another value: the workspace's value is not the one in force in ``env``. Empty outside a
+    workspace. The files were validated by :func:`load_policy` already."""
+    workspace = workspace_of(config_root)
+    if workspace is None:
+        return []
+    said = []
+    for ws_path in sorted(config_root.glob("*.yaml")):
+        env_path = workspace.base_root / "envs" / env / ws_path.name
+        if not env_path.exists():
+            continue
+        mine, theirs = _read_yaml(ws_path), _read_yaml(env_path)
+        for key in sorted(set(mine) & set(theirs)):
+            ours = _leaves(mine[key]["value"], (str(key),))
+            final = _leaves(theirs[key]["value"], (str(key),))
+            for loc in sorted(set(ours) & set(final)):
+                if ours[loc] != final[loc]:
+                    said.append(
+                        f"{ws_path.name}: {'.'.join(loc)} = {ours[loc]!r} is not in force in "
+                        f"{env}: {env_path} (applied last) sets {final[loc]!r}"
+                    )
+    return said
