@@ -455,6 +455,10 @@ def test_add_pair_takes_the_timeframe_spellings_of_every_command(ws: Path) -> No
     assert code == 0, out
     pair = load_config(ws / "configs", "dev").universe.pairs[-1]
     assert (pair.pair_id, pair.timeframes) == ("GOOG_BTC", ["1day", "1h"])
+    assert "note:" not in out
+    code, out = _run("universe", "add-pair", "GOOG", "EUR/USD", "--timeframe", "4h",
+                     "--workspace", str(ws))  # fmt: skip
+    assert code == 0 and "note: no 4h entry in core_policy.yaml labels or backtest_policy" in out
 
 
 def test_a_workspace_value_equal_to_the_env_overlay_s_is_no_error_of_the_shipped_file(

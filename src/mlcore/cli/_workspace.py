@@ -111,4 +111,13 @@ def add_pair(
         raise ConfigError(
             "CLI_ARGUMENT_INVALID", f"--timeframe names {', '.join(twice)} more than once"
         )
-    _print_added(add(load_config(), leg_a, leg_b, pair_id, given or None))
+    cfg = load_config()
+    _print_added(add(cfg, leg_a, leg_b, pair_id, given or None))
+    for tf in given:
+        lacking = [f"{file} {key}" for file, key, table in (
+            ("core_policy.yaml", "labels", cfg.core.labels),
+            ("backtest_policy.yaml", "execution", cfg.backtest.execution),
+        ) if tf not in table]  # fmt: skip
+        if lacking:
+            text(f"note: no {tf} entry in {' or '.join(lacking)} yet: training at {tf} is "
+                 "refused until your workspace adds one (docs/features-and-labels.md)")  # fmt: skip
