@@ -121,6 +121,13 @@ def test_a_bad_value_is_one_usage_line_and_exit_2(
     assert "internal error" not in err and "Traceback" not in err
 
 
+def test_a_missing_choice_option_lists_the_choices_on_one_plain_line(archive: Path) -> None:
+    code, _, err = _run("registry", "promote", "20250101_0000_abc1234", "--notes", "n", *ROOT)
+    assert code == 2
+    assert "Missing option '--to'. Choose from: candidate, approved, deployed, rejected" in err
+    assert "\t" not in err and "  " not in err.strip()
+
+
 def test_an_unknown_option_is_one_line_pointing_at_the_help(archive: Path) -> None:
     code, _, err = _run("train", "--bogus", *ROOT)
     assert code == 2

@@ -109,3 +109,16 @@ def test_named_pairs_come_in_universe_order(both: tuple[AppConfig, Catalog]) -> 
         "EUR_GBP",
     ]
     assert pairs_at(cfg, everything, "1h").pair_ids == ["XAU_XAG", "EUR_GBP"]
+
+
+def test_training_at_a_timeframe_without_a_policy_is_refused_before_looking_for_bars(
+    both: tuple[AppConfig, Catalog],
+) -> None:
+    """Before, `train --timeframe 4h` said "no pair has 4h bars" (exit 65): a user ingested
+    4h bars only to be refused for the missing label policy after."""
+    from mlcore.training import train_models
+
+    cfg, cat = both
+    with pytest.raises(ConfigError) as caught:
+        train_models(cfg, cat, "4h", direction=False)
+    assert caught.value.code == "CONFIG_TIMEFRAME_POLICY_MISSING"

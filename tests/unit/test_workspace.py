@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from mlcore.cli import app
 from mlcore.config import MARKER, load_config
+from mlcore.errors import ConfigError
 from tests.conftest import CONFIG_ROOT, third_party_csv
 
 runner = CliRunner()
@@ -73,6 +74,53 @@ def test_init_refuses_a_workspace_or_a_folder_with_things_in_it(ws: Path, tmp_pa
     assert _run("init", str(empty))[0] == 0
 
 
+def test_init_where_no_folder_can_be_made_is_one_line_and_leaves_nothing(
+    tmp_path: Path, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a_file").write_text("x")
+    code, out = _run("init", str(tmp_path / "a_file" / "ws"), "--config-root", str(project))
+    assert code == 2 and "CONFIG_WORKSPACE_REFUSED" in out and "Not a directory" in out
+    code, out = _run("init", str(tmp_path / ("x" * 300)), "--config-root", str(project))
+    assert code == 2 and "File name too long" in out, out
+    # A write failing half-way (a full disk) leaves no half workspace behind.
+    from mlcore.config import _workspace
+
+    real, calls = _workspace.write_text_atomic, []
+
+    def failing(path: Path, text: str) -> None:
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device", str(path))
+        real(path, text)
+
+    monkeypatch.setattr(_workspace, "write_text_atomic", failing)
+    code, out = _run("init", str(tmp_path / "full"), "--config-root", str(project))
+    assert code == 2 and "No space left on device" in out
+    assert not (tmp_path / "full").exists()
+
+
+def test_init_refuses_a_folder_inside_configs_archives_or_the_demo(
+    ws: Path, project: Path, tmp_path: Path
+) -> None:
+    for inside, why in [
+        (project / "mine", "shipped configs folder"),
+        (ws / "configs" / "more", "configs/ folder of the workspace"),
+        (ws / "archive" / "x" / "y", "archive/ folder of the workspace"),
+    ]:
+        code, out = _run("init", str(inside), "--config-root", str(project))
+        assert code == 2 and "CONFIG_WORKSPACE_REFUSED" in out and why in out, out
+        assert not inside.exists()
+    assert _run("config", "check", "--workspace", str(ws))[0] == 0
+    demo = project.parent / "var" / "demo"
+    from mlcore.config import init_workspace
+
+    init_workspace(demo, project, kind="demo")
+    code, out = _run("init", str(demo / "mine"), "--config-root", str(project))
+    assert code == 2 and "demo's workspace" in out
+    # Beside another workspace's own folders is fine.
+    assert _run("init", str(ws / "sub"), "--config-root", str(project))[0] == 0
+
+
 def test_commands_inside_use_its_configs_and_archive(
     ws: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -122,6 +170,19 @@ def test_an_overlay_adds_instruments_calendars_and_pairs(ws: Path) -> None:
                                "min_notional_usd": 1.0, "margin_rate": 0.25}}},
          "CONFIG_SCHEMA_INVALID", "key 'trading.GOOG.tick_size'"),
         ({"sectors": {"tech": ["GOOG"]}}, "CONFIG_WORKSPACE_UNKNOWN_KEY", "key 'sectors'"),
+        # A pair id the overlay repeats is refused, not merged away (the first one vanished).
+        ({"pairs": [{"pair_id": "X_Y", "leg_a": "GOOG", "leg_b": "EUR/USD"},
+                    {"pair_id": "X_Y", "leg_a": "GOOG", "leg_b": "BTC/USD"}]},
+         "CONFIG_SCHEMA_INVALID", "pairs ['X_Y'] are listed more than once"),
+        ({"pairs": [{"pair_id": "XAU_XAG", "leg_a": "XAU/USD", "leg_b": "XAG/USD"},
+                    {"pair_id": "XAU_XAG", "leg_a": "XAG/USD", "leg_b": "XAU/USD"}]},
+         "CONFIG_SCHEMA_INVALID", "pairs ['XAU_XAG'] are listed more than once"),
+        ({"pairs": [{"pair_id": "X_Y", "leg_a": "GOOG", "leg_b": "BTC/USD",
+                     "timeframes": ["1h", "1h"]}]},
+         "CONFIG_SCHEMA_INVALID", "timeframes ['1h'] are listed more than once"),
+        # A check of the whole file says what is wrong, not "key ''" and the file's content.
+        ({"pairs": [{"pair_id": "A_B", "leg_a": "ZZZ", "leg_b": "GOOG"}]},
+         "CONFIG_SCHEMA_INVALID", "universe.yaml: pair 'A_B' names unknown instrument 'ZZZ'"),
     ],
 )  # fmt: skip
 def test_an_overlay_error_names_the_workspace_file(
@@ -131,7 +192,7 @@ def test_an_overlay_error_names_the_workspace_file(
     _entries(path, entries)
     exit_code, out = _run("config", "check", "--workspace", str(ws))
     assert exit_code == 2 and code in out and expect in out, out
-    assert f"{path}: " in out
+    assert f"{path}: " in out and "key ''" not in out and "'calendars'" not in out
 
 
 def test_an_overlay_file_the_base_lacks_is_refused(ws: Path) -> None:
@@ -144,6 +205,80 @@ def test_a_workspace_whose_shipped_configs_are_gone_is_refused(ws: Path, project
     shutil.rmtree(project)
     code, out = _run("config", "check", "--workspace", str(ws))
     assert code == 2 and "CONFIG_WORKSPACE_BASE_MISSING" in out and str(project) in out
+
+
+@pytest.mark.parametrize(
+    ("edit", "code"),
+    [
+        ({"format_version": True}, "CONFIG_WORKSPACE_INVALID"),  # True == 1 in Python
+        ({"format_version": 1.0}, "CONFIG_WORKSPACE_INVALID"),
+        ({"base_config_root": "/" + "a" * 5000}, "CONFIG_WORKSPACE_BASE_MISSING"),  # too long
+    ],
+    ids=["version-true", "version-float", "base-too-long"],
+)
+def test_a_hand_edited_marker_is_refused_in_one_line(
+    ws: Path, edit: dict[str, object], code: str
+) -> None:
+    marker = yaml.safe_load((ws / MARKER).read_text())
+    (ws / MARKER).write_text(yaml.safe_dump({**marker, **edit}))
+    exit_code, out = _run("config", "check", "--workspace", str(ws))
+    assert exit_code == 2 and code in out and "internal error" not in out, out
+
+
+def test_add_instrument_says_when_the_rewrite_drops_the_user_s_comments(ws: Path) -> None:
+    """The overlay is rewritten through PyYAML, which drops comments: that was silent."""
+    path = ws / "configs" / "universe.yaml"
+    path.write_text(path.read_text() + "# KO is Coca-Cola\n"
+                    "instruments:\n  value:\n    KO: {asset_class: equity, calendar: xnys, "
+                    "quote_currency: USD}  # red\n  description: 'a # in a string'\n")  # fmt: skip
+    code, out = _run(*ADD_AAPL, "--workspace", str(ws))
+    assert code == 0 and "note: 2 comment line(s) of universe.yaml were not kept" in out, out
+    assert "KO" in load_config(ws / "configs", "dev").universe.instruments
+    code, out = _run("universe", "add-pair", "AAPL", "GOOG", "--workspace", str(ws))
+    assert code == 0 and "note:" not in out, out
+
+
+def test_universe_edits_at_once_all_land(ws: Path) -> None:
+    """Two `universe add-instrument` at once both said "added", and the last write lost the
+    other's instrument."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlcore.config._universe_edit import add_instrument
+
+    cfg = load_config(ws / "configs", "dev")
+    symbols = ["AAA", "BBB", "CCC", "DDD"]
+    with ThreadPoolExecutor(len(symbols)) as pool:
+        list(pool.map(lambda s: add_instrument(cfg, s, "xnys", "equity", "USD", {}), symbols))
+    assert set(symbols) <= set(load_config(ws / "configs", "dev").universe.instruments)
+    with pytest.raises(ConfigError, match="is already in"):
+        add_instrument(cfg, "AAA", "xnys", "equity", "USD", {})  # cfg from before AAA
+
+
+def test_a_broken_workspace_layout_is_one_line(ws: Path) -> None:
+    """A configs/ folder gone or a file was an internal error (exit 70); a blank archive_path
+    put the archive in the workspace folder itself; a `universe.yml` was silently ignored."""
+    (ws / "configs").rename(ws / "configs.old")
+    code, out = _run("config", "check", "--workspace", str(ws))
+    assert code == 2 and "CONFIG_WORKSPACE_INVALID" in out and "configs/ folder" in out, out
+    (ws / "configs").write_text("")
+    assert "CONFIG_WORKSPACE_INVALID" in _run("config", "check", "--workspace", str(ws))[1]
+    (ws / "configs").unlink()
+    (ws / "configs.old").rename(ws / "configs")
+    _entries(ws / "configs" / "storage.yaml", {"archive_path": " "})
+    code, out = _run("config", "check", "--workspace", str(ws))
+    assert code == 2 and "key 'archive_path'" in out, out
+    _entries(ws / "configs" / "storage.yaml", {"archive_path": "archive"})
+    _entries(ws / "configs" / "universe.yml", {"pairs": []})
+    code, out = _run("config", "check", "--workspace", str(ws))
+    assert code == 2 and "CONFIG_WORKSPACE_UNKNOWN_FILE" in out and "universe.yml" in out, out
+
+
+def test_the_universe_commands_say_the_demo_workspace_is_the_demo_s(project: Path) -> None:
+    from mlcore.config import fresh_demo_workspace
+
+    demo = fresh_demo_workspace(project)
+    code, out = _run(*ADD_AAPL, "--workspace", str(demo.root))
+    assert code == 2 and "CONFIG_WORKSPACE_NONE" in out and "the demo's workspace" in out, out
 
 
 def test_add_instrument_and_pair_write_the_overlay(ws: Path) -> None:
@@ -184,6 +319,12 @@ def test_add_instrument_and_pair_write_the_overlay(ws: Path) -> None:
         (("universe", "add-pair", "GOOG", "BTC/USD", "--id", "XAU_XAG"), "CONFIG_PAIR_EXISTS"),
         (("universe", "add-pair", "GOOG", "GOOG"), "CONFIG_PAIR_INVALID"),
         (("universe", "add-pair", "MSFT", "GOOG"), "CONFIG_INSTRUMENT_UNKNOWN"),
+        # An empty --id was silently the default id; a repeated timeframe silently dropped.
+        (("universe", "add-pair", "GOOG", "BTC/USD", "--id", ""), "CONFIG_SCHEMA_INVALID"),
+        (("universe", "add-pair", "GOOG", "BTC/USD", "--timeframe", "1h", "--timeframe",
+          "60min"), "CLI_ARGUMENT_INVALID"),
+        (("universe", "add-pair", "GOOG", "BTC/USD", "--timeframe", "2h"),
+         "CLI_ARGUMENT_INVALID"),
     ],
 )  # fmt: skip
 def test_universe_commands_refuse_bad_input_in_one_line(
@@ -266,6 +407,31 @@ def test_ingest_refuses_an_archive_holding_the_demo_market(archive: Path) -> Non
     assert not (archive / "canonical").exists()
 
 
+def test_no_user_bars_go_into_the_demo_workspace_the_next_demo_removes(
+    ws: Path, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, `mlcore ingest` run in var/demo, or with a workspace's archive_path or
+    ARCHIVE_PATH in var/demo/archive, merged the user's bars into the demo's archive, and the
+    next `mlcore demo` deleted them."""
+    from mlcore.config import fresh_demo_workspace
+
+    demo = fresh_demo_workspace(project)
+    csv = str(third_party_csv("EURUSD.csv"))
+    ingest = ("ingest", "--symbol", "eurusd", "--timeframe", "1h", "--path", csv)
+    code, out = _run(*ingest, "--workspace", str(demo.root))
+    assert code == 2 and "DATA_ARCHIVE_HOLDS_DEMO" in out and "demo's workspace" in out, out
+    _entries(ws / "configs" / "storage.yaml", {"archive_path": str(demo.archive)})
+    code, out = _run(*ingest, "--workspace", str(ws))
+    assert code == 2 and "CONFIG_ARCHIVE_IN_DEMO" in out, out
+    _entries(ws / "configs" / "storage.yaml", {"archive_path": "archive"})
+    monkeypatch.setenv("ARCHIVE_PATH", str(demo.archive / "mine"))
+    code, out = _run(*ingest, "--workspace", str(ws))
+    assert code == 2 and "CONFIG_ARCHIVE_IN_DEMO" in out, out
+    assert not any(demo.archive.rglob("*.parquet"))
+    # The demo's own configuration still reads its archive (report, registry list).
+    assert load_config(demo.configs, "dev").paths.archive == demo.archive
+
+
 def test_processes_started_from_a_workspace_config_load_it_again(ws: Path) -> None:
     """Flows and serving workers reload the configuration from ``cfg.config_root``: for a
     workspace that is its configs/, with the same layers; the backtest's config hash covers the
@@ -280,3 +446,38 @@ def test_processes_started_from_a_workspace_config_load_it_again(ws: Path) -> No
     before = _config_hash(cfg)
     assert _run("universe", "add-pair", "AAPL", "GOOG", "--workspace", str(ws))[0] == 0
     assert _config_hash(load_config(ws / "configs", "dev")) != before
+
+
+def test_add_pair_takes_the_timeframe_spellings_of_every_command(ws: Path) -> None:
+    """`ingest --timeframe daily` worked while `add-pair --timeframe daily` was refused."""
+    code, out = _run("universe", "add-pair", "GOOG", "BTC/USD", "--timeframe", "daily",
+                     "--timeframe", "1H", "--workspace", str(ws))  # fmt: skip
+    assert code == 0, out
+    pair = load_config(ws / "configs", "dev").universe.pairs[-1]
+    assert (pair.pair_id, pair.timeframes) == ("GOOG_BTC", ["1day", "1h"])
+    assert "note:" not in out
+    code, out = _run("universe", "add-pair", "GOOG", "EUR/USD", "--timeframe", "4h",
+                     "--workspace", str(ws))  # fmt: skip
+    assert code == 0 and "note: no 4h entry in core_policy.yaml labels or backtest_policy" in out
+
+
+def test_a_workspace_value_equal_to_the_env_overlay_s_is_no_error_of_the_shipped_file(
+    ws: Path,
+) -> None:
+    """A workspace setting `metrics_port: 0` (what envs/dev sets) made every dev command fail
+    with CONFIG_OVERLAY_REDUNDANT naming the shipped envs/dev/serving_policy.yaml."""
+    _entries(ws / "configs" / "serving_policy.yaml", {"metrics_port": 0})
+    code, out = _run("config", "check", "--workspace", str(ws))
+    assert code == 0, out
+    assert load_config(ws / "configs", "dev").serving.metrics_port == 0
+
+
+def test_config_check_says_which_workspace_values_the_env_overlay_overrides(ws: Path) -> None:
+    """The shipped env overlay applies last: a workspace's `optuna.ai1_trials: 50` was 8 in dev
+    (envs/dev), and `config check` said nothing."""
+    _entries(ws / "configs" / "training_policy.yaml", {"optuna": {"ai1_trials": 50,
+                                                                  "ai2_trials": 3}})  # fmt: skip
+    code, out = _run("config", "check", "--workspace", str(ws))
+    assert code == 0, out
+    assert "note: training_policy.yaml: optuna.ai1_trials = 50 is not in force in dev" in out
+    assert "ai2_trials" not in out  # the same value as envs/dev: in force

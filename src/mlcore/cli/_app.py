@@ -284,7 +284,8 @@ def usage_line(exc: click_exc.UsageError) -> tuple[str, str]:
         if message.startswith("Input ") and callable(errors) and errors():
             message = f"{errors()[0].get('input')!r} {message.removeprefix('Input ')}"
         return "error CLI_ARGUMENT_INVALID", f"{name} {message}"
-    return "error CLI_USAGE_INVALID", exc.format_message().replace("\n", " ") + hint
+    # click lays a choice list out over lines and tabs: one line, single spaces.
+    return "error CLI_USAGE_INVALID", " ".join(exc.format_message().split()) + hint
 
 
 def typer_app(help_text: str, **kwargs: Any) -> typer.Typer:

@@ -74,11 +74,18 @@ def check_pairs(cfg: AppConfig, pairs: list[str], option: str = "--pair") -> Non
 
 
 def _refuse_demo_archive(cfg: AppConfig) -> None:
-    """Refuse to ingest a user's bars into an archive holding the demo's synthetic market (one
-    a demo wrote before it ran in a workspace of its own): the two would be merged."""
-    demo = cfg.workspace is not None and cfg.workspace.kind == "demo"
+    """Refuse to ingest a user's bars into the demo's workspace (each demo run removes it) or
+    an archive holding the demo's synthetic market (one a demo wrote before it ran in a
+    workspace of its own): the two would be merged."""
+    if cfg.workspace is not None and cfg.workspace.kind == "demo":
+        raise ConfigError(
+            "DATA_ARCHIVE_HOLDS_DEMO",
+            f"{cfg.config_root.parent} is the demo's workspace: each `mlcore demo` removes it, "
+            "your bars with it; make a workspace of your own (`mlcore init DIR`)",
+            details={"path": str(cfg.paths.archive)},
+        )
     summary = cfg.paths.reports / "demo_summary.json"
-    if summary.exists() and not demo:
+    if summary.exists():
         raise ConfigError(
             "DATA_ARCHIVE_HOLDS_DEMO",
             f"archive {cfg.paths.archive} holds the demo's synthetic market ({summary}); your "
@@ -94,7 +101,11 @@ def config_check() -> None:
     cfg = load_config()
     text(f"config OK for SERVICE_ENV={cfg.env_name} ({cfg.config_root})")
     if cfg.workspace is not None:
+        from mlcore.config._loader import env_shadowed
+
         text(f"workspace: {cfg.workspace.root} over the shipped configs {cfg.base_root}")
+        for line in env_shadowed(cfg.config_root, cfg.env_name):
+            text(f"note: {line}")
     text(f"archive: {cfg.paths.archive} (backend {cfg.storage.backend})")
     text(f"timeframes: {', '.join(cfg.pipeline.timeframe_allowed)}")
     text(f"instruments: {', '.join(cfg.universe.instruments)}")

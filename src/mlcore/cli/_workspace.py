@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mlcore.cli._app import app, chosen_root, command, load_config, typer_app
+from mlcore.cli._params import parse_timeframe
 from mlcore.cli._render import text
+from mlcore.errors import ConfigError
 
 if TYPE_CHECKING:
     from mlcore.config._universe_edit import Added
@@ -54,6 +56,9 @@ def _print_added(added: Added) -> None:
     for key, value in added.entries.items():
         shown = ", ".join(f"{k}: {v}" for k, v in value.items())
         text(f"  {key}: {{{shown}}}")
+    if added.comments_dropped:
+        text(f"note: {added.comments_dropped} comment line(s) of {added.file.name} were not kept "
+             "(the file is rewritten; a note goes in an entry's description:)")  # fmt: skip
 
 
 @command(universe_app, "add-instrument")
@@ -91,13 +96,28 @@ def add_pair(
     timeframe: Annotated[
         list[str] | None,
         typer.Option(
-            "--timeframe",
+            "--timeframe", parser=parse_timeframe, metavar="TF",
             help="A timeframe the pair trades at (repeat for more; default: any its legs "
-            "have bars for).",
+            "have bars for). Spellings as for every --timeframe (1h, 1H, 1day, daily, ...).",
         ),
     ] = None,
-) -> None:
+) -> None:  # fmt: skip
     """Add a pair of two instruments of the universe to the workspace's universe overlay."""
     from mlcore.config._universe_edit import add_pair as add
 
-    _print_added(add(load_config(), leg_a, leg_b, pair_id, timeframe or None))
+    given = timeframe or []
+    twice = sorted({t for t in given if given.count(t) > 1})
+    if twice:
+        raise ConfigError(
+            "CLI_ARGUMENT_INVALID", f"--timeframe names {', '.join(twice)} more than once"
+        )
+    cfg = load_config()
+    _print_added(add(cfg, leg_a, leg_b, pair_id, given or None))
+    for tf in given:
+        lacking = [f"{file} {key}" for file, key, table in (
+            ("core_policy.yaml", "labels", cfg.core.labels),
+            ("backtest_policy.yaml", "execution", cfg.backtest.execution),
+        ) if tf not in table]  # fmt: skip
+        if lacking:
+            text(f"note: no {tf} entry in {' or '.join(lacking)} yet: training at {tf} is "
+                 "refused until your workspace adds one (docs/features-and-labels.md)")  # fmt: skip

@@ -291,6 +291,8 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
         serving=_resolve(archive, serving.serving_root),
     )
     check_roots_apart(paths, archive / "registry" / "registry.db")
+    if workspace is None or workspace.kind != "demo":
+        _refuse_demo_archive(archive)
     return AppConfig(
         env_name=name,
         config_root=root,
@@ -315,10 +317,39 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
     )
 
 
+def _refuse_demo_archive(archive: Path) -> None:
+    """Refuse an archive (``ARCHIVE_PATH``, ``storage.yaml archive_path``) inside the demo's
+    workspace for any configuration but the demo's: each ``mlcore demo`` removes that folder,
+    and its synthetic bars would be merged with the user's."""
+    here = _real(archive)
+    for d in (here, *here.parents):
+        if (d / MARKER).is_file():
+            try:
+                kind = read_workspace(d).kind
+            except ConfigError:
+                return
+            if kind == "demo":
+                raise ConfigError(
+                    "CONFIG_ARCHIVE_IN_DEMO",
+                    f"archive {archive} (ARCHIVE_PATH or storage.yaml archive_path) is inside "
+                    f"the demo's workspace {d}, which each `mlcore demo` removes and fills with "
+                    "its synthetic market: choose an archive of your own",
+                    details={"path": str(archive)},
+                )
+            return
+
+
 def _check_workspace_files(workspace: Workspace, shipped: Path) -> None:
     """Refuse a workspace overlay file no shipped policy file matches (a mistyped name would
     otherwise be silently ignored)."""
     known = {p.name for p in (shipped / "base").glob("*.yaml")}
+    if not workspace.configs.is_dir():
+        raise ConfigError(
+            "CONFIG_WORKSPACE_INVALID",
+            f"{workspace.configs}: the workspace's configs/ folder is missing or not a folder; "
+            "make it (an empty folder overlays nothing)",
+            details={"file": str(workspace.configs)},
+        )
     for path in sorted(workspace.configs.iterdir()):
         if path.is_dir():
             raise ConfigError(
@@ -327,7 +358,7 @@ def _check_workspace_files(workspace: Workspace, shipped: Path) -> None:
                 f"overlays are the shipped ones, {shipped / 'envs'})",
                 details={"file": str(path)},
             )
-        if path.suffix == ".yaml" and path.name not in known:
+        if path.suffix.lower() in (".yaml", ".yml") and path.name not in known:
             raise ConfigError(
                 "CONFIG_WORKSPACE_UNKNOWN_FILE",
                 f"{path}: no shipped policy file {shipped / 'base' / path.name} to overlay; "

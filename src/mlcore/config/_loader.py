@@ -112,11 +112,13 @@ def _extend(base: Any, overlay: Any) -> Any:
         out = list(base)
         at = {entry["pair_id"]: i for i, entry in enumerate(out)}
         for entry in overlay:
-            if entry["pair_id"] in at:
-                out[at[entry["pair_id"]]] = entry
-            else:
-                at[entry["pair_id"]] = len(out)
+            # An id replaces the base's entry once; an id the overlay repeats is appended, so
+            # the schema refuses the pair listed twice instead of the first entry vanishing.
+            i = at.pop(entry["pair_id"], None)
+            if i is None:
                 out.append(entry)
+            else:
+                out[i] = entry
         return out
     return overlay
 
@@ -166,7 +168,10 @@ def _apply_env(
                 details={"file": str(overlay_path), "key": key},
             )
         new_value = _merge(merged[key], entry["value"])
-        if new_value == merged[key]:
+        # Redundant against the shipped base alone: a workspace that set the env overlay's
+        # value must not make the shipped env file an error the user cannot fix.
+        shipped = base[key]["value"]
+        if _merge(shipped, entry["value"]) == shipped:
             raise ConfigError(
                 "CONFIG_OVERLAY_REDUNDANT",
                 f"{overlay_path}: key '{key}': repeats the base value; "
@@ -242,6 +247,9 @@ def load_policy(config_root: Path, name: str, env: str, schema: type[M]) -> M:
                 first_file = file
             shown = repr(err.get("input"))
             shown = shown if len(shown) <= 120 else f"{shown[:117]}..."  # an alias bomb's size
+            if not loc:  # a check of the file as a whole: its input is the whole file
+                problems.append(f"{file}: {err['msg'].removeprefix('Value error, ')}")
+                continue
             got = "" if err["type"] == "missing" else f" (got {shown})"
             problems.append(f"{file}: key '{_format_loc(loc)}': {err['msg']}{got}")
         raise ConfigError(
@@ -249,3 +257,37 @@ def load_policy(config_root: Path, name: str, env: str, schema: type[M]) -> M:
             "; ".join(problems),
             details={"file": str(first_file), "problems": problems},
         ) from None
+
+
+def _leaves(value: Any, at: tuple[str, ...]) -> dict[tuple[str, ...], Any]:
+    if isinstance(value, dict) and value:
+        out: dict[tuple[str, ...], Any] = {}
+        for k, v in value.items():
+            out.update(_leaves(v, (*at, str(k))))
+        return out
+    return {at: value}
+
+
+def env_shadowed(config_root: Path, env: str) -> list[str]:
+    """What a workspace overlay sets that the shipped env overlay (applied last) sets again to
+    another value: the workspace's value is not the one in force in ``env``. Empty outside a
+    workspace. The files were validated by :func:`load_policy` already."""
+    workspace = workspace_of(config_root)
+    if workspace is None:
+        return []
+    said = []
+    for ws_path in sorted(config_root.glob("*.yaml")):
+        env_path = workspace.base_root / "envs" / env / ws_path.name
+        if not env_path.exists():
+            continue
+        mine, theirs = _read_yaml(ws_path), _read_yaml(env_path)
+        for key in sorted(set(mine) & set(theirs)):
+            ours = _leaves(mine[key]["value"], (str(key),))
+            final = _leaves(theirs[key]["value"], (str(key),))
+            for loc in sorted(set(ours) & set(final)):
+                if ours[loc] != final[loc]:
+                    said.append(
+                        f"{ws_path.name}: {'.'.join(loc)} = {ours[loc]!r} is not in force in "
+                        f"{env}: {env_path} (applied last) sets {final[loc]!r}"
+                    )
+    return said

@@ -99,7 +99,8 @@ class S3Backed(Policy):
 class StoragePolicy(S3Backed):
     """storage.yaml: where the archive lives (ENV STORAGE_BACKEND / ARCHIVE_PATH override)."""
 
-    archive_path: str
+    #: blank would silently put the archive in the folder holding configs/ (the project's)
+    archive_path: Annotated[str, Field(pattern=r"\S")]
 
 
 # ml_core_storage.yaml -------------------------------------------------------------------
@@ -317,6 +318,14 @@ class PairSpec(Policy):
     leg_b: str
     #: the bar timeframes the pair trades at; absent: any timeframe its legs have bars for
     timeframes: Annotated[list[Timeframe], Field(min_length=1)] | None = None
+
+    @field_validator("timeframes")
+    @classmethod
+    def _timeframes_once(cls, value: list[str] | None) -> list[str] | None:
+        twice = sorted({t for t in value or [] if (value or []).count(t) > 1})
+        if twice:
+            raise ValueError(f"timeframes {twice} are listed more than once")
+        return value
 
     def trades_at(self, timeframe: str) -> bool:
         """Whether the pair is traded at ``timeframe`` (before asking for its data)."""

@@ -3,8 +3,13 @@ overlay, after validating the whole merged configuration with the addition in pl
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,9 +20,11 @@ from mlcore.config._app import AppConfig, load_config
 from mlcore.config._loader import MAX_POLICY_BYTES
 from mlcore.config._schemas import ASSET_CLASSES, SYMBOL_RE, TradingRules
 from mlcore.config._workspace import MARKER, UNIVERSE_HEADER, Workspace, write_text_atomic
-from mlcore.errors import ConfigError
+from mlcore.errors import ConfigError, RetryableError
 
 __all__ = ["Added", "add_instrument", "add_pair", "suggest_add_instrument"]
+
+EDIT_LOCK_WAIT_S = 60.0  # an edit takes about a second; a holder this long is stuck
 
 _DESCRIPTIONS = {
     "instruments": "This workspace's instruments (added to the shipped ones).",
@@ -33,26 +40,56 @@ class Added:
     file: Path
     what: str
     entries: dict[str, Any]
+    #: comment lines of the file before, not kept by the rewrite (YAML round-trips lose them)
+    comments_dropped: int = 0
+
+
+# the last header line of workspaces made before the header said comments are not kept
+_OLD_HEADER_LINE = (
+    "# docs/workspace.md. `mlcore universe add-instrument` / `add-pair` edit this file."
+)
+
+
+def _comments(text: str) -> int:
+    """How many lines of ``text`` below the header carry a comment (``#`` at a line's start or
+    after a blank, outside quotes)."""  # PyYAML drops comments: they cannot be kept
+    header = {*UNIVERSE_HEADER.splitlines(), _OLD_HEADER_LINE}
+    lines = text.splitlines()
+    while lines and lines[0] in header:
+        lines.pop(0)
+    count = 0
+    for line in lines:
+        quote = None
+        for i, ch in enumerate(line):
+            if quote is None and ch in "'\"":
+                quote = ch
+            elif ch == quote:
+                quote = None
+            elif quote is None and ch == "#" and (i == 0 or line[i - 1] in " \t"):
+                count += 1
+                break
+    return count
 
 
 def _refuse(code: str, message: str, **details: Any) -> ConfigError:
     return ConfigError(code, message, details=details)
 
 
-def _overlay(ws: Workspace) -> tuple[Path, dict[str, Any]]:
+def _overlay_text(ws: Workspace) -> tuple[Path, dict[str, Any], int]:
     path = ws.configs / "universe.yaml"
     if not path.exists():
-        return path, {}
+        return path, {}, 0
     if path.stat().st_size > MAX_POLICY_BYTES:
         raise _refuse("CONFIG_FILE_UNREADABLE", f"{path}: larger than a policy file can be")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text) or {}
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise _refuse("CONFIG_YAML_INVALID", f"{path}: not valid YAML ({exc})".replace("\n", " "),
                       file=str(path)) from None  # fmt: skip
     if not isinstance(data, dict):
         raise _refuse("CONFIG_YAML_INVALID", f"{path}: top level must be a mapping of entries")
-    return path, data
+    return path, data, _comments(text)
 
 
 def _entry(data: dict[str, Any], key: str, empty: Any) -> Any:
@@ -111,12 +148,16 @@ def add_instrument(
         flags = ["--" + m.replace("_", "-") for m in missing]
         raise _refuse("CONFIG_TRADING_RULES_MISSING", f"universe.yaml trading_defaults has no "
                       f"{asset_class!r} entry: pass {flags}", asset_class=asset_class)  # fmt: skip
-    path, data = _overlay(ws)
     inst = {"asset_class": asset_class, "calendar": calendar, "quote_currency": quote}
-    _entry(data, "instruments", {})[symbol] = inst
-    _entry(data, "trading", {})[symbol] = rules
-    _write_checked(ws, path, data, cfg.env_name)
-    return Added(path, f"instrument {symbol}", {"instrument": inst, "trading": rules})
+    with _edit_lock(ws):  # read, change and write the overlay as one step
+        path, data, comments = _overlay_text(ws)
+        if symbol in _entry(data, "instruments", {}):  # added since the config was loaded
+            raise _refuse("CONFIG_INSTRUMENT_EXISTS", f"instrument {symbol!r} is already in "
+                          f"{path}", symbol=symbol)  # fmt: skip
+        _entry(data, "instruments", {})[symbol] = inst
+        _entry(data, "trading", {})[symbol] = rules
+        _write_checked(ws, path, data, cfg.env_name)
+    return Added(path, f"instrument {symbol}", {"instrument": inst, "trading": rules}, comments)
 
 
 def pair_id_of(leg_a: str, leg_b: str) -> str:
@@ -139,7 +180,7 @@ def add_pair(
                           symbol=leg)  # fmt: skip
     if leg_a == leg_b:
         raise _refuse("CONFIG_PAIR_INVALID", f"a pair needs two legs, got {leg_a!r} twice")
-    pid = pair_id or pair_id_of(leg_a, leg_b)
+    pid = pair_id if pair_id is not None else pair_id_of(leg_a, leg_b)
     for pair in uni.pairs:
         if pair.pair_id == pid:
             raise _refuse("CONFIG_PAIR_EXISTS", f"pair {pid!r} is already in the universe "
@@ -149,17 +190,54 @@ def add_pair(
             raise _refuse("CONFIG_PAIR_EXISTS", f"pair {pair.pair_id!r} already has the legs "
                           f"{leg_a!r} and {leg_b!r}; a pair is listed once",
                           pair_id=pid)  # fmt: skip
-    path, data = _overlay(ws)
     entry: dict[str, object] = {"pair_id": pid, "leg_a": leg_a, "leg_b": leg_b}
     if timeframes:
-        entry["timeframes"] = list(dict.fromkeys(timeframes))
-    _entry(data, "pairs", []).append(entry)
-    _write_checked(ws, path, data, cfg.env_name)
-    return Added(path, f"pair {pid}", {"pair": entry})
+        entry["timeframes"] = list(timeframes)  # one given twice: refused by the schema
+    with _edit_lock(ws):  # a pair added since the config was loaded: refused by the schema
+        path, data, comments = _overlay_text(ws)
+        _entry(data, "pairs", []).append(entry)
+        _write_checked(ws, path, data, cfg.env_name)
+    return Added(path, f"pair {pid}", {"pair": entry}, comments)
+
+
+@contextmanager
+def _edit_lock(ws: Workspace, wait_s: float = EDIT_LOCK_WAIT_S) -> Iterator[None]:
+    """Hold the workspace's universe edit lock (an advisory ``flock``, released by the kernel
+    if the holder dies): two commands at once each read the file and the last write lost
+    the other's addition."""
+    lock = ws.root / ".universe.lock"
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise _refuse("CONFIG_WORKSPACE_REFUSED", f"{lock}: cannot be created: "
+                      f"{exc.strerror or exc}", path=str(lock)) from None  # fmt: skip
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise RetryableError(
+                        "CONFIG_WORKSPACE_BUSY",
+                        f"another `mlcore universe` command held {lock} for over {wait_s:g} s; "
+                        "try again when it is done",
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _need_workspace(cfg: AppConfig) -> Workspace:
-    if cfg.workspace is None or cfg.workspace.kind != "user":
+    if cfg.workspace is not None and cfg.workspace.kind == "demo":
+        raise _refuse(
+            "CONFIG_WORKSPACE_NONE",
+            f"{cfg.workspace.root} is the demo's workspace (kind: demo in its {MARKER}), made "
+            "anew by each `mlcore demo` and never edited; `mlcore init DIR` makes one of yours",
+        )
+    if cfg.workspace is None:
         raise _refuse(
             "CONFIG_WORKSPACE_NONE",
             f"not in a workspace (config root {cfg.config_root} is the shipped one, never "

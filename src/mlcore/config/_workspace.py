@@ -10,6 +10,7 @@ or by walking up from the working folder to a marker (see docs/workspace.md).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ MARKER = "mlcore-workspace.yaml"
 FORMAT_VERSION = 1
 Kind = Literal["user", "demo"]
 _MAX_MARKER_BYTES = 64 * 1024
+_MARKER_HEADER = "# mlcore workspace marker (docs/workspace.md)\n"
 
 
 @dataclass(frozen=True)
@@ -81,14 +83,14 @@ def read_workspace(root: Path) -> Workspace:
         raise _bad(path, "not a valid YAML marker") from None
     if not isinstance(data, dict) or set(data) != {"format_version", "kind", "base_config_root"}:
         raise _bad(path, "must hold exactly format_version, kind and base_config_root")
-    if data["format_version"] != FORMAT_VERSION:
+    if type(data["format_version"]) is not int or data["format_version"] != FORMAT_VERSION:
         raise _bad(path, f"format_version {data['format_version']!r} is not {FORMAT_VERSION}")
     if data["kind"] not in ("user", "demo"):
         raise _bad(path, f"kind {data['kind']!r} is not user or demo")
     base = data["base_config_root"]
     if not isinstance(base, str) or not Path(base).is_absolute():
         raise _bad(path, "base_config_root must be an absolute path")
-    if not (Path(base) / "base").is_dir():
+    if not _is_dir(Path(base) / "base"):
         raise ConfigError(
             "CONFIG_WORKSPACE_BASE_MISSING",
             f"{path}: base_config_root {base} has no base/ folder of policy files (moved or "
@@ -96,6 +98,14 @@ def read_workspace(root: Path) -> Workspace:
             details={"file": str(path), "key": "base_config_root"},
         )
     return Workspace(root=root.resolve(), base_root=Path(base), kind=data["kind"])
+
+
+def _is_dir(path: Path) -> bool:
+    """``path.is_dir()``, False for a path the OS cannot even look up (a name too long)."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def workspace_of(config_root: Path) -> Workspace | None:
@@ -134,7 +144,8 @@ archive_path:
 UNIVERSE_HEADER = """\
 # universe.yaml overlay of this workspace. New instruments, calendars, trading rules and pairs
 # are added to the shipped ones (a pair with a shipped pair_id replaces it); see
-# docs/workspace.md. `mlcore universe add-instrument` / `add-pair` edit this file.
+# docs/workspace.md. `mlcore universe add-instrument` / `add-pair` rewrite this file: comments
+# below this header are not kept (a note goes in an entry's description:).
 """
 
 _README = """\
@@ -165,6 +176,45 @@ def init_workspace(folder: Path, base_root: Path, kind: Kind = "user") -> list[P
     ``base_root``; return what was made. Refuses (ConfigError) a folder already holding a
     workspace or anything else."""
     folder = folder.resolve()
+    try:
+        _check_empty(folder)
+    except OSError as exc:  # a name too long, a folder that cannot be listed
+        raise _os_refusal(folder, exc) from None
+    base_root = base_root.resolve()
+    if not (base_root / "base").is_dir():
+        raise ConfigError("CONFIG_ROOT_MISSING", f"{base_root} has no base/ folder of policy files",
+                          details={"path": str(base_root)})  # fmt: skip
+    _refuse_inside(folder, kind)
+    configs = folder / "configs"
+    marker = yaml.safe_dump(
+        {"format_version": FORMAT_VERSION, "kind": kind, "base_config_root": str(base_root)},
+        sort_keys=False,
+    )
+    made = {
+        configs / "storage.yaml": _STORAGE,
+        configs / "universe.yaml": UNIVERSE_HEADER,
+        folder / "README.md": _README.format(root=folder, base=base_root),
+    }
+    existed = folder.is_dir()
+    try:
+        configs.mkdir(parents=True, exist_ok=True)
+        (folder / "archive").mkdir(exist_ok=True)
+        for path, text in made.items():
+            write_text_atomic(path, text)
+        write_text_atomic(folder / MARKER, f"{_MARKER_HEADER}{marker}")
+    except OSError as exc:
+        # Never half a workspace: what was made goes (the folder too, when init made it).
+        for path in (folder / MARKER, *made):
+            if path.is_file():
+                path.unlink()
+        for sub in (configs, folder / "archive", *([] if existed else [folder])):
+            with contextlib.suppress(OSError):
+                sub.rmdir()
+        raise _os_refusal(folder, exc) from None
+    return [folder / MARKER, *made, folder / "archive"]
+
+
+def _check_empty(folder: Path) -> None:
     if folder.exists() and not folder.is_dir():
         raise ConfigError("CONFIG_WORKSPACE_REFUSED", f"{folder} is a file, not a folder",
                           details={"path": str(folder)})  # fmt: skip
@@ -179,26 +229,46 @@ def init_workspace(folder: Path, base_root: Path, kind: Kind = "user") -> list[P
             f"{folder} is not empty; a workspace is made in a new or empty folder",
             details={"path": str(folder)},
         )
-    base_root = base_root.resolve()
-    if not (base_root / "base").is_dir():
-        raise ConfigError("CONFIG_ROOT_MISSING", f"{base_root} has no base/ folder of policy files",
-                          details={"path": str(base_root)})  # fmt: skip
-    configs = folder / "configs"
-    configs.mkdir(parents=True, exist_ok=True)
-    (folder / "archive").mkdir(exist_ok=True)
-    marker = yaml.safe_dump(
-        {"format_version": FORMAT_VERSION, "kind": kind, "base_config_root": str(base_root)},
-        sort_keys=False,
+
+
+def _os_refusal(folder: Path, exc: OSError) -> ConfigError:
+    where = "" if exc.filename in (None, str(folder)) else f" ({exc.filename})"
+    return ConfigError(
+        "CONFIG_WORKSPACE_REFUSED",
+        f"{folder}: cannot make a workspace there: {exc.strerror or exc}{where}",
+        details={"path": str(folder)},
     )
-    made = {
-        configs / "storage.yaml": _STORAGE,
-        configs / "universe.yaml": UNIVERSE_HEADER,
-        folder / "README.md": _README.format(root=folder, base=base_root),
-    }
-    for path, text in made.items():
-        write_text_atomic(path, text)
-    write_text_atomic(folder / MARKER, f"# mlcore workspace marker (docs/workspace.md)\n{marker}")
-    return [folder / MARKER, *made, folder / "archive"]
+
+
+def _refuse_inside(folder: Path, kind: Kind) -> None:
+    """Refuse a workspace inside a shipped configs folder, inside another workspace's
+    ``configs/`` or ``archive/`` (it would break that workspace or be taken for its data), or
+    inside a demo workspace (each demo run removes it)."""
+    for d in folder.parents:
+        if _is_dir(d / "envs") and (d / "base" / "universe.yaml").is_file():
+            why = f"inside the shipped configs folder {d}"
+        elif (d / MARKER).is_file() and kind == "user":
+            part = folder.relative_to(d).parts[0]
+            if part in ("configs", "archive"):
+                why = f"inside the {part}/ folder of the workspace {d}"
+            elif _marker_kind(d) == "demo":
+                why = f"inside the demo's workspace {d} (each `mlcore demo` makes it anew)"
+            else:
+                continue
+        else:
+            continue
+        raise ConfigError(
+            "CONFIG_WORKSPACE_REFUSED",
+            f"{folder} is {why}; make a workspace in a folder of its own",
+            details={"path": str(folder)},
+        )
+
+
+def _marker_kind(root: Path) -> str | None:
+    try:
+        return read_workspace(root).kind
+    except ConfigError:
+        return None
 
 
 def fresh_demo_workspace(base_root: Path) -> Workspace:

@@ -47,6 +47,8 @@ def with_retries(t: T, guard: RunGuard | None) -> T:
 def update_catalog(cfg: AppConfig, timeframe: str) -> dict[str, Any]:
     """Rebuild the dataset catalog from the canonical partitions (spec: the catalog is
     refreshed at the start of every retraining and is the only index training reads)."""
+    cfg.core.labels_at(timeframe)  # a timeframe without a label policy or time stop: refused
+    cfg.backtest.execution_at(timeframe)
     summary = build_catalog(cfg)
     summary.check_complete()  # a partition left out is not a smaller training set
     choice = pairs_at(cfg, Catalog(cfg), timeframe)

@@ -387,6 +387,9 @@ def train_models(
     universe's pairs (or ``pair_ids``), and write them as one model version. ``labelled``
     holds pairs already featurised and labelled (by :func:`label_pair`, e.g. concurrently);
     the others are labelled here."""
+    # A timeframe without labels or a time stop is refused before any data is looked for.
+    cfg.core.labels_at(timeframe)
+    cfg.backtest.execution_at(timeframe)
     choice = pairs_at(cfg, cat, timeframe, pair_ids)
     for line in choice.skipped:
         stage_done("skip", line)
