@@ -258,6 +258,17 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
             "database the shared Optuna studies live in)",
             details={"file": str(shipped / "base" / "training_policy.yaml"), "key": "optuna"},
         )
+    for file, tf in (("retrain_policy.yaml", retrain.timeframe),
+                     ("serving_policy.yaml", serving.timeframe)):  # fmt: skip
+        try:
+            core.labels_at(tf)
+            backtest.execution_at(tf)
+        except ConfigError as exc:  # the scheduled flow (or the workers) would fail each run
+            raise ConfigError(
+                exc.code,
+                f"{file}: key 'timeframe' is {tf}, but {exc.message}",
+                details={**exc.details, "file": file, "key": "timeframe"},
+            ) from None
     unknown = sorted(set(costs.overrides) - set(universe.instruments))
     if unknown:
         raise ConfigError(
