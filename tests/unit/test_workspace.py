@@ -207,6 +207,13 @@ def test_a_workspace_whose_shipped_configs_are_gone_is_refused(ws: Path, project
     assert code == 2 and "CONFIG_WORKSPACE_BASE_MISSING" in out and str(project) in out
 
 
+def test_an_oversized_marker_is_an_invalid_workspace_not_a_missing_one(ws: Path) -> None:
+    """It said "not a workspace ... `mlcore init` makes one", which init then refused."""
+    (ws / MARKER).write_text((ws / MARKER).read_text() + "#" * 70_000)
+    code, out = _run("config", "check", "--workspace", str(ws))
+    assert code == 2 and "CONFIG_WORKSPACE_INVALID" in out and "over the" in out, out
+
+
 @pytest.mark.parametrize(
     ("edit", "code"),
     [
