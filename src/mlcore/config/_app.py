@@ -26,7 +26,13 @@ from mlcore.config._schemas import (
     TrainingPolicy,
     UniversePolicy,
 )
-from mlcore.config._workspace import MARKER, Workspace, read_workspace, workspace_of
+from mlcore.config._workspace import (
+    MARKER,
+    UNIVERSE_HEADER,
+    Workspace,
+    read_workspace,
+    workspace_of,
+)
 from mlcore.errors import ConfigError
 
 
@@ -132,6 +138,7 @@ def find_config_root(start: Path | None = None) -> Path:
             return read_workspace(d).configs
         if (d / "configs" / "base").is_dir():
             return d / "configs"
+        _refuse_markerless_workspace(d)
     if (SHIPPED / "base").is_dir():
         # Outside any workspace or checkout (`mlcore init ~/work` from the home folder): the
         # configs of the checkout this package is installed from (an editable install).
@@ -142,6 +149,26 @@ def find_config_root(start: Path | None = None) -> Path:
         "installation has no shipped configs: run inside a workspace (`mlcore init DIR`) or "
         "the project, or set MLCORE_CONFIG_ROOT",
     )
+
+
+def _refuse_markerless_workspace(folder: Path) -> None:
+    """A folder whose ``configs/universe.yaml`` is one ``mlcore init`` wrote, but without its
+    marker (deleted, renamed): its commands would silently use the shipped configs and the
+    project's archive."""
+    overlay = folder / "configs" / "universe.yaml"
+    try:
+        with overlay.open("rb") as fh:
+            first = fh.readline(200)
+    except OSError:
+        return
+    if first.decode("utf-8", "replace").rstrip("\r\n") == UNIVERSE_HEADER.splitlines()[0]:
+        raise ConfigError(
+            "CONFIG_WORKSPACE_INVALID",
+            f"{folder} holds a workspace's configs/ but no {MARKER} (deleted or renamed?): "
+            "restore it (format_version: 1, kind: user, base_config_root: the project's "
+            "configs/ folder), or the commands here would use the shipped configs and archive",
+            details={"path": str(folder)},
+        )
 
 
 def _probe(folder: Path) -> str | None:
