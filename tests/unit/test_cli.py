@@ -234,7 +234,7 @@ def test_features_build_needs_a_catalog_and_a_known_pair(archive: Path) -> None:
     assert "computed 0 month(s), from cache 11" in out
     code, out = _run(*args, "--pair", "EUR_GBP")
     assert code == 65
-    assert "pair EUR_GBP: no included 1h bars of GBP/USD" in out
+    assert "pair EUR_GBP: no included 1h bars of GBP/USD in the catalog" in out
     code, out = _run(
         "features", "build", "--config-root", str(CONFIG_ROOT), "--timeframe", "1h", "--pair", "X_Y"
     )

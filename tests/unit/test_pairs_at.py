@@ -122,3 +122,15 @@ def test_training_at_a_timeframe_without_a_policy_is_refused_before_looking_for_
     with pytest.raises(ConfigError) as caught:
         train_models(cfg, cat, "4h", direction=False)
     assert caught.value.code == "CONFIG_TIMEFRAME_POLICY_MISSING"
+
+
+@pytest.mark.parametrize("file", ["retrain_policy", "serving_policy"])
+def test_a_scheduled_or_served_timeframe_without_a_policy_is_refused_at_load(
+    tmp_path: Path, file: str
+) -> None:
+    """`retrain_policy.yaml timeframe: 4h` passed `config check`; every scheduled run failed."""
+    root = config_with(tmp_path, {file: {"timeframe": "4h"}})
+    with pytest.raises(ConfigError) as caught:
+        load_config(root, "dev")
+    assert caught.value.code == "CONFIG_TIMEFRAME_POLICY_MISSING"
+    assert caught.value.message.startswith(f"{file}.yaml: key 'timeframe' is 4h, but ")

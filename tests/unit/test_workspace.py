@@ -207,6 +207,13 @@ def test_a_workspace_whose_shipped_configs_are_gone_is_refused(ws: Path, project
     assert code == 2 and "CONFIG_WORKSPACE_BASE_MISSING" in out and str(project) in out
 
 
+def test_an_oversized_marker_is_an_invalid_workspace_not_a_missing_one(ws: Path) -> None:
+    """It said "not a workspace ... `mlcore init` makes one", which init then refused."""
+    (ws / MARKER).write_text((ws / MARKER).read_text() + "#" * 70_000)
+    code, out = _run("config", "check", "--workspace", str(ws))
+    assert code == 2 and "CONFIG_WORKSPACE_INVALID" in out and "over the" in out, out
+
+
 @pytest.mark.parametrize(
     ("edit", "code"),
     [
@@ -481,3 +488,14 @@ def test_config_check_says_which_workspace_values_the_env_overlay_overrides(ws: 
     assert code == 0, out
     assert "note: training_policy.yaml: optuna.ai1_trials = 50 is not in force in dev" in out
     assert "ai2_trials" not in out  # the same value as envs/dev: in force
+
+
+def test_a_workspace_whose_marker_is_gone_is_refused_not_the_shipped_configs(
+    ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the marker deleted, commands inside silently used the shipped configs and the
+    project's archive (the user's bars went there)."""
+    (ws / MARKER).unlink()
+    monkeypatch.chdir(ws / "archive")
+    code, out = _run("config", "check")
+    assert code == 2 and "CONFIG_WORKSPACE_INVALID" in out and f"no {MARKER}" in out, out

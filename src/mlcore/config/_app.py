@@ -26,7 +26,13 @@ from mlcore.config._schemas import (
     TrainingPolicy,
     UniversePolicy,
 )
-from mlcore.config._workspace import MARKER, Workspace, read_workspace, workspace_of
+from mlcore.config._workspace import (
+    MARKER,
+    UNIVERSE_HEADER,
+    Workspace,
+    read_workspace,
+    workspace_of,
+)
 from mlcore.errors import ConfigError
 
 
@@ -132,6 +138,7 @@ def find_config_root(start: Path | None = None) -> Path:
             return read_workspace(d).configs
         if (d / "configs" / "base").is_dir():
             return d / "configs"
+        _refuse_markerless_workspace(d)
     if (SHIPPED / "base").is_dir():
         # Outside any workspace or checkout (`mlcore init ~/work` from the home folder): the
         # configs of the checkout this package is installed from (an editable install).
@@ -142,6 +149,26 @@ def find_config_root(start: Path | None = None) -> Path:
         "installation has no shipped configs: run inside a workspace (`mlcore init DIR`) or "
         "the project, or set MLCORE_CONFIG_ROOT",
     )
+
+
+def _refuse_markerless_workspace(folder: Path) -> None:
+    """A folder whose ``configs/universe.yaml`` is one ``mlcore init`` wrote, but without its
+    marker (deleted, renamed): its commands would silently use the shipped configs and the
+    project's archive."""
+    overlay = folder / "configs" / "universe.yaml"
+    try:
+        with overlay.open("rb") as fh:
+            first = fh.readline(200)
+    except OSError:
+        return
+    if first.decode("utf-8", "replace").rstrip("\r\n") == UNIVERSE_HEADER.splitlines()[0]:
+        raise ConfigError(
+            "CONFIG_WORKSPACE_INVALID",
+            f"{folder} holds a workspace's configs/ but no {MARKER} (deleted or renamed?): "
+            "restore it (format_version: 1, kind: user, base_config_root: the project's "
+            "configs/ folder), or the commands here would use the shipped configs and archive",
+            details={"path": str(folder)},
+        )
 
 
 def _probe(folder: Path) -> str | None:
@@ -258,6 +285,17 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
             "database the shared Optuna studies live in)",
             details={"file": str(shipped / "base" / "training_policy.yaml"), "key": "optuna"},
         )
+    for file, tf in (("retrain_policy.yaml", retrain.timeframe),
+                     ("serving_policy.yaml", serving.timeframe)):  # fmt: skip
+        try:
+            core.labels_at(tf)
+            backtest.execution_at(tf)
+        except ConfigError as exc:  # the scheduled flow (or the workers) would fail each run
+            raise ConfigError(
+                exc.code,
+                f"{file}: key 'timeframe' is {tf}, but {exc.message}",
+                details={**exc.details, "file": file, "key": "timeframe"},
+            ) from None
     unknown = sorted(set(costs.overrides) - set(universe.instruments))
     if unknown:
         raise ConfigError(

@@ -74,6 +74,8 @@ def read_workspace(root: Path) -> Workspace:
     try:
         data = yaml.safe_load(read_regular_file(path, _MAX_MARKER_BYTES).decode("utf-8"))
     except FileRefused as exc:
+        if os.path.lexists(path):  # there, but too big, a folder, a device, unreadable
+            raise _bad(path, str(exc).removeprefix(f"{path}: ")) from None
         raise ConfigError(
             "CONFIG_WORKSPACE_MISSING",
             f"{root} is not a workspace ({exc}); `mlcore init {root}` makes one",

@@ -38,6 +38,9 @@ def run_retrain(
 
     A run that may not start is refused before Prefect starts (``RetrainRefused``); runs whose
     process is gone are aborted first (:func:`~mlcore.flows._guard.check_start`)."""
+    tf = timeframe or cfg.retrain.timeframe
+    cfg.core.labels_at(tf)  # refused before Prefect starts, not inside a task
+    cfg.backtest.execution_at(tf)
     check_start(registry_for(cfg), cfg.retrain)
     retrain = _retrain_flow(cfg)
     outcome: RetrainOutcome = retrain(
