@@ -432,3 +432,31 @@ def test_a_bad_prefect_api_url_is_one_line(
     rc, out, err = _run(*ROOT, *args, env=env)
     assert rc == code and fragment in err and "Traceback" not in err + out, (rc, err)
     assert len(err.strip().splitlines()) == 1, err
+
+
+V = "20250101_0000_abc1234"
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["registry", "promote", V, "--to", "approved", "--notes", "ok\nOVERRIDE: forged"],
+         "--notes"),
+        (["registry", "promote", V, "--to", "approved", "--notes", "x", "--override",
+          "--reason", "ok\x1b[31m"], "--reason"),
+        (["registry", "rollback", "--notes", "x" * 2001], "--notes"),
+        (["flows", "resume", "--notes", "bars\rre-ingested"], "--notes"),
+        (["registry", "promote", V, "--to", "approved", "--notes", "x", "--actor", "a\x07"],
+         "--actor"),
+    ],
+    ids=["newline", "escape", "too-long", "carriage-return", "bell-in-actor"],
+)  # fmt: skip
+def test_audit_text_must_be_one_line_of_plain_text(
+    archive: Path, args: list[str], option: str
+) -> None:
+    """Before: a reason with a newline was stored as given and split the audit's OVERRIDE line
+    in two (a forged second line); 100 KB of text was stored too."""
+    result = CliRunner().invoke(app, args)
+    out = result.output + (result.stderr if result.stderr_bytes else "")
+    assert result.exit_code == 2, out
+    assert f"CLI_ARGUMENT_INVALID: {option}" in out and "Traceback" not in out

@@ -136,3 +136,20 @@ def parse_cron(text: str) -> str:
             f"{text!r} is not a cron expression ({exc}; e.g. '0 2 1 * *')"
         ) from None
     return text
+
+
+MAX_NOTE_CHARS = 2000  # a reason is a sentence or two; a pasted file is not one
+
+
+def parse_note(text: str) -> str:
+    """A free-text reason, note or actor for the audit trail: one line of printable text
+    (a newline would forge a second audit line, an escape sequence repaint a terminal)."""
+    bad = sorted({f"U+{ord(c):04X}" for c in text if not c.isprintable()})
+    if bad:
+        raise typer.BadParameter(
+            f"holds control or unprintable characters ({', '.join(bad[:5])}); write one line of "
+            "plain text"
+        )
+    if len(text) > MAX_NOTE_CHARS:
+        raise typer.BadParameter(f"{len(text):,} characters, over the {MAX_NOTE_CHARS:,} allowed")
+    return text

@@ -12,7 +12,7 @@ from rich.table import Table
 from mlcore.cli._app import coded, command, load_config, typer_app
 from mlcore.cli._models import ModelOpt, resolve_models
 from mlcore.cli._params import _VERSION as VERSION_NAME
-from mlcore.cli._params import STATUSES, Status, Target, parse_version
+from mlcore.cli._params import STATUSES, Status, Target, parse_note, parse_version
 from mlcore.cli._render import out, print_records, text
 from mlcore.errors import ConfigError, DataQualityError, MlcoreError, RetryableError
 
@@ -27,9 +27,15 @@ registry_app = typer_app(
 VersionArg = Annotated[
     str, typer.Argument(parser=parse_version, metavar="VERSION", help="Model version.")
 ]
-NotesOpt = Annotated[str, typer.Option(help="Why (required: every decision is recorded with it).")]
+NotesOpt = Annotated[
+    str,
+    typer.Option(parser=parse_note, help="Why (required: every decision is recorded with it)."),
+]
 ActorOpt = Annotated[
-    str, typer.Option(help="Who decides (recorded).", envvar="USER", show_envvar=False)
+    str,
+    typer.Option(
+        parser=parse_note, help="Who decides (recorded).", envvar="USER", show_envvar=False
+    ),
 ]
 
 
@@ -242,7 +248,10 @@ def registry_promote(
                      "(needs --reason; audited)."),
     ] = False,
     reason: Annotated[
-        str | None, typer.Option(help="Why the backtest's rejection is overridden (audited).")
+        str | None,
+        typer.Option(
+            parser=parse_note, help="Why the backtest's rejection is overridden (audited)."
+        ),
     ] = None,
 ) -> None:  # fmt: skip
     """Move a version along draft -> candidate -> approved -> deployed (or to rejected). A
