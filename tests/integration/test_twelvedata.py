@@ -6,6 +6,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -837,11 +838,10 @@ def test_build_providers_orders_by_priority_and_skips_files_and_disabled(
     assert len(broken.requests) == 2
 
 
-def test_a_body_trickling_in_byte_by_byte_times_out_as_a_whole(
-    providers: Callable[..., TwelveDataProvider],
-) -> None:
-    """Review: a server sending one byte every 0.1 s never tripped the per-read timeout, so
-    ingest hung; request_timeout_s now bounds the whole request."""
+@contextmanager
+def _trickling_server(head: bytes, drip: bytes, every_s: float) -> Iterator[str]:
+    """A loopback HTTP server that sends ``head``, then ``drip`` every ``every_s`` seconds
+    until the test ends; yields its URL."""
     import socket
 
     srv = socket.socket()
@@ -857,12 +857,11 @@ def test_a_body_trickling_in_byte_by_byte_times_out_as_a_whole(
             except OSError:
                 continue
             conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 100000\r\n\r\n")  # fmt: skip
             try:
+                conn.sendall(head)
                 while not stop.is_set():
-                    conn.sendall(b" ")
-                    time.sleep(0.05)
+                    conn.sendall(drip)
+                    time.sleep(every_s)
             except OSError:
                 pass
             conn.close()
@@ -870,17 +869,27 @@ def test_a_body_trickling_in_byte_by_byte_times_out_as_a_whole(
     thread = threading.Thread(target=_serve, daemon=True)
     thread.start()
     try:
-        provider = providers(f"http://127.0.0.1:{srv.getsockname()[1]}", retry_max=0,
-                             request_timeout_s=0.5)  # fmt: skip
+        yield f"http://127.0.0.1:{srv.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        srv.close()
+
+
+def test_a_body_trickling_in_byte_by_byte_times_out_as_a_whole(
+    providers: Callable[..., TwelveDataProvider],
+) -> None:
+    """Review: a server sending one byte every 0.1 s never tripped the per-read timeout, so
+    ingest hung; request_timeout_s now bounds the whole request."""
+    head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100000\r\n\r\n")  # fmt: skip
+    with _trickling_server(head, b" ", 0.05) as url:
+        provider = providers(url, retry_max=0, request_timeout_s=0.5)
         start = time.monotonic()
         with pytest.raises(RetryableError) as caught:
             provider.fetch(SYMBOL, "1h", T0, T0 + HOUR)
         assert caught.value.code == "DATA_API_TIMEOUT"
         assert time.monotonic() - start < 5
-    finally:
-        stop.set()
-        thread.join()
-        srv.close()
 
 
 def test_headers_trickling_in_byte_by_byte_time_out_as_a_whole(
@@ -889,35 +898,9 @@ def test_headers_trickling_in_byte_by_byte_time_out_as_a_whole(
     """Review: a server sending its status line, then one header byte every 0.2 s, was
     bounded per read only (each byte reset httpx's timeout), so ingest hung forever; a
     watchdog now ends the request at request_timeout_s, connect and headers included."""
-    import socket
-
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    stop = threading.Event()
-
-    def _serve() -> None:
-        srv.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                continue
-            conn.recv(65536)
-            try:
-                conn.sendall(b"HTTP/1.1 200 OK\r\n")
-                while not stop.is_set():
-                    conn.sendall(b"X")  # one header name, never finished
-                    time.sleep(0.2)
-            except OSError:
-                pass
-            conn.close()
-
-    thread = threading.Thread(target=_serve, daemon=True)
-    thread.start()
-    try:
-        provider = providers(f"http://127.0.0.1:{srv.getsockname()[1]}", retry_max=0,
-                             request_timeout_s=1.0)  # fmt: skip
+    # One header name, never finished.
+    with _trickling_server(b"HTTP/1.1 200 OK\r\n", b"X", 0.2) as url:
+        provider = providers(url, retry_max=0, request_timeout_s=1.0)
         start = time.monotonic()
         with pytest.raises(RetryableError) as caught:
             provider.fetch(SYMBOL, "1h", T0, T0 + HOUR)
@@ -925,7 +908,3 @@ def test_headers_trickling_in_byte_by_byte_time_out_as_a_whole(
         assert caught.value.code == "DATA_API_TIMEOUT"
         assert "no complete answer within 1.0 s" in caught.value.message
         assert elapsed < 1.0 + 0.5, elapsed
-    finally:
-        stop.set()
-        thread.join()
-        srv.close()

@@ -3,11 +3,9 @@ overlay, after validating the whole merged configuration with the addition in pl
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from mlcore._flock import wait_for_flock
 from mlcore.config._app import AppConfig, load_config
 from mlcore.config._loader import MAX_POLICY_BYTES
 from mlcore.config._schemas import ASSET_CLASSES, SYMBOL_RE, TradingRules
@@ -212,19 +211,11 @@ def _edit_lock(ws: Workspace, wait_s: float = EDIT_LOCK_WAIT_S) -> Iterator[None
         raise _refuse("CONFIG_WORKSPACE_REFUSED", f"{lock}: cannot be created: "
                       f"{exc.strerror or exc}", path=str(lock)) from None  # fmt: skip
     try:
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise RetryableError(
-                        "CONFIG_WORKSPACE_BUSY",
-                        f"another `mlcore universe` command held {lock} for over {wait_s:g} s; "
-                        "try again when it is done",
-                    ) from None
-                time.sleep(0.05)
+        wait_for_flock(fd, wait_s, lambda: RetryableError(
+            "CONFIG_WORKSPACE_BUSY",
+            f"another `mlcore universe` command held {lock} for over {wait_s:g} s; try again "
+            "when it is done",
+        ))  # fmt: skip
         yield
     finally:
         os.close(fd)

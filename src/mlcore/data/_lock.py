@@ -4,15 +4,14 @@ other's rows)."""
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mlcore._flock import wait_for_flock
 from mlcore.errors import ConfigError, RetryableError
 
 log = logging.getLogger("mlcore.data")
@@ -39,23 +38,15 @@ def symbol_lock(
             details={"path": str(folder)},
         ) from None
     try:
-        deadline = time.monotonic() + wait_s
-        said = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise RetryableError(
-                        "DATA_INGEST_BUSY",
-                        f"another ingest of {symbol} {timeframe} held its lock for over "
-                        f"{wait_s:g} s; try again when it is done",
-                    ) from None
-                if not said:
-                    log.info("waiting for another ingest of %s %s", symbol, timeframe)
-                    said = True
-                time.sleep(0.05)
+        wait_for_flock(
+            fd, wait_s,
+            lambda: RetryableError(
+                "DATA_INGEST_BUSY",
+                f"another ingest of {symbol} {timeframe} held its lock for over {wait_s:g} s; "
+                "try again when it is done",
+            ),
+            lambda: log.info("waiting for another ingest of %s %s", symbol, timeframe),
+        )  # fmt: skip
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
