@@ -288,6 +288,8 @@ def print_direction(direction: dict[str, Any]) -> None:
 
 
 def print_train(report: TrainReport) -> None:
+    for line in report.skipped:
+        text(line)
     table = Table(title=f"model version {report.model_version}")
     for col in ("model", "set", "rows", "positive", "AUC", "PR-AUC", "logloss", "Brier", "ECE"):
         table.add_column(col, justify="left" if col in ("model", "set") else "right")
@@ -323,8 +325,6 @@ def print_train(report: TrainReport) -> None:
     out.print(f"retrain_status={status} {escape('; '.join(report.blocked_reasons))}")
     for warning in report.warnings:
         out.print(f"[yellow]warning[/] {escape(warning)}")
-    for line in report.skipped:
-        text(line)
     text(f"model: {report.folder}")
 
 

@@ -390,9 +390,7 @@ def train_models(
     # A timeframe without labels or a time stop is refused before any data is looked for.
     cfg.core.labels_at(timeframe)
     cfg.backtest.execution_at(timeframe)
-    choice = pairs_at(cfg, cat, timeframe, pair_ids)
-    for line in choice.skipped:
-        stage_done("skip", line)
+    choice = pairs_at(cfg, cat, timeframe, pair_ids)  # the skipped ones: report.skipped
     pairs = choice.pairs
     cols = cfg.feature_order.pair_models
     ai1: dict[str, pd.DataFrame] = {}
