@@ -1,8 +1,9 @@
 """A retraining run killed with SIGKILL, as a user's `mlcore flows run retrain` in a process
 of its own: Prefect's ephemeral API server it started ends with it, and the next run takes
-the dead run over at once (its process is known gone) with no traceback. The archive holds no
-bars, so the killed run would sit in its retry wait after the first failure, and the next
-run (no retries) fails fast: what is under test is the kill, not the training."""
+the dead run over at once (its process is known gone) with no traceback. The first run's
+catalog update meets a full disk (injected before the command line starts), a transient
+failure, so the run is killed in its 10-minute retry wait; the next run, over an archive with
+no bars, fails fast: what is under test is the kill, not the training."""
 
 from __future__ import annotations
 
@@ -23,6 +24,19 @@ from mlcore.registry import registry_for
 from tests.conftest import REPO, config_with
 
 SERVER_APP = "prefect.server.api.server:create_app"
+
+# `mlcore flows run retrain` as `python -m mlcore` runs it, its catalog step failing as a full
+# disk would (an OSError: retried after retrain_retry_delay_minutes).
+FULL_DISK = """
+import sys
+from mlcore.flows import _tasks
+def full_disk(_cfg):
+    raise OSError(28, "No space left on device")
+_tasks.build_catalog = full_disk
+from mlcore.cli import main
+sys.argv[0] = "mlcore"
+main()
+"""
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -87,17 +101,24 @@ def test_a_killed_retrain_leaves_no_server_and_the_next_run_takes_over(
 ) -> None:
     root = config_with(tmp_path, {"retrain_policy": {"retrain_retry_delay_minutes": 10}})
     reg = registry_for(load_config(root, "dev"))
-    cmd = [sys.executable, "-m", "mlcore", "flows", "run", "retrain", "--config-root", str(root)]
+    args = ["flows", "run", "retrain", "--config-root", str(root)]
+    cmd = [sys.executable, "-m", "mlcore", *args]
     home = workspace["PREFECT_HOME"]
     log = (tmp_path / "first.log").open("wb")
-    first = subprocess.Popen(cmd, cwd=REPO, env=workspace, stdout=log, stderr=subprocess.STDOUT)
+    first = subprocess.Popen(
+        [sys.executable, "-c", FULL_DISK, *args],
+        cwd=REPO,
+        env=workspace,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     ours: list[int] = []
     try:
-        # Killed once its run is recorded (it would wait 10 min before its first retry).
-        def recorded() -> bool:
-            return first.poll() is not None or any(r.owner for r in reg.runs())
+        # Killed in its retry wait (10 min before its first retry).
+        def waiting() -> bool:
+            return first.poll() is not None or any(r.status == "retrying" for r in reg.runs())
 
-        _wait(recorded, 120, "the first run was not recorded")
+        _wait(waiting, 120, "the first run did not reach its retry wait")
         assert first.poll() is None, (tmp_path / "first.log").read_text()
         servers = _servers(home)
         ours = list(servers)
@@ -112,7 +133,8 @@ def test_a_killed_retrain_leaves_no_server_and_the_next_run_takes_over(
             if _running(pid):
                 os.kill(pid, signal.SIGKILL)
     [killed] = reg.runs()
-    assert killed.status in ("running", "retrying") and killed.owner is not None
+    assert killed.status == "retrying" and killed.owner is not None
+    assert str(killed.error_message).startswith("update_catalog: OSError"), killed
 
     # The next run (no retries: it fails at once) aborts the dead run and goes on.
     policy = root / "envs" / "dev" / "retrain_policy.yaml"
