@@ -62,6 +62,16 @@ code                                       class                  when
                                                                   without its error message
 ``REGISTRY_REBUILD_LINEAGE_UNREADABLE``    RegistryError          rebuild of a folder whose lineage
                                                                   files cannot be read
+``AUDIT_REQUEST_VALUE_INVALID``            RegistryError          an audit row (action, config
+                                                                  event) with a field that cannot
+                                                                  be recorded: empty, too long,
+                                                                  not JSON, NaN, NUL, bad UTF-8
+``AUDIT_CHAIN_BROKEN``                     FatalError (exit 1)    ``audit verify``: a row whose
+                                                                  content does not match its hash,
+                                                                  or whose prev_hash is not the
+                                                                  row before's (removed/reordered)
+``AUDIT_REQUEST_TIMESTAMP_INVALID``        ConfigError (exit 2)   ``audit at`` of a time that is
+                                                                  not ISO 8601
 ``RETRAIN_GUARD_STOPPED``                  RetrainRefused         retraining stopped after
                                            (Fatal)                consecutive failures
 ``RETRAIN_GUARD_BUSY``                     RetrainRefused         another retraining run is on (its
