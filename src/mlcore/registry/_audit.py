@@ -16,6 +16,7 @@ from mlcore.registry._chain import ACTION_CHAIN, CHAINS, CONFIG_CHAIN, Break, re
 from mlcore.registry._common import aware, chained, need_notes
 from mlcore.registry._errors import RegistryError
 from mlcore.registry._records import ActionRecord, ActionResult, AuditEvent, StatusChange
+from mlcore.registry._state_at import StateAt, state_at
 from mlcore.registry._tables import analytics_actions, config_changes
 
 #: The longest ``action`` name (its column's width).
@@ -152,6 +153,10 @@ class AuditTrail:
             query = query.where(t.c.changed_at <= _utc(until))
         with self.engine.connect() as conn:
             return [change_record(r) for r in conn.execute(query)]
+
+    def state_at(self, at: datetime) -> StateAt:
+        """What was in force at ``at`` (see ``_state_at``), from the rows at or before it."""
+        return state_at(at, self.config_events(until=at), self.actions(until=at))
 
     def verify(self) -> ChainReport:
         """Check both chains, row by row (in one snapshot-free read per table)."""

@@ -33,6 +33,7 @@ from mlcore.registry._records import (
     StatusChange,
 )
 from mlcore.registry._runs import RetrainRuns
+from mlcore.registry._state_at import StateAt
 from mlcore.registry._store import ArtifactStore
 from mlcore.registry._versions import Versions
 
@@ -219,3 +220,8 @@ class Registry:
     def verify_audit(self) -> ChainReport:
         """Check the hash chains of both audit tables, row by row."""
         return self.audit.verify()
+
+    def state_at(self, at: datetime) -> StateAt:
+        """What was in force at ``at``: model version, θ, config version, flags, and who
+        changed each last (from the audit trail)."""
+        return self.audit.state_at(at)
