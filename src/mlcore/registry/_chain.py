@@ -79,7 +79,7 @@ def stored(name: str, value: Any) -> Any:
             if "\x00" in value:
                 raise ValueError("holds a NUL character")
             return value
-        body = json.dumps(value, sort_keys=True, ensure_ascii=False, allow_nan=False)
+        body = json.dumps(value, ensure_ascii=False, allow_nan=False)
         body.encode("utf-8")
     except (TypeError, ValueError, UnicodeError) as exc:
         raise ValueError(f"{name}: cannot be recorded ({exc})") from None
