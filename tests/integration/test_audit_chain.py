@@ -322,3 +322,15 @@ def test_audit_at_says_what_was_in_force_and_who_changed_it(url: str, tmp_path: 
     assert code == 2 and lines == ["error AUDIT_REQUEST_TIMESTAMP_INVALID: TIMESTAMP 'yesterday' "
                                    "is not an ISO 8601 time (e.g. 2026-01-31T09:30:00Z or "
                                    "2026-01-31; no offset means UTC)"]  # fmt: skip
+
+
+def test_a_row_edited_into_unreadable_json_is_named(tmp_path: Path) -> None:
+    """SQLite keeps JSON as text: a superuser can write text that is not JSON at all."""
+    reg = open_registry(f"sqlite:///{tmp_path / 'registry.db'}")
+    _history(reg, tmp_path)
+    _superuser(reg, "config_changes", "UPDATE {t} SET details = '{not json' WHERE change_id = 2")
+    report = reg.verify_audit()
+    assert report.rows == {ACTIONS: 1, CHANGES: 5}
+    assert [(b.row_id, b.problem.split(" (")[0]) for b in report.breaks] == [
+        (2, "its content cannot be read")
+    ]
