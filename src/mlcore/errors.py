@@ -207,6 +207,14 @@ code                                       class                  when
 ``SERVING_BARS_FILE_UNUSABLE``             ConfigError (exit 2)   the file bar source's path holds
                                                                   a folder, a FIFO, a device
 ``SERVING_WORKER_GIVEN_UP``                FatalError             a worker died too often to restart
+``SERVING_FLAGS_INVALID``                  FlagsInvalid (Fatal,   the ops flags document is refused
+                                           ValueError)            (read_flags, update_flags: never
+                                                                  overwritten by a change)
+``SERVING_FLAGS_UNREACHABLE``              RetryableError         the ops flags store does not
+                                                                  answer (Redis away, file unusable)
+``SERVING_FLAGS_CONTENDED``                RetryableError         update_flags lost 100 WATCH races
+                                                                  in a row, or the file lock stayed
+                                                                  taken for 10 s
 =========================================  =====================  ==================================
 """
 
