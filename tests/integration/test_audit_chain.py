@@ -160,6 +160,9 @@ def test_a_flipped_byte_is_found_and_its_row_named(url: str, tmp_path: Path) -> 
     _superuser(reg, "config_changes", flip)
     _superuser(reg, "analytics_actions", "UPDATE {t} SET actor = 'bOb' WHERE action_id = 2")
     report = reg.verify_audit()
+    assert report.as_json()["breaks"][0]["line"] == (
+        "row 2 of audit.analytics_actions: its content does not match its hash"
+    )
     assert report.breaks == [
         Break(ACTIONS, 2, "its content does not match its hash"),
         Break(CHANGES, 3, "its content does not match its hash"),
@@ -217,7 +220,7 @@ def test_hostile_values_are_refused_and_nothing_is_written(url: str) -> None:
     bad = [
         {"after": {"leverage_scale": float("nan")}}, {"reason": "a\x00b"}, {"actor": " "},
         {"details": {"pairs": {"EUR_USD"}}}, {"result": "maybe"}, {"action": "x" * 65},
-        {"before": ["not", "a", "mapping"]}, {"reason": "\ud800"},
+        {"before": ["not", "a", "mapping"]}, {"reason": "\ud800"}, {"actor": "a" * 201},
     ]  # fmt: skip
     for change in bad:
         kw = dict(actor="alice", role="editor", reason="r", request_id="q", before=None,

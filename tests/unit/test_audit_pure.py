@@ -209,3 +209,10 @@ def test_parse_at_refuses_what_is_not_a_time(text: str) -> None:
     with pytest.raises(ConfigError, match="is not an ISO 8601 time") as caught:
         parse_at(text)
     assert caught.value.code == "AUDIT_REQUEST_TIMESTAMP_INVALID"
+
+
+def test_the_flags_keys_are_those_of_the_flags_document() -> None:
+    from mlcore.registry._state_at import FLAG_KEYS
+    from mlcore.serving._flags import OpsFlags
+
+    assert set(OpsFlags.model_fields) == FLAG_KEYS

@@ -23,6 +23,9 @@ from mlcore.registry._tables import analytics_actions, config_changes
 ACTION_MAX: Final = 64
 #: The widest status a config_changes row holds (its columns' width).
 STATUS_MAX: Final = 16
+#: The longest name (actor, role, request id) and reason an audit row takes.
+NAME_MAX: Final = 200
+REASON_MAX: Final = 10_000
 
 
 def _refused(message: str) -> RegistryError:
@@ -69,6 +72,14 @@ class ChainReport:
         """True when no row is broken."""
         return not self.breaks
 
+    def as_json(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict (for the API)."""
+        return {
+            "intact": self.intact, "rows": dict(self.rows),
+            "breaks": [{"table": b.table, "row_id": b.row_id, "problem": b.problem,
+                        "line": str(b)} for b in self.breaks],
+        }  # fmt: skip
+
 
 class AuditTrail:
     """The hash-chained audit tables on ``engine``."""
@@ -91,9 +102,10 @@ class AuditTrail:
                 f"result {result!r} is not one of {[str(r) for r in ActionResult]}"
             ) from None
         values = {
-            "action": _text("action", action, ACTION_MAX), "actor": _text("actor", actor),
-            "role": _text("role", role), "reason": _text("reason", reason),
-            "request_id": _text("request_id", request_id), "result": outcome.value,
+            "action": _text("action", action, ACTION_MAX),
+            "actor": _text("actor", actor, NAME_MAX), "role": _text("role", role, NAME_MAX),
+            "reason": _text("reason", reason, REASON_MAX),
+            "request_id": _text("request_id", request_id, NAME_MAX), "result": outcome.value,
             "before": _document("before", before), "after": _document("after", after),
             "details": _document("details", details),
         }  # fmt: skip
@@ -135,8 +147,8 @@ class AuditTrail:
         if model_version is not None:
             _text("model_version", model_version, 64)
         values = {
-            "event": kind.value, "actor": _text("actor", actor),
-            "notes": need_notes(notes, f"recording {kind.value}"),
+            "event": kind.value, "actor": _text("actor", actor, NAME_MAX),
+            "notes": _text("notes", need_notes(notes, f"recording {kind.value}"), REASON_MAX),
             "model_version": model_version, "old_status": old_status,
             "new_status": new_status, "details": _document("details", details),
         }  # fmt: skip
