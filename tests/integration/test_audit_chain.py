@@ -117,8 +117,17 @@ def test_intact_chain_verifies_on_the_command_line(url: str, tmp_path: Path) -> 
     _history(reg, tmp_path)
     report = reg.verify_audit()
     assert report.intact and report.rows == {ACTIONS: 1, CHANGES: 5}
-    assert _cli("verify") == (0, ["audit chain intact: 1 rows in analytics_actions, 5 in "
-                                  "config_changes"])  # fmt: skip
+    code, lines = _cli("verify")
+    assert code == 0 and lines[0] == (
+        "audit chain intact: 1 rows in analytics_actions, 5 in config_changes"
+    )
+    head = report.heads[CHANGES]
+    assert head[0] == 5 and f"head of {CHANGES}: row 5 {head[1]}" in lines
+    assert _cli("verify", "--head", str(head[1]))[0] == 0
+    assert _cli("verify", "--head", "abc") == (2, [
+        "error AUDIT_REQUEST_HEAD_INVALID: --head 'abc' is not a row hash (64 hex digits, as "
+        "`audit verify` prints)"
+    ])  # fmt: skip
     rows = reg.history()
     assert [r.change_id for r in rows] == [1, 2, 3, 4, 5]
     assert rows[0].details and rows[0].details["theta"] == [0.7, 0.3]
@@ -183,14 +192,19 @@ def test_a_removed_row_and_a_rehashed_row_are_found(url: str, tmp_path: Path) ->
     assert reg.verify_audit().breaks == [
         Break(CHANGES, 3, "prev_hash does not match row 1's hash (a row was removed or reordered)")
     ]
+    # The newest row removed: its hash, kept elsewhere, is no longer found.
+    kept = reg.verify_audit().heads[ACTIONS][1]
+    assert kept is not None
     _superuser(reg, "analytics_actions", "DELETE FROM {t} WHERE action_id = 1")
-    report = reg.verify_audit()
-    assert report.rows == {ACTIONS: 0, CHANGES: 4}  # the last row gone: see docs/audit.md
-    code, lines = _cli("verify")
-    assert code == 1 and lines[0] == (
+    report = reg.verify_audit([kept])
+    assert report.rows == {ACTIONS: 0, CHANGES: 4} and report.heads_missing == [kept]
+    code, lines = _cli("verify", "--head", kept)
+    assert code == 1 and lines[:2] == [
         "row 3 of audit.config_changes: prev_hash does not match row 1's hash (a row was "
-        "removed or reordered)"
-    )
+        "removed or reordered)",
+        f"head {kept}: no longer in the chain (rows after it were removed or rewritten)",
+    ]
+    assert lines[2].startswith("error AUDIT_CHAIN_BROKEN: 2 broken link(s)")
 
 
 def test_a_rewritten_row_with_a_recomputed_hash_breaks_the_next_link(

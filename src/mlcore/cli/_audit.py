@@ -4,6 +4,7 @@ force at a time (``at``)."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -36,26 +37,54 @@ def parse_at(value: str) -> datetime:
         ) from None
 
 
+HEAD_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def parse_head(value: str) -> str:
+    """A row hash recorded earlier (64 lowercase hex digits); ``ConfigError``
+    ``AUDIT_REQUEST_HEAD_INVALID`` (exit 2) otherwise."""
+    if not HEAD_RE.fullmatch(value.strip().lower()):
+        raise ConfigError(
+            "AUDIT_REQUEST_HEAD_INVALID",
+            f"--head {shown(value)} is not a row hash (64 hex digits, as `audit verify` prints)",
+        )
+    return value.strip().lower()
+
+
 @command(audit_app, "verify")
-def audit_verify() -> None:
+def audit_verify(
+    head: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="HASH",
+            help="A row hash `audit verify` printed earlier (kept elsewhere): it must still be "
+            "in the chain, else rows were removed from its end. Repeatable.",
+        ),
+    ] = None,
+) -> None:
     """Recompute the hash chain of audit.analytics_actions and audit.config_changes: every row
     must match its hash and link to the row before it. Exit 1 naming each broken row."""
+    heads = [parse_head(h) for h in head or []]
     reg = open_registry(load_config())
-    report = registry_call(reg.verify_audit)
+    report = registry_call(lambda: reg.verify_audit(heads))
     actions = report.rows.get("audit.analytics_actions", 0)
     changes = report.rows.get("audit.config_changes", 0)
     if report.intact:
         text(
             f"audit chain intact: {actions} rows in analytics_actions, {changes} in config_changes"
         )
+        for table, (row_id, row_hash) in report.heads.items():
+            text(f"head of {table}: row {row_id} {row_hash}")
         return
     for broken in report.breaks:
         text(str(broken))
+    for missing in report.heads_missing:
+        text(f"head {missing}: no longer in the chain (rows after it were removed or rewritten)")
     raise MlcoreError(
         "AUDIT_CHAIN_BROKEN",
-        f"{len(report.breaks)} broken link(s) in the audit chain ({actions} rows in "
-        f"analytics_actions, {changes} in config_changes): rows were changed, removed or "
-        "reordered outside mlcore",
+        f"{len(report.breaks) + len(report.heads_missing)} broken link(s) in the audit chain "
+        f"({actions} rows in analytics_actions, {changes} in config_changes): rows were "
+        "changed, removed or reordered outside mlcore",
     )
 
 

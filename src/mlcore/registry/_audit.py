@@ -5,8 +5,8 @@ that say what was in force at a time."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -62,20 +62,26 @@ def action_record(row: Any) -> ActionRecord:
 
 @dataclass(frozen=True)
 class ChainReport:
-    """What verifying the audit chains found: rows per table, and each broken row."""
+    """What verifying the audit chains found: rows per table, each broken row, each table's
+    newest row (id, hash: keep it elsewhere to prove later that no row after it was removed),
+    and the recorded heads asked for that the chains no longer hold."""
 
     rows: dict[str, int]
     breaks: list[Break]
+    heads: dict[str, tuple[int, str | None]] = field(default_factory=dict)
+    heads_missing: list[str] = field(default_factory=list)
 
     @property
     def intact(self) -> bool:
         """True when no row is broken."""
-        return not self.breaks
+        return not self.breaks and not self.heads_missing
 
     def as_json(self) -> dict[str, Any]:
         """The report as a JSON-ready dict (for the API)."""
         return {
             "intact": self.intact, "rows": dict(self.rows),
+            "heads": {t: {"row_id": i, "row_hash": h} for t, (i, h) in self.heads.items()},
+            "heads_missing": list(self.heads_missing),
             "breaks": [{"table": b.table, "row_id": b.row_id, "problem": b.problem,
                         "line": str(b)} for b in self.breaks],
         }  # fmt: skip
@@ -170,16 +176,30 @@ class AuditTrail:
         """What was in force at ``at`` (see ``_state_at``), from the rows at or before it."""
         return state_at(at, self.config_events(until=at), self.actions(until=at))
 
-    def verify(self) -> ChainReport:
-        """Check both chains, row by row (in one snapshot-free read per table)."""
+    def verify(self, heads: Iterable[str] = ()) -> ChainReport:
+        """Check both chains, row by row, and that each of ``heads`` (row hashes recorded
+        earlier) is still the hash of a row: rows removed from a chain's end show there."""
         rows: dict[str, int] = {}
         breaks: list[Break] = []
+        newest: dict[str, tuple[int, str | None]] = {}
+        held: set[str] = set()
+        wanted = sorted(set(heads))
         with self.engine.connect() as conn:
             for chain in CHAINS:
                 count, found = read_chain(conn, chain)
                 rows[chain.name] = count
                 breaks += found
-        return ChainReport(rows, breaks)
+                t, id_col = chain.table, chain.table.c[chain.id_column]
+                last = conn.execute(
+                    select(id_col, t.c.row_hash).order_by(id_col.desc()).limit(1)
+                ).first()
+                if last is not None:
+                    newest[chain.name] = (int(last[0]), last[1])
+                if wanted:
+                    held |= set(
+                        conn.execute(select(t.c.row_hash).where(t.c.row_hash.in_(wanted))).scalars()
+                    )
+        return ChainReport(rows, breaks, newest, [h for h in wanted if h not in held])
 
 
 def _utc(when: datetime) -> datetime:
