@@ -233,7 +233,8 @@ def test_hostile_values_are_refused_and_nothing_is_written(url: str) -> None:
     reg = open_registry(url)
     bad = [
         {"after": {"leverage_scale": float("nan")}}, {"reason": "a\x00b"}, {"actor": " "},
-        {"details": {"pairs": {"EUR_USD"}}}, {"result": "maybe"}, {"action": "x" * 65},
+        {"details": {"pairs": {"EUR_USD", 1}}}, {"details": {"when": datetime.now(UTC)}},
+        {"result": "maybe"}, {"action": "x" * 65},
         {"before": ["not", "a", "mapping"]}, {"reason": "\ud800"}, {"actor": "a" * 201},
     ]  # fmt: skip
     for change in bad:

@@ -8,6 +8,7 @@ import math
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -49,7 +50,10 @@ def test_canonical_is_sorted_utc_microseconds_and_repr_floats() -> None:
 
 def test_stored_round_trips_documents_and_refuses_what_cannot_be_stored() -> None:
     assert stored("d", {"t": (0.7, 0.3), 1: "a"}) == {"t": [0.7, 0.3], "1": "a"}
-    for bad in ({"x": float("inf")}, {"s": {1, 2}}, "nul\x00", {"k": "a\x00"}, "\udcff"):
+    pairs = {"halted_pairs": frozenset({"B_C", "A_B"}), "n": np.int64(3), "x": np.float64(0.5)}
+    assert stored("d", pairs) == {"halted_pairs": ["A_B", "B_C"], "n": 3, "x": 0.5}
+    for bad in ({"x": float("inf")}, {"s": {1, "a"}}, "nul\x00", {"k": "a\x00"}, "\udcff",
+                {"o": object()}, {"a": np.array([1, 2])}):  # fmt: skip
         with pytest.raises(ValueError, match=r"^d: cannot be recorded"):
             stored("d", bad)
 

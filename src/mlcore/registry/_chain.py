@@ -66,9 +66,22 @@ def row_hash(row: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical(row)).hexdigest()
 
 
+def _json_value(value: Any) -> Any:
+    """What JSON lacks, as a document records it: a set as its sorted list (the flags' pair
+    sets), a NumPy scalar as its number; anything else refused."""
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)  # TypeError for a set of mixed types: refused
+    item = getattr(value, "item", None)
+    if callable(item) and hasattr(value, "dtype"):
+        plain = item()
+        if isinstance(plain, (bool, int, float, str)):
+            return plain
+    raise TypeError(f"a {type(value).__name__} is not JSON")
+
+
 def stored(name: str, value: Any) -> Any:
-    """``value`` as the database hands it back (a JSON document round-tripped: tuples become
-    lists, keys strings), so that the hash written is the hash read. ``ValueError`` naming
+    """``value`` as the database hands it back (a JSON document round-tripped: tuples and sets
+    become lists, keys strings), so that the hash written is the hash read. ``ValueError`` naming
     ``name`` for what cannot be stored: not JSON, NaN or infinity, a NUL character, text that
     is not UTF-8."""
     if value is None or isinstance(value, (bool, int, datetime)):
@@ -79,7 +92,7 @@ def stored(name: str, value: Any) -> Any:
             if "\x00" in value:
                 raise ValueError("holds a NUL character")
             return value
-        body = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        body = json.dumps(value, ensure_ascii=False, allow_nan=False, default=_json_value)
         body.encode("utf-8")
     except (TypeError, ValueError, UnicodeError) as exc:
         raise ValueError(f"{name}: cannot be recorded ({exc})") from None
