@@ -197,6 +197,19 @@ code                                       class                  when
 ``SERVING_BARS_FILE_UNUSABLE``             ConfigError (exit 2)   the file bar source's path holds
                                                                   a folder, a FIFO, a device
 ``SERVING_WORKER_GIVEN_UP``                FatalError             a worker died too often to restart
+``OPS_REQUEST_INVALID``                   OpsError (Fatal)       an ops request without an actor,
+                                                                  role or reason
+``OPS_ROLLBACK_NO_TARGET``                 OpsError (Fatal)       rollback with nothing deployed, no
+                                                                  earlier deployed version or no
+                                                                  earlier θ record
+``OPS_ROLLBACK_TARGET_MISMATCH``           OpsError (Fatal)       ``to_version`` is not the version
+                                                                  a rollback puts back
+``OPS_ROLLBACK_TARGET_UNUSABLE``           OpsError (Fatal)       the version to put back fails
+                                                                  serving's checks: nothing changed
+``OPS_ROLLBACK_THETA_INVALID``             OpsError (Fatal)       a θ ``to`` outside
+                                                                  theta_search_range or not numbers
+``OPS_ROLLBACK_CONFLICT``                  OpsError (Fatal)       the deployed version changed under
+                                                                  the rollback: decide again
 =========================================  =====================  ==================================
 """
 

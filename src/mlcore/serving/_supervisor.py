@@ -237,7 +237,11 @@ class Supervisor:
                     self.events.append(msg)
                     self._alert("CORE_SERVING_WORKER_GIVEN_UP", msg, slot)
                     continue
-                slot.spec = replace(slot.spec, **nxt.spec_fields())
+                # Every worker moves (the running ones by hot swap), and the target says so:
+                # the restarted worker must not take the unusable version back from the file.
+                for other in self.slots:
+                    other.spec = replace(other.spec, **nxt.spec_fields())
+                self._publish(slot.spec.config_version)
             msg = f"worker {slot.spec.worker_id} exited with {code}: restarting"
             log.warning(msg)
             self.events.append(msg)
