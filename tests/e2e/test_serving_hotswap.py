@@ -11,6 +11,7 @@ import json
 import shutil
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from mlcore.serving import (
     write_target,
 )
 from mlcore.serving._serve import _Models
-from tests.conftest import config_with
+from tests.conftest import config_with, postgres_url
 
 BARS = 600
 THETA_A = (0.55, 0.5)  # loose enough that the window holds entries (range widened below)
@@ -278,11 +279,24 @@ def test_a_running_worker_swaps_versions_and_theta_without_a_restart(
     assert actions and actions[0] == "exit", actions[:3]
 
 
-def test_a_rollback_is_refused_when_it_has_no_usable_target(
-    demo_model: tuple[AppConfig, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The embedded registry, or a fresh database on this machine's PostgreSQL (POSTGRES_URL)."""
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    for url in postgres_url():
+        monkeypatch.setenv("POSTGRES_URL", url.replace("+psycopg", ""))
+        yield "postgres"
+
+
+def test_rollbacks_check_first_and_are_recorded(
+    demo_model: tuple[AppConfig, Path], backend: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
     cfg, a, b = _archive(*demo_model, tmp_path, monkeypatch)
     reg = registry_for(cfg)
+    assert reg.engine.dialect.name == ("sqlite" if backend == "sqlite" else "postgresql")
     with pytest.raises(OpsError, match="no version is deployed") as no:
         rollback_model(cfg, actor="alice", role="admin", reason="test")
     assert no.value.code == "OPS_ROLLBACK_NO_TARGET"
@@ -308,6 +322,20 @@ def test_a_rollback_is_refused_when_it_has_no_usable_target(
     with pytest.raises(OpsError) as empty:
         rollback_model(cfg, actor="alice", role="admin", reason="  ")
     assert empty.value.code == "OPS_REQUEST_INVALID"
+    # θ to a value named, then back: each a THETA_ROLLBACK row, the registry row changed.
+    done = rollback_theta(cfg, actor="bob", role="admin", reason="tighter", to=(0.7, 0.3))
+    assert (done.theta_before, done.theta_after) == (THETA_B, (0.7, 0.3))
+    assert (reg.get(b).theta1, reg.get(b).theta2) == (0.7, 0.3)
+    again = rollback_theta(cfg, actor="bob", role="admin", reason="back")
+    assert again.theta_after == THETA_B and theta_records(reg, b) == [THETA_B]
+    rows = [r for r in reg.history(b) if r.event == "THETA_ROLLBACK"]
+    assert [(r.actor, r.details) for r in rows] == [
+        ("bob", {"from": list(THETA_B), "to": [0.7, 0.3], "named": True}),
+        ("bob", {"from": [0.7, 0.3], "to": list(THETA_B), "named": False}),
+    ]
+    notice = json.loads((serving_dir(cfg) / "deployed.json").read_text())
+    assert (notice["event"], notice["model_version"], notice["theta1"]) == (
+        "theta_rollback", b, THETA_B[0])  # fmt: skip
 
 
 def test_a_new_feature_set_rewarms_the_pairs_and_keeps_their_state(

@@ -174,16 +174,17 @@ def rollback_model(
 
 def theta_records(reg: Registry, version: str) -> list[tuple[float, float]]:
     """The θ records of ``version`` in force one after another, the newest last: each θ given
-    with a status change pushes one, each θ rollback takes one back."""
+    with a status change or named in a θ rollback adds one, each θ rollback to the previous
+    record takes one back."""
     stack: list[tuple[float, float]] = []
     for row in reg.history(version):
         d = row.details or {}
         if row.event == THETA_ROLLBACK:
             frm, to = _pair(d.get("from")), _pair(d.get("to"))
-            if stack and stack[-1] == frm:
-                stack.pop()
+            if stack and stack[-1] == frm and not d.get("named"):
+                stack.pop()  # back to the record before: the one rolled back from is gone
             if to is not None and (not stack or stack[-1] != to):
-                stack.append(to)
+                stack.append(to)  # a θ named explicitly is a record of its own
         elif (theta := _pair(d.get("theta"))) is not None and (not stack or stack[-1] != theta):
             stack.append(theta)
     return stack
@@ -237,7 +238,8 @@ def rollback_theta(
         ).rowcount
         if changed == 1:
             record_theta_event(conn, rec.model_version, actor=actor, notes=reason,
-                               details={"from": list(current), "to": list(target)})  # fmt: skip
+                               details={"from": list(current), "to": list(target),
+                                        "named": to is not None})  # fmt: skip
     if changed != 1:
         raise req.refused(reg, before, "OPS_ROLLBACK_CONFLICT",
                           f"{rec.model_version} is no longer deployed: θ not rolled back; "
