@@ -227,6 +227,10 @@ def test_a_running_worker_swaps_versions_and_theta_without_a_restart(
         # 2. the model rolled back (A again).
         done = rollback_model(cfg, actor="alice", role="admin", reason="B misbehaves")
         assert (done.model_before, done.model_after, done.theta_after) == (b, a, THETA_A)
+        act = reg.actions(action="ops.rollback")[-1]
+        assert (act.action_id, act.before, act.after) == (
+            done.action_id, {"model_version": b, "theta": list(THETA_B)},
+            {"model_version": a, "theta": list(THETA_A)})  # fmt: skip
         beat = swapped(seq0 + 2)
         assert (beat["model_version"], beat["theta"], beat["pid"]) == (a, list(THETA_A), pid)
         feed_until(cut + 2)
@@ -333,6 +337,18 @@ def test_rollbacks_check_first_and_are_recorded(
         ("bob", {"from": list(THETA_B), "to": [0.7, 0.3], "named": True}),
         ("bob", {"from": [0.7, 0.3], "to": list(THETA_B), "named": False}),
     ]
+    acts = reg.actions(action="ops.rollback")
+    assert [(r.result, (r.details or {}).get("code")) for r in acts] == [
+        ("refused", "OPS_ROLLBACK_NO_TARGET"), ("refused", "OPS_ROLLBACK_NO_TARGET"),
+        ("refused", "OPS_ROLLBACK_THETA_INVALID"), ("refused", "OPS_ROLLBACK_TARGET_MISMATCH"),
+        ("refused", "OPS_ROLLBACK_TARGET_UNUSABLE"), ("ok", None), ("ok", None),
+    ]  # fmt: skip
+    assert (acts[-2].before, acts[-2].after, acts[-2].actor, acts[-2].role) == (
+        {"model_version": b, "theta": list(THETA_B)},
+        {"model_version": b, "theta": [0.7, 0.3]}, "bob", "admin",
+    )  # fmt: skip
+    assert acts[-1].action_id == again.action_id
+    assert reg.verify_audit().intact
     notice = json.loads((serving_dir(cfg) / "deployed.json").read_text())
     assert (notice["event"], notice["model_version"], notice["theta1"]) == (
         "theta_rollback", b, THETA_B[0])  # fmt: skip

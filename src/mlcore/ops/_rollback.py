@@ -19,7 +19,7 @@ from mlcore.errors import FatalError, MlcoreError
 from mlcore.execution import PairModels, check_serving, checked_theta
 from mlcore.ops._audit import THETA_ROLLBACK, record_action, record_theta_event
 from mlcore.ops._notice import notify_serving
-from mlcore.registry import ModelRecord, Registry, RegistryError, registry_for
+from mlcore.registry import ActionResult, ModelRecord, Registry, RegistryError, registry_for
 from mlcore.registry._tables import model_registry
 
 log = logging.getLogger("mlcore.ops")
@@ -48,7 +48,7 @@ class RollbackResult:
     theta_before: tuple[float, float]
     theta_after: tuple[float, float]
     request_id: str
-    action_id: int | None
+    action_id: int
     notified: tuple[str, ...] = field(default=())
 
     def before(self) -> dict[str, Any]:
@@ -79,8 +79,8 @@ class _Request:
 
     def record(
         self, reg: Registry, before: dict[str, Any] | None, after: dict[str, Any] | None,
-        result: str, details: dict[str, Any],
-    ) -> int | None:  # fmt: skip
+        result: ActionResult, details: dict[str, Any],
+    ) -> int:  # fmt: skip
         return record_action(
             reg, ACTION, actor=self.actor, role=self.role, reason=self.reason,
             request_id=self.request_id, before=before, after=after, result=result,
@@ -93,7 +93,8 @@ class _Request:
         """Record the refused request; return the error to raise (nothing was changed)."""
         exc = OpsError(code, message)
         try:
-            self.record(reg, before, before, "refused", {"code": code, "message": message})
+            self.record(reg, before, before, ActionResult.REFUSED,
+                        {"code": code, "message": message})  # fmt: skip
         except Exception as failed:  # the refusal stands even if its record cannot be written
             log.error("refused rollback not recorded (%s)", type(failed).__name__)
         return exc
@@ -165,7 +166,7 @@ def rollback_model(
     folder = str(reg.served_folder(rec.model_version))
     notified = notify_serving(cfg, "model_rollback", model_version=rec.model_version,
                               model_path=folder, theta=theta)  # fmt: skip
-    action_id = req.record(reg, before, _state(rec, theta), "ok", {"notified": notified})
+    action_id = req.record(reg, before, _state(rec, theta), ActionResult.OK, {"notified": notified})
     log.info("rolled back %s; %s is deployed (θ %s)", done.rolled_back, rec.model_version,
              list(theta))  # fmt: skip
     return RollbackResult(req.kind, done.rolled_back, rec.model_version, theta_before, theta,
@@ -247,7 +248,9 @@ def rollback_theta(
     folder = str(reg.served_folder(rec.model_version))
     notified = notify_serving(cfg, "theta_rollback", model_version=rec.model_version,
                               model_path=folder, theta=target)  # fmt: skip
-    action_id = req.record(reg, before, _state(rec, target), "ok", {"notified": notified})
+    action_id = req.record(
+        reg, before, _state(rec, target), ActionResult.OK, {"notified": notified}
+    )
     log.info("θ of %s rolled back %s -> %s", rec.model_version, list(current), list(target))
     return RollbackResult(req.kind, rec.model_version, rec.model_version, current, target,
                           req.request_id, action_id, tuple(notified))  # fmt: skip
