@@ -175,10 +175,13 @@ class PairDrawdown:
             s.equity -= units_a * pa * ca + units_b * pb * cb
 
     def mark(self, pa: float, pb: float, factor: float, control: float = 0.0) -> PairStep:
+        """:meth:`move` then :meth:`verdict`."""
+        self.move(pa, pb, factor)
+        return self.verdict(control)
+
+    def move(self, pa: float, pb: float, factor: float) -> None:
         """Advance one bar: mark what is held to the closes ``pa``, ``pb`` (account currency;
-        NaN: not priced, nothing moves), fill the orders due, then say what the drawdown
-        decides before the pair's decision; ``control`` is the book's (0 none, 1 halt,
-        2 flatten)."""
+        NaN: not priced, nothing moves) and fill the orders due."""
         s = self.s
         s.t += 1
         priced = pa > 0 and pb > 0 and math.isfinite(pa + pb)
@@ -190,10 +193,11 @@ class PairDrawdown:
                 s.equity += pnl - carry
             self._fill(pa, pb, factor)
             s.pa, s.pb = pa, pb
-        return self._verdict(control)
 
-    def _verdict(self, control: float) -> PairStep:
-        """The kernel's decision-time checks: peak, review, halt, flatten."""
+    def verdict(self, control: float = 0.0) -> PairStep:
+        """What the drawdown decides before the pair's decision of the bar just moved (the
+        kernel's checks: peak, review, halt, flatten); ``control`` is the book's (0 none,
+        1 halt, 2 flatten)."""
         s = self.s
         lim = self.limits
         events: list[str] = []
