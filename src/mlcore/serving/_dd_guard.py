@@ -104,6 +104,13 @@ class DDGuard:
         self.book.restore(dict(doc)["book"])
         self.pending = [dict(p) for p in doc["pending"]]
 
+    def publish(self, equity: dict[str, tuple[int, float]]) -> None:
+        """This worker's pairs' (bar time, equity), for the other workers' book."""
+        try:
+            self.ledger.publish(equity)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("pair equity not published yet: %s", exc)
+
     def refresh(self) -> None:
         """Read the other workers' latest equity (once a batch)."""
         try:

@@ -14,6 +14,7 @@ import numpy as np
 from mlcore.config import AI1LabelPolicy, CostTable, PairFeatureWindows
 from mlcore.execution import slippage_factor_at
 from mlcore.features import PAIR_FEATURES, PairFeatureEngine, longest_window
+from mlcore.serving._bars import RawBar
 from mlcore.serving._drawdown import DrawdownLimits, PairDrawdown, PairStep
 from mlcore.serving._flags import OpsFlags
 from mlcore.serving._scorer import INPUT_NAMES, PairScorer
@@ -313,3 +314,14 @@ class PairRuntime:
             model_registered=self.model_registered,
         )  # fmt: skip
         return Outcome(signal, "", step)
+
+
+@dataclass(frozen=True)
+class PairBar:
+    """An aligned pair-bar of the batch, waiting for its bar time's decision."""
+
+    ts_ns: int
+    rt: PairRuntime
+    bar: tuple[float, float, float, float, float, float]
+    raw: RawBar  # the message that completed it
+    key: str

@@ -44,7 +44,7 @@ from mlcore.serving._flags import NO_FLAGS, FlagReader, OpsFlags, flags_json, pa
 from mlcore.serving._intake import Intake
 from mlcore.serving._orphan import die_with_parent
 from mlcore.serving._outbox import Outbox
-from mlcore.serving._pair import FxQuote, PairRuntime
+from mlcore.serving._pair import FxQuote, PairBar, PairRuntime
 from mlcore.serving._scorer import PairScorer
 from mlcore.serving._setup import history, pair_setup, serving_dir
 from mlcore.signals import encode_signal
@@ -53,17 +53,6 @@ log = logging.getLogger("mlcore.serving")
 _RECENT_BARS = 16  # bars kept per symbol while the other leg of a pair has not arrived
 COMMIT_EVERY_S = 1.0  # bars that produced nothing are committed at least this often
 EXIT_MODEL_UNUSABLE = 3  # the exit code that asks the supervisor for another version
-
-
-@dataclass(frozen=True)
-class _PairBar:
-    """An aligned pair-bar of the batch, waiting for its bar time's decision."""
-
-    ts_ns: int
-    rt: PairRuntime
-    bar: tuple[float, float, float, float, float, float]
-    raw: RawBar
-    key: str
 
 
 @dataclass(frozen=True)
@@ -262,13 +251,13 @@ class Worker:
             del recent[min(recent)]
         return bar
 
-    def _on_raw(self, raw: RawBar, ready: list[_PairBar], seen: dict[str, int]) -> None:
+    def _on_raw(self, raw: RawBar, ready: list[PairBar], seen: dict[str, int]) -> None:
         key = message_id(raw)
         self.intake.mark.set(raw, key)  # cleared below: a death in between is blamed on it
         self._pair_bar(raw, key, ready, seen)
         self.intake.mark.clear()
 
-    def _pair_bar(self, raw: RawBar, key: str, ready: list[_PairBar], seen: dict[str, int]) -> None:
+    def _pair_bar(self, raw: RawBar, key: str, ready: list[PairBar], seen: dict[str, int]) -> None:
         """The pair-bars this message completes (decided later, by bar time)."""
         bar = self._accept(raw, key)
         if bar is None:
@@ -286,9 +275,9 @@ class Worker:
             seen[pid] = bar.ts_ns
             a, b = (bar, other) if is_a else (other, bar)
             values = (a.high, a.low, a.close, b.high, b.low, b.close)
-            ready.append(_PairBar(bar.ts_ns, rt, values, raw, key))
+            ready.append(PairBar(bar.ts_ns, rt, values, raw, key))
 
-    def _decide(self, ready: list[_PairBar], out: list[tuple[int, dict[str, Any]]]) -> None:
+    def _decide(self, ready: list[PairBar], out: list[tuple[int, dict[str, Any]]]) -> None:
         """Decide the batch's pair-bars bar time by bar time: every pair of the bar time is
         marked to market first, then the book's drawdown is taken over them, then each pair
         decides under it (the backtest's order: its account stops act on the same bar)."""
@@ -312,7 +301,7 @@ class Worker:
             self.intake.mark.clear()
             i = j
 
-    def _one(self, p: _PairBar, control: float, out: list[tuple[int, dict[str, Any]]]) -> None:
+    def _one(self, p: PairBar, control: float, out: list[tuple[int, dict[str, Any]]]) -> None:
         rt = p.rt
         close_ns = p.ts_ns + rt.setup.bar_seconds * 1_000_000_000
         t0 = time.perf_counter_ns()
@@ -350,7 +339,7 @@ class Worker:
             # the wait for them began.
             self._read_flags()
         signals: list[tuple[int, dict[str, Any]]] = []
-        ready: list[_PairBar] = []
+        ready: list[PairBar] = []
         seen: dict[str, int] = {}
         for raw in raws:
             self._on_raw(raw, ready, seen)
@@ -361,22 +350,16 @@ class Worker:
             self._checkpoint()
             self.intake.deliver(self.outbox)
         if ready:
-            self._publish_equity()
+            self.guard.publish(
+                {pid: (rt.last_ts_ns, rt.dd.s.equity) for pid, rt in self.pairs.items()
+                 if rt.dd is not None and rt.last_ts_ns >= 0}
+            )  # fmt: skip
         self.guard.flush()
         if self._backlog:
             self._deliver()
         self.files.put(latest)
         self._housekeeping()
         return len(raws)
-
-    def _publish_equity(self) -> None:
-        """This worker's pairs' latest equity, for the other workers' book."""
-        equity = {pid: (rt.last_ts_ns, rt.dd.s.equity) for pid, rt in self.pairs.items()
-                  if rt.dd is not None and rt.last_ts_ns >= 0}  # fmt: skip
-        try:
-            self.guard.ledger.publish(equity)
-        except (redis.RedisError, OSError) as exc:
-            log.warning("pair equity not published yet: %s", exc)
 
     def _read_flags(self) -> None:
         """The flags to decide by; a change is committed at once (a lost document must not
