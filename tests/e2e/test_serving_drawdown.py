@@ -22,7 +22,7 @@ from mlcore.config import AppConfig, load_config
 from mlcore.demo import DemoResult
 from mlcore.execution import DECISION_RECORD, read_params, record_bytes, slippage_factors
 from mlcore.execution import version_config as versioned
-from mlcore.registry import Alerts, database_url, make_engine
+from mlcore.registry import Alerts, Registry, database_url, make_engine
 from mlcore.serving import Outbox, Supervisor, WorkerSpec, replay_bars, write_bars_file
 from mlcore.serving._flags import parse_flags
 from tests.conftest import config_with, redis_url
@@ -77,9 +77,11 @@ def served(
         box.close()
         client = redis.Redis.from_url(url)
         flags = parse_flags(client.get(keys["ops_flags_key"]), "test")
-        alerts = Alerts(make_engine(database_url(cfg))).recent()
+        db = make_engine(database_url(cfg))
+        alerts = [a for a in Alerts(db).recent() if a.code.startswith("CORE_DD_")]
+        actions = [a for a in Registry(db).actions() if a.action.startswith("dd.")]
         yield {"cfg": cfg, "folder": folder, "bars": bars, "signals": signals, "flags": flags,
-               "alerts": [a for a in alerts if a.code.startswith("CORE_DD_")]}  # fmt: skip
+               "alerts": alerts, "actions": actions}  # fmt: skip
         for k in client.scan_iter(match=f"{tag}:*"):
             client.delete(k)
 
@@ -127,8 +129,15 @@ def _crossings(ts: np.ndarray, equity: np.ndarray, capital: float, levels: dict)
 
 
 def _live(served: dict[str, Any], scope: str | None, event: str) -> list[int]:
-    return sorted(a.details["bar_ts_ns"] for a in served["alerts"]
-                  if a.details["pair_id"] == scope and a.details["event"] == event)  # fmt: skip
+    """The bars of the worker's crossings, from its alerts (checked equal to its audit rows)."""
+    alerts = sorted(a.details["bar_ts_ns"] for a in served["alerts"]
+                    if a.details["pair_id"] == scope and a.details["event"] == event)  # fmt: skip
+    audited = sorted(
+        a.details["bar_ts_ns"] for a in served["actions"] if a.action == f"dd.{event}"
+        and a.details["pair_id"] == scope and (a.actor, a.role) == ("system:dd", "system")
+    )  # fmt: skip
+    assert alerts == audited, (scope, event)
+    return alerts
 
 
 def test_each_pair_warns_halts_and_flattens_on_the_backtests_bar(served) -> None:

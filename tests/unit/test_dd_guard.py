@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mlcore.registry import Alerts, make_engine, upgrade
+from mlcore.registry import Alerts, Registry, make_engine, upgrade
 from mlcore.serving._dd_guard import (
     DDGuard,
     EquityLedger,
@@ -17,7 +17,7 @@ from mlcore.serving._dd_guard import (
     flags_change,
 )
 from mlcore.serving._drawdown import BookDrawdown, DrawdownLimits, PairStep
-from mlcore.serving._flags import NO_FLAGS, OpsFlags, flags_json, parse_flags
+from mlcore.serving._flags import NO_FLAGS, FlagStore, OpsFlags, flags_json, parse_flags
 
 PAIRS = ["A_B", "C_D", "E_F"]
 
@@ -74,7 +74,7 @@ def test_crossings_set_the_flags_and_raise_alerts(tmp_path: Path) -> None:
     upgrade(db)
     path = tmp_path / "ops_flags.json"
     path.write_text(flags_json(OpsFlags(halted_pairs=frozenset({"C_D"}))))
-    apply = crossing_effects(None, "", path, db, PAIRS)
+    apply = crossing_effects(FlagStore(None, "", path), db)
     base = {"pair_id": "A_B", "bar_ts_ns": 1, "drawdown": 0.07, "equity": 930.0,
             "peak": 1000.0, "worker": "w0"}  # fmt: skip
     for event in ("warn", "halt", "flatten"):
@@ -87,6 +87,13 @@ def test_crossings_set_the_flags_and_raise_alerts(tmp_path: Path) -> None:
     codes = [a.code for a in Alerts(db).recent()]
     assert sorted(codes) == sorted(["CORE_DD_WARN", "CORE_DD_HALT", "CORE_DD_FLATTEN",
                                     "CORE_DD_HALT"])  # fmt: skip
+    rows = Registry(db).actions()
+    assert [r.action for r in rows] == ["dd.warn", "dd.halt", "dd.flatten", "dd.halt"]
+    halt = rows[1]
+    assert (halt.actor, halt.role, halt.result) == ("system:dd", "system", "ok")
+    assert halt.before is not None and halt.after is not None
+    assert "A_B" not in halt.before["halted_pairs"] and "A_B" in halt.after["halted_pairs"]
+    assert halt.after["seq"] == halt.before["seq"] + 1
     # A damaged flags document is not overwritten: the crossing fails (and is kept).
     path.write_text('{"global_halt": "yes"}')
     with pytest.raises(ValueError, match="global_halt"):
@@ -95,7 +102,6 @@ def test_crossings_set_the_flags_and_raise_alerts(tmp_path: Path) -> None:
 
 
 def test_a_book_flatten_flattens_every_pair() -> None:
-    after = flags_change({"event": "flatten", "pair_id": None}, PAIRS)(NO_FLAGS)
-    assert after.global_halt
-    assert after.flatten_pairs == set(PAIRS) or getattr(after, "flatten_all", False)
-    assert flags_change({"event": "warn", "pair_id": "A_B"}, PAIRS)(NO_FLAGS) == NO_FLAGS
+    after = flags_change({"event": "flatten", "pair_id": None})(NO_FLAGS)
+    assert after.global_halt and after.flatten_all
+    assert flags_change({"event": "warn", "pair_id": "A_B"})(NO_FLAGS) == NO_FLAGS

@@ -10,7 +10,7 @@ publishes its pairs' equity after each batch.
 A crossing, for the others and for the record (each once, kept in the outbox until done):
 ``warn`` raises an alert and an audit row (``dd.warn``); ``halt`` adds the pair to
 ``halted_pairs`` (the book: ``global_halt``), ``flatten`` adds it to ``flatten_pairs`` (the
-book: every pair, ``flatten_all``), each through ``update_flags`` and audited (``dd.halt``,
+book: ``flatten_all``), each through ``update_flags`` and audited (``dd.halt``,
 ``dd.flatten``, actor ``system:dd``) with an alert. The guard never lifts a flag: a resume is
 people's (runbook resume_policy).
 """
@@ -33,7 +33,7 @@ from mlcore.data import write_atomic
 from mlcore.errors import Severity
 from mlcore.registry import Alerts
 from mlcore.serving._drawdown import BookDrawdown, BookStep, DrawdownLimits, PairStep
-from mlcore.serving._flags import OpsFlags, flags_json, parse_flags
+from mlcore.serving._flags import FlagStore, OpsFlags, flags_json, update_flags
 
 log = logging.getLogger("mlcore.serving")
 
@@ -157,7 +157,7 @@ class DDGuard:
         return
 
 
-def flags_change(crossing: dict[str, Any], pairs: list[str]) -> Callable[[OpsFlags], OpsFlags]:
+def flags_change(crossing: dict[str, Any]) -> Callable[[OpsFlags], OpsFlags]:
     """What a crossing does to the flags (a warn: nothing)."""
     event, pid = crossing["event"], crossing["pair_id"]
 
@@ -168,10 +168,8 @@ def flags_change(crossing: dict[str, Any], pairs: list[str]) -> Callable[[OpsFla
         elif event == "flatten":
             if pid:
                 up = {"flatten_pairs": f.flatten_pairs | {pid}}
-            elif "flatten_all" in OpsFlags.model_fields:
-                up = {"flatten_all": True, "global_halt": True}
             else:
-                up = {"flatten_pairs": f.flatten_pairs | set(pairs), "global_halt": True}
+                up = {"flatten_all": True, "global_halt": True}
         return f.model_copy(update=up) if up else f
 
     return change
@@ -188,72 +186,27 @@ def crossing_alert(db: Engine, crossing: dict[str, Any]) -> None:
     )  # fmt: skip
 
 
-def parsed(raw: bytes | None, where: str) -> dict[str, Any]:
-    """A flags document as a dict (for an audit row's before/after)."""
-    return dict(json.loads(flags_json(parse_flags(raw, where))))
+def crossing_effects(store: FlagStore, db: Engine) -> Callable[[dict[str, Any]], None]:
+    """One crossing's effects: the flags (halt, flatten) through ``update_flags``, the audit
+    row (``dd.<event>``, actor ``system:dd``) and the alert."""
+    from mlcore.registry import ActionResult, Registry
 
-
-def _update_flags(
-    client: redis.Redis | None, key: str, path: Path, change: Callable[[OpsFlags], OpsFlags]
-) -> tuple[OpsFlags, OpsFlags]:  # fmt: skip
-    """Read-modify-write of the flags document (Redis WATCH/MULTI, or the file under a lock):
-    FLAGS's ``update_flags`` until it lands."""
-    if client is not None:
-        with client.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(key)  # type: ignore[no-untyped-call]
-                    before = parse_flags(pipe.get(key), f"redis {key}")
-                    after = change(before)
-                    pipe.multi()
-                    pipe.set(key, flags_json(after))
-                    pipe.execute()
-                    return before, after
-                except redis.WatchError:
-                    continue
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        raw = path.read_bytes() if path.exists() else None
-        before = parse_flags(raw, str(path))
-        after = change(before)
-        write_atomic(path, flags_json(after).encode())
-        return before, after
-
-
-def crossing_effects(
-    client: redis.Redis | None, key: str, path: Path, db: Engine, pairs: list[str]
-) -> Callable[[dict[str, Any]], None]:
-    """One crossing's effects: the flags (halt, flatten), the audit row and the alert."""
-    from mlcore.registry import Registry
-
-    said: list[bool] = []
+    registry = Registry(db)
 
     def apply(crossing: dict[str, Any]) -> None:
         event = crossing["event"]
         before = after = None
         if event in ("halt", "flatten"):
-            b, a = _update_flags(client, key, path, flags_change(crossing, pairs))
+            b, a = update_flags(store, flags_change(crossing))
             before, after = json.loads(flags_json(b)), json.loads(flags_json(a))
-        registry = Registry(db)
-        record = getattr(registry, "record_action", None)
-        if record is not None:
-            from mlcore.registry import ActionResult  # type: ignore[attr-defined]
-
-            scope = crossing["pair_id"] or "book"
-            record(
-                f"dd.{event}", actor=ACTOR, role="system",
-                reason=f"{scope} drawdown {100 * crossing['drawdown']:.2f}% crossed dd_policy "
-                f"{event}", request_id=f"dd:{scope}:{crossing['bar_ts_ns']}:{event}",
-                before=before, after=after, result=ActionResult.OK, details=crossing,
-            )  # fmt: skip
-        elif not said:
-            said.append(True)
-            log.warning(
-                "audit.analytics_actions not in this build: drawdown crossings alerted only"
-            )
+        scope = crossing["pair_id"] or "book"
+        registry.record_action(
+            f"dd.{event}", actor=ACTOR, role="system",
+            reason=f"{scope} drawdown {100 * crossing['drawdown']:.2f}% crossed dd_policy.yaml "
+            f"{'pair' if crossing['pair_id'] else 'portfolio'} {event}",
+            request_id=f"dd:{scope}:{crossing['bar_ts_ns']}:{event}",
+            before=before, after=after, result=ActionResult.OK, details=crossing,
+        )  # fmt: skip
         crossing_alert(db, crossing)
 
     return apply
@@ -278,7 +231,8 @@ def dd_guard(
     apply: Callable[[dict[str, Any]], None]
     if live:
         ledger = EquityLedger(client, f"{key}:dd_equity", root / "dd_equity", worker)
-        apply = crossing_effects(client, key, root / "ops_flags.json", db, universe)
+        store = FlagStore(client, key, root / "ops_flags.json")
+        apply = crossing_effects(store, db)
     else:
         ledger = EquityLedger(None, "", root / "dd_equity_replay", worker)
 
