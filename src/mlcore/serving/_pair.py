@@ -325,3 +325,4 @@ class PairBar:
     bar: tuple[float, float, float, float, float, float]
     raw: RawBar  # the message that completed it
     key: str
+    fx: dict[str, FxQuote]  # the FX quotes when it was complete

@@ -18,6 +18,7 @@ from collections import Counter as Tally
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -275,7 +276,9 @@ class Worker:
             seen[pid] = bar.ts_ns
             a, b = (bar, other) if is_a else (other, bar)
             values = (a.high, a.low, a.close, b.high, b.low, b.close)
-            ready.append(PairBar(bar.ts_ns, rt, values, raw, key))
+            # The FX quotes as they are now: a later bar of the batch must not convert this one.
+            fx = {sym: FxQuote(q.rate, q.close_ns) for sym, q in self.fx.items()}
+            ready.append(PairBar(bar.ts_ns, rt, values, raw, key, fx))
 
     def _decide(self, ready: list[PairBar], out: list[tuple[int, dict[str, Any]]]) -> None:
         """Decide the batch's pair-bars bar time by bar time: every pair of the bar time is
@@ -283,29 +286,23 @@ class Worker:
         decides under it (the backtest's order: its account stops act on the same bar)."""
         self.guard.refresh()
         ready.sort(key=lambda p: p.ts_ns)  # stable: the arrival order within a bar time
-        i = 0
-        while i < len(ready):
-            ts = ready[i].ts_ns
-            j = i
-            while j < len(ready) and ready[j].ts_ns == ts:
-                j += 1
-            group = ready[i:j]
+        for ts, items in groupby(ready, key=lambda p: p.ts_ns):
+            group = list(items)
             for p in group:
                 self.intake.mark.set(p.raw, p.key)
-                p.rt.move(ts, p.bar, self.fx)
+                p.rt.move(ts, p.bar, p.fx)
             own = {pid: rt.dd.s.equity for pid, rt in self.pairs.items() if rt.dd is not None}
             control = self.guard.at(ts, own).control
             for p in group:
                 self.intake.mark.set(p.raw, p.key)
                 self._one(p, control, out)
             self.intake.mark.clear()
-            i = j
 
     def _one(self, p: PairBar, control: float, out: list[tuple[int, dict[str, Any]]]) -> None:
         rt = p.rt
         close_ns = p.ts_ns + rt.setup.bar_seconds * 1_000_000_000
         t0 = time.perf_counter_ns()
-        outcome = rt.on_bar(p.ts_ns, p.bar, self.clock.now_ns(close_ns), self._flags, self.fx,
+        outcome = rt.on_bar(p.ts_ns, p.bar, self.clock.now_ns(close_ns), self._flags, p.fx,
                             control)  # fmt: skip
         m.INFERENCE_LATENCY_MS.observe((time.perf_counter_ns() - t0) / 1e6)
         pid = rt.setup.pair_id
