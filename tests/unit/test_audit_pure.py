@@ -142,6 +142,9 @@ CHANGES = [
     _change(7, 50, E.CONFIG_ROLLBACK, "v2", "deployed", "rolled_back", ROLLBACK),
     _change(8, 50, E.CONFIG_ROLLBACK, "v1", "approved", "deployed", ROLLBACK, "carol"),
     _change(9, 60, E.THETA_ROLLBACK, None, details={"theta": [0.75, 0.25]}, actor="dave"),
+    # As mlcore.ops records a θ rollback: from and to.
+    _change(11, 80, E.THETA_ROLLBACK, "v1", details={"from": [0.75, 0.25], "to": [0.7, 0.3],
+                                                     "named": False}, actor="fay"),
     _change(10, 70, E.CONFIG_ROLLBACK, details={"git_sha": "s0", "rendered_sha256": "r0"},
             actor="erin"),
 ]  # fmt: skip
@@ -163,7 +166,8 @@ ACTIONS = [
         (45, "v2", "bob", (0.6, 0.4), "s1", 3),
         (55, "v1", "carol", (0.7, 0.3), "s1", 3),
         (65, "v1", "carol", (0.75, 0.25), "s1", 3),
-        (99, "v1", "carol", (0.75, 0.25), "s0", 3),
+        (75, "v1", "carol", (0.75, 0.25), "s0", 3),
+        (99, "v1", "carol", (0.7, 0.3), "s0", 3),
     ],
 )
 def test_state_at_replays_the_rows_up_to_the_time(

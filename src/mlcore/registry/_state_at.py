@@ -5,8 +5,8 @@ each last and when.
 - model version: the last ``audit.config_changes`` row setting a version's status to
   ``deployed`` (a row taking it out of ``deployed`` clears it);
 - θ: the last row of that version whose ``details`` hold ``theta`` ``[θ1, θ2]`` (its
-  registration, a promotion with θ, a ``THETA_ROLLBACK``; a ``THETA_ROLLBACK`` without a
-  version applies to the version deployed then);
+  registration, a promotion with θ) or, for a ``THETA_ROLLBACK``, ``to`` ``[θ1, θ2]`` (one
+  without a version applies to the version deployed then);
 - config version: the last ``CONFIG_APPLIED`` or ``CONFIG_ROLLBACK`` row whose ``details``
   hold ``git_sha`` (and ``rendered_sha256``);
 - flags: the ``after`` of the last ``ok`` ``audit.analytics_actions`` row whose ``after`` is
@@ -82,9 +82,9 @@ def _utc(ts: datetime) -> datetime:
     return (ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)).astimezone(UTC)
 
 
-def theta_of(details: Any) -> tuple[float, float] | None:
-    """``details["theta"]`` as two finite numbers, else None."""
-    value = details.get("theta") if isinstance(details, dict) else None
+def theta_of(details: Any, key: str = "theta") -> tuple[float, float] | None:
+    """``details[key]`` as two finite numbers, else None."""
+    value = details.get(key) if isinstance(details, dict) else None
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         return None
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
@@ -96,6 +96,25 @@ def theta_of(details: Any) -> tuple[float, float] | None:
 def is_flags(doc: Any) -> bool:
     """True when ``doc`` is an ops flags document."""
     return isinstance(doc, dict) and bool(FLAG_KEYS & doc.keys())
+
+
+def _theta_set(c: StatusChange, deployed: str | None) -> tuple[str, tuple[float, float]] | None:
+    """The version whose θ row ``c`` sets, and that θ (None: it sets none)."""
+    if c.event == AuditEvent.THETA_ROLLBACK:  # {"from": [..], "to": [..]} (mlcore.ops)
+        theta = theta_of(c.details, "to") or theta_of(c.details)
+        target = c.model_version or deployed  # without a version: the one deployed then
+    else:
+        theta, target = theta_of(c.details), c.model_version
+    return None if theta is None or target is None else (target, theta)
+
+
+def _config_of(c: StatusChange) -> ConfigVersionAt | None:
+    """The config version row ``c`` applies (or rolls back to), if it is such a row."""
+    details = c.details if isinstance(c.details, dict) else {}
+    if c.event not in _CONFIG_EVENTS or not isinstance(details.get("git_sha"), str):
+        return None
+    rendered = details.get("rendered_sha256")
+    return ConfigVersionAt(details["git_sha"], rendered if isinstance(rendered, str) else None)
 
 
 def state_at(
@@ -117,17 +136,12 @@ def state_at(
             deployed, model_changed = version, who
         elif version is not None and c.old_status == "deployed" and version == deployed:
             deployed, model_changed = None, who
-        theta = theta_of(c.details)
+        theta = _theta_set(c, deployed)
         if theta is not None:
-            target = version if version is not None else deployed
-            if target is not None and (version is not None or c.event == AuditEvent.THETA_ROLLBACK):
-                thetas[target] = (theta, who)
-        details = c.details if isinstance(c.details, dict) else {}
-        if c.event in _CONFIG_EVENTS and isinstance(details.get("git_sha"), str):
-            rendered = details.get("rendered_sha256")
-            config = ConfigVersionAt(details["git_sha"], rendered if isinstance(rendered, str)
-                                     else None)  # fmt: skip
-            config_changed = who
+            thetas[theta[0]] = (theta[1], who)
+        found = _config_of(c)
+        if found is not None:
+            config, config_changed = found, who
     flags: dict[str, Any] | None = None
     flags_changed: Changed | None = None
     for a in sorted(actions, key=lambda a: a.action_id):
