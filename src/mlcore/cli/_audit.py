@@ -13,7 +13,7 @@ import typer
 from mlcore.cli._app import command, load_config, typer_app
 from mlcore.cli._registry import open_registry, registry_call
 from mlcore.cli._render import plain, text
-from mlcore.errors import ConfigError, MlcoreError, shown
+from mlcore.errors import ConfigError, FatalError, shown
 
 if TYPE_CHECKING:
     from mlcore.registry import Changed, StateAt
@@ -80,7 +80,7 @@ def audit_verify(
         text(str(broken))
     for missing in report.heads_missing:
         text(f"head {missing}: no longer in the chain (rows after it were removed or rewritten)")
-    raise MlcoreError(
+    raise FatalError(
         "AUDIT_CHAIN_BROKEN",
         f"{len(report.breaks) + len(report.heads_missing)} broken link(s) in the audit chain "
         f"({actions} rows in analytics_actions, {changes} in config_changes): rows were "
