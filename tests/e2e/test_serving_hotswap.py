@@ -22,7 +22,14 @@ import pytest
 from mlcore.config import AppConfig, load_config
 from mlcore.demo import DemoResult
 from mlcore.execution import DECISION_RECORD, record_bytes
-from mlcore.ops import OpsError, notify_serving, rollback_model, rollback_theta, theta_records
+from mlcore.ops import (
+    OpsError,
+    announce_config_version,
+    notify_serving,
+    rollback_model,
+    rollback_theta,
+    theta_records,
+)
 from mlcore.registry import Registry, registry_for
 from mlcore.serving import (
     Outbox,
@@ -242,8 +249,7 @@ def test_a_running_worker_swaps_versions_and_theta_without_a_restart(
         assert (beat["theta"], beat["pid"]) == (list(THETA_A0), pid)
         feed_until(cut + 3)
         # 4. a config version applied: the worker reloads its configuration, same process.
-        notify_serving(cfg, "config_applied", model_version=a, theta=THETA_A0,
-                       model_path=str(cfg.paths.models / a), config_version="cfg-0002")  # fmt: skip
+        assert announce_config_version(cfg, "cfg-0002") == [str(root / "deployed.json")]
         beat = swapped(seq0 + 4)
         assert (beat["config_version"], beat["pid"]) == ("cfg-0002", pid)
         feed_until(cut + 4)
