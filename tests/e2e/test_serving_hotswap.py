@@ -385,7 +385,13 @@ def test_a_new_feature_set_rewarms_the_pairs_and_keeps_their_state(
     worker = Worker(spec, cfg=cfg)
     while worker.step():
         pass
-    kept = {p: (rt.decider.state(), rt.units, rt.last_ts_ns) for p, rt in worker.pairs.items()}
+
+    def kept_state(rt: Any) -> tuple[Any, ...]:
+        return (rt.decider.state(), rt.units, rt.last_ts_ns,
+                None if rt.dd is None else rt.dd.state())  # fmt: skip
+
+    kept = {p: kept_state(rt) for p, rt in worker.pairs.items()}
+    assert any(k[3] is not None and k[3]["t"] >= 0 for k in kept.values())
     engines = {p: rt.engine for p, rt in worker.pairs.items()}
     warmups = worker.tally["refused:warmup"]
     write_target(root, ServingTarget(1, c, str(cfg.paths.models / c), THETA_B,
@@ -393,7 +399,7 @@ def test_a_new_feature_set_rewarms_the_pairs_and_keeps_their_state(
     worker.step()
     assert worker.version == c and worker.theta == THETA_B
     for p, rt in worker.pairs.items():
-        assert (rt.decider.state(), rt.units, rt.last_ts_ns) == kept[p]
+        assert kept_state(rt) == kept[p]
         assert rt.engine is not engines[p]
         assert rt.setup.windows.z_window == record["feature_windows"]["z_window"]
     with feed.open("a") as fh:
