@@ -304,3 +304,49 @@ def test_a_description_only_change_is_low_risk(cfg: AppConfig) -> None:
     )
     report = validate_change(cfg, {"storage.yaml": body})
     assert report.ok and report.risk == Risk.LOW and report.changes[0].keys == ()
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from mlcore.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    out = result.output + (result.stderr if result.stderr_bytes else "")
+    assert "Traceback" not in out
+    return result.exit_code, out
+
+
+def test_the_command_line_path_and_its_one_line_refusals(tmp_path: Path) -> None:
+    ws = tmp_path / "mine"
+    code, out = _cli("init", str(ws), "--config-root", str(CONFIG_ROOT))
+    assert code == 0 and "configs/.git" in out, out
+    drafts = tmp_path / "drafts"
+    drafts.mkdir()
+    (drafts / "retrain_policy.yaml").write_bytes(HEARTBEAT)
+    (drafts / "passwd").write_bytes(b"root: x\n")
+    on = ("--workspace", str(ws))
+    code, out = _cli("configs", "validate", str(drafts / "passwd"), *on)
+    assert code == 2 and "CONFIG_GOV_INVALID" in out and "'passwd' is not one of" in out
+    said = [line for line in out.splitlines() if line.startswith("error")]
+    assert said and all(line.endswith("'universe.yaml']") for line in said)  # one line each
+    code, out = _cli("configs", "validate", str(drafts / "retrain_policy.yaml"), *on)
+    assert code == 0 and "medium risk (heartbeat_seconds)" in out, out
+    code, out = _cli("configs", "pr", str(drafts / "retrain_policy.yaml"), "--reason",
+                     "faster", "--actor", "alice", *on)  # fmt: skip
+    assert code == 0 and ": pr_created" in out, out
+    change = out.split()[1].rstrip(":")
+    code, out = _cli("configs", "approve", change, "--actor", "alice", "--role", "approver", *on)
+    assert code == 1 and "CONFIG_GOV_SELF_APPROVAL" in out, out
+    code, out = _cli("configs", "merge", change, "--actor", "bob", "--role", "approver", *on)
+    assert code == 1 and "is pr_created: merge needs a change that is approved" in out, out
+    for verb in ("approve", "merge", "apply"):
+        code, out = _cli("configs", verb, change, "--actor", "bob", "--role", "approver", *on)
+        assert code == 0, out
+    assert "applied: config version" in out
+    code, out = _cli("configs", "status", *on)
+    assert code == 0 and f"change {change}: applied" in out, out
+    assert (ws / "configs" / "retrain_policy.yaml").read_bytes() == HEARTBEAT
+    code, out = _cli("configs", "rollback", "--reason", "undo", "--actor", "bob", "--role",
+                     "approver", *on)  # fmt: skip
+    assert code == 1 and "CONFIG_GOV_NO_ROLLBACK_TARGET" in out, out
