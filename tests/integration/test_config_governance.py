@@ -280,6 +280,12 @@ def test_hand_edits_after_apply_are_drift_refused_by_serve_checks_and_apply(
     with pytest.raises(ConfigError, match=r"retrain_policy.yaml differ from the applied") as exc:
         require_in_force(cfg)
     assert exc.value.code == "CONFIG_GOV_DRIFT"
+    from mlcore.flows._flows import _config  # every flow's configuration
+
+    with pytest.raises(ConfigError, match="CONFIG_GOV_DRIFT"):
+        _config(str(cfg.config_root), "dev")
+    code, out = _cli("serve", "--workspace", str(cfg.config_root.parent))
+    assert code == 2 and "error CONFIG_GOV_DRIFT" in out, out
     initial = Git(cfg.config_root).out("rev-list", "--max-parents=0", MAIN)
     with pytest.raises(GovernanceError, match=r"retrain_policy.yaml differ from the version"):
         apply(cfg, sha=initial, actor="bob", role="approver", registry=reg)
