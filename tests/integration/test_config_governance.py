@@ -129,6 +129,7 @@ def test_the_whole_path_draft_to_applied_then_rolled_back_byte_identical(
     last = _rows(registry)[-1]
     assert last.actor == "bob" and last.notes == "too chatty"
     assert last.details is not None and last.details["identical"] is True
+    assert registry.verify_audit().intact  # every row on the audit's hash chain
 
 
 def test_a_high_risk_change_needs_two_distinct_approvers(

@@ -240,9 +240,10 @@ def record_event(
     registry: Registry, event: str, *, actor: str, notes: str, details: Mapping[str, Any],
     old: str | None, new: str | None,
 ) -> None:  # fmt: skip
-    """One ``audit.config_changes`` row for a governed transition."""
-    # Until the audit chain (Registry.record_config_event) lands: the registry's own writer.
-    from mlcore.registry._common import write_audit
+    """One ``audit.config_changes`` row (hash-chained) for a governed transition."""
+    from mlcore.registry import AuditEvent
 
-    with registry.engine.begin() as conn:
-        write_audit(conn, event, None, old, new, notes, actor, dict(details))
+    registry.record_config_event(
+        AuditEvent(event), actor=actor, notes=notes, details=dict(details),
+        old_status=None if old is None else str(old), new_status=None if new is None else str(new),
+    )  # fmt: skip

@@ -72,6 +72,15 @@ def open_repo(cfg: AppConfig, actor: str = "mlcore") -> tuple[Git, Store, frozen
     return init_repo(ws.configs, names, actor), Store(ws.configs), names
 
 
+def _need_reason(reason: object, verb: str) -> str:
+    """A non-empty reason (recorded in the commit and the audit)."""
+    if not isinstance(reason, str) or not reason.strip() or "\n" in reason or len(reason) > 2000:
+        raise GovernanceError("CONFIG_GOV_REASON_MISSING",
+                              f"{verb} needs a reason: one line of text, up to 2000 characters",
+                              details={"field": "reason"})  # fmt: skip
+    return reason.strip()
+
+
 def _main(git: Git) -> str:
     """The head of ``main`` (init_repo made it)."""
     head = git.resolve(MAIN)
@@ -95,6 +104,7 @@ def create_pr(
     (pr_created); refused (``CONFIG_GOV_INVALID``) when validation finds a problem."""
     actor = check_actor(actor)
     need_role(role, Role.EDITOR, "pr")
+    reason = _need_reason(reason, "pr")
     git, store, _ = open_repo(cfg, actor)
     with store.locked():
         base = _main(git)
@@ -287,9 +297,7 @@ def rollback_config(
     recorded as CONFIG_ROLLBACK. The rendered config is then byte-identical to that version's."""
     actor = check_actor(actor)
     _need_apply_role(cfg, role, "rollback")
-    if not isinstance(reason, str) or not reason.strip():
-        raise GovernanceError("CONFIG_GOV_REASON_MISSING", "rollback needs a reason",
-                              details={"field": "reason"})  # fmt: skip
+    reason = _need_reason(reason, "rollback")
     git, store, names = open_repo(cfg, actor)
     with store.locked():
         history = store.applied()
