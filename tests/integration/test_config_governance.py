@@ -252,6 +252,8 @@ HOSTILE = {
     "git config": (".git/config", b"[core]\n", "'.git/config' is a path"),
     "not a policy": ("secrets.yaml", b"a: {value: 1}\n", "'secrets.yaml' is not one of"),
     "a list": ("universe.yaml", b"- 1\n- 2\n", "top level must be a mapping"),
+    "deep": ("universe.yaml", b"a: " + b"[" * 50_000 + b"]" * 50_000, "deeper than 32 levels"),
+    "nul": ("universe.yaml", b"pairs:\x00\n", "not valid YAML"),
 }
 
 
@@ -353,6 +355,8 @@ def test_the_command_line_path_and_its_one_line_refusals(tmp_path: Path) -> None
     assert "applied: config version" in out
     code, out = _cli("configs", "status", *on)
     assert code == 0 and f"change {change}: applied" in out, out
+    code, out = _cli("config", "check", *on)
+    assert code == 0 and "config version in force: " in out, out
     assert (ws / "configs" / "retrain_policy.yaml").read_bytes() == HEARTBEAT
     code, out = _cli("configs", "rollback", "--reason", "undo", "--actor", "bob", "--role",
                      "approver", *on)  # fmt: skip

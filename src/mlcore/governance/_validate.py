@@ -21,6 +21,7 @@ from mlcore.governance._risk import Risk, changed_keys, highest, rate
 
 MAX_CHANGE_BYTES = 256 * 1024  # a policy overlay is a few KB
 MAX_CHANGE_FILES = 32
+MAX_DEPTH = 32  # a policy file nests six levels at most
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,24 @@ def policy_names(workspace: Workspace) -> frozenset[str]:
     return frozenset(p.name for p in (workspace.base_root / "base").glob("*.yaml"))
 
 
+def _shape_problem(text: str) -> str | None:
+    """Anchors and aliases (a YAML bomb's means) and nesting deeper than MAX_DEPTH, found from
+    the parser's events before anything is built."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1 if event.start_mark is not None else "?"
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            return (f"line {line}: YAML anchors and aliases are not accepted in a governed "
+                    "change (write each value out)")  # fmt: skip
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return f"line {line}: nested deeper than {MAX_DEPTH} levels"
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return None
+
+
 def _parse(name: str, body: bytes) -> tuple[dict[str, Any] | None, Problem | None]:
     """The file's YAML mapping, or the problem that refuses it."""
 
@@ -90,20 +109,17 @@ def _parse(name: str, body: bytes) -> tuple[dict[str, Any] | None, Problem | Non
     except UnicodeDecodeError as exc:
         return bad("CONFIG_FILE_UNREADABLE", f"not UTF-8 text (byte {exc.start}: {exc.reason})")
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-                line = event.start_mark.line + 1 if event.start_mark is not None else "?"
-                return bad("CONFIG_YAML_INVALID",
-                           f"line {line}: YAML anchors and aliases are not accepted "
-                           "in a governed change (write each value out)")  # fmt: skip
+        shape = _shape_problem(text)
+        if shape is not None:
+            return bad("CONFIG_YAML_INVALID", shape)
         data = yaml.safe_load(text)
     except RecursionError:
         return bad("CONFIG_YAML_INVALID", "not valid YAML (nested too deeply)")
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark is not None else ""
-        return bad("CONFIG_YAML_INVALID",
-                   f"{where} not valid YAML ({getattr(exc, 'problem', None) or exc})")  # fmt: skip
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        why = " ".join(str(getattr(exc, "problem", None) or exc).split())[:200]  # one line
+        return bad("CONFIG_YAML_INVALID", f"{where}not valid YAML ({why})")
     if data is None:
         data = {}
     if not isinstance(data, dict):
