@@ -22,6 +22,7 @@ from mlcore.governance import (
     config_in_force,
     create_pr,
     merge,
+    open_repo,
     render,
     require_in_force,
     rollback_config,
@@ -30,7 +31,7 @@ from mlcore.governance import (
 from mlcore.governance._git import MAIN, Git
 from mlcore.registry import Registry, open_registry
 from mlcore.registry._tables import config_changes
-from tests.conftest import CONFIG_ROOT, postgres_url
+from tests.conftest import CONFIG_ROOT, make_version, postgres_url
 
 HEARTBEAT = b"heartbeat_seconds:\n  value: 30\n  description: Beat faster.\n"
 DD = b"portfolio:\n  value: {warn: 0.07, halt: 0.09, flatten: 0.11}\n  description: Tighter.\n"
@@ -361,3 +362,33 @@ def test_the_command_line_path_and_its_one_line_refusals(tmp_path: Path) -> None
     code, out = _cli("configs", "rollback", "--reason", "undo", "--actor", "bob", "--role",
                      "approver", *on)  # fmt: skip
     assert code == 1 and "CONFIG_GOV_NO_ROLLBACK_TARGET" in out, out
+
+
+def test_apply_and_rollback_tell_serving_the_config_version(
+    cfg: AppConfig, sqlite_registry: Registry, tmp_path: Path
+) -> None:
+    import json
+
+    from mlcore.serving import serving_dir
+
+    reg = sqlite_registry
+    name = "20250101_0000_gov1"
+    reg.register(make_version(tmp_path / "models", name), actor="ci", notes="trained")
+    for to in ("candidate", "approved", "deployed"):
+        reg.transition(name, to, actor="ci", notes="ok", theta=(0.7, 0.3))
+    git, _, _ = open_repo(cfg)  # made on first use (this workspace's init made none)
+    initial = git.out("rev-list", "--max-parents=0", MAIN)
+    apply(cfg, sha=initial, actor="bob", role="approver", registry=reg)
+    change = _approved(cfg, {"retrain_policy.yaml": HEARTBEAT}, reg, "x")
+    merge(cfg, change, actor="bob", role="approver", registry=reg)
+    applied = apply(cfg, change, actor="bob", role="approver", registry=reg)
+    notice = json.loads((serving_dir(cfg) / "deployed.json").read_text())
+    assert (notice["event"], notice["config_version"]) == ("config_applied", applied.sha)
+    assert (notice["model_version"], notice["theta1"], notice["theta2"]) == (name, 0.7, 0.3)
+    back = rollback_config(cfg, actor="bob", role="approver", reason="undo", registry=reg)
+    notice = json.loads((serving_dir(cfg) / "deployed.json").read_text())
+    assert (notice["event"], notice["config_version"]) == ("config_rollback", back.sha)
+    last = _rows(reg)[-1]
+    assert last.event == "CONFIG_ROLLBACK" and last.details["notified"] == [
+        str(serving_dir(cfg) / "deployed.json")
+    ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from mlcore.config._app import AppConfig, load_config
 from mlcore.config._workspace import Workspace
-from mlcore.errors import ConfigError
+from mlcore.errors import ConfigError, MlcoreError
 from mlcore.governance._git import MAIN, Git, drifted, init_repo, materialise
 from mlcore.governance._records import (
     ChangeRecord,
@@ -37,6 +38,7 @@ from mlcore.governance._validate import ValidationReport, check_loads, check_tre
 if TYPE_CHECKING:
     from mlcore.registry import Registry
 
+log = logging.getLogger("mlcore.governance")
 APPLIED_REF = "refs/mlcore/applied"
 _POLICIES = (
     "storage", "ml_core_storage", "pipeline", "sources", "data_retention", "universe", "core",
@@ -245,6 +247,35 @@ def _put_in_force(
     return version
 
 
+def _announce(cfg: AppConfig, registry: Registry, event: str, sha: str) -> list[str]:
+    """Tell serving (``deployed.json``, and Redis when set) that config ``sha`` is in force,
+    with the deployed version and its θ, so running workers move to it by hot swap; nothing
+    when no version is deployed (workers read the applied files when they start). A failure
+    to tell is logged: the version stays applied, taken at the workers' next start."""
+    rec = registry.deployed()
+    if rec is None:
+        return []
+    from mlcore.ops import notify_serving  # the execution stack: only when a version serves
+
+    try:
+        if rec.theta1 is not None and rec.theta2 is not None:
+            theta = (float(rec.theta1), float(rec.theta2))
+        else:
+            from mlcore.execution import PairModels
+
+            folder = registry.served_folder(rec.model_version)
+            theta = PairModels.load(folder, sums=rec.checksums).decision_params().theta_initial
+        return notify_serving(
+            cfg, event, model_version=rec.model_version,
+            model_path=str(registry.served_folder(rec.model_version)), theta=theta,
+            config_version=sha,
+        )  # fmt: skip
+    except (MlcoreError, OSError, ValueError) as exc:
+        log.warning("config %s applied, but serving was not told (%s); workers take it at "
+                    "their next start", sha, exc)  # fmt: skip
+        return []
+
+
 def apply(
     cfg: AppConfig, change_id: str | None = None, *, sha: str | None = None, actor: str,
     role: str, registry: Registry,
@@ -276,8 +307,9 @@ def apply(
             )
         version = _put_in_force(cfg, git, store, names, target, actor=actor, event="apply",
                                 change_id=change_id, extra={})  # fmt: skip
+        notified = _announce(cfg, registry, "config_applied", target)
         details = {"sha": target, "rendered_sha256": version.rendered_sha256, "env": version.env,
-                   "change_id": change_id}  # fmt: skip
+                   "change_id": change_id, "notified": notified}  # fmt: skip
         if record is not None:
             record = record.moved(ChangeState.APPLIED, applied_sha=target)
             store.save(record)
@@ -325,11 +357,12 @@ def rollback_config(
                                 change_id=None, extra=moved)  # fmt: skip
         if current.change_id is not None:
             store.save(store.get(current.change_id).moved(ChangeState.ROLLED_BACK))
+        notified = _announce(cfg, registry, "config_rollback", commit)
         record_event(registry, "CONFIG_ROLLBACK", actor=actor, notes=reason, details={
             "sha": commit, "to": target.sha, "from": current.sha,
             "rendered_sha256": version.rendered_sha256,
             "identical": version.rendered_sha256 == target.rendered_sha256,
-            "change_id": current.change_id,
+            "change_id": current.change_id, "notified": notified,
         }, old=ChangeState.APPLIED, new=ChangeState.ROLLED_BACK)  # fmt: skip
     return version
 
