@@ -392,3 +392,34 @@ def test_apply_and_rollback_tell_serving_the_config_version(
     assert last.event == "CONFIG_ROLLBACK" and last.details["notified"] == [
         str(serving_dir(cfg) / "deployed.json")
     ]
+
+
+def test_two_approvals_at_the_same_moment_are_both_counted(
+    cfg: AppConfig, registry: Registry
+) -> None:
+    import threading
+
+    rec = create_pr(cfg, {"dd_policy.yaml": DD}, actor="alice", role="editor", reason="x",
+                    registry=registry)  # fmt: skip
+    barrier = threading.Barrier(2, timeout=30)
+    errors: list[Exception] = []
+
+    def run(who: str) -> None:
+        barrier.wait()
+        try:
+            approve(cfg, rec.change_id, actor=who, role="approver", registry=registry)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(who,)) for who in ("bob", "carol")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    _, store, _ = open_repo(cfg)
+    done = store.get(rec.change_id)
+    assert done.state == ChangeState.APPROVED and sorted(done.approvers) == ["bob", "carol"]
+    assert [r.new_status for r in _rows(registry) if r.event == "CONFIG_APPROVED"] == [
+        "pr_created", "approved",
+    ]  # fmt: skip
