@@ -423,3 +423,17 @@ def test_two_approvals_at_the_same_moment_are_both_counted(
     assert [r.new_status for r in _rows(registry) if r.event == "CONFIG_APPROVED"] == [
         "pr_created", "approved",
     ]  # fmt: skip
+
+
+def test_a_damaged_change_record_is_one_line_naming_it(
+    cfg: AppConfig, sqlite_registry: Registry
+) -> None:
+    rec = create_pr(cfg, {"retrain_policy.yaml": HEARTBEAT}, actor="alice", role="editor",
+                    reason="x", registry=sqlite_registry)  # fmt: skip
+    path = cfg.config_root / ".git" / "mlcore" / "changes" / f"{rec.change_id}.json"
+    path.write_text('{"state": "approved"')  # cut short
+    with pytest.raises(GovernanceError, match=f"{rec.change_id}.json: not a governed") as exc:
+        approve(cfg, rec.change_id, actor="bob", role="approver", registry=sqlite_registry)
+    assert exc.value.code == "CONFIG_GOV_REPO_INVALID"
+    code, out = _cli("configs", "status", "--workspace", str(cfg.config_root.parent))
+    assert code == 1 and "error CONFIG_GOV_REPO_INVALID" in out, out

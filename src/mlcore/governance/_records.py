@@ -7,11 +7,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from mlcore._flock import wait_for_flock
 from mlcore.errors import FatalError, RetryableError
@@ -29,6 +29,7 @@ __all__ = [
     "record_event",
 ]
 
+T = TypeVar("T")
 _LOCK_WAIT_S = 10.0
 MAX_ACTOR_CHARS = 100
 
@@ -207,12 +208,11 @@ class Store:
                 f"no config change {change_id!r:.70} in {self.folder}",
                 details={"change_id": str(change_id)[:70], "field": "change_id"},
             )
-        return _record(json.loads(path.read_text()))
+        return _read(path, _record)
 
     def all(self) -> list[ChangeRecord]:
         """Every change, oldest first."""
-        folder = self.root / "changes"
-        found = [_record(json.loads(p.read_text())) for p in folder.glob("*.json")]
+        found = [_read(p, _record) for p in (self.root / "changes").glob("*.json")]
         return sorted(found, key=lambda r: (r.created_at, r.change_id))
 
     def applied(self) -> list[ConfigVersion]:
@@ -220,12 +220,26 @@ class Store:
         path = self.root / "applied.json"
         if not path.is_file():
             return []
-        return [ConfigVersion(**entry) for entry in json.loads(path.read_text())]
+        return _read(path, lambda doc: [ConfigVersion(**entry) for entry in doc])
 
     def push_applied(self, version: ConfigVersion) -> None:
         """Record ``version`` as the one in force."""
         entries = [asdict(v) for v in self.applied()] + [asdict(version)]
         self._write(self.root / "applied.json", entries)
+
+
+def _read(path: Path, build: Callable[[Any], T]) -> T:
+    """A record file built into its record; ``CONFIG_GOV_REPO_INVALID`` naming the file when
+    it is not one (edited by hand, cut short)."""
+    try:
+        return build(json.loads(path.read_bytes()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise GovernanceError(
+            "CONFIG_GOV_REPO_INVALID",
+            f"{path}: not a governed config record ({type(exc).__name__}); restore it from a "
+            "backup (the audit table config_changes has every transition)",
+            details={"file": str(path)},
+        ) from None
 
 
 def _record(data: dict[str, Any]) -> ChangeRecord:
