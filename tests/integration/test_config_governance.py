@@ -295,6 +295,14 @@ def test_hand_edits_after_apply_are_drift_refused_by_serve_checks_and_apply(
         apply(cfg, sha=initial, actor="bob", role="approver", registry=reg)
     with pytest.raises(GovernanceError, match="no earlier version"):
         rollback_config(cfg, actor="bob", role="approver", reason="x", registry=reg)
+    (cfg.config_root / "retrain_policy.yaml").write_bytes(HEARTBEAT)  # restored
+    assert require_in_force(cfg) is not None
+    apply(cfg, sha=initial, actor="bob", role="approver", registry=reg)
+    (cfg.config_root / "storage.yaml").write_bytes(b"# hand edit\n")
+    main = Git(cfg.config_root).resolve(MAIN)
+    with pytest.raises(GovernanceError, match=r"storage.yaml differ from the version"):
+        rollback_config(cfg, actor="bob", role="approver", reason="x", registry=reg)
+    assert Git(cfg.config_root).resolve(MAIN) == main  # no revert commit left behind
 
 
 def test_outside_a_workspace_governance_is_refused(sqlite_registry: Registry) -> None:

@@ -214,11 +214,11 @@ def _baseline(git: Git, store: Store) -> str:
     return git.out("rev-list", "--max-parents=0", MAIN).splitlines()[0]
 
 
-def _put_in_force(
-    cfg: AppConfig, git: Git, store: Store, names: frozenset[str], sha: str, *, actor: str,
-    event: str, change_id: str | None, extra: Mapping[str, object],
-) -> ConfigVersion:  # fmt: skip
-    """Write ``sha``'s files into the folder (drift refused), load and render them, record."""
+def _checked(
+    cfg: AppConfig, git: Git, store: Store, names: frozenset[str], sha: str
+) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """``sha``'s files, checked to load, and the files in force now, checked not edited by
+    hand (``CONFIG_GOV_DRIFT``); nothing written."""
     ws = _workspace(cfg)
     files = git.files(sha)
     check_loads(ws, cfg.env_name, files).raise_if_invalid()
@@ -231,11 +231,21 @@ def _put_in_force(
             "hand?); propose the edit with `mlcore configs pr` or restore the file(s) first",
             details={"files": edited},
         )
-    materialise(ws.configs, files, names)
+    return files, before
+
+
+def _put_in_force(
+    cfg: AppConfig, git: Git, store: Store, names: frozenset[str], sha: str, *, actor: str,
+    event: str, change_id: str | None, extra: Mapping[str, object],
+) -> ConfigVersion:  # fmt: skip
+    """Write ``sha``'s files into the folder (checked first), load and render them, record."""
+    files, before = _checked(cfg, git, store, names, sha)
+    folder = _workspace(cfg).configs
+    materialise(folder, files, names)
     try:
-        loaded = load_config(ws.configs, cfg.env_name)
+        loaded = load_config(folder, cfg.env_name)
     except ConfigError:
-        materialise(ws.configs, before, names)
+        materialise(folder, before, names)
         raise
     version = ConfigVersion(
         sha=sha, rendered_sha256=hashlib.sha256(render(loaded)).hexdigest(), env=cfg.env_name,
@@ -348,6 +358,7 @@ def rollback_config(
                                   f"rollback: {what} (in force: {current.sha})",
                                   details={"field": "to"})  # fmt: skip
         target = earlier[-1]
+        _checked(cfg, git, store, names, target.sha)  # before main gets the revert commit
         main = _main(git)
         tree = git.out("rev-parse", f"{target.sha}^{{tree}}")
         commit = git.commit_tree(tree, [main], f"rollback to {target.sha}: {reason}")
