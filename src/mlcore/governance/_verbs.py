@@ -131,10 +131,11 @@ def create_pr(
 
 def _transition(registry: Registry, store: Store, record: ChangeRecord, event: str,
                 old: ChangeState, actor: str, notes: str) -> None:  # fmt: skip
-    """Save ``record`` in its new state and write its audit row."""
-    store.save(record)
+    """Write the audit row of ``record``'s new state, then save it (an audit that fails
+    leaves the change where it was)."""
     record_event(registry, event, actor=actor, notes=notes or event.lower(),
                  details=record.details(), old=old, new=record.state)  # fmt: skip
+    store.save(record)
 
 
 def approve(
