@@ -54,6 +54,9 @@ def _run(*args: str) -> tuple[int, str]:
         ["registry", "verify"],
         ["registry", "restore"],
         ["registry", "prune"],
+        ["audit"],
+        ["audit", "verify"],
+        ["audit", "at"],
         ["serve"],
         ["init"],
         ["universe"],
@@ -74,7 +77,17 @@ def test_help_everywhere(cmd: list[str]) -> None:
     code, out = _run(*cmd, "--help")
     assert code == 0
     assert "Usage" in out
-    groups = ("catalog", "config", "features", "registry", "theta", "flows", "universe", "configs")
+    groups = (
+        "catalog",
+        "config",
+        "features",
+        "registry",
+        "theta",
+        "flows",
+        "universe",
+        "audit",
+        "configs",
+    )
     if cmd and cmd[-1] not in groups:
         # Every command takes the shared options, declared once for all of them.
         assert "--config-env" in out and "--config-root" in out and "--verbose" in out
@@ -90,8 +103,8 @@ def test_every_command_is_in_the_tree() -> None:
         for name, cmd in group.commands.items()
         for sub in (cmd.commands if isinstance(cmd, typer.core.TyperGroup) else [""])
     }
-    # 22 + init, universe add-instrument, add-pair + 8 configs (governed changes)
-    assert len(names) == 33, sorted(names)
+    # 22 + init, universe add-instrument, add-pair, audit verify, audit at + 8 configs
+    assert len(names) == 35, sorted(names)
 
 
 def test_config_check_ok(archive: Path) -> None:
