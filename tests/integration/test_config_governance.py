@@ -397,9 +397,7 @@ def test_apply_and_rollback_tell_serving_the_config_version(
     notice = json.loads((serving_dir(cfg) / "deployed.json").read_text())
     assert (notice["event"], notice["config_version"]) == ("config_rollback", back.sha)
     last = _rows(reg)[-1]
-    assert last.event == "CONFIG_ROLLBACK" and last.details["notified"] == [
-        str(serving_dir(cfg) / "deployed.json")
-    ]
+    assert last.event == "CONFIG_ROLLBACK" and last.details["sha"] == back.sha
 
 
 def test_two_approvals_at_the_same_moment_are_both_counted(

@@ -140,8 +140,9 @@ def init_repo(folder: Path, names: frozenset[str], actor: str = "mlcore") -> Git
     """``folder`` as a config repository: made (``main`` holding the policy files now in the
     folder, one initial commit) when it is not one yet."""
     git = Git(folder, actor)
-    if not (folder / ".git").exists():
-        Git(folder, actor).run("init", "--quiet", "--initial-branch=main", str(folder))
+    if not (folder / ".git" / "HEAD").exists():  # .git may hold only the governance lock
+        git.run("init", "--quiet", "--initial-branch=main", str(folder))
+    if git.resolve(MAIN) is None and not git.out("for-each-ref"):  # new, or cut short
         present = {p.name: p.read_bytes() for p in sorted(folder.glob("*.yaml"))
                    if p.name in names}  # fmt: skip
         sha = git.commit_files([], present, "configs: initial version (mlcore)", replace=True)

@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -71,7 +71,10 @@ def open_repo(cfg: AppConfig, actor: str = "mlcore") -> tuple[Git, Store, frozen
     """The workspace's config repository (made on first use), its records, the policy names."""
     ws = _workspace(cfg)
     names = policy_names(ws)
-    return init_repo(ws.configs, names, actor), Store(ws.configs), names
+    store = Store(ws.configs)
+    with store.locked():  # two first uses at once: one makes it, the other finds it made
+        git = init_repo(ws.configs, names, actor)
+    return git, store, names
 
 
 def _need_reason(reason: object, verb: str) -> str:
@@ -238,18 +241,22 @@ def _checked(
 def _put_in_force(
     cfg: AppConfig, git: Git, store: Store, names: frozenset[str], sha: str, *, actor: str,
     event: str, change_id: str | None, extra: Mapping[str, object],
+    audit: Callable[[str], None],
 ) -> ConfigVersion:  # fmt: skip
-    """Write ``sha``'s files into the folder (checked first), load and render them, record."""
+    """Write ``sha``'s files into the folder (checked first), load and render them, then
+    ``audit(rendered_sha256)``: all or nothing, the folder's files are restored when the load
+    or the audit row fails (no version in force unaudited)."""
     files, before = _checked(cfg, git, store, names, sha)
     folder = _workspace(cfg).configs
     materialise(folder, files, names)
     try:
-        loaded = load_config(folder, cfg.env_name)
-    except ConfigError:
+        rendered = hashlib.sha256(render(load_config(folder, cfg.env_name))).hexdigest()
+        audit(rendered)
+    except BaseException:
         materialise(folder, before, names)
         raise
     version = ConfigVersion(
-        sha=sha, rendered_sha256=hashlib.sha256(render(loaded)).hexdigest(), env=cfg.env_name,
+        sha=sha, rendered_sha256=rendered, env=cfg.env_name,
         applied_at=datetime.now(UTC).isoformat(), actor=actor, event=event,
         change_id=change_id, extra=dict(extra),
     )  # fmt: skip
@@ -276,11 +283,13 @@ def _announce(cfg: AppConfig, registry: Registry, event: str, sha: str) -> list[
 
             folder = registry.served_folder(rec.model_version)
             theta = PairModels.load(folder, sums=rec.checksums).decision_params().theta_initial
-        return notify_serving(
+        told = notify_serving(
             cfg, event, model_version=rec.model_version,
             model_path=str(registry.served_folder(rec.model_version)), theta=theta,
             config_version=sha,
         )  # fmt: skip
+        log.info("config %s in force: serving told (%s)", sha, ", ".join(told))
+        return told
     except (MlcoreError, OSError, ValueError) as exc:
         log.warning("config %s applied, but serving was not told (%s); workers take it at "
                     "their next start", sha, exc)  # fmt: skip
@@ -316,18 +325,22 @@ def apply(
             raise GovernanceError(
                 "CONFIG_GOV_STATE_INVALID", f"change {change_id}: no merge commit"
             )
+        applied = record.moved(ChangeState.APPLIED, applied_sha=target) if record else None
+
+        def audit(rendered: str) -> None:
+            details = {"sha": target, "rendered_sha256": rendered, "env": cfg.env_name,
+                       "change_id": change_id}  # fmt: skip
+            if applied is not None:
+                details = {**applied.details(), **details}
+            record_event(registry, "CONFIG_APPLIED", actor=actor, notes=f"applied {target}",
+                         details=details, old=ChangeState.MERGED if record else None,
+                         new=ChangeState.APPLIED)  # fmt: skip
+
         version = _put_in_force(cfg, git, store, names, target, actor=actor, event="apply",
-                                change_id=change_id, extra={})  # fmt: skip
-        notified = _announce(cfg, registry, "config_applied", target)
-        details = {"sha": target, "rendered_sha256": version.rendered_sha256, "env": version.env,
-                   "change_id": change_id, "notified": notified}  # fmt: skip
-        if record is not None:
-            record = record.moved(ChangeState.APPLIED, applied_sha=target)
-            store.save(record)
-            details = {**record.details(), **details}
-        record_event(registry, "CONFIG_APPLIED", actor=actor, notes=f"applied {target}",
-                     details=details, old=ChangeState.MERGED if record else None,
-                     new=ChangeState.APPLIED)  # fmt: skip
+                                change_id=change_id, extra={}, audit=audit)  # fmt: skip
+        if applied is not None:
+            store.save(applied)
+        _announce(cfg, registry, "config_applied", target)
     return version
 
 
@@ -359,23 +372,25 @@ def rollback_config(
                                   f"rollback: {what} (in force: {current.sha})",
                                   details={"field": "to"})  # fmt: skip
         target = earlier[-1]
-        _checked(cfg, git, store, names, target.sha)  # before main gets the revert commit
         main = _main(git)
         tree = git.out("rev-parse", f"{target.sha}^{{tree}}")
         commit = git.commit_tree(tree, [main], f"rollback to {target.sha}: {reason}")
-        git.update_ref(MAIN, commit, main)
-        moved = {"to": target.sha, "from": current.sha}
+
+        def audit(rendered: str) -> None:
+            record_event(registry, "CONFIG_ROLLBACK", actor=actor, notes=reason, details={
+                "sha": commit, "to": target.sha, "from": current.sha,
+                "rendered_sha256": rendered, "identical": rendered == target.rendered_sha256,
+                "change_id": current.change_id,
+            }, old=ChangeState.APPLIED, new=ChangeState.ROLLED_BACK)  # fmt: skip
+
+        # main gets the revert commit only once its files are in force and audited
         version = _put_in_force(cfg, git, store, names, commit, actor=actor, event="rollback",
-                                change_id=None, extra=moved)  # fmt: skip
+                                change_id=None, extra={"to": target.sha, "from": current.sha},
+                                audit=audit)  # fmt: skip
+        git.update_ref(MAIN, commit, main)
         if current.change_id is not None:
             store.save(store.get(current.change_id).moved(ChangeState.ROLLED_BACK))
-        notified = _announce(cfg, registry, "config_rollback", commit)
-        record_event(registry, "CONFIG_ROLLBACK", actor=actor, notes=reason, details={
-            "sha": commit, "to": target.sha, "from": current.sha,
-            "rendered_sha256": version.rendered_sha256,
-            "identical": version.rendered_sha256 == target.rendered_sha256,
-            "change_id": current.change_id, "notified": notified,
-        }, old=ChangeState.APPLIED, new=ChangeState.ROLLED_BACK)  # fmt: skip
+        _announce(cfg, registry, "config_rollback", commit)
     return version
 
 

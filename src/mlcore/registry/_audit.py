@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select
 
 from mlcore.registry._chain import ACTION_CHAIN, CHAINS, CONFIG_CHAIN, Break, read_chain
 from mlcore.registry._common import aware, chained, need_notes
-from mlcore.registry._errors import RegistryError
+from mlcore.registry._errors import RegistryError, _unavailable
 from mlcore.registry._records import ActionRecord, ActionResult, AuditEvent, StatusChange
 from mlcore.registry._state_at import StateAt, state_at
 from mlcore.registry._tables import analytics_actions, config_changes
@@ -92,6 +92,7 @@ class AuditTrail:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._where = engine.url.render_as_string(hide_password=True)
 
     def record_action(
         self, action: str, *, actor: str, role: str, reason: str, request_id: str,
@@ -115,7 +116,7 @@ class AuditTrail:
             "before": _document("before", before), "after": _document("after", after),
             "details": _document("details", details),
         }  # fmt: skip
-        with self.engine.begin() as conn:
+        with _unavailable(self._where), self.engine.begin() as conn:  # one line, retryable
             return chained(conn, ACTION_CHAIN, values)
 
     def actions(
@@ -158,7 +159,7 @@ class AuditTrail:
             "model_version": model_version, "old_status": old_status,
             "new_status": new_status, "details": _document("details", details),
         }  # fmt: skip
-        with self.engine.begin() as conn:
+        with _unavailable(self._where), self.engine.begin() as conn:  # one line, retryable
             return chained(conn, CONFIG_CHAIN, values)
 
     def config_events(self, until: datetime | None = None) -> list[StatusChange]:
