@@ -128,3 +128,28 @@ def test_two_processes_at_a_workspace_first_governed_use_share_one_repository(
     for p in procs:
         p.join(60)
     assert all(len(m) == 1 and len(next(iter(m))) == 40 for m in said.values()), said
+
+
+def test_audit_at_names_the_config_version_applied_and_rolled_back(
+    cfg: AppConfig, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    reg = open_registry(f"sqlite:///{tmp_path / 'registry.db'}")
+    git, _, _ = open_repo(cfg)
+    first = apply(cfg, sha=git.out("rev-list", "--max-parents=0", MAIN), actor="bob",
+                  role="approver", registry=reg)  # fmt: skip
+    rec = create_pr(cfg, {"retrain_policy.yaml": HEARTBEAT}, actor="alice", role="editor",
+                    reason="faster", registry=reg)  # fmt: skip
+    approve(cfg, rec.change_id, actor="bob", role="approver", registry=reg)
+    merge(cfg, rec.change_id, actor="bob", role="approver", registry=reg)
+    second = apply(cfg, rec.change_id, actor="bob", role="approver", registry=reg)
+    then = reg.state_at(datetime.now(UTC))
+    assert then.config is not None and then.config_changed is not None
+    assert (then.config.git_sha, then.config.rendered_sha256) == (
+        second.sha, second.rendered_sha256)  # fmt: skip
+    back = rollback_config(cfg, actor="carol", role="approver", reason="undo", registry=reg)
+    now = reg.state_at(datetime.now(UTC))
+    assert now.config is not None and now.config_changed is not None
+    assert now.config.git_sha == back.sha and now.config_changed.by == "carol"
+    assert now.config.rendered_sha256 == first.rendered_sha256  # byte-identical to the first

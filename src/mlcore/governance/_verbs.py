@@ -328,7 +328,8 @@ def apply(
         applied = record.moved(ChangeState.APPLIED, applied_sha=target) if record else None
 
         def audit(rendered: str) -> None:
-            details = {"sha": target, "rendered_sha256": rendered, "env": cfg.env_name,
+            details = {"sha": target, "git_sha": target, "rendered_sha256": rendered,
+                       "env": cfg.env_name,
                        "change_id": change_id}  # fmt: skip
             if applied is not None:
                 details = {**applied.details(), **details}
@@ -378,7 +379,7 @@ def rollback_config(
 
         def audit(rendered: str) -> None:
             record_event(registry, "CONFIG_ROLLBACK", actor=actor, notes=reason, details={
-                "sha": commit, "to": target.sha, "from": current.sha,
+                "sha": commit, "git_sha": commit, "to": target.sha, "from": current.sha,
                 "rendered_sha256": rendered, "identical": rendered == target.rendered_sha256,
                 "change_id": current.change_id,
             }, old=ChangeState.APPLIED, new=ChangeState.ROLLED_BACK)  # fmt: skip
