@@ -153,3 +153,26 @@ def test_audit_at_names_the_config_version_applied_and_rolled_back(
     assert now.config is not None and now.config_changed is not None
     assert now.config.git_sha == back.sha and now.config_changed.by == "carol"
     assert now.config.rendered_sha256 == first.rendered_sha256  # byte-identical to the first
+
+
+@pytest.mark.parametrize("entry", [{"sha": 5}, {"sha": "zz"}, {"actor": ["x"]}, {"extra": 3}])
+def test_an_applied_history_edited_by_hand_is_one_line_naming_it(
+    cfg: AppConfig, tmp_path: Path, entry: dict[str, Any]
+) -> None:
+    import json
+
+    from mlcore.governance import require_in_force
+
+    reg = open_registry(f"sqlite:///{tmp_path / 'registry.db'}")
+    git, store, _ = open_repo(cfg)
+    apply(cfg, sha=git.out("rev-list", "--max-parents=0", MAIN), actor="bob", role="approver",
+          registry=reg)  # fmt: skip
+    path = store.root / "applied.json"
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps([{**doc[0], **entry}]))
+    for call in (lambda: require_in_force(cfg), lambda: rollback_config(
+            cfg, actor="bob", role="approver", reason="undo", registry=reg)):  # fmt: skip
+        with pytest.raises(MlcoreError) as caught:
+            call()
+        assert caught.value.code == "CONFIG_GOV_REPO_INVALID" and "applied.json" in str(
+            caught.value)  # fmt: skip

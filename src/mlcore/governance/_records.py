@@ -220,7 +220,7 @@ class Store:
         path = self.root / "applied.json"
         if not path.is_file():
             return []
-        return _read(path, lambda doc: [ConfigVersion(**entry) for entry in doc])
+        return _read(path, lambda doc: [_version(entry) for entry in doc])
 
     def push_applied(self, version: ConfigVersion) -> None:
         """Record ``version`` as the one in force."""
@@ -240,6 +240,19 @@ def _read(path: Path, build: Callable[[Any], T]) -> T:
             "backup (the audit table config_changes has every transition)",
             details={"file": str(path)},
         ) from None
+
+
+def _version(entry: dict[str, Any]) -> ConfigVersion:
+    """One applied version as written (its SHA a commit id, its fields text), else ValueError."""
+    version = ConfigVersion(**entry)
+    texts = (version.sha, version.rendered_sha256, version.env, version.applied_at,
+             version.actor, version.event)  # fmt: skip
+    if (not all(isinstance(t, str) for t in texts) or len(version.sha) != 40
+            or any(c not in "0123456789abcdef" for c in version.sha)
+            or not isinstance(version.change_id, str | None)
+            or not isinstance(version.extra, dict)):  # fmt: skip
+        raise ValueError("a field of the wrong type")
+    return version
 
 
 def _record(data: dict[str, Any]) -> ChangeRecord:
