@@ -176,3 +176,22 @@ def test_an_applied_history_edited_by_hand_is_one_line_naming_it(
             call()
         assert caught.value.code == "CONFIG_GOV_REPO_INVALID" and "applied.json" in str(
             caught.value)  # fmt: skip
+
+
+@pytest.mark.parametrize("edit", [{"merged_sha": 5}, {"author": 7}, {"files": [1]}])
+def test_a_change_record_of_the_wrong_types_is_one_line_naming_it(
+    cfg: AppConfig, tmp_path: Path, edit: dict[str, Any]
+) -> None:
+    import json
+
+    reg = open_registry(f"sqlite:///{tmp_path / 'registry.db'}")
+    rec = create_pr(cfg, {"retrain_policy.yaml": HEARTBEAT}, actor="alice", role="editor",
+                    reason="faster", registry=reg)  # fmt: skip
+    approve(cfg, rec.change_id, actor="bob", role="approver", registry=reg)
+    merge(cfg, rec.change_id, actor="bob", role="approver", registry=reg)
+    _, store, _ = open_repo(cfg)
+    path = store.root / "changes" / f"{rec.change_id}.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **edit}))
+    with pytest.raises(MlcoreError) as caught:
+        apply(cfg, rec.change_id, actor="bob", role="approver", registry=reg)
+    assert caught.value.code == "CONFIG_GOV_REPO_INVALID" and path.name in str(caught.value)

@@ -260,7 +260,15 @@ def _record(data: dict[str, Any]) -> ChangeRecord:
     data["files"] = tuple(data["files"])
     data["approvers"] = tuple(data["approvers"])
     data["keys"] = {k: tuple(v) for k, v in data["keys"].items()}
-    return ChangeRecord(**data)
+    record = ChangeRecord(**data)
+    texts = (record.change_id, record.author, record.reason, record.risk, record.branch,
+             record.base_sha, record.head_sha, record.created_at, *record.files,
+             *record.approvers)  # fmt: skip
+    shas = [s for s in (record.merged_sha, record.applied_sha) if s is not None]
+    ok_shas = all(isinstance(s, str) and len(s) == 40 and s.isalnum() for s in shas)
+    if not ok_shas or not all(isinstance(t, str) for t in texts):
+        raise ValueError("a field of the wrong type")
+    return record
 
 
 def record_event(
