@@ -1,0 +1,117 @@
+"""/health, /ops/flags, /ops/halt, /ops/flatten: thin handlers over the flags and the audit
+trail (resume in ``_routes_resume``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from fastapi import APIRouter, Request
+
+from mlcore import __version__
+from mlcore.api._audit import record
+from mlcore.api._errors import ApiError
+from mlcore.api._flagstore import read_flags, update_flags
+from mlcore.api._guard import ApiContext, GuardedRoute, access, context, principal, request_id
+from mlcore.api._schemas import ErrorOut, FlagsOut, FlattenIn, HaltIn, HealthOut, OpsOut
+from mlcore.api._users import Duty, Role
+from mlcore.ops import HaltLevel, _flagset
+from mlcore.serving import OpsFlags
+from mlcore.serving._flags import flags_json
+
+#: The refusals every route may answer (documented in the OpenAPI document).
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorOut} for s in (400, 401, 403, 404, 409, 413, 415, 422, 503)
+}
+
+router = APIRouter(route_class=GuardedRoute, responses=ERRORS)
+
+
+def flags_dict(flags: OpsFlags) -> dict[str, Any]:
+    """The flags document as a dict (as the audit trail keeps it)."""
+    doc: dict[str, Any] = json.loads(flags_json(flags))
+    return doc
+
+
+def checked_pairs(ctx: ApiContext, pairs: list[str] | None) -> frozenset[str] | None:
+    """``pairs`` if each is a pair of universe.yaml (None stays None: the whole book)."""
+    if pairs is None:
+        return None
+    known = {p.pair_id for p in ctx.cfg.universe.pairs}
+    for i, pair in enumerate(pairs):
+        if pair not in known:
+            raise ApiError(422, "OPS_PAIR_UNKNOWN",
+                           f"pair {pair!r} is not in universe.yaml ({', '.join(sorted(known))})",
+                           f"body.pairs[{i}]")  # fmt: skip
+    return frozenset(pairs)
+
+
+def universe(ctx: ApiContext) -> list[str]:
+    """Every pair id of the universe."""
+    return [p.pair_id for p in ctx.cfg.universe.pairs]
+
+
+def flag_action(
+    request: Request, action: str, reason: str, change: Callable[[OpsFlags], OpsFlags],
+    details: dict[str, Any] | None = None,
+) -> OpsOut:  # fmt: skip
+    """Apply ``change`` to the flags and audit it with the flags before and after."""
+    ctx, user, rid = context(request), principal(request), request_id(request)
+    try:
+        before, after = update_flags(ctx.flags, change)
+    except (redis.RedisError, OSError, ValueError) as exc:
+        failed = {**(details or {}), "error": str(exc)[:300]}
+        record(ctx.registry, action, actor=user.name, role=user.role.value, reason=reason,
+               request_id=rid, result="failed", details=failed)  # fmt: skip
+        if isinstance(exc, ValueError):
+            raise ApiError(
+                409, "OPS_FLAGS_UNREADABLE", f"{str(exc)[:300]}; nothing changed"
+            ) from None
+        raise ApiError(503, "OPS_FLAGS_UNAVAILABLE", "the flags store does not answer "
+                       f"({type(exc).__name__}); nothing changed, try again") from None  # fmt: skip
+    b, a = flags_dict(before), flags_dict(after)
+    audit_id = record(ctx.registry, action, actor=user.name, role=user.role.value, reason=reason,
+                      request_id=rid, before=b, after=a, result="ok", details=details)  # fmt: skip
+    return OpsOut(action=action, request_id=rid, audit_id=audit_id, before=b, after=a)
+
+
+@router.get("/health", openapi_extra=access(None))
+def health() -> HealthOut:
+    """The server answers (no authentication)."""
+    return HealthOut(status="ok", version=__version__)
+
+
+@router.get("/ops/flags", openapi_extra=access(Role.VIEWER))
+def get_flags(request: Request) -> FlagsOut:
+    """The ops flags document in force."""
+    try:
+        flags = read_flags(context(request).flags)
+    except (redis.RedisError, OSError) as exc:
+        why = type(exc).__name__
+        raise ApiError(
+            503, "OPS_FLAGS_UNAVAILABLE", f"the flags store does not answer ({why})"
+        ) from None
+    except ValueError as exc:
+        raise ApiError(409, "OPS_FLAGS_UNREADABLE", str(exc)[:300]) from None
+    return FlagsOut(flags=flags_dict(flags))
+
+
+@router.post("/ops/halt", openapi_extra=access(Role.EDITOR, {Duty.OPS}))
+def halt(body: HaltIn, request: Request) -> OpsOut:
+    """Halt the named pairs (or the whole book): soft (no new entries) or hard (no signals)."""
+    pairs = checked_pairs(context(request), body.pairs)
+    return flag_action(request, "ops.halt", body.reason,
+                       lambda f: _flagset.halt(f, HaltLevel(body.level), pairs),
+                       {"level": body.level, "pairs": body.pairs})  # fmt: skip
+
+
+@router.post("/ops/flatten", openapi_extra=access(Role.EDITOR, {Duty.OPS}))
+def flatten(body: FlattenIn, request: Request) -> OpsOut:
+    """Latch a flatten of the named pairs (or the whole book)."""
+    ctx = context(request)
+    pairs = checked_pairs(ctx, body.pairs)
+    return flag_action(request, "ops.flatten", body.reason,
+                       lambda f: _flagset.flatten(f, pairs, universe(ctx)),
+                       {"pairs": body.pairs})  # fmt: skip

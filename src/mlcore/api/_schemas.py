@@ -1,0 +1,123 @@
+"""Every request and response body of the API (pydantic, strict, unknown keys refused)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+#: One line of printable text: a reason is written into the audit trail as it is.
+Reason = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=2000, pattern=r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$"
+    ),
+    Field(description="why, one line of printable text (at most 2,000 characters)"),
+]
+PairId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,32}$")]
+Pairs = Annotated[
+    list[PairId] | None,
+    Field(min_length=1, max_length=500, description="universe pair ids; null: the whole book"),
+]
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+class Body(BaseModel):
+    """Base of every body: strict, unknown keys refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class ErrorOut(Body):
+    """Every refusal: the code, what is wrong, and the field at fault (null if none)."""
+
+    code: str
+    message: str
+    field: str | None
+
+
+class HealthOut(Body):
+    """The server answers."""
+
+    status: Literal["ok"]
+    version: str
+
+
+class FlagsOut(Body):
+    """The ops flags document in force."""
+
+    flags: dict[str, Any]
+
+
+class HaltIn(Body):
+    """Halt new entries (soft) or every signal (hard), of named pairs or the whole book."""
+
+    level: Literal["soft", "hard"]
+    pairs: Pairs = None
+    reason: Reason
+
+
+class FlattenIn(Body):
+    """Latch a flatten: the pairs go reduce-only, their exits are signalled, then they stay
+    halted until a resume."""
+
+    pairs: Pairs = None
+    reason: Reason
+
+
+class ResumeIn(Body):
+    """Ask to lift the halts and latches of named pairs (or of every halted pair)."""
+
+    pairs: Pairs = None
+    reason: Reason
+
+
+class ApproveIn(Body):
+    """Approve a resume request: ``request_sha256`` is the hash of the exact request seen."""
+
+    request_sha256: Sha256
+    reason: Reason
+
+
+class AdvanceIn(Body):
+    """Resume the rest after the canary (``early``: before the KPI watch ends, as a second
+    approved step by a person other than the requester and the approver)."""
+
+    reason: Reason
+    early: bool = False
+
+
+class RollbackIn(Body):
+    """Roll back the model version, θ or config version (``to``: a named target; none: the
+    previous one)."""
+
+    kind: Literal["model", "theta", "config"]
+    to: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    reason: Reason
+
+
+class OpsOut(Body):
+    """What an /ops action did: the flags before and after, and its audit row."""
+
+    action: str
+    request_id: str
+    audit_id: int
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class ResumeOut(Body):
+    """A resume request and where it stands."""
+
+    request_id: str
+    request_sha256: str
+    status: Literal["requested", "canary", "done", "expired"]
+    requester: str
+    expires_at: datetime
+    pairs: list[str]
+    canary_pairs: list[str]
+    rest_pairs: list[str]
+    approver: str | None
+    watch_until: datetime | None
+    audit_id: int
