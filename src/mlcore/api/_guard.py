@@ -47,9 +47,10 @@ class ApiContext:
 def access(role: Role | None, duties: set[Duty] | None = None) -> dict[str, Any]:
     """The ``openapi_extra`` of a route: ``role`` None for no authentication; ``duties`` the
     duties allowed below admin (None: any)."""
-    spec = {"role": None if role is None else role.value,
-            "duties": None if duties is None else sorted(d.value for d in duties),
-            "totp": role is not None and role.needs_totp}  # fmt: skip
+    spec: dict[str, Any] = {"role": "none" if role is None else role.value,
+                            "totp": role is not None and role.needs_totp}  # fmt: skip
+    if duties is not None:
+        spec["duties"] = sorted(d.value for d in duties)
     return {"x-access": spec}
 
 
@@ -121,7 +122,7 @@ def authorize(ctx: ApiContext, request: Request, spec: dict[str, Any]) -> User:
             403, "API_AUTH_ROLE_DENIED",
             f"{request.method} {request.url.path} needs role {need} or above; {user.name} is "
             f"{user.role}", None))  # fmt: skip
-    duties = spec["duties"]
+    duties = spec.get("duties")
     if duties is not None and user.role is not Role.ADMIN and user.duty.value not in duties:
         raise _deny(ctx, request, user, ApiError(
             403, "API_AUTH_DUTY_DENIED",
@@ -169,7 +170,7 @@ class GuardedRoute(APIRoute):
         has_body = self.body_field is not None
 
         async def guarded(request: Request) -> Response:
-            if spec["role"] is not None:
+            if spec["role"] != "none":
                 request.state.principal = await run_in_threadpool(
                     authorize, context(request), request, spec
                 )
