@@ -106,7 +106,9 @@ def test_every_route_times_every_caller(api: Api) -> None:
 
 def test_totp_is_required_where_declared_and_used_once(api: Api) -> None:
     totp_routes = [(m, p) for m, p, spec in _routes(api) if spec["totp"]]
-    plain_routes = [(m, p) for m, p, spec in _routes(api) if spec["role"] != "none" and not spec["totp"]]
+    plain_routes = [
+        (m, p) for m, p, spec in _routes(api) if spec["role"] != "none" and not spec["totp"]
+    ]
     for method, path in plain_routes:  # below approver level: no code asked
         assert _call(api, method, path, api.headers("ada", totp=False))[0] not in (401, 403)
     for method, path in totp_routes:

@@ -4,7 +4,8 @@ trail (resume in ``_routes_resume``)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
@@ -17,7 +18,7 @@ from mlcore.api._flagstore import read_flags, update_flags
 from mlcore.api._guard import ApiContext, GuardedRoute, access, context, principal, request_id
 from mlcore.api._schemas import ErrorOut, FlagsOut, FlattenIn, HaltIn, HealthOut, OpsOut
 from mlcore.api._users import Duty, Role
-from mlcore.ops import HaltLevel, _flagset
+from mlcore.ops import HaltLevel, ResumeRefused, _flagset
 from mlcore.serving import OpsFlags
 from mlcore.serving._flags import flags_json
 
@@ -42,9 +43,12 @@ def checked_pairs(ctx: ApiContext, pairs: list[str] | None) -> frozenset[str] | 
     known = {p.pair_id for p in ctx.cfg.universe.pairs}
     for i, pair in enumerate(pairs):
         if pair not in known:
-            raise ApiError(422, "OPS_PAIR_UNKNOWN",
-                           f"pair {pair!r} is not in universe.yaml ({', '.join(sorted(known))})",
-                           f"body.pairs[{i}]")  # fmt: skip
+            raise ApiError(
+                422,
+                "OPS_PAIR_UNKNOWN",
+                f"pair {pair!r} is not in universe.yaml ({', '.join(sorted(known))})",
+                f"body.pairs[{i}]",
+            )
     return frozenset(pairs)
 
 
@@ -53,27 +57,77 @@ def universe(ctx: ApiContext) -> list[str]:
     return [p.pair_id for p in ctx.cfg.universe.pairs]
 
 
+@contextmanager
+def audited_refusals(request: Request, action: str, reason: str) -> Iterator[None]:
+    """A refusal of an authorised call (a bad pair, a resume rule) is audited as ``refused``
+    and answered as its ApiError."""
+    try:
+        yield
+    except (ApiError, ResumeRefused) as exc:
+        error = (
+            exc
+            if isinstance(exc, ApiError)
+            else ApiError(exc.status, exc.code, exc.message, exc.field)
+        )
+        ctx, user = context(request), principal(request)
+        record(
+            ctx.registry,
+            action,
+            actor=user.name,
+            role=user.role.value,
+            reason=reason,
+            request_id=request_id(request),
+            result="refused",
+            details={"code": error.code, "message": error.message},
+        )
+        raise error from None
+
+
 def flag_action(
-    request: Request, action: str, reason: str, change: Callable[[OpsFlags], OpsFlags],
+    request: Request,
+    action: str,
+    reason: str,
+    change: Callable[[OpsFlags], OpsFlags],
     details: dict[str, Any] | None = None,
-) -> OpsOut:  # fmt: skip
+) -> OpsOut:
     """Apply ``change`` to the flags and audit it with the flags before and after."""
     ctx, user, rid = context(request), principal(request), request_id(request)
     try:
         before, after = update_flags(ctx.flags, change)
     except (redis.RedisError, OSError, ValueError) as exc:
         failed = {**(details or {}), "error": str(exc)[:300]}
-        record(ctx.registry, action, actor=user.name, role=user.role.value, reason=reason,
-               request_id=rid, result="failed", details=failed)  # fmt: skip
+        record(
+            ctx.registry,
+            action,
+            actor=user.name,
+            role=user.role.value,
+            reason=reason,
+            request_id=rid,
+            result="failed",
+            details=failed,
+        )
         if isinstance(exc, ValueError):
             raise ApiError(
                 409, "OPS_FLAGS_UNREADABLE", f"{str(exc)[:300]}; nothing changed"
             ) from None
-        raise ApiError(503, "OPS_FLAGS_UNAVAILABLE", "the flags store does not answer "
-                       f"({type(exc).__name__}); nothing changed, try again") from None  # fmt: skip
+        raise ApiError(
+            503,
+            "OPS_FLAGS_UNAVAILABLE",
+            f"the flags store does not answer ({type(exc).__name__}); nothing changed, try again",
+        ) from None
     b, a = flags_dict(before), flags_dict(after)
-    audit_id = record(ctx.registry, action, actor=user.name, role=user.role.value, reason=reason,
-                      request_id=rid, before=b, after=a, result="ok", details=details)  # fmt: skip
+    audit_id = record(
+        ctx.registry,
+        action,
+        actor=user.name,
+        role=user.role.value,
+        reason=reason,
+        request_id=rid,
+        before=b,
+        after=a,
+        result="ok",
+        details=details,
+    )
     return OpsOut(action=action, request_id=rid, audit_id=audit_id, before=b, after=a)
 
 
@@ -101,17 +155,27 @@ def get_flags(request: Request) -> FlagsOut:
 @router.post("/ops/halt", openapi_extra=access(Role.EDITOR, {Duty.OPS}))
 def halt(body: HaltIn, request: Request) -> OpsOut:
     """Halt the named pairs (or the whole book): soft (no new entries) or hard (no signals)."""
-    pairs = checked_pairs(context(request), body.pairs)
-    return flag_action(request, "ops.halt", body.reason,
-                       lambda f: _flagset.halt(f, HaltLevel(body.level), pairs),
-                       {"level": body.level, "pairs": body.pairs})  # fmt: skip
+    with audited_refusals(request, "ops.halt", body.reason):
+        pairs = checked_pairs(context(request), body.pairs)
+    return flag_action(
+        request,
+        "ops.halt",
+        body.reason,
+        lambda f: _flagset.halt(f, HaltLevel(body.level), pairs),
+        {"level": body.level, "pairs": body.pairs},
+    )
 
 
 @router.post("/ops/flatten", openapi_extra=access(Role.EDITOR, {Duty.OPS}))
 def flatten(body: FlattenIn, request: Request) -> OpsOut:
     """Latch a flatten of the named pairs (or the whole book)."""
     ctx = context(request)
-    pairs = checked_pairs(ctx, body.pairs)
-    return flag_action(request, "ops.flatten", body.reason,
-                       lambda f: _flagset.flatten(f, pairs, universe(ctx)),
-                       {"pairs": body.pairs})  # fmt: skip
+    with audited_refusals(request, "ops.flatten", body.reason):
+        pairs = checked_pairs(ctx, body.pairs)
+    return flag_action(
+        request,
+        "ops.flatten",
+        body.reason,
+        lambda f: _flagset.flatten(f, pairs, universe(ctx)),
+        {"pairs": body.pairs},
+    )
