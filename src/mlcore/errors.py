@@ -62,6 +62,16 @@ code                                       class                  when
                                                                   without its error message
 ``REGISTRY_REBUILD_LINEAGE_UNREADABLE``    RegistryError          rebuild of a folder whose lineage
                                                                   files cannot be read
+``AUDIT_REQUEST_VALUE_INVALID``            RegistryError          an audit row (action, config
+                                                                  event) with a field that cannot
+                                                                  be recorded: empty, too long,
+                                                                  not JSON, NaN, NUL, bad UTF-8
+``AUDIT_CHAIN_BROKEN``                     FatalError (exit 1)    ``audit verify``: a row whose
+                                                                  content does not match its hash,
+                                                                  or whose prev_hash is not the
+                                                                  row before's (removed/reordered)
+``AUDIT_REQUEST_TIMESTAMP_INVALID``        ConfigError (exit 2)   ``audit at`` of a time that is
+                                                                  not ISO 8601
 ``RETRAIN_GUARD_STOPPED``                  RetrainRefused         retraining stopped after
                                            (Fatal)                consecutive failures
 ``RETRAIN_GUARD_BUSY``                     RetrainRefused         another retraining run is on (its
@@ -197,6 +207,14 @@ code                                       class                  when
 ``SERVING_BARS_FILE_UNUSABLE``             ConfigError (exit 2)   the file bar source's path holds
                                                                   a folder, a FIFO, a device
 ``SERVING_WORKER_GIVEN_UP``                FatalError             a worker died too often to restart
+``SERVING_FLAGS_INVALID``                  FlagsInvalid (Fatal,   the ops flags document is refused
+                                           ValueError)            (read_flags, update_flags: never
+                                                                  overwritten by a change)
+``SERVING_FLAGS_UNREACHABLE``              RetryableError         the ops flags store does not
+                                                                  answer (Redis away, file unusable)
+``SERVING_FLAGS_CONTENDED``                RetryableError         update_flags lost 100 WATCH races
+                                                                  in a row, or the file lock stayed
+                                                                  taken for 10 s
 =========================================  =====================  ==================================
 """
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlcore.serving import FlagReader, OpsFlags, parse_flags, write_flags
+from mlcore.serving import Control, FlagReader, OpsFlags, flags_json, parse_flags, write_flags
 
 HALT = OpsFlags(global_halt=True, halted_pairs=frozenset({"XAU_XAG"}))
 
@@ -82,7 +82,17 @@ _values = st.recursive(
 @given(
     st.dictionaries(
         st.sampled_from(
-            ["global_halt", "halted_pairs", "flatten_pairs", "leverage_scale", "other"]
+            [
+                "global_halt",
+                "halted_pairs",
+                "hard_halt",
+                "hard_halted_pairs",
+                "flatten_all",
+                "flatten_pairs",
+                "leverage_scale",
+                "seq",
+                "other",
+            ]
         ),
         _values,
         max_size=5,
@@ -94,6 +104,51 @@ def test_any_document_is_flags_or_a_value_error(doc: dict[str, object]) -> None:
     except ValueError:
         return
     assert 0.0 <= flags.leverage_scale <= 1.0
+    assert isinstance(flags.seq, int) and 0 <= flags.seq < 2**63
+    assert parse_flags(flags_json(flags), "again") == flags  # the JSON says it all
+    assert set(doc) <= set(OpsFlags.model_fields)  # an unknown key is never taken
+
+
+@given(
+    st.builds(
+        OpsFlags,
+        global_halt=st.booleans(), halted_pairs=st.frozensets(st.text(max_size=8), max_size=3),
+        hard_halt=st.booleans(), hard_halted_pairs=st.frozensets(st.text(max_size=8), max_size=3),
+        flatten_all=st.booleans(), flatten_pairs=st.frozensets(st.text(max_size=8), max_size=3),
+        leverage_scale=st.floats(0, 1), seq=st.integers(0, 2**63 - 1),
+    ),
+    st.text(max_size=8),
+)  # fmt: skip
+def test_flags_round_trip_and_the_control_follows_precedence(flags: OpsFlags, pair: str) -> None:
+    assert parse_flags(flags_json(flags), "x") == flags
+    control = flags.control(pair)
+    if flags.hard_halt or pair in flags.hard_halted_pairs:
+        assert control == Control.HARD_HALT
+    elif flags.flatten_all or pair in flags.flatten_pairs:
+        assert control == Control.FLATTEN
+    elif flags.global_halt or pair in flags.halted_pairs:
+        assert control == Control.SOFT_HALT
+    else:
+        assert control == Control.NONE
+
+
+NEW_FIELDS = {
+    "hard_halt as text": (b'{"hard_halt": "yes"}', "hard_halt"),
+    "hard pairs not a list": (b'{"hard_halted_pairs": "XAU_XAG"}', "hard_halted_pairs"),
+    "flatten_all as 1": (b'{"flatten_all": 1}', "flatten_all"),
+    "negative seq": (b'{"seq": -1}', "seq"),
+    "seq as float": (b'{"seq": 1.0}', "seq"),
+    "seq as bool": (b'{"seq": true}', "seq"),
+    "seq too big": (b'{"seq": 9223372036854775808}', "seq"),
+    "unknown key": (b'{"hard_halt": true, "halt_level": "hard"}', "halt_level"),
+}
+
+
+@pytest.mark.parametrize(("raw", "field"), NEW_FIELDS.values(), ids=NEW_FIELDS.keys())
+def test_the_new_fields_are_strict(raw: bytes, field: str) -> None:
+    with pytest.raises(ValueError, match=rf"^x: ops flag '?{field}") as info:
+        parse_flags(raw, "x")
+    assert len(str(info.value)) < 300
 
 
 @given(st.binary(max_size=300))

@@ -10,11 +10,15 @@ from mlcore.config import AppConfig
 from mlcore.errors import ConfigError, FatalError
 from mlcore.registry._alerts import Alerts
 from mlcore.registry._artifacts import Artifacts, failing_files
+from mlcore.registry._audit import AuditTrail, ChainReport
+from mlcore.registry._chain import Break
 from mlcore.registry._db import artifact_store, database_url, make_engine, upgrade
 from mlcore.registry._errors import RegistryError, RegistryUnavailable, check_connection
 from mlcore.registry._rebuild import RebuildReport, rebuild
 from mlcore.registry._records import (
     TRANSITIONS,
+    ActionRecord,
+    ActionResult,
     Alert,
     AuditEvent,
     ModelRecord,
@@ -47,11 +51,16 @@ __all__ = [
     "RUN_STATUSES",
     "STATUSES",
     "TRANSITIONS",
+    "ActionRecord",
+    "ActionResult",
     "Alert",
     "Alerts",
     "ArtifactStore",
     "Artifacts",
     "AuditEvent",
+    "AuditTrail",
+    "Break",
+    "ChainReport",
     "CheckedModel",
     "LocalArtifactStore",
     "ModelRecord",

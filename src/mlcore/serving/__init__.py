@@ -19,7 +19,20 @@ from mlcore.serving._delivery import (
     deliver,
     write_signal_files,
 )
-from mlcore.serving._flags import NO_FLAGS, FlagReader, OpsFlags, parse_flags, write_flags
+from mlcore.serving._flags import (
+    NO_FLAGS,
+    Control,
+    FlagReader,
+    FlagsInvalid,
+    FlagStore,
+    OpsFlags,
+    flag_store,
+    flags_json,
+    parse_flags,
+    read_flags,
+    update_flags,
+    write_flags,
+)
 from mlcore.serving._models import ServedModel, deployed_model, named_model
 from mlcore.serving._outbox import Outbox
 from mlcore.serving._pair import PairRuntime
@@ -50,8 +63,11 @@ __all__ = [
     "NO_FLAGS",
     "Bar",
     "BarRejected",
+    "Control",
     "FileBarSource",
     "FlagReader",
+    "FlagStore",
+    "FlagsInvalid",
     "ModelUnusable",
     "OpsFlags",
     "Outbox",
@@ -71,14 +87,18 @@ __all__ = [
     "choose_model",
     "deliver",
     "deployed_model",
+    "flag_store",
+    "flags_json",
     "named_model",
     "outbox_counts",
     "pair_setup",
     "parse_bar",
     "parse_flags",
+    "read_flags",
     "replay_bars",
     "serve",
     "serving_dir",
+    "update_flags",
     "worker_main",
     "write_bars_file",
     "write_flags",

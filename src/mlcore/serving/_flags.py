@@ -1,7 +1,10 @@
-"""Runtime ops flags (spec 002 運用 Runbook・Ops API): ``global_halt``, ``halted_pairs``,
-``flatten_pairs`` and ``leverage_scale``, read from Redis ``core:ops:flags`` (a JSON document) or,
-without Redis, from ``ops_flags.json``. A worker reads them before every batch of bars, so every
-bar is decided under the flags in force when it is processed.
+"""Runtime ops flags (spec 002 運用 Runbook・Ops API), read from Redis ``core:ops:flags`` (a JSON
+document) or, without Redis, from ``ops_flags.json``: soft halt (``global_halt``,
+``halted_pairs``: no new entries, exits go on), hard halt (``hard_halt``, ``hard_halted_pairs``:
+no signals at all), the flatten latch (``flatten_all``, ``flatten_pairs``: reduce-only, the exit
+signalled once, then halted until cleared), ``leverage_scale`` and ``seq`` (bumped by every
+:func:`update_flags`; workers report the seq they apply). A worker reads them before every batch
+of bars, so every bar is decided under the flags in force when it is processed.
 
 They fail closed (spec 000 §7): a malformed document keeps the flags in force; an absent one
 (Redis restarted without persistence, a ``DEL``) never lifts them: the worker keeps the flags in
@@ -13,16 +16,44 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import random
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mlcore._flock import wait_for_flock
+from mlcore.config import AppConfig
 from mlcore.data import write_atomic
+from mlcore.errors import FatalError, RetryableError
 
 log = logging.getLogger("mlcore.serving")
+
+
+class FlagsInvalid(FatalError, ValueError):
+    """The flags document in the store is refused (``SERVING_FLAGS_INVALID``); it is not
+    overwritten by a change, as nobody knows what it meant."""
+
+    str_with_code = False
+
+
+MAX_SEQ = 2**63 - 1
+_SETS = ("halted_pairs", "hard_halted_pairs", "flatten_pairs")
+
+
+class Control(StrEnum):
+    """The control a pair's bar is decided under (said in every signal's core_policy)."""
+
+    NONE = "none"
+    SOFT_HALT = "soft_halt"  # no new entries; exits go on
+    FLATTEN = "flatten"  # reduce-only: the exit once, no entry
+    HARD_HALT = "hard_halt"  # no signal at all
 
 
 class OpsFlags(BaseModel):
@@ -32,8 +63,22 @@ class OpsFlags(BaseModel):
 
     global_halt: bool = False
     halted_pairs: frozenset[str] = frozenset()
+    hard_halt: bool = False
+    hard_halted_pairs: frozenset[str] = frozenset()
+    flatten_all: bool = False
     flatten_pairs: frozenset[str] = frozenset()
     leverage_scale: Annotated[float, Field(ge=0, le=1)] = 1.0
+    seq: Annotated[int, Field(ge=0, le=MAX_SEQ)] = 0
+
+    def control(self, pair_id: str) -> Control:
+        """The control that applies to ``pair_id`` (hard halt > flatten > soft halt)."""
+        if self.hard_halt or pair_id in self.hard_halted_pairs:
+            return Control.HARD_HALT
+        if self.flatten_all or pair_id in self.flatten_pairs:
+            return Control.FLATTEN
+        if self.global_halt or pair_id in self.halted_pairs:
+            return Control.SOFT_HALT
+        return Control.NONE
 
 
 NO_FLAGS = OpsFlags()
@@ -67,7 +112,7 @@ def parse_flags(raw: bytes | str | None, where: str) -> OpsFlags:
 
 def _coerced(doc: dict[str, Any], where: str) -> dict[str, Any]:
     """JSON's lists as sets and integers as floats, where the flags take them."""
-    for key in ("halted_pairs", "flatten_pairs"):
+    for key in _SETS:
         value = doc.get(key)
         if isinstance(value, list):
             if not all(isinstance(v, str) for v in value):
@@ -83,7 +128,9 @@ def flags_json(flags: OpsFlags) -> str:
     """The JSON document of ``flags`` (lists sorted)."""
     return json.dumps({
         "global_halt": flags.global_halt, "halted_pairs": sorted(flags.halted_pairs),
-        "flatten_pairs": sorted(flags.flatten_pairs), "leverage_scale": flags.leverage_scale,
+        "hard_halt": flags.hard_halt, "hard_halted_pairs": sorted(flags.hard_halted_pairs),
+        "flatten_all": flags.flatten_all, "flatten_pairs": sorted(flags.flatten_pairs),
+        "leverage_scale": flags.leverage_scale, "seq": flags.seq,
     })  # fmt: skip
 
 
@@ -174,3 +221,118 @@ def write_flags(client: redis.Redis | None, key: str, path: Path, flags: OpsFlag
         client.set(key, flags_json(flags))
     else:
         write_atomic(path, flags_json(flags).encode())
+
+
+# -- changing the flags -----------------------------------------------------------------------
+UPDATE_ATTEMPTS = 100  # Redis WATCH conflicts tolerated before giving up
+LOCK_WAIT_S = 10.0  # how long a file writer waits for the lock beside ops_flags.json
+
+
+@dataclass(frozen=True)
+class FlagStore:
+    """Where the flags live: Redis ``key`` when ``client`` is set, else the file ``path``."""
+
+    client: redis.Redis | None
+    key: str
+    path: Path
+
+    @property
+    def where(self) -> str:
+        return f"redis {self.key}" if self.client is not None else str(self.path)
+
+
+def flag_store(cfg: AppConfig) -> FlagStore:
+    """The store the workers of ``cfg`` read (REDIS_URL set: Redis, else the serving folder's
+    ``ops_flags.json``)."""
+    from mlcore.serving._setup import serving_dir
+
+    url = cfg.env.redis_url
+    client = redis.Redis.from_url(url, socket_timeout=5) if url else None
+    return FlagStore(client, cfg.serving.redis.ops_flags_key, serving_dir(cfg) / "ops_flags.json")
+
+
+def _unreachable(store: FlagStore, exc: Exception) -> RetryableError:
+    return RetryableError(
+        "SERVING_FLAGS_UNREACHABLE", f"ops flags {store.where} cannot be read or written: {exc}"
+    )
+
+
+def read_flags(store: FlagStore) -> OpsFlags:
+    """The document now (none written: no flags); ``FlagsInvalid`` (a ``ValueError``) when it
+    is refused, ``RetryableError`` when the store does not answer."""
+    try:
+        if store.client is not None:
+            return _parsed(store.client.get(store.key), store)
+        try:
+            return _parsed(store.path.read_bytes(), store)
+        except FileNotFoundError:
+            return NO_FLAGS
+    except (redis.RedisError, OSError) as exc:
+        raise _unreachable(store, exc) from None
+
+
+def _parsed(raw: Any, store: FlagStore) -> OpsFlags:
+    try:
+        return parse_flags(raw, store.where)
+    except ValueError as exc:
+        raise FlagsInvalid("SERVING_FLAGS_INVALID", str(exc)) from None
+
+
+def _next(before: OpsFlags, change: Callable[[OpsFlags], OpsFlags]) -> OpsFlags:
+    changed = change(before)
+    doc = changed.model_dump() | {"seq": before.seq + 1}
+    return OpsFlags.model_validate(doc, strict=False)  # validated again: leverage in [0, 1]
+
+
+def update_flags(
+    store: FlagStore, change: Callable[[OpsFlags], OpsFlags]
+) -> tuple[OpsFlags, OpsFlags]:
+    """Apply ``change`` to the flags atomically (Redis: WATCH/MULTI, retried on a conflict;
+    file: ``flock`` on ``ops_flags.json.lock`` and an atomic rename), bump ``seq``; return
+    (before, after). A refused document is not overwritten (``FlagsInvalid``): a person must
+    look at it; a store that does not answer raises ``RetryableError``."""
+    if store.client is None:
+        return _update_file(store, change)
+    try:
+        for _ in range(UPDATE_ATTEMPTS):
+            with store.client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(store.key)  # type: ignore[no-untyped-call]
+                    before = _parsed(pipe.get(store.key), store)
+                    after = _next(before, change)
+                    pipe.multi()
+                    pipe.set(store.key, flags_json(after))
+                    pipe.execute()
+                    return before, after
+                except redis.WatchError:
+                    time.sleep(random.uniform(0, 0.005))  # noqa: S311 - jitter, not secrets
+    except redis.RedisError as exc:
+        raise _unreachable(store, exc) from None
+    raise RetryableError(
+        "SERVING_FLAGS_CONTENDED",
+        f"ops flags {store.where}: changed by others {UPDATE_ATTEMPTS} times in a row; try again",
+    )
+
+
+def _update_file(
+    store: FlagStore, change: Callable[[OpsFlags], OpsFlags]
+) -> tuple[OpsFlags, OpsFlags]:
+    lock = store.path.with_name(store.path.name + ".lock")
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise _unreachable(store, exc) from None
+    try:
+        wait_for_flock(fd, LOCK_WAIT_S, lambda: RetryableError(
+            "SERVING_FLAGS_CONTENDED", f"ops flags {lock} held by another writer for "
+            f"{LOCK_WAIT_S:g} s; try again"))  # fmt: skip
+        before = read_flags(store)
+        after = _next(before, change)
+        try:
+            write_atomic(store.path, flags_json(after).encode())
+        except OSError as exc:
+            raise _unreachable(store, exc) from None
+        return before, after
+    finally:
+        os.close(fd)  # releases the lock

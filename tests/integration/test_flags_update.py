@@ -1,0 +1,118 @@
+"""update_flags is an atomic read-modify-write: N processes each adding a pair at the same time
+leave all N pairs and seq N (on the real Redis, and on the file under its lock); a refused
+document is never overwritten; a store that does not answer is a RetryableError."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+
+from mlcore.errors import RetryableError
+from mlcore.serving import (
+    FlagsInvalid,
+    FlagStore,
+    OpsFlags,
+    parse_flags,
+    read_flags,
+    update_flags,
+    write_flags,
+)
+from tests.conftest import free_port, redis_url
+
+WRITERS = 8
+ROUNDS = 5
+
+
+def _store(url: str | None, key: str, path: str) -> FlagStore:
+    return FlagStore(redis.Redis.from_url(url) if url else None, key, Path(path))
+
+
+def _writer(url: str | None, key: str, path: str, n: int, go: mp.synchronize.Event) -> None:
+    store = _store(url, key, path)
+    go.wait(10)
+    for r in range(ROUNDS):
+        update_flags(store, lambda f, p=f"P{n}_{r}": f.model_copy(
+            update={"halted_pairs": f.halted_pairs | {p}}))  # fmt: skip
+
+
+def _race(url: str | None, key: str, path: Path) -> OpsFlags:
+    ctx = mp.get_context("fork")
+    go = ctx.Event()
+    procs = [ctx.Process(target=_writer, args=(url, key, str(path), n, go))
+             for n in range(WRITERS)]  # fmt: skip
+    for p in procs:
+        p.start()
+    go.set()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    return read_flags(_store(url, key, str(path)))
+
+
+def test_concurrent_writers_lose_no_update_on_redis(tmp_path: Path) -> None:
+    key = f"test:{uuid.uuid4().hex[:8]}:flags"
+    client = redis.Redis.from_url(redis_url())
+    try:
+        write_flags(client, key, tmp_path / "x", OpsFlags(flatten_all=True))
+        flags = _race(redis_url(), key, tmp_path / "unused")
+        assert flags.halted_pairs == {f"P{n}_{r}" for n in range(WRITERS) for r in range(ROUNDS)}
+        assert flags.seq == WRITERS * ROUNDS and flags.flatten_all  # kept what was there
+    finally:
+        client.delete(key)
+
+
+def test_concurrent_writers_lose_no_update_on_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "serving" / "ops_flags.json"
+    flags = _race(None, "unused", path)
+    assert flags.halted_pairs == {f"P{n}_{r}" for n in range(WRITERS) for r in range(ROUNDS)}
+    assert flags.seq == WRITERS * ROUNDS
+    assert parse_flags(path.read_bytes(), "file") == flags
+
+
+def test_update_returns_before_and_after_and_validates(tmp_path: Path) -> None:
+    store = FlagStore(None, "k", tmp_path / "ops_flags.json")
+    before, after = update_flags(store, lambda f: f.model_copy(update={"hard_halt": True}))
+    assert before == OpsFlags() and after == OpsFlags(hard_halt=True, seq=1)
+    with pytest.raises(ValueError, match="leverage_scale"):
+        update_flags(store, lambda f: f.model_copy(update={"leverage_scale": 2.0}))
+    assert read_flags(store) == after  # a refused change writes nothing
+
+
+def test_a_refused_document_is_not_overwritten(tmp_path: Path) -> None:
+    key = f"test:{uuid.uuid4().hex[:8]}:flags"
+    client = redis.Redis.from_url(redis_url())
+    try:
+        for store in (FlagStore(client, key, tmp_path / "x"),
+                      FlagStore(None, key, tmp_path / "ops_flags.json")):  # fmt: skip
+            bad = b'{"global_halt": true, "halt_level": 3}'
+            if store.client is not None:
+                client.set(key, bad)
+            else:
+                store.path.write_bytes(bad)
+            with pytest.raises(FlagsInvalid, match="halt_level") as info:
+                update_flags(store, lambda f: f.model_copy(update={"global_halt": False}))
+            assert info.value.code == "SERVING_FLAGS_INVALID"
+            with pytest.raises(FlagsInvalid):
+                read_flags(store)
+            raw = client.get(key) if store.client is not None else store.path.read_bytes()
+            assert raw == bad
+    finally:
+        client.delete(key)
+
+
+def test_a_store_that_does_not_answer_is_retryable(tmp_path: Path) -> None:
+    client = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}", socket_timeout=1)
+    store = FlagStore(client, "k", tmp_path / "x")
+    with pytest.raises(RetryableError) as info:
+        update_flags(store, lambda f: f)
+    assert info.value.code == "SERVING_FLAGS_UNREACHABLE" and "redis k" in str(info.value)
+    with pytest.raises(RetryableError):
+        read_flags(store)
+    folder = tmp_path / "blocked"
+    folder.write_text("a file where the folder should be")
+    with pytest.raises(RetryableError, match="SERVING_FLAGS_UNREACHABLE"):
+        update_flags(FlagStore(None, "k", folder / "ops_flags.json"), lambda f: f)
