@@ -8,11 +8,11 @@ from fastapi import FastAPI
 from mlcore import __version__
 from mlcore.api import _routes_ops, _routes_resume
 from mlcore.api._errors import install_error_handlers
-from mlcore.api._flagstore import flag_store
 from mlcore.api._guard import MAX_BODY_BYTES, ApiContext, RequestLimits
 from mlcore.api._users import Users
 from mlcore.config import AppConfig
 from mlcore.registry import Registry, registry_for
+from mlcore.serving import flag_store
 
 PREFIX = "/api/v1"
 

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from mlcore.registry import Registry
+from mlcore.registry import ActionResult, Registry
 
 log = logging.getLogger("mlcore.api")
 
@@ -18,7 +18,7 @@ def record(
     after: Mapping[str, Any] | None = None, details: Mapping[str, Any] | None = None,
 ) -> int:  # fmt: skip
     """One audit row; returns its id."""
-    return int(registry.record_action(  # type: ignore[attr-defined]
+    return registry.record_action(
         action, actor=actor, role=role, reason=reason, request_id=request_id, before=before,
-        after=after, result=result, details=details,
-    ))  # fmt: skip
+        after=after, result=ActionResult(result), details=details,
+    )  # fmt: skip

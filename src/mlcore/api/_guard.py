@@ -21,6 +21,7 @@ from mlcore.api._errors import ApiError, BodyTooLarge
 from mlcore.api._users import Duty, Role, User, Users
 from mlcore.config import AppConfig
 from mlcore.registry import Registry
+from mlcore.serving import FlagStore
 
 log = logging.getLogger("mlcore.api")
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -41,7 +42,7 @@ class ApiContext:
     cfg: AppConfig
     registry: Registry
     users: Users
-    flags: Any  # the FlagStore of cfg
+    flags: FlagStore
 
 
 def access(role: Role | None, duties: set[Duty] | None = None) -> dict[str, Any]:

@@ -8,19 +8,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import redis
 from fastapi import APIRouter, Request
 
 from mlcore import __version__
 from mlcore.api._audit import record
 from mlcore.api._errors import ApiError
-from mlcore.api._flagstore import read_flags, update_flags
 from mlcore.api._guard import ApiContext, GuardedRoute, access, context, principal, request_id
 from mlcore.api._schemas import ErrorOut, FlagsOut, FlattenIn, HaltIn, HealthOut, OpsOut
 from mlcore.api._users import Duty, Role
+from mlcore.errors import RetryableError
 from mlcore.ops import HaltLevel, ResumeRefused, _flagset
-from mlcore.serving import OpsFlags
-from mlcore.serving._flags import flags_json
+from mlcore.serving import OpsFlags, flags_json, read_flags, update_flags
 
 #: The refusals every route may answer (documented in the OpenAPI document).
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -55,6 +53,15 @@ def checked_pairs(ctx: ApiContext, pairs: list[str] | None) -> frozenset[str] | 
 def universe(ctx: ApiContext) -> list[str]:
     """Every pair id of the universe."""
     return [p.pair_id for p in ctx.cfg.universe.pairs]
+
+
+def flags_error(exc: Exception, done: str = "") -> ApiError:
+    """The refusal for a flags store that does not answer (503) or holds a document it refuses
+    (409: a person must look at it; it is not overwritten)."""
+    tail = f"; {done}" if done else ""
+    if isinstance(exc, RetryableError):
+        return ApiError(503, "OPS_FLAGS_UNAVAILABLE", f"{exc.message[:300]}{tail}, try again")
+    return ApiError(409, "OPS_FLAGS_UNREADABLE", f"{str(exc)[:300]}{tail}")
 
 
 @contextmanager
@@ -94,27 +101,11 @@ def flag_action(
     ctx, user, rid = context(request), principal(request), request_id(request)
     try:
         before, after = update_flags(ctx.flags, change)
-    except (redis.RedisError, OSError, ValueError) as exc:
+    except (RetryableError, ValueError) as exc:
         failed = {**(details or {}), "error": str(exc)[:300]}
-        record(
-            ctx.registry,
-            action,
-            actor=user.name,
-            role=user.role.value,
-            reason=reason,
-            request_id=rid,
-            result="failed",
-            details=failed,
-        )
-        if isinstance(exc, ValueError):
-            raise ApiError(
-                409, "OPS_FLAGS_UNREADABLE", f"{str(exc)[:300]}; nothing changed"
-            ) from None
-        raise ApiError(
-            503,
-            "OPS_FLAGS_UNAVAILABLE",
-            f"the flags store does not answer ({type(exc).__name__}); nothing changed, try again",
-        ) from None
+        record(ctx.registry, action, actor=user.name, role=user.role.value, reason=reason,
+               request_id=rid, result="failed", details=failed)  # fmt: skip
+        raise flags_error(exc, "nothing changed") from None
     b, a = flags_dict(before), flags_dict(after)
     audit_id = record(
         ctx.registry,
@@ -142,13 +133,8 @@ def get_flags(request: Request) -> FlagsOut:
     """The ops flags document in force."""
     try:
         flags = read_flags(context(request).flags)
-    except (redis.RedisError, OSError) as exc:
-        why = type(exc).__name__
-        raise ApiError(
-            503, "OPS_FLAGS_UNAVAILABLE", f"the flags store does not answer ({why})"
-        ) from None
-    except ValueError as exc:
-        raise ApiError(409, "OPS_FLAGS_UNREADABLE", str(exc)[:300]) from None
+    except (RetryableError, ValueError) as exc:
+        raise flags_error(exc) from None
     return FlagsOut(flags=flags_dict(flags))
 
 
@@ -176,6 +162,6 @@ def flatten(body: FlattenIn, request: Request) -> OpsOut:
         request,
         "ops.flatten",
         body.reason,
-        lambda f: _flagset.flatten(f, pairs, universe(ctx)),
+        lambda f: _flagset.flatten(f, pairs),
         {"pairs": body.pairs},
     )

@@ -9,18 +9,20 @@ from fastapi import APIRouter, Path, Request
 
 from mlcore.api._audit import record
 from mlcore.api._errors import ApiError
-from mlcore.api._flagstore import read_flags, update_flags
 from mlcore.api._guard import GuardedRoute, access, context, principal, request_id
 from mlcore.api._routes_ops import (
     ERRORS,
     audited_refusals,
     checked_pairs,
     flags_dict,
+    flags_error,
     universe,
 )
 from mlcore.api._schemas import AdvanceIn, ApproveIn, ResumeIn, ResumeOut
 from mlcore.api._users import Duty, Role
+from mlcore.errors import RetryableError
 from mlcore.ops import ResumeBook, ResumeRecord, ResumeRefused, _flagset
+from mlcore.serving import read_flags, update_flags
 
 router = APIRouter(route_class=GuardedRoute, responses=ERRORS)
 RESUMERS = {Duty.OPS, Duty.RISK}
@@ -66,7 +68,7 @@ def _step(
         before, after = update_flags(
             ctx.flags, lambda f: _flagset.release(f, frozenset(pairs), universe(ctx))
         )
-    except Exception as exc:
+    except (RetryableError, ValueError) as exc:
         record(
             ctx.registry,
             action,
@@ -77,12 +79,7 @@ def _step(
             result="failed",
             details={**details, "error": str(exc)[:300]},
         )
-        raise ApiError(
-            503,
-            "OPS_FLAGS_UNAVAILABLE",
-            f"the flags could not be changed "
-            f"({type(exc).__name__}); the step is not taken, try again",
-        ) from None
+        raise flags_error(exc, "the step is not taken") from None
     b, a = flags_dict(before), flags_dict(after)
     audit_id = record(
         ctx.registry,
@@ -144,10 +141,8 @@ def resume_approve(body: ApproveIn, request: Request, resume_id: str = RequestId
     with audited_refusals(request, "ops.resume.approve", body.reason):
         try:
             flags = read_flags(ctx.flags)
-        except Exception as exc:
-            raise ApiError(
-                503, "OPS_FLAGS_UNAVAILABLE", f"the flags cannot be read ({type(exc).__name__})"
-            ) from None
+        except (RetryableError, ValueError) as exc:
+            raise flags_error(exc) from None
         rec = book.approve(
             resume_id,
             actor=user.name,
@@ -169,7 +164,7 @@ def _dd_hits(request: Request, rec: ResumeRecord) -> list[str]:
     since: datetime | None = rec.approved_at
     hits = []
     for action in DD_ACTIONS:
-        for row in ctx.registry.actions(action=action, since=since):  # type: ignore[attr-defined]
+        for row in ctx.registry.actions(action=action, since=since):
             pair = (row.details or {}).get("pair")
             if pair is None or pair in rec.canary_pairs:
                 hits.append(f"{action} {pair or 'book'} at {row.occurred_at:%H:%M:%S}")
