@@ -3,6 +3,7 @@ field at fault (``null`` when none is) and the problem; never a traceback."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -41,10 +42,12 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body over {limit} bytes")
 
 
-def error_response(error: ApiError) -> JSONResponse:
-    """The JSON response of ``error``."""
-    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+def error_response(error: ApiError, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The JSON response of ``error`` (401: with ``WWW-Authenticate``; 405: ``Allow`` kept)."""
+    out = dict(headers or {})
+    if error.status == 401:
+        out["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(error.body(), status_code=error.status, headers=out or None)
 
 
 def _where(loc: tuple[Any, ...]) -> str:
@@ -90,7 +93,7 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _STATUS_CODES.get(status, f"API_HTTP_{status}")
         field = "body" if status in (400, 413, 415) else None
         message = str(getattr(exc, "detail", "") or code)
-        return error_response(ApiError(status, code, message, field))
+        return error_response(ApiError(status, code, message, field), getattr(exc, "headers", None))
 
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         # Never a traceback in a body; the server's log has it.

@@ -42,7 +42,7 @@ def checked_pairs(ctx: ApiContext, pairs: list[str] | None) -> frozenset[str] | 
     for i, pair in enumerate(pairs):
         if pair not in known:
             raise ApiError(
-                422,
+                404,  # a schema-valid name the universe does not hold: not found
                 "OPS_PAIR_UNKNOWN",
                 f"pair {pair!r} is not in universe.yaml ({', '.join(sorted(known))})",
                 f"body.pairs[{i}]",
