@@ -111,3 +111,21 @@ def test_a_streamed_body_over_the_limit_is_refused(api: Api) -> None:
             headers={**api.headers("eddie"), "Content-Type": "application/json"},
         )
     assert (resp.status_code, resp.json()["code"]) == (413, "API_REQUEST_TOO_LARGE")
+
+
+def test_a_rollback_with_nothing_deployed_is_refused_and_audited(api: Api) -> None:
+    for body in (
+        {"kind": "model", "reason": "bad model"},
+        {"kind": "theta", "to": [0.6, 0.6], "reason": "bad theta"},
+    ):
+        with client(api) as http:
+            resp = http.post(
+                "/ops/rollback", json=body, headers=api.headers("oscar", rid=f"rb-{body['kind']}")
+            )
+        assert (resp.status_code, resp.json()["code"]) == (409, "OPS_ROLLBACK_NO_TARGET")
+        row = next(
+            a
+            for a in api.registry.actions(action="ops.rollback")
+            if a.request_id == f"rb-{body['kind']}"
+        )
+        assert (row.actor, row.role, row.result) == ("oscar", "approver", "refused")

@@ -88,13 +88,29 @@ class AdvanceIn(Body):
     early: bool = False
 
 
-class RollbackIn(Body):
-    """Roll back the model version, θ or config version (``to``: a named target; none: the
-    previous one)."""
+VersionName = Annotated[str, StringConstraints(pattern=r"^\d{8}_\d{4}_[A-Za-z0-9]+(_\d+)?$")]
+Rate = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
-    kind: Literal["model", "theta", "config"]
-    to: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+
+class ModelRollbackIn(Body):
+    """Put back the model version deployed before the one in service (``to``: that version,
+    named to make sure)."""
+
+    kind: Literal["model"]
+    to: VersionName | None = None
     reason: Reason
+
+
+class ThetaRollbackIn(Body):
+    """θ of the deployed version back to its previous θ record, or to ``to`` (θ1, θ2) inside
+    core_policy's theta_search_range."""
+
+    kind: Literal["theta"]
+    to: Annotated[list[Rate], Field(min_length=2, max_length=2)] | None = None
+    reason: Reason
+
+
+RollbackIn = Annotated[ModelRollbackIn | ThetaRollbackIn, Field(discriminator="kind")]
 
 
 class OpsOut(Body):
