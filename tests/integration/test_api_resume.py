@@ -150,7 +150,7 @@ def test_the_rest_waits_for_the_watch_and_a_canary_drawdown_stops_it(api: Api) -
         before=None,
         after=None,
         result="ok",
-        details={"pair": "BTC_ETH"},
+        details={"pair_id": "BTC_ETH", "event": "warn"},
     )
     adv = f"/ops/resume/{req['request_id']}/advance"
     status, body = _post(api, "oscar", adv, {"reason": "watch over"})

@@ -165,7 +165,7 @@ def _dd_hits(request: Request, rec: ResumeRecord) -> list[str]:
     hits = []
     for action in DD_ACTIONS:
         for row in ctx.registry.actions(action=action, since=since):
-            pair = (row.details or {}).get("pair")
+            pair = (row.details or {}).get("pair_id")  # the DD guard's crossing; None: the book
             if pair is None or pair in rec.canary_pairs:
                 hits.append(f"{action} {pair or 'book'} at {row.occurred_at:%H:%M:%S}")
     return hits
