@@ -69,9 +69,12 @@ code                                       class                  when
 ``AUDIT_CHAIN_BROKEN``                     FatalError (exit 1)    ``audit verify``: a row whose
                                                                   content does not match its hash,
                                                                   or whose prev_hash is not the
-                                                                  row before's (removed/reordered)
+                                                                  row before's (removed/reordered),
+                                                                  or a ``--head`` no longer there
 ``AUDIT_REQUEST_TIMESTAMP_INVALID``        ConfigError (exit 2)   ``audit at`` of a time that is
                                                                   not ISO 8601
+``AUDIT_REQUEST_HEAD_INVALID``             ConfigError (exit 2)   ``audit verify --head`` that is
+                                                                  not 64 hex digits
 ``RETRAIN_GUARD_STOPPED``                  RetrainRefused         retraining stopped after
                                            (Fatal)                consecutive failures
 ``RETRAIN_GUARD_BUSY``                     RetrainRefused         another retraining run is on (its

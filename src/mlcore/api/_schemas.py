@@ -137,3 +137,27 @@ class ResumeOut(Body):
     approver: str | None
     watch_until: datetime | None
     audit_id: int
+
+
+class AuditVerifyOut(Body):
+    """The audit chains checked: rows per table, each head, each broken row."""
+
+    intact: bool
+    rows: dict[str, int]
+    heads: dict[str, dict[str, Any]]
+    heads_missing: list[str]
+    breaks: list[dict[str, Any]]
+
+
+class AuditAtOut(Body):
+    """What was in force at ``at``, and who changed each last (null: nothing recorded)."""
+
+    at: datetime
+    model_version: str | None
+    model_changed: dict[str, Any] | None
+    theta: list[float] | None
+    theta_changed: dict[str, Any] | None
+    config: dict[str, Any] | None
+    config_changed: dict[str, Any] | None
+    flags: dict[str, Any] | None
+    flags_changed: dict[str, Any] | None
