@@ -71,6 +71,15 @@ def _run(*args: str) -> tuple[int, str]:
         ["api", "token"],
         ["api", "token", "issue"],
         ["api", "token", "revoke"],
+        ["configs"],
+        ["configs", "validate"],
+        ["configs", "pr"],
+        ["configs", "approve"],
+        ["configs", "merge"],
+        ["configs", "apply"],
+        ["configs", "rollback"],
+        ["configs", "status"],
+        ["configs", "init-git"],
     ],
 )
 def test_help_everywhere(cmd: list[str]) -> None:
@@ -78,7 +87,7 @@ def test_help_everywhere(cmd: list[str]) -> None:
     assert code == 0
     assert "Usage" in out
     groups = ("catalog", "config", "features", "registry", "theta", "flows", "universe", "audit",
-              "api", "user", "token")  # fmt: skip
+              "configs", "api", "user", "token")  # fmt: skip
     if cmd and cmd[-1] not in groups:
         # Every command takes the shared options, declared once for all of them.
         assert "--config-env" in out and "--config-root" in out and "--verbose" in out
@@ -94,9 +103,9 @@ def test_every_command_is_in_the_tree() -> None:
         for name, cmd in group.commands.items()
         for sub in (cmd.commands if isinstance(cmd, typer.core.TyperGroup) else [""])
     }
-    # 22 + init, universe add-instrument, add-pair, audit verify, audit at + api serve,
-    # openapi, user, token
-    assert len(names) == 31, sorted(names)
+    # 22 + init, universe add-instrument, add-pair, audit verify, audit at + 8 configs + api
+    # serve, openapi, user, token
+    assert len(names) == 39, sorted(names)
 
 
 def test_config_check_ok(archive: Path) -> None:

@@ -6,7 +6,13 @@ import yaml
 from fastapi import FastAPI
 
 from mlcore import __version__
-from mlcore.api import _routes_audit, _routes_ops, _routes_resume, _routes_rollback
+from mlcore.api import (
+    _routes_audit,
+    _routes_configs,
+    _routes_ops,
+    _routes_resume,
+    _routes_rollback,
+)
 from mlcore.api._errors import install_error_handlers
 from mlcore.api._guard import MAX_BODY_BYTES, ApiContext, RequestLimits
 from mlcore.api._users import Users
@@ -49,6 +55,7 @@ def _build(max_body_bytes: int) -> FastAPI:
     app.include_router(_routes_ops.router, prefix=PREFIX)
     app.include_router(_routes_resume.router, prefix=PREFIX)
     app.include_router(_routes_rollback.router, prefix=PREFIX)
+    app.include_router(_routes_configs.router, prefix=PREFIX)
     app.include_router(_routes_audit.router, prefix=PREFIX)
     app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes)
     return app

@@ -110,7 +110,18 @@ class ThetaRollbackIn(Body):
     reason: Reason
 
 
-RollbackIn = Annotated[ModelRollbackIn | ThetaRollbackIn, Field(discriminator="kind")]
+class ConfigVersionRollbackIn(Body):
+    """The config version back to the one applied before (or ``to``, a git SHA applied
+    before): a revert commit, put in force, recorded as CONFIG_ROLLBACK."""
+
+    kind: Literal["config"]
+    to: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{7,64}$")] | None = None
+    reason: Reason
+
+
+RollbackIn = Annotated[
+    ModelRollbackIn | ThetaRollbackIn | ConfigVersionRollbackIn, Field(discriminator="kind")
+]
 
 
 class OpsOut(Body):
@@ -137,6 +148,59 @@ class ResumeOut(Body):
     approver: str | None
     watch_until: datetime | None
     audit_id: int
+
+
+PolicyFile = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}\.yaml$")]
+ChangeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+GitSha = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{7,64}$")]
+
+
+class ConfigFilesIn(Body):
+    """Proposed policy files: file name -> its whole YAML text."""
+
+    files: Annotated[
+        dict[PolicyFile, str],
+        # No key but a policy file name: said in the document too (patternProperties alone
+        # lets any other key through).
+        Field(min_length=1, max_length=20, json_schema_extra={"additionalProperties": False}),
+    ]
+
+
+class ConfigPrIn(ConfigFilesIn):
+    """Propose a change of policy files, with why."""
+
+    reason: Reason
+
+
+class ChangeIdIn(Body):
+    """A change, by the id its pr gave, and why."""
+
+    change_id: ChangeId
+    reason: Reason
+
+
+class ConfigApplyIn(Body):
+    """Put in force a merged change (``change_id``) or a commit of main (``sha``)."""
+
+    change_id: ChangeId | None = None
+    sha: GitSha | None = None
+    reason: Reason
+
+
+class ConfigRollbackIn(Body):
+    """Back to the previously applied version (or ``to``, a SHA applied before)."""
+
+    to: GitSha | None = None
+    reason: Reason
+
+
+class ConfigOut(Body):
+    """What a /configs call did: the governance part's record, and the audit row."""
+
+    action: str
+    request_id: str
+    audit_id: int
+    result: dict[str, Any]
 
 
 class AuditVerifyOut(Body):
