@@ -129,6 +129,9 @@ def live_api(cfg: AppConfig) -> Iterator[Api]:
         server.should_exit = True
         thread.join(10)
         registry.engine.dispose()
+        store = app.state.ctx.flags
+        if store.client is not None:  # a private key on the shared Redis: leave nothing behind
+            store.client.delete(store.key)
 
 
 def client(api: Api) -> httpx.Client:
