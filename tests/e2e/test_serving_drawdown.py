@@ -217,11 +217,15 @@ def test_the_book_halts_and_flattens_on_the_backtests_bar(served) -> None:
     assert served["flags"].global_halt
 
 
-def test_a_restarted_worker_keeps_its_drawdown(served, tmp_path: Path) -> None:
+def test_a_restarted_worker_keeps_its_drawdown(
+    served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The replay in two halves, the worker stopped in between: the second starts from the
     outbox (paper positions, peaks, halts, the book) and ends where the one run did."""
     from dataclasses import replace
 
+    monkeypatch.setenv("REDIS_URL", redis_url())
+    monkeypatch.setenv("ARCHIVE_PATH", str(served["cfg"].paths.archive))
     cfg, tag = _config(tmp_path)
     bars = served["bars"]
     times = sorted({b.ts_ns for b in bars})
