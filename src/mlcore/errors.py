@@ -215,6 +215,19 @@ code                                       class                  when
 ``SERVING_FLAGS_CONTENDED``                RetryableError         update_flags lost 100 WATCH races
                                                                   in a row, or the file lock stayed
                                                                   taken for 10 s
+``OPS_REQUEST_INVALID``                   OpsError (Fatal)       an ops request without an actor,
+                                                                  role or reason
+``OPS_ROLLBACK_NO_TARGET``                 OpsError (Fatal)       rollback with nothing deployed, no
+                                                                  earlier deployed version or no
+                                                                  earlier θ record
+``OPS_ROLLBACK_TARGET_MISMATCH``           OpsError (Fatal)       ``to_version`` is not the version
+                                                                  a rollback puts back
+``OPS_ROLLBACK_TARGET_UNUSABLE``           OpsError (Fatal)       the version to put back fails
+                                                                  serving's checks: nothing changed
+``OPS_ROLLBACK_THETA_INVALID``             OpsError (Fatal)       a θ ``to`` outside
+                                                                  theta_search_range or not numbers
+``OPS_ROLLBACK_CONFLICT``                  OpsError (Fatal)       the deployed version changed under
+                                                                  the rollback: decide again
 =========================================  =====================  ==================================
 """
 

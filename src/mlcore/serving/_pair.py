@@ -170,6 +170,20 @@ class PairRuntime:
         if self.dd is not None and doc.get("drawdown") is not None:
             self.dd.restore(doc["drawdown"])
 
+    def swap(
+        self, setup: PairSetupLive, scorer: PairScorer, registered: bool,
+        engine: tuple[PairFeatureEngine, float] | None,
+    ) -> None:  # fmt: skip
+        """Serve another version/θ/config from the next bar on, keeping the position, the
+        hold count and the last bar seen; ``engine`` (with its last z) replaces the feature
+        state when the new setup's windows differ (re-warmed by the caller)."""
+        decider = PairDecider(setup.rules)
+        decider.restore(self.decider.state())
+        self.decider, self.setup, self.scorer = decider, setup, scorer
+        self.model_registered = registered
+        if engine is not None:
+            self.engine, self.prev_z = engine
+
     def warm(self, bars: np.ndarray, last_ts_ns: int) -> None:
         """Feed history (n x 6 aligned bars, the newest last) through the features; the
         decision state starts flat."""

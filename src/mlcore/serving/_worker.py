@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import signal as os_signal
 import sys
 import time
@@ -26,8 +27,7 @@ import orjson
 import redis
 
 from mlcore._logging import inherit_third_party_verbosity
-from mlcore.config import TIMEFRAMES, AppConfig, PairSpec, load_config
-from mlcore.execution import PairModels, check_serving, version_config
+from mlcore.config import TIMEFRAMES, AppConfig, PairSpec
 from mlcore.registry import database_url, make_engine, upgrade
 from mlcore.serving import _metrics as m
 from mlcore.serving._bars import Bar, FileBarSource, RawBar, RedisBarSource
@@ -48,6 +48,8 @@ from mlcore.serving._outbox import Outbox
 from mlcore.serving._pair import FxQuote, PairBar, PairRuntime
 from mlcore.serving._scorer import PairScorer
 from mlcore.serving._setup import history, pair_setup, serving_dir
+from mlcore.serving._swap import ModelUnusable, base_config, load_version, poll_target
+from mlcore.serving._target import TargetWatch
 from mlcore.signals import encode_signal
 
 log = logging.getLogger("mlcore.serving")
@@ -79,6 +81,10 @@ class WorkerSpec:
     # A replay of past bars (`mlcore serve --replay-last`): its signals, dead letters and
     # heartbeats go to the replay names on Redis (``replay_names``), never the live ones.
     replay_redis: bool = False
+    # The config version in force and the serving target's sequence number this spec is
+    # (see mlcore.serving._target): a newer target.json is taken without a restart.
+    config_version: str | None = None
+    target_seq: int = 0
 
 
 def heartbeat_path(root: Path, worker_id: str) -> Path:
@@ -95,37 +101,35 @@ def _kept_flags(saved: str | None) -> OpsFlags:
         return OpsFlags(global_halt=True)
 
 
-class ModelUnusable(ValueError):
-    """The model version handed to a worker fails its checks."""
-
-
 class Worker:
     """One worker process's state and loop (see the module docstring)."""
 
     def __init__(self, spec: WorkerSpec, cfg: AppConfig | None = None) -> None:
         self.spec = spec
-        cfg = cfg or load_config(Path(spec.config_root), spec.env_name)
-        if spec.replay_redis:
+        if cfg is None:
+            cfg = base_config(spec)
+        elif spec.replay_redis:
             serving = cfg.serving.model_copy(update={"redis": replay_names(cfg.serving.redis)})
             cfg = dataclasses.replace(cfg, serving=serving)
+        self.base_cfg = cfg
         sv = cfg.serving
         self.root = Path(spec.root) if spec.root else serving_dir(cfg)
         unknown = [p for p in spec.pair_ids if p not in {q.pair_id for q in cfg.universe.pairs}]
         if unknown:
             raise ValueError(f"worker {spec.worker_id}: pairs {unknown} are not in universe.yaml")
-        try:
-            sums = dict(spec.model_checksums) if spec.model_checksums else None
-            models = PairModels.load(Path(spec.model_folder), sums=sums)
-        except ValueError as exc:
-            raise ModelUnusable(str(exc)) from None
-        # What decides the signals is the version's (decision.json), never today's policy files.
-        params = models.decision_params()
-        check_serving(params, list(spec.pair_ids), sv.timeframe)
-        self.cfg = cfg = version_config(cfg, params)
-        self.params_sha256 = params.sha256
+        sums = dict(spec.model_checksums) if spec.model_checksums else None
+        loaded = load_version(cfg, Path(spec.model_folder), sums, list(spec.pair_ids))
+        self.cfg = cfg = loaded.cfg
+        self.params_sha256 = loaded.params_sha256
         pairs = {p.pair_id: p for p in cfg.universe.pairs}
-        self.scorer = PairScorer(models)
-        self.version = models.version
+        self.scorer: PairScorer = loaded.scorer
+        self.version = self.scorer.version
+        # What is served now (hot swaps change it: mlcore.serving._swap).
+        self.model_folder = spec.model_folder
+        self.theta: tuple[float, float] = (float(spec.theta[0]), float(spec.theta[1]))
+        self.config_version = spec.config_version
+        self.target_seq, self.refused_seq = spec.target_seq, -1
+        self.target_watch = TargetWatch(self.root)
         self.client = redis.Redis.from_url(cfg.env.redis_url) if cfg.env.redis_url else None
         self.publisher = RedisPublisher(self.client, sv.redis) if self.client else None
         self.clock = ReplayClock() if spec.replay else WallClock()
@@ -136,7 +140,7 @@ class Worker:
         self.pairs: dict[str, PairRuntime] = {}
         self.by_symbol: dict[str, list[tuple[PairRuntime, bool]]] = {}
         for pid in spec.pair_ids:
-            setup = pair_setup(cfg, pairs[pid], spec.theta, params.sha256)
+            setup = pair_setup(cfg, pairs[pid], spec.theta, self.params_sha256)
             rt = PairRuntime(setup, self.scorer, spec.worker_id,
                              model_registered=spec.model_registered)  # fmt: skip
             self.pairs[pid] = rt
@@ -318,8 +322,13 @@ class Worker:
     def pairs_seconds(self) -> int:
         return TIMEFRAMES[self.cfg.serving.timeframe]
 
+    def touch_all(self) -> None:
+        """Every pair's state goes into the next commit (after a hot swap)."""
+        self._touched |= set(self.pairs)
+
     def step(self) -> int:
         """Read and process one batch; return how many bar messages it held."""
+        poll_target(self)  # between batches: a newer serving target is taken here
         sv = self.cfg.serving
         try:
             raws = self.source.read(sv.bar_source.batch_bars, sv.bar_source.block_ms)
@@ -465,7 +474,10 @@ class Worker:
         """The heartbeat file (which the supervisor watches) and, with Redis, the key that
         expires after heartbeat_ttl_seconds (for monitors elsewhere)."""
         beat = json.dumps({"worker": self.spec.worker_id, "pairs": list(self.spec.pair_ids),
-                           "model_version": self.version, "at": time.time(),
+                           "model_version": self.version, "params_sha256": self.params_sha256,
+                           "theta": list(self.theta), "config_version": self.config_version,
+                           "target_seq": self.target_seq, "refused_seq": self.refused_seq,
+                           "pid": os.getpid(), "at": time.time(),
                            "counts": dict(self.tally)})  # fmt: skip
         path = heartbeat_path(self.root, self.spec.worker_id)
         path.parent.mkdir(parents=True, exist_ok=True)
