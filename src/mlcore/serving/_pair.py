@@ -183,6 +183,11 @@ class PairRuntime:
         self.model_registered = registered
         if engine is not None:
             self.engine, self.prev_z = engine
+        if self.dd is not None and setup.drawdown is not None:
+            # The new rules (limits, costs, sizing) from the next bar on, the paper position kept.
+            self.dd = PairDrawdown(setup.capital_usd, setup.risk_fraction,
+                                   setup.rules.latency_bars, setup.leg_a, setup.leg_b,
+                                   setup.drawdown, self.dd.s)  # fmt: skip
 
     def warm(self, bars: np.ndarray, last_ts_ns: int) -> None:
         """Feed history (n x 6 aligned bars, the newest last) through the features; the
