@@ -30,6 +30,7 @@ from mlcore.registry._records import (
 )
 from mlcore.registry._registry import Registry
 from mlcore.registry._runs import RetrainRuns
+from mlcore.registry._state_at import Changed, ConfigVersionAt, StateAt, state_at
 from mlcore.registry._store import (
     ArtifactStore,
     LocalArtifactStore,
@@ -61,7 +62,9 @@ __all__ = [
     "AuditTrail",
     "Break",
     "ChainReport",
+    "Changed",
     "CheckedModel",
+    "ConfigVersionAt",
     "LocalArtifactStore",
     "ModelRecord",
     "ModelStatus",
@@ -74,6 +77,7 @@ __all__ = [
     "Rollback",
     "RunStatus",
     "S3ArtifactStore",
+    "StateAt",
     "StatusChange",
     "Versions",
     "artifact_store",
@@ -90,6 +94,7 @@ __all__ = [
     "restore_folder",
     "signals_history",
     "signals_live",
+    "state_at",
     "upgrade",
     "version_row",
 ]

@@ -5,8 +5,8 @@ that say what was in force at a time."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -16,12 +16,16 @@ from mlcore.registry._chain import ACTION_CHAIN, CHAINS, CONFIG_CHAIN, Break, re
 from mlcore.registry._common import aware, chained, need_notes
 from mlcore.registry._errors import RegistryError
 from mlcore.registry._records import ActionRecord, ActionResult, AuditEvent, StatusChange
+from mlcore.registry._state_at import StateAt, state_at
 from mlcore.registry._tables import analytics_actions, config_changes
 
 #: The longest ``action`` name (its column's width).
 ACTION_MAX: Final = 64
 #: The widest status a config_changes row holds (its columns' width).
 STATUS_MAX: Final = 16
+#: The longest name (actor, role, request id) and reason an audit row takes.
+NAME_MAX: Final = 200
+REASON_MAX: Final = 10_000
 
 
 def _refused(message: str) -> RegistryError:
@@ -58,15 +62,29 @@ def action_record(row: Any) -> ActionRecord:
 
 @dataclass(frozen=True)
 class ChainReport:
-    """What verifying the audit chains found: rows per table, and each broken row."""
+    """What verifying the audit chains found: rows per table, each broken row, each table's
+    newest row (id, hash: keep it elsewhere to prove later that no row after it was removed),
+    and the recorded heads asked for that the chains no longer hold."""
 
     rows: dict[str, int]
     breaks: list[Break]
+    heads: dict[str, tuple[int, str | None]] = field(default_factory=dict)
+    heads_missing: list[str] = field(default_factory=list)
 
     @property
     def intact(self) -> bool:
         """True when no row is broken."""
-        return not self.breaks
+        return not self.breaks and not self.heads_missing
+
+    def as_json(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict (for the API)."""
+        return {
+            "intact": self.intact, "rows": dict(self.rows),
+            "heads": {t: {"row_id": i, "row_hash": h} for t, (i, h) in self.heads.items()},
+            "heads_missing": list(self.heads_missing),
+            "breaks": [{"table": b.table, "row_id": b.row_id, "problem": b.problem,
+                        "line": str(b)} for b in self.breaks],
+        }  # fmt: skip
 
 
 class AuditTrail:
@@ -90,9 +108,10 @@ class AuditTrail:
                 f"result {result!r} is not one of {[str(r) for r in ActionResult]}"
             ) from None
         values = {
-            "action": _text("action", action, ACTION_MAX), "actor": _text("actor", actor),
-            "role": _text("role", role), "reason": _text("reason", reason),
-            "request_id": _text("request_id", request_id), "result": outcome.value,
+            "action": _text("action", action, ACTION_MAX),
+            "actor": _text("actor", actor, NAME_MAX), "role": _text("role", role, NAME_MAX),
+            "reason": _text("reason", reason, REASON_MAX),
+            "request_id": _text("request_id", request_id, NAME_MAX), "result": outcome.value,
             "before": _document("before", before), "after": _document("after", after),
             "details": _document("details", details),
         }  # fmt: skip
@@ -134,8 +153,8 @@ class AuditTrail:
         if model_version is not None:
             _text("model_version", model_version, 64)
         values = {
-            "event": kind.value, "actor": _text("actor", actor),
-            "notes": need_notes(notes, f"recording {kind.value}"),
+            "event": kind.value, "actor": _text("actor", actor, NAME_MAX),
+            "notes": _text("notes", need_notes(notes, f"recording {kind.value}"), REASON_MAX),
             "model_version": model_version, "old_status": old_status,
             "new_status": new_status, "details": _document("details", details),
         }  # fmt: skip
@@ -153,16 +172,34 @@ class AuditTrail:
         with self.engine.connect() as conn:
             return [change_record(r) for r in conn.execute(query)]
 
-    def verify(self) -> ChainReport:
-        """Check both chains, row by row (in one snapshot-free read per table)."""
+    def state_at(self, at: datetime) -> StateAt:
+        """What was in force at ``at`` (see ``_state_at``), from the rows at or before it."""
+        return state_at(at, self.config_events(until=at), self.actions(until=at))
+
+    def verify(self, heads: Iterable[str] = ()) -> ChainReport:
+        """Check both chains, row by row, and that each of ``heads`` (row hashes recorded
+        earlier) is still the hash of a row: rows removed from a chain's end show there."""
         rows: dict[str, int] = {}
         breaks: list[Break] = []
+        newest: dict[str, tuple[int, str | None]] = {}
+        held: set[str] = set()
+        wanted = sorted(set(heads))
         with self.engine.connect() as conn:
             for chain in CHAINS:
                 count, found = read_chain(conn, chain)
                 rows[chain.name] = count
                 breaks += found
-        return ChainReport(rows, breaks)
+                t, id_col = chain.table, chain.table.c[chain.id_column]
+                last = conn.execute(
+                    select(id_col, t.c.row_hash).order_by(id_col.desc()).limit(1)
+                ).first()
+                if last is not None:
+                    newest[chain.name] = (int(last[0]), last[1])
+                if wanted:
+                    held |= set(
+                        conn.execute(select(t.c.row_hash).where(t.c.row_hash.in_(wanted))).scalars()
+                    )
+        return ChainReport(rows, breaks, newest, [h for h in wanted if h not in held])
 
 
 def _utc(when: datetime) -> datetime:

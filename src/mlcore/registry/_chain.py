@@ -66,9 +66,22 @@ def row_hash(row: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical(row)).hexdigest()
 
 
+def _json_value(value: Any) -> Any:
+    """What JSON lacks, as a document records it: a set as its sorted list (the flags' pair
+    sets), a NumPy scalar as its number; anything else refused."""
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)  # TypeError for a set of mixed types: refused
+    item = getattr(value, "item", None)
+    if callable(item) and hasattr(value, "dtype"):
+        plain = item()
+        if isinstance(plain, (bool, int, float, str)):
+            return plain
+    raise TypeError(f"a {type(value).__name__} is not JSON")
+
+
 def stored(name: str, value: Any) -> Any:
-    """``value`` as the database hands it back (a JSON document round-tripped: tuples become
-    lists, keys strings), so that the hash written is the hash read. ``ValueError`` naming
+    """``value`` as the database hands it back (a JSON document round-tripped: tuples and sets
+    become lists, keys strings), so that the hash written is the hash read. ``ValueError`` naming
     ``name`` for what cannot be stored: not JSON, NaN or infinity, a NUL character, text that
     is not UTF-8."""
     if value is None or isinstance(value, (bool, int, datetime)):
@@ -79,7 +92,7 @@ def stored(name: str, value: Any) -> Any:
             if "\x00" in value:
                 raise ValueError("holds a NUL character")
             return value
-        body = json.dumps(value, sort_keys=True, ensure_ascii=False, allow_nan=False)
+        body = json.dumps(value, ensure_ascii=False, allow_nan=False, default=_json_value)
         body.encode("utf-8")
     except (TypeError, ValueError, UnicodeError) as exc:
         raise ValueError(f"{name}: cannot be recorded ({exc})") from None
@@ -126,6 +139,14 @@ def append(
     return new_id
 
 
+def _hash_or_none(row: Mapping[str, Any]) -> str | None:
+    """The row's hash; None when a value in it was never one the chain writes (a blob, NaN)."""
+    try:
+        return row_hash(row)
+    except (TypeError, ValueError):
+        return None
+
+
 @dataclass(frozen=True)
 class Break:
     """One row where the chain is broken, and how."""
@@ -153,7 +174,7 @@ def check_chain(
         own = row.get("row_hash")
         if own is None:
             breaks.append(Break(name, rid, "it has no hash (written around the chain)"))
-        elif row_hash(row) != own:
+        elif _hash_or_none(row) != own:
             breaks.append(Break(name, rid, "its content does not match its hash"))
         if row.get("prev_hash") != expected:
             why = (
@@ -170,5 +191,25 @@ def check_chain(
 def read_chain(conn: Connection, chain: Chain) -> tuple[int, list[Break]]:
     """:func:`check_chain` over the rows of ``chain`` as stored."""
     id_col = chain.table.c[chain.id_column]
-    result = conn.execution_options(yield_per=2000).execute(select(chain.table).order_by(id_col))
-    return check_chain(chain.name, chain.id_column, (dict(r._mapping) for r in result))
+    try:
+        result = conn.execution_options(yield_per=2000).execute(
+            select(chain.table).order_by(id_col)
+        )
+        return check_chain(chain.name, chain.id_column, [dict(r._mapping) for r in result])
+    except (ValueError, TypeError):
+        pass  # a value the database hands back unreadable (a text edited into a JSON column)
+    # Row by row: each unreadable row is named, the links around it still checked.
+    unreadable: list[Break] = []
+    rows: list[dict[str, Any]] = []
+    links = select(id_col, chain.table.c.prev_hash, chain.table.c.row_hash).order_by(id_col)
+    for rid, prev, own in conn.execute(links).all():
+        try:
+            rows.append(dict(conn.execute(select(chain.table).where(id_col == rid)).one()._mapping))
+        except (ValueError, TypeError) as exc:
+            why = f"its content cannot be read ({type(exc).__name__}: {str(exc)[:80]})"
+            unreadable.append(Break(chain.name, int(rid), why))
+            rows.append({chain.id_column: rid, "prev_hash": prev, "row_hash": own})
+    count, found = check_chain(chain.name, chain.id_column, rows)
+    skip = {b.row_id for b in unreadable}
+    kept = [b for b in found if b.row_id not in skip or "prev_hash" in b.problem]
+    return count, sorted(unreadable + kept, key=lambda b: b.row_id)

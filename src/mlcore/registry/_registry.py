@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from mlcore.registry._records import (
     StatusChange,
 )
 from mlcore.registry._runs import RetrainRuns
+from mlcore.registry._state_at import StateAt
 from mlcore.registry._store import ArtifactStore
 from mlcore.registry._versions import Versions
 
@@ -216,6 +217,12 @@ class Registry:
                                               old_status=old_status,
                                               new_status=new_status)  # fmt: skip
 
-    def verify_audit(self) -> ChainReport:
-        """Check the hash chains of both audit tables, row by row."""
-        return self.audit.verify()
+    def verify_audit(self, heads: Iterable[str] = ()) -> ChainReport:
+        """Check the hash chains of both audit tables, row by row (and that the row hashes
+        ``heads``, recorded earlier, are still there)."""
+        return self.audit.verify(heads)
+
+    def state_at(self, at: datetime) -> StateAt:
+        """What was in force at ``at``: model version, θ, config version, flags, and who
+        changed each last (from the audit trail)."""
+        return self.audit.state_at(at)

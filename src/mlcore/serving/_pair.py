@@ -3,6 +3,7 @@ aligned bar, and the state a checkpoint keeps of it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -175,19 +176,27 @@ class PairRuntime:
         engine: tuple[PairFeatureEngine, float] | None,
     ) -> None:  # fmt: skip
         """Serve another version/θ/config from the next bar on, keeping the position, the
-        hold count and the last bar seen; ``engine`` (with its last z) replaces the feature
-        state when the new setup's windows differ (re-warmed by the caller)."""
+        hold count, the paper position and drawdown and the last bar seen (the new setup's
+        limits and sizing apply from the next bar); ``engine`` (with its last z) replaces the
+        feature state when the new setup's windows differ (re-warmed by the caller)."""
         decider = PairDecider(setup.rules)
         decider.restore(self.decider.state())
         self.decider, self.setup, self.scorer = decider, setup, scorer
         self.model_registered = registered
         if engine is not None:
             self.engine, self.prev_z = engine
-        if self.dd is not None and setup.drawdown is not None:
-            # The new rules (limits, costs, sizing) from the next bar on, the paper position kept.
+        if setup.drawdown is None:
+            self.dd = None
+        elif self.dd is None:
             self.dd = PairDrawdown(setup.capital_usd, setup.risk_fraction,
                                    setup.rules.latency_bars, setup.leg_a, setup.leg_b,
-                                   setup.drawdown, self.dd.s)  # fmt: skip
+                                   setup.drawdown)  # fmt: skip
+        else:  # the same state object: equity, peak, open paper position, halt
+            self.dd = dataclasses.replace(
+                self.dd, capital=setup.capital_usd, risk_fraction=setup.risk_fraction,
+                latency_bars=setup.rules.latency_bars, leg_a=setup.leg_a, leg_b=setup.leg_b,
+                limits=setup.drawdown,
+            )  # fmt: skip
 
     def warm(self, bars: np.ndarray, last_ts_ns: int) -> None:
         """Feed history (n x 6 aligned bars, the newest last) through the features; the
