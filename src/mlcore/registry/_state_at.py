@@ -111,10 +111,13 @@ def _theta_set(c: StatusChange, deployed: str | None) -> tuple[str, tuple[float,
 def _config_of(c: StatusChange) -> ConfigVersionAt | None:
     """The config version row ``c`` applies (or rolls back to), if it is such a row."""
     details = c.details if isinstance(c.details, dict) else {}
-    if c.event not in _CONFIG_EVENTS or not isinstance(details.get("git_sha"), str):
+    # mlcore.governance records the version applied as ``sha`` (a model rollback, also
+    # CONFIG_ROLLBACK, has neither key).
+    sha = details.get("git_sha", details.get("sha"))
+    if c.event not in _CONFIG_EVENTS or not isinstance(sha, str):
         return None
     rendered = details.get("rendered_sha256")
-    return ConfigVersionAt(details["git_sha"], rendered if isinstance(rendered, str) else None)
+    return ConfigVersionAt(sha, rendered if isinstance(rendered, str) else None)
 
 
 def state_at(
