@@ -229,6 +229,33 @@ code                                       class                  when
 ``SERVING_BARS_FILE_UNUSABLE``             ConfigError (exit 2)   the file bar source's path holds
                                                                   a folder, a FIFO, a device
 ``SERVING_WORKER_GIVEN_UP``                FatalError             a worker died too often to restart
+``API_AUTH_TOKEN_*`` (``_MISSING`` /      ApiError (HTTP 401)    Ops API: no token, not ``Bearer
+``_MALFORMED`` / ``_INVALID`` /                                   <token>``, unknown, revoked
+``_REVOKED``)                                                     (each audited ``api.denied``)
+``API_AUTH_TOTP_*`` (``_MISSING`` /        ApiError (HTTP 401)    an approver-level route without
+``_INVALID`` / ``_REPLAYED``)                                     ``X-TOTP``, a wrong or used code
+``API_AUTH_ROLE_DENIED`` /                 ApiError (HTTP 403)    the caller's role is below the
+``API_AUTH_DUTY_DENIED``                                          route's, or the duty not its
+``API_REQUEST_MALFORMED`` / ``_INVALID``   ApiError (400 / 422)   a body that is not JSON; a field
+/ ``_TOO_LARGE`` / ``_CONTENT_TYPE`` /     (413 / 415 / 400)      wrong (named); over 64 KiB; not
+``_ID_INVALID``                                                   JSON; a bad ``X-Request-ID``
+``API_ROUTE_NOT_FOUND`` /                  ApiError (404 / 405 /  no such route or method; an
+``API_METHOD_NOT_ALLOWED`` /               500)                   unexpected error (never a
+``API_SERVER_ERROR``                                              traceback in the body)
+``API_TLS_REQUIRED`` / ``_INCOMPLETE`` /   ConfigError (exit 2)   ``api serve`` off loopback
+``_UNREADABLE``                                                   without TLS; half a pair; no file
+``API_USER_REFUSED``                       ConfigError (exit 2)   ``api user add`` of a bad or taken
+                                                                  name, a token of no user
+``OPS_PAIR_UNKNOWN``                       ApiError (HTTP 404)    a halt/flatten/resume naming a
+                                                                  pair not in universe.yaml
+``OPS_FLAGS_UNAVAILABLE`` /                ApiError (503 / 409)   the flags store does not answer;
+``OPS_FLAGS_UNREADABLE``                                          its document is refused
+``OPS_RESUME_*`` (``_SELF_APPROVAL``,      ResumeRefused (HTTP    a resume step breaking a rule of
+``_SAME_DUTY``, ``_ALREADY_APPROVED``,     403 / 404 / 409)       the two-person resume
+``_EXPIRED``, ``_REQUEST_CHANGED``,                               (docs/api.md)
+``_DUTY_MISSING``, ``_NOTHING_HALTED``,
+``_NOT_IN_CANARY``, ``_WATCH_PENDING``,
+``_CANARY_DRAWDOWN``, ``_NOT_FOUND``)
 ``SERVING_FLAGS_INVALID``                  FlagsInvalid (Fatal,   the ops flags document is refused
                                            ValueError)            (read_flags, update_flags: never
                                                                   overwritten by a change)

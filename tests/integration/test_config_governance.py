@@ -131,6 +131,15 @@ def test_the_whole_path_draft_to_applied_then_rolled_back_byte_identical(
     assert last.actor == "bob" and last.notes == "too chatty"
     assert last.details is not None and last.details["identical"] is True
     assert registry.verify_audit().intact  # every row on the audit's hash chain
+    # `mlcore audit at`: the version in force after the apply, then after the rollback.
+    rows = _rows(registry)
+    applied_at, rolled_at = rows[-2].changed_at, rows[-1].changed_at
+    at_apply = registry.state_at(applied_at).config
+    assert at_apply is not None and at_apply.git_sha == v1.sha
+    assert at_apply.rendered_sha256 == v1.rendered_sha256
+    at_rollback = registry.state_at(rolled_at).config
+    assert at_rollback is not None and at_rollback.git_sha == back.sha
+    assert at_rollback.rendered_sha256 == v0.rendered_sha256
 
 
 def test_a_high_risk_change_needs_two_distinct_approvers(

@@ -21,7 +21,6 @@ from tests.conftest import REPO
 PROJECT = canonicalize_name("ml-assets-core")
 # Declared for a reason other than an import in src/ (each says which).
 NOT_IMPORTED = {
-    "fastapi": "upper bound for Prefect's local server",
     "hiredis": "redis-py's C parser, picked up by redis when installed",
     "psycopg": "SQLAlchemy's PostgreSQL driver (postgresql+psycopg://)",
     "pyyaml": "imported as yaml",  # name differs; checked through packages_distributions too

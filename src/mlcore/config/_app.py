@@ -20,6 +20,7 @@ from mlcore.config._schemas import (
     MlCoreStoragePolicy,
     PipelinePolicy,
     RetrainPolicy,
+    RunbookPolicy,
     ServingPolicy,
     SourcesPolicy,
     StoragePolicy,
@@ -90,6 +91,7 @@ class AppConfig:
     backtest: BacktestPolicy
     retrain: RetrainPolicy
     serving: ServingPolicy
+    runbook: RunbookPolicy
     paths: StoragePaths
     #: The workspace whose configs/ is ``config_root`` (None: the shipped configs alone).
     workspace: Workspace | None = None
@@ -278,6 +280,7 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
     backtest = load_policy(root, "backtest_policy", name, BacktestPolicy)
     retrain = load_policy(root, "retrain_policy", name, RetrainPolicy)
     serving = load_policy(root, "serving_policy", name, ServingPolicy)
+    runbook = load_policy(root, "runbook_policy", name, RunbookPolicy)
     if training.optuna.storage == "postgres" and not env.postgres_url:
         raise ConfigError(
             "CONFIG_ENTRY_INVALID",
@@ -350,6 +353,7 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
         backtest=backtest,
         retrain=retrain,
         serving=serving,
+        runbook=runbook,
         paths=paths,
         workspace=workspace,
     )

@@ -1011,3 +1011,28 @@ class ServingPolicy(Policy):
 
 
 POLICY_SCHEMAS["serving_policy"] = ServingPolicy
+
+
+# runbook_policy.yaml --------------------------------------------------------------------
+class ResumePolicy(Policy):
+    """The two-person resume: who approves, how long a request waits, the canary step."""
+
+    approval_ttl_minutes: Annotated[int, Field(gt=0, le=1440)]
+    required_duties: Annotated[list[Literal["ops", "risk"]], Field(min_length=2, max_length=2)]
+    canary_fraction: Annotated[float, Field(gt=0, le=1)]
+    kpi_watch_minutes: Annotated[int, Field(ge=0, le=10_080)]
+
+    @model_validator(mode="after")
+    def _two_duties(self) -> ResumePolicy:
+        if len(set(self.required_duties)) != 2:
+            raise ValueError("required_duties must name two different duties (ops and risk)")
+        return self
+
+
+class RunbookPolicy(Policy):
+    """runbook_policy.yaml: the runbook's approval rules (spec 002 運用 Runbook・Ops API)."""
+
+    resume_policy: ResumePolicy
+
+
+POLICY_SCHEMAS["runbook_policy"] = RunbookPolicy

@@ -8,7 +8,7 @@ each last and when.
   registration, a promotion with θ) or, for a ``THETA_ROLLBACK``, ``to`` ``[θ1, θ2]`` (one
   without a version applies to the version deployed then);
 - config version: the last ``CONFIG_APPLIED`` or ``CONFIG_ROLLBACK`` row whose ``details``
-  hold ``git_sha`` (or ``sha``) and ``rendered_sha256``;
+  hold ``git_sha`` (and ``rendered_sha256``);
 - flags: the ``after`` of the last ``ok`` ``audit.analytics_actions`` row whose ``after`` is
   a flags document.
 """
@@ -111,7 +111,9 @@ def _theta_set(c: StatusChange, deployed: str | None) -> tuple[str, tuple[float,
 def _config_of(c: StatusChange) -> ConfigVersionAt | None:
     """The config version row ``c`` applies (or rolls back to), if it is such a row."""
     details = c.details if isinstance(c.details, dict) else {}
-    sha = details.get("git_sha", details.get("sha"))  # "sha": governance rows written before
+    # mlcore.governance records the version applied as ``sha`` (a model rollback, also
+    # CONFIG_ROLLBACK, has neither key).
+    sha = details.get("git_sha", details.get("sha"))
     if c.event not in _CONFIG_EVENTS or not isinstance(sha, str):
         return None
     rendered = details.get("rendered_sha256")

@@ -167,3 +167,47 @@ signals_live = _signals("signals_live")
 signals_history = _signals("signals_history")
 
 SQLITE_SCHEMAS: Final = {"core": None, "audit": None}
+
+# The Ops API's people, their tokens and the resume requests (migration 0006).
+api_users = Table(
+    "api_users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("duty", String(8), nullable=False),
+    Column("totp_secret", Text),  # approver and admin only
+    Column("totp_last_step", BigInteger),  # the newest TOTP time step used (no replay)
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    schema="core",
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("token_id", String(32), primary_key=True),
+    Column("user_name", String(64), nullable=False),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+    schema="core",
+)
+
+resume_requests = Table(
+    "resume_requests",
+    metadata,
+    Column("request_id", String(36), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("requester", String(64), nullable=False),
+    Column("requester_duty", String(8), nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("request_sha256", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("approver", String(64)),
+    Column("approved_at", DateTime(timezone=True)),
+    Column("canary_pairs", JSON),
+    Column("rest_pairs", JSON),
+    Column("advanced_by", String(64)),
+    Column("advanced_at", DateTime(timezone=True)),
+    schema="core",
+)

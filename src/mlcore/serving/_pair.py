@@ -258,16 +258,16 @@ class PairRuntime:
 
     def on_bar(
         self, ts_ns: int, bar: tuple[float, float, float, float, float, float], now_ns: int,
-        flags: OpsFlags, fx: dict[str, FxQuote], control: float = 0.0,
+        flags: OpsFlags, fx: dict[str, FxQuote], book: float = 0.0,
     ) -> Outcome:  # fmt: skip
         """Advance the pair by one aligned bar (high_A, low_A, close_A, high_B, low_B, close_B);
-        ``control`` is the book's drawdown stop at this bar time (0 none, 1 halt, 2 flatten)."""
+        ``book`` is the book's drawdown stop at this bar time (0 none, 1 halt, 2 flatten)."""
         s = self.setup
         step = None
         if self.dd is not None:
             if self._moved[0] != ts_ns:
                 self.move(ts_ns, bar, fx)
-            step = self.dd.verdict(control)
+            step = self.dd.verdict(book)
         bridged = self.history_end_ns < 0 or self._bridged(ts_ns)
         feats = self.engine.update(bar)
         self.last_ts_ns = ts_ns

@@ -1,0 +1,56 @@
+"""What halt, flatten and resume do to the ops flags document (pure functions of the flags and
+the universe's pairs; the API applies them with ``update_flags``, which bumps ``seq``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+from mlcore.serving import OpsFlags
+
+
+class HaltLevel(StrEnum):
+    """Soft: no new entries, exits go on. Hard: no signals at all (heartbeats only)."""
+
+    SOFT = "soft"
+    HARD = "hard"
+
+
+def halted(flags: OpsFlags, universe: Iterable[str]) -> frozenset[str]:
+    """Every pair some halt or flatten latch stops now."""
+    out = flags.halted_pairs | flags.hard_halted_pairs | flags.flatten_pairs
+    if flags.global_halt or flags.hard_halt or flags.flatten_all:
+        out |= frozenset(universe)
+    return frozenset(out)
+
+
+def halt(flags: OpsFlags, level: HaltLevel, pairs: frozenset[str] | None) -> OpsFlags:
+    """Halt ``pairs`` (None: the whole book) at ``level``."""
+    if level is HaltLevel.HARD:
+        if pairs is None:
+            return flags.model_copy(update={"hard_halt": True})
+        return flags.model_copy(update={"hard_halted_pairs": flags.hard_halted_pairs | pairs})
+    if pairs is None:
+        return flags.model_copy(update={"global_halt": True})
+    return flags.model_copy(update={"halted_pairs": flags.halted_pairs | pairs})
+
+
+def flatten(flags: OpsFlags, pairs: frozenset[str] | None) -> OpsFlags:
+    """Latch a flatten of ``pairs`` (None: the whole book)."""
+    if pairs is None:
+        return flags.model_copy(update={"flatten_all": True})
+    return flags.model_copy(update={"flatten_pairs": flags.flatten_pairs | pairs})
+
+
+def release(flags: OpsFlags, pairs: frozenset[str], universe: Iterable[str]) -> OpsFlags:
+    """Lift every halt and flatten latch from ``pairs``; a book-wide halt or latch becomes one
+    per pair on the pairs still stopped."""
+    every = frozenset(universe)
+    soft = flags.halted_pairs | (every if flags.global_halt else frozenset())
+    hard = flags.hard_halted_pairs | (every if flags.hard_halt else frozenset())
+    flat = flags.flatten_pairs | (every if flags.flatten_all else frozenset())
+    return flags.model_copy(update={
+        "global_halt": False, "halted_pairs": soft - pairs,
+        "hard_halt": False, "hard_halted_pairs": hard - pairs,
+        "flatten_all": False, "flatten_pairs": flat - pairs,
+    })  # fmt: skip
