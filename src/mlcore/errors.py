@@ -255,7 +255,8 @@ code                                       class                  when
 ``_EXPIRED``, ``_REQUEST_CHANGED``,                               (docs/api.md)
 ``_DUTY_MISSING``, ``_NOTHING_HALTED``,
 ``_NOT_IN_CANARY``, ``_WATCH_PENDING``,
-``_CANARY_DRAWDOWN``, ``_NOT_FOUND``)
+``_CANARY_DRAWDOWN``, ``_HALTED_AGAIN``,
+``_NOT_FOUND``)
 ``SERVING_FLAGS_INVALID``                  FlagsInvalid (Fatal,   the ops flags document is refused
                                            ValueError)            (read_flags, update_flags: never
                                                                   overwritten by a change)

@@ -28,6 +28,7 @@ router = APIRouter(route_class=GuardedRoute, responses=ERRORS)
 RESUMERS = {Duty.OPS, Duty.RISK}
 RequestId = Path(pattern=r"^[0-9a-f]{32}$", description="the resume request's id")
 DD_ACTIONS = ("dd.warn", "dd.halt", "dd.flatten")
+HALT_ACTIONS = ("ops.halt", "ops.flatten")
 
 
 def _book(request: Request) -> ResumeBook:
@@ -171,6 +172,23 @@ def _dd_hits(request: Request, rec: ResumeRecord) -> list[str]:
     return hits
 
 
+def _halts_since(request: Request, rec: ResumeRecord) -> list[str]:
+    """Halts and flattens put in force after this resume's approval (by audit order): a new
+    incident, which the rest step must not lift (it needs a resume of its own)."""
+    ctx = context(request)
+    approvals = [
+        a.action_id
+        for a in ctx.registry.actions(action="ops.resume.approve")
+        if a.result == "ok" and (a.details or {}).get("resume_id") == rec.request_id
+    ]
+    if not approvals:
+        return []
+    after = max(approvals)
+    return [f"{row.action} by {row.actor} at {row.occurred_at:%H:%M:%S}"
+            for action in HALT_ACTIONS for row in ctx.registry.actions(action=action)
+            if row.result == "ok" and row.action_id > after]  # fmt: skip
+
+
 @router.post("/ops/resume/{resume_id}/advance", openapi_extra=access(Role.APPROVER, RESUMERS))
 def resume_advance(body: AdvanceIn, request: Request, resume_id: str = RequestId) -> ResumeOut:
     """Resume the rest after the canary: once the KPI watch ends with no drawdown event on the
@@ -180,7 +198,11 @@ def resume_advance(body: AdvanceIn, request: Request, resume_id: str = RequestId
     with audited_refusals(request, "ops.resume.step", body.reason):
         current = book.get(resume_id)
         rec = book.advance(
-            resume_id, actor=user.name, early=body.early, dd_hits=_dd_hits(request, current)
+            resume_id,
+            actor=user.name,
+            early=body.early,
+            dd_hits=_dd_hits(request, current),
+            halts_since=_halts_since(request, current),
         )
     try:
         _b, _a, audit_id = _step(request, "ops.resume.step", body.reason, rec.rest_pairs, rec)

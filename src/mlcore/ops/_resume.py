@@ -257,11 +257,13 @@ class ResumeBook:
         actor: str,
         early: bool,
         dd_hits: list[str],
+        halts_since: list[str] | None = None,
         now: datetime | None = None,
     ) -> ResumeRecord:
         """Take the rest step: after the KPI watch with no drawdown event on the canary pairs
         (``dd_hits``: those seen since the approval), or ``early`` as a second approved step by
-        a person who neither requested nor approved the resume."""
+        a person who neither requested nor approved the resume. ``halts_since``: the halts and
+        flattens audited since the approval (a new incident: its halts need a new resume)."""
         now = now or datetime.now(UTC)
         rec = self.get(request_id)
         if rec.status != "canary":
@@ -277,6 +279,14 @@ class ResumeBook:
                 "OPS_RESUME_CANARY_DRAWDOWN",
                 f"drawdown events on the canary since the approval: "
                 f"{', '.join(dd_hits[:5])}; the rest stays halted",
+            )
+        if halts_since:
+            raise ResumeRefused(
+                409,
+                "OPS_RESUME_HALTED_AGAIN",
+                f"halted again since resume {request_id} was approved: "
+                f"{', '.join(halts_since[:5])}; request a new resume",
+                "request_id",
             )
         until = self.watch_until(rec)
         if early:
