@@ -237,8 +237,9 @@ code                                       class                  when
 ``API_AUTH_ROLE_DENIED`` /                 ApiError (HTTP 403)    the caller's role is below the
 ``API_AUTH_DUTY_DENIED``                                          route's, or the duty not its
 ``API_REQUEST_MALFORMED`` / ``_INVALID``   ApiError (400 / 422)   a body that is not JSON; a field
-/ ``_TOO_LARGE`` / ``_CONTENT_TYPE`` /     (413 / 415 / 400)      wrong (named); over 64 KiB; not
-``_ID_INVALID``                                                   JSON; a bad ``X-Request-ID``
+/ ``_TOO_LARGE`` / ``_CONTENT_TYPE`` /     (413 / 415 / 400 /     wrong (named); over 64 KiB; not
+``_ID_INVALID`` / ``_TIMEOUT``             408)                   JSON; a bad ``X-Request-ID``; a
+                                                                  body not in within 10 s
 ``API_ROUTE_NOT_FOUND`` /                  ApiError (404 / 405 /  no such route or method; an
 ``API_METHOD_NOT_ALLOWED`` /               500)                   unexpected error (never a
 ``API_SERVER_ERROR``                                              traceback in the body)
