@@ -160,3 +160,13 @@ def test_a_slow_body_is_cut_off_at_the_deadline(
         with client(slow) as http:  # nothing halted, the server still answers
             flags = http.get("/ops/flags", headers=slow.headers("vic")).json()["flags"]
         assert flags["global_halt"] is False
+
+
+def test_a_trailing_slash_is_not_redirected_to_the_host_header(api: Api) -> None:
+    with client(api) as http:
+        for method, path in (("POST", "/ops/halt/"), ("GET", "/ops/flags/")):
+            resp = http.request(
+                method, path, headers={**api.headers("eddie"), "Host": "evil.example"}, json={}
+            )
+            assert "location" not in resp.headers, resp.headers
+            assert (resp.status_code, resp.json()["code"]) == (404, "API_ROUTE_NOT_FOUND")

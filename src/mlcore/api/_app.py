@@ -54,6 +54,9 @@ def _build(max_body_bytes: int, body_timeout_s: float = BODY_TIMEOUT_S) -> FastA
         openapi_url=f"{PREFIX}/openapi.json",
         docs_url=None,
         redoc_url=None,
+        # No 307 to the slash-less path: its Location echoed the Host header (an open
+        # redirect behind a proxy) and a refusal is always the one error body.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     app.include_router(_routes_ops.router, prefix=PREFIX)
