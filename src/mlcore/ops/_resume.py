@@ -195,15 +195,25 @@ class ResumeBook:
         duty: str,
         request_sha256: str,
         halted: frozenset[str],
+        halts_since: list[str] | None = None,
         now: datetime | None = None,
     ) -> ResumeRecord:
         """Approve and take the canary step: returns the record with its canary and rest
-        pairs (the caller lifts the canary's halts)."""
+        pairs (the caller lifts the canary's halts). ``halts_since``: the halts and flattens
+        of the request's pairs audited since it was made (a new incident: refused)."""
         now = now or datetime.now(UTC)
         rec = self.get(request_id)
         if rec.status == "requested" and now >= rec.expires_at:
             self._set(request_id, "requested", status="expired")
         self.check_approval(rec, actor=actor, duty=duty, request_sha256=request_sha256, now=now)
+        if halts_since:
+            raise ResumeRefused(
+                409,
+                "OPS_RESUME_HALTED_AGAIN",
+                f"halted again since resume {request_id} was requested: "
+                f"{', '.join(halts_since[:5])}; request a new resume",
+                "request_id",
+            )
         asked = rec.body.get("pairs")
         targets = halted if asked is None else halted & frozenset(asked)
         if not targets:
