@@ -170,3 +170,20 @@ def test_a_trailing_slash_is_not_redirected_to_the_host_header(api: Api) -> None
             )
             assert "location" not in resp.headers, resp.headers
             assert (resp.status_code, resp.json()["code"]) == (404, "API_ROUTE_NOT_FOUND")
+
+
+def test_a_refusal_before_authentication_is_audited(api: Api) -> None:
+    with client(api) as http:
+        big = http.post(
+            "/ops/halt",
+            content=b"x" * 70_000,
+            headers={"Content-Type": "application/json", "X-Request-ID": "big-1"},
+        )
+        bad = http.get("/ops/flags", headers={"X-Request-ID": "bad id!"})
+    assert (big.status_code, bad.status_code) == (413, 400)
+    rows = api.registry.actions(action="api.refused")
+    first = rows[0]
+    assert (first.request_id, first.actor, first.result.value) == ("big-1", "anonymous", "refused")
+    assert (first.details or {}).get("code") == "API_REQUEST_TOO_LARGE"
+    assert (rows[1].details or {}).get("code") == "API_REQUEST_ID_INVALID"
+    assert (rows[1].details or {}).get("path") == "/api/v1/ops/flags"

@@ -212,7 +212,7 @@ class RequestLimits:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         given = headers.get("x-request-id")
         if given is not None and not REQUEST_ID_RE.fullmatch(given):
-            await self._refuse(send, ApiError(
+            await self._refuse(scope, send, ApiError(
                 400, "API_REQUEST_ID_INVALID",
                 "X-Request-ID must be 1-64 characters of letters, digits, '.', '_', ':', '-'",
                 "X-Request-ID"), None)  # fmt: skip
@@ -221,7 +221,7 @@ class RequestLimits:
         scope.setdefault("state", {})["request_id"] = rid
         length = headers.get("content-length", "0")
         if not length.isdigit() or int(length) > self.max_body_bytes:
-            await self._refuse(send, ApiError(
+            await self._refuse(scope, send, ApiError(
                 413 if length.isdigit() else 400,
                 "API_REQUEST_TOO_LARGE" if length.isdigit() else "API_REQUEST_MALFORMED",
                 f"request body over {self.max_body_bytes} bytes" if length.isdigit()
@@ -262,7 +262,20 @@ class RequestLimits:
         return limited
 
     @staticmethod
-    async def _refuse(send: Send, error: ApiError, rid: str | None) -> None:
+    async def _refuse(scope: Scope, send: Send, error: ApiError, rid: str | None) -> None:
+        """Answer ``error`` before the app sees the request, audited as ``api.refused`` (no
+        one is authenticated yet: actor anonymous)."""
+        ctx: ApiContext | None = getattr(getattr(scope.get("app"), "state", None), "ctx", None)
+        if ctx is not None:
+            try:
+                await run_in_threadpool(
+                    record, ctx.registry, "api.refused", actor="anonymous", role="none",
+                    reason=error.message, request_id=rid or uuid.uuid4().hex, result="refused",
+                    details={"code": error.code, "method": str(scope.get("method", ""))[:16],
+                             "path": str(scope.get("path", ""))[:200]},
+                )  # fmt: skip
+            except Exception:  # the refusal stands; a person must see the audit failure
+                log.exception("api.refused not recorded (%s)", error.code)
         body = json.dumps(error.body()).encode()
         headers = [(b"content-type", b"application/json"),
                    (b"content-length", str(len(body)).encode())]  # fmt: skip
