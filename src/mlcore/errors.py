@@ -237,8 +237,9 @@ code                                       class                  when
 ``API_AUTH_ROLE_DENIED`` /                 ApiError (HTTP 403)    the caller's role is below the
 ``API_AUTH_DUTY_DENIED``                                          route's, or the duty not its
 ``API_REQUEST_MALFORMED`` / ``_INVALID``   ApiError (400 / 422)   a body that is not JSON; a field
-/ ``_TOO_LARGE`` / ``_CONTENT_TYPE`` /     (413 / 415 / 400)      wrong (named); over 64 KiB; not
-``_ID_INVALID``                                                   JSON; a bad ``X-Request-ID``
+/ ``_TOO_LARGE`` / ``_CONTENT_TYPE`` /     (413 / 415 / 400 /     wrong (named); over 64 KiB; not
+``_ID_INVALID`` / ``_TIMEOUT``             408)                   JSON; a bad ``X-Request-ID``; a
+                                                                  body not in within 10 s
 ``API_ROUTE_NOT_FOUND`` /                  ApiError (404 / 405 /  no such route or method; an
 ``API_METHOD_NOT_ALLOWED`` /               500)                   unexpected error (never a
 ``API_SERVER_ERROR``                                              traceback in the body)
@@ -255,7 +256,8 @@ code                                       class                  when
 ``_EXPIRED``, ``_REQUEST_CHANGED``,                               (docs/api.md)
 ``_DUTY_MISSING``, ``_NOTHING_HALTED``,
 ``_NOT_IN_CANARY``, ``_WATCH_PENDING``,
-``_CANARY_DRAWDOWN``, ``_NOT_FOUND``)
+``_CANARY_DRAWDOWN``, ``_HALTED_AGAIN``,
+``_NOT_FOUND``)
 ``SERVING_FLAGS_INVALID``                  FlagsInvalid (Fatal,   the ops flags document is refused
                                            ValueError)            (read_flags, update_flags: never
                                                                   overwritten by a change)

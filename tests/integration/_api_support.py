@@ -101,10 +101,11 @@ def api_config(
 
 
 @contextmanager
-def live_api(cfg: AppConfig) -> Iterator[Api]:
+def live_api(cfg: AppConfig, body_timeout_s: float | None = None) -> Iterator[Api]:
     """The API over ``cfg`` under uvicorn on a loopback port, with the PEOPLE."""
     registry = registry_for(cfg)
-    app = create_app(cfg, registry=registry)
+    app = (create_app(cfg, registry=registry) if body_timeout_s is None
+           else create_app(cfg, registry=registry, body_timeout_s=body_timeout_s))  # fmt: skip
     users = Users(registry.engine)
     people = {}
     for name, (role, duty) in PEOPLE.items():

@@ -5,6 +5,8 @@ with the one error body, never a 5xx."""
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -129,3 +131,59 @@ def test_a_rollback_with_nothing_deployed_is_refused_and_audited(api: Api) -> No
             if a.request_id == f"rb-{body['kind']}"
         )
         assert (row.actor, row.role, row.result) == ("oscar", "approver", "refused")
+
+
+def test_a_slow_body_is_cut_off_at_the_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with live_api(api_config(tmp_path, monkeypatch), body_timeout_s=1.0) as slow:
+        host, port = slow.url.split("//")[1].split("/")[0].split(":")
+        token = slow.people["eddie"].token
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(
+                f"POST /api/v1/ops/halt HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer "
+                f"{token}\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n"
+                "\r\n{".encode()
+            )
+            start, answer = time.monotonic(), b""
+            sock.settimeout(0.2)
+            while time.monotonic() - start < 8 and b"\r\n\r\n{" not in answer:
+                try:
+                    sock.sendall(b" ")  # one byte at a time, Slowloris-style
+                    answer += sock.recv(4096)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
+        assert b'"API_REQUEST_TIMEOUT"' in answer and time.monotonic() - start < 5
+        with client(slow) as http:  # nothing halted, the server still answers
+            flags = http.get("/ops/flags", headers=slow.headers("vic")).json()["flags"]
+        assert flags["global_halt"] is False
+
+
+def test_a_trailing_slash_is_not_redirected_to_the_host_header(api: Api) -> None:
+    with client(api) as http:
+        for method, path in (("POST", "/ops/halt/"), ("GET", "/ops/flags/")):
+            resp = http.request(
+                method, path, headers={**api.headers("eddie"), "Host": "evil.example"}, json={}
+            )
+            assert "location" not in resp.headers, resp.headers
+            assert (resp.status_code, resp.json()["code"]) == (404, "API_ROUTE_NOT_FOUND")
+
+
+def test_a_refusal_before_authentication_is_audited(api: Api) -> None:
+    with client(api) as http:
+        big = http.post(
+            "/ops/halt",
+            content=b"x" * 70_000,
+            headers={"Content-Type": "application/json", "X-Request-ID": "big-1"},
+        )
+        bad = http.get("/ops/flags", headers={"X-Request-ID": "bad id!"})
+    assert (big.status_code, bad.status_code) == (413, 400)
+    rows = api.registry.actions(action="api.refused")
+    first = rows[0]
+    assert (first.request_id, first.actor, first.result.value) == ("big-1", "anonymous", "refused")
+    assert (first.details or {}).get("code") == "API_REQUEST_TOO_LARGE"
+    assert (rows[1].details or {}).get("code") == "API_REQUEST_ID_INVALID"
+    assert (rows[1].details or {}).get("path") == "/api/v1/ops/flags"

@@ -175,3 +175,41 @@ def test_the_rest_follows_after_a_quiet_watch(api: Api) -> None:
     )
     assert status == 200 and body["status"] == "done", body
     assert _flags(api)["halted_pairs"] == ["BTC_ETH"]  # not asked for: still halted
+
+
+def test_the_rest_step_does_not_lift_a_halt_of_a_new_incident(api: Api) -> None:
+    _halted_book(api)
+    req = _request(api, who="erin")
+    assert _approve(api, "oscar", req)[0] == 200  # canary BTC_ETH; the rest stays halted
+    status, body = _post(api, "eddie", "/ops/halt", {"level": "hard", "reason": "incident 8"})
+    assert status == 200 and body["after"]["hard_halt"] is True  # a new book-wide hard halt
+    watch = api.cfg.runbook.resume_policy.kpi_watch_minutes
+    with api.registry.engine.begin() as conn:
+        conn.execute(
+            update(resume_requests)
+            .where(resume_requests.c.request_id == req["request_id"])
+            .values(approved_at=datetime.now(UTC) - timedelta(minutes=watch + 1))
+        )
+    adv = f"/ops/resume/{req['request_id']}/advance"
+    status, body = _post(api, "oscar", adv, {"reason": "watch over"})
+    assert (status, body["code"]) == (409, "OPS_RESUME_HALTED_AGAIN"), body
+    status, body = _post(api, "ada", adv, {"reason": "second approval", "early": True})
+    assert (status, body["code"]) == (409, "OPS_RESUME_HALTED_AGAIN"), body
+    assert _flags(api)["hard_halt"] is True  # the new incident's halt stands
+    assert _refused(api, "ops.resume.step", "OPS_RESUME_HALTED_AGAIN")
+
+
+def test_an_approval_does_not_lift_a_halt_made_after_the_request(api: Api) -> None:
+    _halted_book(api)
+    req = _request(api, who="erin")  # about incident 7
+    status, body = _post(api, "eddie", "/ops/flatten", {"pairs": ["XAU_XAG"], "reason": "inc 9"})
+    assert status == 200  # a new incident's flatten latch, after the request
+    status, body = _approve(api, "oscar", req)
+    assert (status, body["code"]) == (409, "OPS_RESUME_HALTED_AGAIN"), body
+    assert _flags(api)["global_halt"] is True and _flags(api)["flatten_pairs"] == ["XAU_XAG"]
+    named = _request(api, who="erin", pairs=["EUR_GBP"])  # a halt of another pair after it
+    assert _post(api, "eddie", "/ops/halt", {"level": "hard", "pairs": ["BTC_ETH"],
+                                             "reason": "inc 10"})[0] == 200  # fmt: skip
+    status, body = _approve(api, "oscar", named)
+    assert status == 200 and body["canary_pairs"] == ["EUR_GBP"], body
+    assert _refused(api, "ops.resume.approve", "OPS_RESUME_HALTED_AGAIN")

@@ -16,6 +16,7 @@ from mlcore.errors import FatalError, shown
 _STATUS_CODES = {
     400: "API_REQUEST_MALFORMED",
     404: "API_ROUTE_NOT_FOUND",
+    408: "API_REQUEST_TIMEOUT",
     405: "API_METHOD_NOT_ALLOWED",
     413: "API_REQUEST_TOO_LARGE",
     415: "API_REQUEST_CONTENT_TYPE",
@@ -40,6 +41,13 @@ class BodyTooLarge(HTTPException):
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"request body over {limit} bytes")
+
+
+class BodyTimeout(HTTPException):
+    """A request body still arriving at its deadline (a slow client holding a connection)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(408, f"the request body did not arrive within {seconds:g} s")
 
 
 def error_response(error: ApiError, headers: Mapping[str, str] | None = None) -> JSONResponse:
@@ -91,7 +99,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_request: Request, exc: Exception) -> JSONResponse:
         status = int(getattr(exc, "status_code", 500))
         code = _STATUS_CODES.get(status, f"API_HTTP_{status}")
-        field = "body" if status in (400, 413, 415) else None
+        field = "body" if status in (400, 408, 413, 415) else None
         message = str(getattr(exc, "detail", "") or code)
         return error_response(ApiError(status, code, message, field), getattr(exc, "headers", None))
 

@@ -4,9 +4,11 @@ before the body is read, and audits every refusal as ``api.denied``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 
 from mlcore.api._audit import record
-from mlcore.api._errors import ApiError, BodyTooLarge
+from mlcore.api._errors import ApiError, BodyTimeout, BodyTooLarge
 from mlcore.api._users import Duty, Role, User, Users
 from mlcore.config import AppConfig
 from mlcore.registry import Registry
@@ -26,6 +28,8 @@ from mlcore.serving import FlagStore
 log = logging.getLogger("mlcore.api")
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 MAX_BODY_BYTES = 65_536
+#: Seconds a request's whole body may take to arrive (a slow-body client holds no slot longer).
+BODY_TIMEOUT_S = 10.0
 
 # ASGI's types (as Starlette spells them).
 Scope = MutableMapping[str, Any]
@@ -188,11 +192,18 @@ class GuardedRoute(APIRoute):
 
 class RequestLimits:
     """ASGI middleware: the request id (X-Request-ID or a new one, echoed back) and the body
-    limit (a Content-Length over it refused at once, a longer stream when read)."""
+    limit (a Content-Length over it refused at once, a longer stream when read) and the body
+    deadline (the whole body within ``body_timeout_s`` of the request's start, else 408)."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        body_timeout_s: float = BODY_TIMEOUT_S,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -201,7 +212,7 @@ class RequestLimits:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         given = headers.get("x-request-id")
         if given is not None and not REQUEST_ID_RE.fullmatch(given):
-            await self._refuse(send, ApiError(
+            await self._refuse(scope, send, ApiError(
                 400, "API_REQUEST_ID_INVALID",
                 "X-Request-ID must be 1-64 characters of letters, digits, '.', '_', ':', '-'",
                 "X-Request-ID"), None)  # fmt: skip
@@ -210,22 +221,13 @@ class RequestLimits:
         scope.setdefault("state", {})["request_id"] = rid
         length = headers.get("content-length", "0")
         if not length.isdigit() or int(length) > self.max_body_bytes:
-            await self._refuse(send, ApiError(
+            await self._refuse(scope, send, ApiError(
                 413 if length.isdigit() else 400,
                 "API_REQUEST_TOO_LARGE" if length.isdigit() else "API_REQUEST_MALFORMED",
                 f"request body over {self.max_body_bytes} bytes" if length.isdigit()
                 else "Content-Length is not a number", "body"), rid)  # fmt: skip
             return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body_bytes:
-                    raise BodyTooLarge(self.max_body_bytes)
-            return message
+        limited = self._limited(receive)
 
         async def tagged(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -235,8 +237,45 @@ class RequestLimits:
 
         await self.app(scope, limited, tagged)
 
+    def _limited(self, receive: Receive) -> Receive:
+        """``receive`` with the body limit and the body deadline."""
+        seen, complete = 0, False
+        deadline = time.monotonic() + self.body_timeout_s
+
+        async def limited() -> Message:
+            nonlocal seen, complete
+            if complete:  # the body is in: waiting for a disconnect is not bounded
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0))
+            except TimeoutError:
+                raise BodyTimeout(self.body_timeout_s) from None
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body_bytes:
+                    raise BodyTooLarge(self.max_body_bytes)
+                complete = not message.get("more_body", False)
+            else:  # http.disconnect: nothing more will come
+                complete = True
+            return message
+
+        return limited
+
     @staticmethod
-    async def _refuse(send: Send, error: ApiError, rid: str | None) -> None:
+    async def _refuse(scope: Scope, send: Send, error: ApiError, rid: str | None) -> None:
+        """Answer ``error`` before the app sees the request, audited as ``api.refused`` (no
+        one is authenticated yet: actor anonymous)."""
+        ctx: ApiContext | None = getattr(getattr(scope.get("app"), "state", None), "ctx", None)
+        if ctx is not None:
+            try:
+                await run_in_threadpool(
+                    record, ctx.registry, "api.refused", actor="anonymous", role="none",
+                    reason=error.message, request_id=rid or uuid.uuid4().hex, result="refused",
+                    details={"code": error.code, "method": str(scope.get("method", ""))[:16],
+                             "path": str(scope.get("path", ""))[:200]},
+                )  # fmt: skip
+            except Exception:  # the refusal stands; a person must see the audit failure
+                log.exception("api.refused not recorded (%s)", error.code)
         body = json.dumps(error.body()).encode()
         headers = [(b"content-type", b"application/json"),
                    (b"content-length", str(len(body)).encode())]  # fmt: skip

@@ -22,7 +22,7 @@ from mlcore.serving import OpsFlags, flags_json, read_flags, update_flags
 
 #: The refusals every route may answer (documented in the OpenAPI document).
 ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorOut} for s in (400, 401, 403, 404, 409, 413, 415, 422, 503)
+    s: {"model": ErrorOut} for s in (400, 401, 403, 404, 408, 409, 413, 415, 422, 503)
 }
 
 router = APIRouter(route_class=GuardedRoute, responses=ERRORS)

@@ -28,6 +28,7 @@ router = APIRouter(route_class=GuardedRoute, responses=ERRORS)
 RESUMERS = {Duty.OPS, Duty.RISK}
 RequestId = Path(pattern=r"^[0-9a-f]{32}$", description="the resume request's id")
 DD_ACTIONS = ("dd.warn", "dd.halt", "dd.flatten")
+HALT_ACTIONS = ("ops.halt", "ops.flatten")
 
 
 def _book(request: Request) -> ResumeBook:
@@ -143,12 +144,14 @@ def resume_approve(body: ApproveIn, request: Request, resume_id: str = RequestId
             flags = read_flags(ctx.flags)
         except (RetryableError, ValueError) as exc:
             raise flags_error(exc) from None
+        asked = book.get(resume_id)
         rec = book.approve(
             resume_id,
             actor=user.name,
             duty=user.duty.value,
             request_sha256=body.request_sha256,
             halted=_flagset.halted(flags, universe(ctx)),
+            halts_since=_halts_since(request, asked, "ops.resume.request", asked.body.get("pairs")),
         )
     try:
         _b, _a, audit_id = _step(request, "ops.resume.approve", body.reason, rec.canary_pairs, rec)
@@ -171,6 +174,31 @@ def _dd_hits(request: Request, rec: ResumeRecord) -> list[str]:
     return hits
 
 
+def _halts_since(
+    request: Request, rec: ResumeRecord, step: str, covered: list[str] | None
+) -> list[str]:
+    """Halts and flattens put in force after this resume's ``step`` row (by audit order) on
+    the book or a pair of ``covered`` (None: every pair): a new incident, which this resume
+    must not lift (it needs a resume of its own, reviewed by two people)."""
+    ctx = context(request)
+    marks = [
+        a.action_id
+        for a in ctx.registry.actions(action=step)
+        if a.result == "ok" and (a.details or {}).get("resume_id") == rec.request_id
+    ]
+    if not marks:
+        return []
+    after, hits = max(marks), []
+    for action in HALT_ACTIONS:
+        for row in ctx.registry.actions(action=action):
+            pairs = (row.details or {}).get("pairs")
+            if row.result != "ok" or row.action_id <= after:
+                continue
+            if pairs is None or covered is None or set(pairs) & set(covered):
+                hits.append(f"{action} by {row.actor} at {row.occurred_at:%H:%M:%S}")
+    return hits
+
+
 @router.post("/ops/resume/{resume_id}/advance", openapi_extra=access(Role.APPROVER, RESUMERS))
 def resume_advance(body: AdvanceIn, request: Request, resume_id: str = RequestId) -> ResumeOut:
     """Resume the rest after the canary: once the KPI watch ends with no drawdown event on the
@@ -180,7 +208,11 @@ def resume_advance(body: AdvanceIn, request: Request, resume_id: str = RequestId
     with audited_refusals(request, "ops.resume.step", body.reason):
         current = book.get(resume_id)
         rec = book.advance(
-            resume_id, actor=user.name, early=body.early, dd_hits=_dd_hits(request, current)
+            resume_id,
+            actor=user.name,
+            early=body.early,
+            dd_hits=_dd_hits(request, current),
+            halts_since=_halts_since(request, current, "ops.resume.approve", current.rest_pairs),
         )
     try:
         _b, _a, audit_id = _step(request, "ops.resume.step", body.reason, rec.rest_pairs, rec)

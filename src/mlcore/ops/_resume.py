@@ -195,15 +195,25 @@ class ResumeBook:
         duty: str,
         request_sha256: str,
         halted: frozenset[str],
+        halts_since: list[str] | None = None,
         now: datetime | None = None,
     ) -> ResumeRecord:
         """Approve and take the canary step: returns the record with its canary and rest
-        pairs (the caller lifts the canary's halts)."""
+        pairs (the caller lifts the canary's halts). ``halts_since``: the halts and flattens
+        of the request's pairs audited since it was made (a new incident: refused)."""
         now = now or datetime.now(UTC)
         rec = self.get(request_id)
         if rec.status == "requested" and now >= rec.expires_at:
             self._set(request_id, "requested", status="expired")
         self.check_approval(rec, actor=actor, duty=duty, request_sha256=request_sha256, now=now)
+        if halts_since:
+            raise ResumeRefused(
+                409,
+                "OPS_RESUME_HALTED_AGAIN",
+                f"halted again since resume {request_id} was requested: "
+                f"{', '.join(halts_since[:5])}; request a new resume",
+                "request_id",
+            )
         asked = rec.body.get("pairs")
         targets = halted if asked is None else halted & frozenset(asked)
         if not targets:
@@ -257,11 +267,13 @@ class ResumeBook:
         actor: str,
         early: bool,
         dd_hits: list[str],
+        halts_since: list[str] | None = None,
         now: datetime | None = None,
     ) -> ResumeRecord:
         """Take the rest step: after the KPI watch with no drawdown event on the canary pairs
         (``dd_hits``: those seen since the approval), or ``early`` as a second approved step by
-        a person who neither requested nor approved the resume."""
+        a person who neither requested nor approved the resume. ``halts_since``: the halts and
+        flattens audited since the approval (a new incident: its halts need a new resume)."""
         now = now or datetime.now(UTC)
         rec = self.get(request_id)
         if rec.status != "canary":
@@ -277,6 +289,14 @@ class ResumeBook:
                 "OPS_RESUME_CANARY_DRAWDOWN",
                 f"drawdown events on the canary since the approval: "
                 f"{', '.join(dd_hits[:5])}; the rest stays halted",
+            )
+        if halts_since:
+            raise ResumeRefused(
+                409,
+                "OPS_RESUME_HALTED_AGAIN",
+                f"halted again since resume {request_id} was approved: "
+                f"{', '.join(halts_since[:5])}; request a new resume",
+                "request_id",
             )
         until = self.watch_until(rec)
         if early:
