@@ -14,7 +14,7 @@ import numpy as np
 from mlcore.config import AI1LabelPolicy, CostTable, PairFeatureWindows
 from mlcore.execution import slippage_factor_at
 from mlcore.features import PAIR_FEATURES, PairFeatureEngine, longest_window
-from mlcore.serving._flags import OpsFlags
+from mlcore.serving._flags import Control, OpsFlags
 from mlcore.serving._scorer import INPUT_NAMES, PairScorer
 from mlcore.signals import (
     ENTRY,
@@ -29,6 +29,7 @@ from mlcore.signals import (
     size_legs,
 )
 
+HARD_HALTED = "hard_halt"  # Outcome.refused of a bar under a hard halt (not a refusal)
 _Z, _BETA, _DZEMA = (PAIR_FEATURES.index(n) for n in ("z", "beta", "dz_ema"))
 _EV_DIR, _EV_ABS = INPUT_NAMES.index("event_direction"), INPUT_NAMES.index("event_abs_z0")
 
@@ -101,7 +102,8 @@ class PairSetupLive:
 
 @dataclass
 class Outcome:
-    """What one aligned bar produced: a signal, or the reason it was refused."""
+    """What one aligned bar produced: a signal, or the reason it was refused (``hard_halt``:
+    a pair under a hard halt, which signals nothing)."""
 
     signal: dict[str, Any] | None
     refused: str = ""
@@ -230,8 +232,14 @@ class PairRuntime:
         if math.isnan(risk) or math.isnan(scale):
             self.decider.step(z, beta, math.nan, math.nan, math.nan, decide=False)
             return Outcome(None, "warmup")
-        halted = flags.global_halt or s.pair_id in flags.halted_pairs
-        flatten = s.pair_id in flags.flatten_pairs
+        control = flags.control(s.pair_id)
+        if control == Control.HARD_HALT:
+            # No signal at all; time passes (pending orders fill, the hold count runs) and the
+            # features advanced above, so the pair is ready when the halt is lifted.
+            self.decider.step(z, beta, math.nan, math.nan, math.nan, decide=False)
+            return Outcome(None, HARD_HALTED)
+        halted = control == Control.SOFT_HALT
+        flatten = control == Control.FLATTEN
         scaled = scale * flags.leverage_scale
         d = self.decider.step(z, beta, prob, risk, scaled, halted=halted, flatten=flatten)
         action, side, reason = d.action, d.side, d.reason
@@ -257,7 +265,7 @@ class PairRuntime:
         policy = {
             "theta1": r.theta1, "theta2": r.theta2, "entry_z": r.entry_z, "exit_z": r.exit_z,
             "max_hold_bars": r.max_hold_bars, "leverage_scale": flags.leverage_scale,
-            "halted": halted, "flatten": flatten,
+            "halted": halted or flatten, "flatten": flatten, "control": str(control),
         }  # fmt: skip
         signal = build_signal(
             pair_id=s.pair_id, bar_ts_ns=ts_ns, bar_seconds=s.bar_seconds,
