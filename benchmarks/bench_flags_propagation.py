@@ -109,8 +109,8 @@ def run(archive: Path, model: Path | None, workers: int, changes: int, gap: floa
         store = flag_store(cfg)
         key = f"{cfg.serving.redis.ops_flags_key}:applied"
         sup = Supervisor(cfg, specs)
-        sup.start()
-        runner = threading.Thread(target=sup.run, args=(lambda: False,), daemon=True)
+        done = threading.Event()
+        runner = threading.Thread(target=sup.run, args=(done.is_set,), daemon=True)
         runner.start()
         try:
             t0 = time.monotonic()
@@ -140,7 +140,8 @@ def run(archive: Path, model: Path | None, workers: int, changes: int, gap: floa
             mon.stop.set()
             mon.thread.join()
         finally:
-            sup.stop()
+            done.set()
+            runner.join(120)
             keys = list(client.scan_iter(match=f"bench:{tag}:*"))
             if keys:
                 client.delete(*keys)

@@ -205,9 +205,9 @@ def test_a_hard_halt_lifted_mid_run_keeps_the_pair_ready(base, tmp_path: Path, m
     on_at, off_at = len(reference) // 4, len(reference) // 2
 
     def halt_then_lift(sup: Supervisor, tmp: Path) -> None:
-        _wait(lambda: len(_stream(client, cfg)) >= on_at, 60)
+        _wait(lambda: client.xlen(cfg.serving.redis.signals_stream) >= on_at, 60)
         _set(cfg, hard_halted_pairs=frozenset({"XAU_XAG"}))
-        _wait(lambda: len(_stream(client, cfg)) >= off_at, 60)
+        _wait(lambda: client.xlen(cfg.serving.redis.signals_stream) >= off_at, 60)
         _set(cfg, hard_halted_pairs=frozenset())
 
     try:
@@ -218,9 +218,9 @@ def test_a_hard_halt_lifted_mid_run_keeps_the_pair_ready(base, tmp_path: Path, m
         assert gap, "the hard halt held back no signal"
         assert ids[-1] == ref[-1]["id"]  # signalling again after the lift
         # Its features ran on through the halt: the z after it is the reference's, bar for bar.
-        zs = {s["id"]: s["z"] for s in ref}
+        zs = {s["id"]: s["z_score"] for s in ref}
         after = [s for s in mine if s["bar_ts"] > gap[-1]["bar_ts"]]
-        assert after and all(s["z"] == zs[s["id"]] for s in after)
+        assert after and all(s["z_score"] == zs[s["id"]] for s in after)
     finally:
         _cleanup(client, tag)
 
@@ -256,7 +256,7 @@ def test_a_flatten_survives_a_worker_killed_at_any_point(
     change = {"flatten_all": True} if pair is None else {"flatten_pairs": frozenset({pair})}
 
     def flatten_and_kill(sup: Supervisor, tmp: Path) -> None:
-        _wait(lambda: len(_stream(client, cfg)) >= at, 60)
+        _wait(lambda: client.xlen(cfg.serving.redis.signals_stream) >= at, 60)
         proc = sup.slots[0].process
         assert proc is not None and proc.pid is not None
         if kill == "before":
