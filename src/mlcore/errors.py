@@ -62,6 +62,19 @@ code                                       class                  when
                                                                   without its error message
 ``REGISTRY_REBUILD_LINEAGE_UNREADABLE``    RegistryError          rebuild of a folder whose lineage
                                                                   files cannot be read
+``AUDIT_REQUEST_VALUE_INVALID``            RegistryError          an audit row (action, config
+                                                                  event) with a field that cannot
+                                                                  be recorded: empty, too long,
+                                                                  not JSON, NaN, NUL, bad UTF-8
+``AUDIT_CHAIN_BROKEN``                     FatalError (exit 1)    ``audit verify``: a row whose
+                                                                  content does not match its hash,
+                                                                  or whose prev_hash is not the
+                                                                  row before's (removed/reordered),
+                                                                  or a ``--head`` no longer there
+``AUDIT_REQUEST_TIMESTAMP_INVALID``        ConfigError (exit 2)   ``audit at`` of a time that is
+                                                                  not ISO 8601
+``AUDIT_REQUEST_HEAD_INVALID``             ConfigError (exit 2)   ``audit verify --head`` that is
+                                                                  not 64 hex digits
 ``RETRAIN_GUARD_STOPPED``                  RetrainRefused         retraining stopped after
                                            (Fatal)                consecutive failures
 ``RETRAIN_GUARD_BUSY``                     RetrainRefused         another retraining run is on (its
@@ -205,6 +218,19 @@ code                                       class                  when
 ``SERVING_FLAGS_CONTENDED``                RetryableError         update_flags lost 100 WATCH races
                                                                   in a row, or the file lock stayed
                                                                   taken for 10 s
+``OPS_REQUEST_INVALID``                   OpsError (Fatal)       an ops request without an actor,
+                                                                  role or reason
+``OPS_ROLLBACK_NO_TARGET``                 OpsError (Fatal)       rollback with nothing deployed, no
+                                                                  earlier deployed version or no
+                                                                  earlier θ record
+``OPS_ROLLBACK_TARGET_MISMATCH``           OpsError (Fatal)       ``to_version`` is not the version
+                                                                  a rollback puts back
+``OPS_ROLLBACK_TARGET_UNUSABLE``           OpsError (Fatal)       the version to put back fails
+                                                                  serving's checks: nothing changed
+``OPS_ROLLBACK_THETA_INVALID``             OpsError (Fatal)       a θ ``to`` outside
+                                                                  theta_search_range or not numbers
+``OPS_ROLLBACK_CONFLICT``                  OpsError (Fatal)       the deployed version changed under
+                                                                  the rollback: decide again
 =========================================  =====================  ==================================
 """
 

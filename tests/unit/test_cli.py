@@ -54,6 +54,9 @@ def _run(*args: str) -> tuple[int, str]:
         ["registry", "verify"],
         ["registry", "restore"],
         ["registry", "prune"],
+        ["audit"],
+        ["audit", "verify"],
+        ["audit", "at"],
         ["serve"],
         ["init"],
         ["universe"],
@@ -65,7 +68,7 @@ def test_help_everywhere(cmd: list[str]) -> None:
     code, out = _run(*cmd, "--help")
     assert code == 0
     assert "Usage" in out
-    groups = ("catalog", "config", "features", "registry", "theta", "flows", "universe")
+    groups = ("catalog", "config", "features", "registry", "theta", "flows", "universe", "audit")
     if cmd and cmd[-1] not in groups:
         # Every command takes the shared options, declared once for all of them.
         assert "--config-env" in out and "--config-root" in out and "--verbose" in out
@@ -81,7 +84,8 @@ def test_every_command_is_in_the_tree() -> None:
         for name, cmd in group.commands.items()
         for sub in (cmd.commands if isinstance(cmd, typer.core.TyperGroup) else [""])
     }
-    assert len(names) == 25, sorted(names)  # 22 + init, universe add-instrument, add-pair
+    # 22 + init, universe add-instrument, add-pair, audit verify, audit at
+    assert len(names) == 27, sorted(names)
 
 
 def test_config_check_ok(archive: Path) -> None:

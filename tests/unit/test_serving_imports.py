@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "mlcore"
-LIVE = ("serving", "signals", "execution")
+LIVE = ("serving", "signals", "execution", "ops")
 RESEARCH = ("mlcore.backtest", "mlcore.training", "mlcore.flows")
 # Research libraries, and the research stages themselves, that a worker must not load.
 HEAVY = ("plotly", "optuna", "sklearn", "alembic", "prefect", "imblearn", *RESEARCH)
@@ -31,7 +31,9 @@ def _present(modules: set[str], roots: tuple[str, ...]) -> list[str]:
     return sorted(m for m in modules if any(m == r or m.startswith(r + ".") for r in roots))
 
 
-@pytest.mark.parametrize("module", ["mlcore.serving", "mlcore.signals", "mlcore.execution"])
+@pytest.mark.parametrize(
+    "module", ["mlcore.serving", "mlcore.signals", "mlcore.execution", "mlcore.ops"]
+)
 def test_live_import_loads_no_research_library(module: str) -> None:
     loaded = _loaded_after(f"import {module}")
     assert module in loaded

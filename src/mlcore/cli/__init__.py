@@ -1,7 +1,7 @@
 """The ``mlcore`` command line.
 
 One module per command group (``_data``: config, ingest, catalog, features; ``_models``:
-train, theta, backtest, report; ``_registry``; ``_flows``; ``_run``: demo, serve), the
+train, theta, backtest, report; ``_registry``; ``_audit``; ``_flows``; ``_run``: demo, serve), the
 options every command shares declared once in ``_app`` (``--config-env``/``SERVICE_ENV``,
 ``--config-root``, ``--verbose``; accepted before or after the command name), parsers of
 constrained values in ``_params`` and everything printed in ``_render``.
@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import sys
 
-from mlcore.cli import _data, _flows, _models, _registry, _run, _workspace
+from mlcore.cli import _audit, _data, _flows, _models, _registry, _run, _workspace
 from mlcore.cli._app import app
 
 app.add_typer(_data.config_app, name="config")
 app.add_typer(_data.catalog_app, name="catalog")
 app.add_typer(_data.features_app, name="features")
 app.add_typer(_registry.registry_app, name="registry")
+app.add_typer(_audit.audit_app, name="audit")
 app.add_typer(_models.theta_app, name="theta")
 app.add_typer(_flows.flows_app, name="flows")
 app.add_typer(_workspace.universe_app, name="universe")

@@ -10,11 +10,15 @@ from mlcore.config import AppConfig
 from mlcore.errors import ConfigError, FatalError
 from mlcore.registry._alerts import Alerts
 from mlcore.registry._artifacts import Artifacts, failing_files
+from mlcore.registry._audit import AuditTrail, ChainReport
+from mlcore.registry._chain import Break
 from mlcore.registry._db import artifact_store, database_url, make_engine, upgrade
 from mlcore.registry._errors import RegistryError, RegistryUnavailable, check_connection
 from mlcore.registry._rebuild import RebuildReport, rebuild
 from mlcore.registry._records import (
     TRANSITIONS,
+    ActionRecord,
+    ActionResult,
     Alert,
     AuditEvent,
     ModelRecord,
@@ -26,6 +30,7 @@ from mlcore.registry._records import (
 )
 from mlcore.registry._registry import Registry
 from mlcore.registry._runs import RetrainRuns
+from mlcore.registry._state_at import Changed, ConfigVersionAt, StateAt, state_at
 from mlcore.registry._store import (
     ArtifactStore,
     LocalArtifactStore,
@@ -47,12 +52,19 @@ __all__ = [
     "RUN_STATUSES",
     "STATUSES",
     "TRANSITIONS",
+    "ActionRecord",
+    "ActionResult",
     "Alert",
     "Alerts",
     "ArtifactStore",
     "Artifacts",
     "AuditEvent",
+    "AuditTrail",
+    "Break",
+    "ChainReport",
+    "Changed",
     "CheckedModel",
+    "ConfigVersionAt",
     "LocalArtifactStore",
     "ModelRecord",
     "ModelStatus",
@@ -65,6 +77,7 @@ __all__ = [
     "Rollback",
     "RunStatus",
     "S3ArtifactStore",
+    "StateAt",
     "StatusChange",
     "Versions",
     "artifact_store",
@@ -81,6 +94,7 @@ __all__ = [
     "restore_folder",
     "signals_history",
     "signals_live",
+    "state_at",
     "upgrade",
     "version_row",
 ]

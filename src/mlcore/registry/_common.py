@@ -6,10 +6,10 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
 
+from mlcore.registry._chain import CONFIG_CHAIN, Chain, append
 from mlcore.registry._errors import RegistryError
-from mlcore.registry._tables import config_changes
 
 #: A model version's name, as training makes it: ``YYYYMMDD_HHMM_<code>`` (``_2`` ... on a clash).
 VERSION_RE = re.compile(r"^\d{8}_\d{4}_[A-Za-z0-9]+(_\d+)?$")
@@ -57,13 +57,23 @@ def need_notes(notes: str, what: str) -> str:
     return notes.strip()
 
 
+def chained(conn: Connection, chain: Chain, values: dict[str, Any]) -> int:
+    """Append one hash-chained row in the caller's transaction (see ``_chain``); its id.
+    ``RegistryError`` ``AUDIT_REQUEST_VALUE_INVALID`` for a value that cannot be recorded."""
+    try:
+        return append(conn, chain, values)
+    except ValueError as exc:
+        raise RegistryError("AUDIT_REQUEST_VALUE_INVALID", f"not recorded: {exc}") from None
+
+
 def write_audit(
     conn: Connection, event: str, version: str | None, old: str | None, new: str | None,
     notes: str, actor: str, details: dict[str, Any] | None,
-) -> None:  # fmt: skip
-    """Write one ``audit.config_changes`` row in the caller's transaction."""
-    conn.execute(insert(config_changes).values(
-        changed_at=now(), actor=actor, event=str(event), model_version=version,
-        old_status=None if old is None else str(old), new_status=None if new is None else str(new),
-        notes=notes, details=details,
-    ))  # fmt: skip
+) -> int:  # fmt: skip
+    """Write one ``audit.config_changes`` row (hash-chained) in the caller's transaction; its
+    ``change_id``."""
+    return chained(conn, CONFIG_CHAIN, {
+        "actor": actor, "event": str(event), "model_version": version,
+        "old_status": None if old is None else str(old),
+        "new_status": None if new is None else str(new), "notes": notes, "details": details,
+    })  # fmt: skip

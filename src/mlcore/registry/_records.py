@@ -41,6 +41,21 @@ class AuditEvent(StrEnum):
     MODEL_RESTORED = "MODEL_RESTORED"
     MODEL_PRUNED = "MODEL_PRUNED"
     RETRAIN_RESUMED = "RETRAIN_RESUMED"
+    CONFIG_VALIDATED = "CONFIG_VALIDATED"
+    CONFIG_PR_CREATED = "CONFIG_PR_CREATED"
+    CONFIG_APPROVED = "CONFIG_APPROVED"
+    CONFIG_MERGED = "CONFIG_MERGED"
+    CONFIG_APPLIED = "CONFIG_APPLIED"
+    THETA_ROLLBACK = "THETA_ROLLBACK"
+
+
+class ActionResult(StrEnum):
+    """How an action recorded in ``audit.analytics_actions`` ended."""
+
+    OK = "ok"
+    DENIED = "denied"
+    REFUSED = "refused"
+    FAILED = "failed"
 
 
 S = ModelStatus
@@ -121,10 +136,30 @@ class StatusChange(_Row):
     actor: str
     event: str
     model_version: str | None
-    old_status: ModelStatus | None
-    new_status: ModelStatus | None
+    old_status: ModelStatus | str | None  # a str: a state other than a model's (a config's)
+    new_status: ModelStatus | str | None
     notes: str
     details: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ActionRecord(_Row):
+    """One row of ``audit.analytics_actions``: who did what (with which role, why, under which
+    request id), the state before and after, and how it ended; hash-chained."""
+
+    action_id: int
+    occurred_at: datetime
+    actor: str
+    role: str
+    action: str
+    request_id: str
+    reason: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    result: ActionResult
+    details: dict[str, Any] | None
+    prev_hash: str
+    row_hash: str
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,14 @@
 - :class:`~mlcore.registry._versions.Versions`: model versions and their state machine;
 - :class:`~mlcore.registry._runs.RetrainRuns`: retraining runs, failures, stalled runs;
 - :class:`~mlcore.registry._alerts.Alerts`: alerts raised by flows and serving;
-- :class:`~mlcore.registry._artifacts.Artifacts`: served files, verify, restore, prune.
+- :class:`~mlcore.registry._artifacts.Artifacts`: served files, verify, restore, prune;
+- :class:`~mlcore.registry._audit.AuditTrail`: the hash-chained audit tables.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +19,13 @@ from sqlalchemy import Engine
 from mlcore.errors import Severity
 from mlcore.registry._alerts import Alerts
 from mlcore.registry._artifacts import Artifacts
+from mlcore.registry._audit import AuditTrail, ChainReport
 from mlcore.registry._errors import RegistryError
 from mlcore.registry._records import (
+    ActionRecord,
+    ActionResult,
     Alert,
+    AuditEvent,
     ModelRecord,
     ModelStatus,
     RetrainRun,
@@ -26,6 +33,7 @@ from mlcore.registry._records import (
     StatusChange,
 )
 from mlcore.registry._runs import RetrainRuns
+from mlcore.registry._state_at import StateAt
 from mlcore.registry._store import ArtifactStore
 from mlcore.registry._versions import Versions
 
@@ -45,6 +53,7 @@ class Registry:
         self.retrain_runs = RetrainRuns(engine)
         self.alert_log = Alerts(engine)
         self.artifacts = Artifacts(engine, self.versions, store)
+        self.audit = AuditTrail(engine)
 
     # -- versions -----------------------------------------------------------------------
     def get(self, version: str) -> ModelRecord:
@@ -178,3 +187,42 @@ class Registry:
     def prune(self, keep: int, *, actor: str, dry_run: bool = False) -> list[str]:
         """Delete the files of versions beyond the newest ``keep`` (never a rollback target)."""
         return self.artifacts.prune(keep, actor=actor, dry_run=dry_run)
+
+    # -- audit trail --------------------------------------------------------------------
+    def record_action(
+        self, action: str, *, actor: str, role: str, reason: str, request_id: str,
+        before: Mapping[str, Any] | None, after: Mapping[str, Any] | None,
+        result: ActionResult, details: Mapping[str, Any] | None = None,
+    ) -> int:  # fmt: skip
+        """One row of ``audit.analytics_actions`` (append-only, hash-chained); its id."""
+        return self.audit.record_action(action, actor=actor, role=role, reason=reason,
+                                        request_id=request_id, before=before, after=after,
+                                        result=result, details=details)  # fmt: skip
+
+    def actions(
+        self, *, action: str | None = None, since: datetime | None = None
+    ) -> list[ActionRecord]:
+        """``audit.analytics_actions`` rows (of one action, at or after ``since``), oldest
+        first."""
+        return self.audit.actions(action=action, since=since)
+
+    def record_config_event(
+        self, event: AuditEvent, *, actor: str, notes: str,
+        details: Mapping[str, Any] | None = None, model_version: str | None = None,
+        old_status: str | None = None, new_status: str | None = None,
+    ) -> int:  # fmt: skip
+        """One row of ``audit.config_changes`` (append-only, hash-chained); its id."""
+        return self.audit.record_config_event(event, actor=actor, notes=notes, details=details,
+                                              model_version=model_version,
+                                              old_status=old_status,
+                                              new_status=new_status)  # fmt: skip
+
+    def verify_audit(self, heads: Iterable[str] = ()) -> ChainReport:
+        """Check the hash chains of both audit tables, row by row (and that the row hashes
+        ``heads``, recorded earlier, are still there)."""
+        return self.audit.verify(heads)
+
+    def state_at(self, at: datetime) -> StateAt:
+        """What was in force at ``at``: model version, θ, config version, flags, and who
+        changed each last (from the audit trail)."""
+        return self.audit.state_at(at)

@@ -110,6 +110,33 @@ config_changes = Table(
     Column("new_status", String(16)),
     Column("notes", Text, nullable=False),
     Column("details", JSON),
+    # The hash chain (migration 0005): see mlcore.registry._chain.
+    Column("prev_hash", String(64)),
+    Column("row_hash", String(64)),
+    schema="audit",
+)
+
+analytics_actions = Table(
+    "analytics_actions",
+    metadata,
+    Column(
+        "action_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("before", JSON),
+    Column("after", JSON),
+    Column("result", String(16), nullable=False),
+    Column("details", JSON),
+    Column("prev_hash", String(64), nullable=False),
+    Column("row_hash", String(64), nullable=False),
     schema="audit",
 )
 

@@ -40,7 +40,7 @@ from mlcore.registry._records import (
     StatusChange,
 )
 from mlcore.registry._store import ArtifactStore
-from mlcore.registry._tables import config_changes, model_registry
+from mlcore.registry._tables import STATUSES, config_changes, model_registry
 
 _S = ModelStatus
 
@@ -78,13 +78,20 @@ def _record(row: Any) -> ModelRecord:
     )  # fmt: skip
 
 
-def _change(row: Any) -> StatusChange:
+def _status(value: str | None) -> ModelStatus | str | None:
+    """A model status as its enum; another state (a config's: pr_created ...) as stored."""
+    if value is None or value not in STATUSES:
+        return value
+    return ModelStatus(value)
+
+
+def change_record(row: Any) -> StatusChange:
+    """An ``audit.config_changes`` row as a record."""
     m = row._mapping
     return StatusChange(
         change_id=int(m["change_id"]), changed_at=aware(m["changed_at"]), actor=m["actor"],
         event=m["event"], model_version=m["model_version"],
-        old_status=None if m["old_status"] is None else ModelStatus(m["old_status"]),
-        new_status=None if m["new_status"] is None else ModelStatus(m["new_status"]),
+        old_status=_status(m["old_status"]), new_status=_status(m["new_status"]),
         notes=m["notes"], details=m["details"],
     )  # fmt: skip
 
@@ -255,7 +262,7 @@ class Versions:
         if version is not None:
             query = query.where(config_changes.c.model_version == version)
         with self.engine.connect() as conn:
-            return [_change(r) for r in conn.execute(query)]
+            return [change_record(r) for r in conn.execute(query)]
 
     def path(self, version: str, column: str) -> str:
         """One path column of the version's row."""
@@ -318,7 +325,8 @@ class Versions:
                     status,
                     notes,
                     actor,
-                    {"artifact_path": row["artifact_path"]},
+                    # θ recorded with it: `mlcore audit at` reads θ from the audit trail.
+                    {**(_details(theta, None) or {}), "artifact_path": row["artifact_path"]},
                 )
                 return self._read(conn, version)
         except IntegrityError:

@@ -33,7 +33,7 @@ from mlcore.serving._flags import (
     update_flags,
     write_flags,
 )
-from mlcore.serving._models import ServedModel, deployed_model, named_model
+from mlcore.serving._models import ServedModel, deployed_model, named_model, read_notice
 from mlcore.serving._outbox import Outbox
 from mlcore.serving._pair import PairRuntime
 from mlcore.serving._scorer import INPUT_NAMES, PairScorer
@@ -47,9 +47,10 @@ from mlcore.serving._serve import (
 )
 from mlcore.serving._setup import pair_setup, serving_dir
 from mlcore.serving._supervisor import Supervisor, assign_pairs
+from mlcore.serving._swap import ModelUnusable, SwapRefused
+from mlcore.serving._target import ServingTarget, read_target, write_target
 from mlcore.serving._worker import (
     EXIT_MODEL_UNUSABLE,
-    ModelUnusable,
     Worker,
     WorkerSpec,
     worker_main,
@@ -77,7 +78,9 @@ __all__ = [
     "RedisPublisher",
     "ServeSummary",
     "ServedModel",
+    "ServingTarget",
     "Supervisor",
+    "SwapRefused",
     "Worker",
     "WorkerSpec",
     "aggregate",
@@ -95,6 +98,8 @@ __all__ = [
     "parse_bar",
     "parse_flags",
     "read_flags",
+    "read_notice",
+    "read_target",
     "replay_bars",
     "serve",
     "serving_dir",
@@ -103,4 +108,5 @@ __all__ = [
     "write_bars_file",
     "write_flags",
     "write_signal_files",
+    "write_target",
 ]

@@ -127,9 +127,13 @@ def deployed_model(cfg: AppConfig, registry: Registry, skip: set[str] | None = N
     raise ValueError("no deployed model version can be served: " + "; ".join(failures))
 
 
-def notice_version(path: Path) -> str | None:
-    """The version named by the publish flow's ``deployed.json`` (None when absent or bad)."""
+def read_notice(path: Path) -> dict[str, Any] | None:
+    """``deployed.json``, the notice of the publish flow and of ops rollbacks (None when
+    absent or not a JSON object naming a model_version)."""
     try:
-        return str(json.loads(path.read_bytes())["model_version"])
-    except (OSError, ValueError, KeyError, TypeError):
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError):
         return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("model_version"), str):
+        return None
+    return doc

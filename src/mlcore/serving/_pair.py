@@ -14,6 +14,8 @@ import numpy as np
 from mlcore.config import AI1LabelPolicy, CostTable, PairFeatureWindows
 from mlcore.execution import slippage_factor_at
 from mlcore.features import PAIR_FEATURES, PairFeatureEngine, longest_window
+from mlcore.serving._bars import RawBar
+from mlcore.serving._drawdown import DrawdownLimits, PairDrawdown, PairStep
 from mlcore.serving._flags import Control, OpsFlags
 from mlcore.serving._scorer import INPUT_NAMES, PairScorer
 from mlcore.signals import (
@@ -98,6 +100,7 @@ class PairSetupLive:
     fx_stale_ns: int
     costs: CostTable
     params_sha256: str  # the version's decision.json: named in every signal
+    drawdown: DrawdownLimits | None = None  # dd_policy.yaml pair (None: no live drawdown)
 
 
 @dataclass
@@ -107,6 +110,7 @@ class Outcome:
 
     signal: dict[str, Any] | None
     refused: str = ""
+    dd: PairStep | None = None  # the drawdown's verdict on this bar
 
 
 @dataclass
@@ -125,11 +129,18 @@ class PairRuntime:
     #: the last catalog bar warmed on, until the first live bar is checked against it (-1: none)
     history_end_ns: int = -1
     _vector: np.ndarray = field(init=False)
+    dd: PairDrawdown | None = field(init=False, default=None)
+    #: (bar, price A, price B, slippage factor) of the last bar marked to market
+    _moved: tuple[int, float, float, float] = (-1, math.nan, math.nan, 1.0)
 
     def __post_init__(self) -> None:
-        self.engine = PairFeatureEngine(self.setup.windows)
-        self.decider = PairDecider(self.setup.rules)
+        s = self.setup
+        self.engine = PairFeatureEngine(s.windows)
+        self.decider = PairDecider(s.rules)
         self._vector = np.empty(len(INPUT_NAMES))
+        if s.drawdown is not None:
+            self.dd = PairDrawdown(s.capital_usd, s.risk_fraction, s.rules.latency_bars,
+                                   s.leg_a, s.leg_b, s.drawdown)  # fmt: skip
 
     # -- checkpoint ------------------------------------------------------------------------
     def state(self) -> tuple[bytes, str]:
@@ -141,6 +152,7 @@ class PairRuntime:
             "decider": self.decider.state(),
             "windows": self.setup.windows.model_dump(),
             "history_end_ns": self.history_end_ns,
+            "drawdown": None if self.dd is None else self.dd.state(),
         }
         return self.engine.dump(), json.dumps(rest)
 
@@ -157,6 +169,22 @@ class PairRuntime:
         self.decider.restore([int(v) for v in doc["decider"]])
         # Warmed on the catalog but no live bar seen yet: the first one is still checked.
         self.history_end_ns = int(doc.get("history_end_ns", -1))
+        if self.dd is not None and doc.get("drawdown") is not None:
+            self.dd.restore(doc["drawdown"])
+
+    def swap(
+        self, setup: PairSetupLive, scorer: PairScorer, registered: bool,
+        engine: tuple[PairFeatureEngine, float] | None,
+    ) -> None:  # fmt: skip
+        """Serve another version/θ/config from the next bar on, keeping the position, the
+        hold count and the last bar seen; ``engine`` (with its last z) replaces the feature
+        state when the new setup's windows differ (re-warmed by the caller)."""
+        decider = PairDecider(setup.rules)
+        decider.restore(self.decider.state())
+        self.decider, self.setup, self.scorer = decider, setup, scorer
+        self.model_registered = registered
+        if engine is not None:
+            self.engine, self.prev_z = engine
 
     def warm(self, bars: np.ndarray, last_ts_ns: int) -> None:
         """Feed history (n x 6 aligned bars, the newest last) through the features; the
@@ -199,12 +227,42 @@ class PairRuntime:
             and abs(dz_ema) <= self.setup.ai1.max_dz_ema
         )
 
+    def move(
+        self, ts_ns: int, bar: tuple[float, float, float, float, float, float],
+        fx: dict[str, FxQuote],
+    ) -> float:  # fmt: skip
+        """Mark the paper position to this bar's closes (account currency) and fill its orders
+        due; return the pair's equity (NaN without a drawdown tracker)."""
+        s = self.setup
+        if self.dd is None:
+            return math.nan
+        close_ns = ts_ns + s.bar_seconds * 1_000_000_000
+        pa = bar[2] * s.conv_a.rate(fx, close_ns, s.fx_stale_ns)
+        pb = bar[5] * s.conv_b.rate(fx, close_ns, s.fx_stale_ns)
+        factor = slippage_factor_at(s.costs, close_ns)
+        self._moved = (ts_ns, pa, pb, factor)
+        self.dd.move(pa, pb, factor)
+        return self.dd.s.equity
+
+    def _dd_step(
+        self, ts_ns: int, bar: tuple[float, float, float, float, float, float],
+        fx: dict[str, FxQuote], control: float,
+    ) -> PairStep | None:  # fmt: skip
+        """The drawdown's verdict on this bar (marked to market first), None without one."""
+        if self.dd is None:
+            return None
+        if self._moved[0] != ts_ns:
+            self.move(ts_ns, bar, fx)
+        return self.dd.verdict(control)
+
     def on_bar(
         self, ts_ns: int, bar: tuple[float, float, float, float, float, float], now_ns: int,
-        flags: OpsFlags, fx: dict[str, FxQuote],
+        flags: OpsFlags, fx: dict[str, FxQuote], control: float = 0.0,
     ) -> Outcome:  # fmt: skip
-        """Advance the pair by one aligned bar (high_A, low_A, close_A, high_B, low_B, close_B)."""
+        """Advance the pair by one aligned bar (high_A, low_A, close_A, high_B, low_B, close_B);
+        ``control`` is the book's drawdown stop at this bar time (0 none, 1 halt, 2 flatten)."""
         s = self.setup
+        step = self._dd_step(ts_ns, bar, fx, control)
         bridged = self.history_end_ns < 0 or self._bridged(ts_ns)
         feats = self.engine.update(bar)
         self.last_ts_ns = ts_ns
@@ -223,7 +281,7 @@ class PairRuntime:
         self.prev_z = z
         if refused:
             self.decider.step(z, beta, math.nan, math.nan, math.nan, decide=False)
-            return Outcome(None, refused if bridged else "history_gap")
+            return Outcome(None, refused if bridged else "history_gap", step)
         v = self._vector
         v[: len(PAIR_FEATURES)] = feats
         v[_EV_DIR] = 0.0 if z == 0 else math.copysign(1.0, z)
@@ -231,15 +289,14 @@ class PairRuntime:
         prob, risk, scale = self.scorer.score(v, event)
         if math.isnan(risk) or math.isnan(scale):
             self.decider.step(z, beta, math.nan, math.nan, math.nan, decide=False)
-            return Outcome(None, "warmup")
-        control = flags.control(s.pair_id)
-        if control == Control.HARD_HALT:
+            return Outcome(None, "warmup", step)
+        ctl, dd_flatten = _control(flags.control(s.pair_id), step)
+        if ctl == Control.HARD_HALT:
             # No signal at all; time passes (pending orders fill, the hold count runs) and the
             # features advanced above, so the pair is ready when the halt is lifted.
             self.decider.step(z, beta, math.nan, math.nan, math.nan, decide=False)
-            return Outcome(None, HARD_HALTED)
-        halted = control == Control.SOFT_HALT
-        flatten = control == Control.FLATTEN
+            return Outcome(None, HARD_HALTED, step)
+        halted, flatten = ctl == Control.SOFT_HALT, ctl == Control.FLATTEN
         scaled = scale * flags.leverage_scale
         d = self.decider.step(z, beta, prob, risk, scaled, halted=halted, flatten=flatten)
         action, side, reason = d.action, d.side, d.reason
@@ -257,6 +314,11 @@ class PairRuntime:
         elif action == EXIT:
             units = self.units
             self.units = (0.0, 0.0)
+            if reason == "flatten" and dd_flatten:
+                reason = dd_flatten
+        if self.dd is not None:
+            _, pa, pb, fac = self._moved
+            self.dd.order(action, side, beta, scaled, pa, pb, fac)
         factor = slippage_factor_at(s.costs, close_ns) if action != HOLD else 1.0
         legs = leg_records(
             side, beta, Sizing(*units, ""), price_a, price_b, s.leg_a, s.leg_b, factor
@@ -265,7 +327,7 @@ class PairRuntime:
         policy = {
             "theta1": r.theta1, "theta2": r.theta2, "entry_z": r.entry_z, "exit_z": r.exit_z,
             "max_hold_bars": r.max_hold_bars, "leverage_scale": flags.leverage_scale,
-            "halted": halted or flatten, "flatten": flatten, "control": str(control),
+            "halted": halted or flatten, "flatten": flatten, "control": str(ctl),
         }  # fmt: skip
         signal = build_signal(
             pair_id=s.pair_id, bar_ts_ns=ts_ns, bar_seconds=s.bar_seconds,
@@ -275,4 +337,27 @@ class PairRuntime:
             core_policy=policy, params_sha256=s.params_sha256,
             model_registered=self.model_registered,
         )  # fmt: skip
-        return Outcome(signal)
+        return Outcome(signal, "", step)
+
+
+def _control(ctl: Control, step: PairStep | None) -> tuple[Control, str]:
+    """The control a bar is decided under: the flags' (hard halt > flatten > soft halt), else
+    the drawdown's on this bar itself (the flags it sets are for everyone else); and the
+    drawdown's flatten reason when it is the drawdown that flattens."""
+    if ctl != Control.NONE or step is None:
+        return ctl, ""
+    if step.flatten:
+        return Control.FLATTEN, step.flatten
+    return (Control.SOFT_HALT if step.block else ctl), ""
+
+
+@dataclass(frozen=True)
+class PairBar:
+    """An aligned pair-bar of the batch, waiting for its bar time's decision."""
+
+    ts_ns: int
+    rt: PairRuntime
+    bar: tuple[float, float, float, float, float, float]
+    raw: RawBar  # the message that completed it
+    key: str
+    fx: dict[str, FxQuote]  # the FX quotes when it was complete

@@ -13,18 +13,19 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import redis
 
 from mlcore.config import AppConfig
 from mlcore.data import Catalog, write_atomic
-from mlcore.errors import ConfigError, RetryableError
+from mlcore.errors import ConfigError, MlcoreError, RetryableError
 from mlcore.execution import check_serving, read_params
 from mlcore.registry import database_url, make_engine, registry_for, upgrade
 from mlcore.serving._bars import Bar, bar_message
 from mlcore.serving._delivery import replay_names
-from mlcore.serving._models import ServedModel, deployed_model, named_model, notice_version
+from mlcore.serving._models import ServedModel, deployed_model, named_model, read_notice
 from mlcore.serving._setup import serving_dir
 from mlcore.serving._supervisor import Supervisor, assign_pairs
 from mlcore.serving._worker import WorkerSpec
@@ -182,12 +183,15 @@ def outbox_counts(root: Path) -> Counter[str]:
 
 class _Models:
     """The version in service as the supervisor moves it: the next deployed one when a worker
-    finds it unusable, the new one when the publish flow announces a deployment."""
+    finds it unusable; when ``deployed.json`` changes (the publish flow's deployment, an
+    ops rollback of the model or of θ, a config version applied), what is in force then,
+    taken by the running workers without a restart (a hot swap)."""
 
     def __init__(self, cfg: AppConfig, served: ServedModel, named: bool) -> None:
         self.cfg, self.served, self.named = cfg, served, named
         self.notice = serving_dir(cfg) / "deployed.json"
-        self.seen = notice_version(self.notice)
+        self.seen = read_notice(self.notice)
+        self.config_version = _config_version(self.seen)
 
     def unusable(self, folder: str) -> ServedModel | None:
         """The version to serve instead of the one in ``folder``, or None."""
@@ -202,18 +206,29 @@ class _Models:
         return nxt
 
     def on_tick(self, sup: Supervisor) -> None:
-        current = notice_version(self.notice)
+        current = read_notice(self.notice)
         if self.named or current is None or current == self.seen:
             return
         self.seen = current
+        config = _config_version(current) or self.config_version
         try:
             nxt = deployed_model(self.cfg, registry_for(self.cfg))
-        except ValueError as exc:
-            log.error("new deployment %s not served: %s", current, exc)
+        except (ValueError, MlcoreError) as exc:
+            log.error("serving notice %s not followed: %s", current.get("event"), exc)
             return
-        log.info("new deployment: moving workers to %s", nxt.version)
-        self.served = nxt
-        sup.switch_model(nxt)
+        same = (nxt.version, nxt.theta, nxt.checksums) == (
+            self.served.version, self.served.theta, self.served.checksums)  # fmt: skip
+        if same and config == self.config_version:
+            return
+        log.info("%s: moving workers to %s θ %s", current.get("event"), nxt.version,
+                 list(nxt.theta))  # fmt: skip
+        self.served, self.config_version = nxt, config
+        sup.switch_model(nxt, config)
+
+
+def _config_version(notice: dict[str, Any] | None) -> str | None:
+    value = (notice or {}).get("config_version")
+    return value if isinstance(value, str) and value else None
 
 
 def serve(
@@ -248,6 +263,7 @@ def serve(
     base = WorkerSpec(
         worker_id="", pair_ids=(), config_root=str(cfg.config_root), env_name=cfg.env_name,
         exit_when_idle_seconds=exit_when_idle_seconds, root=str(serving_dir(cfg)), bar_source=bars,
+        config_version=models.config_version,
         **models.served.spec_fields(),
     )  # fmt: skip
     if replay_last is not None:

@@ -14,6 +14,7 @@ from mlcore.data import Catalog
 from mlcore.errors import MlcoreError
 from mlcore.execution import checked_theta, leg_costs
 from mlcore.features import align_legs, segment_starts
+from mlcore.serving._drawdown import DrawdownLimits
 from mlcore.serving._pair import Conversion, PairSetupLive
 from mlcore.signals import DecisionRules, LegSpec
 
@@ -54,6 +55,7 @@ def pair_setup(
     ai1 = cfg.core.labels_at(cfg.serving.timeframe).ai1
     ex = cfg.backtest.execution_at(cfg.serving.timeframe)
     account = cfg.backtest.account
+    dd = cfg.drawdown.pair
     rules = DecisionRules(
         theta1=theta[0], theta2=theta[1], entry_z=ai1.entry_z, exit_z=ai1.exit_z,
         max_hold_bars=ex.max_hold_bars, latency_bars=ex.latency_bars,
@@ -72,6 +74,9 @@ def pair_setup(
         freshness_ns=int(cfg.serving.freshness_budget_seconds * 1e9),
         fx_stale_ns=account.fx_stale_seconds * 1_000_000_000, costs=cfg.costs,
         params_sha256=params_sha256,
+        drawdown=DrawdownLimits(
+            dd.warn, dd.halt, dd.flatten, ex.halt_review_bars
+        ),
     )  # fmt: skip
 
 

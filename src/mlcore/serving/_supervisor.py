@@ -35,6 +35,7 @@ from mlcore.registry import Alerts, database_url, make_engine
 from mlcore.serving._delivery import archive_signals
 from mlcore.serving._models import ServedModel
 from mlcore.serving._setup import serving_dir
+from mlcore.serving._target import ServingTarget, read_target, write_target
 from mlcore.serving._worker import EXIT_MODEL_UNUSABLE, WorkerSpec, heartbeat_path, worker_main
 
 log = logging.getLogger("mlcore.serving")
@@ -145,9 +146,39 @@ class Supervisor:
                  ", ".join(slot.spec.pair_ids))  # fmt: skip
 
     def start(self) -> None:
-        """Start every worker."""
+        """Write the serving target the workers start with, then start every worker."""
+        self._publish(self.slots[0].spec.config_version if self.slots else None)
         for slot in self.slots:
             self._start(slot)
+
+    def _roots(self) -> list[Path]:
+        return sorted({Path(s.spec.root or serving_dir(self.cfg)) for s in self.slots})
+
+    def _publish(self, config_version: str | None) -> int:
+        """Write ``target.json`` (sequence after any written before, even by an earlier run:
+        a worker never takes an old file for news) from the slots' specs; every slot's spec
+        then names that sequence, so a worker restarted later starts where the others are."""
+        if not self.slots:
+            return 0
+        seq = 0
+        for root in self._roots():
+            try:
+                old = read_target(root)
+            except ValueError:
+                old = None  # damaged: replaced below
+            seq = max(seq, old.seq if old is not None else 0)
+        seq += 1
+        spec = self.slots[0].spec
+        target = ServingTarget(
+            seq, Path(spec.model_folder).name, spec.model_folder,
+            (float(spec.theta[0]), float(spec.theta[1])), tuple(spec.model_checksums),
+            spec.model_registered, config_version,
+        )  # fmt: skip
+        for slot in self.slots:
+            slot.spec = replace(slot.spec, target_seq=seq, config_version=config_version)
+        for root in self._roots():
+            write_target(root, target)
+        return seq
 
     def alive(self) -> int:
         """Workers running now."""
@@ -206,7 +237,11 @@ class Supervisor:
                     self.events.append(msg)
                     self._alert("CORE_SERVING_WORKER_GIVEN_UP", msg, slot)
                     continue
-                slot.spec = replace(slot.spec, **nxt.spec_fields())
+                # Every worker moves (the running ones by hot swap), and the target says so:
+                # the restarted worker must not take the unusable version back from the file.
+                for other in self.slots:
+                    other.spec = replace(other.spec, **nxt.spec_fields())
+                self._publish(slot.spec.config_version)
             msg = f"worker {slot.spec.worker_id} exited with {code}: restarting"
             log.warning(msg)
             self.events.append(msg)
@@ -229,12 +264,19 @@ class Supervisor:
         """The workers not restarted again (their pairs are not served)."""
         return [s.spec.worker_id for s in self.slots if s.given_up]
 
-    def switch_model(self, served: ServedModel) -> None:
-        """Move every worker to another model version, one at a time (stop, start)."""
+    def switch_model(self, served: ServedModel, config_version: str | None = None) -> int:
+        """Move every worker to another model version, θ or config version without a restart:
+        the new target goes into ``target.json``, which each running worker takes between two
+        batches, keeping its pairs' state (:mod:`mlcore.serving._swap`); returns its sequence.
+        A worker that finds the target unusable keeps serving and raises an alert."""
         for slot in self.slots:
-            self._stop(slot)
             slot.spec = replace(slot.spec, **served.spec_fields())
-            self._start(slot)
+        seq = self._publish(config_version)
+        msg = (f"serving target #{seq}: {served.version} θ {list(served.theta)}"
+               f"{f' config {config_version}' if config_version else ''} (hot swap)")  # fmt: skip
+        log.info(msg)
+        self.events.append(msg)
+        return seq
 
     def archive(self) -> None:
         """Once a day, on a thread of its own (a database wait must never hold up the watch

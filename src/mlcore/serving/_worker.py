@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import signal as os_signal
 import sys
 import time
@@ -18,6 +19,7 @@ from collections import Counter as Tally
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +27,12 @@ import orjson
 import redis
 
 from mlcore._logging import inherit_third_party_verbosity
-from mlcore.config import TIMEFRAMES, AppConfig, PairSpec, load_config
-from mlcore.execution import PairModels, check_serving, version_config
+from mlcore.config import TIMEFRAMES, AppConfig, PairSpec
 from mlcore.registry import database_url, make_engine, upgrade
 from mlcore.serving import _metrics as m
 from mlcore.serving._bars import Bar, FileBarSource, RawBar, RedisBarSource
 from mlcore.serving._clock import ReplayClock, WallClock
+from mlcore.serving._dd_guard import dd_guard
 from mlcore.serving._dead import message_id
 from mlcore.serving._delivery import (
     RedisPublisher,
@@ -51,9 +53,11 @@ from mlcore.serving._frontier import (
 from mlcore.serving._intake import Intake
 from mlcore.serving._orphan import die_with_parent
 from mlcore.serving._outbox import Outbox
-from mlcore.serving._pair import HARD_HALTED, FxQuote, PairRuntime
+from mlcore.serving._pair import HARD_HALTED, FxQuote, PairBar, PairRuntime
 from mlcore.serving._scorer import PairScorer
 from mlcore.serving._setup import history, pair_setup, serving_dir
+from mlcore.serving._swap import ModelUnusable, base_config, load_version, poll_target
+from mlcore.serving._target import TargetWatch
 from mlcore.signals import encode_signal
 
 log = logging.getLogger("mlcore.serving")
@@ -86,6 +90,10 @@ class WorkerSpec:
     # A replay of past bars (`mlcore serve --replay-last`): its signals, dead letters and
     # heartbeats go to the replay names on Redis (``replay_names``), never the live ones.
     replay_redis: bool = False
+    # The config version in force and the serving target's sequence number this spec is
+    # (see mlcore.serving._target): a newer target.json is taken without a restart.
+    config_version: str | None = None
+    target_seq: int = 0
 
 
 def heartbeat_path(root: Path, worker_id: str) -> Path:
@@ -102,37 +110,35 @@ def _kept_flags(saved: str | None) -> OpsFlags:
         return OpsFlags(global_halt=True)
 
 
-class ModelUnusable(ValueError):
-    """The model version handed to a worker fails its checks."""
-
-
 class Worker:
     """One worker process's state and loop (see the module docstring)."""
 
     def __init__(self, spec: WorkerSpec, cfg: AppConfig | None = None) -> None:
         self.spec = spec
-        cfg = cfg or load_config(Path(spec.config_root), spec.env_name)
-        if spec.replay_redis:
+        if cfg is None:
+            cfg = base_config(spec)
+        elif spec.replay_redis:
             serving = cfg.serving.model_copy(update={"redis": replay_names(cfg.serving.redis)})
             cfg = dataclasses.replace(cfg, serving=serving)
+        self.base_cfg = cfg
         sv = cfg.serving
         self.root = Path(spec.root) if spec.root else serving_dir(cfg)
         unknown = [p for p in spec.pair_ids if p not in {q.pair_id for q in cfg.universe.pairs}]
         if unknown:
             raise ValueError(f"worker {spec.worker_id}: pairs {unknown} are not in universe.yaml")
-        try:
-            sums = dict(spec.model_checksums) if spec.model_checksums else None
-            models = PairModels.load(Path(spec.model_folder), sums=sums)
-        except ValueError as exc:
-            raise ModelUnusable(str(exc)) from None
-        # What decides the signals is the version's (decision.json), never today's policy files.
-        params = models.decision_params()
-        check_serving(params, list(spec.pair_ids), sv.timeframe)
-        self.cfg = cfg = version_config(cfg, params)
-        self.params_sha256 = params.sha256
+        sums = dict(spec.model_checksums) if spec.model_checksums else None
+        loaded = load_version(cfg, Path(spec.model_folder), sums, list(spec.pair_ids))
+        self.cfg = cfg = loaded.cfg
+        self.params_sha256 = loaded.params_sha256
         pairs = {p.pair_id: p for p in cfg.universe.pairs}
-        self.scorer = PairScorer(models)
-        self.version = models.version
+        self.scorer: PairScorer = loaded.scorer
+        self.version = self.scorer.version
+        # What is served now (hot swaps change it: mlcore.serving._swap).
+        self.model_folder = spec.model_folder
+        self.theta: tuple[float, float] = (float(spec.theta[0]), float(spec.theta[1]))
+        self.config_version = spec.config_version
+        self.target_seq, self.refused_seq = spec.target_seq, -1
+        self.target_watch = TargetWatch(self.root)
         self.client = redis.Redis.from_url(cfg.env.redis_url) if cfg.env.redis_url else None
         self.publisher = RedisPublisher(self.client, sv.redis) if self.client else None
         self.clock = ReplayClock() if spec.replay else WallClock()
@@ -143,7 +149,7 @@ class Worker:
         self.pairs: dict[str, PairRuntime] = {}
         self.by_symbol: dict[str, list[tuple[PairRuntime, bool]]] = {}
         for pid in spec.pair_ids:
-            setup = pair_setup(cfg, pairs[pid], spec.theta, params.sha256)
+            setup = pair_setup(cfg, pairs[pid], spec.theta, self.params_sha256)
             rt = PairRuntime(setup, self.scorer, spec.worker_id,
                              model_registered=spec.model_registered)  # fmt: skip
             self.pairs[pid] = rt
@@ -184,6 +190,8 @@ class Worker:
         self._recovering = False
         self.intake = Intake(cfg, spec.worker_id, self.root, set(symbols), self.client, self.db,
                              self.tally)  # fmt: skip
+        self.guard = dd_guard(cfg, spec.worker_id, self.root, self.client, self.db,
+                              live=not spec.replay_redis)  # fmt: skip
         self._restore(pairs)
         self._flags = self.flags.in_force()  # until read: those kept (none kept: none)
         if kept is not None and ahead(self._frontier, self.source.positions()):
@@ -219,11 +227,12 @@ class Worker:
                 log.info("%s: warmed on %d catalog bars", pid, len(bars))
         self.intake.restore(kv, self.outbox, self.spec.warm_until_ns)
         for key, put in (("positions", self._put_positions), ("recent", self._put_recent),
-                         ("tally", self._put_tally), ("fx", self._put_fx)):  # fmt: skip
+                         ("tally", self._put_tally), ("fx", self._put_fx),
+                         ("drawdown", self.guard.restore)):  # fmt: skip
             if key in kv:
                 try:
                     put(json.loads(kv[key]))
-                except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+                except (ValueError, TypeError, AttributeError, OverflowError, KeyError) as exc:
                     # A damaged checkpoint value (never written so by a worker): start that
                     # part afresh; bars read again are refused by the guard as duplicates.
                     log.error("checkpoint %r not usable (%s: %s), starting it afresh", key,
@@ -267,17 +276,14 @@ class Worker:
             del recent[min(recent)]
         return bar
 
-    def _on_raw(
-        self, raw: RawBar, out: list[tuple[int, dict[str, Any]]], touched: set[str]
-    ) -> None:
+    def _on_raw(self, raw: RawBar, ready: list[PairBar], seen: dict[str, int]) -> None:
         key = message_id(raw)
         self.intake.mark.set(raw, key)  # cleared below: a death in between is blamed on it
-        self._pair_bar(raw, key, out, touched)
+        self._pair_bar(raw, key, ready, seen)
         self.intake.mark.clear()
 
-    def _pair_bar(
-        self, raw: RawBar, key: str, out: list[tuple[int, dict[str, Any]]], touched: set[str]
-    ) -> None:
+    def _pair_bar(self, raw: RawBar, key: str, ready: list[PairBar], seen: dict[str, int]) -> None:
+        """The pair-bars this message completes (decided later, by bar time)."""
         bar = self._accept(raw, key)
         if bar is None:
             return
@@ -286,33 +292,65 @@ class Worker:
             other = self.recent[other_sym].get(bar.ts_ns)
             if other is None:
                 continue  # the other leg's bar has not arrived yet
-            if bar.ts_ns <= rt.last_ts_ns:
-                self.intake.refuse(
-                    "out_of_order", f"{rt.setup.pair_id} {bar.ts_ns} <= {rt.last_ts_ns}"
-                )
+            pid = rt.setup.pair_id
+            last = seen.get(pid, rt.last_ts_ns)
+            if bar.ts_ns <= last:
+                self.intake.refuse("out_of_order", f"{pid} {bar.ts_ns} <= {last}")
                 continue
+            seen[pid] = bar.ts_ns
             a, b = (bar, other) if is_a else (other, bar)
-            close_ns = bar.ts_ns + rt.setup.bar_seconds * 1_000_000_000
-            t0 = time.perf_counter_ns()
-            outcome = rt.on_bar(
-                bar.ts_ns, (a.high, a.low, a.close, b.high, b.low, b.close),
-                self.clock.now_ns(close_ns), self._flags, self.fx,
-            )  # fmt: skip
-            m.INFERENCE_LATENCY_MS.observe((time.perf_counter_ns() - t0) / 1e6)
-            touched.add(rt.setup.pair_id)
-            if outcome.refused == HARD_HALTED:
-                self.tally["held:hard_halt"] += 1  # not a refusal: the pair signals nothing
-            elif outcome.signal is None:
-                self.intake.refuse(outcome.refused)
-            else:
-                out.append((bar.ts_ns, outcome.signal))
+            values = (a.high, a.low, a.close, b.high, b.low, b.close)
+            # The FX quotes as they are now: a later bar of the batch must not convert this one.
+            fx = {sym: FxQuote(q.rate, q.close_ns) for sym, q in self.fx.items()}
+            ready.append(PairBar(bar.ts_ns, rt, values, raw, key, fx))
+
+    def _decide(self, ready: list[PairBar], out: list[tuple[int, dict[str, Any]]]) -> None:
+        """Decide the batch's pair-bars bar time by bar time: every pair of the bar time is
+        marked to market first, then the book's drawdown is taken over them, then each pair
+        decides under it (the backtest's order: its account stops act on the same bar)."""
+        self.guard.refresh()
+        ready.sort(key=lambda p: p.ts_ns)  # stable: the arrival order within a bar time
+        for ts, items in groupby(ready, key=lambda p: p.ts_ns):
+            group = list(items)
+            for p in group:
+                self.intake.mark.set(p.raw, p.key)
+                p.rt.move(ts, p.bar, p.fx)
+            own = {pid: rt.dd.s.equity for pid, rt in self.pairs.items() if rt.dd is not None}
+            control = self.guard.at(ts, own).control
+            for p in group:
+                self.intake.mark.set(p.raw, p.key)
+                self._one(p, control, out)
+            self.intake.mark.clear()
+
+    def _one(self, p: PairBar, control: float, out: list[tuple[int, dict[str, Any]]]) -> None:
+        rt = p.rt
+        close_ns = p.ts_ns + rt.setup.bar_seconds * 1_000_000_000
+        t0 = time.perf_counter_ns()
+        outcome = rt.on_bar(p.ts_ns, p.bar, self.clock.now_ns(close_ns), self._flags, p.fx,
+                            control)  # fmt: skip
+        m.INFERENCE_LATENCY_MS.observe((time.perf_counter_ns() - t0) / 1e6)
+        pid = rt.setup.pair_id
+        self._touched.add(pid)
+        if outcome.dd is not None:
+            self.guard.pair(pid, p.ts_ns, outcome.dd)
+        if outcome.refused == HARD_HALTED:
+            self.tally["held:hard_halt"] += 1  # not a refusal: the pair signals nothing
+        elif outcome.signal is None:
+            self.intake.refuse(outcome.refused)
+        else:
+            out.append((p.ts_ns, outcome.signal))
 
     @property
     def pairs_seconds(self) -> int:
         return TIMEFRAMES[self.cfg.serving.timeframe]
 
+    def touch_all(self) -> None:
+        """Every pair's state goes into the next commit (after a hot swap)."""
+        self._touched |= set(self.pairs)
+
     def step(self) -> int:
         """Read and process one batch; return how many bar messages it held."""
+        poll_target(self)  # between batches: a newer serving target is taken here
         sv = self.cfg.serving
         before = self.source.positions()
         try:
@@ -325,25 +363,44 @@ class Worker:
             raws = []
         else:
             self._source_down = False
-        if raws or time.monotonic() - self._flags_read_at >= FLAGS_POLL_S:
-            # Read once the bars are here: the flags in force when they are decided, not when
-            # the wait for them began (and at least every FLAGS_POLL_S without bars).
-            self._read_flags(before)
+        self._poll_flags(bool(raws), before)
         signals: list[tuple[int, dict[str, Any]]] = []
+        ready: list[PairBar] = []
+        seen: dict[str, int] = {}
         for raw in raws:
-            self._on_raw(raw, signals, self._touched)
+            self._on_raw(raw, ready, seen)
+        if ready:
+            self._decide(ready, signals)
         latest = self._emit(signals)
-        if self._recovering and (not raws or not ahead(self._frontier, self.source.positions())):
-            self._recovering = False
-            log.info("bars sent before the restart read again: the flags in force apply")
+        self._recovered(bool(raws))
         if self._commit_due(bool(raws)):
             self._checkpoint()
             self.intake.deliver(self.outbox)
+        if ready:
+            self.guard.publish(
+                {pid: (rt.last_ts_ns, rt.dd.s.equity) for pid, rt in self.pairs.items()
+                 if rt.dd is not None and rt.last_ts_ns >= 0}
+            )  # fmt: skip
+        self.guard.flush()
         if self._backlog:
             self._deliver()
         self.files.put(latest)
         self._housekeeping()
         return len(raws)
+
+    def _poll_flags(self, read_any: bool, before: dict[str, str]) -> None:
+        # Read once the bars are here: the flags in force when they are decided, not when the
+        # wait for them began (and at least every FLAGS_POLL_S without bars).
+        if read_any or time.monotonic() - self._flags_read_at >= FLAGS_POLL_S:
+            self._read_flags(before)
+
+    def _recovered(self, read_any: bool) -> None:
+        """End the recovery once reading has passed the send frontier (or found no more)."""
+        if self._recovering and (
+            not read_any or not ahead(self._frontier, self.source.positions())
+        ):
+            self._recovering = False
+            log.info("bars sent before the restart read again: the flags in force apply")
 
     def _read_flags(self, positions: dict[str, str] | None = None) -> None:
         """The flags to decide by; a change is committed at once with everything decided
@@ -450,6 +507,7 @@ class Worker:
             ).decode(),
             "fx": orjson.dumps({s: [q.rate, q.close_ns] for s, q in self.fx.items()}).decode(),
             "tally": orjson.dumps(dict(self.tally), option=orjson.OPT_SORT_KEYS).decode(),
+            "drawdown": self.guard.state(),
         }
         guard, dead = self.intake.take()
         self.outbox.commit(self._rows, states, kv | guard | (extra or {}), dead)
@@ -490,8 +548,10 @@ class Worker:
         """The heartbeat file (which the supervisor watches) and, with Redis, the key that
         expires after heartbeat_ttl_seconds (for monitors elsewhere)."""
         beat = json.dumps({"worker": self.spec.worker_id, "pairs": list(self.spec.pair_ids),
-                           "model_version": self.version, "at": time.time(),
-                           "flags_seq": self._applied_seq,
+                           "model_version": self.version, "params_sha256": self.params_sha256,
+                           "theta": list(self.theta), "config_version": self.config_version,
+                           "target_seq": self.target_seq, "refused_seq": self.refused_seq,
+                           "pid": os.getpid(), "at": time.time(), "flags_seq": self._applied_seq,
                            "counts": dict(self.tally)})  # fmt: skip
         path = heartbeat_path(self.root, self.spec.worker_id)
         path.parent.mkdir(parents=True, exist_ok=True)
