@@ -219,7 +219,7 @@ def test_a_hard_halt_lifted_mid_run_keeps_the_pair_ready(base, tmp_path: Path, m
         assert ids[-1] == ref[-1]["id"]  # signalling again after the lift
         # Its features ran on through the halt: the z after it is the reference's, bar for bar.
         zs = {s["id"]: s["z_score"] for s in ref}
-        after = [s for s in mine if s["bar_ts"] > gap[-1]["bar_ts"]]
+        after = [s for s in mine if s["metadata"]["bar_ts"] > gap[-1]["metadata"]["bar_ts"]]
         assert after and all(s["z_score"] == zs[s["id"]] for s in after)
     finally:
         _cleanup(client, tag)
