@@ -158,6 +158,25 @@ code                                       class                  when
                                                                   serving_root) that is a file or,
                                                                   outside the archive, cannot be
                                                                   created or written
+``CONFIG_GOV_INVALID``                     ConfigError (exit 2)   a governed change refused at
+                                                                  validate/pr/merge: a file name,
+                                                                  size, encoding, YAML, schema or
+                                                                  cross-file problem (each named)
+``CONFIG_GOV_DRIFT``                       ConfigError (exit 2)   policy files edited by hand after
+                                                                  a governed apply (serve, flows,
+                                                                  apply and rollback refuse)
+``CONFIG_GOV_ROLE_DENIED`` /               GovernanceError        a role below the verb's, the
+``_SELF_APPROVAL`` / ``_ALREADY_APPROVED`` (Fatal, exit 1)        author approving, an approver
+``_STATE_INVALID`` / ``_MERGE_CONFLICT`` /                        twice, a transition the state
+``_CHANGE_NOT_FOUND`` / ``_SHA_UNKNOWN`` /                        machine refuses, a conflicting
+``_NO_ROLLBACK_TARGET`` /                                         merge, an unknown change or SHA,
+``_ACTOR_INVALID`` / ``_REASON_MISSING``                          nothing to roll back to, a bad
+                                                                  actor or reason
+``CONFIG_GOV_BUSY``                        RetryableError         another governed verb holds the
+                                           (exit 75)              repository's lock
+``CONFIG_GOV_GIT_MISSING`` /               ConfigError / Fatal    no git installed; a git command
+``CONFIG_GOV_GIT_FAILED`` /                                       failed; configs/.git without a
+``CONFIG_GOV_REPO_INVALID``                                       main branch
 ``CONFIG_STORAGE_OVERLAP``                 ConfigError (exit 2)   two data roots (or the SQLite
                                                                   registry.db) are one folder or
                                                                   one is inside another

@@ -22,7 +22,14 @@ import pytest
 from mlcore.config import AppConfig, load_config
 from mlcore.demo import DemoResult
 from mlcore.execution import DECISION_RECORD, record_bytes
-from mlcore.ops import OpsError, notify_serving, rollback_model, rollback_theta, theta_records
+from mlcore.ops import (
+    OpsError,
+    announce_config_version,
+    notify_serving,
+    rollback_model,
+    rollback_theta,
+    theta_records,
+)
 from mlcore.registry import Registry, registry_for
 from mlcore.serving import (
     Outbox,
@@ -242,8 +249,7 @@ def test_a_running_worker_swaps_versions_and_theta_without_a_restart(
         assert (beat["theta"], beat["pid"]) == (list(THETA_A0), pid)
         feed_until(cut + 3)
         # 4. a config version applied: the worker reloads its configuration, same process.
-        notify_serving(cfg, "config_applied", model_version=a, theta=THETA_A0,
-                       model_path=str(cfg.paths.models / a), config_version="cfg-0002")  # fmt: skip
+        assert announce_config_version(cfg, "cfg-0002") == [str(root / "deployed.json")]
         beat = swapped(seq0 + 4)
         assert (beat["config_version"], beat["pid"]) == ("cfg-0002", pid)
         feed_until(cut + 4)
@@ -379,7 +385,13 @@ def test_a_new_feature_set_rewarms_the_pairs_and_keeps_their_state(
     worker = Worker(spec, cfg=cfg)
     while worker.step():
         pass
-    kept = {p: (rt.decider.state(), rt.units, rt.last_ts_ns) for p, rt in worker.pairs.items()}
+
+    def kept_state(rt: Any) -> tuple[Any, ...]:
+        return (rt.decider.state(), rt.units, rt.last_ts_ns,
+                None if rt.dd is None else rt.dd.state())  # fmt: skip
+
+    kept = {p: kept_state(rt) for p, rt in worker.pairs.items()}
+    assert any(k[3] is not None and k[3]["t"] >= 0 for k in kept.values())
     engines = {p: rt.engine for p, rt in worker.pairs.items()}
     warmups = worker.tally["refused:warmup"]
     write_target(root, ServingTarget(1, c, str(cfg.paths.models / c), THETA_B,
@@ -387,7 +399,7 @@ def test_a_new_feature_set_rewarms_the_pairs_and_keeps_their_state(
     worker.step()
     assert worker.version == c and worker.theta == THETA_B
     for p, rt in worker.pairs.items():
-        assert (rt.decider.state(), rt.units, rt.last_ts_ns) == kept[p]
+        assert kept_state(rt) == kept[p]
         assert rt.engine is not engines[p]
         assert rt.setup.windows.z_window == record["feature_windows"]["z_window"]
     with feed.open("a") as fh:

@@ -62,13 +62,32 @@ def _run(*args: str) -> tuple[int, str]:
         ["universe"],
         ["universe", "add-instrument"],
         ["universe", "add-pair"],
+        ["configs"],
+        ["configs", "validate"],
+        ["configs", "pr"],
+        ["configs", "approve"],
+        ["configs", "merge"],
+        ["configs", "apply"],
+        ["configs", "rollback"],
+        ["configs", "status"],
+        ["configs", "init-git"],
     ],
 )
 def test_help_everywhere(cmd: list[str]) -> None:
     code, out = _run(*cmd, "--help")
     assert code == 0
     assert "Usage" in out
-    groups = ("catalog", "config", "features", "registry", "theta", "flows", "universe", "audit")
+    groups = (
+        "catalog",
+        "config",
+        "features",
+        "registry",
+        "theta",
+        "flows",
+        "universe",
+        "audit",
+        "configs",
+    )
     if cmd and cmd[-1] not in groups:
         # Every command takes the shared options, declared once for all of them.
         assert "--config-env" in out and "--config-root" in out and "--verbose" in out
@@ -84,8 +103,8 @@ def test_every_command_is_in_the_tree() -> None:
         for name, cmd in group.commands.items()
         for sub in (cmd.commands if isinstance(cmd, typer.core.TyperGroup) else [""])
     }
-    # 22 + init, universe add-instrument, add-pair, audit verify, audit at
-    assert len(names) == 27, sorted(names)
+    # 22 + init, universe add-instrument, add-pair, audit verify, audit at + 8 configs
+    assert len(names) == 35, sorted(names)
 
 
 def test_config_check_ok(archive: Path) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 
-from mlcore.cli import _audit, _data, _flows, _models, _registry, _run, _workspace
+from mlcore.cli import _audit, _configs, _data, _flows, _models, _registry, _run, _workspace
 from mlcore.cli._app import app
 
 app.add_typer(_data.config_app, name="config")
@@ -30,6 +30,7 @@ app.add_typer(_audit.audit_app, name="audit")
 app.add_typer(_models.theta_app, name="theta")
 app.add_typer(_flows.flows_app, name="flows")
 app.add_typer(_workspace.universe_app, name="universe")
+app.add_typer(_configs.configs_app, name="configs")
 _ = _run  # registers demo and serve on the root group (_workspace: init)
 
 __all__ = ["app", "main"]

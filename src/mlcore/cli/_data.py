@@ -106,6 +106,11 @@ def config_check() -> None:
         text(f"workspace: {cfg.workspace.root} over the shipped configs {cfg.base_root}")
         for line in env_shadowed(cfg.config_root, cfg.env_name):
             text(f"note: {line}")
+        from mlcore.governance import require_in_force
+
+        version = require_in_force(cfg)  # files edited by hand after a governed apply: exit 2
+        if version is not None:
+            text(f"config version in force: {version.sha} (applied {version.applied_at})")
     text(f"archive: {cfg.paths.archive} (backend {cfg.storage.backend})")
     text(f"timeframes: {', '.join(cfg.pipeline.timeframe_allowed)}")
     text(f"instruments: {', '.join(cfg.universe.instruments)}")

@@ -123,8 +123,12 @@ def serve_cmd(
     (Redis stream + Pub/Sub, signal.json, core.signals_live). Ctrl-C stops them cleanly."""
     from mlcore import serving
     from mlcore.cli._data import check_pairs
+    from mlcore.governance import require_in_force
 
     cfg = load_config()
+    version = require_in_force(cfg)  # hand edits after a governed apply are refused
+    if version is not None:
+        text(f"config version {version.sha[:12]} in force")
     ids = [p.strip() for p in pairs.split(",")] if pairs is not None else None
     check_pairs(cfg, ids or [], "--pairs")  # empty items (``--pairs ,,``) and repeats refused
     with coded(ConfigError, "SERVING_START_REFUSED"):

@@ -44,11 +44,27 @@ def init(
     text(f"workspace {root} over the shipped configs {base}:")
     for path in made:
         text(f"  {path.relative_to(root)}{'/' if path.is_dir() else ''}")
+    _init_git(root / "configs")
     text("next (inside it, or with --workspace):")
     text(f"  cd {root}")
     text("  mlcore universe add-instrument AAPL --calendar xnys --asset-class equity --quote USD")
     text("  mlcore universe add-pair AAPL GOOG")
     text("  mlcore ingest --path AAPL_1h.csv --symbol AAPL --timeframe 1h")
+
+
+def _init_git(configs: Path) -> None:
+    """The configs/ folder as a git repository (governed changes, `mlcore configs`)."""
+    from mlcore.config import read_workspace
+    from mlcore.errors import MlcoreError
+    from mlcore.governance import init_repo, policy_names
+
+    try:
+        init_repo(configs, policy_names(read_workspace(configs.parent)), "mlcore init")
+    except MlcoreError as exc:  # no git: the workspace works, ungoverned until init-git
+        text(f"note: configs/ not put under git ({exc.message}); `mlcore configs init-git` "
+             "does it later")  # fmt: skip
+        return
+    text("  configs/.git (governed changes: `mlcore configs`)")
 
 
 def _print_added(added: Added) -> None:

@@ -389,6 +389,8 @@ def _check_workspace_files(workspace: Workspace, shipped: Path) -> None:
             details={"file": str(workspace.configs)},
         )
     for path in sorted(workspace.configs.iterdir()):
+        if path.name == ".git":  # governed configs: the folder is a git repository
+            continue
         if path.is_dir():
             raise ConfigError(
                 "CONFIG_WORKSPACE_UNKNOWN_FILE",

@@ -30,6 +30,7 @@ from mlcore.errors import MlcoreError
 from mlcore.flows import _tasks as tasks
 from mlcore.flows._guard import RunGuard, begin_run, log
 from mlcore.flows._publish import SERVING_CHANNEL, Checklist, serving_notice, write_notice
+from mlcore.governance import require_in_force
 from mlcore.registry import ModelStatus, Registry, RunStatus, registry_for
 from mlcore.training import TrainReport, TrainStatus
 
@@ -89,7 +90,11 @@ def _finite(value: Any) -> float | None:
 
 
 def _config(config_root: str | None, config_env: str | None) -> AppConfig:
-    return load_config(Path(config_root) if config_root else None, config_env)
+    """The configuration in force; once a governed version is applied, files edited by hand
+    since are refused (CONFIG_GOV_DRIFT): a flow runs on what was approved."""
+    cfg = load_config(Path(config_root) if config_root else None, config_env)
+    require_in_force(cfg)
+    return cfg
 
 
 def _guard(cfg: AppConfig, registry: Registry, run_id: str | None) -> RunGuard | None:

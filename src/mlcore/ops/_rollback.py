@@ -254,3 +254,18 @@ def rollback_theta(
     log.info("θ of %s rolled back %s -> %s", rec.model_version, list(current), list(target))
     return RollbackResult(req.kind, rec.model_version, rec.model_version, current, target,
                           req.request_id, action_id, tuple(notified))  # fmt: skip
+
+
+def announce_config_version(cfg: AppConfig, config_version: str) -> list[str]:
+    """Tell serving that ``config_version`` is in force (a config applied or rolled back):
+    the running workers re-read their configuration by hot swap, keeping their pairs' state.
+    Returns where the notice went (nothing when no version is deployed: nothing is served)."""
+    if not config_version.strip():
+        raise OpsError("OPS_REQUEST_INVALID", "config_version: empty")
+    reg = registry_for(cfg)
+    rec = reg.deployed()
+    if rec is None:
+        return []
+    return notify_serving(cfg, "config_applied", model_version=rec.model_version,
+                          model_path=str(reg.served_folder(rec.model_version)),
+                          theta=_theta_of(rec, reg), config_version=config_version)  # fmt: skip

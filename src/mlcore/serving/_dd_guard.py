@@ -104,6 +104,11 @@ class DDGuard:
         self.book.restore(dict(doc)["book"])
         self.pending = [dict(p) for p in doc["pending"]]
 
+    def retune(self, cfg: AppConfig) -> None:
+        """Another version or config in force: its pairs' capital and book limits from the
+        next bar time on, the book's peak and stops kept."""
+        self.capital, self.book.limits = book_rules(cfg)
+
     def publish(self, equity: dict[str, tuple[int, float]]) -> None:
         """This worker's pairs' (bar time, equity), for the other workers' book."""
         try:
@@ -212,6 +217,18 @@ def crossing_effects(store: FlagStore, db: Engine) -> Callable[[dict[str, Any]],
     return apply
 
 
+def book_rules(cfg: AppConfig) -> tuple[dict[str, float], DrawdownLimits]:
+    """Every universe pair's capital and the book's limits (review in ns)."""
+    sv = cfg.serving
+    universe = [p.pair_id for p in cfg.universe.pairs]
+    share = cfg.backtest.account.capital_usd / len(universe)
+    book = cfg.drawdown.portfolio
+    review = cfg.backtest.execution_at(sv.timeframe).halt_review_bars
+    limits = DrawdownLimits(book.warn, book.halt, book.flatten,
+                            review * TIMEFRAMES[sv.timeframe] * 1_000_000_000)  # fmt: skip
+    return dict.fromkeys(universe, share), limits
+
+
 def dd_guard(
     cfg: AppConfig, worker: str, root: Path, client: redis.Redis | None, db: Engine, *,
     live: bool = True,
@@ -220,14 +237,8 @@ def dd_guard(
     ``portfolio``, reviewed after ``halt_review_bars`` as the backtest's account). Not
     ``live`` (a replay of past bars): it acts on its own bars only, its ledger and crossings
     apart from the live flags."""
-    sv = cfg.serving
-    universe = [p.pair_id for p in cfg.universe.pairs]
-    share = cfg.backtest.account.capital_usd / len(universe)
-    book = cfg.drawdown.portfolio
-    review = cfg.backtest.execution_at(sv.timeframe).halt_review_bars
-    limits = DrawdownLimits(book.warn, book.halt, book.flatten,
-                            review * TIMEFRAMES[sv.timeframe] * 1_000_000_000)  # fmt: skip
-    key = sv.redis.ops_flags_key
+    capital, limits = book_rules(cfg)
+    key = cfg.serving.redis.ops_flags_key
     apply: Callable[[dict[str, Any]], None]
     if live:
         ledger = EquityLedger(client, f"{key}:dd_equity", root / "dd_equity", worker)
@@ -239,5 +250,4 @@ def dd_guard(
         def apply(crossing: dict[str, Any]) -> None:
             log.warning("replay: drawdown %s not applied to the live flags", crossing["event"])
 
-    return DDGuard(worker, dict.fromkeys(universe, share),
-                   BookDrawdown(share * len(universe), limits), ledger, apply)  # fmt: skip
+    return DDGuard(worker, capital, BookDrawdown(sum(capital.values()), limits), ledger, apply)

@@ -3,6 +3,7 @@ aligned bar, and the state a checkpoint keeps of it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -177,14 +178,27 @@ class PairRuntime:
         engine: tuple[PairFeatureEngine, float] | None,
     ) -> None:  # fmt: skip
         """Serve another version/θ/config from the next bar on, keeping the position, the
-        hold count and the last bar seen; ``engine`` (with its last z) replaces the feature
-        state when the new setup's windows differ (re-warmed by the caller)."""
+        hold count, the paper position and drawdown and the last bar seen (the new setup's
+        limits and sizing apply from the next bar); ``engine`` (with its last z) replaces the
+        feature state when the new setup's windows differ (re-warmed by the caller)."""
         decider = PairDecider(setup.rules)
         decider.restore(self.decider.state())
         self.decider, self.setup, self.scorer = decider, setup, scorer
         self.model_registered = registered
         if engine is not None:
             self.engine, self.prev_z = engine
+        if setup.drawdown is None:
+            self.dd = None
+        elif self.dd is None:
+            self.dd = PairDrawdown(setup.capital_usd, setup.risk_fraction,
+                                   setup.rules.latency_bars, setup.leg_a, setup.leg_b,
+                                   setup.drawdown)  # fmt: skip
+        else:  # the same state object: equity, peak, open paper position, halt
+            self.dd = dataclasses.replace(
+                self.dd, capital=setup.capital_usd, risk_fraction=setup.risk_fraction,
+                latency_bars=setup.rules.latency_bars, leg_a=setup.leg_a, leg_b=setup.leg_b,
+                limits=setup.drawdown,
+            )  # fmt: skip
 
     def warm(self, bars: np.ndarray, last_ts_ns: int) -> None:
         """Feed history (n x 6 aligned bars, the newest last) through the features; the
@@ -246,23 +260,23 @@ class PairRuntime:
 
     def _dd_step(
         self, ts_ns: int, bar: tuple[float, float, float, float, float, float],
-        fx: dict[str, FxQuote], control: float,
+        fx: dict[str, FxQuote], book: float,
     ) -> PairStep | None:  # fmt: skip
         """The drawdown's verdict on this bar (marked to market first), None without one."""
         if self.dd is None:
             return None
         if self._moved[0] != ts_ns:
             self.move(ts_ns, bar, fx)
-        return self.dd.verdict(control)
+        return self.dd.verdict(book)
 
     def on_bar(
         self, ts_ns: int, bar: tuple[float, float, float, float, float, float], now_ns: int,
-        flags: OpsFlags, fx: dict[str, FxQuote], control: float = 0.0,
+        flags: OpsFlags, fx: dict[str, FxQuote], book: float = 0.0,
     ) -> Outcome:  # fmt: skip
         """Advance the pair by one aligned bar (high_A, low_A, close_A, high_B, low_B, close_B);
-        ``control`` is the book's drawdown stop at this bar time (0 none, 1 halt, 2 flatten)."""
+        ``book`` is the book's drawdown stop at this bar time (0 none, 1 halt, 2 flatten)."""
         s = self.setup
-        step = self._dd_step(ts_ns, bar, fx, control)
+        step = self._dd_step(ts_ns, bar, fx, book)
         bridged = self.history_end_ns < 0 or self._bridged(ts_ns)
         feats = self.engine.update(bar)
         self.last_ts_ns = ts_ns

@@ -129,6 +129,7 @@ def _apply(worker: Worker, p: _Prepared) -> None:
     worker.params_sha256, worker.cfg, worker.base_cfg = p.loaded.params_sha256, p.loaded.cfg, p.base
     worker.config_version, worker.theta = p.target.config_version, p.target.theta
     worker.target_seq = p.target.seq
+    worker.guard.retune(p.loaded.cfg)  # the drawdown limits of what is now in force
     worker.touch_all()
 
 
