@@ -225,15 +225,17 @@ def test_a_hard_halt_lifted_mid_run_keeps_the_pair_ready(base, tmp_path: Path, m
         _cleanup(client, tag)
 
 
-def _open_at(reference: list[dict[str, Any]]) -> int:
-    """The number of signals after which most pairs hold a position (within the middle half)."""
+def _open_at(reference: list[dict[str, Any]], pair: str | None = None) -> int:
+    """The number of signals after which most pairs (or ``pair``) hold a position (within the
+    middle half)."""
     held: dict[str, int] = {}
     best, at = -1, len(reference) // 2
     for i, s in enumerate(reference):
         a = s["metadata"]["action"]
         held[s["pair_id"]] = 1 if a == "entry" else 0 if a == "exit" else held.get(s["pair_id"], 0)
-        if len(reference) // 4 <= i <= 3 * len(reference) // 4 and sum(held.values()) > best:
-            best, at = sum(held.values()), i + 1
+        now = held.get(pair, 0) if pair else sum(held.values())
+        if len(reference) // 4 <= i <= 3 * len(reference) // 4 and now > best:
+            best, at = now, i + 1
     assert best > 0, "no pair of the reference holds a position"
     return at
 
@@ -251,7 +253,7 @@ def test_a_flatten_survives_a_worker_killed_at_any_point(
     cfg0, bars, spec0, reference = base
     cfg, tag = _redis_cfg(cfg0, tmp_path, redis_url(), monkeypatch)
     client = redis.Redis.from_url(redis_url())
-    at = _open_at(reference)
+    at = _open_at(reference, pair)
     killed: list[int] = []
     change = {"flatten_all": True} if pair is None else {"flatten_pairs": frozenset({pair})}
 
