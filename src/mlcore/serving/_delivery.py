@@ -4,7 +4,13 @@ Pub/Sub channel), ``signal.json`` files for file-watching consumers (the MT5 EA)
 
 Redis delivery is exactly once per signal id: a Lua script remembers the id (``SET NX`` with a
 TTL) and adds to the stream and publishes in the same atomic step, so a worker that dies after
-sending but before marking the rows sent re-sends them harmlessly."""
+sending but before marking the rows sent re-sends them harmlessly.
+
+``valid_until`` holds at delivery: a signal from the outbox whose ``valid_until`` has passed
+when it is about to be sent (it waited there while Redis was away) is not published: it is
+marked ``expired`` in the outbox (which keeps it, as it keeps every signal), counted in
+``core_signals_expired_total`` and logged; ``core.signals_live`` keeps the record of what was
+decided."""
 
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from mlcore.config import RedisDeliveryPolicy
 from mlcore.data import write_atomic
 from mlcore.registry import signals_history, signals_live
+from mlcore.serving import _metrics as m
 from mlcore.serving._outbox import Outbox
 
 log = logging.getLogger("mlcore.serving")
@@ -41,6 +48,7 @@ for i = 4, #ARGV, 2 do
 end
 return sent
 """
+Mark = tuple[str, str, str]  # a hash field to set with a send (hash, field, value)
 _BATCH = 200  # signals per script call: long scripts would hold up Redis's other clients
 REPLAY_SUFFIX = ":replay"
 
@@ -68,41 +76,87 @@ class RedisPublisher:
         self._sha: str | None = None
         self.down_since: float | None = None
 
-    def _call(self, rows: list[tuple[int, str, bytes]]) -> list[Any]:
+    def _call(self, rows: list[tuple[int, str, bytes]], mark: Mark | None) -> list[Any]:
         p = self.policy
         if self._sha is None:
             self._sha = str(self.client.script_load(_PUBLISH_ONCE))
         # EVALSHA straight (redis-py's Script objects add a SCRIPT EXISTS round trip to every
         # pipeline); one call per _BATCH signals, all in one round trip.
         pipe = self.client.pipeline(transaction=False)
+        if mark is not None:  # first: the frontier is never behind what was sent
+            pipe.hset(*mark)
         for start in range(0, len(rows), _BATCH):
             args: list[Any] = [f"{p.signals_stream}:seen:", p.dedupe_ttl_seconds, p.stream_maxlen]
             for _seq, sid, payload in rows[start : start + _BATCH]:
                 args += [sid, payload]
             pipe.evalsha(self._sha, 2, p.signals_stream, p.channel, *args)
-        return list(pipe.execute())
+        results = list(pipe.execute())
+        return results[1:] if mark is not None else results
 
-    def send(self, rows: list[tuple[int, str, bytes]]) -> tuple[int, int]:
+    def send(self, rows: list[tuple[int, str, bytes]], mark: Mark | None = None) -> tuple[int, int]:
         """Send rows (seq, id, payload) in one pipeline; return (last seq sent, new sends).
-        Raises ``redis.RedisError`` when Redis cannot be reached (nothing is marked then)."""
+        ``mark`` (hash, field, value) is set in the same pipeline, before the rows (a
+        worker's send frontier). Raises ``redis.RedisError`` when Redis cannot be reached
+        (nothing is marked then)."""
         try:
-            results = self._call(rows)
+            results = self._call(rows, mark)
         except redis.exceptions.NoScriptError:
             self._sha = None  # Redis restarted without its script cache: load it again
-            results = self._call(rows)
+            results = self._call(rows, mark)
         return rows[-1][0], sum(int(r) for r in results)
 
 
-def deliver(outbox: Outbox, publisher: RedisPublisher, batch: int = 1000) -> int:
+def valid_until_ns(signal: dict[str, Any]) -> int:
+    """A signal's ``valid_until`` in ns since the epoch (unreadable: 0, long past)."""
+    try:
+        at = datetime.fromisoformat(str(signal["valid_until"]).replace("Z", "+00:00"))
+        return int(at.timestamp() * 1_000_000) * 1000
+    except (KeyError, ValueError, TypeError, OverflowError):
+        return 0
+
+
+def _split_expired(
+    rows: list[tuple[int, str, bytes]], now_ns: int | None
+) -> tuple[list[tuple[int, str, bytes]], list[tuple[int, str, bytes]]]:
+    """(still valid, expired) rows, each in order."""
+    if now_ns is None:
+        return rows, []
+    live: list[tuple[int, str, bytes]] = []
+    expired: list[tuple[int, str, bytes]] = []
+    for row in rows:
+        try:
+            doc = json.loads(row[2])
+        except ValueError:
+            doc = {}
+        (expired if valid_until_ns(doc if isinstance(doc, dict) else {}) <= now_ns
+         else live).append(row)  # fmt: skip
+    return live, expired
+
+
+def deliver(
+    outbox: Outbox, publisher: RedisPublisher, now_ns: int | None = None, batch: int = 1000
+) -> int:
     """Send what the outbox holds undelivered, oldest first; return how many were new to Redis.
-    When Redis is down the rows stay in the outbox and go on a later call, in order."""
+    When Redis is down the rows stay in the outbox and go on a later call, in order. With
+    ``now_ns``, rows whose ``valid_until`` has passed are archived as expired, never sent."""
     sent = 0
     while True:
         rows = outbox.pending("delivered", batch)
         if not rows:
             return sent
+        live, expired = _split_expired(rows, now_ns)
+        if expired:
+            outbox.mark_expired([seq for seq, _, _ in expired])
+            m.SIGNALS_EXPIRED_TOTAL.inc(len(expired))
+            log.warning(
+                "SERVING_SIGNAL_EXPIRED: %d signals past their valid_until before they could be "
+                "sent (%s .. %s): archived as expired in the outbox, not published",
+                len(expired), expired[0][1], expired[-1][1],
+            )  # fmt: skip
+        if not live:
+            continue
         try:
-            last, new = publisher.send(rows)
+            last, new = publisher.send(live)
         except redis.RedisError as exc:
             if publisher.down_since is None:
                 publisher.down_since = datetime.now(UTC).timestamp()

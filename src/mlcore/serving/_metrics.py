@@ -24,3 +24,7 @@ OUTBOX_PENDING = Gauge(
     "outbox_pending", "Signals waiting in a worker's outbox for Redis", ["worker"],
     multiprocess_mode="liveall",
 )  # fmt: skip
+SIGNALS_EXPIRED_TOTAL = Counter(
+    "core_signals_expired",
+    "Signals whose valid_until passed in the outbox before they could be sent (not published)",
+)

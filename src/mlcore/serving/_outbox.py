@@ -17,7 +17,8 @@ CREATE TABLE IF NOT EXISTS signals (
     bar_ts_ns INTEGER NOT NULL,
     payload BLOB NOT NULL,
     delivered INTEGER NOT NULL DEFAULT 0,
-    aggregated INTEGER NOT NULL DEFAULT 0
+    aggregated INTEGER NOT NULL DEFAULT 0,
+    expired INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS signals_undelivered ON signals (delivered, seq);
 CREATE INDEX IF NOT EXISTS signals_unaggregated ON signals (aggregated, seq);
@@ -55,6 +56,9 @@ class Outbox:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(_SCHEMA)
+        columns = {r[1] for r in self.conn.execute("PRAGMA table_info(signals)")}
+        if "expired" not in columns:  # an outbox made before valid_until was held at delivery
+            self.conn.execute("ALTER TABLE signals ADD COLUMN expired INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         """Close the file."""
@@ -121,6 +125,17 @@ class Outbox:
             f"UPDATE signals SET {column} = 1 WHERE {column} = 0 AND seq <= ?",  # noqa: S608
             (up_to_seq,),
         )
+
+    def mark_expired(self, seqs: list[int]) -> None:
+        """Archive these rows as expired: never sent (``delivered`` set, so not pending)."""
+        self.conn.executemany(
+            "UPDATE signals SET expired = 1, delivered = 1 WHERE seq = ?", [(q,) for q in seqs]
+        )
+
+    def expired_ids(self) -> list[str]:
+        """The ids of the signals archived as expired, oldest first."""
+        rows = self.conn.execute("SELECT id FROM signals WHERE expired = 1 ORDER BY seq")
+        return [r[0] for r in rows]
 
     def count(self, column: str | None = None) -> int:
         """Signals stored (or still pending for ``column``)."""

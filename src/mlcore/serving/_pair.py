@@ -17,7 +17,7 @@ from mlcore.execution import slippage_factor_at
 from mlcore.features import PAIR_FEATURES, PairFeatureEngine, longest_window
 from mlcore.serving._bars import RawBar
 from mlcore.serving._drawdown import DrawdownLimits, PairDrawdown, PairStep
-from mlcore.serving._flags import OpsFlags
+from mlcore.serving._flags import Control, OpsFlags
 from mlcore.serving._scorer import INPUT_NAMES, PairScorer
 from mlcore.signals import (
     ENTRY,
@@ -32,6 +32,7 @@ from mlcore.signals import (
     size_legs,
 )
 
+HARD_HALTED = "hard_halt"  # Outcome.refused of a bar under a hard halt (not a refusal)
 _Z, _BETA, _DZEMA = (PAIR_FEATURES.index(n) for n in ("z", "beta", "dz_ema"))
 _EV_DIR, _EV_ABS = INPUT_NAMES.index("event_direction"), INPUT_NAMES.index("event_abs_z0")
 
@@ -105,7 +106,8 @@ class PairSetupLive:
 
 @dataclass
 class Outcome:
-    """What one aligned bar produced: a signal, or the reason it was refused."""
+    """What one aligned bar produced: a signal, or the reason it was refused (``hard_halt``:
+    a pair under a hard halt, which signals nothing)."""
 
     signal: dict[str, Any] | None
     refused: str = ""
@@ -256,6 +258,17 @@ class PairRuntime:
         self.dd.move(pa, pb, factor)
         return self.dd.s.equity
 
+    def _dd_step(
+        self, ts_ns: int, bar: tuple[float, float, float, float, float, float],
+        fx: dict[str, FxQuote], book: float,
+    ) -> PairStep | None:  # fmt: skip
+        """The drawdown's verdict on this bar (marked to market first), None without one."""
+        if self.dd is None:
+            return None
+        if self._moved[0] != ts_ns:
+            self.move(ts_ns, bar, fx)
+        return self.dd.verdict(book)
+
     def on_bar(
         self, ts_ns: int, bar: tuple[float, float, float, float, float, float], now_ns: int,
         flags: OpsFlags, fx: dict[str, FxQuote], book: float = 0.0,
@@ -263,11 +276,7 @@ class PairRuntime:
         """Advance the pair by one aligned bar (high_A, low_A, close_A, high_B, low_B, close_B);
         ``book`` is the book's drawdown stop at this bar time (0 none, 1 halt, 2 flatten)."""
         s = self.setup
-        step = None
-        if self.dd is not None:
-            if self._moved[0] != ts_ns:
-                self.move(ts_ns, bar, fx)
-            step = self.dd.verdict(book)
+        step = self._dd_step(ts_ns, bar, fx, book)
         bridged = self.history_end_ns < 0 or self._bridged(ts_ns)
         feats = self.engine.update(bar)
         self.last_ts_ns = ts_ns
@@ -295,12 +304,13 @@ class PairRuntime:
         if math.isnan(risk) or math.isnan(scale):
             self.decider.step(z, beta, math.nan, math.nan, math.nan, decide=False)
             return Outcome(None, "warmup", step)
-        halted = flags.global_halt or s.pair_id in flags.halted_pairs
-        flatten = s.pair_id in flags.flatten_pairs
-        # The drawdown acts on this bar itself; the flags it sets are for everyone else.
-        dd_flatten = step.flatten if step is not None and not flatten else ""
-        halted = halted or (step is not None and step.block)
-        flatten = flatten or bool(dd_flatten)
+        ctl, dd_flatten = _control(flags.control(s.pair_id), step)
+        if ctl == Control.HARD_HALT:
+            # No signal at all; time passes (pending orders fill, the hold count runs) and the
+            # features advanced above, so the pair is ready when the halt is lifted.
+            self.decider.step(z, beta, math.nan, math.nan, math.nan, decide=False)
+            return Outcome(None, HARD_HALTED, step)
+        halted, flatten = ctl == Control.SOFT_HALT, ctl == Control.FLATTEN
         scaled = scale * flags.leverage_scale
         d = self.decider.step(z, beta, prob, risk, scaled, halted=halted, flatten=flatten)
         action, side, reason = d.action, d.side, d.reason
@@ -331,7 +341,7 @@ class PairRuntime:
         policy = {
             "theta1": r.theta1, "theta2": r.theta2, "entry_z": r.entry_z, "exit_z": r.exit_z,
             "max_hold_bars": r.max_hold_bars, "leverage_scale": flags.leverage_scale,
-            "halted": halted, "flatten": flatten,
+            "halted": halted or flatten, "flatten": flatten, "control": str(ctl),
         }  # fmt: skip
         signal = build_signal(
             pair_id=s.pair_id, bar_ts_ns=ts_ns, bar_seconds=s.bar_seconds,
@@ -342,6 +352,17 @@ class PairRuntime:
             model_registered=self.model_registered,
         )  # fmt: skip
         return Outcome(signal, "", step)
+
+
+def _control(ctl: Control, step: PairStep | None) -> tuple[Control, str]:
+    """The control a bar is decided under: the flags' (hard halt > flatten > soft halt), else
+    the drawdown's on this bar itself (the flags it sets are for everyone else); and the
+    drawdown's flatten reason when it is the drawdown that flattens."""
+    if ctl != Control.NONE or step is None:
+        return ctl, ""
+    if step.flatten:
+        return Control.FLATTEN, step.flatten
+    return (Control.SOFT_HALT if step.block else ctl), ""
 
 
 @dataclass(frozen=True)

@@ -40,12 +40,20 @@ from mlcore.serving._delivery import (
     aggregate,
     deliver,
     replay_names,
+    valid_until_ns,
 )
 from mlcore.serving._flags import NO_FLAGS, FlagReader, OpsFlags, flags_json, parse_flags
+from mlcore.serving._frontier import (
+    ahead,
+    frontier_key,
+    furthest,
+    read_frontier,
+    report_applied,
+)
 from mlcore.serving._intake import Intake
 from mlcore.serving._orphan import die_with_parent
 from mlcore.serving._outbox import Outbox
-from mlcore.serving._pair import FxQuote, PairBar, PairRuntime
+from mlcore.serving._pair import HARD_HALTED, FxQuote, PairBar, PairRuntime
 from mlcore.serving._scorer import PairScorer
 from mlcore.serving._setup import history, pair_setup, serving_dir
 from mlcore.serving._swap import ModelUnusable, base_config, load_version, poll_target
@@ -56,6 +64,7 @@ log = logging.getLogger("mlcore.serving")
 _RECENT_BARS = 16  # bars kept per symbol while the other leg of a pair has not arrived
 COMMIT_EVERY_S = 1.0  # bars that produced nothing are committed at least this often
 EXIT_MODEL_UNUSABLE = 3  # the exit code that asks the supervisor for another version
+FLAGS_POLL_S = 0.1  # the flags are read at least this often, bars or not (propagation < 1 s)
 
 
 @dataclass(frozen=True)
@@ -172,15 +181,26 @@ class Worker:
             max_age_s=sv.flags_max_age_seconds, flags=_kept_flags(kept),
         )  # fmt: skip
         self._flags_kept = kept
+        self._applied_seq = -1
+        self._flags_read_at = 0.0
+        # Bars read again after a crash that were already sent under the flags kept then are
+        # decided under those flags again (same signals, which Redis drops as sent), never under
+        # flags changed meanwhile: the recovery lasts until reading passes where it was.
+        self._frontier = read_frontier(self.client, sv.redis, spec.worker_id)
+        self._recovering = False
         self.intake = Intake(cfg, spec.worker_id, self.root, set(symbols), self.client, self.db,
                              self.tally)  # fmt: skip
         self.guard = dd_guard(cfg, spec.worker_id, self.root, self.client, self.db,
                               live=not spec.replay_redis)  # fmt: skip
         self._restore(pairs)
+        self._flags = self.flags.in_force()  # until read: those kept (none kept: none)
+        if kept is not None and ahead(self._frontier, self.source.positions()):
+            self._recovering = True
+            log.info("re-reading bars sent before a restart under the flags kept then (%s)",
+                     flags_json(self._flags))  # fmt: skip
         self._last_beat = 0.0
         self._last_aggregate = 0.0
         self.stopping = False
-        self._flags = NO_FLAGS
         self._rows: list[tuple[str, str, int, bytes, int]] = []  # made, not yet committed
         self._touched: set[str] = set()
         self._last_commit = time.monotonic()
@@ -313,7 +333,9 @@ class Worker:
         self._touched.add(pid)
         if outcome.dd is not None:
             self.guard.pair(pid, p.ts_ns, outcome.dd)
-        if outcome.signal is None:
+        if outcome.refused == HARD_HALTED:
+            self.tally["held:hard_halt"] += 1  # not a refusal: the pair signals nothing
+        elif outcome.signal is None:
             self.intake.refuse(outcome.refused)
         else:
             out.append((p.ts_ns, outcome.signal))
@@ -330,8 +352,9 @@ class Worker:
         """Read and process one batch; return how many bar messages it held."""
         poll_target(self)  # between batches: a newer serving target is taken here
         sv = self.cfg.serving
+        before = self.source.positions()
         try:
-            raws = self.source.read(sv.bar_source.batch_bars, sv.bar_source.block_ms)
+            raws = self.source.read(sv.bar_source.batch_bars, min(sv.bar_source.block_ms, 100))
         except redis.RedisError as exc:
             if not self._source_down:
                 log.warning("bar source unavailable, retrying: %s", exc)
@@ -340,10 +363,7 @@ class Worker:
             raws = []
         else:
             self._source_down = False
-        if raws:
-            # Read once the bars are here: the flags in force when they are decided, not when
-            # the wait for them began.
-            self._read_flags()
+        self._poll_flags(bool(raws), before)
         signals: list[tuple[int, dict[str, Any]]] = []
         ready: list[PairBar] = []
         seen: dict[str, int] = {}
@@ -352,6 +372,7 @@ class Worker:
         if ready:
             self._decide(ready, signals)
         latest = self._emit(signals)
+        self._recovered(bool(raws))
         if self._commit_due(bool(raws)):
             self._checkpoint()
             self.intake.deliver(self.outbox)
@@ -367,16 +388,40 @@ class Worker:
         self._housekeeping()
         return len(raws)
 
-    def _read_flags(self) -> None:
-        """The flags to decide by; a change is committed at once (a lost document must not
-        take a halt with it, even across a restart), and a stale store alerted once."""
+    def _poll_flags(self, read_any: bool, before: dict[str, str]) -> None:
+        # Read once the bars are here: the flags in force when they are decided, not when the
+        # wait for them began (and at least every FLAGS_POLL_S without bars).
+        if read_any or time.monotonic() - self._flags_read_at >= FLAGS_POLL_S:
+            self._read_flags(before)
+
+    def _recovered(self, read_any: bool) -> None:
+        """End the recovery once reading has passed the send frontier (or found no more)."""
+        if self._recovering and (
+            not read_any or not ahead(self._frontier, self.source.positions())
+        ):
+            self._recovering = False
+            log.info("bars sent before the restart read again: the flags in force apply")
+
+    def _read_flags(self, positions: dict[str, str] | None = None) -> None:
+        """The flags to decide by; a change is committed at once with everything decided
+        before it (read up to ``positions``), so the bars after a commit were all decided
+        under the flags it kept (a lost document must not take a halt with it, even across a
+        restart, and bars read again after a crash are decided as they were); a stale store
+        is alerted once. Not while recovering (see ``__init__``)."""
+        if self._recovering:
+            return
         was_stale = self.flags.stale
+        self._flags_read_at = time.monotonic()
         self.flags.read()
-        self._flags = self.flags.in_force()
+        in_force = self.flags.in_force()
         now = flags_json(self.flags.flags)
-        if now != self._flags_kept:
-            self.outbox.commit([], {}, {"flags": now})
+        if now != self._flags_kept or in_force != self._flags:
+            self._checkpoint(positions, {"flags": now})
             self._flags_kept = now
+        self._flags = in_force
+        if self.flags.flags.seq != self._applied_seq:
+            self._applied_seq = self.flags.flags.seq
+            self._report_applied()
         if self.flags.stale and not was_stale:
             self.intake.alert(
                 "CORE_SERVING_FLAGS_STALE",
@@ -396,9 +441,16 @@ class Worker:
         # Sent before the commit: a crash in between re-makes them after the restart with the
         # same ids, which Redis then drops as already sent (and the outbox keeps once).
         delivered = 0
+        if rows and self._expired(signals):
+            self._backlog = True  # late already: the outbox's delivery archives them expired
         if rows and self.publisher is not None and not self._backlog:
+            read = self.source.positions()
+            if self._recovering:  # never behind what was sent before the restart
+                read = furthest(self._frontier, read)
+            mark = (frontier_key(self.cfg.serving.redis), self.spec.worker_id,
+                    orjson.dumps(read).decode())  # fmt: skip
             try:
-                self.publisher.send([(0, sid, payload) for sid, _, _, payload in rows])
+                self.publisher.send([(0, sid, payload) for sid, _, _, payload in rows], mark)
                 delivered = 1
             except redis.RedisError as exc:
                 log.warning("redis unavailable, signals kept in the outbox: %s", exc)
@@ -410,6 +462,24 @@ class Worker:
             m.SIGNALS_TOTAL.labels(s["metadata"]["action"]).inc()
             self._minute.append(now)
         return latest
+
+    def _expired(self, signals: list[tuple[int, dict[str, Any]]]) -> bool:
+        now = self._now_ns()
+        return now is not None and any(valid_until_ns(s) <= now for _, s in signals)
+
+    def _now_ns(self) -> int | None:
+        """Now, to hold valid_until by (None in a replay: its bars' time is compressed, so a
+        restarted replay would find its own earlier signals expired)."""
+        return None if self.spec.replay else time.time_ns()
+
+    def _report_applied(self) -> None:
+        if self.client is None:
+            return
+        try:
+            report_applied(self.client, self.cfg.serving.redis.ops_flags_key,
+                           self.spec.worker_id, self._applied_seq)  # fmt: skip
+        except redis.RedisError:
+            pass  # Redis away: the heartbeat file says it too
 
     def _commit_due(self, read_any: bool) -> bool:
         since = time.monotonic() - self._last_commit
@@ -423,11 +493,15 @@ class Worker:
         # crash; their offsets are still committed now and then.
         return read_any and since >= COMMIT_EVERY_S
 
-    def _checkpoint(self) -> None:
-        """Commit the signals kept, the touched pairs' state and the read positions at once."""
+    def _checkpoint(
+        self, positions: dict[str, str] | None = None, extra: dict[str, str] | None = None
+    ) -> None:
+        """Commit the signals kept, the touched pairs' state and the read positions (those
+        given: a batch read but not yet decided is read again) at once."""
         states = {pid: (self.version, *self.pairs[pid].state()) for pid in self._touched}
+        read = self.source.positions() if positions is None else positions
         kv = {
-            "positions": orjson.dumps(self.source.positions()).decode(),
+            "positions": orjson.dumps(read).decode(),
             "recent": orjson.dumps(
                 {s: {str(t): list(b) for t, b in r.items()} for s, r in self.recent.items()}
             ).decode(),
@@ -436,7 +510,7 @@ class Worker:
             "drawdown": self.guard.state(),
         }
         guard, dead = self.intake.take()
-        self.outbox.commit(self._rows, states, kv | guard, dead)
+        self.outbox.commit(self._rows, states, kv | guard | (extra or {}), dead)
         self._rows = []
         self._touched = set()
         self._last_commit = time.monotonic()
@@ -445,7 +519,7 @@ class Worker:
         """Send the outbox's backlog in order (after Redis was away, or at start-up)."""
         if self.publisher is None:
             return
-        deliver(self.outbox, self.publisher)
+        deliver(self.outbox, self.publisher, self._now_ns())
         left = self.outbox.count("delivered")
         self._backlog = left > 0
         m.OUTBOX_PENDING.labels(self.spec.worker_id).set(left)
@@ -477,7 +551,7 @@ class Worker:
                            "model_version": self.version, "params_sha256": self.params_sha256,
                            "theta": list(self.theta), "config_version": self.config_version,
                            "target_seq": self.target_seq, "refused_seq": self.refused_seq,
-                           "pid": os.getpid(), "at": time.time(),
+                           "pid": os.getpid(), "at": time.time(), "flags_seq": self._applied_seq,
                            "counts": dict(self.tally)})  # fmt: skip
         path = heartbeat_path(self.root, self.spec.worker_id)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -489,6 +563,8 @@ class Worker:
                 self.client.set(key, beat, px=ttl_ms)
             except redis.RedisError:
                 pass  # Redis away: the file still beats; the outbox keeps the signals
+            if self._applied_seq >= 0:
+                self._report_applied()
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> dict[str, int]:
         """Loop until asked to stop (or idle for ``exit_when_idle_seconds``); return counts."""
