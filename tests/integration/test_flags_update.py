@@ -4,6 +4,7 @@ document is never overwritten; a store that does not answer is a RetryableError.
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import uuid
 from pathlib import Path
@@ -116,3 +117,40 @@ def test_a_store_that_does_not_answer_is_retryable(tmp_path: Path) -> None:
     folder.write_text("a file where the folder should be")
     with pytest.raises(RetryableError, match="SERVING_FLAGS_UNREACHABLE"):
         update_flags(FlagStore(None, "k", folder / "ops_flags.json"), lambda f: f)
+
+
+@pytest.mark.parametrize("backend", ["redis", "file"])
+def test_a_lost_document_is_rebuilt_from_the_audit_trail_not_from_no_flags(
+    tmp_path: Path, backend: str
+) -> None:
+    """Redis restarted without persistence lost the document holding a book-wide halt; a halt
+    of one more pair (the API's, or the drawdown guard's) must not lift the book's halt by
+    starting from no flags: it starts from the last flags the audit trail recorded."""
+    from mlcore.ops import _flagset
+    from mlcore.registry import ActionResult, open_registry
+    from mlcore.serving import flags_json
+
+    reg = open_registry(f"sqlite:///{tmp_path / 'registry.db'}")
+    in_force = OpsFlags(global_halt=True, halted_pairs=frozenset({"EUR_GBP"}), seq=3)
+    doc = json.loads(flags_json(in_force))
+    reg.record_action("ops.halt", actor="oscar", role="editor", reason="incident",
+                      request_id="r1", before=None, after=doc, result=ActionResult.OK)  # fmt: skip
+    key = f"test:{uuid.uuid4().hex[:8]}:flags"
+    client = redis.Redis.from_url(redis_url()) if backend == "redis" else None
+    store = FlagStore(client, key, tmp_path / "ops_flags.json")  # absent: never written
+    try:
+
+        def add(f: OpsFlags) -> OpsFlags:
+            return f.model_copy(update={"halted_pairs": f.halted_pairs | {"XAU_XAG"}})
+
+        before, after = update_flags(store, add, absent=_flagset.audited(reg))
+        assert before == in_force
+        assert after.global_halt and after.halted_pairs == {"EUR_GBP", "XAU_XAG"}
+        assert after.seq == 4
+        assert read_flags(store) == after
+        # Once written, the document is the truth again (the audit trail is not read).
+        _, again = update_flags(store, add, absent=lambda: pytest.fail("document present"))
+        assert again.seq == 5 and again.global_halt
+    finally:
+        if client is not None:
+            client.delete(key)

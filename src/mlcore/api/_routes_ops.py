@@ -100,7 +100,7 @@ def flag_action(
     """Apply ``change`` to the flags and audit it with the flags before and after."""
     ctx, user, rid = context(request), principal(request), request_id(request)
     try:
-        before, after = update_flags(ctx.flags, change)
+        before, after = update_flags(ctx.flags, change, absent=_flagset.audited(ctx.registry))
     except (RetryableError, ValueError) as exc:
         failed = {**(details or {}), "error": str(exc)[:300]}
         record(ctx.registry, action, actor=user.name, role=user.role.value, reason=reason,

@@ -67,7 +67,9 @@ def _step(
     }
     try:
         before, after = update_flags(
-            ctx.flags, lambda f: _flagset.release(f, frozenset(pairs), universe(ctx))
+            ctx.flags,
+            lambda f: _flagset.release(f, frozenset(pairs), universe(ctx)),
+            absent=_flagset.audited(ctx.registry),
         )
     except (RetryableError, ValueError) as exc:
         record(

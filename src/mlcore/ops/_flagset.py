@@ -3,10 +3,12 @@ the universe's pairs; the API applies them with ``update_flags``, which bumps ``
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from enum import StrEnum
 
-from mlcore.serving import OpsFlags
+from mlcore.registry import Registry
+from mlcore.serving import OpsFlags, flags_from_doc
 
 
 class HaltLevel(StrEnum):
@@ -14,6 +16,14 @@ class HaltLevel(StrEnum):
 
     SOFT = "soft"
     HARD = "hard"
+
+
+def audited(registry: Registry) -> Callable[[], OpsFlags]:
+    """For ``update_flags(absent=...)``: the last flags the audit trail recorded as in force
+    (a lost document is rebuilt from them, never from no flags)."""
+    return lambda: flags_from_doc(
+        registry.state_at(datetime.now(UTC)).flags, "the audit trail's last flags"
+    )
 
 
 def halted(flags: OpsFlags, universe: Iterable[str]) -> frozenset[str]:

@@ -22,6 +22,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from mlcore.data import write_atomic
 from mlcore.errors import Severity
 from mlcore.registry import Alerts
 from mlcore.serving._drawdown import BookDrawdown, BookStep, DrawdownLimits, PairStep
-from mlcore.serving._flags import FlagStore, OpsFlags, flags_json, update_flags
+from mlcore.serving._flags import FlagStore, OpsFlags, flags_from_doc, flags_json, update_flags
 
 log = logging.getLogger("mlcore.serving")
 
@@ -202,7 +203,13 @@ def crossing_effects(store: FlagStore, db: Engine) -> Callable[[dict[str, Any]],
         event = crossing["event"]
         before = after = None
         if event in ("halt", "flatten"):
-            b, a = update_flags(store, flags_change(crossing))
+            b, a = update_flags(
+                store,
+                flags_change(crossing),
+                absent=lambda: flags_from_doc(
+                    registry.state_at(datetime.now(UTC)).flags, "the audit trail's last flags"
+                ),
+            )
             before, after = json.loads(flags_json(b)), json.loads(flags_json(a))
         scope = crossing["pair_id"] or "book"
         registry.record_action(

@@ -278,6 +278,11 @@ def _parsed(raw: Any, store: FlagStore) -> OpsFlags:
         raise FlagsInvalid("SERVING_FLAGS_INVALID", str(exc)) from None
 
 
+def flags_from_doc(doc: dict[str, Any] | None, where: str) -> OpsFlags:
+    """Flags from a document kept elsewhere (the audit trail's ``after``); none: no flags."""
+    return NO_FLAGS if doc is None else parse_flags(json.dumps(doc), where)
+
+
 def _next(before: OpsFlags, change: Callable[[OpsFlags], OpsFlags]) -> OpsFlags:
     changed = change(before)
     doc = changed.model_dump() | {"seq": before.seq + 1}
@@ -285,20 +290,29 @@ def _next(before: OpsFlags, change: Callable[[OpsFlags], OpsFlags]) -> OpsFlags:
 
 
 def update_flags(
-    store: FlagStore, change: Callable[[OpsFlags], OpsFlags]
-) -> tuple[OpsFlags, OpsFlags]:
+    store: FlagStore, change: Callable[[OpsFlags], OpsFlags], *,
+    absent: Callable[[], OpsFlags] | None = None,
+) -> tuple[OpsFlags, OpsFlags]:  # fmt: skip
     """Apply ``change`` to the flags atomically (Redis: WATCH/MULTI, retried on a conflict;
     file: ``flock`` on ``ops_flags.json.lock`` and an atomic rename), bump ``seq``; return
     (before, after). A refused document is not overwritten (``FlagsInvalid``): a person must
-    look at it; a store that does not answer raises ``RetryableError``."""
+    look at it; a store that does not answer raises ``RetryableError``.
+
+    ``absent``: the flags to start from when there is no document (Redis restarted without
+    persistence, a ``DEL``), e.g. the last ones the audit trail recorded: a change must not
+    lift, by starting from no flags, a halt that only the lost document held."""
     if store.client is None:
-        return _update_file(store, change)
+        return _update_file(store, change, absent)
     try:
         for _ in range(UPDATE_ATTEMPTS):
             with store.client.pipeline(transaction=True) as pipe:
                 try:
                     pipe.watch(store.key)  # type: ignore[no-untyped-call]
-                    before = _parsed(pipe.get(store.key), store)
+                    raw = pipe.get(store.key)
+                    if raw is None and absent is not None:
+                        before = absent()
+                    else:
+                        before = _parsed(raw, store)
                     after = _next(before, change)
                     pipe.multi()
                     pipe.set(store.key, flags_json(after))
@@ -315,8 +329,9 @@ def update_flags(
 
 
 def _update_file(
-    store: FlagStore, change: Callable[[OpsFlags], OpsFlags]
-) -> tuple[OpsFlags, OpsFlags]:
+    store: FlagStore, change: Callable[[OpsFlags], OpsFlags],
+    absent: Callable[[], OpsFlags] | None,
+) -> tuple[OpsFlags, OpsFlags]:  # fmt: skip
     lock = store.path.with_name(store.path.name + ".lock")
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
@@ -327,7 +342,10 @@ def _update_file(
         wait_for_flock(fd, LOCK_WAIT_S, lambda: RetryableError(
             "SERVING_FLAGS_CONTENDED", f"ops flags {lock} held by another writer for "
             f"{LOCK_WAIT_S:g} s; try again"))  # fmt: skip
-        before = read_flags(store)
+        if absent is not None and not store.path.exists():
+            before = absent()
+        else:
+            before = read_flags(store)
         after = _next(before, change)
         try:
             write_atomic(store.path, flags_json(after).encode())
