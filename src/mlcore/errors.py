@@ -172,6 +172,9 @@ code                                       class                  when
 ``_NO_ROLLBACK_TARGET`` /                                         merge, an unknown change or SHA,
 ``_ACTOR_INVALID`` / ``_REASON_MISSING``                          nothing to roll back to, a bad
                                                                   actor or reason
+``CONFIG_GOV_AUTH_TOKEN_MISSING`` /        GovernanceError        a command-line verb once API users
+``_TOKEN_INVALID`` / ``_TOTP_INVALID``     (Fatal, exit 1)        exist: no token, an unknown or
+                                                                  revoked one, a missing or bad TOTP
 ``CONFIG_GOV_BUSY``                        RetryableError         another governed verb holds the
                                            (exit 75)              repository's lock
 ``CONFIG_GOV_GIT_MISSING`` /               ConfigError / Fatal    no git installed; a git command

@@ -452,3 +452,56 @@ def test_a_damaged_change_record_is_one_line_naming_it(
     assert exc.value.code == "CONFIG_GOV_REPO_INVALID"
     code, out = _cli("configs", "status", "--workspace", str(cfg.config_root.parent))
     assert code == 1 and "error CONFIG_GOV_REPO_INVALID" in out, out
+
+
+def test_once_api_users_exist_the_command_line_acts_as_its_tokens_user(tmp_path: Path) -> None:
+    """Before: `configs approve --role approver --actor anyone` was believed, so one person
+    could give a high-risk change both approvals. Once API users exist, a verb runs as its
+    token's user (name and role), approver and admin need a TOTP code, and every refusal is
+    audited as api.denied."""
+    import pyotp
+
+    from mlcore.cli._registry import open_registry
+    from mlcore.config import load_config as load
+
+    ws = tmp_path / "mine"
+    assert _cli("init", str(ws), "--config-root", str(CONFIG_ROOT))[0] == 0
+    on = ("--workspace", str(ws))
+    drafts = tmp_path / "drafts"
+    drafts.mkdir()
+    (drafts / "retrain_policy.yaml").write_bytes(HEARTBEAT)
+    # No API user yet: one person's workspace, the declared role stands.
+    code, out = _cli("configs", "pr", str(drafts / "retrain_policy.yaml"), "--reason", "faster",
+                     "--actor", "alice", *on)  # fmt: skip
+    assert code == 0, out
+    change = out.split()[1].rstrip(":")
+
+    code, out = _cli("api", "user", "add", "ann", "--role", "approver", "--duty", "ops", *on)
+    assert code == 0, out
+    secret = out.split("secret=")[1].split("&")[0]
+    assert _cli("api", "user", "add", "ed", "--role", "editor", *on)[0] == 0
+    tokens = {}
+    for name in ("ann", "ed"):
+        code, out = _cli("api", "token", "issue", name, *on)
+        assert code == 0, out
+        tokens[name] = out.strip().splitlines()[-1]
+
+    approve = ("configs", "approve", change, "--role", "approver", *on)
+    code, out = _cli(*approve, "--actor", "bob")
+    assert code == 1 and "CONFIG_GOV_AUTH_TOKEN_MISSING" in out, out
+    code, out = _cli(*approve, "--token", "not-a-token")
+    assert code == 1 and "CONFIG_GOV_AUTH_TOKEN_INVALID" in out and "unknown" in out, out
+    code, out = _cli(*approve, "--token", tokens["ed"])
+    assert code == 1 and "CONFIG_GOV_ROLE_DENIED" in out and "ed's role (editor)" in out, out
+    code, out = _cli(*approve, "--token", tokens["ann"])
+    assert code == 1 and "CONFIG_GOV_AUTH_TOTP_INVALID" in out and "missing" in out, out
+    code, out = _cli(*approve, "--token", tokens["ann"], "--totp", "000000")
+    assert code == 1 and "CONFIG_GOV_AUTH_TOTP_INVALID" in out, out
+    good = pyotp.TOTP(secret).now()
+    code, out = _cli(*approve, "--token", tokens["ann"], "--totp", good, "--actor", "mallory")
+    assert code == 0 and ": approved" in out, out
+    reg = open_registry(load(ws / "configs"))  # the workspace's registry, as the CLI opens it
+    denied = reg.actions(action="api.denied")
+    assert len(denied) == 5 and {a.details["via"] for a in denied} == {"mlcore configs approve"}
+    approved = [r for r in _rows(reg) if r.event == "CONFIG_APPROVED"]
+    assert [r.actor for r in approved] == ["ann"]  # the token's user, not the declared one
