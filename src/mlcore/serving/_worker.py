@@ -4,7 +4,8 @@ Each loop reads the ops flags, then a batch of bars; every symbol's bar is check
 aligned on their timestamp, and each aligned pair-bar runs features → AI1/AI2/AI3 → decision →
 legs → signal. The batch's signals, the pairs' states, the bars still waiting for their other
 leg, the FX quotes and the source positions are committed in one SQLite transaction; only then
-are signals sent to Redis and written to ``signal.json``."""
+are signals sent to Redis and written to ``signal.json``. How the worker applies the ops flags
+is in :mod:`mlcore.serving._worker_flags`, its checkpoint in :mod:`mlcore.serving._worker_state`."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import orjson
 import redis
 
 from mlcore._logging import inherit_third_party_verbosity
-from mlcore.config import TIMEFRAMES, AppConfig, PairSpec
+from mlcore.config import TIMEFRAMES, AppConfig
 from mlcore.registry import database_url, make_engine, upgrade
 from mlcore.serving import _metrics as m
 from mlcore.serving._bars import Bar, FileBarSource, RawBar, RedisBarSource
@@ -42,29 +43,35 @@ from mlcore.serving._delivery import (
     replay_names,
     valid_until_ns,
 )
-from mlcore.serving._flags import NO_FLAGS, FlagReader, OpsFlags, flags_json, parse_flags
+from mlcore.serving._flags import FlagReader, flags_json
 from mlcore.serving._frontier import (
     ahead,
     frontier_key,
     furthest,
     read_frontier,
-    report_applied,
 )
 from mlcore.serving._intake import Intake
 from mlcore.serving._orphan import die_with_parent
 from mlcore.serving._outbox import Outbox
 from mlcore.serving._pair import HARD_HALTED, FxQuote, PairBar, PairRuntime
 from mlcore.serving._scorer import PairScorer
-from mlcore.serving._setup import history, pair_setup, serving_dir
+from mlcore.serving._setup import pair_setup, serving_dir
 from mlcore.serving._swap import ModelUnusable, base_config, load_version, poll_target
 from mlcore.serving._target import TargetWatch
+from mlcore.serving._worker_flags import (
+    kept_flags,
+    poll_flags,
+    read_flags,
+    recovered,
+    report_applied_seq,
+)
+from mlcore.serving._worker_state import checkpoint, restore
 from mlcore.signals import encode_signal
 
 log = logging.getLogger("mlcore.serving")
 _RECENT_BARS = 16  # bars kept per symbol while the other leg of a pair has not arrived
 COMMIT_EVERY_S = 1.0  # bars that produced nothing are committed at least this often
 EXIT_MODEL_UNUSABLE = 3  # the exit code that asks the supervisor for another version
-FLAGS_POLL_S = 0.1  # the flags are read at least this often, bars or not (propagation < 1 s)
 
 
 @dataclass(frozen=True)
@@ -99,15 +106,6 @@ class WorkerSpec:
 def heartbeat_path(root: Path, worker_id: str) -> Path:
     """Where a worker's heartbeat file lives under its serving folder."""
     return root / "heartbeats" / f"{worker_id}.json"
-
-
-def _kept_flags(saved: str | None) -> OpsFlags:
-    """The flags in force that the outbox kept (none kept: none in force)."""
-    try:
-        return parse_flags(saved, "outbox") if saved is not None else NO_FLAGS
-    except ValueError as exc:  # cannot happen but by a damaged file: fail closed
-        log.error("flags kept in the outbox unusable (%s): halting new entries", exc)
-        return OpsFlags(global_halt=True)
 
 
 class Worker:
@@ -178,7 +176,7 @@ class Worker:
         kept = self.outbox.kv().get("flags")
         self.flags = FlagReader(
             self.client, sv.redis.ops_flags_key, self.root / "ops_flags.json",
-            max_age_s=sv.flags_max_age_seconds, flags=_kept_flags(kept),
+            max_age_s=sv.flags_max_age_seconds, flags=kept_flags(kept),
         )  # fmt: skip
         self._flags_kept = kept
         self._applied_seq = -1
@@ -192,7 +190,7 @@ class Worker:
                              self.tally)  # fmt: skip
         self.guard = dd_guard(cfg, spec.worker_id, self.root, self.client, self.db,
                               live=not spec.replay_redis)  # fmt: skip
-        self._restore(pairs)
+        restore(self, pairs)
         self._flags = self.flags.in_force()  # until read: those kept (none kept: none)
         if kept is not None and ahead(self._frontier, self.source.positions()):
             self._recovering = True
@@ -206,54 +204,6 @@ class Worker:
         self._last_commit = time.monotonic()
         self._backlog = True  # until the outbox has been checked once
         self._source_down = False
-
-    # -- start-up --------------------------------------------------------------------------
-    def _restore(self, pairs: dict[str, PairSpec]) -> None:
-        states = self.outbox.states()
-        kv = self.outbox.kv()
-        for pid, rt in self.pairs.items():
-            if pid in states:
-                version, engine, rest = states[pid]
-                try:
-                    rt.restore(engine, rest)
-                except (ValueError, KeyError, TypeError) as exc:
-                    log.warning("%s: saved state not usable (%s), warming afresh", pid, exc)
-                    states.pop(pid)
-                if version != self.version:
-                    log.info("%s: state made under %s, now serving %s", pid, version, self.version)
-            if pid not in states:
-                bars, last = history(self.cfg, pairs[pid], self.spec.warm_until_ns)
-                rt.warm(bars, last)
-                log.info("%s: warmed on %d catalog bars", pid, len(bars))
-        self.intake.restore(kv, self.outbox, self.spec.warm_until_ns)
-        for key, put in (("positions", self._put_positions), ("recent", self._put_recent),
-                         ("tally", self._put_tally), ("fx", self._put_fx),
-                         ("drawdown", self.guard.restore)):  # fmt: skip
-            if key in kv:
-                try:
-                    put(json.loads(kv[key]))
-                except (ValueError, TypeError, AttributeError, OverflowError, KeyError) as exc:
-                    # A damaged checkpoint value (never written so by a worker): start that
-                    # part afresh; bars read again are refused by the guard as duplicates.
-                    log.error("checkpoint %r not usable (%s: %s), starting it afresh", key,
-                              type(exc).__name__, str(exc)[:200])  # fmt: skip
-
-    def _put_positions(self, doc: Any) -> None:
-        self.source.seek({str(k): str(v) for k, v in dict(doc).items()})
-
-    def _put_recent(self, doc: Any) -> None:
-        def bar(b: list[Any]) -> Bar:
-            return Bar(str(b[0]), int(b[1]), *(float(v) for v in b[2:7]))
-
-        recent = {sym: {int(ts): bar(b) for ts, b in dict(bars).items()}
-                  for sym, bars in dict(doc).items() if sym in self.recent}  # fmt: skip
-        self.recent.update(recent)
-
-    def _put_tally(self, doc: Any) -> None:
-        self.tally.update({str(k): int(v) for k, v in dict(doc).items()})
-
-    def _put_fx(self, doc: Any) -> None:
-        self.fx.update({str(sym): FxQuote(float(r), int(c)) for sym, (r, c) in dict(doc).items()})
 
     # -- one batch -------------------------------------------------------------------------
     def _accept(self, raw: RawBar, key: str) -> Bar | None:
@@ -363,7 +313,7 @@ class Worker:
             raws = []
         else:
             self._source_down = False
-        self._poll_flags(bool(raws), before)
+        poll_flags(self, bool(raws), before)
         signals: list[tuple[int, dict[str, Any]]] = []
         ready: list[PairBar] = []
         seen: dict[str, int] = {}
@@ -372,9 +322,9 @@ class Worker:
         if ready:
             self._decide(ready, signals)
         latest = self._emit(signals)
-        self._recovered(bool(raws))
+        recovered(self, bool(raws))
         if self._commit_due(bool(raws)):
-            self._checkpoint()
+            checkpoint(self)
             self.intake.deliver(self.outbox)
         if ready:
             self.guard.publish(
@@ -387,48 +337,6 @@ class Worker:
         self.files.put(latest)
         self._housekeeping()
         return len(raws)
-
-    def _poll_flags(self, read_any: bool, before: dict[str, str]) -> None:
-        # Read once the bars are here: the flags in force when they are decided, not when the
-        # wait for them began (and at least every FLAGS_POLL_S without bars).
-        if read_any or time.monotonic() - self._flags_read_at >= FLAGS_POLL_S:
-            self._read_flags(before)
-
-    def _recovered(self, read_any: bool) -> None:
-        """End the recovery once reading has passed the send frontier (or found no more)."""
-        if self._recovering and (
-            not read_any or not ahead(self._frontier, self.source.positions())
-        ):
-            self._recovering = False
-            log.info("bars sent before the restart read again: the flags in force apply")
-
-    def _read_flags(self, positions: dict[str, str] | None = None) -> None:
-        """The flags to decide by; a change is committed at once with everything decided
-        before it (read up to ``positions``), so the bars after a commit were all decided
-        under the flags it kept (a lost document must not take a halt with it, even across a
-        restart, and bars read again after a crash are decided as they were); a stale store
-        is alerted once. Not while recovering (see ``__init__``)."""
-        if self._recovering:
-            return
-        was_stale = self.flags.stale
-        self._flags_read_at = time.monotonic()
-        self.flags.read()
-        in_force = self.flags.in_force()
-        now = flags_json(self.flags.flags)
-        if now != self._flags_kept or in_force != self._flags:
-            self._checkpoint(positions, {"flags": now})
-            self._flags_kept = now
-        self._flags = in_force
-        if self.flags.flags.seq != self._applied_seq:
-            self._applied_seq = self.flags.flags.seq
-            self._report_applied()
-        if self.flags.stale and not was_stale:
-            self.intake.alert(
-                "CORE_SERVING_FLAGS_STALE",
-                f"{self.spec.worker_id}: ops flags unreadable for over "
-                f"{self.cfg.serving.flags_max_age_seconds:g} s: no new entries",
-                {"worker": self.spec.worker_id},
-            )
 
     def _emit(self, signals: list[tuple[int, dict[str, Any]]]) -> dict[str, bytes]:
         """Encode the batch's signals, send them to Redis when nothing older waits, and keep
@@ -472,15 +380,6 @@ class Worker:
         restarted replay would find its own earlier signals expired)."""
         return None if self.spec.replay else time.time_ns()
 
-    def _report_applied(self) -> None:
-        if self.client is None:
-            return
-        try:
-            report_applied(self.client, self.cfg.serving.redis.ops_flags_key,
-                           self.spec.worker_id, self._applied_seq)  # fmt: skip
-        except redis.RedisError:
-            pass  # Redis away: the heartbeat file says it too
-
     def _commit_due(self, read_any: bool) -> bool:
         since = time.monotonic() - self._last_commit
         if self.intake.dead:
@@ -492,28 +391,6 @@ class Worker:
         # Bars that changed no pair (one leg so far, refusals) are simply read again after a
         # crash; their offsets are still committed now and then.
         return read_any and since >= COMMIT_EVERY_S
-
-    def _checkpoint(
-        self, positions: dict[str, str] | None = None, extra: dict[str, str] | None = None
-    ) -> None:
-        """Commit the signals kept, the touched pairs' state and the read positions (those
-        given: a batch read but not yet decided is read again) at once."""
-        states = {pid: (self.version, *self.pairs[pid].state()) for pid in self._touched}
-        read = self.source.positions() if positions is None else positions
-        kv = {
-            "positions": orjson.dumps(read).decode(),
-            "recent": orjson.dumps(
-                {s: {str(t): list(b) for t, b in r.items()} for s, r in self.recent.items()}
-            ).decode(),
-            "fx": orjson.dumps({s: [q.rate, q.close_ns] for s, q in self.fx.items()}).decode(),
-            "tally": orjson.dumps(dict(self.tally), option=orjson.OPT_SORT_KEYS).decode(),
-            "drawdown": self.guard.state(),
-        }
-        guard, dead = self.intake.take()
-        self.outbox.commit(self._rows, states, kv | guard | (extra or {}), dead)
-        self._rows = []
-        self._touched = set()
-        self._last_commit = time.monotonic()
 
     def _deliver(self) -> None:
         """Send the outbox's backlog in order (after Redis was away, or at start-up)."""
@@ -541,7 +418,7 @@ class Worker:
                 log.warning("signals not aggregated yet (%s): %s", type(exc).__name__, why)
         if force or now - self._last_beat >= sv.redis.heartbeat_seconds:
             self._last_beat = now
-            self._read_flags()  # also without bars: how fresh the flags are is known
+            read_flags(self)  # also without bars: how fresh the flags are is known
             self._heartbeat()
 
     def _heartbeat(self) -> None:
@@ -564,7 +441,7 @@ class Worker:
             except redis.RedisError:
                 pass  # Redis away: the file still beats; the outbox keeps the signals
             if self._applied_seq >= 0:
-                self._report_applied()
+                report_applied_seq(self)
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> dict[str, int]:
         """Loop until asked to stop (or idle for ``exit_when_idle_seconds``); return counts."""
@@ -582,7 +459,7 @@ class Worker:
                 break
             elif isinstance(self.source, FileBarSource):
                 time.sleep(min(block, 0.05))
-        self._checkpoint()
+        checkpoint(self)
         self._deliver()
         self.intake.deliver(self.outbox)
         self._housekeeping(force=True)
