@@ -32,25 +32,32 @@ def _store(url: str | None, key: str, path: str) -> FlagStore:
     return FlagStore(redis.Redis.from_url(url) if url else None, key, Path(path))
 
 
-def _writer(url: str | None, key: str, path: str, n: int, go: mp.synchronize.Event) -> None:
-    store = _store(url, key, path)
-    go.wait(10)
-    for r in range(ROUNDS):
-        update_flags(store, lambda f, p=f"P{n}_{r}": f.model_copy(
-            update={"halted_pairs": f.halted_pairs | {p}}))  # fmt: skip
+def _writer(
+    url: str | None, key: str, path: str, n: int, go: mp.synchronize.Barrier, errors: mp.Queue
+) -> None:  # fmt: skip
+    try:
+        store = _store(url, key, path)
+        go.wait(120)  # every writer imported and ready: they start together
+        for r in range(ROUNDS):
+            update_flags(store, lambda f, p=f"P{n}_{r}": f.model_copy(
+                update={"halted_pairs": f.halted_pairs | {p}}))  # fmt: skip
+    except BaseException as exc:  # said to the test, which names it
+        errors.put(f"writer {n}: {type(exc).__name__}: {exc}")
+        raise
 
 
 def _race(url: str | None, key: str, path: Path) -> OpsFlags:
-    ctx = mp.get_context("fork")
-    go = ctx.Event()
-    procs = [ctx.Process(target=_writer, args=(url, key, str(path), n, go))
+    # Spawned, not forked: a fork of a test worker inherits whatever earlier tests left in it.
+    ctx = mp.get_context("spawn")
+    go, errors = ctx.Barrier(WRITERS), ctx.Queue()
+    procs = [ctx.Process(target=_writer, args=(url, key, str(path), n, go, errors))
              for n in range(WRITERS)]  # fmt: skip
     for p in procs:
         p.start()
-    go.set()
     for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+        p.join(180)
+    said = [errors.get(timeout=5) for _ in range(errors.qsize())] if not errors.empty() else []
+    assert [p.exitcode for p in procs] == [0] * WRITERS, said
     return read_flags(_store(url, key, str(path)))
 
 
