@@ -223,12 +223,6 @@ def _crossed(out: dict[str, Any]) -> list[tuple]:
                    for a in out["alerts"]), key=lambda c: (c[2], c[0], c[1]))  # fmt: skip
 
 
-@pytest.mark.xfail(
-    reason="known bug, open: the worker run in two halves does not decide every bar as the one "
-    "run did (EUR_GBP 2024-12-10T10:00: a hold, or an exit by the flags' flatten latch, where "
-    "the one run exits on its drawdown flatten); found at the end of the session that built it",
-    strict=False,
-)
 def test_a_restarted_worker_keeps_its_drawdown(
     served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,6 +19,7 @@ from mlcore.serving._drawdown import (
     DDLevel,
     DrawdownLimits,
     PairDrawdown,
+    PairStep,
 )
 from mlcore.signals import DecisionRules, LegSpec, PairDecider
 
@@ -155,3 +156,24 @@ def test_the_book_finds_account_stops_bar_for_bar(seed: int, review: int) -> Non
     np.testing.assert_array_equal(control, expect)
     # The same bar time again changes nothing.
     assert book.at(int(ts[-1]), 1.0).control == control[-1]
+
+
+def test_a_soft_halt_in_the_flags_never_hides_a_drawdown_flatten() -> None:
+    """Before: any control in the flags won over the drawdown's step on the bar, so a pair
+    whose own drawdown halt had been read back from the flags held its position on its
+    drawdown-flatten bar (CI: a hold where the backtest exits). The stronger control wins."""
+    from mlcore.serving._flags import Control
+    from mlcore.serving._pair import _control
+
+    def step(block: bool, flatten: str) -> PairStep:
+        level = DDLevel.FLATTEN if flatten else DDLevel.HALT if block else DDLevel.NONE
+        return PairStep(1.0, 1.0, 0.0, level, block, flatten, ())
+
+    assert _control(Control.SOFT_HALT, step(True, "dd_flatten")) == (
+        Control.FLATTEN, "dd_flatten")  # fmt: skip
+    assert _control(Control.FLATTEN, step(True, "dd_flatten")) == (Control.FLATTEN, "dd_flatten")
+    assert _control(Control.HARD_HALT, step(True, "dd_flatten")) == (Control.HARD_HALT, "")
+    assert _control(Control.NONE, step(True, "")) == (Control.SOFT_HALT, "")
+    assert _control(Control.FLATTEN, step(True, "")) == (Control.FLATTEN, "")
+    assert _control(Control.SOFT_HALT, None) == (Control.SOFT_HALT, "")
+    assert _control(Control.NONE, step(False, "")) == (Control.NONE, "")

@@ -355,13 +355,17 @@ class PairRuntime:
 
 
 def _control(ctl: Control, step: PairStep | None) -> tuple[Control, str]:
-    """The control a bar is decided under: the flags' (hard halt > flatten > soft halt), else
-    the drawdown's on this bar itself (the flags it sets are for everyone else); and the
-    drawdown's flatten reason when it is the drawdown that flattens."""
-    if ctl != Control.NONE or step is None:
+    """The control a bar is decided under: the stronger of the flags' (hard halt > flatten >
+    soft halt) and the drawdown's on this bar itself (the flags it sets are for everyone
+    else); and the drawdown's flatten reason when the drawdown flattens on this bar. A soft
+    halt in the flags (say the pair's own drawdown halt, read back) never hides a drawdown
+    flatten: the exit is due on this bar, as in the backtest."""
+    if step is None or ctl == Control.HARD_HALT:
         return ctl, ""
     if step.flatten:
         return Control.FLATTEN, step.flatten
+    if ctl != Control.NONE:
+        return ctl, ""
     return (Control.SOFT_HALT if step.block else ctl), ""
 
 
