@@ -61,6 +61,15 @@ from mlcore.config._schemas import (
     UniversePolicy,
     WorkerPolicy,
 )
+from mlcore.config._schemas_feedback import (
+    AnalyticsPolicy,
+    DriftPolicy,
+    FillsPolicy,
+    KpiPolicy,
+    ObservabilityPolicy,
+    SignalsPolicy,
+    SlackPolicy,
+)
 from mlcore.config._timeframes import TIMEFRAMES, parse_timeframe
 from mlcore.config._universe_edit import suggest_add_instrument
 from mlcore.config._workspace import (
@@ -84,6 +93,7 @@ __all__ = [
     "AI1LabelPolicy",
     "AI2LabelPolicy",
     "AccountPolicy",
+    "AnalyticsPolicy",
     "AppConfig",
     "BacktestPolicy",
     "BarSourcePolicy",
@@ -97,16 +107,20 @@ __all__ = [
     "DirectionLabelPolicy",
     "DrawdownLevels",
     "DrawdownPolicy",
+    "DriftPolicy",
     "EnvSettings",
     "ExecutionPolicy",
     "FeatureLevels",
     "FeatureOrderPolicy",
     "FeaturePolicy",
+    "FillsPolicy",
     "GatePolicy",
     "InstrumentSpec",
     "IsolatedRows",
+    "KpiPolicy",
     "LabelPolicy",
     "MlCoreStoragePolicy",
+    "ObservabilityPolicy",
     "PairFeatureWindows",
     "PairSpec",
     "PipelinePolicy",
@@ -117,6 +131,8 @@ __all__ = [
     "RetrainPolicy",
     "RunbookPolicy",
     "ServingPolicy",
+    "SignalsPolicy",
+    "SlackPolicy",
     "SlippageTimeOfDay",
     "SlippageWindow",
     "SourcesPolicy",

@@ -27,6 +27,12 @@ from mlcore.config._schemas import (
     TrainingPolicy,
     UniversePolicy,
 )
+from mlcore.config._schemas_feedback import (
+    AnalyticsPolicy,
+    ObservabilityPolicy,
+    SignalsPolicy,
+    SlackPolicy,
+)
 from mlcore.config._workspace import (
     MARKER,
     UNIVERSE_HEADER,
@@ -92,6 +98,10 @@ class AppConfig:
     retrain: RetrainPolicy
     serving: ServingPolicy
     runbook: RunbookPolicy
+    observability: ObservabilityPolicy
+    slack: SlackPolicy
+    analytics: AnalyticsPolicy
+    signals: SignalsPolicy
     paths: StoragePaths
     #: The workspace whose configs/ is ``config_root`` (None: the shipped configs alone).
     workspace: Workspace | None = None
@@ -281,6 +291,10 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
     retrain = load_policy(root, "retrain_policy", name, RetrainPolicy)
     serving = load_policy(root, "serving_policy", name, ServingPolicy)
     runbook = load_policy(root, "runbook_policy", name, RunbookPolicy)
+    observability = load_policy(root, "observability_policy", name, ObservabilityPolicy)
+    slack = load_policy(root, "slack_policy", name, SlackPolicy)
+    analytics = load_policy(root, "analytics_policy", name, AnalyticsPolicy)
+    signals = load_policy(root, "signals_policy", name, SignalsPolicy)
     if training.optuna.storage == "postgres" and not env.postgres_url:
         raise ConfigError(
             "CONFIG_ENTRY_INVALID",
@@ -354,6 +368,10 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
         retrain=retrain,
         serving=serving,
         runbook=runbook,
+        observability=observability,
+        slack=slack,
+        analytics=analytics,
+        signals=signals,
         paths=paths,
         workspace=workspace,
     )

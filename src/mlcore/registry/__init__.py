@@ -42,6 +42,7 @@ from mlcore.registry._tables import (
     RUN_STATUSES,
     STATUSES,
     metadata,
+    notifications,
     signals_history,
     signals_live,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "failing_files",
     "make_engine",
     "metadata",
+    "notifications",
     "open_registry",
     "rebuild",
     "registry_for",

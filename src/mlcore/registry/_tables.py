@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 from mlcore.registry._records import ModelStatus, RunStatus
@@ -90,6 +91,26 @@ alerts = Table(
     Column("message", Text, nullable=False),
     Column("run_id", String(36)),
     Column("details", JSON),
+    schema="audit",
+)
+
+# The notification outbox: one row per alert and destination, delivered with retries (0007).
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("notification_id", String(36), primary_key=True),
+    Column("alert_id", String(36), nullable=False),
+    Column("target", String(16), nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("dedup_key", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("last_error", Text),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("payload", JSON, nullable=False),
+    UniqueConstraint("alert_id", "target", name="uq_notifications_alert_target"),
     schema="audit",
 )
 
