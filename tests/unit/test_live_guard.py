@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from mlcore.config import DQThresholds
 from mlcore.data import LiveBarGuard, trailing_sigma
-from mlcore.data._dq import _robust_sigma, classify_moves
+from mlcore.data._dq import classify_moves, trailing_sigmas
 
 TH = DQThresholds(max_fill_bars=2, outlier_sigma=8.0, sigma_window_bars=60, sigma_min_bars=10,
                   sigma_short_bars=5, spike_retrace_ratio=0.75, missing_rate=0.02,
@@ -25,10 +25,7 @@ NOW = T0 + 10_000 * H
 
 def _batch_sigma(close: np.ndarray) -> np.ndarray:
     ret = np.concatenate([[0.0], np.diff(np.log(close))])
-    return np.fmax(
-        _robust_sigma(ret, TH.sigma_window_bars, TH.sigma_min_bars),
-        _robust_sigma(ret, TH.sigma_short_bars, TH.sigma_short_bars),
-    )
+    return trailing_sigmas(ret, TH)
 
 
 def _feed(guard: LiveBarGuard, close: float, i: int) -> str:
@@ -120,7 +117,8 @@ def test_state_round_trips_and_garbage_state_is_a_value_error() -> None:
 
 def test_trailing_sigma_needs_enough_moves() -> None:
     assert math.isnan(trailing_sigma(np.zeros(3), TH))
-    assert trailing_sigma(np.full(TH.sigma_short_bars, 0.01), TH) == pytest.approx(0.014826)
+    assert math.isnan(trailing_sigma(np.full(TH.sigma_min_bars - 1, 0.01), TH))
+    assert trailing_sigma(np.full(TH.sigma_min_bars, 0.01), TH) == pytest.approx(0.014826)
 
 
 def test_a_tenfold_move_is_refused_even_when_sigma_is_zero_or_unknown() -> None:

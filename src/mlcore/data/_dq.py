@@ -55,6 +55,14 @@ def _robust_sigma(ret: np.ndarray, window: int, min_bars: int) -> np.ndarray:
     return np.asarray(med.to_numpy() * _MAD_TO_SIGMA)
 
 
+def trailing_sigmas(ret: np.ndarray, th: DQThresholds) -> np.ndarray:
+    """Each bar's robust sigma from the moves before it: the larger of the long and the short
+    trailing median, NaN until the long window has ``sigma_min_bars`` values."""
+    long_sigma = _robust_sigma(ret, th.sigma_window_bars, th.sigma_min_bars)
+    short_sigma = _robust_sigma(ret, th.sigma_short_bars, th.sigma_short_bars)
+    return np.asarray(np.where(np.isnan(long_sigma), np.nan, np.fmax(long_sigma, short_sigma)))
+
+
 def classify_moves(close: np.ndarray, th: DQThresholds) -> tuple[np.ndarray, np.ndarray]:
     """Return boolean masks (outlier, spike) over bars from close-to-close moves."""
     n = len(close)
@@ -68,10 +76,10 @@ def classify_moves(close: np.ndarray, th: DQThresholds) -> tuple[np.ndarray, np.
     ret[1:] = np.diff(logc)
     # The larger of a long and a short trailing sigma: in a calm market a bad print stands out
     # against both; in a crash (whipsaw days of ±10%) the short window has caught up with the
-    # regime, so real moves are not taken for bad prints.
-    long_sigma = _robust_sigma(ret, th.sigma_window_bars, th.sigma_min_bars)
-    short_sigma = _robust_sigma(ret, th.sigma_short_bars, th.sigma_short_bars)
-    sigma = np.fmax(long_sigma, short_sigma)
+    # regime, so real moves are not taken for bad prints. Before the long window has
+    # sigma_min_bars moves nothing is judged: a median of 20 moves alone is too noisy (a 3-sigma
+    # move was flagged as a spike at bar 20 of a plain random walk).
+    sigma = trailing_sigmas(ret, th)
     with np.errstate(invalid="ignore"):
         cand = np.flatnonzero(np.abs(ret) > th.outlier_sigma * sigma)
     for t in (int(x) for x in cand):

@@ -40,12 +40,12 @@ _MAX_JUMP = math.log(MAX_JUMP_FACTOR)
 def trailing_sigma(abs_moves: np.ndarray, th: DQThresholds) -> float:
     """Robust sigma of the next move from the trailing absolute log moves (oldest first, the
     last ``sigma_window_bars`` at most): ``1.4826 x`` the larger of the long median (at least
-    ``sigma_min_bars`` moves) and the short one (the last ``sigma_short_bars``); NaN when
-    neither has enough moves."""
+    ``sigma_min_bars`` moves) and the short one (the last ``sigma_short_bars``); NaN before
+    ``sigma_min_bars`` moves (a median of a few moves alone is too noisy to judge by)."""
     n = len(abs_moves)
-    both = []
-    if n >= th.sigma_min_bars:
-        both.append(float(np.median(abs_moves[-th.sigma_window_bars :])))
+    if n < th.sigma_min_bars:
+        return math.nan
+    both = [float(np.median(abs_moves[-th.sigma_window_bars :]))]
     if n >= th.sigma_short_bars:
         both.append(float(np.median(abs_moves[-th.sigma_short_bars :])))
     return max(both) * _MAD_TO_SIGMA if both else math.nan
