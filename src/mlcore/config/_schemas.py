@@ -248,6 +248,7 @@ class DataRetentionPolicy(Policy):
     snapshots_months: Months
     ingest_reports_days: Days
     model_versions: Annotated[int, Field(ge=5)]
+    signals_history_days: Days
 
 
 # universe.yaml --------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from mlcore.flows._guard import (
     check_start,
 )
 from mlcore.flows._publish import SERVING_CHANNEL, CheckItem, Checklist, adoption_checklist
+from mlcore.flows._retention import RetentionReport, apply_retention, signals_archive_dir
 from mlcore.flows._serve import (
     DEPLOYMENT,
     console_without_tracebacks,
@@ -57,10 +58,12 @@ __all__ = [
     "CheckItem",
     "Checklist",
     "PublishOutcome",
+    "RetentionReport",
     "RetrainOutcome",
     "RetrainRefused",
     "RunGuard",
     "adoption_checklist",
+    "apply_retention",
     "begin_run",
     "check_start",
     "console_without_tracebacks",
@@ -71,5 +74,6 @@ __all__ = [
     "retrain_deployment",
     "run_retrain",
     "serve_retrain",
+    "signals_archive_dir",
     "task_runner",
 ]

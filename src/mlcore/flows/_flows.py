@@ -30,6 +30,7 @@ from mlcore.errors import MlcoreError
 from mlcore.flows import _tasks as tasks
 from mlcore.flows._guard import RunGuard, begin_run, log
 from mlcore.flows._publish import SERVING_CHANNEL, Checklist, serving_notice, write_notice
+from mlcore.flows._retention import apply_retention
 from mlcore.governance import require_in_force
 from mlcore.registry import ModelStatus, Registry, RunStatus, registry_for
 from mlcore.training import TrainReport, TrainStatus
@@ -242,7 +243,27 @@ def core_publish_flow(
     )
     # Retention: the newest model_versions stay, and never one deployed or deployed before.
     pruned = registry.prune(cfg.data_retention.model_versions, actor=actor)
+    _retention(cfg, registry, actor)
     return PublishOutcome(model_version, record.status, check, notified, pruned, notice_error)
+
+
+def _retention(cfg: AppConfig, registry: Registry, actor: str) -> None:
+    # Data retention after each publish; its failure (a held ingest lock, a full disk) is
+    # alerted and leaves the published version alone.
+    try:
+        kept = apply_retention(cfg, registry, actor=actor)
+    except (MlcoreError, OSError) as exc:
+        message = getattr(exc, "message", None) or str(exc)
+        log.error("retention failed", error=message)
+        registry.raise_alert(
+            "CORE_RETENTION_FAILED", f"data retention failed: {message}",
+            channel=cfg.retrain.notification_channel, severity="warning",
+        )  # fmt: skip
+        return
+    log.info(
+        "retention applied", pruned=kept.counts(), signals_to_history=kept.signals_to_history,
+        signals_deleted=kept.signals_deleted, lineage_unknown=kept.lineage_unknown,
+    )  # fmt: skip
 
 
 @flow(name="core_retrain_flow", validate_parameters=False)
