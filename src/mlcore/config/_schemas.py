@@ -1030,10 +1030,22 @@ class ResumePolicy(Policy):
         return self
 
 
+class AutoRollbackPolicy(Policy):
+    """The automatic rollback (spec 002 運用 Runbook: Sharpe -20% or MaxDD +3 points against
+    the deployed version's backtest), the sample it needs and how many in a row it may do."""
+
+    sharpe_drop_fraction: Annotated[float, Field(gt=0, lt=1)]
+    max_drawdown_rise: Annotated[float, Field(gt=0, lt=1)]
+    min_bars: Annotated[int, Field(gt=0, le=10_000_000)]
+    min_trades: Annotated[int, Field(gt=0, le=1_000_000)]
+    max_in_a_row: Annotated[int, Field(ge=1, le=10)]
+
+
 class RunbookPolicy(Policy):
     """runbook_policy.yaml: the runbook's approval rules (spec 002 運用 Runbook・Ops API)."""
 
     resume_policy: ResumePolicy
+    auto_rollback: AutoRollbackPolicy
 
 
 POLICY_SCHEMAS["runbook_policy"] = RunbookPolicy

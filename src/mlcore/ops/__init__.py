@@ -3,7 +3,7 @@ flatten and resume do to the ops flags, the two-person resume with its canary, a
 the deployed model version and of its θ, audited and announced to serving, whose workers move
 by hot swap (see docs/serving.md, "Hot swap")."""
 
-from mlcore.ops._flagset import HaltLevel, halted
+from mlcore.ops._flagset import HaltLevel, halt_book, halted
 from mlcore.ops._notice import notify_serving
 from mlcore.ops._resume import (
     ResumeBook,
@@ -33,6 +33,7 @@ __all__ = [
     "announce_config_version",
     "canary_split",
     "canonical_sha256",
+    "halt_book",
     "halted",
     "notify_serving",
     "rollback_model",

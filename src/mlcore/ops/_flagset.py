@@ -3,12 +3,15 @@ the universe's pairs; the API applies them with ``update_flags``, which bumps ``
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from mlcore.registry import Registry
-from mlcore.serving import OpsFlags, flags_from_doc
+from mlcore.config import AppConfig
+from mlcore.errors import FatalError, RetryableError
+from mlcore.registry import ActionResult, Registry
+from mlcore.serving import OpsFlags, flag_store, flags_from_doc, flags_json, update_flags
 
 
 class HaltLevel(StrEnum):
@@ -64,3 +67,27 @@ def release(flags: OpsFlags, pairs: frozenset[str], universe: Iterable[str]) -> 
         "hard_halt": False, "hard_halted_pairs": hard - pairs,
         "flatten_all": False, "flatten_pairs": flat - pairs,
     })  # fmt: skip
+
+
+def halt_book(
+    cfg: AppConfig, registry: Registry, *, actor: str, reason: str,
+    level: HaltLevel = HaltLevel.SOFT,
+) -> tuple[OpsFlags, OpsFlags]:  # fmt: skip
+    """Halt the whole book at ``level`` from inside the system (what ``POST /ops/halt`` does for
+    a person), audited as ``ops.halt`` with the flags before and after; a store that cannot be
+    written is recorded as failed and raised (``FatalError`` OPS_FLAGS_UNAVAILABLE)."""
+    rid = f"{actor}:halt:{datetime.now(UTC).isoformat()}"
+    try:
+        before, after = update_flags(flag_store(cfg), lambda f: halt(f, level, None),
+                                     absent=audited(registry))  # fmt: skip
+    except (RetryableError, ValueError) as exc:
+        registry.record_action(
+            "ops.halt", actor=actor, role="system", reason=reason, request_id=rid, before=None,
+            after=None, result=ActionResult.FAILED, details={"error": str(exc)[:300]},
+        )  # fmt: skip
+        raise FatalError("OPS_FLAGS_UNAVAILABLE", f"the book could not be halted: {exc}") from None
+    registry.record_action("ops.halt", actor=actor, role="system", reason=reason, request_id=rid,
+                           before=json.loads(flags_json(before)),
+                           after=json.loads(flags_json(after)), result=ActionResult.OK,
+                           details={"level": level.value, "pairs": None})  # fmt: skip
+    return before, after

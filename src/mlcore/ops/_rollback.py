@@ -108,6 +108,19 @@ def _theta_of(rec: ModelRecord, reg: Registry) -> tuple[float, float]:
     return PairModels.load(folder, sums=rec.checksums).decision_params().theta_initial
 
 
+def _current_theta(req: _Request, reg: Registry, rec: ModelRecord) -> tuple[float, float]:
+    """θ in force for the deployed ``rec``; its files unreadable: refused and recorded
+    (OPS_ROLLBACK_CURRENT_UNREADABLE), never an unhandled error."""
+    try:
+        return _theta_of(rec, reg)
+    except (MlcoreError, ValueError, OSError) as exc:
+        why = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        raise req.refused(reg, {"model_version": rec.model_version},
+                          "OPS_ROLLBACK_CURRENT_UNREADABLE",
+                          f"the θ in force for {rec.model_version} cannot be read ({why}): "
+                          "nothing rolled back") from None  # fmt: skip
+
+
 def _state(rec: ModelRecord, theta: tuple[float, float]) -> dict[str, Any]:
     return {"model_version": rec.model_version, "theta": list(theta)}
 
@@ -139,7 +152,7 @@ def rollback_model(
     if current is None:
         raise req.refused(reg, None, "OPS_ROLLBACK_NO_TARGET",
                           "no version is deployed: nothing to roll back")  # fmt: skip
-    theta_before = _theta_of(current, reg)
+    theta_before = _current_theta(req, reg, current)
     before = _state(current, theta_before)
     earlier = [r for r in reg.records("approved") if r.deployed_at is not None]
     if not earlier:
@@ -214,7 +227,7 @@ def rollback_theta(
     if rec is None:
         raise req.refused(reg, None, "OPS_ROLLBACK_NO_TARGET",
                           "no version is deployed: no θ to roll back")  # fmt: skip
-    current = _theta_of(rec, reg)
+    current = _current_theta(req, reg, rec)
     before = _state(rec, current)
     if to is not None:
         try:
