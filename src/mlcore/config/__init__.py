@@ -63,6 +63,7 @@ from mlcore.config._schemas import (
 )
 from mlcore.config._schemas_feedback import (
     AnalyticsPolicy,
+    DecayPolicy,
     DriftPolicy,
     FillsPolicy,
     KpiPolicy,
@@ -104,6 +105,7 @@ __all__ = [
     "CostTable",
     "DQThresholds",
     "DataRetentionPolicy",
+    "DecayPolicy",
     "DirectionLabelPolicy",
     "DrawdownLevels",
     "DrawdownPolicy",

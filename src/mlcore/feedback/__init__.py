@@ -1,0 +1,68 @@
+"""Feedback stage: drift and decay detectors with measured false-alarm rates, and the
+triggers they pull (spec 001 品質管理, 自動再学習フロー; 002 Analytics・可観測性)."""
+
+from mlcore.feedback._decay import (
+    RunCheck,
+    Verdict,
+    WinGap,
+    gap_power,
+    newcombe_interval,
+    pass_rate_breach,
+    pass_rate_windows,
+    risk_flag_run,
+    trades_for_power,
+    wilson_interval,
+    win_rate_gap,
+)
+from mlcore.feedback._drift import (
+    Reference,
+    mean_shift_values,
+    newey_west_variance,
+    psi_values,
+    quantile_edges,
+    reference,
+)
+from mlcore.feedback._nullsim import (
+    BlockRule,
+    DriftReport,
+    FeatureDrift,
+    NullTable,
+    assess_drift,
+    block_length,
+    holm,
+    min_draws,
+    null_table,
+    politis_white_block,
+    stationary_indices,
+)
+
+__all__ = [
+    "BlockRule",
+    "DriftReport",
+    "FeatureDrift",
+    "NullTable",
+    "Reference",
+    "RunCheck",
+    "Verdict",
+    "WinGap",
+    "assess_drift",
+    "block_length",
+    "gap_power",
+    "holm",
+    "mean_shift_values",
+    "min_draws",
+    "newcombe_interval",
+    "newey_west_variance",
+    "null_table",
+    "pass_rate_breach",
+    "pass_rate_windows",
+    "politis_white_block",
+    "psi_values",
+    "quantile_edges",
+    "reference",
+    "risk_flag_run",
+    "stationary_indices",
+    "trades_for_power",
+    "wilson_interval",
+    "win_rate_gap",
+]
