@@ -116,15 +116,20 @@ def mean_shift_values(ref: Reference, live: Floats) -> Floats:
     n = finite.sum(axis=0)
     sums = np.where(finite, live, 0.0).sum(axis=0)
     means = np.divide(sums, n, out=np.full(live.shape[1], np.nan), where=n > 0)
-    return shift_statistic(ref, means, n)
+    train_n = np.isfinite(ref.mean) * float(ref.n_bars)
+    return shift_statistic(ref.mean, ref.long_run_var, train_n, means, n.astype(np.float64))
 
 
-def shift_statistic(ref: Reference, live_mean: Floats, live_n: Floats) -> Floats:
-    """The mean-shift statistic from live means and counts (shared with the null draws)."""
-    diff = np.abs(live_mean - ref.mean)
+def shift_statistic(
+    train_mean: Floats, long_run_var: Floats, train_n: Floats, live_mean: Floats,
+    live_n: Floats,
+) -> Floats:  # fmt: skip
+    """The mean-shift statistic from means and counts (shared with the null draws)."""
+    diff = np.abs(live_mean - train_mean)
     with np.errstate(divide="ignore", invalid="ignore"):
-        se = np.sqrt(ref.long_run_var * (1.0 / live_n + 1.0 / ref.n_bars))
+        se = np.sqrt(long_run_var * (1.0 / live_n + 1.0 / train_n))
         stat = diff / se
-    tiny = 1e-12 * np.maximum(1.0, np.abs(ref.mean))
+    tiny = 1e-12 * np.maximum(1.0, np.abs(train_mean))
     stat = np.where(se > 0, stat, np.where(diff <= tiny, 0.0, np.inf))
-    return np.asarray(np.where(np.isfinite(live_mean), stat, np.nan), dtype=np.float64)
+    ok = np.isfinite(live_mean) & np.isfinite(train_mean)
+    return np.asarray(np.where(ok, stat, np.nan), dtype=np.float64)

@@ -133,7 +133,11 @@ def null_table(
     train: Floats, ref: Reference, window_bars: int, block_bars: int, draws: int, seed: int
 ) -> NullTable:
     """Score ``draws`` bootstrap windows of ``window_bars`` bars from ``train`` (the window
-    ``ref`` was made from). Memory stays bounded: the draws are scored in chunks."""
+    ``ref`` was made from), each against its own bootstrap copy of the training window: a live
+    window is independent of the training window, whose bin shares and mean have their own
+    sampling error (a window drawn from the training bars and compared with those same bars
+    would miss it, and large windows would alarm too often). The bin edges stay the training
+    window's. Memory stays bounded: the draws are scored in chunks."""
     n, f = train.shape
     if n == 0 or window_bars < 1:
         raise ValueError(
@@ -141,35 +145,45 @@ def null_table(
         )
     rng = np.random.default_rng([seed, window_bars, block_bars])
     bins = np.stack([bin_index(train[:, j], e) for j, e in enumerate(ref.edges)], axis=1)
-    n_bins = [len(e) + 2 for e in ref.edges]
     finite = np.isfinite(train)
     values = np.where(finite, train, 0.0)
     psi = np.empty((draws, f))
     shift = np.empty((draws, f))
-    chunk = max(1, 4_000_000 // max(1, window_bars * f))
+    chunk = max(1, 4_000_000 // max(1, (window_bars + n) * f))
     for lo in range(0, draws, chunk):
         c = min(chunk, draws - lo)
-        idx = stationary_indices(rng, n, window_bars, c, block_bars)
-        count = finite[idx].sum(axis=1).astype(np.float64)
-        mean = np.divide(values[idx].sum(axis=1), count, out=np.full((c, f), np.nan),
-                         where=count > 0)  # fmt: skip
+        live = _scored(stationary_indices(rng, n, window_bars, c, block_bars), bins, finite,
+                       values, ref)  # fmt: skip
+        base = _scored(stationary_indices(rng, n, n, c, block_bars), bins, finite, values, ref)
         for j in range(f):
-            flat = (bins[idx, j] + np.arange(c)[:, None] * n_bins[j]).ravel()
-            counts = np.bincount(flat, minlength=c * n_bins[j]).reshape(c, n_bins[j])
-            shares = floored_shares(counts.astype(np.float64), ref.epsilon)
-            psi[lo : lo + c, j] = psi_from_shares(ref.shares[j][None, :], shares)
-            # The live window is independent of the training window, whose mean has its own
-            # sampling error: a window drawn from the training bars lacks it, so it is added
-            # (normal, with the HAC variance), else large windows would alarm too often.
-            own = rng.standard_normal(c) * math.sqrt(ref.long_run_var[j] / ref.n_bars)
-            shift[lo : lo + c, j] = shift_statistic(_column(ref, j), mean[:, j] + own, count[:, j])
+            psi[lo : lo + c, j] = psi_from_shares(base.shares[j], live.shares[j])
+        shift[lo : lo + c] = shift_statistic(base.mean, ref.long_run_var, base.count,
+                                             live.mean, live.count)  # fmt: skip
     return NullTable(window_bars, block_bars, np.sort(psi, axis=0), np.sort(shift, axis=0))
 
 
-def _column(ref: Reference, j: int) -> Reference:
-    one = slice(j, j + 1)
-    return Reference(ref.features[one], ref.edges[one], ref.shares[one], ref.mean[one],
-                     ref.long_run_var[one], ref.n_bars, ref.epsilon)  # fmt: skip
+@dataclass(frozen=True)
+class _Scored:
+    shares: list[Floats]  # per feature: (draws, bins)
+    mean: Floats  # (draws, features)
+    count: Floats  # (draws, features)
+
+
+def _scored(
+    idx: NDArray[np.int64], bins: NDArray[np.int64], finite: NDArray[np.bool_], values: Floats,
+    ref: Reference,
+) -> _Scored:  # fmt: skip
+    c = idx.shape[0]
+    count = finite[idx].sum(axis=1).astype(np.float64)
+    mean = np.divide(values[idx].sum(axis=1), count, out=np.full(count.shape, np.nan),
+                     where=count > 0)  # fmt: skip
+    shares = []
+    for j, e in enumerate(ref.edges):
+        k = len(e) + 2
+        flat = (bins[idx, j] + np.arange(c)[:, None] * k).ravel()
+        counts = np.bincount(flat, minlength=c * k).reshape(c, k).astype(np.float64)
+        shares.append(floored_shares(counts, ref.epsilon))
+    return _Scored(shares, mean, count)
 
 
 def holm(p_values: Floats, alpha: float) -> NDArray[np.bool_]:
