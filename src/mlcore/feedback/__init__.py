@@ -35,18 +35,30 @@ from mlcore.feedback._nullsim import (
     politis_white_block,
     stationary_indices,
 )
+from mlcore.feedback._triggers import (
+    CheckOutcome,
+    Detector,
+    DetectorResult,
+    RetrainDecision,
+    check_feedback,
+)
 
 __all__ = [
     "BlockRule",
+    "CheckOutcome",
+    "Detector",
+    "DetectorResult",
     "DriftReport",
     "FeatureDrift",
     "NullTable",
     "Reference",
+    "RetrainDecision",
     "RunCheck",
     "Verdict",
     "WinGap",
     "assess_drift",
     "block_length",
+    "check_feedback",
     "gap_power",
     "holm",
     "mean_shift_values",
