@@ -213,7 +213,8 @@ def core_publish_flow(
         guard.step = "publish"
     folder = cfg.paths.models / model_version
     recorded = registry.get(model_version).checksums
-    check = tasks.with_retries(tasks.checklist, guard)(cfg, folder, recorded)
+    previous = _baseline(registry, model_version)
+    check = tasks.with_retries(tasks.checklist, guard)(cfg, folder, recorded, previous)
     notes = check.notes()
     status = registry.get(model_version).status
     if not check.passed:
