@@ -172,9 +172,9 @@ def versus_previous(
         auc_item = CheckItem("auc_vs_previous", False, "no AI1 out-of-sample AUC in metrics.json")
     else:
         drop = old_auc - auc
-        auc_item = CheckItem("auc_vs_previous", drop < max_auc_drop - 1e-12,
-                             f"AI1 out-of-sample AUC {auc:.4f} vs previous {old_version} "
-                             f"{old_auc:.4f}: drop {drop:+.4f} (fails at >= {max_auc_drop:g})")  # fmt: skip
+        why = (f"AI1 out-of-sample AUC {auc:.4f} vs previous {old_version} {old_auc:.4f}: drop "
+               f"{drop:+.4f} (fails at >= {max_auc_drop:g})")  # fmt: skip
+        auc_item = CheckItem("auc_vs_previous", drop < max_auc_drop - 1e-12, why)
     sharpe = _number(record, "test", "sharpe")
     old_sharpe = _number(old_record, "test", "sharpe")
     if old_sharpe is None:
