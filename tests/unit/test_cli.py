@@ -104,8 +104,8 @@ def test_every_command_is_in_the_tree() -> None:
         for sub in (cmd.commands if isinstance(cmd, typer.core.TyperGroup) else [""])
     }
     # 22 + init, universe add-instrument, add-pair, audit verify, audit at + 8 configs + api
-    # serve, openapi, user, token
-    assert len(names) == 39, sorted(names)
+    # serve, openapi, user, token + feedback check
+    assert len(names) == 40, sorted(names)
 
 
 def test_config_check_ok(archive: Path) -> None:
