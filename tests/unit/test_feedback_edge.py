@@ -34,7 +34,7 @@ def test_no_deployed_version_is_one_line(cfg: AppConfig) -> None:
 
 def test_a_version_without_its_training_end_is_named(cfg: AppConfig) -> None:
     folder = make_version(cfg.paths.models, "20260101_0000_abc1234")  # metrics: no split_ts
-    with pytest.raises(MissingDataError, match="no ai1.split_ts.calibration_start"):
+    with pytest.raises(MissingDataError, match=r"no ai1\.split_ts\.calibration_start"):
         training_end(folder)
     (folder / "metrics.json").write_text("{not json")
     with pytest.raises(MissingDataError, match=r"metrics\.json: JSONDecodeError"):
