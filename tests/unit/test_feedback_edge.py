@@ -66,3 +66,18 @@ def test_an_unreadable_cached_null_table_is_simulated_again(cfg: AppConfig) -> N
     assert np.array_equal(first.psi, again.psi) and np.array_equal(first.shift, again.shift)
     assert np.load(path)["psi"].shape == first.psi.shape  # stored again
     assert json.dumps(first.window_bars) == "100"
+
+
+def test_policy_rejects_windows_that_cannot_be_judged(cfg: AppConfig) -> None:
+    from pydantic import ValidationError
+
+    from mlcore.config import DecayPolicy, DriftPolicy
+
+    drift = cfg.analytics.drift.model_dump()
+    with pytest.raises(ValidationError, match="no live window could be judged"):
+        DriftPolicy.model_validate(drift | {"min_live_bars": drift["live_window_bars"] + 1})
+    with pytest.raises(ValidationError, match="extra"):
+        DriftPolicy.model_validate(drift | {"psi_cutoff": 0.25})
+    decay = cfg.analytics.decay.model_dump()
+    with pytest.raises(ValidationError, match="low < high"):
+        DecayPolicy.model_validate(decay | {"pass_rate_band": [0.4, 0.05]})

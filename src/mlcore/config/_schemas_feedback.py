@@ -70,6 +70,15 @@ class DriftPolicy(Policy):
     seed: Annotated[int, Field(ge=0, lt=2**32)]
     retrain_min_interval_seconds: Seconds
 
+    @model_validator(mode="after")
+    def _windows(self) -> DriftPolicy:
+        if self.min_live_bars > self.live_window_bars:
+            raise ValueError(
+                f"min_live_bars {self.min_live_bars} is over live_window_bars "
+                f"{self.live_window_bars}: no live window could be judged"
+            )
+        return self
+
 
 class DecayPolicy(Policy):
     """Decay detectors (live-vs-backtest win-rate gap, risk-gate pass rate, risk_flag runs)
