@@ -17,8 +17,8 @@ def test_quick_run_reports_false_alarms_and_delays(capsys: pytest.CaptureFixture
     fa = result["false_alarms"]
     assert isinstance(fa, dict) and set(fa) == {"ar1", "real_bootstrap"}
     for cells in fa.values():
-        alarms, trials = cells["100"]
-        assert trials == 10 and 0 <= alarms <= trials
+        alarms, trials, exceed, tests = cells["100"]
+        assert trials == 10 and 0 <= alarms <= trials and tests == 80 and 0 <= exceed <= tests
     delays = result["delays"]
     assert isinstance(delays, dict) and set(delays) == {"mean_0.5sd", "vol_1.5x", "corr_break"}
     # The correlation break is large: found within the quick horizon every time.
