@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from mlcore.config import AppConfig
-from mlcore.feedback._autorollback import ACTOR, Verdict, automatic_streak, check_rollback
+from mlcore.feedback._autorollback import ACTOR, RollbackVerdict, automatic_streak, check_rollback
 from mlcore.registry import registry_for
 from mlcore.serving import flag_store, read_flags
 from tests.conftest import make_version
@@ -55,7 +55,7 @@ def test_an_undersized_sample_alerts_and_changes_nothing(cfg: AppConfig, tmp_pat
 
     out = check_rollback(cfg, live, lambda v: BT)
     reg = registry_for(cfg)
-    assert out.decision.verdict is Verdict.INCONCLUSIVE and out.action == "alerted"
+    assert out.decision.verdict is RollbackVerdict.INCONCLUSIVE and out.action == "alerted"
     assert reg.deployed().model_version == b  # type: ignore[union-attr]
     assert seen == [(b, reg.get(b).deployed_at)]  # judged since its deployment
     assert [x.code for x in reg.alerts()] == ["FEEDBACK_ROLLBACK_INCONCLUSIVE"]

@@ -24,6 +24,7 @@ from mlcore.cli import (
     _audit,
     _configs,
     _data,
+    _feedback,
     _flows,
     _models,
     _registry,
@@ -44,6 +45,7 @@ app.add_typer(_workspace.universe_app, name="universe")
 app.add_typer(_configs.configs_app, name="configs")
 app.add_typer(_api.api_app, name="api")
 app.add_typer(_retention.retention_app, name="retention")
+app.add_typer(_feedback.feedback_app, name="feedback")
 _ = _run  # registers demo and serve on the root group (_workspace: init)
 
 __all__ = ["app", "main"]

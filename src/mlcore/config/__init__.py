@@ -64,6 +64,7 @@ from mlcore.config._schemas import (
 )
 from mlcore.config._schemas_feedback import (
     AnalyticsPolicy,
+    DecayPolicy,
     DriftPolicy,
     FillsPolicy,
     KpiPolicy,
@@ -106,6 +107,7 @@ __all__ = [
     "CostTable",
     "DQThresholds",
     "DataRetentionPolicy",
+    "DecayPolicy",
     "DirectionLabelPolicy",
     "DrawdownLevels",
     "DrawdownPolicy",

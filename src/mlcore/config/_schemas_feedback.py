@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mlcore.config._schemas import POLICY_SCHEMAS, Policy, Seconds
 
 Port = Annotated[int, Field(ge=0, le=65535)]
+Rate01 = Annotated[float, Field(ge=0, le=1)]
 
 
 # observability_policy.yaml --------------------------------------------------------------
@@ -54,9 +55,55 @@ class KpiPolicy(Policy):
 
 
 class DriftPolicy(Policy):
-    """Feature-drift and decay detectors: their false-alarm rate and windows."""
+    """Feature-drift detectors (PSI and a mean-shift test per feature) with thresholds from a
+    block-bootstrap null simulation of the training window."""
 
     false_alarm_rate: Annotated[float, Field(gt=0, lt=0.5)]
+    live_window_bars: Annotated[int, Field(ge=20, le=1_000_000)]
+    min_live_bars: Annotated[int, Field(ge=10, le=1_000_000)]
+    min_training_bars: Annotated[int, Field(ge=50, le=100_000_000)]
+    psi_bins: Annotated[int, Field(ge=2, le=100)]
+    psi_epsilon: Annotated[float, Field(gt=0, lt=0.01)]
+    block_length_rule: Literal["politis_white", "cube_root"]
+    max_block_bars: Annotated[int, Field(ge=1, le=100_000)]
+    bootstrap_draws: Annotated[int, Field(ge=100, le=1_000_000)]
+    seed: Annotated[int, Field(ge=0, lt=2**32)]
+    retrain_min_interval_seconds: Seconds
+
+    @model_validator(mode="after")
+    def _windows(self) -> DriftPolicy:
+        if self.min_live_bars > self.live_window_bars:
+            raise ValueError(
+                f"min_live_bars {self.min_live_bars} is over live_window_bars "
+                f"{self.live_window_bars}: no live window could be judged"
+            )
+        return self
+
+
+class DecayPolicy(Policy):
+    """Decay detectors (live-vs-backtest win-rate gap, risk-gate pass rate, risk_flag runs)
+    and the two adoption checks against the previously deployed version."""
+
+    win_gap_points: Annotated[float, Field(gt=0, lt=100)]
+    win_gap_confidence: Annotated[float, Field(gt=0.5, lt=1)]
+    power: Annotated[float, Field(gt=0.5, lt=1)]
+    pass_rate_band: Annotated[
+        list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=2, max_length=2)
+    ]
+    pass_rate_window_signals: Annotated[int, Field(ge=10, le=1_000_000)]
+    pass_rate_windows: Annotated[int, Field(ge=1, le=1000)]
+    risk_flag_run: Annotated[int, Field(ge=2, le=100_000)]
+    max_auc_drop: Annotated[float, Field(ge=0, lt=1)]
+    min_sharpe_ratio_vs_previous: Annotated[float, Field(gt=0, le=1)]
+
+    @model_validator(mode="after")
+    def _band(self) -> DecayPolicy:
+        low, high = self.pass_rate_band
+        if not low < high:
+            raise ValueError(
+                f"pass_rate_band {self.pass_rate_band} must be [low, high], low < high"
+            )
+        return self
 
 
 class AnalyticsPolicy(Policy):
@@ -65,6 +112,7 @@ class AnalyticsPolicy(Policy):
     fills: FillsPolicy
     kpi: KpiPolicy
     drift: DriftPolicy
+    decay: DecayPolicy
     check_every_seconds: Seconds
 
 

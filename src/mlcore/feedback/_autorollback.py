@@ -52,7 +52,7 @@ class BacktestNumbers(Protocol):
     max_drawdown: float | None
 
 
-class Verdict(StrEnum):
+class RollbackVerdict(StrEnum):
     """What the check concluded."""
 
     HOLD = "hold"
@@ -64,7 +64,7 @@ class Verdict(StrEnum):
 class Decision:
     """A verdict and the reasons behind it, one line each."""
 
-    verdict: Verdict
+    verdict: RollbackVerdict
     reasons: tuple[str, ...]
 
 
@@ -76,7 +76,7 @@ def decide(live: LiveNumbers, bt: BacktestNumbers, policy: AutoRollbackPolicy) -
     if live.n_trades < policy.min_trades:
         short.append(f"{live.n_trades} closed trades < min_trades {policy.min_trades}")
     if short:
-        return Decision(Verdict.INCONCLUSIVE, tuple(short))
+        return Decision(RollbackVerdict.INCONCLUSIVE, tuple(short))
     reasons = []
     if live.sharpe is not None and bt.sharpe is not None:
         floor = bt.sharpe - policy.sharpe_drop_fraction * abs(bt.sharpe)
@@ -93,10 +93,10 @@ def decide(live: LiveNumbers, bt: BacktestNumbers, policy: AutoRollbackPolicy) -
                 f"{100 * bt.max_drawdown:.2f}% + {100 * policy.max_drawdown_rise:g} points)"
             )
     if reasons:
-        return Decision(Verdict.ROLLBACK, tuple(reasons))
+        return Decision(RollbackVerdict.ROLLBACK, tuple(reasons))
     if live.sharpe is None or bt.sharpe is None:
-        return Decision(Verdict.INCONCLUSIVE, ("no Sharpe to compare (live or backtest)",))
-    return Decision(Verdict.HOLD, (f"live Sharpe {live.sharpe:.3f}, MaxDD within limits",))
+        return Decision(RollbackVerdict.INCONCLUSIVE, ("no Sharpe to compare (live or backtest)",))
+    return Decision(RollbackVerdict.HOLD, (f"live Sharpe {live.sharpe:.3f}, MaxDD within limits",))
 
 
 def automatic_streak(registry: Registry) -> int:
@@ -134,17 +134,19 @@ def check_rollback(
     reg = registry or registry_for(cfg)
     current = reg.deployed()
     if current is None:
-        return RollbackCheck(None, Decision(Verdict.HOLD, ("no version is deployed",)), "none")
+        return RollbackCheck(
+            None, Decision(RollbackVerdict.HOLD, ("no version is deployed",)), "none"
+        )
     version = current.model_version
     decision = decide(live_of(version, current.deployed_at), backtest_of(version), policy)
     action, detail = "none", ""
-    if decision.verdict is Verdict.INCONCLUSIVE:
+    if decision.verdict is RollbackVerdict.INCONCLUSIVE:
         action = "alerted"
         why = "; ".join(decision.reasons)
         _alert(reg, "FEEDBACK_ROLLBACK_INCONCLUSIVE", Severity.WARNING,
                f"{version}: live sample too small to judge a rollback ({why}); holding, never "
                "promoting", version)  # fmt: skip
-    elif decision.verdict is Verdict.ROLLBACK:
+    elif decision.verdict is RollbackVerdict.ROLLBACK:
         action, detail = _act(cfg, reg, version, decision, policy)
     reg.record_action(
         "feedback.rollback_check", actor=ACTOR, role="system", reason="; ".join(decision.reasons),

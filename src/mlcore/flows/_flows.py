@@ -214,7 +214,8 @@ def core_publish_flow(
         guard.step = "publish"
     folder = cfg.paths.models / model_version
     recorded = registry.get(model_version).checksums
-    check = tasks.with_retries(tasks.checklist, guard)(cfg, folder, recorded)
+    previous = _baseline(registry, model_version)
+    check = tasks.with_retries(tasks.checklist, guard)(cfg, folder, recorded, previous)
     notes = check.notes()
     status = registry.get(model_version).status
     if not check.passed:
@@ -272,13 +273,15 @@ def core_retrain_flow(
     config_env: str | None = None,
     timeframe: str | None = None,
     seed: int | None = None,
+    reason: str | None = None,
 ) -> RetrainOutcome:
     """One retraining run: catalog → features → train → calibrate → metrics → register, then
-    backtest (with θ) and publish as subflows; recorded in audit.retrain_runs."""
+    backtest (with θ) and publish as subflows; recorded in audit.retrain_runs (with the
+    ``reason`` it was started for, e.g. a drift trigger's, in its metrics)."""
     cfg = _config(config_root, config_env)
     timeframe = timeframe or cfg.retrain.timeframe
     registry = registry_for(cfg)
-    guard = begin_run(registry, cfg.retrain, flow_run.get_id())
+    guard = begin_run(registry, cfg.retrain, flow_run.get_id(), reason)
     outcome = RetrainOutcome(guard.run_id, RunStatus.RUNNING)
     try:
         with guard.heartbeat():
@@ -344,7 +347,7 @@ def core_retrain_flow(
         if bt is not None
         else None,
         "registry_status": outcome.publish.status if outcome.publish else None,
-    }
+    } | ({"reason": reason} if reason is not None else {})
     registry.finish_run(
         guard.run_id,
         RunStatus.SUCCESS,

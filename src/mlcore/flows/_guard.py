@@ -202,24 +202,28 @@ def _refuse(guard: RunGuard, code: str, why: str) -> RetrainRefused:
     return RetrainRefused(code, why)
 
 
-def check_start(registry: Registry, policy: RetrainPolicy) -> None:
+def check_start(registry: Registry, policy: RetrainPolicy, reason: str | None = None) -> None:
     """Before a retraining run starts its flow (and Prefect its server): abort the runs whose
     process is gone, and refuse (``RetrainRefused``, recorded as an aborted run) when
     retraining is stopped or another run is on. :func:`begin_run` checks again in the flow."""
     _sweep(registry, policy)
     refusal = _refusal(registry, policy, None)
     if refusal is not None:
-        guard = RunGuard(registry, policy, registry.start_run(owner=this_process().text()))
+        run_id = registry.start_run(owner=this_process().text(), reason=reason)
+        guard = RunGuard(registry, policy, run_id)
         raise _refuse(guard, *refusal)
 
 
-def begin_run(registry: Registry, policy: RetrainPolicy, flow_run_id: str | None) -> RunGuard:
-    """Start a recorded run, owned by this process, after aborting runs whose process is gone.
-    ``RetrainRefused`` (the refusal recorded as an aborted run) when retraining is stopped or
-    another run is on."""
+def begin_run(
+    registry: Registry, policy: RetrainPolicy, flow_run_id: str | None, reason: str | None = None
+) -> RunGuard:
+    """Start a recorded run (with the ``reason`` it was started for), owned by this process,
+    after aborting runs whose process is gone. ``RetrainRefused`` (the refusal recorded as an
+    aborted run) when retraining is stopped or another run is on."""
     _sweep(registry, policy)
     owner = this_process().text()
-    guard = RunGuard(registry, policy, registry.start_run(flow_run_id=flow_run_id, owner=owner))
+    run_id = registry.start_run(flow_run_id=flow_run_id, owner=owner, reason=reason)
+    guard = RunGuard(registry, policy, run_id)
     refusal = _refusal(registry, policy, guard.run_id)
     if refusal is not None:
         raise _refuse(guard, *refusal)

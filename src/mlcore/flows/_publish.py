@@ -59,13 +59,16 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 def adoption_checklist(
     model_folder: Path, backtest_folder: Path, recorded: dict[str, str] | None = None,
-    cfg: AppConfig | None = None,
+    cfg: AppConfig | None = None, previous: Path | None = None,
 ) -> Checklist:  # fmt: skip
     """Check a version for adoption: its files intact (against ``recorded``, the checksums the
     registry recorded, when given: a rewritten checksums.json vouches for nothing), its
     training not blocked, its lineage complete and matching the backtest's, its backtest
     decision adopt with every gate passed, and its adopted θ finite and inside core_policy's
-    theta_search_range (``cfg``; without it, inside [0, 1])."""
+    theta_search_range (``cfg``; without it, inside [0, 1]). With ``cfg`` and ``previous``
+    (the previously deployed version's folder), also: AI1's out-of-sample AUC not down by
+    analytics_policy decay.max_auc_drop or more, and the test Sharpe not below
+    decay.min_sharpe_ratio_vs_previous x the previous one's (001 自動再学習フロー)."""
     version = model_folder.name
     items: list[CheckItem] = []
     sums = _read(model_folder / "checksums.json")
@@ -131,7 +134,60 @@ def adoption_checklist(
     )
     theta, why = _adopted_theta(record, backtest_folder / "backtest.json", cfg)
     items.append(CheckItem("theta", theta is not None, why))
+    if cfg is not None and previous is not None:
+        old_bt = _read(cfg.paths.reports / "backtest" / previous.name / "backtest.json") or {}
+        old_metrics = _read(previous / "metrics.json") or {}
+        items += versus_previous(metrics, record, old_metrics, old_bt, previous.name,
+                                 cfg.analytics.decay.max_auc_drop,
+                                 cfg.analytics.decay.min_sharpe_ratio_vs_previous)  # fmt: skip
     return Checklist(version, items, theta)
+
+
+def _number(doc: dict[str, Any], *path: str) -> float | None:
+    value: Any = doc
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def versus_previous(
+    metrics: dict[str, Any], record: dict[str, Any], old_metrics: dict[str, Any],
+    old_record: dict[str, Any], old_version: str, max_auc_drop: float, sharpe_ratio: float,
+) -> list[CheckItem]:  # fmt: skip
+    """The two checks against the previously deployed version: AI1's out-of-sample AUC
+    (metrics.json ai1.oos_raw.auc) must not drop by ``max_auc_drop`` or more; the test
+    Sharpe (backtest.json test.sharpe) must be at least ``sharpe_ratio`` x the previous one's
+    (for a negative previous Sharpe: at most (1 − ratio) x its size below it). A value the
+    previous version lacks makes its check not applicable (passed, said so)."""
+    auc = _number(metrics, "ai1", "oos_raw", "auc")
+    old_auc = _number(old_metrics, "ai1", "oos_raw", "auc")
+    if old_auc is None:
+        why = f"previous {old_version} has no AI1 out-of-sample AUC: not applicable"
+        auc_item = CheckItem("auc_vs_previous", True, why)
+    elif auc is None:
+        auc_item = CheckItem("auc_vs_previous", False, "no AI1 out-of-sample AUC in metrics.json")
+    else:
+        drop = old_auc - auc
+        why = (f"AI1 out-of-sample AUC {auc:.4f} vs previous {old_version} {old_auc:.4f}: drop "
+               f"{drop:+.4f} (fails at >= {max_auc_drop:g})")  # fmt: skip
+        auc_item = CheckItem("auc_vs_previous", drop < max_auc_drop - 1e-12, why)
+    sharpe = _number(record, "test", "sharpe")
+    old_sharpe = _number(old_record, "test", "sharpe")
+    if old_sharpe is None:
+        why = f"previous {old_version} has no test Sharpe: not applicable"
+        sharpe_item = CheckItem("sharpe_vs_previous", True, why)
+    elif sharpe is None:
+        sharpe_item = CheckItem("sharpe_vs_previous", False, "no test Sharpe in backtest.json")
+    else:
+        need = old_sharpe - (1 - sharpe_ratio) * abs(old_sharpe)
+        why = (f"test Sharpe {sharpe:.4f} vs previous {old_version} {old_sharpe:.4f} (needs >= "
+               f"{need:.4f}, {sharpe_ratio:g} x)")  # fmt: skip
+        sharpe_item = CheckItem("sharpe_vs_previous", sharpe >= need, why)
+    return [auc_item, sharpe_item]
 
 
 def _adopted_theta(

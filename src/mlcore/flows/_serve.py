@@ -31,8 +31,9 @@ def _retrain_flow(cfg: AppConfig) -> Flow[..., RetrainOutcome]:
 
 
 def run_retrain(
-    cfg: AppConfig, *, timeframe: str | None = None, seed: int | None = None
-) -> RetrainOutcome:
+    cfg: AppConfig, *, timeframe: str | None = None, seed: int | None = None,
+    reason: str | None = None,
+) -> RetrainOutcome:  # fmt: skip
     """One retraining run now, in this process, with the task runner retrain_policy.yaml
     names (Prefect's ephemeral mode unless PREFECT_API_URL points at a server).
 
@@ -41,11 +42,12 @@ def run_retrain(
     tf = timeframe or cfg.retrain.timeframe
     cfg.core.labels_at(tf)  # refused before Prefect starts, not inside a task
     cfg.backtest.execution_at(tf)
-    check_start(registry_for(cfg), cfg.retrain)
+    check_start(registry_for(cfg), cfg.retrain, reason)
     retrain = _retrain_flow(cfg)
     outcome: RetrainOutcome = retrain(
-        config_root=str(cfg.config_root), config_env=cfg.env_name, timeframe=timeframe, seed=seed
-    )
+        config_root=str(cfg.config_root), config_env=cfg.env_name, timeframe=timeframe, seed=seed,
+        reason=reason,
+    )  # fmt: skip
     return outcome
 
 

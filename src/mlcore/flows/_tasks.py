@@ -123,7 +123,10 @@ def backtest(
 
 
 @task(name="adoption_checklist", cache_policy=NO_CACHE)
-def checklist(cfg: AppConfig, folder: Path, recorded: dict[str, str]) -> Checklist:
+def checklist(
+    cfg: AppConfig, folder: Path, recorded: dict[str, str], previous: Path | None = None
+) -> Checklist:
     """The adoption checklist of the version (its files against ``recorded``, the registry's
-    checksums)."""
-    return adoption_checklist(folder, cfg.paths.reports / "backtest" / folder.name, recorded, cfg)
+    checksums; against ``previous``, the previously deployed version, when there is one)."""
+    bt = cfg.paths.reports / "backtest" / folder.name
+    return adoption_checklist(folder, bt, recorded, cfg, previous)

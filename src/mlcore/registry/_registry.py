@@ -109,11 +109,12 @@ class Registry:
     # -- retraining runs ----------------------------------------------------------------
     def start_run(
         self, *, log_path: str | None = None, flow_run_id: str | None = None,
-        owner: str | None = None,
+        owner: str | None = None, reason: str | None = None,
     ) -> str:  # fmt: skip
-        """Record a retraining run as started (``owner``: the process running it); returns
-        its id."""
-        return self.retrain_runs.start(log_path=log_path, flow_run_id=flow_run_id, owner=owner)
+        """Record a retraining run as started (``owner``: the process running it; ``reason``:
+        why it was started); returns its id."""
+        return self.retrain_runs.start(log_path=log_path, flow_run_id=flow_run_id, owner=owner,
+                                       reason=reason)  # fmt: skip
 
     def heartbeat(self, run_id: str) -> None:
         """Record that a run is alive now."""

@@ -61,16 +61,17 @@ class RetrainRuns:
 
     def start(
         self, *, log_path: str | None = None, flow_run_id: str | None = None,
-        owner: str | None = None,
+        owner: str | None = None, reason: str | None = None,
     ) -> str:  # fmt: skip
-        """Record a retraining run as started (``owner``: the process running it); returns
-        its id."""
+        """Record a retraining run as started (``owner``: the process running it; ``reason``:
+        why it was started, kept in its metrics); returns its id."""
         run_id = str(uuid.uuid4())
         stamp = now()
         with self.engine.begin() as conn:
             conn.execute(insert(retrain_runs).values(
                 run_id=run_id, started_at=stamp, status=_R.RUNNING.value, retry_count=0,
                 log_path=log_path, heartbeat_at=stamp, flow_run_id=flow_run_id, owner=owner,
+                metrics=None if reason is None else {"reason": reason},
             ))  # fmt: skip
         return run_id
 
@@ -88,7 +89,8 @@ class RetrainRuns:
         model_version: str | None = None, theta: tuple[float, float] | None = None,
         metrics: dict[str, Any] | None = None, error_message: str | None = None,
     ) -> None:  # fmt: skip
-        """Record how a run ended (or that it is being retried)."""
+        """Record how a run ended (or that it is being retried); ``metrics`` None keeps what
+        the run recorded (its start reason)."""
         ending = run_status(status)
         if ending in (_R.FAILED, _R.ABORTED) and not error_message:
             raise RegistryError(
@@ -96,8 +98,10 @@ class RetrainRuns:
             )
         values: dict[str, Any] = {
             "status": ending.value, "retry_count": retry_count, "model_version": model_version,
-            "metrics": metrics, "ended_at": None if ending is _R.RETRYING else now(),
+            "ended_at": None if ending is _R.RETRYING else now(),
         }  # fmt: skip
+        if metrics is not None:
+            values["metrics"] = metrics
         if error_message is not None:
             # A run that succeeded after retries keeps the error it retried.
             values["error_message"] = error_message
