@@ -79,8 +79,9 @@ def test_payloads_channels_and_dedup_key(
 ) -> None:
     receiver.start()
     alerts = Alerts(engine)
-    alerts.raise_alert("CORE_DD_FLATTEN", "flatten <!channel> & <http://x|go>", channel="serving",
-                       severity="critical", details={"pair_id": "EUR_USD", "drawdown": 0.1})  # fmt: skip
+    hostile = "flatten <!channel> & <http://x|go>"
+    alerts.raise_alert("CORE_DD_FLATTEN", hostile, channel="serving", severity="critical",
+                       details={"pair_id": "EUR_USD", "drawdown": 0.1})  # fmt: skip
     alerts.raise_alert("CORE_DD_FLATTEN", "again", channel="serving", severity="critical",
                        details={"pair_id": "EUR_USD"})  # fmt: skip
     alerts.raise_alert("CORE_NOTE", "fyi", channel="analytics", severity="info")
