@@ -36,7 +36,7 @@ class NotifyStatus(StrEnum):
 #: Spec (002 通知): every alert goes to Slack; critical ones also page PagerDuty.
 PAGED = frozenset({Severity.CRITICAL})
 #: The ``details`` keys naming an alert's scope, in order of preference.
-SCOPE_KEYS = ("pair_id", "pair", "model_version", "version", "worker")
+SCOPE_KEYS = ("pair_id", "pair", "model_version", "version", "worker", "request_id")
 _DEDUP_MAX = 128
 
 
