@@ -6,14 +6,22 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
 
 from mlcore.config import AppConfig, SlackPolicy
-from mlcore.observability import Destinations, Notifier, counts, listing
-from mlcore.registry import Alerts, make_engine, upgrade
+from mlcore.observability import (
+    Destinations,
+    Notifier,
+    _notify_metrics,
+    claim_next,
+    counts,
+    listing,
+)
+from mlcore.registry import Alerts, NotifyTarget, make_engine, upgrade
 from mlcore.registry._tables import notifications
 from tests.conftest import free_port, postgres_url
 from tests.integration._notify_receiver import Answer, Receiver
@@ -250,3 +258,41 @@ def test_two_notifiers_on_sqlite_send_each_row_once(
     tmp_path: Path, cfg: AppConfig, receiver: Receiver
 ) -> None:
     _concurrent(f"sqlite:///{tmp_path / 'registry.db'}", cfg, receiver)
+
+
+def test_a_send_cut_short_is_taken_again_after_its_lease(
+    engine: Engine, cfg: AppConfig, receiver: Receiver
+) -> None:
+    """A notifier that died between claiming and recording: its row waits out the lease,
+    then another notifier sends it (PagerDuty's dedup key absorbs a repeat)."""
+    receiver.start()
+    _raise(engine, 1, "info")
+    policy = fast_policy(cfg, receiver)
+    now = datetime.now(UTC)
+    held = claim_next(engine, NotifyTarget.SLACK, now, policy.delivery.lease_seconds)
+    assert held is not None  # ... and its process dies here
+    assert notifier(engine, policy, receiver).run_once().delivered == 0  # leased: not taken
+    later = now + timedelta(seconds=policy.delivery.lease_seconds + 1)
+    n = Notifier(engine, policy, Destinations(receiver.url("/slack"), receiver.url("/pd"), PD_KEY),
+                 clock=lambda: later)  # fmt: skip
+    assert n.run_once().delivered == 1
+    (row,) = rows(engine)
+    assert (row["status"], row["attempts"]) == ("delivered", 1)
+
+
+def test_stuck_rows_are_logged_and_counted_not_alerted(
+    engine: Engine, cfg: AppConfig, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    _raise(engine, 1, "warning")
+    n = notifier(engine, fast_policy(cfg, receiver), receiver)  # receiver never started
+    before = _notify_metrics.STUCK.labels(target="slack")._value.get()
+    with caplog.at_level("WARNING", logger="mlcore.notify"):
+        for _ in range(4):
+            n.run_once()
+            time.sleep(0.22)
+    stuck = [r for r in caplog.records if "NOTIFY_DELIVERY_STUCK" in r.getMessage()]
+    assert len(stuck) == 2  # tries 3 and 4 (stuck_after_attempts: 3)
+    assert _notify_metrics.STUCK.labels(target="slack")._value.get() == before + 2
+    assert len(Alerts(engine).recent()) == 1  # no alert about the alert
+    (row,) = rows(engine)
+    assert (row["status"], row["attempts"]) == ("pending", 4)  # never given up
