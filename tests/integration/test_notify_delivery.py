@@ -21,7 +21,7 @@ from mlcore.observability import (
     counts,
     listing,
 )
-from mlcore.registry import Alerts, NotifyTarget, make_engine, upgrade
+from mlcore.registry import Alerts, NotifyTarget, _alerts, make_engine, upgrade
 from mlcore.registry._tables import notifications
 from tests.conftest import free_port, postgres_url
 from tests.integration._notify_receiver import Answer, Receiver
@@ -296,3 +296,15 @@ def test_stuck_rows_are_logged_and_counted_not_alerted(
     assert len(Alerts(engine).recent()) == 1  # no alert about the alert
     (row,) = rows(engine)
     assert (row["status"], row["attempts"]) == ("pending", 4)  # never given up
+
+
+def test_an_alert_is_never_recorded_without_its_notifications(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: object) -> list[str]:
+        raise RuntimeError("the outbox insert failed")
+
+    monkeypatch.setattr(_alerts, "enqueue", broken)
+    with pytest.raises(RuntimeError, match="outbox insert failed"):
+        Alerts(engine).raise_alert("CORE_X", "m", channel="t", severity="critical")
+    assert Alerts(engine).recent() == [] and rows(engine) == []  # one transaction: neither
