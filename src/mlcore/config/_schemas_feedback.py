@@ -25,10 +25,16 @@ class MetricsPolicy(Policy):
     port: Port
 
 
+class BlockRef(Policy):
+    """The policy file holding a notification block (only slack_policy.yaml exists)."""
+
+    block_ref: Literal["slack_policy.yaml"]
+
+
 class NotificationsRef(Policy):
     """Where the notification blocks are defined (spec: ``notifications.slack.block_ref``)."""
 
-    slack_block_ref: Literal["slack_policy.yaml"]
+    slack: BlockRef
 
 
 class ObservabilityPolicy(Policy):
