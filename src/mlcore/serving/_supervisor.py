@@ -29,6 +29,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import Engine
 
 from mlcore.config import AppConfig
 from mlcore.observability import deliver_pending
@@ -123,6 +124,7 @@ class Supervisor:
         self._archiver: threading.Thread | None = None
         self._notifier: threading.Thread | None = None
         self._notified_at = 0.0  # monotonic
+        self._notify_engine: Engine | None = None
         self.events: list[str] = []
 
     # -- metrics -----------------------------------------------------------------------------
@@ -316,7 +318,9 @@ class Supervisor:
         self._notifier.start()
 
     def _notify(self, budget_s: float = NOTIFY_EVERY_S * 10) -> None:
-        deliver_pending(make_engine(database_url(self.cfg)), self.cfg.slack, self.cfg.env, budget_s)
+        if self._notify_engine is None:  # one engine (and pool) for every pass
+            self._notify_engine = make_engine(database_url(self.cfg))
+        deliver_pending(self._notify_engine, self.cfg.slack, self.cfg.env, budget_s)
 
     def _stop(self, slot: _Slot, timeout: float = 20.0) -> None:
         p = slot.process
