@@ -38,10 +38,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("alert_id", "target", name="uq_notifications_alert_target"),
         schema="audit",
     )
-    op.create_index("ix_notifications_due", "notifications", ["status", "next_attempt_at"],
-                    schema="audit")  # fmt: skip
+    # A notifier reads the head of one target's open rows (target, status, created_at order).
+    op.create_index("ix_notifications_queue", "notifications",
+                    ["target", "status", "created_at"], schema="audit")  # fmt: skip
 
 
 def downgrade() -> None:
-    op.drop_index("ix_notifications_due", table_name="notifications", schema="audit")
+    op.drop_index("ix_notifications_queue", table_name="notifications", schema="audit")
     op.drop_table("notifications", schema="audit")
