@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +21,7 @@ class Answer:
     body: bytes = b"ok"
     headers: dict[str, str] = field(default_factory=dict)
     raw: bytes | None = None
+    drip_s: float = 0.0  # seconds between the body's bytes (a slow receiver)
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,16 @@ class Receiver:
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(answer.body)))
                 self.end_headers()
-                self.wfile.write(answer.body)
+                if not answer.drip_s:
+                    self.wfile.write(answer.body)
+                    return
+                for i in range(len(answer.body)):
+                    try:
+                        self.wfile.write(answer.body[i : i + 1])
+                        self.wfile.flush()
+                    except OSError:  # the client hung up
+                        return
+                    time.sleep(answer.drip_s)
 
         return Handler
 

@@ -308,3 +308,20 @@ def test_an_alert_is_never_recorded_without_its_notifications(
     with pytest.raises(RuntimeError, match="outbox insert failed"):
         Alerts(engine).raise_alert("CORE_X", "m", channel="t", severity="critical")
     assert Alerts(engine).recent() == [] and rows(engine) == []  # one transaction: neither
+
+
+def test_a_huge_or_dripping_reply_holds_no_notifier(
+    engine: Engine, cfg: AppConfig, receiver: Receiver
+) -> None:
+    receiver.start()
+    receiver.script["/slack"].append(Answer(400, b"x" * 20_000_000))
+    receiver.script["/slack"].append(Answer(503, b"slow" * 100, drip_s=0.05))
+    _raise(engine, 2, "info")
+    n = notifier(engine, fast_policy(cfg, receiver), receiver)  # timeout 2 s
+    started = time.monotonic()
+    report = n.run_once()
+    assert time.monotonic() - started < 5  # the drip alone would take 20 s
+    assert (report.failed, report.retried) == (1, 1)
+    first, second = rows(engine)
+    assert first["status"] == "failed" and first["last_error"] == "HTTP 400: " + "x" * 300
+    assert second["status"] == "pending" and str(second["last_error"]).startswith("HTTP 503: slow")

@@ -29,6 +29,8 @@ from mlcore.registry import NotifyTarget
 log = logging.getLogger("mlcore.notify")
 STUCK = "NOTIFY_DELIVERY_STUCK"
 _ERROR_BODY_CHARS = 300
+_MAX_REPLY_BYTES = 4096  # of a receiver's reply, read to say why it refused
+_KEPT_HEADERS = frozenset({"retry-after", "content-type"})
 
 
 @dataclass(frozen=True)
@@ -129,15 +131,32 @@ def _body(claim: Claim, policy: SlackPolicy, dest: Destinations) -> tuple[str, d
     return dest.pagerduty_url, event
 
 
-def send(client: httpx.Client, url: str, body: dict[str, Any], now: datetime) -> Verdict:
+def _head(response: httpx.Response, deadline: float) -> bytes:
+    """The reply's first _MAX_REPLY_BYTES, read until ``deadline`` (monotonic) at most: a
+    receiver sending gigabytes, or one byte at a time, holds no notifier."""
+    head = b""
+    for chunk in response.iter_bytes():
+        head += chunk
+        if len(head) >= _MAX_REPLY_BYTES or time.monotonic() > deadline:
+            break
+    return head[:_MAX_REPLY_BYTES]
+
+
+def send(
+    client: httpx.Client, url: str, body: dict[str, Any], now: datetime, timeout_s: float
+) -> Verdict:
     """POST ``body``; its verdict. Network failures are retried (never raised)."""
+    deadline = time.monotonic() + timeout_s
     try:
-        response = client.post(url, json=body)
+        with client.stream("POST", url, json=body) as response:
+            head = _head(response, deadline)
+            keep = {k: v for k, v in response.headers.items() if k.lower() in _KEPT_HEADERS}
+            reply = httpx.Response(response.status_code, headers=keep, content=head)
     except httpx.TimeoutException:
         return Verdict("retry", "timed out")
     except httpx.HTTPError as exc:  # refused, DNS failure, not HTTP, reset
         return Verdict("retry", f"{type(exc).__name__}: {str(exc)[:_ERROR_BODY_CHARS]}")
-    return judge(response, now)
+    return judge(reply, now)
 
 
 class Notifier:
@@ -173,7 +192,7 @@ class Notifier:
     def _deliver(self, client: httpx.Client, claim: Claim, report: PassReport) -> bool:
         """Send one claimed row and record it; False when its destination must wait."""
         url, body = _body(claim, self.policy, self.dest)
-        verdict = send(client, url, body, self.clock())
+        verdict = send(client, url, body, self.clock(), self.policy.delivery.timeout_seconds)
         now = self.clock()
         kept = {k: v for k, v in body.items() if k != "routing_key"}  # the secret stays out
         channel = body.get("channel") if claim.target is NotifyTarget.SLACK else None
