@@ -179,3 +179,20 @@ def test_verdicts(status: int, outcome: str) -> None:
     if outcome != "delivered":
         assert verdict.reason.startswith(f"HTTP {status}")
     assert verdict.wait_s == (7 if status == 429 else None)
+
+
+@given(st.text(), st.sampled_from(["critical", "error", "warning", "info"]))
+def test_any_alert_text_makes_a_safe_bounded_body(message: str, severity: str) -> None:
+    policy = load_config(CONFIGS, "dev").slack
+    body = slack_body(policy, view(message, code="CORE_RETRAIN_X", severity=severity))
+    text = body["text"]
+    assert len(text) <= policy.delivery.max_text_chars
+    assert "<" not in text and ">" not in text
+    assert all(c in "\n\t" or c.isprintable() or c == "\ufffd" or not c.isascii() for c in text)
+    json.dumps(body, ensure_ascii=False).encode("utf-8")  # never raises: sendable
+
+
+@given(st.text(max_size=60))
+def test_retry_after_never_raises(value: str) -> None:
+    got = retry_after_seconds(value, T0)
+    assert got is None or got >= 0
