@@ -7,9 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
+from mlcore.cli import _notify as notify_cli
 from mlcore.cli import app
+from mlcore.observability import Notifier
 from tests.conftest import CONFIG_ROOT, config_with, free_port
 from tests.integration._notify_receiver import Receiver
 
@@ -70,3 +73,35 @@ def test_bad_severity_and_bad_secret_are_one_line(
     assert result.exit_code == 2
     assert "SLACK_WEBHOOK_URL must be https://" in result.output.splitlines()[-1]
     assert "secretvalue" not in result.output  # nor in the JSON log line
+
+
+def test_run_loop_outlives_a_database_outage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver: Receiver
+) -> None:
+    """`notify run` (no --once) is a daemon: a pass that fails (the database away) is a line,
+    and the next pass delivers. Ctrl-C ends it between passes."""
+    monkeypatch.setenv("MLCORE_CONFIG_ROOT", str(CONFIG_ROOT))
+    monkeypatch.setenv("ARCHIVE_PATH", str(tmp_path / "archive"))
+    assert _cli("test")[0] == 0  # pending: no secret yet
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", receiver.url("/slack"))
+    real = Notifier.run_once
+    calls = {"pass": 0, "sleep": 0}
+
+    def flaky(self: Notifier, budget_s: float | None = None) -> object:
+        calls["pass"] += 1
+        if calls["pass"] == 1:
+            raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+        return real(self, budget_s)
+
+    def sleep(_s: float) -> None:
+        calls["sleep"] += 1
+        if calls["sleep"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Notifier, "run_once", flaky)
+    monkeypatch.setattr(notify_cli.time, "sleep", sleep)
+    code, out = _cli("run", "--interval", "0.1")
+    assert code == 0
+    assert out[0] == "not delivered this pass (OperationalError): server closed the connection"
+    assert out[1].startswith("delivered 1, retrying 0, failed 0")
+    assert len(receiver.delivered("/slack")) == 1

@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mlcore.cli._app import command, load_config, typer_app
 from mlcore.cli._registry import open_registry, registry_call
 from mlcore.cli._render import plain, text
+
+if TYPE_CHECKING:
+    from mlcore.observability import PassReport
 
 notify_app = typer_app(
     "Notifications of the alerts (Slack, PagerDuty): deliver, list, test. `mlcore serve` and "
@@ -34,19 +37,34 @@ def notify_run(
     cfg = load_config()
     reg = open_registry(cfg)
     notifier = Notifier(reg.engine, cfg.slack, Destinations.from_env(cfg.env, cfg.slack))
+    if once:
+        _print_pass(registry_call(notifier.run_once))
+        return
     try:
         while True:
-            report = registry_call(notifier.run_once)
-            waiting = "; ".join(f"{t}: {why}" for t, why in sorted(report.waiting.items()))
-            text(
-                f"delivered {report.delivered}, retrying {report.retried}, failed "
-                f"{report.failed}" + (f" (waiting: {plain(waiting)})" if waiting else "")
-            )
-            if once:
-                return
+            try:
+                _print_pass(notifier.run_once())
+            except Exception as exc:  # the database away: the loop waits for it, never dies
+                why = (
+                    str(getattr(exc, "orig", None) or exc).splitlines()[0][:300] if str(exc) else ""
+                )
+                text(f"not delivered this pass ({type(exc).__name__}): {plain(why)}")
             time.sleep(interval)
     except KeyboardInterrupt:  # Ctrl-C ends the loop between passes; a claimed row's lease
         return  # lets another notifier take it
+
+
+def _why(exc: Exception) -> str:
+    lines = str(getattr(exc, "orig", None) or exc).splitlines()
+    return lines[0][:300] if lines else ""
+
+
+def _print_pass(report: PassReport) -> None:
+    waiting = "; ".join(f"{t}: {why}" for t, why in sorted(report.waiting.items()))
+    text(
+        f"delivered {report.delivered}, retrying {report.retried}, failed {report.failed}"
+        + (f" (waiting: {plain(waiting)})" if waiting else "")
+    )
 
 
 @command(notify_app, "status")
@@ -110,3 +128,5 @@ def notify_test(
         text(f"delivered {report.delivered}, retrying {report.retried}, failed {report.failed}")
         for target, why in sorted(report.waiting.items()):
             text(f"{target}: {plain(why)}")
+    else:
+        text("not delivered now (see the log line); `mlcore notify run` tries again")
