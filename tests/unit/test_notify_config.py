@@ -16,6 +16,8 @@ from pydantic import ValidationError
 from mlcore.config import SlackPolicy, load_config, read_env
 from mlcore.config._schemas_feedback import delivery_url_problem
 from mlcore.errors import ConfigError
+from mlcore.governance import Risk
+from mlcore.governance._risk import rate
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 BASE: dict[str, Any] = load_config(CONFIGS, "dev").slack.model_dump()
@@ -124,3 +126,9 @@ def test_url_check_never_raises(url: str) -> None:
     assert problem is None or isinstance(problem, str)
     if problem is None:
         assert url.startswith(("https://", "http://"))
+
+
+def test_rerouting_the_pager_is_a_high_risk_change() -> None:
+    assert rate("slack_policy.yaml", ["pagerduty"]) == Risk.HIGH
+    assert rate("slack_policy.yaml", ["channels"]) == Risk.HIGH
+    assert rate("slack_policy.yaml", ["templates", "delivery"]) == Risk.MEDIUM
