@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
 from mlcore.config import load_config
+from mlcore.observability._notify_metrics import DELIVERIES
 from mlcore.registry import registry_for
 from mlcore.serving._supervisor import NOTIFY_EVERY_S, Supervisor
 from tests.conftest import CONFIG_ROOT, free_port
@@ -35,3 +37,17 @@ def test_the_supervisor_delivers_alerts(tmp_path: Path, monkeypatch: pytest.Monk
         assert texts == ["*[warning] serving: CORE_SERVING_WORKER_GIVEN_UP* w0 died"]
     finally:
         receiver.stop()
+
+
+def test_the_serving_endpoint_shows_the_notifier_counters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARCHIVE_PATH", str(tmp_path / "archive"))
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "unused"))  # put back after
+    cfg = load_config(CONFIG_ROOT, "dev")
+    port = free_port()
+    Supervisor(cfg, []).serve_metrics(port)
+    DELIVERIES.labels(target="slack", outcome="failed").inc()
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert 'notify_deliveries_total{outcome="failed",target="slack"}' in text
+    assert "# TYPE notify_delivery_stuck_total counter" in text

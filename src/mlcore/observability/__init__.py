@@ -12,6 +12,7 @@ from mlcore.observability._notify import (
     judge,
     retry_after_seconds,
 )
+from mlcore.observability._notify_metrics import NOTIFY_METRICS
 from mlcore.observability._outbox import Claim, OutboxRow, claim_next, counts, listing
 from mlcore.observability._templates import (
     AlertView,
@@ -25,6 +26,7 @@ from mlcore.observability._templates import (
 )
 
 __all__ = [
+    "NOTIFY_METRICS",
     "STUCK",
     "AlertView",
     "Claim",

@@ -14,3 +14,6 @@ STUCK = Counter(
     "Sends of notifications already tried stuck_after_attempts times or more",
     ["target"],
 )
+
+#: Both counters, for an endpoint's own registry (``mlcore serve``'s).
+NOTIFY_METRICS = (DELIVERIES, STUCK)

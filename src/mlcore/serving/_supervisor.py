@@ -32,7 +32,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import Engine
 
 from mlcore.config import AppConfig
-from mlcore.observability import deliver_pending
+from mlcore.observability import NOTIFY_METRICS, deliver_pending
 from mlcore.registry import Alerts, database_url, make_engine
 from mlcore.serving._delivery import archive_signals
 from mlcore.serving._models import ServedModel
@@ -138,6 +138,8 @@ class Supervisor:
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=str(folder))  # type: ignore[no-untyped-call]
         registry.register(_WorkerUp(self.slots))
+        for counter in NOTIFY_METRICS:  # the notifier runs in this process, not in a worker
+            registry.register(counter)
         start_http_server(port, registry=registry)
         return folder
 
