@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from mlcore.observability import listing
 from tests.integration._api_support import Api, api_config, client, live_api
 
 
@@ -48,6 +49,17 @@ def test_halts_and_flatten_change_the_flags_and_are_audited(api: Api) -> None:
         "ok",
     )
     assert flat.before == body["before"] and flat.after == body["after"]
+    # Each done action notifies: a hard halt and a flatten page (critical), a soft halt warns.
+    raised = {a.details["request_id"]: a for a in api.registry.alerts() if a.channel == "ops"}
+    assert {rid: (a.code, str(a.severity)) for rid, a in raised.items()} == {
+        "h1": ("OPS_ACTION_HALT", "critical"),
+        "h2": ("OPS_ACTION_HALT", "warning"),
+        "f1": ("OPS_ACTION_FLATTEN", "critical"),
+    }
+    assert "XAU_XAG" in raised["h1"].message and "r1" in raised["h1"].message
+    paged = {n.alert_id for n in listing(api.registry.engine, ("pending",), 100)
+             if n.target == "pagerduty"}  # fmt: skip
+    assert paged == {raised["h1"].alert_id, raised["f1"].alert_id}
 
 
 def test_a_refused_call_is_audited_and_changes_nothing(api: Api) -> None:
@@ -61,6 +73,7 @@ def test_a_refused_call_is_audited_and_changes_nothing(api: Api) -> None:
         "body.pairs[1]",
     )
     row = next(a for a in api.registry.actions(action="ops.halt") if a.request_id == "bad1")
+    assert api.registry.alerts() == []  # refused: nothing done, nothing to notify
     assert row.result == "refused" and row.details["code"] == "OPS_PAIR_UNKNOWN"
     with client(api) as http:
         flags = http.get("/ops/flags", headers=api.headers("vic")).json()["flags"]

@@ -98,6 +98,9 @@ def test_two_rollbacks_at_once_each_print_what_they_did(
     assert [reg.get(v).status for v in (v1, v2, v3)] == ["deployed", "rolled_back", "rolled_back"]
     done = [h.details for h in reg.history() if h.event == "CONFIG_ROLLBACK"][::2]
     assert done == [{"from": v3, "to": v2}, {"from": v2, "to": v1}]
+    # Each rollback notifies (a warning), naming the version it put back.
+    raised = sorted((a.code, a.details["model_version"]) for a in reg.alerts())
+    assert raised == sorted([("OPS_ROLLBACK_MODEL", v2), ("OPS_ROLLBACK_MODEL", v1)])
 
 
 def test_two_rollbacks_from_the_same_version_the_second_refuses(
@@ -111,6 +114,7 @@ def test_two_rollbacks_from_the_same_version_the_second_refuses(
     assert errors[0].code == "REGISTRY_STATE_CONFLICT"
     assert f"{v3} is no longer deployed ({v2} is)" in errors[0].message
     assert [reg.get(v).status for v in (v1, v2, v3)] == ["approved", "deployed", "rolled_back"]
+    assert [a.code for a in reg.alerts()] == ["OPS_ROLLBACK_MODEL"]  # the refused one: none
     with pytest.raises(MlcoreError, match=r"nothing rolled back") as info:
         cli.registry_rollback(notes="stale", actor="ops", from_=v1)
     assert info.value.code == "REGISTRY_STATE_CONFLICT"

@@ -81,6 +81,10 @@ def _run(*args: str) -> tuple[int, str]:
         ["configs", "rollback"],
         ["configs", "status"],
         ["configs", "init-git"],
+        ["notify"],
+        ["notify", "run"],
+        ["notify", "status"],
+        ["notify", "test"],
     ],
 )
 def test_help_everywhere(cmd: list[str]) -> None:
@@ -88,7 +92,7 @@ def test_help_everywhere(cmd: list[str]) -> None:
     assert code == 0
     assert "Usage" in out
     groups = ("catalog", "config", "features", "registry", "theta", "flows", "universe", "audit",
-              "configs", "api", "user", "token")  # fmt: skip
+              "configs", "api", "user", "token", "notify")  # fmt: skip
     if cmd and cmd[-1] not in groups:
         # Every command takes the shared options, declared once for all of them.
         assert "--config-env" in out and "--config-root" in out and "--verbose" in out

@@ -251,7 +251,7 @@ def test_full_prod_env_accepted() -> None:
             "STORAGE_BACKEND": "local",
             "ARCHIVE_PATH": "/srv/archive",
             "SLACK_WEBHOOK_URL": "https://hooks.invalid/x",
-            "PAGERDUTY_INTEGRATION_KEY": "p",
+            "PAGERDUTY_INTEGRATION_KEY": "0123456789abcdef0123456789ABCDEF",
             "TZ": "UTC",
         }
     )

@@ -27,6 +27,7 @@ from mlcore.cli import (
     _feedback,
     _flows,
     _models,
+    _notify,
     _registry,
     _retention,
     _run,
@@ -46,6 +47,7 @@ app.add_typer(_configs.configs_app, name="configs")
 app.add_typer(_api.api_app, name="api")
 app.add_typer(_retention.retention_app, name="retention")
 app.add_typer(_feedback.feedback_app, name="feedback")
+app.add_typer(_notify.notify_app, name="notify")
 _ = _run  # registers demo and serve on the root group (_workspace: init)
 
 __all__ = ["app", "main"]

@@ -285,6 +285,12 @@ def registry_rollback(
     done = registry_call(lambda: reg.rollback(actor=actor, notes=notes, expected=from_))
     # What this rollback did, read in its own transaction: not what was deployed before it.
     text(f"rolled back {done.rolled_back}; {done.deployed.model_version} is deployed")
+    version = done.deployed.model_version
+    registry_call(lambda: reg.raise_alert(
+        "OPS_ROLLBACK_MODEL",
+        f"model rolled back from {done.rolled_back} to {version}, by {actor}: {notes[:1000]}",
+        channel="ops", severity="warning", details={"model_version": version, "actor": actor},
+    ))  # fmt: skip
 
 
 @command(registry_app, "verify")

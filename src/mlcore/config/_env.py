@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
+from mlcore.config._schemas_feedback import delivery_url_problem
 from mlcore.errors import ConfigError
 
 ServiceEnv = Literal["dev", "stg", "prod"]
@@ -99,6 +100,24 @@ def _redis_problems(var: str, scheme: str, path: str, query: dict[str, list[str]
     return []
 
 
+_PD_KEY_LEN = 32  # a PagerDuty Events v2 integration (routing) key
+
+
+def _notify_problems(env: Mapping[str, str]) -> list[str]:
+    """The notification secrets' format (never their values: they are secrets)."""
+    problems = []
+    webhook = env.get("SLACK_WEBHOOK_URL")
+    if webhook and (why := delivery_url_problem(webhook)) is not None:
+        problems.append(f"SLACK_WEBHOOK_URL {why}")
+    key = env.get("PAGERDUTY_INTEGRATION_KEY")
+    if key and not (len(key) == _PD_KEY_LEN and key.isascii() and key.isalnum()):
+        problems.append(
+            f"PAGERDUTY_INTEGRATION_KEY must be {_PD_KEY_LEN} letters and digits "
+            f"(got {len(key)} characters)"
+        )
+    return problems
+
+
 def sqlalchemy_postgres_url(url: str) -> str:
     """``url`` with SQLAlchemy's psycopg 3 driver named (``postgresql://`` as users write it)."""
     for plain in ("postgresql://", "postgres://"):
@@ -139,6 +158,7 @@ def read_env(
         val = env.get(var)
         if val:
             problems.extend(_url_problems(var, val))
+    problems.extend(_notify_problems(env))
     if problems:
         raise ConfigError(
             "CONFIG_ENV_INVALID",

@@ -5,11 +5,15 @@ unknown keys rejected; no defaults (the files are the single source of truth).""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import ipaddress
+import re
+import string
+from typing import Annotated, Literal, get_args
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from mlcore.config._schemas import POLICY_SCHEMAS, Policy, Seconds
+from mlcore.config._schemas import POLICY_SCHEMAS, Policy, PositiveInt, Seconds, TimeoutSeconds
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 Rate01 = Annotated[float, Field(ge=0, le=1)]
@@ -22,20 +26,152 @@ class MetricsPolicy(Policy):
     port: Port
 
 
+class BlockRef(Policy):
+    """The policy file holding a notification block (only slack_policy.yaml exists)."""
+
+    block_ref: Literal["slack_policy.yaml"]
+
+
+class NotificationsRef(Policy):
+    """Where the notification blocks are defined (spec: ``notifications.slack.block_ref``)."""
+
+    slack: BlockRef
+
+
 class ObservabilityPolicy(Policy):
     """observability_policy.yaml: Prometheus endpoints and the freshness rule."""
 
     metrics: MetricsPolicy
+    notifications: NotificationsRef
 
 
 POLICY_SCHEMAS["observability_policy"] = ObservabilityPolicy
 
 
 # slack_policy.yaml ----------------------------------------------------------------------
+def delivery_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot receive notifications (None: it can): https only, plain http only to
+    a loopback host (a test receiver). The URL is never echoed (a webhook URL is a secret)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        return "is not a usable URL (its port is not a number in 1-65535)"
+    host = parts.hostname or ""
+    if parts.scheme not in ("https", "http") or not host:
+        return "must be an https:// URL with a host"
+    if any(c.isspace() for c in url):
+        return "must not contain spaces"
+    if parts.scheme == "http" and not _loopback(host):
+        return "must be https:// (plain http only to a loopback host such as 127.0.0.1)"
+    return None
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _delivery_url(url: str) -> str:
+    problem = delivery_url_problem(url)
+    if problem is not None:
+        raise ValueError(f"the URL {problem}")
+    return url
+
+
+DeliveryUrl = Annotated[str, Field(max_length=2048), AfterValidator(_delivery_url)]
+SeverityName = Literal["critical", "error", "warning", "info"]
+
+#: The fields a template may name; anything else (attributes, indexes, format specs) is refused.
+TEMPLATE_FIELDS = frozenset(
+    {"code", "message", "severity", "source", "run_id", "scope", "raised_at", "alert_id"}
+)
+_CHANNEL_RE = re.compile(r"^#[a-z0-9][a-z0-9._-]{0,79}$")
+_FAMILY_RE = re.compile(r"^(default|[A-Z][A-Z0-9_]{0,63})$")
+
+
+def _template(text: str) -> str:
+    try:
+        parts = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ValueError(f"template {text[:60]!r}: {exc}") from None
+    for _literal, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in TEMPLATE_FIELDS or spec or conversion:
+            raise ValueError(
+                f"template field {{{name}}} is not one of {sorted(TEMPLATE_FIELDS)} "
+                "(no attributes, indexes, conversions or format specs)"
+            )
+    return text
+
+
+def _channel(name: str) -> str:
+    if not _CHANNEL_RE.fullmatch(name):
+        raise ValueError(f"channel {name!r} is not a Slack channel name (#lowercase-name)")
+    return name
+
+
+Template = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_template)]
+Channel = Annotated[str, AfterValidator(_channel)]
+
+
+def _families(templates: dict[str, str]) -> dict[str, str]:
+    bad = [k for k in templates if not _FAMILY_RE.fullmatch(k)]
+    if bad:
+        raise ValueError(
+            f"template keys {bad} are not alert code prefixes (CORE_RETRAIN) or 'default'"
+        )
+    if "default" not in templates:
+        raise ValueError("templates need a 'default' entry (alerts of no listed family)")
+    return templates
+
+
+class PagerDutyPolicy(Policy):
+    """PagerDuty Events API v2: where critical alerts page (the routing key: ENV)."""
+
+    events_url: DeliveryUrl
+    source: Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class DeliveryPolicy(Policy):
+    """How the notifier retries: capped exponential backoff, never giving up on a row."""
+
+    timeout_seconds: TimeoutSeconds
+    backoff_base_seconds: Seconds
+    backoff_factor: Annotated[float, Field(ge=1, le=10)]
+    backoff_max_seconds: Seconds
+    retry_after_max_seconds: Seconds
+    stuck_after_attempts: PositiveInt
+    lease_seconds: Seconds
+    batch_size: PositiveInt
+    max_text_chars: Annotated[int, Field(ge=100, le=3000)]
+
+
 class SlackPolicy(Policy):
     """slack_policy.yaml: where each severity of alert goes, templates, delivery retries."""
 
-    channels: dict[Literal["critical", "error", "warning", "info"], str]
+    channels: dict[SeverityName, Channel]
+    templates: Annotated[dict[str, Template], AfterValidator(_families)]
+    pagerduty: PagerDutyPolicy
+    delivery: DeliveryPolicy
+
+    @model_validator(mode="after")
+    def _complete(self) -> SlackPolicy:
+        missing = sorted(set(get_args(SeverityName)) - set(self.channels))
+        if missing:
+            raise ValueError(f"channels: no channel for severity {missing}")
+        d = self.delivery
+        if d.backoff_max_seconds < d.backoff_base_seconds:
+            raise ValueError("delivery: backoff_max_seconds is below backoff_base_seconds")
+        if d.lease_seconds <= d.timeout_seconds:
+            raise ValueError("delivery: lease_seconds must exceed timeout_seconds (a send in "
+                             "flight would be taken by another notifier)")  # fmt: skip
+        return self
 
 
 POLICY_SCHEMAS["slack_policy"] = SlackPolicy

@@ -26,12 +26,13 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from mlcore._progress import stage_done
 from mlcore.backtest import BacktestReport, ThetaRun
 from mlcore.config import AppConfig, TaskRunnerPolicy, load_config
-from mlcore.errors import MlcoreError
+from mlcore.errors import MlcoreError, Severity
 from mlcore.flows import _tasks as tasks
 from mlcore.flows._guard import RunGuard, begin_run, log
 from mlcore.flows._publish import SERVING_CHANNEL, Checklist, serving_notice, write_notice
 from mlcore.flows._retention import apply_retention
 from mlcore.governance import require_in_force
+from mlcore.observability import deliver_pending
 from mlcore.registry import ModelStatus, Registry, RunStatus, registry_for
 from mlcore.training import TrainReport, TrainStatus
 
@@ -197,6 +198,19 @@ def _notify(cfg: AppConfig, notice: dict[str, Any]) -> list[str]:
     return sent
 
 
+#: The most a flow run spends delivering notifications at its end (the rest: next time).
+FLOW_NOTIFY_BUDGET_S = 30.0
+
+
+def deliver_notifications(cfg: AppConfig, registry: Registry) -> None:
+    """Send what this run (and anything before it) alerted, without a separate daemon; the
+    receiver away or the secrets unset, the rows stay for serving or the next run."""
+    report = deliver_pending(registry.engine, cfg.slack, cfg.env, FLOW_NOTIFY_BUDGET_S)
+    if report is not None and (report.delivered or report.retried or report.failed):
+        log.info("notifications", delivered=report.delivered, retrying=report.retried,
+                 failed=report.failed)  # fmt: skip
+
+
 @flow(name="core_publish_flow", validate_parameters=False)
 def core_publish_flow(
     model_version: str,
@@ -239,12 +253,20 @@ def core_publish_flow(
             notice_error = exc
             log.error("serving notice not sent", model_version=model_version, code=exc.code,
                       error=exc.message)  # fmt: skip
+            registry.raise_alert(
+                "CORE_PUBLISH_NOTICE_FAILED",
+                f"{model_version} is deployed but serving was not told: {exc.message[:500]}",
+                channel=cfg.retrain.notification_channel, severity="error", run_id=run_id,
+                details={"model_version": model_version, "code": exc.code},
+            )  # fmt: skip
     log.info(
         "model published", model_version=model_version, status=record.status, notified=notified
     )
     # Retention: the newest model_versions stay, and never one deployed or deployed before.
     pruned = registry.prune(cfg.data_retention.model_versions, actor=actor)
     _retention(cfg, registry, actor)
+    if run_id is None:  # run on its own (a subflow's parent delivers at its end)
+        deliver_notifications(cfg, registry)
     return PublishOutcome(model_version, record.status, check, notified, pruned, notice_error)
 
 
@@ -315,6 +337,9 @@ def core_retrain_flow(
                 )
                 outcome.status = RunStatus.ABORTED
                 outcome.message = f"training blocked: {report.blocked_reasons}"
+                guard.alert("CORE_RETRAIN_BLOCKED", f"{report.model_version} rejected: "
+                            f"{outcome.message}", Severity.WARNING,
+                            model_version=report.model_version)  # fmt: skip
                 registry.finish_run(
                     guard.run_id,
                     RunStatus.ABORTED,
@@ -337,6 +362,8 @@ def core_retrain_flow(
             log.error("retraining run not recorded as failed", run_id=guard.run_id,
                       error=repr(record_exc))  # fmt: skip
         raise
+    finally:
+        deliver_notifications(cfg, registry)
     outcome.retries = guard.retry_count()
     outcome.status = RunStatus.SUCCESS
     bt = outcome.backtest

@@ -34,6 +34,8 @@ RISK_TABLE: Final[Mapping[str, Mapping[str, Risk]]] = {
     "backtest_policy.yaml": {"account": Risk.HIGH, "gates": Risk.HIGH, "*": Risk.MEDIUM},
     "storage.yaml": {"*": Risk.HIGH},
     "ml_core_storage.yaml": {"*": Risk.HIGH},
+    # Where critical alerts page: a change there can silence the pager.
+    "slack_policy.yaml": {"channels": Risk.HIGH, "pagerduty": Risk.HIGH, "*": Risk.MEDIUM},
 }
 
 

@@ -87,6 +87,17 @@ class _Request:
             details={"kind": str(self.kind), **details},
         )  # fmt: skip
 
+    def alert(self, reg: Registry, message: str, version: str) -> None:
+        """The done rollback's alert (a warning: people must know what serves now)."""
+        code = f"OPS_ROLLBACK_{str(self.kind).upper()}"
+        try:
+            reg.raise_alert(code, f"{message}, by {self.actor}: {self.reason[:1000]}",
+                            channel="ops", severity="warning",
+                            details={"model_version": version, "actor": self.actor,
+                                     "request_id": self.request_id})  # fmt: skip
+        except Exception as exc:  # the rollback is done and audited; its alert is the lesser loss
+            log.error("alert %s not recorded (%s)", code, type(exc).__name__)
+
     def refused(
         self, reg: Registry, before: dict[str, Any] | None, code: str, message: str
     ) -> OpsError:
@@ -180,6 +191,8 @@ def rollback_model(
     notified = notify_serving(cfg, "model_rollback", model_version=rec.model_version,
                               model_path=folder, theta=theta)  # fmt: skip
     action_id = req.record(reg, before, _state(rec, theta), ActionResult.OK, {"notified": notified})
+    req.alert(reg, f"model rolled back from {done.rolled_back} to {rec.model_version}",
+              rec.model_version)  # fmt: skip
     log.info("rolled back %s; %s is deployed (θ %s)", done.rolled_back, rec.model_version,
              list(theta))  # fmt: skip
     return RollbackResult(req.kind, done.rolled_back, rec.model_version, theta_before, theta,
@@ -264,6 +277,8 @@ def rollback_theta(
     action_id = req.record(
         reg, before, _state(rec, target), ActionResult.OK, {"notified": notified}
     )
+    req.alert(reg, f"θ of {rec.model_version} rolled back {list(current)} -> {list(target)}",
+              rec.model_version)  # fmt: skip
     log.info("θ of %s rolled back %s -> %s", rec.model_version, list(current), list(target))
     return RollbackResult(req.kind, rec.model_version, rec.model_version, current, target,
                           req.request_id, action_id, tuple(notified))  # fmt: skip

@@ -8,7 +8,13 @@ import sqlalchemy.exc
 
 from mlcore.config import AppConfig
 from mlcore.errors import ConfigError, FatalError
-from mlcore.registry._alerts import Alerts
+from mlcore.registry._alerts import (
+    Alerts,
+    NotifyStatus,
+    NotifyTarget,
+    alert_scope,
+    dedup_key,
+)
 from mlcore.registry._artifacts import Artifacts, failing_files
 from mlcore.registry._audit import AuditTrail, ChainReport
 from mlcore.registry._chain import Break
@@ -69,6 +75,8 @@ __all__ = [
     "LocalArtifactStore",
     "ModelRecord",
     "ModelStatus",
+    "NotifyStatus",
+    "NotifyTarget",
     "RebuildReport",
     "Registry",
     "RegistryError",
@@ -81,11 +89,13 @@ __all__ = [
     "StateAt",
     "StatusChange",
     "Versions",
+    "alert_scope",
     "artifact_store",
     "check_connection",
     "check_model",
     "damaged_files",
     "database_url",
+    "dedup_key",
     "failing_files",
     "make_engine",
     "metadata",

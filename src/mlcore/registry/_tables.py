@@ -100,8 +100,10 @@ notifications = Table(
     metadata,
     Column("notification_id", String(36), primary_key=True),
     Column("alert_id", String(36), nullable=False),
+    # The destination (slack, pagerduty): rows of one target are delivered in order.
     Column("target", String(16), nullable=False),
-    Column("channel", Text, nullable=False),
+    # The Slack channel the policy routed it to, written when it is sent.
+    Column("channel", Text),
     Column("dedup_key", String(128), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("status", String(16), nullable=False),
@@ -109,7 +111,10 @@ notifications = Table(
     Column("next_attempt_at", DateTime(timezone=True), nullable=False),
     Column("last_error", Text),
     Column("delivered_at", DateTime(timezone=True)),
-    Column("payload", JSON, nullable=False),
+    # The body sent (without the routing key), written when it is sent.
+    Column("payload", JSON),
+    Column("claimed_by", String(36)),
+    Column("claimed_until", DateTime(timezone=True)),
     UniqueConstraint("alert_id", "target", name="uq_notifications_alert_target"),
     schema="audit",
 )

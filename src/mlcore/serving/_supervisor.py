@@ -29,8 +29,10 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import Engine
 
 from mlcore.config import AppConfig
+from mlcore.observability import NOTIFY_METRICS, deliver_pending
 from mlcore.registry import Alerts, database_url, make_engine
 from mlcore.serving._delivery import archive_signals
 from mlcore.serving._models import ServedModel
@@ -78,6 +80,7 @@ def stop_on_signals() -> Iterator[threading.Event]:
 
 
 STARTUP_GRACE_S = 180.0  # a starting worker warms its pairs before its first heartbeat
+NOTIFY_EVERY_S = 2.0  # how often serving delivers the notification outbox
 
 
 @dataclass
@@ -119,6 +122,9 @@ class Supervisor:
         self.on_model_unusable = on_model_unusable
         self._archived_day: str | None = None
         self._archiver: threading.Thread | None = None
+        self._notifier: threading.Thread | None = None
+        self._notified_at = 0.0  # monotonic
+        self._notify_engine: Engine | None = None
         self.events: list[str] = []
 
     # -- metrics -----------------------------------------------------------------------------
@@ -132,6 +138,8 @@ class Supervisor:
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=str(folder))  # type: ignore[no-untyped-call]
         registry.register(_WorkerUp(self.slots))
+        for counter in NOTIFY_METRICS:  # the notifier runs in this process, not in a worker
+            registry.register(counter)
         start_http_server(port, registry=registry)
         return folder
 
@@ -299,6 +307,23 @@ class Supervisor:
             why = str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
             log.warning("signals not archived yet (%s): %s", type(exc).__name__, why)
 
+    def notify(self) -> None:
+        """Deliver the alerts' notifications (Slack, PagerDuty) on a thread of its own, at
+        most once per NOTIFY_EVERY_S: a slow receiver never holds up the watch."""
+        now = time.monotonic()
+        if now - self._notified_at < NOTIFY_EVERY_S or (
+            self._notifier is not None and self._notifier.is_alive()
+        ):
+            return
+        self._notified_at = now
+        self._notifier = threading.Thread(target=self._notify, name="notify", daemon=True)
+        self._notifier.start()
+
+    def _notify(self, budget_s: float = NOTIFY_EVERY_S * 10) -> None:
+        if self._notify_engine is None:  # one engine (and pool) for every pass
+            self._notify_engine = make_engine(database_url(self.cfg))
+        deliver_pending(self._notify_engine, self.cfg.slack, self.cfg.env, budget_s)
+
     def _stop(self, slot: _Slot, timeout: float = 20.0) -> None:
         p = slot.process
         if p is None:
@@ -336,6 +361,7 @@ class Supervisor:
             while not should_stop():
                 self.check()
                 self.archive()
+                self.notify()
                 if on_tick is not None:
                     on_tick()
                 if all(self._finished(s) for s in self.slots):
@@ -343,3 +369,4 @@ class Supervisor:
                 time.sleep(poll_seconds)
         finally:
             self.stop()
+            self._notify(budget_s=1.0)  # a last pass: what this run raised goes out now

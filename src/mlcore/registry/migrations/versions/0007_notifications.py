@@ -24,7 +24,7 @@ def upgrade() -> None:
         sa.Column("notification_id", sa.String(36), primary_key=True),
         sa.Column("alert_id", sa.String(36), nullable=False),
         sa.Column("target", sa.String(16), nullable=False),
-        sa.Column("channel", sa.Text, nullable=False),
+        sa.Column("channel", sa.Text),
         sa.Column("dedup_key", sa.String(128), nullable=False),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
@@ -32,14 +32,17 @@ def upgrade() -> None:
         sa.Column("next_attempt_at", TS, nullable=False),
         sa.Column("last_error", sa.Text),
         sa.Column("delivered_at", TS),
-        sa.Column("payload", sa.JSON, nullable=False),
+        sa.Column("payload", sa.JSON),
+        sa.Column("claimed_by", sa.String(36)),
+        sa.Column("claimed_until", TS),
         sa.UniqueConstraint("alert_id", "target", name="uq_notifications_alert_target"),
         schema="audit",
     )
-    op.create_index("ix_notifications_due", "notifications", ["status", "next_attempt_at"],
-                    schema="audit")  # fmt: skip
+    # A notifier reads the head of one target's open rows (target, status, created_at order).
+    op.create_index("ix_notifications_queue", "notifications",
+                    ["target", "status", "created_at"], schema="audit")  # fmt: skip
 
 
 def downgrade() -> None:
-    op.drop_index("ix_notifications_due", table_name="notifications", schema="audit")
+    op.drop_index("ix_notifications_queue", table_name="notifications", schema="audit")
     op.drop_table("notifications", schema="audit")
