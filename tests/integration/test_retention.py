@@ -20,7 +20,14 @@ from mlcore.config import AppConfig
 from mlcore.data import Catalog, FetchResult, PartitionStore, build_catalog, ingest
 from mlcore.data._retention import first_kept_month, prune_by_age, prune_feature_months
 from mlcore.flows import apply_retention, signals_archive_dir
-from mlcore.registry import Registry, make_engine, registry_for, signals_history, signals_live
+from mlcore.registry import (
+    Registry,
+    make_engine,
+    notifications,
+    registry_for,
+    signals_history,
+    signals_live,
+)
 from tests.conftest import postgres_url
 
 NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
@@ -178,3 +185,23 @@ def test_signals_move_to_history_then_to_the_archive(cfg: AppConfig, registry: R
     apply_retention(cfg, registry, now=NOW)
     again = pd.concat([pd.read_parquet(f) for f in files])
     assert sorted(again["signal_id"]) == ["s0003", "s0004"]
+
+
+def test_old_closed_notifications_go_pending_ones_stay(cfg: AppConfig, registry: Registry) -> None:
+    from mlcore.registry import upgrade
+
+    upgrade(registry.engine)
+    old, new = NOW - timedelta(days=91), NOW - timedelta(days=89)
+    rows = [("a", "delivered", old), ("b", "failed", old), ("c", "pending", old),
+            ("d", "delivered", new)]  # fmt: skip
+    with registry.engine.begin() as conn:
+        conn.execute(insert(notifications), [{
+            "notification_id": f"n-{name}", "alert_id": f"alert-{name}", "target": "slack",
+            "channel": "#ml-ops", "dedup_key": name, "created_at": at, "status": status,
+            "attempts": 1, "next_attempt_at": at, "payload": {},
+        } for name, status, at in rows])  # fmt: skip
+    assert apply_retention(cfg, registry, now=NOW, dry_run=True).notifications_deleted == 2
+    assert apply_retention(cfg, registry, now=NOW).notifications_deleted == 2
+    with registry.engine.connect() as conn:
+        left = conn.execute(select(notifications.c.notification_id)).scalars().all()
+    assert sorted(left) == ["n-c", "n-d"]  # a pending one is never pruned

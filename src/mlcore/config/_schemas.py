@@ -249,6 +249,7 @@ class DataRetentionPolicy(Policy):
     ingest_reports_days: Days
     model_versions: Annotated[int, Field(ge=5)]
     signals_history_days: Days
+    notifications_days: Days
 
 
 # universe.yaml --------------------------------------------------------------------------

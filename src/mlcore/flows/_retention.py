@@ -11,7 +11,8 @@ the end of each retrain.
 - signals: ``core.signals_live`` rows older than signals_policy ``live_days`` move to
   ``core.signals_history``; history older than ``signals_history_days`` is first written to
   signals_policy ``archive_path`` (Parquet, one file per month, merged by signal id) and only
-  then deleted.
+  then deleted;
+- delivered and failed rows of ``audit.notifications`` older than ``notifications_days``.
 
 A version whose files are gone without a ``MODEL_PRUNED`` record makes the lineage unknown:
 raw and canonical are then left alone (RETENTION_LINEAGE_UNKNOWN), the rest still runs. Each
@@ -40,7 +41,13 @@ from mlcore.data._retention import (
     prune_partitions,
 )
 from mlcore.errors import ConfigError
-from mlcore.registry import ActionResult, Registry, signals_history, signals_live
+from mlcore.registry import (
+    ActionResult,
+    Registry,
+    notifications,
+    signals_history,
+    signals_live,
+)
 from mlcore.serving import archive_signals
 
 _DAY = timedelta(days=1)
@@ -55,6 +62,7 @@ class RetentionReport:
     signals_to_history: int = 0
     signals_exported: int = 0
     signals_deleted: int = 0
+    notifications_deleted: int = 0
     lineage_unknown: list[str] = field(default_factory=list)
     protected_partitions: int = 0
 
@@ -113,12 +121,17 @@ def apply_retention(
                                   pol.ingest_reports_days * _DAY, now, dry_run=dry_run,
                                   pattern="*.json")  # fmt: skip
     _signals(cfg, registry, now, report)
-    if not dry_run and (report.pruned or report.signals_deleted or report.signals_to_history):
+    report.notifications_deleted = _notifications(
+        registry, now - cfg.data_retention.notifications_days * _DAY, dry_run=dry_run
+    )
+    if not dry_run and (report.pruned or report.signals_deleted or report.signals_to_history
+                        or report.notifications_deleted):  # fmt: skip
         registry.record_action(
             "retention.apply", actor=actor, role="system", reason="data_retention.yaml",
             request_id=str(uuid.uuid4()), before=None,
             after={"pruned": report.counts(), "signals_to_history": report.signals_to_history,
-                   "signals_deleted": report.signals_deleted},
+                   "signals_deleted": report.signals_deleted,
+                   "notifications_deleted": report.notifications_deleted},
             result=ActionResult.OK,
             details={"lineage_unknown": unknown, "protected": report.protected_partitions},
         )  # fmt: skip
@@ -169,6 +182,18 @@ def _signals(cfg: AppConfig, registry: Registry, now: datetime, report: Retentio
             gone = signals_history.c.signal_id.in_(ids[i : i + 500])
             conn.execute(delete(signals_history).where(gone))
     report.signals_deleted = len(ids)
+
+
+def _notifications(registry: Registry, before: datetime, *, dry_run: bool) -> int:
+    """Delivered and failed notifications created before ``before`` (never a pending one)."""
+    done = notifications.c.status.in_(("delivered", "failed")) & (
+        notifications.c.created_at < before
+    )
+    with registry.engine.begin() as conn:
+        if dry_run:
+            query = select(func.count()).select_from(notifications).where(done)
+            return int(conn.execute(query).scalar_one())
+        return int(conn.execute(delete(notifications).where(done)).rowcount or 0)
 
 
 def _count(conn: Connection, table: Table, before: datetime) -> int:
