@@ -11,7 +11,7 @@ from sqlalchemy import Engine, insert
 from mlcore.registry import signals_live
 from mlcore.signals import build_signal
 
-VERSION = "20250101_0000_test"
+VERSION = "20250101_0000_abc1234"
 POLICY = {"theta1": 0.55, "theta2": 0.6, "entry_z": 2.0, "exit_z": 0.5, "max_hold_bars": 40,
           "leverage_scale": 1.0, "halted": False, "flatten": False, "control": "none"}  # fmt: skip
 LEGS = {"EUR_GBP": ("EUR/USD", "GBP/USD"), "XAU_XAG": ("XAU/USD", "XAG/USD"),
@@ -82,3 +82,21 @@ def fill_doc(
         "action": sig["metadata"]["action"], "side": sig["metadata"]["side"],
         "filled_at": at.isoformat().replace("+00:00", "Z"), "legs": legs,
     }  # fmt: skip
+
+
+def register_version(cfg: Any, url: str, name: str = VERSION) -> Any:
+    """A registered version with a decision.json (the dev config's) in the models folder."""
+    import hashlib
+    import json
+
+    from mlcore.execution import decision_record, record_bytes
+    from mlcore.registry import open_registry
+    from tests.conftest import make_version
+
+    folder = make_version(cfg.paths.models, name)
+    body = record_bytes(decision_record(cfg, "1h", list(cfg.universe.pairs)))
+    (folder / "decision.json").write_bytes(body)
+    sums = json.loads((folder / "checksums.json").read_text())
+    sums["decision.json"] = hashlib.sha256(body).hexdigest()
+    (folder / "checksums.json").write_text(json.dumps(sums))
+    return open_registry(url).register(folder, actor="test", notes="feedback test version")
