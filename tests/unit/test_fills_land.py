@@ -176,3 +176,14 @@ def test_simulated_fills_are_deterministic_and_land(cfg: AppConfig, engine: Engi
     trades = read_trades(engine)
     closed = [t for t in trades if t.pnl_usd is not None]
     assert len(closed) == 1 and closed[0].pair_id == "EUR_GBP"
+
+
+def test_an_exit_landed_before_its_entry_gets_its_pnl(cfg: AppConfig, engine: Engine) -> None:
+    entry = signal(bar=0, prices=(1.10, 1.30))
+    exit_ = signal(bar=5, action="exit", side=-1, prices=(1.12, 1.30))
+    store(engine, entry, exit_)
+    _land(cfg, engine, fill_doc(exit_, fill_id="X"))
+    assert read_trades(engine)[0].pnl_usd is None
+    _land(cfg, engine, fill_doc(entry, fill_id="E"))
+    closed = {t.fill_id: t for t in read_trades(engine)}["X"]
+    assert closed.entry_fill_id == "E" and closed.pnl_usd == pytest.approx(200.0 - 2.0)

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, insert, not_, select
+from sqlalchemy import Connection, Engine, and_, insert, not_, select, update
 
 from mlcore.feedback._fills import (
     Fill,
@@ -30,6 +30,7 @@ from mlcore.feedback._live_trades import (
     as_utc,
     build_trade,
     check_against_signal,
+    realized_pnl_usd,
     signal_ref,
 )
 from mlcore.registry import fills_quarantine, live_trades, signals_history, signals_live
@@ -94,6 +95,25 @@ def _open_entry(conn: Connection, fill: Fill, version: str) -> LiveTrade | None:
     )
     row = conn.execute(query).mappings().first()
     return None if row is None else trade_from_row(row)
+
+
+def _close_early_exit(conn: Connection, entry: LiveTrade) -> None:
+    """Fills may arrive out of order: an exit that landed before its entry (no P&L then) is
+    linked to this entry now, with its P&L: the first unlinked exit of the pair and version
+    filled after the entry, on the closing side."""
+    t = live_trades
+    row = conn.execute(
+        select(t).where(
+            t.c.pair_id == entry.pair_id, t.c.model_version == entry.model_version,
+            t.c.action == FillAction.EXIT.value, t.c.side == -entry.side,
+            t.c.entry_fill_id.is_(None), t.c.filled_at >= entry.filled_at,
+        ).order_by(t.c.filled_at).limit(1)
+    ).mappings().first()  # fmt: skip
+    if row is None:
+        return
+    exit_ = trade_from_row(row)
+    conn.execute(update(t).where(t.c.fill_id == exit_.fill_id).values(
+        entry_fill_id=entry.fill_id, pnl_usd=realized_pnl_usd(entry, exit_.legs)))  # fmt: skip
 
 
 def quarantine_id(source: FillSource, location: str, raw: bytes) -> str:
@@ -164,6 +184,8 @@ def land_fill(
                  if parsed.action == FillAction.EXIT else None)  # fmt: skip
         trade = build_trade(parsed, signal, entry, source, now)
         conn.execute(insert(live_trades).values(**_row(trade, doc)))
+        if trade.action == FillAction.ENTRY:
+            _close_early_exit(conn, trade)
         return Landed.NEW, None
 
 

@@ -232,10 +232,10 @@ def _slo(signals: list[Any], trades: list[LiveTrade], now: datetime) -> Slo:
 
 def window_kpis(
     engine: Engine, model_version: str, pair_id: str, window_days: int, now: datetime,
-    ref: BacktestReference | None, v: _Version,
+    ref: BacktestReference | None, v: _Version, end: datetime,
 ) -> LiveKpis:  # fmt: skip
-    """The KPIs of one version, pair (or ``*``) and window ending ``now``."""
-    start = now - timedelta(days=window_days)
+    """The KPIs of one version, pair (or ``*``) and window ending ``end``, computed ``now``."""
+    start = end - timedelta(days=window_days)
     pid = None if pair_id == BOOK else pair_id
     capital = v.capital_usd / v.n_pairs if pid is not None else v.capital_usd
     signals = _signals(engine, model_version, pid, start)
@@ -262,10 +262,13 @@ def served_versions(engine: Engine) -> list[str]:
 
 
 def compute_kpis(
-    cfg: AppConfig, engine: Engine, now: datetime, model_version: str | None = None
-) -> list[LiveKpis]:
+    cfg: AppConfig, engine: Engine, now: datetime, model_version: str | None = None,
+    as_of: datetime | None = None,
+) -> list[LiveKpis]:  # fmt: skip
     """KPIs of every served version (or one), per pair and the book, per window of
-    ``analytics.kpi.windows_days``; written to ``core.live_kpis`` and returned."""
+    ``analytics.kpi.windows_days`` ending ``as_of`` (default: the version's newest served
+    bar, which is now in live serving and the replayed time in a replay); written to
+    ``core.live_kpis`` and returned."""
     out = []
     for version in [model_version] if model_version else served_versions(engine):
         v = _version(engine, version)
@@ -273,9 +276,12 @@ def compute_kpis(
             ref: BacktestReference | None = backtest_reference(cfg, version)
         except FatalError:
             ref = None
-        pairs = sorted({r["pair_id"] for r in _signals(engine, version, None, None)})
+        served = _signals(engine, version, None, None)
+        pairs = sorted({r["pair_id"] for r in served})
+        end = as_of or max((as_utc(r["ts"]) for r in served), default=now)
         for days in cfg.analytics.kpi.windows_days:
-            out += [window_kpis(engine, version, p, days, now, ref, v) for p in [*pairs, BOOK]]
+            out += [window_kpis(engine, version, p, days, now, ref, v, end)
+                    for p in [*pairs, BOOK]]  # fmt: skip
     with engine.begin() as conn:
         for k in out:
             conn.execute(insert(live_kpis).values(
