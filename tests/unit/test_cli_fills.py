@@ -4,10 +4,13 @@ hostile file in the drop folder is quarantined; a second ingest adds nothing."""
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 from mlcore.cli import app
+from mlcore.cli._render import print_feedback
 from mlcore.config import AppConfig
+from mlcore.demo import feedback_dict, feedback_loop
 from mlcore.feedback import fill_folders, read_trades
 from mlcore.registry import database_url, make_engine
 
@@ -54,3 +57,20 @@ def test_the_loop_from_signals_to_kpis(cfg: AppConfig) -> None:
 def test_the_stream_needs_redis_url(cfg: AppConfig) -> None:
     code, out = _run("fills", "ingest", "--no-files", "--stream")
     assert code == 2 and "FEEDBACK_REDIS_MISSING" in out, out
+
+
+def test_the_demo_loop_once(cfg: AppConfig, capsys: pytest.CaptureFixture[str]) -> None:
+    url = database_url(cfg)
+    register_version(cfg, url)
+    store(make_engine(url), signal(bar=0), signal(bar=3, action="exit", side=-1))
+    summary = feedback_loop(cfg)
+    assert (summary.signals, summary.fills, summary.new_trades, summary.closed_trades) == (
+        2,
+        2,
+        2,
+        1,
+    )
+    assert summary.kpis_skipped == "" and {k.pair_id for k in summary.kpis} == {"*"}
+    assert feedback_dict(summary)["live_trades"] == 2
+    print_feedback(summary)
+    assert "2 simulated fills of 2 served entry/exit signals" in capsys.readouterr().out

@@ -15,14 +15,15 @@ import typer
 from mlcore.cli._app import command, load_config, typer_app
 from mlcore.cli._audit import parse_at
 from mlcore.cli._registry import open_registry
-from mlcore.cli._render import text
+from mlcore.cli._render import fmt_or_dash as _fmt
+from mlcore.cli._render import kpi_line, text
 from mlcore.errors import ConfigError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from mlcore.config import AppConfig
-    from mlcore.feedback import IngestCounts, LiveKpis
+    from mlcore.feedback import IngestCounts
 
 fills_app = typer_app("Fills from the execution side into live trades (and simulated fills).")
 kpis_app = typer_app("Live KPIs per pair, model version and window (core.live_kpis).")
@@ -150,10 +151,6 @@ def fills_ingest(
         text(_counts_line(f"stream {f.stream}", counts))
 
 
-def _fmt(value: float | None, spec: str = ".3f") -> str:
-    return "-" if value is None else format(value, spec)
-
-
 @command(fills_app, "show")
 def fills_show(
     model: ModelOpt = None,
@@ -191,20 +188,6 @@ def fills_report(model: ModelOpt = None, since: SinceOpt = None) -> None:
              f"p95|.| {_fmt(s.p95_abs_slippage_bps, '.2f')} bps, cost {s.cost_usd:.2f} USD vs "
              f"cost model {s.expected_cost_usd:.2f} USD (ratio {_fmt(s.cost_ratio)}), "
              f"realized P&L {pnl:.2f} USD")  # fmt: skip
-
-
-def kpi_line(k: LiveKpis) -> str:
-    """One line of a version's KPIs for a pair (or the book) and window."""
-    t, g, f = k.trades, k.gates, k.flags
-    gap = (f" gap sharpe {_fmt(k.gaps.sharpe, '+.2f')} win {_fmt(k.gaps.win_rate, '+.2f')}"
-           if k.gaps else " (no backtest to compare)")  # fmt: skip
-    return (f"{k.model_version} {k.pair_id:>8} {k.window_days:>3}d: {t.n_trades} trades on "
-            f"{t.n_bars} bars, P&L {t.pnl_usd:.2f} USD, win {_fmt(t.win_rate, '.2f')}, "
-            f"sharpe {_fmt(t.sharpe, '.2f')}, maxDD {_fmt(t.max_drawdown, '.4f')}, "
-            f"trades/yr {_fmt(t.trades_per_year, '.1f')}, AI2 refusal "
-            f"{_fmt(g.ai2_refusal_rate, '.2f')} of {g.candidates} candidates, θ1 pass "
-            f"{_fmt(g.theta1_pass_rate, '.2f')}, risk_flag precision {_fmt(f.precision, '.2f')} "
-            f"recall {_fmt(f.recall, '.2f')};{gap}")  # fmt: skip
 
 
 @command(kpis_app, "compute")
