@@ -80,6 +80,14 @@ def _run(*args: str) -> tuple[int, str]:
         ["configs", "rollback"],
         ["configs", "status"],
         ["configs", "init-git"],
+        ["fills"],
+        ["fills", "simulate"],
+        ["fills", "ingest"],
+        ["fills", "show"],
+        ["fills", "report"],
+        ["kpis"],
+        ["kpis", "compute"],
+        ["kpis", "show"],
     ],
 )
 def test_help_everywhere(cmd: list[str]) -> None:
@@ -87,7 +95,7 @@ def test_help_everywhere(cmd: list[str]) -> None:
     assert code == 0
     assert "Usage" in out
     groups = ("catalog", "config", "features", "registry", "theta", "flows", "universe", "audit",
-              "configs", "api", "user", "token")  # fmt: skip
+              "configs", "api", "user", "token", "fills", "kpis")  # fmt: skip
     if cmd and cmd[-1] not in groups:
         # Every command takes the shared options, declared once for all of them.
         assert "--config-env" in out and "--config-root" in out and "--verbose" in out
@@ -104,8 +112,8 @@ def test_every_command_is_in_the_tree() -> None:
         for sub in (cmd.commands if isinstance(cmd, typer.core.TyperGroup) else [""])
     }
     # 22 + init, universe add-instrument, add-pair, audit verify, audit at + 8 configs + api
-    # serve, openapi, user, token
-    assert len(names) == 39, sorted(names)
+    # serve, openapi, user, token + fills simulate, ingest, show, report + kpis compute, show
+    assert len(names) == 45, sorted(names)
 
 
 def test_config_check_ok(archive: Path) -> None:
