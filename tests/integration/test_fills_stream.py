@@ -23,7 +23,7 @@ from mlcore.feedback import (
     read_quarantine,
     read_trades,
 )
-from mlcore.registry import fills_quarantine, live_trades, make_engine, upgrade
+from mlcore.registry import Alerts, fills_quarantine, live_trades, make_engine, upgrade
 from tests.conftest import postgres_url, redis_url
 from tests.unit._feedback_support import fill_doc, signal, store
 
@@ -54,6 +54,11 @@ def _once(cfg: AppConfig, engine: Engine, client: redis.Redis, stream: str) -> I
     return _reader(client, stream).run(engine, land_rules(cfg), follow=False, clock=lambda: NOW)
 
 
+def _raws(engine: Engine) -> list[bytes]:
+    with engine.connect() as conn:
+        return [bytes(r[0]) for r in conn.execute(select(fills_quarantine.c.raw))]
+
+
 def _count(engine: Engine, table: object) -> int:
     with engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(table)).scalar_one())  # type: ignore[arg-type]
@@ -73,13 +78,17 @@ def test_stream_fills_land_once_and_the_hostile_one_is_quarantined(
             client.xadd(stream, {"fill": json.dumps(doc)})
         client.xadd(stream, {"fill": b'\xff{"qty": NaN'})
         client.xadd(stream, {"not_a_fill": "hello"})
+        client.xadd(stream, {"fill": b"[" * 200_000})
         client.xadd(stream, {"fill": json.dumps(docs[0] | {"signal_id": "e" * 32, "fill_id": "X"})})
         counts = _reader(client, stream).run(
             engine, land_rules(cfg), follow=False, clock=lambda: NOW
         )
-        assert (counts.new, counts.duplicate, counts.quarantined) == (3, 3, 3)
-        assert counts.reasons == {"not_utf8": 1, "bad_message": 1, "orphan": 1}
-        assert _count(engine, live_trades) == 3 and _count(engine, fills_quarantine) == 3
+        assert (counts.new, counts.duplicate, counts.quarantined) == (3, 3, 4)
+        assert counts.reasons == {"not_utf8": 1, "bad_message": 1, "orphan": 1, "too_large": 1}
+        assert _count(engine, live_trades) == 3 and _count(engine, fills_quarantine) == 4
+        kept = max(len(r) for r in _raws(engine))
+        assert kept == land_rules(cfg).max_bytes + 1  # the oversized message kept only so far
+        assert Alerts(engine).recent("FEEDBACK_FILL_QUARANTINED")
         assert client.xpending(stream, "g")["pending"] == 0  # all acknowledged
         closed = [t for t in read_trades(engine) if t.pnl_usd is not None]
         assert [t.entry_fill_id for t in closed] == ["EA-0"]

@@ -27,7 +27,14 @@ from mlcore.feedback import (
     summarize_costs,
     write_fill_files,
 )
-from mlcore.registry import database_url, fills_quarantine, live_trades, make_engine, upgrade
+from mlcore.registry import (
+    Alerts,
+    database_url,
+    fills_quarantine,
+    live_trades,
+    make_engine,
+    upgrade,
+)
 
 from ._feedback_support import fill_doc, signal, store
 
@@ -132,6 +139,8 @@ def test_the_drop_folder_run_twice_adds_nothing(cfg: AppConfig, engine: Engine) 
     assert (first.new, first.duplicate, first.quarantined) == (2, 0, 1)
     assert len(list(done.rglob("*.json"))) == 2 and len(list(quarantine.rglob("*.json"))) == 1
     assert (drop / ".result.json.tmp").exists()
+    alerts = Alerts(engine).recent("FEEDBACK_FILL_QUARANTINED")
+    assert len(alerts) == 1 and "not_utf8 1" in alerts[0].message
     # A kill between the commit and the move leaves the file in place: put one back.
     moved = next(done.rglob("*.json"))
     (drop / "again.json").write_bytes(moved.read_bytes())

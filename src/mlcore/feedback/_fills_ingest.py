@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 from mlcore.config import AppConfig
 from mlcore.feedback._fills import FillSource, Reason, Rejection
 from mlcore.feedback._fills_store import Landed, LandRules, land_fill, quarantine_rejection
+from mlcore.registry import Alerts
 
 log = logging.getLogger("mlcore.feedback")
 Clock = Callable[[], datetime]
@@ -55,6 +56,17 @@ class IngestCounts:
             self.quarantined += 1
             key = str(bad.reason) if bad is not None else "unknown"
             self.reasons[key] = self.reasons.get(key, 0) + 1
+
+
+def alert_quarantined(engine: Engine, where: str, reasons: dict[str, int]) -> None:
+    """One alert (``audit.alerts``, warning) for the fills a run quarantined, by reason."""
+    if reasons:
+        why = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+        Alerts(engine).raise_alert(
+            "FEEDBACK_FILL_QUARANTINED", f"{sum(reasons.values())} fills quarantined from {where}: "
+            f"{why} (core.fills_quarantine; `mlcore fills show`)", channel="feedback",
+            severity="warning", details={"reasons": reasons, "where": where},
+        )  # fmt: skip
 
 
 def land_rules(cfg: AppConfig) -> LandRules:
@@ -117,6 +129,7 @@ def ingest_folder(cfg: AppConfig, engine: Engine, clock: Clock = utc_now) -> Ing
         _move(path, drop, quarantine if landed == Landed.QUARANTINED else done, raw)
         if bad is not None:
             log.warning("FEEDBACK_FILL_QUARANTINED: %s: %s: %s", location, bad.reason, bad.message)
+    alert_quarantined(engine, f"the drop folder {drop}", counts.reasons)
     return counts
 
 
@@ -162,12 +175,14 @@ class StreamReader:
         self, engine: Engine, rules: LandRules, entries: list[Any], counts: IngestCounts,
         clock: Clock,
     ) -> None:  # fmt: skip
+        before = dict(counts.reasons)
         for msg_id, fields in entries:
             if fields is None:  # deleted from the stream while pending: nothing to land
                 self.client.xack(self.stream, self.group, msg_id)
                 continue
             where = f"{self.stream}#{msg_id.decode()}"
             raw, bad_message = _message_bytes(fields)
+            raw = raw[: rules.max_bytes + 1]  # an oversized message is kept only this far
             bad: Rejection | None
             if bad_message is not None:
                 landed, bad = _quarantine_raw(engine, raw, FillSource.STREAM, where,
@@ -178,6 +193,8 @@ class StreamReader:
             counts.add(landed, bad)
             if bad is not None:
                 log.warning("FEEDBACK_FILL_QUARANTINED: %s: %s: %s", where, bad.reason, bad.message)
+        new = {k: v - before.get(k, 0) for k, v in counts.reasons.items() if v > before.get(k, 0)}
+        alert_quarantined(engine, f"the stream {self.stream}", new)
 
     def _read(self, start: str, block: int | None) -> list[Any]:
         got: Any = self.client.xreadgroup(self.group, self.consumer, {self.stream: start},
