@@ -9,6 +9,7 @@ registry row names): the live KPIs are on the terms the version was backtested o
 from __future__ import annotations
 
 import json
+from bisect import bisect_left, bisect_right
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -206,6 +207,11 @@ def _flags(signals: list[Any], trades: list[LiveTrade], dd_max: float) -> FlagQu
     exit's bar had risk_flag 1; adverse when the spread moved against it by > dd_max."""
     entries = {t.fill_id: t for t in trades if t.action == FillAction.ENTRY}
     by_id = {r["signal_id"]: r for r in signals}
+    flags: dict[str, tuple[list[datetime], list[int]]] = {}  # pair: (bar times, cumulative flags)
+    for r in signals:  # signals come sorted by time
+        times, cum = flags.setdefault(r["pair_id"], ([], [0]))
+        times.append(as_utc(r["ts"]))
+        cum.append(cum[-1] + int((r["payload"] or {}).get("risk_flag") == 1))
     flagged, adverse = [], []
     for x in trades:
         e = entries.get(x.entry_fill_id or "")
@@ -214,11 +220,10 @@ def _flags(signals: list[Any], trades: list[LiveTrade], dd_max: float) -> FlagQu
         beta = float(by_id[e.signal_id]["payload"]["metadata"]["beta"])
         move = adverse_spread_move(e.side, beta, (e.legs[0].price, e.legs[1].price),
                                    (x.legs[0].price, x.legs[1].price))  # fmt: skip
-        lo, hi = as_utc(e.signal_ts), as_utc(x.signal_ts)
-        flagged.append(any(
-            (r["payload"] or {}).get("risk_flag") == 1 for r in signals
-            if r["pair_id"] == x.pair_id and lo <= as_utc(r["ts"]) <= hi
-        ))  # fmt: skip
+        times, cum = flags.get(x.pair_id, ([], [0]))
+        lo = bisect_left(times, as_utc(e.signal_ts))
+        hi = bisect_right(times, as_utc(x.signal_ts))
+        flagged.append(cum[hi] - cum[lo] > 0)
         adverse.append(move > dd_max)
     return flag_quality(flagged, adverse)
 
