@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,19 +30,7 @@ from mlcore.data import (
     write_atomic,
 )
 from mlcore.data._store import json_bytes
-from mlcore.errors import FatalError
-from mlcore.feedback import (
-    BOOK,
-    LiveKpis,
-    compute_kpis,
-    fill_folders,
-    ingest_folder,
-    read_quarantine,
-    read_trades,
-    served_signals,
-    simulate_fills,
-    write_fill_files,
-)
+from mlcore.feedback import LoopSummary, loop_dict, loop_once
 from mlcore.labels import BUY, HOLD, SELL
 from mlcore.registry import database_url, make_engine
 from mlcore.training import TrainReport, label_pair, train_models
@@ -90,22 +77,6 @@ class PairSummary:
 
 
 @dataclass
-class FeedbackSummary:
-    """The feedback loop run once on the replay's signals."""
-
-    signals: int  # entry and exit signals served
-    fills: int  # simulated
-    new_trades: int
-    live_trades: int
-    closed_trades: int
-    quarantined: int
-    pnl_usd: float
-    kpis: list[LiveKpis]
-    kpis_skipped: str  # why no KPIs ("" when computed)
-    seconds: float
-
-
-@dataclass
 class DemoResult:
     """Everything the demo did, for the printed summary and the JSON report."""
 
@@ -121,7 +92,7 @@ class DemoResult:
     backtest: BacktestReport | None = None
     retrain: RetrainOutcome | None = None
     serving: ServeSummary | None = None
-    feedback: FeedbackSummary | None = None
+    feedback: LoopSummary | None = None
 
     @property
     def all_caught(self) -> bool:
@@ -270,40 +241,21 @@ def _serve_replay(cfg: AppConfig, retrain: RetrainOutcome) -> ServeSummary | Non
                  force_rejected=not deployed)  # fmt: skip
 
 
-def feedback_loop(cfg: AppConfig) -> FeedbackSummary:
-    """The loop once on what was served: simulate fills of the served entry and exit signals
-    into the drop folder, ingest them into core.live_trades, compute the live KPIs."""
-    t0 = time.perf_counter()
+def record_replay(cfg: AppConfig, serving_root: Path) -> int:
+    """Copy a replay's signals (its workers' outboxes: a replay writes no live table) into
+    the demo registry's core.signals_live, so that fills have signals to answer; returns how
+    many were read."""
+    from mlcore.serving import Outbox, aggregate  # serving's stack loads only for the demo
+
     engine = make_engine(database_url(cfg))
-    signals = served_signals(engine)
-    fills = simulate_fills(signals, cfg.costs, cfg.analytics.fills.simulate)
-    write_fill_files(fill_folders(cfg)[0], fills)
-    counts = ingest_folder(cfg, engine)
-    trades = read_trades(engine)
-    kpis: list[LiveKpis] = []
-    skipped = ""
-    try:
-        kpis = compute_kpis(cfg, engine, datetime.now(UTC))
-    except FatalError as exc:  # a replayed version the registry cannot vouch for
-        skipped = str(exc)
-    closed = [t.pnl_usd for t in trades if t.pnl_usd is not None]
-    return FeedbackSummary(
-        signals=len(signals), fills=len(fills), new_trades=counts.new, live_trades=len(trades),
-        closed_trades=len(closed), quarantined=len(read_quarantine(engine)),
-        pnl_usd=float(sum(closed)), kpis=[k for k in kpis if k.pair_id == BOOK],
-        kpis_skipped=skipped, seconds=time.perf_counter() - t0,
-    )  # fmt: skip
-
-
-def feedback_dict(f: FeedbackSummary) -> dict[str, Any]:
-    """The feedback loop's outcome as JSON-able data (the book's KPIs per window)."""
-    doc = {k: v for k, v in asdict(f).items() if k not in ("kpis", "seconds")}
-    doc["kpis_book"] = [
-        {"model_version": k.model_version, "window_days": k.window_days,
-         "trades": asdict(k.trades), "gates": asdict(k.gates)}
-        for k in f.kpis
-    ]  # fmt: skip
-    return doc
+    done = 0
+    for db in sorted((serving_root / "outbox").glob("*.db")):
+        box = Outbox(db)
+        try:
+            done += aggregate(box, engine)
+        finally:
+            box.close()
+    return done
 
 
 def prepare_market(
@@ -366,7 +318,10 @@ def run_demo(cfg: AppConfig, seed: int = 7, months: int = DEMO_MONTHS) -> DemoRe
     serving = _serve_replay(cfg, retrain)
     timings["serve_s"] = time.perf_counter() - t6
     stage_done("serve", "replayed" if serving is not None else "skipped", timings["serve_s"])
-    feedback = feedback_loop(cfg) if serving is not None else None
+    feedback = None
+    if serving is not None:
+        record_replay(cfg, serving.root)
+        feedback = loop_once(cfg, make_engine(database_url(cfg)))
     if feedback is not None:
         timings["feedback_s"] = feedback.seconds
         stage_done("feedback", f"{feedback.live_trades} live trades", feedback.seconds)
@@ -482,7 +437,7 @@ def summary_dict(result: DemoResult, market: SyntheticMarket) -> dict[str, Any]:
             "counts": dict(sorted(result.serving.counts.items())),
             "signals": str(result.serving.root / "signals"),
         },
-        "feedback": None if result.feedback is None else feedback_dict(result.feedback),
+        "feedback": None if result.feedback is None else loop_dict(result.feedback),
         "truth": market.manifest(),
         "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},
     }

@@ -4,15 +4,19 @@ hostile file in the drop folder is quarantined; a second ingest adds nothing."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
 from mlcore.cli import app
 from mlcore.cli._render import print_feedback
 from mlcore.config import AppConfig
-from mlcore.demo import feedback_dict, feedback_loop
-from mlcore.feedback import fill_folders, read_trades
+from mlcore.demo import record_replay
+from mlcore.feedback import fill_folders, loop_dict, loop_once, read_trades
 from mlcore.registry import database_url, make_engine
+from mlcore.serving import Outbox
+from mlcore.signals import encode_signal
 
 from ._feedback_support import register_version, signal, store
 
@@ -63,7 +67,7 @@ def test_the_demo_loop_once(cfg: AppConfig, capsys: pytest.CaptureFixture[str]) 
     url = database_url(cfg)
     register_version(cfg, url)
     store(make_engine(url), signal(bar=0), signal(bar=3, action="exit", side=-1))
-    summary = feedback_loop(cfg)
+    summary = loop_once(cfg, make_engine(url))
     assert (summary.signals, summary.fills, summary.new_trades, summary.closed_trades) == (
         2,
         2,
@@ -71,6 +75,21 @@ def test_the_demo_loop_once(cfg: AppConfig, capsys: pytest.CaptureFixture[str]) 
         1,
     )
     assert summary.kpis_skipped == "" and {k.pair_id for k in summary.kpis} == {"*"}
-    assert feedback_dict(summary)["live_trades"] == 2
+    assert loop_dict(summary)["live_trades"] == 2
     print_feedback(summary)
     assert "2 simulated fills of 2 served entry/exit signals" in capsys.readouterr().out
+
+
+def test_a_replays_outbox_is_recorded_for_the_loop(cfg: AppConfig, tmp_path: Path) -> None:
+    url = database_url(cfg)
+    register_version(cfg, url)
+    sigs = [signal(bar=0), signal(bar=3, action="exit", side=-1), signal(bar=4, action="hold")]
+    (tmp_path / "outbox").mkdir()
+    box = Outbox(tmp_path / "outbox" / "worker-0.db")
+    box.commit([(s["id"], s["pair_id"], i, encode_signal(s), 0) for i, s in enumerate(sigs)],
+               {}, {})  # fmt: skip
+    box.close()
+    assert record_replay(cfg, tmp_path) == 3
+    assert record_replay(cfg, tmp_path) == 0  # recorded once
+    summary = loop_once(cfg, make_engine(url))
+    assert (summary.signals, summary.new_trades, summary.closed_trades) == (2, 2, 1)

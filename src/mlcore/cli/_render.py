@@ -18,8 +18,8 @@ from mlcore._progress import Sink
 if TYPE_CHECKING:
     from mlcore.backtest import BacktestReport, ThetaRun
     from mlcore.data import IngestReport
-    from mlcore.demo import DemoResult, FeedbackSummary
-    from mlcore.feedback import LiveKpis
+    from mlcore.demo import DemoResult
+    from mlcore.feedback import LiveKpis, LoopSummary
     from mlcore.flows import RetrainOutcome
     from mlcore.registry import ModelRecord
     from mlcore.training import TrainReport
@@ -481,7 +481,7 @@ def kpi_line(k: LiveKpis) -> str:
     )
 
 
-def print_feedback(f: FeedbackSummary) -> None:
+def print_feedback(f: LoopSummary) -> None:
     """The demo's feedback loop: fills, live trades, quarantine, the book's KPIs."""
     text(f"feedback loop ({f.seconds:.1f}s): {f.fills} simulated fills of {f.signals} served "
          f"entry/exit signals -> {f.new_trades} new live trades ({f.live_trades} in "

@@ -67,7 +67,10 @@ from mlcore.feedback._live_trades import (
     summarize_costs,
 )
 from mlcore.feedback._simulate import (
+    LoopSummary,
     fills_json,
+    loop_dict,
+    loop_once,
     publish_fills,
     served_signals,
     simulate_fill,
@@ -92,6 +95,7 @@ __all__ = [
     "LiveKpis",
     "LivePerformance",
     "LiveTrade",
+    "LoopSummary",
     "QuarantinedFill",
     "Reason",
     "Rejection",
@@ -119,6 +123,8 @@ __all__ = [
     "land_fill",
     "land_rules",
     "live_performance",
+    "loop_dict",
+    "loop_once",
     "max_drawdown",
     "parse_fill",
     "publish_fills",
