@@ -5,10 +5,16 @@ acknowledged (a consumer killed before its ack) land on the next run, once."""
 from __future__ import annotations
 
 import json
+import os
+import signal as signal_module
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import redis
@@ -19,12 +25,17 @@ from mlcore.feedback import (
     IngestCounts,
     StreamReader,
     ensure_group,
+    fill_folders,
+    ingest_folder,
     land_rules,
     read_quarantine,
     read_trades,
+    served_signals,
+    simulate_fills,
+    write_fill_files,
 )
 from mlcore.registry import Alerts, fills_quarantine, live_trades, make_engine, upgrade
-from tests.conftest import postgres_url, redis_url
+from tests.conftest import REPO, postgres_url, redis_url
 from tests.unit._feedback_support import fill_doc, signal, store
 
 NOW = datetime(2025, 1, 7, tzinfo=UTC)
@@ -153,3 +164,42 @@ def test_follow_lands_fills_as_they_come_and_stops(
     finally:
         stop.set()
         client.delete(stream)
+
+
+_INGEST = """
+import sys
+from mlcore.config import load_config
+from mlcore.feedback import ingest_folder
+from mlcore.registry import make_engine
+from tests.conftest import CONFIG_ROOT
+ingest_folder(load_config(CONFIG_ROOT, "dev"), make_engine(sys.argv[1]))
+"""
+
+
+def test_a_file_ingest_killed_midway_then_run_again_lands_each_fill_once(
+    cfg: AppConfig, engine: Engine, archive: Path
+) -> None:
+    sigs = [signal(pair, bar=b, prices=(1.1 + b / 1000, 1.3), units=(10, 8))
+            for b in range(40) for pair in ("EUR_GBP", "XAU_XAG", "BTC_ETH")]  # fmt: skip
+    store(engine, *sigs)
+    drop, done, _ = fill_folders(cfg)
+    served = served_signals(engine)
+    write_fill_files(drop, simulate_fills(served, cfg.costs, cfg.analytics.fills.simulate))
+    url = engine.url.render_as_string(hide_password=False)
+    env = {**os.environ, "ARCHIVE_PATH": str(archive), "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-c", _INGEST, url], env=env, cwd=REPO)
+    try:
+        for _ in range(600):
+            if _count(engine, live_trades) >= 10 or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        os.kill(proc.pid, signal_module.SIGKILL)
+    finally:
+        proc.wait(30)
+    landed_before = _count(engine, live_trades)
+    assert 0 < landed_before < len(sigs), "the kill came too late to test anything"
+    counts = ingest_folder(cfg, engine)
+    assert counts.new == len(sigs) - landed_before and counts.quarantined == 0
+    assert counts.duplicate <= 1  # at most the file landed but not moved when killed
+    assert _count(engine, live_trades) == len(sigs)
+    assert not list(drop.rglob("*.json")) and len(list(done.rglob("*.json"))) == len(sigs)
