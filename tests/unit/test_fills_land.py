@@ -196,3 +196,24 @@ def test_an_exit_landed_before_its_entry_gets_its_pnl(cfg: AppConfig, engine: En
     _land(cfg, engine, fill_doc(entry, fill_id="E"))
     closed = {t.fill_id: t for t in read_trades(engine)}["X"]
     assert closed.entry_fill_id == "E" and closed.pnl_usd == pytest.approx(200.0 - 2.0)
+
+
+def test_an_unreadable_file_is_quarantined(
+    cfg: AppConfig, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drop, _, quarantine = fill_folders(cfg)
+    drop.mkdir(parents=True)
+    locked = drop / "locked.json"
+    locked.write_text("{}")
+    real_open = Path.open
+
+    def refusing_open(self: Path, *args: object, **kwargs: object) -> object:
+        # The tests run as root here, whom chmod 0 does not stop: the EACCES is injected.
+        if self == locked:
+            raise PermissionError(13, "Permission denied")
+        return real_open(self, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(Path, "open", refusing_open)
+    counts = ingest_folder(cfg, engine, clock=lambda: NOW)
+    assert counts.reasons == {"unreadable": 1}
+    assert list(quarantine.rglob("locked*.json"))

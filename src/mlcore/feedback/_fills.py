@@ -68,6 +68,7 @@ class Reason(StrEnum):
     DUPLICATE_CONFLICT = "duplicate_conflict"
     BAD_MESSAGE = "bad_message"
     NOT_A_FILE = "not_a_file"
+    UNREADABLE = "unreadable"
 
 
 @dataclass(frozen=True)

@@ -94,10 +94,17 @@ def _pending_files(drop: Path) -> list[Path]:
 
 
 def _read(path: Path, max_bytes: int) -> tuple[bytes, Rejection | None]:
+    """The file's first ``max_bytes + 1`` bytes, or why it cannot be read (FileNotFoundError
+    when another ingest moved it meanwhile)."""
     if path.is_symlink():
         return os.fsencode(os.readlink(path)), Rejection(Reason.NOT_A_FILE, "a symbolic link")
-    with path.open("rb") as fh:
-        return fh.read(max_bytes + 1), None
+    try:
+        with path.open("rb") as fh:
+            return fh.read(max_bytes + 1), None
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        return b"", Rejection(Reason.UNREADABLE, f"cannot be read: {exc.strerror or exc}")
 
 
 def _move(path: Path, drop: Path, target_root: Path, raw: bytes) -> Path:
@@ -119,14 +126,20 @@ def ingest_folder(cfg: AppConfig, engine: Engine, clock: Clock = utc_now) -> Ing
         return counts
     for path in _pending_files(drop):
         location = str(path.relative_to(drop))
-        raw, unreadable = _read(path, rules.max_bytes)
+        try:
+            raw, unreadable = _read(path, rules.max_bytes)
+        except FileNotFoundError:  # taken by another ingest since the listing
+            continue
         bad: Rejection | None
         if unreadable is not None:
             landed, bad = _quarantine_raw(engine, raw, FillSource.FILE, location, unreadable, clock)
         else:
             landed, bad = land_fill(engine, raw, FillSource.FILE, location, rules, clock())
         counts.add(landed, bad)
-        _move(path, drop, quarantine if landed == Landed.QUARANTINED else done, raw)
+        try:
+            _move(path, drop, quarantine if landed == Landed.QUARANTINED else done, raw)
+        except FileNotFoundError:  # moved by another ingest: it landed once all the same
+            pass
         if bad is not None:
             log.warning("FEEDBACK_FILL_QUARANTINED: %s: %s: %s", location, bad.reason, bad.message)
     alert_quarantined(engine, f"the drop folder {drop}", counts.reasons)
