@@ -23,11 +23,13 @@ from mlcore.feedback._fills_ingest import (
     land_rules,
 )
 from mlcore.feedback._fills_store import (
+    Incoming,
     Landed,
     LandRules,
     QuarantinedFill,
     find_signal,
     land_fill,
+    land_fills,
     read_quarantine,
     read_trades,
 )
@@ -88,6 +90,7 @@ __all__ = [
     "FillSource",
     "FlagQuality",
     "GateRates",
+    "Incoming",
     "IngestCounts",
     "KpiGaps",
     "LandRules",
@@ -121,6 +124,7 @@ __all__ = [
     "gate_rates",
     "ingest_folder",
     "land_fill",
+    "land_fills",
     "land_rules",
     "live_performance",
     "loop_dict",

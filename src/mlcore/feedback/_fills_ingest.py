@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 
 from mlcore.config import AppConfig
 from mlcore.feedback._fills import FillSource, Reason, Rejection
-from mlcore.feedback._fills_store import Landed, LandRules, land_fill, quarantine_rejection
+from mlcore.feedback._fills_store import Incoming, Landed, LandRules, land_fills
 from mlcore.registry import Alerts
 
 log = logging.getLogger("mlcore.feedback")
@@ -118,40 +118,38 @@ def _move(path: Path, drop: Path, target_root: Path, raw: bytes) -> Path:
     return target
 
 
+def _batches(paths: list[Path], size: int) -> list[list[Path]]:
+    return [paths[i : i + size] for i in range(0, len(paths), size)]
+
+
 def ingest_folder(cfg: AppConfig, engine: Engine, clock: Clock = utc_now) -> IngestCounts:
-    """Land every ``*.json`` in the drop folder once, then move it to done/ or quarantine/."""
+    """Land every ``*.json`` in the drop folder once, then move it to done/ or quarantine/
+    (``read_batch`` files per transaction, each moved after the commit)."""
     drop, done, quarantine = fill_folders(cfg)
     rules, counts = land_rules(cfg), IngestCounts()
     if not drop.is_dir():
         return counts
-    for path in _pending_files(drop):
-        location = str(path.relative_to(drop))
-        try:
-            raw, unreadable = _read(path, rules.max_bytes)
-        except FileNotFoundError:  # taken by another ingest since the listing
-            continue
-        bad: Rejection | None
-        if unreadable is not None:
-            landed, bad = _quarantine_raw(engine, raw, FillSource.FILE, location, unreadable, clock)
-        else:
-            landed, bad = land_fill(engine, raw, FillSource.FILE, location, rules, clock())
-        counts.add(landed, bad)
-        try:
-            _move(path, drop, quarantine if landed == Landed.QUARANTINED else done, raw)
-        except FileNotFoundError:  # moved by another ingest: it landed once all the same
-            pass
-        if bad is not None:
-            log.warning("FEEDBACK_FILL_QUARANTINED: %s: %s: %s", location, bad.reason, bad.message)
+    for batch in _batches(_pending_files(drop), cfg.analytics.fills.read_batch):
+        items: list[tuple[Path, Incoming]] = []
+        for path in batch:
+            try:
+                raw, refused = _read(path, rules.max_bytes)
+            except FileNotFoundError:  # taken by another ingest since the listing
+                continue
+            items.append((path, Incoming(raw, FillSource.FILE, str(path.relative_to(drop)),
+                                         refused)))  # fmt: skip
+        landed = land_fills(engine, [i for _, i in items], rules, clock())
+        for (path, item), (outcome, bad) in zip(items, landed, strict=True):
+            counts.add(outcome, bad)
+            try:
+                _move(path, drop, quarantine if outcome == Landed.QUARANTINED else done, item.raw)
+            except FileNotFoundError:  # moved by another ingest: it landed once all the same
+                pass
+            if bad is not None:
+                log.warning("FEEDBACK_FILL_QUARANTINED: %s: %s: %s", item.location, bad.reason,
+                            bad.message)  # fmt: skip
     alert_quarantined(engine, f"the drop folder {drop}", counts.reasons)
     return counts
-
-
-def _quarantine_raw(
-    engine: Engine, raw: bytes, source: FillSource, location: str, bad: Rejection, clock: Clock
-) -> tuple[Landed, Rejection]:
-    """Quarantine what cannot be parsed at all (a link, a message without a fill field)."""
-    quarantine_rejection(engine, raw, source, location, bad, clock())
-    return Landed.QUARANTINED, bad
 
 
 # Redis stream -------------------------------------------------------------------------------
@@ -188,24 +186,25 @@ class StreamReader:
         self, engine: Engine, rules: LandRules, entries: list[Any], counts: IngestCounts,
         clock: Clock,
     ) -> None:  # fmt: skip
-        before = dict(counts.reasons)
+        """Land a read's messages in one transaction, then acknowledge them."""
+        items, ids = [], []
         for msg_id, fields in entries:
+            ids.append(msg_id)
             if fields is None:  # deleted from the stream while pending: nothing to land
-                self.client.xack(self.stream, self.group, msg_id)
                 continue
-            where = f"{self.stream}#{msg_id.decode()}"
             raw, bad_message = _message_bytes(fields)
-            raw = raw[: rules.max_bytes + 1]  # an oversized message is kept only this far
-            bad: Rejection | None
-            if bad_message is not None:
-                landed, bad = _quarantine_raw(engine, raw, FillSource.STREAM, where,
-                                              bad_message, clock)  # fmt: skip
-            else:
-                landed, bad = land_fill(engine, raw, FillSource.STREAM, where, rules, clock())
-            self.client.xack(self.stream, self.group, msg_id)  # only after the commit
+            # an oversized message is kept only this far
+            items.append(Incoming(raw[: rules.max_bytes + 1], FillSource.STREAM,
+                                  f"{self.stream}#{msg_id.decode()}", bad_message))  # fmt: skip
+        before = dict(counts.reasons)
+        for item, (landed, bad) in zip(items, land_fills(engine, items, rules, clock()),
+                                       strict=True):  # fmt: skip
             counts.add(landed, bad)
             if bad is not None:
-                log.warning("FEEDBACK_FILL_QUARANTINED: %s: %s: %s", where, bad.reason, bad.message)
+                log.warning("FEEDBACK_FILL_QUARANTINED: %s: %s: %s", item.location, bad.reason,
+                            bad.message)  # fmt: skip
+        if ids:
+            self.client.xack(self.stream, self.group, *ids)  # only after the commit
         new = {k: v - before.get(k, 0) for k, v in counts.reasons.items() if v > before.get(k, 0)}
         alert_quarantined(engine, f"the stream {self.stream}", new)
 

@@ -136,15 +136,6 @@ def _quarantine(
         ))  # fmt: skip
 
 
-def quarantine_rejection(
-    engine: Engine, raw: bytes, source: FillSource, location: str, bad: Rejection,
-    now: datetime,
-) -> None:  # fmt: skip
-    """Quarantine bytes that were refused before parsing (once per source, place, bytes)."""
-    with engine.begin() as conn:
-        _quarantine(conn, raw, source, location, bad, now)
-
-
 def _row(trade: LiveTrade, doc: dict[str, Any]) -> dict[str, Any]:
     row = asdict(trade)
     row["legs"] = [asdict(g) for g in trade.legs]
@@ -153,40 +144,65 @@ def _row(trade: LiveTrade, doc: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """One fill's bytes as received, and where from."""
+
+    raw: bytes
+    source: FillSource
+    location: str
+    refused: Rejection | None = None  # refused before parsing (a link, an unreadable file)
+
+
 def land_fill(
     engine: Engine, raw: bytes, source: FillSource, location: str, rules: LandRules,
     now: datetime,
 ) -> tuple[Landed, Rejection | None]:  # fmt: skip
     """Land one fill's bytes (see the module docstring); the rejection when quarantined."""
-    parsed = parse_fill(raw, max_bytes=rules.max_bytes, known_pairs=rules.known_pairs)
+    return land_fills(engine, [Incoming(raw, source, location)], rules, now)[0]
+
+
+def land_fills(
+    engine: Engine, items: list[Incoming], rules: LandRules, now: datetime
+) -> list[tuple[Landed, Rejection | None]]:
+    """Land several fills in one transaction (in order: a fill sees those before it)."""
     with engine.begin() as conn:
-        if isinstance(parsed, Rejection):
-            _quarantine(conn, raw, source, location, parsed, now)
-            return Landed.QUARANTINED, parsed
-        doc = fill_document(parsed)
-        before = conn.execute(
-            select(live_trades.c.raw).where(live_trades.c.fill_id == parsed.fill_id)
-        ).first()
-        if before is not None:
-            if _same(before[0], doc):
-                return Landed.DUPLICATE, None
-            why = f"fill {parsed.fill_id} landed before with other content"
-            bad = Rejection(Reason.DUPLICATE_CONFLICT, why, parsed.fill_id)
-            _quarantine(conn, raw, source, location, bad, now)
-            return Landed.QUARANTINED, bad
-        signal = find_signal(conn, parsed.signal_id)
-        bad_or_none = check_against_signal(parsed, signal, now, rules.max_clock_skew_seconds)
-        if bad_or_none is not None or signal is None:
-            bad = bad_or_none or Rejection(Reason.ORPHAN, "no signal", parsed.fill_id)
-            _quarantine(conn, raw, source, location, bad, now)
-            return Landed.QUARANTINED, bad
-        entry = (_open_entry(conn, parsed, signal.model_version)
-                 if parsed.action == FillAction.EXIT else None)  # fmt: skip
-        trade = build_trade(parsed, signal, entry, source, now)
-        conn.execute(insert(live_trades).values(**_row(trade, doc)))
-        if trade.action == FillAction.ENTRY:
-            _close_early_exit(conn, trade)
-        return Landed.NEW, None
+        return [_land(conn, item, rules, now) for item in items]
+
+
+def _land(
+    conn: Connection, item: Incoming, rules: LandRules, now: datetime
+) -> tuple[Landed, Rejection | None]:
+    raw, source, location = item.raw, item.source, item.location
+    parsed = item.refused or parse_fill(raw, max_bytes=rules.max_bytes,
+                                        known_pairs=rules.known_pairs)  # fmt: skip
+    if isinstance(parsed, Rejection):
+        _quarantine(conn, raw, source, location, parsed, now)
+        return Landed.QUARANTINED, parsed
+    doc = fill_document(parsed)
+    before = conn.execute(
+        select(live_trades.c.raw).where(live_trades.c.fill_id == parsed.fill_id)
+    ).first()
+    if before is not None:
+        if _same(before[0], doc):
+            return Landed.DUPLICATE, None
+        why = f"fill {parsed.fill_id} landed before with other content"
+        bad = Rejection(Reason.DUPLICATE_CONFLICT, why, parsed.fill_id)
+        _quarantine(conn, raw, source, location, bad, now)
+        return Landed.QUARANTINED, bad
+    signal = find_signal(conn, parsed.signal_id)
+    bad_or_none = check_against_signal(parsed, signal, now, rules.max_clock_skew_seconds)
+    if bad_or_none is not None or signal is None:
+        bad = bad_or_none or Rejection(Reason.ORPHAN, "no signal", parsed.fill_id)
+        _quarantine(conn, raw, source, location, bad, now)
+        return Landed.QUARANTINED, bad
+    entry = (_open_entry(conn, parsed, signal.model_version)
+             if parsed.action == FillAction.EXIT else None)  # fmt: skip
+    trade = build_trade(parsed, signal, entry, source, now)
+    conn.execute(insert(live_trades).values(**_row(trade, doc)))
+    if trade.action == FillAction.ENTRY:
+        _close_early_exit(conn, trade)
+    return Landed.NEW, None
 
 
 def _same(stored: Any, doc: dict[str, Any]) -> bool:

@@ -45,6 +45,9 @@ def upgrade() -> None:
     op.create_index("ix_core_live_trades_signal_id", "live_trades", ["signal_id"], schema="core")
     op.create_index("ix_live_trades_version_pair", "live_trades",
                     ["model_version", "pair_id", "filled_at"], schema="core")  # fmt: skip
+    # An exit's entry is looked up as "not closed yet": by entry_fill_id.
+    op.create_index("ix_live_trades_entry_fill_id", "live_trades", ["entry_fill_id"],
+                    schema="core")  # fmt: skip
     op.create_table(
         "fills_quarantine",
         sa.Column("quarantine_id", sa.String(64), primary_key=True),
@@ -74,6 +77,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("live_kpis", schema="core")
     op.drop_table("fills_quarantine", schema="core")
+    op.drop_index("ix_live_trades_entry_fill_id", table_name="live_trades", schema="core")
     op.drop_index("ix_live_trades_version_pair", table_name="live_trades", schema="core")
     op.drop_index("ix_core_live_trades_signal_id", table_name="live_trades", schema="core")
     op.drop_table("live_trades", schema="core")
