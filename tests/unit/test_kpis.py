@@ -18,6 +18,7 @@ from sklearn.metrics import precision_score, recall_score
 from mlcore.backtest._metrics import max_drawdown as bt_max_drawdown
 from mlcore.backtest._metrics import performance
 from mlcore.config import AppConfig
+from mlcore.errors import FatalError
 from mlcore.feedback import (
     BOOK,
     FillSource,
@@ -178,3 +179,14 @@ def test_kpis_of_a_served_and_filled_history(cfg: AppConfig) -> None:
     later = compute_kpis(cfg, engine, now + timedelta(hours=1))
     k = next(k for k in later if k.pair_id == "EUR_GBP" and k.window_days == 7)
     assert k.gaps is not None and k.gaps.win_rate == pytest.approx(0.5 - 0.6)
+
+
+def test_a_version_served_unregistered_is_skipped_unless_named(cfg: AppConfig) -> None:
+    url = database_url(cfg)
+    register_version(cfg, url)
+    engine = make_engine(url)
+    store(engine, signal(bar=0), signal(bar=1, version="20250202_0000_def5678"))
+    kpis = compute_kpis(cfg, engine, datetime(2025, 1, 9, tzinfo=UTC))
+    assert {k.model_version for k in kpis} == {VERSION}
+    with pytest.raises(FatalError, match="FEEDBACK_VERSION_UNKNOWN"):
+        compute_kpis(cfg, engine, datetime(2025, 1, 9, tzinfo=UTC), "20250202_0000_def5678")

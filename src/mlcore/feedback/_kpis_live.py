@@ -9,6 +9,7 @@ registry row names): the live KPIs are on the terms the version was backtested o
 from __future__ import annotations
 
 import json
+import logging
 from bisect import bisect_left, bisect_right
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -35,6 +36,7 @@ from mlcore.feedback._kpis import (
 from mlcore.feedback._live_trades import LiveTrade, SlippageSummary, as_utc, summarize_costs
 from mlcore.registry import live_kpis, model_registry, signals_history, signals_live
 
+log = logging.getLogger("mlcore.feedback")
 BOOK = "*"  # the pair_id of the KPIs of all pairs together
 _FLAT_REASONS = frozenset({"no_signal", "gates_passed", "halted"})
 
@@ -276,7 +278,13 @@ def compute_kpis(
     ``core.live_kpis`` and returned."""
     out = []
     for version in [model_version] if model_version else served_versions(engine):
-        v = _version(engine, version)
+        try:
+            v = _version(engine, version)
+        except FatalError as exc:
+            if model_version:
+                raise
+            log.warning("%s: no live KPIs for this version", exc)  # served unregistered
+            continue
         try:
             ref: BacktestReference | None = backtest_reference(cfg, version)
         except FatalError:
