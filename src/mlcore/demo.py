@@ -30,7 +30,9 @@ from mlcore.data import (
     write_atomic,
 )
 from mlcore.data._store import json_bytes
+from mlcore.feedback import LoopSummary, loop_dict, loop_once
 from mlcore.labels import BUY, HOLD, SELL
+from mlcore.registry import database_url, make_engine
 from mlcore.training import TrainReport, label_pair, train_models
 
 if TYPE_CHECKING:
@@ -90,6 +92,7 @@ class DemoResult:
     backtest: BacktestReport | None = None
     retrain: RetrainOutcome | None = None
     serving: ServeSummary | None = None
+    feedback: LoopSummary | None = None
 
     @property
     def all_caught(self) -> bool:
@@ -238,6 +241,23 @@ def _serve_replay(cfg: AppConfig, retrain: RetrainOutcome) -> ServeSummary | Non
                  force_rejected=not deployed)  # fmt: skip
 
 
+def record_replay(cfg: AppConfig, serving_root: Path) -> int:
+    """Copy a replay's signals (its workers' outboxes: a replay writes no live table) into
+    the demo registry's core.signals_live, so that fills have signals to answer; returns how
+    many were read."""
+    from mlcore.serving import Outbox, aggregate  # serving's stack loads only for the demo
+
+    engine = make_engine(database_url(cfg))
+    done = 0
+    for db in sorted((serving_root / "outbox").glob("*.db")):
+        box = Outbox(db)
+        try:
+            done += aggregate(box, engine)
+        finally:
+            box.close()
+    return done
+
+
 def prepare_market(
     cfg: AppConfig,
     seed: int = 7,
@@ -298,12 +318,20 @@ def run_demo(cfg: AppConfig, seed: int = 7, months: int = DEMO_MONTHS) -> DemoRe
     serving = _serve_replay(cfg, retrain)
     timings["serve_s"] = time.perf_counter() - t6
     stage_done("serve", "replayed" if serving is not None else "skipped", timings["serve_s"])
+    feedback = None
+    if serving is not None:
+        record_replay(cfg, serving.root)
+        feedback = loop_once(cfg, make_engine(database_url(cfg)))
+    if feedback is not None:
+        timings["feedback_s"] = feedback.seconds
+        stage_done("feedback", f"{feedback.live_trades} live trades", feedback.seconds)
     timings["total_s"] = time.perf_counter() - t0
     result = DemoResult(incoming, reports, rerun, catalog, checks, pairs, timings)
     result.training = retrain.training
     result.backtest = retrain.backtest
     result.retrain = retrain
     result.serving = serving
+    result.feedback = feedback
     path = cfg.paths.reports / "demo_summary.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(json_bytes(summary_dict(result, market)))
@@ -409,6 +437,7 @@ def summary_dict(result: DemoResult, market: SyntheticMarket) -> dict[str, Any]:
             "counts": dict(sorted(result.serving.counts.items())),
             "signals": str(result.serving.root / "signals"),
         },
+        "feedback": None if result.feedback is None else loop_dict(result.feedback),
         "truth": market.manifest(),
         "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},
     }

@@ -25,6 +25,7 @@ from mlcore.cli import (
     _configs,
     _data,
     _feedback,
+    _fills,
     _flows,
     _models,
     _notify,
@@ -48,6 +49,8 @@ app.add_typer(_api.api_app, name="api")
 app.add_typer(_retention.retention_app, name="retention")
 app.add_typer(_feedback.feedback_app, name="feedback")
 app.add_typer(_notify.notify_app, name="notify")
+app.add_typer(_fills.fills_app, name="fills")
+app.add_typer(_fills.kpis_app, name="kpis")
 _ = _run  # registers demo and serve on the root group (_workspace: init)
 
 __all__ = ["app", "main"]

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from mlcore.backtest import BacktestReport, ThetaRun
     from mlcore.data import IngestReport
     from mlcore.demo import DemoResult
+    from mlcore.feedback import LiveKpis, LoopSummary
     from mlcore.flows import RetrainOutcome
     from mlcore.registry import ModelRecord
     from mlcore.training import TrainReport
@@ -216,6 +217,8 @@ def print_demo_end(result: DemoResult) -> None:
                   f"workers as live bars ({result.timings_s['serve_s']:.1f}s)")  # fmt: skip
         print_serve(result.serving)
         print_entry_signal(result.serving.root)
+    if result.feedback is not None:
+        print_feedback(result.feedback)
 
 
 def print_entry_signal(root: Path) -> None:
@@ -454,3 +457,37 @@ def print_serve(summary: Any) -> None:
                 if replay else ""))  # fmt: skip
     for event in summary.events:
         text(f"  {event}")
+
+
+def fmt_or_dash(value: float | None, spec: str = ".3f") -> str:
+    """``value`` formatted, or ``-`` when undefined."""
+    return "-" if value is None else format(value, spec)
+
+
+def kpi_line(k: LiveKpis) -> str:
+    """One line of a version's KPIs for a pair (or the book) and window."""
+    t, g, f, d = k.trades, k.gates, k.flags, fmt_or_dash
+    gap = (
+        f" gap sharpe {d(k.gaps.sharpe, '+.2f')} win {d(k.gaps.win_rate, '+.2f')}"
+        if k.gaps else " (no backtest to compare)"
+    )  # fmt: skip
+    return (
+        f"{k.model_version} {k.pair_id:>8} {k.window_days:>3}d: {t.n_trades} trades on "
+        f"{t.n_bars} bars, P&L {t.pnl_usd:.2f} USD, win {d(t.win_rate, '.2f')}, "
+        f"sharpe {d(t.sharpe, '.2f')}, maxDD {d(t.max_drawdown, '.4f')}, "
+        f"trades/yr {d(t.trades_per_year, '.1f')}, AI2 refusal {d(g.ai2_refusal_rate, '.2f')} "
+        f"of {g.candidates} candidates, θ1 pass {d(g.theta1_pass_rate, '.2f')}, risk_flag "
+        f"precision {d(f.precision, '.2f')} recall {d(f.recall, '.2f')};{gap}"
+    )
+
+
+def print_feedback(f: LoopSummary) -> None:
+    """The demo's feedback loop: fills, live trades, quarantine, the book's KPIs."""
+    text(f"feedback loop ({f.seconds:.1f}s): {f.fills} simulated fills of {f.signals} served "
+         f"entry/exit signals -> {f.new_trades} new live trades ({f.live_trades} in "
+         f"core.live_trades, {f.closed_trades} closed, realized P&L {f.pnl_usd:.2f} USD), "
+         f"{f.quarantined} fills quarantined")  # fmt: skip
+    for k in f.kpis:
+        text(f"  {kpi_line(k)}")
+    if f.kpis_skipped:
+        text(f"  live KPIs not computed: {f.kpis_skipped}")

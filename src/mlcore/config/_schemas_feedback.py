@@ -178,10 +178,28 @@ POLICY_SCHEMAS["slack_policy"] = SlackPolicy
 
 
 # analytics_policy.yaml ------------------------------------------------------------------
+class FillsSimulatePolicy(Policy):
+    """`mlcore fills simulate`: the slippage draw and the delay of a simulated fill."""
+
+    slippage_sd_bps: Annotated[float, Field(ge=0, le=1000)]
+    seed: Annotated[int, Field(ge=0)]
+    delay_seconds: Annotated[float, Field(ge=0, le=86_400)]
+
+
 class FillsPolicy(Policy):
     """How fills arrive (result.json drop folder, Redis stream) and how they are simulated."""
 
-    stream: str
+    stream: Annotated[str, Field(min_length=1, max_length=200)]
+    consumer_group: Annotated[str, Field(min_length=1, max_length=200)]
+    stream_maxlen: Annotated[int, Field(gt=0)]
+    read_batch: Annotated[int, Field(gt=0, le=10_000)]
+    block_ms: Annotated[int, Field(ge=0, le=60_000)]
+    drop_folder: Annotated[str, Field(min_length=1, max_length=4096)]
+    done_folder: Annotated[str, Field(min_length=1, max_length=4096)]
+    quarantine_folder: Annotated[str, Field(min_length=1, max_length=4096)]
+    max_bytes: Annotated[int, Field(gt=0, le=10_000_000)]
+    max_clock_skew_seconds: Annotated[float, Field(ge=0, le=3600)]
+    simulate: FillsSimulatePolicy
 
 
 class KpiPolicy(Policy):

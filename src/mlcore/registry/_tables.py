@@ -12,7 +12,9 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Float,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     SmallInteger,
@@ -235,5 +237,59 @@ resume_requests = Table(
     Column("rest_pairs", JSON),
     Column("advanced_by", String(64)),
     Column("advanced_at", DateTime(timezone=True)),
+    schema="core",
+)
+
+# The feedback loop (migration 0008): fills landed as live trades, fills quarantined with their
+# reason, and the live KPIs computed from them.
+live_trades = Table(
+    "live_trades",
+    metadata,
+    Column("fill_id", String(64), primary_key=True),
+    Column("signal_id", String(64), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("pair_id", String(32), nullable=False),
+    Column("action", String(8), nullable=False),
+    Column("side", SmallInteger, nullable=False),
+    Column("filled_at", DateTime(timezone=True), nullable=False),
+    Column("signal_ts", DateTime(timezone=True), nullable=False),
+    Column("legs", JSON, nullable=False),
+    Column("notional_usd", Float, nullable=False),
+    Column("slippage_bps", Float, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Column("expected_cost_usd", Float, nullable=False),
+    Column("entry_fill_id", String(64)),
+    Column("pnl_usd", Float),
+    Column("source", String(16), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("raw", JSON, nullable=False),
+    schema="core",
+)
+
+fills_quarantine = Table(
+    "fills_quarantine",
+    metadata,
+    Column("quarantine_id", String(64), primary_key=True),
+    Column("source", String(16), nullable=False),
+    Column("location", Text, nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("fill_id", String(64)),
+    Column("raw", LargeBinary, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    schema="core",
+)
+
+live_kpis = Table(
+    "live_kpis",
+    metadata,
+    Column("pair_id", String(32), primary_key=True),  # "*": the whole book
+    Column("model_version", String(64), primary_key=True),
+    Column("window_days", Integer, primary_key=True),
+    Column("computed_at", DateTime(timezone=True), primary_key=True),
+    Column("window_start", DateTime(timezone=True), nullable=False),
+    Column("n_trades", Integer, nullable=False),
+    Column("n_bars", Integer, nullable=False),
+    Column("kpis", JSON, nullable=False),
     schema="core",
 )
