@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from mlcore.flows import _tasks as tasks
 from mlcore.flows._guard import RunGuard, begin_run, log
 from mlcore.flows._publish import SERVING_CHANNEL, Checklist, serving_notice, write_notice
 from mlcore.governance import require_in_force
+from mlcore.observability import Outcome, bind, record_retrain
 from mlcore.registry import ModelStatus, Registry, RunStatus, registry_for
 from mlcore.training import TrainReport, TrainStatus
 
@@ -259,6 +261,8 @@ def core_retrain_flow(
     registry = registry_for(cfg)
     guard = begin_run(registry, cfg.retrain, flow_run.get_id())
     outcome = RetrainOutcome(guard.run_id, RunStatus.RUNNING)
+    bind(cfg)
+    started = time.monotonic()
     try:
         with guard.heartbeat():
             guard.step = "update_catalog"
@@ -298,6 +302,7 @@ def core_retrain_flow(
                     model_version=report.model_version,
                     error_message=outcome.message,
                 )
+                record_retrain(time.monotonic() - started, Outcome.ABORTED)
                 return outcome
             outcome.backtest = core_backtest_flow(
                 report.model_version, config_root, config_env, guard.run_id
@@ -307,12 +312,14 @@ def core_retrain_flow(
             )
             stage_done("publish", f"{report.model_version} is {outcome.publish.status}")
     except BaseException as exc:
+        record_retrain(time.monotonic() - started, Outcome.FAILURE)
         try:
             guard.failed(exc)
         except Exception as record_exc:  # the run's own error matters more than its record
             log.error("retraining run not recorded as failed", run_id=guard.run_id,
                       error=repr(record_exc))  # fmt: skip
         raise
+    record_retrain(time.monotonic() - started, Outcome.SUCCESS)
     outcome.retries = guard.retry_count()
     outcome.status = RunStatus.SUCCESS
     bt = outcome.backtest

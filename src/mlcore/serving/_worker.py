@@ -172,7 +172,7 @@ class Worker:
         self.recent: dict[str, dict[int, Bar]] = {s: {} for s in self.by_symbol}
         self.fx: dict[str, FxQuote] = {}
         self.tally: Tally[str] = Tally()
-        self._minute: deque[float] = deque()
+        self._minute: deque[tuple[float, int]] = deque()  # (when, signed entry side)
         kept = self.outbox.kv().get("flags")
         self.flags = FlagReader(
             self.client, sv.redis.ops_flags_key, self.root / "ops_flags.json",
@@ -278,7 +278,7 @@ class Worker:
         t0 = time.perf_counter_ns()
         outcome = rt.on_bar(p.ts_ns, p.bar, self.clock.now_ns(close_ns), self._flags, p.fx,
                             control)  # fmt: skip
-        m.INFERENCE_LATENCY_MS.observe((time.perf_counter_ns() - t0) / 1e6)
+        m.INFERENCE_LATENCY_SECONDS.observe((time.perf_counter_ns() - t0) / 1e9)
         pid = rt.setup.pair_id
         self._touched.add(pid)
         if outcome.dd is not None:
@@ -368,7 +368,8 @@ class Worker:
         for _, s in signals:
             self.tally[f"signal:{s['metadata']['action']}"] += 1
             m.SIGNALS_TOTAL.labels(s["metadata"]["action"]).inc()
-            self._minute.append(now)
+            meta = s["metadata"]
+            self._minute.append((now, int(meta["side"]) if meta["action"] == "entry" else 0))
         return latest
 
     def _expired(self, signals: list[tuple[int, dict[str, Any]]]) -> bool:
@@ -404,9 +405,11 @@ class Worker:
     def _housekeeping(self, force: bool = False) -> None:
         sv = self.cfg.serving
         now = time.monotonic()
-        while self._minute and now - self._minute[0] > 60:
+        while self._minute and now - self._minute[0][0] > 60:
             self._minute.popleft()
         m.SIGNALS_PER_MIN.labels(self.spec.worker_id).set(len(self._minute))
+        if self._minute:
+            m.MODEL_ACTION_MEAN.set(sum(side for _, side in self._minute) / len(self._minute))
         if self.spec.aggregate and (
             force or now - self._last_aggregate >= sv.aggregate_every_seconds
         ):

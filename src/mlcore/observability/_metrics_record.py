@@ -1,0 +1,150 @@
+"""The typed API the producers record through. Every label value is checked against a bounded
+set (the universe's pairs and instruments, feature_order's names, the enums of
+:mod:`mlcore.observability._metrics`): an id or a timestamp can never become a label."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from mlcore.config import TIMEFRAMES, AppConfig
+from mlcore.observability._metrics import (
+    Detector,
+    DqRule,
+    HoldReason,
+    Outcome,
+    bind_multiproc,
+    metrics,
+)
+
+OTHER = "other"  # an instrument outside universe.yaml (ingest takes any symbol)
+
+
+@dataclass(frozen=True)
+class LiveKpis:
+    """One pair's live KPIs over the analytics window (computed by the feedback stage)."""
+
+    pair_id: str
+    sharpe: float
+    win_rate: float
+    max_drawdown_ratio: float
+    pnl_usd: float
+    trades: int
+
+
+def bind(cfg: AppConfig) -> None:
+    """Record this process's metrics into observability_policy metrics.multiproc_dir (for
+    ``mlcore metrics serve``); a folder already set in the environment is kept."""
+    bind_multiproc(cfg.paths.archive / cfg.observability.metrics.multiproc_dir)
+
+
+def label_sets(cfg: AppConfig) -> dict[str, frozenset[str]]:
+    """Every label this module writes and the values it may take."""
+    order = cfg.feature_order
+    single, pair = order.single, order.pair_models
+    features = {*single.level3_basic, *single.level2_strategy_signals, *single.level1_external,
+                *pair.ai1, *pair.ai2}  # fmt: skip
+    return {
+        "symbol": frozenset({*cfg.universe.instruments, OTHER}),
+        "timeframe": frozenset(TIMEFRAMES),
+        "rule": frozenset(DqRule),
+        "outcome": frozenset(Outcome),
+        "reason": frozenset(HoldReason),
+        "pair": frozenset(p.pair_id for p in cfg.universe.pairs),
+        "feature": frozenset(features),
+        "detector": frozenset(Detector),
+    }
+
+
+def _checked(cfg: AppConfig, label: str, value: str) -> str:
+    if value not in label_sets(cfg)[label]:
+        raise ValueError(f"metric label {label}={value!r} is not one of the bounded values")
+    return value
+
+
+def _symbol(cfg: AppConfig, symbol: str) -> str:
+    return symbol if symbol in cfg.universe.instruments else OTHER
+
+
+def record_ingest(
+    cfg: AppConfig,
+    symbol: str,
+    timeframe: str,
+    bars_written: int,
+    dq_failures: Mapping[DqRule, int],
+) -> None:
+    """Count an ingest's written bars and its data-quality failures by rule."""
+    m = metrics()
+    tf = _checked(cfg, "timeframe", timeframe)
+    m.data_bars_written.labels(_symbol(cfg, symbol), tf).inc(max(bars_written, 0))
+    for rule, n in dq_failures.items():
+        if n > 0:
+            m.dq_fail.labels(DqRule(rule).value).inc(n)
+
+
+def record_watermark_lag(cfg: AppConfig, symbol: str, timeframe: str, lag_seconds: float) -> None:
+    """Set the pipeline watermark's lag of one instrument."""
+    tf = _checked(cfg, "timeframe", timeframe)
+    metrics().data_watermark_lag_seconds.labels(_symbol(cfg, symbol), tf).set(lag_seconds)
+
+
+def record_pipeline_lag(cfg: AppConfig, symbol: str, lag_seconds: float) -> None:
+    """Set the age of the newest live bar a worker received."""
+    metrics().data_pipeline_lag_seconds.labels(_symbol(cfg, symbol)).set(lag_seconds)
+
+
+def record_backtest(duration_seconds: float) -> None:
+    """Record one backtest run's wall time (``bt_run_duration`` and the histogram)."""
+    m = metrics()
+    m.bt_run_duration.set(duration_seconds)
+    m.backtest_duration_seconds.observe(duration_seconds)
+
+
+def record_retrain(duration_seconds: float, outcome: Outcome) -> None:
+    """Record one retrain flow's wall time and how it ended."""
+    m = metrics()
+    m.retrain_duration_seconds.labels(Outcome(outcome).value).observe(duration_seconds)
+    m.retrain_runs.labels(Outcome(outcome).value).inc()
+
+
+def record_theta(trials: int, best_score: float | None) -> None:
+    """Count a θ search's trials and set its best objective (None: nothing feasible)."""
+    m = metrics()
+    m.theta_trials.inc(max(trials, 0))
+    if best_score is not None and best_score == best_score:
+        m.theta_best_score.set(best_score)
+
+
+def record_inference_held(reason: HoldReason, n: int = 1) -> None:
+    """Count pair-bars whose new entries a worker held back."""
+    metrics().inference_held.labels(HoldReason(reason).value).inc(n)
+
+
+def record_kpis(cfg: AppConfig, kpis: Iterable[LiveKpis]) -> None:
+    """Set the live KPI gauges of each pair."""
+    m = metrics()
+    for k in kpis:
+        pair = _checked(cfg, "pair", k.pair_id)
+        m.live_sharpe.labels(pair).set(k.sharpe)
+        m.live_win_rate.labels(pair).set(k.win_rate)
+        m.live_max_drawdown_ratio.labels(pair).set(k.max_drawdown_ratio)
+        m.live_pnl_usd.labels(pair).set(k.pnl_usd)
+        m.live_trades.labels(pair).set(k.trades)
+
+
+def record_detector(
+    cfg: AppConfig,
+    detector: Detector,
+    *,
+    alarm: bool,
+    value: float | None = None,
+    psi_by_feature: Mapping[str, float] | None = None,
+) -> None:
+    """Set a detector's alarm state, its statistic and (feature drift) each feature's PSI."""
+    m = metrics()
+    name = Detector(detector).value
+    m.drift_alarm.labels(name).set(1.0 if alarm else 0.0)
+    if value is not None:
+        m.detector_value.labels(name).set(value)
+    for feature, psi in (psi_by_feature or {}).items():
+        m.drift_psi.labels(_checked(cfg, "feature", feature)).set(psi)
