@@ -19,7 +19,18 @@ from __future__ import annotations
 
 import sys
 
-from mlcore.cli import _api, _audit, _configs, _data, _flows, _models, _registry, _run, _workspace
+from mlcore.cli import (
+    _api,
+    _audit,
+    _configs,
+    _data,
+    _flows,
+    _metrics,
+    _models,
+    _registry,
+    _run,
+    _workspace,
+)
 from mlcore.cli._app import app
 
 app.add_typer(_data.config_app, name="config")
@@ -32,6 +43,7 @@ app.add_typer(_flows.flows_app, name="flows")
 app.add_typer(_workspace.universe_app, name="universe")
 app.add_typer(_configs.configs_app, name="configs")
 app.add_typer(_api.api_app, name="api")
+app.add_typer(_metrics.metrics_app, name="metrics")
 _ = _run  # registers demo and serve on the root group (_workspace: init)
 
 __all__ = ["app", "main"]

@@ -26,10 +26,13 @@ class MetricsPolicy(Policy):
 
 class DataFreshnessPolicy(Policy):
     """The data pipeline's watermark rule (002 観測設定): ``watermark: ingest`` holds new entries
-    while the newest ingested bar is overdue by more than serving_policy
-    freshness_budget_seconds; ``off`` leaves it to the per-bar freshness check alone."""
+    while the newest ingested bar is overdue by more than the budget ``budget_from`` names;
+    ``off`` leaves it to the per-bar freshness check alone."""
 
     watermark: Literal["ingest", "off"]
+    budget_from: Literal[
+        "pipeline_policy.freshness_budget_seconds", "serving_policy.freshness_budget_seconds"
+    ]
     check_every_seconds: Annotated[float, Field(gt=0, le=3600)]
 
 

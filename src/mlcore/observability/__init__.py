@@ -2,6 +2,7 @@
 that serves them to a scraper, and the data pipeline's freshness rule (docs/observability.md)."""
 
 from mlcore.observability._freshness import (
+    NS,
     FreshnessVerdict,
     HoldChange,
     judge,
@@ -43,6 +44,7 @@ from mlcore.observability._metrics_serve import (
 __all__ = [
     "LATENCY_BUCKETS_SECONDS",
     "MULTIPROC_ENV",
+    "NS",
     "Detector",
     "DqRule",
     "FreshnessVerdict",

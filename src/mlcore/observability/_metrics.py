@@ -7,12 +7,11 @@ outlives it and ``mlcore metrics serve`` serves the sum. The serving workers' ow
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from enum import StrEnum
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
-from prometheus_client import Counter, Gauge, Histogram, values
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, values
 from prometheus_client.values import MultiProcessValue
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -61,41 +60,27 @@ class HoldReason(StrEnum):
     DATA_LAG = "data_lag"
 
 
-@dataclass(frozen=True)
-class Metrics:
-    """Every collector of this module (one set per process)."""
-
-    data_bars_written: Counter
-    dq_fail: Counter
-    data_watermark_lag_seconds: Gauge
-    data_pipeline_lag_seconds: Gauge
-    bt_run_duration: Gauge
-    backtest_duration_seconds: Histogram
-    retrain_duration_seconds: Histogram
-    retrain_runs: Counter
-    theta_trials: Counter
-    theta_best_score: Gauge
-    inference_held: Counter
-    live_sharpe: Gauge
-    live_win_rate: Gauge
-    live_max_drawdown_ratio: Gauge
-    live_pnl_usd: Gauge
-    live_trades: Gauge
-    drift_psi: Gauge
-    drift_alarm: Gauge
-    detector_value: Gauge
+_bound: list[str] = []  # the folder this module last pointed the environment at
 
 
 def bind_multiproc(folder: Path) -> None:
     """Record into prometheus_client multiprocess files under ``folder`` from now on (in this
-    process and its children), unless a folder is already set (a serving worker keeps its
-    supervisor's). Call before the first metric is recorded."""
-    if os.environ.get(MULTIPROC_ENV):
-        folder = Path(os.environ[MULTIPROC_ENV])
+    process and its children). A folder set in the environment by someone else (the serving
+    supervisor for its workers, an operator) is kept. Collectors built before are rebuilt on
+    the new folder (what they held in memory only is dropped)."""
+    env = os.environ.get(MULTIPROC_ENV)
+    if env and env not in _bound:
+        folder = Path(env)
     folder.mkdir(parents=True, exist_ok=True)
+    if _bound == [str(folder)] and env == str(folder):
+        return
     os.environ[MULTIPROC_ENV] = str(folder)
-    if metrics.cache_info().currsize == 0:
-        values.ValueClass = MultiProcessValue()  # type: ignore[no-untyped-call]
+    _bound[:] = [str(folder)]
+    values.ValueClass = MultiProcessValue()  # type: ignore[no-untyped-call]
+    if metrics.cache_info().currsize:
+        for collector in metrics().built():
+            REGISTRY.unregister(collector)
+        metrics.cache_clear()
 
 
 def _gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
@@ -103,57 +88,102 @@ def _gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
     return Gauge(name, doc, labels, multiprocess_mode="mostrecent")
 
 
+class Metrics:
+    """The collectors, each built (and registered in the default registry) on first use: a
+    process exposes only what it records (a worker shows no empty backtest families)."""
+
+    @cached_property
+    def data_bars_written(self) -> Counter:
+        return Counter("data_bars_written", "Bars an ingest wrote (new or updated raw rows)",
+                       ["symbol", "timeframe"])  # fmt: skip
+
+    @cached_property
+    def dq_fail(self) -> Counter:
+        return Counter("dq_fail", "Data-quality failures found by an ingest, by rule", ["rule"])
+
+    @cached_property
+    def data_watermark_lag_seconds(self) -> Gauge:
+        return _gauge("data_watermark_lag_seconds",
+                      "Now minus the close of the newest ingested bar (the pipeline's watermark)",
+                      ("symbol", "timeframe"))  # fmt: skip
+
+    @cached_property
+    def data_pipeline_lag_seconds(self) -> Gauge:
+        return _gauge("data_pipeline_lag_seconds",
+                      "Age of the newest live bar when it reached a serving worker",
+                      ("symbol",))  # fmt: skip
+
+    @cached_property
+    def bt_run_duration(self) -> Gauge:
+        return _gauge("bt_run_duration", "Wall time of the last backtest run, seconds (spec name)")
+
+    @cached_property
+    def backtest_duration_seconds(self) -> Histogram:
+        return Histogram("core_backtest_duration_seconds", "Wall time of backtest runs",
+                         buckets=DURATION_BUCKETS_SECONDS)  # fmt: skip
+
+    @cached_property
+    def retrain_duration_seconds(self) -> Histogram:
+        return Histogram("core_retrain_duration_seconds", "Wall time of retrain flows, by outcome",
+                         ["outcome"], buckets=DURATION_BUCKETS_SECONDS)  # fmt: skip
+
+    @cached_property
+    def retrain_runs(self) -> Counter:
+        return Counter("core_retrain_runs", "Retrain flows that ended, by outcome", ["outcome"])
+
+    @cached_property
+    def theta_trials(self) -> Counter:
+        return Counter("core_theta_trials", "θ search trials evaluated")
+
+    @cached_property
+    def theta_best_score(self) -> Gauge:
+        return _gauge("core_theta_best_score", "Objective of the last search's best θ")
+
+    @cached_property
+    def inference_held(self) -> Counter:
+        doc = "Pair-bars whose new entries were held back, by reason"
+        return Counter("core_inference_held", doc, ["reason"])
+
+    @cached_property
+    def live_sharpe(self) -> Gauge:
+        return _gauge("core_live_sharpe", "Live Sharpe ratio (annualized)", ("pair",))
+
+    @cached_property
+    def live_win_rate(self) -> Gauge:
+        return _gauge("core_live_win_rate", "Live share of winning trades", ("pair",))
+
+    @cached_property
+    def live_max_drawdown_ratio(self) -> Gauge:
+        return _gauge("core_live_max_drawdown_ratio", "Live maximum drawdown, share of peak",
+                      ("pair",))  # fmt: skip
+
+    @cached_property
+    def live_pnl_usd(self) -> Gauge:
+        return _gauge("core_live_pnl_usd", "Live realized P&L", ("pair",))
+
+    @cached_property
+    def live_trades(self) -> Gauge:
+        return _gauge("core_live_trades", "Live closed trades in the KPI window", ("pair",))
+
+    @cached_property
+    def drift_psi(self) -> Gauge:
+        return _gauge("core_drift_psi", "Population stability index of a feature", ("feature",))
+
+    @cached_property
+    def drift_alarm(self) -> Gauge:
+        return _gauge("core_drift_alarm", "1 while a detector's alarm stands", ("detector",))
+
+    @cached_property
+    def detector_value(self) -> Gauge:
+        return _gauge("core_detector_value", "A detector's statistic at its last check",
+                      ("detector",))  # fmt: skip
+
+    def built(self) -> list[Counter | Gauge | Histogram]:
+        """The collectors built so far."""
+        return [v for v in vars(self).values() if isinstance(v, Counter | Gauge | Histogram)]
+
+
 @cache
 def metrics() -> Metrics:
-    """The collectors (registered in the default registry on first call)."""
-    return Metrics(
-        data_bars_written=Counter(
-            "data_bars_written", "Bars an ingest wrote (new or updated raw rows)",
-            ["symbol", "timeframe"],
-        ),
-        dq_fail=Counter(
-            "dq_fail", "Data-quality failures found by an ingest, by rule (rows or bars)",
-            ["rule"],
-        ),
-        data_watermark_lag_seconds=_gauge(
-            "data_watermark_lag_seconds",
-            "Now minus the close of the newest ingested bar (the pipeline's watermark)",
-            ("symbol", "timeframe"),
-        ),
-        data_pipeline_lag_seconds=_gauge(
-            "data_pipeline_lag_seconds",
-            "Age of the newest live bar when it reached a serving worker (now minus its close)",
-            ("symbol",),
-        ),
-        bt_run_duration=_gauge(
-            "bt_run_duration", "Wall time of the last backtest run, seconds (spec name)"
-        ),
-        backtest_duration_seconds=Histogram(
-            "core_backtest_duration_seconds", "Wall time of backtest runs",
-            buckets=DURATION_BUCKETS_SECONDS,
-        ),
-        retrain_duration_seconds=Histogram(
-            "core_retrain_duration_seconds", "Wall time of retrain flows, by outcome",
-            ["outcome"], buckets=DURATION_BUCKETS_SECONDS,
-        ),
-        retrain_runs=Counter("core_retrain_runs", "Retrain flows that ended, by outcome",
-                             ["outcome"]),
-        theta_trials=Counter("core_theta_trials", "θ search trials evaluated"),
-        theta_best_score=_gauge("core_theta_best_score", "Objective of the last search's best θ"),
-        inference_held=Counter(
-            "core_inference_held", "Pair-bars whose new entries were held back, by reason",
-            ["reason"],
-        ),
-        live_sharpe=_gauge("core_live_sharpe", "Live Sharpe ratio (annualized)", ("pair",)),
-        live_win_rate=_gauge("core_live_win_rate", "Live share of winning trades", ("pair",)),
-        live_max_drawdown_ratio=_gauge(
-            "core_live_max_drawdown_ratio", "Live maximum drawdown, share of peak equity", ("pair",)
-        ),
-        live_pnl_usd=_gauge("core_live_pnl_usd", "Live realized P&L", ("pair",)),
-        live_trades=_gauge("core_live_trades", "Live closed trades in the KPI window", ("pair",)),
-        drift_psi=_gauge("core_drift_psi", "Population stability index of a feature", ("feature",)),
-        drift_alarm=_gauge("core_drift_alarm", "1 while a detector's alarm stands", ("detector",)),
-        detector_value=_gauge(
-            "core_detector_value", "A detector's statistic at its last check", ("detector",)
-        ),
-    )  # fmt: skip
+    """The collectors of this process."""
+    return Metrics()

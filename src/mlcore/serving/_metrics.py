@@ -18,14 +18,14 @@ INFERENCE_LATENCY_SECONDS = Histogram(
 SIGNALS_TOTAL = Counter("signals_total", "Signals produced", ["action"])
 SIGNALS_PER_MIN = Gauge(
     "signals_per_min", "Signals produced over the last minute", ["worker"],
-    multiprocess_mode="liveall",
+    multiprocess_mode="mostrecent",  # keyed by worker: no pid label
 )  # fmt: skip
 BARS_REFUSED_TOTAL = Counter(
     "bars_refused_total", "Bars not turned into a signal, by reason", ["reason"]
 )
 OUTBOX_PENDING = Gauge(
     "outbox_pending", "Signals waiting in a worker's outbox for Redis", ["worker"],
-    multiprocess_mode="liveall",
+    multiprocess_mode="mostrecent",  # keyed by worker: no pid label
 )  # fmt: skip
 SIGNALS_EXPIRED_TOTAL = Counter(
     "core_signals_expired",
@@ -35,5 +35,5 @@ SIGNALS_EXPIRED_TOTAL = Counter(
 # signals of the last minute (+1 long spread, -1 short, 0 exits), the newest worker's value.
 MODEL_ACTION_MEAN = Gauge(
     "model_action_mean", "Mean signed side of the signals of the last minute",
-    multiprocess_mode="livemostrecent",
+    multiprocess_mode="mostrecent",
 )  # fmt: skip
