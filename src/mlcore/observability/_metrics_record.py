@@ -77,9 +77,8 @@ def record_ingest(
     m = metrics()
     tf = _checked(cfg, "timeframe", timeframe)
     m.data_bars_written.labels(_symbol(cfg, symbol), tf).inc(max(bars_written, 0))
-    for rule, n in dq_failures.items():
-        if n > 0:
-            m.dq_fail.labels(DqRule(rule).value).inc(n)
+    for rule in DqRule:  # every rule's series exists (at 0): rate() and alerts see the first
+        m.dq_fail.labels(rule.value).inc(max(dq_failures.get(rule, 0), 0))
 
 
 def record_watermark_lag(cfg: AppConfig, symbol: str, timeframe: str, lag_seconds: float) -> None:
@@ -104,7 +103,8 @@ def record_retrain(duration_seconds: float, outcome: Outcome) -> None:
     """Record one retrain flow's wall time and how it ended."""
     m = metrics()
     m.retrain_duration_seconds.labels(Outcome(outcome).value).observe(duration_seconds)
-    m.retrain_runs.labels(Outcome(outcome).value).inc()
+    for o in Outcome:  # every outcome's series exists: the first failure is an increase
+        m.retrain_runs.labels(o.value).inc(1 if o == outcome else 0)
 
 
 def record_theta(trials: int, best_score: float | None) -> None:

@@ -1,0 +1,81 @@
+"""``mlcore metrics serve`` as a process: it serves what another process recorded into the
+multiprocess folder (counters summed across runs), stops on SIGTERM with exit 0, and a port
+already taken is one line and exit 2; ``mlcore metrics show`` prints the same exposition."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.conftest import CONFIG_ROOT, free_port
+
+RECORD = """
+import sys
+from pathlib import Path
+from mlcore.config import load_config
+import mlcore.observability as o
+cfg = load_config(Path(sys.argv[1]), "dev")
+o.bind(cfg)
+o.record_theta(7, 0.5)
+o.record_backtest(3.0)
+"""
+
+
+def _env(archive: Path) -> dict[str, str]:
+    env = {**os.environ, "ARCHIVE_PATH": str(archive), "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return env
+
+
+def _mlcore(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mlcore", *args, "--config-root", str(CONFIG_ROOT)]
+
+
+def test_serve_sums_the_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
+    env = _env(tmp_path / "archive")
+    for _ in range(2):  # two short-lived runs
+        subprocess.run([sys.executable, "-c", RECORD, str(CONFIG_ROOT)], env=env, check=True,
+                       timeout=60)  # fmt: skip
+    port = free_port()
+    proc = subprocess.Popen(_mlcore("metrics", "serve", "--port", str(port)), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        text = ""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "core_theta_trials_total" not in text:
+            try:
+                url = f"http://127.0.0.1:{port}/metrics"
+                text = urllib.request.urlopen(url, timeout=2).read().decode()
+            except OSError:
+                time.sleep(0.2)
+        assert "core_theta_trials_total 14.0" in text  # 7 + 7: counters add up across runs
+        assert "core_backtest_duration_seconds_count 2.0" in text
+        assert "bt_run_duration 3.0" in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert f"127.0.0.1:{port}/metrics" in out
+    shown = subprocess.run(_mlcore("metrics", "show"), env=env, capture_output=True, text=True,
+                           timeout=60, check=True)  # fmt: skip
+    assert "core_theta_trials_total 14.0" in shown.stdout
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        out = subprocess.run(_mlcore("metrics", "serve", "--port", str(port)),
+                             env=_env(tmp_path / "archive"), capture_output=True, text=True,
+                             timeout=60, check=False)  # fmt: skip
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert "OBS_METRICS_PORT_UNAVAILABLE" in out.stderr and "Traceback" not in out.stderr
+    assert len(lines) <= 2, out.stderr
