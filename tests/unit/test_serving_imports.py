@@ -1,6 +1,6 @@
 """The live side stays light and apart from research: ``import mlcore.serving`` in a fresh
-process loads no research library, and no module of serving/, signals/, execution/, ops/ or observability/ imports
-backtest/, training/ or flows/ (at the top or inside a function)."""
+process loads no research library, and no module of serving/, signals/, execution/, ops/ or
+observability/ imports backtest/, training/ or flows/ (at the top or inside a function)."""
 
 from __future__ import annotations
 
