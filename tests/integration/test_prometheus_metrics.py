@@ -76,26 +76,26 @@ WORKER_NAMES = {
 REFUSALS = BAR_REASONS | {"warmup", "stale_bar", "fx_stale", "history_gap"}
 
 
-def _run(code: str, archive: Path, env_dir: Path | None = None) -> None:
+def _start(code: str, archive: Path, env_dir: Path | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "ARCHIVE_PATH": str(archive), "PYTHONPATH": os.pathsep.join(sys.path)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     if env_dir is not None:
         env_dir.mkdir(parents=True, exist_ok=True)
         env["PROMETHEUS_MULTIPROC_DIR"] = str(env_dir)
-    subprocess.run([sys.executable, "-c", code, str(CONFIG_ROOT)], env=env, check=True,
-                   timeout=60, capture_output=True)  # fmt: skip
+    return subprocess.Popen([sys.executable, "-c", code, str(CONFIG_ROOT)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def endpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     tmp = tmp_path_factory.mktemp("metrics")
     archive = tmp / "archive"
-    _run(BATCH, archive)
-    _run(WORKER, archive, tmp / "serving-metrics")
-    return {
-        "batch": exposition(archive / "metrics"),
-        "serving": exposition(tmp / "serving-metrics"),
-    }
+    procs = [_start(BATCH, archive), _start(WORKER, archive, tmp / "serving-metrics")]
+    for proc in procs:  # both at once: each is mostly import time
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err.decode()
+    serving = exposition(tmp / "serving-metrics")
+    return {"batch": exposition(archive / "metrics"), "serving": serving}
 
 
 def _families(text: str) -> dict[str, list[tuple[str, dict[str, str], float]]]:
