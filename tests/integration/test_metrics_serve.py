@@ -79,3 +79,32 @@ def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert "OBS_METRICS_PORT_UNAVAILABLE" in out.stderr and "Traceback" not in out.stderr
     assert len(lines) <= 2, out.stderr
+
+
+UNWRITABLE = """
+import shutil, sys
+from pathlib import Path
+from mlcore.config import load_config
+import mlcore.observability as o
+cfg = load_config(Path(sys.argv[1]), "dev")
+o.bind(cfg)  # {archive}/metrics is a file: cannot be the folder
+o.record_theta(3, 0.1)
+folder = Path(sys.argv[2])
+o.bind_multiproc(folder)
+shutil.rmtree(folder)  # the folder vanishes under a running process
+o.record_backtest(2.0)
+o.record_retrain(1.0, o.Outcome.SUCCESS)
+print("went on")
+"""
+
+
+def test_a_metrics_folder_that_cannot_be_written_never_stops_the_producer(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / "metrics").write_text("not a folder")
+    out = subprocess.run([sys.executable, "-c", UNWRITABLE, str(CONFIG_ROOT),
+                          str(tmp_path / "gone")], env=_env(archive), capture_output=True,
+                         text=True, timeout=60, check=False)  # fmt: skip
+    assert (out.returncode, out.stdout.strip()) == (0, "went on"), out.stderr
+    assert "metrics not recorded by bind" in out.stderr
+    assert "metrics not recorded by record_backtest" in out.stderr

@@ -4,8 +4,11 @@ set (the universe's pairs and instruments, feature_order's names, the enums of
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import ParamSpec
 
 from mlcore.config import TIMEFRAMES, AppConfig
 from mlcore.observability._metrics import (
@@ -18,6 +21,22 @@ from mlcore.observability._metrics import (
 )
 
 OTHER = "other"  # an instrument outside universe.yaml (ingest takes any symbol)
+log = logging.getLogger("mlcore.observability")
+P = ParamSpec("P")
+
+
+def _never_breaks(record: Callable[P, None]) -> Callable[P, None]:
+    """A metrics file that cannot be written (disk full, folder gone) is logged, never raised:
+    the ingest, backtest or worker it measures goes on. A label outside its set still raises."""
+
+    @functools.wraps(record)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            record(*args, **kwargs)
+        except OSError as exc:
+            log.warning("metrics not recorded by %s: %s", record.__name__, exc)
+
+    return guarded
 
 
 @dataclass(frozen=True)
@@ -32,6 +51,7 @@ class LiveKpis:
     trades: int
 
 
+@_never_breaks
 def bind(cfg: AppConfig) -> None:
     """Record this process's metrics into observability_policy metrics.multiproc_dir (for
     ``mlcore metrics serve``); a folder already set in the environment is kept."""
@@ -66,6 +86,7 @@ def _symbol(cfg: AppConfig, symbol: str) -> str:
     return symbol if symbol in cfg.universe.instruments else OTHER
 
 
+@_never_breaks
 def record_ingest(
     cfg: AppConfig,
     symbol: str,
@@ -81,17 +102,20 @@ def record_ingest(
         m.dq_fail.labels(rule.value).inc(max(dq_failures.get(rule, 0), 0))
 
 
+@_never_breaks
 def record_watermark_lag(cfg: AppConfig, symbol: str, timeframe: str, lag_seconds: float) -> None:
     """Set the pipeline watermark's lag of one instrument."""
     tf = _checked(cfg, "timeframe", timeframe)
     metrics().data_watermark_lag_seconds.labels(_symbol(cfg, symbol), tf).set(lag_seconds)
 
 
+@_never_breaks
 def record_pipeline_lag(cfg: AppConfig, symbol: str, lag_seconds: float) -> None:
     """Set the age of the newest live bar a worker received."""
     metrics().data_pipeline_lag_seconds.labels(_symbol(cfg, symbol)).set(lag_seconds)
 
 
+@_never_breaks
 def record_backtest(duration_seconds: float) -> None:
     """Record one backtest run's wall time (``bt_run_duration`` and the histogram)."""
     m = metrics()
@@ -99,6 +123,7 @@ def record_backtest(duration_seconds: float) -> None:
     m.backtest_duration_seconds.observe(duration_seconds)
 
 
+@_never_breaks
 def record_retrain(duration_seconds: float, outcome: Outcome) -> None:
     """Record one retrain flow's wall time and how it ended."""
     m = metrics()
@@ -107,6 +132,7 @@ def record_retrain(duration_seconds: float, outcome: Outcome) -> None:
         m.retrain_runs.labels(o.value).inc(1 if o == outcome else 0)
 
 
+@_never_breaks
 def record_theta(trials: int, best_score: float | None) -> None:
     """Count a θ search's trials and set its best objective (None: nothing feasible)."""
     m = metrics()
@@ -115,11 +141,13 @@ def record_theta(trials: int, best_score: float | None) -> None:
         m.theta_best_score.set(best_score)
 
 
+@_never_breaks
 def record_inference_held(reason: HoldReason, n: int = 1) -> None:
     """Count pair-bars whose new entries a worker held back."""
     metrics().inference_held.labels(HoldReason(reason).value).inc(n)
 
 
+@_never_breaks
 def record_kpis(cfg: AppConfig, kpis: Iterable[LiveKpis]) -> None:
     """Set the live KPI gauges of each pair."""
     m = metrics()
@@ -132,6 +160,7 @@ def record_kpis(cfg: AppConfig, kpis: Iterable[LiveKpis]) -> None:
         m.live_trades.labels(pair).set(k.trades)
 
 
+@_never_breaks
 def record_detector(
     cfg: AppConfig,
     detector: Detector,
