@@ -24,6 +24,7 @@ import pytest
 
 from mlcore.config import AppConfig, load_config
 from mlcore.demo import DemoResult
+from mlcore.registry import Alerts, database_url, make_engine
 from mlcore.serving import Supervisor, WorkerSpec, bar_message, replay_bars
 from tests.conftest import config_with, free_port
 from tests.prometheus_tools import RULES, check_metrics, tool
@@ -149,6 +150,9 @@ def test_a_real_prometheus_scrapes_every_named_metric(
         )
         held = _query(prom_port, 'core_inference_held_total{reason="data_lag"}')
         assert float(held[0]["value"][1]) > 0  # the live worker held its pair-bars
+        # One alert for the live worker's episode (the replaying one never checks).
+        lag_alerts = Alerts(make_engine(database_url(cfg))).recent(code="CORE_DATA_PIPELINE_LAG")
+        assert [a.message.split(":")[0] for a in lag_alerts] == ["worker-1"]
         up = {r["metric"]["worker"]: r["value"][1] for r in _query(prom_port, "worker_up")}
         assert up == {"worker-0": "1", "worker-1": "1"}
         targets = json.loads(_get(f"http://127.0.0.1:{prom_port}/api/v1/targets"))

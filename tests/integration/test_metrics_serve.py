@@ -4,6 +4,7 @@ already taken is one line and exit 2; ``mlcore metrics show`` prints the same ex
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -13,6 +14,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
+import pytest
+
+from mlcore.config import load_config
+from mlcore.data import PartitionStore
 from tests.conftest import CONFIG_ROOT, free_port
 
 RECORD = """
@@ -65,6 +71,28 @@ def test_serve_sums_the_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
     shown = subprocess.run(_mlcore("metrics", "show"), env=env, capture_output=True, text=True,
                            timeout=60, check=True)  # fmt: skip
     assert "core_theta_trials_total 14.0" in shown.stdout
+
+
+def test_the_watermark_lag_is_computed_at_each_scrape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ingest for hours: the lag keeps growing (a gauge set by the last ingest would not)."""
+    archive = tmp_path / "archive"
+    monkeypatch.setenv("ARCHIVE_PATH", str(archive))
+    cfg = load_config(CONFIG_ROOT, "dev")
+    folder = PartitionStore(cfg.paths.raw).symbol_dir("1h", "EUR/USD")
+    folder.mkdir(parents=True)
+    last = pd.Timestamp.now(tz="UTC").floor("h") - pd.Timedelta(hours=5)
+    (folder / "_watermark.json").write_text(json.dumps({"last_ts": last.isoformat()}))
+    before = time.time()
+    shown = subprocess.run(_mlcore("metrics", "show"), env=_env(archive), capture_output=True,
+                           text=True, timeout=60, check=True)  # fmt: skip
+    after = time.time()
+    series = 'data_watermark_lag_seconds{symbol="EUR/USD",timeframe="1h"}'
+    line = next(x for x in shown.stdout.splitlines() if x.startswith(series))
+    close = last.timestamp() + 3600
+    assert before - close - 1 <= float(line.split()[-1]) <= after - close + 1
+    assert 'symbol="GBP/USD"' not in shown.stdout  # never ingested: no sample
 
 
 def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:

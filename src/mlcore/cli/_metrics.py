@@ -7,13 +7,17 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mlcore.cli._app import command, load_config, typer_app
 from mlcore.cli._render import text
 from mlcore.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mlcore.config import AppConfig
+    from mlcore.observability import WatermarkLag
 
 metrics_app = typer_app(
     "Prometheus metrics of the batch commands and flows: serve them, show them."
@@ -30,6 +34,21 @@ DirOpt = Annotated[
     typer.Option("--multiproc-dir", file_okay=False,
                  help="Folder of the multiprocess files (default: the policy's, in the archive)."),
 ]  # fmt: skip
+
+
+def _watermarks(cfg: AppConfig) -> WatermarkLag:
+    """The pipeline's watermark lag of every universe instrument, at each scrape."""
+    from mlcore.data import read_watermark
+    from mlcore.observability import WatermarkLag
+
+    def read(symbol: str, timeframe: str) -> int | None:
+        try:
+            mark = read_watermark(cfg, symbol, timeframe)
+        except (OSError, ValueError):
+            return None  # unreadable: no sample (the worker's check counts it as late)
+        return None if mark is None else int(mark.value)
+
+    return WatermarkLag(read, sorted(cfg.universe.instruments), cfg.pipeline.timeframe_allowed)
 
 
 def _folder(given: Path | None) -> Path:
@@ -49,7 +68,7 @@ def serve(host: HostOpt = "127.0.0.1", port: PortOpt = None, multiproc_dir: DirO
     folder = _folder(multiproc_dir)
     chosen = cfg.observability.metrics.port if port is None else port
     try:
-        server, bound = serve_multiproc(folder, chosen, host)
+        server, bound = serve_multiproc(folder, chosen, host, _watermarks(cfg))
     except OSError as exc:
         raise ConfigError(
             "OBS_METRICS_PORT_UNAVAILABLE",
@@ -70,4 +89,4 @@ def show(multiproc_dir: DirOpt = None) -> None:
     """Print what a scrape returns now (Prometheus text format)."""
     from mlcore.observability import exposition
 
-    sys.stdout.write(exposition(_folder(multiproc_dir)))
+    sys.stdout.write(exposition(_folder(multiproc_dir), _watermarks(load_config())))

@@ -25,7 +25,6 @@ from mlcore.data._raw import (
     read_raw_history,
     write_raw,
 )
-from mlcore.data._rules import now_ns
 from mlcore.data._store import (
     BARS_FILE,
     EXCLUDED_FILE,
@@ -39,13 +38,7 @@ from mlcore.data._store import (
     to_parquet_bytes,
 )
 from mlcore.errors import ConfigError, FatalError, shown
-from mlcore.observability import (
-    DqRule,
-    bind,
-    record_ingest,
-    record_watermark_lag,
-    watermark_lag_seconds,
-)
+from mlcore.observability import DqRule, bind, record_ingest
 
 _EMPTY = np.array([], dtype=np.int64)
 
@@ -389,12 +382,13 @@ def ingest(
     path = cfg.paths.reports / "ingest" / f"{report.run_id}.json"
     report.report_path = str(path)
     _write_atomic_json(path, report.to_dict())
-    _record_metrics(cfg, report, now)
+    _record_metrics(cfg, report)
     return report
 
 
-def _record_metrics(cfg: AppConfig, report: IngestReport, now: pd.Timestamp | None) -> None:
-    """data_bars_written_total, dq_fail_total{rule} and data_watermark_lag_seconds."""
+def _record_metrics(cfg: AppConfig, report: IngestReport) -> None:
+    """data_bars_written_total and dq_fail_total{rule} (the watermark's lag is computed at each
+    scrape by ``mlcore metrics serve``: it grows while nothing ingests)."""
     bind(cfg)
     failures = {
         DqRule.ROW_REJECTED: report.rows_rejected,
@@ -407,10 +401,6 @@ def _record_metrics(cfg: AppConfig, report: IngestReport, now: pd.Timestamp | No
     }
     written = report.new_bars + report.updated_bars
     record_ingest(cfg, report.symbol, report.timeframe, written, failures)
-    if report.last_ts is not None:
-        last = pd.Timestamp(report.last_ts).value
-        lag = watermark_lag_seconds(last, TIMEFRAMES[report.timeframe], now_ns(now))
-        record_watermark_lag(cfg, report.symbol, report.timeframe, lag)
 
 
 def _reject_dict(r: Reject) -> dict[str, Any]:

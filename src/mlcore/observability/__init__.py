@@ -35,6 +35,8 @@ from mlcore.observability._metrics_record import (
     record_watermark_lag,
 )
 from mlcore.observability._metrics_serve import (
+    ReadWatermark,
+    WatermarkLag,
     exposition,
     multiproc_registry,
     serve_multiproc,
@@ -53,6 +55,8 @@ __all__ = [
     "LiveKpis",
     "Metrics",
     "Outcome",
+    "ReadWatermark",
+    "WatermarkLag",
     "bind",
     "bind_multiproc",
     "exposition",
