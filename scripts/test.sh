@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 export NUMBA_CACHE_DIR="${NUMBA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mlcore/numba}"
 bash scripts/setup.sh dev
 bash scripts/browser.sh  # chromium for the report's browser test (e2e tier)
+bash scripts/prometheus.sh  # prometheus + promtool for the observability tests
 if [[ "${CI:-}" == "true" ]]; then
   bash scripts/services.sh
 else

@@ -46,7 +46,7 @@ DEMO_MODULES = frozenset(
                  "test_serving", "test_serving_controls", "test_serving_drawdown",
                  "test_serving_faults",
                  "test_serving_hotswap", "test_serving_redis", "test_serving_sigterm",
-                 "test_train")
+                 "test_prometheus", "test_train")
 )  # fmt: skip
 
 

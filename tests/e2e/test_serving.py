@@ -197,7 +197,7 @@ def test_the_supervisor_serves_prometheus_metrics(replay, tmp_path: Path, monkey
                 break
             time.sleep(0.5)
         assert 'worker_up{worker="worker-0"} 1.0' in text
-        assert "inference_latency_ms_bucket" in text
+        assert "core_inference_latency_seconds_bucket" in text
         assert 'signals_total{action="hold"}' in text
         assert "signals_per_min" in text
     finally:

@@ -21,13 +21,13 @@ from mlcore.observability import (
     clean_text,
     cut,
     escape_mrkdwn,
-    judge,
     pagerduty_event,
     render_text,
     retry_after_seconds,
     slack_body,
     template_for,
 )
+from mlcore.observability._notify import judge
 from mlcore.registry import alert_scope, dedup_key
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

@@ -1,6 +1,6 @@
 """The live side stays light and apart from research: ``import mlcore.serving`` in a fresh
-process loads no research library, and no module of serving/, signals/ or execution/ imports
-backtest/, training/ or flows/ (at the top or inside a function)."""
+process loads no research library, and no module of serving/, signals/, execution/, ops/ or
+observability/ imports backtest/, training/ or flows/ (at the top or inside a function)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "mlcore"
-LIVE = ("serving", "signals", "execution", "ops")
+LIVE = ("serving", "signals", "execution", "ops", "observability")
 RESEARCH = ("mlcore.backtest", "mlcore.training", "mlcore.flows")
 # Research libraries, and the research stages themselves, that a worker must not load.
 HEAVY = ("plotly", "optuna", "sklearn", "alembic", "prefect", "imblearn", *RESEARCH)
@@ -32,7 +32,8 @@ def _present(modules: set[str], roots: tuple[str, ...]) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "module", ["mlcore.serving", "mlcore.signals", "mlcore.execution", "mlcore.ops"]
+    "module",
+    ["mlcore.serving", "mlcore.signals", "mlcore.execution", "mlcore.ops", "mlcore.observability"],
 )
 def test_live_import_loads_no_research_library(module: str) -> None:
     loaded = _loaded_after(f"import {module}")

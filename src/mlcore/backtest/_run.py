@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -43,6 +44,7 @@ from mlcore.data import Catalog, replace_dir
 from mlcore.data._atomic import write_atomic
 from mlcore.errors import MissingDataError, MissingInputError
 from mlcore.execution import BACKTEST_RECORD, PairModels, previous_theta, version_config
+from mlcore.observability import bind, record_backtest, record_theta
 from mlcore.training import code_hash
 
 
@@ -207,6 +209,8 @@ def optimize_theta(
         return run_portfolio(search_bars, setups, t1, t2, account=account)
 
     search = search_theta(on_search, box, cfg.backtest.theta_search, seed)
+    bind(cfg)
+    record_theta(search.n_trials, search.best_objective)
     baseline = PairModels.load(baseline_folder, restore) if baseline_folder is not None else None
     if baseline is not None and baseline.params["timeframe"] != timeframe:
         raise ValueError(
@@ -232,6 +236,7 @@ def run_backtest(
     ``theta_run`` is a θ search already made for this version and baseline (else one is).
     ``model_registered=False`` (``--unregistered``) marks the lineage and the report's title:
     the registry does not vouch for the version's files."""
+    started = time.monotonic()
     th = theta_run
     if th is None:
         th = optimize_theta(
@@ -337,6 +342,8 @@ def run_backtest(
     files["report.html"] = report_html(files, models.metrics)
     folder = cfg.paths.reports / "backtest" / models.version
     replace_dir(folder, files)
+    bind(cfg)
+    record_backtest(time.monotonic() - started)
     return BacktestReport(
         models.version, folder, folder / "report.html", decision, gates, th, test_run.metrics,
         stress, lineage, zscore, no_trades,

@@ -27,6 +27,7 @@ from mlcore.cli import (
     _feedback,
     _fills,
     _flows,
+    _metrics,
     _models,
     _notify,
     _registry,
@@ -51,6 +52,7 @@ app.add_typer(_feedback.feedback_app, name="feedback")
 app.add_typer(_notify.notify_app, name="notify")
 app.add_typer(_fills.fills_app, name="fills")
 app.add_typer(_fills.kpis_app, name="kpis")
+app.add_typer(_metrics.metrics_app, name="metrics")
 _ = _run  # registers demo and serve on the root group (_workspace: init)
 
 __all__ = ["app", "main"]

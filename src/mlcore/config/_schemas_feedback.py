@@ -21,9 +21,24 @@ Rate01 = Annotated[float, Field(ge=0, le=1)]
 
 # observability_policy.yaml --------------------------------------------------------------
 class MetricsPolicy(Policy):
-    """Where the Prometheus endpoints listen (0: an ephemeral port, for tests)."""
+    """Where ``mlcore metrics serve`` listens (0: an ephemeral port, for tests) and the
+    prometheus_client multiprocess folder (relative to the archive) that the short-lived
+    commands (ingest, backtest, flows) write their metrics to."""
 
     port: Port
+    multiproc_dir: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class DataFreshnessPolicy(Policy):
+    """The data pipeline's watermark rule (002 観測設定): ``watermark: ingest`` holds new entries
+    while the newest ingested bar is overdue by more than the budget ``budget_from`` names;
+    ``off`` leaves it to the per-bar freshness check alone."""
+
+    watermark: Literal["ingest", "off"]
+    budget_from: Literal[
+        "pipeline_policy.freshness_budget_seconds", "serving_policy.freshness_budget_seconds"
+    ]
+    check_every_seconds: Annotated[float, Field(gt=0, le=3600)]
 
 
 class BlockRef(Policy):
@@ -43,6 +58,7 @@ class ObservabilityPolicy(Policy):
 
     metrics: MetricsPolicy
     notifications: NotificationsRef
+    data_freshness: DataFreshnessPolicy
 
 
 POLICY_SCHEMAS["observability_policy"] = ObservabilityPolicy

@@ -38,6 +38,7 @@ from mlcore.data._store import (
     to_parquet_bytes,
 )
 from mlcore.errors import ConfigError, FatalError, shown
+from mlcore.observability import DqRule, bind, record_ingest
 
 _EMPTY = np.array([], dtype=np.int64)
 
@@ -381,7 +382,25 @@ def ingest(
     path = cfg.paths.reports / "ingest" / f"{report.run_id}.json"
     report.report_path = str(path)
     _write_atomic_json(path, report.to_dict())
+    _record_metrics(cfg, report)
     return report
+
+
+def _record_metrics(cfg: AppConfig, report: IngestReport) -> None:
+    """data_bars_written_total and dq_fail_total{rule} (the watermark's lag is computed at each
+    scrape by ``mlcore metrics serve``: it grows while nothing ingests)."""
+    bind(cfg)
+    failures = {
+        DqRule.ROW_REJECTED: report.rows_rejected,
+        DqRule.CONFLICT: report.conflicting_rows,
+        DqRule.OUTLIER: report.flags["outlier"],
+        DqRule.SPIKE: report.flags["spike"],
+        DqRule.FILLED: report.flags["filled"],
+        DqRule.MISSING: report.missing_bars,
+        DqRule.QUARANTINED: len(report.quarantined),
+    }
+    written = report.new_bars + report.updated_bars
+    record_ingest(cfg, report.symbol, report.timeframe, written, failures)
 
 
 def _reject_dict(r: Reject) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from mlcore.flows._guard import RunGuard, begin_run, log
 from mlcore.flows._publish import SERVING_CHANNEL, Checklist, serving_notice, write_notice
 from mlcore.flows._retention import apply_retention
 from mlcore.governance import require_in_force
-from mlcore.observability import deliver_pending
+from mlcore.observability import Outcome, bind, deliver_pending, record_retrain
 from mlcore.registry import ModelStatus, Registry, RunStatus, registry_for
 from mlcore.training import TrainReport, TrainStatus
 
@@ -305,6 +306,8 @@ def core_retrain_flow(
     registry = registry_for(cfg)
     guard = begin_run(registry, cfg.retrain, flow_run.get_id(), reason)
     outcome = RetrainOutcome(guard.run_id, RunStatus.RUNNING)
+    bind(cfg)
+    started = time.monotonic()
     try:
         with guard.heartbeat():
             guard.step = "update_catalog"
@@ -347,6 +350,7 @@ def core_retrain_flow(
                     model_version=report.model_version,
                     error_message=outcome.message,
                 )
+                record_retrain(time.monotonic() - started, Outcome.ABORTED)
                 return outcome
             outcome.backtest = core_backtest_flow(
                 report.model_version, config_root, config_env, guard.run_id
@@ -356,6 +360,7 @@ def core_retrain_flow(
             )
             stage_done("publish", f"{report.model_version} is {outcome.publish.status}")
     except BaseException as exc:
+        record_retrain(time.monotonic() - started, Outcome.FAILURE)
         try:
             guard.failed(exc)
         except Exception as record_exc:  # the run's own error matters more than its record
@@ -364,6 +369,7 @@ def core_retrain_flow(
         raise
     finally:
         deliver_notifications(cfg, registry)
+    record_retrain(time.monotonic() - started, Outcome.SUCCESS)
     outcome.retries = guard.retry_count()
     outcome.status = RunStatus.SUCCESS
     bt = outcome.backtest

@@ -1,6 +1,49 @@
-"""Observability: Prometheus metrics, structured logs, and the notifications of every alert
-(Slack, PagerDuty) through the ``audit.notifications`` outbox."""
+"""Observability: the Prometheus metrics of the batch side and the feedback loop, the endpoint
+that serves them to a scraper, the data pipeline's freshness rule, and the notifications of
+every alert (Slack, PagerDuty) through the ``audit.notifications`` outbox
+(docs/observability.md)."""
 
+from mlcore.observability._freshness import (
+    NS,
+    FreshnessVerdict,
+    HoldChange,
+    judge,
+    overdue_seconds,
+    watermark_lag_seconds,
+)
+from mlcore.observability._metrics import (
+    LATENCY_BUCKETS_SECONDS,
+    MULTIPROC_ENV,
+    Detector,
+    DqRule,
+    HoldReason,
+    Metrics,
+    Outcome,
+    bind_multiproc,
+    metrics,
+)
+from mlcore.observability._metrics_record import (
+    LiveKpis,
+    bind,
+    label_sets,
+    record_backtest,
+    record_detector,
+    record_inference_held,
+    record_ingest,
+    record_kpis,
+    record_pipeline_lag,
+    record_retrain,
+    record_theta,
+    record_watermark_lag,
+)
+from mlcore.observability._metrics_serve import (
+    ReadWatermark,
+    WatermarkLag,
+    exposition,
+    multiproc_registry,
+    serve_multiproc,
+    wait_forever,
+)
 from mlcore.observability._notify import (
     STUCK,
     Destinations,
@@ -9,7 +52,6 @@ from mlcore.observability._notify import (
     Verdict,
     backoff_seconds,
     deliver_pending,
-    judge,
     retry_after_seconds,
 )
 from mlcore.observability._notify_metrics import NOTIFY_METRICS
@@ -26,27 +68,59 @@ from mlcore.observability._templates import (
 )
 
 __all__ = [
+    "LATENCY_BUCKETS_SECONDS",
+    "MULTIPROC_ENV",
     "NOTIFY_METRICS",
+    "NS",
     "STUCK",
     "AlertView",
     "Claim",
     "Destinations",
+    "Detector",
+    "DqRule",
+    "FreshnessVerdict",
+    "HoldChange",
+    "HoldReason",
+    "LiveKpis",
+    "Metrics",
     "Notifier",
     "OutboxRow",
+    "Outcome",
     "PassReport",
+    "ReadWatermark",
     "Verdict",
+    "WatermarkLag",
     "backoff_seconds",
+    "bind",
+    "bind_multiproc",
     "claim_next",
     "clean_text",
     "counts",
     "cut",
     "deliver_pending",
     "escape_mrkdwn",
+    "exposition",
     "judge",
+    "label_sets",
     "listing",
+    "metrics",
+    "multiproc_registry",
+    "overdue_seconds",
     "pagerduty_event",
+    "record_backtest",
+    "record_detector",
+    "record_inference_held",
+    "record_ingest",
+    "record_kpis",
+    "record_pipeline_lag",
+    "record_retrain",
+    "record_theta",
+    "record_watermark_lag",
     "render_text",
     "retry_after_seconds",
+    "serve_multiproc",
     "slack_body",
     "template_for",
+    "wait_forever",
+    "watermark_lag_seconds",
 ]

@@ -24,7 +24,7 @@ from mlcore.config import EnvSettings, SlackPolicy
 from mlcore.observability import _notify_metrics as metrics
 from mlcore.observability._outbox import Claim, claim_next, mark_delivered, mark_failed, mark_retry
 from mlcore.observability._templates import pagerduty_event, slack_body
-from mlcore.registry import NotifyTarget
+from mlcore.registry._alerts import NotifyTarget
 
 log = logging.getLogger("mlcore.notify")
 STUCK = "NOTIFY_DELIVERY_STUCK"

@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, or_, select, update
 
 from mlcore.observability._templates import AlertView
-from mlcore.registry import NotifyStatus, NotifyTarget, alert_scope, notifications
+from mlcore.registry._alerts import NotifyStatus, NotifyTarget, alert_scope
 from mlcore.registry._common import aware, maybe_aware
-from mlcore.registry._tables import alerts
+from mlcore.registry._tables import alerts, notifications
 
 _OPEN = (NotifyStatus.PENDING.value, NotifyStatus.SENDING.value)
 

@@ -33,6 +33,7 @@ from mlcore.registry import database_url, make_engine, upgrade
 from mlcore.serving import _metrics as m
 from mlcore.serving._bars import Bar, FileBarSource, RawBar, RedisBarSource
 from mlcore.serving._clock import ReplayClock, WallClock
+from mlcore.serving._data_lag import PipelineWatch
 from mlcore.serving._dd_guard import dd_guard
 from mlcore.serving._dead import message_id
 from mlcore.serving._delivery import (
@@ -43,7 +44,7 @@ from mlcore.serving._delivery import (
     replay_names,
     valid_until_ns,
 )
-from mlcore.serving._flags import FlagReader, flags_json
+from mlcore.serving._flags import FlagReader, OpsFlags, flags_json
 from mlcore.serving._frontier import (
     ahead,
     frontier_key,
@@ -72,6 +73,7 @@ log = logging.getLogger("mlcore.serving")
 _RECENT_BARS = 16  # bars kept per symbol while the other leg of a pair has not arrived
 COMMIT_EVERY_S = 1.0  # bars that produced nothing are committed at least this often
 EXIT_MODEL_UNUSABLE = 3  # the exit code that asks the supervisor for another version
+Made = list[tuple[int, dict[str, Any]]]  # (bar time, signal) of a batch
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,7 @@ class Worker:
         self.recent: dict[str, dict[int, Bar]] = {s: {} for s in self.by_symbol}
         self.fx: dict[str, FxQuote] = {}
         self.tally: Tally[str] = Tally()
-        self._minute: deque[float] = deque()
+        self._minute: deque[tuple[float, int]] = deque()  # (when, signed entry side)
         kept = self.outbox.kv().get("flags")
         self.flags = FlagReader(
             self.client, sv.redis.ops_flags_key, self.root / "ops_flags.json",
@@ -190,6 +192,8 @@ class Worker:
                              self.tally)  # fmt: skip
         self.guard = dd_guard(cfg, spec.worker_id, self.root, self.client, self.db,
                               live=not spec.replay_redis)  # fmt: skip
+        self.lag = PipelineWatch(cfg, self.by_symbol, self.intake.alert, spec.worker_id,
+                                 live=not spec.replay)  # fmt: skip
         restore(self, pairs)
         self._flags = self.flags.in_force()  # until read: those kept (none kept: none)
         if kept is not None and ahead(self._frontier, self.source.positions()):
@@ -220,6 +224,7 @@ class Worker:
                 q.rate, q.close_ns = bar.close, close_ns
         if sym not in self.by_symbol:
             return None
+        self.lag.bar_arrived(sym, bar.ts_ns)
         recent = self.recent[sym]
         recent[bar.ts_ns] = bar
         if len(recent) > _RECENT_BARS:
@@ -259,6 +264,7 @@ class Worker:
         marked to market first, then the book's drawdown is taken over them, then each pair
         decides under it (the backtest's order: its account stops act on the same bar)."""
         self.guard.refresh()
+        flags = self.lag.flags(self._flags, len(ready), self.tally)  # the pipeline's lag
         ready.sort(key=lambda p: p.ts_ns)  # stable: the arrival order within a bar time
         for ts, items in groupby(ready, key=lambda p: p.ts_ns):
             group = list(items)
@@ -269,16 +275,15 @@ class Worker:
             control = self.guard.at(ts, own).control
             for p in group:
                 self.intake.mark.set(p.raw, p.key)
-                self._one(p, control, out)
+                self._one(p, control, out, flags)
             self.intake.mark.clear()
 
-    def _one(self, p: PairBar, control: float, out: list[tuple[int, dict[str, Any]]]) -> None:
+    def _one(self, p: PairBar, control: float, out: Made, flags: OpsFlags) -> None:
         rt = p.rt
         close_ns = p.ts_ns + rt.setup.bar_seconds * 1_000_000_000
         t0 = time.perf_counter_ns()
-        outcome = rt.on_bar(p.ts_ns, p.bar, self.clock.now_ns(close_ns), self._flags, p.fx,
-                            control)  # fmt: skip
-        m.INFERENCE_LATENCY_MS.observe((time.perf_counter_ns() - t0) / 1e6)
+        outcome = rt.on_bar(p.ts_ns, p.bar, self.clock.now_ns(close_ns), flags, p.fx, control)
+        m.INFERENCE_LATENCY_SECONDS.observe((time.perf_counter_ns() - t0) / 1e9)
         pid = rt.setup.pair_id
         self._touched.add(pid)
         if outcome.dd is not None:
@@ -368,7 +373,7 @@ class Worker:
         for _, s in signals:
             self.tally[f"signal:{s['metadata']['action']}"] += 1
             m.SIGNALS_TOTAL.labels(s["metadata"]["action"]).inc()
-            self._minute.append(now)
+            self._minute.append((now, s["metadata"]["side"] * (s["metadata"]["action"] == "entry")))
         return latest
 
     def _expired(self, signals: list[tuple[int, dict[str, Any]]]) -> bool:
@@ -404,9 +409,11 @@ class Worker:
     def _housekeeping(self, force: bool = False) -> None:
         sv = self.cfg.serving
         now = time.monotonic()
-        while self._minute and now - self._minute[0] > 60:
+        while self._minute and now - self._minute[0][0] > 60:
             self._minute.popleft()
         m.SIGNALS_PER_MIN.labels(self.spec.worker_id).set(len(self._minute))
+        if self._minute:
+            m.MODEL_ACTION_MEAN.set(sum(side for _, side in self._minute) / len(self._minute))
         if self.spec.aggregate and (
             force or now - self._last_aggregate >= sv.aggregate_every_seconds
         ):
