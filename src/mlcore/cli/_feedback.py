@@ -24,12 +24,18 @@ def feedback_check(
         bool,
         typer.Option("--no-retrain", help="Run and record the detectors; start no retrain."),
     ] = False,
+    no_rollback: Annotated[
+        bool,
+        typer.Option("--no-rollback", help="Skip the automatic-rollback check."),
+    ] = False,
 ) -> None:
     """Run every detector on the deployed version (feature drift per pair, live-vs-backtest
     win rate, risk-gate pass rate, risk_flag runs); record each in audit.analytics_actions,
     alert on each that fired, and start core_retrain_flow with the reason when one fired
-    (at most once per analytics_policy drift.retrain_min_interval_seconds)."""
-    from mlcore.feedback import check_feedback
+    (at most once per analytics_policy drift.retrain_min_interval_seconds). Then judge the
+    deployed version's live performance since its deployment against its backtest and roll
+    it back automatically when it decayed (runbook_policy.yaml auto_rollback)."""
+    from mlcore.feedback import check_deployed, check_feedback
 
     cfg = load_config()
 
@@ -46,3 +52,10 @@ def feedback_check(
     out.print(table)
     text(f"retrain: {outcome.retrain.value}" + (f" (run {outcome.retrain_run})"
          if outcome.retrain_run else "") + f": {outcome.retrain_message}")  # fmt: skip
+    if no_rollback:
+        return
+    with coded(MlcoreError, "FEEDBACK_CHECK_FAILED", catch=(ValueError, OSError)):
+        rb = check_deployed(cfg)
+    reasons = "; ".join(rb.decision.reasons)
+    text(f"rollback check: {rb.decision.verdict.value}, {rb.action}"
+         + (f" ({escape(rb.detail)})" if rb.detail else "") + f": {escape(reasons)}")  # fmt: skip

@@ -9,6 +9,7 @@ from mlcore.feedback._autorollback import (
     RollbackCheck,
     RollbackVerdict,
     automatic_streak,
+    check_deployed,
     check_rollback,
     decide,
 )
@@ -182,6 +183,7 @@ __all__ = [
     "block_length",
     "build_trade",
     "check_against_signal",
+    "check_deployed",
     "check_feedback",
     "check_rollback",
     "compute_kpis",

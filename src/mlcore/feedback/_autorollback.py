@@ -39,17 +39,23 @@ CHANNEL = "#risk-alerts"
 class LiveNumbers(Protocol):
     """What the verdict reads of the live performance since deployment."""
 
-    n_bars: int
-    n_trades: int
-    sharpe: float | None
-    max_drawdown: float | None
+    @property
+    def n_bars(self) -> int: ...
+    @property
+    def n_trades(self) -> int: ...
+    @property
+    def sharpe(self) -> float | None: ...
+    @property
+    def max_drawdown(self) -> float | None: ...
 
 
 class BacktestNumbers(Protocol):
     """What the verdict reads of the deployed version's backtest."""
 
-    sharpe: float | None
-    max_drawdown: float | None
+    @property
+    def sharpe(self) -> float | None: ...
+    @property
+    def max_drawdown(self) -> float | None: ...
 
 
 class RollbackVerdict(StrEnum):
@@ -155,6 +161,31 @@ def check_rollback(
         details={"model_version": version, "detail": detail},
     )  # fmt: skip
     return RollbackCheck(version, decision, action, detail)
+
+
+@dataclass(frozen=True)
+class _NoBacktest:
+    sharpe: float | None = None
+    max_drawdown: float | None = None
+
+
+def check_deployed(cfg: AppConfig, registry: Registry | None = None) -> RollbackCheck:
+    """:func:`check_rollback` on the live trades (``core.live_trades``, the book since the
+    deployment) and the version's own backtest record; no readable backtest: inconclusive."""
+    from mlcore.feedback._kpis_live import backtest_reference, live_performance
+
+    reg = registry or registry_for(cfg)
+
+    def live_of(version: str, since: datetime | None) -> LiveNumbers:
+        return live_performance(reg.engine, model_version=version, pair_id=None, since=since)
+
+    def backtest_of(version: str) -> BacktestNumbers:
+        try:
+            return backtest_reference(cfg, version)
+        except MlcoreError:
+            return _NoBacktest()
+
+    return check_rollback(cfg, live_of, backtest_of, registry=reg)
 
 
 def _act(

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select, union_all
 
+from mlcore import observability as obs
 from mlcore.config import AppConfig
 from mlcore.errors import FatalError
 from mlcore.execution import read_params
@@ -302,7 +303,26 @@ def compute_kpis(
                 computed_at=k.computed_at, window_start=k.window_start,
                 n_trades=k.trades.n_trades, n_bars=k.trades.n_bars, kpis=_json(k),
             ))  # fmt: skip
+    _gauges(cfg, out)
     return out
+
+
+def _gauges(cfg: AppConfig, kpis: list[LiveKpis]) -> None:
+    """The shortest window's KPIs of each pair as Prometheus gauges (``core_live_*{pair}``;
+    the book and longer windows stay in ``core.live_kpis``)."""
+    if not kpis:
+        return
+    shortest = min(k.window_days for k in kpis)
+    nan = float("nan")
+    rows = [obs.LiveKpis(k.pair_id, _or(k.trades.sharpe, nan), _or(k.trades.win_rate, nan),
+                         _or(k.trades.max_drawdown, nan), k.trades.pnl_usd, k.trades.n_trades)
+            for k in kpis if k.window_days == shortest and k.pair_id != BOOK]  # fmt: skip
+    obs.bind(cfg)
+    obs.record_kpis(cfg, rows)
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else float(value)
 
 
 def _json(k: LiveKpis) -> dict[str, Any]:

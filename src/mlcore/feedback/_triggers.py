@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import inspect, select
 
+from mlcore import observability as obs
 from mlcore.config import AppConfig
 from mlcore.data import write_atomic
 from mlcore.errors import MissingDataError, MlcoreError, Severity
@@ -262,23 +263,20 @@ def signal_results(cfg: AppConfig, registry: Registry, version: str,
 
 def win_rate_result(cfg: AppConfig, registry: Registry, version: str,
                     pair_id: str) -> DetectorResult:  # fmt: skip
-    """The live-vs-backtest win-rate gap: read through ``mlcore.feedback.live_performance``
-    and ``backtest_reference`` when core.live_trades exists; inconclusive until then."""
+    """The live-vs-backtest win-rate gap of the version's live trades (``core.live_trades``)
+    against its backtest record; inconclusive without either."""
+    from mlcore.feedback._kpis_live import backtest_reference, live_performance
+
     d = cfg.analytics.decay
     if not inspect(registry.engine).has_table("live_trades", schema=_core_schema(registry)):
         return DetectorResult(Detector.WIN_RATE, pair_id, Verdict.INCONCLUSIVE,
                               "no live trades yet (core.live_trades does not exist)")  # fmt: skip
-    import mlcore.feedback as fb
-
-    live_performance = getattr(fb, "live_performance", None)
-    backtest_reference = getattr(fb, "backtest_reference", None)
-    if live_performance is None or backtest_reference is None:
-        return DetectorResult(Detector.WIN_RATE, pair_id, Verdict.INCONCLUSIVE,
-                              "no live-performance reader installed yet")  # fmt: skip
+    try:
+        bt_rate = backtest_reference(cfg, version).win_rate
+    except MlcoreError as exc:
+        return DetectorResult(Detector.WIN_RATE, pair_id, Verdict.INCONCLUSIVE, exc.message)
     live = live_performance(registry.engine, model_version=version, pair_id=pair_id, since=None)
-    bt = backtest_reference(cfg, version)
-    n, rate = int(live.n_trades), getattr(live, "win_rate", None)
-    bt_rate = getattr(bt, "win_rate", None)
+    n, rate = int(live.n_trades), live.win_rate
     if n == 0 or rate is None or bt_rate is None:
         return DetectorResult(Detector.WIN_RATE, pair_id, Verdict.INCONCLUSIVE,
                               f"{n} live trades; backtest win rate {bt_rate}")  # fmt: skip
@@ -349,6 +347,7 @@ def check_feedback(
             registry.alert_log.raise_alert(
                 r.detector.value, f"{version} {r.pair_id}: {r.reason}"[:2000], channel=channel,
                 severity=Severity.WARNING, details=details)  # fmt: skip
+    _gauges(cfg, results)
     fired = [r for r in results if r.verdict is Verdict.FIRED]
     if not fired:
         return CheckOutcome(version, tuple(results), RetrainDecision.NOT_NEEDED, "", None,
@@ -357,6 +356,29 @@ def check_feedback(
         f"{r.detector.name} {r.pair_id}" for r in fired
     )
     return _trigger(cfg, registry, version, tuple(results), reason, retrain, now)
+
+
+_GAUGE = {Detector.DRIFT: obs.Detector.FEATURE_DRIFT, Detector.WIN_RATE: obs.Detector.WIN_RATE_GAP,
+          Detector.RISK_GATE: obs.Detector.RISK_GATE_PASS_RATE,
+          Detector.RISK_FLAG_RUN: obs.Detector.RISK_FLAG_RUNS}  # fmt: skip
+
+
+def _gauges(cfg: AppConfig, results: list[DetectorResult]) -> None:
+    """Each detector's alarm (any pair fired) as ``core_drift_alarm{detector}``, and the
+    features' PSI (the largest over the pairs) as ``core_drift_psi{feature}``."""
+    obs.bind(cfg)
+    for det, gauge in _GAUGE.items():
+        mine = [r for r in results if r.detector is det]
+        if not mine:
+            continue
+        psi: dict[str, float] = {}
+        for r in mine:
+            for key, value in r.values.items():
+                if key.startswith("psi.") and isinstance(value, int | float):
+                    feature = key[len("psi.") :]
+                    psi[feature] = max(psi.get(feature, float("-inf")), float(value))
+        obs.record_detector(cfg, gauge, alarm=any(r.verdict is Verdict.FIRED for r in mine),
+                            psi_by_feature=psi or None)  # fmt: skip
 
 
 def _trigger(cfg: AppConfig, registry: Registry, version: str,
