@@ -42,7 +42,8 @@ _TIERS = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
 # rewrites a node id attribute that pytest 9 no longer reads).
 DEMO_MODULES = frozenset(
     f"tests/e2e/{name}.py"
-    for name in ("test_backtest", "test_demo_outcome", "test_feedback_demo", "test_report_browser",
+    for name in ("test_backtest", "test_demo_outcome", "test_feedback_demo",
+                 "test_feedback_rollback", "test_report_browser",
                  "test_serving", "test_serving_controls", "test_serving_drawdown",
                  "test_serving_faults",
                  "test_serving_hotswap", "test_serving_redis", "test_serving_sigterm",
