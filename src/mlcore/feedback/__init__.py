@@ -9,6 +9,7 @@ from mlcore.feedback._autorollback import (
     check_rollback,
     decide,
 )
+from mlcore.feedback._calibrate import Calibration, CalibrationPlan, calibrate
 from mlcore.feedback._decay import (
     RunCheck,
     Verdict,
@@ -41,6 +42,7 @@ from mlcore.feedback._nullsim import (
     min_draws,
     null_table,
     politis_white_block,
+    scaled,
     stationary_indices,
 )
 from mlcore.feedback._triggers import (
@@ -53,6 +55,8 @@ from mlcore.feedback._triggers import (
 
 __all__ = [
     "BlockRule",
+    "Calibration",
+    "CalibrationPlan",
     "CheckOutcome",
     "Decision",
     "Detector",
@@ -70,6 +74,7 @@ __all__ = [
     "assess_drift",
     "automatic_streak",
     "block_length",
+    "calibrate",
     "check_feedback",
     "check_rollback",
     "decide",
@@ -87,6 +92,7 @@ __all__ = [
     "quantile_edges",
     "reference",
     "risk_flag_run",
+    "scaled",
     "stationary_indices",
     "trades_for_power",
     "wilson_interval",
