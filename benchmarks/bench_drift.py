@@ -8,12 +8,15 @@ training and live windows come from the same stationary process, at live windows
 hourly bars (EURUSD 2017-2018, the `backtesting` package's test file) turned into four features
 (1-bar log return, its absolute value, log high-low range, 20-bar z-score of the close), then
 stationary-block-bootstrapped (Politis-White block length) into a long stationary series from
-which training and live windows are drawn independently. Each training window (10,000 bars) is
-redrawn ``--trainings`` times; each gets its own null simulation.
+which training and live windows are drawn independently. Each training window (20,000 bars, at
+least analytics_policy drift.min_training_to_live_ratio × the live window) is redrawn
+``--trainings`` times; each gets its own null simulation, calibrated by the policy's
+second-level bootstrap, as ``mlcore feedback check`` builds it.
 
 Detection delay: a stream whose first ``window`` bars come from the training process, then a
 planted change; the detector looks at the trailing ``window`` bars every ``--step`` bars;
-delay = bars from the change to the first alarm (censored at ``--horizon``). Changes: a 0.5σ
+delay = bars from the change to the first alarm (censored at ``--horizon``); training windows of
+10,000 bars. Changes: a 0.5σ
 mean shift of one AR(1) feature, 1.5× its volatility, and a correlation break between the two
 legs of a pair (leg returns correlated 0.8, then 0.3) seen through pair features (rolling
 50-bar return correlation, spread return, rolling spread volatility, leg-B return).
@@ -205,14 +208,16 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     alpha = policy.false_alarm_rate
     draws = min_draws(8, alpha) + 201  # 4 features x 2 checks
     windows = [100, 500, 1000, 5000]
-    args.train_bars, args.trainings, args.trials = 10_000, 8, 125
-    args.repeats, args.horizon, args.step, delay_window = 20, 3000, 10, 500
+    args.train_bars, args.trainings, args.trials = 20_000, 8, 125
+    args.delay_train_bars, args.repeats, args.horizon, args.step = 10_000, 20, 3000, 10
+    delay_window = 500
     if args.quick:
         windows, draws = [100], min_draws(8, alpha) + 1
         policy = policy.model_copy(update={"calibration_replicates": 2,
                                            "calibration_draws": 200})  # fmt: skip
         args.train_bars, args.trainings, args.trials = 2000, 1, 10
-        args.repeats, args.horizon, args.step, delay_window = 2, 400, 50, 100
+        args.delay_train_bars, args.repeats, args.horizon, args.step = 2000, 2, 400, 50
+        delay_window = 100
     started = time.perf_counter()
     real = real_features()
     real_block = block_length(real, BlockRule.POLITIS_WHITE, 500)
@@ -231,10 +236,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                                        draws),
     }  # fmt: skip
     result["false_alarms"] = {k: {str(w): list(v) for w, v in d.items()} for k, d in fa.items()}
-    dl = {kind: delays(_planted(kind, args.train_bars, delay_window), delay_window, args, policy,
-                       draws)
+    dl = {kind: delays(_planted(kind, args.delay_train_bars, delay_window), delay_window, args,
+                       policy, draws)
           for kind in ("mean_0.5sd", "vol_1.5x", "corr_break")}  # fmt: skip
     result["delays"] = dl
+    result["delay_train_bars"] = args.delay_train_bars
     result["delay_window"], result["step"], result["horizon"] = (
         delay_window,
         args.step,

@@ -70,7 +70,7 @@ class DriftPolicy(Policy):
     calibration_replicates: Annotated[int, Field(ge=0, le=1000)]
     calibration_draws: Annotated[int, Field(ge=100, le=1_000_000)]
     calibration_windows: Annotated[int, Field(ge=10, le=1_000_000)]
-    calibration_power: Annotated[float, Field(ge=1, le=4)]
+    calibration_power: Annotated[float, Field(ge=1, le=8)]
     min_training_to_live_ratio: Annotated[float, Field(ge=1, le=1000)]
     seed: Annotated[int, Field(ge=0, lt=2**32)]
     retrain_min_interval_seconds: Seconds

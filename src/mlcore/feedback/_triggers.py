@@ -224,10 +224,12 @@ def drift_result(cfg: AppConfig, version: str, pair_id: str, w: Windows) -> Dete
     report = assess_drift(ref, table, w.live, p.false_alarm_rate)
     values = base | {"block_bars": report.block_bars, "draws": report.draws,
                      "alpha": report.alpha, "drifted": list(report.drifted)}  # fmt: skip
-    for f in report.features:
+    for j, f in enumerate(report.features):
         values |= {f"psi.{f.feature}": _num(f.psi), f"psi_threshold.{f.feature}": f.psi_threshold,
                    f"shift.{f.feature}": _num(f.shift),
-                   f"shift_threshold.{f.feature}": f.shift_threshold}  # fmt: skip
+                   f"shift_threshold.{f.feature}": f.shift_threshold,
+                   f"psi_scale.{f.feature}": float(table.psi_scale[j]),
+                   f"shift_scale.{f.feature}": float(table.shift_scale[j])}  # fmt: skip
     worst = sorted(report.features, key=lambda f: min(_p(f.psi_p), _p(f.shift_p)))[:3]
     shown = "; ".join(f"{f.feature} PSI {f.psi:.3f} (q {f.psi_threshold:.3f}, p {f.psi_p:.4f}), "
                       f"shift {f.shift:.2f} (q {f.shift_threshold:.2f}, p {f.shift_p:.4f})"
