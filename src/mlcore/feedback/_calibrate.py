@@ -12,9 +12,10 @@ check, the scale is the (1 − α) quantile of observed / threshold over all rep
 windows (at least 1): the factor by which the thresholds must grow for the replicated
 false-alarm rate to be α. The second level sees the bootstrap's shortfall only in part (its
 world, the bootstrap of the training window, is itself less dependent than the process), so
-the scale is raised to ``power`` (measured in benchmarks/bench_drift.py: 2 brings the rates to
-α where 1 left them above it). The main null is then multiplied by it (thresholds and
-p-values)."""
+the scale is raised to ``power``, an empirical constant (analytics_policy
+drift.calibration_power; measured on AR(1) and block-bootstrapped real bars, see
+docs/benchmarks.md: 1 and 2 left the single-test rate of real bars at 1.1-1.3 % for α = 1 %).
+The main null is then multiplied by it (thresholds and p-values)."""
 
 from __future__ import annotations
 
