@@ -191,8 +191,9 @@ def test_false_alarm_rate_on_ar1_null_data_is_at_most_alpha() -> None:
 def test_calibrated_single_test_rate_on_ar1_is_within_two_standard_errors_of_alpha() -> None:
     """The guard of the second-level calibration: AR(1) (φ 0.6, the case where the plain
     bootstrap null alarms too often), several training windows, each with its calibrated null;
-    the share of single (feature, check) tests over their threshold is at most α + 2 s.e., and
-    the calibration only ever raises the thresholds."""
+    the share of single (feature, check) tests over their threshold is at most α + 2 s.e.
+    (5.6 %), and the calibration only ever raises the thresholds. Measured on these seeds:
+    5.1 % calibrated; 7.1 % with the plain null and 5.9 % with power 1, both failing."""
     rng = np.random.default_rng(12)
     alpha, window, names = 0.05, 100, ("a", "b")
     plan = CalibrationPlan(replicates=4, draws=200, windows=300, power=2.0, psi_bins=10)
