@@ -8,12 +8,15 @@ training and live windows come from the same stationary process, at live windows
 hourly bars (EURUSD 2017-2018, the `backtesting` package's test file) turned into four features
 (1-bar log return, its absolute value, log high-low range, 20-bar z-score of the close), then
 stationary-block-bootstrapped (Politis-White block length) into a long stationary series from
-which training and live windows are drawn independently. Each training window (10,000 bars) is
-redrawn ``--trainings`` times; each gets its own null simulation.
+which training and live windows are drawn independently. Each training window (20,000 bars, at
+least analytics_policy drift.min_training_to_live_ratio × the live window) is redrawn
+``--trainings`` times; each gets its own null simulation, calibrated by the policy's
+second-level bootstrap, as ``mlcore feedback check`` builds it.
 
 Detection delay: a stream whose first ``window`` bars come from the training process, then a
 planted change; the detector looks at the trailing ``window`` bars every ``--step`` bars;
-delay = bars from the change to the first alarm (censored at ``--horizon``). Changes: a 0.5σ
+delay = bars from the change to the first alarm (censored at ``--horizon``); training windows of
+10,000 bars. Changes: a 0.5σ
 mean shift of one AR(1) feature, 1.5× its volatility, and a correlation break between the two
 legs of a pair (leg returns correlated 0.8, then 0.3) seen through pair features (rolling
 50-bar return correlation, spread return, rolling spread volatility, leg-B return).
@@ -34,8 +37,18 @@ import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
 
-from mlcore.config import load_config
-from mlcore.feedback import BlockRule, assess_drift, block_length, min_draws, null_table, reference
+from mlcore.config import DriftPolicy, load_config
+from mlcore.feedback import (
+    BlockRule,
+    CalibrationPlan,
+    assess_drift,
+    block_length,
+    calibrate,
+    min_draws,
+    null_table,
+    reference,
+    scaled,
+)
 from mlcore.feedback._nullsim import stationary_indices
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,22 +105,45 @@ class Detector:
     tables: dict[int, object]
 
 
-def _detector(train: np.ndarray, windows: list[int], draws: int, seed: int) -> Detector:
+def _detector(train: np.ndarray, windows: list[int], draws: int, seed: int,
+              p: DriftPolicy) -> Detector:  # fmt: skip
+    """The reference and calibrated null tables, as ``mlcore feedback check`` builds them
+    (the policy's bins, block rule and calibration; ``draws`` first-level windows)."""
     names = tuple(f"f{j}" for j in range(train.shape[1]))
-    ref = reference(train, names, 10, 1e-4)
-    block = block_length(train, BlockRule.POLITIS_WHITE, 500)
-    return Detector(ref, {w: null_table(train, ref, w, block, draws, seed) for w in windows})
+    ref = reference(train, names, p.psi_bins, p.psi_epsilon)
+    block = block_length(train, BlockRule(p.block_length_rule), p.max_block_bars)
+    plan = CalibrationPlan(p.calibration_replicates, p.calibration_draws, p.calibration_windows,
+                           p.calibration_power, p.psi_bins)  # fmt: skip
+    tables = {}
+    for w in windows:
+        table = null_table(train, ref, w, block, draws, seed)
+        if plan.replicates:
+            cal = calibrate(train, ref, w, block, p.false_alarm_rate, plan, seed)
+            table = scaled(table, cal.psi_scale, cal.shift_scale)
+        tables[w] = table
+    return Detector(ref, tables)
 
 
-def false_alarms(stream: Stream, windows: list[int], args: argparse.Namespace, alpha: float,
+def training_bars(train_bars: int, window: int, p: DriftPolicy) -> int:
+    """The training window for a live window: ``train_bars``, or the policy's minimum ratio
+    times the live window when that is longer."""
+    return max(train_bars, int(np.ceil(p.min_training_to_live_ratio * window)))
+
+
+def false_alarms(stream: Stream, windows: list[int], args: argparse.Namespace, p: DriftPolicy,
                  draws: int) -> dict[int, tuple[int, int, int, int]]:  # fmt: skip
     """Per live window size: windows with any feature drifted (Holm), windows, single
-    (feature, check) tests over their (1 − α) null quantile, single tests."""
+    (feature, check) tests over their (1 − α) null quantile, single tests. Each training
+    series is drawn once; a live window size uses its first ``training_bars`` bars."""
     rng = np.random.default_rng(args.seed)
+    alpha = p.false_alarm_rate
     out = {w: [0, 0, 0, 0] for w in windows}
+    longest = max(training_bars(args.train_bars, w, p) for w in windows)
     for t in range(args.trainings):
-        det = _detector(stream(rng, args.train_bars), windows, draws, args.seed + t)
+        series = stream(rng, longest)
         for w in windows:
+            train = series[: training_bars(args.train_bars, w, p)]
+            det = _detector(train, [w], draws, args.seed + t, p)
             for _ in range(args.trials):
                 live = stream(rng, w)
                 report = assess_drift(det.ref, det.tables[w], live, alpha)  # type: ignore[arg-type]
@@ -122,18 +158,19 @@ def false_alarms(stream: Stream, windows: list[int], args: argparse.Namespace, a
 Planted = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
 
 
-def delays(make: Planted, window: int, args: argparse.Namespace, alpha: float,
+def delays(make: Planted, window: int, args: argparse.Namespace, p: DriftPolicy,
            draws: int) -> list[int | None]:  # fmt: skip
     """Per repetition: bars from the change to the first alarm (None: not within horizon)."""
     rng = np.random.default_rng(args.seed + 1)
     out: list[int | None] = []
     for r in range(args.repeats):
         train, stream = make(rng, window + args.horizon)
-        det = _detector(train, [window], draws, args.seed + 100 + r)
+        det = _detector(train, [window], draws, args.seed + 100 + r, p)
         found = None
         for end in range(window + args.step, window + args.horizon + 1, args.step):
             live = stream[end - window : end]
-            if assess_drift(det.ref, det.tables[window], live, alpha).drifted:  # type: ignore[arg-type]
+            report = assess_drift(det.ref, det.tables[window], live, p.false_alarm_rate)  # type: ignore[arg-type]
+            if report.drifted:
                 found = end - window
                 break
         out.append(found)
@@ -167,30 +204,43 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     cfg = load_config(REPO / "configs", "dev")
-    alpha = cfg.analytics.drift.false_alarm_rate
+    policy = cfg.analytics.drift
+    alpha = policy.false_alarm_rate
     draws = min_draws(8, alpha) + 201  # 4 features x 2 checks
     windows = [100, 500, 1000, 5000]
-    args.train_bars, args.trainings, args.trials = 10_000, 8, 125
-    args.repeats, args.horizon, args.step, delay_window = 20, 3000, 10, 500
+    args.train_bars, args.trainings, args.trials = 20_000, 8, 125
+    args.delay_train_bars, args.repeats, args.horizon, args.step = 10_000, 20, 3000, 10
+    delay_window = 500
     if args.quick:
         windows, draws = [100], min_draws(8, alpha) + 1
+        policy = policy.model_copy(update={"calibration_replicates": 2,
+                                           "calibration_draws": 200})  # fmt: skip
         args.train_bars, args.trainings, args.trials = 2000, 1, 10
-        args.repeats, args.horizon, args.step, delay_window = 2, 400, 50, 100
+        args.delay_train_bars, args.repeats, args.horizon, args.step = 2000, 2, 400, 50
+        delay_window = 100
     started = time.perf_counter()
     real = real_features()
     real_block = block_length(real, BlockRule.POLITIS_WHITE, 500)
     result: dict[str, object] = {"alpha": alpha, "draws": draws, "train_bars": args.train_bars,
+                                 "training_bars": {str(w): training_bars(args.train_bars, w,
+                                                                        policy)
+                                                   for w in windows},
+                                 "calibration": [policy.calibration_replicates,
+                                                 policy.calibration_draws,
+                                                 policy.calibration_windows,
+                                                 policy.calibration_power],
                                  "real_bars": len(real), "real_block": real_block}  # fmt: skip
     fa = {
-        "ar1": false_alarms(lambda g, n: ar1(g, n), windows, args, alpha, draws),
-        "real_bootstrap": false_alarms(bootstrapped(real, real_block), windows, args, alpha,
+        "ar1": false_alarms(lambda g, n: ar1(g, n), windows, args, policy, draws),
+        "real_bootstrap": false_alarms(bootstrapped(real, real_block), windows, args, policy,
                                        draws),
     }  # fmt: skip
     result["false_alarms"] = {k: {str(w): list(v) for w, v in d.items()} for k, d in fa.items()}
-    dl = {kind: delays(_planted(kind, args.train_bars, delay_window), delay_window, args, alpha,
-                       draws)
+    dl = {kind: delays(_planted(kind, args.delay_train_bars, delay_window), delay_window, args,
+                       policy, draws)
           for kind in ("mean_0.5sd", "vol_1.5x", "corr_break")}  # fmt: skip
     result["delays"] = dl
+    result["delay_train_bars"] = args.delay_train_bars
     result["delay_window"], result["step"], result["horizon"] = (
         delay_window,
         args.step,
@@ -204,17 +254,29 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     return result
 
 
+def _rate(k: int, n: int) -> str:
+    """A rate with its binomial standard error, in percent."""
+    r = k / n
+    return f"{100 * r:.2f} % ± {100 * np.sqrt(r * (1 - r) / n):.2f}"
+
+
 def _print(result: dict[str, object], fa: dict[str, dict[int, tuple[int, int, int, int]]],
            dl: dict[str, list[int | None]]) -> None:  # fmt: skip
     print(f"alpha {result['alpha']}, {result['draws']} null draws, training window "
           f"{result['train_bars']} bars; real bars {result['real_bars']} (block "
           f"{result['real_block']})")  # fmt: skip
-    print("| process | live window (bars) | any feature (Holm): alarms / windows | rate | "
-          "single test over its (1 − α) quantile | rate |")  # fmt: skip
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    ratio = result["training_bars"]
+    assert isinstance(ratio, dict)
+    print(
+        "| process | live window (bars) | training bars (ratio) | any feature (Holm): alarms / "
+        "windows | rate ± s.e. | single test over its (1 − α) quantile | rate ± s.e. |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, per in fa.items():
         for w, (a, n, e, m) in per.items():
-            print(f"| {name} | {w:,} | {a} / {n} | {a / n:.3f} | {e} / {m} | {e / m:.3f} |")
+            t = ratio[str(w)]
+            print(f"| {name} | {w:,} | {t:,} ({t / w:.0f}×) | {a} / {n} | {_rate(a, n)} | "
+                  f"{e} / {m} | {_rate(e, m)} |")  # fmt: skip
     print("\n| planted change | detected | median delay (bars) | 90th pct (bars) |")
     print("| --- | ---: | ---: | ---: |")
     for kind, ds in dl.items():

@@ -40,8 +40,11 @@ def cfg(
         "retrain_policy": {"retrain_retry_delay_minutes": 0.0005, "heartbeat_seconds": 0.2},
         "analytics_policy": {"drift": {
             "false_alarm_rate": 0.01, "live_window_bars": LIVE, "min_live_bars": 100,
-            "min_training_bars": 500, "psi_bins": 10, "psi_epsilon": 0.0001,
+            "min_training_bars": 800, "psi_bins": 10, "psi_epsilon": 0.0001,
             "block_length_rule": "politis_white", "max_block_bars": 200, "bootstrap_draws": 3300,
+            "calibration_replicates": 5, "calibration_draws": 300, "calibration_windows": 100,
+            "calibration_power": 2,
+            "min_training_to_live_ratio": 4,
             "seed": 7, "retrain_min_interval_seconds": 3600,
         }},
     })  # fmt: skip

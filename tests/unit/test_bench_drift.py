@@ -31,6 +31,7 @@ def test_quick_run_reports_false_alarms_and_delays(capsys: pytest.CaptureFixture
     for cells in fa.values():
         alarms, trials, exceed, tests = cells["100"]
         assert trials == 10 and 0 <= alarms <= trials and tests == 80 and 0 <= exceed <= tests
+    assert result["training_bars"]["100"] >= 4 * 100  # the policy's training-to-live ratio
     delays = result["delays"]
     assert isinstance(delays, dict) and set(delays) == {"mean_0.5sd", "vol_1.5x", "corr_break"}
     # The correlation break is large: found within the quick horizon every time.

@@ -15,9 +15,11 @@ from scipy.stats import binomtest, entropy
 
 from mlcore.feedback import (
     BlockRule,
+    CalibrationPlan,
     Verdict,
     assess_drift,
     block_length,
+    calibrate,
     gap_power,
     holm,
     mean_shift_values,
@@ -30,6 +32,7 @@ from mlcore.feedback import (
     psi_values,
     reference,
     risk_flag_run,
+    scaled,
     stationary_indices,
     trades_for_power,
     wilson_interval,
@@ -183,6 +186,33 @@ def test_false_alarm_rate_on_ar1_null_data_is_at_most_alpha() -> None:
                  for _ in range(trials))  # fmt: skip
     # P(Binomial(300, 0.01) ≥ 9) < 0.4 %.
     assert alarms <= 8, f"{alarms} false alarms in {trials} null windows"
+
+
+def test_calibrated_single_test_rate_on_ar1_is_within_two_standard_errors_of_alpha() -> None:
+    """The guard of the second-level calibration: AR(1) (φ 0.6, the case where the plain
+    bootstrap null alarms too often), several training windows, each with its calibrated null;
+    the share of single (feature, check) tests over their threshold is at most α + 2 s.e.
+    (5.6 %), and the calibration only ever raises the thresholds. Measured on these seeds:
+    5.1 % calibrated; 7.1 % with the plain null and 5.9 % with power 1, both failing."""
+    rng = np.random.default_rng(12)
+    alpha, window, names = 0.05, 100, ("a", "b")
+    plan = CalibrationPlan(replicates=4, draws=200, windows=300, power=2.0, psi_bins=10)
+    over = tests = 0
+    for t in range(6):
+        train = _ar1(rng, 1500, 2)
+        ref = reference(train, names, 10, 1e-4)
+        block = block_length(train, BlockRule.POLITIS_WHITE, 500)
+        plain = null_table(train, ref, window, block, 400, seed=t)
+        cal = calibrate(train, ref, window, block, alpha, plan, seed=t)
+        table = scaled(plain, cal.psi_scale, cal.shift_scale)
+        assert (cal.psi_scale >= 1).all() and (cal.shift_scale >= 1).all()
+        assert (table.thresholds(alpha)[1] >= plain.thresholds(alpha)[1]).all()
+        for _ in range(250):
+            for f in assess_drift(ref, table, _ar1(rng, window, 2), alpha).features:
+                over += int(f.psi > f.psi_threshold) + int(f.shift > f.shift_threshold)
+                tests += 2
+    se = math.sqrt(alpha * (1 - alpha) / tests)
+    assert over / tests <= alpha + 2 * se, f"{over} / {tests} over the calibrated thresholds"
 
 
 def test_a_planted_one_sigma_shift_fires_on_that_feature_only() -> None:

@@ -76,6 +76,8 @@ def test_policy_rejects_windows_that_cannot_be_judged(cfg: AppConfig) -> None:
     drift = cfg.analytics.drift.model_dump()
     with pytest.raises(ValidationError, match="no live window could be judged"):
         DriftPolicy.model_validate(drift | {"min_live_bars": drift["live_window_bars"] + 1})
+    with pytest.raises(ValidationError, match="a full live window could never be judged"):
+        DriftPolicy.model_validate(drift | {"min_training_bars": drift["live_window_bars"]})
     with pytest.raises(ValidationError, match="extra"):
         DriftPolicy.model_validate(drift | {"psi_cutoff": 0.25})
     decay = cfg.analytics.decay.model_dump()

@@ -237,6 +237,11 @@ class DriftPolicy(Policy):
     block_length_rule: Literal["politis_white", "cube_root"]
     max_block_bars: Annotated[int, Field(ge=1, le=100_000)]
     bootstrap_draws: Annotated[int, Field(ge=100, le=1_000_000)]
+    calibration_replicates: Annotated[int, Field(ge=0, le=1000)]
+    calibration_draws: Annotated[int, Field(ge=100, le=1_000_000)]
+    calibration_windows: Annotated[int, Field(ge=10, le=1_000_000)]
+    calibration_power: Annotated[float, Field(ge=1, le=8)]
+    min_training_to_live_ratio: Annotated[float, Field(ge=1, le=1000)]
     seed: Annotated[int, Field(ge=0, lt=2**32)]
     retrain_min_interval_seconds: Seconds
 
@@ -246,6 +251,12 @@ class DriftPolicy(Policy):
             raise ValueError(
                 f"min_live_bars {self.min_live_bars} is over live_window_bars "
                 f"{self.live_window_bars}: no live window could be judged"
+            )
+        if self.min_training_bars < self.min_training_to_live_ratio * self.live_window_bars:
+            raise ValueError(
+                f"min_training_bars {self.min_training_bars} is under min_training_to_live_ratio "
+                f"{self.min_training_to_live_ratio} x live_window_bars {self.live_window_bars}: "
+                "a full live window could never be judged"
             )
         return self
 

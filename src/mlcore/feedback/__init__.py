@@ -13,6 +13,7 @@ from mlcore.feedback._autorollback import (
     check_rollback,
     decide,
 )
+from mlcore.feedback._calibrate import Calibration, CalibrationPlan, calibrate
 from mlcore.feedback._decay import (
     RunCheck,
     Verdict,
@@ -111,6 +112,7 @@ from mlcore.feedback._nullsim import (
     min_draws,
     null_table,
     politis_white_block,
+    scaled,
     stationary_indices,
 )
 from mlcore.feedback._simulate import (
@@ -137,6 +139,8 @@ __all__ = [
     "FILL_SCHEMA",
     "BacktestReference",
     "BlockRule",
+    "Calibration",
+    "CalibrationPlan",
     "CheckOutcome",
     "Decision",
     "Detector",
@@ -182,6 +186,7 @@ __all__ = [
     "backtest_reference",
     "block_length",
     "build_trade",
+    "calibrate",
     "check_against_signal",
     "check_deployed",
     "check_feedback",
@@ -224,6 +229,7 @@ __all__ = [
     "realized_pnl_usd",
     "reference",
     "risk_flag_run",
+    "scaled",
     "served_signals",
     "served_versions",
     "sharpe_ratio",

@@ -13,14 +13,8 @@ from enum import StrEnum
 import numpy as np
 from numpy.typing import NDArray
 
-from mlcore.feedback._drift import (
-    Floats,
-    Reference,
-    bin_index,
-    floored_shares,
-    psi_from_shares,
-    shift_statistic,
-)
+from mlcore.feedback._blocksums import prefix, scored_windows
+from mlcore.feedback._drift import Floats, Reference, psi_from_shares, shift_statistic
 
 
 class BlockRule(StrEnum):
@@ -102,6 +96,8 @@ class NullTable:
     block_bars: int
     psi: Floats
     shift: Floats
+    psi_scale: Floats  # per feature: the calibration's factor (1: not calibrated)
+    shift_scale: Floats
 
     @property
     def draws(self) -> int:
@@ -137,53 +133,35 @@ def null_table(
     window is independent of the training window, whose bin shares and mean have their own
     sampling error (a window drawn from the training bars and compared with those same bars
     would miss it, and large windows would alarm too often). The bin edges stay the training
-    window's. Memory stays bounded: the draws are scored in chunks."""
+    window's. Windows are scored from prefix sums, in chunks (bounded memory)."""
     n, f = train.shape
     if n == 0 or window_bars < 1:
         raise ValueError(
             f"no null simulation from {n} training bars for a {window_bars}-bar window"
         )
     rng = np.random.default_rng([seed, window_bars, block_bars])
-    bins = np.stack([bin_index(train[:, j], e) for j, e in enumerate(ref.edges)], axis=1)
-    finite = np.isfinite(train)
-    values = np.where(finite, train, 0.0)
+    pre = prefix(train, ref)
     psi = np.empty((draws, f))
     shift = np.empty((draws, f))
-    chunk = max(1, 4_000_000 // max(1, (window_bars + n) * f))
+    width = f * (max(len(e) for e in ref.edges) + 3) if f else 1
+    blocks = (window_bars + n) / block_bars + 16 * math.sqrt(n / block_bars) + 32
+    chunk = max(1, int(4_000_000 // (blocks * width)))
     for lo in range(0, draws, chunk):
         c = min(chunk, draws - lo)
-        live = _scored(stationary_indices(rng, n, window_bars, c, block_bars), bins, finite,
-                       values, ref)  # fmt: skip
-        base = _scored(stationary_indices(rng, n, n, c, block_bars), bins, finite, values, ref)
+        live = scored_windows(pre, rng, window_bars, c, block_bars, ref.epsilon)
+        base = scored_windows(pre, rng, n, c, block_bars, ref.epsilon)
         for j in range(f):
             psi[lo : lo + c, j] = psi_from_shares(base.shares[j], live.shares[j])
         shift[lo : lo + c] = shift_statistic(base.mean, ref.long_run_var, base.count,
                                              live.mean, live.count)  # fmt: skip
-    return NullTable(window_bars, block_bars, np.sort(psi, axis=0), np.sort(shift, axis=0))
+    return NullTable(window_bars, block_bars, np.sort(psi, axis=0), np.sort(shift, axis=0),
+                     np.ones(f), np.ones(f))  # fmt: skip
 
 
-@dataclass(frozen=True)
-class _Scored:
-    shares: list[Floats]  # per feature: (draws, bins)
-    mean: Floats  # (draws, features)
-    count: Floats  # (draws, features)
-
-
-def _scored(
-    idx: NDArray[np.int64], bins: NDArray[np.int64], finite: NDArray[np.bool_], values: Floats,
-    ref: Reference,
-) -> _Scored:  # fmt: skip
-    c = idx.shape[0]
-    count = finite[idx].sum(axis=1).astype(np.float64)
-    mean = np.divide(values[idx].sum(axis=1), count, out=np.full(count.shape, np.nan),
-                     where=count > 0)  # fmt: skip
-    shares = []
-    for j, e in enumerate(ref.edges):
-        k = len(e) + 2
-        flat = (bins[idx, j] + np.arange(c)[:, None] * k).ravel()
-        counts = np.bincount(flat, minlength=c * k).reshape(c, k).astype(np.float64)
-        shares.append(floored_shares(counts, ref.epsilon))
-    return _Scored(shares, mean, count)
+def scaled(table: NullTable, psi_scale: Floats, shift_scale: Floats) -> NullTable:
+    """The null distributions multiplied, per feature, by the calibration's factors."""
+    return NullTable(table.window_bars, table.block_bars, table.psi * psi_scale,
+                     table.shift * shift_scale, psi_scale, shift_scale)  # fmt: skip
 
 
 def holm(p_values: Floats, alpha: float) -> NDArray[np.bool_]:

@@ -28,6 +28,7 @@ from mlcore.data import write_atomic
 from mlcore.errors import MissingDataError, MlcoreError, Severity
 from mlcore.execution import read_params
 from mlcore.features import load_pair_features
+from mlcore.feedback._calibrate import CalibrationPlan, calibrate
 from mlcore.feedback._decay import (
     Verdict,
     pass_rate_breach,
@@ -43,6 +44,7 @@ from mlcore.feedback._nullsim import (
     block_length,
     min_draws,
     null_table,
+    scaled,
 )
 from mlcore.registry import ActionResult, Registry, registry_for
 
@@ -175,19 +177,27 @@ def cached_null(
     p = cfg.analytics.drift
     block = block_length(train, BlockRule(p.block_length_rule), p.max_block_bars)
     draws = max(p.bootstrap_draws, min_draws(2 * train.shape[1], p.false_alarm_rate))
+    plan = CalibrationPlan(p.calibration_replicates, p.calibration_draws,
+                           p.calibration_windows, p.calibration_power, p.psi_bins)  # fmt: skip
     digest = hashlib.sha256(np.ascontiguousarray(train).tobytes())
     digest.update(json.dumps([window_bars, block, draws, p.seed, p.psi_bins, p.psi_epsilon,
-                              list(ref.features)]).encode())  # fmt: skip
+                              list(ref.features), p.false_alarm_rate, plan.replicates,
+                              plan.draws, plan.windows, plan.power]).encode())  # fmt: skip
     path = _null_path(cfg, version, pair_id, f"w{window_bars}_{digest.hexdigest()[:16]}")
     try:
         with np.load(path) as z:
-            return NullTable(int(z["window_bars"]), int(z["block_bars"]), z["psi"], z["shift"])
+            return NullTable(int(z["window_bars"]), int(z["block_bars"]), z["psi"], z["shift"],
+                             z["psi_scale"], z["shift_scale"])  # fmt: skip
     except (OSError, ValueError, KeyError):
         pass  # absent or unreadable: simulate again
     table = null_table(train, ref, window_bars, block, draws, p.seed)
+    if plan.replicates:
+        cal = calibrate(train, ref, window_bars, block, p.false_alarm_rate, plan, p.seed)
+        table = scaled(table, cal.psi_scale, cal.shift_scale)
     buf = io.BytesIO()
     np.savez(buf, window_bars=table.window_bars, block_bars=table.block_bars, psi=table.psi,
-             shift=table.shift)  # fmt: skip
+             shift=table.shift, psi_scale=table.psi_scale,
+             shift_scale=table.shift_scale)  # fmt: skip
     write_atomic(path, buf.getvalue())
     return table
 
@@ -205,15 +215,22 @@ def drift_result(cfg: AppConfig, version: str, pair_id: str, w: Windows) -> Dete
         why = (f"{len(w.train)} training bars (needs {p.min_training_bars}), {len(w.live)} live "
                f"bars (needs {p.min_live_bars})")  # fmt: skip
         return DetectorResult(Detector.DRIFT, pair_id, Verdict.INCONCLUSIVE, why, base)
+    if len(w.train) < p.min_training_to_live_ratio * len(w.live):
+        why = (f"{len(w.train)} training bars for {len(w.live)} live bars: under "
+               f"min_training_to_live_ratio {p.min_training_to_live_ratio}; the training "
+               "window's own sampling error would dominate the false-alarm rate")  # fmt: skip
+        return DetectorResult(Detector.DRIFT, pair_id, Verdict.INCONCLUSIVE, why, base)
     ref = reference(w.train, w.features, p.psi_bins, p.psi_epsilon)
     table = cached_null(cfg, version, pair_id, w.train, ref, len(w.live))
     report = assess_drift(ref, table, w.live, p.false_alarm_rate)
     values = base | {"block_bars": report.block_bars, "draws": report.draws,
                      "alpha": report.alpha, "drifted": list(report.drifted)}  # fmt: skip
-    for f in report.features:
+    for j, f in enumerate(report.features):
         values |= {f"psi.{f.feature}": _num(f.psi), f"psi_threshold.{f.feature}": f.psi_threshold,
                    f"shift.{f.feature}": _num(f.shift),
-                   f"shift_threshold.{f.feature}": f.shift_threshold}  # fmt: skip
+                   f"shift_threshold.{f.feature}": f.shift_threshold,
+                   f"psi_scale.{f.feature}": float(table.psi_scale[j]),
+                   f"shift_scale.{f.feature}": float(table.shift_scale[j])}  # fmt: skip
     worst = sorted(report.features, key=lambda f: min(_p(f.psi_p), _p(f.shift_p)))[:3]
     shown = "; ".join(f"{f.feature} PSI {f.psi:.3f} (q {f.psi_threshold:.3f}, p {f.psi_p:.4f}), "
                       f"shift {f.shift:.2f} (q {f.shift_threshold:.2f}, p {f.shift_p:.4f})"
