@@ -296,7 +296,8 @@ def _snapshot(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and "reports" not in p.relative_to(root).parts
+        # Reports and the Prometheus counters (`metrics/`) record each run: not data.
+        if p.is_file() and not {"reports", "metrics"} & set(p.relative_to(root).parts)
     }
 
 

@@ -4,6 +4,7 @@ that were not UTF-8; PagerDuty's event shape; the retry arithmetic."""
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 from datetime import UTC, datetime, timedelta
@@ -34,9 +35,15 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
+@functools.cache
+def _slack() -> SlackPolicy:
+    # Loaded once: a hypothesis example per config load made two tests take a minute each.
+    return load_config(CONFIGS, "dev").slack
+
+
 @pytest.fixture(scope="module")
 def policy() -> SlackPolicy:
-    return load_config(CONFIGS, "dev").slack
+    return _slack()
 
 
 def view(message: str, code: str = "CORE_X", severity: str = "error", **kw: object) -> AlertView:
@@ -106,7 +113,7 @@ def test_control_characters_and_undecodable_bytes() -> None:
     out = clean_text(raw)
     assert out == "ok\ufffd\ufffd bell esc[31m rtl nul tab\tline\n"
     json.dumps(out).encode("utf-8")  # sendable
-    assert slack_body(load_config(CONFIGS, "dev").slack, view(raw))["text"].encode("utf-8")
+    assert slack_body(_slack(), view(raw))["text"].encode("utf-8")
 
 
 def test_templates_by_code_family(policy: SlackPolicy) -> None:
@@ -147,7 +154,7 @@ def test_dedup_key_and_scope() -> None:
 
 @given(st.integers(min_value=1, max_value=10_000))
 def test_backoff_is_capped_and_grows(attempts: int) -> None:
-    policy = load_config(CONFIGS, "dev").slack
+    policy = _slack()
     d = policy.delivery
     wait = backoff_seconds(attempts, policy)
     assert d.backoff_base_seconds <= wait <= d.backoff_max_seconds
@@ -183,7 +190,7 @@ def test_verdicts(status: int, outcome: str) -> None:
 
 @given(st.text(), st.sampled_from(["critical", "error", "warning", "info"]))
 def test_any_alert_text_makes_a_safe_bounded_body(message: str, severity: str) -> None:
-    policy = load_config(CONFIGS, "dev").slack
+    policy = _slack()
     body = slack_body(policy, view(message, code="CORE_RETRAIN_X", severity=severity))
     text = body["text"]
     assert len(text) <= policy.delivery.max_text_chars
