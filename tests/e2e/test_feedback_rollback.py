@@ -5,6 +5,7 @@ rolls B back to A through the Ops API's path, audited and paged."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import replace
@@ -44,6 +45,11 @@ def _later(version: str) -> str:
     day, hm, code = version.split("_")[:3]
     m = int(hm[:2]) * 60 + int(hm[2:]) + 1
     return f"{day}_{m // 60 % 24:02d}{m % 60:02d}_{code}"
+
+
+def _other_id(signal_id: str) -> str:
+    """Another id of the same form (hex digits, same length) for B's copy of a signal."""
+    return hashlib.sha256(f"B:{signal_id}".encode()).hexdigest()[: len(signal_id)]
 
 
 def _deploy(reg: Registry, folder: Path, theta: tuple[float, float]) -> None:
@@ -89,7 +95,7 @@ def two_versions(
     first = first.tz_localize("UTC") if first.tzinfo is None else first
     with reg.engine.begin() as conn:
         conn.execute(insert(signals_live), [
-            r | {"signal_id": f"b-{r['signal_id']}", "model_version": b} for r in rows
+            r | {"signal_id": _other_id(r["signal_id"]), "model_version": b} for r in rows
         ])  # fmt: skip
         # The replay's bars are of 2024: B is taken as deployed just before them (and A a
         # year earlier), so "since its deployment" covers what it served.
