@@ -12,6 +12,7 @@ test:  ## set up the dev environment, then lint, types and the whole test suite 
 
 check:  ## the fast loop: lint, types and the unit tier without slow tests (< 3 min warm)
 	bash scripts/setup.sh dev
+	bash scripts/prometheus.sh
 	bash scripts/lint.sh
 	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-dev} .venv/bin/python -m pytest tests/unit -m "not slow" -q -n 2
 
