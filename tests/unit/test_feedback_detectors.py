@@ -103,6 +103,12 @@ def test_newcombe_contains_the_difference_and_narrows_with_more_trades(
     assert high10 - low10 < high - low
 
 
+def test_newcombe_stays_inside_minus_one_to_one() -> None:
+    # Found by hypothesis in CI: rounding put the lower bound at -1.0000000000000002.
+    assert newcombe_interval(0, 1, 27, 27, 0.95)[0] == -1.0
+    assert newcombe_interval(27, 27, 0, 1, 0.95)[1] == 1.0
+
+
 def test_win_rate_gap_fires_only_past_the_bound() -> None:
     assert win_rate_gap(0, 0, 0.55, 15, 0.95).verdict is Verdict.INCONCLUSIVE
     # 20 live wins of 100 vs 55%: upper Wilson bound 0.289, gap ≥ 26 points: fires.

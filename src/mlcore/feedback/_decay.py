@@ -42,14 +42,15 @@ def wilson_interval(successes: int, trials: int, confidence: float) -> tuple[flo
 def newcombe_interval(
     wins1: int, n1: int, wins2: int, n2: int, confidence: float
 ) -> tuple[float, float]:
-    """Newcombe's hybrid score interval of p1 − p2 (two independent proportions)."""
+    """Newcombe's hybrid score interval of p1 − p2 (two independent proportions), inside
+    [-1, 1] (rounding put a bound at -1.0000000000000002: hypothesis, 0 of 1 against 27 of 27)."""
     p1, p2 = wins1 / n1, wins2 / n2
     l1, u1 = wilson_interval(wins1, n1, confidence)
     l2, u2 = wilson_interval(wins2, n2, confidence)
     d = p1 - p2
     low = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
     high = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
-    return low, high
+    return max(-1.0, low), min(1.0, high)
 
 
 @dataclass(frozen=True)
