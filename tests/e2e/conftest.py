@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +31,17 @@ def demo_run(
         mp.setenv("ARCHIVE_PATH", str(folder / "archive"))
         cfg = load_config(config_with(folder, {"training_policy": E2E_TRAINING}), "dev")
         yield cfg, run_demo(cfg, months=E2E_DEMO_MONTHS)
+
+
+def linked_archive(demo: AppConfig, tmp: Path) -> Path:
+    """An archive of a test's own under ``tmp`` whose data layers (raw, canonical, features,
+    snapshots, catalog) link to the demo's: its models, registry and serving are its own."""
+    archive = tmp / "archive"
+    archive.mkdir()
+    for name in ("raw", "canonical", "features", "snapshots", "catalog"):
+        src = getattr(demo.paths, name)
+        dst = archive / src.relative_to(demo.paths.archive)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.exists():
+            dst.symlink_to(src)
+    return archive

@@ -37,6 +37,7 @@ from mlcore.registry import (
     signals_live,
 )
 from tests.conftest import config_with
+from tests.e2e.conftest import linked_archive
 
 BT = {"sharpe": 1.5, "max_drawdown": 0.05, "win_rate": 0.6, "trades_per_year": 200.0}
 
@@ -67,14 +68,7 @@ def two_versions(
     and B's served signals: the demo replay's, as B served them."""
     demo, result = demo_run
     assert result.training is not None
-    archive = tmp_path / "archive"
-    archive.mkdir()
-    for name in ("raw", "canonical", "features", "snapshots", "catalog"):
-        src = getattr(demo.paths, name)
-        dst = archive / src.relative_to(demo.paths.archive)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.exists():
-            dst.symlink_to(src)
+    archive = linked_archive(demo, tmp_path)
     monkeypatch.setenv("ARCHIVE_PATH", str(archive))
     cfg = load_config(config_with(tmp_path / "small", {}), "dev")
     a = result.training.folder.name

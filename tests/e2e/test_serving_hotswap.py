@@ -47,6 +47,7 @@ from mlcore.serving import (
 )
 from mlcore.serving._serve import _Models
 from tests.conftest import config_with, postgres_url
+from tests.e2e.conftest import linked_archive
 
 BARS = 600
 THETA_A = (0.55, 0.5)  # loose enough that the window holds entries (range widened below)
@@ -71,14 +72,7 @@ def _archive(
     """An archive of this test's own (the demo's catalog linked, its models copied, a registry
     of its own): version A is the demo's, version B a copy with θ_initial changed in its
     decision record (so another params_sha256). Returns the configuration and both names."""
-    archive = tmp / "archive"
-    archive.mkdir()
-    for name in ("raw", "canonical", "features", "snapshots", "catalog"):
-        src = getattr(demo.paths, name)
-        dst = archive / src.relative_to(demo.paths.archive)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.exists():
-            dst.symlink_to(src)
+    archive = linked_archive(demo, tmp)
     monkeypatch.setenv("ARCHIVE_PATH", str(archive))
     root = config_with(tmp, {"core_policy": WIDE, "serving_policy": FAST})
     cfg = load_config(root, "dev")

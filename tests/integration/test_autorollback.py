@@ -6,7 +6,6 @@ tests/e2e/test_feedback_loop.py."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -14,22 +13,8 @@ from mlcore.config import AppConfig
 from mlcore.feedback._autorollback import ACTOR, RollbackVerdict, automatic_streak, check_rollback
 from mlcore.registry import registry_for
 from mlcore.serving import flag_store, read_flags
+from tests._rollback_doubles import Bt, Live
 from tests.conftest import make_version
-
-
-@dataclass(frozen=True)
-class Live:
-    n_bars: int
-    n_trades: int
-    sharpe: float | None
-    max_drawdown: float | None
-
-
-@dataclass(frozen=True)
-class Bt:
-    sharpe: float | None
-    max_drawdown: float | None
-
 
 BT = Bt(1.5, 0.08)
 DECAYED = Live(800, 60, 0.2, 0.25)

@@ -3,31 +3,16 @@ properties against a direct restatement of the rule."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mlcore.config import AutoRollbackPolicy
 from mlcore.feedback._autorollback import RollbackVerdict as V
 from mlcore.feedback._autorollback import decide
+from tests._rollback_doubles import Bt, Live
 
 POLICY = AutoRollbackPolicy(sharpe_drop_fraction=0.2, max_drawdown_rise=0.03, min_bars=500,
                             min_trades=30, max_in_a_row=3)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Live:
-    n_bars: int
-    n_trades: int
-    sharpe: float | None
-    max_drawdown: float | None
-
-
-@dataclass(frozen=True)
-class Bt:
-    sharpe: float | None
-    max_drawdown: float | None
 
 
 def test_the_spec_examples() -> None:
