@@ -22,6 +22,7 @@ legs of a pair (leg returns correlated 0.8, then 0.3) seen through pair features
 50-bar return correlation, spread return, rolling spread volatility, leg-B return).
 
 Run: .venv/bin/python benchmarks/bench_drift.py [--quick] [--seed S] [--json]
+     [--trainings N] [--trials N] [--process ar1|real|both] [--windows 100,500] [--no-delays]
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ from mlcore.feedback._nullsim import stationary_indices
 REPO = Path(__file__).resolve().parents[1]
 PHI = 0.6
 Stream = Callable[[np.random.Generator, int], np.ndarray]
+#: alarms, windows, single tests over, single tests, per-training rates (any, single)
+Cell = tuple[int, int, int, int, list[float], list[float]]
 
 
 def ar1(rng: np.random.Generator, n: int, f: int = 4, scale: float = 1.0) -> np.ndarray:
@@ -131,19 +134,22 @@ def training_bars(train_bars: int, window: int, p: DriftPolicy) -> int:
 
 
 def false_alarms(stream: Stream, windows: list[int], args: argparse.Namespace, p: DriftPolicy,
-                 draws: int) -> dict[int, tuple[int, int, int, int]]:  # fmt: skip
+                 draws: int) -> dict[int, Cell]:  # fmt: skip
     """Per live window size: windows with any feature drifted (Holm), windows, single
-    (feature, check) tests over their (1 − α) null quantile, single tests. Each training
-    series is drawn once; a live window size uses its first ``training_bars`` bars."""
+    (feature, check) tests over their (1 − α) null quantile, single tests, and per training
+    window its two rates (any, single). Each training series is drawn once; a live window
+    size uses its first ``training_bars`` bars."""
     rng = np.random.default_rng(args.seed)
     alpha = p.false_alarm_rate
     out = {w: [0, 0, 0, 0] for w in windows}
+    per: dict[int, tuple[list[float], list[float]]] = {w: ([], []) for w in windows}
     longest = max(training_bars(args.train_bars, w, p) for w in windows)
     for t in range(args.trainings):
         series = stream(rng, longest)
         for w in windows:
             train = series[: training_bars(args.train_bars, w, p)]
             det = _detector(train, [w], draws, args.seed + t, p)
+            before = list(out[w])
             for _ in range(args.trials):
                 live = stream(rng, w)
                 report = assess_drift(det.ref, det.tables[w], live, alpha)  # type: ignore[arg-type]
@@ -152,7 +158,9 @@ def false_alarms(stream: Stream, windows: list[int], args: argparse.Namespace, p
                 for f in report.features:
                     out[w][2] += (f.psi > f.psi_threshold) + (f.shift > f.shift_threshold)
                     out[w][3] += 2
-    return {w: (a, n, e, m) for w, (a, n, e, m) in out.items()}
+            per[w][0].append((out[w][0] - before[0]) / (out[w][1] - before[1]))
+            per[w][1].append((out[w][2] - before[2]) / (out[w][3] - before[3]))
+    return {w: (a, n, e, m, *per[w]) for w, (a, n, e, m) in out.items()}
 
 
 Planted = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
@@ -202,13 +210,23 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ap.add_argument("--quick", action="store_true", help="A smoke run (seconds), not a measure.")
     ap.add_argument("--seed", type=int, default=19)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--trainings",
+        type=int,
+        default=16,
+        help="Training windows drawn per false-alarm cell (each with its null).",
+    )
+    ap.add_argument("--trials", type=int, default=125, help="Live windows per training window.")
+    ap.add_argument("--process", choices=["ar1", "real", "both"], default="both")
+    ap.add_argument("--windows", default="100,500,1000,5000", help="Live window sizes (bars).")
+    ap.add_argument("--no-delays", action="store_true", help="False alarms only.")
     args = ap.parse_args(argv)
     cfg = load_config(REPO / "configs", "dev")
     policy = cfg.analytics.drift
     alpha = policy.false_alarm_rate
     draws = min_draws(8, alpha) + 201  # 4 features x 2 checks
-    windows = [100, 500, 1000, 5000]
-    args.train_bars, args.trainings, args.trials = 20_000, 8, 125
+    windows = [int(w) for w in args.windows.split(",")]
+    args.train_bars = 20_000
     args.delay_train_bars, args.repeats, args.horizon, args.step = 10_000, 20, 3000, 10
     delay_window = 500
     if args.quick:
@@ -230,15 +248,16 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                                                  policy.calibration_windows,
                                                  policy.calibration_power],
                                  "real_bars": len(real), "real_block": real_block}  # fmt: skip
-    fa = {
-        "ar1": false_alarms(lambda g, n: ar1(g, n), windows, args, policy, draws),
-        "real_bootstrap": false_alarms(bootstrapped(real, real_block), windows, args, policy,
-                                       draws),
-    }  # fmt: skip
+    streams: dict[str, Stream] = {"ar1": lambda g, n: ar1(g, n),
+                                  "real_bootstrap": bootstrapped(real, real_block)}  # fmt: skip
+    wanted = {"ar1": ["ar1"], "real": ["real_bootstrap"], "both": list(streams)}[args.process]
+    fa = {k: false_alarms(streams[k], windows, args, policy, draws) for k in wanted}
+    result["trainings"], result["trials"] = args.trainings, args.trials
     result["false_alarms"] = {k: {str(w): list(v) for w, v in d.items()} for k, d in fa.items()}
-    dl = {kind: delays(_planted(kind, args.delay_train_bars, delay_window), delay_window, args,
-                       policy, draws)
-          for kind in ("mean_0.5sd", "vol_1.5x", "corr_break")}  # fmt: skip
+    dl = {} if args.no_delays else {
+        kind: delays(_planted(kind, args.delay_train_bars, delay_window), delay_window, args,
+                     policy, draws)
+        for kind in ("mean_0.5sd", "vol_1.5x", "corr_break")}  # fmt: skip
     result["delays"] = dl
     result["delay_train_bars"] = args.delay_train_bars
     result["delay_window"], result["step"], result["horizon"] = (
@@ -254,31 +273,38 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     return result
 
 
-def _rate(k: int, n: int) -> str:
-    """A rate with its binomial standard error, in percent."""
-    r = k / n
-    return f"{100 * r:.2f} % ± {100 * np.sqrt(r * (1 - r) / n):.2f}"
+def _between(rates: list[float]) -> str:
+    """The mean of per-training rates with the standard error between training windows, and
+    their range, in percent (the binomial error of pooled windows understates the uncertainty:
+    a long-memory feature's rate depends mostly on which training window was drawn)."""
+    r = np.asarray(rates)
+    se = r.std(ddof=1) / np.sqrt(r.size) if r.size > 1 else float("nan")
+    return f"{100 * r.mean():.2f} % ± {100 * se:.2f} ({100 * r.min():.1f}–{100 * r.max():.1f})"
 
 
-def _print(result: dict[str, object], fa: dict[str, dict[int, tuple[int, int, int, int]]],
+def _print(result: dict[str, object],
+           fa: dict[str, dict[int, Cell]],
            dl: dict[str, list[int | None]]) -> None:  # fmt: skip
     print(f"alpha {result['alpha']}, {result['draws']} null draws, training window "
-          f"{result['train_bars']} bars; real bars {result['real_bars']} (block "
+          f"{result['train_bars']} bars, {result['trainings']} training windows × "
+          f"{result['trials']} live windows per cell; real bars {result['real_bars']} (block "
           f"{result['real_block']})")  # fmt: skip
     ratio = result["training_bars"]
     assert isinstance(ratio, dict)
     print(
         "| process | live window (bars) | training bars (ratio) | any feature (Holm): alarms / "
-        "windows | rate ± s.e. | single test over its (1 − α) quantile | rate ± s.e. |"
+        "windows | rate ± s.e. between trainings (range) | single test over its (1 − α) "
+        "quantile | rate ± s.e. between trainings (range) |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, per in fa.items():
-        for w, (a, n, e, m) in per.items():
+        for w, (a, n, e, m, any_t, single_t) in per.items():
             t = ratio[str(w)]
-            print(f"| {name} | {w:,} | {t:,} ({t / w:.0f}×) | {a} / {n} | {_rate(a, n)} | "
-                  f"{e} / {m} | {_rate(e, m)} |")  # fmt: skip
-    print("\n| planted change | detected | median delay (bars) | 90th pct (bars) |")
-    print("| --- | ---: | ---: | ---: |")
+            print(f"| {name} | {w:,} | {t:,} ({t / w:.0f}×) | {a} / {n} | {_between(any_t)} | "
+                  f"{e} / {m} | {_between(single_t)} |")  # fmt: skip
+    if dl:
+        print("\n| planted change | detected | median delay (bars) | 90th pct (bars) |")
+        print("| --- | ---: | ---: | ---: |")
     for kind, ds in dl.items():
         got = sorted(d for d in ds if d is not None)
         med = f"{np.median(got):.0f}" if got else "-"

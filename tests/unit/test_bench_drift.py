@@ -29,8 +29,10 @@ def test_quick_run_reports_false_alarms_and_delays(capsys: pytest.CaptureFixture
     fa = result["false_alarms"]
     assert isinstance(fa, dict) and set(fa) == {"ar1", "real_bootstrap"}
     for cells in fa.values():
-        alarms, trials, exceed, tests = cells["100"]
+        alarms, trials, exceed, tests, any_rates, single_rates = cells["100"]
         assert trials == 10 and 0 <= alarms <= trials and tests == 80 and 0 <= exceed <= tests
+        # one training window: its rates are the pooled ones
+        assert any_rates == [alarms / trials] and single_rates == [exceed / tests]
     assert result["training_bars"]["100"] >= 4 * 100  # the policy's training-to-live ratio
     delays = result["delays"]
     assert isinstance(delays, dict) and set(delays) == {"mean_0.5sd", "vol_1.5x", "corr_break"}
