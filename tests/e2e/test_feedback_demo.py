@@ -23,4 +23,9 @@ def test_the_demo_ends_with_the_feedback_loop(demo_run: tuple[AppConfig, DemoRes
     book = [k for k in read_kpis(engine) if k.pair_id == "*"]
     assert {k.window_days for k in book} == set(cfg.analytics.kpi.windows_days)
     assert all(k.trades.n_bars > 0 for k in book)
+    # Every served signal carries its worker's inference time; the replay refused no bar.
+    slo = [k.slo for k in book]
+    assert all(s.inference_p50_seconds is not None and s.inference_max_seconds is not None
+               and 0 < s.inference_p50_seconds <= s.inference_max_seconds for s in slo)  # fmt: skip
+    assert all(s.refused_bars == 0 for s in slo)  # the replay's bars are clean
     assert ingest_folder(cfg, engine).new == 0  # the loop again adds nothing

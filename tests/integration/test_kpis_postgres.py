@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,7 @@ from mlcore.feedback import (
 from mlcore.registry import make_engine
 from tests.conftest import postgres_url
 from tests.unit._feedback_support import VERSION, fill_doc, register_version, signal, store
+from tests.unit.test_kpis_service import check_service_kpis
 
 
 def test_kpis_on_postgresql(cfg: AppConfig) -> None:
@@ -41,3 +43,8 @@ def test_kpis_on_postgresql(cfg: AppConfig) -> None:
         book = [k for k in read_kpis(engine) if k.pair_id == BOOK]
         assert {k.trades.n_trades for k in book} == {1}
         engine.dispose()
+
+
+def test_inference_time_and_refused_bars_on_postgresql(cfg: AppConfig, tmp_path: Path) -> None:
+    for url in postgres_url():
+        check_service_kpis(cfg, url, tmp_path)

@@ -205,3 +205,22 @@ def test_old_closed_notifications_go_pending_ones_stay(cfg: AppConfig, registry:
     with registry.engine.connect() as conn:
         left = conn.execute(select(notifications.c.notification_id)).scalars().all()
     assert sorted(left) == ["n-c", "n-d"]  # a pending one is never pruned
+
+
+def test_old_refused_bars_go(cfg: AppConfig, registry: Registry) -> None:
+    from mlcore.registry import bars_refused, upgrade
+
+    upgrade(registry.engine)
+    days = cfg.data_retention.refused_bars_days
+    ages = {"old": days + 1, "kept": days - 1}
+    with registry.engine.begin() as conn:
+        conn.execute(insert(bars_refused), [{
+            "message_id": name, "worker_id": "w0", "source": "file:bars.jsonl",
+            "position": "1", "reason": "bad_print", "detail": "x",
+            "refused_at": NOW - timedelta(days=age), "symbol": None, "bar_ts": None,
+        } for name, age in ages.items()])  # fmt: skip
+    assert apply_retention(cfg, registry, now=NOW, dry_run=True).refused_bars_deleted == 1
+    assert apply_retention(cfg, registry, now=NOW).refused_bars_deleted == 1
+    with registry.engine.connect() as conn:
+        left = conn.execute(select(bars_refused.c.message_id)).scalars().all()
+    assert left == ["kept"]

@@ -56,7 +56,8 @@ def test_the_spec_example_and_the_named_rules_are_there() -> None:
 
 def test_thresholds_are_the_policy_values(cfg: AppConfig) -> None:
     rules = _rules()
-    assert rules["InferenceLatencySLO"]["expr"].endswith("> 0.2")  # the spec's 200 ms
+    slo = cfg.analytics.kpi.inference_slo_seconds  # the spec's 200 ms, also the live KPIs'
+    assert rules["InferenceLatencySLO"]["expr"].endswith(f"> {slo:g}")
     budget = cfg.serving.freshness_budget_seconds
     assert rules["ServingDataStale"]["expr"].endswith(f"> {budget:g}")
     pipeline = cfg.pipeline.freshness_budget_seconds

@@ -51,6 +51,10 @@ def retention_apply(
            else f"archived ({report.signals_exported}) and deleted")  # fmt: skip
     text(f"signals: {moved} {report.signals_to_history} to signals_history; "
          f"{report.signals_deleted} past signals_history_days {old}")  # fmt: skip
+    gone = "would be deleted" if dry_run else "deleted"
+    text(f"registry rows {gone}: {report.notifications_deleted} notifications past "
+         f"notifications_days, {report.refused_bars_deleted} refused bars past "
+         "refused_bars_days")  # fmt: skip
     if verbose_list:
         for p in report.pruned:
             text(f"{p.layer}: {plain(p.path)} ({p.reason})")

@@ -250,6 +250,7 @@ class DataRetentionPolicy(Policy):
     model_versions: Annotated[int, Field(ge=5)]
     signals_history_days: Days
     notifications_days: Days
+    refused_bars_days: Days
 
 
 # universe.yaml --------------------------------------------------------------------------

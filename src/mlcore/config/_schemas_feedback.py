@@ -219,9 +219,11 @@ class FillsPolicy(Policy):
 
 
 class KpiPolicy(Policy):
-    """The live KPIs' rolling windows."""
+    """The live KPIs' rolling windows and the inference-time SLO they count against."""
 
     windows_days: Annotated[list[Annotated[int, Field(gt=0, le=3660)]], Field(min_length=1)]
+    #: a signal decided in more than this counts against the inference SLO (spec: 200 ms)
+    inference_slo_seconds: Annotated[float, Field(gt=0, le=60)]
 
 
 class DriftPolicy(Policy):

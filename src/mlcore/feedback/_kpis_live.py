@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import logging
 from bisect import bisect_left, bisect_right
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, union_all
+from sqlalchemy import Engine, func, insert, select, union_all
 
 from mlcore import observability as obs
 from mlcore.config import AppConfig
@@ -35,7 +35,13 @@ from mlcore.feedback._kpis import (
     trade_stats,
 )
 from mlcore.feedback._live_trades import LiveTrade, SlippageSummary, as_utc, summarize_costs
-from mlcore.registry import live_kpis, model_registry, signals_history, signals_live
+from mlcore.registry import (
+    bars_refused,
+    live_kpis,
+    model_registry,
+    signals_history,
+    signals_live,
+)
 
 log = logging.getLogger("mlcore.feedback")
 BOOK = "*"  # the pair_id of the KPIs of all pairs together
@@ -80,12 +86,20 @@ class KpiGaps:
 
 @dataclass(frozen=True)
 class Slo:
-    """Service KPIs the registry can show: how late fills come, how fresh the signals are."""
+    """Service and data-quality KPIs: how late fills come, how fresh the signals are, how long
+    the workers took to decide, how many bar messages they refused (rows stored before the
+    last five were kept read with their defaults)."""
 
     fill_latency_p50_seconds: float | None  # bar close (signal) to fill
     fill_latency_p95_seconds: float | None
     freshness_seconds: float | None  # computed_at minus the newest signal's bar close
     signals: int
+    inference_p50_seconds: float | None = None  # the worker's decision time per signal
+    inference_p95_seconds: float | None = None
+    inference_max_seconds: float | None = None
+    inference_over_slo: int = 0  # signals decided in more than kpi.inference_slo_seconds
+    refused_bars: int = 0  # bar messages refused in the window (the pair's legs; the book: all)
+    refused_by_reason: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,6 +124,7 @@ class _Version:
     capital_usd: float
     n_pairs: int
     dd_recent_max: float
+    legs: dict[str, tuple[str, str]]  # pair_id → its legs' symbols
 
 
 def _version(engine: Engine, model_version: str) -> _Version:
@@ -126,15 +141,16 @@ def _version(engine: Engine, model_version: str) -> _Version:
                          f"{model_version}: decision.json unreadable: {exc}") from None  # fmt: skip
     rec = params.record
     return _Version(float(rec["account"]["capital_usd"]), len(params.pairs),
-                    float(rec["labels"]["ai2"]["dd_recent_max"]))  # fmt: skip
+                    float(rec["labels"]["ai2"]["dd_recent_max"]),
+                    {p.pair_id: (p.leg_a, p.leg_b) for p in params.pairs})  # fmt: skip
 
 
 def _signals(engine: Engine, model_version: str, pair_id: str | None,
              since: datetime | None) -> list[Any]:  # fmt: skip
     parts = []
     for t in (signals_live, signals_history):
-        q = select(t.c.signal_id, t.c.ts, t.c.pair_id, t.c.action, t.c.payload).where(
-            t.c.model_version == model_version)  # fmt: skip
+        q = select(t.c.signal_id, t.c.ts, t.c.pair_id, t.c.action, t.c.payload,
+                   t.c.inference_seconds).where(t.c.model_version == model_version)  # fmt: skip
         if pair_id is not None:
             q = q.where(t.c.pair_id == pair_id)
         if since is not None:
@@ -231,18 +247,37 @@ def _flags(signals: list[Any], trades: list[LiveTrade], dd_max: float) -> FlagQu
     return flag_quality(flagged, adverse)
 
 
-def _slo(signals: list[Any], trades: list[LiveTrade], now: datetime) -> Slo:
+def _refused(engine: Engine, symbols: tuple[str, ...] | None, start: datetime,
+             end: datetime) -> dict[str, int]:  # fmt: skip
+    """Bar messages refused in [start, end] by reason: placed at their bar time where the
+    message said it, else when refused; only those of ``symbols`` (None: every one)."""
+    t = bars_refused
+    at = func.coalesce(t.c.bar_ts, t.c.refused_at)
+    q = select(t.c.reason, func.count()).where(at >= start, at <= end).group_by(t.c.reason)
+    if symbols is not None:
+        q = q.where(t.c.symbol.in_(symbols))
+    with engine.connect() as conn:
+        return {str(r): int(n) for r, n in conn.execute(q)}
+
+
+def _slo(signals: list[Any], trades: list[LiveTrade], now: datetime, slo_s: float,
+         refused: dict[str, int]) -> Slo:  # fmt: skip
     lat = [(t.filled_at - t.signal_ts).total_seconds() for t in trades]
     newest = max((as_utc(r["ts"]) for r in signals), default=None)
+    spent = [float(r["inference_seconds"]) for r in signals if r["inference_seconds"] is not None]
     return Slo(quantile(lat, 0.5), quantile(lat, 0.95),
-               (now - newest).total_seconds() if newest else None, len(signals))  # fmt: skip
+               (now - newest).total_seconds() if newest else None, len(signals),
+               quantile(spent, 0.5), quantile(spent, 0.95), max(spent, default=None),
+               sum(x > slo_s for x in spent), sum(refused.values()),
+               dict(sorted(refused.items())))  # fmt: skip
 
 
 def window_kpis(
     engine: Engine, model_version: str, pair_id: str, window_days: int, now: datetime,
-    ref: BacktestReference | None, v: _Version, end: datetime,
+    ref: BacktestReference | None, v: _Version, end: datetime, slo_s: float,
 ) -> LiveKpis:  # fmt: skip
-    """The KPIs of one version, pair (or ``*``) and window ending ``end``, computed ``now``."""
+    """The KPIs of one version, pair (or ``*``) and window ending ``end``, computed ``now``;
+    ``slo_s``: the inference time a signal should be decided within."""
     start = end - timedelta(days=window_days)
     pid = None if pair_id == BOOK else pair_id
     capital = v.capital_usd / v.n_pairs if pid is not None else v.capital_usd
@@ -257,7 +292,9 @@ def window_kpis(
         pair_id=pair_id, model_version=model_version, window_days=window_days,
         computed_at=now, window_start=start, trades=stats, gates=_gates(signals),
         flags=_flags(signals, trades, v.dd_recent_max), costs=summarize_costs(trades),
-        slo=_slo(signals, trades, now), gaps=gaps,
+        slo=_slo(signals, trades, now, slo_s,
+                 _refused(engine, None if pid is None else v.legs.get(pid, ()), start, end)),
+        gaps=gaps,
     )  # fmt: skip
 
 
@@ -294,7 +331,8 @@ def compute_kpis(
         pairs = sorted({r["pair_id"] for r in served})
         end = as_of or max((as_utc(r["ts"]) for r in served), default=now)
         for days in cfg.analytics.kpi.windows_days:
-            out += [window_kpis(engine, version, p, days, now, ref, v, end)
+            out += [window_kpis(engine, version, p, days, now, ref, v, end,
+                                cfg.analytics.kpi.inference_slo_seconds)
                     for p in [*pairs, BOOK]]  # fmt: skip
     with engine.begin() as conn:
         for k in out:

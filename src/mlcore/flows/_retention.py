@@ -12,7 +12,9 @@ the end of each retrain.
   ``core.signals_history``; history older than ``signals_history_days`` is first written to
   signals_policy ``archive_path`` (Parquet, one file per month, merged by signal id) and only
   then deleted;
-- delivered and failed rows of ``audit.notifications`` older than ``notifications_days``.
+- delivered and failed rows of ``audit.notifications`` older than ``notifications_days``;
+- ``core.bars_refused`` rows (the workers' refused bar messages) older than
+  ``refused_bars_days``.
 
 A version whose files are gone without a ``MODEL_PRUNED`` record makes the lineage unknown:
 raw and canonical are then left alone (RETENTION_LINEAGE_UNKNOWN), the rest still runs. Each
@@ -27,6 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, Table, delete, func, select
@@ -44,6 +47,7 @@ from mlcore.errors import ConfigError
 from mlcore.registry import (
     ActionResult,
     Registry,
+    bars_refused,
     notifications,
     signals_history,
     signals_live,
@@ -63,6 +67,7 @@ class RetentionReport:
     signals_exported: int = 0
     signals_deleted: int = 0
     notifications_deleted: int = 0
+    refused_bars_deleted: int = 0
     lineage_unknown: list[str] = field(default_factory=list)
     protected_partitions: int = 0
 
@@ -121,17 +126,25 @@ def apply_retention(
                                   pol.ingest_reports_days * _DAY, now, dry_run=dry_run,
                                   pattern="*.json")  # fmt: skip
     _signals(cfg, registry, now, report)
-    report.notifications_deleted = _notifications(
-        registry, now - cfg.data_retention.notifications_days * _DAY, dry_run=dry_run
-    )
+    closed = notifications.c.status.in_(("delivered", "failed"))  # a pending one always stays
+    report.notifications_deleted = _delete_old(
+        registry, notifications, closed & (notifications.c.created_at
+                                           < now - pol.notifications_days * _DAY), dry_run
+    )  # fmt: skip
+    report.refused_bars_deleted = _delete_old(
+        registry, bars_refused, bars_refused.c.refused_at < now - pol.refused_bars_days * _DAY,
+        dry_run,
+    )  # fmt: skip
+    rows_gone = report.notifications_deleted + report.refused_bars_deleted
     if not dry_run and (report.pruned or report.signals_deleted or report.signals_to_history
-                        or report.notifications_deleted):  # fmt: skip
+                        or rows_gone):  # fmt: skip
         registry.record_action(
             "retention.apply", actor=actor, role="system", reason="data_retention.yaml",
             request_id=str(uuid.uuid4()), before=None,
             after={"pruned": report.counts(), "signals_to_history": report.signals_to_history,
                    "signals_deleted": report.signals_deleted,
-                   "notifications_deleted": report.notifications_deleted},
+                   "notifications_deleted": report.notifications_deleted,
+                   "refused_bars_deleted": report.refused_bars_deleted},
             result=ActionResult.OK,
             details={"lineage_unknown": unknown, "protected": report.protected_partitions},
         )  # fmt: skip
@@ -184,16 +197,13 @@ def _signals(cfg: AppConfig, registry: Registry, now: datetime, report: Retentio
     report.signals_deleted = len(ids)
 
 
-def _notifications(registry: Registry, before: datetime, *, dry_run: bool) -> int:
-    """Delivered and failed notifications created before ``before`` (never a pending one)."""
-    done = notifications.c.status.in_(("delivered", "failed")) & (
-        notifications.c.created_at < before
-    )
+def _delete_old(registry: Registry, table: Table, old: Any, dry_run: bool) -> int:
+    """Delete the rows of ``table`` matching ``old`` (count them: ``dry_run``)."""
     with registry.engine.begin() as conn:
         if dry_run:
-            query = select(func.count()).select_from(notifications).where(done)
+            query = select(func.count()).select_from(table).where(old)
             return int(conn.execute(query).scalar_one())
-        return int(conn.execute(delete(notifications).where(done)).rowcount or 0)
+        return int(conn.execute(delete(table).where(old)).rowcount or 0)
 
 
 def _count(conn: Connection, table: Table, before: datetime) -> int:

@@ -47,6 +47,7 @@ from mlcore.registry._store import (
 from mlcore.registry._tables import (
     RUN_STATUSES,
     STATUSES,
+    bars_refused,
     fills_quarantine,
     live_kpis,
     live_trades,
@@ -95,6 +96,7 @@ __all__ = [
     "Versions",
     "alert_scope",
     "artifact_store",
+    "bars_refused",
     "check_connection",
     "check_model",
     "damaged_files",

@@ -181,12 +181,16 @@ _SIGNAL_COLUMNS = (
     ("theta1", Numeric(6, 4)),
     ("theta2", Numeric(6, 4)),
     ("payload", JSON),
+    ("inference_seconds", Float),  # the decision's compute time in the worker (0009)
 )
+
+
+_NULLABLE_SIGNAL_COLUMNS = frozenset({"payload", "return_prob", "inference_seconds"})
 
 
 def _signals(name: str) -> Table:
     # return_prob is NULL where AI1 is not asked (migration 0003).
-    cols = [Column(n, t, primary_key=(n == "signal_id"), nullable=n in ("payload", "return_prob"))
+    cols = [Column(n, t, primary_key=(n == "signal_id"), nullable=n in _NULLABLE_SIGNAL_COLUMNS)
             for n, t in _SIGNAL_COLUMNS]  # fmt: skip
     return Table(name, metadata, *cols, schema="core")
 
@@ -291,5 +295,22 @@ live_kpis = Table(
     Column("n_trades", Integer, nullable=False),
     Column("n_bars", Integer, nullable=False),
     Column("kpis", JSON, nullable=False),
+    schema="core",
+)
+
+# Bar messages the serving workers refused (their dead letters, without the raw bytes, which stay
+# in the worker's outbox and the dead-letter stream), for the live KPIs (migration 0009).
+bars_refused = Table(
+    "bars_refused",
+    metadata,
+    Column("message_id", String(64), primary_key=True),
+    Column("worker_id", String(64), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("position", Text, nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("refused_at", DateTime(timezone=True), nullable=False),
+    Column("symbol", String(32)),  # where the bar named a universe symbol
+    Column("bar_ts", DateTime(timezone=True)),  # and its bar time
     schema="core",
 )

@@ -41,11 +41,13 @@ class DeadLetter:
     detail: str
     raw: bytes
     at_ns: int
+    symbol: str | None = None  # where the message named a known symbol (a bar a check refused)
+    bar_ts_ns: int | None = None  # and its bar time
 
-    def row(self) -> tuple[str, str, str, str, str, bytes, int]:
+    def row(self) -> tuple[str, str, str, str, str, bytes, int, str | None, int | None]:
         """The outbox row."""
         return (self.id, self.source, self.position, self.reason, self.detail, self.raw,
-                self.at_ns)  # fmt: skip
+                self.at_ns, self.symbol, self.bar_ts_ns)  # fmt: skip
 
 
 def message_id(raw: RawBar) -> str:
@@ -69,10 +71,13 @@ def raw_bytes(raw: RawBar, limit: int = MAX_MESSAGE_BYTES) -> bytes:
     return data[: limit + 1]
 
 
-def dead_letter(raw: RawBar, key: str, reason: str, detail: str, at_ns: int) -> DeadLetter:
+def dead_letter(
+    raw: RawBar, key: str, reason: str, detail: str, at_ns: int,
+    symbol: str | None = None, bar_ts_ns: int | None = None,
+) -> DeadLetter:  # fmt: skip
     """The dead letter of ``raw`` (of id ``key``, see :func:`message_id`)."""
     return DeadLetter(key, raw.source, raw.position, reason,
-                      detail[:500], raw_bytes(raw), at_ns)  # fmt: skip
+                      detail[:500], raw_bytes(raw), at_ns, symbol, bar_ts_ns)  # fmt: skip
 
 
 # KEYS: stream. ARGV: seen-key prefix, ttl, maxlen, then 7 values per letter. A letter already

@@ -28,7 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mlcore.config import RedisDeliveryPolicy
 from mlcore.data import write_atomic
-from mlcore.registry import signals_history, signals_live
+from mlcore.registry import bars_refused, signals_history, signals_live
 from mlcore.serving import _metrics as m
 from mlcore.serving._outbox import Outbox
 
@@ -230,7 +230,7 @@ class SignalFiles:
         self._thread.join(5)
 
 
-def _row(payload: bytes) -> dict[str, Any]:
+def _row(payload: bytes, inference_ns: int | None = None) -> dict[str, Any]:
     s = json.loads(payload)
     return {
         "signal_id": s["id"],
@@ -240,26 +240,40 @@ def _row(payload: bytes) -> dict[str, Any]:
         "return_prob": s["return_prob"], "risk_score": s["risk_score"],
         "position_scale": s["position_scale"], "theta1": s["theta1"], "theta2": s["theta2"],
         "payload": s,
+        "inference_seconds": None if inference_ns is None else inference_ns / 1e9,
     }  # fmt: skip
 
 
-def _insert_ignore(engine: Engine, table: Any) -> Any:
+def _insert_ignore(engine: Engine, table: Any, key: str = "signal_id") -> Any:
     maker = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-    return maker(table).on_conflict_do_nothing(index_elements=["signal_id"])
+    return maker(table).on_conflict_do_nothing(index_elements=[key])
+
+
+def _utc(ns: int | None) -> datetime | None:
+    return None if ns is None else datetime.fromtimestamp(ns / 1e9, UTC)
 
 
 def aggregate(outbox: Outbox, engine: Engine, batch: int = 2000) -> int:
     """Copy the outbox's signals not yet aggregated into ``core.signals_live`` (an id already
-    there is kept); return how many rows were read."""
+    there is kept), and its dead letters into ``core.bars_refused`` (without the raw bytes);
+    return how many signal rows were read."""
     done = 0
-    while True:
-        rows = outbox.pending("aggregated", batch)
-        if not rows:
-            return done
+    while rows := outbox.to_aggregate(batch):
         with engine.begin() as conn:
-            conn.execute(_insert_ignore(engine, signals_live), [_row(p) for _, _, p in rows])
+            conn.execute(_insert_ignore(engine, signals_live), [_row(p, ns) for _, p, ns in rows])
         outbox.mark("aggregated", rows[-1][0])
         done += len(rows)
+    worker = outbox.path.stem
+    while dead := outbox.dead_to_aggregate(batch):
+        with engine.begin() as conn:
+            conn.execute(_insert_ignore(engine, bars_refused, "message_id"), [
+                {"message_id": mid, "worker_id": worker, "source": source[:2000],
+                 "position": position[:2000], "reason": reason[:32], "detail": detail,
+                 "refused_at": _utc(at_ns), "symbol": symbol, "bar_ts": _utc(bar_ts)}
+                for _seq, mid, source, position, reason, detail, at_ns, symbol, bar_ts in dead
+            ])  # fmt: skip
+        outbox.mark_dead_aggregated(dead[-1][0])
+    return done
 
 
 def archive_signals(engine: Engine, before: datetime) -> int:

@@ -113,9 +113,11 @@ class Intake:
         else:
             self._logged[reason] = (last, quiet + 1)
 
-    def _reject(self, raw: RawBar, key: str, reason: str, detail: str) -> None:
+    def _reject(self, raw: RawBar, key: str, reason: str, detail: str,
+                bar: Bar | None = None) -> None:  # fmt: skip
         self.refuse(reason, f"{raw.source} at {shown(raw.position)}: {detail}")
-        self.dead.append(dead_letter(raw, key, reason, detail, time.time_ns()))
+        symbol, ts_ns = (bar.symbol, bar.ts_ns) if bar is not None else (None, None)
+        self.dead.append(dead_letter(raw, key, reason, detail, time.time_ns(), symbol, ts_ns))
 
     def alert(self, code: str, message: str, details: dict[str, Any]) -> None:
         """Record an alert (the database away: the log line still says it)."""
@@ -150,13 +152,13 @@ class Intake:
             bar.symbol, bar.ts_ns, bar.high, bar.low, bar.close, time.time_ns()
         )
         if reason:
-            self._reject(raw, key, reason, detail)
+            self._reject(raw, key, reason, detail, bar)
             return None
         self.touched.add(bar.symbol)
         return bar
 
     # -- commit and delivery -----------------------------------------------------------------
-    def take(self) -> tuple[dict[str, str], list[tuple[str, str, str, str, str, bytes, int]]]:
+    def take(self) -> tuple[dict[str, str], list[tuple[Any, ...]]]:
         """What the next commit keeps (the guard of the symbols changed, the dead letters), and
         forget it here."""
         state = self.guard.state()

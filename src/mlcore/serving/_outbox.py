@@ -18,7 +18,8 @@ CREATE TABLE IF NOT EXISTS signals (
     payload BLOB NOT NULL,
     delivered INTEGER NOT NULL DEFAULT 0,
     aggregated INTEGER NOT NULL DEFAULT 0,
-    expired INTEGER NOT NULL DEFAULT 0
+    expired INTEGER NOT NULL DEFAULT 0,
+    inference_ns INTEGER
 );
 CREATE INDEX IF NOT EXISTS signals_undelivered ON signals (delivered, seq);
 CREATE INDEX IF NOT EXISTS signals_unaggregated ON signals (aggregated, seq);
@@ -37,13 +38,23 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     detail TEXT NOT NULL,
     raw BLOB NOT NULL,
     at_ns INTEGER NOT NULL,
-    delivered INTEGER NOT NULL DEFAULT 0
+    delivered INTEGER NOT NULL DEFAULT 0,
+    symbol TEXT,
+    bar_ts_ns INTEGER,
+    aggregated INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
 """
+_ADDED = (
+    ("signals", "expired", "INTEGER NOT NULL DEFAULT 0"),
+    ("signals", "inference_ns", "INTEGER"),
+    ("dead_letters", "symbol", "TEXT"),
+    ("dead_letters", "bar_ts_ns", "INTEGER"),
+    ("dead_letters", "aggregated", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 
 class Outbox:
@@ -56,31 +67,36 @@ class Outbox:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(_SCHEMA)
-        columns = {r[1] for r in self.conn.execute("PRAGMA table_info(signals)")}
-        if "expired" not in columns:  # an outbox made before valid_until was held at delivery
-            self.conn.execute("ALTER TABLE signals ADD COLUMN expired INTEGER NOT NULL DEFAULT 0")
+        # An outbox made by an older release gets the columns added since (valid_until held at
+        # delivery; the live KPIs' inference time and refused bars).
+        for table, column, kind in _ADDED:
+            have = {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         """Close the file."""
         self.conn.close()
 
     def commit(
-        self, signals: Iterable[tuple[str, str, int, bytes, int]],
+        self, signals: Iterable[tuple[Any, ...]],
         states: Mapping[str, tuple[str, bytes, str]], kv: Mapping[str, str],
-        dead: Iterable[tuple[str, str, str, str, str, bytes, int]] = (),
+        dead: Iterable[tuple[Any, ...]] = (),
     ) -> int:  # fmt: skip
         """Store signals (id, pair_id, bar_ts_ns, payload, delivered: 1 when Redis has it
-        already; an id already stored is kept as it was), pair states (pair_id →
-        model_version, engine, rest), key-values and dead letters (id, source, position,
-        reason, detail, raw, at_ns; each id once) at once; return how many signals were new."""
+        already, and optionally inference_ns: the decision's compute time; an id already
+        stored is kept as it was), pair states (pair_id → model_version, engine, rest),
+        key-values and dead letters (id, source, position, reason, detail, raw, at_ns, and
+        optionally symbol and bar_ts_ns where the message said them; each id once) at once;
+        return how many signals were new."""
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
             before = c.total_changes
             c.executemany(
-                "INSERT OR IGNORE INTO signals (id, pair_id, bar_ts_ns, payload, delivered) "
-                "VALUES (?,?,?,?,?)",
-                signals,
+                "INSERT OR IGNORE INTO signals (id, pair_id, bar_ts_ns, payload, delivered, "
+                "inference_ns) VALUES (?,?,?,?,?,?)",
+                [_padded(r, 5, 1) for r in signals],
             )
             new = c.total_changes - before
             c.executemany(
@@ -90,8 +106,8 @@ class Outbox:
             c.executemany("INSERT OR REPLACE INTO kv VALUES (?,?)", list(kv.items()))
             c.executemany(
                 "INSERT OR IGNORE INTO dead_letters (id, source, position, reason, detail, raw, "
-                "at_ns) VALUES (?,?,?,?,?,?,?)",
-                dead,
+                "at_ns, symbol, bar_ts_ns) VALUES (?,?,?,?,?,?,?,?,?)",
+                [_padded(r, 7, 2) for r in dead],
             )
             c.execute("COMMIT")
         except BaseException:
@@ -116,6 +132,30 @@ class Outbox:
             f"SELECT seq, id, payload FROM signals WHERE {column} = 0 ORDER BY seq LIMIT ?",  # noqa: S608 - column checked above
             (limit,),
         ).fetchall()
+
+    def to_aggregate(self, limit: int) -> list[tuple[int, bytes, int | None]]:
+        """(seq, payload, inference_ns) of the signals not yet aggregated, oldest first."""
+        return self.conn.execute(
+            "SELECT seq, payload, inference_ns FROM signals WHERE aggregated = 0 ORDER BY seq "
+            "LIMIT ?",
+            (limit,),
+        ).fetchall()
+
+    def dead_to_aggregate(self, limit: int) -> list[tuple[Any, ...]]:
+        """(seq, id, source, position, reason, detail, at_ns, symbol, bar_ts_ns) of the dead
+        letters not yet aggregated, oldest first."""
+        return self.conn.execute(
+            "SELECT seq, id, source, position, reason, detail, at_ns, symbol, bar_ts_ns "
+            "FROM dead_letters WHERE aggregated = 0 ORDER BY seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+
+    def mark_dead_aggregated(self, up_to_seq: int) -> None:
+        """Mark the dead letters up to ``up_to_seq`` as aggregated."""
+        self.conn.execute(
+            "UPDATE dead_letters SET aggregated = 1 WHERE aggregated = 0 AND seq <= ?",
+            (up_to_seq,),
+        )
 
     def mark(self, column: str, up_to_seq: int) -> None:
         """Mark every row up to ``up_to_seq`` as done for ``column``."""
@@ -162,3 +202,11 @@ class Outbox:
         self.conn.execute(
             "UPDATE dead_letters SET delivered = 1 WHERE delivered = 0 AND seq <= ?", (up_to_seq,)
         )
+
+
+def _padded(row: tuple[Any, ...], required: int, optional: int) -> tuple[Any, ...]:
+    """``row`` with its missing optional trailing values as NULL (a row of another length is
+    passed on whole, for SQLite to refuse)."""
+    if len(row) == required:
+        return (*row, *([None] * optional))
+    return row

@@ -203,7 +203,8 @@ class Worker:
         self._last_beat = 0.0
         self._last_aggregate = 0.0
         self.stopping = False
-        self._rows: list[tuple[str, str, int, bytes, int]] = []  # made, not yet committed
+        self._rows: list[tuple[str, str, int, bytes, int, int | None]] = []  # not committed
+        self._inference_ns: dict[str, int] = {}  # signal id → its decision's compute time
         self._touched: set[str] = set()
         self._last_commit = time.monotonic()
         self._backlog = True  # until the outbox has been checked once
@@ -283,7 +284,10 @@ class Worker:
         close_ns = p.ts_ns + rt.setup.bar_seconds * 1_000_000_000
         t0 = time.perf_counter_ns()
         outcome = rt.on_bar(p.ts_ns, p.bar, self.clock.now_ns(close_ns), flags, p.fx, control)
-        m.INFERENCE_LATENCY_SECONDS.observe((time.perf_counter_ns() - t0) / 1e9)
+        spent_ns = time.perf_counter_ns() - t0
+        m.INFERENCE_LATENCY_SECONDS.observe(spent_ns / 1e9)
+        if outcome.signal is not None:  # kept with the signal for the live KPIs
+            self._inference_ns[outcome.signal["id"]] = spent_ns
         pid = rt.setup.pair_id
         self._touched.add(pid)
         if outcome.dd is not None:
@@ -368,7 +372,7 @@ class Worker:
             except redis.RedisError as exc:
                 log.warning("redis unavailable, signals kept in the outbox: %s", exc)
                 self._backlog = True
-        self._rows.extend((*row, delivered) for row in rows)
+        self._rows.extend((*row, delivered, self._inference_ns.pop(row[0], None)) for row in rows)
         now = time.monotonic()
         for _, s in signals:
             self.tally[f"signal:{s['metadata']['action']}"] += 1
