@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from mlcore.cli._render import kpi_line
 from mlcore.config import AppConfig
 from mlcore.feedback import BOOK, compute_kpis, read_kpis
 from mlcore.registry import bars_refused, database_url, make_engine, signals_live
@@ -73,6 +74,7 @@ def check_service_kpis(cfg: AppConfig, url: str, tmp_path: Path) -> None:
     assert book7.slo.refused_bars == 4  # every symbol, and the unparseable one
     assert book7.slo.refused_by_reason == {"bad_print": 2, "future": 1, "json": 1}
     assert all(k.slo.refused_bars == (2 if k.pair_id != BOOK else 4) for k in kpis)  # 200 days
+    assert "(1 over the SLO), 2 bars refused;" in kpi_line(pair7)  # `mlcore kpis show`
     stored = {(k.pair_id, k.window_days): k.slo for k in read_kpis(engine)}
     assert stored[("EUR_GBP", 7)] == slo and stored[(BOOK, 7)] == book7.slo
     box.close()

@@ -466,7 +466,7 @@ def fmt_or_dash(value: float | None, spec: str = ".3f") -> str:
 
 def kpi_line(k: LiveKpis) -> str:
     """One line of a version's KPIs for a pair (or the book) and window."""
-    t, g, f, d = k.trades, k.gates, k.flags, fmt_or_dash
+    t, g, f, s, d = k.trades, k.gates, k.flags, k.slo, fmt_or_dash
     gap = (
         f" gap sharpe {d(k.gaps.sharpe, '+.2f')} win {d(k.gaps.win_rate, '+.2f')}"
         if k.gaps else " (no backtest to compare)"
@@ -477,7 +477,9 @@ def kpi_line(k: LiveKpis) -> str:
         f"sharpe {d(t.sharpe, '.2f')}, maxDD {d(t.max_drawdown, '.4f')}, "
         f"trades/yr {d(t.trades_per_year, '.1f')}, AI2 refusal {d(g.ai2_refusal_rate, '.2f')} "
         f"of {g.candidates} candidates, θ1 pass {d(g.theta1_pass_rate, '.2f')}, risk_flag "
-        f"precision {d(f.precision, '.2f')} recall {d(f.recall, '.2f')};{gap}"
+        f"precision {d(f.precision, '.2f')} recall {d(f.recall, '.2f')}; inference p95 "
+        f"{d(None if s.inference_p95_seconds is None else 1000 * s.inference_p95_seconds, '.1f')}"
+        f" ms ({s.inference_over_slo} over the SLO), {s.refused_bars} bars refused;{gap}"
     )
 
 

@@ -286,8 +286,6 @@ class Worker:
         outcome = rt.on_bar(p.ts_ns, p.bar, self.clock.now_ns(close_ns), flags, p.fx, control)
         spent_ns = time.perf_counter_ns() - t0
         m.INFERENCE_LATENCY_SECONDS.observe(spent_ns / 1e9)
-        if outcome.signal is not None:  # kept with the signal for the live KPIs
-            self._inference_ns[outcome.signal["id"]] = spent_ns
         pid = rt.setup.pair_id
         self._touched.add(pid)
         if outcome.dd is not None:
@@ -298,6 +296,7 @@ class Worker:
             self.intake.refuse(outcome.refused)
         else:
             out.append((p.ts_ns, outcome.signal))
+            self._inference_ns[outcome.signal["id"]] = spent_ns  # kept for the live KPIs
 
     @property
     def pairs_seconds(self) -> int:
