@@ -365,6 +365,18 @@ def test_a_file_with_no_accepted_row_is_bad_data(
         assert "none of its 2 rows was accepted (1 x high < low; 1 x non-positive price)" in err
 
 
+def test_a_file_with_no_accepted_row_is_bad_data_with_a_window_too(tmp_path: Path) -> None:
+    """Review: with --start/--end a file of which every row was rejected ended exit 0."""
+    path = tmp_path / "bars.csv"
+    path.write_text("timestamp,open,high,low,close\n2024-01-02T10:00:00Z,1,0.5,2,1\n"
+                    "2024-01-02T11:00:00Z,-1,2,0.5,1\n")  # fmt: skip
+    env = {"ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
+    code, _, err = _run(*ROOT, *_INGEST, str(path), "--start", "2024-01-01",
+                        "--end", "2024-01-03", env=env)  # fmt: skip
+    assert code == 65, err
+    assert "DATA_FILE_NOTHING_ACCEPTED: " in err and "none of its 2 rows was accepted" in err
+
+
 def test_a_file_whose_date_order_is_undecided_is_refused_until_a_format_is_given(
     tmp_path: Path,
 ) -> None:
