@@ -103,6 +103,11 @@ def print_ingest(report: IngestReport) -> None:
             f"  removed {report.replaced_rows} stored row(s) inside the file's span that it "
             "no longer holds"
         )
+    if report.replace_withheld:
+        text(
+            "  stored rows the file does not hold were kept: it has rejected rows (fix them, "
+            "and the corrected file replaces its span)"
+        )
     for layer, months in (("raw", report.raw_partitions_removed),
                           ("canonical", report.canonical_partitions_removed)):  # fmt: skip
         if months:
