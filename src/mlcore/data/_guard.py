@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 
 from mlcore.config import DQThresholds
+from mlcore.data._dq import MAX_JUMP_FACTOR
 
 _MAD_TO_SIGMA = 1.4826  # as mlcore.data._dq
-MAX_JUMP_FACTOR = 10.0
-_MAX_JUMP = math.log(MAX_JUMP_FACTOR)
+_MAX_JUMP = math.log(MAX_JUMP_FACTOR)  # ingest's rule too (mlcore.data._dq)
 
 
 def trailing_sigma(abs_moves: np.ndarray, th: DQThresholds) -> float:
