@@ -377,6 +377,25 @@ def test_a_date_format_repeating_a_directive_is_a_usage_error(tmp_path: Path, pa
     assert "Traceback" not in out + err
 
 
+def test_a_bug_in_an_option_parser_is_one_internal_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: an exception other than a usage error inside an option's parser (``re.error``
+    from ``--date-format %Y%Y``) escaped every handler: a raw traceback, exit 1."""
+    import mlcore.data
+
+    def broken(text: str) -> str:
+        raise RuntimeError(f"a bug reading {text!r}")
+
+    monkeypatch.setattr(mlcore.data, "check_date_format", broken)
+    env = {"ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
+    code, out, err = _run(*ROOT, *_INGEST, str(tmp_path / "x.csv"), "--date-format", "dmy",
+                          env=env)  # fmt: skip
+    assert code == 70, err
+    assert err.strip().splitlines() == ["internal error RuntimeError: a bug reading 'dmy'"], err
+    assert "Traceback" not in out + err
+
+
 def test_a_file_with_no_accepted_row_is_bad_data_with_a_window_too(tmp_path: Path) -> None:
     """Review: with --start/--end a file of which every row was rejected ended exit 0."""
     path = tmp_path / "bars.csv"
