@@ -199,6 +199,8 @@ code                                       class                  when
 ``DATA_API_REFUSED``                       FatalError (exit 1)    any other refused request (3xx,
                                                                   400, 404, 422 ...): status named
 ``DATA_API_AUTH_MISSING``                  ConfigError (exit 2)   a provider's key variable not set
+``DATA_API_TOO_LARGE`` /                   BadDataError (exit 65) an answer over 64 MiB decoded;
+``DATA_API_NOTHING_ACCEPTED``                                     rows of which none is accepted
 ``DATA_API_RATE_LIMIT`` /                  RetryableError         429; 5xx; 408 or no answer in
 ``_SERVER_ERROR`` / ``_TIMEOUT`` /         (exit 75)              time; refused connection; body
 ``_CONNECTION`` / ``_BAD_RESPONSE``                               not complete JSON (all retried)

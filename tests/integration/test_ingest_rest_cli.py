@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from mlcore.cli import app
 from tests.conftest import CONFIG_ROOT
-from tests.integration._http_server import API_KEY, FakeTwelveData, Reply, make_values
+from tests.integration._http_server import API_KEY, NO_DATA, FakeTwelveData, Reply, make_values
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -190,3 +190,26 @@ def test_auto_fails_over_a_refused_key_and_names_the_refusal_when_all_fail(
     assert "every provider failed: twelvedata: DATA_API_UNAUTHORIZED; secondary_rest: " \
         "DATA_API_SERVER_ERROR" in line  # fmt: skip
     assert API_KEY not in out
+
+
+def test_an_answer_of_which_no_row_is_accepted_is_bad_data(
+    two_servers: tuple[FakeTwelveData, FakeTwelveData],
+    tmp_path: Path,
+    archive: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Review: a data API answering rows of which none passed (prices of 1e400, NaN, -1) ended
+    exit 0, as a file did before issue 16; an answer without rows stays a quiet period."""
+    primary, secondary = two_servers
+    monkeypatch.setenv("TWELVEDATA_API_KEY", API_KEY)
+    root = _config_root(tmp_path, primary.url, secondary.url)
+    bad = [{"datetime": f"2024-03-04 0{h}:00:00", "open": "1e400", "high": "nan", "low": "-1",
+            "close": "1"} for h in range(5)]  # fmt: skip
+    primary.script(Reply(200, json_body={"meta": {}, "values": bad, "status": "ok"}))
+    exit_code, out = _ingest(root, "twelvedata", "--start", "2024-03-04", "--end", "2024-03-05")
+    assert exit_code == 65, out
+    assert "error DATA_API_NOTHING_ACCEPTED: twelvedata: none of its 5 rows was accepted" in out
+    assert "internal error" not in out and "Traceback" not in out
+    primary.script(Reply(200, json_body=NO_DATA))
+    exit_code, out = _ingest(root, "twelvedata", "--start", "2024-03-06", "--end", "2024-03-07")
+    assert exit_code == 0, out

@@ -908,3 +908,98 @@ def test_headers_trickling_in_byte_by_byte_time_out_as_a_whole(
         assert caught.value.code == "DATA_API_TIMEOUT"
         assert "no complete answer within 1.0 s" in caught.value.message
         assert elapsed < 1.0 + 0.5, elapsed
+
+
+@contextmanager
+def _one_answer_server(answer: bytes) -> Iterator[str]:
+    """A loopback server giving every request ``answer`` (status line, headers and body),
+    then closing; yields its URL."""
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+
+    def _serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            try:
+                conn.recv(65536)
+                conn.sendall(answer)
+            except OSError:
+                pass
+            conn.close()
+
+    thread = threading.Thread(target=_serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{srv.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        srv.close()
+
+
+def test_json_nested_too_deep_is_a_bad_response_not_a_crash(
+    providers: Callable[..., TwelveDataProvider],
+) -> None:
+    """Review: ``[`` x 200,000 as a 200 body raised RecursionError out of ingest (exit 70
+    ``internal error``); it is a bad response like any other body that is not JSON."""
+    body = b"[" * 200_000 + b"]" * 200_000
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+    with _one_answer_server(head % len(body) + body) as url:
+        with pytest.raises(RetryableError) as caught:
+            providers(url, retry_max=0, request_timeout_s=5.0).fetch(SYMBOL, "1h", T0, T0 + HOUR)
+    assert caught.value.code == "DATA_API_BAD_RESPONSE"
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "identity"])
+def test_an_answer_over_the_bound_is_refused_before_it_is_held(
+    providers: Callable[..., TwelveDataProvider], encoding: str
+) -> None:
+    """Review: a 4 MB gzip body decoding to 4 GB took ingest to 8.4 GB of memory and 94 s, and
+    a 1.5 GB plain body to 3.3 GB (then DATA_API_BAD_RESPONSE, retried): an answer is now
+    read decoded, chunk by chunk, up to 64 MiB, and refused (exit 65) past it."""
+    import zlib
+
+    from mlcore.cli._app import exit_code
+
+    megabytes = 65  # the bound is 64 MiB
+    if encoding == "gzip":
+        packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+        body = b"".join(packer.compress(b" " * (1 << 20)) for _ in range(megabytes))
+        body += packer.flush()
+    else:
+        body = b" " * (megabytes << 20)
+    head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: "
+            + encoding.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body))  # fmt: skip
+    with _one_answer_server(head + body) as url:
+        with pytest.raises(FatalError) as caught:
+            providers(url, retry_max=0, request_timeout_s=20.0).fetch(SYMBOL, "1h", T0, T0 + HOUR)
+    assert caught.value.code == "DATA_API_TOO_LARGE"
+    assert "over 64 MiB once decoded" in caught.value.message
+    assert exit_code(caught.value) == 65
+
+
+def test_an_answer_under_the_bound_in_gzip_is_read(
+    providers: Callable[..., TwelveDataProvider],
+) -> None:
+    """The bounded reading still decodes a gzip answer once (not twice, not left packed)."""
+    import json
+    import zlib
+
+    from tests.integration._http_server import make_values
+
+    page = {"meta": {"symbol": SYMBOL}, "values": make_values(T0, 3), "status": "ok"}
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    body = packer.compress(json.dumps(page).encode()) + packer.flush()
+    head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip"
+            b"\r\nContent-Length: %d\r\n\r\n" % len(body))  # fmt: skip
+    with _one_answer_server(head + body) as url:
+        result = providers(url, retry_max=0).fetch(SYMBOL, "1h", T0, T0 + 2 * HOUR)
+    assert len(result.bars) == 3

@@ -365,6 +365,49 @@ def test_a_file_with_no_accepted_row_is_bad_data(
         assert "none of its 2 rows was accepted (1 x high < low; 1 x non-positive price)" in err
 
 
+@pytest.mark.parametrize("pattern", ["%Y%Y-%m-%d", "%d/%m/%Y %H:%M %H"])
+def test_a_date_format_repeating_a_directive_is_a_usage_error(tmp_path: Path, pattern: str) -> None:
+    """Review: ``--date-format %Y%Y`` ended in a traceback (re.error from strptime), exit 1."""
+    path = tmp_path / "bars.csv"
+    path.write_text("timestamp,open,high,low,close\n2024-01-02T10:00:00Z,1,2,0.5,1.5\n")
+    env = {"ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
+    code, out, err = _run(*ROOT, *_INGEST, str(path), "--date-format", pattern, env=env)
+    assert code == 2, err
+    assert "CLI_ARGUMENT_INVALID" in err and "not a usable strftime pattern" in err
+    assert "Traceback" not in out + err
+
+
+def test_a_bug_in_an_option_parser_is_one_internal_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: an exception other than a usage error inside an option's parser (``re.error``
+    from ``--date-format %Y%Y``) escaped every handler: a raw traceback, exit 1."""
+    import mlcore.data
+
+    def broken(text: str) -> str:
+        raise RuntimeError(f"a bug reading {text!r}")
+
+    monkeypatch.setattr(mlcore.data, "check_date_format", broken)
+    env = {"ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
+    code, out, err = _run(*ROOT, *_INGEST, str(tmp_path / "x.csv"), "--date-format", "dmy",
+                          env=env)  # fmt: skip
+    assert code == 70, err
+    assert err.strip().splitlines() == ["internal error RuntimeError: a bug reading 'dmy'"], err
+    assert "Traceback" not in out + err
+
+
+def test_a_file_with_no_accepted_row_is_bad_data_with_a_window_too(tmp_path: Path) -> None:
+    """Review: with --start/--end a file of which every row was rejected ended exit 0."""
+    path = tmp_path / "bars.csv"
+    path.write_text("timestamp,open,high,low,close\n2024-01-02T10:00:00Z,1,0.5,2,1\n"
+                    "2024-01-02T11:00:00Z,-1,2,0.5,1\n")  # fmt: skip
+    env = {"ARCHIVE_PATH": str(tmp_path / "archive"), "SERVICE_ENV": "dev"}
+    code, _, err = _run(*ROOT, *_INGEST, str(path), "--start", "2024-01-01",
+                        "--end", "2024-01-03", env=env)  # fmt: skip
+    assert code == 65, err
+    assert "DATA_FILE_NOTHING_ACCEPTED: " in err and "none of its 2 rows was accepted" in err
+
+
 def test_a_file_whose_date_order_is_undecided_is_refused_until_a_format_is_given(
     tmp_path: Path,
 ) -> None:

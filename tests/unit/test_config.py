@@ -141,6 +141,23 @@ def test_hostile_yaml_is_one_short_config_error(root: Path, yaml_text: str) -> N
     assert len(exc.value.message) < 2000
 
 
+@pytest.mark.parametrize(
+    "yaml_text",
+    ["retry_max: {value: 4, description: a}\nretry_max: {value: 0, description: b}\n",
+     "retry_max: {value: 4, value: 0, description: a}\n"],
+    ids=["entry twice", "field twice"],
+)  # fmt: skip
+def test_a_key_given_twice_is_refused_naming_both_lines(root: Path, yaml_text: str) -> None:
+    """Review: PyYAML keeps the last of two equal keys, so a second ``archive_path`` further
+    down a workspace's storage.yaml silently won (`config check` exit 0)."""
+    path = root / "envs" / "dev" / "pipeline_policy.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError) as exc:
+        load_policy(root, "pipeline_policy", "dev", PipelinePolicy)
+    assert exc.value.code == "CONFIG_YAML_INVALID"
+    assert str(path) in exc.value.message and "given twice (first on line 1)" in exc.value.message
+
+
 def test_bad_yaml_names_line(root: Path) -> None:
     path = root / "base" / "pipeline_policy.yaml"
     path.write_text("retry_max: {value: 4\npage_size: [\n")

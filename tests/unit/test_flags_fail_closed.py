@@ -60,6 +60,8 @@ HOSTILE = {
     "not UTF-8": b"\xff\xfe",
     "huge": b" " * 70_000,
     "nested list": b'{"halted_pairs": [[1]]}',
+    # Found by review: json kept the last of two equal keys, so this lifted the halt.
+    "a halt and its lifting": b'{"global_halt": true, "global_halt": false}',
 }
 
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from hypothesis import event, given
+import pytest
+from hypothesis import assume, event, given
 from hypothesis import strategies as st
 
 from mlcore.config import AppConfig, DQThresholds, load_config
@@ -550,6 +551,31 @@ def test_classify_moves_flags_a_held_jump_spike(
     close = _walk(seed, n, sigma, level)
     t = _planted_at(th, n, where, bars_after=1)
     close[t:] *= np.exp((1 if up else -1) * k * sigma)  # the level moves and stays there
+    # A move of tenfold or more is never a price (see the test below), however long it holds.
+    assume(abs(np.log(close[t] / close[t - 1])) < np.log(10.0))
     outlier, spike = classify_moves(close, th)
     assert np.flatnonzero(spike).tolist() == [t]
     assert not outlier.any()
+
+
+@pytest.mark.parametrize(
+    ("where", "count", "expected"),
+    [("middle", 3, range(100, 103)), ("end", 1, range(199, 200)), ("end", 5, range(195, 200)),
+     ("start", 1, range(0, 1))],
+)  # fmt: skip
+def test_a_tenfold_move_is_never_a_price_however_long_it_lasts(
+    cfg: AppConfig, where: str, count: int, expected: range
+) -> None:
+    """Review: three closes of 1e-300 mid-file were kept as ``spike`` and ``ok`` (the month
+    included in the catalog), and one as a file's last bar as a ``spike``: a worker warmed from
+    that last close refused every real bar after it as a tenfold bad print. The live guard's
+    rule (MAX_JUMP_FACTOR) now holds in ingest: such bars are outliers, refilled."""
+    th = _thresholds(cfg)
+    walk = _walk(7, 200, 0.002, 100.0)
+    first = {"middle": 100, "end": 200 - count, "start": 0}[where]
+    for factor in (1e-302, 1000.0):  # 1e-300 for 100, and a thousand times it (a unit error)
+        close = walk.copy()
+        close[first : first + count] *= factor
+        outlier, spike = classify_moves(close, th)
+        assert np.flatnonzero(outlier).tolist() == list(expected), factor
+        assert not spike.any()

@@ -167,3 +167,26 @@ def test_fetch_result_is_unchanged(cfg: AppConfig) -> None:
     fetched = FetchResult(bars=bars.copy(), source="t", rows_read=30)
     ingest(cfg, fetched, SYM, "1h", replace_span=True)
     pd.testing.assert_frame_equal(fetched.bars, bars)
+
+
+def test_a_file_with_a_rejected_row_never_removes_the_stored_bar_it_stood_for(
+    cfg: AppConfig,
+) -> None:
+    """Review: the same file again with one row's date mistyped (2014 for 2024, rejected as
+    isolated) removed the stored, good bar of that hour ("removed 1 stored row(s) inside the
+    file's span") and left a filled bar in its place: one bad row corrupted the archive."""
+    from mlcore.data import Reject
+
+    good = _bars("2024-04-01", 24 * 30)
+    ingest(cfg, _fetch(good), SYM, "1h", replace_span=True)
+    typo = good.index[300]
+    fetched = FetchResult(
+        bars=good.drop(index=typo).reset_index(drop=True), source="test", rows_read=len(good),
+        rejects=[Reject("f.csv", 302, "ts", "isolated: over 31 days from the file's other bars",
+                        "2014-04-13 12:00:00")],
+    )  # fmt: skip
+    report = ingest(cfg, fetched, SYM, "1h", replace_span=True)
+    assert report.replaced_rows == 0 and report.replace_withheld
+    assert report.flags["filled"] == 0 and report.missing_bars == 0
+    raw = PartitionStore(cfg.paths.raw).read_file("1h", SYM, "2024-04", "raw.parquet")
+    assert raw is not None and good["ts"].iloc[typo] in set(raw["ts"])

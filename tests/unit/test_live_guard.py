@@ -146,3 +146,15 @@ def test_a_damaged_saved_state_is_refused_whole(bad: list[object]) -> None:
     with pytest.raises(ValueError, match="guard state is not usable"):
         guard.restore({"X": bad})
     assert guard.state() == before
+
+
+def test_a_bar_that_has_not_begun_is_refused_and_blocks_no_real_bar() -> None:
+    """Review: a bar starting within one bar after now (on the grid, a plausible price) was
+    accepted and signalled though it could not have begun, let alone closed; the real bars of
+    that hour and of the hour before were then refused as duplicate and out of order."""
+    guard = _warm_guard()
+    last = guard.symbols["X"].last_close
+    now = T0 + 400 * H + H // 2  # half-way through the bar that starts at 400 H
+    assert guard.check("X", T0 + 401 * H, last, last, last, now)[0] == "future"
+    assert guard.check("X", T0 + 400 * H, last, last, last, now) == ("", "")
+    assert guard.check("X", T0 + 401 * H, last, last, last, T0 + 402 * H) == ("", "")

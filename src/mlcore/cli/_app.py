@@ -263,6 +263,9 @@ class RootGroup(TyperGroup):
         except typer.Abort:
             error_line("aborted", "")
             code = 1
+        except Exception as exc:  # a bug in an option's parser, before any command's guard
+            error_line("internal error", f"{type(exc).__name__}: {exc}")
+            code = 70
         if not standalone_mode:
             return code
         sys.exit(code)

@@ -203,6 +203,8 @@ def ingest_cmd(
         )
         with stage("read") as st:
             fetched = provider.read(timeframe)
+            # Judged on the whole file: --start/--end only narrow what is stored.
+            nothing_accepted = fetched.bars.empty
             if lo is not None or hi is not None:
                 fetched = provider.fetch(
                     sym,
@@ -215,6 +217,8 @@ def ingest_cmd(
         with stage("fetch") as st:
             fetched = _fetch_rest(cfg, source, sym, timeframe, lo, hi)
             st.detail = f"{sym} {timeframe} from {source.value}"
+        # No rows is a quiet period; rows of which none passes is bad data.
+        nothing_accepted = fetched.rows_read > 0 and fetched.bars.empty
     with stage("ingest") as st:
         # A file is the truth between its first and last bar (a corrected file repairs).
         report = ingest(
@@ -223,8 +227,8 @@ def ingest_cmd(
         )  # fmt: skip
         st.detail = f"{report.rows_read:,} rows, {report.new_bars:,} new"
     print_ingest(report)
-    if source is Source.file and lo is None and hi is None and fetched.bars.empty:
-        _nothing_accepted(path, fetched)
+    if nothing_accepted:
+        _nothing_accepted(path if source is Source.file else None, fetched)
 
 
 def _check_source_options(
@@ -248,16 +252,17 @@ def _check_source_options(
 
 
 def _nothing_accepted(path: Path | None, fetched: FetchResult) -> None:
-    """A file none of whose rows could be used is bad data, whatever else went right."""
+    """A file (``path``) or a data API's answer (``path`` None) none of whose rows could be
+    used is bad data, whatever else went right."""
     from collections import Counter
 
     rules = Counter(r.rule for r in fetched.rejects).most_common(3)
     why = "; ".join(f"{n} x {rule}" for rule, n in rules) or "it holds no data rows"
     first = fetched.rejects[0].describe() if fetched.rejects else ""
     raise BadDataError(
-        "DATA_FILE_NOTHING_ACCEPTED",
-        f"{path}: none of its {fetched.rows_read:,} rows was accepted ({why})"
-        + (f"; first: {first}" if first else ""),
+        "DATA_FILE_NOTHING_ACCEPTED" if path is not None else "DATA_API_NOTHING_ACCEPTED",
+        f"{path if path is not None else fetched.source}: none of its {fetched.rows_read:,} "
+        f"rows was accepted ({why})" + (f"; first: {first}" if first else ""),
     )
 
 

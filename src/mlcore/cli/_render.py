@@ -78,6 +78,22 @@ def version_column(table: Table, header: str = "version") -> None:
     table.add_column(header, no_wrap=True, overflow="fold", min_width=len("20250101_0000_abc1234"))
 
 
+def _print_removed(report: IngestReport) -> None:
+    """The stored rows an ingest removed, or kept though the file does not hold them."""
+    for rule, n in sorted(report.purged_rows.items()):
+        text(f"  removed {n} stored row(s) an earlier ingest let in: {rule}")
+    if report.replaced_rows:
+        text(
+            f"  removed {report.replaced_rows} stored row(s) inside the file's span that it "
+            "no longer holds"
+        )
+    if report.replace_withheld:
+        text(
+            "  stored rows the file does not hold were kept: it has rejected rows (fix them, "
+            "and the corrected file replaces its span)"
+        )
+
+
 def print_ingest(report: IngestReport) -> None:
     text(
         f"ingested {report.symbol} {report.timeframe} from {report.source}: "
@@ -96,13 +112,7 @@ def print_ingest(report: IngestReport) -> None:
             f"  duplicates dropped: {report.duplicates_dropped}; conflicting deliveries: "
             f"{report.conflicting_rows}"
         )
-    for rule, n in sorted(report.purged_rows.items()):
-        text(f"  removed {n} stored row(s) an earlier ingest let in: {rule}")
-    if report.replaced_rows:
-        text(
-            f"  removed {report.replaced_rows} stored row(s) inside the file's span that it "
-            "no longer holds"
-        )
+    _print_removed(report)
     for layer, months in (("raw", report.raw_partitions_removed),
                           ("canonical", report.canonical_partitions_removed)):  # fmt: skip
         if months:

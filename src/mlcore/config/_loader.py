@@ -31,6 +31,29 @@ M = TypeVar("M", bound=BaseModel)
 MAX_POLICY_BYTES = 1 << 20  # a policy file is a few KB; anything this big is not one
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader refusing a key given twice in one mapping: PyYAML keeps the last,
+    so a second ``archive_path`` further down silently won."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:
+                continue  # an unhashable key: the base loader refuses it with its own words
+            if first is not key_node:
+                line = first.start_mark.line + 1
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {str(key)[:60]!r} given twice (first on line {line})",
+                    key_node.start_mark,
+                )  # fmt: skip
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         raw = read_regular_file(path, MAX_POLICY_BYTES)
@@ -45,7 +68,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
             details={"file": str(path)},
         ) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except RecursionError:
         raise ConfigError("CONFIG_YAML_INVALID", f"{path}: not valid YAML (nested too deeply)",
                           details={"file": str(path)}) from None  # fmt: skip

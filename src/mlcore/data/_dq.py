@@ -10,7 +10,11 @@ Rules (thresholds from ``pipeline_policy.dq_thresholds``):
   most ``max_fill_bars`` bars and then comes back by at least ``spike_retrace_ratio`` of the
   move: those bars are excluded (kept in
   the excluded rows), refilled by interpolation and flagged ``outlier``; a move that holds is
-  a real jump, kept and flagged ``spike``;
+  a real jump, kept and flagged ``spike``; but a move by a factor of ten or more
+  (``MAX_JUMP_FACTOR``, the live guard's rule) is never a price, whatever sigma or how long it
+  lasts: every bar at that level is an ``outlier`` (three closes of 1e-300 mid-file, or one as
+  a file's last bar, were kept as ``spike``/``ok``; a worker warmed from such a last close
+  refused every real bar after it);
 - a timestamp delivered twice with different values is flagged ``conflict`` (last delivery kept).
 """
 
@@ -25,6 +29,8 @@ from mlcore.config import DQThresholds
 
 FLAGS = ("ok", "filled", "outlier", "spike", "conflict")
 _MAD_TO_SIGMA = 1.4826
+MAX_JUMP_FACTOR = 10.0  # a move of a factor of ten or more is a feed or scale error
+_MAX_JUMP = float(np.log(MAX_JUMP_FACTOR))
 
 
 @dataclass(frozen=True)
@@ -81,9 +87,9 @@ def classify_moves(close: np.ndarray, th: DQThresholds) -> tuple[np.ndarray, np.
     # move was flagged as a spike at bar 20 of a plain random walk).
     sigma = trailing_sigmas(ret, th)
     with np.errstate(invalid="ignore"):
-        cand = np.flatnonzero(np.abs(ret) > th.outlier_sigma * sigma)
+        cand = np.flatnonzero((np.abs(ret) > th.outlier_sigma * sigma) | (np.abs(ret) >= _MAX_JUMP))
     for t in (int(x) for x in cand):
-        if t == 0 or outlier[t] or sigma[t] <= 0 or not np.isfinite(sigma[t]):
+        if t == 0 or outlier[t]:
             continue
         prev = t - 1
         while prev >= 0 and outlier[prev]:
@@ -91,6 +97,11 @@ def classify_moves(close: np.ndarray, th: DQThresholds) -> tuple[np.ndarray, np.
         if prev < 0:
             continue
         move = logc[t] - logc[prev]
+        if abs(move) >= _MAX_JUMP:
+            _tenfold(logc, t, prev, outlier, th)
+            continue
+        if sigma[t] <= 0 or not np.isfinite(sigma[t]):
+            continue
         if abs(move) <= th.outlier_sigma * sigma[t]:
             continue  # the move was only large against a bad print just excluded
         run = _bad_print_run(logc, t, prev, move, th)
@@ -99,6 +110,20 @@ def classify_moves(close: np.ndarray, th: DQThresholds) -> tuple[np.ndarray, np.
         else:
             spike[t] = True
     return outlier, spike
+
+
+def _tenfold(logc: np.ndarray, t: int, prev: int, outlier: np.ndarray, th: DQThresholds) -> None:
+    """Mark the bars from ``t`` that stay at its level (nearer to it than to the close at
+    ``prev``, a factor of ten or more away). When ``prev`` is the history's first bar and the
+    new level holds beyond a bad print's length, that first bar is the bad one (else one bad
+    first row would take every later bar)."""
+    end = t + 1
+    while end < len(logc) and abs(logc[end] - logc[t]) < abs(logc[end] - logc[prev]):
+        end += 1
+    if prev == 0 and end - t > max(1, th.max_fill_bars):
+        outlier[0] = True
+        return
+    outlier[t:end] = True
 
 
 def _bad_print_run(logc: np.ndarray, t: int, prev: int, move: float, th: DQThresholds) -> int:

@@ -4,8 +4,9 @@ one bar at a time, before it touches a pair's streaming state (spec 002 デー�
 
 Per symbol, a bar is refused when
 
-- ``future``: it starts after now + one bar (a clock or feed error; accepting it would make
-  every later real bar look out of order);
+- ``future``: it starts after now (a clock or feed error: it cannot have begun, let alone
+  closed; accepting it would make the real bars up to it look out of order). Stricter than
+  ingest's "after now + one bar": a live bar is stamped by its start and sent at its close;
 - ``off_grid``: its start is not a multiple of the bar length (ingest's grid rule);
 - ``duplicate`` / ``out_of_order``: it does not start after the last accepted bar;
 - ``bad_print``: its close (or its high or low) moved from the last accepted close by more
@@ -31,10 +32,10 @@ from typing import Any
 import numpy as np
 
 from mlcore.config import DQThresholds
+from mlcore.data._dq import MAX_JUMP_FACTOR
 
 _MAD_TO_SIGMA = 1.4826  # as mlcore.data._dq
-MAX_JUMP_FACTOR = 10.0
-_MAX_JUMP = math.log(MAX_JUMP_FACTOR)
+_MAX_JUMP = math.log(MAX_JUMP_FACTOR)  # ingest's rule too (mlcore.data._dq)
 
 
 def trailing_sigma(abs_moves: np.ndarray, th: DQThresholds) -> float:
@@ -99,8 +100,8 @@ class LiveBarGuard:
         self, symbol: str, ts_ns: int, high: float, low: float, close: float, now_ns: int
     ) -> tuple[str, str]:
         """("", "") and the state advanced, or (reason, detail) and the state untouched."""
-        if ts_ns > now_ns + self.bar_ns:
-            return "future", f"{symbol} bar at {ts_ns} ns starts after now + one bar ({now_ns})"
+        if ts_ns > now_ns:
+            return "future", f"{symbol} bar at {ts_ns} ns starts after now ({now_ns})"
         if ts_ns % self.bar_ns:
             return "off_grid", f"{symbol} bar at {ts_ns} ns is off the {self.bar_ns // 10**9}s grid"
         s = self._symbol(symbol)

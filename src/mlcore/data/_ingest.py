@@ -73,6 +73,8 @@ class IngestReport:
     purged_rows: dict[str, int] = field(default_factory=dict)
     #: stored rows inside a file's span that the file no longer holds
     replaced_rows: int = 0
+    #: a file that would replace its span but had rejected rows: stored rows left alone
+    replace_withheld: bool = False
     raw_partitions_removed: list[str] = field(default_factory=list)
     canonical_partitions_removed: list[str] = field(default_factory=list)
 
@@ -330,7 +332,9 @@ def ingest(
     raw_store = PartitionStore(cfg.paths.raw)
     unique, superseded, repeats = _dedupe_incoming(fetched.bars)
     # One ingest of a (symbol, timeframe) at a time: each merges into what the other wrote.
-    spans = file_spans(unique["ts"]) if replace_span else None
+    # A file with rejected rows never removes stored rows: a rejected row (a mistyped date, a
+    # bad price) stands for a bar whose place in time the file does not say for sure.
+    spans = file_spans(unique["ts"]) if replace_span and not fetched.rejects else None
     tol = cfg.pipeline.dq_thresholds.price_abs_tolerance
     earliest = pd.Timestamp(cfg.pipeline.earliest_bar, tz="UTC")
     with symbol_lock(cfg.paths.raw, symbol, timeframe):
@@ -376,6 +380,7 @@ def ingest(
         rejects=[_reject_dict(r) for r in fetched.rejects],
         purged_rows=purged,
         replaced_rows=counts.replaced,
+        replace_withheld=replace_span and bool(fetched.rejects),
         raw_partitions_removed=sorted(set(counts.removed_months) | set(emptied)),
         canonical_partitions_removed=stale,
     )

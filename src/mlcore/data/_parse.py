@@ -80,7 +80,7 @@ def check_date_format(value: str) -> str:
     probe = _PROBE.replace(tzinfo=UTC) if re.search(r"%[zZ]", value) else _PROBE
     try:
         back = datetime.strptime(probe.strftime(value), value)  # noqa: DTZ007
-    except ValueError as exc:
+    except (ValueError, re.error) as exc:  # re.error: a directive twice (%Y%Y)
         raise ValueError(f"{value!r} is not a usable strftime pattern ({exc})") from None
     if back.date() != _PROBE.date():
         raise ValueError(f"{value!r} does not hold a year, a month and a day ({accepted})")

@@ -4,13 +4,14 @@ how the caller reacts (retry, a person fixes the key, a person fixes the request
 from __future__ import annotations
 
 import email.utils
+import time
 import urllib.parse
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from mlcore.errors import FatalError, RefusedError, RetryableError
+from mlcore.errors import BadDataError, FatalError, RefusedError, RetryableError
 
 _NO_DATA_TEXT = "no data is available"
 _MESSAGE_CHARS = 300
@@ -19,6 +20,40 @@ _MESSAGE_CHARS = 300
 _AUTH_REFUSALS = {401: "DATA_API_UNAUTHORIZED", 403: "DATA_API_FORBIDDEN"}
 # 408 Request Timeout and 425 Too Early are the server's own "try again" among the 4xx.
 _TRANSIENT_4XX = frozenset({408, 425})
+
+
+#: The most a response may hold once decoded: a full page (5,000 bars) is under 1 MiB.
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+
+def read_bounded(streamed: httpx.Response, deadline: float, provider: str) -> httpx.Response:
+    """Read a streamed answer decoded (gzip, deflate...) chunk by chunk up to
+    :data:`MAX_RESPONSE_BYTES`, and return it as a read response. Over the bound:
+    ``DATA_API_TOO_LARGE`` (exit 65), nothing more read; past ``deadline`` (monotonic):
+    ``httpx.ReadTimeout``."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in streamed.iter_bytes():
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise BadDataError(
+                "DATA_API_TOO_LARGE",
+                f"{provider}: HTTP {streamed.status_code} answer over "
+                f"{MAX_RESPONSE_BYTES // (1024 * 1024)} MiB once decoded: not read further",
+                details={"provider": provider, "http_status": streamed.status_code},
+            )
+        chunks.append(chunk)
+        if time.monotonic() > deadline:
+            raise httpx.ReadTimeout("the whole request took too long")
+    # Already decoded: the rebuilt response must not decode it again.
+    headers = [
+        (k, v)
+        for k, v in streamed.headers.multi_items()
+        if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    return httpx.Response(
+        streamed.status_code, headers=headers, content=b"".join(chunks), request=streamed.request
+    )
 
 
 def _retry_after_s(header: str | None) -> float | None:
@@ -94,7 +129,7 @@ class Decoder:
     def _json(self, response: httpx.Response) -> Any:
         try:
             return response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
             return None
 
     def _from_error_body(

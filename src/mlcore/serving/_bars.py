@@ -124,10 +124,22 @@ def _number(name: str, value: Any) -> float:
         raise BarRejected("malformed", f"{name} {shown(text)} is not a number") from None
 
 
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's ``object_pairs_hook``: a key given twice is refused (``json`` keeps the
+    last, so ``"close": 1.5, "close": 999`` or a halt and its lifting in one document
+    would silently pick one)."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ValueError(f"key {shown(key)} given twice")
+        seen.add(key)
+    return dict(pairs)
+
+
 def _fields(payload: Mapping[Any, Any] | bytes) -> Mapping[str, Any]:
     if isinstance(payload, bytes):
         try:
-            doc = json.loads(payload)
+            doc = json.loads(payload, object_pairs_hook=unique_keys)
         except RecursionError:
             raise BarRejected("malformed", "not JSON (nested too deeply)") from None
         except ValueError as exc:

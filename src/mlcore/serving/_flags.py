@@ -32,6 +32,7 @@ from mlcore._flock import wait_for_flock
 from mlcore.config import AppConfig
 from mlcore.data import write_atomic
 from mlcore.errors import FatalError, RetryableError
+from mlcore.serving._bars import unique_keys
 
 log = logging.getLogger("mlcore.serving")
 
@@ -95,7 +96,7 @@ def parse_flags(raw: bytes | str | None, where: str) -> OpsFlags:
     if len(raw) > MAX_FLAGS_BYTES:
         raise ValueError(f"{where}: ops flags of {len(raw)} bytes, over {MAX_FLAGS_BYTES}")
     try:
-        doc = json.loads(raw)
+        doc = json.loads(raw, object_pairs_hook=unique_keys)
     except RecursionError:
         raise ValueError(f"{where}: ops flags are not JSON (nested too deeply)") from None
     except ValueError as exc:
