@@ -80,8 +80,10 @@ def read_flags(worker: Worker, positions: dict[str, str] | None = None) -> None:
 
 
 def report_applied_seq(worker: Worker) -> None:
-    """Tell Redis which flags sequence number this worker applies (Redis away: skipped)."""
-    if worker.client is None:
+    """Tell Redis which flags sequence number this worker applies (Redis away: skipped). Not
+    a replay's worker: its ids are the live workers' (``worker-0``...), so its report would
+    stand for a live worker that may never have applied the flags."""
+    if worker.client is None or worker.spec.replay_redis:
         return
     try:
         report_applied(worker.client, worker.cfg.serving.redis.ops_flags_key,
