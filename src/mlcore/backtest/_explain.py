@@ -100,3 +100,15 @@ def why_no_trades(
         f"no trades in the {window} window: {int(passed.sum()):,} bars passed every gate but no "
         "entry filled (a lot below the minimum, the window's end, or an account stop)"
     )
+
+
+def why_found_trades_none(
+    bars: list[PairBars], setups: dict[str, PairSetup], found: tuple[float, float],
+    trades: int, box: ThetaRange,
+) -> str:  # fmt: skip
+    """Why the θ the search found makes no trade in the search window (its best objective can
+    be a θ that trades nothing when every θ that trades loses more), for the stabilisation's
+    "kept previous θ" line; "" when it trades."""
+    if trades:
+        return ""
+    return why_no_trades(bars, setups, found, box, "search").split(": ", 1)[-1]

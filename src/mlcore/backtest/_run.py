@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlcore.backtest._explain import why_no_trades, zscore_rule
+from mlcore.backtest._explain import why_found_trades_none, why_no_trades, zscore_rule
 from mlcore.backtest._gates import Decision, evaluate_gates
 from mlcore.backtest._inputs import PairBars, pair_bars
 from mlcore.backtest._overfit import deflated_sharpe, probability_of_overfitting
@@ -218,9 +218,13 @@ def optimize_theta(
             f"candidate {models.version} on {timeframe}: they cannot be compared"
         )
     previous, source = previous_theta(cfg, baseline)
+    found_run = search.runs[search.best]
+    trades = int(found_run.metrics.get("trades") or 0)
+    found_why = why_found_trades_none(search_bars, setups, search.best, trades, box)
     stab = stabilise(
-        search.best, previous, search.runs[search.best], on_search(*previous),
+        search.best, previous, found_run, on_search(*previous),
         np.concatenate([b.risk for b in search_bars]), cfg.backtest.stabilisation, box,
+        found_why,
     )  # fmt: skip
     return ThetaRun(models, baseline, timeframe, seed, search_start, test_start, search_bars,
                     test_bars, setups, search, stab, source, account, cfg)  # fmt: skip

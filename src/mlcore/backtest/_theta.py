@@ -184,12 +184,13 @@ def _step(
 
 def stabilise(
     found: Theta, previous: Theta, found_run: PortfolioRun, previous_run: PortfolioRun,
-    risk: np.ndarray, policy: StabilisationPolicy, box: ThetaRange,
+    risk: np.ndarray, policy: StabilisationPolicy, box: ThetaRange, found_why: str = "",
 ) -> Stabilised:  # fmt: skip
     """From the θ found to the θ adopted. The previous θ is kept when the found θ has too few
     trades or no significant gain; otherwise the target is the EWMA of found and previous.
     θ2's target is then brought into the gate pass rate band. No θ moves more than max_step in
-    a run, so a θ2 far outside the band reaches it over several runs."""
+    a run, so a θ2 far outside the band reaches it over several runs. ``found_why``: why the
+    found θ makes no trade (``why_no_trades``), said when it makes none."""
     steps: list[str] = []
     trades = int(found_run.metrics.get("trades", 0))
     diff = found_run.returns - previous_run.returns
@@ -199,8 +200,10 @@ def stabilise(
     need = float(stats.norm.ppf(policy.confidence))
     kept = True
     if trades < policy.min_trades:
+        why = f"; {found_why}" if trades == 0 and found_why else ""
         steps.append(
             f"kept previous θ: {trades} trades at the found θ < min_trades {policy.min_trades}"
+            + why
         )
     elif found != previous and (t_stat is None or t_stat < need):
         shown = "undefined" if t_stat is None else f"{t_stat:.2f}"
