@@ -322,3 +322,16 @@ def test_failure_count_and_stalled_runs_over_many_runs(url: str) -> None:
     reg.heartbeat(next(iter(retrying)))
     assert len(reg.stalled_runs(0.2)) == len(retrying) - 1
     assert fresh in {r.run_id for r in reg.stalled_runs(0.0)}
+
+
+def test_registering_a_version_twice_says_what_to_do(tmp_path: Path) -> None:
+    """`mlcore train` registers what it writes, so the walk-through's `registry register` that
+    follows it said only "already registered" (exit 1), no next step."""
+    reg = open_registry(f"sqlite:///{tmp_path / 'registry.db'}")
+    name = reg.register(make_version(tmp_path, "20250101_0000_fffffff"), actor="t",
+                        notes="n").model_version  # fmt: skip
+    with pytest.raises(RegistryError) as info:
+        reg.register(tmp_path / name, actor="t", notes="n")
+    assert info.value.code == "REGISTRY_VERSION_EXISTS"
+    assert f"`mlcore registry show {name}`" in info.value.message
+    assert "`mlcore train` registers what it writes" in info.value.message

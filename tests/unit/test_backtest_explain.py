@@ -63,3 +63,27 @@ def test_the_zscore_rule_trades_where_the_models_block_every_entry() -> None:
     assert plain.metrics["trades"] == 4
     # The gates passed with the models' own outputs give the same trades as the open rule.
     assert run_portfolio([_bars()], SETUPS, 0.7, 0.3).metrics["trades"] == 4
+
+
+def test_kept_previous_theta_says_why_the_found_theta_trades_nothing() -> None:
+    """KO/PEP daily: the search's best objective was a θ that made no trade (AI1 constant at
+    0.78, θ1 0.80), and the backtest said only "kept previous θ: 0 trades at the found θ <
+    min_trades 30", not why."""
+    from mlcore.backtest import stabilise
+    from mlcore.backtest._explain import why_found_trades_none
+    from mlcore.config import StabilisationPolicy
+
+    flat = replace(_bars(), prob=np.where(np.arange(40) % 10 == 5, 0.78, np.nan))
+    found, previous = (0.80, 0.20), (0.70, 0.30)
+    found_run = run_portfolio([flat], SETUPS, *found)
+    assert found_run.metrics["trades"] == 0
+    why = why_found_trades_none([flat], SETUPS, found, found_run.metrics["trades"], BOX)
+    assert why.startswith("AI1's calibrated probability never exceeds 0.78 at its 4 event "
+                          "opens, not above θ1 0.80"), why  # fmt: skip
+    policy = StabilisationPolicy(max_step=0.03, weight_new=0.3, min_trades=30, confidence=0.95,
+                                 gate_pass_rate=[0.05, 0.40])  # fmt: skip
+    prev_run = run_portfolio([flat], SETUPS, *previous)
+    st = stabilise(found, previous, found_run, prev_run, flat.risk, policy, BOX, why)
+    assert st.kept_previous
+    assert st.steps[0] == f"kept previous θ: 0 trades at the found θ < min_trades 30; {why}"
+    assert why_found_trades_none([flat], SETUPS, previous, prev_run.metrics["trades"], BOX) == ""

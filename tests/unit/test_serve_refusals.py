@@ -63,10 +63,33 @@ def _one_line(out: str, code: str) -> None:
 def test_serve_refuses_a_pair_the_version_was_not_trained_on(archive: Path, cfg: AppConfig) -> None:
     assert len(cfg.universe.pairs) > 1
     _version(cfg, cfg.serving.timeframe, 1)
-    code, out = _run("serve", "--bars", "file", "--model", V, "--exit-when-idle", "0.5")
+    both = ",".join(p.pair_id for p in cfg.universe.pairs[:2])
+    code, out = _run("serve", "--bars", "file", "--model", V, "--pairs", both,
+                     "--exit-when-idle", "0.5")  # fmt: skip
     assert code == 2, out
     _one_line(out, "SERVING_PAIR_NOT_IN_VERSION")
     assert cfg.universe.pairs[1].pair_id in out and V in out
+
+
+def test_by_default_serving_takes_the_universe_pairs_the_version_was_trained_on(
+    cfg: AppConfig,
+) -> None:
+    """A workspace cannot remove the shipped pairs, so `mlcore serve` of a version trained on
+    the workspace's own daily pairs was refused whole (SERVING_PAIR_NOT_IN_VERSION naming
+    XAU_XAG, EUR_GBP, BTC_ETH); named pairs are still refused."""
+    from mlcore.execution import pairs_to_serve
+
+    pairs = list(cfg.universe.pairs)
+    universe = [p.pair_id for p in pairs]
+    params = parse_params(V, record_bytes(decision_record(cfg, cfg.serving.timeframe,
+                                                          pairs[1:2])))  # fmt: skip
+    ids, skipped = pairs_to_serve(params, universe, None)
+    assert ids == [universe[1]]
+    assert skipped == [f"pair {p} skipped: model version {V} was not trained on it"
+                       for p in universe if p != universe[1]]  # fmt: skip
+    assert pairs_to_serve(params, universe, universe[:2]) == (universe[:2], [])
+    none = parse_params(V, record_bytes(decision_record(cfg, cfg.serving.timeframe, [])))
+    assert pairs_to_serve(none, universe, None) == (universe, [])  # refused by check_serving
 
 
 @pytest.mark.usefixtures("stub_load")

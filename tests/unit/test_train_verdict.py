@@ -66,3 +66,24 @@ def test_auc_null_se_matches_a_permutation_estimate(n_pos: int, n_neg: int) -> N
     aucs = (ranks[:, :n_pos].sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
     assert aucs[0] == pytest.approx(roc_auc_score(y, scores[0]), rel=1e-12)
     assert auc_null_se(n_pos, n_neg) == pytest.approx(float(np.std(aucs)), rel=0.06)
+
+
+def test_an_auc_below_half_beyond_noise_is_not_called_noise() -> None:
+    """KO/PEP + XOM/CVX daily: AI1's CV AUC 0.433 with 2 standard errors 0.056 was reported as
+    "within noise of 0.5"; it is 0.067 below: the score ranks the events the wrong way."""
+    from mlcore.training._verdict import binary_verdict
+
+    X, y, t0, t1 = _events(600, 1.0, 5)
+    model = train_binary(X, y, t0, t1, FAST).model
+    prob = np.linspace(0.2, 0.8, 100)
+    se2 = 2 * auc_null_se(int(y.sum()), len(y) - int(y.sum()))
+
+    def warned(auc: float) -> str:
+        metrics = {"cv_out_of_fold": {"auc": auc}, "oos_raw": {}, "oos_calibrated": {}}
+        (line,) = binary_verdict(model, prob, y, metrics).warnings
+        return line
+
+    assert "below 0.5 beyond noise" in warned(0.5 - se2 - 0.01)
+    assert "ranks the events the wrong way" in warned(0.5 - se2 - 0.01)
+    assert "within noise of 0.5" in warned(0.5 - se2 / 2)
+    assert "within noise of 0.5" in warned(0.5 + se2 / 2)

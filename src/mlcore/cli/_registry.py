@@ -17,6 +17,8 @@ from mlcore.cli._render import out, print_records, text
 from mlcore.errors import ConfigError, DataQualityError, MlcoreError, RetryableError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from mlcore.config import AppConfig
     from mlcore.registry import ModelRecord, Registry
 
@@ -102,9 +104,11 @@ def registry_list(
     ] = None,
 ) -> None:
     """Every registered model version, newest first."""
-    reg = open_registry(load_config())
+    cfg = load_config()
+    reg = open_registry(cfg)
     records = registry_call(lambda: reg.records(None if status is None else str(status)))
-    print_records(records, f"model registry ({len(records)} versions)")
+    shown = [_with_adopted_theta(cfg, r) for r in records]
+    print_records(shown, f"model registry ({len(records)} versions)")
 
 
 @command(registry_app, "show")
@@ -115,7 +119,7 @@ def registry_show(
     cfg = load_config()
     reg = open_registry(cfg)
     rec = registry_call(lambda: reg.get(version))
-    print_records([rec], f"model version {version}")
+    print_records([_with_adopted_theta(cfg, rec)], f"model version {version}")
     text(f"artifacts: {rec.artifact_path}")
     text(f"code_hash {rec.code_hash}, data_hash {rec.data_hash}, seed {rec.seed}")
     text(_theta_line(cfg, rec))
@@ -136,20 +140,39 @@ def registry_show(
     out.print(history)
 
 
-def _theta_line(cfg: AppConfig, rec: ModelRecord) -> str:
-    """θ as the version's backtest adopted it (its record), else the registry row's."""
+def _adopted(cfg: AppConfig, version: str) -> tuple[list[float], str, Path] | None:
+    """θ as the version's backtest adopted it, its decision and its record; None without one."""
     import json
 
     from mlcore.execution import BACKTEST_RECORD
 
-    record = cfg.paths.reports / "backtest" / rec.model_version / BACKTEST_RECORD
+    record = cfg.paths.reports / "backtest" / version / BACKTEST_RECORD
     try:
         doc = json.loads(record.read_bytes())
         adopted = [float(v) for v in doc["theta"]["adopted"]]
-        return (f"θ adopted by its backtest: θ1={adopted[0]:.4f}, θ2={adopted[1]:.4f} "
-                f"(decision {doc['decision']}, {record})")  # fmt: skip
+        return adopted[:2], str(doc["decision"]), record
     except (OSError, ValueError, KeyError, TypeError, IndexError):
-        pass
+        return None
+
+
+def _with_adopted_theta(cfg: AppConfig, rec: ModelRecord) -> ModelRecord:
+    """The row with the θ its backtest adopted when the row has none (`mlcore train`
+    registers before the backtest, so the table showed "-" beside the θ `show` printed)."""
+    from dataclasses import replace
+
+    found = None if rec.theta1 is not None else _adopted(cfg, rec.model_version)
+    if found is None or len(found[0]) < 2:
+        return rec
+    return replace(rec, theta1=found[0][0], theta2=found[0][1])
+
+
+def _theta_line(cfg: AppConfig, rec: ModelRecord) -> str:
+    """θ as the version's backtest adopted it (its record), else the registry row's."""
+    found = _adopted(cfg, rec.model_version)
+    if found is not None and len(found[0]) == 2:
+        (t1, t2), decision, record = found
+        return (f"θ adopted by its backtest: θ1={t1:.4f}, θ2={t2:.4f} "
+                f"(decision {decision}, {record})")  # fmt: skip
     if rec.theta1 is not None and rec.theta2 is not None:
         return f"θ adopted by its backtest: θ1={rec.theta1:.4f}, θ2={rec.theta2:.4f} (registry)"
     return "θ: no backtest record; served at the initial θ its decision.json recorded"

@@ -447,6 +447,8 @@ def print_serve(summary: Any) -> None:
     c = summary.counts
     m = summary.model
     text(f"model {m.version} (θ1={m.theta[0]:.2f}, θ2={m.theta[1]:.2f}): {m.why}")
+    for line in summary.skipped:
+        text(line)
     if not m.registered:
         text("  not registered: every signal carries metadata.model_registered = false")
     for spec in summary.workers:

@@ -87,7 +87,11 @@ def serve_cmd(
         typer.Option(help="Serve this version (name or folder) instead of the deployed one."),
     ] = None,
     pairs: Annotated[
-        str | None, typer.Option(help="Comma-separated pair ids (default: the universe).")
+        str | None,
+        typer.Option(
+            help="Comma-separated pair ids (default: the universe's pairs the version was "
+            "trained on; the others skipped, one line each)."
+        ),
     ] = None,
     workers: Annotated[
         int | None,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -46,7 +47,7 @@ def init(
         text(f"  {path.relative_to(root)}{'/' if path.is_dir() else ''}")
     _init_git(root / "configs")
     text("next (inside it, or with --workspace):")
-    text(f"  cd {root}")
+    text(f"  cd {shlex.quote(str(root))}")  # a path with spaces, pasted into a shell
     text("  mlcore universe add-instrument AAPL --calendar xnys --asset-class equity --quote USD")
     text("  mlcore universe add-pair AAPL GOOG")
     text("  mlcore ingest --path AAPL_1h.csv --symbol AAPL --timeframe 1h")

@@ -74,7 +74,7 @@ from mlcore.config._schemas_feedback import (
     SlackPolicy,
 )
 from mlcore.config._timeframes import TIMEFRAMES, parse_timeframe
-from mlcore.config._universe_edit import suggest_add_instrument
+from mlcore.config._universe_edit import suggest_add_instrument, symbol_form
 from mlcore.config._workspace import (
     MARKER,
     Workspace,
@@ -166,5 +166,6 @@ __all__ = [
     "read_workspace",
     "sqlalchemy_postgres_url",
     "suggest_add_instrument",
+    "symbol_form",
     "workspace_of",
 ]

@@ -21,7 +21,7 @@ from mlcore.config._schemas import ASSET_CLASSES, SYMBOL_RE, TradingRules
 from mlcore.config._workspace import MARKER, UNIVERSE_HEADER, Workspace, write_text_atomic
 from mlcore.errors import ConfigError, RetryableError
 
-__all__ = ["Added", "add_instrument", "add_pair", "suggest_add_instrument"]
+__all__ = ["Added", "add_instrument", "add_pair", "suggest_add_instrument", "symbol_form"]
 
 EDIT_LOCK_WAIT_S = 60.0  # an edit takes about a second; a holder this long is stuck
 
@@ -159,6 +159,16 @@ def add_instrument(
     return Added(path, f"instrument {symbol}", {"instrument": inst, "trading": rules}, comments)
 
 
+def symbol_form(symbol: str, known: list[str]) -> str:
+    """``xauusd``, ``XAU-USD``, ``xau_usd`` ... as the universe spells it (``XAU/USD``); a
+    symbol the universe lacks comes back upper-cased, its separators as ``/`` (unchecked)."""
+    s = symbol.strip().upper().replace("-", "/").replace("_", "/").replace(" ", "")
+    if s not in known:
+        compact = {k.replace("/", ""): k for k in known}
+        s = compact.get(s.replace("/", ""), s)
+    return s
+
+
 def pair_id_of(leg_a: str, leg_b: str) -> str:
     """The default pair id: each leg's base symbol without dots, joined by '_'."""
     return "_".join(leg.split("/")[0].replace(".", "") for leg in (leg_a, leg_b))
@@ -172,6 +182,8 @@ def add_pair(
     the workspace's universe overlay."""
     ws = _need_workspace(cfg)
     uni = cfg.universe
+    # Spelled as `ingest --symbol` takes them: `ko`, `xau-usd` are KO, XAU/USD.
+    leg_a, leg_b = (symbol_form(leg, list(uni.instruments)) for leg in (leg_a, leg_b))
     for leg in (leg_a, leg_b):
         if leg not in uni.instruments:
             raise _refuse("CONFIG_INSTRUMENT_UNKNOWN", f"leg {leg!r} is not an instrument of the "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +79,7 @@ def read_workspace(root: Path) -> Workspace:
             raise _bad(path, str(exc).removeprefix(f"{path}: ")) from None
         raise ConfigError(
             "CONFIG_WORKSPACE_MISSING",
-            f"{root} is not a workspace ({exc}); `mlcore init {root}` makes one",
+            f"{root} is not a workspace ({exc}); `mlcore init {shlex.quote(str(root))}` makes one",
             details={"file": str(path)},
         ) from None
     except (UnicodeDecodeError, yaml.YAMLError):
@@ -195,7 +196,7 @@ def init_workspace(folder: Path, base_root: Path, kind: Kind = "user") -> list[P
     made = {
         configs / "storage.yaml": _STORAGE,
         configs / "universe.yaml": UNIVERSE_HEADER,
-        folder / "README.md": _README.format(root=folder, base=base_root),
+        folder / "README.md": _README.format(root=shlex.quote(str(folder)), base=base_root),
     }
     existed = folder.is_dir()
     try:

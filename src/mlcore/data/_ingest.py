@@ -12,7 +12,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlcore.config import SYMBOL_RE, TIMEFRAMES, AppConfig, CalendarSpec, suggest_add_instrument
+from mlcore.config import (
+    SYMBOL_RE,
+    TIMEFRAMES,
+    AppConfig,
+    CalendarSpec,
+    suggest_add_instrument,
+    symbol_form,
+)
 from mlcore.data._atomic import FaultHook, write_atomic
 from mlcore.data._calendar import expected_grid
 from mlcore.data._dq import DQResult, Gap, run_dq
@@ -89,10 +96,7 @@ def normalize_symbol(symbol: str, known: list[str]) -> str:
     A symbol names a storage folder, so one not of the universe's shape (``.``, ``..``, empty,
     control characters, too long) is refused before anything is read or written.
     """
-    s = symbol.strip().upper().replace("-", "/").replace("_", "/").replace(" ", "")
-    if s not in known:
-        compact = {k.replace("/", ""): k for k in known}
-        s = compact.get(s.replace("/", ""), s)
+    s = symbol_form(symbol, known)
     if not SYMBOL_RE.match(s):
         raise ConfigError(
             "DATA_SYMBOL_INVALID",

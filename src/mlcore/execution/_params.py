@@ -170,3 +170,22 @@ def check_serving(params: VersionParams, pair_ids: list[str], timeframe: str) ->
             f"model version {params.version} was not trained on pair(s) {missing} (it was on "
             f"{params.pair_ids()}): serve only those (--pairs) or train a version on them",
         )
+
+
+def pairs_to_serve(
+    params: VersionParams, universe: list[str], named: list[str] | None
+) -> tuple[list[str], list[str]]:
+    """The pairs to serve and one line per universe pair left out. Pairs named (``--pairs``)
+    are served as named (``check_serving`` refuses one the version lacks); by default the
+    universe's pairs the version was trained on (a workspace cannot remove the shipped pairs,
+    so a version of its own pairs was refused whole). None in common: the universe, refused."""
+    if named:
+        return list(named), []
+    trained = set(params.pair_ids())
+    keep = [p for p in universe if p in trained]
+    skipped = [
+        f"pair {p} skipped: model version {params.version} was not trained on it"
+        for p in universe
+        if p not in trained
+    ]
+    return (keep, skipped) if keep else (list(universe), [])

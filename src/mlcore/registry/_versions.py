@@ -297,7 +297,10 @@ class Versions:
         row = version_row(folder, theta)
         version = check_version_id(row["model_version"])
         already = RegistryError(
-            "REGISTRY_VERSION_EXISTS", f"model version {version!r} is already registered"
+            "REGISTRY_VERSION_EXISTS",
+            f"model version {version!r} is already registered (`mlcore train` registers what it "
+            f"writes): `mlcore registry show {version}` shows it, `mlcore registry promote` "
+            "moves it on",
         )
         try:
             # Checked, archived and inserted under one lock: a second registration of the

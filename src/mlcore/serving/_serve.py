@@ -21,7 +21,7 @@ import redis
 from mlcore.config import AppConfig
 from mlcore.data import Catalog, write_atomic
 from mlcore.errors import ConfigError, MlcoreError, RetryableError
-from mlcore.execution import check_serving, read_params
+from mlcore.execution import check_serving, pairs_to_serve, read_params
 from mlcore.registry import database_url, make_engine, registry_for, upgrade
 from mlcore.serving._bars import Bar, bar_message
 from mlcore.serving._delivery import replay_names
@@ -44,6 +44,7 @@ class ServeSummary:
     events: list[str] = field(default_factory=list)
     given_up: list[str] = field(default_factory=list)  # workers not restarted again
     redis_stream: str | None = None  # where the signals went on Redis (None: no REDIS_URL)
+    skipped: list[str] = field(default_factory=list)  # universe pairs the version lacks
 
 
 def replay_bars(cfg: AppConfig, pair_ids: list[str], last: int) -> tuple[list[Bar], int]:
@@ -243,6 +244,7 @@ def serve(
     then carries ``metadata.model_registered: false``; ``force_rejected`` lets it name a
     version the registry rejected."""
     universe = [p.pair_id for p in cfg.universe.pairs]
+    named = pair_ids
     pair_ids = pair_ids or universe
     unknown = sorted(set(pair_ids) - set(universe))
     if unknown:
@@ -257,6 +259,7 @@ def serve(
     # A pair the version was not trained on, a timeframe it was not trained at: refused here,
     # before any worker starts (each worker checks again).
     params = read_params(served.folder, dict(served.checksums) or None)
+    pair_ids, skipped = pairs_to_serve(params, universe, named)
     check_serving(params, pair_ids, cfg.serving.timeframe)
     models = _Models(cfg, served, named=model is not None or bool(replay_last))
     groups = assign_pairs(pair_ids, cfg.serving.workers.pairs_per_worker, workers)
@@ -286,4 +289,5 @@ def serve(
     names = replay_names(cfg.serving.redis) if replay_last is not None else cfg.serving.redis
     return ServeSummary(models.served, [s.spec for s in sup.slots], root,
                         outbox_counts(root), sup.events, sup.given_up,
-                        names.signals_stream if cfg.env.redis_url else None)  # fmt: skip
+                        names.signals_stream if cfg.env.redis_url else None,
+                        skipped)  # fmt: skip

@@ -9,8 +9,9 @@ Blocks (``retrain_status=blocked``, the version is registered as rejected):
 
 Warnings (the run stays ``ok``: whether a model earns its place is the adoption gates' job):
 
-- **CV AUC within noise of 0.5**: the out-of-fold AUC is less than two null standard errors
-  above 0.5 (Hanley & McNeil 1982, the AUC's variance when the classes are not separable:
+- **CV AUC within noise of 0.5** (or below it beyond noise: a score ranking the wrong way):
+  the out-of-fold AUC is less than two null standard errors above 0.5 (Hanley & McNeil
+  1982, the AUC's variance when the classes are not separable:
   ``(n_pos + n_neg + 1) / (12 n_pos n_neg)``);
 - **calibration worsens log loss**: on the test part, calibrated log loss exceeds raw by more
   than ``CALIBRATION_TOLERANCE`` (relative).
@@ -78,8 +79,14 @@ def binary_verdict(
     n_pos = int(np.sum(y_dev))
     se = auc_null_se(n_pos, len(y_dev) - n_pos)
     if auc is not None and not blocks and auc - 0.5 < NOISE_SE * se:
+        # Below 0.5 beyond noise is no "noise": the score ranks the events the wrong way.
+        where = (
+            "below 0.5 beyond noise (the score ranks the events the wrong way)"
+            if 0.5 - auc >= NOISE_SE * se
+            else "within noise of 0.5"
+        )
         warnings.append(
-            f"CV AUC {auc:.3f} is within noise of 0.5 (2 standard errors = "
+            f"CV AUC {auc:.3f} is {where} (2 standard errors = "
             f"{NOISE_SE * se:.3f} on {len(y_dev):,} events, {n_pos:,} positive); {HINT}"
         )
     raw = metrics["oos_raw"].get("logloss")
