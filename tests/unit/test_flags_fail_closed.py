@@ -159,3 +159,23 @@ def test_any_bytes_are_flags_or_a_value_error(raw: bytes) -> None:
         parse_flags(raw, "x")
     except ValueError:
         pass
+
+
+# Found by review: every flag defaulted to off, so a document that left one out lifted it.
+PARTIAL = {
+    "empty": b"{}",
+    "one pair halted": b'{"halted_pairs": ["EUR_GBP"]}',
+    "all but the halt": flags_json(OpsFlags()).replace('"global_halt": false, ', ""),
+}
+
+
+@pytest.mark.parametrize("raw", PARTIAL.values(), ids=PARTIAL.keys())
+def test_a_partial_document_never_lifts_a_halt(tmp_path: Path, raw: bytes | str) -> None:
+    path = tmp_path / "ops_flags.json"
+    reader = FlagReader(None, "k", path)
+    write_flags(None, "k", path, OpsFlags(global_halt=True, seq=3))
+    assert reader.read().global_halt
+    path.write_text(raw if isinstance(raw, str) else raw.decode())
+    assert reader.read() == OpsFlags(global_halt=True, seq=3) and reader.errors == 1
+    with pytest.raises(ValueError, match="must state every flag"):
+        parse_flags(raw, "x")

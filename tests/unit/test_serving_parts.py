@@ -78,8 +78,11 @@ def test_file_source_reads_whole_lines_only_and_resumes(tmp_path: Path) -> None:
 
 
 def test_flags_parse_and_name_the_bad_field() -> None:
-    f = parse_flags(b'{"global_halt": false, "halted_pairs": ["A"], "leverage_scale": 0.5}', "x")
+    doc = b'{"global_halt": false, "halted_pairs": ["A"], "leverage_scale": 0.5}'
+    f = parse_flags(doc, "x", complete=False)  # as the audit trail's documents are read
     assert f == OpsFlags(halted_pairs=frozenset({"A"}), leverage_scale=0.5)
+    with pytest.raises(ValueError, match="x: ops flags must state every flag, hard_halt, "):
+        parse_flags(doc, "x")  # the store's document: whole, as flags_json writes it
     assert parse_flags(None, "x") == OpsFlags()
     with pytest.raises(ValueError, match="x: ops flag 'leverage_scale'"):
         parse_flags(b'{"leverage_scale": 2}', "x")

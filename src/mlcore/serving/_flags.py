@@ -88,9 +88,12 @@ NO_FLAGS = OpsFlags()
 MAX_FLAGS_BYTES = 65_536
 
 
-def parse_flags(raw: bytes | str | None, where: str) -> OpsFlags:
+def parse_flags(raw: bytes | str | None, where: str, *, complete: bool = True) -> OpsFlags:
     """Flags from their JSON; ``ValueError`` naming ``where`` and the field at fault (and
-    nothing else, whatever the document holds)."""
+    nothing else, whatever the document holds). ``complete``: every flag must be stated (the
+    store's document, which :func:`flags_json` always writes whole): a flag left out is refused,
+    never read as off — ``{}`` or ``{"halted_pairs": [...]}`` would otherwise lift a
+    ``global_halt``. Documents kept elsewhere (the audit trail, the outbox) may be partial."""
     if raw is None:
         return NO_FLAGS
     if len(raw) > MAX_FLAGS_BYTES:
@@ -104,11 +107,16 @@ def parse_flags(raw: bytes | str | None, where: str) -> OpsFlags:
     if not isinstance(doc, dict):
         raise ValueError(f"{where}: ops flags must be a JSON object, got {type(doc).__name__}")
     try:
-        return OpsFlags.model_validate(_coerced(doc, where))
+        flags = OpsFlags.model_validate(_coerced(doc, where))
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "(top)"
         raise ValueError(f"{where}: ops flag {field[:60]!r}: {first['msg']}") from None
+    missing = [k for k in OpsFlags.model_fields if k not in doc] if complete else []
+    if missing:
+        raise ValueError(f"{where}: ops flags must state every flag, {', '.join(missing)} "
+                         "missing (a flag left out is not read as off)")  # fmt: skip
+    return flags
 
 
 def _coerced(doc: dict[str, Any], where: str) -> dict[str, Any]:
@@ -281,7 +289,7 @@ def _parsed(raw: Any, store: FlagStore) -> OpsFlags:
 
 def flags_from_doc(doc: dict[str, Any] | None, where: str) -> OpsFlags:
     """Flags from a document kept elsewhere (the audit trail's ``after``); none: no flags."""
-    return NO_FLAGS if doc is None else parse_flags(json.dumps(doc), where)
+    return NO_FLAGS if doc is None else parse_flags(json.dumps(doc), where, complete=False)
 
 
 def _next(before: OpsFlags, change: Callable[[OpsFlags], OpsFlags]) -> OpsFlags:

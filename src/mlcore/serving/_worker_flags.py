@@ -28,7 +28,7 @@ FLAGS_POLL_S = 0.1  # the flags are read at least this often, bars or not (propa
 def kept_flags(saved: str | None) -> OpsFlags:
     """The flags in force that the outbox kept (none kept: none in force)."""
     try:
-        return parse_flags(saved, "outbox") if saved is not None else NO_FLAGS
+        return parse_flags(saved, "outbox", complete=False) if saved is not None else NO_FLAGS
     except ValueError as exc:  # cannot happen but by a damaged file: fail closed
         log.error("flags kept in the outbox unusable (%s): halting new entries", exc)
         return OpsFlags(global_halt=True)
