@@ -130,20 +130,27 @@ def test_a_rewritten_checksum_file_alone_is_caught_by_registry_verify(
 
 
 @pytest.mark.parametrize(
-    ("status", "reasons", "want"),
-    [(TrainStatus.OK, [], "draft"), (TrainStatus.BLOCKED, ["canary"], "rejected")],
+    ("status", "reasons", "warnings", "want"),
+    [
+        (TrainStatus.OK, [], [], "draft"),
+        (TrainStatus.BLOCKED, ["canary"], [], "rejected"),
+        (TrainStatus.WEAK, [], ["ai1: CV AUC 0.433 is below 0.5"], "draft"),
+    ],
 )
 def test_train_registers_the_version_it_wrote(
-    archive: Path, cfg: AppConfig, status: TrainStatus, reasons: list[str], want: str
-) -> None:
+    archive: Path, cfg: AppConfig, status: TrainStatus, reasons: list[str], warnings: list[str],
+    want: str,
+) -> None:  # fmt: skip
     from mlcore.cli._models import register_trained
 
     folder = make_version(cfg.paths.models, V)
     report = SimpleNamespace(folder=folder, status=status, blocked_reasons=reasons,
-                             model_version=V)  # fmt: skip
+                             warnings=warnings, model_version=V)  # fmt: skip
     rec = register_trained(registry_for(cfg), report, "ci")  # type: ignore[arg-type]
     assert rec.status == want
-    assert registry_for(cfg).get(V).notes
+    notes = registry_for(cfg).get(V).notes
+    assert f"retrain_status{'=' if reasons else ' '}{status}" in notes
+    assert all(w in notes for w in reasons + warnings)
     code, out = _run("report", "--model", V)  # registered: past the check, no results yet
     assert code == 2 and "has no backtest results" in out, out
 

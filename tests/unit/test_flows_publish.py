@@ -24,7 +24,9 @@ def _model(tmp_path: Path, status: str = "ok") -> Path:
     folder = make_version(tmp_path / "models", "20260101_0000_abc1234")
     metrics = json.loads((folder / "metrics.json").read_text())
     metrics["retrain_status"] = status
-    metrics["blocked_reasons"] = [] if status == "ok" else ["ai1: canary AUC 0.61"]
+    metrics["blocked_reasons"] = ["ai1: canary AUC 0.61"] if status == "blocked" else []
+    if status == "weak":
+        metrics["ai1"] = {"warnings": ["CV AUC 0.433 is below 0.5 beyond noise"]}
     body = json.dumps(metrics).encode()
     (folder / "metrics.json").write_bytes(body)
     sums = json.loads((folder / "checksums.json").read_text())
@@ -65,6 +67,12 @@ def test_a_blocked_training_is_not_adopted(tmp_path: Path) -> None:
     check = adoption_checklist(_model(tmp_path, "blocked"), _backtest(tmp_path / "bt"))
     assert not check.passed
     assert "retrain_status blocked" in check.notes() and "canary" in check.notes()
+
+
+def test_a_weak_training_is_not_adopted_and_its_warnings_are_named(tmp_path: Path) -> None:
+    check = adoption_checklist(_model(tmp_path, "weak"), _backtest(tmp_path / "bt"))
+    assert not check.passed  # retrain_status=ok means usable models; weak is not ok
+    assert "retrain_status weak: ['ai1: CV AUC 0.433 is below 0.5 beyond noise']" in check.notes()
 
 
 def test_no_backtest_record_or_other_data_fails(tmp_path: Path) -> None:

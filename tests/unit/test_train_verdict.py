@@ -87,3 +87,11 @@ def test_an_auc_below_half_beyond_noise_is_not_called_noise() -> None:
     assert "ranks the events the wrong way" in warned(0.5 - se2 - 0.01)
     assert "within noise of 0.5" in warned(0.5 - se2 / 2)
     assert "within noise of 0.5" in warned(0.5 + se2 / 2)
+
+
+def test_retrain_status_ok_means_no_model_blocked_or_warned() -> None:
+    from mlcore.training._run import TrainStatus, run_status
+
+    assert run_status([], []) is TrainStatus.OK
+    assert run_status([], ["ai1: CV AUC 0.433 is below 0.5"]) is TrainStatus.WEAK
+    assert run_status(["ai2: constant output"], ["ai1: noise"]) is TrainStatus.BLOCKED

@@ -98,13 +98,14 @@ def register_trained(reg: Registry, report: TrainReport, actor: str) -> ModelRec
     from mlcore.registry import ModelStatus
     from mlcore.training import TrainStatus
 
-    why = f": {report.blocked_reasons}" if report.blocked_reasons else ""
+    said = report.blocked_reasons or report.warnings
+    why = f": {said}" if said else ""
     rec = reg.register(
         report.folder,
         actor=actor,
         notes=f"trained by `mlcore train` (retrain_status {report.status}){why}",
     )
-    if report.status is not TrainStatus.OK:
+    if report.status is TrainStatus.BLOCKED:
         rec = reg.transition(
             rec.model_version,
             ModelStatus.REJECTED,

@@ -334,8 +334,11 @@ def print_train(report: TrainReport) -> None:
         f"(predicting the training mean: {a3['oos_mean_baseline_rmse']:.3f}), MAE "
         f"{oos['mae']:.3f}, Spearman {fmt(oos['spearman'])}, R2 {fmt(oos['r2'])}"
     )
-    status = "[green]ok[/]" if report.status == "ok" else "[red]blocked[/]"
-    out.print(f"retrain_status={status} {escape('; '.join(report.blocked_reasons))}")
+    status = {"ok": "[green]ok[/]", "weak": "[yellow]weak[/]"}.get(report.status, "[red]blocked[/]")
+    why = "; ".join(report.blocked_reasons)
+    if report.status == "weak":
+        why = "(the warnings below: backtested, but not published until retrained)"
+    out.print(f"retrain_status={status} {escape(why)}".rstrip())
     for warning in report.warnings:
         out.print(f"[yellow]warning[/] {escape(warning)}")
     text(f"model: {report.folder}")

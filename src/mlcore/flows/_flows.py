@@ -330,7 +330,7 @@ def core_retrain_flow(
             )
             tasks.with_retries(tasks.register_version, guard)(registry, report.folder, note)
             stage_done("register", f"{report.model_version} ({report.status})")
-            if report.status is not TrainStatus.OK:
+            if report.status is TrainStatus.BLOCKED:
                 # Spec: a blocked training run is not judged for adoption.
                 registry.transition(
                     report.model_version,

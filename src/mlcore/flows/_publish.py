@@ -85,7 +85,10 @@ def adoption_checklist(
         items.append(CheckItem("artifacts", not bad, detail))
     metrics = _read(model_folder / "metrics.json") or {}
     status = metrics.get("retrain_status")
-    reasons = metrics.get("blocked_reasons") or []
+    reasons = metrics.get("blocked_reasons") or [
+        f"{name}: {w}" for name, m in metrics.items() if isinstance(m, dict)
+        for w in m.get("warnings") or []
+    ]  # fmt: skip
     items.append(
         CheckItem(
             "training",

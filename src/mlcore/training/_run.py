@@ -68,11 +68,21 @@ _MIN_ROWS = 50  # fewer labelled rows cannot fill the CV folds, calibration and 
 
 
 class TrainStatus(StrEnum):
-    """A training run's ``retrain_status``: ``blocked`` when a guard (canary, minimum rows...)
-    stopped it from being judged for adoption."""
+    """A training run's ``retrain_status``: ``ok`` when every model is usable; ``weak`` when
+    one warned (CV AUC within noise of 0.5, calibration worsening log loss: judged by the
+    backtest, never published until retrained); ``blocked`` when a guard (canary, minimum
+    rows, a degenerate model...) stopped it from being judged for adoption."""
 
     OK = "ok"
+    WEAK = "weak"
     BLOCKED = "blocked"
+
+
+def run_status(blocks: list[str], warnings: list[str]) -> TrainStatus:
+    """A run's status from its models' blocks and warnings (a block wins)."""
+    if blocks:
+        return TrainStatus.BLOCKED
+    return TrainStatus.WEAK if warnings else TrainStatus.OK
 
 
 @dataclass
@@ -439,8 +449,8 @@ def train_models(
     reasons = [f"{name}: {r}" for name, f in fitted.items() for r in f.result.blocked_reasons]
     reasons += [f"ai3: {r}" for r in ai3.blocked_reasons]
     reasons += [f"direction: {r}" for d in ensemble.trained.values() for r in d.blocked_reasons]
-    status = TrainStatus.BLOCKED if reasons else TrainStatus.OK
     warnings = [f"{name}: {w}" for name, f in fitted.items() for w in f.result.warnings]
+    status = run_status(reasons, warnings)
     data_hash = cat.data_hash(parts)
     code = code_hash()
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d_%H%M")

@@ -7,7 +7,7 @@ Blocks (``retrain_status=blocked``, the version is registered as rejected):
 - **constant output**: the calibrated probability (AI3: the prediction) on the test part takes
   one value on every row, so no threshold can select anything.
 
-Warnings (the run stays ``ok``: whether a model earns its place is the adoption gates' job):
+Warnings (``retrain_status=weak``: backtested, but the publish checklist refuses it):
 
 - **CV AUC within noise of 0.5** (or below it beyond noise: a score ranking the wrong way):
   the out-of-fold AUC is less than two null standard errors above 0.5 (Hanley & McNeil
