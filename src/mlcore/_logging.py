@@ -49,6 +49,15 @@ def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
 # Completed()", "Context impl PostgresqlImpl.", numba's compiler and Optuna's trial lines).
 _CHATTY = ("prefect", "alembic", "numba", "optuna", "httpx", "httpcore")
 _PREFECT_LEVEL = os.environ.get("PREFECT_LOGGING_LEVEL")
+# A failed flow or task run is logged at ERROR by Prefect ("Finished in state Failed(...)",
+# "Encountered exception during execution: ..."): for a failure the user caused, that is two
+# more lines beside the command's own one-line error (which says it, with its code), so they
+# show only under --verbose. Prefect reads its logging overrides from these variables.
+_PREFECT_RUN_LOGGERS = {
+    var: os.environ.get(var)
+    for var in ("PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL",
+                "PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL")
+}  # fmt: skip
 VERBOSE_ENV = "MLCORE_VERBOSE"  # as the user set it, if they did
 
 
@@ -65,6 +74,11 @@ def set_third_party_verbosity(verbose: bool) -> None:
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
     if _PREFECT_LEVEL is None:
         os.environ["PREFECT_LOGGING_LEVEL"] = logging.getLevelName(level)
+    for var, user_set in _PREFECT_RUN_LOGGERS.items():
+        if user_set is None:
+            os.environ[var] = "NOTSET" if verbose else "CRITICAL"
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.CRITICAL)
     os.environ[VERBOSE_ENV] = "1" if verbose else "0"  # for the processes this one starts
 
 

@@ -159,6 +159,45 @@ def test_no_prefect_chatter_unless_verbose(verbose: bool) -> None:
     assert chatter is verbose, done.stdout + done.stderr
 
 
+_FAILING_FLOW = """
+import sys
+from mlcore._logging import configure_logging, set_third_party_verbosity
+verbose = sys.argv[1] == "1"
+configure_logging("INFO" if verbose else "WARNING")
+set_third_party_verbosity(verbose)
+from prefect import flow, task
+@task
+def step() -> int:
+    raise ValueError("a user error")
+@flow
+def hello() -> int:
+    return step()
+try:
+    hello()
+except ValueError:
+    print("one line of our own")
+"""
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_failed_flow_adds_no_prefect_lines_unless_verbose(verbose: bool) -> None:
+    env = {**os.environ, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "150",
+           "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}  # fmt: skip
+    for var in ("PREFECT_LOGGING_LEVEL", "PREFECT_API_URL",
+                "PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL",
+                "PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL"):  # fmt: skip
+        env.pop(var, None)
+    done = subprocess.run(
+        [sys.executable, "-c", _FAILING_FLOW, "1" if verbose else "0"],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    out = done.stdout + done.stderr
+    assert done.returncode == 0 and "one line of our own" in done.stdout, out[-2000:]
+    prefect = ("Finished in state Failed" in out, "Encountered exception" in out,
+               "Traceback" in out)  # fmt: skip
+    assert prefect == (verbose, verbose, verbose), out[-3000:]
+
+
 @pytest.mark.parametrize(("flag", "level"), [("0", logging.WARNING), ("1", logging.INFO)])
 def test_child_processes_inherit_the_verbosity(
     monkeypatch: pytest.MonkeyPatch, flag: str, level: int
