@@ -33,7 +33,9 @@ def test_demo_trains_every_model_with_full_metrics_and_a_passing_canary(
     demo_cfg: tuple[AppConfig, TrainReport],
 ) -> None:
     _, report = demo_cfg
-    assert report.status == "ok", report.blocked_reasons
+    # Not blocked; on this small test market AI1 and the calibrations warn (weak), as named.
+    assert report.status in ("ok", "weak"), report.blocked_reasons
+    assert (report.status == "weak") is bool(report.warnings)
     for model, m in report.metrics.items():
         for part in ("cv_out_of_fold", "oos_raw", "oos_calibrated"):
             for key in ("auc", "pr_auc", "logloss", "brier", "ece", "f1"):
@@ -89,7 +91,7 @@ def test_model_version_files_and_checksums(demo_cfg: tuple[AppConfig, TrainRepor
     assert prep["ai1"]["passthrough_columns"] == ["event_direction", "event_abs_z0"]
     assert sum(prep["ai1"]["clipped_values"].values()) > 0
     metrics = json.loads((report.folder / "metrics.json").read_text())
-    assert metrics["retrain_status"] == "ok" and set(metrics) >= {"ai1", "ai2"}
+    assert metrics["retrain_status"] == report.status and set(metrics) >= {"ai1", "ai2"}
     decision = json.loads((report.folder / "decision.json").read_text())
     assert decision["labels"] == params["labels"] and decision["timeframe"] == "1h"
     assert decision["execution"] == cfg.backtest.execution_at("1h").model_dump(mode="json")

@@ -337,7 +337,7 @@ def print_train(report: TrainReport) -> None:
     status = {"ok": "[green]ok[/]", "weak": "[yellow]weak[/]"}.get(report.status, "[red]blocked[/]")
     why = "; ".join(report.blocked_reasons)
     if report.status == "weak":
-        why = "(the warnings below: backtested, but not published until retrained)"
+        why = "(the warnings below; the backtest's gates decide its adoption)"
     out.print(f"retrain_status={status} {escape(why)}".rstrip())
     for warning in report.warnings:
         out.print(f"[yellow]warning[/] {escape(warning)}")

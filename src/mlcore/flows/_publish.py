@@ -89,10 +89,12 @@ def adoption_checklist(
         f"{name}: {w}" for name, m in metrics.items() if isinstance(m, dict)
         for w in m.get("warnings") or []
     ]  # fmt: skip
+    # weak (a model warned) is judged by the backtest's gates like ok; the checklist's notes
+    # carry its warnings, so a person promoting or reading it sees them.
     items.append(
         CheckItem(
             "training",
-            status == "ok",
+            status in ("ok", "weak"),
             "retrain_status ok" if status == "ok" else f"retrain_status {status}: {reasons}",
         )
     )

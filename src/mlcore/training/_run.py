@@ -68,10 +68,11 @@ _MIN_ROWS = 50  # fewer labelled rows cannot fill the CV folds, calibration and 
 
 
 class TrainStatus(StrEnum):
-    """A training run's ``retrain_status``: ``ok`` when every model is usable; ``weak`` when
-    one warned (CV AUC within noise of 0.5, calibration worsening log loss: judged by the
-    backtest, never published until retrained); ``blocked`` when a guard (canary, minimum
-    rows, a degenerate model...) stopped it from being judged for adoption."""
+    """A training run's ``retrain_status``: ``ok`` when every model is usable and none warned;
+    ``weak`` when one warned (CV AUC within noise of 0.5, calibration worsening log loss: the
+    version is judged by the backtest's adoption gates, its warnings named in the publish
+    checklist's notes); ``blocked`` when a guard (canary, minimum rows, a degenerate model...)
+    stopped it from being judged for adoption."""
 
     OK = "ok"
     WEAK = "weak"

@@ -7,7 +7,8 @@ Blocks (``retrain_status=blocked``, the version is registered as rejected):
 - **constant output**: the calibrated probability (AI3: the prediction) on the test part takes
   one value on every row, so no threshold can select anything.
 
-Warnings (``retrain_status=weak``: backtested, but the publish checklist refuses it):
+Warnings (``retrain_status=weak``, not ``ok``; whether the version earns its place is the
+adoption gates' job, and the publish checklist's notes name the warnings):
 
 - **CV AUC within noise of 0.5** (or below it beyond noise: a score ranking the wrong way):
   the out-of-fold AUC is less than two null standard errors above 0.5 (Hanley & McNeil
