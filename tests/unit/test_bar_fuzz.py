@@ -56,6 +56,8 @@ CORPUS: list[tuple[str, bytes | dict[bytes, bytes], str]] = [
     ("Arabic-Indic digit price", _line(close="\u0661"), "malformed"),
     ("underscored price", _line(high="1_000"), "malformed"),
     ("price 1e400", _line(close="1e400", high="1e400"), "bad_price"),
+    # Found by review: a volume of 1e308 overflowed the 20-bar VWAP and volume ratio to inf.
+    ("volume 1e308", _line(volume=1e308), "bad_price"),
     ("symbol with a control sequence", _line(symbol="XAU\x1b[2J"), "malformed"),
     ("symbol as a number", _line(symbol=7), "malformed"),
     ("a JSON string", b'"XAU/USD"', "malformed"),

@@ -361,3 +361,16 @@ def test_a_fifo_as_a_canonical_manifest_is_rewritten_not_blocked_on(
     code, out = _ingest(good)
     assert code == 0, out
     assert meta.is_file() and json.loads(meta.read_text())["month"] == "2024-01"
+
+
+def test_an_absurd_volume_is_rejected_with_its_row(archive: Path, tmp_path: Path) -> None:
+    # Found by review: a volume of 1e308 was stored, and the features' 20-bar sums of volume
+    # (the VWAP gap, the volume ratio) overflowed to inf.
+    path = _csv(tmp_path / "bars.csv", "2024-01-02", 48)
+    frame = pd.read_csv(path)
+    frame["volume"] = frame["volume"].astype(float)
+    frame.loc[10, "volume"] = 1e308
+    frame.to_csv(path, index=False)
+    code, out = _ingest(path)
+    assert code == 0 and "volume over 1e+15" in out, out
+    assert "47 accepted" in out or "1 rejected" in out, out

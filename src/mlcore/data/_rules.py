@@ -16,6 +16,10 @@ import pandas as pd
 from mlcore.config import TIMEFRAMES, IsolatedRows
 
 EARLIEST_NS = 0  # 1970-01-01 UTC: the first bar time a row may have
+# More units than any market trades in one bar (the busiest tokens trade ~1e13 a day); past it
+# a volume is a feed or scale error, and 20-bar sums of volume × price (the VWAP, the volume
+# ratio) overflow to inf long before 1e308. Ingest and the live parser share it.
+MAX_VOLUME = 1e15
 _DAY_NS = 86_400 * 1_000_000_000
 
 
@@ -56,6 +60,7 @@ def row_rules(
         rules.append(("open", "open outside [low, high]", (o > h + tol) | (o < lo - tol)))
         rules.append(("close", "close outside [low, high]", (c > h + tol) | (c < lo - tol)))
         rules.append(("volume", "volume negative or not finite", ~np.isfinite(v) | (v < 0)))
+        rules.append(("volume", f"volume over {MAX_VOLUME:g}", v > MAX_VOLUME))
     return rules
 
 

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, NamedTuple
 
 import redis
 
+from mlcore.data._rules import MAX_VOLUME
 from mlcore.errors import shown
 
 log = logging.getLogger("mlcore.serving")
@@ -192,8 +193,8 @@ def parse_bar(
         raise BarRejected(
             "bad_price", f"{symbol}: prices must be finite and > 0, got {o, h, lo, c}"
         )
-    if not (v >= 0 and math.isfinite(v)):
-        raise BarRejected("bad_price", f"{symbol}: volume must be finite and >= 0, got {v}")
+    if not (0 <= v <= MAX_VOLUME):  # NaN fails too
+        raise BarRejected("bad_price", f"{symbol}: volume must be in [0, {MAX_VOLUME:g}], got {v}")
     if not (lo <= min(o, c) and h >= max(o, c)):
         raise BarRejected(
             "ohlc_inconsistent", f"{symbol}: high/low do not bound open/close ({o, h, lo, c})"
