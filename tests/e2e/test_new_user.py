@@ -151,3 +151,37 @@ def test_the_engine_reconciles_to_the_cent_on_real_prices(walk: Walk) -> None:
     assert run.daily.iloc[-1] == pytest.approx(
         cfg.backtest.account.capital_usd + trades["pnl_usd"].sum(), rel=1e-9
     )
+
+
+def test_the_daily_version_is_served_at_its_timeframe_without_editing_a_file(walk: Walk) -> None:
+    """The workspace serves 1h (serving_policy.yaml); the version was trained at 1day. Without
+    `--timeframe` serving refuses in one line saying both timeframes and the option; with
+    `--timeframe daily` the workers replay its last daily bars, warmed on the catalog's daily
+    history, and each signal holds until the next daily close (not 5 minutes after midnight)."""
+    import sqlite3
+
+    version = next((walk.ws / "archive" / "models").iterdir()).name
+    args = ["serve", "--model", version, "--force-rejected", "--replay-last", "20",
+            "--exit-when-idle", "2"]  # fmt: skip
+    refused = runner.invoke(app, args)
+    said = [x for x in refused.output.splitlines() if x.strip() and not x.startswith("{")]
+    assert refused.exit_code == 2 and len(said) == 1, refused.output
+    assert said[0].startswith("error SERVING_TIMEFRAME_MISMATCH"), said
+    assert "trained at 1day, serving is at 1h" in said[0] and "--timeframe 1day" in said[0]
+    assert f"(timeframe in {CONFIG_ROOT / 'base' / 'serving_policy.yaml'})" in said[0]
+    own = walk.ws / "configs" / "serving_policy.yaml"  # the workspace has none of its own yet
+    assert f"(or set timeframe: 1day in {own})" in said[0]
+    ran = runner.invoke(app, [*args, "--timeframe", "daily"])
+    assert ran.exit_code == 0 and "Traceback" not in ran.output, ran.output
+    rows = []
+    for db in sorted((walk.ws / "archive" / "serving-replay" / "outbox").glob("*.db")):
+        conn = sqlite3.connect(db)
+        try:
+            rows += [json.loads(r[0]) for r in conn.execute("SELECT payload FROM signals")]
+        finally:
+            conn.close()
+    assert rows, ran.output
+    for sig in rows:
+        close = pd.Timestamp(sig["timestamp"])
+        assert pd.Timestamp(sig["valid_until"]) - close == pd.Timedelta(days=1), sig
+        assert close.hour == 0 and close.minute == 0, sig  # daily bars' close

@@ -76,6 +76,7 @@ def test_every_number_refuses_non_finite_and_huge_values(name: str, path: tuple[
         ("backtest_policy", ("gates", "min_sharpe"), -1e6),
         ("pipeline_policy", ("request_timeout_s",), 1e9),
         ("serving_policy", ("signal_valid_seconds",), 1e10),
+        ("serving_policy", ("signal_valid_seconds", "1day"), 1e10),
         ("data_retention", ("raw_months",), 100_000),
         ("data_retention", ("ingest_reports_days",), 10**7),
     ],

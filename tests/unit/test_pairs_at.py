@@ -14,7 +14,7 @@ import pytest
 from mlcore.config import AppConfig, load_config
 from mlcore.data import Catalog, FileProvider, build_catalog, ingest, pairs_at
 from mlcore.errors import ConfigError, MissingDataError, MissingInputError
-from tests.conftest import config_with
+from tests.conftest import CONFIG_ROOT, config_with
 
 RULES = {"tick_size": 0.01, "lot_step": 1, "min_lot": 1, "min_notional_usd": 1, "margin_rate": 0.5}
 STOCK = {"asset_class": "equity", "calendar": "xnys", "quote_currency": "USD"}
@@ -134,3 +134,24 @@ def test_a_scheduled_or_served_timeframe_without_a_policy_is_refused_at_load(
         load_config(root, "dev")
     assert caught.value.code == "CONFIG_TIMEFRAME_POLICY_MISSING"
     assert caught.value.message.startswith(f"{file}.yaml: key 'timeframe' is 4h, but ")
+
+
+def test_a_served_timeframe_without_its_signal_validity_is_refused_at_load(
+    tmp_path: Path,
+) -> None:
+    """signal_valid_seconds is per timeframe: a served timeframe given labels and execution
+    rules but no validity is refused at load naming the key (a number is one for all)."""
+    cfg = load_config(CONFIG_ROOT, "dev")
+    labels = cfg.core.labels_at("1h").model_dump(mode="json")
+    execution = cfg.backtest.execution_at("1h").model_dump(mode="json")
+    four = {"core_policy": {"labels": {"4h": labels}},
+            "backtest_policy": {"execution": {"4h": execution}}}  # fmt: skip
+    root = config_with(tmp_path, {**four, "serving_policy": {"timeframe": "4h"}})
+    with pytest.raises(ConfigError) as caught:
+        load_config(root, "dev")
+    assert caught.value.code == "CONFIG_TIMEFRAME_POLICY_MISSING"
+    assert caught.value.message.startswith("serving_policy.yaml: key 'timeframe' is 4h, but ")
+    assert "'signal_valid_seconds' has no entry for timeframe '4h'" in caught.value.message
+    flat = config_with(tmp_path / "flat", {**four, "serving_policy": {
+        "timeframe": "4h", "signal_valid_seconds": 600}})  # fmt: skip
+    assert load_config(flat, "dev").serving.valid_seconds_at("4h") == 600

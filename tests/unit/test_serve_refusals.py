@@ -1,11 +1,14 @@
 """`mlcore serve` refuses, in one line (exit 2) before any worker starts, a pair the version was
-not trained on, a timeframe it was not trained at, and a version without decision.json. The
-model files are stand-ins (``make_version``), their loading stubbed."""
+not trained on, a timeframe it was not trained at (saying `--timeframe` and the file to edit),
+and a version without decision.json; `--timeframe` serves another timeframe for the run, every
+worker setting following it. The model files are stand-ins (``make_version``), their loading
+stubbed."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -101,7 +104,74 @@ def test_serve_refuses_a_timeframe_the_version_was_not_trained_at(
     code, out = _run("serve", "--bars", "file", "--model", V, "--exit-when-idle", "0.5")
     assert code == 2, out
     _one_line(out, "SERVING_TIMEFRAME_MISMATCH")
-    assert f"trained at {other}" in out
+    # Why (both timeframes, where the served one comes from) and what to do, in the one line.
+    assert f"trained at {other}, serving is at {cfg.serving.timeframe}" in out, out
+    assert f"`mlcore serve --timeframe {other}`" in out, out
+    assert f"(timeframe in {CONFIG_ROOT / 'base' / 'serving_policy.yaml'})" in out, out
+    assert f"(or set timeframe: {other} there)" in out, out
+
+
+@pytest.mark.usefixtures("stub_load")
+def test_serve_takes_the_timeframe_of_the_version_by_option(archive: Path, cfg: AppConfig) -> None:
+    """A version trained at 1day is served with `--timeframe 1day` (any spelling the other
+    commands take), no edit of serving_policy.yaml: its timeframe check passes, so the next
+    check speaks (here: a pair it lacks); the option is named when it is what disagrees."""
+    assert cfg.serving.timeframe == "1h"
+    _version(cfg, "1day", 1)
+    both = ",".join(p.pair_id for p in cfg.universe.pairs[:2])
+    for spelling in ("1day", "daily", "1D"):
+        code, out = _run("serve", "--bars", "file", "--model", V, "--pairs", both,
+                         "--timeframe", spelling, "--exit-when-idle", "0.5")  # fmt: skip
+        assert code == 2, out
+        _one_line(out, "SERVING_PAIR_NOT_IN_VERSION")
+    code, out = _run("serve", "--bars", "file", "--model", V, "--timeframe", "1H",
+                     "--exit-when-idle", "0.5")  # fmt: skip
+    assert code == 2, out
+    _one_line(out, "SERVING_TIMEFRAME_MISMATCH")
+    assert "serving is at 1h (--timeframe)" in out and "--timeframe 1day`" in out, out
+
+
+def test_serve_refuses_a_timeframe_without_its_policies_in_one_line(archive: Path) -> None:
+    code, out = _run("serve", "--bars", "file", "--timeframe", "4h", "--exit-when-idle", "0.5")
+    assert code == 2, out
+    _one_line(out, "CONFIG_TIMEFRAME_POLICY_MISSING")  # no label or execution policy at 4h
+    assert "--timeframe 4h: core_policy.yaml: key 'labels'" in out, out
+    code, out = _run("serve", "--timeframe", "3h")
+    assert code == 2 and "3h" in out and "Traceback" not in out, out
+
+
+def test_a_timeframe_override_reaches_everything_the_workers_derive(cfg: AppConfig) -> None:
+    """`--timeframe` is carried to the worker processes (their config read anew) and every
+    derived setting follows it: bar length, valid_until, drawdown review, catalog history;
+    a timeframe without its policies is refused naming the option and the key."""
+    from mlcore.errors import ConfigError
+    from mlcore.serving._setup import pair_setup, serving_at
+    from mlcore.serving._swap import base_config
+    from mlcore.serving._worker import WorkerSpec
+
+    spec = WorkerSpec(worker_id="w", pair_ids=(), config_root=str(CONFIG_ROOT), env_name="dev",
+                      model_folder="m", theta=(0.5, 0.5), timeframe="1day")  # fmt: skip
+    daily = base_config(spec)
+    assert daily.serving.timeframe == "1day" and cfg.serving.timeframe == "1h"
+    pair = cfg.universe.pairs[0]
+    hourly_setup = pair_setup(cfg, pair, (0.5, 0.5), "0" * 64)
+    daily_setup = pair_setup(daily, pair, (0.5, 0.5), "0" * 64)
+    assert (hourly_setup.bar_seconds, daily_setup.bar_seconds) == (3600, 86400)
+    # valid_until = close + signal_valid_seconds of the timeframe: 5 min for an hourly signal;
+    # a daily one (closing at midnight UTC) holds until the next daily close, not 00:05.
+    assert (hourly_setup.valid_seconds, daily_setup.valid_seconds) == (300, 86400)
+    review = cfg.backtest.execution_at("1day").halt_review_bars
+    assert daily_setup.drawdown.review == review
+    assert serving_at(cfg, None) is cfg and serving_at(cfg, "1h") is cfg
+    bare = cfg.serving.model_copy(update={"signal_valid_seconds": {"1h": 300.0}})
+    with pytest.raises(ConfigError) as exc:
+        serving_at(replace(cfg, serving=bare), "1day")
+    assert exc.value.code == "CONFIG_TIMEFRAME_POLICY_MISSING"
+    assert str(exc.value).count("\n") == 0 and "--timeframe 1day" in str(exc.value)
+    assert "signal_valid_seconds" in str(exc.value)
+    flat = cfg.serving.model_copy(update={"signal_valid_seconds": 600.0})
+    assert pair_setup(serving_at(replace(cfg, serving=flat), "1day"), pair, (0.5, 0.5),
+                      "0" * 64).valid_seconds == 600  # fmt: skip
 
 
 def test_serve_refuses_a_version_without_its_decision_parameters(
@@ -120,3 +190,23 @@ def _no(version: str) -> None:
     from mlcore.execution import no_record
 
     raise no_record(version)
+
+
+def test_the_timeframe_refusal_names_the_file_that_sets_it_and_the_one_to_edit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a workspace without its own serving_policy.yaml the timeframe is the shipped one,
+    and the file to edit is the workspace's own; once that sets it, it is named for both."""
+    from mlcore.config import load_config
+    from mlcore.serving._setup import policy_files
+
+    monkeypatch.chdir(tmp_path)
+    code, out = _run("init", "ws")
+    assert code == 0, out
+    own = tmp_path / "ws" / "configs" / "serving_policy.yaml"
+    ws = load_config(own.parent, "dev")
+    shipped = str(ws.base_root / "base" / "serving_policy.yaml")
+    assert policy_files(ws) == (shipped, str(own))
+    own.write_text("timeframe: {value: 1day}\n")
+    assert policy_files(load_config(own.parent, "dev")) == (str(own), str(own))
+    assert policy_files(load_config(CONFIG_ROOT, "dev")) == (shipped, shipped)

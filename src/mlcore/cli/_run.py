@@ -10,7 +10,7 @@ import typer
 
 from mlcore.cli._app import app, coded, command, load_config
 from mlcore.cli._models import UnregisteredOpt
-from mlcore.cli._params import SEED_MAX, BarSource
+from mlcore.cli._params import SEED_MAX, BarSource, parse_timeframe
 from mlcore.cli._render import (
     print_backtest,
     print_demo,
@@ -114,6 +114,16 @@ def serve_cmd(
         BarSource | None,
         typer.Option(help="Bar source: redis or file (default: serving_policy.yaml bar_source)."),
     ] = None,
+    timeframe: Annotated[
+        str | None,
+        typer.Option(
+            "--timeframe",
+            parser=parse_timeframe,
+            metavar="TF",
+            help="Serve this bar timeframe instead of serving_policy.yaml's (a version trained "
+            "at another is refused): 1h, 1day; also 1H, hourly, 1d, daily.",
+        ),
+    ] = None,
     unregistered: UnregisteredOpt = False,
     force_rejected: Annotated[
         bool,
@@ -126,7 +136,7 @@ def serve_cmd(
     """Run the inference workers: bars in (Redis Streams, or a JSON-lines file), signals out
     (Redis stream + Pub/Sub, signal.json, core.signals_live). Ctrl-C stops them cleanly."""
     from mlcore import serving
-    from mlcore.cli._data import check_pairs
+    from mlcore.cli._data import check_pairs, check_timeframe
     from mlcore.governance import require_in_force
 
     cfg = load_config()
@@ -135,11 +145,13 @@ def serve_cmd(
         text(f"config version {version.sha[:12]} in force")
     ids = [p.strip() for p in pairs.split(",")] if pairs is not None else None
     check_pairs(cfg, ids or [], "--pairs")  # empty items (``--pairs ,,``) and repeats refused
+    if timeframe is not None:
+        check_timeframe(cfg, timeframe)
     with coded(ConfigError, "SERVING_START_REFUSED"):
         summary = serving.serve(
             cfg, model=model, pair_ids=ids, workers=workers, replay_last=replay_last,
             exit_when_idle_seconds=exit_when_idle, bars=None if bars is None else str(bars),
-            unregistered=unregistered, force_rejected=force_rejected,
+            unregistered=unregistered, force_rejected=force_rejected, timeframe=timeframe,
         )  # fmt: skip
     print_serve(summary)
     if summary.given_up:

@@ -307,6 +307,7 @@ def load_config(config_root: Path | None = None, env_name: str | None = None) ->
         try:
             core.labels_at(tf)
             backtest.execution_at(tf)
+            serving.valid_seconds_at(tf)
         except ConfigError as exc:  # the scheduled flow (or the workers) would fail each run
             raise ConfigError(
                 exc.code,

@@ -1005,12 +1005,32 @@ class ServingPolicy(Policy):
     workers: WorkerPolicy
     bar_source: BarSourcePolicy
     freshness_budget_seconds: Seconds
-    signal_valid_seconds: Seconds
+    #: how long after its bar's close a signal holds: one number for every timeframe, or one
+    #: per timeframe (a daily signal waits for the next session; an hourly one does not)
+    signal_valid_seconds: Seconds | Annotated[dict[Timeframe, Seconds], Field(min_length=1)]
     redis: RedisDeliveryPolicy
     serving_root: str
     aggregate_every_seconds: Seconds
     metrics_port: Annotated[int, Field(ge=0, le=65535)]
     flags_max_age_seconds: Seconds = 30.0
+
+    def valid_seconds_at(self, timeframe: str) -> float:
+        """``signal_valid_seconds`` of ``timeframe``; ConfigError naming those that have one."""
+        table = self.signal_valid_seconds
+        if not isinstance(table, dict):
+            return float(table)
+        if timeframe in table:
+            return float(table[timeframe])
+        from mlcore.errors import ConfigError
+
+        raise ConfigError(
+            "CONFIG_TIMEFRAME_POLICY_MISSING",
+            f"serving_policy.yaml: key 'signal_valid_seconds' has no entry for timeframe "
+            f"{timeframe!r} (it has {', '.join(table)}): add one (how long after its bar's "
+            "close a signal holds)",
+            details={"file": "serving_policy.yaml", "key": "signal_valid_seconds",
+                     "timeframe": timeframe},
+        )  # fmt: skip
 
 
 POLICY_SCHEMAS["serving_policy"] = ServingPolicy

@@ -153,15 +153,24 @@ def version_config(cfg: AppConfig, params: VersionParams) -> AppConfig:
     )  # fmt: skip
 
 
-def check_serving(params: VersionParams, pair_ids: list[str], timeframe: str) -> None:
+def check_serving(
+    params: VersionParams, pair_ids: list[str], timeframe: str,
+    source: str | None = "serving_policy.yaml", edit: str | None = None,
+) -> None:  # fmt: skip
     """Refuse (``ConfigError``, one line) serving ``pair_ids`` at ``timeframe`` with a version
-    not trained on each of those pairs at that timeframe."""
+    not trained on each of those pairs at that timeframe. ``source`` is the policy file whose
+    ``timeframe`` key set it (None: ``mlcore serve --timeframe`` did), ``edit`` the file a
+    user would change instead of passing the option (default: ``source``)."""
     if timeframe != params.timeframe:
+        tf, edit = params.timeframe, edit or source
+        where = "--timeframe" if source is None else f"timeframe in {source}"
+        there = "" if edit is None else " there" if edit == source else f" in {edit}"
+        also = "" if edit is None else f" (or set timeframe: {tf}{there})"
         raise ConfigError(
             "SERVING_TIMEFRAME_MISMATCH",
-            f"model version {params.version} was trained at {params.timeframe}, "
-            f"serving_policy.yaml serves {timeframe}: set serving timeframe "
-            f"{params.timeframe} or serve a version trained at {timeframe}",
+            f"model version {params.version} was trained at {tf}, serving is at {timeframe} "
+            f"({where}): serve it with `mlcore serve --timeframe {tf}`{also}, or serve a "
+            f"version trained at {timeframe}",
         )
     missing = [p for p in pair_ids if p not in params.pair_ids()]
     if missing:

@@ -26,7 +26,7 @@ from mlcore.registry import database_url, make_engine, registry_for, upgrade
 from mlcore.serving._bars import Bar, bar_message
 from mlcore.serving._delivery import replay_names
 from mlcore.serving._models import ServedModel, deployed_model, named_model, read_notice
-from mlcore.serving._setup import serving_dir
+from mlcore.serving._setup import policy_files, serving_at, serving_dir
 from mlcore.serving._supervisor import Supervisor, assign_pairs
 from mlcore.serving._worker import WorkerSpec
 
@@ -237,12 +237,15 @@ def serve(
     workers: int | None = None, replay_last: int | None = None,
     exit_when_idle_seconds: float | None = None, bars: str | None = None,
     should_stop: Callable[[], bool] = lambda: False, unregistered: bool = False,
-    force_rejected: bool = False,
+    force_rejected: bool = False, timeframe: str | None = None,
 ) -> ServeSummary:  # fmt: skip
     """Run the workers until stopped (or, replaying, until the replay is done).
     ``unregistered`` lets ``model`` name a folder the registry does not hold; every signal
     then carries ``metadata.model_registered: false``; ``force_rejected`` lets it name a
-    version the registry rejected."""
+    version the registry rejected; ``timeframe`` is served instead of serving_policy.yaml's
+    (the catalog warm-up and replay, bar length, freshness, valid_until, drawdown review and
+    the workers' checks all follow it)."""
+    cfg = serving_at(cfg, timeframe)
     universe = [p.pair_id for p in cfg.universe.pairs]
     named = pair_ids
     pair_ids = pair_ids or universe
@@ -260,13 +263,14 @@ def serve(
     # before any worker starts (each worker checks again).
     params = read_params(served.folder, dict(served.checksums) or None)
     pair_ids, skipped = pairs_to_serve(params, universe, named)
-    check_serving(params, pair_ids, cfg.serving.timeframe)
+    source, edit = (None, None) if timeframe is not None else policy_files(cfg)
+    check_serving(params, pair_ids, cfg.serving.timeframe, source, edit)
     models = _Models(cfg, served, named=model is not None or bool(replay_last))
     groups = assign_pairs(pair_ids, cfg.serving.workers.pairs_per_worker, workers)
     base = WorkerSpec(
         worker_id="", pair_ids=(), config_root=str(cfg.config_root), env_name=cfg.env_name,
         exit_when_idle_seconds=exit_when_idle_seconds, root=str(serving_dir(cfg)), bar_source=bars,
-        config_version=models.config_version,
+        config_version=models.config_version, timeframe=timeframe,
         **models.served.spec_fields(),
     )  # fmt: skip
     if replay_last is not None:

@@ -3,15 +3,17 @@ history its pairs and symbols are warmed on."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from mlcore.config import TIMEFRAMES, AppConfig, PairSpec
 from mlcore.data import Catalog
-from mlcore.errors import MlcoreError
+from mlcore.errors import ConfigError, MlcoreError
 from mlcore.execution import checked_theta, leg_costs
 from mlcore.features import align_legs, segment_starts
 from mlcore.serving._drawdown import DrawdownLimits
@@ -24,6 +26,42 @@ log = logging.getLogger("mlcore.serving")
 def serving_dir(cfg: AppConfig) -> Path:
     """``{archive}/{serving_root}``."""
     return cfg.paths.archive / cfg.serving.serving_root
+
+
+def policy_files(cfg: AppConfig) -> tuple[str, str]:
+    """Where serving_policy.yaml's timeframe is set (the workspace's own file when it has one,
+    else the shipped base) and the file a user edits to change it (the workspace's own)."""
+    shipped = cfg.base_root / "base" / "serving_policy.yaml"
+    if cfg.workspace is None:
+        return str(shipped), str(shipped)
+    own = cfg.workspace.configs / "serving_policy.yaml"
+    try:  # the load already read and checked it
+        sets = own.is_file() and "timeframe" in (yaml.safe_load(own.read_text("utf-8")) or {})
+    except (OSError, ValueError, yaml.YAMLError):
+        sets = False
+    return str(own if sets else shipped), str(own)
+
+
+def serving_at(cfg: AppConfig, timeframe: str | None) -> AppConfig:
+    """``cfg`` serving ``timeframe`` (``mlcore serve --timeframe``) instead of
+    serving_policy.yaml's, checked as the file's is (a label, execution and
+    signal_valid_seconds entry of it): everything the workers derive from the timeframe (bar
+    seconds, catalog warm-up, freshness, valid_until, drawdown review, metrics) follows it."""
+    if timeframe is None or timeframe == cfg.serving.timeframe:
+        return cfg
+    if timeframe not in TIMEFRAMES:
+        raise ConfigError(
+            "CLI_ARGUMENT_INVALID", f"--timeframe {timeframe!r} is not one of {list(TIMEFRAMES)}"
+        )
+    try:
+        cfg.core.labels_at(timeframe)
+        cfg.backtest.execution_at(timeframe)
+        cfg.serving.valid_seconds_at(timeframe)
+    except ConfigError as exc:
+        raise ConfigError(exc.code, f"--timeframe {timeframe}: {exc.message}",
+                          details=exc.details) from None  # fmt: skip
+    serving = cfg.serving.model_copy(update={"timeframe": timeframe})
+    return dataclasses.replace(cfg, serving=serving)
 
 
 def _conversion(cfg: AppConfig, symbol: str) -> Conversion:
@@ -70,7 +108,7 @@ def pair_setup(
         windows=cfg.features.pair, ai1=ai1, rules=rules,
         capital_usd=account.capital_usd / len(cfg.universe.pairs),
         risk_fraction=account.risk_fraction, bar_seconds=seconds,
-        valid_seconds=cfg.serving.signal_valid_seconds,
+        valid_seconds=cfg.serving.valid_seconds_at(cfg.serving.timeframe),
         freshness_ns=int(cfg.serving.freshness_budget_seconds * 1e9),
         fx_stale_ns=account.fx_stale_seconds * 1_000_000_000, costs=cfg.costs,
         params_sha256=params_sha256,

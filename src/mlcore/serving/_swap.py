@@ -25,7 +25,7 @@ from mlcore.features import PAIR_FEATURES, PairFeatureEngine
 from mlcore.serving._delivery import replay_names
 from mlcore.serving._pair import PairSetupLive
 from mlcore.serving._scorer import PairScorer
-from mlcore.serving._setup import history, pair_setup
+from mlcore.serving._setup import history, pair_setup, serving_at
 from mlcore.serving._target import ServingTarget, read_target
 
 if TYPE_CHECKING:
@@ -53,8 +53,9 @@ class Loaded:
 
 
 def base_config(spec: WorkerSpec) -> AppConfig:
-    """The configuration a worker reads from its config folder (replay names for a replay)."""
-    cfg = load_config(Path(spec.config_root), spec.env_name)
+    """The configuration a worker reads from its config folder, at the timeframe it was
+    started at (``mlcore serve --timeframe``), with replay names for a replay."""
+    cfg = serving_at(load_config(Path(spec.config_root), spec.env_name), spec.timeframe)
     if spec.replay_redis:
         serving = cfg.serving.model_copy(update={"redis": replay_names(cfg.serving.redis)})
         cfg = dataclasses.replace(cfg, serving=serving)

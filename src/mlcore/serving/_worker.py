@@ -56,7 +56,7 @@ from mlcore.serving._orphan import die_with_parent
 from mlcore.serving._outbox import Outbox
 from mlcore.serving._pair import HARD_HALTED, FxQuote, PairBar, PairRuntime
 from mlcore.serving._scorer import PairScorer
-from mlcore.serving._setup import pair_setup, serving_dir
+from mlcore.serving._setup import pair_setup, serving_at, serving_dir
 from mlcore.serving._swap import ModelUnusable, base_config, load_version, poll_target
 from mlcore.serving._target import TargetWatch
 from mlcore.serving._worker_flags import (
@@ -103,6 +103,8 @@ class WorkerSpec:
     # (see mlcore.serving._target): a newer target.json is taken without a restart.
     config_version: str | None = None
     target_seq: int = 0
+    # The timeframe served instead of serving_policy.yaml's (`mlcore serve --timeframe`).
+    timeframe: str | None = None
 
 
 def heartbeat_path(root: Path, worker_id: str) -> Path:
@@ -117,9 +119,11 @@ class Worker:
         self.spec = spec
         if cfg is None:
             cfg = base_config(spec)
-        elif spec.replay_redis:
-            serving = cfg.serving.model_copy(update={"redis": replay_names(cfg.serving.redis)})
-            cfg = dataclasses.replace(cfg, serving=serving)
+        else:
+            cfg = serving_at(cfg, spec.timeframe)
+            if spec.replay_redis:
+                serving = cfg.serving.model_copy(update={"redis": replay_names(cfg.serving.redis)})
+                cfg = dataclasses.replace(cfg, serving=serving)
         self.base_cfg = cfg
         sv = cfg.serving
         self.root = Path(spec.root) if spec.root else serving_dir(cfg)
