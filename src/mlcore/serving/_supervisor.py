@@ -38,7 +38,8 @@ from mlcore.serving._delivery import archive_signals
 from mlcore.serving._models import ServedModel
 from mlcore.serving._setup import serving_dir
 from mlcore.serving._target import ServingTarget, read_target, write_target
-from mlcore.serving._worker import EXIT_MODEL_UNUSABLE, WorkerSpec, heartbeat_path, worker_main
+from mlcore.serving._worker import EXIT_MODEL_UNUSABLE, WorkerSpec, worker_main
+from mlcore.serving._worker_state import heartbeat_path
 
 log = logging.getLogger("mlcore.serving")
 

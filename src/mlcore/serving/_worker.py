@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import signal as os_signal
 import sys
 import time
@@ -64,9 +63,8 @@ from mlcore.serving._worker_flags import (
     poll_flags,
     read_flags,
     recovered,
-    report_applied_seq,
 )
-from mlcore.serving._worker_state import checkpoint, restore
+from mlcore.serving._worker_state import checkpoint, heartbeat, restore
 from mlcore.signals import encode_signal
 
 log = logging.getLogger("mlcore.serving")
@@ -105,11 +103,6 @@ class WorkerSpec:
     target_seq: int = 0
     # The timeframe served instead of serving_policy.yaml's (`mlcore serve --timeframe`).
     timeframe: str | None = None
-
-
-def heartbeat_path(root: Path, worker_id: str) -> Path:
-    """Where a worker's heartbeat file lives under its serving folder."""
-    return root / "heartbeats" / f"{worker_id}.json"
 
 
 class Worker:
@@ -433,33 +426,11 @@ class Worker:
         if force or now - self._last_beat >= sv.redis.heartbeat_seconds:
             self._last_beat = now
             read_flags(self)  # also without bars: how fresh the flags are is known
-            self._heartbeat()
-
-    def _heartbeat(self) -> None:
-        """The heartbeat file (which the supervisor watches) and, with Redis, the key that
-        expires after heartbeat_ttl_seconds (for monitors elsewhere)."""
-        beat = json.dumps({"worker": self.spec.worker_id, "pairs": list(self.spec.pair_ids),
-                           "model_version": self.version, "params_sha256": self.params_sha256,
-                           "theta": list(self.theta), "config_version": self.config_version,
-                           "target_seq": self.target_seq, "refused_seq": self.refused_seq,
-                           "pid": os.getpid(), "at": time.time(), "flags_seq": self._applied_seq,
-                           "counts": dict(self.tally)})  # fmt: skip
-        path = heartbeat_path(self.root, self.spec.worker_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(beat)
-        if self.client is not None:
-            key = f"{self.cfg.serving.redis.heartbeat_prefix}{self.spec.worker_id}"
-            ttl_ms = int(self.cfg.serving.redis.heartbeat_ttl_seconds * 1000)
-            try:
-                self.client.set(key, beat, px=ttl_ms)
-            except redis.RedisError:
-                pass  # Redis away: the file still beats; the outbox keeps the signals
-            if self._applied_seq >= 0:
-                report_applied_seq(self)
+            heartbeat(self)
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> dict[str, int]:
         """Loop until asked to stop (or idle for ``exit_when_idle_seconds``); return counts."""
-        self._heartbeat()  # up and warmed: the supervisor's start-up grace ends here
+        heartbeat(self)  # up and warmed: the supervisor's start-up grace ends here
         self._last_beat = time.monotonic()
         idle_since = time.monotonic()
         limit = self.spec.exit_when_idle_seconds

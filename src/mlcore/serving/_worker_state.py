@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import redis
 
 from mlcore.config import PairSpec
 from mlcore.serving._bars import Bar
@@ -104,3 +107,33 @@ def checkpoint(
     worker._rows = []
     worker._touched = set()
     worker._last_commit = time.monotonic()
+
+
+def heartbeat_path(root: Path, worker_id: str) -> Path:
+    """Where a worker's heartbeat file lives under its serving folder."""
+    return root / "heartbeats" / f"{worker_id}.json"
+
+
+def heartbeat(worker: Worker) -> None:
+    """The heartbeat file (which the supervisor watches) and, with Redis, the key that expires
+    after heartbeat_ttl_seconds (for monitors elsewhere)."""
+    beat = json.dumps({"worker": worker.spec.worker_id, "pairs": list(worker.spec.pair_ids),
+                       "model_version": worker.version, "params_sha256": worker.params_sha256,
+                       "theta": list(worker.theta), "config_version": worker.config_version,
+                       "target_seq": worker.target_seq, "refused_seq": worker.refused_seq,
+                       "pid": os.getpid(), "at": time.time(), "flags_seq": worker._applied_seq,
+                       "counts": dict(worker.tally)})  # fmt: skip
+    path = heartbeat_path(worker.root, worker.spec.worker_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(beat)
+    if worker.client is not None:
+        key = f"{worker.cfg.serving.redis.heartbeat_prefix}{worker.spec.worker_id}"
+        ttl_ms = int(worker.cfg.serving.redis.heartbeat_ttl_seconds * 1000)
+        try:
+            worker.client.set(key, beat, px=ttl_ms)
+        except redis.RedisError:
+            pass  # Redis away: the file still beats; the outbox keeps the signals
+        if worker._applied_seq >= 0:
+            from mlcore.serving._worker_flags import report_applied_seq  # it imports this module
+
+            report_applied_seq(worker)
