@@ -24,7 +24,8 @@ def test_ai1_finds_the_reversion_regimes(tmp_path: Path, monkeypatch: pytest.Mon
     policy = {k: v for k, v in E2E_TRAINING.items() if k != "canary"}
     cfg = load_config(config_with(tmp_path, {"training_policy": policy}), "dev")
     report = train_generated(cfg, regime_pairs(), years=4, seed=7)
-    assert report.status == "ok", report.blocked_reasons
+    # Not blocked (a warning, such as a calibration that worsens log loss, makes it weak).
+    assert report.status in ("ok", "weak"), report.blocked_reasons
     m = report.metrics["ai1"]
     assert m["oos_raw"]["n"] > 400
     assert m["oos_raw"]["auc"] > 0.56 and m["oos_calibrated"]["auc"] > 0.55

@@ -192,7 +192,10 @@ def test_a_file_ingest_killed_midway_then_run_again_lands_each_fill_once(
     env = {**os.environ, "ARCHIVE_PATH": str(archive), "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen([sys.executable, "-c", _INGEST, url, str(root)], env=env, cwd=REPO)
     try:
-        for _ in range(600):
+        # Its start-up (imports, config) took over 30 s on a loaded CI machine: wait for the
+        # first commits, not a fixed time.
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
             if _count(engine, live_trades) >= 10 or proc.poll() is not None:
                 break
             time.sleep(0.05)
