@@ -4,36 +4,17 @@
 from __future__ import annotations
 
 import shlex
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from mlcore.cli import app
 from mlcore.config import load_config
-from tests.conftest import CONFIG_ROOT
-
-runner = CliRunner()
-
-
-def _run(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args))
-    out = result.output + (result.stderr if result.stderr_bytes else "")
-    assert "Traceback" not in out
-    return result.exit_code, out
+from tests.unit.test_workspace import _run, project  # noqa: F401 - project is a fixture
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "project" / "configs"
-    shutil.copytree(CONFIG_ROOT, root)
-    return root
-
-
-@pytest.fixture
-def ws(tmp_path: Path, project: Path) -> Path:
+def ws(tmp_path: Path, project: Path) -> Path:  # noqa: F811
     folder = tmp_path / "my research"  # a space, as in many home folders
     code, out = _run("init", str(folder), "--config-root", str(project))
     assert code == 0, out
@@ -57,7 +38,9 @@ def test_add_pair_takes_the_symbol_spellings_ingest_takes(ws: Path) -> None:
 
 
 def test_commands_printed_for_a_folder_with_spaces_work_when_pasted(
-    ws: Path, tmp_path: Path, project: Path
+    ws: Path,
+    tmp_path: Path,
+    project: Path,  # noqa: F811
 ) -> None:
     """`mlcore init 'my research'` printed `cd /…/my research` (a `cd` to two folders when
     pasted), and its README and the not-a-workspace hint named the folder unquoted."""
