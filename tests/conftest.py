@@ -18,8 +18,11 @@ import pytest
 import structlog
 import yaml
 from hypothesis import HealthCheck, settings
+from prometheus_client import REGISTRY, values
 
 from mlcore.config import AppConfig, load_config
+from mlcore.observability import MULTIPROC_ENV
+from mlcore.observability import _metrics as obs_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -118,6 +121,30 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in _ENV_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("TZ", "UTC")
+
+
+@pytest.fixture(autouse=True)
+def _environ_restored() -> Iterator[None]:
+    """A command run in the test process sets variables for the processes it starts
+    (``PROMETHEUS_MULTIPROC_DIR`` at its archive's metrics folder, Prefect's log levels), which
+    monkeypatch does not undo when they were unset before. A later test's subprocess then
+    inherited a metrics folder already deleted. Each test gets the environment back as it found
+    it, and prometheus_client back in single-process mode if the test had switched it."""
+    saved = dict(os.environ)
+    yield
+    if os.environ.get(MULTIPROC_ENV) != saved.get(MULTIPROC_ENV) and MULTIPROC_ENV not in saved:
+        _metrics_unbound()
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def _metrics_unbound() -> None:
+    obs_metrics._bound.clear()
+    values.ValueClass = values.MutexValue
+    if obs_metrics.metrics.cache_info().currsize:
+        for collector in obs_metrics.metrics().built():
+            REGISTRY.unregister(collector)
+        obs_metrics.metrics.cache_clear()
 
 
 @pytest.fixture(autouse=True)

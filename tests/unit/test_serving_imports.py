@@ -22,8 +22,9 @@ HEAVY = ("plotly", "optuna", "sklearn", "alembic", "prefect", "imblearn", *RESEA
 def _loaded_after(statement: str) -> set[str]:
     code = f"import json, sys; {statement}; print(json.dumps(sorted(sys.modules)))"
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
     )
+    assert out.returncode == 0, out.stderr[-3000:]
     return set(json.loads(out.stdout.splitlines()[-1]))
 
 

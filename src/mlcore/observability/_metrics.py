@@ -14,6 +14,8 @@ from pathlib import Path
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, values
 from prometheus_client.values import MultiProcessValue
 
+from mlcore.errors import ConfigError
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: Latency buckets in seconds, with one at the spec's 0.2 s SLO (inference_latency_ms < 200).
 LATENCY_BUCKETS_SECONDS = (
@@ -61,6 +63,32 @@ class HoldReason(StrEnum):
 
 
 _bound: list[str] = []  # the folder this module last pointed the environment at
+
+
+def _env_folder_ready() -> None:
+    """prometheus_client writes into ``PROMETHEUS_MULTIPROC_DIR`` from the first collector built
+    (the workers' are built at import), and a folder that did not exist ended the process in a
+    traceback from inside it. A folder set but missing is made (as :func:`bind_multiproc`
+    does); an empty value is read as unset (it had meant files in the working directory); a
+    folder that cannot be made is a config error naming the variable."""
+    env = os.environ.get(MULTIPROC_ENV)
+    if env is None:
+        return
+    if not env.strip():
+        del os.environ[MULTIPROC_ENV]
+        values.ValueClass = values.MutexValue
+        return
+    try:
+        Path(env).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            "CONFIG_ENV_INVALID",
+            f"{MULTIPROC_ENV}={env!r}: the metrics folder cannot be made "
+            f"({exc.strerror or exc}); point it at a writable folder or unset it",
+        ) from None
+
+
+_env_folder_ready()
 
 
 def bind_multiproc(folder: Path) -> None:
