@@ -120,6 +120,7 @@ def _cli(args: list[str], archive: Path) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.mark.slow  # two fresh CLI processes, each migrating a new registry
 def test_no_alembic_chatter_unless_verbose(tmp_path: Path) -> None:
     # Opening the embedded registry runs its Alembic migrations.
     quiet = _cli(["registry", "list"], tmp_path / "a")
@@ -156,6 +157,7 @@ except ValueError:
 """
 
 
+@pytest.mark.slow  # a Prefect server start-up per run
 @pytest.mark.parametrize("verbose", [False, True])
 def test_no_prefect_lines_unless_verbose_for_a_flow_that_runs_or_fails(verbose: bool) -> None:
     env = {**os.environ, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "150",

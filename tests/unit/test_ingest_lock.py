@@ -18,6 +18,8 @@ from mlcore.data._lock import symbol_lock
 from mlcore.errors import RetryableError
 from tests.conftest import CONFIG_ROOT
 
+pytestmark = pytest.mark.slow  # spawned processes, each importing the pipeline
+
 SYM = "BTC/USD"
 
 

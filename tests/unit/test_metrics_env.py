@@ -1,48 +1,49 @@
 """``PROMETHEUS_MULTIPROC_DIR`` as an operator (or a leaked environment) may leave it: the
 workers build their collectors at import, so a missing folder had ended ``import
-mlcore.serving`` in a traceback from inside prometheus_client (a CI run saw it)."""
+mlcore.serving`` in a traceback from inside prometheus_client (a CI run saw it). The import
+in a fresh process with a missing folder is in test_serving_imports."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-MLCORE = Path(sys.executable).parent / "mlcore"
+import pytest
+from prometheus_client import values
+
+from mlcore.errors import ConfigError
+from mlcore.observability import MULTIPROC_ENV
+from mlcore.observability._metrics import _env_folder_ready
 
 
-def _run(args: list[str], env_value: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": env_value}
-    return subprocess.run(
-        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-
-
-def test_a_missing_folder_is_made_and_the_workers_record_into_it(tmp_path: Path) -> None:
+def test_a_missing_folder_is_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "gone" / "metrics"
-    code = "import mlcore.serving as s; s._metrics.SIGNALS_TOTAL.labels('hold').inc()"
-    out = _run([sys.executable, "-c", code], str(folder), tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert any(p.name.startswith("counter_") for p in folder.iterdir())
+    monkeypatch.setenv(MULTIPROC_ENV, str(folder))
+    _env_folder_ready()
+    assert folder.is_dir()
+    assert os.environ[MULTIPROC_ENV] == str(folder)
 
 
-def test_an_empty_value_is_unset_and_writes_nothing_in_the_working_folder(tmp_path: Path) -> None:
-    code = "import mlcore.serving as s; s._metrics.SIGNALS_TOTAL.labels('hold').inc()"
-    out = _run([sys.executable, "-c", code], "  ", tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_value_is_unset(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # prometheus_client had read it as the working folder and written its files there.
+    monkeypatch.setenv(MULTIPROC_ENV, value)
+    monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue())
+    _env_folder_ready()
+    assert MULTIPROC_ENV not in os.environ
+    assert values.ValueClass is values.MutexValue
 
 
-def test_a_folder_that_cannot_be_made_is_one_line_naming_the_variable(tmp_path: Path) -> None:
+def test_a_folder_that_cannot_be_made_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    out = _run([str(MLCORE), "kpis", "show"], str(blocker / "metrics"), tmp_path)
-    assert out.returncode == 2, out.stderr[-3000:]
-    lines = [ln for ln in out.stderr.splitlines() if ln.startswith("error ")]
-    assert lines == [
-        f"error CONFIG_ENV_INVALID: PROMETHEUS_MULTIPROC_DIR={str(blocker / 'metrics')!r}: the "
-        "metrics folder cannot be made (Not a directory); point it at a writable folder or "
-        "unset it"
-    ]
-    assert "Traceback" not in out.stderr
+    monkeypatch.setenv(MULTIPROC_ENV, str(blocker / "metrics"))
+    with pytest.raises(ConfigError) as err:
+        _env_folder_ready()
+    assert err.value.code == "CONFIG_ENV_INVALID"
+    assert err.value.message == (
+        f"PROMETHEUS_MULTIPROC_DIR={str(blocker / 'metrics')!r}: the metrics folder cannot be "
+        "made (Not a directory); point it at a writable folder or unset it"
+    )
