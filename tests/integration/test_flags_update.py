@@ -24,8 +24,10 @@ from mlcore.serving import (
 )
 from tests.conftest import free_port, redis_url
 
-WRITERS = 8
-ROUNDS = 5
+# Four processes (each spawned child imports the pipeline, about 8 s of CPU here) of ten rounds:
+# forty read-modify-writes racing, where an update lost to a race shows as a missing pair.
+WRITERS = 4
+ROUNDS = 10
 
 
 def _store(url: str | None, key: str, path: str) -> FlagStore:
