@@ -75,6 +75,10 @@ code                                       class                  when
                                                                   not ISO 8601
 ``AUDIT_REQUEST_HEAD_INVALID``             ConfigError (exit 2)   ``audit verify --head`` that is
                                                                   not 64 hex digits
+``TRAIN_RUN_BLOCKED``                      FatalError (exit 1)    ``mlcore train`` wrote a version
+                                                                  whose training was blocked (the
+                                                                  models named; registered as
+                                                                  rejected)
 ``RETRAIN_GUARD_STOPPED``                  RetrainRefused         retraining stopped after
                                            (Fatal)                consecutive failures
 ``RETRAIN_GUARD_BUSY``                     RetrainRefused         another retraining run is on (its

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
@@ -14,12 +15,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlcore.config import AppConfig
+from mlcore.config import AppConfig, load_config
 from mlcore.data import Catalog
 from mlcore.demo import DemoResult
 from mlcore.execution import IsotonicCalibrator, ModelInputs
 from mlcore.models import HOLD_LEVEL, DirectionModel
+from mlcore.registry import registry_for
 from mlcore.training import TrainReport, direction_rows, train_models
+from tests.conftest import E2E_TRAINING, config_with
+from tests.e2e.conftest import linked_archive
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +119,40 @@ def test_another_seed_gives_other_models_in_a_new_folder(
     assert (other.folder / "ai1.lgbm.txt").read_bytes() != (
         first.folder / "ai1.lgbm.txt"
     ).read_bytes()
+
+
+def test_a_blocked_training_exits_1_naming_why_and_registers_the_version_rejected(
+    demo_cfg: tuple[AppConfig, TrainReport],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A script running `mlcore train && mlcore backtest` must not go on after a blocked run
+    (it had exited 0). Leaves too big for the data: no tree splits, so every model blocks."""
+    from typer.testing import CliRunner
+
+    from mlcore.cli import app
+
+    cfg, _ = demo_cfg
+    monkeypatch.setenv("ARCHIVE_PATH", str(linked_archive(cfg, tmp_path)))
+    policy = {**E2E_TRAINING, "lightgbm": {"min_child_samples": 10_000_000},
+              "optuna": {"ai1_trials": 0, "ai2_trials": 0, "ai3_trials": 0,
+                         "direction_trials": 0}}  # fmt: skip
+    root = config_with(tmp_path, {"training_policy": policy})
+    args = ["train", "--timeframe", "1h", "--no-direction",
+            "--config-root", str(root)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    said = result.output + capfd.readouterr().err
+    assert result.exit_code == 1, said
+    errors = [ln for ln in said.splitlines() if ln.startswith("error ")]
+    assert len(errors) == 1 and errors[0].startswith("error TRAIN_RUN_BLOCKED: training of "), said
+    assert "blocked (ai1, ai2, ai3: the reasons are under retrain_status" in errors[0], said
+    assert errors[0].endswith("registered as rejected") and "no split in any tree" in said
+    assert "Traceback" not in said
+    reg = registry_for(load_config(root, "dev"))
+    (rec,) = reg.records()
+    assert rec.status == "rejected" and rec.model_version in errors[0]
+    reg.engine.dispose()
 
 
 def test_the_stored_model_reloads_natively_and_scores_the_same(

@@ -13,7 +13,7 @@ from mlcore.cli._app import app, coded, command, load_config, typer_app
 from mlcore.cli._data import TimeframeOpt, check_pairs, check_timeframe
 from mlcore.cli._params import SEED_MAX
 from mlcore.cli._render import print_backtest, print_theta, print_train, text
-from mlcore.errors import ConfigError, DataQualityError
+from mlcore.errors import ConfigError, DataQualityError, FatalError
 
 if TYPE_CHECKING:
     from mlcore.backtest import BacktestReport
@@ -90,6 +90,15 @@ def train(
     if reg is not None:
         rec = registry_call(lambda: register_trained(reg, report, actor))
         text(f"registered {rec.model_version} as {rec.status}: {rec.notes}")
+    if report.status == "blocked":
+        # A script chaining train and backtest must not go on as if a usable version existed.
+        models = dict.fromkeys(r.split(":", 1)[0] for r in report.blocked_reasons)
+        raise FatalError(
+            "TRAIN_RUN_BLOCKED",
+            f"training of {report.model_version} blocked ({', '.join(models)}: the reasons "
+            "are under retrain_status above); the version is kept for inspection"
+            + (", registered as rejected" if reg is not None else ""),
+        )
 
 
 def register_trained(reg: Registry, report: TrainReport, actor: str) -> ModelRecord:

@@ -119,6 +119,8 @@ def print_ingest(report: IngestReport) -> None:
             text(f"  {layer} partitions removed: {months_shown(months)}")
     flagged = {k: v for k, v in report.flags.items() if k != "ok" and v}
     text(f"  flagged bars: {flagged or 'none'}; missing bars: {report.missing_bars}")
+    if report.spacing_hint:
+        out.print(f"  [yellow]hint[/] {escape(report.spacing_hint)}")
     quarantined = sorted(report.quarantined.items())
     for month, (reason, detail) in quarantined[:SHOWN_MONTHS]:
         out.print(f"  [yellow]quarantined[/] {month}: {escape(f'{reason}: {detail}')}")

@@ -32,6 +32,7 @@ from mlcore.data._raw import (
     read_raw_history,
     write_raw,
 )
+from mlcore.data._rules import spacing_hint
 from mlcore.data._store import (
     BARS_FILE,
     EXCLUDED_FILE,
@@ -84,6 +85,8 @@ class IngestReport:
     replace_withheld: bool = False
     raw_partitions_removed: list[str] = field(default_factory=list)
     canonical_partitions_removed: list[str] = field(default_factory=list)
+    #: the file's bars are spaced as another timeframe's (``spacing_hint``), else empty
+    spacing_hint: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as plain JSON-able data."""
@@ -387,6 +390,7 @@ def ingest(
         replace_withheld=replace_span and bool(fetched.rejects),
         raw_partitions_removed=sorted(set(counts.removed_months) | set(emptied)),
         canonical_partitions_removed=stale,
+        spacing_hint=spacing_hint(unique["ts"], timeframe),
     )
     path = cfg.paths.reports / "ingest" / f"{report.run_id}.json"
     report.report_path = str(path)

@@ -105,3 +105,30 @@ def isolated_rows(ts_ns: np.ndarray, valid: np.ndarray, policy: IsolatedRows) ->
     run_of = np.repeat(np.arange(len(sizes)), sizes)
     out[order[sizes[run_of] <= policy.max_bars]] = True
     return out
+
+
+#: Fewest bars before their spacing is read as a hint (a short file says little).
+SPACING_MIN_BARS = 10
+
+
+def spacing_hint(ts: pd.Series, timeframe: str) -> str:
+    """A hint when a file's bars are spaced as another timeframe's (daily bars ingested as 1h
+    quarantine every month as gaps, with nothing saying why): the median gap between
+    consecutive bars is at least twice ``timeframe`` and within 25 % of a known timeframe.
+    Empty when the spacing fits, or when the file is too short to tell."""
+    if len(ts) < SPACING_MIN_BARS:
+        return ""
+    gaps = np.diff(np.sort(ts.to_numpy("datetime64[ns]").astype(np.int64))) / 1e9
+    gaps = gaps[gaps > 0]
+    if not len(gaps):
+        return ""
+    median = float(np.median(gaps))
+    if median < 2 * TIMEFRAMES[timeframe]:
+        return ""
+    near = [tf for tf, s in TIMEFRAMES.items() if abs(median - s) <= 0.25 * s]
+    if not near:
+        return ""
+    return (
+        f"the bars are a median {median / 3600:g} h apart, not {timeframe}: were they "
+        f"{near[0]} bars (`--timeframe {near[0]}`)?"
+    )
