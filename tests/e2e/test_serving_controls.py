@@ -227,16 +227,29 @@ def test_a_hard_halt_lifted_mid_run_keeps_the_pair_ready(base, tmp_path: Path, m
 
 def _open_at(reference: list[dict[str, Any]], pair: str | None = None) -> int:
     """The number of signals after which most pairs (or ``pair``) hold a position (within the
-    middle half)."""
+    middle half), and of those points the one whose positions stay open longest: the most
+    slack for the bars the worker handles between that point and its kill (a restart on a
+    loaded machine had let the position close by itself first: nothing left to flatten)."""
+    n = len(reference)
     held: dict[str, int] = {}
-    best, at = -1, len(reference) // 2
-    for i, s in enumerate(reference):
+    states = []
+    for s in reference:
         a = s["metadata"]["action"]
         held[s["pair_id"]] = 1 if a == "entry" else 0 if a == "exit" else held.get(s["pair_id"], 0)
-        now = held.get(pair, 0) if pair else sum(held.values())
-        if len(reference) // 4 <= i <= 3 * len(reference) // 4 and now > best:
-            best, at = now, i + 1
-    assert best > 0, "no pair of the reference holds a position"
+        states.append(dict(held))
+    pairs = [pair] if pair else sorted({s["pair_id"] for s in reference})
+    # left[p][i]: signals from i until p no longer holds (0 where it holds nothing).
+    left = {p: [0] * (n + 1) for p in pairs}
+    for p in pairs:
+        for i in range(n - 1, -1, -1):
+            left[p][i] = left[p][i + 1] + 1 if states[i].get(p, 0) else 0
+    best, at = (0, 0), n // 2
+    for i in range(n // 4, 3 * n // 4 + 1):
+        holding = [p for p in pairs if states[i].get(p, 0)]
+        score = (len(holding), min((left[p][i] for p in holding), default=0))
+        if score > best:
+            best, at = score, i + 1
+    assert best[0] > 0, "no pair of the reference holds a position"
     return at
 
 
