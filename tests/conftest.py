@@ -18,7 +18,7 @@ import pytest
 import structlog
 import yaml
 from hypothesis import HealthCheck, settings
-from prometheus_client import REGISTRY, values
+from prometheus_client import values
 
 from mlcore.config import AppConfig, load_config
 from mlcore.observability import MULTIPROC_ENV
@@ -140,11 +140,7 @@ def _environ_restored() -> Iterator[None]:
 
 def _metrics_unbound() -> None:
     obs_metrics._bound.clear()
-    values.ValueClass = values.MutexValue
-    if obs_metrics.metrics.cache_info().currsize:
-        for collector in obs_metrics.metrics().built():
-            REGISTRY.unregister(collector)
-        obs_metrics.metrics.cache_clear()
+    obs_metrics._record_with(values.MutexValue)
 
 
 @pytest.fixture(autouse=True)

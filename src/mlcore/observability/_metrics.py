@@ -104,7 +104,13 @@ def bind_multiproc(folder: Path) -> None:
         return
     os.environ[MULTIPROC_ENV] = str(folder)
     _bound[:] = [str(folder)]
-    values.ValueClass = MultiProcessValue()  # type: ignore[no-untyped-call]
+    _record_with(MultiProcessValue())  # type: ignore[no-untyped-call]
+
+
+def _record_with(value_class: type) -> None:
+    """Build collectors with ``value_class`` from now on (multiprocess files, or memory):
+    those built before are unregistered and rebuilt on first use."""
+    values.ValueClass = value_class
     if metrics.cache_info().currsize:
         for collector in metrics().built():
             REGISTRY.unregister(collector)
